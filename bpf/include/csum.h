@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Incremental Internet checksum updates (RFC 1624) for XDP, where the frame
+ * always carries a complete checksum. The TC programs use the kernel's
+ * bpf_l3/l4_csum_replace instead, because an skb's checksum may be partial
+ * (CHECKSUM_PARTIAL from a local or veth sender) and only the kernel knows.
+ *
+ * Sums are 32-bit one's-complement accumulators over the words as they lie
+ * in memory; the result is independent of host byte order (RFC 1071).
+ */
+#pragma once
+
+#include <linux/types.h>
+
+static __always_inline __u32 csum_add(__u32 sum, __u32 addend)
+{
+	sum += addend;
+	return sum + (sum < addend);
+}
+
+static __always_inline __u32 csum_sub(__u32 sum, __u32 addend)
+{
+	return csum_add(sum, ~addend);
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* The difference that replacing 16 bytes (4 words) from -> to makes. */
+static __always_inline __u32 csum_diff16(const __u32 *from, const __u32 *to)
+{
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		diff = csum_sub(diff, from[i]);
+		diff = csum_add(diff, to[i]);
+	}
+	return diff;
+}
+
+/* Apply a difference to a stored checksum field. */
+static __always_inline void csum_apply(__u16 *check, __u32 diff)
+{
+	*check = csum_fold(csum_add(~(__u32)*check, diff));
+}
+
+/* Like csum_apply, for a UDP checksum: 0 means "no checksum" (IPv4) and
+ * must stay 0; a computed 0 is sent as 0xffff. */
+static __always_inline void csum_apply_udp(__u16 *check, __u32 diff)
+{
+	if (*check == 0)
+		return;
+	csum_apply(check, diff);
+	if (*check == 0)
+		*check = 0xffff;
+}

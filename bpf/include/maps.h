@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The contract between the steering programs and the Go data path: every
+ * type here is exported to Go by bpf2go (-type), so neither side keeps a
+ * hand-written copy of the other's layout.
+ *
+ * Addresses are always 16 bytes; IPv4 addresses are stored IPv4-mapped
+ * (::ffff:a.b.c.d). One layout serves both families, and Go's
+ * netip.Addr.As16() produces exactly this form.
+ */
+#pragma once
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+/* Pools of a service; per-pool state is indexed by these. */
+enum pool {
+	POOL_STABLE = 0,
+	POOL_CANARY = 1,
+	POOL_COUNT = 2,
+};
+
+/* What the split hashes to put a new flow into a pool. */
+enum key_kind {
+	KEY_FLOW = 0,       /* the 5-tuple */
+	KEY_CLIENT = 1,     /* the source address */
+	KEY_GTPU_INNER = 2, /* the inner source address of a GTP-U G-PDU */
+};
+
+enum limits {
+	/* Weights are in basis points: a key is canary iff its bucket < weight. */
+	WEIGHT_SCALE = 10000,
+	/* Maglev lookup table size: prime, and >= 32x the pool size limit so
+	 * that every backend's share is within a few percent of its weight. */
+	MAGLEV_SIZE = 8191,
+	MAX_BACKENDS = 256,
+};
+
+/* service.flags */
+enum service_flags {
+	SVC_F_PINS = 1 << 0, /* the service has pins: look them up for new flows */
+};
+
+/* flow.flags */
+enum flow_flags {
+	FLOW_F_MIRROR = 1 << 0, /* reserved for the mirror feature: copy this flow */
+};
+
+/* Key of the services map: what a client sends to. */
+struct svc_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Value of the services map. The whole value is replaced by one map update,
+ * so a weight change, or a switch to a freshly written lookup table, is seen
+ * by the programs all at once. */
+struct service {
+	__u32 id;          /* index of per-service state (counters, tables, pins) */
+	__u16 weight;      /* canary share of new keys, basis points */
+	__u8 key;          /* enum key_kind */
+	__u8 flags;        /* enum service_flags */
+	__u8 table_gen[POOL_COUNT]; /* live buffer of each pool's lookup table */
+	__u8 table_ok[POOL_COUNT];  /* 1 if the pool has backends */
+};
+
+/* A backend address and port. */
+struct backend {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+};
+
+/* Key of the tables map. Each pool has two buffers (gen 0 and 1): Go
+ * writes the idle one and then flips service.table_gen, so a program never
+ * sees a half-written table. */
+struct table_key {
+	__u32 svc_id;
+	__u8 pool;
+	__u8 gen;
+	__u16 pad;
+};
+
+/* A pool's Maglev lookup table, self-contained: lut[] indexes backends[]. */
+struct table {
+	__u32 backends_len;
+	struct backend backends[MAX_BACKENDS];
+	__u8 lut[MAGLEV_SIZE];
+};
+
+/* Key of the flows (client -> VIP) and replies (backend -> client) maps: a
+ * packet's addresses and ports as they appear on the wire. For services
+ * keyed by gtpu-inner, a flow is a UE: src is the inner source address and
+ * sport is 0, so a UE stays on its backend whichever base station (outer
+ * source) carries it. */
+struct flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind; /* enum key_kind of the service; 0 for replies */
+	__u16 pad;
+};
+
+/* Value of the flows map: where a live flow goes. Room to grow: the metrics
+ * feature adds per-flow timestamps and state after the existing fields, the
+ * mirror feature uses FLOW_F_MIRROR. */
+struct flow {
+	struct backend backend;
+	__u32 svc_id;
+	__u8 pool;
+	__u8 flags;    /* enum flow_flags */
+	__u16 pad;
+	__u32 syn_seq; /* TCP: sequence number of the SYN that created the flow */
+	__u64 created_ns;
+};
+
+/* Value of the replies map: what a backend's reply must look like to the
+ * client (the VIP as its source). */
+struct reply {
+	__u8 vip[16];
+	__be16 vip_port;
+	__u8 pool;
+	__u8 pad;
+	__u32 svc_id;
+};
+
+/* Key of the pins LPM trie: prefixlen counts the 32 bits of svc_id plus the
+ * address bits (an IPv4 prefix /n is stored IPv4-mapped, 96 + n bits). */
+struct pin_key {
+	__u32 prefixlen;
+	__u32 svc_id;
+	__u8 addr[16];
+};
+
+/* Traffic directions of the per-pool counters. */
+enum direction {
+	DIR_TO_BACKEND = 0,
+	DIR_TO_CLIENT = 1,
+	DIR_COUNT = 2,
+};
+
+/* Per service x pool counters (per CPU; Go sums the CPUs). */
+struct pool_stats {
+	__u64 packets[DIR_COUNT];
+	__u64 bytes[DIR_COUNT];
+	__u64 flows; /* new flows steered into the pool */
+};
+
+/* What happened to packets, per CPU. Tests and benchmarks read these to
+ * prove which path a packet took. */
+enum stat {
+	STAT_PASS_NOT_IP = 0,      /* not IPv4/IPv6 (ARP, VLAN-tagged, ...) */
+	STAT_PASS_NOT_L4,          /* not TCP/UDP, or an IPv6 header we do not walk */
+	STAT_PASS_FRAGMENT,        /* an IP fragment: no ports to steer by */
+	STAT_PASS_MALFORMED,       /* truncated or inconsistent headers */
+	STAT_PASS_NOT_SERVICE,     /* no service on this address, port, protocol */
+	STAT_PASS_NOT_REPLY,       /* from the backend side, not a reply of a flow */
+	STAT_FLOW_HIT,             /* an established flow */
+	STAT_FLOW_NEW,             /* a new flow was steered */
+	STAT_FLOW_RESTEER,         /* a TCP SYN with a new ISN reused a flow's tuple */
+	STAT_FLOW_INSERT_FAIL,     /* the flow table refused the entry */
+	STAT_PINNED,               /* a new flow's pool was decided by a pin */
+	STAT_DROP_NO_BACKEND,      /* a service packet, but no pool has backends */
+	STAT_REPLY_HIT,            /* a backend reply translated back */
+	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
+	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
+	STAT_COUNT,
+};
+
+/*
+ * Maps. Sizes here are placeholders: the Go loader sets max_entries from
+ * the agent's configuration before loading.
+ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Not preallocated: an update allocates a new element and swaps it in
+	 * under RCU, so a reader never sees a value half old, half new. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct svc_key);
+	__type(value, struct service);
+	__uint(max_entries, 1024);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Tables are big and few are live: allocate on demand. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct table_key);
+	__type(value, struct table);
+	__uint(max_entries, 4096);
+} tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pin_key);
+	__type(value, __u8); /* enum pool */
+	__uint(max_entries, 65536);
+} pins SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+	__uint(max_entries, 262144);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct reply);
+	__uint(max_entries, 262144);
+} replies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32); /* svc_id * POOL_COUNT + pool */
+	__type(value, struct pool_stats);
+	__uint(max_entries, 2048);
+} pool_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32); /* enum stat */
+	__type(value, __u64);
+	__uint(max_entries, STAT_COUNT);
+} stats SEC(".maps");
+
+static __always_inline void count(enum stat s)
+{
+	__u32 key = s;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count_pool(__u32 svc_id, __u8 pool, enum direction dir, __u64 bytes,
+				       int new_flow)
+{
+	__u32 key = svc_id * POOL_COUNT + (pool & 1);
+	struct pool_stats *ps = bpf_map_lookup_elem(&pool_counters, &key);
+
+	if (!ps)
+		return;
+	ps->packets[dir & 1] += 1;
+	ps->bytes[dir & 1] += bytes;
+	if (new_flow)
+		ps->flows += 1;
+}
+
+/* Names every enum above in one type so that it reaches BTF, from which
+ * bpf2go generates the Go constants. Never read or written. */
+struct enums {
+	enum pool pool;
+	enum key_kind key_kind;
+	enum service_flags service_flags;
+	enum flow_flags flow_flags;
+	enum direction direction;
+	enum stat stat;
+	enum limits limits;
+};
+struct enums *unused_enums __attribute__((unused));

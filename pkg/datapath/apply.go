@@ -1,0 +1,322 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// installed is what Apply last wrote for one service.
+type installed struct {
+	svc   service.Service
+	id    uint32
+	key   bpf.SteerSvcKey
+	value bpf.SteerService
+	pools [2]string // fingerprint of each pool's backends ("" = empty)
+	pins  map[bpf.SteerPinKey]uint8
+}
+
+// step is one map write and how to take it back.
+type step struct {
+	what string
+	do   func() error
+	undo func() error
+}
+
+// plan is everything one Apply writes, computed before the first write.
+type plan struct {
+	prepare   []step // tables, pins and counters the switch will refer to
+	switchTo  []step // services map: the moment each service changes
+	installed map[string]*installed
+	ids       idAllocator
+	pins      int
+}
+
+// Apply makes the kernel's maps steer exactly svcs. It validates the whole
+// set first and changes nothing if any service is invalid. Live flows keep
+// their backend: only new flows see new weights, pins and backends.
+func (d *Datapath) Apply(svcs []service.Service) error {
+	if err := service.ValidateSet(svcs); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("data path is closed")
+	}
+	p, err := d.plan(svcs)
+	if err != nil {
+		return err
+	}
+	if err := p.run(); err != nil {
+		return err
+	}
+	d.services = p.installed
+	d.ids = p.ids
+	d.pins = p.pins
+	d.sweep()
+	return nil
+}
+
+func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
+	if len(svcs) > int(d.opts.MaxServices) {
+		return nil, fmt.Errorf("%d services exceed the data path's limit of %d", len(svcs), d.opts.MaxServices)
+	}
+	p := &plan{
+		installed: make(map[string]*installed, len(svcs)),
+		ids:       idAllocator{free: slices.Clone(d.ids.free)},
+	}
+	m := &d.objs.SteerMaps
+	sorted := slices.Clone(svcs)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+
+	pinsAfter := 0
+	for i := range sorted {
+		s := &sorted[i]
+		old := d.services[s.Name]
+		in := &installed{svc: cloneService(s), key: svcKey(s.Frontend())}
+		if old != nil {
+			in.id = old.id
+		} else {
+			id, ok := p.ids.take()
+			if !ok {
+				return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
+			}
+			in.id = id
+			p.zeroCounters(m.PoolCounters, in.id, d.cpus)
+		}
+		in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
+
+		for _, pool := range []service.Pool{service.Stable, service.Canary} {
+			if err := p.planPool(m.Tables, s, pool, old, in); err != nil {
+				return nil, err
+			}
+		}
+		in.pins = make(map[bpf.SteerPinKey]uint8, len(s.Pins))
+		for _, pin := range s.Pins {
+			in.pins[pinKey(in.id, pin.Prefix)] = uint8(pin.Pool)
+		}
+		if len(in.pins) > 0 {
+			in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
+		}
+		pinsAfter += len(in.pins)
+		p.planPins(m.Pins, old, in)
+		p.planSwitch(m.Services, old, in)
+		p.installed[s.Name] = in
+	}
+	for name, old := range d.services {
+		if _, keep := p.installed[name]; keep {
+			continue
+		}
+		p.planDelete(m.Services, old)
+		p.ids.release(old.id)
+	}
+	// During the apply both the old and the new pins are in the trie.
+	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {
+		return nil, fmt.Errorf("%d pins (with %d being replaced) exceed the data path's limit of %d", pinsAfter, d.pins, d.opts.MaxPins)
+	}
+	p.pins = pinsAfter
+	return p, nil
+}
+
+// zeroCounters resets a newly taken service id's counters, which may hold
+// the numbers of a removed service that had the id before.
+func (p *plan) zeroCounters(counters *ebpf.Map, id uint32, cpus int) {
+	for _, pool := range []service.Pool{service.Stable, service.Canary} {
+		key := poolCounterKey(id, pool)
+		p.prepare = append(p.prepare, step{
+			what: fmt.Sprintf("reset counters of slot %d", key),
+			do:   func() error { return counters.Update(key, make([]bpf.SteerPoolStats, cpus), ebpf.UpdateAny) },
+		})
+	}
+}
+
+func (p *plan) planPool(tables *ebpf.Map, s *service.Service, pool service.Pool, old, in *installed) error {
+	backends := s.Backends(pool)
+	fp := fingerprint(backends)
+	in.pools[pool] = fp
+	oldGen := uint8(0)
+	if old != nil {
+		oldGen = old.value.TableGen[pool]
+		if old.pools[pool] == fp {
+			in.value.TableGen[pool] = oldGen
+			in.value.TableOk[pool] = old.value.TableOk[pool]
+			return nil
+		}
+	}
+	if len(backends) == 0 {
+		return nil
+	}
+	table, err := buildTable(backends)
+	if err != nil {
+		return fmt.Errorf("service %q: spec.%s.backends: %w", s.Name, pool, err)
+	}
+	gen := uint8(0)
+	if old != nil && old.value.TableOk[pool] == 1 {
+		gen = oldGen ^ 1 // the idle buffer
+	}
+	key := bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: gen}
+	in.value.TableGen[pool] = gen
+	in.value.TableOk[pool] = 1
+	p.prepare = append(p.prepare, step{
+		what: fmt.Sprintf("write %s table of service %q", pool, s.Name),
+		do:   func() error { return tables.Update(key, table, ebpf.UpdateAny) },
+		undo: func() error { return tables.Delete(key) },
+	})
+	return nil
+}
+
+func (p *plan) planPins(pins *ebpf.Map, old, in *installed) {
+	for key, pool := range in.pins {
+		prev, had := uint8(0), false
+		if old != nil {
+			prev, had = old.pins[key]
+		}
+		if had && prev == pool {
+			continue
+		}
+		p.prepare = append(p.prepare, step{
+			what: fmt.Sprintf("pin %v of service %q", key, in.svc.Name),
+			do:   func() error { return pins.Update(key, pool, ebpf.UpdateAny) },
+			undo: func() error {
+				if had {
+					return pins.Update(key, prev, ebpf.UpdateAny)
+				}
+				return pins.Delete(key)
+			},
+		})
+	}
+}
+
+func (p *plan) planSwitch(services *ebpf.Map, old, in *installed) {
+	key, value := in.key, in.value
+	switch {
+	case old == nil || old.key != key:
+		p.switchTo = append(p.switchTo, step{
+			what: fmt.Sprintf("add service %q", in.svc.Name),
+			do:   func() error { return services.Update(key, value, ebpf.UpdateAny) },
+			undo: func() error { return services.Delete(key) },
+		})
+		if old != nil { // the frontend moved: the old one stops now
+			p.planDelete(services, old)
+		}
+	case old.value != value:
+		prev := old.value
+		p.switchTo = append(p.switchTo, step{
+			what: fmt.Sprintf("update service %q", in.svc.Name),
+			do:   func() error { return services.Update(key, value, ebpf.UpdateExist) },
+			undo: func() error { return services.Update(key, prev, ebpf.UpdateAny) },
+		})
+	}
+}
+
+func (p *plan) planDelete(services *ebpf.Map, old *installed) {
+	key, prev := old.key, old.value
+	p.switchTo = append(p.switchTo, step{
+		what: fmt.Sprintf("remove service %q", old.svc.Name),
+		do:   func() error { return services.Delete(key) },
+		undo: func() error { return services.Update(key, prev, ebpf.UpdateAny) },
+	})
+}
+
+// run performs the steps in order; if one fails it undoes the ones done.
+func (p *plan) run() error {
+	steps := append(slices.Clone(p.prepare), p.switchTo...)
+	for i, s := range steps {
+		if err := s.do(); err != nil {
+			var undoErrs []error
+			for j := i - 1; j >= 0; j-- {
+				if steps[j].undo == nil {
+					continue
+				}
+				if uerr := steps[j].undo(); uerr != nil {
+					undoErrs = append(undoErrs, fmt.Errorf("undo %s: %w", steps[j].what, uerr))
+				}
+			}
+			err = fmt.Errorf("%s: %w", s.what, err)
+			if len(undoErrs) > 0 {
+				return fmt.Errorf("%w; and taking back the earlier writes failed, the data path may be inconsistent until the next apply: %w", err, errors.Join(undoErrs...))
+			}
+			return fmt.Errorf("%w (nothing was changed)", err)
+		}
+	}
+	return nil
+}
+
+// sweep removes tables, pins and services that no installed service refers
+// to any more. Only garbage goes: a failure here leaves the steering right,
+// so it is logged, not returned.
+func (d *Datapath) sweep() {
+	m := &d.objs.SteerMaps
+	liveTables := make(map[bpf.SteerTableKey]bool)
+	livePins := make(map[bpf.SteerPinKey]bool)
+	liveServices := make(map[bpf.SteerSvcKey]bool)
+	for _, in := range d.services {
+		liveServices[in.key] = true
+		for pool := range 2 {
+			if in.value.TableOk[pool] == 1 {
+				liveTables[bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: in.value.TableGen[pool]}] = true
+			}
+		}
+		for k := range in.pins {
+			livePins[k] = true
+		}
+	}
+	sweepMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
+	sweepMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
+	sweepMap(d, m.Services, func(k bpf.SteerSvcKey) bool { return liveServices[k] })
+}
+
+func sweepMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
+	var dead []K
+	var key, next K
+	var prev any // nil: start from the first key
+	for {
+		if err := m.NextKey(prev, &next); err != nil {
+			if !errors.Is(err, ebpf.ErrKeyNotExist) {
+				d.log.Warn("sweep: iterate map", "map", m.String(), "err", err)
+				return
+			}
+			break
+		}
+		if !live(next) {
+			dead = append(dead, next)
+		}
+		key = next
+		prev = &key
+	}
+	for _, k := range dead {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			d.log.Warn("sweep: delete entry", "map", m.String(), "err", err)
+		}
+	}
+}
+
+// fingerprint identifies a pool's backend set, in order (the table's
+// backend indices follow the order).
+func fingerprint(backends []service.Backend) string {
+	var b strings.Builder
+	for _, be := range backends {
+		fmt.Fprintf(&b, "%s*%d,", be.Addr, max(be.Weight, 1))
+	}
+	return b.String()
+}
+
+func cloneService(s *service.Service) service.Service {
+	c := *s
+	c.Stable = slices.Clone(s.Stable)
+	c.Canary = slices.Clone(s.Canary)
+	c.Pins = slices.Clone(s.Pins)
+	if s.Mirror != nil {
+		m := *s.Mirror
+		c.Mirror = &m
+	}
+	return c
+}

@@ -1,0 +1,245 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Mode is how a program is attached to an interface.
+type Mode string
+
+const (
+	// ModeAuto picks per interface: tc on virtual devices (veth, bridge,
+	// tunnels), native XDP on NICs whose driver supports it, else tc.
+	ModeAuto Mode = "auto"
+	// ModeNative is XDP in the driver.
+	ModeNative Mode = "native"
+	// ModeGeneric is XDP on the skb, after the driver (slow; for tests).
+	ModeGeneric Mode = "generic"
+	// ModeTC is the tc ingress hook: TCX where the kernel has it, a
+	// clsact qdisc with a direct-action filter otherwise.
+	ModeTC Mode = "tc"
+)
+
+// ParseMode reads auto, native, generic or tc.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeNative, ModeGeneric, ModeTC:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q is not an attach mode: use auto, native, generic or tc", s)
+}
+
+// Role is what an interface faces.
+type Role string
+
+const (
+	// RoleClient interfaces receive client traffic to services: steering.
+	RoleClient Role = "client"
+	// RoleBackend interfaces receive backend replies: reverse translation.
+	RoleBackend Role = "backend"
+)
+
+// ParseRole reads client or backend.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleClient, RoleBackend:
+		return r, nil
+	}
+	return "", fmt.Errorf("%q is not an interface role: use client or backend", s)
+}
+
+// Hook names the kernel hook a program ended up on.
+type Hook string
+
+const (
+	HookXDPNative  Hook = "xdp-native"
+	HookXDPGeneric Hook = "xdp-generic"
+	HookTCX        Hook = "tcx"
+	HookClsact     Hook = "tc-clsact"
+)
+
+// Attachment describes one attached program.
+type Attachment struct {
+	Interface string
+	Role      Role
+	Hook      Hook
+}
+
+type attachment struct {
+	Attachment
+	link    link.Link          // XDP and TCX
+	filter  *netlink.BpfFilter // clsact
+	pinPath string
+}
+
+// virtualDrivers are link kinds where auto mode prefers tc: native XDP on
+// them either does not exist or, as on veth, disables the peer's TSO/GRO
+// and costs bulk TCP far more than it saves per packet.
+var virtualDrivers = map[string]bool{
+	"veth": true, "bridge": true, "dummy": true, "tuntap": true, "vxlan": true, "geneve": true,
+	"macvlan": true, "ipvlan": true, "netkit": true, "wireguard": true, "gre": true, "ip6gre": true,
+}
+
+// Attach attaches the program for role to the interface named ifname (in
+// the caller's network namespace). It returns where the program went.
+func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return Attachment{}, errors.New("data path is closed")
+	}
+	if _, dup := d.attached[ifname]; dup {
+		return Attachment{}, fmt.Errorf("interface %s: already attached", ifname)
+	}
+	nl, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	xdpProg, tcProg := d.objs.XdpClient, d.objs.TcClient
+	switch role {
+	case RoleClient:
+	case RoleBackend:
+		xdpProg, tcProg = d.objs.XdpBackend, d.objs.TcBackend
+	default:
+		return Attachment{}, fmt.Errorf("interface %s: role %q is not client or backend", ifname, role)
+	}
+	a := &attachment{Attachment: Attachment{Interface: ifname, Role: role}}
+	ifindex := nl.Attrs().Index
+
+	switch mode {
+	case ModeNative:
+		err = a.attachXDP(xdpProg, ifindex, link.XDPDriverMode, HookXDPNative)
+	case ModeGeneric:
+		err = a.attachXDP(xdpProg, ifindex, link.XDPGenericMode, HookXDPGeneric)
+	case ModeTC:
+		err = a.attachTC(tcProg, ifindex, d.opts.DisableTCX)
+	case ModeAuto, "":
+		if virtualDrivers[nl.Type()] {
+			err = a.attachTC(tcProg, ifindex, d.opts.DisableTCX)
+			break
+		}
+		err = a.attachXDP(xdpProg, ifindex, link.XDPDriverMode, HookXDPNative)
+		if err != nil {
+			d.log.Info("native XDP unavailable, using tc", "interface", ifname, "driver", nl.Type(), "err", err)
+			err = a.attachTC(tcProg, ifindex, d.opts.DisableTCX)
+		}
+	default:
+		return Attachment{}, fmt.Errorf("interface %s: mode %q is not auto, native, generic or tc", ifname, mode)
+	}
+	if err != nil {
+		return Attachment{}, fmt.Errorf("interface %s: attach %s program: %w", ifname, role, err)
+	}
+	if d.opts.PinPath != "" && a.link != nil {
+		dir := filepath.Join(d.opts.PinPath, "links")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			_ = a.detach()
+			return Attachment{}, fmt.Errorf("create link pin directory: %w", err)
+		}
+		a.pinPath = filepath.Join(dir, ifname)
+		if err := a.link.Pin(a.pinPath); err != nil {
+			_ = a.detach()
+			return Attachment{}, fmt.Errorf("interface %s: pin link: %w", ifname, err)
+		}
+	}
+	d.attached[ifname] = a
+	d.log.Info("attached", "interface", ifname, "role", role, "hook", a.Hook)
+	return a.Attachment, nil
+}
+
+// Detach removes the program from one interface.
+func (d *Datapath) Detach(ifname string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, ok := d.attached[ifname]
+	if !ok {
+		return fmt.Errorf("interface %s: nothing attached", ifname)
+	}
+	delete(d.attached, ifname)
+	return a.detach()
+}
+
+// Attachments lists what is attached.
+func (d *Datapath) Attachments() []Attachment {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Attachment, 0, len(d.attached))
+	for _, a := range d.attached {
+		out = append(out, a.Attachment)
+	}
+	return out
+}
+
+func (a *attachment) attachXDP(prog *ebpf.Program, ifindex int, flags link.XDPAttachFlags, hook Hook) error {
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: flags})
+	if err != nil {
+		return err
+	}
+	a.link, a.Hook = l, hook
+	return nil
+}
+
+func (a *attachment) attachTC(prog *ebpf.Program, ifindex int, noTCX bool) error {
+	if !noTCX {
+		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
+		if err == nil {
+			a.link, a.Hook = l, HookTCX
+			return nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return err
+		}
+	}
+	// Kernels before 6.6: a clsact qdisc and a direct-action filter.
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscReplace(qdisc); err != nil {
+		return fmt.Errorf("add clsact qdisc: %w", err)
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: ifindex,
+			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Handle:    netlink.MakeHandle(0, 1),
+			Protocol:  unix.ETH_P_ALL,
+			Priority:  1,
+		},
+		Fd:           prog.FD(),
+		Name:         "graylane",
+		DirectAction: true,
+	}
+	if err := netlink.FilterReplace(filter); err != nil {
+		return fmt.Errorf("add tc filter: %w", err)
+	}
+	a.filter, a.Hook = filter, HookClsact
+	return nil
+}
+
+func (a *attachment) detach() error {
+	var errs []error
+	if a.link != nil {
+		if a.pinPath != "" {
+			if err := a.link.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := a.link.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.filter != nil {
+		if err := netlink.FilterDel(a.filter); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove tc filter: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

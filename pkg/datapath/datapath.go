@@ -1,0 +1,298 @@
+// Package datapath loads Graylane's steering programs into the kernel,
+// attaches them to interfaces, and keeps their maps equal to a desired set
+// of services (Apply).
+//
+// Consistency rules the package keeps, so a packet never sees a half state:
+//   - a service's weight, key and live lookup tables are one value in the
+//     services map, replaced by a single update;
+//   - a pool's lookup table is double-buffered: the idle buffer is written
+//     first, then the service value is flipped to it;
+//   - Apply validates and plans everything before the first map write, and
+//     undoes its own writes if the kernel refuses one half-way.
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
+	"github.com/graylane/graylane/bpf"
+)
+
+// Defaults for Options.
+const (
+	DefaultFlowTable   = 262144
+	DefaultMaxServices = 1024
+	DefaultMaxPins     = 65536
+)
+
+// Options configure a Datapath.
+type Options struct {
+	// PinPath is a directory on a bpffs where maps and links are pinned.
+	// Empty: nothing is pinned (tests and benchmarks).
+	PinPath string
+	// FlowTable is the number of flow entries (and of reply entries).
+	FlowTable uint32
+	// MaxServices bounds the number of services.
+	MaxServices uint32
+	// MaxPins bounds the number of pins over all services.
+	MaxPins uint32
+	// DisableTCX makes tc mode use a clsact qdisc even where the kernel
+	// has TCX (a test hook for the fallback).
+	DisableTCX bool
+	// Logger receives what the data path does; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.FlowTable == 0 {
+		o.FlowTable = DefaultFlowTable
+	}
+	if o.MaxServices == 0 {
+		o.MaxServices = DefaultMaxServices
+	}
+	if o.MaxPins == 0 {
+		o.MaxPins = DefaultMaxPins
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Datapath is the loaded steering programs and their maps.
+type Datapath struct {
+	opts      Options
+	log       *slog.Logger
+	objs      bpf.SteerObjects
+	statNames []string
+	cpus      int // possible CPUs: the length of a per-CPU value
+
+	mu       sync.Mutex
+	attached map[string]*attachment // by interface name
+	services map[string]*installed  // by service name
+	ids      idAllocator
+	pins     int // pins installed over all services
+	closed   bool
+}
+
+// New loads the programs and creates their maps. It does not attach
+// anything: see Attach.
+func New(opts Options) (*Datapath, error) {
+	opts.setDefaults()
+	spec, err := bpf.LoadSteer()
+	if err != nil {
+		return nil, fmt.Errorf("load program spec: %w", err)
+	}
+	statNames, err := enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT))
+	if err != nil {
+		return nil, err
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
+	}
+	var specs bpf.SteerSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("assign program spec: %w", err)
+	}
+	specs.Services.MaxEntries = opts.MaxServices
+	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
+	specs.Pins.MaxEntries = opts.MaxPins
+	specs.Flows.MaxEntries = opts.FlowTable
+	specs.Replies.MaxEntries = opts.FlowTable
+	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
+
+	var collOpts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		mapDir := filepath.Join(opts.PinPath, "maps")
+		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(mapDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin directory: %w", err)
+		}
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinByName
+		}
+		collOpts.Maps.PinPath = mapDir
+	}
+
+	d := &Datapath{
+		opts:      opts,
+		log:       opts.Logger,
+		statNames: statNames,
+		cpus:      cpus,
+		attached:  make(map[string]*attachment),
+		services:  make(map[string]*installed),
+		ids:       newIDAllocator(opts.MaxServices),
+	}
+	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
+		}
+		return nil, fmt.Errorf("load steering programs: %w", err)
+	}
+	return d, nil
+}
+
+// Close detaches every program, and removes the maps and their pins.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	for name, a := range d.attached {
+		if err := a.detach(); err != nil {
+			errs = append(errs, fmt.Errorf("detach from %s: %w", name, err))
+		}
+		delete(d.attached, name)
+	}
+	if d.opts.PinPath != "" {
+		for _, m := range d.maps() {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		// Only our own, now empty, directories: never a user's files.
+		for _, dir := range []string{filepath.Join(d.opts.PinPath, "maps"), filepath.Join(d.opts.PinPath, "links"), d.opts.PinPath} {
+			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := d.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Datapath) maps() []*ebpf.Map {
+	m := &d.objs.SteerMaps
+	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Replies, m.PoolCounters, m.Stats}
+}
+
+// Objects gives tests and benchmarks the loaded programs and maps.
+func (d *Datapath) Objects() *bpf.SteerObjects { return &d.objs }
+
+// preparePinPath makes sure path is a directory on a bpffs (mounting one
+// there if its parent is not on a bpffs) and removes what a previous agent
+// left in it. Adopting a previous agent's maps and links is future work:
+// for now a restart starts from empty maps.
+func preparePinPath(path string, log *slog.Logger) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("bpffs path %q must be absolute", path)
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("create bpffs path %s: %w", path, err)
+	}
+	onBPFFS, err := isBPFFS(path)
+	if err != nil {
+		return err
+	}
+	if !onBPFFS {
+		if err := unix.Mount("bpf", path, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", path, err)
+		}
+		log.Info("mounted bpffs", "path", path)
+	}
+	for _, sub := range []string{"links", "maps"} {
+		dir := filepath.Join(path, sub)
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			log.Warn("removing a pin left by a previous agent", "path", filepath.Join(dir, e.Name()))
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove stale pin: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func isBPFFS(path string) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return uint32(st.Type) == unix.BPF_FS_MAGIC, nil
+}
+
+// enumNames reads the names of a C enum's values from the programs' BTF,
+// lower-cased and without their common prefix, so Go never keeps a second
+// list of them.
+func enumNames(types *btf.Spec, name string, count int) ([]string, error) {
+	var e *btf.Enum
+	if err := types.TypeByName(name, &e); err != nil {
+		return nil, fmt.Errorf("find enum %s in program BTF: %w", name, err)
+	}
+	names := make([]string, count)
+	for _, v := range e.Values {
+		if v.Value < uint64(count) {
+			names[v.Value] = enumValueName(v.Name)
+		}
+	}
+	for i, n := range names {
+		if n == "" {
+			return nil, fmt.Errorf("enum %s has no name for value %d", name, i)
+		}
+	}
+	return names, nil
+}
+
+// enumValueName turns STAT_PASS_NOT_IP into pass_not_ip.
+func enumValueName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '_' {
+			s = s[i+1:]
+			break
+		}
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// idAllocator hands out service ids, lowest free first.
+type idAllocator struct {
+	free []bool // free[i]: id i is unused
+}
+
+func newIDAllocator(n uint32) idAllocator {
+	free := make([]bool, n)
+	for i := range free {
+		free[i] = true
+	}
+	return idAllocator{free: free}
+}
+
+func (a *idAllocator) take() (uint32, bool) {
+	for i, f := range a.free {
+		if f {
+			a.free[i] = false
+			return uint32(i), true
+		}
+	}
+	return 0, false
+}
+
+func (a *idAllocator) release(id uint32) { a.free[id] = true }

@@ -1,0 +1,196 @@
+// Package service holds Graylane's desired state for one steered service:
+// its address, how new flows are split between the stable and the canary
+// pool, the pins that override the split, and the backends of each pool.
+//
+// It is the one model shared by the manifest parser, the data path, and
+// (later) the cluster FSM. Validation lives here so that every way a service
+// can enter the system rejects the same mistakes with the same words.
+package service
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Protocol is the transport protocol of a service.
+type Protocol uint8
+
+// The IANA protocol numbers; the data path compares them with the IP header.
+const (
+	TCP Protocol = 6
+	UDP Protocol = 17
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("protocol(%d)", uint8(p))
+}
+
+// ParseProtocol reads "tcp" or "udp".
+func ParseProtocol(s string) (Protocol, error) {
+	switch s {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("%q is not a protocol: use tcp or udp", s)
+}
+
+// KeyKind is what the split hashes to put a new flow into a pool.
+type KeyKind uint8
+
+const (
+	// KeyFlow hashes the 5-tuple: every connection is placed on its own.
+	KeyFlow KeyKind = iota
+	// KeyClient hashes the client (source) address: a client always lands
+	// in the same pool at a given weight.
+	KeyClient
+	// KeyGTPUInner hashes the inner source address of a GTP-U G-PDU: a UE
+	// always lands in the same pool, whichever base station carries it.
+	KeyGTPUInner
+)
+
+func (k KeyKind) String() string {
+	switch k {
+	case KeyFlow:
+		return "flow"
+	case KeyClient:
+		return "client"
+	case KeyGTPUInner:
+		return "gtpu-inner"
+	}
+	return fmt.Sprintf("key(%d)", uint8(k))
+}
+
+// ParseKeyKind reads "flow", "client" or "gtpu-inner".
+func ParseKeyKind(s string) (KeyKind, error) {
+	switch s {
+	case "flow":
+		return KeyFlow, nil
+	case "client":
+		return KeyClient, nil
+	case "gtpu-inner":
+		return KeyGTPUInner, nil
+	}
+	return 0, fmt.Errorf("%q is not a key: use flow, client or gtpu-inner", s)
+}
+
+// Pool names one of the two backend pools of a service.
+type Pool uint8
+
+// The data path indexes per-pool state with these values.
+const (
+	Stable Pool = 0
+	Canary Pool = 1
+)
+
+func (p Pool) String() string {
+	switch p {
+	case Stable:
+		return "stable"
+	case Canary:
+		return "canary"
+	}
+	return fmt.Sprintf("pool(%d)", uint8(p))
+}
+
+// ParsePool reads "stable" or "canary".
+func ParsePool(s string) (Pool, error) {
+	switch s {
+	case "stable":
+		return Stable, nil
+	case "canary":
+		return Canary, nil
+	}
+	return 0, fmt.Errorf("%q is not a pool: use stable or canary", s)
+}
+
+// App is the application protocol a service speaks, as far as Graylane
+// looks into it.
+type App string
+
+const (
+	AppNone App = "none"
+	AppHTTP App = "http"
+)
+
+// Backend is one member of a pool.
+type Backend struct {
+	Addr netip.AddrPort
+	// Weight is the backend's relative share of its pool's flows; 0 means 1.
+	Weight uint32
+}
+
+func (b Backend) String() string { return b.Addr.String() }
+
+// Pin sends every new flow whose key address falls in Prefix to Pool,
+// whatever the weight. The longest matching prefix wins.
+type Pin struct {
+	Prefix netip.Prefix
+	Pool   Pool
+}
+
+// Mirror copies a share of whole flows, both directions, to an interface or
+// to the agent's capture ring ("capture").
+type Mirror struct {
+	Percent Weight
+	To      string
+}
+
+// DefaultTenant is the tenant of a service whose manifest names none.
+const DefaultTenant = "default"
+
+// DefaultTimeout is how long a request may stay unanswered before it counts
+// as a timeout error when the manifest does not say.
+const DefaultTimeout = 5 * time.Second
+
+// Service is the desired state of one steered service.
+type Service struct {
+	Name     string
+	Tenant   string
+	VIP      netip.Addr
+	Port     uint16
+	Protocol Protocol
+	Key      KeyKind
+	App      App
+	Timeout  time.Duration
+
+	Stable []Backend
+	Canary []Backend
+	// CanaryWeight is the share of new flows (or keys) sent to the canary
+	// pool, in basis points.
+	CanaryWeight Weight
+	Pins         []Pin
+	Mirror       *Mirror
+}
+
+// Backends returns the backends of pool p.
+func (s *Service) Backends(p Pool) []Backend {
+	if p == Canary {
+		return s.Canary
+	}
+	return s.Stable
+}
+
+// Frontend identifies the traffic of a service: no two services may share it.
+type Frontend struct {
+	VIP      netip.Addr
+	Port     uint16
+	Protocol Protocol
+}
+
+func (f Frontend) String() string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(f.VIP, f.Port), f.Protocol)
+}
+
+// Frontend returns the address, port and protocol the service answers on.
+func (s *Service) Frontend() Frontend {
+	return Frontend{VIP: s.VIP.Unmap(), Port: s.Port, Protocol: s.Protocol}
+}

@@ -1,0 +1,195 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// FieldError says which field of a service is wrong and why. Path uses the
+// manifest's spelling ("spec.canary.weight") so an operator can find it.
+type FieldError struct {
+	Service string
+	Path    string
+	Msg     string
+}
+
+func (e *FieldError) Error() string {
+	if e.Service == "" {
+		return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+	}
+	return fmt.Sprintf("service %q: %s: %s", e.Service, e.Path, e.Msg)
+}
+
+// Limits of one service that the data path's fixed-size tables impose.
+const (
+	// MaxBackendsPerPool is how many backends one pool's lookup table holds.
+	MaxBackendsPerPool = 256
+	// MaxPins is how many pins one service may have.
+	MaxPins = 1024
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
+
+// ValidName reports whether s is a valid service or tenant name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks one service on its own. It returns every problem found,
+// joined, each a *FieldError.
+func (s *Service) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &FieldError{Service: s.Name, Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !ValidName(s.Name) {
+		bad("metadata.name", "%q must be 1 to 63 characters of a-z, 0-9 and -", s.Name)
+	}
+	if s.Tenant != "" && !ValidName(s.Tenant) {
+		bad("metadata.tenant", "%q must be 1 to 63 characters of a-z, 0-9 and -", s.Tenant)
+	}
+	switch {
+	case !s.VIP.IsValid():
+		bad("spec.vip", "is required: the IPv4 or IPv6 address clients connect to")
+	case s.VIP.Zone() != "":
+		bad("spec.vip", "%s has a zone; a VIP must be a plain address", s.VIP)
+	case s.VIP.IsUnspecified() || s.VIP.IsMulticast():
+		bad("spec.vip", "%s cannot be a service address", s.VIP)
+	}
+	if s.Port == 0 {
+		bad("spec.port", "is required: 1..65535")
+	}
+	if s.Protocol != TCP && s.Protocol != UDP {
+		bad("spec.protocol", "%s is not supported: use tcp or udp", s.Protocol)
+	}
+	switch s.Key {
+	case KeyFlow, KeyClient:
+	case KeyGTPUInner:
+		if s.Protocol != UDP {
+			bad("spec.key", "gtpu-inner needs protocol udp (GTP-U runs over UDP), not %s", s.Protocol)
+		}
+	default:
+		bad("spec.key", "%s is not supported: use flow, client or gtpu-inner", s.Key)
+	}
+	switch s.App {
+	case "", AppNone, AppHTTP:
+	default:
+		bad("spec.app", "%q is not supported: use none or http", string(s.App))
+	}
+	if s.Timeout < 0 || (s.Timeout > 0 && s.Timeout < time.Millisecond) {
+		bad("spec.timeout", "%s must be at least 1ms", s.Timeout)
+	}
+	if s.CanaryWeight > MaxWeight {
+		bad("spec.canary.weight", "%s is above 100%%", s.CanaryWeight)
+	}
+	s.validatePool(Stable, bad)
+	s.validatePool(Canary, bad)
+	if s.CanaryWeight > 0 && len(s.Canary) == 0 {
+		bad("spec.canary.weight", "is %s but the canary pool has no backends", s.CanaryWeight)
+	}
+	if s.CanaryWeight < MaxWeight && len(s.Stable) == 0 {
+		bad("spec.stable.backends", "is empty but %s of new flows would go to it (canary weight %s)",
+			MaxWeight-s.CanaryWeight, s.CanaryWeight)
+	}
+	s.validatePins(bad)
+	if m := s.Mirror; m != nil {
+		if m.Percent > MaxWeight {
+			bad("spec.mirror.percent", "%s is above 100%%", m.Percent)
+		}
+		if m.To == "" {
+			bad("spec.mirror.to", "is required: an interface name or \"capture\"")
+		} else if len(m.To) > 15 || strings.ContainsAny(m.To, "/ \t") {
+			bad("spec.mirror.to", "%q is not an interface name", m.To)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) validatePool(p Pool, bad func(string, string, ...any)) {
+	backends := s.Backends(p)
+	path := fmt.Sprintf("spec.%s.backends", p)
+	if len(backends) > MaxBackendsPerPool {
+		bad(path, "has %d backends; a pool holds at most %d", len(backends), MaxBackendsPerPool)
+	}
+	seen := make(map[string]int, len(backends))
+	for i, b := range backends {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		addr := b.Addr.Addr()
+		switch {
+		case !b.Addr.IsValid() || !addr.IsValid():
+			bad(at, "is not an address:port")
+			continue
+		case addr.Zone() != "":
+			bad(at, "%s has a zone; use a plain address", b.Addr)
+		case addr.IsUnspecified() || addr.IsMulticast() || addr.IsLoopback():
+			bad(at, "%s cannot be a backend address", addr)
+		case b.Addr.Port() == 0:
+			bad(at, "%s needs a port 1..65535", b.Addr)
+		}
+		if s.VIP.IsValid() && addr.Unmap().Is4() != s.VIP.Unmap().Is4() {
+			bad(at, "%s is not of the VIP's address family (%s): the data path translates addresses, not families", addr, s.VIP)
+		}
+		key := b.Addr.String()
+		if j, dup := seen[key]; dup {
+			bad(at, "%s is listed twice (also at index %d)", b.Addr, j)
+		}
+		seen[key] = i
+	}
+}
+
+func (s *Service) validatePins(bad func(string, string, ...any)) {
+	if len(s.Pins) > MaxPins {
+		bad("spec.pins", "has %d pins; a service holds at most %d", len(s.Pins), MaxPins)
+	}
+	seen := make(map[string]int, len(s.Pins))
+	for i, pin := range s.Pins {
+		at := fmt.Sprintf("spec.pins[%d]", i)
+		if !pin.Prefix.IsValid() {
+			bad(at+".prefix", "is not a CIDR prefix such as 10.9.0.0/16")
+			continue
+		}
+		if pin.Prefix != pin.Prefix.Masked() {
+			bad(at+".prefix", "%s has host bits set; did you mean %s?", pin.Prefix, pin.Prefix.Masked())
+		}
+		if pin.Pool != Stable && pin.Pool != Canary {
+			bad(at+".pool", "%s is not a pool: use stable or canary", pin.Pool)
+		} else if len(s.Backends(pin.Pool)) == 0 {
+			bad(at+".pool", "pins %s to the %s pool, which has no backends", pin.Prefix, pin.Pool)
+		}
+		key := pin.Prefix.Masked().String()
+		if j, dup := seen[key]; dup {
+			bad(at+".prefix", "%s is pinned twice (also at index %d)", pin.Prefix, j)
+		}
+		seen[key] = i
+	}
+}
+
+// ValidateSet checks a whole desired state: every service on its own, and
+// that names and frontends are unique.
+func ValidateSet(svcs []Service) error {
+	var errs []error
+	names := make(map[string]int, len(svcs))
+	frontends := make(map[Frontend]string, len(svcs))
+	for i := range svcs {
+		s := &svcs[i]
+		if err := s.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if j, dup := names[s.Name]; dup && s.Name != "" {
+			errs = append(errs, &FieldError{Service: s.Name, Path: "metadata.name",
+				Msg: fmt.Sprintf("is used by two services (documents %d and %d)", j+1, i+1)})
+		}
+		names[s.Name] = i
+		if !s.VIP.IsValid() || s.Port == 0 {
+			continue
+		}
+		fe := s.Frontend()
+		if other, dup := frontends[fe]; dup {
+			errs = append(errs, &FieldError{Service: s.Name, Path: "spec.vip",
+				Msg: fmt.Sprintf("%s is already the frontend of service %q", fe, other)})
+		}
+		frontends[fe] = s.Name
+	}
+	return errors.Join(errs...)
+}
