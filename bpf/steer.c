@@ -70,8 +70,7 @@ static __always_inline void parse_stat(int ret)
 	}
 }
 
-/* Route the (already rewritten) packet. Returns the FIB verdict; on
- * success fib->ifindex, smac and dmac describe the next hop. */
+/* Route the (already rewritten) packet with the kernel's FIB. */
 static __always_inline int fib_route(void *ctx, const struct packet *pkt, const __u8 src[16],
 				     const __u8 dst[16], __be16 sport, __be16 dport, __u16 tot_len,
 				     __u32 ifindex, struct bpf_fib_lookup *fib)
@@ -92,6 +91,45 @@ static __always_inline int fib_route(void *ctx, const struct packet *pkt, const 
 		fib->ipv4_dst = ((const __u32 *)dst)[3];
 	}
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+}
+
+/*
+ * The next hop of a rewritten packet: from the cache, else from the FIB
+ * (and then cached). A FIB lookup costs about as much as the rest of the
+ * program together, and every packet of a flow goes the same way.
+ * Returns 0 with *nh filled, or -1 when the stack must finish the packet
+ * (no route, no neighbour yet, MTU, forwarding disabled, ...).
+ */
+static __always_inline int next_hop(void *ctx, const struct packet *pkt, const __u8 src[16],
+				    const __u8 dst[16], __be16 sport, __be16 dport, __u16 tot_len,
+				    __u32 ifindex, struct nexthop *nh)
+{
+	struct nh_key key = { .ifindex = ifindex };
+	struct bpf_fib_lookup fib;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct nexthop *cached;
+	__u32 mtu = 0;
+
+	addr_copy(key.addr, dst);
+	cached = bpf_map_lookup_elem(&nexthops, &key);
+	if (cached && cached->gen == route_gen && now < cached->expires_ns) {
+		*nh = *cached;
+		return 0;
+	}
+	count(STAT_NEXTHOP_MISS);
+	if (fib_route(ctx, pkt, src, dst, sport, dport, tot_len, ifindex, &fib) != BPF_FIB_LKUP_RET_SUCCESS)
+		return -1;
+	/* The device MTU, for the cached path's size check. */
+	if (bpf_check_mtu(ctx, fib.ifindex, &mtu, 0, 0) < 0)
+		return -1;
+	nh->expires_ns = now + NEXTHOP_TTL_NS;
+	nh->gen = route_gen;
+	nh->ifindex = fib.ifindex;
+	nh->mtu = mtu;
+	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+	bpf_map_update_elem(&nexthops, &key, nh, BPF_ANY);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- XDP */
@@ -154,7 +192,7 @@ static __always_inline int xdp_rewrite(void *data, void *data_end, const struct 
 	return 0;
 }
 
-/* Forward a rewritten frame ourselves when the FIB knows the next hop;
+/* Forward a rewritten frame ourselves when the next hop is known;
  * otherwise let the stack finish (resolve the neighbour, fragment or send
  * an ICMP error), which then also decrements the TTL. */
 static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *pkt,
@@ -163,10 +201,9 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct bpf_fib_lookup fib;
 	struct ethhdr *eth = data;
+	struct nexthop nh;
 	__u16 tot_len;
-	int rc;
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
@@ -175,11 +212,10 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *
 
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
-		if (ip6->hop_limit <= 1)
-			goto stack;
 		tot_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
-		rc = fib_route(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &fib);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		if (ip6->hop_limit <= 1 ||
+		    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
+		    tot_len > nh.mtu)
 			goto stack;
 		ip6->hop_limit--;
 	} else {
@@ -187,21 +223,20 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *
 
 		if ((void *)(ip + 1) > data_end)
 			return XDP_PASS;
-		if (ip->ttl <= 1)
-			goto stack;
 		tot_len = bpf_ntohs(ip->tot_len);
-		rc = fib_route(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &fib);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		if (ip->ttl <= 1 ||
+		    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
+		    tot_len > nh.mtu)
 			goto stack;
 		/* TTL is the high byte of its 16-bit word (TTL, protocol). */
 		csum_apply(&ip->check, csum_add(~(__u32)bpf_htons(ip->ttl << 8),
 						 (__u32)bpf_htons((ip->ttl - 1) << 8)));
 		ip->ttl--;
 	}
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, nh.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh.smac, ETH_ALEN);
 	count(STAT_FWD_REDIRECT);
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(nh.ifindex, 0);
 stack:
 	count(STAT_FWD_STACK);
 	return XDP_PASS;
@@ -250,7 +285,7 @@ int xdp_backend(struct xdp_md *ctx)
 		parse_stat(ret);
 		return XDP_PASS;
 	}
-	r = decide_backend(&pkt);
+	r = decide_backend(data, data_end, &pkt);
 	if (!r)
 		return XDP_PASS;
 	addr_copy(vip, r->vip);
@@ -319,15 +354,18 @@ static __always_inline int tc_forward(struct __sk_buff *skb, const struct packet
 				      const __u8 src[16], const __u8 dst[16], __be16 sport, __be16 dport,
 				      __u8 ttl)
 {
-	struct bpf_fib_lookup fib;
-	int rc;
+	struct nexthop nh;
+	__u32 mtu_len = 0;
 
-	if (ttl <= 1)
-		goto stack;
-	/* tot_len 0: the kernel checks the MTU against the skb itself, which
+	/* At the ingress hook skb->ifindex is the device the packet came in
+	 * on (ingress_ifindex is the same there, but unset in test runs).
+	 * tot_len 0: the kernel checks the MTU against the skb itself, which
 	 * is right for GSO packets larger than the MTU. */
-	rc = fib_route(skb, pkt, src, dst, sport, dport, 0, skb->ingress_ifindex, &fib);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+	if (ttl <= 1 || next_hop(skb, pkt, src, dst, sport, dport, 0, skb->ifindex, &nh))
+		goto stack;
+	/* The cached path checks the size too; for GSO packets, per segment. */
+	if (skb->gso_segs > 1 ? bpf_check_mtu(skb, nh.ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) != 0
+			      : skb->len - pkt->l3_off > nh.mtu)
 		goto stack;
 	if (pkt->ipv6) {
 		__u8 hl = ttl - 1;
@@ -343,11 +381,11 @@ static __always_inline int tc_forward(struct __sk_buff *skb, const struct packet
 		if (bpf_skb_store_bytes(skb, pkt->l3_off + IPV4_TTL_OFF, &nttl, 1, 0))
 			goto stack;
 	}
-	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0) ||
-	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0))
+	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), nh.dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), nh.smac, ETH_ALEN, 0))
 		goto stack;
 	count(STAT_FWD_REDIRECT);
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(nh.ifindex, 0);
 stack:
 	count(STAT_FWD_STACK);
 	return TC_ACT_UNSPEC;
@@ -419,7 +457,7 @@ int tc_backend(struct __sk_buff *skb)
 		parse_stat(ret);
 		return TC_ACT_UNSPEC;
 	}
-	r = decide_backend(&pkt);
+	r = decide_backend(data, data_end, &pkt);
 	if (!r)
 		return TC_ACT_UNSPEC;
 	addr_copy(vip, r->vip);

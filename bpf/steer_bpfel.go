@@ -28,6 +28,14 @@ const (
 	SteerDirectionDIR_COUNT      SteerDirection = 2
 )
 
+type SteerEndpoint struct {
+	_     structs.HostLayout
+	Addr  [16]uint8
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type SteerFlow struct {
 	_         structs.HostLayout
 	Backend   SteerBackend
@@ -35,7 +43,7 @@ type SteerFlow struct {
 	Pool      uint8
 	Flags     uint8
 	Pad       uint16
-	SynSeq    uint32
+	Pad2      uint32
 	CreatedNs uint64
 }
 
@@ -72,6 +80,22 @@ const (
 	SteerLimitsMAX_BACKENDS SteerLimits = 256
 )
 
+type SteerNexthop struct {
+	_         structs.HostLayout
+	ExpiresNs uint64
+	Gen       uint32
+	Ifindex   uint32
+	Mtu       uint32
+	Dmac      [6]uint8
+	Smac      [6]uint8
+}
+
+type SteerNhKey struct {
+	_       structs.HostLayout
+	Addr    [16]uint8
+	Ifindex uint32
+}
+
 type SteerPinKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -99,7 +123,7 @@ type SteerReply struct {
 	Vip     [16]uint8
 	VipPort uint16
 	Pool    uint8
-	Pad     uint8
+	Kind    uint8
 	SvcId   uint32
 }
 
@@ -130,23 +154,16 @@ const (
 	SteerStatSTAT_PASS_NOT_REPLY   SteerStat = 5
 	SteerStatSTAT_FLOW_HIT         SteerStat = 6
 	SteerStatSTAT_FLOW_NEW         SteerStat = 7
-	SteerStatSTAT_FLOW_RESTEER     SteerStat = 8
+	SteerStatSTAT_FLOW_SYN         SteerStat = 8
 	SteerStatSTAT_FLOW_INSERT_FAIL SteerStat = 9
 	SteerStatSTAT_PINNED           SteerStat = 10
 	SteerStatSTAT_DROP_NO_BACKEND  SteerStat = 11
 	SteerStatSTAT_REPLY_HIT        SteerStat = 12
-	SteerStatSTAT_FWD_REDIRECT     SteerStat = 13
-	SteerStatSTAT_FWD_STACK        SteerStat = 14
-	SteerStatSTAT_COUNT            SteerStat = 15
+	SteerStatSTAT_NEXTHOP_MISS     SteerStat = 13
+	SteerStatSTAT_FWD_REDIRECT     SteerStat = 14
+	SteerStatSTAT_FWD_STACK        SteerStat = 15
+	SteerStatSTAT_COUNT            SteerStat = 16
 )
-
-type SteerSvcKey struct {
-	_     structs.HostLayout
-	Addr  [16]uint8
-	Port  uint16
-	Proto uint8
-	Pad   uint8
-}
 
 type SteerTable struct {
 	_           structs.HostLayout
@@ -178,10 +195,11 @@ type SteerXdpMd struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SteerMapBackends     = "backends"
 	SteerMapFlows        = "flows"
+	SteerMapNexthops     = "nexthops"
 	SteerMapPins         = "pins"
 	SteerMapPoolCounters = "pool_counters"
-	SteerMapReplies      = "replies"
 	SteerMapServices     = "services"
 	SteerMapStats        = "stats"
 	SteerMapTables       = "tables"
@@ -189,6 +207,7 @@ const (
 	SteerProgTcClient    = "tc_client"
 	SteerProgXdpBackend  = "xdp_backend"
 	SteerProgXdpClient   = "xdp_client"
+	SteerVarRouteGen     = "route_gen"
 	SteerVarUnusedEnums  = "unused_enums"
 )
 
@@ -244,10 +263,11 @@ type SteerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerMapSpecs struct {
+	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
 	Pins         *ebpf.MapSpec `ebpf:"pins"`
 	PoolCounters *ebpf.MapSpec `ebpf:"pool_counters"`
-	Replies      *ebpf.MapSpec `ebpf:"replies"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Tables       *ebpf.MapSpec `ebpf:"tables"`
@@ -257,6 +277,7 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
+	RouteGen    *ebpf.VariableSpec `ebpf:"route_gen"`
 	UnusedEnums *ebpf.VariableSpec `ebpf:"unused_enums"`
 }
 
@@ -280,10 +301,11 @@ func (o *SteerObjects) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerMaps struct {
+	Backends     *ebpf.Map `ebpf:"backends"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Nexthops     *ebpf.Map `ebpf:"nexthops"`
 	Pins         *ebpf.Map `ebpf:"pins"`
 	PoolCounters *ebpf.Map `ebpf:"pool_counters"`
-	Replies      *ebpf.Map `ebpf:"replies"`
 	Services     *ebpf.Map `ebpf:"services"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Tables       *ebpf.Map `ebpf:"tables"`
@@ -291,10 +313,11 @@ type SteerMaps struct {
 
 func (m *SteerMaps) Close() error {
 	return _SteerClose(
+		m.Backends,
 		m.Flows,
+		m.Nexthops,
 		m.Pins,
 		m.PoolCounters,
-		m.Replies,
 		m.Services,
 		m.Stats,
 		m.Tables,
@@ -305,6 +328,7 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
+	RouteGen    *ebpf.Variable `ebpf:"route_gen"`
 	UnusedEnums *ebpf.Variable `ebpf:"unused_enums"`
 }
 

@@ -9,8 +9,16 @@
 
 #include <linux/types.h>
 
-#define HASH_SEED_BUCKET 0x67726179u /* "gray": key -> weight bucket */
-#define HASH_SEED_SLOT 0x6c616e65u   /* "lane": key -> Maglev slot */
+#define HASH_SEED 0x67726179u /* "gray" */
+
+/* Two independent 32-bit hashes of one key from one jhash run (c and b of
+ * lookup3's final state, as Jenkins' hashlittle2 returns them): one picks
+ * the weight bucket, the other the Maglev slot, so the backend inside a
+ * pool does not correlate with the bucket. */
+struct hash2 {
+	__u32 bucket;
+	__u32 slot;
+};
 
 static __always_inline __u32 rol32(__u32 word, unsigned int shift)
 {
@@ -39,7 +47,7 @@ static __always_inline __u32 rol32(__u32 word, unsigned int shift)
 	} while (0)
 
 /* jhash2 of 4 words (a 16-byte address). */
-static __always_inline __u32 jhash_4words(const __u32 *k, __u32 seed)
+static __always_inline struct hash2 jhash_4words(const __u32 *k, __u32 seed)
 {
 	__u32 a, b, c;
 
@@ -50,11 +58,11 @@ static __always_inline __u32 jhash_4words(const __u32 *k, __u32 seed)
 	JHASH_MIX(a, b, c);
 	a += k[3];
 	JHASH_FINAL(a, b, c);
-	return c;
+	return (struct hash2){ .bucket = c, .slot = b };
 }
 
 /* jhash2 of 10 words (a struct flow_key). */
-static __always_inline __u32 jhash_10words(const __u32 *k, __u32 seed)
+static __always_inline struct hash2 jhash_10words(const __u32 *k, __u32 seed)
 {
 	__u32 a, b, c;
 
@@ -73,5 +81,5 @@ static __always_inline __u32 jhash_10words(const __u32 *k, __u32 seed)
 	JHASH_MIX(a, b, c);
 	a += k[9];
 	JHASH_FINAL(a, b, c);
-	return c;
+	return (struct hash2){ .bucket = c, .slot = b };
 }

@@ -46,8 +46,9 @@ enum flow_flags {
 	FLOW_F_MIRROR = 1 << 0, /* reserved for the mirror feature: copy this flow */
 };
 
-/* Key of the services map: what a client sends to. */
-struct svc_key {
+/* An address, port and protocol: the key of the services map (what clients
+ * send to) and of the backends map (what backends answer from). */
+struct endpoint {
 	__u8 addr[16];
 	__be16 port;
 	__u8 proto;
@@ -90,18 +91,17 @@ struct table {
 	__u8 lut[MAGLEV_SIZE];
 };
 
-/* Key of the flows (client -> VIP) and replies (backend -> client) maps: a
- * packet's addresses and ports as they appear on the wire. For services
- * keyed by gtpu-inner, a flow is a UE: src is the inner source address and
- * sport is 0, so a UE stays on its backend whichever base station (outer
- * source) carries it. */
+/* Key of the flows map: a client's packet to a VIP as it appears on the
+ * wire, plus the service's key kind. For services keyed by gtpu-inner, a
+ * flow is a UE: src is the inner source address and sport is 0, so a UE
+ * stays on its backend whichever base station (outer source) carries it. */
 struct flow_key {
 	__u8 src[16];
 	__u8 dst[16];
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
-	__u8 kind; /* enum key_kind of the service; 0 for replies */
+	__u8 kind; /* enum key_kind of the service */
 	__u16 pad;
 };
 
@@ -114,18 +114,40 @@ struct flow {
 	__u8 pool;
 	__u8 flags;    /* enum flow_flags */
 	__u16 pad;
-	__u32 syn_seq; /* TCP: sequence number of the SYN that created the flow */
+	__u32 pad2;
 	__u64 created_ns;
 };
 
-/* Value of the replies map: what a backend's reply must look like to the
- * client (the VIP as its source). */
+/* Value of the backends map: the service a backend endpoint serves. A reply
+ * from it is translated back (VIP as source) only if the flow it answers is
+ * in the flows map, so traffic to the backend that did not come through the
+ * VIP (health checks, monitoring) passes untouched. An endpoint belongs to
+ * one pool of one service (validation enforces it). */
 struct reply {
 	__u8 vip[16];
 	__be16 vip_port;
 	__u8 pool;
-	__u8 pad;
+	__u8 kind; /* enum key_kind of the service: how its flows are keyed */
 	__u32 svc_id;
+};
+
+/* Key of the nexthops cache: where a rewritten packet goes, and from which
+ * interface it came (policy routing may depend on it). */
+struct nh_key {
+	__u8 addr[16];
+	__u32 ifindex;
+};
+
+/* Value of the nexthops cache: what bpf_fib_lookup said, reused for
+ * NEXTHOP_TTL_NS or until the agent bumps route_gen on a route, neighbour
+ * or link change, whichever comes first. */
+struct nexthop {
+	__u64 expires_ns;
+	__u32 gen;
+	__u32 ifindex;
+	__u32 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
 };
 
 /* Key of the pins LPM trie: prefixlen counts the 32 bits of svc_id plus the
@@ -161,11 +183,12 @@ enum stat {
 	STAT_PASS_NOT_REPLY,       /* from the backend side, not a reply of a flow */
 	STAT_FLOW_HIT,             /* an established flow */
 	STAT_FLOW_NEW,             /* a new flow was steered */
-	STAT_FLOW_RESTEER,         /* a TCP SYN with a new ISN reused a flow's tuple */
+	STAT_FLOW_SYN,             /* a bare TCP SYN: (re)steered without a lookup */
 	STAT_FLOW_INSERT_FAIL,     /* the flow table refused the entry */
 	STAT_PINNED,               /* a new flow's pool was decided by a pin */
 	STAT_DROP_NO_BACKEND,      /* a service packet, but no pool has backends */
 	STAT_REPLY_HIT,            /* a backend reply translated back */
+	STAT_NEXTHOP_MISS,         /* the next hop was not cached: FIB lookup */
 	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
 	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
 	STAT_COUNT,
@@ -181,10 +204,18 @@ struct {
 	/* Not preallocated: an update allocates a new element and swaps it in
 	 * under RCU, so a reader never sees a value half old, half new. */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct svc_key);
+	__type(key, struct endpoint);
 	__type(value, struct service);
 	__uint(max_entries, 1024);
 } services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint);
+	__type(value, struct reply);
+	__uint(max_entries, 4096);
+} backends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -212,10 +243,18 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct flow_key);
-	__type(value, struct reply);
-	__uint(max_entries, 262144);
-} replies SEC(".maps");
+	__type(key, struct nh_key);
+	__type(value, struct nexthop);
+	__uint(max_entries, 65536);
+} nexthops SEC(".maps");
+
+/* Bumped by the agent whenever a route, neighbour or link changes: every
+ * cached next hop older than the bump is looked up again. */
+volatile __u32 route_gen;
+
+/* How long a cached next hop is trusted without a bump (the agent may be
+ * down): one second of a stale MAC at most. */
+#define NEXTHOP_TTL_NS 1000000000ULL
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

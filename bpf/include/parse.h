@@ -72,6 +72,13 @@ static __always_inline void addr_from_v4(__u8 dst[16], __be32 v4)
 	w[3] = v4;
 }
 
+static __always_inline int addr_equal(const __u8 a[16], const __u8 b[16])
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
 static __always_inline void addr_copy(__u8 dst[16], const __u8 src[16])
 {
 	__u32 *d = (__u32 *)dst;
@@ -198,13 +205,18 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 	return PARSE_OK;
 }
 
-/* Find the inner source address of a GTP-U G-PDU carried in pkt's UDP
+/* Find the inner source (or destination) address of a GTP-U G-PDU carried in pkt's UDP
  * payload. Handles the optional sequence/N-PDU/next-extension field and a
  * bounded chain of extension headers (e.g. the PDU Session Container).
  * Returns 0 and fills inner[] on success; -1 if this is not a G-PDU with an
  * IP payload (echo, error indication, end marker, or malformed). */
+enum gtpu_inner_which {
+	GTPU_INNER_SRC = 0, /* uplink: the UE is the source */
+	GTPU_INNER_DST = 1, /* downlink: the UE is the destination */
+};
+
 static __always_inline int parse_gtpu_inner(void *data, void *data_end, const struct packet *pkt,
-					    __u8 inner[16])
+					    enum gtpu_inner_which which, __u8 inner[16])
 {
 	__u32 off = pkt->l4_off + sizeof(struct udphdr);
 	__u8 *gtp, *p;
@@ -276,7 +288,7 @@ static __always_inline int parse_gtpu_inner(void *data, void *data_end, const st
 
 		if ((void *)(ip4 + 1) > data_end)
 			return -1;
-		addr_from_v4(inner, ip4->saddr);
+		addr_from_v4(inner, which == GTPU_INNER_SRC ? ip4->saddr : ip4->daddr);
 		return 0;
 	}
 	if ((p[0] >> 4) == 6) {
@@ -284,7 +296,7 @@ static __always_inline int parse_gtpu_inner(void *data, void *data_end, const st
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
-		addr_copy(inner, (__u8 *)&ip6->saddr);
+		addr_copy(inner, which == GTPU_INNER_SRC ? (__u8 *)&ip6->saddr : (__u8 *)&ip6->daddr);
 		return 0;
 	}
 	return -1;

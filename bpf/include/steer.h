@@ -27,14 +27,15 @@ static __always_inline const __u8 *key_address(const struct flow_key *fk)
  * the key address alone for KEY_CLIENT and KEY_GTPU_INNER. */
 _Static_assert(sizeof(struct flow_key) == 40, "jhash_10words hashes a 40-byte flow key");
 
-static __always_inline __u32 hash_key(const struct flow_key *fk, __u32 seed)
+static __always_inline struct hash2 hash_key(const struct flow_key *fk)
 {
 	if (fk->kind == KEY_FLOW)
-		return jhash_10words((const __u32 *)fk, seed);
-	return jhash_4words((const __u32 *)key_address(fk), seed);
+		return jhash_10words((const __u32 *)fk, HASH_SEED);
+	return jhash_4words((const __u32 *)key_address(fk), HASH_SEED);
 }
 
-static __always_inline int pool_of_new_flow(const struct service *svc, const struct flow_key *fk)
+static __always_inline int pool_of_new_flow(const struct service *svc, const struct flow_key *fk,
+					    __u32 bucket_hash)
 {
 	if (svc->flags & SVC_F_PINS) {
 		struct pin_key pk = {
@@ -52,7 +53,7 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 	}
 	/* Canary iff bucket < weight: raising the weight only ever adds
 	 * buckets to the canary, so keys move stable -> canary, never back. */
-	if (hash_key(fk, HASH_SEED_BUCKET) % WEIGHT_SCALE < svc->weight)
+	if (bucket_hash % WEIGHT_SCALE < svc->weight)
 		return POOL_CANARY;
 	return POOL_STABLE;
 }
@@ -62,11 +63,12 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 					struct flow *f)
 {
 	struct table_key tk = { .svc_id = svc->id };
+	struct hash2 h = hash_key(fk);
 	struct table *t;
 	__u32 slot;
 	__u8 pool, idx;
 
-	pool = pool_of_new_flow(svc, fk);
+	pool = pool_of_new_flow(svc, fk, h.bucket);
 	/* An empty pool is only possible transiently (validation forbids
 	 * sending flows to it); prefer the other pool to a drop. */
 	if (!svc->table_ok[pool & 1])
@@ -78,7 +80,7 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 	t = bpf_map_lookup_elem(&tables, &tk);
 	if (!t)
 		return -1;
-	slot = hash_key(fk, HASH_SEED_SLOT) % MAGLEV_SIZE;
+	slot = h.slot % MAGLEV_SIZE;
 	/* The verifier does not bound the result of a modulo; hide the value
 	 * from the compiler so the explicit check below survives. */
 	asm volatile("" : "+r"(slot));
@@ -93,28 +95,6 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 	return 0;
 }
 
-/* Make sure a backend's replies to this client find their way back. */
-static __always_inline void ensure_reply(const struct packet *pkt, const struct flow *f, int refresh)
-{
-	struct flow_key rk = {
-		.sport = f->backend.port,
-		.dport = pkt->tuple.sport,
-		.proto = pkt->tuple.proto,
-	};
-	struct reply r = {
-		.vip_port = pkt->tuple.dport,
-		.pool = f->pool,
-		.svc_id = f->svc_id,
-	};
-
-	addr_copy(rk.src, f->backend.addr);
-	addr_copy(rk.dst, pkt->tuple.src);
-	if (!refresh && bpf_map_lookup_elem(&replies, &rk))
-		return;
-	addr_copy(r.vip, pkt->tuple.dst);
-	bpf_map_update_elem(&replies, &rk, &r, BPF_ANY);
-}
-
 /*
  * Client side: decide where a packet to a service goes. On DECIDE_FORWARD
  * *out holds the flow (backend, pool, service) and *new_flow says whether
@@ -123,7 +103,7 @@ static __always_inline void ensure_reply(const struct packet *pkt, const struct 
 static __always_inline int decide_client(void *data, void *data_end, const struct packet *pkt,
 					 struct flow *out, int *new_flow)
 {
-	struct svc_key sk = {
+	struct endpoint sk = {
 		.port = pkt->tuple.dport,
 		.proto = pkt->tuple.proto,
 	};
@@ -145,28 +125,28 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	if (svc->key == KEY_GTPU_INNER) {
 		/* A UE is its inner source address; GTP-U messages that are not
 		 * G-PDUs (echo, error indication) go by their 5-tuple. */
-		if (parse_gtpu_inner(data, data_end, pkt, fk.src) == 0)
+		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_SRC, fk.src) == 0)
 			fk.sport = 0;
 		else
 			fk = pkt->tuple;
 	}
 
-	f = bpf_map_lookup_elem(&flows, &fk);
-	if (f) {
-		/* A bare SYN with another ISN is a new connection reusing the
-		 * tuple of an old one (the client's port came round again): steer
-		 * it afresh. A retransmitted SYN keeps its ISN and its backend. */
-		int syn = (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-
-		if (!(syn && pkt->tuple.proto == IPPROTO_TCP && f->syn_seq != pkt->tcp_seq)) {
+	/* A bare SYN always starts a flow: skipping the lookup saves a
+	 * flow-table miss on every new connection (the costliest part of the
+	 * new-flow path), and a client port that came round again is steered
+	 * afresh. A retransmitted SYN hashes to the same backend unless the
+	 * service's tables changed in between, and no live connection ever
+	 * sends a bare SYN. */
+	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		count(STAT_FLOW_SYN);
+		update = BPF_ANY;
+	} else {
+		f = bpf_map_lookup_elem(&flows, &fk);
+		if (f) {
 			*out = *f;
 			count(STAT_FLOW_HIT);
-			if (fk.kind == KEY_GTPU_INNER)
-				ensure_reply(pkt, out, 0); /* the UE may have moved to another base station */
 			return DECIDE_FORWARD;
 		}
-		count(STAT_FLOW_RESTEER);
-		update = BPF_ANY;
 	}
 
 	__builtin_memset(out, 0, sizeof(*out));
@@ -174,8 +154,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
-	out->syn_seq = pkt->tcp_seq;
-	out->created_ns = bpf_ktime_get_ns();
+	out->created_ns = bpf_ktime_get_coarse_ns();
 	if (bpf_map_update_elem(&flows, &fk, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */
@@ -188,18 +167,48 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_FLOW_HIT);
 		return DECIDE_FORWARD;
 	}
-	ensure_reply(pkt, out, 1);
 	*new_flow = 1;
 	count(STAT_FLOW_NEW);
 	return DECIDE_FORWARD;
 }
 
-/* Backend side: is this a reply of a steered flow? */
-static __always_inline struct reply *decide_backend(const struct packet *pkt)
+/* Backend side: is this a reply of a steered flow? It is if it comes from
+ * a backend endpoint and the flow it answers is in the flows map, steered
+ * to this very backend. Returns the service's view of the endpoint, or 0. */
+static __always_inline struct reply *decide_backend(void *data, void *data_end,
+						    const struct packet *pkt)
 {
-	struct reply *r = bpf_map_lookup_elem(&replies, &pkt->tuple);
+	struct endpoint ep = {
+		.port = pkt->tuple.sport,
+		.proto = pkt->tuple.proto,
+	};
+	struct flow_key fk = {
+		.dport = 0,
+		.proto = pkt->tuple.proto,
+	};
+	struct reply *r;
+	struct flow *f;
 
+	addr_copy(ep.addr, pkt->tuple.src);
+	r = bpf_map_lookup_elem(&backends, &ep);
 	if (!r) {
+		count(STAT_PASS_NOT_REPLY);
+		return 0;
+	}
+	/* The key the client's packets were steered by, seen from this side. */
+	fk.kind = r->kind;
+	addr_copy(fk.dst, r->vip);
+	fk.dport = r->vip_port;
+	fk.sport = pkt->tuple.dport;
+	addr_copy(fk.src, pkt->tuple.dst);
+	if (r->kind == KEY_GTPU_INNER) {
+		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_DST, fk.src) == 0)
+			fk.sport = 0;
+		else
+			fk.kind = KEY_FLOW; /* echo and friends were keyed by the tuple */
+	}
+	f = bpf_map_lookup_elem(&flows, &fk);
+	if (!f || f->backend.port != pkt->tuple.sport || !addr_equal(f->backend.addr, pkt->tuple.src)) {
 		count(STAT_PASS_NOT_REPLY);
 		return 0;
 	}

@@ -17,10 +17,12 @@ import (
 type installed struct {
 	svc   service.Service
 	id    uint32
-	key   bpf.SteerSvcKey
+	key   bpf.SteerEndpoint
 	value bpf.SteerService
 	pools [2]string // fingerprint of each pool's backends ("" = empty)
-	pins  map[bpf.SteerPinKey]uint8
+	// replies: the backends map entries of the service's backends.
+	replies map[bpf.SteerEndpoint]bpf.SteerReply
+	pins    map[bpf.SteerPinKey]uint8
 }
 
 // step is one map write and how to take it back.
@@ -108,6 +110,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		}
 		pinsAfter += len(in.pins)
 		p.planPins(m.Pins, old, in)
+		p.planReplies(m.Backends, old, in)
 		p.planSwitch(m.Services, old, in)
 		p.installed[s.Name] = in
 	}
@@ -195,6 +198,39 @@ func (p *plan) planPins(pins *ebpf.Map, old, in *installed) {
 	}
 }
 
+// planReplies writes the backends map entries that let replies of the
+// service's backends be translated back. They go in before the switch, so
+// the first reply of a flow to a new backend already finds its entry.
+func (p *plan) planReplies(backends *ebpf.Map, old, in *installed) {
+	in.replies = make(map[bpf.SteerEndpoint]bpf.SteerReply)
+	for _, pool := range []service.Pool{service.Stable, service.Canary} {
+		for _, b := range in.svc.Backends(pool) {
+			in.replies[endpoint(b.Addr, in.svc.Protocol)] = bpf.SteerReply{
+				Vip: in.key.Addr, VipPort: in.key.Port, Pool: uint8(pool), Kind: uint8(in.svc.Key), SvcId: in.id,
+			}
+		}
+	}
+	for key, r := range in.replies {
+		if old != nil {
+			if prev, had := old.replies[key]; had && prev == r {
+				continue
+			}
+		}
+		var prev bpf.SteerReply
+		had := backends.Lookup(key, &prev) == nil
+		p.prepare = append(p.prepare, step{
+			what: fmt.Sprintf("backend entry of service %q", in.svc.Name),
+			do:   func() error { return backends.Update(key, r, ebpf.UpdateAny) },
+			undo: func() error {
+				if had {
+					return backends.Update(key, prev, ebpf.UpdateAny)
+				}
+				return backends.Delete(key)
+			},
+		})
+	}
+}
+
 func (p *plan) planSwitch(services *ebpf.Map, old, in *installed) {
 	key, value := in.key, in.value
 	switch {
@@ -257,9 +293,11 @@ func (d *Datapath) sweep() {
 	m := &d.objs.SteerMaps
 	liveTables := make(map[bpf.SteerTableKey]bool)
 	livePins := make(map[bpf.SteerPinKey]bool)
-	liveServices := make(map[bpf.SteerSvcKey]bool)
+	liveServices := make(map[bpf.SteerEndpoint]bool)
+	liveIDs := make(map[uint32]*installed)
 	for _, in := range d.services {
 		liveServices[in.key] = true
+		liveIDs[in.id] = in
 		for pool := range 2 {
 			if in.value.TableOk[pool] == 1 {
 				liveTables[bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: in.value.TableGen[pool]}] = true
@@ -271,7 +309,17 @@ func (d *Datapath) sweep() {
 	}
 	sweepMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
 	sweepMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
-	sweepMap(d, m.Services, func(k bpf.SteerSvcKey) bool { return liveServices[k] })
+	sweepMap(d, m.Services, func(k bpf.SteerEndpoint) bool { return liveServices[k] })
+	// A backend removed from its pool keeps its reply translation while its
+	// service lives, so its live flows drain instead of breaking.
+	var r bpf.SteerReply
+	sweepMap(d, m.Backends, func(k bpf.SteerEndpoint) bool {
+		if err := m.Backends.Lookup(k, &r); err != nil {
+			return true // gone already, or unreadable: leave it to the next sweep
+		}
+		in := liveIDs[r.SvcId]
+		return in != nil && in.key.Addr == r.Vip && in.key.Port == r.VipPort
+	})
 }
 
 func sweepMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/service"
 )
 
 // Defaults for Options.
@@ -38,7 +40,7 @@ type Options struct {
 	// PinPath is a directory on a bpffs where maps and links are pinned.
 	// Empty: nothing is pinned (tests and benchmarks).
 	PinPath string
-	// FlowTable is the number of flow entries (and of reply entries).
+	// FlowTable is the number of flow entries.
 	FlowTable uint32
 	// MaxServices bounds the number of services.
 	MaxServices uint32
@@ -79,6 +81,7 @@ type Datapath struct {
 	services map[string]*installed  // by service name
 	ids      idAllocator
 	pins     int // pins installed over all services
+	routeGen uint32
 	closed   bool
 }
 
@@ -106,7 +109,7 @@ func New(opts Options) (*Datapath, error) {
 	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
 	specs.Pins.MaxEntries = opts.MaxPins
 	specs.Flows.MaxEntries = opts.FlowTable
-	specs.Replies.MaxEntries = opts.FlowTable
+	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 
 	var collOpts ebpf.CollectionOptions
@@ -118,8 +121,10 @@ func New(opts Options) (*Datapath, error) {
 		if err := os.MkdirAll(mapDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create pin directory: %w", err)
 		}
-		for _, m := range spec.Maps {
-			m.Pinning = ebpf.PinByName
+		for name, m := range spec.Maps {
+			if !strings.HasPrefix(name, ".") { // not the .bss of route_gen
+				m.Pinning = ebpf.PinByName
+			}
 		}
 		collOpts.Maps.PinPath = mapDir
 	}
@@ -134,6 +139,13 @@ func New(opts Options) (*Datapath, error) {
 		ids:       newIDAllocator(opts.MaxServices),
 	}
 	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
+		if opts.PinPath != "" {
+			// Whatever got pinned before the failure is ours: the
+			// directory was emptied of older pins above.
+			_ = preparePinPath(opts.PinPath, opts.Logger)
+			_ = os.Remove(filepath.Join(opts.PinPath, "maps"))
+			_ = os.Remove(opts.PinPath)
+		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
@@ -179,7 +191,7 @@ func (d *Datapath) Close() error {
 
 func (d *Datapath) maps() []*ebpf.Map {
 	m := &d.objs.SteerMaps
-	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Replies, m.PoolCounters, m.Stats}
+	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Backends, m.Nexthops, m.PoolCounters, m.Stats}
 }
 
 // Objects gives tests and benchmarks the loaded programs and maps.
@@ -296,3 +308,13 @@ func (a *idAllocator) take() (uint32, bool) {
 }
 
 func (a *idAllocator) release(id uint32) { a.free[id] = true }
+
+// RoutesChanged makes the programs look up every next hop in the FIB again
+// instead of using their cache. Call it on every route, neighbour or link
+// change (WatchRoutes does).
+func (d *Datapath) RoutesChanged() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.routeGen++
+	return d.objs.RouteGen.Set(d.routeGen)
+}

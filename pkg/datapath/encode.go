@@ -34,8 +34,12 @@ func addr16(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
 // addrFrom16 turns the programs' address form back into an address.
 func addrFrom16(b [16]uint8) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
-func svcKey(fe service.Frontend) bpf.SteerSvcKey {
-	return bpf.SteerSvcKey{Addr: addr16(fe.VIP), Port: htons(fe.Port), Proto: uint8(fe.Protocol)}
+func svcKey(fe service.Frontend) bpf.SteerEndpoint {
+	return endpoint(netip.AddrPortFrom(fe.VIP, fe.Port), fe.Protocol)
+}
+
+func endpoint(ap netip.AddrPort, proto service.Protocol) bpf.SteerEndpoint {
+	return bpf.SteerEndpoint{Addr: addr16(ap.Addr()), Port: htons(ap.Port()), Proto: uint8(proto)}
 }
 
 func pinKey(id uint32, p netip.Prefix) bpf.SteerPinKey {

@@ -45,12 +45,12 @@ type fixture struct {
 	cliIf, bckIf int
 	cliMAC       net.HardwareAddr
 	bckMAC       net.HardwareAddr
-	skbIfOff     int // offset of ingress_ifindex in struct __sk_buff
+	skbIfOffs    []int // offsets of ingress_ifindex and ifindex in struct __sk_buff
 	skbCtxSize   int
 	ns           netns.NsHandle
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	testenv.RequirePrivileges(t)
 	f := &fixture{}
@@ -100,7 +100,7 @@ func (f *fixture) inNS(fn func() error) error {
 	return ferr
 }
 
-func (f *fixture) setup(t *testing.T) error {
+func (f *fixture) setup(t testing.TB) error {
 
 	mustLink := func(name string, addrs ...string) (int, net.HardwareAddr) {
 		// A veth pair whose peer stays in the namespace: the kernel may
@@ -158,7 +158,7 @@ func (f *fixture) setup(t *testing.T) error {
 	neigh(f.cliIf, client4, macClient)
 	neigh(f.cliIf, client6, macClient)
 
-	dp, err := New(Options{FlowTable: 4096, MaxServices: 64})
+	dp, err := New(Options{FlowTable: 1 << 18, MaxServices: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,17 +171,17 @@ func (f *fixture) setup(t *testing.T) error {
 	}
 	f.skbCtxSize = int(sk.Size)
 	for _, m := range sk.Members {
-		if m.Name == "ingress_ifindex" {
-			f.skbIfOff = int(m.Offset.Bytes())
+		if m.Name == "ingress_ifindex" || m.Name == "ifindex" {
+			f.skbIfOffs = append(f.skbIfOffs, int(m.Offset.Bytes()))
 		}
 	}
-	if f.skbIfOff == 0 {
-		t.Fatal("struct __sk_buff has no ingress_ifindex in the programs' BTF")
+	if len(f.skbIfOffs) != 2 {
+		t.Fatal("struct __sk_buff lacks ingress_ifindex or ifindex in the programs' BTF")
 	}
 	return nil
 }
 
-func dpSpecTypes(t *testing.T) *btf.Spec {
+func dpSpecTypes(t testing.TB) *btf.Spec {
 	spec, err := bpf.LoadSteer()
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +252,9 @@ func (f *fixture) tryRun(h hook, backendSide bool, ifindex int, frame []byte) (v
 			prog = objs.TcBackend
 		}
 		ctx := make([]byte, f.skbCtxSize)
-		putNative32(ctx[f.skbIfOff:], uint32(ifindex))
+		for _, off := range f.skbIfOffs { // the device the packet came in on
+			putNative32(ctx[off:], uint32(ifindex))
+		}
 		opts.Context = ctx
 	}
 	ret, err := prog.Run(opts)

@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 
@@ -18,20 +19,74 @@ type PoolCounters struct {
 	Flows uint64
 }
 
+// View reads the kernel's maps: the loaded data path's own, or those an
+// agent pinned (OpenPinned). Everything it returns comes from the kernel,
+// none of it from an agent's memory.
+type View struct {
+	maps      *bpf.SteerMaps
+	statNames []string
+	closer    func() error
+}
+
+// OpenPinned opens the maps an agent pinned under pinPath, for reading.
+func OpenPinned(pinPath string) (*View, error) {
+	spec, err := bpf.LoadSteer()
+	if err != nil {
+		return nil, fmt.Errorf("load program spec: %w", err)
+	}
+	statNames, err := enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT))
+	if err != nil {
+		return nil, err
+	}
+	var maps bpf.SteerMaps
+	dir := filepath.Join(pinPath, "maps")
+	opened := []*ebpf.Map{}
+	for name, dst := range map[string]**ebpf.Map{
+		bpf.SteerMapServices: &maps.Services, bpf.SteerMapTables: &maps.Tables, bpf.SteerMapPins: &maps.Pins,
+		bpf.SteerMapFlows: &maps.Flows, bpf.SteerMapBackends: &maps.Backends, bpf.SteerMapNexthops: &maps.Nexthops,
+		bpf.SteerMapPoolCounters: &maps.PoolCounters, bpf.SteerMapStats: &maps.Stats,
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
+		}
+		opened = append(opened, m)
+		*dst = m
+	}
+	return &View{maps: &maps, statNames: statNames, closer: maps.Close}, nil
+}
+
+// Close releases the maps of a View from OpenPinned.
+func (v *View) Close() error {
+	if v.closer == nil {
+		return nil
+	}
+	return v.closer()
+}
+
 // Counters returns the counters of both pools of the named service,
 // indexed by service.Pool.
 func (d *Datapath) Counters(name string) ([2]PoolCounters, error) {
 	d.mu.Lock()
 	in, ok := d.services[name]
 	d.mu.Unlock()
-	var out [2]PoolCounters
 	if !ok {
-		return out, fmt.Errorf("service %q is not installed", name)
+		return [2]PoolCounters{}, fmt.Errorf("service %q is not installed", name)
 	}
+	return d.view().PoolCounters(in.id)
+}
+
+// PoolCounters returns the counters of both pools of the service with the
+// kernel id id (KernelService.ID), indexed by service.Pool.
+func (v *View) PoolCounters(id uint32) ([2]PoolCounters, error) {
+	var out [2]PoolCounters
 	for _, pool := range []service.Pool{service.Stable, service.Canary} {
 		var perCPU []bpf.SteerPoolStats
-		if err := d.objs.PoolCounters.Lookup(poolCounterKey(in.id, pool), &perCPU); err != nil {
-			return out, fmt.Errorf("read counters of service %q: %w", name, err)
+		if err := v.maps.PoolCounters.Lookup(poolCounterKey(id, pool), &perCPU); err != nil {
+			return out, fmt.Errorf("read counters of service %d: %w", id, err)
 		}
 		c := &out[pool]
 		for _, s := range perCPU {
@@ -47,11 +102,14 @@ func (d *Datapath) Counters(name string) ([2]PoolCounters, error) {
 
 // Stats returns the programs' path counters by name (see enum stat in
 // bpf/include/maps.h), summed over CPUs.
-func (d *Datapath) Stats() (map[string]uint64, error) {
-	out := make(map[string]uint64, len(d.statNames))
-	for i, name := range d.statNames {
+func (d *Datapath) Stats() (map[string]uint64, error) { return d.view().Stats() }
+
+// Stats returns the programs' path counters by name, summed over CPUs.
+func (v *View) Stats() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(v.statNames))
+	for i, name := range v.statNames {
 		var perCPU []uint64
-		if err := d.objs.Stats.Lookup(uint32(i), &perCPU); err != nil {
+		if err := v.maps.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return nil, fmt.Errorf("read stat %s: %w", name, err)
 		}
 		var sum uint64
@@ -76,9 +134,15 @@ type KernelService struct {
 
 // ReadKernel reads the service on frontend fe back from the kernel's maps.
 // ok is false when the kernel has no such service.
-func (d *Datapath) ReadKernel(fe service.Frontend) (ks KernelService, ok bool, err error) {
+func (d *Datapath) ReadKernel(fe service.Frontend) (KernelService, bool, error) {
+	return d.view().Service(fe)
+}
+
+// Service reads the service on frontend fe. ok is false when the kernel has
+// no such service.
+func (vw *View) Service(fe service.Frontend) (ks KernelService, ok bool, err error) {
 	var v bpf.SteerService
-	if err := d.objs.Services.Lookup(svcKey(fe), &v); err != nil {
+	if err := vw.maps.Services.Lookup(svcKey(fe), &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return ks, false, nil
 		}
@@ -96,7 +160,7 @@ func (d *Datapath) ReadKernel(fe service.Frontend) (ks KernelService, ok bool, e
 		}
 		var t bpf.SteerTable
 		key := bpf.SteerTableKey{SvcId: v.Id, Pool: uint8(pool), Gen: v.TableGen[pool]}
-		if err := d.objs.Tables.Lookup(key, &t); err != nil {
+		if err := vw.maps.Tables.Lookup(key, &t); err != nil {
 			return ks, false, fmt.Errorf("read %s table of service %s: %w", service.Pool(pool), fe, err)
 		}
 		for _, b := range t.Backends[:min(t.BackendsLen, uint32(len(t.Backends)))] {
@@ -109,12 +173,15 @@ func (d *Datapath) ReadKernel(fe service.Frontend) (ks KernelService, ok bool, e
 }
 
 // FlowEntries counts the live entries of the flow table by walking it.
-func (d *Datapath) FlowEntries() (int, error) {
+func (d *Datapath) FlowEntries() (int, error) { return d.view().FlowEntries() }
+
+// FlowEntries counts the live entries of the flow table by walking it.
+func (v *View) FlowEntries() (int, error) {
 	var key, next bpf.SteerFlowKey
 	var prev any
 	n := 0
 	for {
-		if err := d.objs.Flows.NextKey(prev, &next); err != nil {
+		if err := v.maps.Flows.NextKey(prev, &next); err != nil {
 			if errors.Is(err, ebpf.ErrKeyNotExist) {
 				return n, nil
 			}
@@ -124,4 +191,8 @@ func (d *Datapath) FlowEntries() (int, error) {
 		key = next
 		prev = &key
 	}
+}
+
+func (d *Datapath) view() *View {
+	return &View{maps: &d.objs.SteerMaps, statNames: d.statNames}
 }

@@ -160,7 +160,9 @@ type Service struct {
 	Protocol Protocol
 	Key      KeyKind
 	App      App
-	Timeout  time.Duration
+	// Timeout is how long a request may go unanswered before it counts as
+	// a timeout error; 0 means DefaultTimeout.
+	Timeout time.Duration
 
 	Stable []Backend
 	Canary []Backend

@@ -60,7 +60,11 @@ func (s *Service) Validate() error {
 	if s.Port == 0 {
 		bad("spec.port", "is required: 1..65535")
 	}
-	if s.Protocol != TCP && s.Protocol != UDP {
+	switch s.Protocol {
+	case TCP, UDP:
+	case 0:
+		bad("spec.protocol", "is required: tcp or udp")
+	default:
 		bad("spec.protocol", "%s is not supported: use tcp or udp", s.Protocol)
 	}
 	switch s.Key {
@@ -85,6 +89,13 @@ func (s *Service) Validate() error {
 	}
 	s.validatePool(Stable, bad)
 	s.validatePool(Canary, bad)
+	for i, b := range s.Canary {
+		for j, o := range s.Stable {
+			if b.Addr == o.Addr {
+				bad(fmt.Sprintf("spec.canary.backends[%d]", i), "%s is also stable backend %d: a backend belongs to one pool, so its replies are counted for one", b.Addr, j)
+			}
+		}
+	}
 	if s.CanaryWeight > 0 && len(s.Canary) == 0 {
 		bad("spec.canary.weight", "is %s but the canary pool has no backends", s.CanaryWeight)
 	}
@@ -171,6 +182,9 @@ func ValidateSet(svcs []Service) error {
 	var errs []error
 	names := make(map[string]int, len(svcs))
 	frontends := make(map[Frontend]string, len(svcs))
+	// A backend endpoint serves one service: its replies are translated
+	// back to that service's VIP.
+	endpoints := make(map[Frontend]string)
 	for i := range svcs {
 		s := &svcs[i]
 		if err := s.Validate(); err != nil {
@@ -181,6 +195,19 @@ func ValidateSet(svcs []Service) error {
 				Msg: fmt.Sprintf("is used by two services (documents %d and %d)", j+1, i+1)})
 		}
 		names[s.Name] = i
+		for _, pool := range []Pool{Stable, Canary} {
+			for i, b := range s.Backends(pool) {
+				if !b.Addr.IsValid() {
+					continue // reported by Validate
+				}
+				ep := Frontend{VIP: b.Addr.Addr().Unmap(), Port: b.Addr.Port(), Protocol: s.Protocol}
+				if other, dup := endpoints[ep]; dup && other != s.Name {
+					errs = append(errs, &FieldError{Service: s.Name, Path: fmt.Sprintf("spec.%s.backends[%d]", pool, i),
+						Msg: fmt.Sprintf("%s is also a backend of service %q: a backend endpoint serves one service, or its replies could not be told apart", ep, other)})
+				}
+				endpoints[ep] = s.Name
+			}
+		}
 		if !s.VIP.IsValid() || s.Port == 0 {
 			continue
 		}

@@ -41,6 +41,10 @@ func ParseWeight(s string) (Weight, error) {
 			}
 		}
 	}
+	whole = strings.TrimLeft(whole, "0")
+	if whole == "" {
+		whole = "0"
+	}
 	if len(whole) > 3 {
 		return 0, fmt.Errorf("weight %q is above 100%%", s)
 	}
