@@ -150,7 +150,6 @@ func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, erro
 		}
 	}
 	d.attached[ifname] = a
-	d.log.Info("attached", "interface", ifname, "role", role, "hook", a.Hook)
 	return a.Attachment, nil
 }
 

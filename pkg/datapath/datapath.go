@@ -176,11 +176,17 @@ func (d *Datapath) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		// Only our own, now empty, directories: never a user's files.
-		for _, dir := range []string{filepath.Join(d.opts.PinPath, "maps"), filepath.Join(d.opts.PinPath, "links"), d.opts.PinPath} {
+		// Only our own, now empty, directories: never a user's files. The
+		// pin path itself may be a bpffs mount point (busy) or hold other
+		// files (not empty): then it stays.
+		for _, dir := range []string{filepath.Join(d.opts.PinPath, "maps"), filepath.Join(d.opts.PinPath, "links")} {
 			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
+		}
+		if err := os.Remove(d.opts.PinPath); err != nil && !errors.Is(err, os.ErrNotExist) &&
+			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, err)
 		}
 	}
 	if err := d.objs.Close(); err != nil {

@@ -1,0 +1,65 @@
+# Graylane. `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin
+PKG     := github.com/graylane/graylane
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
+
+# Packages whose tests need no privileges: run with the race detector.
+PURE_PKGS := ./pkg/service/... ./pkg/manifest/... ./pkg/maglev/... ./pkg/strictyaml/... ./agent/config/...
+# Debian packages the tests, the demo and `make generate` use.
+DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build graylane-agent, graylanectl and the lab tools into bin/
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl ./pkg/netlab/cmd/graylane-lab ./pkg/labagent/cmd/graylane-demo
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests and the demo need (as root)
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: generate
+generate: ## Rebuild the BPF objects and Go bindings (needs clang-19)
+	$(GO) generate ./bpf/...
+
+.PHONY: check-generated
+check-generated: generate ## Fail if the committed BPF objects and bindings are stale
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: generated files are stale: run 'make generate' and commit them"; exit 1; }
+
+.PHONY: test
+test: deps ## Run every test: unit (race detector), kernel packet tests, lab end to end
+	$(GO) vet ./...
+	$(GO) test -race -count=1 $(PURE_PKGS)
+	$(GO) test -count=1 -timeout 40m ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a while
+	$(GO) test -run XXX -fuzz FuzzParseFile -fuzztime 60s ./pkg/manifest
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./agent/config
+	$(GO) test -run XXX -fuzz FuzzPrograms -fuzztime 60s ./pkg/datapath
+
+.PHONY: bench
+bench: deps ## Per-packet costs (BPF_PROG_TEST_RUN) and lab throughput vs routing, iptables, nftables
+	$(GO) test -run XXX -bench PerPacket -benchtime 20000x ./pkg/datapath
+	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
+
+.PHONY: demo
+demo: deps build ## Lab demo: a gateway steering traffic between stable and canary at a few weights
+	$(BIN)/graylane-demo --agent $(BIN)/graylane-agent
+
+.PHONY: clean
+clean: ## Remove build output and any lab left by a crashed run
+	rm -rf $(BIN)
+	-$(GO) run ./pkg/netlab/cmd/graylane-lab cleanup

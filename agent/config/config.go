@@ -1,0 +1,311 @@
+// Package config reads the configuration file of graylane-agent
+// (/etc/graylane/agent.yaml): which node this is, which interfaces it
+// steers on, where it keeps its state, where it listens, and which cluster
+// it belongs to.
+//
+// Reading is strict: an unknown setting or a value of the wrong form is an
+// error naming the file, the line and the setting.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is what an interface carries.
+type Role string
+
+// The roles of an interface.
+const (
+	// RoleClient carries traffic from clients: it is steered.
+	RoleClient Role = "client"
+	// RoleBackend carries traffic from backends: their replies.
+	RoleBackend Role = "backend"
+)
+
+// XDPMode is how the agent attaches its programs to an interface.
+type XDPMode string
+
+// The attach modes.
+const (
+	// XDPModeAuto uses native XDP where the driver supports it, generic XDP
+	// otherwise.
+	XDPModeAuto XDPMode = "auto"
+	// XDPModeNative attaches in the driver, and fails where it cannot.
+	XDPModeNative XDPMode = "native"
+	// XDPModeGeneric attaches in the kernel's generic XDP hook, after the
+	// driver has built a socket buffer: slower, but works everywhere.
+	XDPModeGeneric XDPMode = "generic"
+	// XDPModeTC attaches to the traffic control ingress hook instead of XDP.
+	XDPModeTC XDPMode = "tc"
+)
+
+// Defaults of the settings a file leaves out.
+const (
+	DefaultPath      = "/etc/graylane/agent.yaml"
+	DefaultXDPMode   = XDPModeAuto
+	DefaultBPFFS     = "/sys/fs/bpf/graylane"
+	DefaultDataDir   = "/var/lib/graylane"
+	DefaultFlowTable = 262144
+	DefaultAPI       = "unix:///run/graylane/api.sock"
+	DefaultMetrics   = "127.0.0.1:9477"
+	DefaultManifests = "/etc/graylane/manifests.d"
+)
+
+// Bounds of the flow table, in entries.
+const (
+	MinFlowTable = 1024
+	MaxFlowTable = 67108864
+)
+
+// Config is the agent's configuration. The yaml tags are the file's
+// spelling of each setting.
+type Config struct {
+	// Node names this agent in the cluster; the hostname by default.
+	Node       string      `yaml:"node"`
+	Interfaces []Interface `yaml:"interfaces"`
+	XDPMode    XDPMode     `yaml:"xdpMode"`
+	// BPFFS is the directory in the BPF file system where the agent pins
+	// its maps, so that they outlive a restart.
+	BPFFS   string `yaml:"bpffs"`
+	DataDir string `yaml:"dataDir"`
+	// FlowTable is how many flows the data path tracks at once.
+	FlowTable int    `yaml:"flowTable"`
+	Listen    Listen `yaml:"listen"`
+	// Cluster is nil for a single-node cluster.
+	Cluster *Cluster `yaml:"cluster"`
+	// Manifests is a manifest file or directory, applied once when the
+	// cluster is first created.
+	Manifests string `yaml:"manifests"`
+}
+
+// Interface is a network interface the agent attaches to.
+type Interface struct {
+	Name string `yaml:"name"`
+	Role Role   `yaml:"role"`
+}
+
+// Listen holds the addresses the agent serves on.
+type Listen struct {
+	// API is unix:///path/to/socket or https://host:port.
+	API string `yaml:"api"`
+	// Metrics is the host:port of the Prometheus endpoint.
+	Metrics string `yaml:"metrics"`
+}
+
+// Cluster says how the agent joins the other nodes. It is kept as written.
+type Cluster struct {
+	// Raft is the host:port this node's Raft transport listens on.
+	Raft string `yaml:"raft"`
+	// Join lists the Raft addresses of nodes already in the cluster.
+	Join []string `yaml:"join"`
+	TLS  TLS      `yaml:"tls"`
+}
+
+// TLS names the files of the cluster's mutual TLS.
+type TLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Default returns the configuration of a file that sets nothing. It is not
+// valid on its own: it has no interfaces.
+func Default() *Config {
+	node, _ := os.Hostname() // on failure Validate asks for node
+	return &Config{
+		Node:      node,
+		XDPMode:   DefaultXDPMode,
+		BPFFS:     DefaultBPFFS,
+		DataDir:   DefaultDataDir,
+		FlowTable: DefaultFlowTable,
+		Listen:    Listen{API: DefaultAPI, Metrics: DefaultMetrics},
+		Manifests: DefaultManifests,
+	}
+}
+
+// Error is one problem in a config file. When the problem lies in a
+// setting, Err is a *FieldError; errors.As finds it.
+type Error struct {
+	File string
+	// Line is 1-based; 0 when the problem has no single line.
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read agent config: %w (give the right file with --config)", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads and validates a config file. name is the file name used in
+// error messages. Settings the file leaves out (or sets to null) keep their
+// defaults. On error it returns every problem found, joined; each is an
+// *Error.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	p := &parser{file: name, lines: make(map[string]int)}
+	top, err := p.document(data)
+	if err != nil {
+		return nil, err
+	}
+	if top != nil {
+		if top.Kind != yaml.MappingNode {
+			return nil, &Error{File: name, Line: top.Line,
+				Err: fmt.Errorf("the agent config is a mapping of settings, not %s", describe(top))}
+		}
+		p.check(top, reflect.TypeFor[Config](), "")
+		if len(p.errs) > 0 {
+			return nil, errors.Join(p.errs...)
+		}
+		if err := top.Decode(c); err != nil {
+			return nil, &Error{File: name, Line: top.Line, Err: fmt.Errorf("decode agent config: %w", err)}
+		}
+	}
+	var errs []error
+	for _, err := range leaves(c.Validate()) {
+		var fe *FieldError
+		line := 0
+		if errors.As(err, &fe) {
+			line = p.lineOf(fe.Path)
+		}
+		errs = append(errs, &Error{File: name, Line: line, Err: err})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// parser reads one config file.
+type parser struct {
+	file  string
+	lines map[string]int // setting path ("listen.api") -> line
+	errs  []error
+}
+
+// document returns the top node of the file's one YAML document, or nil for
+// an empty file.
+func (p *parser) document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var top *yaml.Node
+	for {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			return top, nil
+		}
+		if err != nil {
+			return nil, syntaxError(p.file, err)
+		}
+		if len(root.Content) == 0 || isNull(root.Content[0]) {
+			continue // empty, such as after a trailing ---
+		}
+		if top != nil {
+			return nil, &Error{File: p.file, Line: root.Content[0].Line,
+				Err: errors.New("a second YAML document: the agent config is one document; remove the ---")}
+		}
+		top = root.Content[0]
+	}
+}
+
+func (p *parser) fail(path string, line int, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: line,
+		Err: &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}})
+}
+
+// lineOf returns the line of the setting at path, or of the closest setting
+// holding it; 0 for a setting the file leaves out.
+func (p *parser) lineOf(path string) int {
+	for path != "" {
+		if line, ok := p.lines[path]; ok {
+			return line
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// syntaxError turns a YAML syntax error ("yaml: line 3: did not find
+// expected key") into an *Error at that line.
+func syntaxError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, text, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				line, msg = n, text
+			}
+		}
+	}
+	if line > 0 && zeroBasedLine(msg) {
+		line++
+	}
+	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
+}
+
+// zeroBasedLine reports whether msg is one of the problems of yaml.v3's
+// parser (parserc.go), as opposed to its scanner. yaml.v3 v3.0.1 adds one
+// to the 0-based line of scanner errors but not of parser errors, so the
+// line of these is one too low.
+func zeroBasedLine(msg string) bool {
+	for _, problem := range [...]string{
+		"did not find expected <stream-start>",
+		"did not find expected <document start>",
+		"did not find expected node content",
+		"did not find expected key",
+		"did not find expected '-' indicator",
+		"did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"found undefined tag handle",
+		"found duplicate %YAML directive",
+		"found duplicate %TAG directive",
+		"found incompatible YAML document",
+	} {
+		if msg == problem {
+			return true
+		}
+	}
+	return false
+}
+
+// leaves flattens a tree of joined errors into its leaves, in order.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// FieldError says which setting is wrong and why. Path uses the file's
+// spelling ("listen.api", "interfaces[1].role").
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+// maxSocketPath is the longest path a unix socket address holds
+// (sizeof(sun_path) - 1 on Linux).
+const maxSocketPath = 107
+
+var (
+	nodeRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+)
+
+// Validate checks c. It returns every problem found, joined, each a
+// *FieldError. The cluster settings are not checked here.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case c.Node == "":
+		bad("node", "is required: the hostname could not be read, so set node to this machine's name in the cluster")
+	case !nodeRE.MatchString(c.Node):
+		bad("node", "%q must be 1 to 253 characters of A-Z, a-z, 0-9, '.', '_' and '-'", c.Node)
+	}
+
+	if len(c.Interfaces) == 0 {
+		bad("interfaces", "is empty: list the interfaces to attach to, such as {name: eth0, role: client}")
+	}
+	seen := make(map[string]int, len(c.Interfaces))
+	for i, ifc := range c.Interfaces {
+		at := fmt.Sprintf("interfaces[%d]", i)
+		if msg := interfaceNameProblem(ifc.Name); msg != "" {
+			bad(at+".name", "%s", msg)
+		} else if j, dup := seen[ifc.Name]; dup {
+			bad(at+".name", "%q is listed twice (also at interfaces[%d]): give each interface once, with one role", ifc.Name, j)
+		} else {
+			seen[ifc.Name] = i
+		}
+		switch ifc.Role {
+		case RoleClient, RoleBackend:
+		case "":
+			bad(at+".role", "is required: client (traffic from clients) or backend (replies from backends)")
+		default:
+			bad(at+".role", "%q is not a role: use client (traffic from clients) or backend (replies from backends)", ifc.Role)
+		}
+	}
+
+	switch c.XDPMode {
+	case XDPModeAuto, XDPModeNative, XDPModeGeneric, XDPModeTC:
+	default:
+		bad("xdpMode", "%q is not an attach mode: use auto, native, generic or tc", c.XDPMode)
+	}
+	for _, d := range []struct{ path, value, example string }{
+		{"bpffs", c.BPFFS, DefaultBPFFS},
+		{"dataDir", c.DataDir, DefaultDataDir},
+		{"manifests", c.Manifests, DefaultManifests},
+	} {
+		switch {
+		case d.value == "":
+			bad(d.path, "is required: an absolute path such as %s", d.example)
+		case !filepath.IsAbs(d.value):
+			bad(d.path, "%q is relative: give an absolute path such as %s", d.value, d.example)
+		}
+	}
+	if c.FlowTable < MinFlowTable || c.FlowTable > MaxFlowTable {
+		bad("flowTable", "%d is outside %d..%d flow entries", c.FlowTable, MinFlowTable, MaxFlowTable)
+	}
+	if msg := apiProblem(c.Listen.API); msg != "" {
+		bad("listen.api", "%s", msg)
+	}
+	if c.Listen.Metrics == "" {
+		bad("listen.metrics", "is required: a host:port such as %s", DefaultMetrics)
+	} else if msg := hostPortProblem(c.Listen.Metrics); msg != "" {
+		bad("listen.metrics", "%s", msg)
+	}
+	return errors.Join(errs...)
+}
+
+// interfaceNameProblem says what is wrong with a network interface name, by
+// the kernel's rules (dev_valid_name), or returns "".
+func interfaceNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "is required: the name of a network interface, such as eth0"
+	case len(name) > 15 || name == "." || name == ".." ||
+		strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || r <= ' ' || r == 0x7f }):
+		return fmt.Sprintf("%q is not a network interface name: at most 15 characters, without '/', ':' or spaces", name)
+	}
+	return ""
+}
+
+// apiProblem says what is wrong with an API address, or returns "".
+func apiProblem(addr string) string {
+	const forms = "use unix:///path/to/api.sock or https://host:port"
+	if addr == "" {
+		return "is required: " + forms
+	}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		switch {
+		case !filepath.IsAbs(path):
+			return fmt.Sprintf("%q: the socket path must be absolute, as in %s (three slashes)", addr, DefaultAPI)
+		case len(path) > maxSocketPath:
+			return fmt.Sprintf("%q: the socket path is longer than %d bytes, the most a unix socket address holds", addr, maxSocketPath)
+		}
+		return ""
+	}
+	if hostPort, ok := strings.CutPrefix(addr, "https://"); ok {
+		if msg := hostPortProblem(hostPort); msg != "" {
+			return fmt.Sprintf("%q: %s", addr, msg)
+		}
+		return ""
+	}
+	return fmt.Sprintf("%q is not an API address: %s", addr, forms)
+}
+
+// hostPortProblem says what is wrong with a TCP listen address, or returns
+// "". An empty host means every address of the node.
+func hostPortProblem(hostPort string) string {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return fmt.Sprintf("%q is not a host:port such as 127.0.0.1:9477 or [::1]:9477", hostPort)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Sprintf("%q has no valid port: use a number from 1 to 65535", hostPort)
+	}
+	if host == "" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	// A name whose last label is a number is a mistyped IPv4 address.
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if len(host) > 253 || !hostnameRE.MatchString(host) || strings.Trim(last, "0123456789") == "" {
+		return fmt.Sprintf("%q: %q is neither an IP address nor a host name", hostPort, host)
+	}
+	return ""
+}

@@ -1,0 +1,331 @@
+// Package labagent runs a real graylane-agent process on the gateway of a
+// netlab lab, the way an operator runs it: a configuration file, a
+// manifests file, `ip netns exec`, SIGHUP to reload, SIGTERM to stop. Tests,
+// benchmarks and the demo use it; they read what the kernel does from the
+// maps the agent pins, never from the agent's memory.
+package labagent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/manifest"
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// Options configure an agent in a lab.
+type Options struct {
+	// Binary is the graylane-agent executable.
+	Binary string
+	// Mode is the agent's xdpMode (auto, native, generic, tc); default auto.
+	Mode string
+	// FlowTable is the agent's flowTable; default 65536.
+	FlowTable int
+	// Services are the initial manifests.
+	Services []service.Service
+	// Log receives the agent's log lines (JSON); nil discards them.
+	Log io.Writer
+}
+
+// Agent is a graylane-agent process on a lab's gateway.
+type Agent struct {
+	lab     *netlab.Lab
+	dir     string // config, manifests and the bpffs mount
+	pinPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+
+	mu    sync.Mutex
+	lines []string // log lines so far
+	cond  *sync.Cond
+}
+
+// ReadyTimeout bounds how long Start and Apply wait for the agent.
+const ReadyTimeout = 30 * time.Second
+
+// Start writes the configuration and manifests, mounts a bpffs for the
+// agent's pins, starts the agent in the gateway's namespace and waits until
+// it logs that it is ready.
+func Start(ctx context.Context, lab *netlab.Lab, opts Options) (*Agent, error) {
+	if opts.Mode == "" {
+		opts.Mode = "auto"
+	}
+	if opts.FlowTable == 0 {
+		opts.FlowTable = 65536
+	}
+	bin, err := filepath.Abs(opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join("/run/graylane-lab", lab.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("labagent: %w", err)
+	}
+	a := &Agent{lab: lab, dir: dir, pinPath: filepath.Join(dir, "bpf"), exited: make(chan struct{})}
+	a.cond = sync.NewCond(&a.mu)
+	ok := false
+	defer func() {
+		if !ok {
+			a.cleanupFiles()
+		}
+	}()
+	// The agent runs in its own mount namespace (ip netns exec), where
+	// /sys/fs/bpf is not mounted: a bpffs mounted here beforehand is
+	// visible to both sides, and its pins outlive the agent process.
+	if err := os.MkdirAll(a.pinPath, 0o700); err != nil {
+		return nil, fmt.Errorf("labagent: %w", err)
+	}
+	if err := unix.Mount("bpf", a.pinPath, "bpf", 0, "mode=0700"); err != nil {
+		return nil, fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
+	}
+	if err := a.writeManifests(opts.Services); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`node: %s
+interfaces:
+  - {name: %s, role: client}
+  - {name: %s, role: backend}
+xdpMode: %s
+bpffs: %s
+dataDir: %s
+flowTable: %d
+manifests: %s
+`, lab.Name+"-gw", netlab.GatewayClientIf, netlab.GatewayBackendIf, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath())
+	if err := os.WriteFile(a.configPath(), []byte(cfg), 0o600); err != nil {
+		return nil, fmt.Errorf("labagent: %w", err)
+	}
+
+	a.cmd = lab.Gateway.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	// The command dies with the OS thread that started it (Pdeathsig), so
+	// that a crashed test leaves no agent behind. Start it from a thread
+	// of its own that lives exactly as long as the agent: a Go thread
+	// otherwise may exit at any time (a goroutine that ends while locked
+	// to it takes it along).
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the agent
+		if err := a.cmd.Start(); err != nil {
+			started <- err
+			close(a.exited)
+			return
+		}
+		started <- nil
+		go a.readLog(stderr, opts.Log)
+		a.waitErr = a.cmd.Wait()
+		close(a.exited)
+		a.mu.Lock()
+		a.cond.Broadcast()
+		a.mu.Unlock()
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("labagent: start %s: %w", bin, err)
+	}
+	if _, err := a.waitLog(ctx, 0, `"msg":"ready"`); err != nil {
+		a.Kill()
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+func (a *Agent) configPath() string    { return filepath.Join(a.dir, "agent.yaml") }
+func (a *Agent) manifestsPath() string { return filepath.Join(a.dir, "services.yaml") }
+
+// PinPath is where the agent pins its maps.
+func (a *Agent) PinPath() string { return a.pinPath }
+
+func (a *Agent) writeManifests(svcs []service.Service) error {
+	data := []byte{}
+	if len(svcs) > 0 {
+		var err error
+		if data, err = manifest.Marshal(svcs); err != nil {
+			return fmt.Errorf("labagent: %w", err)
+		}
+	}
+	// Replace atomically: the agent may read at any moment.
+	tmp := a.manifestsPath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("labagent: %w", err)
+	}
+	return os.Rename(tmp, a.manifestsPath())
+}
+
+// Apply writes svcs as the agent's manifests, signals it to reload and
+// waits until it has reloaded (or has reported why not).
+func (a *Agent) Apply(ctx context.Context, svcs []service.Service) error {
+	if err := a.writeManifests(svcs); err != nil {
+		return err
+	}
+	return a.Reload(ctx)
+}
+
+// ApplyRaw writes data as the manifests file (which may be invalid: that is
+// what tests of bad input do), signals a reload and returns the agent's
+// verdict: nil, or the error it logged.
+func (a *Agent) ApplyRaw(ctx context.Context, data []byte) error {
+	if err := os.WriteFile(a.manifestsPath(), data, 0o600); err != nil {
+		return err
+	}
+	return a.Reload(ctx)
+}
+
+// Reload sends SIGHUP and waits for the agent's answer.
+func (a *Agent) Reload(ctx context.Context) error {
+	from := a.logLen()
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("labagent: signal agent: %w", err)
+	}
+	line, err := a.waitLog(ctx, from, `"msg":"reloaded"`, `"msg":"reload failed`)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(line, `"msg":"reload failed`) {
+		return fmt.Errorf("agent refused the reload: %s", line)
+	}
+	return nil
+}
+
+// View opens the agent's pinned maps.
+func (a *Agent) View() (*datapath.View, error) { return datapath.OpenPinned(a.pinPath) }
+
+// Stop sends SIGTERM, waits for the agent to exit, and returns an error
+// unless it exited cleanly.
+func (a *Agent) Stop() error {
+	defer a.cleanupFiles()
+	select {
+	case <-a.exited:
+		return fmt.Errorf("labagent: agent had already exited: %v", a.waitErr)
+	default:
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(ReadyTimeout):
+		a.cmd.Process.Kill()
+		<-a.exited
+		return errors.New("labagent: agent did not stop within 30s of SIGTERM")
+	}
+	if a.waitErr != nil {
+		return fmt.Errorf("labagent: agent exited with %v; last lines:\n%s", a.waitErr, a.tail(10))
+	}
+	return nil
+}
+
+// Kill ends the agent with SIGKILL and removes its files.
+func (a *Agent) Kill() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		a.cmd.Process.Kill()
+		<-a.exited
+	}
+	a.cleanupFiles()
+}
+
+func (a *Agent) cleanupFiles() {
+	if err := unix.Unmount(a.pinPath, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		fmt.Fprintf(os.Stderr, "labagent: unmount %s: %v\n", a.pinPath, err)
+	}
+	os.RemoveAll(a.dir)
+}
+
+// Log returns the agent's log lines so far.
+func (a *Agent) Log() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.lines...)
+}
+
+func (a *Agent) tail(n int) string {
+	l := a.Log()
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func (a *Agent) logLen() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.lines)
+}
+
+func (a *Agent) readLog(r io.Reader, copyTo io.Writer) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if copyTo != nil {
+			fmt.Fprintln(copyTo, line)
+		}
+		a.mu.Lock()
+		a.lines = append(a.lines, line)
+		a.cond.Broadcast()
+		a.mu.Unlock()
+	}
+}
+
+// waitLog waits for a log line at index >= from containing one of subs.
+func (a *Agent) waitLog(ctx context.Context, from int, subs ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		a.mu.Lock()
+		a.cond.Broadcast()
+		a.mu.Unlock()
+	})
+	defer stop()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := from; ; {
+		for ; i < len(a.lines); i++ {
+			for _, s := range subs {
+				if strings.Contains(a.lines[i], s) {
+					return a.lines[i], nil
+				}
+			}
+		}
+		select {
+		case <-a.exited:
+			return "", fmt.Errorf("labagent: agent exited (%v); last lines:\n%s", a.waitErr, lastLines(a.lines, 10))
+		default:
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("labagent: no %q from the agent: %w; last lines:\n%s", subs, ctx.Err(), lastLines(a.lines, 10))
+		}
+		a.cond.Wait()
+	}
+}
+
+func lastLines(l []string, n int) string {
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	var b bytes.Buffer
+	for _, s := range l {
+		b.WriteString(s)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

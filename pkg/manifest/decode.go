@@ -1,0 +1,236 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// document is one YAML document of a manifest file on its way to the model:
+// where it came from, where each of its fields is, and what went wrong.
+type document struct {
+	file  string
+	start int             // line of the document's first node
+	lines map[string]int  // field path ("spec.pins[0].prefix") -> line
+	bad   map[string]bool // field paths whose problem is already reported
+	errs  []error
+	svc   *service.Service // set when the document is a Service
+}
+
+// parse reads every document of one manifest file. It returns the documents
+// that describe a service, even a faulty one, so that the set can still be
+// checked for clashes, and the problems of all documents.
+func parse(file string, data []byte) ([]*document, []error) {
+	var docs []*document
+	var errs []error
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// The YAML parser cannot resume after a syntax error.
+			errs = append(errs, syntaxError(file, err))
+			break
+		}
+		if len(root.Content) == 0 || isNull(root.Content[0]) {
+			continue // an empty document, such as after a trailing ---
+		}
+		top := root.Content[0]
+		d := &document{
+			file:  file,
+			start: top.Line,
+			lines: make(map[string]int),
+			bad:   make(map[string]bool),
+		}
+		d.decode(top)
+		errs = append(errs, d.errs...)
+		if d.svc != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs, errs
+}
+
+// decode reads the document's apiVersion and kind, and hands the document to
+// the decoder of its kind.
+func (d *document) decode(top *yaml.Node) {
+	if top.Kind != yaml.MappingNode {
+		d.errs = append(d.errs, &Error{File: d.file, Line: top.Line,
+			Err: errors.New("a manifest document is a mapping that starts with apiVersion and kind")})
+		return
+	}
+	apiVersion, okVersion := d.header(top, "apiVersion")
+	kind, okKind := d.header(top, "kind")
+	switch {
+	case !okVersion:
+	case apiVersion == "":
+		d.failField("apiVersion", "is required: use %s", APIVersion)
+	case apiVersion != APIVersion:
+		d.failField("apiVersion", "%q is not supported: use %s", apiVersion, APIVersion)
+	}
+	if !okKind {
+		return
+	}
+	// Each kind has its own decoder; a new kind is a new case.
+	switch kind {
+	case KindService:
+		if d.bad["apiVersion"] {
+			return
+		}
+		d.svc = d.decodeService(top)
+	case KindCanaryRelease:
+		d.errs = append(d.errs, &Error{File: d.file, Line: d.lineOf("kind"),
+			Err: errors.New("kind CanaryRelease is not supported by this agent yet: apply only Service documents for now")})
+	case "":
+		d.failField("kind", "is required: use %s", KindService)
+	default:
+		d.failField("kind", "%q is not a kind of Graylane manifest: use %s", kind, KindService)
+	}
+}
+
+// header returns the scalar value of key in the top-level mapping, "" when
+// absent, and false when it is present but not a scalar (which it reports).
+func (d *document) header(top *yaml.Node, key string) (string, bool) {
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], top.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Value != key {
+			continue
+		}
+		d.lines[key] = k.Line
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		if isNull(v) {
+			return "", true
+		}
+		if v.Kind != yaml.ScalarNode {
+			d.failField(key, "must be a single value, not %s", describe(v))
+			return "", false
+		}
+		return v.Value, true
+	}
+	return "", true
+}
+
+// fail reports a problem with the field at path, found on line, unless a
+// problem with that field or one holding it is already reported.
+func (d *document) fail(path string, line int, format string, args ...any) {
+	if d.reported(path) {
+		return
+	}
+	d.bad[path] = true
+	d.errs = append(d.errs, &Error{File: d.file, Line: line,
+		Err: &service.FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}})
+}
+
+// failField reports a problem with the field at path, on the field's line.
+func (d *document) failField(path, format string, args ...any) {
+	d.fail(path, d.lineOf(path), format, args...)
+}
+
+// locate places a problem that validation found in this document.
+func (d *document) locate(fe *service.FieldError) *Error {
+	return &Error{File: d.file, Line: d.lineOf(fe.Path), Err: fe}
+}
+
+// lineOf returns the line of the field at path, or of the closest field
+// holding it, or the document's first line.
+func (d *document) lineOf(path string) int {
+	for p := path; p != ""; p = parent(p) {
+		if line, ok := d.lines[p]; ok {
+			return line
+		}
+	}
+	return d.start
+}
+
+// reported reports whether a problem with the field at path, or with a field
+// holding it, has been reported.
+func (d *document) reported(path string) bool {
+	for p := path; p != ""; p = parent(p) {
+		if d.bad[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// parent returns the path of the field holding path: "spec.pins[0]" for
+// "spec.pins[0].prefix", "spec.pins" for "spec.pins[0]", "" for "spec".
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// syntaxError turns a YAML syntax error ("yaml: line 3: did not find
+// expected key") into an *Error at that line.
+func syntaxError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, text, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				line, msg = n, text
+			}
+		}
+	}
+	if line > 0 && zeroBasedLine(msg) {
+		line++
+	}
+	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
+}
+
+// zeroBasedLine reports whether msg is one of the problems of yaml.v3's
+// parser (parserc.go), as opposed to its scanner. yaml.v3 v3.0.1 adds one
+// to the 0-based line of scanner errors but not of parser errors, so the
+// line of these is one too low.
+func zeroBasedLine(msg string) bool {
+	for _, problem := range [...]string{
+		"did not find expected <stream-start>",
+		"did not find expected <document start>",
+		"did not find expected node content",
+		"did not find expected key",
+		"did not find expected '-' indicator",
+		"did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"found undefined tag handle",
+		"found duplicate %YAML directive",
+		"found duplicate %TAG directive",
+		"found incompatible YAML document",
+	} {
+		if msg == problem {
+			return true
+		}
+	}
+	return false
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names the kind of a node for an error message.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the single value %q", n.Value)
+	}
+	return "an alias"
+}

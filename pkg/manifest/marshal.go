@@ -1,0 +1,127 @@
+package manifest
+
+import (
+	"bytes"
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// Marshal writes svcs as canonical manifests: one Service document per
+// service, in order, with every default spelled out (tenant, key, app,
+// timeout, canary weight). ParseFile reads the result back equal to svcs
+// when svcs came from ParseFile; otherwise the defaults come back filled in
+// (an empty tenant or app, a backend weight of 0). Marshal refuses a set
+// that does not validate, so that what it writes always loads.
+func Marshal(svcs []service.Service) ([]byte, error) {
+	if err := service.ValidateSet(svcs); err != nil {
+		return nil, fmt.Errorf("marshal manifests: %w", err)
+	}
+	if len(svcs) == 0 {
+		return []byte{}, nil // yaml.v3 cannot close an encoder that wrote nothing
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	for i := range svcs {
+		if err := enc.Encode(serviceOut(&svcs[i])); err != nil {
+			return nil, fmt.Errorf("marshal service %q: %w", svcs[i].Name, err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("marshal manifests: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// The canonical form, field order as in the contract.
+type (
+	serviceOutDoc struct {
+		APIVersion string      `yaml:"apiVersion"`
+		Kind       string      `yaml:"kind"`
+		Metadata   metadataOut `yaml:"metadata"`
+		Spec       specOut     `yaml:"spec"`
+	}
+	metadataOut struct {
+		Name   string `yaml:"name"`
+		Tenant string `yaml:"tenant"`
+	}
+	specOut struct {
+		VIP      string     `yaml:"vip"`
+		Port     uint16     `yaml:"port"`
+		Protocol string     `yaml:"protocol"`
+		Key      string     `yaml:"key"`
+		App      string     `yaml:"app"`
+		Timeout  string     `yaml:"timeout"`
+		Stable   stableOut  `yaml:"stable"`
+		Canary   canaryOut  `yaml:"canary"`
+		Pins     []pinOut   `yaml:"pins,omitempty"`
+		Mirror   *mirrorOut `yaml:"mirror,omitempty"`
+	}
+	stableOut struct {
+		Backends []any `yaml:"backends,flow"`
+	}
+	canaryOut struct {
+		Backends []any  `yaml:"backends,flow"`
+		Weight   string `yaml:"weight"`
+	}
+	backendOut struct {
+		Address string `yaml:"address"`
+		Weight  uint32 `yaml:"weight"`
+	}
+	pinOut struct {
+		Prefix string `yaml:"prefix"`
+		Pool   string `yaml:"pool"`
+	}
+	mirrorOut struct {
+		Percent string `yaml:"percent"`
+		To      string `yaml:"to"`
+	}
+)
+
+func serviceOut(s *service.Service) serviceOutDoc {
+	out := serviceOutDoc{
+		APIVersion: APIVersion,
+		Kind:       KindService,
+		Metadata:   metadataOut{Name: s.Name, Tenant: s.Tenant},
+		Spec: specOut{
+			VIP:      s.VIP.String(),
+			Port:     s.Port,
+			Protocol: s.Protocol.String(),
+			Key:      s.Key.String(),
+			App:      string(s.App),
+			Timeout:  s.Timeout.String(),
+			Stable:   stableOut{Backends: backendsOut(s.Stable)},
+			Canary:   canaryOut{Backends: backendsOut(s.Canary), Weight: s.CanaryWeight.String()},
+		},
+	}
+	if out.Metadata.Tenant == "" {
+		out.Metadata.Tenant = service.DefaultTenant
+	}
+	if out.Spec.App == "" {
+		out.Spec.App = string(service.AppNone)
+	}
+	for _, p := range s.Pins {
+		out.Spec.Pins = append(out.Spec.Pins, pinOut{Prefix: p.Prefix.String(), Pool: p.Pool.String()})
+	}
+	if m := s.Mirror; m != nil {
+		out.Spec.Mirror = &mirrorOut{Percent: m.Percent.String(), To: m.To}
+	}
+	return out
+}
+
+// backendsOut writes a backend of weight 1 (or 0, which means 1) in the
+// short form, any other in the long form.
+func backendsOut(bs []service.Backend) []any {
+	out := make([]any, 0, len(bs))
+	for _, b := range bs {
+		if b.Weight <= 1 {
+			out = append(out, b.Addr.String())
+		} else {
+			out = append(out, backendOut{Address: b.Addr.String(), Weight: b.Weight})
+		}
+	}
+	return out
+}

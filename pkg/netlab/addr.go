@@ -1,0 +1,123 @@
+package netlab
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Addressing plan. Every lab uses the same addresses (labs are isolated from
+// each other by their namespaces), so tests and the demo can use these
+// values directly.
+//
+// IPv4 comes from 198.18.0.0/15 (RFC 2544, reserved for benchmarking) and
+// IPv6 from the ULA prefix fd00:6c61::/32 ("la" = 0x6c61). Within a LAN the
+// last IPv6 group carries the same number as the last IPv4 octet, written in
+// hex: 198.18.1.10 <-> fd00:6c61:0:2::a, 198.18.1.100 <-> fd00:6c61:0:2::64.
+var (
+	// LabNet4 and LabNet6 cover every lab address. The client routes them
+	// via the gateway.
+	LabNet4 = netip.MustParsePrefix("198.18.0.0/15")
+	LabNet6 = netip.MustParsePrefix("fd00:6c61::/32")
+
+	// ClientNet4/6 is the LAN between the client and the gateway's cli0.
+	ClientNet4 = netip.MustParsePrefix("198.18.0.0/24")
+	ClientNet6 = netip.MustParsePrefix("fd00:6c61:0:1::/64")
+
+	// BackendNet4/6 is the LAN between the gateway's bck0 and the backends
+	// (the bridge br0 in the switch namespace).
+	BackendNet4 = netip.MustParsePrefix("198.18.1.0/24")
+	BackendNet6 = netip.MustParsePrefix("fd00:6c61:0:2::/64")
+
+	// VIPNet4/6 is the range service VIPs are taken from. No namespace owns
+	// these addresses: the client routes them to the gateway, where
+	// Graylane's datapath translates them. Without Graylane the gateway has
+	// no route for them and answers with ICMP unreachable.
+	VIPNet4 = netip.MustParsePrefix("198.18.100.0/24")
+	VIPNet6 = netip.MustParsePrefix("fd00:6c61:100::/64")
+
+	// VIP4 and VIP6 are the conventional first VIP of VIPNet4/6.
+	VIP4 = netip.MustParseAddr("198.18.100.1")
+	VIP6 = netip.MustParseAddr("fd00:6c61:100::1")
+
+	// Gateway addresses: cli0 faces the client, bck0 the backends.
+	GatewayClient4  = netip.MustParseAddr("198.18.0.1")
+	GatewayClient6  = netip.MustParseAddr("fd00:6c61:0:1::1")
+	GatewayBackend4 = netip.MustParseAddr("198.18.1.1")
+	GatewayBackend6 = netip.MustParseAddr("fd00:6c61:0:2::1")
+
+	// Client primary addresses (on the client's eth0).
+	Client4 = netip.MustParseAddr("198.18.0.2")
+	Client6 = netip.MustParseAddr("fd00:6c61:0:1::2")
+)
+
+// Host octets, limits and well-known names.
+const (
+	stableBase = 10  // stable i = 198.18.1.(10+i)
+	canaryBase = 100 // canary i = 198.18.1.(100+i)
+	aliasBase  = 100 // client alias i = 198.18.0.(100+i)
+
+	// MaxStable, MaxCanary and MaxClientAliases bound Config so that the
+	// host octets never overlap or overflow.
+	MaxStable        = canaryBase - stableBase // 90: 198.18.1.10 .. 198.18.1.99
+	MaxCanary        = 150                     // 198.18.1.100 .. 198.18.1.249
+	MaxClientAliases = 150                     // 198.18.0.100 .. 198.18.0.249
+
+	// Interface names.
+	GatewayClientIf  = "cli0" // gateway, toward the client
+	GatewayBackendIf = "bck0" // gateway, toward the backends
+	HostIf           = "eth0" // client and backends
+	BridgeIf         = "br0"  // switch
+	// SwitchGatewayPort is the switch port that is the veth peer of the
+	// gateway's bck0. Backend ports are named after the backend ("s0", "c0").
+	SwitchGatewayPort = "gw"
+
+	// Ports of the servers started by Host.StartServers.
+	HelloPort = 8080 // TCP: "<name>\n" then the server closes
+	EchoPort  = 8081 // TCP: "<name>\n" then echo until the peer closes
+	UDPPort   = 8080 // UDP: "<name>\n" + the datagram
+	GTPUPort  = 2152 // UDP: "<name>\n"
+)
+
+// StableAddr4 returns the IPv4 address of stable backend i (198.18.1.(10+i)).
+func StableAddr4(i int) netip.Addr { return lanAddr4(BackendNet4, stableBase+checkIndex(i, MaxStable)) }
+
+// StableAddr6 returns the IPv6 address of stable backend i
+// (fd00:6c61:0:2::(10+i), e.g. fd00:6c61:0:2::a for i = 0).
+func StableAddr6(i int) netip.Addr { return lanAddr6(BackendNet6, stableBase+checkIndex(i, MaxStable)) }
+
+// CanaryAddr4 returns the IPv4 address of canary backend i (198.18.1.(100+i)).
+func CanaryAddr4(i int) netip.Addr { return lanAddr4(BackendNet4, canaryBase+checkIndex(i, MaxCanary)) }
+
+// CanaryAddr6 returns the IPv6 address of canary backend i
+// (fd00:6c61:0:2::(0x64+i), e.g. fd00:6c61:0:2::64 for i = 0).
+func CanaryAddr6(i int) netip.Addr { return lanAddr6(BackendNet6, canaryBase+checkIndex(i, MaxCanary)) }
+
+// ClientAlias4 returns the IPv4 address of client alias i (198.18.0.(100+i)).
+func ClientAlias4(i int) netip.Addr {
+	return lanAddr4(ClientNet4, aliasBase+checkIndex(i, MaxClientAliases))
+}
+
+// ClientAlias6 returns the IPv6 address of client alias i
+// (fd00:6c61:0:1::(0x64+i), e.g. fd00:6c61:0:1::64 for i = 0).
+func ClientAlias6(i int) netip.Addr {
+	return lanAddr6(ClientNet6, aliasBase+checkIndex(i, MaxClientAliases))
+}
+
+func checkIndex(i, limit int) int {
+	if i < 0 || i >= limit {
+		panic(fmt.Sprintf("netlab: host index %d out of range [0,%d)", i, limit))
+	}
+	return i
+}
+
+func lanAddr4(p netip.Prefix, host int) netip.Addr {
+	a := p.Addr().As4()
+	a[3] = byte(host)
+	return netip.AddrFrom4(a)
+}
+
+func lanAddr6(p netip.Prefix, host int) netip.Addr {
+	a := p.Addr().As16()
+	a[14], a[15] = byte(host>>8), byte(host)
+	return netip.AddrFrom16(a)
+}

@@ -1,0 +1,105 @@
+// Package testenv decides whether tests that need privileges can run.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Capability bits (linux/capability.h).
+const (
+	capNetAdmin = 12
+	capSysAdmin = 21
+	capBPF      = 39
+)
+
+// RequirePrivileges skips t, with the reason, unless the process can do
+// what the datapath and lab tests need: root, CAP_NET_ADMIN, CAP_SYS_ADMIN
+// and CAP_BPF effective, a bpffs at /sys/fs/bpf, and network namespaces
+// that can be created. When the environment variable CI is true, it fails
+// t instead: in CI these tests must run, not silently skip.
+func RequirePrivileges(t testing.TB) {
+	t.Helper()
+	reason := problem()
+	if reason == "" {
+		return
+	}
+	if inCI() {
+		t.Fatalf("testenv: privileged test cannot run (and CI=true forbids skipping): %s", reason)
+	}
+	t.Skipf("testenv: skipping privileged test: %s", reason)
+}
+
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// problem returns why privileged tests cannot run, or "". The probe runs once.
+var problem = sync.OnceValue(func() string {
+	if runtime.GOOS != "linux" {
+		return "needs Linux, running on " + runtime.GOOS
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Sprintf("needs root (euid %d)", os.Geteuid())
+	}
+	eff, err := effectiveCaps()
+	if err != nil {
+		return err.Error()
+	}
+	for _, c := range []struct {
+		bit  uint
+		name string
+	}{{capNetAdmin, "CAP_NET_ADMIN"}, {capSysAdmin, "CAP_SYS_ADMIN"}, {capBPF, "CAP_BPF"}} {
+		if eff&(1<<c.bit) == 0 {
+			return "missing " + c.name
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err != nil {
+		return fmt.Sprintf("bpffs unusable: %v", err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return "bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)"
+	}
+	if err := probeNetns(); err != nil {
+		return "network namespaces unusable: " + err.Error()
+	}
+	return ""
+})
+
+// effectiveCaps parses CapEff from /proc/self/status.
+func effectiveCaps() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("read capabilities: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+// probeNetns creates a network namespace on a throwaway thread (locked and
+// never unlocked, so the runtime ends it) and checks /run/netns is usable.
+func probeNetns() error {
+	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		errc <- unix.Unshare(unix.CLONE_NEWNET)
+	}()
+	return <-errc
+}
