@@ -142,7 +142,7 @@ func New(opts Options) (*Datapath, error) {
 		if opts.PinPath != "" {
 			// Whatever got pinned before the failure is ours: the
 			// directory was emptied of older pins above.
-			_ = preparePinPath(opts.PinPath, opts.Logger)
+			_ = removeStalePins(opts.PinPath, slog.New(slog.DiscardHandler))
 			_ = os.Remove(filepath.Join(opts.PinPath, "maps"))
 			_ = os.Remove(opts.PinPath)
 		}
@@ -203,13 +203,23 @@ func (d *Datapath) maps() []*ebpf.Map {
 // Objects gives tests and benchmarks the loaded programs and maps.
 func (d *Datapath) Objects() *bpf.SteerObjects { return &d.objs }
 
-// preparePinPath makes sure path is a directory on a bpffs (mounting one
-// there if its parent is not on a bpffs) and removes what a previous agent
-// left in it. Adopting a previous agent's maps and links is future work:
-// for now a restart starts from empty maps.
+// preparePinPath makes sure path is a directory on a bpffs and removes
+// what a previous agent left in it. Where no bpffs is mounted it mounts
+// one: at /sys/fs/bpf for paths below it (the standard place, which other
+// tools look at too), else at path itself. Adopting a previous agent's
+// maps and links is future work: for now a restart starts from empty maps.
 func preparePinPath(path string, log *slog.Logger) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("bpffs path %q must be absolute", path)
+	}
+	const standard = "/sys/fs/bpf"
+	if strings.HasPrefix(path+"/", standard+"/") {
+		if ok, err := isBPFFS(standard); err == nil && !ok {
+			if err := unix.Mount("bpf", standard, "bpf", 0, "mode=0700"); err != nil {
+				return fmt.Errorf("mount bpffs on %s: %w", standard, err)
+			}
+			log.Info("mounted bpffs", "path", standard)
+		}
 	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return fmt.Errorf("create bpffs path %s: %w", path, err)
@@ -224,6 +234,11 @@ func preparePinPath(path string, log *slog.Logger) error {
 		}
 		log.Info("mounted bpffs", "path", path)
 	}
+	return removeStalePins(path, log)
+}
+
+// removeStalePins empties the links and maps directories under path.
+func removeStalePins(path string, log *slog.Logger) error {
 	for _, sub := range []string{"links", "maps"} {
 		dir := filepath.Join(path, sub)
 		entries, err := os.ReadDir(dir)
