@@ -35,17 +35,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET6 10
 
 /* Offsets of the fields we rewrite. */
-#define IPV4_CHECK_OFF offsetof(struct iphdr, check)
-#define IPV4_SADDR_OFF offsetof(struct iphdr, saddr)
-#define IPV4_DADDR_OFF offsetof(struct iphdr, daddr)
-#define IPV4_TTL_OFF offsetof(struct iphdr, ttl)
-#define IPV6_SADDR_OFF offsetof(struct ipv6hdr, saddr)
-#define IPV6_DADDR_OFF offsetof(struct ipv6hdr, daddr)
-#define IPV6_HOPLIMIT_OFF offsetof(struct ipv6hdr, hop_limit)
 #define TCP_CHECK_OFF offsetof(struct tcphdr, check)
 #define UDP_CHECK_OFF offsetof(struct udphdr, check)
-#define L4_SPORT_OFF 0
-#define L4_DPORT_OFF 2
 
 /* Which end of the packet a rewrite changes. */
 enum side {
@@ -132,12 +123,21 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 	return 0;
 }
 
-/* ---------------------------------------------------------------- XDP */
+/* --------------------------------------------- shared by XDP and TC */
 
-/* Rewrite one end (address and port) of the frame in place and fix the IP
- * and L4 checksums incrementally. */
-static __always_inline int xdp_rewrite(void *data, void *data_end, const struct packet *pkt,
-				       enum side side, const __u8 addr[16], __be16 port)
+/* Who fixes the L4 checksum of a rewrite. */
+enum l4_csum {
+	L4_CSUM_FIX = 0,   /* we do: the frame's checksum is complete (XDP) */
+	L4_CSUM_DONE = 1,  /* the kernel did already (TC: it may be partial) */
+};
+
+/* Rewrite one end (address and port) of the packet in place, fixing the
+ * IPv4 header checksum, and the L4 checksum unless the kernel did. Every
+ * write is paired with its checksum's, so a CHECKSUM_COMPLETE skb's sum
+ * stays right. */
+static __always_inline int rewrite_end(void *data, void *data_end, const struct packet *pkt,
+				       enum side side, const __u8 addr[16], __be16 port,
+				       enum l4_csum l4csum)
 {
 	__u32 l4 = pkt->l4_off;
 	__u32 diff;
@@ -166,31 +166,93 @@ static __always_inline int xdp_rewrite(void *data, void *data_end, const struct 
 	/* The port is covered by the L4 checksum only; the address by both,
 	 * through the pseudo header. Ports sit at the same offsets in TCP and
 	 * UDP; the checksum does not. */
+	/* Bound the offset on the very register that becomes the pointer. */
+	asm volatile("" : "+r"(l4));
 	if (l4 > 255)
 		return -1;
 	if (pkt->tuple.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = data + l4;
 		__be16 *portp;
 
+		/* One pointer for the check and the writes: the verifier does
+		 * not know two computations of data + l4 are equal. */
+		asm volatile("" : "+r"(tcp));
 		if ((void *)(tcp + 1) > data_end)
 			return -1;
 		portp = side == SIDE_DST ? &tcp->dest : &tcp->source;
 		diff = csum_add(diff, csum_add(~(__u32)*portp, (__u32)port));
 		*portp = port;
-		csum_apply(&tcp->check, diff);
+		if (l4csum == L4_CSUM_FIX)
+			csum_apply(&tcp->check, diff);
 	} else {
 		struct udphdr *udp = data + l4;
 		__be16 *portp;
 
+		asm volatile("" : "+r"(udp));
 		if ((void *)(udp + 1) > data_end)
 			return -1;
 		portp = side == SIDE_DST ? &udp->dest : &udp->source;
 		diff = csum_add(diff, csum_add(~(__u32)*portp, (__u32)port));
 		*portp = port;
-		csum_apply_udp(&udp->check, diff);
+		if (l4csum == L4_CSUM_FIX)
+			csum_apply_udp(&udp->check, diff);
 	}
 	return 0;
 }
+
+/* Act as the router: decrement the TTL (hop limit) and address the frame
+ * to the next hop. The caller checked the TTL is > 1. */
+static __always_inline int route_frame(void *data, void *data_end, const struct packet *pkt,
+				       const struct nexthop *nh)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	if (pkt->ipv6) {
+		struct ipv6hdr *ip6 = data + sizeof(*eth);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		ip6->hop_limit--;
+	} else {
+		struct iphdr *ip = data + sizeof(*eth);
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		/* TTL is the high byte of its 16-bit word (TTL, protocol). */
+		csum_apply(&ip->check, csum_add(~(__u32)bpf_htons(ip->ttl << 8),
+						 (__u32)bpf_htons((ip->ttl - 1) << 8)));
+		ip->ttl--;
+	}
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	return 0;
+}
+
+/* The IP header's TTL (hop limit) and total length (L3 bytes). */
+static __always_inline int ip_ttl_len(void *data, void *data_end, const struct packet *pkt, __u8 *ttl,
+				      __u16 *tot_len)
+{
+	if (pkt->ipv6) {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		*ttl = ip6->hop_limit;
+		*tot_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		return 0;
+	}
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	*ttl = ip->ttl;
+	*tot_len = bpf_ntohs(ip->tot_len);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- XDP */
 
 /* Forward a rewritten frame ourselves when the next hop is known;
  * otherwise let the stack finish (resolve the neighbour, fragment or send
@@ -201,40 +263,14 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct nexthop nh;
 	__u16 tot_len;
+	__u8 ttl;
 
-	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
-	if (pkt->ipv6) {
-		struct ipv6hdr *ip6 = data + sizeof(*eth);
-
-		if ((void *)(ip6 + 1) > data_end)
-			return XDP_PASS;
-		tot_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
-		if (ip6->hop_limit <= 1 ||
-		    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
-		    tot_len > nh.mtu)
-			goto stack;
-		ip6->hop_limit--;
-	} else {
-		struct iphdr *ip = data + sizeof(*eth);
-
-		if ((void *)(ip + 1) > data_end)
-			return XDP_PASS;
-		tot_len = bpf_ntohs(ip->tot_len);
-		if (ip->ttl <= 1 ||
-		    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
-		    tot_len > nh.mtu)
-			goto stack;
-		/* TTL is the high byte of its 16-bit word (TTL, protocol). */
-		csum_apply(&ip->check, csum_add(~(__u32)bpf_htons(ip->ttl << 8),
-						 (__u32)bpf_htons((ip->ttl - 1) << 8)));
-		ip->ttl--;
-	}
-	__builtin_memcpy(eth->h_dest, nh.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, nh.smac, ETH_ALEN);
+	if (ip_ttl_len(data, data_end, pkt, &ttl, &tot_len) || ttl <= 1 ||
+	    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
+	    tot_len > nh.mtu || route_frame(data, data_end, pkt, &nh))
+		goto stack;
 	count(STAT_FWD_REDIRECT);
 	return bpf_redirect(nh.ifindex, 0);
 stack:
@@ -262,7 +298,7 @@ int xdp_client(struct xdp_md *ctx)
 	if (ret == DECIDE_DROP)
 		return XDP_DROP;
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, data_end - data, new_flow);
-	if (xdp_rewrite(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
+	if (rewrite_end(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return XDP_PASS;
 	}
@@ -291,7 +327,7 @@ int xdp_backend(struct xdp_md *ctx)
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, data_end - data, 0);
-	if (xdp_rewrite(data, data_end, &pkt, SIDE_SRC, vip, vip_port) != 0) {
+	if (rewrite_end(data, data_end, &pkt, SIDE_SRC, vip, vip_port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return XDP_PASS;
 	}
@@ -313,98 +349,63 @@ static __always_inline void tc_pull(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, want);
 }
 
+/* Rewrite one end of the packet: the kernel updates the L4 checksum (it
+ * knows whether the skb's is complete or partial), the rest is written
+ * directly, as in XDP. */
 static __always_inline int tc_rewrite(struct __sk_buff *skb, const struct packet *pkt, enum side side,
 				      const __u8 addr[16], __be16 port)
 {
-	__u32 l3 = pkt->l3_off, l4 = pkt->l4_off;
-	__u32 check_off = l4 + (pkt->tuple.proto == IPPROTO_TCP ? TCP_CHECK_OFF : UDP_CHECK_OFF);
+	__u32 check_off = pkt->l4_off + (pkt->tuple.proto == IPPROTO_TCP ? TCP_CHECK_OFF : UDP_CHECK_OFF);
 	__u64 l4flags = pkt->tuple.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	const __u8 *old_addr = side == SIDE_DST ? pkt->tuple.dst : pkt->tuple.src;
 	__be16 old_port = side == SIDE_DST ? pkt->tuple.dport : pkt->tuple.sport;
+	__u32 diff;
 
-	if (pkt->ipv6) {
-		__s64 diff = bpf_csum_diff((__be32 *)old_addr, 16, (__be32 *)addr, 16, 0);
-
-		if (diff < 0)
-			return -1;
-		if (bpf_l4_csum_replace(skb, check_off, 0, diff, BPF_F_PSEUDO_HDR | l4flags))
-			return -1;
-		if (bpf_skb_store_bytes(skb, l3 + (side == SIDE_DST ? IPV6_DADDR_OFF : IPV6_SADDR_OFF),
-					addr, 16, 0))
-			return -1;
-	} else {
-		__be32 from = ((const __u32 *)old_addr)[3], to = ((const __u32 *)addr)[3];
-
-		if (bpf_l4_csum_replace(skb, check_off, from, to, BPF_F_PSEUDO_HDR | l4flags | 4))
-			return -1;
-		if (bpf_l3_csum_replace(skb, l3 + IPV4_CHECK_OFF, from, to, 4))
-			return -1;
-		if (bpf_skb_store_bytes(skb, l3 + (side == SIDE_DST ? IPV4_DADDR_OFF : IPV4_SADDR_OFF),
-					&to, 4, 0))
-			return -1;
-	}
+	if (pkt->ipv6)
+		diff = csum_diff16((const __u32 *)old_addr, (const __u32 *)addr);
+	else
+		diff = csum_add(~((const __u32 *)old_addr)[3], ((const __u32 *)addr)[3]);
+	/* The address is in the pseudo header, the port in the segment: the
+	 * two differ for a partial checksum, hence two calls. */
+	if (bpf_l4_csum_replace(skb, check_off, 0, diff, BPF_F_PSEUDO_HDR | l4flags))
+		return -1;
 	if (bpf_l4_csum_replace(skb, check_off, old_port, port, l4flags | 2))
 		return -1;
-	if (bpf_skb_store_bytes(skb, l4 + (side == SIDE_DST ? L4_DPORT_OFF : L4_SPORT_OFF), &port, 2, 0))
-		return -1;
-	return 0;
+	/* The helpers may have moved the data: take the pointers anew. */
+	return rewrite_end((void *)(long)skb->data, (void *)(long)skb->data_end, pkt, side, addr, port,
+			   L4_CSUM_DONE);
 }
 
 static __always_inline int tc_forward(struct __sk_buff *skb, const struct packet *pkt,
-				      const __u8 src[16], const __u8 dst[16], __be16 sport, __be16 dport,
-				      __u8 ttl)
+				      const __u8 src[16], const __u8 dst[16], __be16 sport, __be16 dport)
 {
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
 	struct nexthop nh;
 	__u32 mtu_len = 0;
+	__u16 tot_len;
+	__u8 ttl;
 
 	/* At the ingress hook skb->ifindex is the device the packet came in
 	 * on (ingress_ifindex is the same there, but unset in test runs).
 	 * tot_len 0: the kernel checks the MTU against the skb itself, which
 	 * is right for GSO packets larger than the MTU. */
-	if (ttl <= 1 || next_hop(skb, pkt, src, dst, sport, dport, 0, skb->ifindex, &nh))
+	if (ip_ttl_len(data, data_end, pkt, &ttl, &tot_len) || ttl <= 1 ||
+	    next_hop(skb, pkt, src, dst, sport, dport, 0, skb->ifindex, &nh))
 		goto stack;
 	/* The cached path checks the size too; for GSO packets, per segment. */
 	if (skb->gso_segs > 1 ? bpf_check_mtu(skb, nh.ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) != 0
-			      : skb->len - pkt->l3_off > nh.mtu)
+			      : tot_len > nh.mtu)
 		goto stack;
-	if (pkt->ipv6) {
-		__u8 hl = ttl - 1;
-
-		if (bpf_skb_store_bytes(skb, pkt->l3_off + IPV6_HOPLIMIT_OFF, &hl, 1, 0))
-			goto stack;
-	} else {
-		__u8 nttl = ttl - 1;
-
-		if (bpf_l3_csum_replace(skb, pkt->l3_off + IPV4_CHECK_OFF, bpf_htons((__u16)ttl << 8),
-					bpf_htons((__u16)nttl << 8), 2))
-			goto stack;
-		if (bpf_skb_store_bytes(skb, pkt->l3_off + IPV4_TTL_OFF, &nttl, 1, 0))
-			goto stack;
-	}
-	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), nh.dmac, ETH_ALEN, 0) ||
-	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), nh.smac, ETH_ALEN, 0))
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (route_frame(data, data_end, pkt, &nh))
 		goto stack;
 	count(STAT_FWD_REDIRECT);
 	return bpf_redirect(nh.ifindex, 0);
 stack:
 	count(STAT_FWD_STACK);
 	return TC_ACT_UNSPEC;
-}
-
-static __always_inline __u8 packet_ttl(void *data, void *data_end, const struct packet *pkt)
-{
-	if (pkt->ipv6) {
-		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
-
-		if ((void *)(ip6 + 1) > data_end)
-			return 0;
-		return ip6->hop_limit;
-	}
-	struct iphdr *ip = data + sizeof(struct ethhdr);
-
-	if ((void *)(ip + 1) > data_end)
-		return 0;
-	return ip->ttl;
 }
 
 SEC("tc")
@@ -414,7 +415,6 @@ int tc_client(struct __sk_buff *skb)
 	struct packet pkt;
 	struct flow f;
 	int ret, new_flow;
-	__u8 ttl;
 
 	tc_pull(skb);
 	data = (void *)(long)skb->data;
@@ -429,13 +429,12 @@ int tc_client(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (ret == DECIDE_DROP)
 		return TC_ACT_SHOT;
-	ttl = packet_ttl(data, data_end, &pkt);
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, skb->len, new_flow);
 	if (tc_rewrite(skb, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return TC_ACT_UNSPEC;
 	}
-	return tc_forward(skb, &pkt, pkt.tuple.src, f.backend.addr, pkt.tuple.sport, f.backend.port, ttl);
+	return tc_forward(skb, &pkt, pkt.tuple.src, f.backend.addr, pkt.tuple.sport, f.backend.port);
 }
 
 SEC("tc")
@@ -447,7 +446,6 @@ int tc_backend(struct __sk_buff *skb)
 	__u8 vip[16];
 	__be16 vip_port;
 	int ret;
-	__u8 ttl;
 
 	tc_pull(skb);
 	data = (void *)(long)skb->data;
@@ -463,10 +461,9 @@ int tc_backend(struct __sk_buff *skb)
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, skb->len, 0);
-	ttl = packet_ttl(data, data_end, &pkt);
 	if (tc_rewrite(skb, &pkt, SIDE_SRC, vip, vip_port) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return TC_ACT_UNSPEC;
 	}
-	return tc_forward(skb, &pkt, vip, pkt.tuple.dst, vip_port, pkt.tuple.dport, ttl);
+	return tc_forward(skb, &pkt, vip, pkt.tuple.dst, vip_port, pkt.tuple.dport);
 }
