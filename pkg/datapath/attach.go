@@ -116,6 +116,11 @@ func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, erro
 
 	switch mode {
 	case ModeNative:
+		if nl.Type() == "veth" {
+			d.log.Warn("native XDP on a veth: frames whose sender left the checksum to offload (a veth peer's default) "+
+				"leave with a wrong checksum, and the receiving veth needs GRO on; xdpMode auto uses tc here",
+				"interface", ifname)
+		}
 		err = a.attachXDP(xdpProg, ifindex, link.XDPDriverMode, HookXDPNative)
 	case ModeGeneric:
 		err = a.attachXDP(xdpProg, ifindex, link.XDPGenericMode, HookXDPGeneric)

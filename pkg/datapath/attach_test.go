@@ -1,0 +1,90 @@
+package datapath
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// TestAttachTCFallbacks attaches in the gateway of a lab with TCX and,
+// as on kernels before 6.6, with a clsact qdisc and direct-action filter;
+// real connections go through both, and Detach leaves no filter behind.
+func TestAttachTCFallbacks(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		noTCX  bool
+		expect Hook
+	}{{"tcx", false, HookTCX}, {"clsact", true, HookClsact}} {
+		t.Run(c.name, func(t *testing.T) {
+			lab := netlab.NewT(t, netlab.Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for _, h := range lab.Backends() {
+				if _, err := h.StartServers(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dp, err := New(Options{FlowTable: 4096, MaxServices: 4, DisableTCX: c.noTCX})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dp.Close()
+			err = lab.Gateway.Do(func() error {
+				for _, a := range []struct {
+					ifname string
+					role   Role
+				}{{netlab.GatewayClientIf, RoleClient}, {netlab.GatewayBackendIf, RoleBackend}} {
+					at, err := dp.Attach(a.ifname, a.role, ModeTC)
+					if err != nil {
+						return err
+					}
+					if at.Hook != c.expect {
+						t.Errorf("%s: attached as %s, want %s", a.ifname, at.Hook, c.expect)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := service.Service{Name: "web", VIP: netlab.VIP4, Port: 80, Protocol: service.TCP,
+				Stable: []service.Backend{{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HelloPort)}},
+				Canary: []service.Backend{{Addr: netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.HelloPort)}}, CanaryWeight: 5000}
+			if err := dp.Apply([]service.Service{s}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := lab.Client.HelloMany(ctx, netip.AddrPortFrom(netlab.VIP4, 80), nil, 500, 16)
+			if err != nil || res.Failed != 0 || len(res.Counts) != 2 {
+				t.Fatalf("through %s: %v %v", c.name, err, res)
+			}
+			err = lab.Gateway.Do(func() error {
+				for _, ifname := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
+					if err := dp.Detach(ifname); err != nil {
+						return err
+					}
+					l, err := netlink.LinkByName(ifname)
+					if err != nil {
+						return err
+					}
+					filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+					if err != nil {
+						return err
+					}
+					if len(filters) != 0 {
+						t.Errorf("%s: %d tc filters left after Detach", ifname, len(filters))
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
