@@ -25,12 +25,20 @@ import (
 // End-to-end tests: a real graylane-agent process on the gateway of a netns
 // lab, real TCP/UDP clients and servers, state read back from the kernel.
 
+// agentDir holds the agent binary the tests build once; TestMain removes it.
+var agentDir = filepath.Join(os.TempDir(), fmt.Sprintf("graylane-e2e-%d", os.Getpid()))
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.RemoveAll(agentDir)
+	os.Exit(code)
+}
+
 var buildAgent = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "graylane-e2e-")
-	if err != nil {
+	if err := os.MkdirAll(agentDir, 0o700); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "graylane-agent")
+	bin := filepath.Join(agentDir, "graylane-agent")
 	out, err := exec.Command("go", "build", "-o", bin, "./cmd/graylane-agent").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build agent: %v\n%s", err, out)
