@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -117,30 +116,18 @@ manifests: %s
 	if err != nil {
 		return nil, err
 	}
-	// The command dies with the OS thread that started it (Pdeathsig), so
-	// that a crashed test leaves no agent behind. Start it from a thread
-	// of its own that lives exactly as long as the agent: a Go thread
-	// otherwise may exit at any time (a goroutine that ends while locked
-	// to it takes it along).
-	started := make(chan error, 1)
+	done, err := netlab.Start(a.cmd)
+	if err != nil {
+		return nil, fmt.Errorf("labagent: start %s: %w", bin, err)
+	}
+	go a.readLog(stderr, opts.Log)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the agent
-		if err := a.cmd.Start(); err != nil {
-			started <- err
-			close(a.exited)
-			return
-		}
-		started <- nil
-		go a.readLog(stderr, opts.Log)
-		a.waitErr = a.cmd.Wait()
+		a.waitErr = <-done
 		close(a.exited)
 		a.mu.Lock()
 		a.cond.Broadcast()
 		a.mu.Unlock()
 	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("labagent: start %s: %w", bin, err)
-	}
 	if _, err := a.waitLog(ctx, 0, `"msg":"ready"`); err != nil {
 		a.Kill()
 		return nil, err

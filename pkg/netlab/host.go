@@ -192,6 +192,32 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 	return cmd
 }
 
+// Start starts cmd (typically from Command) and returns a channel that
+// receives the result of cmd.Wait. It starts the process from an OS thread
+// of its own that lives exactly as long as the process: the Pdeathsig that
+// Command sets ties a process to the thread that started it, and an
+// ordinary Go thread may end at any time (a goroutine that returns while
+// locked to its thread, as the load workers do, takes the thread along),
+// killing a long-running server or agent mid-test. Use Start, not
+// cmd.Start, for anything that must outlive the moment.
+func Start(cmd *exec.Cmd) (<-chan error, error) {
+	started := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the process
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
 // Ethtool runs `ethtool args...` in h's namespace and returns its combined
 // output, e.g. h.Ethtool(ctx, "-K", "eth0", "tx", "off").
 func (h *Host) Ethtool(ctx context.Context, args ...string) (string, error) {

@@ -1,0 +1,363 @@
+package labbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/pkg/labagent"
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/testenv"
+)
+
+const (
+	webPort   = 80   // the VIP port of the connection-rate test
+	iperfPort = 5201 // iperf3, on stable backend 0 only
+	// connsPerRun is the number of new connections per measurement.
+	connsPerRun = 10000
+	concurrency = 48
+	bulkSeconds = 3
+	rounds      = 2
+)
+
+// agentDir holds the agent binary built for the benchmarks.
+var agentDir = filepath.Join(os.TempDir(), fmt.Sprintf("graylane-labbench-%d", os.Getpid()))
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.RemoveAll(agentDir)
+	os.Exit(code)
+}
+
+var buildAgent = sync.OnceValues(func() (string, error) {
+	if err := os.MkdirAll(agentDir, 0o700); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(agentDir, "graylane-agent")
+	out, err := exec.Command("go", "build", "-o", bin, "../../agent/cmd/graylane-agent").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build agent: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// mode is one way of getting client traffic for the VIP to the backends.
+type mode struct {
+	name string
+	// xdpLab: the lab is prepared for native XDP (GRO on the veth peers,
+	// no TX checksum offload), which changes the veths' own performance:
+	// such modes are compared with routing in a lab of the same kind.
+	xdpLab bool
+	// setup makes the gateway steer the VIP; it returns the addresses the
+	// client uses for the connection test and the bulk test, and a
+	// teardown (nil for none).
+	setup func(ctx context.Context, lab *netlab.Lab) (conn []netip.AddrPort, bulk netip.AddrPort, teardown func() error, err error)
+}
+
+type figures struct {
+	connRate   float64 // new connections per second
+	bulkUp     float64 // Gbit/s client -> backend
+	bulkDown   float64 // Gbit/s backend -> client (the reply path)
+	redirected uint64  // Graylane: packets the programs forwarded themselves
+}
+
+func BenchmarkLab(b *testing.B) {
+	testenv.RequirePrivileges(b)
+	for _, tool := range []string{"iperf3", "iptables", "nft", "ethtool"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				b.Fatalf("%s is missing (make deps installs it)", tool)
+			}
+			b.Skipf("%s is missing (make deps installs it)", tool)
+		}
+	}
+	bin, err := buildAgent()
+	if err != nil {
+		b.Fatal(err)
+	}
+	modes := []mode{
+		{name: "routing", setup: routing},
+		{name: "iptables", setup: iptablesDNAT},
+		{name: "nftables", setup: nftablesDNAT},
+		{name: "graylane-tc", setup: graylane(bin, "tc")},
+		{name: "routing-xdp-lab", xdpLab: true, setup: routing},
+		{name: "graylane-xdp", xdpLab: true, setup: graylane(bin, "native")},
+	}
+	results := map[string][]figures{}
+	for range b.N {
+		for r := 0; r < rounds; r++ {
+			for _, m := range modes {
+				f, err := measure(m)
+				if err != nil {
+					b.Fatalf("%s: %v", m.name, err)
+				}
+				results[m.name] = append(results[m.name], f)
+			}
+		}
+	}
+	med := func(name string, get func(figures) float64) float64 {
+		var v []float64
+		for _, f := range results[name] {
+			v = append(v, get(f))
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	conn := func(f figures) float64 { return f.connRate }
+	up := func(f figures) float64 { return f.bulkUp }
+	down := func(f figures) float64 { return f.bulkDown }
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-16s %12s %8s %12s %8s %12s %8s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x")
+	for _, m := range modes {
+		base := "routing"
+		if m.xdpLab {
+			base = "routing-xdp-lab"
+		}
+		c, u, d := med(m.name, conn), med(m.name, up), med(m.name, down)
+		cx, ux, dx := c/med(base, conn), u/med(base, up), d/med(base, down)
+		fmt.Fprintf(&table, "%-16s %12.0f %8.2f %12.2f %8.2f %12.2f %8.2f\n", m.name, c, cx, u, ux, d, dx)
+		if m.name != base {
+			b.ReportMetric(cx, m.name+"-conn-x")
+			b.ReportMetric(ux, m.name+"-up-x")
+			b.ReportMetric(dx, m.name+"-down-x")
+		}
+	}
+	b.Logf("medians of %d rounds (x: ratio to routing in a lab of the same kind, this run)%s", rounds, table.String())
+}
+
+// measure builds a fresh lab, sets the mode up and takes its figures.
+func measure(m mode) (figures, error) {
+	var f figures
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab, err := netlab.New(ctx, netlab.Config{VethXDPReady: m.xdpLab})
+	if err != nil {
+		return f, err
+	}
+	defer lab.Close()
+	if m.xdpLab {
+		if err := lab.SetTxChecksum(ctx, false); err != nil {
+			return f, err
+		}
+	}
+	for _, h := range lab.Backends() {
+		if _, err := h.StartServers(ctx); err != nil {
+			return f, err
+		}
+	}
+	iperf := lab.Stable[0].Command(ctx, "iperf3", "-s", "--forceflush", "-p", strconv.Itoa(iperfPort), "-B", lab.Stable[0].Addr4.String())
+	stdout, err := iperf.StdoutPipe()
+	if err != nil {
+		return f, err
+	}
+	iperfDone, err := netlab.Start(iperf)
+	if err != nil {
+		return f, fmt.Errorf("start iperf3 server: %w", err)
+	}
+	defer func() {
+		iperf.Process.Kill()
+		<-iperfDone
+	}()
+	listening := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Server listening") {
+				listening <- true
+			}
+		}
+		close(listening)
+	}()
+	select {
+	case ok := <-listening:
+		if !ok {
+			return f, errors.New("iperf3 server exited before listening")
+		}
+	case <-time.After(10 * time.Second):
+		return f, errors.New("iperf3 server not listening after 10s")
+	}
+	conn, bulk, teardown, err := m.setup(ctx, lab)
+	if err != nil {
+		return f, err
+	}
+	if teardown != nil {
+		defer teardown()
+	}
+	// Check the path before measuring it.
+	for _, t := range conn {
+		if _, err := lab.Client.Hello(ctx, t, netip.Addr{}); err != nil {
+			return f, fmt.Errorf("first connection to %s: %w", t, err)
+		}
+	}
+	if f.connRate, err = connRate(ctx, lab, conn); err != nil {
+		return f, err
+	}
+	if f.bulkUp, err = iperf3(ctx, lab, bulk, false); err != nil {
+		return f, err
+	}
+	if f.bulkDown, err = iperf3(ctx, lab, bulk, true); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// connRate opens connsPerRun connections, spread evenly over targets, and
+// returns connections per second.
+func connRate(ctx context.Context, lab *netlab.Lab, targets []netip.AddrPort) (float64, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	ok := 0
+	start := time.Now()
+	for _, t := range targets {
+		wg.Go(func() {
+			res, err := lab.Client.HelloMany(ctx, t, nil, connsPerRun/len(targets), concurrency/len(targets))
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && res.Failed > 0 {
+				err = fmt.Errorf("%d connections failed: %v", res.Failed, res.Errors)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", t, err))
+				return
+			}
+			ok += res.OK
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return float64(ok) / time.Since(start).Seconds(), nil
+}
+
+// iperf3 runs a bulk TCP transfer to target and returns Gbit/s received.
+func iperf3(ctx context.Context, lab *netlab.Lab, target netip.AddrPort, reverse bool) (float64, error) {
+	args := []string{"-c", target.Addr().String(), "-p", strconv.Itoa(int(target.Port())), "-t", strconv.Itoa(bulkSeconds), "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(bulkSeconds+20)*time.Second)
+	defer cancel()
+	out, err := lab.Client.Command(ctx, "iperf3", args...).Output()
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 %v: %w: %s", args, err, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, nil
+}
+
+// routing: the client talks to the backends' own addresses.
+func routing(_ context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+	var conn []netip.AddrPort
+	for _, h := range lab.Backends() {
+		conn = append(conn, netip.AddrPortFrom(h.Addr4, netlab.HelloPort))
+	}
+	return conn, netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort), nil, nil
+}
+
+func vipTargets() ([]netip.AddrPort, netip.AddrPort) {
+	return []netip.AddrPort{netip.AddrPortFrom(netlab.VIP4, webPort)}, netip.AddrPortFrom(netlab.VIP4, iperfPort)
+}
+
+func run(ctx context.Context, h *netlab.Host, name string, args ...string) error {
+	out, err := h.Command(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// iptablesDNAT splits the VIP over the three backends with the statistic
+// match (1/3, then 1/2 of the rest, then the rest); conntrack translates
+// the replies.
+func iptablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+	gw := lab.Gateway
+	vip := netlab.VIP4.String()
+	backends := lab.Backends()
+	for i, h := range backends {
+		args := []string{"-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", strconv.Itoa(webPort)}
+		if left := len(backends) - i; left > 1 {
+			args = append(args, "-m", "statistic", "--mode", "random", "--probability", fmt.Sprintf("%.5f", 1/float64(left)))
+		}
+		args = append(args, "-j", "DNAT", "--to-destination", netip.AddrPortFrom(h.Addr4, netlab.HelloPort).String())
+		if err := run(ctx, gw, "iptables", args...); err != nil {
+			return nil, netip.AddrPort{}, nil, err
+		}
+	}
+	if err := run(ctx, gw, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", strconv.Itoa(iperfPort),
+		"-j", "DNAT", "--to-destination", netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort).String()); err != nil {
+		return nil, netip.AddrPort{}, nil, err
+	}
+	conn, bulk := vipTargets()
+	return conn, bulk, nil, nil
+}
+
+// nftablesDNAT does the same with numgen.
+func nftablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+	b := lab.Backends()
+	ruleset := fmt.Sprintf(`table ip lb {
+	chain prerouting {
+		type nat hook prerouting priority dstnat;
+		ip daddr %s tcp dport %d dnat to numgen random mod 3 map { 0 : %s, 1 : %s, 2 : %s } : %d
+		ip daddr %s tcp dport %d dnat to %s:%d
+	}
+}
+`, netlab.VIP4, webPort, b[0].Addr4, b[1].Addr4, b[2].Addr4, netlab.HelloPort,
+		netlab.VIP4, iperfPort, lab.Stable[0].Addr4, iperfPort)
+	cmd := lab.Gateway.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, netip.AddrPort{}, nil, fmt.Errorf("nft: %w: %s", err, out)
+	}
+	conn, bulk := vipTargets()
+	return conn, bulk, nil, nil
+}
+
+// graylane runs the agent in the given attach mode with a web service
+// split over the three backends and the iperf3 service on one backend.
+func graylane(bin, xdpMode string) func(context.Context, *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+	return func(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+		web := service.Service{Name: "web", VIP: netlab.VIP4, Port: webPort, Protocol: service.TCP, CanaryWeight: 3333,
+			Stable: []service.Backend{
+				{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HelloPort)},
+				{Addr: netip.AddrPortFrom(lab.Stable[1].Addr4, netlab.HelloPort)},
+			},
+			Canary: []service.Backend{{Addr: netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.HelloPort)}},
+		}
+		bulk := service.Service{Name: "bulk", VIP: netlab.VIP4, Port: iperfPort, Protocol: service.TCP,
+			Stable: []service.Backend{{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort)}}}
+		a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: xdpMode, Services: []service.Service{web, bulk}})
+		if err != nil {
+			return nil, netip.AddrPort{}, nil, err
+		}
+		conn, bulkTarget := vipTargets()
+		return conn, bulkTarget, a.Stop, nil
+	}
+}
