@@ -29,8 +29,8 @@ const (
 	// connsPerRun is the number of new connections per measurement.
 	connsPerRun = 10000
 	concurrency = 48
-	bulkSeconds = 3
-	rounds      = 2
+	bulkSeconds = 2
+	rounds      = 5
 )
 
 // agentDir holds the agent binary built for the benchmarks.
