@@ -25,26 +25,14 @@ import (
 // End-to-end tests: a real graylane-agent process on the gateway of a netns
 // lab, real TCP/UDP clients and servers, state read back from the kernel.
 
-// agentDir holds the agent binary the tests build once; TestMain removes it.
-var agentDir = filepath.Join(os.TempDir(), fmt.Sprintf("graylane-e2e-%d", os.Getpid()))
+// agent is the graylane-agent binary the tests run, built once.
+var agent labagent.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	os.RemoveAll(agentDir)
+	agent.Remove()
 	os.Exit(code)
 }
-
-var buildAgent = sync.OnceValues(func() (string, error) {
-	if err := os.MkdirAll(agentDir, 0o700); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(agentDir, "graylane-agent")
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd/graylane-agent").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build agent: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 type env struct {
 	lab   *netlab.Lab
@@ -56,7 +44,7 @@ type env struct {
 func setup(t *testing.T, cfg netlab.Config, mode string, svcs ...service.Service) *env {
 	t.Helper()
 	testenv.RequirePrivileges(t)
-	bin, err := buildAgent()
+	bin, err := agent.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,13 +440,13 @@ func TestBadInput(t *testing.T) {
 	svc := func(name, spec string) string { return fmt.Sprintf(header, name) + spec }
 	cases := map[string]struct{ yaml, want string }{
 		"unknown field": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  colour: red\n"+backends), "spec.colour"},
-		"bad CIDR": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n"+backends+"  pins: [{prefix: 10.9.0.0/33, pool: canary}]\n"), "prefix"},
-		"weight 101%": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.10:8080\"]}\n  canary: {backends: [\"198.18.1.100:8080\"], weight: 101%}\n"), "spec.canary.weight"},
+		"bad CIDR":      {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n"+backends+"  pins: [{prefix: 10.9.0.0/33, pool: canary}]\n"), "prefix"},
+		"weight 101%":   {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.10:8080\"]}\n  canary: {backends: [\"198.18.1.100:8080\"], weight: 101%}\n"), "spec.canary.weight"},
 		"duplicate VIP": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n"+backends) + "---\n" +
 			svc("web2", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.11:8080\"]}\n"), "spec.vip"},
-		"gtpu-inner on tcp": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  key: gtpu-inner\n"+backends), "spec.key"},
+		"gtpu-inner on tcp":  {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  key: gtpu-inner\n"+backends), "spec.key"},
 		"empty pool, weight": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.10:8080\"]}\n  canary: {weight: 5%}\n"), "spec.canary"},
-		"not YAML": {"{{{", "yaml"},
+		"not YAML":           {"{{{", "yaml"},
 	}
 	for name, c := range cases {
 		err := e.agent.ApplyRaw(e.ctx, []byte(c.yaml))
@@ -476,7 +464,7 @@ func TestBadInput(t *testing.T) {
 // TestBadConfig: an agent configuration with a mistake is refused at start
 // with an error naming the setting, and exit code 1.
 func TestBadConfig(t *testing.T) {
-	bin, err := buildAgent()
+	bin, err := agent.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,10 @@ package config
 import (
 	"fmt"
 	"reflect"
-	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // check walks the nodes of the file against the Go type they will be decoded
@@ -18,29 +19,29 @@ func (p *parser) check(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return // left out: the default stays
 	}
 	switch t.Kind() {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			p.fail(path, n.Line, "must be a single value, not %s", describe(n))
+			p.fail(path, n.Line, "must be a single value, not %s", strictyaml.Describe(n))
 		}
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			p.fail(path, n.Line, "must be a whole number, not %s", describe(n))
+			p.fail(path, n.Line, "must be a whole number, not %s", strictyaml.Describe(n))
 		}
 	case reflect.Pointer:
 		p.check(n, t.Elem(), path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			p.fail(path, n.Line, "must be a list, not %s", describe(n))
+			p.fail(path, n.Line, "must be a list, not %s", strictyaml.Describe(n))
 			return
 		}
 		for i, item := range n.Content {
 			at := fmt.Sprintf("%s[%d]", path, i)
 			p.lines[at] = item.Line
-			if isNull(item) {
+			if strictyaml.IsNull(item) {
 				p.fail(at, item.Line, "is empty")
 				continue
 			}
@@ -48,7 +49,7 @@ func (p *parser) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			p.fail(path, n.Line, "must be a mapping of settings, not %s", describe(n))
+			p.fail(path, n.Line, "must be a mapping of settings, not %s", strictyaml.Describe(n))
 			return
 		}
 		p.checkFields(n, t, path)
@@ -59,61 +60,9 @@ func (p *parser) check(n *yaml.Node, t reflect.Type, path string) {
 
 // checkFields checks the settings of n, a mapping read as struct type t.
 func (p *parser) checkFields(n *yaml.Node, t reflect.Type, path string) {
-	seen := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			where := path
-			if where == "" {
-				where = "config"
-			}
-			p.fail(where, k.Line, "has a key that is not a field name")
-			continue
-		}
-		at := k.Value
-		if path != "" {
-			at = path + "." + k.Value
-		}
-		if line, dup := seen[k.Value]; dup {
-			p.fail(at, k.Line, "is given twice (first on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
-		field, ok := fieldByTag(t, k.Value)
-		if !ok {
-			p.fail(at, k.Line, "unknown field")
-			continue
-		}
-		p.lines[at] = k.Line
-		p.check(v, field.Type, at)
+	bad := func(path string, line int, msg string) { p.fail(path, line, "%s", msg) }
+	for _, f := range strictyaml.Fields(n, t, path, "config", bad) {
+		p.lines[f.Path] = f.Key.Line
+		p.check(f.Value, f.Type, f.Path)
 	}
-}
-
-// fieldByTag returns the field of struct type t whose yaml tag names name.
-func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if f.IsExported() && tag == name {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describe names the kind of a node for an error message.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the single value %q", n.Value)
-	}
-	return "an alias"
 }

@@ -14,10 +14,11 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // Role is what an interface carries.
@@ -173,7 +174,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if top != nil {
 		if top.Kind != yaml.MappingNode {
 			return nil, &Error{File: name, Line: top.Line,
-				Err: fmt.Errorf("the agent config is a mapping of settings, not %s", describe(top))}
+				Err: fmt.Errorf("the agent config is a mapping of settings, not %s", strictyaml.Describe(top))}
 		}
 		p.check(top, reflect.TypeFor[Config](), "")
 		if len(p.errs) > 0 {
@@ -184,7 +185,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 	}
 	var errs []error
-	for _, err := range leaves(c.Validate()) {
+	for _, err := range strictyaml.Leaves(c.Validate()) {
 		var fe *FieldError
 		line := 0
 		if errors.As(err, &fe) {
@@ -219,7 +220,7 @@ func (p *parser) document(data []byte) (*yaml.Node, error) {
 		if err != nil {
 			return nil, syntaxError(p.file, err)
 		}
-		if len(root.Content) == 0 || isNull(root.Content[0]) {
+		if len(root.Content) == 0 || strictyaml.IsNull(root.Content[0]) {
 			continue // empty, such as after a trailing ---
 		}
 		if top != nil {
@@ -251,61 +252,8 @@ func (p *parser) lineOf(path string) int {
 	return 0
 }
 
-// syntaxError turns a YAML syntax error ("yaml: line 3: did not find
-// expected key") into an *Error at that line.
+// syntaxError turns a YAML syntax error into an *Error at its line.
 func syntaxError(file string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, text, ok := strings.Cut(rest, ": "); ok {
-			if n, err := strconv.Atoi(num); err == nil {
-				line, msg = n, text
-			}
-		}
-	}
-	if line > 0 && zeroBasedLine(msg) {
-		line++
-	}
+	line, msg := strictyaml.SyntaxError(err)
 	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
-}
-
-// zeroBasedLine reports whether msg is one of the problems of yaml.v3's
-// parser (parserc.go), as opposed to its scanner. yaml.v3 v3.0.1 adds one
-// to the 0-based line of scanner errors but not of parser errors, so the
-// line of these is one too low.
-func zeroBasedLine(msg string) bool {
-	for _, problem := range [...]string{
-		"did not find expected <stream-start>",
-		"did not find expected <document start>",
-		"did not find expected node content",
-		"did not find expected key",
-		"did not find expected '-' indicator",
-		"did not find expected ',' or ']'",
-		"did not find expected ',' or '}'",
-		"found undefined tag handle",
-		"found duplicate %YAML directive",
-		"found duplicate %TAG directive",
-		"found incompatible YAML document",
-	} {
-		if msg == problem {
-			return true
-		}
-	}
-	return false
-}
-
-// leaves flattens a tree of joined errors into its leaves, in order.
-func leaves(err error) []error {
-	if err == nil {
-		return nil
-	}
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return []error{err}
-	}
-	var out []error
-	for _, e := range joined.Unwrap() {
-		out = append(out, leaves(e)...)
-	}
-	return out
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 func TestDefault(t *testing.T) {
@@ -211,7 +213,7 @@ func TestParseErrors(t *testing.T) {
 			if c != nil {
 				t.Errorf("Parse returned a config with its error")
 			}
-			got := leaves(err)
+			got := strictyaml.Leaves(err)
 			for i, e := range got {
 				var ce *Error
 				if !errors.As(e, &ce) || ce.File != "agent.yaml" {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // FuzzParse checks that Parse never panics, that every error it returns is
@@ -20,7 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
 		if err != nil {
-			for _, e := range leaves(err) {
+			for _, e := range strictyaml.Leaves(err) {
 				var ce *Error
 				if !errors.As(e, &ce) || ce.File != "fuzz.yaml" {
 					t.Fatalf("error %q is not an *Error of fuzz.yaml", e)

@@ -316,3 +316,35 @@ func lastLines(l []string, n int) string {
 	}
 	return b.String()
 }
+
+// Binary builds graylane-agent from this module, once, into a temporary
+// directory, for tests and benchmarks that run the real agent. The zero
+// value is ready; Remove deletes the build (call it from TestMain).
+type Binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Path builds the agent on first use and returns the executable's path.
+func (b *Binary) Path() (string, error) {
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "graylane-agent-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "graylane-agent")
+		out, err := exec.Command("go", "build", "-o", b.path, "github.com/graylane/graylane/agent/cmd/graylane-agent").CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("labagent: build graylane-agent: %v\n%s", err, out)
+		}
+	})
+	return b.path, b.err
+}
+
+// Remove deletes the build, if any.
+func (b *Binary) Remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}

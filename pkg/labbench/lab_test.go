@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,26 +32,14 @@ const (
 	rounds      = 5
 )
 
-// agentDir holds the agent binary built for the benchmarks.
-var agentDir = filepath.Join(os.TempDir(), fmt.Sprintf("graylane-labbench-%d", os.Getpid()))
+// agent is the graylane-agent binary the tests run, built once.
+var agent labagent.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	os.RemoveAll(agentDir)
+	agent.Remove()
 	os.Exit(code)
 }
-
-var buildAgent = sync.OnceValues(func() (string, error) {
-	if err := os.MkdirAll(agentDir, 0o700); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(agentDir, "graylane-agent")
-	out, err := exec.Command("go", "build", "-o", bin, "../../agent/cmd/graylane-agent").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build agent: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // mode is one way of getting client traffic for the VIP to the backends.
 type mode struct {
@@ -84,7 +71,7 @@ func BenchmarkLab(b *testing.B) {
 			b.Skipf("%s is missing (make deps installs it)", tool)
 		}
 	}
-	bin, err := buildAgent()
+	bin, err := agent.Path()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,9 +3,10 @@ package manifest
 import (
 	"fmt"
 	"reflect"
-	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // scalar is a YAML scalar kept exactly as written, so that a weight of 0.1
@@ -19,7 +20,7 @@ type scalar struct {
 func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		// check has replaced such nodes; a TypeError lets decoding go on.
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a single value, not %s", n.Line, describe(n))}}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a single value, not %s", n.Line, strictyaml.Describe(n))}}
 	}
 	s.value, s.set = n.Value, true
 	return nil
@@ -49,25 +50,25 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 		v = n.Alias
 	}
 	switch {
-	case isNull(v):
+	case strictyaml.IsNull(v):
 		if t.Kind() == reflect.Struct && t != scalarType {
 			*n = emptyMapping(n) // keeps a null list item in the list
 		}
 	case t == scalarType:
 		if v.Kind != yaml.ScalarNode {
-			d.fail(path, n.Line, "must be a single value, not %s", describe(v))
+			d.fail(path, n.Line, "must be a single value, not %s", strictyaml.Describe(v))
 			*n = null(n)
 		}
 	case t == backendType && v.Kind == yaml.ScalarNode:
 		// The short form: "10.1.0.11:8080".
 	case t == backendType && v.Kind != yaml.MappingNode:
-		d.fail(path, n.Line, `must be "address:port" or {address: "address:port", weight: N}, not %s`, describe(v))
+		d.fail(path, n.Line, `must be "address:port" or {address: "address:port", weight: N}, not %s`, strictyaml.Describe(v))
 		*n = emptyMapping(n)
 	case t.Kind() == reflect.Pointer:
 		d.check(n, t.Elem(), path)
 	case t.Kind() == reflect.Slice:
 		if v.Kind != yaml.SequenceNode {
-			d.fail(path, n.Line, "must be a list, not %s", describe(v))
+			d.fail(path, n.Line, "must be a list, not %s", strictyaml.Describe(v))
 			*n = null(n)
 			return
 		}
@@ -78,7 +79,7 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Struct:
 		if v.Kind != yaml.MappingNode {
-			d.fail(path, n.Line, "must be a mapping of fields, not %s", describe(v))
+			d.fail(path, n.Line, "must be a mapping of fields, not %s", strictyaml.Describe(v))
 			*n = emptyMapping(n)
 			return
 		}
@@ -91,54 +92,15 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 // checkFields checks the fields of n, a mapping read as struct type t, and
 // keeps only the known ones, each once.
 func (d *document) checkFields(n *yaml.Node, t reflect.Type, path string) {
-	kept := make([]*yaml.Node, 0, len(n.Content))
-	seen := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			where := path
-			if where == "" {
-				where = "document"
-			}
-			d.fail(where, k.Line, "has a key that is not a field name")
-			continue
-		}
-		at := k.Value
-		if path != "" {
-			at = path + "." + k.Value
-		}
-		if line, dup := seen[k.Value]; dup {
-			d.fail(at, k.Line, "is given twice (first on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
-		field, ok := fieldByTag(t, k.Value)
-		switch {
-		case ok:
-		case k.Value == "<<":
-			d.fail(at, k.Line, "merge keys are not supported: write the fields out")
-			continue
-		default:
-			d.fail(at, k.Line, "unknown field")
-			continue
-		}
-		d.lines[at] = k.Line
-		d.check(v, field.Type, at)
-		kept = append(kept, k, v)
+	bad := func(path string, line int, msg string) { d.fail(path, line, "%s", msg) }
+	fields := strictyaml.Fields(n, t, path, "document", bad)
+	kept := make([]*yaml.Node, 0, 2*len(fields))
+	for _, f := range fields {
+		d.lines[f.Path] = f.Key.Line
+		d.check(f.Value, f.Type, f.Path)
+		kept = append(kept, f.Key, f.Value)
 	}
 	n.Content = kept
-}
-
-// fieldByTag returns the field of struct type t whose yaml tag names name.
-func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if f.IsExported() && tag == name {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
 }
 
 func null(at *yaml.Node) yaml.Node {

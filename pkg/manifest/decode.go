@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // document is one YAML document of a manifest file on its way to the model:
@@ -42,7 +41,7 @@ func parse(file string, data []byte) ([]*document, []error) {
 			errs = append(errs, syntaxError(file, err))
 			break
 		}
-		if len(root.Content) == 0 || isNull(root.Content[0]) {
+		if len(root.Content) == 0 || strictyaml.IsNull(root.Content[0]) {
 			continue // an empty document, such as after a trailing ---
 		}
 		top := root.Content[0]
@@ -110,11 +109,11 @@ func (d *document) header(top *yaml.Node, key string) (string, bool) {
 		if v.Kind == yaml.AliasNode && v.Alias != nil {
 			v = v.Alias
 		}
-		if isNull(v) {
+		if strictyaml.IsNull(v) {
 			return "", true
 		}
 		if v.Kind != yaml.ScalarNode {
-			d.failField(key, "must be a single value, not %s", describe(v))
+			d.failField(key, "must be a single value, not %s", strictyaml.Describe(v))
 			return "", false
 		}
 		return v.Value, true
@@ -146,7 +145,7 @@ func (d *document) locate(fe *service.FieldError) *Error {
 // lineOf returns the line of the field at path, or of the closest field
 // holding it, or the document's first line.
 func (d *document) lineOf(path string) int {
-	for p := path; p != ""; p = parent(p) {
+	for p := path; p != ""; p = strictyaml.Parent(p) {
 		if line, ok := d.lines[p]; ok {
 			return line
 		}
@@ -157,7 +156,7 @@ func (d *document) lineOf(path string) int {
 // reported reports whether a problem with the field at path, or with a field
 // holding it, has been reported.
 func (d *document) reported(path string) bool {
-	for p := path; p != ""; p = parent(p) {
+	for p := path; p != ""; p = strictyaml.Parent(p) {
 		if d.bad[p] {
 			return true
 		}
@@ -165,72 +164,8 @@ func (d *document) reported(path string) bool {
 	return false
 }
 
-// parent returns the path of the field holding path: "spec.pins[0]" for
-// "spec.pins[0].prefix", "spec.pins" for "spec.pins[0]", "" for "spec".
-func parent(path string) string {
-	i := strings.LastIndexAny(path, ".[")
-	if i < 0 {
-		return ""
-	}
-	return path[:i]
-}
-
-// syntaxError turns a YAML syntax error ("yaml: line 3: did not find
-// expected key") into an *Error at that line.
+// syntaxError turns a YAML syntax error into an *Error at its line.
 func syntaxError(file string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, text, ok := strings.Cut(rest, ": "); ok {
-			if n, err := strconv.Atoi(num); err == nil {
-				line, msg = n, text
-			}
-		}
-	}
-	if line > 0 && zeroBasedLine(msg) {
-		line++
-	}
+	line, msg := strictyaml.SyntaxError(err)
 	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
-}
-
-// zeroBasedLine reports whether msg is one of the problems of yaml.v3's
-// parser (parserc.go), as opposed to its scanner. yaml.v3 v3.0.1 adds one
-// to the 0-based line of scanner errors but not of parser errors, so the
-// line of these is one too low.
-func zeroBasedLine(msg string) bool {
-	for _, problem := range [...]string{
-		"did not find expected <stream-start>",
-		"did not find expected <document start>",
-		"did not find expected node content",
-		"did not find expected key",
-		"did not find expected '-' indicator",
-		"did not find expected ',' or ']'",
-		"did not find expected ',' or '}'",
-		"found undefined tag handle",
-		"found duplicate %YAML directive",
-		"found duplicate %TAG directive",
-		"found incompatible YAML document",
-	} {
-		if msg == problem {
-			return true
-		}
-	}
-	return false
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describe names the kind of a node for an error message.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the single value %q", n.Value)
-	}
-	return "an alias"
 }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // FuzzParseFile checks that ParseFile never panics, that every error it
@@ -33,7 +35,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		svcs, err := ParseFile("fuzz.yaml", data)
 		if err != nil {
-			for _, e := range leaves(err) {
+			for _, e := range strictyaml.Leaves(err) {
 				var me *Error
 				if !errors.As(e, &me) || me.File != "fuzz.yaml" {
 					t.Fatalf("error %q is not an *Error of fuzz.yaml", e)

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // APIVersion is the manifest API version this package reads and writes.
@@ -131,7 +132,7 @@ func validate(docs []*document) []error {
 	own := make(map[service.FieldError]bool)
 	for i, d := range docs {
 		set[i] = *d.svc
-		for _, err := range leaves(d.svc.Validate()) {
+		for _, err := range strictyaml.Leaves(d.svc.Validate()) {
 			var fe *service.FieldError
 			if !errors.As(err, &fe) {
 				errs = append(errs, &Error{File: d.file, Line: d.start, Err: err})
@@ -146,7 +147,7 @@ func validate(docs []*document) []error {
 	// ValidateSet repeats those checks, reported above, and adds the ones
 	// across services (unique names, frontends, backend endpoints). It
 	// reports a clash on the later of the two services.
-	for _, err := range leaves(service.ValidateSet(set)) {
+	for _, err := range strictyaml.Leaves(service.ValidateSet(set)) {
 		var fe *service.FieldError
 		if !errors.As(err, &fe) {
 			errs = append(errs, err)
@@ -190,20 +191,4 @@ func locateAcross(docs []*document, fe *service.FieldError) error {
 		e.Err = fmt.Errorf("%w: at %s", fe, strings.Join(where, ", "))
 	}
 	return e
-}
-
-// leaves flattens a tree of joined errors into its leaves, in order.
-func leaves(err error) []error {
-	if err == nil {
-		return nil
-	}
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return []error{err}
-	}
-	var out []error
-	for _, e := range joined.Unwrap() {
-		out = append(out, leaves(e)...)
-	}
-	return out
 }

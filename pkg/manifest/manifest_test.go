@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 const (
@@ -247,7 +248,7 @@ func checkErrors(t *testing.T, err error, want []string) {
 	if err == nil {
 		t.Fatalf("no error; want %q", want)
 	}
-	got := leaves(err)
+	got := strictyaml.Leaves(err)
 	for i, e := range got {
 		var me *Error
 		if !errors.As(e, &me) {

@@ -70,11 +70,15 @@
 //
 // A network namespace belongs to an OS thread, not to a goroutine or a
 // process. Host.Do runs a function on a locked thread switched into the
-// namespace and switches it back afterwards (or lets the thread die if that
-// fails). Load helpers (HelloMany) lock one thread per worker, switch it
-// once and let it die at the end. A socket stays in the namespace it was
-// created in, so the returned net.Conn and net.Listener can be used from
-// any goroutine.
+// namespace and switches it back afterwards; load helpers (HelloMany) lock
+// one thread per worker and switch it once for all its connections. A
+// thread is always switched back before it is unlocked, even at the end of
+// a goroutine: the runtime ends a thread whose goroutine exits locked, but
+// not the main thread, which any goroutine may be running on; that one is
+// parked for good, and parked in a lab namespace it would keep the
+// namespace alive after Close. Only if switching back fails does the thread
+// stay locked. A socket stays in the namespace it was created in, so the
+// returned net.Conn and net.Listener can be used from any goroutine.
 //
 // # XDP on veth
 //

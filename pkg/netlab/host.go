@@ -128,9 +128,8 @@ func (h *Host) withNL(fn func(*netlink.Handle) error) error {
 // fn runs on its own goroutine (so the caller's thread is never switched):
 // do not call t.FailNow and friends inside it, and do not start goroutines
 // from it expecting them to be in the namespace (they are not). Afterwards
-// the thread is switched back; if that fails the thread stays locked and the
-// Go runtime terminates it, so no other goroutine ever runs in the lab
-// namespace by accident. A panic in fn is re-raised in the caller.
+// the thread is switched back (see switched). A panic in fn is re-raised in
+// the caller.
 func (h *Host) Do(fn func() error) error {
 	type result struct {
 		err   error
@@ -147,26 +146,7 @@ func (h *Host) Do(fn func() error) error {
 			}
 			done <- r
 		}()
-		runtime.LockOSThread()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			r.err = fmt.Errorf("netlab: %s: open current netns: %w", h.Name, err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := h.setns(); err != nil {
-			// A failed setns leaves the thread where it was, but be strict:
-			// keep it locked so the runtime throws it away.
-			r.err = err
-			return
-		}
-		defer func() {
-			if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			} // else: stay locked; the thread exits with this goroutine
-		}()
-		r.err = fn()
+		r.err = switched(h.setns, fn)
 	}()
 	r := <-done
 	if r.panic != nil {
@@ -175,16 +155,42 @@ func (h *Host) Do(fn func() error) error {
 	return r.err
 }
 
-// enter switches the calling goroutine's thread into h's namespace for good:
-// the caller must have called runtime.LockOSThread and must never unlock, so
-// the thread dies with the goroutine. Used by load workers.
-func (h *Host) enter() error { return h.setns() }
+// switched locks the calling goroutine to its OS thread, moves the thread
+// with enter (setns or unshare), runs body, and moves the thread back to its
+// original network namespace before unlocking it. If moving back fails the
+// thread stays locked, so the runtime never schedules another goroutine on
+// it: it ends the thread when the goroutine exits.
+//
+// Moving back matters even for goroutines about to exit: the runtime cannot
+// end the process's main thread, which any goroutine may happen to run on;
+// it parks it for good instead, and a main thread parked inside a lab
+// namespace would keep that namespace alive after Lab.Close (and make
+// /proc/self/net show it).
+func switched(enter func() error, body func() error) error {
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netlab: open current netns: %w", err)
+	}
+	defer unix.Close(orig)
+	defer func() {
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked (see above)
+	}()
+	if err := enter(); err != nil {
+		return err
+	}
+	return body()
+}
 
 // Command returns `ip netns exec <NetNS> name args...`: an external program
 // run inside h's namespace. The child gets SIGKILL if the thread that
 // started it exits (Pdeathsig), so a crashed test does not leave load
-// generators running; start it from an ordinary goroutine. Use ctx (or
-// Process.Kill) to stop it: Lab.Close does not kill processes.
+// generators running; start anything long-running with Start, not
+// cmd.Start. Use ctx (or Process.Kill) to stop it: Lab.Close does not kill
+// processes.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NetNS, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -197,7 +203,8 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 // of its own that lives exactly as long as the process: the Pdeathsig that
 // Command sets ties a process to the thread that started it, and an
 // ordinary Go thread may end at any time (a goroutine that returns while
-// locked to its thread, as the load workers do, takes the thread along),
+// locked to its thread takes the thread along, e.g. when Do or a load
+// worker cannot switch its thread back, or in code outside this package),
 // killing a long-running server or agent mid-test. Use Start, not
 // cmd.Start, for anything that must outlive the moment.
 func Start(cmd *exec.Cmd) (<-chan error, error) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,8 +114,8 @@ func (r *HelloResult) String() string {
 // first line (the backend name), waits for the server to close, then
 // closes: the server closes first, so TIME_WAIT stays on the backends.
 //
-// Every worker locks an OS thread and switches it into h's namespace once;
-// the thread is discarded when the worker ends. A connection is bounded by
+// Every worker locks an OS thread and switches it into h's namespace once,
+// for all its connections, and back at the end. A connection is bounded by
 // ConnTimeout, the run by n and ctx. The error is non-nil for bad arguments,
 // a failure to enter the namespace, or when ctx ended before all n
 // connections were attempted (the partial result is still returned);
@@ -139,51 +138,15 @@ func (h *Host) HelloMany(ctx context.Context, raddr netip.AddrPort, laddrs []net
 	)
 	for range concurrency {
 		wg.Go(func() {
-			// Never unlocked: the thread leaves the namespace by dying.
-			runtime.LockOSThread()
-			if err := h.enter(); err != nil {
+			// One thread per worker, switched into the namespace once.
+			err := switched(h.setns, func() error {
+				h.helloWorker(ctx, raddr, laddrs, n, &next, res, &mu)
+				return nil
+			})
+			if err != nil {
 				mu.Lock()
 				enterErr = errors.Join(enterErr, err)
 				mu.Unlock()
-				return
-			}
-			counts := map[string]int{}
-			var ok, failed int
-			var errs []error
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					break
-				}
-				var laddr netip.Addr
-				if len(laddrs) > 0 {
-					laddr = laddrs[i%int64(len(laddrs))]
-				}
-				name, err := h.helloOnThread(ctx, laddr, raddr)
-				if err != nil {
-					if ctx.Err() != nil {
-						break // not the connection's fault
-					}
-					failed++
-					if len(errs) < 10 {
-						errs = append(errs, err)
-					}
-					continue
-				}
-				ok++
-				counts[name]++
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			res.OK += ok
-			res.Failed += failed
-			for k, v := range counts {
-				res.Counts[k] += v
-			}
-			for _, e := range errs {
-				if len(res.Errors) < 10 {
-					res.Errors = append(res.Errors, e)
-				}
 			}
 		})
 	}
@@ -196,6 +159,49 @@ func (h *Host) HelloMany(ctx context.Context, raddr netip.AddrPort, laddrs []net
 		return res, fmt.Errorf("netlab: HelloMany stopped after %d of %d connections: %w", res.OK+res.Failed, n, context.Cause(ctx))
 	}
 	return res, nil
+}
+
+// helloWorker runs on a thread inside h's namespace and opens connections
+// until n have been started or ctx ends, then merges its counts into res.
+func (h *Host) helloWorker(ctx context.Context, raddr netip.AddrPort, laddrs []netip.Addr, n int, next *atomic.Int64, res *HelloResult, mu *sync.Mutex) {
+	counts := map[string]int{}
+	var ok, failed int
+	var errs []error
+	for ctx.Err() == nil {
+		i := next.Add(1) - 1
+		if i >= int64(n) {
+			break
+		}
+		var laddr netip.Addr
+		if len(laddrs) > 0 {
+			laddr = laddrs[i%int64(len(laddrs))]
+		}
+		name, err := h.helloOnThread(ctx, laddr, raddr)
+		if err != nil {
+			if ctx.Err() != nil {
+				break // not the connection's fault
+			}
+			failed++
+			if len(errs) < 10 {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		ok++
+		counts[name]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	res.OK += ok
+	res.Failed += failed
+	for k, v := range counts {
+		res.Counts[k] += v
+	}
+	for _, e := range errs {
+		if len(res.Errors) < 10 {
+			res.Errors = append(res.Errors, e)
+		}
+	}
 }
 
 // helloOnThread runs on a thread already inside h's namespace.

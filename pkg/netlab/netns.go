@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,17 +163,17 @@ func createNetNS(name string) (err error) {
 	}()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-			return
-		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount %s: %w", src, err)
-			return
-		}
-		errc <- nil
+		errc <- switched(func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+			}
+			return nil
+		}, func() error {
+			if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mount the new netns: %w", err)
+			}
+			return nil
+		})
 	}()
 	if err := <-errc; err != nil {
 		return fmt.Errorf("netlab: create netns %s: %w", name, err)

@@ -90,8 +90,10 @@ func effectiveCaps() (uint64, error) {
 	return 0, errors.New("no CapEff in /proc/self/status")
 }
 
-// probeNetns creates a network namespace on a throwaway thread (locked and
-// never unlocked, so the runtime ends it) and checks /run/netns is usable.
+// probeNetns creates a network namespace on a locked thread of a goroutine
+// of its own, checks /run/netns is usable, and moves the thread back. If
+// moving back fails the thread stays locked and the runtime ends it (or, if
+// it is the main thread, parks it for good) with the goroutine.
 func probeNetns() error {
 	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
 		return err
@@ -99,7 +101,18 @@ func probeNetns() error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- unix.Unshare(unix.CLONE_NEWNET)
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		err = unix.Unshare(unix.CLONE_NEWNET)
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
