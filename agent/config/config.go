@@ -133,23 +133,9 @@ func Default() *Config {
 	}
 }
 
-// Error is one problem in a config file. When the problem lies in a
-// setting, Err is a *FieldError; errors.As finds it.
-type Error struct {
-	File string
-	// Line is 1-based; 0 when the problem has no single line.
-	Line int
-	Err  error
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", e.File, e.Err)
-}
-
-func (e *Error) Unwrap() error { return e.Err }
+// Error is one problem in a config file, at a line. When the problem lies
+// in a setting, Err is a *FieldError; errors.As finds it.
+type Error = strictyaml.Error
 
 // Load reads and validates the config file at path.
 func Load(path string) (*Config, error) {

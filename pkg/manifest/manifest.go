@@ -28,23 +28,9 @@ const (
 	KindCanaryRelease = "CanaryRelease"
 )
 
-// Error is one problem in a manifest file. When the problem lies in a field,
-// Err is a *service.FieldError; errors.As finds it.
-type Error struct {
-	File string
-	// Line is 1-based; 0 when the problem has no single line.
-	Line int
-	Err  error
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", e.File, e.Err)
-}
-
-func (e *Error) Unwrap() error { return e.Err }
+// Error is one problem in a manifest file, at a line. When the problem lies
+// in a field, Err is a *service.FieldError; errors.As finds it.
+type Error = strictyaml.Error
 
 // ParseFile reads the manifest documents in data and validates the services
 // they describe as one desired state (service.ValidateSet). name is the file

@@ -576,3 +576,36 @@ func BenchmarkHelloMany(b *testing.B) {
 	}
 	b.ReportMetric(float64(res.OK)/res.Elapsed.Seconds(), "conns/s")
 }
+
+// TestThreadsLeaveTheLab runs many Do calls and load workers (so some land
+// on the main thread, which the runtime cannot end) and checks that after
+// Close no thread of the process is left in a lab namespace.
+func TestThreadsLeaveTheLab(t *testing.T) {
+	l := NewT(t, Config{Stable: 1, Canary: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s0 := l.Stable[0]
+	if _, err := s0.StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		res, err := l.Client.HelloMany(ctx, netip.AddrPortFrom(s0.Addr4, HelloPort), nil, 256, 128)
+		if err != nil || res.Failed > 0 {
+			t.Fatalf("%v, %v", res, err)
+		}
+	}
+	done := make(chan error, 64)
+	for range 64 {
+		go func() { done <- l.Client.Do(func() error { return nil }) }()
+	}
+	for range 64 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	inodes := labInodes(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoNSRefs(t, inodes)
+}

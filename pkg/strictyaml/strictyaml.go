@@ -15,6 +15,23 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// Error is one problem in a YAML file, at a line.
+type Error struct {
+	File string
+	// Line is 1-based; 0 when the problem has no single line.
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
 // Field is a known field of a mapping.
 type Field struct {
 	// Path is the field's full path, e.g. "spec.canary.weight".
