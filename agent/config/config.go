@@ -37,8 +37,9 @@ type XDPMode string
 
 // The attach modes.
 const (
-	// XDPModeAuto uses native XDP where the driver supports it, generic XDP
-	// otherwise.
+	// XDPModeAuto picks per interface: tc on virtual devices (veth,
+	// bridges, tunnels), where native XDP costs more than it saves; native
+	// XDP where the driver supports it; tc otherwise.
 	XDPModeAuto XDPMode = "auto"
 	// XDPModeNative attaches in the driver, and fails where it cannot.
 	XDPModeNative XDPMode = "native"

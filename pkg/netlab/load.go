@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"runtime"
 	"bytes"
 	"context"
 	"errors"
@@ -139,10 +140,11 @@ func (h *Host) HelloMany(ctx context.Context, raddr netip.AddrPort, laddrs []net
 	for range concurrency {
 		wg.Go(func() {
 			// One thread per worker, switched into the namespace once.
-			err := switched(h.setns, func() error {
+			runtime.LockOSThread()
+			err := h.setns()
+			if err == nil {
 				h.helloWorker(ctx, raddr, laddrs, n, &next, res, &mu)
-				return nil
-			})
+			}
 			if err != nil {
 				mu.Lock()
 				enterErr = errors.Join(enterErr, err)
