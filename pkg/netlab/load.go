@@ -1,7 +1,6 @@
 package netlab
 
 import (
-	"runtime"
 	"bytes"
 	"context"
 	"errors"
@@ -140,11 +139,10 @@ func (h *Host) HelloMany(ctx context.Context, raddr netip.AddrPort, laddrs []net
 	for range concurrency {
 		wg.Go(func() {
 			// One thread per worker, switched into the namespace once.
-			runtime.LockOSThread()
-			err := h.setns()
-			if err == nil {
+			err := switched(h.setns, func() error {
 				h.helloWorker(ctx, raddr, laddrs, n, &next, res, &mu)
-			}
+				return nil
+			})
 			if err != nil {
 				mu.Lock()
 				enterErr = errors.Join(enterErr, err)
