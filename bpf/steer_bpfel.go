@@ -37,14 +37,12 @@ type SteerEndpoint struct {
 }
 
 type SteerFlow struct {
-	_         structs.HostLayout
-	Backend   SteerBackend
-	SvcId     uint32
-	Pool      uint8
-	Flags     uint8
-	Pad       uint16
-	Pad2      uint32
-	CreatedNs uint64
+	_       structs.HostLayout
+	Backend SteerBackend
+	SvcId   uint32
+	Pool    uint8
+	Flags   uint8
+	Pad     uint16
 }
 
 type SteerFlowFlags uint32

@@ -106,16 +106,15 @@ struct flow_key {
 };
 
 /* Value of the flows map: where a live flow goes. Room to grow: the metrics
- * feature adds per-flow timestamps and state after the existing fields, the
- * mirror feature uses FLOW_F_MIRROR. */
+ * feature appends per-flow timestamps and state, the mirror feature uses
+ * FLOW_F_MIRROR; the value is written whole at flow creation only, so
+ * fields can be added behind these without touching the hot path. */
 struct flow {
 	struct backend backend;
 	__u32 svc_id;
 	__u8 pool;
 	__u8 flags;    /* enum flow_flags */
 	__u16 pad;
-	__u32 pad2;
-	__u64 created_ns;
 };
 
 /* Value of the backends map: the service a backend endpoint serves. A reply

@@ -154,7 +154,6 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
-	out->created_ns = bpf_ktime_get_coarse_ns();
 	if (bpf_map_update_elem(&flows, &fk, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */
