@@ -11,3 +11,5 @@ require (
 	golang.org/x/sys v0.49.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require github.com/prometheus/client_golang v1.23.2 // indirect

@@ -51,6 +51,7 @@ static __always_inline void parse_stat(int ret)
 		count(STAT_PASS_NOT_IP);
 		break;
 	case PARSE_NOT_L4:
+	case PARSE_ICMP:
 		count(STAT_PASS_NOT_L4);
 		break;
 	case PARSE_FRAGMENT:
@@ -283,6 +284,7 @@ int xdp_client(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct flow *live;
 	struct packet pkt;
 	struct flow f;
 	int ret, new_flow;
@@ -292,11 +294,13 @@ int xdp_client(struct xdp_md *ctx)
 		parse_stat(ret);
 		return XDP_PASS;
 	}
-	ret = decide_client(data, data_end, &pkt, &f, &new_flow);
+	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow);
 	if (ret == DECIDE_PASS)
 		return XDP_PASS;
 	if (ret == DECIDE_DROP)
 		return XDP_DROP;
+	if (live)
+		track_client(live, &pkt);
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, data_end - data, new_flow);
 	if (rewrite_end(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -311,6 +315,7 @@ int xdp_backend(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet pkt;
+	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];
 	__be16 vip_port;
@@ -318,12 +323,15 @@ int xdp_backend(struct xdp_md *ctx)
 
 	ret = parse_packet(data, data_end, &pkt);
 	if (ret != PARSE_OK) {
+		if (ret == PARSE_ICMP)
+			track_icmp(data, data_end, &pkt);
 		parse_stat(ret);
 		return XDP_PASS;
 	}
-	r = decide_backend(data, data_end, &pkt);
+	r = decide_backend(data, data_end, &pkt, &live);
 	if (!r)
 		return XDP_PASS;
+	track_backend(data, data_end, live, &pkt);
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, data_end - data, 0);
@@ -412,6 +420,7 @@ SEC("tc")
 int tc_client(struct __sk_buff *skb)
 {
 	void *data, *data_end;
+	struct flow *live;
 	struct packet pkt;
 	struct flow f;
 	int ret, new_flow;
@@ -424,11 +433,13 @@ int tc_client(struct __sk_buff *skb)
 		parse_stat(ret);
 		return TC_ACT_UNSPEC;
 	}
-	ret = decide_client(data, data_end, &pkt, &f, &new_flow);
+	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow);
 	if (ret == DECIDE_PASS)
 		return TC_ACT_UNSPEC;
 	if (ret == DECIDE_DROP)
 		return TC_ACT_SHOT;
+	if (live)
+		track_client(live, &pkt);
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, skb->len, new_flow);
 	if (tc_rewrite(skb, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -442,6 +453,7 @@ int tc_backend(struct __sk_buff *skb)
 {
 	void *data, *data_end;
 	struct packet pkt;
+	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];
 	__be16 vip_port;
@@ -452,12 +464,15 @@ int tc_backend(struct __sk_buff *skb)
 	data_end = (void *)(long)skb->data_end;
 	ret = parse_packet(data, data_end, &pkt);
 	if (ret != PARSE_OK) {
+		if (ret == PARSE_ICMP)
+			track_icmp(data, data_end, &pkt);
 		parse_stat(ret);
 		return TC_ACT_UNSPEC;
 	}
-	r = decide_backend(data, data_end, &pkt);
+	r = decide_backend(data, data_end, &pkt, &live);
 	if (!r)
 		return TC_ACT_UNSPEC;
+	track_backend(data, data_end, live, &pkt);
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, skb->len, 0);
@@ -466,4 +481,54 @@ int tc_backend(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	}
 	return tc_forward(skb, &pkt, vip, pkt.tuple.dst, vip_port, pkt.tuple.dport);
+}
+
+/* ------------------------------------------------------ timeout sweep */
+
+/* The kernel's context of a map element iterator (CO-RE: the layout comes
+ * from the running kernel's BTF). */
+struct bpf_iter_meta {
+	void *seq;
+	__u64 session_id;
+	__u64 seq_num;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__bpf_map_elem {
+	struct bpf_iter_meta *meta;
+	void *map;
+	void *key;
+	void *value;
+} __attribute__((preserve_access_index));
+
+/* The default of struct service's timeout (spec.timeout). */
+#define DEFAULT_TIMEOUT_NS 5000000000ULL
+
+/*
+ * Walks the flow table for requests (and connects) that waited longer than
+ * their service's timeout, counts each once as a timeout error and closes
+ * it. The agent runs it every sweep interval: a timeout is counted between
+ * timeout and timeout + interval after the request, at no cost per packet
+ * (a timer per request would cost an hrtimer start and cancel on every
+ * request and response).
+ */
+SEC("iter/bpf_map_elem")
+int sweep_timeouts(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct flow *f = ctx->value;
+	struct svc_params *sp;
+	__u64 timeout = DEFAULT_TIMEOUT_NS;
+	__u32 id;
+
+	if (!f || f->state == FLOW_IDLE)
+		return 0;
+	id = f->svc_id;
+	sp = bpf_map_lookup_elem(&params, &id);
+	if (sp && sp->timeout_ns)
+		timeout = sp->timeout_ns;
+	if (bpf_ktime_get_ns() - f->t_start_ns <= timeout)
+		return 0;
+	f->state = FLOW_IDLE;
+	count(STAT_TIMEOUT);
+	count_error(id, f->pool, ERR_TIMEOUT);
+	return 0;
 }

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type SteerApp uint32
+
+const (
+	SteerAppAPP_NONE SteerApp = 0
+	SteerAppAPP_HTTP SteerApp = 1
+)
+
 type SteerBackend struct {
 	_    structs.HostLayout
 	Addr [16]uint8
@@ -36,19 +43,34 @@ type SteerEndpoint struct {
 	Pad   uint8
 }
 
+type SteerErrKind uint32
+
+const (
+	SteerErrKindERR_RESET    SteerErrKind = 0
+	SteerErrKindERR_HTTP_5XX SteerErrKind = 1
+	SteerErrKindERR_ICMP     SteerErrKind = 2
+	SteerErrKindERR_TIMEOUT  SteerErrKind = 3
+	SteerErrKindERR_COUNT    SteerErrKind = 4
+)
+
 type SteerFlow struct {
-	_       structs.HostLayout
-	Backend SteerBackend
-	SvcId   uint32
-	Pool    uint8
-	Flags   uint8
-	Pad     uint16
+	_         structs.HostLayout
+	Backend   SteerBackend
+	SvcId     uint32
+	Pool      uint8
+	Flags     uint8
+	State     uint8
+	Pad       uint8
+	ReqEnd    uint32
+	T_startNs uint64
 }
 
 type SteerFlowFlags uint32
 
 const (
-	SteerFlowFlagsFLOW_F_MIRROR SteerFlowFlags = 1
+	SteerFlowFlagsFLOW_F_MIRROR    SteerFlowFlags = 1
+	SteerFlowFlagsFLOW_F_SEQ_KNOWN SteerFlowFlags = 2
+	SteerFlowFlagsFLOW_F_RESET     SteerFlowFlags = 4
 )
 
 type SteerFlowKey struct {
@@ -62,6 +84,20 @@ type SteerFlowKey struct {
 	Pad   uint16
 }
 
+type SteerFlowState uint32
+
+const (
+	SteerFlowStateFLOW_IDLE       SteerFlowState = 0
+	SteerFlowStateFLOW_CONNECTING SteerFlowState = 1
+	SteerFlowStateFLOW_AWAITING   SteerFlowState = 2
+)
+
+type SteerHist struct {
+	_       structs.HostLayout
+	Buckets [226]uint64
+	SumNs   uint64
+}
+
 type SteerKeyKind uint32
 
 const (
@@ -70,12 +106,21 @@ const (
 	SteerKeyKindKEY_GTPU_INNER SteerKeyKind = 2
 )
 
+type SteerLatencyKind uint32
+
+const (
+	SteerLatencyKindLAT_CONNECT  SteerLatencyKind = 0
+	SteerLatencyKindLAT_RESPONSE SteerLatencyKind = 1
+	SteerLatencyKindLAT_COUNT    SteerLatencyKind = 2
+)
+
 type SteerLimits uint32
 
 const (
-	SteerLimitsWEIGHT_SCALE SteerLimits = 10000
-	SteerLimitsMAGLEV_SIZE  SteerLimits = 8191
-	SteerLimitsMAX_BACKENDS SteerLimits = 256
+	SteerLimitsWEIGHT_SCALE   SteerLimits = 10000
+	SteerLimitsMAGLEV_SIZE    SteerLimits = 8191
+	SteerLimitsMAX_BACKENDS   SteerLimits = 256
+	SteerLimitsMAX_THRESHOLDS SteerLimits = 4
 )
 
 type SteerNexthop struct {
@@ -109,11 +154,18 @@ const (
 	SteerPoolPOOL_COUNT  SteerPool = 2
 )
 
+type SteerPoolLatency struct {
+	_    structs.HostLayout
+	Lat  [2]SteerHist
+	Slow [4]uint64
+}
+
 type SteerPoolStats struct {
 	_       structs.HostLayout
 	Packets [2]uint64
 	Bytes   [2]uint64
 	Flows   uint64
+	Errors  [4]uint64
 }
 
 type SteerReply struct {
@@ -158,10 +210,23 @@ const (
 	SteerStatSTAT_DROP_NO_BACKEND  SteerStat = 11
 	SteerStatSTAT_REPLY_HIT        SteerStat = 12
 	SteerStatSTAT_NEXTHOP_MISS     SteerStat = 13
-	SteerStatSTAT_FWD_REDIRECT     SteerStat = 14
-	SteerStatSTAT_FWD_STACK        SteerStat = 15
-	SteerStatSTAT_COUNT            SteerStat = 16
+	SteerStatSTAT_REQUEST          SteerStat = 14
+	SteerStatSTAT_RESPONSE         SteerStat = 15
+	SteerStatSTAT_RETRANSMIT       SteerStat = 16
+	SteerStatSTAT_ICMP_ERROR       SteerStat = 17
+	SteerStatSTAT_TIMEOUT          SteerStat = 18
+	SteerStatSTAT_FWD_REDIRECT     SteerStat = 19
+	SteerStatSTAT_FWD_STACK        SteerStat = 20
+	SteerStatSTAT_COUNT            SteerStat = 21
 )
+
+type SteerSvcParams struct {
+	_         structs.HostLayout
+	TimeoutNs uint64
+	SlowNs    [4]uint64
+	App       uint8
+	Pad       [7]uint8
+}
 
 type SteerTable struct {
 	_           structs.HostLayout
@@ -193,20 +258,23 @@ type SteerXdpMd struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SteerMapBackends     = "backends"
-	SteerMapFlows        = "flows"
-	SteerMapNexthops     = "nexthops"
-	SteerMapPins         = "pins"
-	SteerMapPoolCounters = "pool_counters"
-	SteerMapServices     = "services"
-	SteerMapStats        = "stats"
-	SteerMapTables       = "tables"
-	SteerProgTcBackend   = "tc_backend"
-	SteerProgTcClient    = "tc_client"
-	SteerProgXdpBackend  = "xdp_backend"
-	SteerProgXdpClient   = "xdp_client"
-	SteerVarRouteGen     = "route_gen"
-	SteerVarUnusedEnums  = "unused_enums"
+	SteerMapBackends       = "backends"
+	SteerMapFlows          = "flows"
+	SteerMapLatency        = "latency"
+	SteerMapNexthops       = "nexthops"
+	SteerMapParams         = "params"
+	SteerMapPins           = "pins"
+	SteerMapPoolCounters   = "pool_counters"
+	SteerMapServices       = "services"
+	SteerMapStats          = "stats"
+	SteerMapTables         = "tables"
+	SteerProgSweepTimeouts = "sweep_timeouts"
+	SteerProgTcBackend     = "tc_backend"
+	SteerProgTcClient      = "tc_client"
+	SteerProgXdpBackend    = "xdp_backend"
+	SteerProgXdpClient     = "xdp_client"
+	SteerVarRouteGen       = "route_gen"
+	SteerVarUnusedEnums    = "unused_enums"
 )
 
 // LoadSteer returns the embedded CollectionSpec for Steer.
@@ -251,10 +319,11 @@ type SteerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerProgramSpecs struct {
-	TcBackend  *ebpf.ProgramSpec `ebpf:"tc_backend"`
-	TcClient   *ebpf.ProgramSpec `ebpf:"tc_client"`
-	XdpBackend *ebpf.ProgramSpec `ebpf:"xdp_backend"`
-	XdpClient  *ebpf.ProgramSpec `ebpf:"xdp_client"`
+	SweepTimeouts *ebpf.ProgramSpec `ebpf:"sweep_timeouts"`
+	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
+	TcClient      *ebpf.ProgramSpec `ebpf:"tc_client"`
+	XdpBackend    *ebpf.ProgramSpec `ebpf:"xdp_backend"`
+	XdpClient     *ebpf.ProgramSpec `ebpf:"xdp_client"`
 }
 
 // SteerMapSpecs contains maps before they are loaded into the kernel.
@@ -263,7 +332,9 @@ type SteerProgramSpecs struct {
 type SteerMapSpecs struct {
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Latency      *ebpf.MapSpec `ebpf:"latency"`
 	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
+	Params       *ebpf.MapSpec `ebpf:"params"`
 	Pins         *ebpf.MapSpec `ebpf:"pins"`
 	PoolCounters *ebpf.MapSpec `ebpf:"pool_counters"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
@@ -301,7 +372,9 @@ func (o *SteerObjects) Close() error {
 type SteerMaps struct {
 	Backends     *ebpf.Map `ebpf:"backends"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Latency      *ebpf.Map `ebpf:"latency"`
 	Nexthops     *ebpf.Map `ebpf:"nexthops"`
+	Params       *ebpf.Map `ebpf:"params"`
 	Pins         *ebpf.Map `ebpf:"pins"`
 	PoolCounters *ebpf.Map `ebpf:"pool_counters"`
 	Services     *ebpf.Map `ebpf:"services"`
@@ -313,7 +386,9 @@ func (m *SteerMaps) Close() error {
 	return _SteerClose(
 		m.Backends,
 		m.Flows,
+		m.Latency,
 		m.Nexthops,
+		m.Params,
 		m.Pins,
 		m.PoolCounters,
 		m.Services,
@@ -334,14 +409,16 @@ type SteerVariables struct {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerPrograms struct {
-	TcBackend  *ebpf.Program `ebpf:"tc_backend"`
-	TcClient   *ebpf.Program `ebpf:"tc_client"`
-	XdpBackend *ebpf.Program `ebpf:"xdp_backend"`
-	XdpClient  *ebpf.Program `ebpf:"xdp_client"`
+	SweepTimeouts *ebpf.Program `ebpf:"sweep_timeouts"`
+	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
+	TcClient      *ebpf.Program `ebpf:"tc_client"`
+	XdpBackend    *ebpf.Program `ebpf:"xdp_backend"`
+	XdpClient     *ebpf.Program `ebpf:"xdp_client"`
 }
 
 func (p *SteerPrograms) Close() error {
 	return _SteerClose(
+		p.SweepTimeouts,
 		p.TcBackend,
 		p.TcClient,
 		p.XdpBackend,

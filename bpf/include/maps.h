@@ -13,6 +13,8 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+#include "hist_bounds.h"
+
 /* Pools of a service; per-pool state is indexed by these. */
 enum pool {
 	POOL_STABLE = 0,
@@ -34,6 +36,8 @@ enum limits {
 	 * that every backend's share is within a few percent of its weight. */
 	MAGLEV_SIZE = 8191,
 	MAX_BACKENDS = 256,
+	/* Latency thresholds per service whose exceedances are counted exactly. */
+	MAX_THRESHOLDS = 4,
 };
 
 /* service.flags */
@@ -43,7 +47,38 @@ enum service_flags {
 
 /* flow.flags */
 enum flow_flags {
-	FLOW_F_MIRROR = 1 << 0, /* reserved for the mirror feature: copy this flow */
+	FLOW_F_MIRROR = 1 << 0,    /* reserved for the mirror feature: copy this flow */
+	FLOW_F_SEQ_KNOWN = 1 << 1, /* TCP: flow.req_end holds a client sequence number */
+	FLOW_F_RESET = 1 << 2,     /* the backend reset the flow (counted once) */
+};
+
+/* Where a flow is in its request/response cycle. */
+enum flow_state {
+	FLOW_IDLE = 0,       /* nothing outstanding */
+	FLOW_CONNECTING = 1, /* TCP: SYN forwarded, no SYN-ACK yet */
+	FLOW_AWAITING = 2,   /* a request went to the backend, no answer yet */
+};
+
+/* Error signals, counted per service x pool. */
+enum err_kind {
+	ERR_RESET = 0,    /* RST from the backend */
+	ERR_HTTP_5XX = 1, /* app http: the response starts "HTTP/1.x 5" */
+	ERR_ICMP = 2,     /* destination unreachable from or about a backend */
+	ERR_TIMEOUT = 3,  /* no SYN-ACK or no response within the service's timeout */
+	ERR_COUNT = 4,
+};
+
+/* Application protocols the data path looks into. */
+enum app {
+	APP_NONE = 0,
+	APP_HTTP = 1,
+};
+
+/* Latency kinds of the histograms. */
+enum latency_kind {
+	LAT_CONNECT = 0,  /* SYN forwarded -> SYN-ACK seen */
+	LAT_RESPONSE = 1, /* request payload forwarded -> first response payload seen */
+	LAT_COUNT = 2,
 };
 
 /* An address, port and protocol: the key of the services map (what clients
@@ -105,16 +140,24 @@ struct flow_key {
 	__u16 pad;
 };
 
-/* Value of the flows map: where a live flow goes. Room to grow: the metrics
- * feature appends per-flow timestamps and state, the mirror feature uses
- * FLOW_F_MIRROR; the value is written whole at flow creation only, so
- * fields can be added behind these without touching the hot path. */
+/* Value of the flows map: where a live flow goes, and where it is in its
+ * request/response cycle. The state fields are written only when the state
+ * changes (and while a multi-segment request streams in), never on every
+ * packet of an established flow. Room to grow: the mirror feature uses
+ * FLOW_F_MIRROR. */
 struct flow {
 	struct backend backend;
 	__u32 svc_id;
 	__u8 pool;
 	__u8 flags;    /* enum flow_flags */
-	__u16 pad;
+	__u8 state;    /* enum flow_state */
+	__u8 pad;
+	/* TCP: the client sequence number just past the request data seen; a
+	 * client segment before it is a retransmission, not a new request. */
+	__u32 req_end;
+	/* When the SYN was forwarded (CONNECTING) or the request started
+	 * (AWAITING), bpf_ktime_get_ns. */
+	__u64 t_start_ns;
 };
 
 /* Value of the backends map: the service a backend endpoint serves. A reply
@@ -169,6 +212,30 @@ struct pool_stats {
 	__u64 packets[DIR_COUNT];
 	__u64 bytes[DIR_COUNT];
 	__u64 flows; /* new flows steered into the pool */
+	__u64 errors[ERR_COUNT];
+};
+
+/* Per service settings the programs read by service id (the services map is
+ * keyed by frontend). Written by Go. */
+struct svc_params {
+	__u64 timeout_ns;                /* a request unanswered this long is a timeout */
+	__u64 slow_ns[MAX_THRESHOLDS];   /* count responses slower than these; 0: unused */
+	__u8 app;                        /* enum app */
+	__u8 pad[7];
+};
+
+/* A latency histogram: bucket 0 is the zero bucket, bucket k the native
+ * schema-3 bucket HIST_MIN_INDEX + k - 1 (see hist_bounds.h). */
+struct hist {
+	__u64 buckets[HIST_BOUNDS];
+	__u64 sum_ns;
+};
+
+/* Per service x pool latency, updated with atomic adds: a per-CPU copy
+ * would cost HIST_BOUNDS x 8 bytes x 2 kinds x CPUs per pool. */
+struct pool_latency {
+	struct hist lat[LAT_COUNT];
+	__u64 slow[MAX_THRESHOLDS]; /* responses slower than svc_params.slow_ns[i] */
 };
 
 /* What happened to packets, per CPU. Tests and benchmarks read these to
@@ -188,6 +255,11 @@ enum stat {
 	STAT_DROP_NO_BACKEND,      /* a service packet, but no pool has backends */
 	STAT_REPLY_HIT,            /* a backend reply translated back */
 	STAT_NEXTHOP_MISS,         /* the next hop was not cached: FIB lookup */
+	STAT_REQUEST,              /* a request started (client payload on an idle flow) */
+	STAT_RESPONSE,             /* a response timed (backend payload on an awaiting flow) */
+	STAT_RETRANSMIT,           /* client data before the request end: not a new request */
+	STAT_ICMP_ERROR,           /* an ICMP unreachable about a backend */
+	STAT_TIMEOUT,              /* a request or connect timed out (sweep) */
 	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
 	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
 	STAT_COUNT,
@@ -263,6 +335,20 @@ struct {
 } pool_counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* service id */
+	__type(value, struct svc_params);
+	__uint(max_entries, 1024);
+} params SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* svc_id * POOL_COUNT + pool */
+	__type(value, struct pool_latency);
+	__uint(max_entries, 2048);
+} latency SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32); /* enum stat */
 	__type(value, __u64);
@@ -276,6 +362,15 @@ static __always_inline void count(enum stat s)
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void count_error(__u32 svc_id, __u8 pool, enum err_kind kind)
+{
+	__u32 key = svc_id * POOL_COUNT + (pool & 1);
+	struct pool_stats *ps = bpf_map_lookup_elem(&pool_counters, &key);
+
+	if (ps && kind < ERR_COUNT)
+		ps->errors[kind] += 1;
 }
 
 static __always_inline void count_pool(__u32 svc_id, __u8 pool, enum direction dir, __u64 bytes,
@@ -302,5 +397,9 @@ struct enums {
 	enum direction direction;
 	enum stat stat;
 	enum limits limits;
+	enum flow_state flow_state;
+	enum err_kind err_kind;
+	enum app app;
+	enum latency_kind latency_kind;
 };
 struct enums *unused_enums __attribute__((unused));

@@ -18,6 +18,7 @@
 #include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/in6.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
@@ -45,15 +46,19 @@ enum parse_result {
 	PARSE_NOT_L4,
 	PARSE_FRAGMENT,
 	PARSE_MALFORMED,
+	PARSE_ICMP,        /* ICMP or ICMPv6: l4_off and tuple.proto are set */
 };
 
 struct packet {
-	__u32 l3_off;    /* IP header */
-	__u32 l4_off;    /* TCP/UDP header */
-	__u8 ipv6;       /* 1 for IPv6 */
-	__u8 tcp_flags;  /* TCP: the flags byte (FIN..CWR) */
+	__u32 l3_off;      /* IP header */
+	__u32 l4_off;      /* TCP/UDP (or ICMP) header */
+	__u32 l3_end;      /* end of the IP packet, by its length field */
+	__u32 payload_off; /* TCP/UDP payload */
+	__u32 payload_len; /* its length (0 for a bare ACK, SYN, FIN ...) */
+	__u8 ipv6;         /* 1 for IPv6 */
+	__u8 tcp_flags;    /* TCP: the flags byte (FIN..CWR) */
 	__u16 pad;
-	__u32 tcp_seq;   /* TCP: sequence number, host order */
+	__u32 tcp_seq;     /* TCP: sequence number, host order */
 	struct flow_key tuple; /* addresses and ports as on the wire */
 };
 
@@ -101,6 +106,7 @@ static __always_inline int skip_ipv6_ext(void *data, void *data_end, __u32 *off,
 		switch (*nexthdr) {
 		case IPPROTO_TCP:
 		case IPPROTO_UDP:
+		case IPPROTO_ICMPV6:
 			return PARSE_OK;
 		case IPPROTO_FRAGMENT:
 			return PARSE_FRAGMENT;
@@ -121,7 +127,7 @@ static __always_inline int skip_ipv6_ext(void *data, void *data_end, __u32 *off,
 			return PARSE_NOT_L4;
 		}
 	}
-	if (*nexthdr == IPPROTO_TCP || *nexthdr == IPPROTO_UDP)
+	if (*nexthdr == IPPROTO_TCP || *nexthdr == IPPROTO_UDP || *nexthdr == IPPROTO_ICMPV6)
 		return PARSE_OK;
 	return PARSE_NOT_L4;
 }
@@ -149,12 +155,13 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		if (ip->frag_off & bpf_htons(0x3fff))
 			return PARSE_FRAGMENT;
 		proto = ip->protocol;
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP)
 			return PARSE_NOT_L4;
 		pkt->ipv6 = 0;
 		addr_from_v4(pkt->tuple.src, ip->saddr);
 		addr_from_v4(pkt->tuple.dst, ip->daddr);
 		off = sizeof(*eth) + ihl;
+		pkt->l3_end = sizeof(*eth) + bpf_ntohs(ip->tot_len);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + sizeof(*eth);
 		int ret;
@@ -171,6 +178,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		pkt->ipv6 = 1;
 		addr_copy(pkt->tuple.src, (__u8 *)&ip6->saddr);
 		addr_copy(pkt->tuple.dst, (__u8 *)&ip6->daddr);
+		pkt->l3_end = sizeof(*eth) + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	} else {
 		return PARSE_NOT_IP;
 	}
@@ -182,6 +190,8 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 	pkt->tuple.proto = proto;
 	pkt->tuple.kind = 0;
 	pkt->tuple.pad = 0;
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+		return PARSE_ICMP;
 
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = data + off;
@@ -192,6 +202,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		pkt->tuple.dport = tcp->dest;
 		pkt->tcp_flags = ((__u8 *)tcp)[13];
 		pkt->tcp_seq = bpf_ntohl(tcp->seq);
+		pkt->payload_off = off + tcp->doff * 4;
 	} else {
 		struct udphdr *udp = data + off;
 
@@ -201,8 +212,62 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		pkt->tuple.dport = udp->dest;
 		pkt->tcp_flags = 0;
 		pkt->tcp_seq = 0;
+		pkt->payload_off = off + sizeof(*udp);
 	}
+	/* By the IP length, not data_end: a short frame may carry padding. */
+	pkt->payload_len = pkt->l3_end > pkt->payload_off ? pkt->l3_end - pkt->payload_off : 0;
 	return PARSE_OK;
+}
+
+/* From an ICMP or ICMPv6 destination-unreachable message, the endpoint the
+ * quoted packet was sent to (its destination address, port, protocol):
+ * for an error about a steered flow, a backend. Returns 0 on success. */
+static __always_inline int parse_icmp_unreachable(void *data, void *data_end, const struct packet *pkt,
+						  struct endpoint *to)
+{
+	__u32 off = pkt->l4_off;
+	__u8 *icmp, *ports;
+	__u8 proto;
+
+	asm volatile("" : "+r"(off));
+	if (off > 255)
+		return -1;
+	icmp = data + off;
+	if ((void *)(icmp + 8) > data_end)
+		return -1;
+	/* Destination unreachable: ICMP type 3, ICMPv6 type 1. */
+	if (icmp[0] != (pkt->ipv6 ? 1 : 3))
+		return -1;
+	off += 8; /* the quoted packet */
+	if (pkt->ipv6) {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		proto = ip6->nexthdr;
+		addr_copy(to->addr, (__u8 *)&ip6->daddr);
+		off += sizeof(*ip6);
+	} else {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+			return -1;
+		proto = ip->protocol;
+		addr_from_v4(to->addr, ip->daddr);
+		off += ip->ihl * 4;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -1;
+	asm volatile("" : "+r"(off));
+	if (off > 511)
+		return -1;
+	ports = data + off;
+	if ((void *)(ports + 4) > data_end)
+		return -1;
+	to->port = *(__be16 *)(ports + 2);
+	to->proto = proto;
+	to->pad = 0;
+	return 0;
 }
 
 /* Find the inner source (or destination) address of a GTP-U G-PDU carried in pkt's UDP

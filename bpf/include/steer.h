@@ -95,13 +95,186 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 	return 0;
 }
 
+/* ------------------------------------------------ request tracking */
+
+/* Serial number arithmetic (RFC 1982): a is before b. */
+static __always_inline int seq_before(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) < 0;
+}
+
+/* A client packet with payload on a flow: the start of a request, more of
+ * one, or a retransmission. A request starts with the first payload on a
+ * flow with nothing outstanding, or the first after the backend answered;
+ * TCP data that ends at or before what the flow has already seen is a
+ * retransmission and starts nothing. */
+static __always_inline void track_client(struct flow *f, const struct packet *pkt)
+{
+	if (!pkt->payload_len)
+		return;
+	if (pkt->tuple.proto == IPPROTO_TCP) {
+		__u32 end = pkt->tcp_seq + pkt->payload_len;
+
+		if ((f->flags & FLOW_F_SEQ_KNOWN) && !seq_before(f->req_end, end)) {
+			if (f->state != FLOW_AWAITING)
+				count(STAT_RETRANSMIT);
+			return;
+		}
+		f->req_end = end;
+		f->flags |= FLOW_F_SEQ_KNOWN;
+		if (f->state == FLOW_AWAITING)
+			return; /* more of the request, or a pipelined one */
+	} else if (f->state == FLOW_AWAITING) {
+		return;
+	}
+	f->t_start_ns = bpf_ktime_get_ns();
+	f->state = FLOW_AWAITING;
+	count(STAT_REQUEST);
+}
+
+/* A new flow's first packet sets where its cycle starts. */
+static __always_inline void start_tracking(struct flow *f, const struct packet *pkt)
+{
+	f->state = FLOW_IDLE;
+	f->flags = 0;
+	f->req_end = 0;
+	f->t_start_ns = 0;
+	if (pkt->tuple.proto == IPPROTO_TCP &&
+	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		f->state = FLOW_CONNECTING;
+		f->t_start_ns = bpf_ktime_get_ns();
+		f->req_end = pkt->tcp_seq + 1; /* the first data byte */
+		f->flags = FLOW_F_SEQ_KNOWN;
+		return;
+	}
+	track_client(f, pkt);
+}
+
+/* The bucket of a duration: the first whose bound is >= d, clamped to the
+ * last. A branch-free binary search: each step adds its width when the
+ * bound below it is still under d, so the verifier sees one path, not one
+ * per bucket. Durations stay far below 2^62 ns, so the sign of bound - d
+ * tells bound < d. */
+static __always_inline __u32 hist_bucket(__u64 d)
+{
+	__u32 lo = 0;
+
+#pragma unroll
+	for (__u32 step = HIST_BOUNDS_PADDED / 2; step; step >>= 1) {
+		__u64 below = (__u64)((__s64)(hist_bounds[(lo + step - 1) & (HIST_BOUNDS_PADDED - 1)] - d) >> 63);
+
+		lo += step & below;
+	}
+	return lo < HIST_BOUNDS ? lo : HIST_BOUNDS - 1;
+}
+
+/* Record a duration in a pool's histogram (and, for responses, its
+ * threshold counters). A global function: the verifier checks it once, on
+ * its own, instead of once for every path that reaches a call. */
+__attribute__((noinline)) int record_latency(__u32 svc_id, __u32 pool, __u32 kind, __u64 d)
+{
+	__u32 key = svc_id * POOL_COUNT + (pool & 1);
+	struct pool_latency *pl = bpf_map_lookup_elem(&latency, &key);
+	struct svc_params *sp;
+	struct hist *h;
+	__u32 b;
+
+	if (!pl)
+		return 0;
+	h = &pl->lat[kind & 1];
+	b = hist_bucket(d);
+	if (b >= HIST_BOUNDS)
+		return 0;
+	__sync_fetch_and_add(&h->buckets[b], 1);
+	__sync_fetch_and_add(&h->sum_ns, d);
+	if (kind != LAT_RESPONSE)
+		return 0;
+	sp = bpf_map_lookup_elem(&params, &svc_id);
+	if (!sp)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < MAX_THRESHOLDS; i++) {
+		if (sp->slow_ns[i] && d > sp->slow_ns[i])
+			__sync_fetch_and_add(&pl->slow[i], 1);
+	}
+	return 0;
+}
+
+/* Does the payload start an HTTP/1.x status line with a 5xx code? */
+static __always_inline int http_5xx(void *data, void *data_end, const struct packet *pkt)
+{
+	__u32 off = pkt->payload_off;
+	__u8 *p;
+
+	asm volatile("" : "+r"(off));
+	if (off > 511)
+		return 0;
+	p = data + off;
+	if ((void *)(p + 10) > data_end)
+		return 0;
+	return p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' &&
+	       p[6] == '.' && p[8] == ' ' && p[9] == '5';
+}
+
+/* A backend packet on a flow: its SYN-ACK ends the connect, its first
+ * payload after a request ends the request, its RST is an error. */
+static __always_inline void track_backend(void *data, void *data_end, struct flow *f,
+					  const struct packet *pkt)
+{
+	struct svc_params *sp;
+	__u32 id = f->svc_id;
+	__u64 d;
+
+	if (pkt->tuple.proto == IPPROTO_TCP) {
+		if (pkt->tcp_flags & TCP_FLAG_RST) {
+			if (!(f->flags & FLOW_F_RESET)) {
+				f->flags |= FLOW_F_RESET;
+				count_error(id, f->pool, ERR_RESET);
+			}
+			return;
+		}
+		if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
+			if (f->state == FLOW_CONNECTING) {
+				f->state = FLOW_IDLE;
+				record_latency(id, f->pool, LAT_CONNECT, bpf_ktime_get_ns() - f->t_start_ns);
+			}
+			return;
+		}
+	}
+	if (!pkt->payload_len || f->state != FLOW_AWAITING)
+		return;
+	f->state = FLOW_IDLE;
+	d = bpf_ktime_get_ns() - f->t_start_ns;
+	record_latency(id, f->pool, LAT_RESPONSE, d);
+	count(STAT_RESPONSE);
+	sp = bpf_map_lookup_elem(&params, &id);
+	if (sp && sp->app == APP_HTTP && http_5xx(data, data_end, pkt))
+		count_error(id, f->pool, ERR_HTTP_5XX);
+}
+
+/* An ICMP destination-unreachable arriving from the backend side about a
+ * backend endpoint counts as an error of that backend's pool. */
+static __always_inline void track_icmp(void *data, void *data_end, const struct packet *pkt)
+{
+	struct endpoint ep;
+	struct reply *r;
+
+	if (parse_icmp_unreachable(data, data_end, pkt, &ep))
+		return;
+	r = bpf_map_lookup_elem(&backends, &ep);
+	if (!r)
+		return;
+	count(STAT_ICMP_ERROR);
+	count_error(r->svc_id, r->pool, ERR_ICMP);
+}
+
 /*
  * Client side: decide where a packet to a service goes. On DECIDE_FORWARD
  * *out holds the flow (backend, pool, service) and *new_flow says whether
  * this packet created it.
  */
 static __always_inline int decide_client(void *data, void *data_end, const struct packet *pkt,
-					 struct flow *out, int *new_flow)
+					 struct flow *out, struct flow **live, int *new_flow)
 {
 	struct endpoint sk = {
 		.port = pkt->tuple.dport,
@@ -113,6 +286,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	__u64 update = BPF_NOEXIST;
 
 	*new_flow = 0;
+	*live = 0;
 	addr_copy(sk.addr, pkt->tuple.dst);
 	svc = bpf_map_lookup_elem(&services, &sk);
 	if (!svc) {
@@ -144,6 +318,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		f = bpf_map_lookup_elem(&flows, &fk);
 		if (f) {
 			*out = *f;
+			*live = f;
 			count(STAT_FLOW_HIT);
 			return DECIDE_FORWARD;
 		}
@@ -154,6 +329,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
+	start_tracking(out, pkt);
 	if (bpf_map_update_elem(&flows, &fk, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */
@@ -163,6 +339,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 			return DECIDE_DROP;
 		}
 		*out = *f;
+		*live = f;
 		count(STAT_FLOW_HIT);
 		return DECIDE_FORWARD;
 	}
@@ -175,7 +352,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
  * a backend endpoint and the flow it answers is in the flows map, steered
  * to this very backend. Returns the service's view of the endpoint, or 0. */
 static __always_inline struct reply *decide_backend(void *data, void *data_end,
-						    const struct packet *pkt)
+						    const struct packet *pkt, struct flow **live)
 {
 	struct endpoint ep = {
 		.port = pkt->tuple.sport,
@@ -212,5 +389,6 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 		return 0;
 	}
 	count(STAT_REPLY_HIT);
+	*live = f;
 	return r;
 }

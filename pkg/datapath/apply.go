@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -20,6 +21,8 @@ type installed struct {
 	key   bpf.SteerEndpoint
 	value bpf.SteerService
 	pools [2]string // fingerprint of each pool's backends ("" = empty)
+	// params: what the programs read by service id (timeout, app, thresholds).
+	params bpf.SteerSvcParams
 	// replies: the backends map entries of the service's backends.
 	replies map[bpf.SteerEndpoint]bpf.SteerReply
 	pins    map[bpf.SteerPinKey]uint8
@@ -92,7 +95,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 				return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
 			}
 			in.id = id
-			p.zeroCounters(m.PoolCounters, in.id, d.cpus)
+			p.zeroCounters(m.PoolCounters, m.Latency, in.id, d.cpus)
 		}
 		in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
 
@@ -109,6 +112,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
 		}
 		pinsAfter += len(in.pins)
+		p.planParams(m.Params, old, in, d.thresholds[s.Name])
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
 		p.planSwitch(m.Services, old, in)
@@ -129,16 +133,51 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 	return p, nil
 }
 
-// zeroCounters resets a newly taken service id's counters, which may hold
-// the numbers of a removed service that had the id before.
-func (p *plan) zeroCounters(counters *ebpf.Map, id uint32, cpus int) {
+// zeroCounters resets a newly taken service id's counters and histograms,
+// which may hold the numbers of a removed service that had the id before.
+func (p *plan) zeroCounters(counters, latency *ebpf.Map, id uint32, cpus int) {
 	for _, pool := range []service.Pool{service.Stable, service.Canary} {
 		key := poolCounterKey(id, pool)
 		p.prepare = append(p.prepare, step{
 			what: fmt.Sprintf("reset counters of slot %d", key),
-			do:   func() error { return counters.Update(key, make([]bpf.SteerPoolStats, cpus), ebpf.UpdateAny) },
+			do: func() error {
+				if err := counters.Update(key, make([]bpf.SteerPoolStats, cpus), ebpf.UpdateAny); err != nil {
+					return err
+				}
+				return latency.Update(key, &bpf.SteerPoolLatency{}, ebpf.UpdateAny)
+			},
 		})
 	}
+}
+
+// planParams writes what the programs read by service id: the request
+// timeout, the application protocol and the latency thresholds. (An array
+// element is rewritten in place: a response timed during the write may see
+// old and new settings mixed, which can only misfile that one response.)
+func (p *plan) planParams(params *ebpf.Map, old, in *installed, thresholds []time.Duration) {
+	timeout := in.svc.Timeout
+	if timeout == 0 {
+		timeout = service.DefaultTimeout
+	}
+	in.params = bpf.SteerSvcParams{TimeoutNs: uint64(timeout)}
+	if in.svc.App == service.AppHTTP {
+		in.params.App = uint8(bpf.SteerAppAPP_HTTP)
+	}
+	for i, th := range thresholds {
+		in.params.SlowNs[i] = uint64(th)
+	}
+	if old != nil && old.params == in.params && old.id == in.id {
+		return
+	}
+	id, v, prev := in.id, in.params, bpf.SteerSvcParams{}
+	if old != nil {
+		prev = old.params
+	}
+	p.prepare = append(p.prepare, step{
+		what: fmt.Sprintf("settings of service %q", in.svc.Name),
+		do:   func() error { return params.Update(id, &v, ebpf.UpdateAny) },
+		undo: func() error { return params.Update(id, &prev, ebpf.UpdateAny) },
+	})
 }
 
 func (p *plan) planPool(tables *ebpf.Map, s *service.Service, pool service.Pool, old, in *installed) error {

@@ -14,14 +14,18 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/bpf"
@@ -70,11 +74,13 @@ func (o *Options) setDefaults() {
 
 // Datapath is the loaded steering programs and their maps.
 type Datapath struct {
-	opts      Options
-	log       *slog.Logger
-	objs      bpf.SteerObjects
-	statNames []string
-	cpus      int // possible CPUs: the length of a per-CPU value
+	opts         Options
+	log          *slog.Logger
+	objs         bpf.SteerObjects
+	statNames    []string
+	errNames     []string
+	cpus         int       // possible CPUs: the length of a per-CPU value
+	timeoutSweep link.Link // the timeout sweep iterator over the flow table
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
@@ -82,7 +88,10 @@ type Datapath struct {
 	ids      idAllocator
 	pins     int // pins installed over all services
 	routeGen uint32
-	closed   bool
+	// thresholds are the latency thresholds per service name whose
+	// exceedances the programs count (SetThresholds).
+	thresholds map[string][]time.Duration
+	closed     bool
 }
 
 // New loads the programs and creates their maps. It does not attach
@@ -94,6 +103,10 @@ func New(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("load program spec: %w", err)
 	}
 	statNames, err := enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT))
+	if err != nil {
+		return nil, err
+	}
+	errNames, err := enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT))
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +124,8 @@ func New(opts Options) (*Datapath, error) {
 	specs.Flows.MaxEntries = opts.FlowTable
 	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
+	specs.Params.MaxEntries = opts.MaxServices
+	specs.Latency.MaxEntries = opts.MaxServices * 2
 
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath != "" {
@@ -130,13 +145,15 @@ func New(opts Options) (*Datapath, error) {
 	}
 
 	d := &Datapath{
-		opts:      opts,
-		log:       opts.Logger,
-		statNames: statNames,
-		cpus:      cpus,
-		attached:  make(map[string]*attachment),
-		services:  make(map[string]*installed),
-		ids:       newIDAllocator(opts.MaxServices),
+		opts:       opts,
+		log:        opts.Logger,
+		statNames:  statNames,
+		errNames:   errNames,
+		cpus:       cpus,
+		attached:   make(map[string]*attachment),
+		services:   make(map[string]*installed),
+		thresholds: make(map[string][]time.Duration),
+		ids:        newIDAllocator(opts.MaxServices),
 	}
 	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
 		if opts.PinPath != "" {
@@ -152,7 +169,36 @@ func New(opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load steering programs: %w", err)
 	}
+	d.timeoutSweep, err = link.AttachIter(link.IterOptions{Program: d.objs.SweepTimeouts, Map: d.objs.Flows})
+	if err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("attach the timeout sweep to the flow table: %w", err)
+	}
 	return d, nil
+}
+
+// SweepTimeouts walks the flow table once in the kernel: every request or
+// connect that waited longer than its service's timeout is counted as a
+// timeout error and closed. The agent calls it periodically.
+func (d *Datapath) SweepTimeouts() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("data path is closed")
+	}
+	it, ok := d.timeoutSweep.(*link.Iter)
+	if !ok {
+		return errors.New("timeout sweep is not an iterator link")
+	}
+	rd, err := it.Open()
+	if err != nil {
+		return fmt.Errorf("run the timeout sweep: %w", err)
+	}
+	defer rd.Close()
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return fmt.Errorf("run the timeout sweep: %w", err)
+	}
+	return nil
 }
 
 // Close detaches every program, and removes the maps and their pins.
@@ -189,6 +235,11 @@ func (d *Datapath) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if d.timeoutSweep != nil {
+		if err := d.timeoutSweep.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -197,7 +248,7 @@ func (d *Datapath) Close() error {
 
 func (d *Datapath) maps() []*ebpf.Map {
 	m := &d.objs.SteerMaps
-	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Backends, m.Nexthops, m.PoolCounters, m.Stats}
+	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Backends, m.Nexthops, m.PoolCounters, m.Stats, m.Params, m.Latency}
 }
 
 // Objects gives tests and benchmarks the loaded programs and maps.
@@ -329,6 +380,41 @@ func (a *idAllocator) take() (uint32, bool) {
 }
 
 func (a *idAllocator) release(id uint32) { a.free[id] = true }
+
+// MaxThresholds is how many latency thresholds a service can have.
+const MaxThresholds = int(bpf.SteerLimitsMAX_THRESHOLDS)
+
+// SetThresholds sets the latency thresholds (at most MaxThresholds) whose
+// exceedances the programs count for the named service's responses, so that
+// "P99 above T" is decided exactly: slow(T) / responses > 1 %. They take
+// effect at once if the service is installed, else when it is. The slow
+// counters keep counting across a change: readers see the thresholds with
+// the counts and restart their windows when they change.
+func (d *Datapath) SetThresholds(name string, thresholds []time.Duration) error {
+	if len(thresholds) > MaxThresholds {
+		return fmt.Errorf("service %q: %d latency thresholds, at most %d", name, len(thresholds), MaxThresholds)
+	}
+	for _, th := range thresholds {
+		if th <= 0 {
+			return fmt.Errorf("service %q: latency threshold %v must be positive", name, th)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.thresholds[name] = slices.Clone(thresholds)
+	in, ok := d.services[name]
+	if !ok {
+		return nil
+	}
+	p := &plan{}
+	next := *in
+	p.planParams(d.objs.Params, in, &next, thresholds)
+	if err := p.run(); err != nil {
+		return err
+	}
+	in.params = next.params
+	return nil
+}
 
 // RoutesChanged makes the programs look up every next hop in the FIB again
 // instead of using their cache. Call it on every route, neighbour or link

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/maglev"
 	"github.com/graylane/graylane/pkg/service"
 )
@@ -16,6 +17,8 @@ var (
 	_ [maglev.MaxBackends]bpf.SteerBackend = bpf.SteerTable{}.Backends
 	_ [service.MaxBackendsPerPool]struct{} = [int(bpf.SteerLimitsMAX_BACKENDS)]struct{}{}
 	_ [service.MaxWeight]struct{}          = [int(bpf.SteerLimitsWEIGHT_SCALE)]struct{}{}
+	// bucket 0 of the kernel's histograms is the zero bucket
+	_ [histogram.Buckets + 1]uint64 = bpf.SteerHist{}.Buckets
 )
 
 // htons converts a port to the network byte order the programs compare.

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -17,6 +19,27 @@ type PoolCounters struct {
 	BytesToBackend, BytesToClient     uint64
 	// Flows counts new flows steered into the pool.
 	Flows uint64
+	// Errors counts error signals by kind (see ErrorKinds).
+	Errors [ErrorKinds]uint64
+}
+
+// Error signal kinds, the index of PoolCounters.Errors. ErrorNames gives
+// their names (the metric label values).
+const (
+	ErrReset   = int(bpf.SteerErrKindERR_RESET)
+	ErrHTTP5xx = int(bpf.SteerErrKindERR_HTTP_5XX)
+	ErrICMP    = int(bpf.SteerErrKindERR_ICMP)
+	ErrTimeout = int(bpf.SteerErrKindERR_TIMEOUT)
+	ErrorKinds = int(bpf.SteerErrKindERR_COUNT)
+)
+
+// PoolLatency is one pool's latency histograms and threshold counters.
+type PoolLatency struct {
+	Connect, Response histogram.Histogram
+	// Thresholds are the service's latency thresholds; Slow[i] counts the
+	// responses slower than Thresholds[i] (unused slots are 0).
+	Thresholds [MaxThresholds]time.Duration
+	Slow       [MaxThresholds]uint64
 }
 
 // View reads the kernel's maps: the loaded data path's own, or those an
@@ -25,6 +48,7 @@ type PoolCounters struct {
 type View struct {
 	maps      *bpf.SteerMaps
 	statNames []string
+	errNames  []string
 	closer    func() error
 }
 
@@ -38,6 +62,10 @@ func OpenPinned(pinPath string) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
+	errNames, err := enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT))
+	if err != nil {
+		return nil, err
+	}
 	var maps bpf.SteerMaps
 	dir := filepath.Join(pinPath, "maps")
 	opened := []*ebpf.Map{}
@@ -45,6 +73,7 @@ func OpenPinned(pinPath string) (*View, error) {
 		bpf.SteerMapServices: &maps.Services, bpf.SteerMapTables: &maps.Tables, bpf.SteerMapPins: &maps.Pins,
 		bpf.SteerMapFlows: &maps.Flows, bpf.SteerMapBackends: &maps.Backends, bpf.SteerMapNexthops: &maps.Nexthops,
 		bpf.SteerMapPoolCounters: &maps.PoolCounters, bpf.SteerMapStats: &maps.Stats,
+		bpf.SteerMapParams: &maps.Params, bpf.SteerMapLatency: &maps.Latency,
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -56,7 +85,7 @@ func OpenPinned(pinPath string) (*View, error) {
 		opened = append(opened, m)
 		*dst = m
 	}
-	return &View{maps: &maps, statNames: statNames, closer: maps.Close}, nil
+	return &View{maps: &maps, statNames: statNames, errNames: errNames, closer: maps.Close}, nil
 }
 
 // Close releases the maps of a View from OpenPinned.
@@ -95,6 +124,9 @@ func (v *View) PoolCounters(id uint32) ([2]PoolCounters, error) {
 			c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
 			c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
 			c.Flows += s.Flows
+			for k := range c.Errors {
+				c.Errors[k] += s.Errors[k]
+			}
 		}
 	}
 	return out, nil
@@ -194,5 +226,44 @@ func (v *View) FlowEntries() (int, error) {
 }
 
 func (d *Datapath) view() *View {
-	return &View{maps: &d.objs.SteerMaps, statNames: d.statNames}
+	return &View{maps: &d.objs.SteerMaps, statNames: d.statNames, errNames: d.errNames}
+}
+
+// View returns a reader of the data path's own maps.
+func (d *Datapath) View() *View { return d.view() }
+
+// ErrorNames returns the names of the error kinds, by index: "reset",
+// "http_5xx", "icmp", "timeout" (from the programs' BTF).
+func (v *View) ErrorNames() []string { return v.errNames }
+
+// PoolLatency returns the latency histograms of both pools of the service
+// with kernel id id, indexed by service.Pool.
+func (v *View) PoolLatency(id uint32) ([2]PoolLatency, error) {
+	var out [2]PoolLatency
+	var params bpf.SteerSvcParams
+	if err := v.maps.Params.Lookup(id, &params); err != nil {
+		return out, fmt.Errorf("read settings of service %d: %w", id, err)
+	}
+	for _, pool := range []service.Pool{service.Stable, service.Canary} {
+		var pl bpf.SteerPoolLatency
+		if err := v.maps.Latency.Lookup(poolCounterKey(id, pool), &pl); err != nil {
+			return out, fmt.Errorf("read latency of service %d: %w", id, err)
+		}
+		o := &out[pool]
+		o.Connect = toHistogram(&pl.Lat[bpf.SteerLatencyKindLAT_CONNECT])
+		o.Response = toHistogram(&pl.Lat[bpf.SteerLatencyKindLAT_RESPONSE])
+		for i := range o.Thresholds {
+			o.Thresholds[i] = time.Duration(params.SlowNs[i])
+			o.Slow[i] = pl.Slow[i]
+		}
+	}
+	return out, nil
+}
+
+// toHistogram converts the kernel's layout (bucket 0: the zero bucket) to
+// histogram.Histogram.
+func toHistogram(h *bpf.SteerHist) histogram.Histogram {
+	out := histogram.Histogram{Zero: h.Buckets[0], Sum: time.Duration(h.SumNs)}
+	copy(out.Counts[:], h.Buckets[1:])
+	return out
 }

@@ -1,0 +1,192 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/pkg/histogram"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// latencyOf reads the latency and counters of the service's pool.
+func (f *fixture) latencyOf(t *testing.T, s service.Service, pool service.Pool) (PoolLatency, PoolCounters) {
+	t.Helper()
+	ks, ok, err := f.dp.ReadKernel(s.Frontend())
+	if err != nil || !ok {
+		t.Fatalf("service %s not in the kernel: %v", s.Name, err)
+	}
+	lat, err := f.dp.View().PoolLatency(ks.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.dp.View().PoolCounters(ks.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lat[pool], c[pool]
+}
+
+// inBucketOf reports whether the histogram's only duration is within the
+// bucket bound of want (at least want, less than want*2^(1/8) + slack).
+func onlyDuration(t *testing.T, h histogram.Histogram, atLeast, below time.Duration) {
+	t.Helper()
+	if h.Count() != 1 {
+		t.Fatalf("%d durations recorded, want 1", h.Count())
+	}
+	if h.Sum < atLeast || h.Sum >= below {
+		t.Fatalf("duration %v, want in [%v, %v)", h.Sum, atLeast, below)
+	}
+	q := h.Quantile(1)
+	if q < h.Sum || float64(q) > float64(h.Sum)*1.0906 {
+		t.Fatalf("bucket bound %v does not hold %v within 2^(1/8)", q, h.Sum)
+	}
+}
+
+// TestRequestTracking follows one TCP connection through a connect, a
+// request answered with HTTP 503, a retransmitted request segment, a second
+// request answered with 200, and a reset, checking what the kernel counted
+// at each step.
+func TestRequestTracking(t *testing.T) {
+	f := newFixture(t)
+	for _, h := range hooks {
+		s := webService("web", vip4, service.TCP, 0)
+		s.Canary = nil
+		s.Stable = s.Stable[:1]
+		s.App = service.AppHTTP
+		if err := f.dp.Apply([]service.Service{s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.dp.SetThresholds("web", []time.Duration{10 * time.Millisecond, 500 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		client := netip.AddrPortFrom(client4, 41000+uint16(h))
+		vip := netip.AddrPortFrom(vip4, 80)
+		backend := s.Stable[0].Addr
+		fwd := func(flags uint8, seq uint32, payload string) {
+			t.Helper()
+			if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: flags, seq: seq, payload: []byte(payload)})); v != vRedirect {
+				t.Fatalf("%s: client packet verdict %s", h, v)
+			}
+		}
+		back := func(flags uint8, payload string) {
+			t.Helper()
+			if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+				t.Fatalf("%s: backend packet verdict %s", h, v)
+			}
+		}
+		fwd(tcpSYN, 1000, "")
+		time.Sleep(15 * time.Millisecond)
+		back(tcpSYN|tcpACK, "")
+		lat, _ := f.latencyOf(t, s, service.Stable)
+		onlyDuration(t, lat.Connect, 15*time.Millisecond, 100*time.Millisecond)
+
+		fwd(tcpACK|tcpPSH, 1001, "GET / HTTP/1.1\r\n\r\n")
+		time.Sleep(30 * time.Millisecond)
+		fwd(tcpACK|tcpPSH, 1001, "GET / HTTP/1.1\r\n\r\n") // retransmitted: no new request
+		back(tcpACK|tcpPSH, "HTTP/1.1 503 Service Unavailable\r\n\r\n")
+		lat, c := f.latencyOf(t, s, service.Stable)
+		onlyDuration(t, lat.Response, 30*time.Millisecond, 200*time.Millisecond)
+		if lat.Slow[0] != 1 || lat.Slow[1] != 0 || lat.Thresholds[0] != 10*time.Millisecond {
+			t.Fatalf("%s: slow counters %v for thresholds %v, want [1 0]", h, lat.Slow, lat.Thresholds)
+		}
+		if c.Errors[ErrHTTP5xx] != 1 {
+			t.Fatalf("%s: http_5xx %d, want 1", h, c.Errors[ErrHTTP5xx])
+		}
+		// The retransmission of an answered request starts nothing; new data does.
+		fwd(tcpACK|tcpPSH, 1001, "GET / HTTP/1.1\r\n\r\n")
+		back(tcpACK|tcpPSH, "more of the response")
+		fwd(tcpACK|tcpPSH, 1019, "GET /b HTTP/1.1\r\n\r\n")
+		back(tcpACK|tcpPSH, "HTTP/1.1 200 OK\r\n\r\n")
+		lat, c = f.latencyOf(t, s, service.Stable)
+		if n := lat.Response.Count(); n != 2 {
+			t.Fatalf("%s: %d responses timed, want 2", h, n)
+		}
+		if c.Errors[ErrHTTP5xx] != 1 {
+			t.Fatalf("%s: http_5xx %d after a 200, want 1", h, c.Errors[ErrHTTP5xx])
+		}
+		back(tcpRST, "")
+		back(tcpRST|tcpACK, "")
+		_, c = f.latencyOf(t, s, service.Stable)
+		if c.Errors[ErrReset] != 1 {
+			t.Fatalf("%s: reset %d, want 1 (once per flow)", h, c.Errors[ErrReset])
+		}
+		// Start clean for the other hook.
+		if err := f.dp.Apply(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTimeoutSweep: an unanswered UDP request counts as one timeout once
+// its service's timeout has passed and the sweep ran; an answered one never.
+func TestTimeoutSweep(t *testing.T) {
+	f := newFixture(t)
+	s := webService("dns", vip4, service.UDP, 0)
+	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(port uint16) netip.AddrPort {
+		src := netip.AddrPortFrom(client4, port)
+		_, out := f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
+		d, err := decode(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.dst
+	}
+	unanswered := []uint16{5001, 5002, 5003}
+	for _, p := range unanswered {
+		ask(p)
+	}
+	be := ask(5004)
+	f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: be, dst: netip.AddrPortFrom(client4, 5004), proto: protoUDP, payload: []byte("a")}))
+	if err := f.dp.SweepTimeouts(); err != nil {
+		t.Fatal(err)
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != 0 {
+		t.Fatalf("%d timeouts before the timeout passed", c.Errors[ErrTimeout])
+	}
+	time.Sleep(80 * time.Millisecond)
+	for range 2 { // a second sweep counts nothing again
+		if err := f.dp.SweepTimeouts(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lat, c := f.latencyOf(t, s, service.Stable)
+	if c.Errors[ErrTimeout] != uint64(len(unanswered)) || lat.Response.Count() != 1 {
+		t.Fatalf("timeouts %d, responses %d; want %d and 1", c.Errors[ErrTimeout], lat.Response.Count(), len(unanswered))
+	}
+}
+
+// TestICMPError: a destination unreachable from the backend side about a
+// backend endpoint is counted against the backend's pool, and passed on.
+func TestICMPError(t *testing.T) {
+	f := newFixture(t)
+	s := webService("dns", vip4, service.UDP, 0)
+	s.Port, s.Canary = 53, nil
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	be := s.Stable[0].Addr
+	// The packet the backend could not take: client -> backend:8080/udp.
+	quoted := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, 7000), dst: be, proto: protoUDP, payload: []byte("q")})[14:]
+	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, quoted[:28]...) // port unreachable
+	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	frame := buildPacket(pktSpec{src: netip.AddrPortFrom(be.Addr(), 0), dst: netip.AddrPortFrom(client4, 0), proto: protoUDP})
+	frame = append(frame[:14+20], icmp...)
+	frame[14+9] = 1 // ICMP
+	binary.BigEndian.PutUint16(frame[14+2:], uint16(20+len(icmp)))
+	frame[14+10], frame[14+11] = 0, 0
+	binary.BigEndian.PutUint16(frame[14+10:], checksum(frame[14:14+20], 0))
+	for _, h := range hooks {
+		if v, _ := f.run(t, h, true, f.bckIf, frame); v != vPass {
+			t.Fatalf("%s: ICMP verdict %s, want pass", h, v)
+		}
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrICMP] != 2 {
+		t.Fatalf("icmp errors %d, want 2 (one per hook)", c.Errors[ErrICMP])
+	}
+}
