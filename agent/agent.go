@@ -13,16 +13,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/service"
 )
+
+// SweepInterval is how often the agent walks the flow table for timed-out
+// requests (and counts the flows): a timeout is counted between the
+// service's timeout and that plus this interval after the request.
+const SweepInterval = 250 * time.Millisecond
 
 // Agent is a running agent.
 type Agent struct {
@@ -31,6 +45,8 @@ type Agent struct {
 	log  *slog.Logger
 	dp   *datapath.Datapath
 	svcs []service.Service
+
+	flows atomic.Int64 // flow table entries at the last sweep
 }
 
 // New loads the data path and attaches it as cfg says, then applies the
@@ -76,16 +92,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		a.watchRoutes(ctx)
-	}()
-	a.log.Info("ready", "node", a.cfg.Node, "services", len(a.svcs))
+	var wg sync.WaitGroup
+	wg.Go(func() { a.watchRoutes(ctx) })
+	wg.Go(func() { a.sweep(ctx) })
+	metrics, err := a.serveMetrics(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	a.log.Info("ready", "node", a.cfg.Node, "services", len(a.svcs), "metrics", metrics)
 	for {
 		select {
 		case <-ctx.Done():
-			<-watchDone
+			wg.Wait()
 			return nil
 		case <-hup:
 			if err := a.Reload(); err != nil {
@@ -139,6 +157,64 @@ func (a *Agent) watchRoutes(ctx context.Context) {
 		}
 	}
 }
+
+// sweep runs the timeout sweep every SweepInterval until ctx ends.
+func (a *Agent) sweep(ctx context.Context) {
+	t := time.NewTicker(SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.dp.SweepTimeouts()
+		if err != nil {
+			a.log.Warn("timeout sweep failed", "err", err)
+			continue
+		}
+		a.flows.Store(int64(n))
+	}
+}
+
+// serveMetrics serves /metrics on listen.metrics until ctx ends, and
+// returns the address it listens on.
+func (a *Agent) serveMetrics(ctx context.Context, wg *sync.WaitGroup) (string, error) {
+	if a.cfg.Listen.Metrics == "" {
+		return "", nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exporter.New(a.cfg.Node, a), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}))
+	ln, err := net.Listen("tcp", a.cfg.Listen.Metrics)
+	if err != nil {
+		return "", fmt.Errorf("listen.metrics: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+	})
+	return ln.Addr().String(), nil
+}
+
+// Services, View, FlowTable and Attachments make the agent the exporter's
+// source.
+func (a *Agent) Services() []datapath.InstalledService { return a.dp.Installed() }
+func (a *Agent) View() *datapath.View                  { return a.dp.View() }
+func (a *Agent) FlowTable() (entries, capacity int) {
+	return int(a.flows.Load()), a.dp.FlowTableCapacity()
+}
+func (a *Agent) Attachments() []datapath.Attachment { return a.dp.Attachments() }
 
 // loadManifests reads the manifests file or directory. A missing path is
 // an empty desired state, not an error: an agent can start before any

@@ -500,6 +500,9 @@ struct bpf_iter__bpf_map_elem {
 	void *value;
 } __attribute__((preserve_access_index));
 
+/* Flows the current sweep has visited; the agent zeroes it before each. */
+__u64 sweep_visited;
+
 /* The default of struct service's timeout (spec.timeout). */
 #define DEFAULT_TIMEOUT_NS 5000000000ULL
 
@@ -509,7 +512,8 @@ struct bpf_iter__bpf_map_elem {
  * it. The agent runs it every sweep interval: a timeout is counted between
  * timeout and timeout + interval after the request, at no cost per packet
  * (a timer per request would cost an hrtimer start and cancel on every
- * request and response).
+ * request and response). At the end it writes the number of flows it
+ * visited to the iterator's output.
  */
 SEC("iter/bpf_map_elem")
 int sweep_timeouts(struct bpf_iter__bpf_map_elem *ctx)
@@ -519,7 +523,16 @@ int sweep_timeouts(struct bpf_iter__bpf_map_elem *ctx)
 	__u64 timeout = DEFAULT_TIMEOUT_NS;
 	__u32 id;
 
-	if (!f || f->state == FLOW_IDLE)
+	if (!f) {
+		/* The end of the walk: report how many flows it visited, the
+		 * flow table's fill (an LRU map keeps no count of its own). */
+		__u64 visited = sweep_visited;
+
+		bpf_seq_write(ctx->meta->seq, &visited, sizeof(visited));
+		return 0;
+	}
+	sweep_visited++;
+	if (f->state == FLOW_IDLE)
 		return 0;
 	id = f->svc_id;
 	sp = bpf_map_lookup_elem(&params, &id);

@@ -274,6 +274,7 @@ const (
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarRouteGen       = "route_gen"
+	SteerVarSweepVisited   = "sweep_visited"
 	SteerVarUnusedEnums    = "unused_enums"
 )
 
@@ -346,8 +347,9 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
-	RouteGen    *ebpf.VariableSpec `ebpf:"route_gen"`
-	UnusedEnums *ebpf.VariableSpec `ebpf:"unused_enums"`
+	RouteGen     *ebpf.VariableSpec `ebpf:"route_gen"`
+	SweepVisited *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	UnusedEnums  *ebpf.VariableSpec `ebpf:"unused_enums"`
 }
 
 // SteerObjects contains all objects after they have been loaded into the kernel.
@@ -401,8 +403,9 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
-	RouteGen    *ebpf.Variable `ebpf:"route_gen"`
-	UnusedEnums *ebpf.Variable `ebpf:"unused_enums"`
+	RouteGen     *ebpf.Variable `ebpf:"route_gen"`
+	SweepVisited *ebpf.Variable `ebpf:"sweep_visited"`
+	UnusedEnums  *ebpf.Variable `ebpf:"unused_enums"`
 }
 
 // SteerPrograms contains all programs after they have been loaded into the kernel.

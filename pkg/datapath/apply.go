@@ -112,7 +112,11 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
 		}
 		pinsAfter += len(in.pins)
-		p.planParams(m.Params, old, in, d.thresholds[s.Name])
+		thresholds, err := mergeThresholds(s.LatencyThresholds, d.thresholds[s.Name])
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.Name, err)
+		}
+		p.planParams(m.Params, old, in, thresholds)
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
 		p.planSwitch(m.Services, old, in)
@@ -386,6 +390,21 @@ func sweepMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
 	}
 }
 
+// mergeThresholds joins the thresholds a service's manifest names with
+// those set at run time (SetThresholds), without repeats.
+func mergeThresholds(a, b []time.Duration) ([]time.Duration, error) {
+	out := slices.Clone(a)
+	for _, th := range b {
+		if !slices.Contains(out, th) {
+			out = append(out, th)
+		}
+	}
+	if len(out) > MaxThresholds {
+		return nil, fmt.Errorf("%d latency thresholds (%v) from the manifest and the releases; the data path counts at most %d", len(out), out, MaxThresholds)
+	}
+	return out, nil
+}
+
 // fingerprint identifies a pool's backend set, in order (the table's
 // backend indices follow the order).
 func fingerprint(backends []service.Backend) string {
@@ -401,6 +420,7 @@ func cloneService(s *service.Service) service.Service {
 	c.Stable = slices.Clone(s.Stable)
 	c.Canary = slices.Clone(s.Canary)
 	c.Pins = slices.Clone(s.Pins)
+	c.LatencyThresholds = slices.Clone(s.LatencyThresholds)
 	if s.Mirror != nil {
 		m := *s.Mirror
 		c.Mirror = &m

@@ -12,6 +12,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -179,26 +180,34 @@ func New(opts Options) (*Datapath, error) {
 
 // SweepTimeouts walks the flow table once in the kernel: every request or
 // connect that waited longer than its service's timeout is counted as a
-// timeout error and closed. The agent calls it periodically.
-func (d *Datapath) SweepTimeouts() error {
+// timeout error and closed. It returns the number of flows in the table.
+// The agent calls it periodically.
+func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return errors.New("data path is closed")
+		return 0, errors.New("data path is closed")
 	}
 	it, ok := d.timeoutSweep.(*link.Iter)
 	if !ok {
-		return errors.New("timeout sweep is not an iterator link")
+		return 0, errors.New("timeout sweep is not an iterator link")
+	}
+	if err := d.objs.SweepVisited.Set(uint64(0)); err != nil {
+		return 0, fmt.Errorf("reset the timeout sweep: %w", err)
 	}
 	rd, err := it.Open()
 	if err != nil {
-		return fmt.Errorf("run the timeout sweep: %w", err)
+		return 0, fmt.Errorf("run the timeout sweep: %w", err)
 	}
 	defer rd.Close()
-	if _, err := io.Copy(io.Discard, rd); err != nil {
-		return fmt.Errorf("run the timeout sweep: %w", err)
+	out, err := io.ReadAll(rd)
+	if err != nil {
+		return 0, fmt.Errorf("run the timeout sweep: %w", err)
 	}
-	return nil
+	if len(out) != 8 {
+		return 0, fmt.Errorf("timeout sweep wrote %d bytes, want a count of 8", len(out))
+	}
+	return int(binary.NativeEndian.Uint64(out)), nil
 }
 
 // Close detaches every program, and removes the maps and their pins.
@@ -401,14 +410,19 @@ func (d *Datapath) SetThresholds(name string, thresholds []time.Duration) error 
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.thresholds[name] = slices.Clone(thresholds)
 	in, ok := d.services[name]
 	if !ok {
+		d.thresholds[name] = slices.Clone(thresholds)
 		return nil
 	}
+	merged, err := mergeThresholds(in.svc.LatencyThresholds, thresholds)
+	if err != nil {
+		return fmt.Errorf("service %q: %w", name, err)
+	}
+	d.thresholds[name] = slices.Clone(thresholds)
 	p := &plan{}
 	next := *in
-	p.planParams(d.objs.Params, in, &next, thresholds)
+	p.planParams(d.objs.Params, in, &next, merged)
 	if err := p.run(); err != nil {
 		return err
 	}

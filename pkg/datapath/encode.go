@@ -13,10 +13,11 @@ import (
 // Compile-time checks that Go's constants and the C layout agree: these
 // assignments only compile while the array sizes are equal.
 var (
-	_ [maglev.Size]uint8                   = bpf.SteerTable{}.Lut
-	_ [maglev.MaxBackends]bpf.SteerBackend = bpf.SteerTable{}.Backends
-	_ [service.MaxBackendsPerPool]struct{} = [int(bpf.SteerLimitsMAX_BACKENDS)]struct{}{}
-	_ [service.MaxWeight]struct{}          = [int(bpf.SteerLimitsWEIGHT_SCALE)]struct{}{}
+	_ [maglev.Size]uint8                     = bpf.SteerTable{}.Lut
+	_ [maglev.MaxBackends]bpf.SteerBackend   = bpf.SteerTable{}.Backends
+	_ [service.MaxBackendsPerPool]struct{}   = [int(bpf.SteerLimitsMAX_BACKENDS)]struct{}{}
+	_ [service.MaxWeight]struct{}            = [int(bpf.SteerLimitsWEIGHT_SCALE)]struct{}{}
+	_ [service.MaxLatencyThresholds]struct{} = [int(bpf.SteerLimitsMAX_THRESHOLDS)]struct{}{}
 	// bucket 0 of the kernel's histograms is the zero bucket
 	_ [histogram.Buckets + 1]uint64 = bpf.SteerHist{}.Buckets
 )

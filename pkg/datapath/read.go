@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -267,3 +268,30 @@ func toHistogram(h *bpf.SteerHist) histogram.Histogram {
 	copy(out.Counts[:], h.Buckets[1:])
 	return out
 }
+
+// InstalledService is a service as the data path installed it.
+type InstalledService struct {
+	Name, Tenant string
+	// ID is the service's kernel id (KernelService.ID).
+	ID     uint32
+	Weight service.Weight
+}
+
+// Installed lists the services Apply installed, by name.
+func (d *Datapath) Installed() []InstalledService {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]InstalledService, 0, len(d.services))
+	for _, in := range d.services {
+		tenant := in.svc.Tenant
+		if tenant == "" {
+			tenant = service.DefaultTenant
+		}
+		out = append(out, InstalledService{Name: in.svc.Name, Tenant: tenant, ID: in.id, Weight: in.svc.CanaryWeight})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// FlowTableCapacity is the number of flows the flow table holds.
+func (d *Datapath) FlowTableCapacity() int { return int(d.opts.FlowTable) }

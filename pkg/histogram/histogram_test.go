@@ -79,11 +79,19 @@ func TestQuantileAndWindows(t *testing.T) {
 	if h.Count() != 100 {
 		t.Fatal(h.Count())
 	}
-	if p99 := h.Quantile(0.99); p99 < time.Millisecond || p99 > 1100*time.Microsecond {
+	if p99 := h.UpperQuantile(0.99); p99 < time.Millisecond || p99 > 1100*time.Microsecond {
 		t.Errorf("p99 %v", p99)
 	}
-	if p100 := h.Quantile(1); p100 < 800*time.Millisecond || float64(p100) > 800e6*math.Exp2(1.0/8) {
+	if p100 := h.UpperQuantile(1); p100 < 800*time.Millisecond || float64(p100) > 800e6*math.Exp2(1.0/8) {
 		t.Errorf("max %v", p100)
+	}
+	// The middle estimate is within 4.4 % of any value in the bucket.
+	for _, d := range []time.Duration{time.Millisecond, 800 * time.Millisecond} {
+		var one Histogram
+		one.Counts[bucketIndex(d)]++
+		if q := one.Quantile(0.5); math.Abs(float64(q)/float64(d)-1) > math.Exp2(1.0/16)-1 {
+			t.Errorf("%v estimated as %v", d, q)
+		}
 	}
 	w := h
 	w.Add(&h)

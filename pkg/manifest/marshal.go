@@ -49,16 +49,17 @@ type (
 		Tenant string `yaml:"tenant"`
 	}
 	specOut struct {
-		VIP      string     `yaml:"vip"`
-		Port     uint16     `yaml:"port"`
-		Protocol string     `yaml:"protocol"`
-		Key      string     `yaml:"key"`
-		App      string     `yaml:"app"`
-		Timeout  string     `yaml:"timeout"`
-		Stable   stableOut  `yaml:"stable"`
-		Canary   canaryOut  `yaml:"canary"`
-		Pins     []pinOut   `yaml:"pins,omitempty"`
-		Mirror   *mirrorOut `yaml:"mirror,omitempty"`
+		VIP               string     `yaml:"vip"`
+		Port              uint16     `yaml:"port"`
+		Protocol          string     `yaml:"protocol"`
+		Key               string     `yaml:"key"`
+		App               string     `yaml:"app"`
+		Timeout           string     `yaml:"timeout"`
+		LatencyThresholds []string   `yaml:"latencyThresholds,omitempty,flow"`
+		Stable            stableOut  `yaml:"stable"`
+		Canary            canaryOut  `yaml:"canary"`
+		Pins              []pinOut   `yaml:"pins,omitempty"`
+		Mirror            *mirrorOut `yaml:"mirror,omitempty"`
 	}
 	stableOut struct {
 		Backends []any `yaml:"backends,flow"`
@@ -102,6 +103,9 @@ func serviceOut(s *service.Service) serviceOutDoc {
 	}
 	if out.Spec.App == "" {
 		out.Spec.App = string(service.AppNone)
+	}
+	for _, th := range s.LatencyThresholds {
+		out.Spec.LatencyThresholds = append(out.Spec.LatencyThresholds, th.String())
 	}
 	for _, p := range s.Pins {
 		out.Spec.Pins = append(out.Spec.Pins, pinOut{Prefix: p.Prefix.String(), Pool: p.Pool.String()})

@@ -28,16 +28,19 @@ type metadataDoc struct {
 }
 
 type specDoc struct {
-	VIP      scalar     `yaml:"vip"`
-	Port     scalar     `yaml:"port"`
-	Protocol scalar     `yaml:"protocol"`
-	Key      scalar     `yaml:"key"`
-	App      scalar     `yaml:"app"`
-	Timeout  scalar     `yaml:"timeout"`
-	Stable   stableDoc  `yaml:"stable"`
-	Canary   canaryDoc  `yaml:"canary"`
-	Pins     []pinDoc   `yaml:"pins"`
-	Mirror   *mirrorDoc `yaml:"mirror"`
+	VIP      scalar `yaml:"vip"`
+	Port     scalar `yaml:"port"`
+	Protocol scalar `yaml:"protocol"`
+	Key      scalar `yaml:"key"`
+	App      scalar `yaml:"app"`
+	Timeout  scalar `yaml:"timeout"`
+	// LatencyThresholds: up to 4 response times whose exceedances the
+	// data path counts exactly (an extension of the contract).
+	LatencyThresholds []scalar   `yaml:"latencyThresholds"`
+	Stable            stableDoc  `yaml:"stable"`
+	Canary            canaryDoc  `yaml:"canary"`
+	Pins              []pinDoc   `yaml:"pins"`
+	Mirror            *mirrorDoc `yaml:"mirror"`
 }
 
 type stableDoc struct {
@@ -143,6 +146,19 @@ func (d *document) toService(doc *serviceDoc) service.Service {
 			d.failField("spec.timeout", "%q is not a duration: use one such as 5s or 500ms", spec.Timeout.value)
 		}
 		s.Timeout = t
+	}
+	for i, th := range spec.LatencyThresholds {
+		path := fmt.Sprintf("spec.latencyThresholds[%d]", i)
+		if !th.set {
+			d.failField(path, "is empty: give a duration such as 800ms")
+			continue
+		}
+		t, err := time.ParseDuration(th.value)
+		if err != nil {
+			d.failField(path, "%q is not a duration: use one such as 800ms", th.value)
+			continue
+		}
+		s.LatencyThresholds = append(s.LatencyThresholds, t)
 	}
 	s.Stable = d.backends("spec.stable.backends", spec.Stable.Backends)
 	s.Canary = d.backends("spec.canary.backends", spec.Canary.Backends)

@@ -163,6 +163,10 @@ type Service struct {
 	// Timeout is how long a request may go unanswered before it counts as
 	// a timeout error; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// LatencyThresholds are response times (at most MaxLatencyThresholds)
+	// whose exceedances the data path counts exactly, so that "P99 above
+	// T" is decided without bucket interpolation.
+	LatencyThresholds []time.Duration
 
 	Stable []Backend
 	Canary []Backend

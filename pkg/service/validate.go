@@ -29,6 +29,9 @@ const (
 	MaxBackendsPerPool = 256
 	// MaxPins is how many pins one service may have.
 	MaxPins = 1024
+	// MaxLatencyThresholds is how many latency thresholds the data path
+	// counts per service.
+	MaxLatencyThresholds = 4
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
@@ -83,6 +86,19 @@ func (s *Service) Validate() error {
 	}
 	if s.Timeout < 0 || (s.Timeout > 0 && s.Timeout < time.Millisecond) {
 		bad("spec.timeout", "%s must be at least 1ms", s.Timeout)
+	}
+	if len(s.LatencyThresholds) > MaxLatencyThresholds {
+		bad("spec.latencyThresholds", "has %d thresholds; at most %d", len(s.LatencyThresholds), MaxLatencyThresholds)
+	}
+	for i, th := range s.LatencyThresholds {
+		if th < time.Microsecond {
+			bad(fmt.Sprintf("spec.latencyThresholds[%d]", i), "%s must be at least 1µs", th)
+		}
+		for j := range i {
+			if s.LatencyThresholds[j] == th {
+				bad(fmt.Sprintf("spec.latencyThresholds[%d]", i), "%s is listed twice", th)
+			}
+		}
 	}
 	if s.CanaryWeight > MaxWeight {
 		bad("spec.canary.weight", "%s is above 100%%", s.CanaryWeight)
