@@ -69,7 +69,7 @@ func New(node string, src Source) *Collector {
 		flowCapacity: d("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", "node"),
 		attached:     d("graylane_attached_info", "A steering program attached to an interface (1), with its role and hook (xdp-native, xdp-generic, tcx, tc-clsact).", "interface", "role", "hook", "node"),
 		events:       d("graylane_datapath_events_total", "What the programs did with packets, by path (see docs/datapath.md).", "event", "node"),
-		scrapeErrors: d("graylane_scrape_errors_total", "Maps the scrape could not read (their metrics are missing from this scrape).", "node"),
+		scrapeErrors: d("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", "node"),
 	}
 }
 
