@@ -275,6 +275,7 @@ const (
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarRouteGen       = "route_gen"
 	SteerVarSweepVisited   = "sweep_visited"
+	SteerVarTracking       = "tracking"
 	SteerVarUnusedEnums    = "unused_enums"
 )
 
@@ -349,6 +350,7 @@ type SteerMapSpecs struct {
 type SteerVariableSpecs struct {
 	RouteGen     *ebpf.VariableSpec `ebpf:"route_gen"`
 	SweepVisited *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking     *ebpf.VariableSpec `ebpf:"tracking"`
 	UnusedEnums  *ebpf.VariableSpec `ebpf:"unused_enums"`
 }
 
@@ -405,6 +407,7 @@ func (m *SteerMaps) Close() error {
 type SteerVariables struct {
 	RouteGen     *ebpf.Variable `ebpf:"route_gen"`
 	SweepVisited *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking     *ebpf.Variable `ebpf:"tracking"`
 	UnusedEnums  *ebpf.Variable `ebpf:"unused_enums"`
 }
 

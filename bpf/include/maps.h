@@ -319,6 +319,10 @@ struct {
 	__uint(max_entries, 65536);
 } nexthops SEC(".maps");
 
+/* Set before load: 0 turns request tracking (latency histograms, error
+ * signals) off; the verifier then removes that code. Benchmarks compare. */
+const volatile __u8 tracking = 1;
+
 /* Bumped by the agent whenever a route, neighbour or link changes: every
  * cached next hop older than the bump is looked up again. */
 volatile __u32 route_gen;

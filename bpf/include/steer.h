@@ -110,7 +110,7 @@ static __always_inline int seq_before(__u32 a, __u32 b)
  * retransmission and starts nothing. */
 static __always_inline void track_client(struct flow *f, const struct packet *pkt)
 {
-	if (!pkt->payload_len)
+	if (!tracking || !pkt->payload_len)
 		return;
 	if (pkt->tuple.proto == IPPROTO_TCP) {
 		__u32 end = pkt->tcp_seq + pkt->payload_len;
@@ -139,6 +139,8 @@ static __always_inline void start_tracking(struct flow *f, const struct packet *
 	f->flags = 0;
 	f->req_end = 0;
 	f->t_start_ns = 0;
+	if (!tracking)
+		return;
 	if (pkt->tuple.proto == IPPROTO_TCP &&
 	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
 		f->state = FLOW_CONNECTING;
@@ -225,6 +227,8 @@ static __always_inline void track_backend(void *data, void *data_end, struct flo
 	__u32 id = f->svc_id;
 	__u64 d;
 
+	if (!tracking)
+		return;
 	if (pkt->tuple.proto == IPPROTO_TCP) {
 		if (pkt->tcp_flags & TCP_FLAG_RST) {
 			if (!(f->flags & FLOW_F_RESET)) {
@@ -259,7 +263,7 @@ static __always_inline void track_icmp(void *data, void *data_end, const struct 
 	struct endpoint ep;
 	struct reply *r;
 
-	if (parse_icmp_unreachable(data, data_end, pkt, &ep))
+	if (!tracking || parse_icmp_unreachable(data, data_end, pkt, &ep))
 		return;
 	r = bpf_map_lookup_elem(&backends, &ep);
 	if (!r)

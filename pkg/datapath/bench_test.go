@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
+	"github.com/graylane/graylane/bpf"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -147,4 +148,96 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkTrackingCost compares, in one run, the per-packet cost of the
+// established-flow paths with request tracking (latency histograms, error
+// signals) on and off: a bare ACK, a client segment that starts a request,
+// and the backend's first response segment. Method as BenchmarkPerPacket.
+//
+//	go test -run XXX -bench TrackingCost -benchtime 20000x ./pkg/datapath
+func BenchmarkTrackingCost(b *testing.B) {
+	f := newFixture(b)
+	off, err := New(Options{FlowTable: 1 << 16, MaxServices: 64, NoTracking: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer off.Close()
+	s := webService("web", vip4, service.TCP, 0)
+	s.Canary, s.Stable = nil, s.Stable[:1]
+	s.App, s.LatencyThresholds = service.AppHTTP, []time.Duration{100 * time.Millisecond, 800 * time.Millisecond}
+	for _, dp := range []*Datapath{f.dp, off} {
+		if err := dp.Apply([]service.Service{s}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client := netip.AddrPortFrom(client4, 2000)
+	vip := netip.AddrPortFrom(vip4, 80)
+	backend := s.Stable[0].Addr
+	payload := make([]byte, 64)
+	syn := buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpSYN, seq: 999})
+	synack := buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: tcpSYN | tcpACK})
+	ack := buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpACK, seq: 1000})
+	request := func(i int) []byte {
+		return buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpACK | tcpPSH, seq: 1000 + uint32(i)*64, payload: payload})
+	}
+	response := buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: tcpACK | tcpPSH, payload: []byte("HTTP/1.1 200 OK\r\n\r\n")})
+
+	type variant struct {
+		name string
+		objs *bpf.SteerObjects
+		ack, req, resp []time.Duration
+	}
+	variants := []*variant{{name: "on", objs: f.dp.Objects()}, {name: "off", objs: off.Objects()}}
+	err = f.inNS(func() error {
+		for _, v := range variants {
+			for _, c := range []struct {
+				p     *ebpf.Program
+				frame []byte
+			}{{v.objs.XdpClient, syn}, {v.objs.XdpBackend, synack}} {
+				if _, _, err := c.p.Benchmark(c.frame, 1, nil); err != nil {
+					return err
+				}
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			for _, v := range variants {
+				for _, c := range []struct {
+					p     *ebpf.Program
+					frame []byte
+					out   *[]time.Duration
+				}{{v.objs.XdpClient, ack, &v.ack}, {v.objs.XdpClient, request(i), &v.req}, {v.objs.XdpBackend, response, &v.resp}} {
+					_, d, err := c.p.Benchmark(c.frame, 1, nil)
+					if err != nil {
+						return err
+					}
+					*c.out = append(*c.out, d)
+				}
+			}
+		}
+		b.StopTimer()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Every request was timed with tracking on.
+	lat, err := f.dp.View().PoolLatency(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := lat[service.Stable].Response.Count(); got < uint64(b.N) {
+		b.Fatalf("%d responses timed over %d rounds", got, b.N)
+	}
+	on, offv := variants[0], variants[1]
+	for _, m := range []struct {
+		name    string
+		on, off []time.Duration
+	}{{"ack", on.ack, offv.ack}, {"request", on.req, offv.req}, {"response", on.resp, offv.resp}} {
+		a, z := median(m.on), median(m.off)
+		b.ReportMetric(float64(a.Nanoseconds()), m.name+"-on-ns")
+		b.ReportMetric(float64(z.Nanoseconds()), m.name+"-off-ns")
+		b.ReportMetric(float64(a)/float64(z), m.name+"-on/off")
+	}
 }

@@ -51,6 +51,9 @@ type Options struct {
 	MaxServices uint32
 	// MaxPins bounds the number of pins over all services.
 	MaxPins uint32
+	// NoTracking turns per-flow request tracking off (latency histograms,
+	// error signals): for comparisons of its cost.
+	NoTracking bool
 	// DisableTCX makes tc mode use a clsact qdisc even where the kernel
 	// has TCX (a test hook for the fallback).
 	DisableTCX bool
@@ -118,6 +121,11 @@ func New(opts Options) (*Datapath, error) {
 	var specs bpf.SteerSpecs
 	if err := spec.Assign(&specs); err != nil {
 		return nil, fmt.Errorf("assign program spec: %w", err)
+	}
+	if opts.NoTracking {
+		if err := specs.Tracking.Set(uint8(0)); err != nil {
+			return nil, fmt.Errorf("turn tracking off: %w", err)
+		}
 	}
 	specs.Services.MaxEntries = opts.MaxServices
 	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
