@@ -31,6 +31,7 @@ import (
 	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/window"
 )
 
 // Ports of the test's own servers on the backends.
@@ -182,6 +183,30 @@ func kernelResponses(t *testing.T, e *env, s service.Service) (histogram.Histogr
 	return h, slow
 }
 
+// readWindow takes a snapshot of the agent's services from its pinned maps.
+func readWindow(t *testing.T, e *env) window.Snapshot {
+	t.Helper()
+	v, err := e.agent.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	var svcs []datapath.InstalledService
+	for _, name := range []string{"api"} {
+		s := web(name, e.lab, netlab.VIP4, httpPort, httpPort, service.TCP, 0)
+		ks, ok, err := v.Service(s.Frontend())
+		if err != nil || !ok {
+			t.Fatalf("service %s: %v", name, err)
+		}
+		svcs = append(svcs, datapath.InstalledService{Name: name, ID: ks.ID})
+	}
+	snap, err := window.Read(v, svcs, "gw", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
 // injectedDelay draws a server delay: log-normal around 20 ms, with a 3 %
 // tail near 800 ms.
 func injectedDelay(r *rand.Rand) time.Duration {
@@ -212,7 +237,12 @@ func TestLatencyMeasurement(t *testing.T) {
 	if err := e.agent.Apply(e.ctx, []service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
+	before := readWindow(t, e)
 	truth := measureRequests(t, e, n, 40)
+	pools := readWindow(t, e).Since(before).Services["api"]
+	if got := pools[0].Responses() + pools[1].Responses(); got != n {
+		t.Errorf("the window over the run holds %d responses, want %d", got, n)
+	}
 	slices.Sort(truth)
 	kernel, slow := kernelResponses(t, e, s)
 	if kernel.Count() != n {
