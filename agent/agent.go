@@ -24,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/datapath"
@@ -184,10 +183,9 @@ func (a *Agent) serveMetrics(ctx context.Context, wg *sync.WaitGroup) (string, e
 		return "", nil
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(exporter.New(a.cfg.Node, a), collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}))
+	mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
 	ln, err := net.Listen("tcp", a.cfg.Listen.Metrics)
 	if err != nil {
 		return "", fmt.Errorf("listen.metrics: %w", err)

@@ -184,8 +184,8 @@ func BenchmarkTrackingCost(b *testing.B) {
 	response := buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: tcpACK | tcpPSH, payload: []byte("HTTP/1.1 200 OK\r\n\r\n")})
 
 	type variant struct {
-		name string
-		objs *bpf.SteerObjects
+		name           string
+		objs           *bpf.SteerObjects
 		ack, req, resp []time.Duration
 	}
 	variants := []*variant{{name: "on", objs: f.dp.Objects()}, {name: "off", objs: off.Objects()}}

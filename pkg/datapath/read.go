@@ -295,3 +295,85 @@ func (d *Datapath) Installed() []InstalledService {
 
 // FlowTableCapacity is the number of flows the flow table holds.
 func (d *Datapath) FlowTableCapacity() int { return int(d.opts.FlowTable) }
+
+// AllPools reads the counters and latency of every service id below n at
+// once (batched map reads), indexed by id then service.Pool: what a scrape
+// of many services needs, in a handful of system calls instead of five per
+// service.
+func (v *View) AllPools(n uint32) ([][2]PoolCounters, [][2]PoolLatency, error) {
+	counters := make([][2]PoolCounters, n)
+	latency := make([][2]PoolLatency, n)
+	if n == 0 {
+		return counters, latency, nil
+	}
+	params := make([]bpf.SteerSvcParams, n)
+	if err := batchRead(v.maps.Params, params); err != nil {
+		return nil, nil, fmt.Errorf("read service settings: %w", err)
+	}
+	lats := make([]bpf.SteerPoolLatency, 2*n)
+	if err := batchRead(v.maps.Latency, lats); err != nil {
+		return nil, nil, fmt.Errorf("read latency: %w", err)
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, nil, err
+	}
+	stats := make([]bpf.SteerPoolStats, 2*int(n)*cpus)
+	if err := batchRead(v.maps.PoolCounters, stats); err != nil {
+		return nil, nil, fmt.Errorf("read counters: %w", err)
+	}
+	for id := range n {
+		for pool := range 2 {
+			k := int(id)*2 + pool
+			l := &latency[id][pool]
+			l.Connect = toHistogram(&lats[k].Lat[bpf.SteerLatencyKindLAT_CONNECT])
+			l.Response = toHistogram(&lats[k].Lat[bpf.SteerLatencyKindLAT_RESPONSE])
+			for i := range l.Thresholds {
+				l.Thresholds[i] = time.Duration(params[id].SlowNs[i])
+				l.Slow[i] = lats[k].Slow[i]
+			}
+			c := &counters[id][pool]
+			for _, s := range stats[k*cpus : (k+1)*cpus] {
+				c.PacketsToBackend += s.Packets[bpf.SteerDirectionDIR_TO_BACKEND]
+				c.PacketsToClient += s.Packets[bpf.SteerDirectionDIR_TO_CLIENT]
+				c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
+				c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
+				c.Flows += s.Flows
+				for e := range c.Errors {
+					c.Errors[e] += s.Errors[e]
+				}
+			}
+		}
+	}
+	return counters, latency, nil
+}
+
+// batchRead reads the first len(values) entries of an array map (for a
+// per-CPU array, len(values)/CPUs entries, CPU values each).
+func batchRead[T any](m *ebpf.Map, values []T) error {
+	n := len(values)
+	if m.Type() == ebpf.PerCPUArray {
+		cpus, err := ebpf.PossibleCPU()
+		if err != nil {
+			return err
+		}
+		n /= cpus
+	}
+	keys := make([]uint32, n)
+	var cursor ebpf.MapBatchCursor
+	done := 0
+	for done < n {
+		got, err := m.BatchLookup(&cursor, keys[done:], values[done*(len(values)/n):], nil)
+		done += got
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if done < n {
+		return fmt.Errorf("read %d of %d entries", done, n)
+	}
+	return nil
+}

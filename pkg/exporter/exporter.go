@@ -1,20 +1,28 @@
 // Package exporter exposes what the kernel measured as Prometheus metrics.
-// The collector reads the maps at scrape time and builds constant metrics:
-// nothing is cached, so a scrape always shows the kernel's current counts.
+// A scrape reads the maps and builds the metric families directly (a
+// prometheus.Gatherer): nothing is cached, so it always shows the kernel's
+// current counts, and a scrape of a thousand services stays cheap (no
+// per-sample Metric objects, registry checks or re-sorting; see
+// BenchmarkScrape).
 //
-// Latency histograms are exposed both as classic buckets (le at every power
-// of two from 2^-20 s to 256 s, and at each of the service's latency
-// thresholds, exact from the kernel's threshold counters) and, when the
-// scraper negotiates protobuf, as native histograms of schema 3 whose
-// buckets are the kernel's own. Every count equals the sum of its buckets.
+// Latency histograms are exposed both as classic buckets (le at every
+// fourth power of two, and at each of the service's latency thresholds,
+// exact from the kernel's threshold counters) and, when the scraper
+// negotiates protobuf, as native histograms of schema 3 whose buckets are
+// the kernel's own. Every count equals the sum of its buckets.
 package exporter
 
 import (
+	"compress/gzip"
 	"math"
+	"net/http"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
@@ -36,145 +44,276 @@ type Source interface {
 	Attachments() []datapath.Attachment
 }
 
-// Collector is a prometheus.Collector of one node's data path.
-type Collector struct {
+// Gatherer builds one node's graylane_* metric families at each scrape.
+type Gatherer struct {
 	node string
 	src  Source
-
-	packets, bytes, flows, responses, errors *prometheus.Desc
-	connect, response                         *prometheus.Desc
-	weight, flowEntries, flowCapacity         *prometheus.Desc
-	attached, events, scrapeErrors            *prometheus.Desc
 }
 
-// New returns the collector for node.
-func New(node string, src Source) *Collector {
-	sp := []string{"service", "pool", "node"}
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, labels, nil)
+// New returns the gatherer for node.
+func New(node string, src Source) *Gatherer { return &Gatherer{node: node, src: src} }
+
+// Handler serves /metrics: the node's graylane_* families, then those of
+// extra (the Go runtime and process collectors, say). Compression is gzip
+// at its fastest level: at a thousand services the default level cost more
+// CPU than building the families.
+func Handler(g *Gatherer, extra prometheus.Gatherer, errorLog promhttp.Logger) http.Handler {
+	all := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		ours, err := g.Gather()
+		if extra == nil {
+			return ours, err
+		}
+		theirs, err2 := extra.Gather()
+		if err == nil {
+			err = err2
+		}
+		return append(ours, theirs...), err
+	})
+	h := promhttp.HandlerFor(all, promhttp.HandlerOpts{ErrorLog: errorLog, DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		defer zw.Close()
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Del("Content-Length")
+		h.ServeHTTP(gzipResponse{ResponseWriter: w, zw: zw}, r)
+	})
+}
+
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.TrimSpace(enc) == "gzip" && !strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0") {
+			return true
+		}
 	}
-	return &Collector{
-		node:     node,
-		src:      src,
-		packets:  d("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", "service", "pool", "direction", "node"),
-		bytes:    d("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", "service", "pool", "direction", "node"),
-		flows:    d("graylane_flows_total", "New flows steered into the pool.", sp...),
-		connect:  d("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", sp...),
-		response: d("graylane_response_duration_seconds", "Time from a request's first payload forwarded to the backend to the first response payload, measured in the kernel.", sp...),
-		responses: d("graylane_responses_total",
-			"Responses timed (the count of graylane_response_duration_seconds).", sp...),
-		errors:       d("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", "service", "pool", "kind", "node"),
-		weight:       d("graylane_canary_weight_ratio", "Share of new flows (or keys) sent to the canary pool, 0..1, as installed in the kernel.", "service", "node"),
-		flowEntries:  d("graylane_flow_table_entries", "Flows in the flow table (counted by the last timeout sweep).", "node"),
-		flowCapacity: d("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", "node"),
-		attached:     d("graylane_attached_info", "A steering program attached to an interface (1), with its role and hook (xdp-native, xdp-generic, tcx, tc-clsact).", "interface", "role", "hook", "node"),
-		events:       d("graylane_datapath_events_total", "What the programs did with packets, by path (see docs/datapath.md).", "event", "node"),
-		scrapeErrors: d("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", "node"),
+	return false
+}
+
+type gzipResponse struct {
+	http.ResponseWriter
+	zw *gzip.Writer
+}
+
+func (g gzipResponse) Write(p []byte) (int, error) { return g.zw.Write(p) }
+
+// family starts a metric family.
+func family(name, help string, t dto.MetricType) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: proto.String(name), Help: proto.String(help), Type: t.Enum()}
+}
+
+func label(name, value string) *dto.LabelPair {
+	return &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)}
+}
+
+// arena hands out the many small objects a scrape builds from a few large
+// allocations: a thousand services make some 10^5 samples, and allocating
+// each value on its own made the garbage collector the scrape's main cost.
+type arena struct {
+	metrics  []dto.Metric
+	counters []dto.Counter
+	floats   []float64
+	uints    []uint64
+	buckets  []dto.Bucket
+}
+
+func newArena(samples int) *arena {
+	return &arena{
+		metrics:  make([]dto.Metric, 0, samples),
+		counters: make([]dto.Counter, 0, samples),
+		floats:   make([]float64, 0, samples*2),
+		uints:    make([]uint64, 0, samples),
 	}
 }
 
-// Describe sends every descriptor.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.flows, c.responses, c.errors, c.connect, c.response,
-		c.weight, c.flowEntries, c.flowCapacity, c.attached, c.events, c.scrapeErrors} {
-		ch <- d
+func (a *arena) float(v float64) *float64 {
+	if len(a.floats) == cap(a.floats) {
+		a.floats = make([]float64, 0, 1024)
 	}
+	a.floats = append(a.floats, v)
+	return &a.floats[len(a.floats)-1]
 }
 
-// Collect reads the kernel's maps and sends the metrics.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	v := c.src.View()
+func (a *arena) uint(v uint64) *uint64 {
+	if len(a.uints) == cap(a.uints) {
+		a.uints = make([]uint64, 0, 1024)
+	}
+	a.uints = append(a.uints, v)
+	return &a.uints[len(a.uints)-1]
+}
+
+func (a *arena) metric(labels []*dto.LabelPair) *dto.Metric {
+	if len(a.metrics) == cap(a.metrics) {
+		a.metrics = make([]dto.Metric, 0, 1024)
+	}
+	a.metrics = append(a.metrics, dto.Metric{Label: labels})
+	return &a.metrics[len(a.metrics)-1]
+}
+
+func (a *arena) counter(labels []*dto.LabelPair, v uint64) *dto.Metric {
+	m := a.metric(labels)
+	if len(a.counters) == cap(a.counters) {
+		a.counters = make([]dto.Counter, 0, 1024)
+	}
+	a.counters = append(a.counters, dto.Counter{Value: a.float(float64(v))})
+	m.Counter = &a.counters[len(a.counters)-1]
+	return m
+}
+
+func (a *arena) bucket(le float64, count uint64) *dto.Bucket {
+	if len(a.buckets) == cap(a.buckets) {
+		a.buckets = make([]dto.Bucket, 0, 4096)
+	}
+	a.buckets = append(a.buckets, dto.Bucket{UpperBound: a.float(le), CumulativeCount: a.uint(count)})
+	return &a.buckets[len(a.buckets)-1]
+}
+
+func gauge(labels []*dto.LabelPair, v float64) *dto.Metric {
+	return &dto.Metric{Label: labels, Gauge: &dto.Gauge{Value: proto.Float64(v)}}
+}
+
+// Gather reads the kernel's maps and returns the families. A service whose
+// maps cannot be read is left out and counted in graylane_scrape_errors.
+func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
+	var (
+		packets   = family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER)
+		bytes     = family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER)
+		flows     = family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER)
+		responses = family("graylane_responses_total", "Responses timed (the count of graylane_response_duration_seconds).", dto.MetricType_COUNTER)
+		errs      = family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", dto.MetricType_COUNTER)
+		connect   = family("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", dto.MetricType_HISTOGRAM)
+		response  = family("graylane_response_duration_seconds", "Time from a request's first payload forwarded to the backend to the first response payload, measured in the kernel.", dto.MetricType_HISTOGRAM)
+		weight    = family("graylane_canary_weight_ratio", "Share of new flows (or keys) sent to the canary pool, 0..1, as installed in the kernel.", dto.MetricType_GAUGE)
+	)
+	v := g.src.View()
+	node := label("node", g.node)
+	pools := [2]*dto.LabelPair{label("pool", service.Stable.String()), label("pool", service.Canary.String())}
+	toBackend, toClient := label("direction", "to_backend"), label("direction", "to_client")
+	var kinds []*dto.LabelPair
+	for _, name := range v.ErrorNames() {
+		kinds = append(kinds, label("kind", name))
+	}
 	failed := 0
-	errNames := v.ErrorNames()
-	for _, s := range c.src.Services() {
-		ch <- prometheus.MustNewConstMetric(c.weight, prometheus.GaugeValue, s.Weight.Ratio(), s.Name, c.node)
-		counters, err := v.PoolCounters(s.ID)
-		if err != nil {
-			failed++
-			continue
-		}
-		lat, err := v.PoolLatency(s.ID)
-		if err != nil {
-			failed++
-			continue
-		}
-		for _, pool := range []service.Pool{service.Stable, service.Canary} {
-			p, pc, pl := pool.String(), &counters[pool], &lat[pool]
-			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(pc.PacketsToBackend), s.Name, p, "to_backend", c.node)
-			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(pc.PacketsToClient), s.Name, p, "to_client", c.node)
-			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(pc.BytesToBackend), s.Name, p, "to_backend", c.node)
-			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(pc.BytesToClient), s.Name, p, "to_client", c.node)
-			ch <- prometheus.MustNewConstMetric(c.flows, prometheus.CounterValue, float64(pc.Flows), s.Name, p, c.node)
-			ch <- prometheus.MustNewConstMetric(c.responses, prometheus.CounterValue, float64(pl.Response.Count()), s.Name, p, c.node)
-			for k, name := range errNames {
-				ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(pc.Errors[k]), s.Name, p, name, c.node)
+	svcs := g.src.Services()
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
+	a := newArena(len(svcs) * 2 * 12)
+	maxID := uint32(0)
+	for _, s := range svcs {
+		maxID = max(maxID, s.ID+1)
+	}
+	allCounters, allLatency, err := v.AllPools(maxID)
+	if err != nil {
+		failed++
+		svcs = nil
+	}
+	for _, s := range svcs {
+		counters, lat := allCounters[s.ID], allLatency[s.ID]
+		svc := label("service", s.Name)
+		weight.Metric = append(weight.Metric, gauge([]*dto.LabelPair{node, svc}, s.Weight.Ratio()))
+		for p := range pools {
+			pc, pl := &counters[p], &lat[p]
+			base := []*dto.LabelPair{node, pools[p], svc}
+			up := []*dto.LabelPair{toBackend, node, pools[p], svc}
+			down := []*dto.LabelPair{toClient, node, pools[p], svc}
+			packets.Metric = append(packets.Metric, a.counter(up, pc.PacketsToBackend), a.counter(down, pc.PacketsToClient))
+			bytes.Metric = append(bytes.Metric, a.counter(up, pc.BytesToBackend), a.counter(down, pc.BytesToClient))
+			flows.Metric = append(flows.Metric, a.counter(base, pc.Flows))
+			responses.Metric = append(responses.Metric, a.counter(base, pl.Response.Count()))
+			for k, kind := range kinds {
+				errs.Metric = append(errs.Metric, a.counter([]*dto.LabelPair{kind, node, pools[p], svc}, pc.Errors[k]))
 			}
-			ch <- &histMetric{desc: c.connect, labels: []string{s.Name, p, c.node}, h: pl.Connect}
-			ch <- &histMetric{desc: c.response, labels: []string{s.Name, p, c.node}, h: pl.Response,
-				thresholds: pl.Thresholds[:], slow: pl.Slow[:]}
+			m := a.metric(base)
+			m.Histogram = a.histogram(&pl.Connect, nil, nil)
+			connect.Metric = append(connect.Metric, m)
+			m = a.metric(base)
+			m.Histogram = a.histogram(&pl.Response, pl.Thresholds[:], pl.Slow[:])
+			response.Metric = append(response.Metric, m)
 		}
 	}
-	entries, capacity := c.src.FlowTable()
-	ch <- prometheus.MustNewConstMetric(c.flowEntries, prometheus.GaugeValue, float64(entries), c.node)
-	ch <- prometheus.MustNewConstMetric(c.flowCapacity, prometheus.GaugeValue, float64(capacity), c.node)
-	for _, a := range c.src.Attachments() {
-		ch <- prometheus.MustNewConstMetric(c.attached, prometheus.GaugeValue, 1, a.Interface, string(a.Role), string(a.Hook), c.node)
+	entries, capacity := g.src.FlowTable()
+	nodeOnly := []*dto.LabelPair{node}
+	fill := family("graylane_flow_table_entries", "Flows in the flow table (counted by the last timeout sweep).", dto.MetricType_GAUGE)
+	fill.Metric = []*dto.Metric{gauge(nodeOnly, float64(entries))}
+	capf := family("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", dto.MetricType_GAUGE)
+	capf.Metric = []*dto.Metric{gauge(nodeOnly, float64(capacity))}
+	attached := family("graylane_attached_info", "A steering program attached to an interface (1), with its role and hook (xdp-native, xdp-generic, tcx, tc-clsact).", dto.MetricType_GAUGE)
+	for _, a := range g.src.Attachments() {
+		attached.Metric = append(attached.Metric, gauge([]*dto.LabelPair{label("hook", string(a.Hook)), label("interface", a.Interface), node, label("role", string(a.Role))}, 1))
 	}
+	events := family("graylane_datapath_events_total", "What the programs did with packets, by path (see docs/datapath.md).", dto.MetricType_COUNTER)
 	if stats, err := v.Stats(); err == nil {
-		for name, n := range stats {
-			ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), name, c.node)
+		names := make([]string, 0, len(stats))
+		for name := range stats {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			events.Metric = append(events.Metric, a.counter([]*dto.LabelPair{label("event", name), node}, stats[name]))
 		}
 	} else {
 		failed++
 	}
-	ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.GaugeValue, float64(failed), c.node)
+	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
+	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
+
+	out := []*dto.MetricFamily{attached, bytes, weight, connect, events, errs, fill, capf, flows, packets, response, responses, scrapeErrors}
+	// An empty family is not valid exposition: leave those out.
+	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
 }
 
-// classicBounds are the classic buckets every histogram has: each power of
-// two of a second in the native range (exact, as they are native bounds).
-var classicBounds = func() []int {
-	var out []int
-	for i := -20 * (1 << histogram.Schema); i <= histogram.MaxIndex; i += 1 << histogram.Schema {
-		out = append(out, i)
+// Shared, read-only values every histogram points at.
+var (
+	schema        = int32(histogram.Schema)
+	zeroThreshold = histogram.ZeroThreshold
+)
+
+// classicBounds are the classic buckets of every histogram, as native
+// bucket indices: every fourth power of two of a second, from 2^-13 s
+// (122 µs) to 2^7 s (128 s); exact, as they are native bucket bounds.
+// classicLe are their upper bounds in seconds.
+var classicBounds, classicLe = func() ([]int, []float64) {
+	var idx []int
+	var le []float64
+	for k := -13; k <= 7; k += 2 {
+		idx = append(idx, k<<histogram.Schema)
+		le = append(le, math.Exp2(float64(k)))
 	}
-	return out
+	return idx, le
 }()
 
-// histMetric is a histogram with both classic and native buckets.
-type histMetric struct {
-	desc       *prometheus.Desc
-	labels     []string
-	h          histogram.Histogram
-	thresholds []time.Duration // with slow: more classic buckets, exact
-	slow       []uint64
-}
-
-func (m *histMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m *histMetric) Write(out *dto.Metric) error {
-	count := m.h.Count()
+// histogram builds a histogram with classic buckets (plus one at each
+// threshold, counted exactly from slow) and native buckets.
+func (a *arena) histogram(h *histogram.Histogram, thresholds []time.Duration, slow []uint64) *dto.Histogram {
+	count := h.Count()
 	type bucket struct {
 		le    float64
 		count uint64
 	}
-	var buckets []bucket
-	for _, i := range classicBounds {
-		buckets = append(buckets, bucket{histogram.UpperBound(i), m.h.CountAtOrBelow(i)})
+	buckets := make([]bucket, 0, len(classicBounds)+len(thresholds))
+	// One pass over the native buckets for the cumulative counts.
+	cum, k := h.Zero, 0
+	for j, i := range classicBounds {
+		for ; k < histogram.Buckets && histogram.MinIndex+k <= i; k++ {
+			cum += h.Counts[k]
+		}
+		buckets = append(buckets, bucket{classicLe[j], cum})
 	}
-	for k, th := range m.thresholds {
-		if th <= 0 || k >= len(m.slow) {
+	for j, th := range thresholds {
+		if th <= 0 || j >= len(slow) {
 			continue
 		}
-		// At or below the threshold: all but the slow ones. Counts read a
-		// moment apart may disagree by a response in flight; keep the
-		// cumulative counts consistent.
+		// At or below the threshold: all but the slow ones (the two
+		// counts are read a moment apart; clamp so they stay consistent).
 		below := uint64(0)
-		if m.slow[k] < count {
-			below = count - m.slow[k]
+		if slow[j] < count {
+			below = count - slow[j]
 		}
 		buckets = append(buckets, bucket{th.Seconds(), below})
 	}
-	slices.SortFunc(buckets, func(a, b bucket) int {
+	slices.SortStableFunc(buckets, func(a, b bucket) int {
 		switch {
 		case a.le < b.le:
 			return -1
@@ -183,27 +322,25 @@ func (m *histMetric) Write(out *dto.Metric) error {
 		}
 		return 0
 	})
-	h := &dto.Histogram{
-		SampleCount:   proto.Uint64(count),
-		SampleSum:     proto.Float64(m.h.Sum.Seconds()),
-		Schema:        proto.Int32(histogram.Schema),
-		ZeroThreshold: proto.Float64(histogram.ZeroThreshold),
-		ZeroCount:     proto.Uint64(m.h.Zero),
+	out := &dto.Histogram{
+		SampleCount:   a.uint(count),
+		SampleSum:     a.float(h.Sum.Seconds()),
+		Schema:        &schema,
+		ZeroThreshold: &zeroThreshold,
+		ZeroCount:     a.uint(h.Zero),
+		Bucket:        make([]*dto.Bucket, 0, len(buckets)),
 	}
-	var last float64 = -1
-	var running uint64
+	last, running := -1.0, uint64(0)
 	for _, b := range buckets {
 		if b.le == last {
 			continue
 		}
 		last = b.le
 		running = max(running, min(b.count, count))
-		h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b.le), CumulativeCount: proto.Uint64(running)})
+		out.Bucket = append(out.Bucket, a.bucket(b.le, running))
 	}
-	h.PositiveSpan, h.PositiveDelta = spans(&m.h)
-	out.Histogram = h
-	out.Label = prometheus.MakeLabelPairs(m.desc, m.labels)
-	return nil
+	out.PositiveSpan, out.PositiveDelta = spans(h)
+	return out
 }
 
 // spans encodes the native buckets as spans of consecutive indices and
