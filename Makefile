@@ -56,8 +56,9 @@ fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a 
 	$(GO) test -run XXX -fuzz FuzzPrograms -fuzztime 60s ./pkg/datapath
 
 .PHONY: bench
-bench: deps ## Per-packet costs (BPF_PROG_TEST_RUN) and lab throughput vs routing, iptables, nftables
-	$(GO) test -run XXX -bench PerPacket -benchtime 20000x ./pkg/datapath
+bench: deps bpffs ## Per-packet costs, tracking cost, scrape cost, and lab throughput vs routing, iptables, nftables
+	$(GO) test -run XXX -bench 'PerPacket|TrackingCost' -benchtime 20000x ./pkg/datapath
+	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
 
 .PHONY: demo
