@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/gtpu"
 	"github.com/graylane/graylane/pkg/labagent"
 	"github.com/graylane/graylane/pkg/netlab"
@@ -114,18 +115,26 @@ func pick(h *netlab.Host, like netip.Addr) netip.Addr {
 
 func isCanary(name string) bool { return strings.HasPrefix(name, "c") }
 
-// waitKernelWeight waits until the kernel's services map has weight w for s.
-func (e *env) waitKernelWeight(t *testing.T, s service.Service) {
+// kernelService reads s back from the agent's pinned maps; close the view.
+func (e *env) kernelService(t *testing.T, s service.Service) (datapath.KernelService, *datapath.View) {
 	t.Helper()
 	v, err := e.agent.View()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
 	ks, ok, err := v.Service(s.Frontend())
 	if err != nil || !ok {
+		v.Close()
 		t.Fatalf("service %s not in the kernel: %v", s.Name, err)
 	}
+	return ks, v
+}
+
+// waitKernelWeight checks the kernel's services map has s's weight.
+func (e *env) waitKernelWeight(t *testing.T, s service.Service) {
+	t.Helper()
+	ks, v := e.kernelService(t, s)
+	defer v.Close()
 	if ks.Weight != s.CanaryWeight {
 		t.Fatalf("kernel weight of %s is %s after the reload, want %s", s.Name, ks.Weight, s.CanaryWeight)
 	}

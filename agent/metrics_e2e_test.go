@@ -161,15 +161,8 @@ next:
 // both pools merged.
 func kernelResponses(t *testing.T, e *env, s service.Service) (histogram.Histogram, [datapath.MaxThresholds]uint64) {
 	t.Helper()
-	v, err := e.agent.View()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ks, v := e.kernelService(t, s)
 	defer v.Close()
-	ks, ok, err := v.Service(s.Frontend())
-	if err != nil || !ok {
-		t.Fatalf("service %s not in the kernel: %v", s.Name, err)
-	}
 	lat, err := v.PoolLatency(ks.ID)
 	if err != nil {
 		t.Fatal(err)

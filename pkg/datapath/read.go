@@ -118,19 +118,23 @@ func (v *View) PoolCounters(id uint32) ([2]PoolCounters, error) {
 		if err := v.maps.PoolCounters.Lookup(poolCounterKey(id, pool), &perCPU); err != nil {
 			return out, fmt.Errorf("read counters of service %d: %w", id, err)
 		}
-		c := &out[pool]
-		for _, s := range perCPU {
-			c.PacketsToBackend += s.Packets[bpf.SteerDirectionDIR_TO_BACKEND]
-			c.PacketsToClient += s.Packets[bpf.SteerDirectionDIR_TO_CLIENT]
-			c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
-			c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
-			c.Flows += s.Flows
-			for k := range c.Errors {
-				c.Errors[k] += s.Errors[k]
-			}
-		}
+		out[pool].add(perCPU)
 	}
 	return out, nil
+}
+
+// add sums per-CPU counters into c.
+func (c *PoolCounters) add(perCPU []bpf.SteerPoolStats) {
+	for _, s := range perCPU {
+		c.PacketsToBackend += s.Packets[bpf.SteerDirectionDIR_TO_BACKEND]
+		c.PacketsToClient += s.Packets[bpf.SteerDirectionDIR_TO_CLIENT]
+		c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
+		c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
+		c.Flows += s.Flows
+		for k := range c.Errors {
+			c.Errors[k] += s.Errors[k]
+		}
+	}
 }
 
 // Stats returns the programs' path counters by name (see enum stat in
@@ -332,17 +336,7 @@ func (v *View) AllPools(n uint32) ([][2]PoolCounters, [][2]PoolLatency, error) {
 				l.Thresholds[i] = time.Duration(params[id].SlowNs[i])
 				l.Slow[i] = lats[k].Slow[i]
 			}
-			c := &counters[id][pool]
-			for _, s := range stats[k*cpus : (k+1)*cpus] {
-				c.PacketsToBackend += s.Packets[bpf.SteerDirectionDIR_TO_BACKEND]
-				c.PacketsToClient += s.Packets[bpf.SteerDirectionDIR_TO_CLIENT]
-				c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
-				c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
-				c.Flows += s.Flows
-				for e := range c.Errors {
-					c.Errors[e] += s.Errors[e]
-				}
-			}
+			counters[id][pool].add(stats[k*cpus : (k+1)*cpus])
 		}
 	}
 	return counters, latency, nil
