@@ -14,6 +14,7 @@ package exporter
 
 import (
 	"compress/gzip"
+	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/graylane/graylane/pkg/datapath"
@@ -54,9 +56,10 @@ type Gatherer struct {
 func New(node string, src Source) *Gatherer { return &Gatherer{node: node, src: src} }
 
 // Handler serves /metrics: the node's graylane_* families, then those of
-// extra (the Go runtime and process collectors, say). Compression is gzip
-// at its fastest level: at a thousand services the default level cost more
-// CPU than building the families.
+// extra (the Go runtime and process collectors, say), in the format the
+// scraper negotiates (protobuf carries the native histograms). Compression
+// is gzip at its fastest level: at a thousand services the default level
+// cost more CPU than building the families.
 func Handler(g *Gatherer, extra prometheus.Gatherer, errorLog promhttp.Logger) http.Handler {
 	all := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		ours, err := g.Gather()
@@ -71,15 +74,41 @@ func Handler(g *Gatherer, extra prometheus.Gatherer, errorLog promhttp.Logger) h
 	})
 	h := promhttp.HandlerFor(all, promhttp.HandlerOpts{ErrorLog: errorLog, DisableCompression: true, ErrorHandling: promhttp.ContinueOnError})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		var out io.Writer = w
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			defer zw.Close()
+			w.Header().Set("Content-Encoding", "gzip")
+			w = gzipResponse{ResponseWriter: w, zw: zw}
+			out = zw
+		}
+		if expfmt.Negotiate(r.Header).FormatType() != expfmt.TypeTextPlain {
 			h.ServeHTTP(w, r)
 			return
 		}
-		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-		defer zw.Close()
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Del("Content-Length")
-		h.ServeHTTP(gzipResponse{ResponseWriter: w, zw: zw}, r)
+		// The text format: our families through the lean writer, the
+		// others through expfmt.
+		ours, err := g.Gather()
+		if err != nil && errorLog != nil {
+			errorLog.Println(err)
+		}
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		if err := writeText(out, ours); err != nil {
+			return
+		}
+		if extra == nil {
+			return
+		}
+		theirs, err := extra.Gather()
+		if err != nil && errorLog != nil {
+			errorLog.Println(err)
+		}
+		enc := expfmt.NewEncoder(out, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, f := range theirs {
+			if err := enc.Encode(f); err != nil {
+				return
+			}
+		}
 	})
 }
 
