@@ -96,16 +96,21 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 				    const __u8 dst[16], __be16 sport, __be16 dport, __u16 tot_len,
 				    __u32 ifindex, struct nexthop *nh)
 {
-	struct nh_key key = { .ifindex = ifindex };
 	struct bpf_fib_lookup fib;
 	__u64 now = bpf_ktime_get_coarse_ns();
-	struct nexthop *cached;
+	const __u32 *a = (const __u32 *)dst;
+	/* Fibonacci hashing of the address's last word and the interface. */
+	__u32 idx = ((a[3] ^ a[1] ^ ifindex) * 0x9E3779B1u) >> (32 - 12);
+	struct nh_slot *slot;
 	__u32 mtu = 0;
 
-	addr_copy(key.addr, dst);
-	cached = bpf_map_lookup_elem(&nexthops, &key);
-	if (cached && cached->gen == route_gen && now < cached->expires_ns) {
-		*nh = *cached;
+	_Static_assert(NH_SLOTS == 1 << 12, "the hash yields 12 bits");
+	slot = bpf_map_lookup_elem(&nexthops, &idx);
+	if (!slot)
+		return -1;
+	if (slot->key.ifindex == ifindex && addr_equal(slot->key.addr, dst) && slot->nh.gen == route_gen &&
+	    now < slot->nh.expires_ns) {
+		*nh = slot->nh;
 		return 0;
 	}
 	count(STAT_NEXTHOP_MISS);
@@ -120,7 +125,9 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 	nh->mtu = mtu;
 	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
-	bpf_map_update_elem(&nexthops, &key, nh, BPF_ANY);
+	addr_copy(slot->key.addr, dst);
+	slot->key.ifindex = ifindex;
+	slot->nh = *nh;
 	return 0;
 }
 

@@ -139,6 +139,13 @@ type SteerNhKey struct {
 	Ifindex uint32
 }
 
+type SteerNhSlot struct {
+	_   structs.HostLayout
+	Key SteerNhKey
+	_   [4]byte
+	Nh  SteerNexthop
+}
+
 type SteerPinKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32

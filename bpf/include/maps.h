@@ -173,8 +173,8 @@ struct reply {
 	__u32 svc_id;
 };
 
-/* Key of the nexthops cache: where a rewritten packet goes, and from which
- * interface it came (policy routing may depend on it). */
+/* Key of a next-hop cache slot: where a rewritten packet goes, and from
+ * which interface it came (policy routing may depend on it). */
 struct nh_key {
 	__u8 addr[16];
 	__u32 ifindex;
@@ -312,11 +312,22 @@ struct {
 	__uint(max_entries, 262144);
 } flows SEC(".maps");
 
+/* A slot of the next-hop cache. */
+struct nh_slot {
+	struct nh_key key;
+	struct nexthop nh;
+};
+
+/* The next-hop cache: direct-mapped, per CPU. Per CPU, a slot has one
+ * writer (programs do not nest on a CPU's receive path), so a reader never
+ * sees it half written; direct-mapped, a lookup is an index and one key
+ * comparison instead of a hash-table walk. A collision costs a FIB lookup. */
+#define NH_SLOTS 4096
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct nh_key);
-	__type(value, struct nexthop);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct nh_slot);
+	__uint(max_entries, NH_SLOTS);
 } nexthops SEC(".maps");
 
 /* Set before load: 0 turns request tracking (latency histograms, error
