@@ -102,15 +102,7 @@ type Datapath struct {
 // anything: see Attach.
 func New(opts Options) (*Datapath, error) {
 	opts.setDefaults()
-	spec, err := bpf.LoadSteer()
-	if err != nil {
-		return nil, fmt.Errorf("load program spec: %w", err)
-	}
-	statNames, err := enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT))
-	if err != nil {
-		return nil, err
-	}
-	errNames, err := enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT))
+	spec, statNames, errNames, err := loadSpec()
 	if err != nil {
 		return nil, err
 	}
@@ -332,6 +324,22 @@ func isBPFFS(path string) (bool, error) {
 		return false, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	return uint32(st.Type) == unix.BPF_FS_MAGIC, nil
+}
+
+// loadSpec loads the programs' spec and the names of their path counters
+// and error kinds (from BTF).
+func loadSpec() (spec *ebpf.CollectionSpec, statNames, errNames []string, err error) {
+	spec, err = bpf.LoadSteer()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load program spec: %w", err)
+	}
+	if statNames, err = enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT)); err != nil {
+		return nil, nil, nil, err
+	}
+	if errNames, err = enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT)); err != nil {
+		return nil, nil, nil, err
+	}
+	return spec, statNames, errNames, nil
 }
 
 // enumNames reads the names of a C enum's values from the programs' BTF,

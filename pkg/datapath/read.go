@@ -55,15 +55,7 @@ type View struct {
 
 // OpenPinned opens the maps an agent pinned under pinPath, for reading.
 func OpenPinned(pinPath string) (*View, error) {
-	spec, err := bpf.LoadSteer()
-	if err != nil {
-		return nil, fmt.Errorf("load program spec: %w", err)
-	}
-	statNames, err := enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT))
-	if err != nil {
-		return nil, err
-	}
-	errNames, err := enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT))
+	_, statNames, errNames, err := loadSpec()
 	if err != nil {
 		return nil, err
 	}
