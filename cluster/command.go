@@ -1,0 +1,193 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// CommandType identifies a command in the raft log: one byte, then the
+// command's JSON. The numbers are append-only: a type is never reused or
+// renumbered, so any node can replay any log.
+type CommandType uint8
+
+// IgnoreIfUnknown marks a command an older node may skip: set on commands
+// added in a rolling upgrade whose effect an old node can do without. A
+// command without it that a node does not know stops the node (better
+// than diverging).
+const IgnoreIfUnknown CommandType = 0x80
+
+// The commands. Append only.
+const (
+	// CmdApplyServices creates or replaces a set of services at once.
+	CmdApplyServices CommandType = 1
+	// CmdDeleteService removes a service.
+	CmdDeleteService CommandType = 2
+	// CmdSetWeight sets a service's canary weight.
+	CmdSetWeight CommandType = 3
+	// CmdSetPin adds a pin or changes its pool.
+	CmdSetPin CommandType = 4
+	// CmdRemovePin removes a pin.
+	CmdRemovePin CommandType = 5
+)
+
+// Command is one change of the desired state.
+type Command interface {
+	Type() CommandType
+	// apply changes st (a copy) or says why it cannot.
+	apply(st *State) error
+}
+
+// ApplyServices creates or replaces Services, all or none.
+type ApplyServices struct {
+	Services []service.Service `json:"services"`
+}
+
+// DeleteService removes the service Name.
+type DeleteService struct {
+	Name string `json:"name"`
+}
+
+// SetWeight sets the canary weight of the service Name.
+type SetWeight struct {
+	Name   string         `json:"name"`
+	Weight service.Weight `json:"weight"`
+}
+
+// SetPin pins Prefix of the service Name to Pool.
+type SetPin struct {
+	Name   string       `json:"name"`
+	Prefix netip.Prefix `json:"prefix"`
+	Pool   service.Pool `json:"pool"`
+}
+
+// RemovePin removes the pin of Prefix from the service Name.
+type RemovePin struct {
+	Name   string       `json:"name"`
+	Prefix netip.Prefix `json:"prefix"`
+}
+
+func (ApplyServices) Type() CommandType { return CmdApplyServices }
+func (DeleteService) Type() CommandType { return CmdDeleteService }
+func (SetWeight) Type() CommandType     { return CmdSetWeight }
+func (SetPin) Type() CommandType        { return CmdSetPin }
+func (RemovePin) Type() CommandType     { return CmdRemovePin }
+
+// decoders builds an empty command of each known type. Each type is
+// registered once, here.
+var decoders = map[CommandType]func() Command{
+	CmdApplyServices: func() Command { return &ApplyServices{} },
+	CmdDeleteService: func() Command { return &DeleteService{} },
+	CmdSetWeight:     func() Command { return &SetWeight{} },
+	CmdSetPin:        func() Command { return &SetPin{} },
+	CmdRemovePin:     func() Command { return &RemovePin{} },
+}
+
+// Encode turns a command into a log entry.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", c.Type(), err)
+	}
+	return append([]byte{byte(c.Type())}, body...), nil
+}
+
+// errUnknownIgnorable says an entry is of a newer, skippable type.
+var errUnknownIgnorable = errors.New("unknown command marked ignore-if-unknown")
+
+// Decode turns a log entry back into a command.
+func Decode(entry []byte) (Command, error) {
+	if len(entry) == 0 {
+		return nil, errors.New("empty command")
+	}
+	t := CommandType(entry[0])
+	mk, ok := decoders[t&^IgnoreIfUnknown]
+	if !ok {
+		if t&IgnoreIfUnknown != 0 {
+			return nil, errUnknownIgnorable
+		}
+		return nil, fmt.Errorf("unknown command type %d: this agent is older than the cluster's log; upgrade it", t)
+	}
+	c := mk()
+	if err := json.Unmarshal(entry[1:], c); err != nil {
+		return nil, fmt.Errorf("decode command type %d: %w", t, err)
+	}
+	return c, nil
+}
+
+// ConflictError is a command that is valid on its own but not against the
+// state it met (a service that does not exist, a pin to an empty pool).
+type ConflictError struct{ Err error }
+
+func (e *ConflictError) Error() string { return e.Err.Error() }
+func (e *ConflictError) Unwrap() error { return e.Err }
+
+// NotFoundError names a service or pin the state does not have.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What + " does not exist" }
+
+func (c *ApplyServices) apply(st *State) error {
+	for _, s := range c.Services {
+		if s.Tenant == "" {
+			s.Tenant = service.DefaultTenant
+		}
+		st.Services[s.Name] = s
+	}
+	return nil
+}
+
+func (c *DeleteService) apply(st *State) error {
+	if _, ok := st.Services[c.Name]; !ok {
+		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
+	}
+	delete(st.Services, c.Name)
+	return nil
+}
+
+func (c *SetWeight) apply(st *State) error {
+	s, ok := st.Services[c.Name]
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
+	}
+	s.CanaryWeight = c.Weight
+	st.Services[c.Name] = s
+	return nil
+}
+
+func (c *SetPin) apply(st *State) error {
+	s, ok := st.Services[c.Name]
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
+	}
+	p := c.Prefix.Masked()
+	for i := range s.Pins {
+		if s.Pins[i].Prefix == p {
+			s.Pins[i].Pool = c.Pool
+			st.Services[c.Name] = s
+			return nil
+		}
+	}
+	s.Pins = append(s.Pins, service.Pin{Prefix: p, Pool: c.Pool})
+	st.Services[c.Name] = s
+	return nil
+}
+
+func (c *RemovePin) apply(st *State) error {
+	s, ok := st.Services[c.Name]
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
+	}
+	p := c.Prefix.Masked()
+	for i := range s.Pins {
+		if s.Pins[i].Prefix == p {
+			s.Pins = append(s.Pins[:i:i], s.Pins[i+1:]...)
+			st.Services[c.Name] = s
+			return nil
+		}
+	}
+	return &NotFoundError{What: fmt.Sprintf("pin %s of service %q", p, c.Name)}
+}

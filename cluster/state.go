@@ -1,0 +1,49 @@
+// Package cluster keeps Graylane's desired state — services, their pools,
+// weights and pins, and room for mirror policies and releases — in a
+// hashicorp/raft cluster of agents. Every change is a typed command in the
+// raft log; every node's FSM applies the same commands in the same order,
+// and a reconciler on every node (package agent) applies the result to its
+// kernel.
+package cluster
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// State is the desired state of the cluster. It is only changed by
+// commands applied through the log.
+type State struct {
+	// Services by name.
+	Services map[string]service.Service `json:"services"`
+}
+
+// clone returns a deep copy: commands change a copy, and only a valid one
+// replaces the state.
+func (s *State) clone() State {
+	c := State{Services: make(map[string]service.Service, len(s.Services))}
+	for name, svc := range s.Services {
+		svc.Stable = slices.Clone(svc.Stable)
+		svc.Canary = slices.Clone(svc.Canary)
+		svc.Pins = slices.Clone(svc.Pins)
+		svc.LatencyThresholds = slices.Clone(svc.LatencyThresholds)
+		if svc.Mirror != nil {
+			m := *svc.Mirror
+			svc.Mirror = &m
+		}
+		c.Services[name] = svc
+	}
+	return c
+}
+
+// ServiceList returns the services sorted by name.
+func (s *State) ServiceList() []service.Service {
+	names := slices.Sorted(maps.Keys(s.Services))
+	out := make([]service.Service, 0, len(names))
+	for _, n := range names {
+		out = append(out, s.Services[n])
+	}
+	return out
+}

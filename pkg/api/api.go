@@ -1,0 +1,134 @@
+// Package api is the agent's HTTP API as both sides see it: the request
+// and response types, and a client. graylanectl uses the client; the agent
+// serves the same paths (agent/apiserver). Every path is under /v1.
+//
+//	GET    /v1/services                     -> []Service
+//	GET    /v1/services/{name}              -> Service
+//	POST   /v1/apply        (YAML manifests, all or nothing)      -> Write
+//	DELETE /v1/services/{name}                                    -> Write
+//	PUT    /v1/services/{name}/weight       WeightRequest         -> Write
+//	POST   /v1/services/{name}/pins         PinRequest            -> Write
+//	DELETE /v1/services/{name}/pins?prefix=P                      -> Write
+//	GET    /v1/members                      -> []Member
+//	DELETE /v1/members/{node}                                     -> Write
+//	GET    /v1/status[?service=NAME]        -> Status
+//
+// Writes accept ?wait=applied[&timeout=5s]: the answer comes once every live
+// member applied the write to its kernel, or says which did not in time.
+// Reads accept ?consistent=true for a linearizable read (via the leader).
+// Errors are Error with the HTTP status: 400 bad input (the reason names
+// the field), 401 no or unknown token, 403 a tenant token on another
+// tenant's service, 404 no such service or member, 409 a state conflict,
+// 503 no leader (the cluster cannot take writes now).
+package api
+
+import (
+	"time"
+)
+
+// Service is a service's desired state, in the manifest's words.
+type Service struct {
+	Name              string    `json:"name"`
+	Tenant            string    `json:"tenant"`
+	VIP               string    `json:"vip"`
+	Port              uint16    `json:"port"`
+	Protocol          string    `json:"protocol"`
+	Key               string    `json:"key"`
+	App               string    `json:"app,omitempty"`
+	Timeout           string    `json:"timeout,omitempty"`
+	LatencyThresholds []string  `json:"latencyThresholds,omitempty"`
+	Stable            []Backend `json:"stable"`
+	Canary            []Backend `json:"canary"`
+	// Weight is the canary weight, a percentage such as "5%".
+	Weight string `json:"weight"`
+	Pins   []Pin  `json:"pins,omitempty"`
+}
+
+// Backend is one backend of a pool.
+type Backend struct {
+	Address string `json:"address"`
+	Weight  uint32 `json:"weight,omitempty"`
+}
+
+// Pin sends a prefix's new flows to a pool.
+type Pin struct {
+	Prefix string `json:"prefix"`
+	Pool   string `json:"pool"`
+}
+
+// WeightRequest sets a service's canary weight ("5", "5%", "0.25%").
+type WeightRequest struct {
+	Weight string `json:"weight"`
+}
+
+// PinRequest adds (or changes) a pin.
+type PinRequest struct {
+	Prefix string `json:"prefix"`
+	Pool   string `json:"pool"`
+}
+
+// Write is the answer to a write: the raft index it was committed at, and,
+// with ?wait=applied, which members applied it.
+type Write struct {
+	Index uint64 `json:"index"`
+	// Applied lists the members that applied the write to their kernel
+	// (with ?wait=applied).
+	Applied []string `json:"applied,omitempty"`
+	// NotApplied lists the live members that did not within the timeout.
+	NotApplied []string `json:"notApplied,omitempty"`
+}
+
+// Member is a node of the cluster.
+type Member struct {
+	Node      string `json:"node"`
+	Address   string `json:"address"`
+	Leader    bool   `json:"leader"`
+	Voter     bool   `json:"voter"`
+	Reachable bool   `json:"reachable"`
+	// AppliedIndex is the last raft index the node applied to its kernel.
+	AppliedIndex uint64 `json:"appliedIndex"`
+}
+
+// Status is the desired and applied state of services, per node.
+type Status struct {
+	Index    uint64          `json:"index"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one service on every node.
+type ServiceStatus struct {
+	Name   string       `json:"name"`
+	Weight string       `json:"weight"` // desired
+	Nodes  []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is what one node's kernel does for a service.
+type NodeStatus struct {
+	Node string `json:"node"`
+	// Weight is the weight in the node's kernel ("" if the service is not
+	// installed there); Error says why a node could not be asked.
+	Weight string `json:"weight,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Pools are the live numbers of the stable and canary pools, over the
+	// node's last measurement window.
+	Pools []PoolStatus `json:"pools,omitempty"`
+}
+
+// PoolStatus is a pool's live numbers on a node.
+type PoolStatus struct {
+	Pool      string        `json:"pool"`
+	Backends  []string      `json:"backends"`
+	FlowRate  float64       `json:"flowRate"` // new flows per second
+	P50       time.Duration `json:"p50"`
+	P99       time.Duration `json:"p99"`
+	ErrorRate float64       `json:"errorRate"` // errors per response
+	Breaker   string        `json:"breaker,omitempty"`
+}
+
+// Error is an error answer.
+type Error struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return e.Message }
