@@ -1,0 +1,168 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Member is a node of the cluster as the node asked sees it.
+type Member struct {
+	Node      string
+	Address   string
+	Voter     bool
+	Leader    bool
+	Reachable bool
+	// Applied is the last index the member applied to its kernel.
+	Applied uint64
+}
+
+// Members lists the cluster's members, asking each for its applied index.
+func (n *Node) Members(ctx context.Context) ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read the cluster's members: %w", err)
+	}
+	_, leader := n.Leader()
+	servers := f.Configuration().Servers
+	out := make([]Member, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		out[i] = Member{Node: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: string(s.ID) == leader}
+		wg.Go(func() {
+			idx, err := n.appliedOf(ctx, s)
+			out[i].Reachable = err == nil
+			out[i].Applied = idx
+		})
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+func (n *Node) appliedOf(ctx context.Context, s raft.Server) (uint64, error) {
+	if string(s.ID) == n.cfg.Node {
+		return n.Applied(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var res appliedResponse
+	if err := n.call(ctx, string(s.Address), "/cluster/applied", struct{}{}, &res); err != nil {
+		return 0, err
+	}
+	return res.Index, nil
+}
+
+// RemoveMember takes a node out of the cluster (through the leader).
+func (n *Node) RemoveMember(ctx context.Context, node string) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	found := false
+	for _, s := range f.Configuration().Servers {
+		found = found || string(s.ID) == node
+	}
+	if !found {
+		return &NotFoundError{What: fmt.Sprintf("member %q", node)}
+	}
+	if n.IsLeader() {
+		return n.removeLocal(node)
+	}
+	addr, _ := n.Leader()
+	if addr == "" {
+		return errNoLeader
+	}
+	return n.call(ctx, addr, "/cluster/remove", removeRequest{Node: node}, nil)
+}
+
+func (n *Node) removeLocal(node string) error {
+	return n.raft.RemoveServer(raft.ServerID(node), 0, 10*time.Second).Error()
+}
+
+// WaitApplied waits until every member applied index to its kernel, or
+// until timeout; it returns who did and who did not.
+func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Duration) (applied, notApplied []string, err error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, nil, err
+	}
+	servers := f.Configuration().Servers
+	deadline := time.Now().Add(timeout)
+	done := make([]bool, len(servers))
+	for {
+		all := true
+		for i, s := range servers {
+			if done[i] {
+				continue
+			}
+			if idx, err := n.appliedOf(ctx, s); err == nil && idx >= index {
+				done[i] = true
+				continue
+			}
+			all = false
+		}
+		if all || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i, s := range servers {
+		if done[i] {
+			applied = append(applied, string(s.ID))
+		} else {
+			notApplied = append(notApplied, string(s.ID))
+		}
+	}
+	if ctx.Err() != nil {
+		return applied, notApplied, ctx.Err()
+	}
+	return applied, notApplied, nil
+}
+
+// NodeStatus asks every member for its status of a service (through the
+// status function each node installed); the answers are raw JSON.
+func (n *Node) NodeStatus(ctx context.Context, svc string) (map[string]any, map[string]error) {
+	answers := map[string]any{}
+	errs := map[string]error{}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		errs[n.cfg.Node] = err
+		return answers, errs
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range f.Configuration().Servers {
+		wg.Go(func() {
+			var out any
+			var err error
+			if string(s.ID) == n.cfg.Node {
+				if fn := n.status.Load(); fn != nil {
+					out, err = (*fn)(svc)
+				} else {
+					err = errors.New("status not available yet")
+				}
+			} else {
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				var raw map[string]any
+				err = n.call(cctx, string(s.Address), "/cluster/status", statusRequest{Service: svc}, &raw)
+				out = raw
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[string(s.ID)] = err
+			} else {
+				answers[string(s.ID)] = out
+			}
+		})
+	}
+	wg.Wait()
+	return answers, errs
+}

@@ -1,0 +1,320 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config configures a node.
+type Config struct {
+	// Node is the node's name, its raft server ID.
+	Node string
+	// DataDir holds the raft log (raft.db) and the snapshots.
+	DataDir string
+	// Address is host:port of the cluster port, as other nodes reach it.
+	// Empty: a single-node cluster with no network (the embedded default).
+	Address string
+	// Bind is where the cluster port listens; default Address.
+	Bind string
+	// Join lists cluster addresses of members to ask for admission when
+	// this node has no state yet. Empty: a node without state creates a new
+	// cluster with itself as its only member.
+	Join []string
+	// ServerTLS and ClientTLS secure the cluster port (mutual TLS). Both
+	// nil: plaintext, for tests on loopback only.
+	ServerTLS, ClientTLS *tls.Config
+	// Logger receives the node's and raft's logs.
+	Logger *slog.Logger
+	// Timing overrides (zero: raft's defaults); tests shorten them.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// SnapshotThreshold and TrailingLogs override raft's (zero: defaults).
+	SnapshotThreshold, TrailingLogs uint64
+	// SnapshotInterval overrides raft's (zero: default).
+	SnapshotInterval time.Duration
+}
+
+// Node is one member of the cluster.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *FSM
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	mux   *mux // nil for a single node
+	rpc   *http.Server
+	hc    *http.Client // RPCs to other nodes
+
+	// Created says this node created the cluster (bootstrapped a fresh
+	// one): the agent then applies its manifests once.
+	Created bool
+
+	applied atomic.Uint64 // index the reconciler applied to the kernel
+	status  atomic.Pointer[StatusFunc]
+	wg      sync.WaitGroup
+}
+
+// StatusFunc answers a status query for this node's kernel.
+type StatusFunc func(service string) (any, error)
+
+// Start opens the node's stores, starts raft, and either creates a new
+// cluster, joins one (Config.Join) or resumes from its stored state.
+func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = cfg.Address
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	var err error
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open the raft log in %s: %w", cfg.DataDir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogAdapter(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("open the snapshots in %s: %w", cfg.DataDir, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Node)
+	rc.Logger = hclogAdapter(cfg.Logger)
+	rc.PreVoteDisabled = false
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+
+	var trans raft.Transport
+	self := raft.ServerAddress(cfg.Address)
+	if cfg.Address == "" {
+		self, trans = raft.NewInmemTransport("")
+	} else {
+		n.mux, err = newMux(cfg.Bind, cfg.Address, cfg.ServerTLS, cfg.ClientTLS, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: raftLayer{newStreams(n.mux, n.mux.raft)}, MaxPool: 3, Timeout: 10 * time.Second,
+			Logger: hclogAdapter(cfg.Logger),
+		})
+		n.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return n.mux.dial(ctx, addr, streamRPC)
+			},
+			MaxIdleConnsPerHost: 4,
+		}}
+		n.rpc = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.wg.Go(func() { n.rpc.Serve(newStreams(n.mux, n.mux.rpc)) })
+	}
+
+	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("read the raft state: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	switch {
+	case hasState:
+		n.log.Info("resuming from stored state", "node", cfg.Node)
+	case len(cfg.Join) == 0:
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: self, Suffrage: raft.Voter}}}
+		if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
+			return nil, fmt.Errorf("create the cluster: %w", err)
+		}
+		n.Created = true
+		n.log.Info("created a new cluster", "node", cfg.Node)
+	default:
+		if err := n.join(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return n, nil
+}
+
+// join asks the members in Config.Join, in turn and until ctx ends, to add
+// this node as a voter.
+func (n *Node) join(ctx context.Context) error {
+	req := joinRequest{Node: n.cfg.Node, Address: n.cfg.Address}
+	for attempt := 0; ; attempt++ {
+		var last error
+		for _, addr := range n.cfg.Join {
+			if err := n.call(ctx, addr, "/cluster/join", req, nil); err != nil {
+				last = err
+				continue
+			}
+			n.log.Info("joined the cluster", "via", addr)
+			return nil
+		}
+		n.log.Warn("cannot join the cluster yet; retrying", "join", n.cfg.Join, "err", last)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join the cluster via %v: %w", n.cfg.Join, last)
+		case <-time.After(time.Duration(min(attempt+1, 5)) * time.Second):
+		}
+	}
+}
+
+// Close stops raft and the cluster port.
+func (n *Node) Close() error {
+	var errs []error
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.rpc != nil {
+		n.rpc.Close()
+	}
+	if n.mux != nil {
+		n.mux.Close()
+	}
+	n.wg.Wait()
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// IsLeader reports whether this node leads the cluster.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderAddress returns the leader's cluster address and name ("" if none).
+func (n *Node) Leader() (address, node string) {
+	a, id := n.raft.LeaderWithID()
+	return string(a), string(id)
+}
+
+// SetApplied records the last index the reconciler applied to the kernel.
+func (n *Node) SetApplied(index uint64) { n.applied.Store(index) }
+
+// Applied returns the last index the reconciler applied to the kernel.
+func (n *Node) Applied() uint64 { return n.applied.Load() }
+
+// SetStatus installs what answers status queries about this node.
+func (n *Node) SetStatus(f StatusFunc) { n.status.Store(&f) }
+
+// leaderWait is how long a write waits for a leader before failing.
+const leaderWait = 5 * time.Second
+
+// Apply commits a command through the leader (forwarding it when this node
+// is a follower) and returns its raft index. A command the state refuses
+// returns a *ConflictError, a *NotFoundError or a validation error.
+func (n *Node) Apply(ctx context.Context, c Command) (uint64, error) {
+	data, err := Encode(c)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(leaderWait)
+	for {
+		if n.IsLeader() {
+			return n.applyLocal(data)
+		}
+		addr, _ := n.Leader()
+		if addr != "" && n.hc != nil {
+			var res applyResponse
+			err := n.call(ctx, addr, "/cluster/apply", applyRequest{Data: data}, &res)
+			if err == nil {
+				return res.Index, res.err()
+			}
+			var remote *rpcError
+			if !errors.As(err, &remote) || remote.Status != http.StatusServiceUnavailable {
+				if time.Now().After(deadline) {
+					return 0, fmt.Errorf("forward the write to the leader %s: %w", addr, err)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, errNoLeader
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) applyLocal(data []byte) (uint64, error) {
+	f := n.raft.Apply(data, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, errNoLeader
+		}
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if res, ok := f.Response().(error); ok && res != nil {
+		return f.Index(), res
+	}
+	return f.Index(), nil
+}
+
+// ErrNoLeader reports whether err says the cluster had no leader.
+func ErrNoLeader(err error) bool { return errors.Is(err, errNoLeader) }
+
+// ConsistentState returns the state as of now on the leader: a read that
+// sees every write committed before it (forwarded when this node follows).
+func (n *Node) ConsistentState(ctx context.Context) (State, uint64, error) {
+	if n.IsLeader() {
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return State{}, 0, errNoLeader
+		}
+		if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+			return State{}, 0, fmt.Errorf("read barrier: %w", err)
+		}
+		st, idx := n.fsm.State()
+		return st, idx, nil
+	}
+	addr, _ := n.Leader()
+	if addr == "" || n.hc == nil {
+		return State{}, 0, errNoLeader
+	}
+	var res stateResponse
+	if err := n.call(ctx, addr, "/cluster/state", struct{}{}, &res); err != nil {
+		return State{}, 0, fmt.Errorf("read from the leader %s: %w", addr, err)
+	}
+	return res.State, res.Index, nil
+}
