@@ -87,6 +87,8 @@ type Config struct {
 	// Manifests is a manifest file or directory, applied once when the
 	// cluster is first created.
 	Manifests string `yaml:"manifests"`
+	// Tokens are the bearer tokens of the TCP API.
+	Tokens []Token `yaml:"tokens"`
 }
 
 // Interface is a network interface the agent attaches to.
@@ -97,10 +99,26 @@ type Interface struct {
 
 // Listen holds the addresses the agent serves on.
 type Listen struct {
-	// API is unix:///path/to/socket or https://host:port.
+	// API is unix:///path/to/socket (root only; no token needed).
 	API string `yaml:"api"`
+	// APITCP is an optional host:port for the API over HTTPS (with the
+	// cluster's TLS certificate), where a bearer token from Tokens is
+	// required.
+	APITCP string `yaml:"apiTCP"`
 	// Metrics is the host:port of the Prometheus endpoint.
 	Metrics string `yaml:"metrics"`
+}
+
+// Token grants API access over listen.apiTCP.
+type Token struct {
+	// Name identifies the token in logs.
+	Name string `yaml:"name"`
+	// Secret is the bearer token; SecretFile a file holding it (one of
+	// the two).
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secretFile"`
+	// Tenant limits the token to that tenant's services; "*" is admin.
+	Tenant string `yaml:"tenant"`
 }
 
 // Cluster says how the agent joins the other nodes. It is kept as written.

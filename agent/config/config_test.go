@@ -101,7 +101,8 @@ func TestParseSettings(t *testing.T) {
 		{"listen: {api: 'https://gw-1.example.com:8443', metrics: '[::1]:9477'}\n", func(c *Config) bool { return c.Listen.Metrics == "[::1]:9477" }},
 		{"listen: {metrics: 'localhost:9477'}\n", func(c *Config) bool { return c.Listen.Metrics == "localhost:9477" }},
 		{"listen: {metrics: '[fe80::1%eth0]:9477'}\n", func(c *Config) bool { return c.Listen.Metrics == "[fe80::1%eth0]:9477" }},
-		{"cluster: {}\n", func(c *Config) bool { return c.Cluster != nil && c.Cluster.Raft == "" }},
+		{"cluster: {raft: '10.0.0.1:7071', tls: {ca: /a.pem, cert: /b.pem, key: /c.pem}}\n", func(c *Config) bool { return c.Cluster != nil && c.Cluster.Raft == "10.0.0.1:7071" }},
+		{"listen: {apiTCP: '10.0.0.1:7443'}\ncluster: {raft: '10.0.0.1:7071', tls: {ca: /a.pem, cert: /b.pem, key: /c.pem}}\ntokens: [{name: ops, secret: 0123456789abcdef0123, tenant: '*'}]\n", func(c *Config) bool { return c.Listen.APITCP == "10.0.0.1:7443" && c.Tokens[0].Tenant == "*" }},
 		{"manifests: /srv/graylane/auth.yaml\n", func(c *Config) bool { return c.Manifests == "/srv/graylane/auth.yaml" }},
 	}
 	for _, tt := range tests {
@@ -146,6 +147,12 @@ func TestParseErrors(t *testing.T) {
 		{"flow table too big", ifc + "flowTable: 67108865\n", []string{"agent.yaml:2: flowTable: 67108865 is outside 1024..67108864"}},
 		{"flow table zero", ifc + "flowTable: 0\n", []string{"flowTable: 0 is outside"}},
 		{"flow table negative", ifc + "flowTable: -1\n", []string{"flowTable: -1 is outside"}},
+		{"cluster without raft or tls", ifc + "cluster: {}\n", []string{"cluster.raft: is required", "cluster.tls.ca: is required", "cluster.tls.cert: is required", "cluster.tls.key: is required"}},
+		{"cluster bad join", ifc + "cluster: {raft: '10.0.0.1:7071', join: [nowhere], tls: {ca: /a, cert: /b, key: /c}}\n", []string{"cluster.join[0]:"}},
+		{"api tcp without tls and tokens", ifc + "listen: {apiTCP: '0.0.0.0:7443'}\n", []string{"listen.apiTCP: needs cluster.tls", "tokens: is empty but listen.apiTCP is set"}},
+		{"token short secret", ifc + "tokens: [{name: ops, secret: short, tenant: '*'}]\n", []string{"tokens[0].secret: is shorter than 16"}},
+		{"token no secret", ifc + "tokens: [{name: ops, tenant: team-a}]\n", []string{"tokens[0]: needs secret or secretFile"}},
+		{"token bad tenant", ifc + "tokens: [{name: ops, secret: 0123456789abcdef0, tenant: 'Team A'}]\n", []string{"tokens[0].tenant:"}},
 		{"flow table not a number", ifc + "flowTable: many\n", []string{`agent.yaml:2: flowTable: must be a whole number, not the single value "many"`}},
 		{"flow table float", ifc + "flowTable: 1.5e6\n", []string{"flowTable: must be a whole number"}},
 		{"flow table huge", ifc + "flowTable: 99999999999999999999\n", []string{"flowTable: must be a whole number"}},

@@ -25,12 +25,13 @@ func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
 const maxSocketPath = 107
 
 var (
-	nodeRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	tokenNameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
+	nodeRE      = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	hostnameRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 )
 
 // Validate checks c. It returns every problem found, joined, each a
-// *FieldError. The cluster settings are not checked here.
+// *FieldError.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
@@ -87,6 +88,61 @@ func (c *Config) Validate() error {
 	}
 	if msg := apiProblem(c.Listen.API); msg != "" {
 		bad("listen.api", "%s", msg)
+	}
+	if c.Listen.APITCP != "" {
+		if msg := hostPortProblem(c.Listen.APITCP); msg != "" {
+			bad("listen.apiTCP", "%s", msg)
+		}
+		if c.Cluster == nil || c.Cluster.TLS.Cert == "" {
+			bad("listen.apiTCP", "needs cluster.tls: the HTTPS API uses the node's certificate")
+		}
+		if len(c.Tokens) == 0 {
+			bad("tokens", "is empty but listen.apiTCP is set: give at least one token, or nobody can use the TCP API")
+		}
+	}
+	names := map[string]int{}
+	for i, tk := range c.Tokens {
+		at := fmt.Sprintf("tokens[%d]", i)
+		if !tokenNameRE.MatchString(tk.Name) {
+			bad(at+".name", "%q must be 1 to 63 characters of a-z, 0-9 and -", tk.Name)
+		} else if j, dup := names[tk.Name]; dup {
+			bad(at+".name", "%q is used twice (also at tokens[%d])", tk.Name, j)
+		} else {
+			names[tk.Name] = i
+		}
+		switch {
+		case tk.Secret == "" && tk.SecretFile == "":
+			bad(at, "needs secret or secretFile")
+		case tk.Secret != "" && tk.SecretFile != "":
+			bad(at, "has both secret and secretFile: give one")
+		case tk.Secret != "" && len(tk.Secret) < 16:
+			bad(at+".secret", "is shorter than 16 characters: use a long random string")
+		case tk.SecretFile != "" && !filepath.IsAbs(tk.SecretFile):
+			bad(at+".secretFile", "%q is relative: give an absolute path", tk.SecretFile)
+		}
+		if tk.Tenant != "*" && !tokenNameRE.MatchString(tk.Tenant) {
+			bad(at+".tenant", "%q: give a tenant name, or \"*\" for an admin token", tk.Tenant)
+		}
+	}
+	if cl := c.Cluster; cl != nil {
+		if cl.Raft == "" {
+			bad("cluster.raft", "is required: this node's cluster address host:port, as the other nodes reach it")
+		} else if msg := hostPortProblem(cl.Raft); msg != "" {
+			bad("cluster.raft", "%s", msg)
+		}
+		for i, j := range cl.Join {
+			if msg := hostPortProblem(j); msg != "" {
+				bad(fmt.Sprintf("cluster.join[%d]", i), "%s", msg)
+			}
+		}
+		for _, f := range []struct{ path, value string }{{"cluster.tls.ca", cl.TLS.CA}, {"cluster.tls.cert", cl.TLS.Cert}, {"cluster.tls.key", cl.TLS.Key}} {
+			switch {
+			case f.value == "":
+				bad(f.path, "is required: the cluster port uses mutual TLS (graylane-agent certs makes a lab set)")
+			case !filepath.IsAbs(f.value):
+				bad(f.path, "%q is relative: give an absolute path", f.value)
+			}
+		}
 	}
 	if c.Listen.Metrics == "" {
 		bad("listen.metrics", "is required: a host:port such as %s", DefaultMetrics)
