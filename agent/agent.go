@@ -1,11 +1,14 @@
 // Package agent runs Graylane on one gateway host: it loads the steering
-// programs, attaches them to the configured interfaces, and keeps the
-// kernel's maps equal to the services of the manifests.
+// programs and attaches them to the configured interfaces, runs a member of
+// the raft cluster that holds the desired state, keeps the kernel's maps
+// equal to that state (the reconciler), and serves the API and the metrics.
 //
-// The agent is single-node for now: its desired state is the manifests
-// file or directory of its configuration. SIGHUP re-reads the configuration
-// and the manifests and applies the difference; a bad manifest or setting
-// is reported and changes nothing. SIGTERM detaches everything cleanly.
+// Without a cluster section in the configuration the agent is a
+// single-node cluster of its own (the embedded default). The manifests of
+// the configuration are applied once, when a node creates a new cluster;
+// afterwards the state changes through the API (graylanectl). SIGHUP
+// re-reads the configuration (interfaces, attach mode); SIGTERM detaches
+// everything cleanly.
 package agent
 
 import (
@@ -13,22 +16,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/datapath"
-	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/manifest"
+	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -43,14 +43,17 @@ type Agent struct {
 	cfg  *config.Config
 	log  *slog.Logger
 	dp   *datapath.Datapath
-	svcs []service.Service
+	node *cluster.Node
 
-	flows atomic.Int64 // flow table entries at the last sweep
+	seed  []service.Service // manifests to apply once: this node created the cluster
+	flows atomic.Int64      // flow table entries at the last sweep
+	win   *windows
 }
 
-// New loads the data path and attaches it as cfg says, then applies the
-// manifests. configPath ("" for none) is what Reload re-reads.
-func New(cfg *config.Config, configPath string, log *slog.Logger) (*Agent, error) {
+// New loads the data path and attaches it as cfg says, and starts this
+// node's member of the cluster (creating, joining or resuming it).
+// configPath ("" for none) is what Reload re-reads.
+func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger) (*Agent, error) {
 	dp, err := datapath.New(datapath.Options{
 		PinPath:   cfg.BPFFS,
 		FlowTable: uint32(cfg.FlowTable),
@@ -60,49 +63,96 @@ func New(cfg *config.Config, configPath string, log *slog.Logger) (*Agent, error
 		return nil, err
 	}
 	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp}
+	a.win = newWindows(a)
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
 	if err := a.attach(cfg); err != nil {
-		a.dp.Close()
 		return nil, err
 	}
-	svcs, err := loadManifests(cfg.Manifests, log)
+	ccfg, err := clusterConfig(cfg, log)
 	if err != nil {
-		a.dp.Close()
 		return nil, err
 	}
-	if err := a.dp.Apply(svcs); err != nil {
-		a.dp.Close()
-		return nil, fmt.Errorf("apply manifests from %s: %w", cfg.Manifests, err)
+	creating, err := cluster.WillCreate(ccfg)
+	if err != nil {
+		return nil, err
 	}
-	a.svcs = svcs
-	log.Info("applied manifests", "path", cfg.Manifests, "services", len(svcs))
+	if creating {
+		// Read the manifests before the cluster exists: if they are bad,
+		// nothing is created and the next start tries again.
+		if a.seed, err = loadManifests(cfg.Manifests, log); err != nil {
+			return nil, fmt.Errorf("manifests to create the cluster with: %w", err)
+		}
+	}
+	a.node, err = cluster.Start(ctx, ccfg, cluster.NewFSM(log))
+	if err != nil {
+		return nil, err
+	}
+	a.node.SetStatus(a.status)
+	ok = true
 	return a, nil
+}
+
+// clusterConfig turns the agent's configuration into the node's.
+func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error) {
+	c := cluster.Config{Node: cfg.Node, DataDir: filepath.Join(cfg.DataDir, "raft"), Logger: log}
+	if cl := cfg.Cluster; cl != nil {
+		server, client, err := pki.Load(pki.Files{CA: cl.TLS.CA, Cert: cl.TLS.Cert, Key: cl.TLS.Key})
+		if err != nil {
+			return c, err
+		}
+		c.Address, c.Join, c.ServerTLS, c.ClientTLS = cl.Raft, cl.Join, server, client
+	}
+	return c, nil
 }
 
 // Datapath gives access to the loaded data path.
 func (a *Agent) Datapath() *datapath.Datapath { return a.dp }
 
-// Close detaches every program and removes the agent's maps and pins.
-func (a *Agent) Close() error { return a.dp.Close() }
+// Close leaves raft, detaches every program, and removes the maps and pins.
+func (a *Agent) Close() error {
+	var errs []error
+	if a.node != nil {
+		if err := a.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop the cluster node: %w", err))
+		}
+	}
+	if err := a.dp.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
 
-// Run serves until ctx ends: it keeps the next-hop cache in step with the
-// routing tables, and reloads on SIGHUP.
+// Run serves until ctx ends: the reconciler, the API, the metrics, the
+// timeout sweep and the route watch; SIGHUP reloads the configuration.
 func (a *Agent) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wg.Go(func() { a.watchRoutes(ctx) })
 	wg.Go(func() { a.sweep(ctx) })
-	metrics, err := a.serveMetrics(ctx, &wg)
+	wg.Go(func() { a.reconcile(ctx) })
+	wg.Go(func() { a.win.run(ctx) })
+	if err := a.seedManifests(ctx); err != nil {
+		return err
+	}
+	servers, err := a.serve(ctx, &wg)
 	if err != nil {
 		return err
 	}
-	a.log.Info("ready", "node", a.cfg.Node, "services", len(a.svcs), "metrics", metrics)
+	a.log.Info("ready", append([]any{"node", a.cfg.Node}, servers...)...)
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case <-hup:
 			if err := a.Reload(); err != nil {
@@ -112,8 +162,54 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// Reload re-reads the configuration and the manifests and applies what
-// changed. On any error nothing changes.
+// seedManifests applies the manifests once, when this node created the
+// cluster.
+func (a *Agent) seedManifests(ctx context.Context) error {
+	if len(a.seed) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := a.node.Apply(ctx, &cluster.ApplyServices{Services: a.seed}); err != nil {
+		return fmt.Errorf("apply the manifests of %s to the new cluster: %w", a.cfg.Manifests, err)
+	}
+	a.log.Info("applied the manifests to the new cluster", "path", a.cfg.Manifests, "services", len(a.seed))
+	a.seed = nil
+	return nil
+}
+
+// reconcile keeps the kernel equal to the cluster's state: at every change
+// it applies the whole state and records the raft index it reflects.
+func (a *Agent) reconcile(ctx context.Context) {
+	fsm := a.node.FSM()
+	applied := ^uint64(0)
+	for {
+		changed := fsm.Changed()
+		st, index := fsm.State()
+		if index != applied {
+			if err := a.dp.Apply(st.ServiceList()); err != nil {
+				a.log.Error("apply the cluster state to the kernel; retrying", "index", index, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			applied = index
+			a.node.SetApplied(index)
+			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// Reload re-reads the configuration and re-attaches what changed. On any
+// error nothing changes.
 func (a *Agent) Reload() error {
 	cfg := a.cfg
 	if a.path != "" {
@@ -125,36 +221,12 @@ func (a *Agent) Reload() error {
 	for _, s := range restartOnly(a.cfg, cfg) {
 		a.log.Warn("setting changed; it takes effect at the next restart", "setting", s)
 	}
-	svcs, err := loadManifests(cfg.Manifests, a.log)
-	if err != nil {
-		return err
-	}
-	if err := a.dp.Apply(svcs); err != nil {
-		return fmt.Errorf("apply manifests from %s: %w", cfg.Manifests, err)
-	}
-	a.svcs = svcs
 	if err := a.reattach(cfg); err != nil {
 		return err
 	}
 	a.cfg = cfg
-	a.log.Info("reloaded", "services", len(svcs))
+	a.log.Info("reloaded")
 	return nil
-}
-
-// watchRoutes keeps the programs' next-hop cache valid, restarting the
-// watch if netlink drops it.
-func (a *Agent) watchRoutes(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := a.dp.WatchRoutes(ctx)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("route watch failed; restarting it", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // sweep runs the timeout sweep every SweepInterval until ctx ends.
@@ -176,53 +248,30 @@ func (a *Agent) sweep(ctx context.Context) {
 	}
 }
 
-// serveMetrics serves /metrics on listen.metrics until ctx ends, and
-// returns the address it listens on.
-func (a *Agent) serveMetrics(ctx context.Context, wg *sync.WaitGroup) (string, error) {
-	if a.cfg.Listen.Metrics == "" {
-		return "", nil
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
-	ln, err := net.Listen("tcp", a.cfg.Listen.Metrics)
-	if err != nil {
-		return "", fmt.Errorf("listen.metrics: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("metrics server stopped", "err", err)
+// watchRoutes keeps the programs' next-hop cache valid, restarting the
+// watch if netlink drops it.
+func (a *Agent) watchRoutes(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := a.dp.WatchRoutes(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
 		}
-	})
-	wg.Go(func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	})
-	return ln.Addr().String(), nil
+		a.log.Warn("route watch failed; restarting it", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
-
-// Services, View, FlowTable and Attachments make the agent the exporter's
-// source.
-func (a *Agent) Services() []datapath.InstalledService { return a.dp.Installed() }
-func (a *Agent) View() *datapath.View                  { return a.dp.View() }
-func (a *Agent) FlowTable() (entries, capacity int) {
-	return int(a.flows.Load()), a.dp.FlowTableCapacity()
-}
-func (a *Agent) Attachments() []datapath.Attachment { return a.dp.Attachments() }
 
 // loadManifests reads the manifests file or directory. A missing path is
-// an empty desired state, not an error: an agent can start before any
-// service is defined.
+// an empty desired state, not an error.
 func loadManifests(path string, log *slog.Logger) ([]service.Service, error) {
 	if path == "" {
 		return nil, nil
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		log.Warn("manifests path does not exist: no services", "path", path)
+		log.Warn("manifests path does not exist: the new cluster starts without services", "path", path)
 		return nil, nil
 	}
 	return manifest.Load(path)
@@ -242,6 +291,15 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Listen != cur.Listen {
 		changed = append(changed, "listen")
+	}
+	if old.DataDir != cur.DataDir {
+		changed = append(changed, "dataDir")
+	}
+	if fmt.Sprint(old.Cluster) != fmt.Sprint(cur.Cluster) {
+		changed = append(changed, "cluster")
+	}
+	if fmt.Sprint(old.Tokens) != fmt.Sprint(cur.Tokens) {
+		changed = append(changed, "tokens")
 	}
 	return changed
 }

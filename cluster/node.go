@@ -318,3 +318,26 @@ func (n *Node) ConsistentState(ctx context.Context) (State, uint64, error) {
 	}
 	return res.State, res.Index, nil
 }
+
+// WillCreate reports whether Start with cfg would create a new cluster: the
+// node has no stored state and nothing to join.
+func WillCreate(cfg Config) (bool, error) {
+	if len(cfg.Join) > 0 {
+		return false, nil
+	}
+	path := filepath.Join(cfg.DataDir, "raft.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return false, fmt.Errorf("open the raft log in %s: %w", cfg.DataDir, err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogAdapter(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return false, err
+	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	return !has, err
+}

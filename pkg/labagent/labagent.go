@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/netlab"
@@ -106,7 +107,8 @@ bpffs: %s
 dataDir: %s
 flowTable: %d
 manifests: %s
-`, lab.Name+"-gw", netlab.GatewayClientIf, netlab.GatewayBackendIf, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath())
+listen: {api: "unix://%s"}
+`, lab.Name+"-gw", netlab.GatewayClientIf, netlab.GatewayBackendIf, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath())
 	if err := os.WriteFile(a.configPath(), []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("labagent: %w", err)
 	}
@@ -138,6 +140,17 @@ manifests: %s
 
 func (a *Agent) configPath() string    { return filepath.Join(a.dir, "agent.yaml") }
 func (a *Agent) manifestsPath() string { return filepath.Join(a.dir, "services.yaml") }
+func (a *Agent) socketPath() string    { return filepath.Join(a.dir, "api.sock") }
+
+// Client returns a client of the agent's API (its unix socket, which the
+// test process reaches directly: only the network is namespaced).
+func (a *Agent) Client() *api.Client {
+	c, err := api.NewClient(api.ClientOptions{Server: "unix://" + a.socketPath()})
+	if err != nil {
+		panic(err) // a bug: the path is ours
+	}
+	return c
+}
 
 // PinPath is where the agent pins its maps.
 func (a *Agent) PinPath() string { return a.pinPath }
@@ -158,23 +171,43 @@ func (a *Agent) writeManifests(svcs []service.Service) error {
 	return os.Rename(tmp, a.manifestsPath())
 }
 
-// Apply writes svcs as the agent's manifests, signals it to reload and
-// waits until it has reloaded (or has reported why not).
+// Apply replaces the agent's services with svcs through its API (services
+// not in svcs are deleted) and waits until the kernel applied them.
 func (a *Agent) Apply(ctx context.Context, svcs []service.Service) error {
-	if err := a.writeManifests(svcs); err != nil {
+	c := a.Client()
+	opts := api.WriteOptions{WaitApplied: true, Timeout: 10 * time.Second}
+	if len(svcs) > 0 {
+		data, err := manifest.Marshal(svcs)
+		if err != nil {
+			return fmt.Errorf("labagent: %w", err)
+		}
+		if _, err := c.Apply(ctx, data, opts); err != nil {
+			return err
+		}
+	}
+	have, err := c.Services(ctx)
+	if err != nil {
 		return err
 	}
-	return a.Reload(ctx)
+	keep := map[string]bool{}
+	for _, s := range svcs {
+		keep[s.Name] = true
+	}
+	for _, s := range have {
+		if !keep[s.Name] {
+			if _, err := c.Delete(ctx, s.Name, opts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// ApplyRaw writes data as the manifests file (which may be invalid: that is
-// what tests of bad input do), signals a reload and returns the agent's
-// verdict: nil, or the error it logged.
+// ApplyRaw posts data (which may be invalid: that is what tests of bad
+// input do) as manifests to the agent's API and returns its verdict.
 func (a *Agent) ApplyRaw(ctx context.Context, data []byte) error {
-	if err := os.WriteFile(a.manifestsPath(), data, 0o600); err != nil {
-		return err
-	}
-	return a.Reload(ctx)
+	_, err := a.Client().Apply(ctx, data, api.WriteOptions{WaitApplied: true, Timeout: 10 * time.Second})
+	return err
 }
 
 // Reload sends SIGHUP and waits for the agent's answer.

@@ -63,7 +63,7 @@ func run(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	a, err := agent.New(cfg, *configPath, log)
+	a, err := agent.New(ctx, cfg, *configPath, log)
 	if err != nil {
 		return err
 	}

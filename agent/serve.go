@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/graylane/graylane/agent/apiserver"
+	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/exporter"
+	"github.com/graylane/graylane/pkg/pki"
+)
+
+// serve starts the API (unix socket, and HTTPS if configured) and the
+// metrics; it returns log attributes naming where they listen.
+func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
+	var attrs []any
+	api := apiserver.New(a.node, a.log)
+	start := func(name string, ln net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error(name+" server stopped", "err", err)
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(shut)
+		})
+		attrs = append(attrs, name, ln.Addr().String())
+	}
+
+	path, _ := strings.CutPrefix(a.cfg.Listen.API, "unix://")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen.api: %w", err)
+	}
+	os.Remove(path) // a socket left by a crashed agent
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen.api: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // root only
+		ln.Close()
+		return nil, fmt.Errorf("listen.api: %w", err)
+	}
+	start("api", ln, api.Local())
+
+	if addr := a.cfg.Listen.APITCP; addr != "" {
+		tokens, err := loadTokens(a.cfg)
+		if err != nil {
+			return nil, err
+		}
+		cl := a.cfg.Cluster
+		serverTLS, _, err := pki.Load(pki.Files{CA: cl.TLS.CA, Cert: cl.TLS.Cert, Key: cl.TLS.Key})
+		if err != nil {
+			return nil, err
+		}
+		// The API authenticates by token, not by client certificate.
+		serverTLS.ClientAuth = tls.NoClientCert
+		tln, err := tls.Listen("tcp", addr, serverTLS)
+		if err != nil {
+			return nil, fmt.Errorf("listen.apiTCP: %w", err)
+		}
+		start("apiTCP", tln, api.Remote(tokens))
+	}
+
+	if a.cfg.Listen.Metrics != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
+		mln, err := net.Listen("tcp", a.cfg.Listen.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("listen.metrics: %w", err)
+		}
+		start("metrics", mln, mux)
+	}
+	return attrs, nil
+}
+
+// loadTokens reads the API tokens (their secret files too).
+func loadTokens(cfg *config.Config) ([]apiserver.Token, error) {
+	out := make([]apiserver.Token, 0, len(cfg.Tokens))
+	for _, t := range cfg.Tokens {
+		secret := t.Secret
+		if t.SecretFile != "" {
+			b, err := os.ReadFile(t.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("token %s: %w", t.Name, err)
+			}
+			secret = strings.TrimSpace(string(b))
+			if len(secret) < 16 {
+				return nil, fmt.Errorf("token %s: the secret in %s is shorter than 16 characters", t.Name, t.SecretFile)
+			}
+		}
+		out = append(out, apiserver.Token{Name: t.Name, Secret: secret, Tenant: t.Tenant})
+	}
+	return out, nil
+}
+
+// Services, View, FlowTable and Attachments make the agent the exporter's
+// source.
+func (a *Agent) Services() []datapath.InstalledService { return a.dp.Installed() }
+func (a *Agent) View() *datapath.View                   { return a.dp.View() }
+func (a *Agent) FlowTable() (entries, capacity int) {
+	return int(a.flows.Load()), a.dp.FlowTableCapacity()
+}
+func (a *Agent) Attachments() []datapath.Attachment { return a.dp.Attachments() }

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/window"
+)
+
+// statusWindow is how far back the live numbers of `graylanectl status`
+// look.
+const statusWindow = 10 * time.Second
+
+// windows keeps a snapshot of the kernel's counts every second, for the
+// live numbers of the status (and, later, for the rollout analysis).
+type windows struct {
+	a    *Agent
+	mu   sync.Mutex
+	ring []window.Snapshot // oldest first, at most statusWindow/s + 1
+}
+
+func newWindows(a *Agent) *windows { return &windows{a: a} }
+
+func (w *windows) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			snap, err := window.Read(w.a.dp.View(), w.a.dp.Installed(), w.a.cfg.Node, now)
+			if err != nil {
+				w.a.log.Debug("read a window", "err", err)
+				continue
+			}
+			w.mu.Lock()
+			w.ring = append(w.ring, snap)
+			if keep := int(statusWindow/time.Second) + 1; len(w.ring) > keep {
+				w.ring = w.ring[len(w.ring)-keep:]
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// last returns the window over the ring and its length in seconds.
+func (w *windows) last() (window.Snapshot, float64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ring) < 2 {
+		return window.Snapshot{}, 0, false
+	}
+	first, latest := w.ring[0], w.ring[len(w.ring)-1]
+	return latest.Since(first), latest.At.Sub(first.At).Seconds(), true
+}
+
+// status answers a status query about this node's kernel: for each
+// service (or the one named), what the kernel holds and its live numbers.
+func (a *Agent) status(name string) (any, error) {
+	st, _ := a.node.FSM().State()
+	win, secs, haveWindow := a.win.last()
+	out := map[string]api.NodeStatus{}
+	for _, s := range st.ServiceList() {
+		if name != "" && s.Name != name {
+			continue
+		}
+		ks, ok, err := a.dp.ReadKernel(s.Frontend())
+		if err != nil {
+			out[s.Name] = api.NodeStatus{Error: err.Error()}
+			continue
+		}
+		if !ok {
+			out[s.Name] = api.NodeStatus{Error: "not in this node's kernel yet"}
+			continue
+		}
+		ns := api.NodeStatus{Weight: ks.Weight.String()}
+		pools := win.Services[s.Name]
+		for _, p := range []service.Pool{service.Stable, service.Canary} {
+			ps := api.PoolStatus{Pool: p.String(), Backends: []string{}}
+			for _, b := range ks.Backends[p] {
+				ps.Backends = append(ps.Backends, b.Addr.String())
+			}
+			if haveWindow && secs > 0 {
+				w := pools[p]
+				ps.FlowRate = float64(w.Flows) / secs
+				ps.P50 = w.Response.Quantile(0.5)
+				ps.P99 = w.Response.Quantile(0.99)
+				if n := w.Responses(); n > 0 {
+					errs := uint64(0)
+					for k := range w.Errors {
+						errs += w.Errors[k]
+					}
+					ps.ErrorRate = float64(errs) / float64(n)
+				}
+			}
+			ns.Pools = append(ns.Pools, ps)
+		}
+		out[s.Name] = ns
+	}
+	return out, nil
+}
+
