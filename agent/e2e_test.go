@@ -458,7 +458,7 @@ func TestBadInput(t *testing.T) {
 			svc("web2", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.11:8080\"]}\n"), "spec.vip"},
 		"gtpu-inner on tcp":  {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  key: gtpu-inner\n"+backends), "spec.key"},
 		"empty pool, weight": {svc("web", "  vip: 198.18.100.1\n  port: 80\n  protocol: tcp\n  stable: {backends: [\"198.18.1.10:8080\"]}\n  canary: {weight: 5%}\n"), "spec.canary"},
-		"not YAML":           {"{{{", "yaml"},
+		"not YAML":           {"{{{", "not valid YAML"},
 	}
 	for name, c := range cases {
 		err := e.agent.ApplyRaw(e.ctx, []byte(c.yaml))
