@@ -71,6 +71,7 @@ func setup(t *testing.T, cfg netlab.Config, mode string, svcs ...service.Service
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		defer a.Remove()
 		if err := a.Stop(); err != nil {
 			t.Errorf("stop agent: %v", err)
 		}
@@ -573,6 +574,7 @@ func TestCleanStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer a.Remove()
 	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
 		a.Kill()
 		t.Fatalf("through the running agent: %v", err)

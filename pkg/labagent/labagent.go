@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -41,11 +43,43 @@ type Options struct {
 	Services []service.Service
 	// Log receives the agent's log lines (JSON); nil discards them.
 	Log io.Writer
+	// Host is the gateway the agent runs on: lab.Gateway (nil) or one of
+	// lab.Peers (which steer nothing: their only interface faces the
+	// backends).
+	Host *netlab.Host
+	// Cluster makes the agent a member of a cluster of the lab's
+	// gateways; nil: a single-node cluster.
+	Cluster *Cluster
+	// Extra is appended to the agent's configuration file (YAML).
+	Extra string
+}
+
+// Cluster says how a lab agent takes part in a cluster: its cluster port
+// is ClusterPort on its backend-LAN address.
+type Cluster struct {
+	// Join lists the hosts whose agents to join (none: create).
+	Join []*netlab.Host
+	// Certs is a directory made by pki.WriteLab with a certificate per
+	// host name.
+	Certs string
+}
+
+// ClusterPort is the cluster port of lab agents.
+const ClusterPort = 7071
+
+// ClusterAddr is a lab host's cluster address.
+func ClusterAddr(h *netlab.Host) string {
+	addr := h.Addr4
+	if h.Name == "gw" {
+		addr = netlab.GatewayBackend4
+	}
+	return netip.AddrPortFrom(addr, ClusterPort).String()
 }
 
 // Agent is a graylane-agent process on a lab's gateway.
 type Agent struct {
 	lab     *netlab.Lab
+	host    *netlab.Host
 	dir     string // config, manifests and the bpffs mount
 	pinPath string
 	cmd     *exec.Cmd
@@ -74,11 +108,16 @@ func Start(ctx context.Context, lab *netlab.Lab, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join("/run/graylane-lab", lab.Name)
+	host := opts.Host
+	if host == nil {
+		host = lab.Gateway
+	}
+	// One directory per host: a restarted agent finds its data again.
+	dir := filepath.Join("/run/graylane-lab", lab.Name, host.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("labagent: %w", err)
 	}
-	a := &Agent{lab: lab, dir: dir, pinPath: filepath.Join(dir, "bpf"), exited: make(chan struct{})}
+	a := &Agent{lab: lab, host: host, dir: dir, pinPath: filepath.Join(dir, "bpf"), exited: make(chan struct{})}
 	a.cond = sync.NewCond(&a.mu)
 	ok := false
 	defer func() {
@@ -92,28 +131,43 @@ func Start(ctx context.Context, lab *netlab.Lab, opts Options) (*Agent, error) {
 	if err := os.MkdirAll(a.pinPath, 0o700); err != nil {
 		return nil, fmt.Errorf("labagent: %w", err)
 	}
-	if err := unix.Mount("bpf", a.pinPath, "bpf", 0, "mode=0700"); err != nil {
-		return nil, fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
+	var st unix.Statfs_t
+	if err := unix.Statfs(a.pinPath, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+		if err := unix.Mount("bpf", a.pinPath, "bpf", 0, "mode=0700"); err != nil {
+			return nil, fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
+		}
 	}
 	if err := a.writeManifests(opts.Services); err != nil {
 		return nil, err
 	}
+	ifaces := fmt.Sprintf("  - {name: %s, role: client}\n  - {name: %s, role: backend}\n", netlab.GatewayClientIf, netlab.GatewayBackendIf)
+	if host != lab.Gateway {
+		ifaces = fmt.Sprintf("  - {name: %s, role: backend}\n", netlab.GatewayBackendIf)
+	}
 	cfg := fmt.Sprintf(`node: %s
 interfaces:
-  - {name: %s, role: client}
-  - {name: %s, role: backend}
-xdpMode: %s
+%sxdpMode: %s
 bpffs: %s
 dataDir: %s
 flowTable: %d
 manifests: %s
-listen: {api: "unix://%s"}
-`, lab.Name+"-gw", netlab.GatewayClientIf, netlab.GatewayBackendIf, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath())
+listen: {api: "unix://%s", metrics: "127.0.0.1:9477"}
+`, host.Name, ifaces, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath())
+	if c := opts.Cluster; c != nil {
+		var join []string
+		for _, j := range c.Join {
+			join = append(join, fmt.Sprintf("%q", ClusterAddr(j)))
+		}
+		f := pki.LabFiles(c.Certs, host.Name)
+		cfg += fmt.Sprintf("cluster:\n  raft: %q\n  join: [%s]\n  tls: {ca: %s, cert: %s, key: %s}\n",
+			ClusterAddr(host), strings.Join(join, ", "), f.CA, f.Cert, f.Key)
+	}
+	cfg += opts.Extra
 	if err := os.WriteFile(a.configPath(), []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("labagent: %w", err)
 	}
 
-	a.cmd = lab.Gateway.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
+	a.cmd = host.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -132,6 +186,7 @@ listen: {api: "unix://%s"}
 	}()
 	if _, err := a.waitLog(ctx, 0, `"msg":"ready"`); err != nil {
 		a.Kill()
+		a.cleanupFiles()
 		return nil, err
 	}
 	ok = true
@@ -230,9 +285,8 @@ func (a *Agent) Reload(ctx context.Context) error {
 func (a *Agent) View() (*datapath.View, error) { return datapath.OpenPinned(a.pinPath) }
 
 // Stop sends SIGTERM, waits for the agent to exit, and returns an error
-// unless it exited cleanly.
+// unless it exited cleanly. The agent's files stay (Remove deletes them).
 func (a *Agent) Stop() error {
-	defer a.cleanupFiles()
 	select {
 	case <-a.exited:
 		return fmt.Errorf("labagent: agent had already exited: %v", a.waitErr)
@@ -254,20 +308,33 @@ func (a *Agent) Stop() error {
 	return nil
 }
 
-// Kill ends the agent with SIGKILL and removes its files.
+// Kill ends the agent with SIGKILL, as a crash would; its files stay.
 func (a *Agent) Kill() {
 	if a.cmd != nil && a.cmd.Process != nil {
 		a.cmd.Process.Kill()
 		<-a.exited
 	}
-	a.cleanupFiles()
 }
+
+// Exited reports whether the agent process has ended.
+func (a *Agent) Exited() bool {
+	select {
+	case <-a.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Remove deletes the agent's files (configuration, data, bpffs mount).
+func (a *Agent) Remove() { a.cleanupFiles() }
 
 func (a *Agent) cleanupFiles() {
 	if err := unix.Unmount(a.pinPath, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		fmt.Fprintf(os.Stderr, "labagent: unmount %s: %v\n", a.pinPath, err)
 	}
 	os.RemoveAll(a.dir)
+	os.Remove(filepath.Dir(a.dir)) // the lab's directory, once its last agent is gone
 }
 
 // Log returns the agent's log lines so far.

@@ -345,6 +345,6 @@ func graylane(bin, xdpMode string) func(context.Context, *netlab.Lab) ([]netip.A
 			return nil, netip.AddrPort{}, nil, err
 		}
 		conn, bulkTarget := vipTargets()
-		return conn, bulkTarget, a.Stop, nil
+		return conn, bulkTarget, func() error { defer a.Remove(); return a.Stop() }, nil
 	}
 }

@@ -61,6 +61,7 @@ const (
 	MaxStable        = canaryBase - stableBase // 90: 198.18.1.10 .. 198.18.1.99
 	MaxCanary        = 150                     // 198.18.1.100 .. 198.18.1.249
 	MaxClientAliases = 150                     // 198.18.0.100 .. 198.18.0.249
+	MaxPeerGateways  = stableBase - 2          // 8: 198.18.1.2 .. 198.18.1.9
 
 	// Interface names.
 	GatewayClientIf  = "cli0" // gateway, toward the client
@@ -91,6 +92,17 @@ func CanaryAddr4(i int) netip.Addr { return lanAddr4(BackendNet4, canaryBase+che
 // CanaryAddr6 returns the IPv6 address of canary backend i
 // (fd00:6c61:0:2::(0x64+i), e.g. fd00:6c61:0:2::64 for i = 0).
 func CanaryAddr6(i int) netip.Addr { return lanAddr6(BackendNet6, canaryBase+checkIndex(i, MaxCanary)) }
+
+// PeerGatewayAddr4 returns the backend-LAN address of peer gateway i
+// (0-based): 198.18.1.(2+i).
+func PeerGatewayAddr4(i int) netip.Addr {
+	return lanAddr4(BackendNet4, 2+checkIndex(i, MaxPeerGateways))
+}
+
+// PeerGatewayAddr6 returns the IPv6 twin of PeerGatewayAddr4.
+func PeerGatewayAddr6(i int) netip.Addr {
+	return lanAddr6(BackendNet6, 2+checkIndex(i, MaxPeerGateways))
+}
 
 // ClientAlias4 returns the IPv4 address of client alias i (198.18.0.(100+i)).
 func ClientAlias4(i int) netip.Addr {

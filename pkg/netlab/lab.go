@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,11 @@ type Config struct {
 	// ClientAliases is the number of extra client addresses per family
 	// (0..MaxClientAliases), see ClientAlias4/6.
 	ClientAliases int
+	// PeerGateways is the number of gateways besides Gateway
+	// (0..MaxPeerGateways): namespaces "<lab>-g1", "g2", ... with one
+	// interface, bck0, on the backend LAN at PeerGatewayAddr4/6 — the other
+	// members of a cluster of agents. They carry no client traffic.
+	PeerGateways int
 	// VethXDPReady prepares the veths for an XDP program on the gateway that
 	// XDP_REDIRECTs (or XDP_TXes) frames: GRO is turned on for the veth
 	// peers of the gateway's interfaces (the client's eth0 and the switch
@@ -60,6 +66,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Canary > MaxCanary {
 		return c, fmt.Errorf("netlab: %d canary backends, at most %d", c.Canary, MaxCanary)
 	}
+	if c.PeerGateways < 0 || c.PeerGateways > MaxPeerGateways {
+		return c, fmt.Errorf("netlab: %d peer gateways, want 0..%d", c.PeerGateways, MaxPeerGateways)
+	}
 	if c.ClientAliases < 0 || c.ClientAliases > MaxClientAliases {
 		return c, fmt.Errorf("netlab: %d client aliases, want 0..%d", c.ClientAliases, MaxClientAliases)
 	}
@@ -76,6 +85,8 @@ type Lab struct {
 
 	Gateway, Client, Switch *Host
 	Stable, Canary          []*Host
+	// Peers are the peer gateways (Config.PeerGateways).
+	Peers []*Host
 
 	mu       sync.Mutex
 	hosts    []*Host // every host whose namespace was created, in order
@@ -275,6 +286,14 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := step(err); err != nil {
 		return err
 	}
+	for i := range cfg.PeerGateways {
+		h, err := l.newHost("g" + strconv.Itoa(i+1))
+		if err := step(err); err != nil {
+			return err
+		}
+		h.Link, h.Addr4, h.Addr6 = GatewayBackendIf, PeerGatewayAddr4(i), PeerGatewayAddr6(i)
+		l.Peers = append(l.Peers, h)
+	}
 	l.Client, err = l.newHost("cl")
 	if err := step(err); err != nil {
 		return err
@@ -303,12 +322,12 @@ func (l *Lab) build(ctx context.Context) error {
 	gw, cl, sw := l.Gateway, l.Client, l.Switch
 	for _, h := range l.Hosts() {
 		sets := [][][2]string{baseSysctls}
-		switch h {
-		case gw:
+		switch {
+		case h == gw || slices.Contains(l.Peers, h):
 			sets = append(sets, gatewaySysctls)
-		case cl:
+		case h == cl:
 			sets = append(sets, clientSysctls)
-		case sw:
+		case h == sw:
 			sets = append(sets, switchSysctls)
 		}
 		if err := step(h.sysctls(sets...)); err != nil {
@@ -337,6 +356,13 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	ports := []string{SwitchGatewayPort}
+	for _, p := range l.Peers {
+		p.SwitchPort = p.Name
+		if err := addVeth(p, GatewayBackendIf, sw, p.SwitchPort); err != nil {
+			return err
+		}
+		ports = append(ports, p.SwitchPort)
+	}
 	for _, b := range l.Backends() {
 		b.Link, b.SwitchPort = HostIf, b.Name
 		if err := addVeth(sw, b.SwitchPort, b, HostIf); err != nil {
@@ -386,6 +412,12 @@ func (l *Lab) build(ctx context.Context) error {
 		{HostIf, LabNet4, GatewayClient4},
 		{HostIf, LabNet6, GatewayClient6},
 	}
+	for _, p := range l.Peers {
+		p.addrs = []hostAddr{
+			{GatewayBackendIf, netip.PrefixFrom(p.Addr4, BackendNet4.Bits())},
+			{GatewayBackendIf, netip.PrefixFrom(p.Addr6, BackendNet6.Bits())},
+		}
+	}
 	for _, b := range l.Backends() {
 		b.addrs = []hostAddr{
 			{HostIf, netip.PrefixFrom(b.Addr4, BackendNet4.Bits())},
@@ -406,6 +438,9 @@ func (l *Lab) build(ctx context.Context) error {
 	}
 	for _, b := range l.Backends() {
 		ifaces[b] = []string{"lo", HostIf}
+	}
+	for _, p := range l.Peers {
+		ifaces[p] = []string{"lo", GatewayBackendIf}
 	}
 	for _, h := range l.Hosts() {
 		err := h.Do(func() error {

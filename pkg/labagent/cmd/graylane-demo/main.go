@@ -94,6 +94,7 @@ func run() error {
 		return err
 	}
 	defer func() {
+		defer agent.Remove()
 		if err := agent.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "graylane-demo: stop agent:", err)
 		} else {
