@@ -106,6 +106,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 			return c, err
 		}
 		c.Address, c.Join, c.ServerTLS, c.ClientTLS = cl.Raft, cl.Join, server, client
+		c.SnapshotThreshold, c.TrailingLogs = uint64(cl.SnapshotThreshold), uint64(cl.TrailingLogs)
 	}
 	return c, nil
 }

@@ -128,6 +128,11 @@ type Cluster struct {
 	// Join lists the Raft addresses of nodes already in the cluster.
 	Join []string `yaml:"join"`
 	TLS  TLS      `yaml:"tls"`
+	// SnapshotThreshold and TrailingLogs tune raft's log compaction
+	// (0: raft's defaults, 8192 and 10240 entries): a member that falls
+	// further behind than TrailingLogs catches up from a snapshot.
+	SnapshotThreshold int `yaml:"snapshotThreshold"`
+	TrailingLogs      int `yaml:"trailingLogs"`
 }
 
 // TLS names the files of the cluster's mutual TLS.

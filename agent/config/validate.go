@@ -130,6 +130,12 @@ func (c *Config) Validate() error {
 		} else if msg := hostPortProblem(cl.Raft); msg != "" {
 			bad("cluster.raft", "%s", msg)
 		}
+		if cl.SnapshotThreshold < 0 {
+			bad("cluster.snapshotThreshold", "%d must be positive (or 0 for the default)", cl.SnapshotThreshold)
+		}
+		if cl.TrailingLogs < 0 {
+			bad("cluster.trailingLogs", "%d must be positive (or 0 for the default)", cl.TrailingLogs)
+		}
 		for i, j := range cl.Join {
 			if msg := hostPortProblem(j); msg != "" {
 				bad(fmt.Sprintf("cluster.join[%d]", i), "%s", msg)
