@@ -146,6 +146,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.seedManifests(ctx); err != nil {
 		return err
 	}
+	// Ready means the kernel steers by the state this node has: the seed
+	// manifests, or what it restored from disk.
+	if err := a.waitKernel(ctx, a.fsmIndex()); err != nil {
+		return err
+	}
 	servers, err := a.serve(ctx, &wg)
 	if err != nil {
 		return err
@@ -176,6 +181,22 @@ func (a *Agent) seedManifests(ctx context.Context) error {
 	}
 	a.log.Info("applied the manifests to the new cluster", "path", a.cfg.Manifests, "services", len(a.seed))
 	a.seed = nil
+	return nil
+}
+
+// waitKernel waits until the reconciler applied raft index to the kernel.
+func (a *Agent) waitKernel(ctx context.Context, index uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for a.node.Applied() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the kernel did not reflect raft index %d (it is at %d): %w", index, a.node.Applied(), context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 	return nil
 }
 
@@ -303,4 +324,10 @@ func restartOnly(old, cur *config.Config) []string {
 		changed = append(changed, "tokens")
 	}
 	return changed
+}
+
+// fsmIndex is the raft index of the state this node holds now.
+func (a *Agent) fsmIndex() uint64 {
+	_, index := a.node.FSM().State()
+	return index
 }

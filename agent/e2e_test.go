@@ -576,8 +576,10 @@ func TestCleanStop(t *testing.T) {
 	}
 	defer a.Remove()
 	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
+		out, _ := lab.Client.Command(ctx, "ip", "-d", "route", "show", "table", "all").CombinedOutput()
+		out2, _ := lab.Client.Command(ctx, "ip", "-d", "link").CombinedOutput()
 		a.Kill()
-		t.Fatalf("through the running agent: %v", err)
+		t.Fatalf("through the running agent: %v\n%s\n%s", err, out, out2)
 	}
 	pins, err := os.ReadDir(filepath.Join(a.PinPath(), "maps"))
 	if err != nil || len(pins) == 0 {

@@ -8,13 +8,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -176,7 +173,7 @@ func Load(path string) (*Config, error) {
 // *Error.
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
-	p := &parser{file: name, lines: make(map[string]int)}
+	p := &parser{file: name, lines: make(strictyaml.Lines)}
 	top, err := p.document(data)
 	if err != nil {
 		return nil, err
@@ -199,7 +196,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		var fe *FieldError
 		line := 0
 		if errors.As(err, &fe) {
-			line = p.lineOf(fe.Path)
+			line = p.lines.Of(fe.Path) // 0 for a setting the file leaves out
 		}
 		errs = append(errs, &Error{File: name, Line: line, Err: err})
 	}
@@ -212,58 +209,28 @@ func Parse(name string, data []byte) (*Config, error) {
 // parser reads one config file.
 type parser struct {
 	file  string
-	lines map[string]int // setting path ("listen.api") -> line
+	lines strictyaml.Lines // setting path ("listen.api") -> line
 	errs  []error
 }
 
 // document returns the top node of the file's one YAML document, or nil for
 // an empty file.
 func (p *parser) document(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var top *yaml.Node
-	for {
-		var root yaml.Node
-		err := dec.Decode(&root)
-		if errors.Is(err, io.EOF) {
-			return top, nil
-		}
-		if err != nil {
-			return nil, syntaxError(p.file, err)
-		}
-		if len(root.Content) == 0 || strictyaml.IsNull(root.Content[0]) {
-			continue // empty, such as after a trailing ---
-		}
-		if top != nil {
-			return nil, &Error{File: p.file, Line: root.Content[0].Line,
-				Err: errors.New("a second YAML document: the agent config is one document; remove the ---")}
-		}
-		top = root.Content[0]
+	tops, err := strictyaml.Documents(p.file, data)
+	switch {
+	case len(tops) > 1:
+		// Reported even when a syntax error follows: it comes first.
+		return nil, &Error{File: p.file, Line: tops[1].Line,
+			Err: errors.New("a second YAML document: the agent config is one document; remove the ---")}
+	case err != nil:
+		return nil, err
+	case len(tops) == 0:
+		return nil, nil
 	}
+	return tops[0], nil
 }
 
 func (p *parser) fail(path string, line int, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: line,
 		Err: &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}})
-}
-
-// lineOf returns the line of the setting at path, or of the closest setting
-// holding it; 0 for a setting the file leaves out.
-func (p *parser) lineOf(path string) int {
-	for path != "" {
-		if line, ok := p.lines[path]; ok {
-			return line
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return 0
-}
-
-// syntaxError turns a YAML syntax error into an *Error at its line.
-func syntaxError(file string, err error) error {
-	line, msg := strictyaml.SyntaxError(err)
-	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
 }

@@ -1,10 +1,8 @@
 package manifest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 
 	"gopkg.in/yaml.v3"
 
@@ -16,9 +14,9 @@ import (
 // where it came from, where each of its fields is, and what went wrong.
 type document struct {
 	file  string
-	start int             // line of the document's first node
-	lines map[string]int  // field path ("spec.pins[0].prefix") -> line
-	bad   map[string]bool // field paths whose problem is already reported
+	start int              // line of the document's first node
+	lines strictyaml.Lines // field path ("spec.pins[0].prefix") -> line
+	bad   map[string]bool  // field paths whose problem is already reported
 	errs  []error
 	svc   *service.Service // set when the document is a Service
 }
@@ -29,26 +27,13 @@ type document struct {
 func parse(file string, data []byte) ([]*document, []error) {
 	var docs []*document
 	var errs []error
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var root yaml.Node
-		err := dec.Decode(&root)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			// The YAML parser cannot resume after a syntax error.
-			errs = append(errs, syntaxError(file, err))
-			break
-		}
-		if len(root.Content) == 0 || strictyaml.IsNull(root.Content[0]) {
-			continue // an empty document, such as after a trailing ---
-		}
-		top := root.Content[0]
+	// The documents before a syntax error are still checked.
+	tops, syntaxErr := strictyaml.Documents(file, data)
+	for _, top := range tops {
 		d := &document{
 			file:  file,
 			start: top.Line,
-			lines: make(map[string]int),
+			lines: make(strictyaml.Lines),
 			bad:   make(map[string]bool),
 		}
 		d.decode(top)
@@ -56,6 +41,9 @@ func parse(file string, data []byte) ([]*document, []error) {
 		if d.svc != nil {
 			docs = append(docs, d)
 		}
+	}
+	if syntaxErr != nil {
+		errs = append(errs, syntaxErr)
 	}
 	return docs, errs
 }
@@ -145,10 +133,8 @@ func (d *document) locate(fe *service.FieldError) *Error {
 // lineOf returns the line of the field at path, or of the closest field
 // holding it, or the document's first line.
 func (d *document) lineOf(path string) int {
-	for p := path; p != ""; p = strictyaml.Parent(p) {
-		if line, ok := d.lines[p]; ok {
-			return line
-		}
+	if line := d.lines.Of(path); line > 0 {
+		return line
 	}
 	return d.start
 }
@@ -162,10 +148,4 @@ func (d *document) reported(path string) bool {
 		}
 	}
 	return false
-}
-
-// syntaxError turns a YAML syntax error into an *Error at its line.
-func syntaxError(file string, err error) error {
-	line, msg := strictyaml.SyntaxError(err)
-	return &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (s *Service) Validate() error {
 	s.validatePool(Canary, bad)
 	for i, b := range s.Canary {
 		for j, o := range s.Stable {
-			if b.Addr == o.Addr {
+			if unmapped(b.Addr) == unmapped(o.Addr) {
 				bad(fmt.Sprintf("spec.canary.backends[%d]", i), "%s is also stable backend %d: a backend belongs to one pool, so its replies are counted for one", b.Addr, j)
 			}
 		}
@@ -157,7 +158,7 @@ func (s *Service) validatePool(p Pool, bad func(string, string, ...any)) {
 		if s.VIP.IsValid() && addr.Unmap().Is4() != s.VIP.Unmap().Is4() {
 			bad(at, "%s is not of the VIP's address family (%s): the data path translates addresses, not families", addr, s.VIP)
 		}
-		key := b.Addr.String()
+		key := unmapped(b.Addr).String()
 		if j, dup := seen[key]; dup {
 			bad(at, "%s is listed twice (also at index %d)", b.Addr, j)
 		}
@@ -184,12 +185,28 @@ func (s *Service) validatePins(bad func(string, string, ...any)) {
 		} else if len(s.Backends(pin.Pool)) == 0 {
 			bad(at+".pool", "pins %s to the %s pool, which has no backends", pin.Prefix, pin.Pool)
 		}
-		key := pin.Prefix.Masked().String()
+		key := unmappedPrefix(pin.Prefix).String()
 		if j, dup := seen[key]; dup {
 			bad(at+".prefix", "%s is pinned twice (also at index %d)", pin.Prefix, j)
 		}
 		seen[key] = i
 	}
+}
+
+// unmapped returns ap as the data path keys it: an IPv4-mapped IPv6 address
+// ([::ffff:10.1.0.11]:8080) is the IPv4 address (10.1.0.11:8080).
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// unmappedPrefix returns p masked and as the data path keys it:
+// ::ffff:10.9.0.0/112 is 10.9.0.0/16.
+func unmappedPrefix(p netip.Prefix) netip.Prefix {
+	p = p.Masked()
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
 }
 
 // ValidateSet checks a whole desired state: every service on its own, and

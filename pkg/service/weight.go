@@ -17,6 +17,8 @@ const MaxWeight Weight = 10000
 // ParseWeight reads a percentage: "5", "5%", "0.25%", "100%". A bare number
 // is a percentage too. At most two decimals are allowed, since the split has
 // 0.01 % steps; anything finer is an error rather than a silent rounding.
+// White space before and after the number and around the % sign is ignored
+// (" 5 % " is 5 %); inside the number it is an error ("5 .5").
 func ParseWeight(s string) (Weight, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(t, "%")
@@ -28,18 +30,18 @@ func ParseWeight(s string) (Weight, error) {
 	if whole == "" {
 		whole = "0"
 	}
-	if hasFrac && (frac == "" || len(frac) > 2) {
-		if len(frac) > 2 {
-			return 0, fmt.Errorf("weight %q has more than two decimals: the split has 0.01%% steps", s)
-		}
-		return 0, fmt.Errorf("%q is not a weight: use a percentage such as 5, 5%% or 0.25%%", s)
-	}
 	for _, part := range []string{whole, frac} {
 		for _, r := range part {
 			if r < '0' || r > '9' {
 				return 0, fmt.Errorf("%q is not a weight: use a percentage such as 5, 5%% or 0.25%%", s)
 			}
 		}
+	}
+	if hasFrac && (frac == "" || len(frac) > 2) {
+		if len(frac) > 2 {
+			return 0, fmt.Errorf("weight %q has more than two decimals: the split has 0.01%% steps", s)
+		}
+		return 0, fmt.Errorf("%q is not a weight: use a percentage such as 5, 5%% or 0.25%%", s)
 	}
 	whole = strings.TrimLeft(whole, "0")
 	if whole == "" {

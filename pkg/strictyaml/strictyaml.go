@@ -1,13 +1,20 @@
 // Package strictyaml holds what Graylane's two strict YAML readers (the
-// manifests and the agent configuration) need beyond gopkg.in/yaml.v3:
-// yaml.v3's strict mode rejects an unknown field but does not say where it
-// sits, and its syntax errors sometimes give the wrong line. The readers
-// walk the node tree against their Go types with Fields, so every message
-// names the full path of the field ("spec.canary.wieght") and its line.
+// manifests and the agent configuration) need beyond gopkg.in/yaml.v3.
+//
+// It exists because yaml.v3's strict mode (Decoder.KnownFields) rejects an
+// unknown field without saying where it sits: "line 4: field wieght not
+// found in type manifest.canaryDoc" names a Go type, not the path an
+// operator wrote. And yaml.v3 v3.0.1 reports some syntax errors one line too
+// early. So the readers walk the node tree against their Go types with
+// Fields before decoding, and every message names the full path of the field
+// ("spec.canary.wieght") and its right line.
 package strictyaml
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -124,9 +131,49 @@ func Parent(path string) string {
 	return path[:i]
 }
 
-// SyntaxError splits a yaml.v3 syntax error ("yaml: line 3: did not find
+// Documents returns the top node of every document of data that is not
+// empty (a document of nothing or of a null, such as after a trailing ---),
+// in order. A syntax error ends the stream, since yaml.v3 cannot resume
+// after one: Documents then returns the documents before it and the error,
+// as an *Error of file at the error's line.
+func Documents(file string, data []byte) ([]*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var tops []*yaml.Node
+	for {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			return tops, nil
+		}
+		if err != nil {
+			line, msg := syntaxError(err)
+			return tops, &Error{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", msg)}
+		}
+		if len(root.Content) == 0 || IsNull(root.Content[0]) {
+			continue
+		}
+		tops = append(tops, root.Content[0])
+	}
+}
+
+// Lines maps the path of a field ("spec.pins[0].prefix") to the line it is
+// on in the file.
+type Lines map[string]int
+
+// Of returns the line of the field at path, or of the closest field holding
+// it; 0 when neither is in the file.
+func (l Lines) Of(path string) int {
+	for p := path; p != ""; p = Parent(p) {
+		if line, ok := l[p]; ok {
+			return line
+		}
+	}
+	return 0
+}
+
+// syntaxError splits a yaml.v3 syntax error ("yaml: line 3: did not find
 // expected key") into its line (0 if it names none) and its message.
-func SyntaxError(err error) (line int, msg string) {
+func syntaxError(err error) (line int, msg string) {
 	msg = strings.TrimPrefix(err.Error(), "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
