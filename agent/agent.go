@@ -107,6 +107,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		}
 		c.Address, c.Join, c.ServerTLS, c.ClientTLS = cl.Raft, cl.Join, server, client
 		c.SnapshotThreshold, c.TrailingLogs = uint64(cl.SnapshotThreshold), uint64(cl.TrailingLogs)
+		c.SnapshotInterval = cl.SnapshotEvery()
 	}
 	return c, nil
 }

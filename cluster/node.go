@@ -249,25 +249,33 @@ func (n *Node) Apply(ctx context.Context, c Command) (uint64, error) {
 		return 0, err
 	}
 	deadline := time.Now().Add(leaderWait)
+	var lastErr error
+	lastLeader := ""
 	for {
 		if n.IsLeader() {
 			return n.applyLocal(data)
 		}
 		addr, _ := n.Leader()
 		if addr != "" && n.hc != nil {
+			// Bounded by the same deadline: a leader that stopped answering
+			// (a cut link, a dead peer) must not hold the caller longer
+			// than a missing one would.
+			actx, cancel := context.WithDeadline(ctx, later(deadline, time.Now().Add(time.Second)))
 			var res applyResponse
-			err := n.call(ctx, addr, "/cluster/apply", applyRequest{Data: data}, &res)
+			err := n.call(actx, addr, "/cluster/apply", applyRequest{Data: data}, &res)
+			cancel()
 			if err == nil {
 				return res.Index, res.err()
 			}
-			var remote *rpcError
-			if !errors.As(err, &remote) || remote.Status != http.StatusServiceUnavailable {
-				if time.Now().After(deadline) {
-					return 0, fmt.Errorf("forward the write to the leader %s: %w", addr, err)
-				}
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
 			}
+			lastErr, lastLeader = err, addr
 		}
 		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return 0, fmt.Errorf("%w (this node last knew %s as the leader, which did not answer in time: %v)", errNoLeader, lastLeader, lastErr)
+			}
 			return 0, errNoLeader
 		}
 		select {
@@ -276,6 +284,13 @@ func (n *Node) Apply(ctx context.Context, c Command) (uint64, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (n *Node) applyLocal(data []byte) (uint64, error) {
@@ -313,6 +328,8 @@ func (n *Node) ConsistentState(ctx context.Context) (State, uint64, error) {
 		return State{}, 0, errNoLeader
 	}
 	var res stateResponse
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
 	if err := n.call(ctx, addr, "/cluster/state", struct{}{}, &res); err != nil {
 		return State{}, 0, fmt.Errorf("read from the leader %s: %w", addr, err)
 	}

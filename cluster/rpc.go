@@ -181,6 +181,8 @@ func (n *Node) onLeader(ctx context.Context, path string, req any, fn func() err
 	if addr == "" {
 		return http.StatusServiceUnavailable, errNoLeader
 	}
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
 	if err := n.call(ctx, addr, path, req, nil); err != nil {
 		var re *rpcError
 		if errors.As(err, &re) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -130,6 +131,16 @@ type Cluster struct {
 	// further behind than TrailingLogs catches up from a snapshot.
 	SnapshotThreshold int `yaml:"snapshotThreshold"`
 	TrailingLogs      int `yaml:"trailingLogs"`
+	// SnapshotInterval is how often raft checks SnapshotThreshold, a Go
+	// duration such as "2m" ("": raft's default, 120s).
+	SnapshotInterval string `yaml:"snapshotInterval"`
+}
+
+// SnapshotEvery is SnapshotInterval parsed (0: the default). Validate
+// has checked it.
+func (c *Cluster) SnapshotEvery() time.Duration {
+	d, _ := time.ParseDuration(c.SnapshotInterval)
+	return d
 }
 
 // TLS names the files of the cluster's mutual TLS.

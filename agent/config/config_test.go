@@ -148,6 +148,8 @@ func TestParseErrors(t *testing.T) {
 		{"flow table zero", ifc + "flowTable: 0\n", []string{"flowTable: 0 is outside"}},
 		{"flow table negative", ifc + "flowTable: -1\n", []string{"flowTable: -1 is outside"}},
 		{"cluster without raft or tls", ifc + "cluster: {}\n", []string{"cluster.raft: is required", "cluster.tls.ca: is required", "cluster.tls.cert: is required", "cluster.tls.key: is required"}},
+		{"cluster bad snapshot tuning", ifc + "cluster: {raft: '10.0.0.1:7071', snapshotThreshold: -1, snapshotInterval: 10ms, tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{"cluster.snapshotThreshold: -1 must be positive", `cluster.snapshotInterval: "10ms": give a duration of at least 1s`}},
 		{"cluster bad join", ifc + "cluster: {raft: '10.0.0.1:7071', join: [nowhere], tls: {ca: /a, cert: /b, key: /c}}\n", []string{"cluster.join[0]:"}},
 		{"api tcp without tls and tokens", ifc + "listen: {apiTCP: '0.0.0.0:7443'}\n", []string{"listen.apiTCP: needs cluster.tls", "tokens: is empty but listen.apiTCP is set"}},
 		{"token short secret", ifc + "tokens: [{name: ops, secret: short, tenant: '*'}]\n", []string{"tokens[0].secret: is shorter than 16"}},

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError says which setting is wrong and why. Path uses the file's
@@ -135,6 +136,11 @@ func (c *Config) Validate() error {
 		}
 		if cl.TrailingLogs < 0 {
 			bad("cluster.trailingLogs", "%d must be positive (or 0 for the default)", cl.TrailingLogs)
+		}
+		if cl.SnapshotInterval != "" {
+			if d, err := time.ParseDuration(cl.SnapshotInterval); err != nil || d < time.Second {
+				bad("cluster.snapshotInterval", "%q: give a duration of at least 1s, such as \"2m\"", cl.SnapshotInterval)
+			}
 		}
 		for i, j := range cl.Join {
 			if msg := hostPortProblem(j); msg != "" {

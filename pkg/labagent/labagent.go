@@ -62,6 +62,10 @@ type Cluster struct {
 	// Certs is a directory made by pki.WriteLab with a certificate per
 	// host name.
 	Certs string
+	// Raft tuning rendered into the cluster section (zero: defaults), so
+	// tests can make a lagging member catch up from a snapshot.
+	SnapshotThreshold, TrailingLogs int
+	SnapshotInterval                time.Duration
 }
 
 // ClusterPort is the cluster port of lab agents.
@@ -161,6 +165,15 @@ listen: {api: "unix://%s", metrics: "127.0.0.1:9477"}
 		f := pki.LabFiles(c.Certs, host.Name)
 		cfg += fmt.Sprintf("cluster:\n  raft: %q\n  join: [%s]\n  tls: {ca: %s, cert: %s, key: %s}\n",
 			ClusterAddr(host), strings.Join(join, ", "), f.CA, f.Cert, f.Key)
+		if c.SnapshotThreshold > 0 {
+			cfg += fmt.Sprintf("  snapshotThreshold: %d\n", c.SnapshotThreshold)
+		}
+		if c.TrailingLogs > 0 {
+			cfg += fmt.Sprintf("  trailingLogs: %d\n", c.TrailingLogs)
+		}
+		if c.SnapshotInterval > 0 {
+			cfg += fmt.Sprintf("  snapshotInterval: %s\n", c.SnapshotInterval)
+		}
 	}
 	cfg += opts.Extra
 	if err := os.WriteFile(a.configPath(), []byte(cfg), 0o600); err != nil {

@@ -143,16 +143,26 @@ func Load(f Files) (server, client *tls.Config, err error) {
 }
 
 // WriteLab writes a CA and one certificate per node into dir: ca.pem,
-// ca-key.pem, NODE.pem, NODE-key.pem. hosts maps a node to its addresses.
+// ca-key.pem, NODE.pem, NODE-key.pem. hosts maps a node to its addresses
+// (IP addresses or DNS names). A CA already in dir is reused, so nodes can
+// be added later; an existing node certificate is never overwritten.
 func WriteLab(dir string, hosts map[string][]string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := NewCA("graylane cluster CA")
-	if err != nil {
-		return err
+	for node := range hosts {
+		if !validNode(node) {
+			return fmt.Errorf("node name %q: use letters, digits, '.', '_' or '-'", node)
+		}
+		f := LabFiles(dir, node)
+		for _, path := range []string{f.Cert, f.Key} {
+			if _, err := os.Stat(path); err == nil {
+				return fmt.Errorf("node %s: %s exists; remove it to issue a new certificate", node, path)
+			}
+		}
 	}
-	if err := writePair(dir, "ca", ca); err != nil {
+	ca, err := labCA(dir)
+	if err != nil {
 		return err
 	}
 	for node, h := range hosts {
@@ -165,6 +175,44 @@ func WriteLab(dir string, hosts map[string][]string) error {
 		}
 	}
 	return nil
+}
+
+// labCA reads the CA in dir, or makes and writes one if there is none.
+func labCA(dir string) (Pair, error) {
+	certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	cert, errCert := os.ReadFile(certPath)
+	key, errKey := os.ReadFile(keyPath)
+	switch {
+	case errCert == nil && errKey == nil:
+		ca := Pair{Cert: cert, Key: key}
+		if _, _, err := parse(ca); err != nil {
+			return Pair{}, fmt.Errorf("the CA in %s: %w", dir, err)
+		}
+		return ca, nil
+	case errors.Is(errCert, os.ErrNotExist) && errors.Is(errKey, os.ErrNotExist):
+		ca, err := NewCA("graylane cluster CA")
+		if err != nil {
+			return Pair{}, err
+		}
+		return ca, writePair(dir, "ca", ca)
+	case errCert != nil && !errors.Is(errCert, os.ErrNotExist):
+		return Pair{}, errCert
+	case errKey != nil && !errors.Is(errKey, os.ErrNotExist):
+		return Pair{}, errKey
+	}
+	return Pair{}, fmt.Errorf("%s has only one of ca.pem and ca-key.pem: restore the other, or remove both to make a new CA", dir)
+}
+
+func validNode(name string) bool {
+	if name == "" || len(name) > 253 || name == "ca" {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // LabFiles names the files WriteLab wrote for node.

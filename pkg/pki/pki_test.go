@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/tls"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,57 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if err := try(bad); err == nil {
 		t.Fatal("a node of another CA was accepted")
+	}
+}
+
+// TestWriteLabReusesCA: nodes added later are signed by the same CA; an
+// existing node certificate is not overwritten; bad names are refused.
+func TestWriteLabReusesCA(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteLab(dir, map[string][]string{"a": {"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteLab(dir, map[string][]string{"b": {"127.0.0.1", "b.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, err := Load(LabFiles(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cli, err := Load(LabFiles(dir, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write([]byte("ok"))
+			c.Close()
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), cli)
+	if err != nil {
+		t.Fatalf("a node added later does not share the CA: %v", err)
+	}
+	io.ReadAll(c)
+	c.Close()
+
+	for _, tc := range []struct {
+		hosts map[string][]string
+		want  string
+	}{
+		{map[string][]string{"a": nil}, "a.pem exists"},
+		{map[string][]string{"ca": nil}, `node name "ca"`},
+		{map[string][]string{"a b": nil}, `node name "a b"`},
+	} {
+		err := WriteLab(dir, tc.hosts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("WriteLab(%v) = %v, want an error containing %q", tc.hosts, err, tc.want)
+		}
 	}
 }

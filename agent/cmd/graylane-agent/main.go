@@ -33,7 +33,14 @@ func main() {
 type usageError struct{ error }
 
 func run(args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "certs" {
+		return certs(args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("graylane-agent", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: graylane-agent [flags]\n       graylane-agent certs [-dir DIR] NODE=HOST[,HOST...]...\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", config.DefaultPath, "configuration file")
 	logFormat := fs.String("log-format", "text", "log format: text or json")

@@ -1,0 +1,432 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/labagent"
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/pki"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/testenv"
+)
+
+// Cluster end-to-end tests: three real agents, one per gateway of a lab
+// (gw and its two peers on the backend LAN), in one raft cluster over
+// mutual TLS. What the kernels do is read back from each agent's pinned
+// maps, never from an agent's memory.
+
+// trio is a lab with three gateways, each running an agent, in one cluster.
+type trio struct {
+	lab    *netlab.Lab
+	ctx    context.Context
+	certs  string
+	tune   labagent.Cluster // raft tuning for every agent
+	hosts  []*netlab.Host
+	agents []*labagent.Agent
+	mu     sync.Mutex
+	logs   map[string]*strings.Builder
+}
+
+// newTrio starts the lab and three agents; the first creates the cluster,
+// the others join it.
+func newTrio(tb testing.TB, tune labagent.Cluster) *trio {
+	tb.Helper()
+	testenv.RequirePrivileges(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	tb.Cleanup(cancel)
+	lab := netlab.NewT(tb, netlab.Config{PeerGateways: 2})
+	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, logs: map[string]*strings.Builder{}}
+	tr.hosts = append([]*netlab.Host{lab.Gateway}, lab.Peers...)
+	hosts := map[string][]string{}
+	for _, h := range tr.hosts {
+		hosts[h.Name] = []string{netip.MustParseAddrPort(labagent.ClusterAddr(h)).Addr().String()}
+	}
+	if err := pki.WriteLab(tr.certs, hosts); err != nil {
+		tb.Fatal(err)
+	}
+	tr.agents = make([]*labagent.Agent, len(tr.hosts))
+	tb.Cleanup(func() {
+		for _, a := range tr.agents {
+			if a != nil {
+				if !a.Exited() {
+					a.Stop()
+				}
+				a.Remove()
+			}
+		}
+		if tb.Failed() {
+			tr.mu.Lock()
+			for name, b := range tr.logs {
+				tb.Logf("agent %s log:\n%s", name, b.String())
+			}
+			tr.mu.Unlock()
+		}
+	})
+	for i := range tr.hosts {
+		tr.start(tb, i)
+	}
+	return tr
+}
+
+// start (re)starts the agent of host i on its files: the first agent
+// creates the cluster, the others join through it; a restarted agent
+// resumes from its disk.
+func (tr *trio) start(tb testing.TB, i int) {
+	tb.Helper()
+	bin, err := agent.Path()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := tr.hosts[i]
+	c := tr.tune
+	c.Certs = tr.certs
+	if i > 0 {
+		c.Join = []*netlab.Host{tr.hosts[0]}
+	}
+	tr.mu.Lock()
+	b, ok := tr.logs[h.Name]
+	if !ok {
+		b = &strings.Builder{}
+		tr.logs[h.Name] = b
+	}
+	tr.mu.Unlock()
+	a, err := labagent.Start(tr.ctx, tr.lab, labagent.Options{Binary: bin, Host: h, Cluster: &c,
+		Log: lockedWriter{&tr.mu, b}})
+	if err != nil {
+		tb.Fatalf("start the agent on %s: %v", h.Name, err)
+	}
+	tr.agents[i] = a
+}
+
+// waitLeader waits until agent i sees n reachable members and a leader,
+// and returns the leader's position in tr.hosts.
+func (tr *trio) waitLeader(tb testing.TB, i, n int) int {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ms, err := tr.agents[i].Client().Members(tr.ctx)
+		if err == nil {
+			reachable, leader := 0, ""
+			for _, m := range ms {
+				if m.Reachable {
+					reachable++
+				}
+				if m.Leader {
+					leader = m.Node
+				}
+			}
+			if j := tr.index(leader); reachable >= n && j >= 0 {
+				return j
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("agent %s did not see %d members with a leader within 30s: %+v %v", tr.hosts[i].Name, n, ms, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (tr *trio) index(node string) int {
+	return slices.IndexFunc(tr.hosts, func(h *netlab.Host) bool { return h.Name == node })
+}
+
+// kernelDiff compares s with what agent i's kernel maps hold for it and
+// says how they differ ("" when they match).
+func (tr *trio) kernelDiff(tb testing.TB, i int, s service.Service) string {
+	tb.Helper()
+	v, err := tr.agents[i].View()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer v.Close()
+	ks, ok, err := v.Service(s.Frontend())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	switch {
+	case !ok:
+		return "the service is not installed"
+	case ks.Weight != s.CanaryWeight:
+		return fmt.Sprintf("weight %v, want %v", ks.Weight, s.CanaryWeight)
+	case ks.Pinned != (len(s.Pins) > 0):
+		return fmt.Sprintf("pins present %v, want %d pins", ks.Pinned, len(s.Pins))
+	}
+	for p, want := range [2][]service.Backend{s.Stable, s.Canary} {
+		got := addrs(ks.Backends[p])
+		if !slices.Equal(got, addrs(want)) {
+			return fmt.Sprintf("pool %d backends %v, want %v", p, got, addrs(want))
+		}
+	}
+	return ""
+}
+
+func addrs(bs []service.Backend) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Addr.String())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// waitKernels waits until the kernels of the agents in which hold s.
+func (tr *trio) waitKernels(tb testing.TB, s service.Service, which ...int) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, i := range which {
+		for {
+			diff := tr.kernelDiff(tb, i, s)
+			if diff == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("%s's kernel: %s", tr.hosts[i].Name, diff)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// waitLog waits up to d for agent i to log a line containing sub: its log
+// is read through a pipe, so a line may arrive after what it announces.
+func (tr *trio) waitLog(i int, sub string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if slices.ContainsFunc(tr.agents[i].Log(), func(l string) bool { return strings.Contains(l, sub) }) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func trioService(lab *netlab.Lab) service.Service {
+	return web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 500)
+}
+
+var waitApplied = api.WriteOptions{WaitApplied: true, Timeout: 10 * time.Second}
+
+// TestClusterSetWeight: set-weight issued on a follower is in all three
+// kernels, read back from the maps; a bad manifest applied through a
+// follower changes nothing anywhere.
+func TestClusterSetWeight(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(t, 0, 3)
+	follower := (leader + 1) % 3
+	if err := tr.agents[follower].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitKernels(t, s, 0, 1, 2)
+
+	w, err := tr.agents[follower].Client().SetWeight(tr.ctx, "web", "15%", waitApplied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.NotApplied) != 0 || len(w.Applied) != 3 {
+		t.Fatalf("set-weight applied on %v, not on %v", w.Applied, w.NotApplied)
+	}
+	s.CanaryWeight = 1500
+	for i := range 3 {
+		// --wait answered: every kernel must hold it now, no polling.
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel after set-weight --wait: %s", tr.hosts[i].Name, diff)
+		}
+	}
+
+	// A manifest with one good service and one bad one, through a
+	// follower: refused whole, with the reason; no kernel changes.
+	bad := fmt.Sprintf(`apiVersion: graylane.io/v1
+kind: Service
+metadata: {name: web}
+spec:
+  vip: %s
+  port: 80
+  protocol: tcp
+  stable: {backends: [%q]}
+  canary: {backends: [%q], weight: 40%%}
+---
+apiVersion: graylane.io/v1
+kind: Service
+metadata: {name: other}
+spec:
+  vip: 198.18.100.2
+  port: 80
+  protocol: tcp
+  stable: {backends: ["198.18.1.10:8080"]}
+  canary: {backends: ["198.18.1.100:8080"], weight: 101%%}
+`, s.VIP, s.Stable[0].Addr, s.Canary[0].Addr)
+	_, err = tr.agents[follower].Client().Apply(tr.ctx, []byte(bad), waitApplied)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "spec.canary.weight") {
+		t.Fatalf("a bad manifest: %v, want 400 naming spec.canary.weight", err)
+	}
+	// A later write that every node applied proves the refused one would
+	// have been applied by now if it had been committed.
+	if _, err := tr.agents[leader].Client().AddPin(tr.ctx, "web", "198.18.0.0/24", "stable", waitApplied); err != nil {
+		t.Fatal(err)
+	}
+	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("198.18.0.0/24"), Pool: service.Stable}}
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel after a refused manifest: %s", tr.hosts[i].Name, diff)
+		}
+		svcs, err := tr.agents[i].Client().Services(tr.ctx)
+		if err != nil || len(svcs) != 1 {
+			t.Errorf("%s has services %+v (%v) after a refused manifest, want only web", tr.hosts[i].Name, svcs, err)
+		}
+	}
+}
+
+// TestClusterLeaderKill: kill -9 the leader; a new leader takes writes;
+// every write acknowledged before the kill is on the survivors and in
+// their kernels; the killed agent restarts from its disk and its kernel
+// matches the cluster's.
+func TestClusterLeaderKill(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(t, 0, 3)
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	// Acknowledged (committed) writes, without waiting for the kernels:
+	// the last one is acknowledged just before the kill.
+	c := tr.agents[leader].Client()
+	for _, w := range []string{"10%", "20%", "30%"} {
+		if _, err := c.SetWeight(tr.ctx, "web", w, api.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.AddPin(tr.ctx, "web", "198.18.0.0/24", "canary", api.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr.agents[leader].Kill()
+	killed := time.Now()
+	s.CanaryWeight = 3000
+	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("198.18.0.0/24"), Pool: service.Canary}}
+	survivors := []int{(leader + 1) % 3, (leader + 2) % 3}
+	tr.waitKernels(t, s, survivors...)
+
+	took := firstWrite(t, tr, survivors[0], killed, "40%")
+	t.Logf("leader %s killed: first successful write after %v", tr.hosts[leader].Name, took)
+	newLeader := tr.waitLeader(t, survivors[0], 2)
+	if newLeader == leader {
+		t.Fatalf("the killed agent %s is still the leader", tr.hosts[leader].Name)
+	}
+	s.CanaryWeight = 4000
+	tr.waitKernels(t, s, survivors...)
+
+	// Restart the killed agent on its files: it resumes from its disk
+	// and its kernel matches the cluster's, including the write it missed.
+	tr.start(t, leader)
+	tr.waitKernels(t, s, leader)
+	if !tr.waitLog(leader, "resuming from stored state", 5*time.Second) {
+		t.Errorf("the restarted agent did not resume from its stored state")
+	}
+	// And it takes part again: a write through it reaches every kernel.
+	if _, err := tr.agents[leader].Client().SetWeight(tr.ctx, "web", "45%", waitApplied); err != nil {
+		t.Fatal(err)
+	}
+	s.CanaryWeight = 4500
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
+		}
+	}
+}
+
+// firstWrite retries a set-weight through agent i until it succeeds and
+// returns how long after since that was.
+func firstWrite(tb testing.TB, tr *trio, i int, since time.Time, weight string) time.Duration {
+	tb.Helper()
+	c := tr.agents[i].Client()
+	for {
+		ctx, cancel := context.WithTimeout(tr.ctx, 2*time.Second)
+		_, err := c.SetWeight(ctx, "web", weight, api.WriteOptions{})
+		cancel()
+		if err == nil {
+			return time.Since(since)
+		}
+		if time.Since(since) > 30*time.Second {
+			tb.Fatalf("no write succeeded within 30s of the leader's death: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterPartition: a node cut off from the others (its link down)
+// refuses writes with a clear error while the majority keeps taking them;
+// healed, it catches up — from a snapshot, as it lagged past the trailing
+// logs.
+func TestClusterPartition(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{SnapshotThreshold: 32, TrailingLogs: 16, SnapshotInterval: time.Second})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(t, 0, 3)
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitKernels(t, s, 0, 1, 2)
+	cut := (leader + 1) % 3
+	if err := tr.hosts[cut].SetLinkUp(tr.ctx, netlab.GatewayBackendIf, false); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.hosts[cut].SetLinkUp(context.Background(), netlab.GatewayBackendIf, true)
+
+	// The majority takes writes: far more than the trailing logs.
+	from := len(tr.agents[leader].Log())
+	c := tr.agents[leader].Client()
+	for i := range 100 {
+		if _, err := c.SetWeight(tr.ctx, "web", fmt.Sprintf("%d%%", 1+i%90), api.WriteOptions{}); err != nil {
+			t.Fatalf("write %d to the majority: %v", i, err)
+		}
+	}
+	if _, err := c.SetWeight(tr.ctx, "web", "55%", api.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.CanaryWeight = 5500
+	tr.waitKernels(t, s, leader, (leader+2)%3)
+
+	// The cut-off node says why it cannot take a write, after holding it
+	// for a few seconds in case a leader appears.
+	start := time.Now()
+	_, err := tr.agents[cut].Client().SetWeight(tr.ctx, "web", "77%", api.WriteOptions{})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 503 || !strings.Contains(ae.Message, "leader") {
+		t.Fatalf("a write to the cut-off node: %v, want 503 saying there is no leader", err)
+	}
+	t.Logf("the cut-off node answered after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if diff := tr.kernelDiff(t, cut, service.Service{Name: s.Name, VIP: s.VIP, Port: s.Port, Protocol: s.Protocol,
+		Stable: s.Stable, Canary: s.Canary, CanaryWeight: 500}); diff != "" {
+		t.Errorf("the cut-off node's kernel changed: %s", diff)
+	}
+
+	// The leader compacts its log past the cut-off node's position.
+	deadline := time.Now().Add(15 * time.Second)
+	for !slices.ContainsFunc(tr.agents[leader].Log()[from:], func(l string) bool { return strings.Contains(l, "compacting logs") }) {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader did not compact its log within 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := tr.hosts[cut].SetLinkUp(tr.ctx, netlab.GatewayBackendIf, true); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitKernels(t, s, cut)
+	if !tr.waitLog(cut, "Installed remote snapshot", 5*time.Second) {
+		t.Errorf("the healed node caught up without installing a snapshot")
+	}
+	if _, err := tr.agents[cut].Client().SetWeight(tr.ctx, "web", "60%", waitApplied); err != nil {
+		t.Fatalf("a write through the healed node: %v", err)
+	}
+}
