@@ -56,8 +56,11 @@ fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a 
 	$(GO) test -run XXX -fuzz FuzzPrograms -fuzztime 60s ./pkg/datapath
 
 .PHONY: bench
-bench: deps bpffs ## Per-packet costs, tracking cost, scrape cost, and lab throughput vs routing, iptables, nftables
+bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency
 	$(GO) test -run XXX -bench 'PerPacket|TrackingCost' -benchtime 20000x ./pkg/datapath
+	$(GO) test -run XXX -bench ApplyWeight ./pkg/datapath
+	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
+	$(GO) test -run XXX -bench ClusterLeaderKill -benchtime 7x -v ./agent
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
 
