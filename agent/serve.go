@@ -116,7 +116,7 @@ func loadTokens(cfg *config.Config) ([]apiserver.Token, error) {
 // Services, View, FlowTable and Attachments make the agent the exporter's
 // source.
 func (a *Agent) Services() []datapath.InstalledService { return a.dp.Installed() }
-func (a *Agent) View() *datapath.View                   { return a.dp.View() }
+func (a *Agent) View() *datapath.View                  { return a.dp.View() }
 func (a *Agent) FlowTable() (entries, capacity int) {
 	return int(a.flows.Load()), a.dp.FlowTableCapacity()
 }

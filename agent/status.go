@@ -103,4 +103,3 @@ func (a *Agent) status(name string) (any, error) {
 	}
 	return out, nil
 }
-
