@@ -65,8 +65,8 @@ bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughpu
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
 
 .PHONY: demo
-demo: deps build ## Lab demo: a gateway steering traffic between stable and canary at a few weights
-	$(BIN)/graylane-demo --agent $(BIN)/graylane-agent
+demo: deps build ## Lab demo: three agents in a cluster; graylanectl moves the canary weight, traffic follows
+	$(BIN)/graylane-demo --agent $(BIN)/graylane-agent --ctl $(BIN)/graylanectl
 
 .PHONY: clean
 clean: ## Remove build output and any lab left by a crashed run

@@ -430,3 +430,62 @@ func TestClusterPartition(t *testing.T) {
 		t.Fatalf("a write through the healed node: %v", err)
 	}
 }
+
+// TestClusterMembersRemove: a member removed through a follower leaves the
+// configuration; the two left keep taking writes into their kernels, and
+// the removed one no longer follows.
+func TestClusterMembersRemove(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(t, 0, 3)
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	gone := (leader + 2) % 3
+	via := (leader + 1) % 3
+	c := tr.agents[via].Client()
+	if _, err := c.RemoveMember(tr.ctx, "no-such-node"); err == nil || !strings.Contains(err.Error(), "no-such-node") {
+		t.Errorf("removing an unknown member: %v, want an error naming it", err)
+	}
+	if _, err := c.RemoveMember(tr.ctx, tr.hosts[gone].Name); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := c.Members(tr.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Node)
+	}
+	if len(ms) != 2 || slices.Contains(names, tr.hosts[gone].Name) {
+		t.Fatalf("members after removing %s: %v", tr.hosts[gone].Name, names)
+	}
+	w, err := c.SetWeight(tr.ctx, "web", "25%", waitApplied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Applied) != 2 || len(w.NotApplied) != 0 {
+		t.Errorf("a write after the removal applied on %v, not on %v; want the two members", w.Applied, w.NotApplied)
+	}
+	s.CanaryWeight = 2500
+	for _, i := range []int{leader, via} {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.CanaryWeight = 500
+	if diff := tr.kernelDiff(t, gone, s); diff != "" {
+		t.Errorf("the removed node's kernel should keep its last state: %s", diff)
+	}
+	// The removed node cannot write into the cluster any more.
+	_, err = tr.agents[gone].Client().SetWeight(tr.ctx, "web", "30%", api.WriteOptions{})
+	var ae *api.Error
+	// (It says so while it still knows the leader, which refuses it; once
+	// it lost the leader, it says there is none.)
+	if !errors.As(err, &ae) || ae.Status != 503 || !(strings.Contains(ae.Message, "not a member") || strings.Contains(ae.Message, "no leader")) {
+		t.Errorf("a write through the removed node: %v, want 503 saying it is not a member", err)
+	}
+	t.Logf("a write through the removed node: %v", err)
+}

@@ -270,6 +270,10 @@ func (n *Node) Apply(ctx context.Context, c Command) (uint64, error) {
 			if ctx.Err() != nil {
 				return 0, ctx.Err()
 			}
+			var remote *rpcError
+			if errors.As(err, &remote) && remote.Status == http.StatusForbidden {
+				return 0, fmt.Errorf("%w (the leader %s says: %s)", errNotMember, addr, remote.Message)
+			}
 			lastErr, lastLeader = err, addr
 		}
 		if time.Now().After(deadline) {
@@ -313,6 +317,9 @@ func (n *Node) applyLocal(data []byte) (uint64, error) {
 	}
 	return f.Index(), nil
 }
+
+// ErrNotMember reports whether err says this node is no longer a member.
+func ErrNotMember(err error) bool { return errors.Is(err, errNotMember) }
 
 // ErrNoLeader reports whether err says the cluster had no leader.
 func ErrNoLeader(err error) bool { return errors.Is(err, errNoLeader) }

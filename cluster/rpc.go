@@ -83,10 +83,39 @@ func (r applyResponse) err() error {
 	}
 }
 
+// membersOnly are the RPCs that change the state: a node removed from the
+// cluster (which still holds a certificate of its CA) may not make them.
+var membersOnly = map[string]bool{"/cluster/apply": true, "/cluster/remove": true}
+
+// callerNotMember returns the name of the node calling r (its certificate's
+// common name) if it is not in the cluster's configuration.
+func (n *Node) callerNotMember(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return "", false // no TLS: an in-process test transport
+	}
+	caller := r.TLS.PeerCertificates[0].Subject.CommonName
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return "", false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == caller {
+			return "", false
+		}
+	}
+	return caller, true
+}
+
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(path string, fn func(ctx context.Context, body []byte) (any, int, error)) {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+			if membersOnly[path] {
+				if caller, ok := n.callerNotMember(r); ok {
+					http.Error(w, fmt.Sprintf("node %q is not a member of the cluster", caller), http.StatusForbidden)
+					return
+				}
+			}
 			body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)

@@ -186,4 +186,6 @@ func (r raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 var _ raft.StreamLayer = raftLayer{}
 
 // errNoLeader says the cluster has no leader to take a write.
+var errNotMember = errors.New("this node is not a member of the cluster (it was removed): send writes to a member, or wipe this node's data directory and join it again")
+
 var errNoLeader = errors.New("the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds")

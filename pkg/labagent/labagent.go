@@ -210,6 +210,9 @@ func (a *Agent) configPath() string    { return filepath.Join(a.dir, "agent.yaml
 func (a *Agent) manifestsPath() string { return filepath.Join(a.dir, "services.yaml") }
 func (a *Agent) socketPath() string    { return filepath.Join(a.dir, "api.sock") }
 
+// SocketPath is the agent's API socket (for graylanectl --server unix://…).
+func (a *Agent) SocketPath() string { return a.socketPath() }
+
 // Client returns a client of the agent's API (its unix socket, which the
 // test process reaches directly: only the network is namespaced).
 func (a *Agent) Client() *api.Client {

@@ -1,11 +1,13 @@
 // Command graylane-demo shows Graylane on one host: it builds a netns lab
-// (a client, a gateway, two stable backends and a canary), starts the real
-// graylane-agent on the gateway, and sends new TCP connections through the
-// service VIP at a few canary weights, printing which backends answered.
-// Live connections stay on their backend while the weight moves. It cleans
-// up after itself, also on Ctrl-C.
+// (a client, three gateways, two stable backends and a canary), starts the
+// real graylane-agent on each gateway as one raft cluster over mutual TLS,
+// changes the canary weight with the real graylanectl through a follower,
+// and sends new TCP connections through the service VIP at each weight,
+// printing which backends answered and the weight every node's kernel
+// holds. Live connections stay on their backend while the weight moves. It
+// cleans up after itself, also on Ctrl-C.
 //
-//	make demo    (or: graylane-demo --agent bin/graylane-agent)
+//	make demo    (or: graylane-demo --agent bin/graylane-agent --ctl bin/graylanectl)
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"sort"
 	"strings"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/graylane/graylane/pkg/labagent"
 	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -36,6 +40,7 @@ func main() {
 
 func run() error {
 	agentBin := flag.String("agent", "bin/graylane-agent", "graylane-agent binary")
+	ctlBin := flag.String("ctl", "bin/graylanectl", "graylanectl binary")
 	conns := flag.Int("connections", 5000, "new connections per weight (1..100000)")
 	mode := flag.String("mode", "auto", "agent xdpMode: auto, native, generic or tc")
 	flag.Parse()
@@ -45,8 +50,10 @@ func run() error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo builds network namespaces and loads BPF programs: run it as root")
 	}
-	if _, err := os.Stat(*agentBin); err != nil {
-		return fmt.Errorf("agent binary: %w (run `make build` first)", err)
+	for _, bin := range []string{*agentBin, *ctlBin} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%w (run `make build` first)", err)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -54,8 +61,8 @@ func run() error {
 	defer cancel()
 
 	start := time.Now()
-	step("building the lab: client, gateway, switch, stable s0 s1, canary c0 (network namespaces)")
-	lab, err := netlab.New(ctx, netlab.Config{})
+	step("building the lab: client, gateways gw g1 g2, switch, stable s0 s1, canary c0 (network namespaces)")
+	lab, err := netlab.New(ctx, netlab.Config{PeerGateways: 2})
 	if err != nil {
 		return err
 	}
@@ -87,20 +94,39 @@ func run() error {
 	}
 	echo.Canary = []service.Backend{{Addr: netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.EchoPort)}}
 
-	step("starting graylane-agent on the gateway (xdpMode " + *mode + ")")
-	agentLog := &lineFilter{w: os.Stdout, keep: []string{`"level":"WARN"`, `"level":"ERROR"`, `"msg":"steering on interface"`}}
-	agent, err := labagent.Start(ctx, lab, labagent.Options{Binary: *agentBin, Mode: *mode, Services: []service.Service{svc, echo}, Log: agentLog})
+	agents, certs, err := startCluster(ctx, lab, *agentBin, *mode, []service.Service{svc, echo})
+	defer func() {
+		for _, a := range agents {
+			defer a.Remove()
+			if err := a.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "graylane-demo: stop agent:", err)
+			}
+		}
+		os.RemoveAll(certs)
+		if len(agents) > 0 {
+			step("agents stopped: programs detached, maps removed")
+		}
+	}()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		defer agent.Remove()
-		if err := agent.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "graylane-demo: stop agent:", err)
-		} else {
-			step("agent stopped: programs detached, maps removed")
+	// The user's view: graylanectl on the unix socket of a follower (g1):
+	// writes are forwarded to the leader; --wait returns once every node's
+	// kernel has the change.
+	ctl := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, *ctlBin, append([]string{"--server", "unix://" + agents[1].SocketPath()}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("graylanectl %s: %v: %s", strings.Join(args, " "), err, out)
 		}
-	}()
+		return string(out), nil
+	}
+	out, err := ctl("members")
+	if err != nil {
+		return err
+	}
+	step("graylanectl members")
+	fmt.Print(indent(out))
 
 	// Live connections opened at 0 %: they must stay where they are.
 	live, err := openLive(ctx, lab, 6)
@@ -113,11 +139,16 @@ func run() error {
 		}
 	}()
 
-	step(fmt.Sprintf("sending %d new TCP connections to %s:80 at each canary weight", *conns, netlab.VIP4))
-	fmt.Printf("    %-8s %-16s %-26s %s\n", "weight", "canary share", "answered by", "rate")
+	step(fmt.Sprintf("graylanectl set-weight web/echo W --wait (through g1), then %d new TCP connections to %s:80 at each weight", *conns, netlab.VIP4))
+	fmt.Printf("    %-8s %-17s %-16s %-26s %s\n", "weight", "kernels gw/g1/g2", "canary share", "answered by", "rate")
 	for _, w := range []service.Weight{0, 5, 500, 2500, 5000, 10000} {
-		svc.CanaryWeight, echo.CanaryWeight = w, w
-		if err := agent.Apply(ctx, []service.Service{svc, echo}); err != nil {
+		for _, name := range []string{"web", "echo"} {
+			if _, err := ctl("set-weight", name, w.String(), "--wait"); err != nil {
+				return err
+			}
+		}
+		kernels, err := kernelWeights(agents, svc)
+		if err != nil {
 			return err
 		}
 		res, err := lab.Client.HelloMany(ctx, netip.AddrPortFrom(netlab.VIP4, 80), nil, *conns, 64)
@@ -128,7 +159,7 @@ func run() error {
 			return fmt.Errorf("weight %s: %d of %d connections failed: %v", w, res.Failed, *conns, res.Errors)
 		}
 		canary := res.Counts["c0"]
-		fmt.Printf("    %-8s %6.2f%% (%5d) %-26s %.0f conn/s\n", w, 100*float64(canary)/float64(res.OK), canary,
+		fmt.Printf("    %-8s %-17s %6.2f%% (%5d) %-26s %.0f conn/s\n", w, kernels, 100*float64(canary)/float64(res.OK), canary,
 			counts(res.Counts), float64(res.OK)/res.Elapsed.Seconds())
 	}
 
@@ -140,7 +171,14 @@ func run() error {
 		fmt.Printf("    connection %d: %s, echo ok\n", i, l.backend)
 	}
 
-	v, err := agent.View()
+	out, err = ctl("status", "web")
+	if err != nil {
+		return err
+	}
+	step("graylanectl status web")
+	fmt.Print(indent(out))
+
+	v, err := agents[0].View()
 	if err != nil {
 		return err
 	}
@@ -161,6 +199,71 @@ func run() error {
 }
 
 func step(msg string) { fmt.Printf("==> %s\n", msg) }
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+// startCluster makes the lab's certificates and starts an agent on each
+// gateway: gw creates the cluster with the manifests, g1 and g2 join it.
+// It returns the agents started so far even on error, for cleanup.
+func startCluster(ctx context.Context, lab *netlab.Lab, bin, mode string, svcs []service.Service) ([]*labagent.Agent, string, error) {
+	certs, err := os.MkdirTemp("", "graylane-demo-pki-")
+	if err != nil {
+		return nil, "", err
+	}
+	hosts := append([]*netlab.Host{lab.Gateway}, lab.Peers...)
+	names := map[string][]string{}
+	for _, h := range hosts {
+		names[h.Name] = []string{netip.MustParseAddrPort(labagent.ClusterAddr(h)).Addr().String()}
+	}
+	if err := pki.WriteLab(certs, names); err != nil {
+		return nil, certs, err
+	}
+	step("made a cluster CA and node certificates (graylane-agent certs does the same for real hosts)")
+	var agents []*labagent.Agent
+	for i, h := range hosts {
+		c := &labagent.Cluster{Certs: certs}
+		opts := labagent.Options{Binary: bin, Mode: mode, Host: h, Cluster: c,
+			Log: &lineFilter{w: os.Stdout, keep: []string{`"level":"WARN"`, `"level":"ERROR"`, `"msg":"steering on interface"`}}}
+		what := "creates the cluster with the manifests web and echo"
+		if i == 0 {
+			opts.Services = svcs
+		} else {
+			c.Join = hosts[:1]
+			what = "joins through gw"
+		}
+		step(fmt.Sprintf("starting graylane-agent on %s (xdpMode %s): %s", h.Name, mode, what))
+		a, err := labagent.Start(ctx, lab, opts)
+		if err != nil {
+			return agents, certs, err
+		}
+		agents = append(agents, a)
+	}
+	return agents, certs, nil
+}
+
+// kernelWeights reads svc's weight from every agent's kernel maps.
+func kernelWeights(agents []*labagent.Agent, svc service.Service) (string, error) {
+	var ws []string
+	for _, a := range agents {
+		v, err := a.View()
+		if err != nil {
+			return "", err
+		}
+		ks, ok, err := v.Service(svc.Frontend())
+		v.Close()
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			ws = append(ws, "-")
+			continue
+		}
+		ws = append(ws, ks.Weight.String())
+	}
+	return strings.Join(ws, "/"), nil
+}
 
 func counts(m map[string]int) string {
 	names := make([]string, 0, len(m))
