@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
 
 # Packages whose tests need no privileges: run with the race detector.
-PURE_PKGS := ./pkg/service/... ./pkg/manifest/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./agent/config/...
+PURE_PKGS := ./pkg/service/... ./pkg/manifest/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/...
 # Debian packages the tests, the demo and `make generate` use.
 DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus
 
@@ -45,6 +45,7 @@ bpffs: ## Mount the BPF file system at /sys/fs/bpf if it is not (as root)
 
 .PHONY: test
 test: deps bpffs ## Run every test: unit (race detector), kernel packet tests, lab end to end
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$unformatted" ] || { echo "not gofmt-ed: $$unformatted"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(PURE_PKGS)
 	$(GO) test -count=1 -timeout 40m ./...

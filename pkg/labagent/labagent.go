@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,7 +53,14 @@ type Options struct {
 	Cluster *Cluster
 	// Extra is appended to the agent's configuration file (YAML).
 	Extra string
+	// Tokens, with Cluster, serve the API over HTTPS on APIPort of the
+	// agent's cluster address, with these bearer tokens (secret ->
+	// tenant; "*" is admin).
+	Tokens map[string]string
 }
+
+// APIPort is the HTTPS API port of lab agents given Tokens.
+const APIPort = 7443
 
 // Cluster says how a lab agent takes part in a cluster: its cluster port
 // is ClusterPort on its backend-LAN address.
@@ -155,8 +163,19 @@ bpffs: %s
 dataDir: %s
 flowTable: %d
 manifests: %s
-listen: {api: "unix://%s", metrics: "127.0.0.1:9477"}
-`, host.Name, ifaces, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath())
+listen: {api: "unix://%s", metrics: "127.0.0.1:9477"%s}
+`, host.Name, ifaces, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath(), apiTCP(host, opts))
+	if len(opts.Tokens) > 0 {
+		secrets := make([]string, 0, len(opts.Tokens))
+		for secret := range opts.Tokens {
+			secrets = append(secrets, secret)
+		}
+		slices.Sort(secrets)
+		cfg += "tokens:\n"
+		for i, secret := range secrets {
+			cfg += fmt.Sprintf("  - {name: t%d, secret: %q, tenant: %q}\n", i, secret, opts.Tokens[secret])
+		}
+	}
 	if c := opts.Cluster; c != nil {
 		var join []string
 		for _, j := range c.Join {
@@ -204,6 +223,14 @@ listen: {api: "unix://%s", metrics: "127.0.0.1:9477"}
 	}
 	ok = true
 	return a, nil
+}
+
+// apiTCP renders the listen.apiTCP setting for opts.Tokens.
+func apiTCP(host *netlab.Host, opts Options) string {
+	if len(opts.Tokens) == 0 || opts.Cluster == nil {
+		return ""
+	}
+	return fmt.Sprintf(", apiTCP: %q", netip.AddrPortFrom(netip.MustParseAddrPort(ClusterAddr(host)).Addr(), APIPort))
 }
 
 func (a *Agent) configPath() string    { return filepath.Join(a.dir, "agent.yaml") }

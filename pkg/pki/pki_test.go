@@ -23,29 +23,8 @@ func TestMutualTLS(t *testing.T) {
 	}
 	_, good, _ := Load(LabFiles(dir, "b"))
 	_, bad, _ := Load(LabFiles(other, "x"))
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.Write([]byte("ok")); c.Close() }()
-		}
-	}()
-	try := func(cfg *tls.Config) error {
-		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = io.ReadAll(c)
-		return err
-	}
+	addr := serveTLS(t, srv)
+	try := func(cfg *tls.Config) error { return dialTLS(addr, cfg) }
 	if err := try(good); err != nil {
 		t.Fatalf("a node of the same CA: %v", err)
 	}
@@ -72,24 +51,9 @@ func TestWriteLabReusesCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
-	c, err := tls.Dial("tcp", ln.Addr().String(), cli)
-	if err != nil {
+	if err := dialTLS(serveTLS(t, srv), cli); err != nil {
 		t.Fatalf("a node added later does not share the CA: %v", err)
 	}
-	io.ReadAll(c)
-	c.Close()
 
 	for _, tc := range []struct {
 		hosts map[string][]string
@@ -104,4 +68,35 @@ func TestWriteLabReusesCA(t *testing.T) {
 			t.Errorf("WriteLab(%v) = %v, want an error containing %q", tc.hosts, err, tc.want)
 		}
 	}
+}
+
+// serveTLS serves "ok" to every TLS client on a loopback port until the
+// test ends, and returns its address.
+func serveTLS(t *testing.T, cfg *tls.Config) string {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.Write([]byte("ok")); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dialTLS connects with cfg and reads the answer: the handshake's verdict.
+func dialTLS(addr string, cfg *tls.Config) error {
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = io.ReadAll(c)
+	return err
 }
