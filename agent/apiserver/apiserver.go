@@ -391,6 +391,12 @@ func (s *Server) removeMember(_ http.ResponseWriter, r *http.Request, id identit
 func (s *Server) status(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
 	name := r.URL.Query().Get("service")
 	st, index := s.node.FSM().State()
+	if r.URL.Query().Get("consistent") == "true" {
+		var err error
+		if st, index, err = s.node.ConsistentState(r.Context()); err != nil {
+			return nil, err
+		}
+	}
 	if name != "" {
 		svc, ok := st.Services[name]
 		if !ok {

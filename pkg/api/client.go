@@ -20,9 +20,10 @@ const DefaultServer = "unix:///run/graylane/api.sock"
 
 // Client talks to one agent's API.
 type Client struct {
-	base  string // URL prefix of the API: "http://unix" or "https://host:port"
-	token string
-	http  *http.Client
+	base       string // URL prefix of the API: "http://unix" or "https://host:port"
+	token      string
+	http       *http.Client
+	consistent bool
 }
 
 // ClientOptions configure a Client.
@@ -36,6 +37,10 @@ type ClientOptions struct {
 	TLS *tls.Config
 	// Timeout bounds each request; default 30s.
 	Timeout time.Duration
+	// Consistent makes reads linearizable: answered from the leader's
+	// state, seeing every write committed before them. Default: the
+	// agent's local state, which may lag the leader by a moment.
+	Consistent bool
 }
 
 // NewClient returns a client of the agent at opts.Server.
@@ -51,7 +56,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return nil, fmt.Errorf("--server %q: %w", opts.Server, err)
 	}
 	tr := &http.Transport{TLSClientConfig: opts.TLS}
-	c := &Client{token: opts.Token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}}
+	c := &Client{token: opts.Token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}, consistent: opts.Consistent}
 	switch u.Scheme {
 	case "unix":
 		path := u.Path
@@ -96,13 +101,13 @@ func (o WriteOptions) query() string {
 // Services lists the services.
 func (c *Client) Services(ctx context.Context) ([]Service, error) {
 	var out []Service
-	return out, c.do(ctx, http.MethodGet, "/v1/services", "", nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/v1/services"+c.readQuery("?"), "", nil, &out)
 }
 
 // Service returns one service.
 func (c *Client) Service(ctx context.Context, name string) (Service, error) {
 	var out Service
-	return out, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), "", nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name)+c.readQuery("?"), "", nil, &out)
 }
 
 // Apply creates or updates the services of manifests (YAML), all or none.
@@ -160,9 +165,19 @@ func (c *Client) Status(ctx context.Context, service string) (Status, error) {
 	var out Status
 	path := "/v1/status"
 	if service != "" {
-		path += "?service=" + url.QueryEscape(service)
+		path += "?service=" + url.QueryEscape(service) + c.readQuery("&")
+	} else {
+		path += c.readQuery("?")
 	}
 	return out, c.do(ctx, http.MethodGet, path, "", nil, &out)
+}
+
+// readQuery is the query that makes a read consistent, after sep.
+func (c *Client) readQuery(sep string) string {
+	if !c.consistent {
+		return ""
+	}
+	return sep + "consistent=true"
 }
 
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {

@@ -1,0 +1,128 @@
+// Package pin is `graylanectl pin add|rm|ls`: prefixes whose new flows
+// always go to one pool.
+package pin
+
+import (
+	"net/netip"
+
+	"github.com/spf13/cobra"
+
+	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/ctl/printer"
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// New returns the pin command.
+func New(env *cli.Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pin",
+		Short: "Send a prefix's new flows to one pool, whatever the weight",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cli.Usagef("pin: say add, rm or ls")
+		},
+	}
+	var wait cli.Wait
+	var pool string
+	add := &cobra.Command{
+		Use:     "add SERVICE PREFIX --pool canary|stable",
+		Short:   "Add a pin (or change the pool of an existing one)",
+		Example: "  graylanectl pin add auth 10.9.0.0/16 --pool canary",
+		Args:    cli.Args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prefix, err := parsePrefix(args[1])
+			if err != nil {
+				return err
+			}
+			if pool == "" {
+				return cli.Usagef("pin add: say which pool with --pool canary or --pool stable")
+			}
+			if _, err := service.ParsePool(pool); err != nil {
+				return cli.Usagef("pin add: --pool: %v", err)
+			}
+			opts, err := wait.Options()
+			if err != nil {
+				return err
+			}
+			c, err := env.Connect(wait.MinTimeout())
+			if err != nil {
+				return err
+			}
+			w, err := c.AddPin(cmd.Context(), args[0], prefix.String(), pool, opts)
+			if err != nil {
+				return cli.Explain(err)
+			}
+			return env.Wrote("pinned "+prefix.String()+" of "+args[0]+" to "+pool, w, wait.On)
+		},
+	}
+	add.Flags().StringVar(&pool, "pool", "", "the pool: canary or stable")
+	wait.AddFlags(add)
+
+	var rmWait cli.Wait
+	rm := &cobra.Command{
+		Use:   "rm SERVICE PREFIX",
+		Short: "Remove a pin",
+		Args:  cli.Args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prefix, err := parsePrefix(args[1])
+			if err != nil {
+				return err
+			}
+			opts, err := rmWait.Options()
+			if err != nil {
+				return err
+			}
+			c, err := env.Connect(rmWait.MinTimeout())
+			if err != nil {
+				return err
+			}
+			w, err := c.RemovePin(cmd.Context(), args[0], prefix.String(), opts)
+			if err != nil {
+				return cli.Explain(err)
+			}
+			return env.Wrote("removed pin "+prefix.String()+" of "+args[0], w, rmWait.On)
+		},
+	}
+	rmWait.AddFlags(rm)
+
+	ls := &cobra.Command{
+		Use:   "ls SERVICE",
+		Short: "List a service's pins",
+		Args:  cli.Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := env.Connect(0)
+			if err != nil {
+				return err
+			}
+			s, err := c.Service(cmd.Context(), args[0])
+			if err != nil {
+				return cli.Explain(err)
+			}
+			pins := s.Pins
+			if pins == nil {
+				pins = []api.Pin{}
+			}
+			return env.Print(pins, func(t *printer.Tab) {
+				t.Row("PREFIX", "POOL")
+				for _, p := range pins {
+					t.Row(p.Prefix, p.Pool)
+				}
+			})
+		},
+	}
+	cmd.AddCommand(add, rm, ls)
+	return cmd
+}
+
+// parsePrefix checks a prefix before anything is sent.
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, cli.Usagef("pin: %q is not a prefix such as 10.9.0.0/16 or 2001:db8::/48", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, cli.Usagef("pin: %s has host bits set: did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}

@@ -1,0 +1,128 @@
+// Package root is graylanectl's top command: the global flags, the client
+// they describe, and the subcommands.
+package root
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/graylane/graylane/ctl/apply"
+	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/ctl/get"
+	"github.com/graylane/graylane/ctl/members"
+	"github.com/graylane/graylane/ctl/pin"
+	"github.com/graylane/graylane/ctl/printer"
+	"github.com/graylane/graylane/ctl/remove"
+	"github.com/graylane/graylane/ctl/setweight"
+	"github.com/graylane/graylane/ctl/status"
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/version"
+)
+
+// TokenEnv is the environment variable --token defaults to.
+const TokenEnv = "GRAYLANE_TOKEN"
+
+// New returns graylanectl with its subcommands. getenv reads the
+// environment (os.Getenv, or a map in tests).
+func New(in io.Reader, out, errOut io.Writer, getenv func(string) string) *cobra.Command {
+	env := &cli.Env{In: in, Out: out, Err: errOut}
+	var server, token, caFile, format string
+	var timeout time.Duration
+	var consistent bool
+	cmd := &cobra.Command{
+		Use:   "graylanectl",
+		Short: "Control a Graylane cluster: services, canary weights, pins, members",
+		Long: `graylanectl talks to any Graylane agent of a cluster. Writes sent to a
+follower are forwarded to the leader; --wait on a write returns once every
+live node applied it to its kernel.
+
+Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
+2 a usage mistake (nothing was sent).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cli.Args(cobra.NoArgs),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := printer.ParseFormat(format)
+			if err != nil {
+				return &cli.UsageError{Err: err}
+			}
+			if timeout <= 0 {
+				return cli.Usagef("--timeout %v: give a positive duration, such as 30s", timeout)
+			}
+			if token == "" {
+				token = getenv(TokenEnv) // not a flag default: help must not print it
+			}
+			env.Format = f
+			env.Connect = func(minTimeout time.Duration) (*api.Client, error) {
+				opts := api.ClientOptions{Server: server, Token: token, Timeout: max(timeout, minTimeout), Consistent: consistent}
+				if caFile != "" {
+					pool, err := loadCA(caFile)
+					if err != nil {
+						return nil, err
+					}
+					opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+				}
+				c, err := api.NewClient(opts)
+				if err != nil {
+					return nil, &cli.UsageError{Err: err}
+				}
+				return c, nil
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.SetIn(in)
+	cmd.SetOut(out)
+	cmd.SetErr(errOut)
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return cli.Usagef("%v (see '%s --help')", err, c.CommandPath())
+	})
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&server, "server", api.DefaultServer, "the agent's API: unix:///path/to/socket or https://host:port")
+	pf.StringVar(&token, "token", "", "bearer token for an https server (default: $"+TokenEnv+")")
+	pf.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the https server's certificate")
+	pf.DurationVar(&timeout, "timeout", 30*time.Second, "bound on each request to the agent")
+	pf.BoolVar(&consistent, "consistent", false, "read from the leader (sees every committed write) instead of the local agent")
+	pf.StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
+	cmd.CompletionOptions.DisableDefaultCmd = true
+
+	cmd.AddCommand(
+		apply.New(env),
+		get.New(env),
+		remove.New(env),
+		setweight.New(env),
+		status.New(env),
+		pin.New(env),
+		members.New(env),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print graylanectl's version",
+			Args:  cli.Args(cobra.NoArgs),
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				_, err := fmt.Fprintln(out, "graylanectl", version.Version)
+				return err
+			},
+		},
+	)
+	return cmd
+}
+
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &cli.UsageError{Err: fmt.Errorf("--ca: %w", err)}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &cli.UsageError{Err: errors.New("--ca " + path + ": no PEM certificate in it")}
+	}
+	return pool, nil
+}

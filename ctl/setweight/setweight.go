@@ -1,0 +1,47 @@
+// Package setweight is `graylanectl set-weight SERVICE WEIGHT`: the share
+// of new flows sent to the canary pool.
+package setweight
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// New returns the set-weight command.
+func New(env *cli.Env) *cobra.Command {
+	var wait cli.Wait
+	cmd := &cobra.Command{
+		Use:   "set-weight SERVICE WEIGHT",
+		Short: "Set the canary weight of a service",
+		Long: `Sets the share of the service's new flows that go to the canary pool, in
+percent with up to two decimals: 5, 5% and 0.25% are all fine. Live flows
+stay on their backend.`,
+		Example: "  graylanectl set-weight auth 15% --wait\n  graylanectl set-weight auth 0.25",
+		Args:    cli.Args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, raw := args[0], args[1]
+			// Checked here first: a typo never reaches the cluster.
+			w, err := service.ParseWeight(raw)
+			if err != nil {
+				return cli.Usagef("set-weight: %v", err)
+			}
+			opts, err := wait.Options()
+			if err != nil {
+				return err
+			}
+			c, err := env.Connect(wait.MinTimeout())
+			if err != nil {
+				return err
+			}
+			res, err := c.SetWeight(cmd.Context(), name, w.String(), opts)
+			if err != nil {
+				return cli.Explain(err)
+			}
+			return env.Wrote("canary weight of "+name+" set to "+w.String(), res, wait.On)
+		},
+	}
+	wait.AddFlags(cmd)
+	return cmd
+}
