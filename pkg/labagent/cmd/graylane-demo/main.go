@@ -325,6 +325,11 @@ type lineFilter struct {
 }
 
 func (f *lineFilter) Write(p []byte) (int, error) {
+	// Raft warns about routine events (an election at start, a new member
+	// being sent the log from its beginning): not news in a demo.
+	if strings.Contains(string(p), "raft: ") && !strings.Contains(string(p), `"level":"ERROR"`) {
+		return len(p), nil
+	}
 	for _, k := range f.keep {
 		if strings.Contains(string(p), k) {
 			fmt.Fprintf(f.w, "    agent: %s", p)
