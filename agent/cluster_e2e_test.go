@@ -2,9 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +33,8 @@ type trio struct {
 	lab    *netlab.Lab
 	ctx    context.Context
 	certs  string
-	tune   labagent.Cluster // raft tuning for every agent
+	tune   labagent.Cluster  // raft tuning for every agent
+	tokens map[string]string // HTTPS API tokens (none: no HTTPS API)
 	hosts  []*netlab.Host
 	agents []*labagent.Agent
 	mu     sync.Mutex
@@ -38,13 +43,16 @@ type trio struct {
 
 // newTrio starts the lab and three agents; the first creates the cluster,
 // the others join it.
-func newTrio(tb testing.TB, tune labagent.Cluster) *trio {
+func newTrio(tb testing.TB, tune labagent.Cluster, tokens ...map[string]string) *trio {
 	tb.Helper()
 	testenv.RequirePrivileges(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	tb.Cleanup(cancel)
 	lab := netlab.NewT(tb, netlab.Config{PeerGateways: 2})
 	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, logs: map[string]*strings.Builder{}}
+	if len(tokens) > 0 {
+		tr.tokens = tokens[0]
+	}
 	tr.hosts = append([]*netlab.Host{lab.Gateway}, lab.Peers...)
 	hosts := map[string][]string{}
 	for _, h := range tr.hosts {
@@ -100,7 +108,7 @@ func (tr *trio) start(tb testing.TB, i int) {
 	}
 	tr.mu.Unlock()
 	a, err := labagent.Start(tr.ctx, tr.lab, labagent.Options{Binary: bin, Host: h, Cluster: &c,
-		Log: lockedWriter{&tr.mu, b}})
+		Tokens: tr.tokens, Log: lockedWriter{&tr.mu, b}})
 	if err != nil {
 		tb.Fatalf("start the agent on %s: %v", h.Name, err)
 	}
@@ -217,25 +225,49 @@ func trioService(lab *netlab.Lab) service.Service {
 
 var waitApplied = api.WriteOptions{WaitApplied: true, Timeout: 10 * time.Second}
 
-// TestClusterSetWeight: set-weight issued on a follower is in all three
-// kernels, read back from the maps; a bad manifest applied through a
-// follower changes nothing anywhere.
+// graylanectl runs the real CLI on the host (the test's namespace: it
+// reaches agents by their unix sockets) and returns its output and exit
+// code.
+func graylanectl(tb testing.TB, ctx context.Context, args ...string) (string, int) {
+	tb.Helper()
+	bin, err := ctl.Path()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return exitCode(tb, exec.CommandContext(ctx, bin, args...))
+}
+
+func exitCode(tb testing.TB, cmd *exec.Cmd) (string, int) {
+	tb.Helper()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	tb.Fatalf("run %v: %v", cmd.Args, err)
+	return "", -1
+}
+
+// TestClusterSetWeight: `graylanectl set-weight` issued on a follower is
+// in all three kernels, read back from the maps; a bad manifest applied
+// through a follower changes nothing anywhere.
 func TestClusterSetWeight(t *testing.T) {
 	tr := newTrio(t, labagent.Cluster{})
 	s := trioService(tr.lab)
 	leader := tr.waitLeader(t, 0, 3)
 	follower := (leader + 1) % 3
+	server := "unix://" + tr.agents[follower].SocketPath()
 	if err := tr.agents[follower].Apply(tr.ctx, []service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
 	tr.waitKernels(t, s, 0, 1, 2)
 
-	w, err := tr.agents[follower].Client().SetWeight(tr.ctx, "web", "15%", waitApplied)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(w.NotApplied) != 0 || len(w.Applied) != 3 {
-		t.Fatalf("set-weight applied on %v, not on %v", w.Applied, w.NotApplied)
+	out, code := graylanectl(t, tr.ctx, "--server", server, "set-weight", "web", "15%", "--wait")
+	if code != 0 || !strings.Contains(out, "applied on: g1, g2, gw") {
+		t.Fatalf("graylanectl set-weight web 15%% --wait on follower %s: exit %d:\n%s", tr.hosts[follower].Name, code, out)
 	}
 	s.CanaryWeight = 1500
 	for i := range 3 {
@@ -245,9 +277,10 @@ func TestClusterSetWeight(t *testing.T) {
 		}
 	}
 
-	// A manifest with one good service and one bad one, through a
-	// follower: refused whole, with the reason; no kernel changes.
-	bad := fmt.Sprintf(`apiVersion: graylane.io/v1
+	// A file with one good manifest and one bad one, through a follower:
+	// refused whole, with the reason; no kernel changes.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	err := os.WriteFile(bad, fmt.Appendf(nil, `apiVersion: graylane.io/v1
 kind: Service
 metadata: {name: web}
 spec:
@@ -266,16 +299,20 @@ spec:
   protocol: tcp
   stable: {backends: ["198.18.1.10:8080"]}
   canary: {backends: ["198.18.1.100:8080"], weight: 101%%}
-`, s.VIP, s.Stable[0].Addr, s.Canary[0].Addr)
-	_, err = tr.agents[follower].Client().Apply(tr.ctx, []byte(bad), waitApplied)
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "spec.canary.weight") {
-		t.Fatalf("a bad manifest: %v, want 400 naming spec.canary.weight", err)
+`, s.VIP, s.Stable[0].Addr, s.Canary[0].Addr), 0o600)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out, code = graylanectl(t, tr.ctx, "--server", server, "apply", "-f", bad, "--wait")
+	if code != 1 || !strings.Contains(out, "spec.canary.weight") {
+		t.Fatalf("graylanectl apply of a bad manifest: exit %d, want 1 naming spec.canary.weight:\n%s", code, out)
+	}
+	t.Logf("a bad manifest: %s", strings.TrimSpace(out))
 	// A later write that every node applied proves the refused one would
 	// have been applied by now if it had been committed.
-	if _, err := tr.agents[leader].Client().AddPin(tr.ctx, "web", "198.18.0.0/24", "stable", waitApplied); err != nil {
-		t.Fatal(err)
+	out, code = graylanectl(t, tr.ctx, "--server", server, "pin", "add", "web", "198.18.0.0/24", "--pool", "stable", "--wait")
+	if code != 0 {
+		t.Fatalf("graylanectl pin add: exit %d:\n%s", code, out)
 	}
 	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("198.18.0.0/24"), Pool: service.Stable}}
 	for i := range 3 {
@@ -285,6 +322,80 @@ spec:
 		svcs, err := tr.agents[i].Client().Services(tr.ctx)
 		if err != nil || len(svcs) != 1 {
 			t.Errorf("%s has services %+v (%v) after a refused manifest, want only web", tr.hosts[i].Name, svcs, err)
+		}
+	}
+	// status shows the desired weight against every kernel's.
+	out, code = graylanectl(t, tr.ctx, "--server", server, "status", "web", "-o", "json")
+	var st api.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Services) != 1 || len(st.Services[0].Nodes) != 3 {
+		t.Fatalf("graylanectl status web: exit %d:\n%s", code, out)
+	}
+	for _, n := range st.Services[0].Nodes {
+		if n.Weight != "15%" || n.Error != "" || len(n.Pools) != 2 {
+			t.Errorf("status of %s: %+v, want weight 15%% and both pools", n.Node, n)
+		}
+	}
+}
+
+// TestClusterHTTPS: graylanectl from another gateway's namespace reaches
+// an agent's HTTPS API: the CA is required, a token is required, a tenant
+// token touches only its tenant's services, an admin token changes every
+// kernel.
+func TestClusterHTTPS(t *testing.T) {
+	const admin, teamA = "admin-0123456789abcdef0123456789", "team-a-0123456789abcdef012345678"
+	tr := newTrio(t, labagent.Cluster{}, map[string]string{admin: "*", teamA: "a"})
+	s := trioService(tr.lab)
+	s.Tenant = "b"
+	leader := tr.waitLeader(t, 0, 3)
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := ctl.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From g1's namespace to gw's API (the root namespace has no route to
+	// the lab).
+	server := "https://" + netip.AddrPortFrom(netlab.GatewayBackend4, labagent.APIPort).String()
+	ca := pki.LabFiles(tr.certs, "gw").CA
+	run := func(token string, args ...string) (string, int) {
+		cmd := tr.hosts[1].Command(tr.ctx, bin, append([]string{"--server", server}, args...)...)
+		cmd.Env = append(os.Environ(), "GRAYLANE_TOKEN="+token)
+		return exitCode(t, cmd)
+	}
+	for _, tc := range []struct {
+		name, token string
+		args        []string
+		code        int
+		want        string
+	}{
+		{"no CA", admin, []string{"members"}, 1, "--ca"},
+		{"no token", "", []string{"--ca", ca, "get", "services"}, 1, "--token"},
+		{"unknown token", "x" + admin[1:], []string{"--ca", ca, "get", "services"}, 1, "--token"},
+		{"tenant token, other tenant", teamA, []string{"--ca", ca, "set-weight", "web", "20%"}, 1, "may not"},
+		{"tenant token sees none of b", teamA, []string{"--ca", ca, "get", "services", "-o", "json"}, 0, "[]"},
+		{"admin", admin, []string{"--ca", ca, "set-weight", "web", "20%", "--wait"}, 0, "applied on: g1, g2, gw"},
+		{"malformed YAML", admin, []string{"--ca", ca, "apply", "-f", "-"}, 1, "yaml"},
+	} {
+		var out string
+		var code int
+		if tc.name == "malformed YAML" {
+			cmd := tr.hosts[1].Command(tr.ctx, bin, append([]string{"--server", server}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "GRAYLANE_TOKEN="+tc.token)
+			cmd.Stdin = strings.NewReader("kind: [unclosed\n")
+			out, code = exitCode(t, cmd)
+		} else {
+			out, code = run(tc.token, tc.args...)
+		}
+		if code != tc.code || !strings.Contains(strings.ToLower(out), strings.ToLower(tc.want)) {
+			t.Errorf("%s: exit %d, want %d and %q:\n%s", tc.name, code, tc.code, tc.want, out)
+		}
+		t.Logf("%s: %s", tc.name, strings.TrimSpace(out))
+	}
+	s.CanaryWeight = 2000
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
 		}
 	}
 }

@@ -29,12 +29,17 @@ import (
 // End-to-end tests: a real graylane-agent process on the gateway of a netns
 // lab, real TCP/UDP clients and servers, state read back from the kernel.
 
-// agent is the graylane-agent binary the tests run, built once.
-var agent labagent.Binary
+// agent and ctl are the graylane-agent and graylanectl binaries the tests
+// run, built once.
+var (
+	agent labagent.Binary
+	ctl   = labagent.Binary{Package: labagent.CtlPackage}
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	agent.Remove()
+	ctl.Remove()
 	os.Exit(code)
 }
 

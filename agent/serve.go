@@ -30,7 +30,9 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 	var attrs []any
 	api := apiserver.New(a.node, a.log)
 	start := func(name string, ln net.Listener, h http.Handler) {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			// Failed TLS handshakes and the like, in the agent's log format.
+			ErrorLog: slog.NewLogLogger(a.log.With("server", name).Handler(), slog.LevelWarn)}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error(name+" server stopped", "err", err)

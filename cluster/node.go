@@ -139,7 +139,8 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 			},
 			MaxIdleConnsPerHost: 4,
 		}}
-		n.rpc = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.rpc = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(cfg.Logger.With("server", "cluster-rpc").Handler(), slog.LevelWarn)}
 		n.wg.Go(func() { n.rpc.Serve(newStreams(n.mux, n.mux.rpc)) })
 	}
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,8 @@ func (w *Wait) MinTimeout() time.Duration {
 // applied. A write that some nodes did not apply in time is an error (the
 // write itself is committed).
 func (e *Env) Wrote(what string, w api.Write, wait bool) error {
+	slices.Sort(w.Applied)
+	slices.Sort(w.NotApplied)
 	err := e.Print(w, func(t *printer.Tab) {
 		t.Line("%s (committed at index %d)", what, w.Index)
 		if wait && len(w.Applied) > 0 {

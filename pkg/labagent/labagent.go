@@ -460,26 +460,37 @@ func lastLines(l []string, n int) string {
 	return b.String()
 }
 
-// Binary builds graylane-agent from this module, once, into a temporary
-// directory, for tests and benchmarks that run the real agent. The zero
-// value is ready; Remove deletes the build (call it from TestMain).
+// Binary builds a command of this module (graylane-agent by default),
+// once, into a temporary directory, for tests and benchmarks that run the
+// real thing. The zero value builds the agent; Remove deletes the build
+// (call it from TestMain).
 type Binary struct {
+	// Package is the command's import path; default the agent's.
+	Package string
+
 	once sync.Once
 	dir  string
 	path string
 	err  error
 }
 
-// Path builds the agent on first use and returns the executable's path.
+// CtlPackage is graylanectl's import path, for Binary.Package.
+const CtlPackage = "github.com/graylane/graylane/ctl/cmd/graylanectl"
+
+// Path builds the command on first use and returns the executable's path.
 func (b *Binary) Path() (string, error) {
 	b.once.Do(func() {
-		if b.dir, b.err = os.MkdirTemp("", "graylane-agent-"); b.err != nil {
+		pkg := b.Package
+		if pkg == "" {
+			pkg = "github.com/graylane/graylane/agent/cmd/graylane-agent"
+		}
+		if b.dir, b.err = os.MkdirTemp("", "graylane-build-"); b.err != nil {
 			return
 		}
-		b.path = filepath.Join(b.dir, "graylane-agent")
-		out, err := exec.Command("go", "build", "-o", b.path, "github.com/graylane/graylane/agent/cmd/graylane-agent").CombinedOutput()
+		b.path = filepath.Join(b.dir, filepath.Base(pkg))
+		out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput()
 		if err != nil {
-			b.err = fmt.Errorf("labagent: build graylane-agent: %v\n%s", err, out)
+			b.err = fmt.Errorf("labagent: build %s: %v\n%s", pkg, err, out)
 		}
 	})
 	return b.path, b.err

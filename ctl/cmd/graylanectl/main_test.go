@@ -52,7 +52,7 @@ var fixtureServices = []api.Service{
 	{Name: "auth", Tenant: "core", VIP: "10.0.0.10", Port: 80, Protocol: "tcp", Key: "flow", App: "http",
 		Stable: []api.Backend{{Address: "10.1.0.11:8080"}, {Address: "10.1.0.12:8080", Weight: 2}},
 		Canary: []api.Backend{{Address: "10.2.0.11:8080"}}, Weight: "5%",
-		Pins:   []api.Pin{{Prefix: "10.9.0.0/16", Pool: "canary"}}},
+		Pins: []api.Pin{{Prefix: "10.9.0.0/16", Pool: "canary"}}},
 	{Name: "dns", Tenant: "edge", VIP: "fd00::53", Port: 53, Protocol: "udp", Key: "client",
 		Stable: []api.Backend{{Address: "[fd00:1::53]:53"}}, Canary: []api.Backend{{Address: "[fd00:2::53]:53"}}, Weight: "0.25%"},
 }
