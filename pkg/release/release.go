@@ -1,0 +1,109 @@
+// Package release is the model of a canary release (the CanaryRelease
+// manifest): the steps that move a service's canary weight, the gates that
+// must pass before a step counts, and the analysis that pulls the canary
+// back when the kernel-measured P99 and error rate breach the SLO.
+//
+// It holds plain data and its validation; the manifest package reads it
+// from YAML, the cluster stores it, the rollout controller runs it.
+package release
+
+import (
+	"time"
+
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// Release is a CanaryRelease: how to take Service's canary from its
+// current weight to 100 %.
+type Release struct {
+	Name string
+	// Service is the name of the service whose canary weight moves.
+	Service  string
+	Steps    []Step
+	Analysis Analysis
+	OnBreach OnBreach
+}
+
+// Step is one step of a release. Exactly one of SetWeight or SetRate is
+// set; Pause and Verify apply after it.
+type Step struct {
+	// SetWeight sets the canary weight (nil: the step sets no weight).
+	SetWeight *service.Weight
+	// SetRate caps new canary flows per second, cluster-wide (0: no cap
+	// is set by this step).
+	SetRate uint32
+	// Pause holds the release after the step; nil: no pause.
+	Pause *Pause
+	// Verify are gates that must all pass, in order, before the step
+	// counts as done.
+	Verify []Gate
+}
+
+// Pause holds a release for Duration, or until resumed when Duration is 0.
+type Pause struct {
+	Duration time.Duration
+}
+
+// Gate is one verification. Exactly one of TCP, HTTP and Exec is set.
+type Gate struct {
+	TCP  *TCPGate
+	HTTP *HTTPGate
+	// Exec is a command and its arguments; exit status 0 passes.
+	Exec []string
+	// Timeout bounds one attempt (default DefaultGateTimeout); Retries is
+	// how many more attempts a failing gate gets (default 0).
+	Timeout time.Duration
+	Retries int
+}
+
+// DefaultGateTimeout bounds one attempt of a gate that names no timeout.
+const DefaultGateTimeout = 10 * time.Second
+
+// TCPGate connects to every canary backend.
+type TCPGate struct{}
+
+// HTTPGate sends GET Path to every canary backend and checks the answer.
+type HTTPGate struct {
+	// Path is the request path with its query, e.g. "/healthz?full=1".
+	Path string
+	// ExpectStatus is the status code required (default 200).
+	ExpectStatus int
+	// ExpectJSON maps a path into the JSON body (".db.status") to the
+	// value it must have, compared as text ("UP", "true", "3").
+	ExpectJSON map[string]string
+}
+
+// Analysis says how the canary is judged: on windows of kernel-measured
+// data merged over every node.
+type Analysis struct {
+	Window time.Duration
+	// MinRequests: a window with fewer canary responses has no verdict.
+	MinRequests uint64
+	Breaker     Breaker
+}
+
+// Breaker are the breaker's thresholds.
+type Breaker struct {
+	// Open: the canary's P99 above OpenP99Above and its error rate at
+	// least OpenErrorRate (a fraction, 0.035 for 3.5 %) in one window.
+	OpenP99Above  time.Duration
+	OpenErrorRate float64
+	// Close: CloseWindows consecutive windows with P99 at most
+	// CloseP99AtMost and an error rate at most CloseErrorRate.
+	CloseP99AtMost time.Duration
+	CloseErrorRate float64
+	CloseWindows   int
+	// CoolDown is how long the breaker stays open before half-open.
+	CoolDown time.Duration
+}
+
+// OnBreach is what the breaker opening does.
+type OnBreach string
+
+// The breach actions.
+const (
+	// Rollback sets the canary weight to 0 at once.
+	Rollback OnBreach = "rollback"
+	// PauseRelease freezes the release where it is.
+	PauseRelease OnBreach = "pause"
+)
