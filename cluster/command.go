@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/graylane/graylane/pkg/release"
+	"github.com/graylane/graylane/pkg/rollout"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -32,6 +34,13 @@ const (
 	CmdSetPin CommandType = 4
 	// CmdRemovePin removes a pin.
 	CmdRemovePin CommandType = 5
+	// CmdApply creates or replaces services and releases at once.
+	CmdApply CommandType = 6
+	// CmdDeleteRelease removes a release that is not running.
+	CmdDeleteRelease CommandType = 7
+	// CmdRollout records a decision about a running release, and the
+	// weight it sets, in one entry.
+	CmdRollout CommandType = 8
 )
 
 // Command is one change of the desired state.
@@ -70,7 +79,31 @@ type RemovePin struct {
 	Prefix netip.Prefix `json:"prefix"`
 }
 
+// Apply creates or replaces Services and Releases, all or none.
+type Apply struct {
+	Services []service.Service `json:"services,omitempty"`
+	Releases []release.Release `json:"releases,omitempty"`
+}
+
+// DeleteRelease removes the release Name.
+type DeleteRelease struct {
+	Name string `json:"name"`
+}
+
+// Rollout replaces the run of a release by Run, if the stored run is still
+// at Base (its Seq): a decision made on a state that has moved on since
+// (by another leader, or a user) is refused, so no step is done twice.
+// Weight, if set, becomes the service's canary weight in the same entry.
+type Rollout struct {
+	Base   uint64          `json:"base"`
+	Run    rollout.Run     `json:"run"`
+	Weight *service.Weight `json:"weight,omitempty"`
+}
+
 func (ApplyServices) Type() CommandType { return CmdApplyServices }
+func (Apply) Type() CommandType         { return CmdApply }
+func (DeleteRelease) Type() CommandType { return CmdDeleteRelease }
+func (Rollout) Type() CommandType       { return CmdRollout }
 func (DeleteService) Type() CommandType { return CmdDeleteService }
 func (SetWeight) Type() CommandType     { return CmdSetWeight }
 func (SetPin) Type() CommandType        { return CmdSetPin }
@@ -84,6 +117,9 @@ var decoders = map[CommandType]func() Command{
 	CmdSetWeight:     func() Command { return &SetWeight{} },
 	CmdSetPin:        func() Command { return &SetPin{} },
 	CmdRemovePin:     func() Command { return &RemovePin{} },
+	CmdApply:         func() Command { return &Apply{} },
+	CmdDeleteRelease: func() Command { return &DeleteRelease{} },
+	CmdRollout:       func() Command { return &Rollout{} },
 }
 
 // Encode turns a command into a log entry.
@@ -144,6 +180,11 @@ func (c *DeleteService) apply(st *State) error {
 	if _, ok := st.Services[c.Name]; !ok {
 		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
 	}
+	for _, run := range st.Runs {
+		if run.Service == c.Name && run.Phase.Active() {
+			return &ConflictError{Err: fmt.Errorf("service %q has the running release %q: abort or promote it first", c.Name, run.Release)}
+		}
+	}
 	delete(st.Services, c.Name)
 	return nil
 }
@@ -190,4 +231,53 @@ func (c *RemovePin) apply(st *State) error {
 		}
 	}
 	return &NotFoundError{What: fmt.Sprintf("pin %s of service %q", p, c.Name)}
+}
+
+func (c *Apply) apply(st *State) error {
+	if err := (&ApplyServices{Services: c.Services}).apply(st); err != nil {
+		return err
+	}
+	for _, r := range c.Releases {
+		if run, ok := st.Runs[r.Name]; ok && run.Phase.Active() {
+			return &ConflictError{Err: fmt.Errorf("release %q is running: abort it (or let it finish) before changing it", r.Name)}
+		}
+		if _, ok := st.Services[r.Service]; !ok {
+			return &ConflictError{Err: fmt.Errorf("release %q: spec.service %q does not exist: apply the service first, or in the same file", r.Name, r.Service)}
+		}
+		st.Releases[r.Name] = r
+		delete(st.Runs, r.Name) // a finished run of the old definition
+	}
+	return nil
+}
+
+func (c *DeleteRelease) apply(st *State) error {
+	if _, ok := st.Releases[c.Name]; !ok {
+		return &NotFoundError{What: fmt.Sprintf("release %q", c.Name)}
+	}
+	if run, ok := st.Runs[c.Name]; ok && run.Phase.Active() {
+		return &ConflictError{Err: fmt.Errorf("release %q is running: abort it first", c.Name)}
+	}
+	delete(st.Releases, c.Name)
+	delete(st.Runs, c.Name)
+	return nil
+}
+
+func (c *Rollout) apply(st *State) error {
+	r, ok := st.Releases[c.Run.Release]
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("release %q", c.Run.Release)}
+	}
+	if c.Run.Service != r.Service {
+		return &ConflictError{Err: fmt.Errorf("release %q steers service %q, not %q", r.Name, r.Service, c.Run.Service)}
+	}
+	if prev := st.Runs[r.Name]; prev.Seq != c.Base {
+		return &ConflictError{Err: fmt.Errorf("release %q changed meanwhile (at %d, this decision was made at %d): look again", r.Name, prev.Seq, c.Base)}
+	}
+	run := c.Run
+	run.Seq = c.Base + 1
+	st.Runs[r.Name] = run
+	if c.Weight != nil {
+		return (&SetWeight{Name: r.Service, Weight: *c.Weight}).apply(st)
+	}
+	return nil
 }

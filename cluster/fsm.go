@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -27,7 +28,7 @@ type FSM struct {
 
 // NewFSM returns an FSM with an empty state.
 func NewFSM(log *slog.Logger) *FSM {
-	return &FSM{log: log, state: State{Services: map[string]service.Service{}}, changed: make(chan struct{})}
+	return &FSM{log: log, state: newState(), changed: make(chan struct{})}
 }
 
 // Apply applies one log entry. The result is nil or the error that made
@@ -117,9 +118,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if d.Version != snapshotVersion {
 		return fmt.Errorf("restore snapshot: version %d, this agent reads %d: upgrade it", d.Version, snapshotVersion)
 	}
-	if d.State.Services == nil {
-		d.State.Services = map[string]service.Service{}
-	}
+	st := newState()
+	maps.Copy(st.Services, d.State.Services)
+	maps.Copy(st.Releases, d.State.Releases)
+	maps.Copy(st.Runs, d.State.Runs)
+	d.State = st
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = d.State

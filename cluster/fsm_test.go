@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/graylane/graylane/pkg/release"
+	"github.com/graylane/graylane/pkg/rollout"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -160,6 +162,9 @@ func TestDecodeRoundTrip(t *testing.T) {
 		&SetWeight{Name: "a", Weight: 1},
 		&SetPin{Name: "a", Prefix: netip.MustParsePrefix("10.0.0.0/8"), Pool: service.Canary},
 		&RemovePin{Name: "a", Prefix: netip.MustParsePrefix("10.0.0.0/8")},
+		&Apply{Services: []service.Service{svc("a", "10.0.0.1", 5)}, Releases: []release.Release{testRelease("r", "a")}},
+		&DeleteRelease{Name: "r"},
+		&Rollout{Base: 3, Run: rollout.Run{Release: "r", Service: "a", Phase: rollout.Running}},
 	} {
 		data, err := Encode(c)
 		if err != nil {
@@ -190,4 +195,99 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		Decode(data)
 	})
+}
+
+func testRelease(name, svcName string) release.Release {
+	w5, w100 := service.Weight(500), service.Weight(10000)
+	return release.Release{Name: name, Service: svcName,
+		Steps: []release.Step{
+			{SetWeight: &w5, Pause: &release.Pause{Duration: time.Minute}},
+			{SetWeight: &w100, Verify: []release.Gate{{TCP: &release.TCPGate{}}, {HTTP: &release.HTTPGate{Path: "/healthz", ExpectStatus: 200, ExpectJSON: map[string]string{".db.status": "UP"}}}}},
+		},
+		Analysis: release.Analysis{Window: time.Minute, MinRequests: 100, Breaker: release.Breaker{
+			OpenP99Above: 800 * time.Millisecond, OpenErrorRate: 0.035, CloseP99AtMost: 600 * time.Millisecond,
+			CloseErrorRate: 0.012, CloseWindows: 2, CoolDown: time.Minute}},
+		OnBreach: release.Rollback,
+	}
+}
+
+// TestReleaseCommands: releases are applied with their service, refused
+// without it; a run's decisions are recorded only on the run's current
+// Seq, and carry the weight they set; running releases and their services
+// cannot be deleted or replaced.
+func TestReleaseCommands(t *testing.T) {
+	f := NewFSM(slog.New(slog.DiscardHandler))
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	w5 := service.Weight(500)
+	run := rollout.Run{Release: "r", Service: "a", Phase: rollout.Running, StepStarted: at, StepWeight: 500}
+	steps := []struct {
+		name string
+		cmd  Command
+		want string
+	}{
+		{"release without its service", &Apply{Releases: []release.Release{testRelease("r", "a")}}, `spec.service "a" does not exist`},
+		{"service and release together", &Apply{Services: []service.Service{svc("a", "10.0.0.1", 0)}, Releases: []release.Release{testRelease("r", "a")}}, ""},
+		{"decision on a stale seq", &Rollout{Base: 3, Run: run, Weight: &w5}, "changed meanwhile"},
+		{"decision for another service", &Rollout{Base: 0, Run: rollout.Run{Release: "r", Service: "b"}}, `not "b"`},
+		{"decision for no release", &Rollout{Base: 0, Run: rollout.Run{Release: "zz", Service: "a"}}, "does not exist"},
+		{"start", &Rollout{Base: 0, Run: run, Weight: &w5}, ""},
+		{"the same decision again", &Rollout{Base: 0, Run: run, Weight: &w5}, "changed meanwhile"},
+		{"delete the running release", &DeleteRelease{Name: "r"}, "is running"},
+		{"delete its service", &DeleteService{Name: "a"}, "running release"},
+		{"replace the running release", &Apply{Releases: []release.Release{testRelease("r", "a")}}, "is running"},
+		{"abort", &Rollout{Base: 1, Run: rollout.Run{Release: "r", Service: "a", Phase: rollout.Aborted}, Weight: new(service.Weight)}, ""},
+		{"delete the release", &DeleteRelease{Name: "r"}, ""},
+		{"delete it again", &DeleteRelease{Name: "r"}, "does not exist"},
+	}
+	for i, s := range steps {
+		before, _ := f.State()
+		err := apply(t, f, uint64(i+1), s.cmd)
+		if s.want == "" && err != nil || s.want != "" && (err == nil || !strings.Contains(err.Error(), s.want)) {
+			t.Fatalf("%s: %v, want %q", s.name, err, s.want)
+		}
+		after, _ := f.State()
+		if err != nil && !equalState(before, after) {
+			t.Fatalf("%s: a refused command changed the state", s.name)
+		}
+		if s.name == "start" {
+			if got := after.Services["a"].CanaryWeight; got != 500 {
+				t.Fatalf("start: weight %v, want 5%%", got)
+			}
+			if got := after.Runs["r"]; got.Seq != 1 || got.Phase != rollout.Running {
+				t.Fatalf("start: run %+v", got)
+			}
+		}
+		if s.name == "abort" && after.Services["a"].CanaryWeight != 0 {
+			t.Fatalf("abort: weight %v, want 0", after.Services["a"].CanaryWeight)
+		}
+	}
+}
+
+// TestSnapshotWithReleases: releases and runs survive a snapshot.
+func TestSnapshotWithReleases(t *testing.T) {
+	f := NewFSM(slog.New(slog.DiscardHandler))
+	if err := apply(t, f, 1, &Apply{Services: []service.Service{svc("a", "10.0.0.1", 0)}, Releases: []release.Release{testRelease("r", "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	run := rollout.Run{Release: "r", Service: "a", Phase: rollout.Paused, Step: 1, Reason: "gate http failed",
+		StepStarted: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Remaining: 42 * time.Second,
+		Breaker: rollout.BreakerState{State: "half-open", HealthyWindows: 1}}
+	run.Record(rollout.Event{Kind: "gate", Message: "http failed", Numbers: map[string]float64{"status": 503}, Output: "x"})
+	if err := apply(t, f, 2, &Rollout{Run: run}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := f.Snapshot()
+	var buf bytes.Buffer
+	if err := snap.Persist(nopSink{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM(slog.New(slog.DiscardHandler))
+	if err := g.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := f.State()
+	b, _ := g.State()
+	if !equalState(a, b) || len(b.Runs["r"].History) != 1 || b.Releases["r"].Steps[1].Verify[1].HTTP.ExpectJSON[".db.status"] != "UP" {
+		t.Fatalf("restored state differs:\n%+v\n%+v", a, b)
+	}
 }

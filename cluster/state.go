@@ -10,6 +10,8 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/graylane/graylane/pkg/release"
+	"github.com/graylane/graylane/pkg/rollout"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -18,12 +20,21 @@ import (
 type State struct {
 	// Services by name.
 	Services map[string]service.Service `json:"services"`
+	// Releases (CanaryRelease definitions) by name, and the runs of those
+	// started, by release name.
+	Releases map[string]release.Release `json:"releases,omitempty"`
+	Runs     map[string]rollout.Run     `json:"runs,omitempty"`
+}
+
+// newState returns an empty state.
+func newState() State {
+	return State{Services: map[string]service.Service{}, Releases: map[string]release.Release{}, Runs: map[string]rollout.Run{}}
 }
 
 // clone returns a deep copy: commands change a copy, and only a valid one
 // replaces the state.
 func (s *State) clone() State {
-	c := State{Services: make(map[string]service.Service, len(s.Services))}
+	c := newState()
 	for name, svc := range s.Services {
 		svc.Stable = slices.Clone(svc.Stable)
 		svc.Canary = slices.Clone(svc.Canary)
@@ -34,6 +45,13 @@ func (s *State) clone() State {
 			svc.Mirror = &m
 		}
 		c.Services[name] = svc
+	}
+	for name, r := range s.Releases {
+		c.Releases[name] = r.Clone()
+	}
+	for name, run := range s.Runs {
+		run.History = slices.Clone(run.History)
+		c.Runs[name] = run
 	}
 	return c
 }
