@@ -8,6 +8,8 @@
 package release
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/graylane/graylane/pkg/service"
@@ -107,3 +109,34 @@ const (
 	// PauseRelease freezes the release where it is.
 	PauseRelease OnBreach = "pause"
 )
+
+// Clone returns a deep copy.
+func (r Release) Clone() Release {
+	r.Steps = slices.Clone(r.Steps)
+	for i := range r.Steps {
+		st := &r.Steps[i]
+		if st.SetWeight != nil {
+			w := *st.SetWeight
+			st.SetWeight = &w
+		}
+		if st.Pause != nil {
+			p := *st.Pause
+			st.Pause = &p
+		}
+		st.Verify = slices.Clone(st.Verify)
+		for j := range st.Verify {
+			g := &st.Verify[j]
+			g.Exec = slices.Clone(g.Exec)
+			if g.HTTP != nil {
+				h := *g.HTTP
+				h.ExpectJSON = maps.Clone(h.ExpectJSON)
+				g.HTTP = &h
+			}
+			if g.TCP != nil {
+				t := *g.TCP
+				g.TCP = &t
+			}
+		}
+	}
+	return r
+}
