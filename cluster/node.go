@@ -63,8 +63,12 @@ type Node struct {
 
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
+	report  atomic.Pointer[ReportFunc]
 	wg      sync.WaitGroup
 }
+
+// ReportFunc takes, on the leader, a report a node sent with Report.
+type ReportFunc func(node string, data []byte)
 
 // StatusFunc answers a status query for this node's kernel.
 type StatusFunc func(service string) (any, error)
@@ -234,6 +238,27 @@ func (n *Node) SetApplied(index uint64) { n.applied.Store(index) }
 
 // Applied returns the last index the reconciler applied to the kernel.
 func (n *Node) Applied() uint64 { return n.applied.Load() }
+
+// SetReportHandler installs what the leader does with reports.
+func (n *Node) SetReportHandler(f ReportFunc) { n.report.Store(&f) }
+
+// Report sends data (JSON) to the leader's report handler: the rollout
+// controller's measurements. On the leader itself it is a call.
+func (n *Node) Report(ctx context.Context, data []byte) error {
+	if n.IsLeader() {
+		if f := n.report.Load(); f != nil {
+			(*f)(n.cfg.Node, data)
+		}
+		return nil
+	}
+	addr, _ := n.Leader()
+	if addr == "" {
+		return errNoLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return n.call(ctx, addr, "/cluster/report", reportRequest{Node: n.cfg.Node, Data: data}, nil)
+}
 
 // SetStatus installs what answers status queries about this node.
 func (n *Node) SetStatus(f StatusFunc) { n.status.Store(&f) }

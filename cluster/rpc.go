@@ -46,6 +46,10 @@ type (
 	statusRequest struct {
 		Service string `json:"service"`
 	}
+	reportRequest struct {
+		Node string          `json:"node"`
+		Data json.RawMessage `json:"data"`
+	}
 )
 
 // rpcError is a non-2xx answer of another node.
@@ -85,7 +89,7 @@ func (r applyResponse) err() error {
 
 // membersOnly are the RPCs that change the state: a node removed from the
 // cluster (which still holds a certificate of its CA) may not make them.
-var membersOnly = map[string]bool{"/cluster/apply": true, "/cluster/remove": true}
+var membersOnly = map[string]bool{"/cluster/apply": true, "/cluster/remove": true, "/cluster/report": true}
 
 // callerNotMember returns the name of the node calling r (its certificate's
 // common name) if it is not in the cluster's configuration.
@@ -179,6 +183,21 @@ func (n *Node) rpcHandler() http.Handler {
 	})
 	handle("/cluster/applied", func(context.Context, []byte) (any, int, error) {
 		return appliedResponse{Node: n.cfg.Node, Index: n.Applied()}, 0, nil
+	})
+	handle("/cluster/report", func(_ context.Context, body []byte) (any, int, error) {
+		var req reportRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.Node == "" {
+			return nil, http.StatusBadRequest, fmt.Errorf("report: want {node, data}: %v", err)
+		}
+		if !n.IsLeader() {
+			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
+		}
+		f := n.report.Load()
+		if f == nil {
+			return nil, http.StatusServiceUnavailable, errors.New("this node takes no reports yet")
+		}
+		(*f)(req.Node, req.Data)
+		return struct{}{}, 0, nil
 	})
 	handle("/cluster/status", func(_ context.Context, body []byte) (any, int, error) {
 		var req statusRequest

@@ -47,7 +47,13 @@ type Token struct {
 type Server struct {
 	node Node
 	log  *slog.Logger
+	// analysis returns the leader's latest judgement of a release (nil
+	// when this node does not lead or has none).
+	analysis func(release string) *api.Analysis
 }
+
+// SetAnalysis installs where release judgements come from.
+func (s *Server) SetAnalysis(f func(release string) *api.Analysis) { s.analysis = f }
 
 // New returns the API of node.
 func New(node Node, log *slog.Logger) *Server { return &Server{node: node, log: log} }
@@ -122,6 +128,9 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("GET /v1/members", s.members)
 	route("DELETE /v1/members/{node}", s.removeMember)
 	route("GET /v1/status", s.status)
+	route("GET /v1/releases", s.listReleases)
+	route("GET /v1/releases/{name}", s.getRelease)
+	route("POST /v1/releases/{name}/{action}", s.releaseAction)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiError(http.StatusNotFound, "no such API: %s %s", r.Method, r.URL.Path))
 	})

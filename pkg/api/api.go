@@ -12,6 +12,9 @@
 //	GET    /v1/members                      -> []Member
 //	DELETE /v1/members/{node}                                     -> Write
 //	GET    /v1/status[?service=NAME]        -> Status
+//	GET    /v1/releases                     -> []Release
+//	GET    /v1/releases/{name}              -> Release (with its history)
+//	POST   /v1/releases/{name}/{action}     start|pause|resume|promote|abort -> Write
 //
 // Writes accept ?wait=applied[&timeout=5s]: the answer comes once every live
 // member applied the write to its kernel, or says which did not in time.
@@ -132,3 +135,48 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Release is a CanaryRelease and how far it got.
+type Release struct {
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	Tenant  string `json:"tenant"`
+	// Steps describes each step ("weight 5%, pause 5m0s").
+	Steps []string `json:"steps"`
+	// Phase is "" (never started), running, paused, promoted or aborted.
+	Phase string `json:"phase"`
+	// Step is the current step, from 1; Weight the service's canary
+	// weight now; StepWeight the weight the steps reached.
+	Step       int        `json:"step"`
+	Weight     string     `json:"weight"`
+	StepWeight string     `json:"stepWeight"`
+	Breaker    string     `json:"breaker"`
+	Reason     string     `json:"reason,omitempty"`
+	PauseUntil *time.Time `json:"pauseUntil,omitempty"`
+	Holding    bool       `json:"holding,omitempty"`
+	// Analysis is the leader's latest judgement of the canary (absent
+	// when the answering node could not ask the leader).
+	Analysis *Analysis      `json:"analysis,omitempty"`
+	History  []ReleaseEvent `json:"history,omitempty"`
+}
+
+// Analysis is a judgement of one analysis window, merged over all nodes.
+type Analysis struct {
+	At        time.Time     `json:"at"`
+	Responses uint64        `json:"responses"`
+	P99       time.Duration `json:"p99"`
+	ErrorRate float64       `json:"errorRate"`
+	// Verdict: "no verdict (…)", "healthy", "breach" or "neither".
+	Verdict string `json:"verdict"`
+}
+
+// ReleaseEvent is one decision in a release's history.
+type ReleaseEvent struct {
+	At      time.Time          `json:"at"`
+	Kind    string             `json:"kind"`
+	Step    int                `json:"step"`
+	Weight  string             `json:"weight"`
+	Message string             `json:"message"`
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+	Output  string             `json:"output,omitempty"`
+}

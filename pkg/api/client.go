@@ -172,6 +172,24 @@ func (c *Client) Status(ctx context.Context, service string) (Status, error) {
 	return out, c.do(ctx, http.MethodGet, path, "", nil, &out)
 }
 
+// Releases lists the releases.
+func (c *Client) Releases(ctx context.Context) ([]Release, error) {
+	var out []Release
+	return out, c.do(ctx, http.MethodGet, "/v1/releases"+c.readQuery("?"), "", nil, &out)
+}
+
+// Release returns one release with its history.
+func (c *Client) Release(ctx context.Context, name string) (Release, error) {
+	var out Release
+	return out, c.do(ctx, http.MethodGet, "/v1/releases/"+url.PathEscape(name)+c.readQuery("?"), "", nil, &out)
+}
+
+// ReleaseAction starts, pauses, resumes, promotes or aborts a release.
+func (c *Client) ReleaseAction(ctx context.Context, name, action string, o WriteOptions) (Write, error) {
+	var out Write
+	return out, c.do(ctx, http.MethodPost, "/v1/releases/"+url.PathEscape(name)+"/"+url.PathEscape(action)+o.query(), "", nil, &out)
+}
+
 // readQuery is the query that makes a read consistent, after sep.
 func (c *Client) readQuery(sep string) string {
 	if !c.consistent {
