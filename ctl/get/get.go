@@ -20,7 +20,7 @@ func New(env *cli.Env) *cobra.Command {
 		Short: "Show the desired state of services",
 		Args:  cli.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cli.Usagef("get: say what to get: services, or service NAME")
+			return cli.Usagef("get: say what to get: services, service NAME or releases")
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
@@ -53,6 +53,30 @@ func New(env *cli.Env) *cobra.Command {
 				return cli.Explain(err)
 			}
 			return env.Print(s, func(t *printer.Tab) { table(t, s) })
+		},
+	}, &cobra.Command{
+		Use:   "releases",
+		Short: "List the CanaryReleases and how far each got",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := env.Connect(0)
+			if err != nil {
+				return err
+			}
+			rels, err := c.Releases(cmd.Context())
+			if err != nil {
+				return cli.Explain(err)
+			}
+			return env.Print(rels, func(t *printer.Tab) {
+				t.Row("NAME", "SERVICE", "PHASE", "STEP", "WEIGHT", "BREAKER")
+				for _, r := range rels {
+					step := ""
+					if r.Phase != "" {
+						step = fmt.Sprintf("%d/%d", r.Step, len(r.Steps))
+					}
+					t.Row(r.Name, r.Service, r.Phase, step, r.Weight, r.Breaker)
+				}
+			})
 		},
 	})
 	return cmd

@@ -20,6 +20,7 @@ import (
 	"github.com/graylane/graylane/ctl/pin"
 	"github.com/graylane/graylane/ctl/printer"
 	"github.com/graylane/graylane/ctl/remove"
+	"github.com/graylane/graylane/ctl/rollout"
 	"github.com/graylane/graylane/ctl/setweight"
 	"github.com/graylane/graylane/ctl/status"
 	"github.com/graylane/graylane/pkg/api"
@@ -102,6 +103,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		status.New(env),
 		pin.New(env),
 		members.New(env),
+		rollout.New(env),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print graylanectl's version",

@@ -57,6 +57,18 @@ var fixtureServices = []api.Service{
 		Stable: []api.Backend{{Address: "[fd00:1::53]:53"}}, Canary: []api.Backend{{Address: "[fd00:2::53]:53"}}, Weight: "0.25%"},
 }
 
+var fixtureRelease = api.Release{Name: "auth-v2", Service: "auth", Tenant: "core",
+	Steps: []string{"weight 5%, pause 5m0s", "weight 15%, verify tcp, verify http /healthz?full=1", "at most 500 new canary flows/s", "weight 100%"},
+	Phase: "running", Step: 2, Weight: "0%", StepWeight: "15%", Breaker: "open",
+	Analysis: &api.Analysis{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Responses: 412, P99: 912 * time.Millisecond, ErrorRate: 0.041, Verdict: "breach"},
+	History: []api.ReleaseEvent{
+		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "start", Step: 1, Weight: "0%", Message: "release started on service auth at weight 0%"},
+		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "step", Step: 1, Weight: "5%", Message: "step 1 of 4: weight 5%"},
+		{At: time.Date(2026, 11, 24, 12, 5, 0, 0, time.UTC), Kind: "step", Step: 2, Weight: "15%", Message: "step 2 of 4: weight 15%"},
+		{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Kind: "rollback", Step: 2, Weight: "0%", Message: "breaker open: P99 912ms > 800ms and errors 4.10% >= 3.50% over 412 responses: canary weight 0",
+			Numbers: map[string]float64{"p99_seconds": 0.912, "error_rate": 0.041, "responses": 412}},
+	}}
+
 func (f *fakeAgent) handler() http.Handler {
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, status int, v any) {
@@ -132,6 +144,28 @@ func (f *fakeAgent) handler() http.Handler {
 			return
 		}
 		reply(w, 200, api.Write{})
+	})
+	mux.HandleFunc("GET /v1/releases", func(w http.ResponseWriter, r *http.Request) {
+		f.record(r)
+		rel := fixtureRelease
+		rel.History = nil
+		reply(w, 200, []api.Release{rel, {Name: "dns-v3", Service: "dns", Tenant: "edge", Weight: "0.25%", Steps: []string{"weight 1%"}}})
+	})
+	mux.HandleFunc("GET /v1/releases/{name}", func(w http.ResponseWriter, r *http.Request) {
+		f.record(r)
+		if r.PathValue("name") != "auth-v2" {
+			reply(w, 404, api.Error{Message: fmt.Sprintf("release %q does not exist (apply its CanaryRelease manifest first)", r.PathValue("name"))})
+			return
+		}
+		reply(w, 200, fixtureRelease)
+	})
+	mux.HandleFunc("POST /v1/releases/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		f.record(r)
+		if r.PathValue("action") == "resume" {
+			reply(w, 409, api.Error{Message: `release "auth-v2" is running and not held: nothing to resume`})
+			return
+		}
+		wrote(w, r)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		f.record(r)
@@ -223,6 +257,11 @@ func TestOutput(t *testing.T) {
 		{"members-remove-unknown", []string{"members", "remove", "g9"}, "", 1},
 		{"status", []string{"status"}, "", 0},
 		{"status-json", []string{"status", "auth", "-o", "json"}, "", 0},
+		{"get-releases", []string{"get", "releases"}, "", 0},
+		{"rollout-status", []string{"rollout", "status", "auth-v2"}, "", 0},
+		{"rollout-status-missing", []string{"rollout", "status", "nope"}, "", 1},
+		{"rollout-start", []string{"rollout", "start", "auth-v2"}, "", 0},
+		{"rollout-resume-refused", []string{"rollout", "resume", "auth-v2"}, "", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, server := serve(t)
@@ -262,6 +301,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"pin", "add", "auth", "10.9.0.1/16", "--pool", "canary"}, "did you mean 10.9.0.0/16"},
 		{[]string{"pin", "rm", "auth", "ten"}, `"ten" is not a prefix`},
 		{[]string{"members", "remove"}, "accepts 1 arg(s), received 0"},
+		{[]string{"rollout"}, "say start, pause"},
+		{[]string{"rollout", "start"}, "accepts 1 arg(s), received 0"},
+		{[]string{"rollout", "status", "x", "--every", "1ms"}, "--every 1ms"},
 		{[]string{"--timeout", "-1s", "members"}, "--timeout -1s"},
 		{[]string{"--ca", "/nonexistent/ca.pem", "--server", "https://10.0.0.1:7443", "members"}, "--ca"},
 		{[]string{"--server", "ftp://x", "members"}, "use unix:///path/to/socket or https://host:port"},
