@@ -151,4 +151,3 @@ func table(t *printer.Tab, r api.Release) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
