@@ -26,6 +26,7 @@ import (
 
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/cluster"
+	"github.com/graylane/graylane/pkg/controller"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
@@ -48,6 +49,10 @@ type Agent struct {
 	seed  []service.Service // manifests to apply once: this node created the cluster
 	flows atomic.Int64      // flow table entries at the last sweep
 	win   *windows
+	ctrl  *controller.Controller
+	// thresholds are the breaker thresholds set in the kernel, by service
+	// (the reconciler's goroutine only).
+	thresholds map[string][]time.Duration
 }
 
 // New loads the data path and attaches it as cfg says, and starts this
@@ -62,7 +67,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp}
+	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, thresholds: map[string][]time.Duration{}}
 	a.win = newWindows(a)
 	ok := false
 	defer func() {
@@ -93,6 +98,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 		return nil, err
 	}
 	a.node.SetStatus(a.status)
+	a.ctrl = a.newController()
 	ok = true
 	return a, nil
 }
@@ -144,6 +150,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.sweep(ctx) })
 	wg.Go(func() { a.reconcile(ctx) })
 	wg.Go(func() { a.win.run(ctx) })
+	wg.Go(func() { a.ctrl.Run(ctx) })
 	if err := a.seedManifests(ctx); err != nil {
 		return err
 	}
@@ -220,6 +227,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 				continue
 			}
 			applied = index
+			a.applyThresholds(st)
 			a.node.SetApplied(index)
 			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
 		}

@@ -38,11 +38,16 @@ func (w *windows) run(ctx context.Context) {
 				continue
 			}
 			w.mu.Lock()
+			var prev window.Snapshot
+			if len(w.ring) > 0 {
+				prev = w.ring[len(w.ring)-1]
+			}
 			w.ring = append(w.ring, snap)
 			if keep := int(statusWindow/time.Second) + 1; len(w.ring) > keep {
 				w.ring = w.ring[len(w.ring)-keep:]
 			}
 			w.mu.Unlock()
+			w.a.report(ctx, prev, snap)
 		}
 	}
 }

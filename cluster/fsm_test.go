@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/graylane/graylane/pkg/breaker"
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/rollout"
 	"github.com/graylane/graylane/pkg/service"
@@ -271,7 +272,7 @@ func TestSnapshotWithReleases(t *testing.T) {
 	}
 	run := rollout.Run{Release: "r", Service: "a", Phase: rollout.Paused, Step: 1, Reason: "gate http failed",
 		StepStarted: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Remaining: 42 * time.Second,
-		Breaker: rollout.BreakerState{State: "half-open", HealthyWindows: 1}}
+		Breaker: breaker.Breaker{State: breaker.HalfOpen, HealthyWindows: 1}}
 	run.Record(rollout.Event{Kind: "gate", Message: "http failed", Numbers: map[string]float64{"status": 503}, Output: "x"})
 	if err := apply(t, f, 2, &Rollout{Run: run}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/graylane/graylane/pkg/breaker"
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 )
@@ -31,7 +32,7 @@ func Start(r release.Release, current service.Weight, now time.Time) (Decision, 
 		return Decision{}, fmt.Errorf("release %q has no steps", r.Name)
 	}
 	run := Run{Release: r.Name, Service: r.Service, Phase: Running, StepWeight: current,
-		Breaker: BreakerState{State: "closed", Since: now}}
+		Breaker: breaker.Breaker{State: breaker.Closed, Since: now}}
 	run.Record(Event{At: now, Kind: "start", Weight: current, Message: fmt.Sprintf("release started on service %s at weight %s", r.Service, current)})
 	return enter(run, r, 0, now), nil
 }

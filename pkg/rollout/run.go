@@ -8,6 +8,7 @@ package rollout
 import (
 	"time"
 
+	"github.com/graylane/graylane/pkg/breaker"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -50,17 +51,9 @@ type Run struct {
 	// paused by hand; resume starts it again.
 	Remaining time.Duration `json:"remaining,omitempty"`
 	// Reason says why the release is paused.
-	Reason  string       `json:"reason,omitempty"`
-	Breaker BreakerState `json:"breaker"`
-	History []Event      `json:"history,omitempty"`
-}
-
-// BreakerState is the breaker's state in a run.
-type BreakerState struct {
-	State string    `json:"state"` // closed, open, half-open
-	Since time.Time `json:"since"`
-	// HealthyWindows counts consecutive healthy windows while half-open.
-	HealthyWindows int `json:"healthyWindows,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Breaker breaker.Breaker `json:"breaker"`
+	History []Event         `json:"history,omitempty"`
 }
 
 // Event is one decision of the controller or of a user, with the numbers

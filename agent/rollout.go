@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/graylane/graylane/agent/apiserver"
+	"github.com/graylane/graylane/cluster"
+	"github.com/graylane/graylane/pkg/controller"
+	"github.com/graylane/graylane/pkg/gate"
+	"github.com/graylane/graylane/pkg/release"
+	"github.com/graylane/graylane/pkg/rollout"
+	"github.com/graylane/graylane/pkg/window"
+)
+
+// The rollout side of the agent: every node measures the services that
+// have a running release and reports each second's window to the leader;
+// the leader's controller judges and advances the releases; every node
+// sets its kernel's latency thresholds to the running releases' breaker
+// thresholds, so that "P99 above T" is counted exactly.
+
+// newController makes the controller and wires it to the node.
+func (a *Agent) newController() *controller.Controller {
+	c := controller.New(a.node, controller.Options{Log: a.log, Gates: runGates})
+	a.node.SetReportHandler(c.Take)
+	return c
+}
+
+// runGates runs a step's gates from this node (the leader): it is in the
+// gateway's network, where the canary backends are reachable.
+func runGates(ctx context.Context, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult {
+	results, _ := gate.RunAll(ctx, gates, canary, gate.Options{})
+	out := make([]rollout.GateResult, 0, len(results))
+	for i, r := range results {
+		out = append(out, rollout.GateResult{Name: apiserver.GateName(gates[i]), Pass: r.Pass, Detail: r.Detail, Output: r.Output})
+	}
+	return out
+}
+
+// releaseServices returns the services with a running release and the
+// kernel thresholds each needs (the breaker's two latencies).
+func releaseServices(st cluster.State) map[string][]time.Duration {
+	out := map[string][]time.Duration{}
+	for name, run := range st.Runs {
+		rel, ok := st.Releases[name]
+		if !ok || !run.Phase.Active() {
+			continue
+		}
+		b := rel.Analysis.Breaker
+		th := []time.Duration{b.OpenP99Above}
+		if b.CloseP99AtMost != b.OpenP99Above {
+			th = append(th, b.CloseP99AtMost)
+		}
+		out[run.Service] = th
+	}
+	return out
+}
+
+// applyThresholds gives the kernel the thresholds of the running
+// releases, and takes them away from services whose release ended.
+func (a *Agent) applyThresholds(st cluster.State) {
+	want := releaseServices(st)
+	for svc, th := range want {
+		if slices.Equal(a.thresholds[svc], th) {
+			continue
+		}
+		if err := a.dp.SetThresholds(svc, th); err != nil {
+			a.log.Warn("set the breaker's latency thresholds in the kernel", "service", svc, "err", err)
+			continue
+		}
+		a.thresholds[svc] = th
+	}
+	for svc := range a.thresholds {
+		if _, ok := want[svc]; !ok {
+			if err := a.dp.SetThresholds(svc, nil); err == nil {
+				delete(a.thresholds, svc)
+			}
+		}
+	}
+}
+
+// report sends the leader this node's window since prev of the services
+// with a running release.
+func (a *Agent) report(ctx context.Context, prev, cur window.Snapshot) {
+	st, _ := a.node.FSM().State()
+	svcs := releaseServices(st)
+	if len(svcs) == 0 || prev.At.IsZero() {
+		return
+	}
+	w := cur.Since(prev)
+	r := controller.Report{At: cur.At, Services: map[string][2]window.Pool{}}
+	for svc := range svcs {
+		if pools, ok := w.Services[svc]; ok {
+			r.Services[svc] = pools
+		}
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		a.log.Warn("encode a window report", "err", err)
+		return
+	}
+	if err := a.node.Report(ctx, data); err != nil {
+		a.log.Debug("report a window to the leader", "err", err)
+	}
+}

@@ -1,0 +1,300 @@
+// Package controller is the rollout controller: on the raft leader only,
+// every tick it judges each running release's canary on the windows every
+// node reports (merged), moves the breaker, and advances the release's
+// steps — each decision one raft entry carrying the numbers behind it, so
+// a new leader resumes exactly where the old one stopped.
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/graylane/graylane/cluster"
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/breaker"
+	"github.com/graylane/graylane/pkg/release"
+	"github.com/graylane/graylane/pkg/rollout"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/window"
+)
+
+// Node is what the controller needs of the cluster node.
+type Node interface {
+	IsLeader() bool
+	FSM() *cluster.FSM
+	Apply(ctx context.Context, c cluster.Command) (uint64, error)
+}
+
+// GateRunner runs a step's gates against the canary backends, in order,
+// stopping at the first failure.
+type GateRunner func(ctx context.Context, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult
+
+// Options tune a Controller.
+type Options struct {
+	// Tick is how often releases are judged and advanced (default 1s).
+	Tick  time.Duration
+	Gates GateRunner
+	Log   *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Report is what a node sends the leader every second: its window of the
+// services that have a running release.
+type Report struct {
+	At       time.Time                 `json:"at"`
+	Services map[string][2]window.Pool `json:"services"`
+}
+
+// Controller runs releases.
+type Controller struct {
+	node Node
+	opts Options
+
+	mu       sync.Mutex
+	sliders  map[string]*breaker.Slider // by service
+	gating   map[string]uint64          // release -> run Seq whose gates are running
+	analysis map[string]api.Analysis    // release -> latest judgement
+}
+
+// New returns a controller of node's releases.
+func New(node Node, opts Options) *Controller {
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{node: node, opts: opts, sliders: map[string]*breaker.Slider{},
+		gating: map[string]uint64{}, analysis: map[string]api.Analysis{}}
+}
+
+// Take receives a node's report (JSON of Report); the cluster calls it on
+// the leader.
+func (c *Controller) Take(node string, data []byte) {
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		c.opts.Log.Warn("a node's report is unreadable", "node", node, "err", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for svc, pools := range r.Services {
+		s, ok := c.sliders[svc]
+		if !ok {
+			s = breaker.NewSlider(maxWindow)
+			c.sliders[svc] = s
+		}
+		s.Add(node, r.At, pools)
+	}
+}
+
+// maxWindow bounds what the sliders keep.
+const maxWindow = 10 * time.Minute
+
+// Analysis returns the latest judgement of a release on this node (the
+// leader), or nil.
+func (c *Controller) Analysis(release string) *api.Analysis {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.analysis[release]
+	if !ok {
+		return nil
+	}
+	return &a
+}
+
+// Run judges and advances releases every tick while this node leads.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(c.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.node.IsLeader() {
+			continue
+		}
+		c.Tick(ctx)
+	}
+}
+
+// Tick does one round: every active run is judged and advanced.
+func (c *Controller) Tick(ctx context.Context) {
+	st, _ := c.node.FSM().State()
+	now := c.opts.Now()
+	for name, run := range st.Runs {
+		if !run.Phase.Active() {
+			continue
+		}
+		rel, ok := st.Releases[name]
+		if !ok {
+			continue
+		}
+		if err := c.advance(ctx, st, rel, run, now); err != nil {
+			c.opts.Log.Warn("rollout: a decision was not recorded; trying again at the next tick", "release", name, "err", err)
+		}
+	}
+}
+
+// advance makes at most one decision for a run.
+func (c *Controller) advance(ctx context.Context, st cluster.State, rel release.Release, run rollout.Run, now time.Time) error {
+	if d := c.judge(rel, run, now); d != nil {
+		return c.record(ctx, run, *d)
+	}
+	if run.Phase != rollout.Running || run.Breaker.State != breaker.Closed {
+		return nil
+	}
+	d, runGates := rollout.Next(run, rel, now)
+	if d != nil {
+		return c.record(ctx, run, *d)
+	}
+	if runGates {
+		c.startGates(st, rel, run)
+	}
+	return nil
+}
+
+// judge runs the breaker on the canary's window and returns the decision
+// a transition makes, if any. Closed, it judges every tick on the sliding
+// window (a breach is caught within a tick); half-open, it judges
+// consecutive disjoint windows from the moment it began probing; open, it
+// only waits out the cool-down. No window reaches back past the breaker's
+// last transition: what happened before is not the current canary's.
+func (c *Controller) judge(rel release.Release, run rollout.Run, now time.Time) *rollout.Decision {
+	a := rel.Analysis
+	b := run.Breaker
+	if b.State == "" {
+		b.State = breaker.Closed
+	}
+	from := now.Add(-a.Window)
+	due := true
+	if b.State == breaker.HalfOpen {
+		from = b.Since.Add(time.Duration(b.HealthyWindows) * a.Window)
+		due = !now.Before(from.Add(a.Window))
+	}
+	if from.Before(b.Since) {
+		from = b.Since
+	}
+	c.mu.Lock()
+	var pools [2]window.Pool
+	if s := c.sliders[run.Service]; s != nil {
+		pools = s.Sum(from, now)
+	}
+	c.mu.Unlock()
+	j := breaker.Judge(pools[service.Canary], a)
+	c.mu.Lock()
+	c.analysis[rel.Name] = api.Analysis{At: now, Responses: j.Responses, P99: j.P99, ErrorRate: j.ErrorRate, Verdict: verdict(j)}
+	c.mu.Unlock()
+	if run.Phase != rollout.Running || !due {
+		return nil
+	}
+	next, tr := b.Next(now, j, a.Breaker)
+	if tr == breaker.NoChange {
+		return nil
+	}
+	out := run
+	out.Breaker = next
+	e := rollout.Event{At: now, Step: run.Step, Weight: run.StepWeight, Numbers: map[string]float64{
+		"responses": float64(j.Responses), "errors": float64(j.Errors), "error_rate": j.ErrorRate,
+		"p99_seconds": j.P99.Seconds(), "slow_share_open": j.SlowOpen, "slow_share_close": j.SlowClose,
+		"window_seconds": now.Sub(from).Seconds()}}
+	describe := fmt.Sprintf("P99 %v (%.2f%% slower than %v), errors %.2f%% over %d responses",
+		j.P99.Round(100*time.Microsecond), 100*j.SlowOpen, a.Breaker.OpenP99Above, 100*j.ErrorRate, j.Responses)
+	d := &rollout.Decision{}
+	switch tr {
+	case breaker.Tripped, breaker.Retripped:
+		if rel.OnBreach == release.PauseRelease {
+			e.Kind = "breach"
+			out.Phase, out.Reason = rollout.Paused, "breaker open: "+describe+" (onBreach: pause)"
+			e.Message = out.Reason
+		} else {
+			var zero service.Weight
+			d.Weight, e.Kind, e.Weight = &zero, "rollback", 0
+			e.Message = "breaker open: " + describe + ": canary weight 0"
+		}
+	case breaker.Probing:
+		probe := breaker.ProbeWeight(run.StepWeight)
+		d.Weight, e.Kind, e.Weight = &probe, "half-open", probe
+		e.Message = fmt.Sprintf("cool-down of %v over: half-open, probing at weight %s", a.Breaker.CoolDown, probe)
+	case breaker.Recovered:
+		w := run.StepWeight
+		d.Weight, e.Kind = &w, "close"
+		e.Message = fmt.Sprintf("breaker closed after %d healthy windows (last: %s): weight back to %s", max(a.Breaker.CloseWindows, 1), describe, w)
+	case breaker.Counted:
+		// Recorded so that a new leader counts on from here.
+		e.Kind, e.Weight = "healthy-window", breaker.ProbeWeight(run.StepWeight)
+		e.Message = fmt.Sprintf("healthy window %d of %d: %s", next.HealthyWindows, a.Breaker.CloseWindows, describe)
+	}
+	out.Record(e)
+	d.Run = out
+	return d
+}
+
+func verdict(j breaker.Judgement) string {
+	switch {
+	case !j.Known:
+		return "no verdict (" + j.Reason + ")"
+	case j.Breach:
+		return "breach"
+	case j.Healthy:
+		return "healthy"
+	}
+	return "neither breach nor healthy"
+}
+
+// record writes a decision through raft, on the run's Seq.
+func (c *Controller) record(ctx context.Context, run rollout.Run, d rollout.Decision) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.node.Apply(ctx, &cluster.Rollout{Base: run.Seq, Run: d.Run, Weight: d.Weight})
+	if err == nil && len(d.Run.History) > 0 {
+		e := d.Run.History[len(d.Run.History)-1]
+		c.opts.Log.Info("rollout: "+e.Message, "release", run.Release, "kind", e.Kind, "step", e.Step+1, "weight", e.Weight.String())
+	}
+	return err
+}
+
+// startGates runs the current step's gates in the background, once per
+// run Seq; the verdict is recorded if the run has not moved meanwhile.
+func (c *Controller) startGates(st cluster.State, rel release.Release, run rollout.Run) {
+	c.mu.Lock()
+	if seq, busy := c.gating[rel.Name]; busy && seq == run.Seq {
+		c.mu.Unlock()
+		return
+	}
+	c.gating[rel.Name] = run.Seq
+	c.mu.Unlock()
+	var canary []netip.AddrPort
+	for _, b := range st.Services[run.Service].Canary {
+		canary = append(canary, b.Addr)
+	}
+	gates := rel.Steps[run.Step].Verify
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		results := c.opts.Gates(ctx, gates, canary)
+		c.mu.Lock()
+		delete(c.gating, rel.Name)
+		c.mu.Unlock()
+		now := c.opts.Now()
+		cur, _ := c.node.FSM().State()
+		latest, ok := cur.Runs[rel.Name]
+		if !ok || latest.Seq != run.Seq || !c.node.IsLeader() {
+			return // the run moved on (paused, aborted, another leader): the verdict is stale
+		}
+		if err := c.record(ctx, latest, rollout.Verified(latest, results, now)); err != nil {
+			c.opts.Log.Warn("rollout: the gates' verdict was not recorded; they run again", "release", rel.Name, "err", err)
+		}
+	}()
+}
