@@ -26,6 +26,9 @@ func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// maxWalk bounds the values check visits in one document.
+const maxWalk = 100_000
+
 var (
 	scalarType  = reflect.TypeFor[scalar]()
 	backendType = reflect.TypeFor[backendDoc]()
@@ -45,6 +48,16 @@ var (
 // The document types do not nest into themselves, so the walk is bounded by
 // their depth even when aliases point back up the document.
 func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
+	// Aliases can make a small document name the same nodes again and
+	// again (nested lists of aliases grow it exponentially): the walk has
+	// a budget, so a hostile manifest costs bounded work.
+	if d.walked++; d.walked > maxWalk {
+		if d.walked == maxWalk+1 {
+			d.fail("", n.Line, "the document is too large, or its aliases repeat it too often (more than %d values)", maxWalk)
+		}
+		*n = null(n)
+		return
+	}
 	v := n
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		v = n.Alias
@@ -77,6 +90,27 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 			d.lines[at] = item.Line
 			d.check(item, t.Elem(), at)
 		}
+	case t.Kind() == reflect.Map:
+		if v.Kind != yaml.MappingNode {
+			d.fail(path, n.Line, "must be a mapping, not %s", strictyaml.Describe(v))
+			*n = emptyMapping(n)
+			return
+		}
+		seen := map[string]bool{}
+		kept := make([]*yaml.Node, 0, len(v.Content))
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, val := v.Content[i], v.Content[i+1]
+			at := fmt.Sprintf("%s[%q]", path, k.Value)
+			if k.Kind != yaml.ScalarNode || seen[k.Value] {
+				d.fail(at, k.Line, "is given twice, or is not a plain key")
+				continue
+			}
+			seen[k.Value] = true
+			d.lines[at] = k.Line
+			d.check(val, t.Elem(), at)
+			kept = append(kept, k, val)
+		}
+		v.Content = kept
 	case t.Kind() == reflect.Struct:
 		if v.Kind != yaml.MappingNode {
 			d.fail(path, n.Line, "must be a mapping of fields, not %s", strictyaml.Describe(v))

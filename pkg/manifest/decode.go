@@ -6,6 +6,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/strictyaml"
 )
@@ -13,16 +14,18 @@ import (
 // document is one YAML document of a manifest file on its way to the model:
 // where it came from, where each of its fields is, and what went wrong.
 type document struct {
-	file  string
-	start int              // line of the document's first node
-	lines strictyaml.Lines // field path ("spec.pins[0].prefix") -> line
-	bad   map[string]bool  // field paths whose problem is already reported
-	errs  []error
-	svc   *service.Service // set when the document is a Service
+	file   string
+	start  int              // line of the document's first node
+	lines  strictyaml.Lines // field path ("spec.pins[0].prefix") -> line
+	bad    map[string]bool  // field paths whose problem is already reported
+	errs   []error
+	svc    *service.Service // set when the document is a Service
+	rel    *release.Release // set when the document is a CanaryRelease
+	walked int              // values check visited (bounded by maxWalk)
 }
 
 // parse reads every document of one manifest file. It returns the documents
-// that describe a service, even a faulty one, so that the set can still be
+// that describe a service or a release, even a faulty one, so that the set can still be
 // checked for clashes, and the problems of all documents.
 func parse(file string, data []byte) ([]*document, []error) {
 	var docs []*document
@@ -38,7 +41,7 @@ func parse(file string, data []byte) ([]*document, []error) {
 		}
 		d.decode(top)
 		errs = append(errs, d.errs...)
-		if d.svc != nil {
+		if d.svc != nil || d.rel != nil {
 			docs = append(docs, d)
 		}
 	}
@@ -76,12 +79,14 @@ func (d *document) decode(top *yaml.Node) {
 		}
 		d.svc = d.decodeService(top)
 	case KindCanaryRelease:
-		d.errs = append(d.errs, &Error{File: d.file, Line: d.lineOf("kind"),
-			Err: errors.New("kind CanaryRelease is not supported by this agent yet: apply only Service documents for now")})
+		if d.bad["apiVersion"] {
+			return
+		}
+		d.rel = d.decodeRelease(top)
 	case "":
-		d.failField("kind", "is required: use %s", KindService)
+		d.failField("kind", "is required: use %s or %s", KindService, KindCanaryRelease)
 	default:
-		d.failField("kind", "%q is not a kind of Graylane manifest: use %s", kind, KindService)
+		d.failField("kind", "%q is not a kind of Graylane manifest: use %s or %s", kind, KindService, KindCanaryRelease)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // returns is located in the file, and that what it accepts survives a
 // Marshal round trip.
 func FuzzParseFile(f *testing.F) {
-	for _, dir := range []string{goodDir, badDir} {
+	for _, dir := range []string{goodDir, badDir, releasesDir} {
 		err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
 				return err
@@ -33,7 +33,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Add([]byte(laughs()))
 	f.Add([]byte(strings.Replace(doc, "weight: 5%", "weight: 5%\n  pins: &p [*p]", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		svcs, err := ParseFile("fuzz.yaml", data)
+		set, err := ParseAll("fuzz.yaml", data)
 		if err != nil {
 			for _, e := range strictyaml.Leaves(err) {
 				var me *Error
@@ -43,16 +43,16 @@ func FuzzParseFile(f *testing.F) {
 			}
 			return
 		}
-		out, err := Marshal(svcs)
+		out, err := MarshalAll(set)
 		if err != nil {
-			t.Fatalf("Marshal of what ParseFile accepted: %v", err)
+			t.Fatalf("MarshalAll of what ParseAll accepted: %v", err)
 		}
-		back, err := ParseFile("marshalled.yaml", out)
+		back, err := ParseAll("marshalled.yaml", out)
 		if err != nil {
-			t.Fatalf("ParseFile of what Marshal wrote: %v\n%s", err, out)
+			t.Fatalf("ParseAll of what MarshalAll wrote: %v\n%s", err, out)
 		}
-		if !reflect.DeepEqual(back, svcs) {
-			t.Fatalf("round trip changed the services:\n%+v\n%+v\n%s", svcs, back, out)
+		if !reflect.DeepEqual(back, set) {
+			t.Fatalf("round trip changed the manifests:\n%+v\n%+v\n%s", set, back, out)
 		}
 	})
 }

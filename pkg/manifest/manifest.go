@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/strictyaml"
 )
@@ -23,8 +24,7 @@ const APIVersion = "graylane.io/v1"
 
 // The kinds of manifest document.
 const (
-	KindService = "Service"
-	// KindCanaryRelease is recognised but not supported yet.
+	KindService       = "Service"
 	KindCanaryRelease = "CanaryRelease"
 )
 
@@ -32,17 +32,31 @@ const (
 // in a field, Err is a *service.FieldError; errors.As finds it.
 type Error = strictyaml.Error
 
-// ParseFile reads the manifest documents in data and validates the services
-// they describe as one desired state (service.ValidateSet). name is the file
-// name used in error messages. On error it returns no services and every
+// Set is what a manifest file (or directory) describes.
+type Set struct {
+	Services []service.Service
+	Releases []release.Release
+}
+
+// ParseAll reads the manifest documents in data: the services, validated
+// as one desired state (service.ValidateSet), and the releases, each
+// validated (release.Validate) and their names unique. name is the file
+// name used in error messages. On error it returns nothing and every
 // problem found, joined; each is an *Error.
-func ParseFile(name string, data []byte) ([]service.Service, error) {
+func ParseAll(name string, data []byte) (Set, error) {
 	docs, errs := parse(name, data)
 	errs = append(errs, validate(docs)...)
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return Set{}, errors.Join(errs...)
 	}
-	return services(docs), nil
+	return Set{Services: services(docs), Releases: releases(docs)}, nil
+}
+
+// ParseFile is ParseAll for callers that take services only: the releases
+// a file holds are checked the same, then left out.
+func ParseFile(name string, data []byte) ([]service.Service, error) {
+	set, err := ParseAll(name, data)
+	return set.Services, err
 }
 
 // Load reads the manifests at path, a file or a directory, and validates all
@@ -52,14 +66,20 @@ func ParseFile(name string, data []byte) ([]service.Service, error) {
 // state, not an error. Errors are as for ParseFile, plus plain errors for
 // files that cannot be read.
 func Load(path string) ([]service.Service, error) {
+	set, err := LoadAll(path)
+	return set.Services, err
+}
+
+// LoadAll reads the manifests at path like Load, with the releases.
+func LoadAll(path string) (Set, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("load manifests: %w", err)
+		return Set{}, fmt.Errorf("load manifests: %w", err)
 	}
 	files := []string{path}
 	if info.IsDir() {
 		if files, err = manifestFiles(path); err != nil {
-			return nil, fmt.Errorf("load manifests: %w", err)
+			return Set{}, fmt.Errorf("load manifests: %w", err)
 		}
 	}
 	var docs []*document
@@ -76,9 +96,9 @@ func Load(path string) ([]service.Service, error) {
 	}
 	errs = append(errs, validate(docs)...)
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return Set{}, errors.Join(errs...)
 	}
-	return services(docs), nil
+	return Set{Services: services(docs), Releases: releases(docs)}, nil
 }
 
 // manifestFiles lists the manifest files of dir in lexical order.
@@ -103,16 +123,63 @@ func manifestFiles(dir string) ([]string, error) {
 func services(docs []*document) []service.Service {
 	svcs := make([]service.Service, 0, len(docs))
 	for _, d := range docs {
-		svcs = append(svcs, *d.svc)
+		if d.svc != nil {
+			svcs = append(svcs, *d.svc)
+		}
 	}
 	return svcs
+}
+
+func releases(docs []*document) []release.Release {
+	var rels []release.Release
+	for _, d := range docs {
+		if d.rel != nil {
+			rels = append(rels, *d.rel)
+		}
+	}
+	return rels
+}
+
+// validateReleases checks each release and that their names are unique,
+// placing every problem at its field's line.
+func validateReleases(docs []*document) []error {
+	var errs []error
+	first := map[string]*document{}
+	for _, d := range docs {
+		if d.rel == nil {
+			continue
+		}
+		for _, err := range strictyaml.Leaves(d.rel.Validate()) {
+			var fe *service.FieldError
+			if !errors.As(err, &fe) {
+				errs = append(errs, &Error{File: d.file, Line: d.start, Err: err})
+				continue
+			}
+			if !d.reported(fe.Path) {
+				errs = append(errs, d.locate(fe))
+			}
+		}
+		if prev, dup := first[d.rel.Name]; dup && d.rel.Name != "" {
+			errs = append(errs, &Error{File: d.file, Line: d.lineOf("metadata.name"), Err: &service.FieldError{Path: "metadata.name",
+				Msg: fmt.Sprintf("release %q is also defined at %s:%d", d.rel.Name, prev.file, prev.lineOf("metadata.name"))}})
+		} else {
+			first[d.rel.Name] = d
+		}
+	}
+	return errs
 }
 
 // validate checks the services of docs as one desired state and places every
 // problem in its file, at the line of the field it names. A problem already
 // reported while decoding a field is not reported again.
-func validate(docs []*document) []error {
-	var errs []error
+func validate(all []*document) []error {
+	errs := validateReleases(all)
+	var docs []*document
+	for _, d := range all {
+		if d.svc != nil {
+			docs = append(docs, d)
+		}
+	}
 	set := make([]service.Service, len(docs))
 	// Each service on its own first: we know which document it came from.
 	own := make(map[service.FieldError]bool)

@@ -194,7 +194,6 @@ func TestLoadDirectorySkipsOtherFiles(t *testing.T) {
 var badCases = map[string][]string{
 	"backend-no-port.yaml": {`backend-no-port.yaml:12: spec.stable.backends[1]: "10.1.0.12" is not an address:port`},
 	"canary-empty.yaml":    {`canary-empty.yaml:13: service "auth": spec.canary.weight: is 5% but the canary pool has no backends`},
-	"canary-release.yaml":  {"canary-release.yaml:2: kind CanaryRelease is not supported by this agent yet"},
 	"duplicate-frontend":   {`b.yaml:7: service "auth-next": spec.vip: 10.0.0.10:80/tcp is already the frontend of service "auth"`},
 	"gtpu-over-tcp.yaml":   {`gtpu-over-tcp.yaml:9: service "upf": spec.key: gtpu-inner needs protocol udp`},
 	"many-problems.yaml": {

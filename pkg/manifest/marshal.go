@@ -129,3 +129,33 @@ func backendsOut(bs []service.Backend) []any {
 	}
 	return out
 }
+
+// MarshalAll writes a set as manifests: the services as Marshal does,
+// then one CanaryRelease document per release with every default spelled
+// out. ParseAll reads the result back equal to the set.
+func MarshalAll(set Set) ([]byte, error) {
+	out, err := Marshal(set.Services)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Write(out)
+	for i := range set.Releases {
+		r := &set.Releases[i]
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("marshal release %q: %w", r.Name, err)
+		}
+		if buf.Len() > 0 {
+			buf.WriteString("---\n")
+		}
+		enc := yaml.NewEncoder(&buf)
+		enc.SetIndent(2)
+		if err := enc.Encode(releaseOut(r)); err != nil {
+			return nil, fmt.Errorf("marshal release %q: %w", r.Name, err)
+		}
+		if err := enc.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
