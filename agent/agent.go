@@ -30,7 +30,6 @@ import (
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
-	"github.com/graylane/graylane/pkg/service"
 )
 
 // SweepInterval is how often the agent walks the flow table for timed-out
@@ -46,7 +45,7 @@ type Agent struct {
 	dp   *datapath.Datapath
 	node *cluster.Node
 
-	seed  []service.Service // manifests to apply once: this node created the cluster
+	seed  manifest.Set // manifests to apply once: this node created the cluster
 	flows atomic.Int64      // flow table entries at the last sweep
 	win   *windows
 	ctrl  *controller.Controller
@@ -179,16 +178,20 @@ func (a *Agent) Run(ctx context.Context) error {
 // seedManifests applies the manifests once, when this node created the
 // cluster.
 func (a *Agent) seedManifests(ctx context.Context) error {
-	if len(a.seed) == 0 {
+	if len(a.seed.Services) == 0 && len(a.seed.Releases) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := a.node.Apply(ctx, &cluster.ApplyServices{Services: a.seed}); err != nil {
+	var cmd cluster.Command = &cluster.ApplyServices{Services: a.seed.Services}
+	if len(a.seed.Releases) > 0 {
+		cmd = &cluster.Apply{Services: a.seed.Services, Releases: a.seed.Releases}
+	}
+	if _, err := a.node.Apply(ctx, cmd); err != nil {
 		return fmt.Errorf("apply the manifests of %s to the new cluster: %w", a.cfg.Manifests, err)
 	}
-	a.log.Info("applied the manifests to the new cluster", "path", a.cfg.Manifests, "services", len(a.seed))
-	a.seed = nil
+	a.log.Info("applied the manifests to the new cluster", "path", a.cfg.Manifests, "services", len(a.seed.Services), "releases", len(a.seed.Releases))
+	a.seed = manifest.Set{}
 	return nil
 }
 
@@ -297,15 +300,15 @@ func (a *Agent) watchRoutes(ctx context.Context) {
 
 // loadManifests reads the manifests file or directory. A missing path is
 // an empty desired state, not an error.
-func loadManifests(path string, log *slog.Logger) ([]service.Service, error) {
+func loadManifests(path string, log *slog.Logger) (manifest.Set, error) {
 	if path == "" {
-		return nil, nil
+		return manifest.Set{}, nil
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		log.Warn("manifests path does not exist: the new cluster starts without services", "path", path)
-		return nil, nil
+		return manifest.Set{}, nil
 	}
-	return manifest.Load(path)
+	return manifest.LoadAll(path)
 }
 
 // restartOnly lists the settings that changed but are only read at start.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/rollout"
@@ -241,8 +242,22 @@ func (c *Apply) apply(st *State) error {
 		if run, ok := st.Runs[r.Name]; ok && run.Phase.Active() {
 			return &ConflictError{Err: fmt.Errorf("release %q is running: abort it (or let it finish) before changing it", r.Name)}
 		}
-		if _, ok := st.Services[r.Service]; !ok {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("release %q: %w", r.Name, err)
+		}
+		svc, ok := st.Services[r.Service]
+		if !ok {
 			return &ConflictError{Err: fmt.Errorf("release %q: spec.service %q does not exist: apply the service first, or in the same file", r.Name, r.Service)}
+		}
+		// The kernel counts at most MaxLatencyThresholds per service: the
+		// service's own and the breaker's two.
+		th := map[time.Duration]bool{r.Analysis.Breaker.OpenP99Above: true, r.Analysis.Breaker.CloseP99AtMost: true}
+		for _, t := range svc.LatencyThresholds {
+			th[t] = true
+		}
+		if len(th) > service.MaxLatencyThresholds {
+			return &ConflictError{Err: fmt.Errorf("release %q: service %q has %d latency thresholds and the breaker needs 2 more; the kernel counts at most %d: remove some from spec.latencyThresholds",
+				r.Name, r.Service, len(svc.LatencyThresholds), service.MaxLatencyThresholds)}
 		}
 		st.Releases[r.Name] = r
 		delete(st.Runs, r.Name) // a finished run of the old definition

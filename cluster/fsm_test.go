@@ -203,7 +203,7 @@ func testRelease(name, svcName string) release.Release {
 	return release.Release{Name: name, Service: svcName,
 		Steps: []release.Step{
 			{SetWeight: &w5, Pause: &release.Pause{Duration: time.Minute}},
-			{SetWeight: &w100, Verify: []release.Gate{{TCP: &release.TCPGate{}}, {HTTP: &release.HTTPGate{Path: "/healthz", ExpectStatus: 200, ExpectJSON: map[string]string{".db.status": "UP"}}}}},
+			{SetWeight: &w100, Verify: []release.Gate{{TCP: &release.TCPGate{}, Timeout: time.Second}, {HTTP: &release.HTTPGate{Path: "/healthz", ExpectStatus: 200, ExpectJSON: map[string]string{".db.status": "UP"}}, Timeout: time.Second}}},
 		},
 		Analysis: release.Analysis{Window: time.Minute, MinRequests: 100, Breaker: release.Breaker{
 			OpenP99Above: 800 * time.Millisecond, OpenErrorRate: 0.035, CloseP99AtMost: 600 * time.Millisecond,

@@ -258,23 +258,40 @@ func (s *Server) apply(_ http.ResponseWriter, r *http.Request, id identity) (any
 	if err != nil {
 		return nil, err
 	}
-	svcs, err := manifest.ParseFile("request", body)
+	set, err := manifest.ParseAll("request", body)
 	if err != nil {
 		return nil, apiError(http.StatusBadRequest, "%s", err.Error())
 	}
-	if len(svcs) == 0 {
+	if len(set.Services) == 0 && len(set.Releases) == 0 {
 		return nil, apiError(http.StatusBadRequest, "%s", "the request holds no manifest")
 	}
 	st, _ := s.node.FSM().State()
-	for _, svc := range svcs {
+	tenants := map[string]string{} // service -> tenant, after this apply
+	for name, svc := range st.Services {
+		tenants[name] = svc.Tenant
+	}
+	for _, svc := range set.Services {
 		if !id.may(svc.Tenant) {
 			return nil, apiError(http.StatusForbidden, "token %q may not apply service %q of tenant %q", id.name, svc.Name, svc.Tenant)
 		}
 		if old, ok := st.Services[svc.Name]; ok && !id.may(old.Tenant) {
 			return nil, apiError(http.StatusForbidden, "token %q may not replace service %q of tenant %q", id.name, svc.Name, old.Tenant)
 		}
+		tenants[svc.Name] = svc.Tenant
 	}
-	return s.write(r, &cluster.ApplyServices{Services: svcs})
+	for _, rel := range set.Releases {
+		if tenant, ok := tenants[rel.Service]; ok && !id.may(tenant) {
+			return nil, apiError(http.StatusForbidden, "token %q may not apply release %q of service %q (tenant %q)", id.name, rel.Name, rel.Service, tenant)
+		}
+		if old, ok := st.Releases[rel.Name]; ok && !id.may(tenants[old.Service]) {
+			return nil, apiError(http.StatusForbidden, "token %q may not replace release %q", id.name, rel.Name)
+		}
+	}
+	if len(set.Releases) == 0 {
+		// The original command: nodes of an older version replay it.
+		return s.write(r, &cluster.ApplyServices{Services: set.Services})
+	}
+	return s.write(r, &cluster.Apply{Services: set.Services, Releases: set.Releases})
 }
 
 func (s *Server) deleteService(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
