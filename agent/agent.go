@@ -46,7 +46,7 @@ type Agent struct {
 	node *cluster.Node
 
 	seed  manifest.Set // manifests to apply once: this node created the cluster
-	flows atomic.Int64      // flow table entries at the last sweep
+	flows atomic.Int64 // flow table entries at the last sweep
 	win   *windows
 	ctrl  *controller.Controller
 	// thresholds are the breaker thresholds set in the kernel, by service
