@@ -1,0 +1,360 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/labagent"
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// Rollout end-to-end tests: three agents, HTTP backends whose canary can
+// be made slow and failing at will, real HTTP clients through the VIP, a
+// CanaryRelease applied and driven with the real graylanectl, and the
+// weights read back from every kernel's maps.
+
+const rolloutPort = 8093 // "/" names the backend; "/healthz" answers {"db":{"status":"UP"}}
+
+// faults are what the canary backends do wrong, changed while they serve.
+type faults struct {
+	slowEvery atomic.Int64 // every n-th response takes slowDelay (0: none)
+	failEvery atomic.Int64 // every n-th response is a 500 (0: none)
+}
+
+const slowDelay = 400 * time.Millisecond
+
+func (f *faults) set(slowEvery, failEvery int64) {
+	f.slowEvery.Store(slowEvery)
+	f.failEvery.Store(failEvery)
+}
+
+// startRolloutServers serves rolloutPort on every backend; the canary
+// hosts obey f.
+func startRolloutServers(t *testing.T, lab *netlab.Lab, f *faults) {
+	t.Helper()
+	for _, h := range lab.Backends() {
+		canary := strings.HasPrefix(h.Name, "c")
+		var n atomic.Int64
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintln(w, `{"db":{"status":"UP"},"name":"`+h.Name+`"}`)
+		})
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			i := n.Add(1)
+			if canary {
+				if k := f.slowEvery.Load(); k > 0 && i%k == 0 {
+					time.Sleep(slowDelay)
+				}
+				if k := f.failEvery.Load(); k > 0 && i%k == 1 {
+					http.Error(w, "injected", http.StatusInternalServerError)
+					return
+				}
+			}
+			fmt.Fprintln(w, h.Name)
+		})
+		ln, err := h.ListenTCP(netip.AddrPortFrom(h.Addr4, rolloutPort).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+}
+
+// load sends GET / through the VIP from the client, one new connection per
+// request, at about rate requests per second, until stopped (bounded to
+// 5 minutes). It counts what the client saw.
+type load struct {
+	stop     func()
+	done     chan struct{}
+	ok, fail atomic.Int64
+}
+
+func startLoad(ctx context.Context, lab *netlab.Lab, rate int) *load {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	l := &load{stop: cancel, done: make(chan struct{})}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return lab.Client.DialTCP(ctx, netip.Addr{}, netip.MustParseAddrPort(addr))
+		},
+	}}
+	url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(netlab.VIP4, rolloutPort))
+	go func() {
+		defer close(l.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		sem := make(chan struct{}, 64)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue // the backends are slow: do not pile up
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				resp, err := client.Get(url)
+				if err == nil {
+					resp.Body.Close()
+					l.ok.Add(1)
+					return
+				}
+				l.fail.Add(1)
+			})
+		}
+	}()
+	return l
+}
+
+func (l *load) end() { l.stop(); <-l.done }
+
+// rolloutManifests is web (VIP4:rolloutPort, stable s0 s1, canary c0) and
+// a release of it with a 3 s analysis window.
+func rolloutManifests(lab *netlab.Lab, steps string, minRequests int) string {
+	var stable, canary []string
+	for _, h := range lab.Stable {
+		stable = append(stable, fmt.Sprintf("%q", netip.AddrPortFrom(h.Addr4, rolloutPort)))
+	}
+	for _, h := range lab.Canary {
+		canary = append(canary, fmt.Sprintf("%q", netip.AddrPortFrom(h.Addr4, rolloutPort)))
+	}
+	return fmt.Sprintf(`apiVersion: graylane.io/v1
+kind: Service
+metadata: {name: web}
+spec:
+  vip: %s
+  port: %d
+  protocol: tcp
+  app: http
+  stable: {backends: [%s]}
+  canary: {backends: [%s], weight: 0}
+---
+apiVersion: graylane.io/v1
+kind: CanaryRelease
+metadata: {name: web-v2}
+spec:
+  service: web
+  steps:
+%s
+  analysis:
+    window: 3s
+    minRequests: %d
+    breaker:
+      open:  {p99Above: 300ms, errorRateAtLeast: 3.5%%}
+      close: {p99AtMost: 300ms, errorRateAtMost: 1%%, windows: 2}
+      coolDown: 3s
+  onBreach: rollback
+`, netlab.VIP4, rolloutPort, strings.Join(stable, ", "), strings.Join(canary, ", "), steps, minRequests)
+}
+
+// release reads the release through agent i's API.
+func (tr *trio) release(tb testing.TB, i int, name string) api.Release {
+	tb.Helper()
+	r, err := tr.agents[i].Client().Release(tr.ctx, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// waitRelease waits until cond holds for the release, as agent i sees it.
+func (tr *trio) waitRelease(tb testing.TB, i int, name string, d time.Duration, what string, cond func(api.Release) bool) api.Release {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		r := tr.release(tb, i, name)
+		if cond(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			js, _ := json.MarshalIndent(r, "", "  ")
+			tb.Fatalf("release %s: not %s within %v:\n%s", name, what, d, js)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (tr *trio) applyFile(tb testing.TB, i int, yaml string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "manifests.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if out, code := graylanectl(tb, tr.ctx, "--server", "unix://"+tr.agents[i].SocketPath(), "apply", "-f", path, "--wait"); code != 0 {
+		tb.Fatalf("graylanectl apply: exit %d:\n%s", code, out)
+	}
+}
+
+func (tr *trio) ctl(tb testing.TB, i int, args ...string) string {
+	tb.Helper()
+	out, code := graylanectl(tb, tr.ctx, append([]string{"--server", "unix://" + tr.agents[i].SocketPath()}, args...)...)
+	if code != 0 {
+		tb.Fatalf("graylanectl %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+func rolloutService(lab *netlab.Lab, w service.Weight) service.Service {
+	s := web("web", lab, netlab.VIP4, rolloutPort, rolloutPort, service.TCP, w)
+	s.App = service.AppHTTP
+	return s
+}
+
+// TestRolloutHealthy: a healthy canary walks 5 → 15 → 50 → 100 % through
+// a pause and passing gates and is promoted; every step once, in order;
+// every kernel at 100 %.
+func TestRolloutHealthy(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	var f faults
+	startRolloutServers(t, tr.lab, &f)
+	leader := tr.waitLeader(t, 0, 3)
+	follower := (leader + 1) % 3
+	tr.applyFile(t, follower, rolloutManifests(tr.lab, `    - setWeight: 5
+      pause: {duration: 2s}
+    - setWeight: 15
+      verify:
+        - tcp: {}
+        - http: {path: "/healthz?full=1", expectStatus: 200, expectJSON: {".db.status": "UP"}}
+        - exec: ["sh", "-c", "echo checked"]
+    - setWeight: 50
+      pause: {duration: 2s}
+    - setWeight: 100`, 20))
+	l := startLoad(tr.ctx, tr.lab, 200)
+	defer l.end()
+	start := time.Now()
+	tr.ctl(t, follower, "rollout", "start", "web-v2")
+	r := tr.waitRelease(t, follower, "web-v2", 60*time.Second, "promoted", func(r api.Release) bool { return r.Phase == "promoted" })
+	t.Logf("promoted after %v", time.Since(start).Round(100*time.Millisecond))
+	var steps []string
+	gates := 0
+	for _, e := range r.History {
+		switch e.Kind {
+		case "step":
+			steps = append(steps, e.Weight)
+		case "gate":
+			gates++
+			if !strings.Contains(e.Message, "passed") {
+				t.Errorf("gate event %q", e.Message)
+			}
+		case "rollback", "breach":
+			t.Errorf("a healthy canary was pulled back: %s", e.Message)
+		}
+	}
+	if got := strings.Join(steps, " "); got != "5% 15% 50% 100%" {
+		t.Errorf("steps %q, want each of 5%% 15%% 50%% 100%% once, in order", got)
+	}
+	if gates != 3 {
+		t.Errorf("%d gate events, want 3", gates)
+	}
+	s := rolloutService(tr.lab, 10000)
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
+		}
+	}
+	t.Logf("client: %d ok, %d failed", l.ok.Load(), l.fail.Load())
+	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
+}
+
+// TestRolloutBreaker: at 50 % the canary turns slow only, then failing
+// only, then too quiet to judge: no verdict pulls it back. Slow and failing
+// together: the breaker opens and every kernel's canary weight is 0 within
+// seconds. Faults removed: half-open, then closed after two healthy
+// windows, and the weight is back.
+func TestRolloutBreaker(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	var f faults
+	startRolloutServers(t, tr.lab, &f)
+	leader := tr.waitLeader(t, 0, 3)
+	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 50
+      pause: {}`, 40))
+	l := startLoad(tr.ctx, tr.lab, 200)
+	defer l.end()
+	tr.ctl(t, leader, "rollout", "start", "web-v2")
+	s := rolloutService(tr.lab, 5000)
+	tr.waitKernels(t, s, 0, 1, 2)
+
+	hold := func(what string, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) {
+			if r := tr.release(t, leader, "web-v2"); r.Breaker != "closed" {
+				t.Fatalf("%s: the breaker is %s: %+v", what, r.Breaker, r.History[len(r.History)-1])
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		r := tr.release(t, leader, "web-v2")
+		t.Logf("%s: breaker %s, analysis %+v", what, r.Breaker, r.Analysis)
+		for i := range 3 {
+			if diff := tr.kernelDiff(t, i, s); diff != "" {
+				t.Fatalf("%s: %s's kernel: %s", what, tr.hosts[i].Name, diff)
+			}
+		}
+	}
+	hold("healthy", 4*time.Second)
+	f.set(10, 0) // every 10th canary response slow: P99 > 300 ms, no errors
+	hold("only latency", 5*time.Second)
+	// A window with both would be a breach: let the slow ones age out.
+	f.set(0, 0)
+	hold("healthy again", 4*time.Second)
+	f.set(0, 16) // 6.25 % errors, fast
+	hold("only errors", 5*time.Second)
+
+	// Too few requests to judge: both faults, a trickle of traffic.
+	l.end()
+	f.set(10, 16)
+	time.Sleep(4 * time.Second) // the busy windows age out
+	quiet := startLoad(tr.ctx, tr.lab, 5)
+	hold("below minRequests", 5*time.Second)
+	if r := tr.release(t, leader, "web-v2"); r.Analysis == nil || !strings.HasPrefix(r.Analysis.Verdict, "no verdict") {
+		t.Errorf("below minRequests: analysis %+v, want no verdict", r.Analysis)
+	}
+	quiet.end()
+
+	// Both faults under load: rollback in every kernel.
+	l = startLoad(tr.ctx, tr.lab, 200)
+	defer l.end()
+	faulty := time.Now()
+	s.CanaryWeight = 0
+	tr.waitKernels(t, s, 0, 1, 2)
+	t.Logf("both faults: canary weight 0 in all three kernels %v after the faults began", time.Since(faulty).Round(100*time.Millisecond))
+	r := tr.release(t, leader, "web-v2")
+	if r.Breaker != "open" {
+		t.Errorf("breaker %s after the rollback, want open", r.Breaker)
+	}
+	last := r.History[len(r.History)-1]
+	if last.Kind != "rollback" || last.Numbers["responses"] < 40 || last.Numbers["error_rate"] < 0.035 || last.Numbers["p99_seconds"] <= 0.3 {
+		t.Errorf("the rollback's record: %+v", last)
+	}
+
+	// Recovery: half-open after the cool-down, closed after two healthy
+	// windows, the step's weight back in every kernel.
+	f.set(0, 0)
+	tr.waitRelease(t, leader, "web-v2", 20*time.Second, "half-open", func(r api.Release) bool { return r.Breaker == "half-open" })
+	tr.waitRelease(t, leader, "web-v2", 30*time.Second, "closed", func(r api.Release) bool { return r.Breaker == "closed" })
+	s.CanaryWeight = 5000
+	tr.waitKernels(t, s, 0, 1, 2)
+	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
+}
