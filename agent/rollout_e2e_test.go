@@ -358,3 +358,53 @@ func TestRolloutBreaker(t *testing.T) {
 	tr.waitKernels(t, s, 0, 1, 2)
 	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
 }
+
+// TestRolloutLeaderFailover: the leader dies (kill -9) in the middle of a
+// release; the new leader resumes it where it stood: the timed pause keeps
+// its end, no step is done twice or skipped, and the release completes.
+func TestRolloutLeaderFailover(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	var f faults
+	startRolloutServers(t, tr.lab, &f)
+	leader := tr.waitLeader(t, 0, 3)
+	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 5
+      pause: {duration: 6s}
+    - setWeight: 20
+      verify: [{tcp: {}}]
+    - setWeight: 100`, 20))
+	tr.ctl(t, leader, "rollout", "start", "web-v2")
+	r := tr.waitRelease(t, leader, "web-v2", 10*time.Second, "in step 1", func(r api.Release) bool { return r.Step == 1 && r.Phase == "running" })
+	pauseEnd := *r.PauseUntil
+	tr.agents[leader].Kill()
+	killed := time.Now()
+	survivor := (leader + 1) % 3
+	newLeader := tr.waitLeader(t, survivor, 2)
+	for newLeader == leader && time.Since(killed) < 20*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		newLeader = tr.waitLeader(t, survivor, 2)
+	}
+	t.Logf("leader %s killed; %s leads after %v", tr.hosts[leader].Name, tr.hosts[newLeader].Name, time.Since(killed).Round(100*time.Millisecond))
+	r = tr.waitRelease(t, survivor, "web-v2", 40*time.Second, "promoted", func(r api.Release) bool { return r.Phase == "promoted" })
+	var steps []string
+	var step2 time.Time
+	for _, e := range r.History {
+		if e.Kind == "step" {
+			steps = append(steps, e.Weight)
+			if e.Weight == "20%" {
+				step2 = e.At
+			}
+		}
+	}
+	if got := strings.Join(steps, " "); got != "5% 20% 100%" {
+		t.Errorf("steps %q, want 5%% 20%% 100%% each once", got)
+	}
+	if step2.Before(pauseEnd) || step2.Sub(pauseEnd) > 5*time.Second {
+		t.Errorf("step 2 at %v; the pause ended at %v: the new leader did not keep the pause", step2, pauseEnd)
+	}
+	s := rolloutService(tr.lab, 10000)
+	for _, i := range []int{survivor, (leader + 2) % 3} {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
+		}
+	}
+}
