@@ -348,6 +348,18 @@ func TestRolloutBreaker(t *testing.T) {
 	if last.Kind != "rollback" || last.Numbers["responses"] < 40 || last.Numbers["error_rate"] < 0.035 || last.Numbers["p99_seconds"] <= 0.3 {
 		t.Errorf("the rollback's record: %+v", last)
 	}
+	// What operators scrape (gw's agent; every node has the release state).
+	fams := scrape(t, tr.lab)
+	rel := map[string]string{"release": "web-v2"}
+	if got := sum(fams, "graylane_breaker_state", rel); got != 2 {
+		t.Errorf("graylane_breaker_state %v, want 2 (open)", got)
+	}
+	if got := sum(fams, "graylane_rollout_events_total", map[string]string{"release": "web-v2", "kind": "rollback"}); got != 1 {
+		t.Errorf("graylane_rollout_events_total{kind=rollback} %v, want 1", got)
+	}
+	if got := sum(fams, "graylane_rollout_phase", map[string]string{"release": "web-v2", "phase": "running"}); got != 1 {
+		t.Errorf("graylane_rollout_phase{phase=running} %v, want 1", got)
+	}
 
 	// Recovery: half-open after the cool-down, closed after two healthy
 	// windows, the step's weight back in every kernel.

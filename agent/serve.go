@@ -19,6 +19,8 @@ import (
 
 	"github.com/graylane/graylane/agent/apiserver"
 	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/cluster"
+	"github.com/graylane/graylane/pkg/controller"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/pki"
@@ -84,7 +86,8 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 
 	if a.cfg.Listen.Metrics != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			controller.NewMetrics(a.cfg.Node, func() cluster.State { st, _ := a.node.FSM().State(); return st }, a.ctrl))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
 		mln, err := net.Listen("tcp", a.cfg.Listen.Metrics)

@@ -54,6 +54,9 @@ type Run struct {
 	Reason  string          `json:"reason,omitempty"`
 	Breaker breaker.Breaker `json:"breaker"`
 	History []Event         `json:"history,omitempty"`
+	// Counts counts the events by kind since the run began (the history
+	// keeps only the latest).
+	Counts map[string]uint64 `json:"counts,omitempty"`
 }
 
 // Event is one decision of the controller or of a user, with the numbers
@@ -73,6 +76,12 @@ const MaxHistory = 200
 
 // Record appends an event to the run's history.
 func (r *Run) Record(e Event) {
+	counts := make(map[string]uint64, len(r.Counts)+1) // a copy: runs are values
+	for k, v := range r.Counts {
+		counts[k] = v
+	}
+	counts[e.Kind]++
+	r.Counts = counts
 	r.History = append(r.History, e)
 	if n := len(r.History) - MaxHistory; n > 0 {
 		r.History = append([]Event(nil), r.History[n:]...)
