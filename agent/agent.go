@@ -30,6 +30,7 @@ import (
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
+	"github.com/graylane/graylane/pkg/webhook"
 )
 
 // SweepInterval is how often the agent walks the flow table for timed-out
@@ -49,6 +50,7 @@ type Agent struct {
 	flows atomic.Int64 // flow table entries at the last sweep
 	win   *windows
 	ctrl  *controller.Controller
+	hooks *webhook.Sender
 	// thresholds are the breaker thresholds set in the kernel, by service
 	// (the reconciler's goroutine only).
 	thresholds map[string][]time.Duration
@@ -150,6 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.reconcile(ctx) })
 	wg.Go(func() { a.win.run(ctx) })
 	wg.Go(func() { a.ctrl.Run(ctx) })
+	wg.Go(func() { a.hooks.Run(ctx) })
 	if err := a.seedManifests(ctx); err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ type trio struct {
 	certs  string
 	tune   labagent.Cluster  // raft tuning for every agent
 	tokens map[string]string // HTTPS API tokens (none: no HTTPS API)
+	extra  string            // more agent configuration
 	hosts  []*netlab.Host
 	agents []*labagent.Agent
 	mu     sync.Mutex
@@ -44,12 +45,17 @@ type trio struct {
 // newTrio starts the lab and three agents; the first creates the cluster,
 // the others join it.
 func newTrio(tb testing.TB, tune labagent.Cluster, tokens ...map[string]string) *trio {
+	return newTrioExtra(tb, tune, "", tokens...)
+}
+
+// newTrioExtra is newTrio with more agent configuration.
+func newTrioExtra(tb testing.TB, tune labagent.Cluster, extra string, tokens ...map[string]string) *trio {
 	tb.Helper()
 	testenv.RequirePrivileges(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	tb.Cleanup(cancel)
 	lab := netlab.NewT(tb, netlab.Config{PeerGateways: 2})
-	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, logs: map[string]*strings.Builder{}}
+	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, extra: extra, logs: map[string]*strings.Builder{}}
 	if len(tokens) > 0 {
 		tr.tokens = tokens[0]
 	}
@@ -108,7 +114,7 @@ func (tr *trio) start(tb testing.TB, i int) {
 	}
 	tr.mu.Unlock()
 	a, err := labagent.Start(tr.ctx, tr.lab, labagent.Options{Binary: bin, Host: h, Cluster: &c,
-		Tokens: tr.tokens, Log: lockedWriter{&tr.mu, b}})
+		Tokens: tr.tokens, Extra: tr.extra, Log: lockedWriter{&tr.mu, b}})
 	if err != nil {
 		tb.Fatalf("start the agent on %s: %v", h.Name, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/graylane/graylane/pkg/gate"
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/rollout"
+	"github.com/graylane/graylane/pkg/webhook"
 	"github.com/graylane/graylane/pkg/window"
 )
 
@@ -24,7 +25,15 @@ import (
 
 // newController makes the controller and wires it to the node.
 func (a *Agent) newController() *controller.Controller {
-	c := controller.New(a.node, controller.Options{Log: a.log, Gates: runGates})
+	var targets []webhook.Target
+	for _, w := range a.cfg.Webhooks {
+		targets = append(targets, webhook.Target{URL: w.URL, Kinds: w.Events})
+	}
+	a.hooks = webhook.New(targets, webhook.Options{Log: a.log})
+	c := controller.New(a.node, controller.Options{Log: a.log, Gates: runGates, Notify: func(run rollout.Run, e rollout.Event) {
+		a.hooks.Send(webhook.Event{At: e.At, Node: a.cfg.Node, Release: run.Release, Service: run.Service, Kind: e.Kind,
+			Step: e.Step + 1, Weight: e.Weight.String(), Message: e.Message, Numbers: e.Numbers})
+	}})
 	a.node.SetReportHandler(c.Take)
 	return c
 }

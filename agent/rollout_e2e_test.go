@@ -284,9 +284,12 @@ func TestRolloutHealthy(t *testing.T) {
 // seconds. Faults removed: half-open, then closed after two healthy
 // windows, and the weight is back.
 func TestRolloutBreaker(t *testing.T) {
-	tr := newTrio(t, labagent.Cluster{})
+	// Webhooks go to a receiver on s0, on the gateways' backend LAN.
+	hookURL := fmt.Sprintf("http://%s:8095/hook", netlab.StableAddr4(0))
+	tr := newTrioExtra(t, labagent.Cluster{}, "webhooks: [{url: \""+hookURL+"\", events: [rollback, half-open, close]}]\n")
 	var f faults
 	startRolloutServers(t, tr.lab, &f)
+	hooks := startHookReceiver(t, tr.lab.Stable[0], 8095)
 	leader := tr.waitLeader(t, 0, 3)
 	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 50
       pause: {}`, 40))
@@ -369,6 +372,54 @@ func TestRolloutBreaker(t *testing.T) {
 	s.CanaryWeight = 5000
 	tr.waitKernels(t, s, 0, 1, 2)
 	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
+
+	// The leader told the webhook about each breaker move, once.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(hooks.kinds()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := strings.Join(hooks.kinds(), " "); got != "rollback half-open close" {
+		t.Errorf("webhook events %q, want rollback half-open close", got)
+	}
+}
+
+// hookReceiver records the webhook events posted to it.
+type hookReceiver struct {
+	mu     sync.Mutex
+	events []map[string]any
+}
+
+func (h *hookReceiver) kinds() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, e := range h.events {
+		out = append(out, fmt.Sprint(e["kind"]))
+	}
+	return out
+}
+
+func startHookReceiver(t *testing.T, host *netlab.Host, port uint16) *hookReceiver {
+	t.Helper()
+	h := &hookReceiver{}
+	ln, err := host.ListenTCP(netip.AddrPortFrom(host.Addr4, port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e map[string]any
+		if json.NewDecoder(r.Body).Decode(&e) != nil || e["release"] != "web-v2" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.events = append(h.events, e)
+		h.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return h
 }
 
 // TestRolloutLeaderFailover: the leader dies (kill -9) in the middle of a

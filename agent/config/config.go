@@ -87,7 +87,19 @@ type Config struct {
 	Manifests string `yaml:"manifests"`
 	// Tokens are the bearer tokens of the TCP API.
 	Tokens []Token `yaml:"tokens"`
+	// Webhooks receive the release events this node decides as leader.
+	Webhooks []Webhook `yaml:"webhooks"`
 }
+
+// Webhook is a URL that receives release events (JSON POSTs).
+type Webhook struct {
+	URL string `yaml:"url"`
+	// Events are the event kinds it wants (none: all of them).
+	Events []string `yaml:"events"`
+}
+
+// WebhookEvents are the release event kinds.
+var WebhookEvents = []string{"start", "step", "gate", "pause", "resume", "breach", "rollback", "half-open", "healthy-window", "close", "promote", "abort"}
 
 // Interface is a network interface the agent attaches to.
 type Interface struct {

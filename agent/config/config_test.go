@@ -148,6 +148,8 @@ func TestParseErrors(t *testing.T) {
 		{"flow table zero", ifc + "flowTable: 0\n", []string{"flowTable: 0 is outside"}},
 		{"flow table negative", ifc + "flowTable: -1\n", []string{"flowTable: -1 is outside"}},
 		{"cluster without raft or tls", ifc + "cluster: {}\n", []string{"cluster.raft: is required", "cluster.tls.ca: is required", "cluster.tls.cert: is required", "cluster.tls.key: is required"}},
+		{"bad webhooks", ifc + "webhooks: [{url: 'ftp://x'}, {url: 'https://hooks.example/g', events: [rollback, explode]}]\n",
+			[]string{`webhooks[0].url: "ftp://x": give an http:// or https:// URL`, `webhooks[1].events[1]: "explode" is not an event`}},
 		{"cluster bad snapshot tuning", ifc + "cluster: {raft: '10.0.0.1:7071', snapshotThreshold: -1, snapshotInterval: 10ms, tls: {ca: /a, cert: /b, key: /c}}\n",
 			[]string{"cluster.snapshotThreshold: -1 must be positive", `cluster.snapshotInterval: "10ms": give a duration of at least 1s`}},
 		{"cluster bad join", ifc + "cluster: {raft: '10.0.0.1:7071', join: [nowhere], tls: {ca: /a, cert: /b, key: /c}}\n", []string{"cluster.join[0]:"}},

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,6 +125,18 @@ func (c *Config) Validate() error {
 		}
 		if tk.Tenant != "*" && !tokenNameRE.MatchString(tk.Tenant) {
 			bad(at+".tenant", "%q: give a tenant name, or \"*\" for an admin token", tk.Tenant)
+		}
+	}
+	for i, w := range c.Webhooks {
+		at := fmt.Sprintf("webhooks[%d]", i)
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(at+".url", "%q: give an http:// or https:// URL", w.URL)
+		}
+		for k, e := range w.Events {
+			if !slices.Contains(WebhookEvents, e) {
+				bad(fmt.Sprintf("%s.events[%d]", at, k), "%q is not an event: use %s", e, strings.Join(WebhookEvents, ", "))
+			}
 		}
 	}
 	if cl := c.Cluster; cl != nil {

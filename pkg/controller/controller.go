@@ -42,6 +42,10 @@ type Options struct {
 	Log   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Notify, if set, receives every release event recorded while this
+	// node leads (the controller's decisions and users' actions alike),
+	// once; it must not block.
+	Notify func(run rollout.Run, e rollout.Event)
 }
 
 // Report is what a node sends the leader every second: its window of the
@@ -57,6 +61,7 @@ type Controller struct {
 	opts Options
 
 	mu       sync.Mutex
+	notified map[string]uint64          // release -> events passed to Notify (nil: not leading)
 	sliders  map[string]*breaker.Slider // by service
 	gating   map[string]uint64          // release -> run Seq whose gates are running
 	analysis map[string]api.Analysis    // release -> latest judgement
@@ -123,9 +128,13 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if !c.node.IsLeader() {
+			c.mu.Lock()
+			c.notified = nil // a new term as leader starts from what is there
+			c.mu.Unlock()
 			continue
 		}
 		c.Tick(ctx)
+		c.notify()
 	}
 }
 
@@ -143,6 +152,40 @@ func (c *Controller) Tick(ctx context.Context) {
 		}
 		if err := c.advance(ctx, st, rel, run, now); err != nil {
 			c.opts.Log.Warn("rollout: a decision was not recorded; trying again at the next tick", "release", name, "err", err)
+		}
+	}
+}
+
+// notify passes the events recorded since the last call to Notify. The
+// first call after becoming leader only takes note of what is there: the
+// previous leader announced those.
+func (c *Controller) notify() {
+	if c.opts.Notify == nil {
+		return
+	}
+	st, _ := c.node.FSM().State()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := c.notified == nil
+	if first {
+		c.notified = map[string]uint64{}
+	}
+	for name, run := range st.Runs {
+		var total uint64
+		for _, n := range run.Counts {
+			total += n
+		}
+		seen, known := c.notified[name]
+		c.notified[name] = total
+		if first || (!known && total > uint64(len(run.History))) {
+			continue
+		}
+		news := int(total - seen)
+		if total < seen { // the release was re-applied: a new run
+			news = int(total)
+		}
+		for _, e := range run.History[max(0, len(run.History)-news):] {
+			c.opts.Notify(run, e)
 		}
 	}
 }
