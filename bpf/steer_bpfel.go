@@ -175,6 +175,19 @@ type SteerPoolStats struct {
 	Errors  [4]uint64
 }
 
+type SteerRate struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	PerSec uint32
+	Burst  uint32
+	_      [4]byte
+	Tokens uint64
+	LastNs uint64
+}
+
 type SteerReply struct {
 	_       structs.HostLayout
 	Vip     [16]uint8
@@ -198,6 +211,7 @@ type SteerServiceFlags uint32
 
 const (
 	SteerServiceFlagsSVC_F_PINS SteerServiceFlags = 1
+	SteerServiceFlagsSVC_F_RATE SteerServiceFlags = 2
 )
 
 type SteerStat uint32
@@ -224,7 +238,8 @@ const (
 	SteerStatSTAT_TIMEOUT          SteerStat = 18
 	SteerStatSTAT_FWD_REDIRECT     SteerStat = 19
 	SteerStatSTAT_FWD_STACK        SteerStat = 20
-	SteerStatSTAT_COUNT            SteerStat = 21
+	SteerStatSTAT_RATE_LIMITED     SteerStat = 21
+	SteerStatSTAT_COUNT            SteerStat = 22
 )
 
 type SteerSvcParams struct {
@@ -272,6 +287,7 @@ const (
 	SteerMapParams         = "params"
 	SteerMapPins           = "pins"
 	SteerMapPoolCounters   = "pool_counters"
+	SteerMapRates          = "rates"
 	SteerMapServices       = "services"
 	SteerMapStats          = "stats"
 	SteerMapTables         = "tables"
@@ -346,6 +362,7 @@ type SteerMapSpecs struct {
 	Params       *ebpf.MapSpec `ebpf:"params"`
 	Pins         *ebpf.MapSpec `ebpf:"pins"`
 	PoolCounters *ebpf.MapSpec `ebpf:"pool_counters"`
+	Rates        *ebpf.MapSpec `ebpf:"rates"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Tables       *ebpf.MapSpec `ebpf:"tables"`
@@ -388,6 +405,7 @@ type SteerMaps struct {
 	Params       *ebpf.Map `ebpf:"params"`
 	Pins         *ebpf.Map `ebpf:"pins"`
 	PoolCounters *ebpf.Map `ebpf:"pool_counters"`
+	Rates        *ebpf.Map `ebpf:"rates"`
 	Services     *ebpf.Map `ebpf:"services"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Tables       *ebpf.Map `ebpf:"tables"`
@@ -402,6 +420,7 @@ func (m *SteerMaps) Close() error {
 		m.Params,
 		m.Pins,
 		m.PoolCounters,
+		m.Rates,
 		m.Services,
 		m.Stats,
 		m.Tables,

@@ -43,6 +43,7 @@ enum limits {
 /* service.flags */
 enum service_flags {
 	SVC_F_PINS = 1 << 0, /* the service has pins: look them up for new flows */
+	SVC_F_RATE = 1 << 1, /* new canary flows are capped: take a token (rates) */
 };
 
 /* flow.flags */
@@ -262,6 +263,7 @@ enum stat {
 	STAT_TIMEOUT,              /* a request or connect timed out (sweep) */
 	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
 	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
+	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
 	STAT_COUNT,
 };
 
@@ -362,6 +364,27 @@ struct {
 	__type(value, struct pool_latency);
 	__uint(max_entries, 2048);
 } latency SEC(".maps");
+
+/* A token bucket that caps a service's new canary flows per second on
+ * this node (a release's setRate step; the agent splits the cluster-wide
+ * rate over the live nodes). Tokens are counted in billionths so that
+ * refilling needs no division: one nanosecond at per_sec flows/s adds
+ * per_sec nanotokens. Shared by all CPUs under the lock: a per-CPU bucket
+ * would let each CPU admit the whole rate. */
+struct rate {
+	struct bpf_spin_lock lock;
+	__u32 per_sec;  /* the cap; 0: none */
+	__u32 burst;    /* flows admitted at once, at most */
+	__u64 tokens;   /* nanotokens: 1e9 admits one flow */
+	__u64 last_ns;  /* the last refill */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* service id */
+	__type(value, struct rate);
+	__uint(max_entries, 1024);
+} rates SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -34,6 +34,39 @@ static __always_inline struct hash2 hash_key(const struct flow_key *fk)
 	return jhash_4words((const __u32 *)key_address(fk), HASH_SEED);
 }
 
+#define NSEC_PER_SEC 1000000000ULL
+
+/* Take a token from the service's bucket: 1 if the flow may go to the
+ * canary. The clock is read before the lock (no helper calls inside it);
+ * a refill is capped at one second, which also keeps the product below
+ * 2^64 (per_sec is at most 10^7). */
+static __always_inline int take_token(__u32 svc_id)
+{
+	struct rate *r = bpf_map_lookup_elem(&rates, &svc_id);
+	__u64 now = bpf_ktime_get_ns(), elapsed, t, cap;
+	int ok = 1;
+
+	if (!r)
+		return 1;
+	bpf_spin_lock(&r->lock);
+	if (r->per_sec) {
+		elapsed = now > r->last_ns ? now - r->last_ns : 0;
+		if (elapsed > NSEC_PER_SEC)
+			elapsed = NSEC_PER_SEC;
+		cap = (__u64)r->burst * NSEC_PER_SEC;
+		t = r->tokens + elapsed * r->per_sec;
+		if (t > cap)
+			t = cap;
+		ok = t >= NSEC_PER_SEC;
+		if (ok)
+			t -= NSEC_PER_SEC;
+		r->tokens = t;
+		r->last_ns = now;
+	}
+	bpf_spin_unlock(&r->lock);
+	return ok;
+}
+
 static __always_inline int pool_of_new_flow(const struct service *svc, const struct flow_key *fk,
 					    __u32 bucket_hash)
 {
@@ -52,10 +85,16 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 		}
 	}
 	/* Canary iff bucket < weight: raising the weight only ever adds
-	 * buckets to the canary, so keys move stable -> canary, never back. */
-	if (bucket_hash % WEIGHT_SCALE < svc->weight)
-		return POOL_CANARY;
-	return POOL_STABLE;
+	 * buckets to the canary, so keys move stable -> canary, never back.
+	 * Under a rate cap the weight still decides who is eligible; a token
+	 * decides who goes (pins are exempt: they are explicit). */
+	if (bucket_hash % WEIGHT_SCALE >= svc->weight)
+		return POOL_STABLE;
+	if ((svc->flags & SVC_F_RATE) && !take_token(svc->id)) {
+		count(STAT_RATE_LIMITED);
+		return POOL_STABLE;
+	}
+	return POOL_CANARY;
 }
 
 /* Pick a backend for a new flow. Returns 0 on success. */

@@ -26,6 +26,8 @@ type installed struct {
 	// replies: the backends map entries of the service's backends.
 	replies map[bpf.SteerEndpoint]bpf.SteerReply
 	pins    map[bpf.SteerPinKey]uint8
+	// rate is the cap on new canary flows per second (0: none).
+	rate uint32
 }
 
 // step is one map write and how to take it back.
@@ -117,6 +119,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			return nil, fmt.Errorf("service %q: %w", s.Name, err)
 		}
 		p.planParams(m.Params, old, in, thresholds)
+		p.planRate(m.Rates, old, in, d.rates[s.Name])
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
 		p.planSwitch(m.Services, old, in)
@@ -272,6 +275,32 @@ func (p *plan) planReplies(backends *ebpf.Map, old, in *installed) {
 			},
 		})
 	}
+}
+
+// planRate writes the service's token bucket when its cap changed (a new
+// service id starts from an empty bucket) and sets the flag the programs
+// check. The bucket is written before the service switches to it.
+func (p *plan) planRate(rates *ebpf.Map, old, in *installed, perSec uint32) {
+	in.rate = perSec
+	if perSec > 0 {
+		in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_RATE)
+	}
+	if old != nil && old.id == in.id && old.rate == perSec {
+		return
+	}
+	id, bucket := in.id, rateBucket(perSec)
+	p.prepare = append(p.prepare, step{
+		what: fmt.Sprintf("write the rate of service %q", in.svc.Name),
+		do:   func() error { return rates.Update(id, bucket, ebpf.UpdateAny|ebpf.UpdateLock) },
+		undo: func() error { return nil }, // the flag decides: a bucket without it is never read
+	})
+}
+
+// rateBucket is a full bucket for perSec new canary flows per second,
+// admitting a tenth of a second's worth at once (at least one flow).
+func rateBucket(perSec uint32) bpf.SteerRate {
+	burst := max(perSec/10, 1)
+	return bpf.SteerRate{PerSec: perSec, Burst: burst, Tokens: uint64(burst) * 1e9}
 }
 
 func (p *plan) planSwitch(services *ebpf.Map, old, in *installed) {

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -95,7 +96,9 @@ type Datapath struct {
 	// thresholds are the latency thresholds per service name whose
 	// exceedances the programs count (SetThresholds).
 	thresholds map[string][]time.Duration
-	closed     bool
+	// rates cap new canary flows per second, per service name (SetRate).
+	rates  map[string]uint32
+	closed bool
 }
 
 // New loads the programs and creates their maps. It does not attach
@@ -154,6 +157,7 @@ func New(opts Options) (*Datapath, error) {
 		attached:   make(map[string]*attachment),
 		services:   make(map[string]*installed),
 		thresholds: make(map[string][]time.Duration),
+		rates:      make(map[string]uint32),
 		ids:        newIDAllocator(opts.MaxServices),
 	}
 	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
@@ -255,9 +259,17 @@ func (d *Datapath) Close() error {
 	return errors.Join(errs...)
 }
 
+// maps lists every map of the programs, read off the generated struct so
+// that a new map cannot be left out (of unpinning, say).
 func (d *Datapath) maps() []*ebpf.Map {
-	m := &d.objs.SteerMaps
-	return []*ebpf.Map{m.Services, m.Tables, m.Pins, m.Flows, m.Backends, m.Nexthops, m.PoolCounters, m.Stats, m.Params, m.Latency}
+	var out []*ebpf.Map
+	v := reflect.ValueOf(&d.objs.SteerMaps).Elem()
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Objects gives tests and benchmarks the loaded programs and maps.
@@ -405,6 +417,44 @@ func (a *idAllocator) take() (uint32, bool) {
 }
 
 func (a *idAllocator) release(id uint32) { a.free[id] = true }
+
+// MaxRate bounds a rate cap (new canary flows per second on one node).
+const MaxRate = 10_000_000
+
+// SetRate caps the named service's new canary flows per second on this
+// node (0: no cap): the weight still decides which new flows are eligible
+// for the canary; a token bucket admits at most perSec of them a second
+// (bursts of a tenth of that), the others go to stable. Pins are exempt.
+// It takes effect at once if the service is installed, else when it is.
+func (d *Datapath) SetRate(name string, perSec uint32) error {
+	if perSec > MaxRate {
+		return fmt.Errorf("service %q: rate %d flows/s is above %d", name, perSec, MaxRate)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("data path is closed")
+	}
+	if perSec == 0 {
+		delete(d.rates, name)
+	} else {
+		d.rates[name] = perSec
+	}
+	in, ok := d.services[name]
+	if !ok || in.rate == perSec {
+		return nil
+	}
+	next := *in
+	next.value.Flags &^= uint8(bpf.SteerServiceFlagsSVC_F_RATE)
+	p := &plan{}
+	p.planRate(d.objs.SteerMaps.Rates, in, &next, perSec)
+	p.planSwitch(d.objs.SteerMaps.Services, in, &next)
+	if err := p.run(); err != nil {
+		return fmt.Errorf("service %q: %w", name, err)
+	}
+	in.rate, in.value = next.rate, next.value
+	return nil
+}
 
 // MaxThresholds is how many latency thresholds a service can have.
 const MaxThresholds = int(bpf.SteerLimitsMAX_THRESHOLDS)

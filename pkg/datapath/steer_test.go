@@ -379,3 +379,56 @@ func TestNoNeighbour(t *testing.T) {
 		}
 	}
 }
+
+// TestRateCap: under a rate cap the weight still decides who is eligible,
+// and a token bucket admits at most a burst at once (a tenth of a
+// second's worth, at least one); the rest go to stable, counted. Pins are
+// exempt. Removing the cap restores the plain weight.
+func TestRateCap(t *testing.T) {
+	f := newFixture(t)
+	s := webService("web", vip4, service.TCP, service.MaxWeight)
+	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("198.18.0.128/25"), Pool: service.Canary}}
+	if err := f.dp.SetRate("web", 50); err != nil { // burst 5
+		t.Fatal(err)
+	}
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.stat(t, "rate_limited")
+	got := newFlows(t, f, hookXDP, client4, vip4, 100, 40000)
+	// 100 SYNs take well under 100 ms here: the burst, and perhaps a few
+	// refilled tokens.
+	if c := poolShare(got, canary4); c < 5 || c > 10 {
+		t.Errorf("rate 50/s, burst 5: %d of 100 new flows went to the canary: %v", c, got)
+	}
+	if n := f.stat(t, "rate_limited") - before; n < 90 {
+		t.Errorf("rate_limited counted %d", n)
+	}
+	pinned := newFlows(t, f, hookTC, netip.MustParseAddr("198.18.0.200"), vip4, 30, 41000)
+	if c := poolShare(pinned, canary4); c != 30 {
+		t.Errorf("pinned to the canary under a rate cap: %d of 30", c)
+	}
+	if err := f.dp.SetRate("web", 0); err != nil {
+		t.Fatal(err)
+	}
+	if c := poolShare(newFlows(t, f, hookXDP, client4, vip4, 50, 42000), canary4); c != 50 {
+		t.Errorf("without the cap at 100%%: %d of 50 to the canary", c)
+	}
+	if err := f.dp.SetRate("web", MaxRate+1); err == nil {
+		t.Error("a rate above the maximum was taken")
+	}
+}
+
+// stat reads one path counter, summed over CPUs.
+func (f *fixture) stat(t *testing.T, name string) uint64 {
+	t.Helper()
+	st, err := f.dp.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := st[name]
+	if !ok {
+		t.Fatalf("no counter %q in %v", name, st)
+	}
+	return v
+}
