@@ -54,6 +54,9 @@ type Agent struct {
 	// thresholds are the breaker thresholds set in the kernel, by service
 	// (the reconciler's goroutine only).
 	thresholds map[string][]time.Duration
+	// rates are the rate caps set in the kernel, by service.
+	rates   map[string]uint32
+	ratesMu sync.Mutex
 }
 
 // New loads the data path and attaches it as cfg says, and starts this
@@ -68,7 +71,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, thresholds: map[string][]time.Duration{}}
+	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, thresholds: map[string][]time.Duration{}, rates: map[string]uint32{}}
 	a.win = newWindows(a)
 	ok := false
 	defer func() {
@@ -234,6 +237,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			applied = index
 			a.applyThresholds(st)
+			a.ratesMu.Lock()
+			a.applyRates(st)
+			a.ratesMu.Unlock()
 			a.node.SetApplied(index)
 			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
 		}

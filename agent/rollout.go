@@ -91,6 +91,39 @@ func (a *Agent) applyThresholds(st cluster.State) {
 	}
 }
 
+// applyRates gives the kernel this node's share of the running releases'
+// rate caps: the cluster-wide rate split evenly over the cluster's members
+// (rounded up). A member that is down keeps its share unused, so the
+// cluster admits less than the cap, never more.
+func (a *Agent) applyRates(st cluster.State) {
+	want := map[string]uint32{}
+	if n := uint32(a.node.Size()); n > 0 {
+		for _, run := range st.Runs {
+			if run.Phase.Active() && run.Rate > 0 {
+				want[run.Service] = (run.Rate + n - 1) / n
+			}
+		}
+	}
+	for svc, r := range want {
+		if a.rates[svc] == r {
+			continue
+		}
+		if err := a.dp.SetRate(svc, r); err != nil {
+			a.log.Warn("set a release's rate cap in the kernel", "service", svc, "err", err)
+			continue
+		}
+		a.rates[svc] = r
+		a.log.Info("rate cap of new canary flows on this node", "service", svc, "perSecond", r)
+	}
+	for svc := range a.rates {
+		if _, ok := want[svc]; !ok {
+			if err := a.dp.SetRate(svc, 0); err == nil {
+				delete(a.rates, svc)
+			}
+		}
+	}
+}
+
 // report sends the leader this node's window since prev of the services
 // with a running release.
 func (a *Agent) report(ctx context.Context, prev, cur window.Snapshot) {

@@ -471,3 +471,64 @@ func TestRolloutLeaderFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutRate: a setRate step caps new canary flows cluster-wide: each
+// of the three nodes admits a third, so the gateway that carries all the
+// lab's traffic sends about rate/3 new flows a second to the canary
+// although the weight makes every flow eligible.
+func TestRolloutRate(t *testing.T) {
+	tr := newTrio(t, labagent.Cluster{})
+	var f faults
+	startRolloutServers(t, tr.lab, &f)
+	leader := tr.waitLeader(t, 0, 3)
+	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 100
+    - setRate: 60
+      pause: {}`, 20))
+	tr.ctl(t, leader, "rollout", "start", "web-v2")
+	tr.waitRelease(t, leader, "web-v2", 10*time.Second, "at the setRate step", func(r api.Release) bool { return r.Step == 2 && r.Rate == 60 })
+	l := startLoad(tr.ctx, tr.lab, 200)
+	defer l.end()
+	time.Sleep(2 * time.Second) // every node has its share by now
+	s := rolloutService(tr.lab, 10000)
+	flows := func() (stable, canary uint64) {
+		v, err := tr.agents[0].View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		ks, _, err := v.Service(s.Frontend())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := v.PoolCounters(ks.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c[service.Stable].Flows, c[service.Canary].Flows
+	}
+	s0, c0 := flows()
+	start := time.Now()
+	time.Sleep(5 * time.Second)
+	s1, c1 := flows()
+	secs := time.Since(start).Seconds()
+	canaryRate, total := float64(c1-c0)/secs, float64(s1-s0+c1-c0)/secs
+	t.Logf("gw over %.1fs: %.1f new canary flows/s of %.1f/s (cap 60/s cluster-wide, 20/s per node)", secs, canaryRate, total)
+	if canaryRate < 16 || canaryRate > 24 {
+		t.Errorf("%.1f new canary flows/s on gw, want about 20 (60/s over three nodes)", canaryRate)
+	}
+	if total < 100 {
+		t.Errorf("only %.1f new flows/s: the load did not run", total)
+	}
+	if l.fail.Load() > 0 {
+		t.Errorf("%d requests failed", l.fail.Load())
+	}
+	// Promote: the cap is gone, every new flow goes to the canary.
+	tr.ctl(t, leader, "rollout", "promote", "web-v2")
+	time.Sleep(1500 * time.Millisecond)
+	s2, c2 := flows()
+	time.Sleep(2 * time.Second)
+	s3, c3 := flows()
+	if s3 != s2 || c3 == c2 {
+		t.Errorf("after promote: %d new stable, %d new canary flows; want none to stable", s3-s2, c3-c2)
+	}
+}

@@ -166,3 +166,13 @@ func (n *Node) NodeStatus(ctx context.Context, svc string) (map[string]any, map[
 	wg.Wait()
 	return answers, errs
 }
+
+// Size is how many servers the cluster's configuration has, as this node
+// knows it (0 when it cannot tell).
+func (n *Node) Size() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	return len(f.Configuration().Servers)
+}

@@ -140,7 +140,7 @@ func releaseToAPI(st cluster.State, rel release.Release) api.Release {
 		return a
 	}
 	a.Phase, a.Step, a.StepWeight = string(run.Phase), run.Step+1, run.StepWeight.String()
-	a.Breaker, a.Reason, a.Holding = string(run.Breaker.State), run.Reason, run.Holding
+	a.Breaker, a.Reason, a.Holding, a.Rate = string(run.Breaker.State), run.Reason, run.Holding, run.Rate
 	if !run.PauseUntil.IsZero() {
 		t := run.PauseUntil
 		a.PauseUntil = &t

@@ -122,6 +122,9 @@ func table(t *printer.Tab, r api.Release) {
 	}
 	if r.Phase != "" {
 		t.Line("  step %d of %d; canary weight %s (steps reached %s); breaker %s", r.Step, len(r.Steps), r.Weight, r.StepWeight, r.Breaker)
+		if r.Rate > 0 {
+			t.Line("  at most %d new canary flows/s, cluster-wide", r.Rate)
+		}
 		if r.PauseUntil != nil {
 			t.Line("  paused until %s", r.PauseUntil.UTC().Format(time.RFC3339))
 		}

@@ -147,10 +147,12 @@ type Release struct {
 	Phase string `json:"phase"`
 	// Step is the current step, from 1; Weight the service's canary
 	// weight now; StepWeight the weight the steps reached.
-	Step       int        `json:"step"`
-	Weight     string     `json:"weight"`
-	StepWeight string     `json:"stepWeight"`
-	Breaker    string     `json:"breaker"`
+	Step       int    `json:"step"`
+	Weight     string `json:"weight"`
+	StepWeight string `json:"stepWeight"`
+	Breaker    string `json:"breaker"`
+	// Rate caps new canary flows per second, cluster-wide (0: none).
+	Rate       uint32     `json:"rate,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
 	PauseUntil *time.Time `json:"pauseUntil,omitempty"`
 	Holding    bool       `json:"holding,omitempty"`

@@ -52,8 +52,11 @@ func enter(run Run, r release.Release, i int, now time.Time) Decision {
 	d := Decision{Run: run}
 	if st.SetWeight != nil {
 		w := *st.SetWeight
-		d.Run.StepWeight = w
+		d.Run.StepWeight, d.Run.Rate = w, 0
 		d.Weight = &w
+	}
+	if st.SetRate > 0 {
+		d.Run.Rate = st.SetRate
 	}
 	msg := fmt.Sprintf("step %d of %d", i+1, len(r.Steps))
 	if st.SetWeight != nil {

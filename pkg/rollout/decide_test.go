@@ -49,12 +49,12 @@ func TestWalk(t *testing.T) {
 	}
 	run = Verified(run, []GateResult{{Name: "tcp", Pass: true, Detail: "3 backends accept"}}, t1).Run
 	d3, _ := Next(run, r, t1)
-	if d3 == nil || d3.Run.Step != 2 || d3.Weight != nil || d3.Run.StepWeight != 1500 {
+	if d3 == nil || d3.Run.Step != 2 || d3.Weight != nil || d3.Run.StepWeight != 1500 || d3.Run.Rate != 500 {
 		t.Fatalf("setRate step: %+v", d3)
 	}
 	run = d3.Run
 	d4, _ := Next(run, r, t1)
-	if d4 == nil || d4.Run.Step != 3 || *d4.Weight != 10000 {
+	if d4 == nil || d4.Run.Step != 3 || *d4.Weight != 10000 || d4.Run.Rate != 0 {
 		t.Fatalf("last step: %+v", d4)
 	}
 	run = d4.Run

@@ -41,6 +41,9 @@ type Run struct {
 	// StepWeight is the weight the steps have reached (the canary's
 	// weight while the breaker is closed).
 	StepWeight service.Weight `json:"stepWeight"`
+	// Rate caps new canary flows per second, cluster-wide (a setRate
+	// step; 0: none). A later setWeight step lifts it.
+	Rate uint32 `json:"rate,omitempty"`
 	// Verified says the current step's gates passed.
 	Verified bool `json:"verified,omitempty"`
 	// PauseUntil ends the current step's timed pause; zero with Holding
