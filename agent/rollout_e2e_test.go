@@ -522,13 +522,22 @@ func TestRolloutRate(t *testing.T) {
 	if l.fail.Load() > 0 {
 		t.Errorf("%d requests failed", l.fail.Load())
 	}
-	// Promote: the cap is gone, every new flow goes to the canary.
-	tr.ctl(t, leader, "rollout", "promote", "web-v2")
-	time.Sleep(1500 * time.Millisecond)
+	// A full promotion: the canary's backends become the stable pool at
+	// weight 0, in every kernel; every new flow goes to them.
+	tr.ctl(t, leader, "rollout", "promote", "web-v2", "--full", "--wait")
+	s.Stable, s.Canary, s.CanaryWeight = s.Canary, s.Stable, 0
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, s); diff != "" {
+			t.Errorf("%s's kernel after promote --full: %s", tr.hosts[i].Name, diff)
+		}
+	}
 	s2, c2 := flows()
 	time.Sleep(2 * time.Second)
 	s3, c3 := flows()
-	if s3 != s2 || c3 == c2 {
-		t.Errorf("after promote: %d new stable, %d new canary flows; want none to stable", s3-s2, c3-c2)
+	if s3 == s2 || c3 != c2 {
+		t.Errorf("after promote --full: %d new stable (the promoted backends), %d new canary flows; want all stable", s3-s2, c3-c2)
+	}
+	if r := tr.release(t, leader, "web-v2"); r.Phase != "promoted" {
+		t.Errorf("after promote --full: %+v", r)
 	}
 }

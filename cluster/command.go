@@ -99,6 +99,11 @@ type Rollout struct {
 	Base   uint64          `json:"base"`
 	Run    rollout.Run     `json:"run"`
 	Weight *service.Weight `json:"weight,omitempty"`
+	// Swap makes the canary the new stable (a full promotion): the pools
+	// trade backends and the weight goes to 0, so every new flow goes to
+	// the promoted version, now the stable pool, and the old one waits in
+	// the canary pool for the next release.
+	Swap bool `json:"swap,omitempty"`
 }
 
 func (ApplyServices) Type() CommandType { return CmdApplyServices }
@@ -291,6 +296,12 @@ func (c *Rollout) apply(st *State) error {
 	run := c.Run
 	run.Seq = c.Base + 1
 	st.Runs[r.Name] = run
+	if c.Swap {
+		svc := st.Services[r.Service]
+		svc.Stable, svc.Canary, svc.CanaryWeight = svc.Canary, svc.Stable, 0
+		st.Services[r.Service] = svc
+		return nil
+	}
 	if c.Weight != nil {
 		return (&SetWeight{Name: r.Service, Weight: *c.Weight}).apply(st)
 	}

@@ -105,7 +105,15 @@ func (s *Server) releaseAction(_ http.ResponseWriter, r *http.Request, id identi
 		if err != nil {
 			return nil, err
 		}
-		out, err := s.write(r, &cluster.Rollout{Base: run.Seq, Run: d.Run, Weight: d.Weight})
+		full := r.URL.Query().Get("full") == "true"
+		if full && action != "promote" {
+			return nil, apiError(http.StatusBadRequest, "full=true goes with promote only")
+		}
+		if full {
+			d.Run.History[len(d.Run.History)-1].Message += " (full: the canary's backends are the stable pool now, weight 0)"
+			d.Run.StepWeight = 0
+		}
+		out, err := s.write(r, &cluster.Rollout{Base: run.Seq, Run: d.Run, Weight: d.Weight, Swap: full})
 		var conflict *cluster.ConflictError
 		if errors.As(err, &conflict) && strings.Contains(err.Error(), "changed meanwhile") {
 			lastErr = err

@@ -43,6 +43,7 @@ its breaker's thresholds. These commands drive it by hand.`,
 
 func action(env *cli.Env, name, short string) *cobra.Command {
 	var wait cli.Wait
+	var full bool
 	c := &cobra.Command{
 		Use:   name + " RELEASE",
 		Short: short,
@@ -56,7 +57,12 @@ func action(env *cli.Env, name, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w, err := c.ReleaseAction(cmd.Context(), args[0], name, opts)
+			var w api.Write
+			if full {
+				w, err = c.PromoteFull(cmd.Context(), args[0], opts)
+			} else {
+				w, err = c.ReleaseAction(cmd.Context(), args[0], name, opts)
+			}
 			if err != nil {
 				return cli.Explain(err)
 			}
@@ -64,6 +70,9 @@ func action(env *cli.Env, name, short string) *cobra.Command {
 		},
 	}
 	wait.AddFlags(c)
+	if name == "promote" {
+		c.Flags().BoolVar(&full, "full", false, "also make the canary's backends the stable pool (weight 0): the old version waits in the canary pool")
+	}
 	return c
 }
 

@@ -190,6 +190,18 @@ func (c *Client) ReleaseAction(ctx context.Context, name, action string, o Write
 	return out, c.do(ctx, http.MethodPost, "/v1/releases/"+url.PathEscape(name)+"/"+url.PathEscape(action)+o.query(), "", nil, &out)
 }
 
+// PromoteFull promotes a release and makes its canary the stable pool.
+func (c *Client) PromoteFull(ctx context.Context, name string, o WriteOptions) (Write, error) {
+	var out Write
+	q := o.query()
+	if q == "" {
+		q = "?full=true"
+	} else {
+		q += "&full=true"
+	}
+	return out, c.do(ctx, http.MethodPost, "/v1/releases/"+url.PathEscape(name)+"/promote"+q, "", nil, &out)
+}
+
 // readQuery is the query that makes a read consistent, after sep.
 func (c *Client) readQuery(sep string) string {
 	if !c.consistent {
