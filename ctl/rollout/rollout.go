@@ -142,8 +142,10 @@ func table(t *printer.Tab, r api.Release) {
 		}
 	}
 	if a := r.Analysis; a != nil {
-		t.Line("  canary, last analysis window (all nodes): %d responses, P99 %v, errors %.2f%%: %s",
+		t.Line("  last analysis window, all nodes: canary %d responses, P99 %v, errors %.2f%%: %s",
 			a.Responses, a.P99.Round(100*time.Microsecond), 100*a.ErrorRate, a.Verdict)
+		t.Line("                                   stable %d responses, P99 %v, errors %.2f%%",
+			a.StableResponses, a.StableP99.Round(100*time.Microsecond), 100*a.StableErrorRate)
 	}
 	t.Row("STEP", "DOES")
 	for i, s := range r.Steps {

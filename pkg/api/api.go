@@ -170,6 +170,10 @@ type Analysis struct {
 	ErrorRate float64       `json:"errorRate"`
 	// Verdict: "no verdict (…)", "healthy", "breach" or "neither".
 	Verdict string `json:"verdict"`
+	// The stable pool over the same window, for comparison.
+	StableResponses uint64        `json:"stableResponses"`
+	StableP99       time.Duration `json:"stableP99"`
+	StableErrorRate float64       `json:"stableErrorRate"`
 }
 
 // ReleaseEvent is one decision in a release's history.

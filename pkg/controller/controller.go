@@ -236,8 +236,10 @@ func (c *Controller) judge(rel release.Release, run rollout.Run, now time.Time) 
 	}
 	c.mu.Unlock()
 	j := breaker.Judge(pools[service.Canary], a)
+	sj := breaker.Judge(pools[service.Stable], a) // for comparison only
 	c.mu.Lock()
-	c.analysis[rel.Name] = api.Analysis{At: now, Responses: j.Responses, P99: j.P99, ErrorRate: j.ErrorRate, Verdict: verdict(j)}
+	c.analysis[rel.Name] = api.Analysis{At: now, Responses: j.Responses, P99: j.P99, ErrorRate: j.ErrorRate, Verdict: verdict(j),
+		StableResponses: sj.Responses, StableP99: sj.P99, StableErrorRate: sj.ErrorRate}
 	c.mu.Unlock()
 	if run.Phase != rollout.Running || !due {
 		return nil

@@ -60,7 +60,8 @@ var fixtureServices = []api.Service{
 var fixtureRelease = api.Release{Name: "auth-v2", Service: "auth", Tenant: "core",
 	Steps: []string{"weight 5%, pause 5m0s", "weight 15%, verify tcp, verify http /healthz?full=1", "at most 500 new canary flows/s", "weight 100%"},
 	Phase: "running", Step: 2, Weight: "0%", StepWeight: "15%", Breaker: "open",
-	Analysis: &api.Analysis{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Responses: 412, P99: 912 * time.Millisecond, ErrorRate: 0.041, Verdict: "breach"},
+	Analysis: &api.Analysis{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Responses: 412, P99: 912 * time.Millisecond, ErrorRate: 0.041, Verdict: "breach",
+		StableResponses: 3120, StableP99: 95 * time.Millisecond, StableErrorRate: 0.002},
 	History: []api.ReleaseEvent{
 		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "start", Step: 1, Weight: "0%", Message: "release started on service auth at weight 0%"},
 		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "step", Step: 1, Weight: "5%", Message: "step 1 of 4: weight 5%"},
