@@ -92,16 +92,17 @@ func (a *Agent) applyThresholds(st cluster.State) {
 }
 
 // applyRates gives the kernel this node's share of the running releases'
-// rate caps: the cluster-wide rate split evenly over the cluster's members
-// (rounded up). A member that is down keeps its share unused, so the
-// cluster admits less than the cap, never more.
+// rate caps: the cluster-wide rate split evenly (rounded up) over the live
+// members the leader counted, or over every member until it has.
 func (a *Agent) applyRates(st cluster.State) {
 	want := map[string]uint32{}
-	if n := uint32(a.node.Size()); n > 0 {
-		for _, run := range st.Runs {
-			if run.Phase.Active() && run.Rate > 0 {
-				want[run.Service] = (run.Rate + n - 1) / n
-			}
+	for _, run := range st.Runs {
+		n := uint32(run.LiveNodes)
+		if n == 0 {
+			n = uint32(a.node.Size())
+		}
+		if run.Phase.Active() && run.Rate > 0 && n > 0 {
+			want[run.Service] = (run.Rate + n - 1) / n
 		}
 	}
 	for svc, r := range want {

@@ -522,11 +522,43 @@ func TestRolloutRate(t *testing.T) {
 	if l.fail.Load() > 0 {
 		t.Errorf("%d requests failed", l.fail.Load())
 	}
+
+	// A member goes down: the leader counts two live nodes, and each
+	// admits half the rate.
+	down := 1
+	if down == leader {
+		down = 2
+	}
+	tr.agents[down].Kill()
+	tr.waitRelease(t, leader, "web-v2", 15*time.Second, "split over two nodes", func(r api.Release) bool {
+		return len(r.History) > 0 && r.History[len(r.History)-1].Kind == "rate-split" && r.History[len(r.History)-1].Numbers["live_nodes"] == 2
+	})
+	time.Sleep(2 * time.Second)
+	s0, c0 = flows()
+	start = time.Now()
+	time.Sleep(5 * time.Second)
+	s1, c1 = flows()
+	secs = time.Since(start).Seconds()
+	canaryRate = float64(c1-c0) / secs
+	t.Logf("with %s down: gw admits %.1f new canary flows/s (60/s over two live nodes)", tr.hosts[down].Name, canaryRate)
+	if canaryRate < 26 || canaryRate > 34 {
+		t.Errorf("%.1f new canary flows/s on gw with one node down, want about 30", canaryRate)
+	}
 	// A full promotion: the canary's backends become the stable pool at
 	// weight 0, in every kernel; every new flow goes to them.
-	tr.ctl(t, leader, "rollout", "promote", "web-v2", "--full", "--wait")
+	// --wait does not wait for the member that is down: it says so.
+	start = time.Now()
+	if out := tr.ctl(t, leader, "rollout", "promote", "web-v2", "--full", "--wait"); !strings.Contains(out, "not reachable (down or cut off; they apply it when back): "+tr.hosts[down].Name) {
+		t.Errorf("promote --wait with a member down:\n%s", out)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("promote --wait took %v with a member down", d)
+	}
 	s.Stable, s.Canary, s.CanaryWeight = s.Canary, s.Stable, 0
-	for i := range 3 {
+	for _, i := range []int{0, 1, 2} {
+		if i == down {
+			continue
+		}
 		if diff := tr.kernelDiff(t, i, s); diff != "" {
 			t.Errorf("%s's kernel after promote --full: %s", tr.hosts[i].Name, diff)
 		}

@@ -85,27 +85,34 @@ func (n *Node) removeLocal(node string) error {
 	return n.raft.RemoveServer(raft.ServerID(node), 0, 10*time.Second).Error()
 }
 
-// WaitApplied waits until every member applied index to its kernel, or
-// until timeout; it returns who did and who did not.
-func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Duration) (applied, notApplied []string, err error) {
+// WaitApplied waits until every live member applied index to its kernel,
+// or until timeout. It returns who did, who did not in time, and who could
+// not be asked at all (down, or cut off: not live), so that a dead member
+// does not hold every write for the whole timeout.
+func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Duration) (applied, notApplied, unreachable []string, err error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	servers := f.Configuration().Servers
 	deadline := time.Now().Add(timeout)
 	done := make([]bool, len(servers))
+	down := make([]bool, len(servers))
 	for {
 		all := true
 		for i, s := range servers {
 			if done[i] {
 				continue
 			}
-			if idx, err := n.appliedOf(ctx, s); err == nil && idx >= index {
+			idx, err := n.appliedOf(ctx, s)
+			down[i] = err != nil
+			if err == nil && idx >= index {
 				done[i] = true
 				continue
 			}
-			all = false
+			if !down[i] {
+				all = false
+			}
 		}
 		if all || time.Now().After(deadline) || ctx.Err() != nil {
 			break
@@ -113,16 +120,19 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Durat
 		time.Sleep(2 * time.Millisecond)
 	}
 	for i, s := range servers {
-		if done[i] {
+		switch {
+		case done[i]:
 			applied = append(applied, string(s.ID))
-		} else {
+		case down[i]:
+			unreachable = append(unreachable, string(s.ID))
+		default:
 			notApplied = append(notApplied, string(s.ID))
 		}
 	}
 	if ctx.Err() != nil {
-		return applied, notApplied, ctx.Err()
+		return applied, notApplied, unreachable, ctx.Err()
 	}
-	return applied, notApplied, nil
+	return applied, notApplied, unreachable, nil
 }
 
 // NodeStatus asks every member for its status of a service (through the

@@ -142,12 +142,12 @@ func TestClusterReplicates(t *testing.T) {
 	for _, n := range c.nodes {
 		n.SetApplied(idx)
 	}
-	applied, missing, err := c.nodes[follower].WaitApplied(ctx, idx, time.Second)
-	if err != nil || len(applied) != 3 || len(missing) != 0 {
-		t.Fatalf("wait applied: %v %v %v", applied, missing, err)
+	applied, missing, down, err := c.nodes[follower].WaitApplied(ctx, idx, time.Second)
+	if err != nil || len(applied) != 3 || len(missing) != 0 || len(down) != 0 {
+		t.Fatalf("wait applied: %v %v %v %v", applied, missing, down, err)
 	}
 	c.nodes[2].SetApplied(0)
-	if _, missing, _ := c.nodes[0].WaitApplied(ctx, idx, 200*time.Millisecond); len(missing) != 1 || missing[0] != "n2" {
+	if _, missing, _, _ := c.nodes[0].WaitApplied(ctx, idx, 200*time.Millisecond); len(missing) != 1 || missing[0] != "n2" {
 		t.Fatalf("a member behind is not reported: %v", missing)
 	}
 	st, _, err := c.nodes[follower].ConsistentState(ctx)

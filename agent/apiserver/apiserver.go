@@ -30,7 +30,7 @@ type Node interface {
 	Apply(ctx context.Context, c cluster.Command) (uint64, error)
 	FSM() *cluster.FSM
 	ConsistentState(ctx context.Context) (cluster.State, uint64, error)
-	WaitApplied(ctx context.Context, index uint64, timeout time.Duration) (applied, notApplied []string, err error)
+	WaitApplied(ctx context.Context, index uint64, timeout time.Duration) (applied, notApplied, unreachable []string, err error)
 	Members(ctx context.Context) ([]cluster.Member, error)
 	RemoveMember(ctx context.Context, node string) error
 	NodeStatus(ctx context.Context, svc string) (map[string]any, map[string]error)
@@ -245,7 +245,7 @@ func (s *Server) write(r *http.Request, c cluster.Command) (api.Write, error) {
 	}
 	out := api.Write{Index: index}
 	if wait == "applied" {
-		out.Applied, out.NotApplied, err = s.node.WaitApplied(r.Context(), index, timeout)
+		out.Applied, out.NotApplied, out.Unreachable, err = s.node.WaitApplied(r.Context(), index, timeout)
 		if err != nil {
 			return out, err
 		}

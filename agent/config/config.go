@@ -99,7 +99,7 @@ type Webhook struct {
 }
 
 // WebhookEvents are the release event kinds.
-var WebhookEvents = []string{"start", "step", "gate", "pause", "resume", "breach", "rollback", "half-open", "healthy-window", "close", "promote", "abort"}
+var WebhookEvents = []string{"start", "step", "gate", "pause", "resume", "breach", "rollback", "half-open", "healthy-window", "close", "rate-split", "promote", "abort"}
 
 // Interface is a network interface the agent attaches to.
 type Interface struct {

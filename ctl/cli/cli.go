@@ -95,10 +95,14 @@ func (w *Wait) MinTimeout() time.Duration {
 func (e *Env) Wrote(what string, w api.Write, wait bool) error {
 	slices.Sort(w.Applied)
 	slices.Sort(w.NotApplied)
+	slices.Sort(w.Unreachable)
 	err := e.Print(w, func(t *printer.Tab) {
 		t.Line("%s (committed at index %d)", what, w.Index)
 		if wait && len(w.Applied) > 0 {
 			t.Line("applied on: %s", strings.Join(w.Applied, ", "))
+		}
+		if wait && len(w.Unreachable) > 0 {
+			t.Line("not reachable (down or cut off; they apply it when back): %s", strings.Join(w.Unreachable, ", "))
 		}
 	})
 	if err != nil {

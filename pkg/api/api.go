@@ -79,6 +79,9 @@ type Write struct {
 	Applied []string `json:"applied,omitempty"`
 	// NotApplied lists the live members that did not within the timeout.
 	NotApplied []string `json:"notApplied,omitempty"`
+	// Unreachable lists the members that could not be asked (down or cut
+	// off): they apply the write when they are back.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // Member is a node of the cluster.

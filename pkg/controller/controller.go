@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/graylane/graylane/cluster"
@@ -28,6 +29,7 @@ type Node interface {
 	IsLeader() bool
 	FSM() *cluster.FSM
 	Apply(ctx context.Context, c cluster.Command) (uint64, error)
+	Members(ctx context.Context) ([]cluster.Member, error)
 }
 
 // GateRunner runs a step's gates against the canary backends, in order,
@@ -59,6 +61,8 @@ type Report struct {
 type Controller struct {
 	node Node
 	opts Options
+
+	live atomic.Int32 // reachable members, while a rate cap needs it (0: unknown)
 
 	mu       sync.Mutex
 	notified map[string]uint64          // release -> events passed to Notify (nil: not leading)
@@ -119,6 +123,7 @@ func (c *Controller) Analysis(release string) *api.Analysis {
 
 // Run judges and advances releases every tick while this node leads.
 func (c *Controller) Run(ctx context.Context) {
+	go c.watchLive(ctx)
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
 	for {
@@ -154,6 +159,49 @@ func (c *Controller) Tick(ctx context.Context) {
 			c.opts.Log.Warn("rollout: a decision was not recorded; trying again at the next tick", "release", name, "err", err)
 		}
 	}
+}
+
+// watchLive counts the reachable members every tick while this node
+// leads and a running release caps the rate: the cap is split over them.
+// It runs apart from the ticks, so that a member that does not answer
+// delays no decision.
+func (c *Controller) watchLive(ctx context.Context) {
+	t := time.NewTicker(c.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.node.IsLeader() || !c.rateCapped() {
+			c.live.Store(0)
+			continue
+		}
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ms, err := c.node.Members(mctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		live := 0
+		for _, m := range ms {
+			if m.Reachable {
+				live++
+			}
+		}
+		c.live.Store(int32(live))
+	}
+}
+
+func (c *Controller) rateCapped() bool {
+	st, _ := c.node.FSM().State()
+	for _, run := range st.Runs {
+		if run.Phase.Active() && run.Rate > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // notify passes the events recorded since the last call to Notify. The
@@ -194,6 +242,14 @@ func (c *Controller) notify() {
 func (c *Controller) advance(ctx context.Context, st cluster.State, rel release.Release, run rollout.Run, now time.Time) error {
 	if d := c.judge(rel, run, now); d != nil {
 		return c.record(ctx, run, *d)
+	}
+	if live := int(c.live.Load()); run.Phase.Active() && run.Rate > 0 && live > 0 && live != run.LiveNodes {
+		out := run
+		out.LiveNodes = live
+		out.Record(rollout.Event{At: now, Kind: "rate-split", Step: run.Step, Weight: run.StepWeight,
+			Numbers: map[string]float64{"live_nodes": float64(live), "rate": float64(run.Rate)},
+			Message: fmt.Sprintf("%d live nodes: each admits %d of the %d new canary flows/s", live, (int(run.Rate)+live-1)/live, run.Rate)})
+		return c.record(ctx, run, rollout.Decision{Run: out})
 	}
 	if run.Phase != rollout.Running || run.Breaker.State != breaker.Closed {
 		return nil

@@ -16,8 +16,14 @@ type scalar struct {
 	set   bool // false when the field is absent or null
 }
 
-// UnmarshalYAML keeps the node's text. yaml.v3 does not call it for null.
+// UnmarshalYAML keeps the node's text. yaml.v3 does not call it for null,
+// and drops a null item of a list: check marks null scalars with
+// absentTag instead, so that such an item keeps its place, unset.
 func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
+	if n.Tag == absentTag {
+		*s = scalar{}
+		return nil
+	}
 	if n.Kind != yaml.ScalarNode {
 		// check has replaced such nodes; a TypeError lets decoding go on.
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a single value, not %s", n.Line, strictyaml.Describe(n))}}
@@ -25,6 +31,9 @@ func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 	s.value, s.set = n.Value, true
 	return nil
 }
+
+// absentTag marks a null that check has seen where a scalar goes.
+const absentTag = "!graylane.io/absent"
 
 // maxWalk bounds the values check visits in one document.
 const maxWalk = 100_000
@@ -64,13 +73,16 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case strictyaml.IsNull(v):
-		if t.Kind() == reflect.Struct && t != scalarType {
-			*n = emptyMapping(n) // keeps a null list item in the list
+		// Either keeps a null list item in the list.
+		if t == scalarType {
+			*n = absent(n)
+		} else if t.Kind() == reflect.Struct {
+			*n = emptyMapping(n)
 		}
 	case t == scalarType:
 		if v.Kind != yaml.ScalarNode {
 			d.fail(path, n.Line, "must be a single value, not %s", strictyaml.Describe(v))
-			*n = null(n)
+			*n = absent(n)
 		}
 	case t == backendType && v.Kind == yaml.ScalarNode:
 		// The short form: "10.1.0.11:8080".
@@ -139,6 +151,10 @@ func (d *document) checkFields(n *yaml.Node, t reflect.Type, path string) {
 
 func null(at *yaml.Node) yaml.Node {
 	return yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: at.Line, Column: at.Column}
+}
+
+func absent(at *yaml.Node) yaml.Node {
+	return yaml.Node{Kind: yaml.ScalarNode, Tag: absentTag, Line: at.Line, Column: at.Column}
 }
 
 func emptyMapping(at *yaml.Node) yaml.Node {

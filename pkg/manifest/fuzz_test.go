@@ -12,9 +12,10 @@ import (
 	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
-// FuzzParseFile checks that ParseFile never panics, that every error it
-// returns is located in the file, and that what it accepts survives a
-// Marshal round trip.
+// FuzzParseFile checks that ParseAll never panics on any file, of
+// Services, CanaryReleases or both, that every error it returns is located
+// in the file, and that what it accepts survives a MarshalAll round trip.
+// (The name is older than ParseAll; the corpus in testdata/fuzz keeps it.)
 func FuzzParseFile(f *testing.F) {
 	for _, dir := range []string{goodDir, badDir, releasesDir} {
 		err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
@@ -30,6 +31,12 @@ func FuzzParseFile(f *testing.F) {
 		}
 	}
 	f.Add([]byte(doc))
+	f.Add([]byte(relDoc))
+	f.Add([]byte(doc + "---\n" + relDoc))
+	if golden, err := os.ReadFile(filepath.Join("testdata", "release-every-field.golden.yaml")); err == nil {
+		f.Add(golden)
+	}
+	f.Add([]byte(strings.NewReplacer("errorRateAtMost: 1.2%, ", "", "3.5%", "0.03%", "exec: [sh, -c,", "exec: [sh, ~, '',").Replace(relDoc)))
 	f.Add([]byte(laughs()))
 	f.Add([]byte(strings.Replace(doc, "weight: 5%", "weight: 5%\n  pins: &p [*p]", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {

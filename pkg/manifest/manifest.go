@@ -1,10 +1,16 @@
 // Package manifest reads and writes Graylane manifests: YAML files holding
 // one or more documents (separated by ---) that describe the desired state.
 //
+// Two kinds of document are read: Service (into service.Service) and
+// CanaryRelease (into release.Release). ParseAll and LoadAll return both;
+// ParseFile and Load, for callers that take services only, return the
+// services.
+//
 // Reading is strict. An unknown field, a value of the wrong form, or a
-// service that service.Validate rejects is an error that names the file, the
-// line and the field, so an operator can fix it without guessing. Every
-// problem is reported, not only the first one.
+// service or release that service.Validate or release.Validate rejects is
+// an error that names the file, the line and the field, so an operator can
+// fix it without guessing. Every problem is reported, not only the first
+// one, and a file with any problem yields nothing (all or nothing).
 package manifest
 
 import (
@@ -40,9 +46,11 @@ type Set struct {
 
 // ParseAll reads the manifest documents in data: the services, validated
 // as one desired state (service.ValidateSet), and the releases, each
-// validated (release.Validate) and their names unique. name is the file
-// name used in error messages. On error it returns nothing and every
-// problem found, joined; each is an *Error.
+// validated (release.Validate) and their names unique, with the defaults
+// of package release filled in. Both keep the order of the documents.
+// That a release's service exists is not checked: it may be applied
+// already. name is the file name used in error messages. On error it
+// returns nothing and every problem found, joined; each is an *Error.
 func ParseAll(name string, data []byte) (Set, error) {
 	docs, errs := parse(name, data)
 	errs = append(errs, validate(docs)...)
@@ -52,25 +60,32 @@ func ParseAll(name string, data []byte) (Set, error) {
 	return Set{Services: services(docs), Releases: releases(docs)}, nil
 }
 
-// ParseFile is ParseAll for callers that take services only: the releases
-// a file holds are checked the same, then left out.
+// ParseFile is ParseAll for callers that take services only. The
+// releases a file holds are checked like the services (a bad release
+// fails the whole file, as it would with ParseAll), then left out: a file
+// that ParseFile accepts is one ParseAll accepts, and a caller that
+// ignores releases keeps working on files that hold some. A caller that
+// applies what it reads (the agent's seed, the API's apply) must use
+// ParseAll, or it drops the releases.
 func ParseFile(name string, data []byte) ([]service.Service, error) {
 	set, err := ParseAll(name, data)
 	return set.Services, err
 }
 
-// Load reads the manifests at path, a file or a directory, and validates all
-// their services together as one desired state. In a directory it reads every
-// *.yaml and *.yml file, in lexical order, and nothing else: not
-// subdirectories, not hidden files. An empty directory is an empty desired
-// state, not an error. Errors are as for ParseFile, plus plain errors for
-// files that cannot be read.
+// Load is LoadAll for callers that take services only; it leaves the
+// releases out as ParseFile does.
 func Load(path string) ([]service.Service, error) {
 	set, err := LoadAll(path)
 	return set.Services, err
 }
 
-// LoadAll reads the manifests at path like Load, with the releases.
+// LoadAll reads the manifests at path, a file or a directory, and
+// validates all their documents together: the services as one desired
+// state, the releases each and their names unique across files. In a
+// directory it reads every *.yaml and *.yml file, in lexical order, and
+// nothing else: not subdirectories, not hidden files. An empty directory
+// is an empty desired state, not an error. Errors are as for ParseAll,
+// plus plain errors for files that cannot be read.
 func LoadAll(path string) (Set, error) {
 	info, err := os.Stat(path)
 	if err != nil {

@@ -420,6 +420,8 @@ func TestParseFileErrors(t *testing.T) {
 			want: []string{`x.yaml:9: service "auth": spec.app: "grpc" is not supported: use none or http`}},
 		{name: "timeout without unit", in: "protocol: tcp => protocol: tcp\n  timeout: 30",
 			want: []string{`x.yaml:9: spec.timeout: "30" is not a duration`}},
+		{name: "latency threshold null", in: "protocol: tcp => protocol: tcp\n  latencyThresholds: [~, 800ms]",
+			want: []string{"x.yaml:9: spec.latencyThresholds[0]: is empty: give a duration such as 800ms"}},
 		{name: "timeout negative", in: "protocol: tcp => protocol: tcp\n  timeout: -1s",
 			want: []string{`x.yaml:9: service "auth": spec.timeout: -1s must be at least 1ms`}},
 		{name: "tenant empty", in: "name: auth => name: auth\n  tenant: ''",

@@ -131,8 +131,13 @@ func backendsOut(bs []service.Backend) []any {
 }
 
 // MarshalAll writes a set as manifests: the services as Marshal does,
-// then one CanaryRelease document per release with every default spelled
-// out. ParseAll reads the result back equal to the set.
+// then one CanaryRelease document per release, in order, with every
+// default spelled out (gate timeouts and statuses, the analysis, the close
+// thresholds, onBreach). ParseAll reads the result back equal to a set
+// that came from ParseAll. Like Marshal, MarshalAll refuses what would
+// not load: a release that release.Validate rejects, or two releases of
+// one name. That a release's service exists is not checked here (it is
+// the cluster's check).
 func MarshalAll(set Set) ([]byte, error) {
 	out, err := Marshal(set.Services)
 	if err != nil {
@@ -140,11 +145,16 @@ func MarshalAll(set Set) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Write(out)
+	seen := make(map[string]bool, len(set.Releases))
 	for i := range set.Releases {
 		r := &set.Releases[i]
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("marshal release %q: %w", r.Name, err)
 		}
+		if seen[r.Name] {
+			return nil, fmt.Errorf("marshal releases: release %q is given twice", r.Name)
+		}
+		seen[r.Name] = true
 		if buf.Len() > 0 {
 			buf.WriteString("---\n")
 		}

@@ -2,7 +2,9 @@ package manifest
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -110,10 +112,10 @@ func (d *document) toRelease(doc *releaseDoc) release.Release {
 			st.SetWeight = &w
 		}
 		if sd.SetRate.set {
-			n, err := strconv.ParseUint(sd.SetRate.value, 10, 32)
-			if err != nil || n == 0 {
-				d.failField(at+".setRate", "%q: give new canary flows per second, a whole number from 1", sd.SetRate.value)
-				d.bad[at] = true // the step is not judged further: one mistake, one message
+			n, err := strconv.ParseUint(sd.SetRate.value, 10, 64)
+			if err != nil || n == 0 || n > release.MaxRate {
+				d.failField(at+".setRate", "%q: give new canary flows per second, a whole number from 1 to %d", sd.SetRate.value, release.MaxRate)
+				n = 1 // the step still sets a rate: no second message about the step
 			}
 			st.SetRate = uint32(n)
 		}
@@ -138,20 +140,25 @@ func (d *document) toRelease(doc *releaseDoc) release.Release {
 		ra.Window = d.duration("spec.analysis.window", a.Window.value)
 	}
 	if a.MinRequests.set {
-		n, err := strconv.ParseUint(a.MinRequests.value, 10, 32)
+		n, err := strconv.ParseUint(a.MinRequests.value, 10, 64)
 		if err != nil {
-			d.failField("spec.analysis.minRequests", "%q: give a whole number of responses (0: always judge)", a.MinRequests.value)
+			d.failField("spec.analysis.minRequests", "%q: give a whole number of responses, 0 (always judge) to %d", a.MinRequests.value, release.MaxMinRequests)
 		}
 		ra.MinRequests = n
 	}
+	// The open thresholds have no default: the SLO is the user's.
 	if b.Open.P99Above.set {
 		rb.OpenP99Above = d.duration("spec.analysis.breaker.open.p99Above", b.Open.P99Above.value)
+	} else {
+		d.failField("spec.analysis.breaker.open.p99Above", "is required: the P99 above which (with the error rate) the canary is pulled back, such as 800ms")
 	}
 	if b.Open.ErrorRateAtLeast.set {
 		rb.OpenErrorRate = d.rate("spec.analysis.breaker.open.errorRateAtLeast", b.Open.ErrorRateAtLeast.value)
+	} else {
+		d.failField("spec.analysis.breaker.open.errorRateAtLeast", "is required: the error rate at least which (with the P99) the canary is pulled back, such as 3.5%%")
 	}
 	// Close defaults to the open latency and half the open error rate.
-	rb.CloseP99AtMost, rb.CloseErrorRate = rb.OpenP99Above, rb.OpenErrorRate/2
+	rb.CloseP99AtMost, rb.CloseErrorRate = rb.OpenP99Above, release.DefaultCloseErrorRate(rb.OpenErrorRate)
 	if b.Close.P99AtMost.set {
 		rb.CloseP99AtMost = d.duration("spec.analysis.breaker.close.p99AtMost", b.Close.P99AtMost.value)
 	}
@@ -161,7 +168,7 @@ func (d *document) toRelease(doc *releaseDoc) release.Release {
 	if b.Close.Windows.set {
 		n, err := strconv.Atoi(b.Close.Windows.value)
 		if err != nil {
-			d.failField("spec.analysis.breaker.close.windows", "%q: give a whole number of windows", b.Close.Windows.value)
+			d.failField("spec.analysis.breaker.close.windows", "%q: give a whole number of healthy windows in a row, 1 to %d", b.Close.Windows.value, release.MaxCloseWin)
 		}
 		rb.CloseWindows = n
 	}
@@ -171,29 +178,48 @@ func (d *document) toRelease(doc *releaseDoc) release.Release {
 	return r
 }
 
+// gate converts one gate. A check written with an empty value ("tcp:",
+// "http:") is still that check, so that its own fields are what is
+// reported missing.
 func (d *document) gate(at string, gd gateDoc) release.Gate {
 	g := release.Gate{Timeout: release.DefaultGateTimeout}
 	if gd.TCP != nil || d.present(at+".tcp") {
 		g.TCP = &release.TCPGate{}
 	}
-	if h := gd.HTTP; h != nil {
-		g.HTTP = &release.HTTPGate{Path: h.Path.value, ExpectStatus: 200}
+	h := gd.HTTP
+	if h == nil && d.present(at+".http") {
+		h = &httpDoc{}
+	}
+	if h != nil {
+		g.HTTP = &release.HTTPGate{Path: h.Path.value, ExpectStatus: release.DefaultExpectStatus}
 		if h.ExpectStatus.set {
 			n, err := strconv.Atoi(h.ExpectStatus.value)
 			if err != nil {
-				d.failField(at+".http.expectStatus", "%q is not an HTTP status", h.ExpectStatus.value)
+				d.failField(at+".http.expectStatus", "%q is not an HTTP status: give 100 to 599 (default %d)", h.ExpectStatus.value, release.DefaultExpectStatus)
 			}
 			g.HTTP.ExpectStatus = n
 		}
 		if len(h.ExpectJSON) > 0 {
 			g.HTTP.ExpectJSON = make(map[string]string, len(h.ExpectJSON))
-			for path, v := range h.ExpectJSON {
+			for _, path := range slices.Sorted(maps.Keys(h.ExpectJSON)) { // a stable order of messages
+				v := h.ExpectJSON[path]
+				if !v.set {
+					d.failField(fmt.Sprintf("%s.http.expectJSON[%q]", at, path),
+						`has no value: give the text the field must have, such as UP ("null" for a JSON null, "" for an empty string)`)
+				}
 				g.HTTP.ExpectJSON[path] = v.value
 			}
 		}
 	}
-	for _, a := range gd.Exec {
+	for i, a := range gd.Exec {
+		if !a.set {
+			d.failField(fmt.Sprintf("%s.exec[%d]", at, i), `is empty: give a command or an argument ("" for an empty argument)`)
+		}
 		g.Exec = append(g.Exec, a.value)
+	}
+	if len(gd.Exec) == 0 && d.present(at+".exec") {
+		d.failField(at+".exec", `is empty: give the command and its arguments, such as [sh, -c, "curl -sf http://10.2.0.11:8080/healthz"]`)
+		g.Exec = []string{"-"} // the gate still runs a command: no second message about the gate
 	}
 	if gd.Timeout.set {
 		g.Timeout = d.duration(at+".timeout", gd.Timeout.value)
@@ -201,7 +227,7 @@ func (d *document) gate(at string, gd gateDoc) release.Gate {
 	if gd.Retries.set {
 		n, err := strconv.Atoi(gd.Retries.value)
 		if err != nil {
-			d.failField(at+".retries", "%q: give a whole number of retries", gd.Retries.value)
+			d.failField(at+".retries", "%q: give a whole number of retries, 0 to %d", gd.Retries.value, release.MaxRetries)
 		}
 		g.Retries = n
 	}
@@ -230,67 +256,113 @@ func (d *document) rate(path, v string) float64 {
 	return r
 }
 
-// releaseOut is a release as Marshal writes it.
-func releaseOut(r *release.Release) map[string]any {
-	steps := []any{}
+// The canonical form of a release, fields in the contract's order.
+type (
+	releaseOutDoc struct {
+		APIVersion string         `yaml:"apiVersion"`
+		Kind       string         `yaml:"kind"`
+		Metadata   releaseMetaOut `yaml:"metadata"`
+		Spec       releaseSpecOut `yaml:"spec"`
+	}
+	releaseMetaOut struct {
+		Name string `yaml:"name"`
+	}
+	releaseSpecOut struct {
+		Service  string      `yaml:"service"`
+		Steps    []stepOut   `yaml:"steps"`
+		Analysis analysisOut `yaml:"analysis"`
+		OnBreach string      `yaml:"onBreach"`
+	}
+	stepOut struct {
+		SetWeight string    `yaml:"setWeight,omitempty"`
+		SetRate   uint32    `yaml:"setRate,omitempty"`
+		Pause     *pauseOut `yaml:"pause,omitempty,flow"`
+		Verify    []gateOut `yaml:"verify,omitempty"`
+	}
+	pauseOut struct {
+		Duration string `yaml:"duration,omitempty"`
+	}
+	gateOut struct {
+		TCP     *struct{} `yaml:"tcp,omitempty,flow"`
+		HTTP    *httpOut  `yaml:"http,omitempty"`
+		Exec    []string  `yaml:"exec,omitempty,flow"`
+		Timeout string    `yaml:"timeout"`
+		Retries int       `yaml:"retries,omitempty"`
+	}
+	httpOut struct {
+		Path         string            `yaml:"path"`
+		ExpectStatus int               `yaml:"expectStatus"`
+		ExpectJSON   map[string]string `yaml:"expectJSON,omitempty"`
+	}
+	analysisOut struct {
+		Window      string     `yaml:"window"`
+		MinRequests uint64     `yaml:"minRequests"`
+		Breaker     breakerOut `yaml:"breaker"`
+	}
+	breakerOut struct {
+		Open     openOut  `yaml:"open,flow"`
+		Close    closeOut `yaml:"close,flow"`
+		CoolDown string   `yaml:"coolDown"`
+	}
+	openOut struct {
+		P99Above         string `yaml:"p99Above"`
+		ErrorRateAtLeast string `yaml:"errorRateAtLeast"`
+	}
+	closeOut struct {
+		P99AtMost       string `yaml:"p99AtMost"`
+		ErrorRateAtMost string `yaml:"errorRateAtMost"`
+		Windows         int    `yaml:"windows"`
+	}
+)
+
+// releaseOut is a release as MarshalAll writes it: every default spelled
+// out, a pause of 0 written as pause: {} (until resumed).
+func releaseOut(r *release.Release) releaseOutDoc {
+	steps := make([]stepOut, 0, len(r.Steps))
 	for _, st := range r.Steps {
-		m := map[string]any{}
+		var so stepOut
 		if st.SetWeight != nil {
-			m["setWeight"] = st.SetWeight.String()
+			so.SetWeight = st.SetWeight.String()
 		}
-		if st.SetRate > 0 {
-			m["setRate"] = st.SetRate
-		}
+		so.SetRate = st.SetRate
 		if st.Pause != nil {
-			p := map[string]any{}
+			so.Pause = &pauseOut{}
 			if st.Pause.Duration > 0 {
-				p["duration"] = st.Pause.Duration.String()
+				so.Pause.Duration = st.Pause.Duration.String()
 			}
-			m["pause"] = p
 		}
-		var gates []any
 		for _, g := range st.Verify {
-			gm := map[string]any{"timeout": g.Timeout.String()}
-			if g.Retries > 0 {
-				gm["retries"] = g.Retries
-			}
+			gate := gateOut{Timeout: g.Timeout.String(), Retries: g.Retries}
 			switch {
 			case g.TCP != nil:
-				gm["tcp"] = map[string]any{}
+				gate.TCP = &struct{}{}
 			case g.HTTP != nil:
-				h := map[string]any{"path": g.HTTP.Path, "expectStatus": g.HTTP.ExpectStatus}
-				if len(g.HTTP.ExpectJSON) > 0 {
-					h["expectJSON"] = g.HTTP.ExpectJSON
-				}
-				gm["http"] = h
+				gate.HTTP = &httpOut{Path: g.HTTP.Path, ExpectStatus: g.HTTP.ExpectStatus, ExpectJSON: g.HTTP.ExpectJSON}
 			default:
-				gm["exec"] = g.Exec
+				gate.Exec = g.Exec
 			}
-			gates = append(gates, gm)
+			so.Verify = append(so.Verify, gate)
 		}
-		if len(gates) > 0 {
-			m["verify"] = gates
-		}
-		steps = append(steps, m)
+		steps = append(steps, so)
 	}
-	b := r.Analysis.Breaker
-	return map[string]any{
-		"apiVersion": APIVersion,
-		"kind":       KindCanaryRelease,
-		"metadata":   map[string]any{"name": r.Name},
-		"spec": map[string]any{
-			"service": r.Service,
-			"steps":   steps,
-			"analysis": map[string]any{
-				"window":      r.Analysis.Window.String(),
-				"minRequests": r.Analysis.MinRequests,
-				"breaker": map[string]any{
-					"open":     map[string]any{"p99Above": b.OpenP99Above.String(), "errorRateAtLeast": release.FormatRate(b.OpenErrorRate)},
-					"close":    map[string]any{"p99AtMost": b.CloseP99AtMost.String(), "errorRateAtMost": release.FormatRate(b.CloseErrorRate), "windows": b.CloseWindows},
-					"coolDown": b.CoolDown.String(),
+	a, b := &r.Analysis, &r.Analysis.Breaker
+	return releaseOutDoc{
+		APIVersion: APIVersion,
+		Kind:       KindCanaryRelease,
+		Metadata:   releaseMetaOut{Name: r.Name},
+		Spec: releaseSpecOut{
+			Service: r.Service,
+			Steps:   steps,
+			Analysis: analysisOut{
+				Window:      a.Window.String(),
+				MinRequests: a.MinRequests,
+				Breaker: breakerOut{
+					Open:     openOut{P99Above: b.OpenP99Above.String(), ErrorRateAtLeast: release.FormatRate(b.OpenErrorRate)},
+					Close:    closeOut{P99AtMost: b.CloseP99AtMost.String(), ErrorRateAtMost: release.FormatRate(b.CloseErrorRate), Windows: b.CloseWindows},
+					CoolDown: b.CoolDown.String(),
 				},
 			},
-			"onBreach": string(r.OnBreach),
+			OnBreach: string(r.OnBreach),
 		},
 	}
 }

@@ -26,8 +26,11 @@ type Release struct {
 	OnBreach OnBreach
 }
 
-// Step is one step of a release. Exactly one of SetWeight or SetRate is
-// set; Pause and Verify apply after it.
+// Step is one step of a release. It sets the canary weight or caps the
+// canary's flow rate (at most one of SetWeight and SetRate), then pauses
+// and runs its gates. A step may also set neither and only pause or only
+// verify (hold the current weight, or check it before going on); a step
+// that does nothing at all is invalid.
 type Step struct {
 	// SetWeight sets the canary weight (nil: the step sets no weight).
 	SetWeight *service.Weight
@@ -52,8 +55,9 @@ type Gate struct {
 	HTTP *HTTPGate
 	// Exec is a command and its arguments; exit status 0 passes.
 	Exec []string
-	// Timeout bounds one attempt (default DefaultGateTimeout); Retries is
-	// how many more attempts a failing gate gets (default 0).
+	// Timeout bounds one attempt, above 0 and at most MaxGateTime (the
+	// manifest's default is DefaultGateTimeout); Retries is how many more
+	// attempts a failing gate gets (0 to MaxRetries, default 0).
 	Timeout time.Duration
 	Retries int
 }
@@ -68,7 +72,8 @@ type TCPGate struct{}
 type HTTPGate struct {
 	// Path is the request path with its query, e.g. "/healthz?full=1".
 	Path string
-	// ExpectStatus is the status code required (default 200).
+	// ExpectStatus is the status code required (the manifest's default
+	// is DefaultExpectStatus, 200).
 	ExpectStatus int
 	// ExpectJSON maps a path into the JSON body (".db.status") to the
 	// value it must have, compared as text ("UP", "true", "3").
@@ -91,7 +96,11 @@ type Breaker struct {
 	OpenP99Above  time.Duration
 	OpenErrorRate float64
 	// Close: CloseWindows consecutive windows with P99 at most
-	// CloseP99AtMost and an error rate at most CloseErrorRate.
+	// CloseP99AtMost and an error rate at most CloseErrorRate. Rates are
+	// whole 0.01 % steps, as ParseRate reads them. A manifest without
+	// close means CloseP99AtMost = OpenP99Above, CloseErrorRate =
+	// DefaultCloseErrorRate(OpenErrorRate) and CloseWindows =
+	// DefaultCloseWindows.
 	CloseP99AtMost time.Duration
 	CloseErrorRate float64
 	CloseWindows   int

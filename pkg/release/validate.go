@@ -3,8 +3,9 @@ package release
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,33 +13,51 @@ import (
 	"github.com/graylane/graylane/pkg/service"
 )
 
-// Defaults of the fields a CanaryRelease leaves out.
+// Defaults of the fields a CanaryRelease leaves out. The manifest reader
+// fills them in; Validate expects them filled.
 const (
 	DefaultWindow       = 60 * time.Second
 	DefaultMinRequests  = 100
 	DefaultCloseWindows = 2
 	DefaultCoolDown     = 60 * time.Second
 	DefaultOnBreach     = Rollback
+	DefaultExpectStatus = 200
 )
 
 // Limits of a release.
 const (
-	MaxSteps      = 100
-	MaxGates      = 20
-	MaxRetries    = 10
-	MaxGateTime   = 10 * time.Minute
-	MaxRate       = 10_000_000
-	MinWindow     = time.Second
-	MaxWindow     = 10 * time.Minute
-	MinCoolDown   = time.Second
-	MaxExpectJSON = 32
+	MaxSteps       = 100
+	MaxGates       = 20
+	MaxRetries     = 10
+	MaxGateTime    = 10 * time.Minute
+	MaxRate        = 10_000_000
+	MinWindow      = time.Second
+	MaxWindow      = 10 * time.Minute
+	MaxMinRequests = 1_000_000_000
+	MaxCloseWin    = 100
+	MinCoolDown    = time.Second
+	MaxExpectJSON  = 32
+	// MinLatency is the smallest P99 threshold: the kernel counts
+	// responses slower than it, as it does a service's latencyThresholds.
+	MinLatency = time.Microsecond
 )
 
-var jsonPathRE = regexp.MustCompile(`^\.$|^(\.[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]+\])*)+$`)
+// DefaultCloseErrorRate is the error rate at most which a window counts
+// as healthy when the manifest gives no breaker.close.errorRateAtMost: half
+// the open rate, rounded down to the 0.01 % steps rates are written in (so
+// 3.55 % gives 1.77 %, 0.01 % gives 0 %).
+func DefaultCloseErrorRate(open float64) float64 {
+	bp, ok := rateBasisPoints(open)
+	if !ok || bp < 0 {
+		return 0
+	}
+	return float64(bp/2) / 10000
+}
 
 // Validate checks a release on its own (that its service exists is the
 // cluster's check). Every problem is a *service.FieldError whose Path is
-// the manifest's field ("spec.steps[1].verify[0].http.path").
+// the manifest's field ("spec.steps[1].verify[0].http.path"); they are
+// joined, in the order of the manifest's fields.
 func (r *Release) Validate() error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
@@ -55,125 +74,223 @@ func (r *Release) Validate() error {
 	}
 	switch {
 	case len(r.Steps) == 0:
-		bad("spec.steps", "is empty: give at least one step, such as - setWeight: 5")
+		bad("spec.steps", "is required: give at least one step, such as - setWeight: 5")
 	case len(r.Steps) > MaxSteps:
 		bad("spec.steps", "has %d steps, at most %d", len(r.Steps), MaxSteps)
 	}
 	for i, st := range r.Steps {
-		at := fmt.Sprintf("spec.steps[%d]", i)
-		switch {
-		case st.SetWeight != nil && st.SetRate > 0:
-			bad(at, "sets both setWeight and setRate: one step does one of them")
-		case st.SetWeight == nil && st.SetRate == 0 && st.Pause == nil && len(st.Verify) == 0:
-			bad(at, "does nothing: give setWeight, setRate, pause or verify")
-		}
-		if st.SetWeight != nil && *st.SetWeight > service.MaxWeight {
-			bad(at+".setWeight", "%s is above 100%%", *st.SetWeight)
-		}
-		if st.SetRate > MaxRate {
-			bad(at+".setRate", "%d new flows per second is above %d", st.SetRate, MaxRate)
-		}
-		if st.Pause != nil && st.Pause.Duration < 0 {
-			bad(at+".pause.duration", "%v is negative", st.Pause.Duration)
-		}
-		if len(st.Verify) > MaxGates {
-			bad(at+".verify", "has %d gates, at most %d", len(st.Verify), MaxGates)
-		}
-		for k, g := range st.Verify {
-			validateGate(fmt.Sprintf("%s.verify[%d]", at, k), g, bad)
-		}
+		validateStep(fmt.Sprintf("spec.steps[%d]", i), st, bad)
 	}
 	a := r.Analysis
 	if a.Window < MinWindow || a.Window > MaxWindow {
 		bad("spec.analysis.window", "%v: give %v to %v", a.Window, MinWindow, MaxWindow)
 	}
-	b := a.Breaker
-	if b.OpenP99Above <= 0 {
-		bad("spec.analysis.breaker.open.p99Above", "is required: the P99 above which (with the error rate) the canary is pulled back, such as 800ms")
+	if a.MinRequests > MaxMinRequests {
+		bad("spec.analysis.minRequests", "%d: give 0 (always judge) to %d responses", a.MinRequests, MaxMinRequests)
 	}
-	if b.OpenErrorRate <= 0 || b.OpenErrorRate > 1 {
-		bad("spec.analysis.breaker.open.errorRateAtLeast", "is required: an error rate above 0%% and at most 100%%, such as 3.5%%")
-	}
-	// The close thresholds are judged against the open ones only when
-	// those are right: one mistake, one message.
-	if b.OpenP99Above > 0 && (b.CloseP99AtMost <= 0 || b.CloseP99AtMost > b.OpenP99Above) {
-		bad("spec.analysis.breaker.close.p99AtMost", "%v must be positive and at most open.p99Above (%v)", b.CloseP99AtMost, b.OpenP99Above)
-	}
-	if b.OpenErrorRate > 0 && b.OpenErrorRate <= 1 && (b.CloseErrorRate < 0 || b.CloseErrorRate >= b.OpenErrorRate) {
-		bad("spec.analysis.breaker.close.errorRateAtMost", "%s must be below open.errorRateAtLeast (%s)", FormatRate(b.CloseErrorRate), FormatRate(b.OpenErrorRate))
-	}
-	if b.CloseWindows < 1 || b.CloseWindows > 100 {
-		bad("spec.analysis.breaker.close.windows", "%d: give 1 to 100 healthy windows", b.CloseWindows)
-	}
-	if b.CoolDown < MinCoolDown {
-		bad("spec.analysis.breaker.coolDown", "%v: give at least %v", b.CoolDown, MinCoolDown)
-	}
+	validateBreaker(a.Breaker, bad)
 	if r.OnBreach != Rollback && r.OnBreach != PauseRelease {
-		bad("spec.onBreach", "%q: use rollback or pause", r.OnBreach)
+		bad("spec.onBreach", "%q: use rollback (canary weight 0 at once) or pause", r.OnBreach)
 	}
 	return errors.Join(errs...)
 }
 
-func validateGate(at string, g Gate, bad func(path, format string, args ...any)) {
-	n := 0
+type reporter func(path, format string, args ...any)
+
+// validateStep checks one step. A step sets a weight or a rate, or
+// neither: a step of only a pause (hold, then go on) or only gates
+// (check the current weight before going on) is allowed.
+func validateStep(at string, st Step, bad reporter) {
+	switch {
+	case st.SetWeight != nil && st.SetRate > 0:
+		bad(at, "sets both setWeight and setRate: give one of them per step (split it into two steps)")
+	case st.SetWeight == nil && st.SetRate == 0 && st.Pause == nil && len(st.Verify) == 0:
+		bad(at, "does nothing: give setWeight, setRate, pause or verify")
+	}
+	if st.SetWeight != nil && *st.SetWeight > service.MaxWeight {
+		bad(at+".setWeight", "%s is above 100%%", *st.SetWeight)
+	}
+	if st.SetRate > MaxRate {
+		bad(at+".setRate", "%d: give new canary flows per second, a whole number from 1 to %d", st.SetRate, MaxRate)
+	}
+	if st.Pause != nil && st.Pause.Duration < 0 {
+		bad(at+".pause.duration", "%v is negative: give a duration such as 5m, or none to wait for rollout resume", st.Pause.Duration)
+	}
+	if len(st.Verify) > MaxGates {
+		bad(at+".verify", "has %d gates, at most %d", len(st.Verify), MaxGates)
+	}
+	for k, g := range st.Verify {
+		validateGate(fmt.Sprintf("%s.verify[%d]", at, k), g, bad)
+	}
+}
+
+func validateGate(at string, g Gate, bad reporter) {
+	var kinds []string
 	if g.TCP != nil {
-		n++
+		kinds = append(kinds, "tcp")
 	}
 	if g.HTTP != nil {
-		n++
+		kinds = append(kinds, "http")
 	}
 	if len(g.Exec) > 0 {
-		n++
+		kinds = append(kinds, "exec")
 	}
-	if n != 1 {
-		bad(at, "give exactly one of tcp, http and exec (this gate has %d)", n)
+	switch len(kinds) {
+	case 0:
+		bad(at, "checks nothing: give one of tcp: {}, http: {path: /healthz} or exec: [command, args...]")
+	case 1:
+	default:
+		bad(at, "gives %s: one gate does one check (make it %d gates)", strings.Join(kinds, " and "), len(kinds))
 	}
 	if h := g.HTTP; h != nil {
-		if !strings.HasPrefix(h.Path, "/") {
-			bad(at+".http.path", "%q must start with /, such as /healthz", h.Path)
+		switch {
+		case h.Path == "":
+			bad(at+".http.path", "is required: the path (and query) to GET, such as /healthz")
+		case !validRequestPath(h.Path):
+			bad(at+".http.path", "%q must start with / and hold no spaces, control characters or #, such as /healthz?full=1", h.Path)
 		}
 		if h.ExpectStatus < 100 || h.ExpectStatus > 599 {
-			bad(at+".http.expectStatus", "%d is not an HTTP status", h.ExpectStatus)
+			bad(at+".http.expectStatus", "%d is not an HTTP status: give 100 to 599 (default %d)", h.ExpectStatus, DefaultExpectStatus)
 		}
 		if len(h.ExpectJSON) > MaxExpectJSON {
 			bad(at+".http.expectJSON", "has %d fields, at most %d", len(h.ExpectJSON), MaxExpectJSON)
 		}
-		for path := range h.ExpectJSON {
-			if !jsonPathRE.MatchString(path) {
-				bad(fmt.Sprintf("%s.http.expectJSON[%q]", at, path), "is not a JSON path such as .db.status or .items[0].state")
+		for _, path := range slices.Sorted(maps.Keys(h.ExpectJSON)) { // a stable order of messages
+			if !ValidJSONPath(path) {
+				bad(fmt.Sprintf("%s.http.expectJSON[%q]", at, path), "is not a JSON path: use one such as .db.status or .items[0].state")
 			}
 		}
 	}
-	for i, arg := range g.Exec {
-		if i == 0 && strings.TrimSpace(arg) == "" {
-			bad(at+".exec[0]", "is empty: the first item is the command")
-		}
+	if len(g.Exec) > 0 && strings.TrimSpace(g.Exec[0]) == "" {
+		bad(at+".exec[0]", "is empty: the first item is the command to run")
 	}
 	if g.Timeout <= 0 || g.Timeout > MaxGateTime {
-		bad(at+".timeout", "%v: give up to %v", g.Timeout, MaxGateTime)
+		bad(at+".timeout", "%v: give a duration above 0 and at most %v (default %v)", g.Timeout, MaxGateTime, DefaultGateTimeout)
 	}
 	if g.Retries < 0 || g.Retries > MaxRetries {
 		bad(at+".retries", "%d: give 0 to %d", g.Retries, MaxRetries)
 	}
 }
 
-// ParseRate reads an error rate written as a percentage: "3.5%" or "3.5"
-// (percent either way), at most two decimals, 0 to 100 %. It returns a
-// fraction (0.035).
-func ParseRate(s string) (float64, error) {
-	t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%"))
-	whole, frac, _ := strings.Cut(t, ".")
-	if t == "" || whole == "" || len(frac) > 2 || strings.Trim(whole+frac, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a rate: use a percentage with at most two decimals, such as 3.5%%", s)
+func validateBreaker(b Breaker, bad reporter) {
+	const open, close = "spec.analysis.breaker.open", "spec.analysis.breaker.close"
+	// Both open thresholds are required; the manifest reader says so
+	// when one is left out, this says what a wrong one should be.
+	okP99 := b.OpenP99Above >= MinLatency
+	if !okP99 {
+		bad(open+".p99Above", "%v: give a duration of at least %v, such as 800ms", b.OpenP99Above, MinLatency)
 	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v > 100 {
-		return 0, fmt.Errorf("%q is not a rate from 0%% to 100%%", s)
+	_, exact := rateBasisPoints(b.OpenErrorRate)
+	okRate := b.OpenErrorRate > 0 && b.OpenErrorRate <= 1 && exact
+	if !okRate {
+		bad(open+".errorRateAtLeast", "%s: give a percentage above 0%% and at most 100%% in 0.01%% steps, such as 3.5%%", FormatRate(b.OpenErrorRate))
 	}
-	return v / 100, nil
+	// The close thresholds are judged against the open ones only when
+	// those are right: one mistake, one message.
+	if okP99 && (b.CloseP99AtMost < MinLatency || b.CloseP99AtMost > b.OpenP99Above) {
+		bad(close+".p99AtMost", "%v: give a duration of at least %v and at most open.p99Above (%v)", b.CloseP99AtMost, MinLatency, b.OpenP99Above)
+	}
+	if _, exact := rateBasisPoints(b.CloseErrorRate); okRate && (b.CloseErrorRate < 0 || b.CloseErrorRate >= b.OpenErrorRate || !exact) {
+		bad(close+".errorRateAtMost", "%s: give a percentage in 0.01%% steps below open.errorRateAtLeast (%s)", FormatRate(b.CloseErrorRate), FormatRate(b.OpenErrorRate))
+	}
+	if b.CloseWindows < 1 || b.CloseWindows > MaxCloseWin {
+		bad(close+".windows", "%d: give 1 to %d healthy windows in a row (default %d)", b.CloseWindows, MaxCloseWin, DefaultCloseWindows)
+	}
+	if b.CoolDown < MinCoolDown {
+		bad("spec.analysis.breaker.coolDown", "%v: give at least %v (default %v)", b.CoolDown, MinCoolDown, DefaultCoolDown)
+	}
 }
 
-// FormatRate writes a fraction as ParseRate reads it ("3.5%").
+// ValidJSONPath reports whether p is a path into a JSON document as an
+// http gate's expectJSON names it: "." (the whole body), then field names
+// (a letter or _, then letters, digits, _ and -) separated by dots, each
+// optionally followed by array indexes: ".db.status", ".items[0].state",
+// ".[2]".
+func ValidJSONPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, ".")
+	if !ok {
+		return false
+	}
+	for first := true; ; first = false {
+		n := identLen(rest)
+		if n == 0 && !first {
+			return false
+		}
+		rest = rest[n:]
+		for strings.HasPrefix(rest, "[") {
+			end := strings.IndexByte(rest, ']')
+			if end < 2 || end > 10 || strings.Trim(rest[1:end], "0123456789") != "" {
+				return false
+			}
+			rest = rest[end+1:]
+		}
+		if rest == "" {
+			return true
+		}
+		if rest, ok = strings.CutPrefix(rest, "."); !ok {
+			return false
+		}
+	}
+}
+
+// identLen returns the length of the field name at the start of s.
+func identLen(s string) int {
+	for i, c := range []byte(s) {
+		switch {
+		case c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case i > 0 && (c == '-' || '0' <= c && c <= '9'):
+		default:
+			return i
+		}
+	}
+	return len(s)
+}
+
+// validRequestPath reports whether p can follow "http://host:port" in a
+// request: an absolute path with an optional query, nothing that would
+// end or split the URL.
+func validRequestPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return false
+	}
+	for _, c := range []byte(p) {
+		if c <= ' ' || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseRate reads an error rate written as a percentage, with the
+// spelling of a weight (service.ParseWeight): "3.5%" or "3.5" (percent
+// either way), "0.25%", at most two decimals, 0 % to 100 %. It returns a
+// fraction: 0.035 for "3.5%".
+func ParseRate(s string) (float64, error) {
+	w, err := service.ParseWeight(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an error rate: use a percentage from 0%% to 100%% with at most two decimals, such as 3.5%%", s)
+	}
+	return float64(w) / 10000, nil
+}
+
+// FormatRate writes a fraction as ParseRate reads it ("3.5%"). A rate
+// that is not a whole number of 0.01 % steps is written with more
+// decimals, which ParseRate refuses (Validate refuses such a rate too).
 func FormatRate(f float64) string {
-	return strconv.FormatFloat(math.Round(f*10000)/100, 'f', -1, 64) + "%"
+	if bp, ok := rateBasisPoints(f); ok && bp >= 0 && bp <= int64(service.MaxWeight) {
+		return service.Weight(bp).String()
+	}
+	return strconv.FormatFloat(f*100, 'g', 10, 64) + "%"
+}
+
+// rateBasisPoints returns f in 0.01 % steps, and whether f is (to a
+// rounding error) a whole number of them, as every rate ParseRate
+// returns is.
+func rateBasisPoints(f float64) (int64, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e6 {
+		return 0, false
+	}
+	x := f * 10000
+	bp := math.Round(x)
+	return int64(bp), math.Abs(x-bp) < 1e-6
 }

@@ -44,6 +44,9 @@ type Run struct {
 	// Rate caps new canary flows per second, cluster-wide (a setRate
 	// step; 0: none). A later setWeight step lifts it.
 	Rate uint32 `json:"rate,omitempty"`
+	// LiveNodes is how many members were reachable when the leader last
+	// looked: each node's kernel admits Rate/LiveNodes (0: not known yet).
+	LiveNodes int `json:"liveNodes,omitempty"`
 	// Verified says the current step's gates passed.
 	Verified bool `json:"verified,omitempty"`
 	// PauseUntil ends the current step's timed pause; zero with Holding
