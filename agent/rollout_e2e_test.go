@@ -351,6 +351,10 @@ func TestRolloutBreaker(t *testing.T) {
 	if last.Kind != "rollback" || last.Numbers["responses"] < 40 || last.Numbers["error_rate"] < 0.035 || last.Numbers["p99_seconds"] <= 0.3 {
 		t.Errorf("the rollback's record: %+v", last)
 	}
+	// A follower answers with the leader's judgement too.
+	if r := tr.release(t, (leader+1)%3, "web-v2"); r.Analysis == nil || r.Analysis.Responses == 0 {
+		t.Errorf("the release read on a follower has no analysis: %+v", r.Analysis)
+	}
 	// What operators scrape (gw's agent; every node has the release state).
 	fams := scrape(t, tr.lab)
 	rel := map[string]string{"release": "web-v2"}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,11 +65,16 @@ type Node struct {
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
 	report  atomic.Pointer[ReportFunc]
+	ask     atomic.Pointer[AskFunc]
 	wg      sync.WaitGroup
 }
 
 // ReportFunc takes, on the leader, a report a node sent with Report.
 type ReportFunc func(node string, data []byte)
+
+// AskFunc answers, on the leader, what only the leader knows (the
+// controller's latest judgements); the answer travels as JSON.
+type AskFunc func(topic, arg string) (any, error)
 
 // StatusFunc answers a status query for this node's kernel.
 type StatusFunc func(service string) (any, error)
@@ -238,6 +244,36 @@ func (n *Node) SetApplied(index uint64) { n.applied.Store(index) }
 
 // Applied returns the last index the reconciler applied to the kernel.
 func (n *Node) Applied() uint64 { return n.applied.Load() }
+
+// SetAskHandler installs what answers AskLeader on this node.
+func (n *Node) SetAskHandler(f AskFunc) { n.ask.Store(&f) }
+
+// AskLeader asks the leader (this node, if it leads) and decodes the
+// answer into out.
+func (n *Node) AskLeader(ctx context.Context, topic, arg string, out any) error {
+	if n.IsLeader() {
+		f := n.ask.Load()
+		if f == nil {
+			return errors.New("this node answers no questions yet")
+		}
+		v, err := (*f)(topic, arg)
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, out)
+	}
+	addr, _ := n.Leader()
+	if addr == "" {
+		return errNoLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return n.call(ctx, addr, "/cluster/ask", askRequest{Topic: topic, Arg: arg}, out)
+}
 
 // SetReportHandler installs what the leader does with reports.
 func (n *Node) SetReportHandler(f ReportFunc) { n.report.Store(&f) }

@@ -46,6 +46,10 @@ type (
 	statusRequest struct {
 		Service string `json:"service"`
 	}
+	askRequest struct {
+		Topic string `json:"topic"`
+		Arg   string `json:"arg"`
+	}
 	reportRequest struct {
 		Node string          `json:"node"`
 		Data json.RawMessage `json:"data"`
@@ -198,6 +202,21 @@ func (n *Node) rpcHandler() http.Handler {
 		}
 		(*f)(req.Node, req.Data)
 		return struct{}{}, 0, nil
+	})
+	handle("/cluster/ask", func(_ context.Context, body []byte) (any, int, error) {
+		var req askRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, http.StatusBadRequest, err
+		}
+		f := n.ask.Load()
+		if f == nil || !n.IsLeader() {
+			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
+		}
+		out, err := (*f)(req.Topic, req.Arg)
+		if err != nil {
+			return nil, http.StatusInternalServerError, err
+		}
+		return out, 0, nil
 	})
 	handle("/cluster/status", func(_ context.Context, body []byte) (any, int, error) {
 		var req statusRequest
