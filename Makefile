@@ -7,9 +7,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
 
 # Packages whose tests need no privileges: run with the race detector.
-PURE_PKGS := ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/...
+PURE_PKGS := ./agent/systemd/... ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/...
 # Debian packages the tests, the demo and `make generate` use.
-DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus
+DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd
 
 .DEFAULT_GOAL := help
 
@@ -20,6 +20,25 @@ help: ## List the targets
 .PHONY: build
 build: ## Build graylane-agent, graylanectl and the lab tools into bin/
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl ./pkg/netlab/cmd/graylane-lab ./pkg/labagent/cmd/graylane-demo
+
+PREFIX     ?= /usr
+BINDIR     ?= $(PREFIX)/bin
+UNITDIR    ?= /lib/systemd/system
+CONFDIR    ?= /etc/graylane
+
+.PHONY: install
+install: build ## Install the binaries, the systemd unit and a default config (DESTDIR aware; an existing config is kept)
+	install -D -m 0755 $(BIN)/graylane-agent $(DESTDIR)$(BINDIR)/graylane-agent
+	install -D -m 0755 $(BIN)/graylanectl $(DESTDIR)$(BINDIR)/graylanectl
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' agent/systemd/graylane-agent.service > $(DESTDIR)$(UNITDIR)/graylane-agent.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/graylane-agent.service
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)/manifests.d
+	[ -e $(DESTDIR)$(CONFDIR)/agent.yaml ] || install -m 0600 agent/systemd/agent.yaml $(DESTDIR)$(CONFDIR)/agent.yaml
+
+.PHONY: uninstall
+uninstall: ## Remove what install laid out, except the configuration and the data
+	rm -f $(DESTDIR)$(BINDIR)/graylane-agent $(DESTDIR)$(BINDIR)/graylanectl $(DESTDIR)$(UNITDIR)/graylane-agent.service
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests and the demo need (as root)

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/controller"
@@ -169,12 +171,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("ready", append([]any{"node", a.cfg.Node}, servers...)...)
+	// Tell systemd (Type=notify) that the kernel steers; a no-op elsewhere.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		a.log.Warn("notify systemd of readiness", "err", err)
+	}
+	defer daemon.SdNotify(false, daemon.SdNotifyStopping)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			if err := a.Reload(); err != nil {
+			daemon.SdNotify(false, daemon.SdNotifyReloading)
+			err := a.Reload()
+			daemon.SdNotify(false, daemon.SdNotifyReady)
+			if err != nil {
 				a.log.Error("reload failed: the running state is unchanged", "err", err)
 			}
 		}

@@ -256,3 +256,14 @@ func TestValidateDefaultWithInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestInstalledDefault: the configuration `make install` lays out loads.
+func TestInstalledDefault(t *testing.T) {
+	cfg, err := Load("../systemd/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/var/lib/graylane" || cfg.Listen.API != "unix:///run/graylane/api.sock" || len(cfg.Interfaces) != 2 {
+		t.Errorf("installed default: %+v", cfg)
+	}
+}
