@@ -29,6 +29,7 @@ import (
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/controller"
+	"github.com/graylane/graylane/pkg/probe"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
@@ -61,14 +62,26 @@ type Agent struct {
 	ratesMu sync.Mutex
 }
 
-// New loads the data path and attaches it as cfg says, and starts this
-// node's member of the cluster (creating, joining or resuming it).
-// configPath ("" for none) is what Reload re-reads.
-func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger) (*Agent, error) {
+// New checks the kernel's features, loads the data path and attaches it
+// as cfg says, and starts this node's member of the cluster (creating,
+// joining or resuming it). configPath ("" for none) is what Reload
+// re-reads. disabled turns kernel features off as if missing (a test hook,
+// see package probe).
+func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger, disabled map[string]bool) (*Agent, error) {
+	features := probe.Check(disabled)
+	if err := probe.Missing(features); err != nil {
+		return nil, fmt.Errorf("%w (`graylane-agent check` lists every feature)", err)
+	}
+	for _, f := range features {
+		if !f.Present && !f.MustHave() {
+			log.Warn("kernel feature missing: using the fallback", "feature", f.Name, "fallback", f.Fallback, "disabled", f.Disabled)
+		}
+	}
 	dp, err := datapath.New(datapath.Options{
-		PinPath:   cfg.BPFFS,
-		FlowTable: uint32(cfg.FlowTable),
-		Logger:    log,
+		PinPath:    cfg.BPFFS,
+		FlowTable:  uint32(cfg.FlowTable),
+		Logger:     log,
+		DisableTCX: !probe.Has(features, "tcx"),
 	})
 	if err != nil {
 		return nil, err

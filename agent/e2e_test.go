@@ -619,3 +619,44 @@ func TestCleanStop(t *testing.T) {
 		t.Error("the VIP still answers after the agent stopped")
 	}
 }
+
+// TestFeatureFallback: with TCX forced off (the test hook), the agent
+// says it falls back, attaches through a clsact qdisc, and steers.
+func TestFeatureFallback(t *testing.T) {
+	testenv.RequirePrivileges(t)
+	bin, err := agent.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab := netlab.NewT(t, netlab.Config{})
+	for _, h := range lab.Backends() {
+		if _, err := h.StartServers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
+	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: "tc", Services: []service.Service{s},
+		Env: []string{"GRAYLANE_DISABLE_FEATURES=tcx"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Remove()
+	defer a.Stop()
+	var fallback, clsact int
+	for _, l := range a.Log() {
+		if strings.Contains(l, `"msg":"kernel feature missing: using the fallback"`) && strings.Contains(l, `"feature":"TCX"`) {
+			fallback++
+		}
+		if strings.Contains(l, `"msg":"steering on interface"`) && strings.Contains(l, `"hook":"tc-clsact"`) {
+			clsact++
+		}
+	}
+	if fallback != 1 || clsact != 2 {
+		t.Errorf("log: %d fallback notices (want 1), %d clsact attachments (want 2):\n%s", fallback, clsact, strings.Join(a.Log(), "\n"))
+	}
+	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
+		t.Fatalf("through the agent on clsact: %v", err)
+	}
+}

@@ -53,6 +53,9 @@ type Options struct {
 	Cluster *Cluster
 	// Extra is appended to the agent's configuration file (YAML).
 	Extra string
+	// Env is added to the agent's environment (test hooks such as
+	// GRAYLANE_DISABLE_FEATURES).
+	Env []string
 	// Tokens, with Cluster, serve the API over HTTPS on APIPort of the
 	// agent's cluster address, with these bearer tokens (secret ->
 	// tenant; "*" is admin).
@@ -200,6 +203,9 @@ listen: {api: "unix://%s", metrics: "127.0.0.1:9477"%s}
 	}
 
 	a.cmd = host.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
+	if len(opts.Env) > 0 {
+		a.cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -15,11 +15,12 @@ import (
 
 	"github.com/graylane/graylane/agent"
 	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/probe"
 	"github.com/graylane/graylane/pkg/version"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		var usage usageError
 		if errors.As(err, &usage) {
 			fmt.Fprintln(os.Stderr, "graylane-agent:", err)
@@ -32,13 +33,19 @@ func main() {
 
 type usageError struct{ error }
 
-func run(args []string, stderr io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "certs" {
-		return certs(args[1:], stderr)
+		return certs(args[1:], stdout)
+	}
+	// A test hook: features named here count as missing (check shows the
+	// fallback taken, the agent takes it).
+	disabled := probe.Disabled(os.Getenv(DisableFeaturesEnv))
+	if len(args) > 0 && args[0] == "check" {
+		return check(args[1:], stdout, disabled)
 	}
 	fs := flag.NewFlagSet("graylane-agent", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: graylane-agent [flags]\n       graylane-agent certs [-dir DIR] NODE=HOST[,HOST...]...\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: graylane-agent [flags]\n       graylane-agent check\n       graylane-agent certs [-dir DIR] NODE=HOST[,HOST...]...\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)
@@ -70,7 +77,7 @@ func run(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	a, err := agent.New(ctx, cfg, *configPath, log)
+	a, err := agent.New(ctx, cfg, *configPath, log, disabled)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/graylane/graylane/pkg/pki"
+	"github.com/graylane/graylane/pkg/probe"
+	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // TestCerts: the certs subcommand writes a CA and node certificates that
@@ -14,7 +16,7 @@ import (
 func TestCerts(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	var out strings.Builder
-	if err := run([]string{"certs", "-dir", dir, "gw1=10.0.0.1", "gw2=10.0.0.2,gw2.example.net"}, &out); err != nil {
+	if err := run([]string{"certs", "-dir", dir, "gw1=10.0.0.1", "gw2=10.0.0.2,gw2.example.net"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, node := range []string{"gw1", "gw2"} {
@@ -43,7 +45,7 @@ func TestCertsBadInput(t *testing.T) {
 	} {
 		dir := filepath.Join(t.TempDir(), "pki")
 		var out strings.Builder
-		err := run(append([]string{"certs", "-dir", dir}, tc.args...), &out)
+		err := run(append([]string{"certs", "-dir", dir}, tc.args...), &out, &out)
 		var usage usageError
 		if !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("certs %v: %v, want a usage error containing %q", tc.args, err, tc.want)
@@ -51,5 +53,24 @@ func TestCertsBadInput(t *testing.T) {
 		if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) > 0 {
 			t.Errorf("certs %v wrote %v", tc.args, m)
 		}
+	}
+}
+
+// TestCheck: every feature present on this kernel; one forced off is
+// reported with its fallback; a must-have forced off fails naming it.
+func TestCheck(t *testing.T) {
+	testenv.RequirePrivileges(t)
+	var out strings.Builder
+	if err := check(nil, &out, nil); err != nil || !strings.Contains(out.String(), "every feature the agent needs is present") {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := check(nil, &out, probe.Disabled("tcx")); err != nil || !strings.Contains(out.String(), "TCX missing: a clsact qdisc with a direct-action filter instead") {
+		t.Fatalf("check without TCX: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	err := check(nil, &out, probe.Disabled("spin_lock"))
+	if err == nil || !strings.Contains(err.Error(), "helper bpf_spin_lock") {
+		t.Fatalf("check without a must-have: %v\n%s", err, out.String())
 	}
 }
