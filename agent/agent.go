@@ -29,10 +29,10 @@ import (
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/controller"
-	"github.com/graylane/graylane/pkg/probe"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
+	"github.com/graylane/graylane/pkg/probe"
 	"github.com/graylane/graylane/pkg/webhook"
 )
 
