@@ -78,3 +78,26 @@ func TestInstall(t *testing.T) {
 		t.Errorf("uninstall removed the configuration: %v", err)
 	}
 }
+
+// TestVagrantfile: the multi-VM lab's Vagrantfile is valid (no hypervisor
+// here: provider settings are not checked).
+func TestVagrantfile(t *testing.T) {
+	if _, err := exec.LookPath("vagrant"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("vagrant is missing: `make deps` installs it")
+		}
+		t.Skip("no vagrant here:", err)
+	}
+	cmd := exec.Command("vagrant", "validate", "--ignore-provider")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "VAGRANT_HOME="+t.TempDir(), "VAGRANT_CHECKPOINT_DISABLE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Vagrantfile validated successfully") {
+		t.Fatalf("vagrant validate: %v\n%s", err, out)
+	}
+	for _, vm := range []string{"client", "gw1", "gw2", "gw3", "s0", "s1", "c0"} {
+		if !strings.Contains(string(out), "==> "+vm+":") {
+			t.Errorf("no VM %s in the lab:\n%s", vm, out)
+		}
+	}
+}
