@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,109 +24,29 @@ import (
 // CanaryRelease applied and driven with the real graylanectl, and the
 // weights read back from every kernel's maps.
 
-const rolloutPort = 8093 // "/" names the backend; "/healthz" answers {"db":{"status":"UP"}}
+const rolloutPort = netlab.HTTPPort
 
-// faults are what the canary backends do wrong, changed while they serve.
-type faults struct {
-	slowEvery atomic.Int64 // every n-th response takes slowDelay (0: none)
-	failEvery atomic.Int64 // every n-th response is a 500 (0: none)
-}
-
+// slowDelay is how long a slow canary answer takes.
 const slowDelay = 400 * time.Millisecond
 
-func (f *faults) set(slowEvery, failEvery int64) {
-	f.slowEvery.Store(slowEvery)
-	f.failEvery.Store(failEvery)
-}
-
-// startRolloutServers serves rolloutPort on every backend; the canary
+// startRolloutServers serves netlab's HTTP on every backend; the canary
 // hosts obey f.
-func startRolloutServers(t *testing.T, lab *netlab.Lab, f *faults) {
+func startRolloutServers(t *testing.T, lab *netlab.Lab, f *netlab.Faults) {
 	t.Helper()
 	for _, h := range lab.Backends() {
-		canary := strings.HasPrefix(h.Name, "c")
-		var n atomic.Int64
-		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintln(w, `{"db":{"status":"UP"},"name":"`+h.Name+`"}`)
-		})
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			i := n.Add(1)
-			if canary {
-				if k := f.slowEvery.Load(); k > 0 && i%k == 0 {
-					time.Sleep(slowDelay)
-				}
-				if k := f.failEvery.Load(); k > 0 && i%k == 1 {
-					http.Error(w, "injected", http.StatusInternalServerError)
-					return
-				}
-			}
-			fmt.Fprintln(w, h.Name)
-		})
-		ln, err := h.ListenTCP(netip.AddrPortFrom(h.Addr4, rolloutPort).String())
-		if err != nil {
+		var hf *netlab.Faults
+		if strings.HasPrefix(h.Name, "c") {
+			hf = f
+		}
+		if err := h.StartHTTP(context.Background(), hf); err != nil {
 			t.Fatal(err)
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
 	}
 }
 
-// load sends GET / through the VIP from the client, one new connection per
-// request, at about rate requests per second, until stopped (bounded to
-// 5 minutes). It counts what the client saw.
-type load struct {
-	stop     func()
-	done     chan struct{}
-	ok, fail atomic.Int64
+func startLoad(ctx context.Context, lab *netlab.Lab, rate int) *netlab.HTTPLoad {
+	return lab.Client.StartHTTPLoad(ctx, netip.AddrPortFrom(netlab.VIP4, rolloutPort), rate)
 }
-
-func startLoad(ctx context.Context, lab *netlab.Lab, rate int) *load {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	l := &load{stop: cancel, done: make(chan struct{})}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return lab.Client.DialTCP(ctx, netip.Addr{}, netip.MustParseAddrPort(addr))
-		},
-	}}
-	url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(netlab.VIP4, rolloutPort))
-	go func() {
-		defer close(l.done)
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		sem := make(chan struct{}, 64)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				continue // the backends are slow: do not pile up
-			}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				resp, err := client.Get(url)
-				if err == nil {
-					resp.Body.Close()
-					l.ok.Add(1)
-					return
-				}
-				l.fail.Add(1)
-			})
-		}
-	}()
-	return l
-}
-
-func (l *load) end() { l.stop(); <-l.done }
 
 // rolloutManifests is web (VIP4:rolloutPort, stable s0 s1, canary c0) and
 // a release of it with a 3 s analysis window.
@@ -227,7 +145,7 @@ func rolloutService(lab *netlab.Lab, w service.Weight) service.Service {
 // every kernel at 100 %.
 func TestRolloutHealthy(t *testing.T) {
 	tr := newTrio(t, labagent.Cluster{})
-	var f faults
+	var f netlab.Faults
 	startRolloutServers(t, tr.lab, &f)
 	leader := tr.waitLeader(t, 0, 3)
 	follower := (leader + 1) % 3
@@ -242,7 +160,7 @@ func TestRolloutHealthy(t *testing.T) {
       pause: {duration: 2s}
     - setWeight: 100`, 20))
 	l := startLoad(tr.ctx, tr.lab, 200)
-	defer l.end()
+	defer l.Stop()
 	start := time.Now()
 	tr.ctl(t, follower, "rollout", "start", "web-v2")
 	r := tr.waitRelease(t, follower, "web-v2", 60*time.Second, "promoted", func(r api.Release) bool { return r.Phase == "promoted" })
@@ -274,7 +192,7 @@ func TestRolloutHealthy(t *testing.T) {
 			t.Errorf("%s's kernel: %s", tr.hosts[i].Name, diff)
 		}
 	}
-	t.Logf("client: %d ok, %d failed", l.ok.Load(), l.fail.Load())
+	t.Logf("client: %d ok, %d failed", l.OK.Load(), l.Failed.Load())
 	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
 }
 
@@ -287,14 +205,14 @@ func TestRolloutBreaker(t *testing.T) {
 	// Webhooks go to a receiver on s0, on the gateways' backend LAN.
 	hookURL := fmt.Sprintf("http://%s:8095/hook", netlab.StableAddr4(0))
 	tr := newTrioExtra(t, labagent.Cluster{}, "webhooks: [{url: \""+hookURL+"\", events: [rollback, half-open, close]}]\n")
-	var f faults
+	var f netlab.Faults
 	startRolloutServers(t, tr.lab, &f)
 	hooks := startHookReceiver(t, tr.lab.Stable[0], 8095)
 	leader := tr.waitLeader(t, 0, 3)
 	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 50
       pause: {}`, 40))
 	l := startLoad(tr.ctx, tr.lab, 200)
-	defer l.end()
+	defer l.Stop()
 	tr.ctl(t, leader, "rollout", "start", "web-v2")
 	s := rolloutService(tr.lab, 5000)
 	tr.waitKernels(t, s, 0, 1, 2)
@@ -317,28 +235,28 @@ func TestRolloutBreaker(t *testing.T) {
 		}
 	}
 	hold("healthy", 4*time.Second)
-	f.set(10, 0) // every 10th canary response slow: P99 > 300 ms, no errors
+	f.Set(10, 0, slowDelay) // every 10th canary response slow: P99 > 300 ms, no errors
 	hold("only latency", 5*time.Second)
 	// A window with both would be a breach: let the slow ones age out.
-	f.set(0, 0)
+	f.Set(0, 0, 0)
 	hold("healthy again", 4*time.Second)
-	f.set(0, 16) // 6.25 % errors, fast
+	f.Set(0, 16, 0) // 6.25 % errors, fast
 	hold("only errors", 5*time.Second)
 
 	// Too few requests to judge: both faults, a trickle of traffic.
-	l.end()
-	f.set(10, 16)
+	l.Stop()
+	f.Set(10, 16, slowDelay)
 	time.Sleep(4 * time.Second) // the busy windows age out
 	quiet := startLoad(tr.ctx, tr.lab, 5)
 	hold("below minRequests", 5*time.Second)
 	if r := tr.release(t, leader, "web-v2"); r.Analysis == nil || !strings.HasPrefix(r.Analysis.Verdict, "no verdict") {
 		t.Errorf("below minRequests: analysis %+v, want no verdict", r.Analysis)
 	}
-	quiet.end()
+	quiet.Stop()
 
 	// Both faults under load: rollback in every kernel.
 	l = startLoad(tr.ctx, tr.lab, 200)
-	defer l.end()
+	defer l.Stop()
 	faulty := time.Now()
 	s.CanaryWeight = 0
 	tr.waitKernels(t, s, 0, 1, 2)
@@ -370,7 +288,7 @@ func TestRolloutBreaker(t *testing.T) {
 
 	// Recovery: half-open after the cool-down, closed after two healthy
 	// windows, the step's weight back in every kernel.
-	f.set(0, 0)
+	f.Set(0, 0, 0)
 	tr.waitRelease(t, leader, "web-v2", 20*time.Second, "half-open", func(r api.Release) bool { return r.Breaker == "half-open" })
 	tr.waitRelease(t, leader, "web-v2", 30*time.Second, "closed", func(r api.Release) bool { return r.Breaker == "closed" })
 	s.CanaryWeight = 5000
@@ -431,7 +349,7 @@ func startHookReceiver(t *testing.T, host *netlab.Host, port uint16) *hookReceiv
 // its end, no step is done twice or skipped, and the release completes.
 func TestRolloutLeaderFailover(t *testing.T) {
 	tr := newTrio(t, labagent.Cluster{})
-	var f faults
+	var f netlab.Faults
 	startRolloutServers(t, tr.lab, &f)
 	leader := tr.waitLeader(t, 0, 3)
 	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 5
@@ -482,7 +400,7 @@ func TestRolloutLeaderFailover(t *testing.T) {
 // although the weight makes every flow eligible.
 func TestRolloutRate(t *testing.T) {
 	tr := newTrio(t, labagent.Cluster{})
-	var f faults
+	var f netlab.Faults
 	startRolloutServers(t, tr.lab, &f)
 	leader := tr.waitLeader(t, 0, 3)
 	tr.applyFile(t, leader, rolloutManifests(tr.lab, `    - setWeight: 100
@@ -491,7 +409,7 @@ func TestRolloutRate(t *testing.T) {
 	tr.ctl(t, leader, "rollout", "start", "web-v2")
 	tr.waitRelease(t, leader, "web-v2", 10*time.Second, "at the setRate step", func(r api.Release) bool { return r.Step == 2 && r.Rate == 60 })
 	l := startLoad(tr.ctx, tr.lab, 200)
-	defer l.end()
+	defer l.Stop()
 	time.Sleep(2 * time.Second) // every node has its share by now
 	s := rolloutService(tr.lab, 10000)
 	flows := func() (stable, canary uint64) {
@@ -523,8 +441,8 @@ func TestRolloutRate(t *testing.T) {
 	if total < 100 {
 		t.Errorf("only %.1f new flows/s: the load did not run", total)
 	}
-	if l.fail.Load() > 0 {
-		t.Errorf("%d requests failed", l.fail.Load())
+	if l.Failed.Load() > 0 {
+		t.Errorf("%d requests failed", l.Failed.Load())
 	}
 
 	// A member goes down: the leader counts two live nodes, and each

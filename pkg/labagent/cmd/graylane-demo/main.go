@@ -4,14 +4,18 @@
 // changes the canary weight with the real graylanectl through a follower,
 // and sends new TCP connections through the service VIP at each weight,
 // printing which backends answered and the weight every node's kernel
-// holds. Live connections stay on their backend while the weight moves. It
-// cleans up after itself, also on Ctrl-C.
+// holds. Live connections stay on their backend while the weight moves.
+// Then a CanaryRelease runs under HTTP load and advances by itself through
+// pauses and gates, a fault makes the canary slow and failing, and the
+// breaker pulls it back in every kernel. It cleans up after itself, also
+// on Ctrl-C.
 //
 //	make demo    (or: graylane-demo --agent bin/graylane-agent --ctl bin/graylanectl)
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -178,6 +182,10 @@ func run() error {
 	step("graylanectl status web")
 	fmt.Print(indent(out))
 
+	if err := releaseStory(ctx, lab, agents, ctl); err != nil {
+		return err
+	}
+
 	v, err := agents[0].View()
 	if err != nil {
 		return err
@@ -199,6 +207,131 @@ func run() error {
 }
 
 func step(msg string) { fmt.Printf("==> %s\n", msg) }
+
+// releaseStory runs a CanaryRelease under HTTP load: it advances by itself
+// through pauses and gates; then the canary turns slow and failing, and the
+// breaker pulls it back in every kernel.
+func releaseStory(ctx context.Context, lab *netlab.Lab, agents []*labagent.Agent, ctl func(...string) (string, error)) error {
+	var faults netlab.Faults
+	for _, h := range lab.Backends() {
+		var f *netlab.Faults
+		if h.Name == "c0" {
+			f = &faults
+		}
+		if err := h.StartHTTP(ctx, f); err != nil {
+			return err
+		}
+	}
+	file, err := os.CreateTemp("", "graylane-demo-release-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(file.Name())
+	fmt.Fprintf(file, releaseYAML, netlab.VIP4, netlab.HTTPPort,
+		netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HTTPPort), netip.AddrPortFrom(lab.Stable[1].Addr4, netlab.HTTPPort),
+		netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.HTTPPort))
+	file.Close()
+	step(fmt.Sprintf("graylanectl apply -f release.yaml: service shop (%s:%d, HTTP) and CanaryRelease shop-v2: 5%% → 25%% (gates) → 50%%; breaker: P99 > 300ms and errors >= 3.5%% over 3s windows", netlab.VIP4, netlab.HTTPPort))
+	if _, err := ctl("apply", "-f", file.Name(), "--wait"); err != nil {
+		return err
+	}
+	load := lab.Client.StartHTTPLoad(ctx, netip.AddrPortFrom(netlab.VIP4, netlab.HTTPPort), 200)
+	defer load.Stop()
+	if _, err := ctl("rollout", "start", "shop-v2"); err != nil {
+		return err
+	}
+	step("graylanectl rollout start shop-v2 — 200 HTTP requests/s from the client; the leader advances it:")
+	shop := service.Service{VIP: netlab.VIP4, Port: netlab.HTTPPort, Protocol: service.TCP}
+	watch := func(until func(phaseStep, breaker string) bool, limit time.Duration) error {
+		deadline := time.Now().Add(limit)
+		last := ""
+		for time.Now().Before(deadline) {
+			out, err := ctl("rollout", "status", "shop-v2", "-o", "json")
+			if err != nil {
+				return err
+			}
+			var r struct {
+				Phase, Weight, Breaker string
+				Step                   int
+			}
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				return err
+			}
+			kernels, err := kernelWeights(agents, shop)
+			if err != nil {
+				return err
+			}
+			line := fmt.Sprintf("step %d, %s, breaker %s, kernels gw/g1/g2 %s", r.Step, r.Phase, r.Breaker, kernels)
+			if line != last {
+				fmt.Printf("    %s  %s\n", time.Now().Format("15:04:05"), line)
+				last = line
+			}
+			if until(fmt.Sprintf("%s %d", r.Phase, r.Step), r.Breaker) {
+				return nil
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return fmt.Errorf("the release did not get there within %v", limit)
+	}
+	if err := watch(func(ps, _ string) bool { return ps == "running 3" }, 40*time.Second); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	step("fault: the canary answers 1 request in 10 after 400ms and 1 in 16 with HTTP 500")
+	faults.Set(10, 16, 400*time.Millisecond)
+	start := time.Now()
+	if err := watch(func(_, breaker string) bool { return breaker == "open" }, 30*time.Second); err != nil {
+		return err
+	}
+	step(fmt.Sprintf("rolled back %v after the fault began: the canary gets no new flows on any node", time.Since(start).Round(100*time.Millisecond)))
+	faults.Set(0, 0, 0)
+	out, err := ctl("rollout", "status", "shop-v2")
+	if err != nil {
+		return err
+	}
+	step("graylanectl rollout status shop-v2")
+	fmt.Print(indent(out))
+	step(fmt.Sprintf("client: %d answers (%d of them HTTP 5xx), %d failed connections", load.OK.Load(), load.Status5xx.Load(), load.Failed.Load()))
+	step(fmt.Sprintf("metrics (while a lab runs): ip netns exec %s-gw curl -s 127.0.0.1:9477/metrics | grep -E 'graylane_(breaker_state|rollout_events_total)'", lab.Name))
+	_, err = ctl("rollout", "abort", "shop-v2")
+	return err
+}
+
+const releaseYAML = `apiVersion: graylane.io/v1
+kind: Service
+metadata: {name: shop}
+spec:
+  vip: %s
+  port: %d
+  protocol: tcp
+  app: http
+  stable: {backends: ["%s", "%s"]}
+  canary: {backends: ["%s"], weight: 0}
+---
+apiVersion: graylane.io/v1
+kind: CanaryRelease
+metadata: {name: shop-v2}
+spec:
+  service: shop
+  steps:
+    - setWeight: 5
+      pause: {duration: 2s}
+    - setWeight: 25
+      verify:
+        - tcp: {}
+        - http: {path: /healthz, expectJSON: {.db.status: UP}}
+      pause: {duration: 2s}
+    - setWeight: 50
+      pause: {}
+  analysis:
+    window: 3s
+    minRequests: 40
+    breaker:
+      open: {p99Above: 300ms, errorRateAtLeast: 3.5%%}
+      close: {p99AtMost: 300ms, errorRateAtMost: 1%%, windows: 2}
+      coolDown: 30s
+  onBreach: rollback
+`
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
