@@ -19,9 +19,10 @@ func New(env *cli.Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
 		Short: "Create or update services from manifests (all or nothing)",
-		Long: `Sends the Service manifests in FILE ("-" reads standard input) to the
-cluster. Either every manifest is applied or, when one is wrong, none is:
-the answer names the file's line and field.`,
+		Long: `Sends the manifests in FILE ("-" reads standard input), Service and
+CanaryRelease documents separated by ---, to the cluster. Either every
+manifest is applied or, when one is wrong, none is: the answer names the
+file's line and field. Prints the raft index the change was committed at.`,
 		Example: "  graylanectl apply -f auth.yaml --wait\n  cat *.yaml | graylanectl apply -f -",
 		Args:    cli.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,7 +43,7 @@ the answer names the file's line and field.`,
 			}
 			w, err := c.Apply(cmd.Context(), data, opts)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote("applied "+displayName(file), w, wait.On)
 		},

@@ -6,12 +6,15 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +29,9 @@ type Env struct {
 	In       io.Reader
 	Out, Err io.Writer
 	Format   printer.Format
+	// Server and Timeout are the global flags' values, for messages.
+	Server  string
+	Timeout time.Duration
 	// Connect returns a client of the agent, with every request bounded
 	// by at least minTimeout (longer than a --wait).
 	Connect func(minTimeout time.Duration) (*api.Client, error)
@@ -35,6 +41,9 @@ type Env struct {
 func (e *Env) Print(v any, table func(t *printer.Tab)) error {
 	return printer.Print(e.Out, e.Format, v, table)
 }
+
+// TokenEnv is the environment variable --token defaults to.
+const TokenEnv = "GRAYLANE_TOKEN"
 
 // UsageError is a mistake in how graylanectl was called: exit code 2.
 type UsageError struct{ Err error }
@@ -48,17 +57,50 @@ func Usagef(format string, args ...any) error {
 }
 
 // Args turns cobra's argument checks into usage errors that show the
-// command's synopsis.
+// command's synopsis. Every command sets Args through it: a command
+// without Args gets cobra's own checks, whose errors would exit 1.
 func Args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := check(cmd, args); err != nil {
-			if !cmd.HasParent() {
-				return Usagef("%v (see 'graylanectl --help')", err)
-			}
-			return Usagef("%s: %v (usage: %s)", cmd.CommandPath(), err, cmd.UseLine())
+		err := check(cmd, args)
+		if err == nil {
+			return nil
 		}
-		return nil
+		// A word after a command that has subcommands is a mistyped
+		// subcommand, not an argument.
+		if cmd.HasAvailableSubCommands() && len(args) > 0 {
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2 // cobra's own default, set lazily
+			}
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + quoteJoin(s, " or ") + "?"
+			}
+			return &UsageError{errors.New(msg)}
+		}
+		// cobra.NoArgs says "unknown command" even where no command is
+		// expected; say what is wrong instead.
+		if strings.HasPrefix(err.Error(), "unknown command") {
+			err = fmt.Errorf("takes no arguments, got %q", strings.Join(args, " "))
+		}
+		return Usagef("%s%v (usage: %s)", Where(cmd), err, cmd.UseLine())
 	}
+}
+
+func quoteJoin(words []string, sep string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = fmt.Sprintf("%q", w)
+	}
+	return strings.Join(q, sep)
+}
+
+// Where prefixes a usage message with the subcommand it is about ("pin
+// add: "), or nothing for graylanectl itself.
+func Where(cmd *cobra.Command) string {
+	if !cmd.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ") + ": "
 }
 
 // Wait are the flags of a write that can wait for the kernels.
@@ -115,29 +157,70 @@ func (e *Env) Wrote(what string, w api.Write, wait bool) error {
 	return nil
 }
 
-// Explain adds what to do to an error from the agent.
-func Explain(err error) error {
+// Explain turns an error from the agent's client into one line that says
+// what went wrong and what to do about it.
+func (e *Env) Explain(err error) error {
 	var ae *api.Error
-	if !errors.As(err, &ae) {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (raise --timeout, or check that the agent is healthy)", err)
-		}
-		msg := err.Error()
-		switch {
-		case strings.Contains(msg, "certificate signed by unknown authority"):
-			return fmt.Errorf("%w (give the cluster's CA certificate with --ca)", err)
-		case strings.Contains(msg, "cannot reach the agent"):
-			return fmt.Errorf("%w (point --server at the agent: unix:///path/to/api.sock or https://host:port)", err)
-		}
-		return err
+	if errors.As(err, &ae) {
+		return explainAnswer(ae)
 	}
+	return e.explainTransport(err)
+}
+
+// explainAnswer adds what to do to the agent's refusals. The agent's
+// message already names what is wrong; the status says whose move it is.
+func explainAnswer(ae *api.Error) error {
 	switch ae.Status {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("%s (give an API token with --token or GRAYLANE_TOKEN)", ae.Message)
+		return fmt.Errorf("%s (give a valid API token with --token or the %s environment variable)", ae.Message, TokenEnv)
 	case http.StatusForbidden:
-		return fmt.Errorf("%s (the token's tenant does not own this; use a token of its tenant or an admin token)", ae.Message)
+		return fmt.Errorf("%s (the token's tenant does not own it: use a token of its tenant, or an admin token)", ae.Message)
 	case http.StatusServiceUnavailable:
-		return fmt.Errorf("%s", ae.Message)
+		if strings.Contains(ae.Message, "retry") {
+			return errors.New(ae.Message)
+		}
+		return fmt.Errorf("%s (the cluster cannot answer now: it has no leader, or this agent is cut off from it; retry in a few seconds, and see who is reachable with `graylanectl members`)", ae.Message)
+	case http.StatusNotFound:
+		if strings.HasPrefix(ae.Message, "no such API") {
+			return fmt.Errorf("%s (the agent does not know this call: is it older than graylanectl?)", ae.Message)
+		}
 	}
 	return errors.New(ae.Message)
+}
+
+// explainTransport names the agent that could not be reached and the
+// likely cause. The client wraps the dial error with %w, so its cause is
+// still there to be told apart.
+func (e *Env) explainTransport(err error) error {
+	unreachable := func(why, hint string) error {
+		return fmt.Errorf("cannot reach the agent at %s: %s (%s)", e.Server, why, hint)
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		// Ctrl-C: a write already sent may have been committed.
+		return errors.New("interrupted before the agent answered (a write may still have been committed: check with get or status)")
+	case errors.Is(err, syscall.ENOENT):
+		return unreachable("no such file", "is graylane-agent running? use --server")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return unreachable("connection refused", "is graylane-agent running and serving its API there? use --server")
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return unreachable("permission denied", "the socket is root's: run graylanectl as root, or use --server https://host:port with a token")
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return unreachable("no route to host", "check the address in --server")
+	case errors.As(err, &dnsErr):
+		return unreachable(fmt.Sprintf("unknown host %q", dnsErr.Name), "check the host in --server")
+	case errors.As(err, &unknownCA):
+		return unreachable("its certificate is not signed by a CA graylanectl trusts", "give the cluster's CA certificate with --ca FILE")
+	case errors.As(err, &badHost):
+		return unreachable(badHost.Error(), "put in --server a name or address the certificate is for")
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("the agent at %s did not answer in time (raise --timeout, now %v, or check that the agent is healthy)", e.Server, e.Timeout)
+	case strings.HasPrefix(err.Error(), "cannot reach the agent"):
+		return fmt.Errorf("%w (check --server, and that graylane-agent runs there)", err)
+	}
+	return err
 }

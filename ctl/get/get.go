@@ -35,7 +35,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			svcs, err := c.Services(cmd.Context())
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(svcs, func(t *printer.Tab) { table(t, svcs...) })
 		},
@@ -50,7 +50,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			s, err := c.Service(cmd.Context(), args[0])
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(s, func(t *printer.Tab) { table(t, s) })
 		},
@@ -65,7 +65,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			rels, err := c.Releases(cmd.Context())
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(rels, func(t *printer.Tab) {
 				t.Row("NAME", "SERVICE", "PHASE", "STEP", "WEIGHT", "BREAKER")

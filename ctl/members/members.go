@@ -23,7 +23,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			ms, err := c.Members(cmd.Context())
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(ms, func(t *printer.Tab) {
 				t.Row("NODE", "ADDRESS", "ROLE", "REACHABLE", "APPLIED")
@@ -59,7 +59,7 @@ cluster's; to bring it back, wipe its data directory and let it join.`,
 			}
 			w, err := c.RemoveMember(cmd.Context(), args[0])
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(w, func(t *printer.Tab) { t.Line("removed %s from the cluster", args[0]) })
 		},

@@ -51,7 +51,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			w, err := c.AddPin(cmd.Context(), args[0], prefix.String(), pool, opts)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote("pinned "+prefix.String()+" of "+args[0]+" to "+pool, w, wait.On)
 		},
@@ -79,7 +79,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			w, err := c.RemovePin(cmd.Context(), args[0], prefix.String(), opts)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote("removed pin "+prefix.String()+" of "+args[0], w, rmWait.On)
 		},
@@ -97,7 +97,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			s, err := c.Service(cmd.Context(), args[0])
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			pins := s.Pins
 			if pins == nil {

@@ -4,6 +4,7 @@
 package printer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,18 +41,20 @@ func Print(w io.Writer, f Format, v any, table func(t *Tab)) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	case YAML:
-		// Through JSON, so YAML uses the json tags' names.
+		// Through JSON, so YAML uses the json tags' names and omissions.
 		data, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}
-		var generic any
-		if err := json.Unmarshal(data, &generic); err != nil {
-			return err
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		node, err := yamlNode(dec)
+		if err != nil {
+			return fmt.Errorf("convert to YAML: %w", err)
 		}
 		enc := yaml.NewEncoder(w)
 		enc.SetIndent(2)
-		if err := enc.Encode(generic); err != nil {
+		if err := enc.Encode(node); err != nil {
 			return err
 		}
 		return enc.Close()
@@ -59,6 +62,59 @@ func Print(w io.Writer, f Format, v any, table func(t *Tab)) error {
 	t := &Tab{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), w: w}
 	table(t)
 	return t.tw.Flush()
+}
+
+// yamlNode reads one JSON value into a YAML node. Not through map[string]any:
+// that sorts the keys (JSON keeps the struct's order) and turns every
+// number into a float64, which YAML prints as 2e+07 for a P50 of 20ms in
+// nanoseconds.
+func yamlNode(dec *json.Decoder) (*yaml.Node, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	scalar := func(tag, value string) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		if v == '{' {
+			n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		}
+		for dec.More() {
+			if n.Kind == yaml.MappingNode {
+				key, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				n.Content = append(n.Content, scalar("!!str", key.(string)))
+			}
+			item, err := yamlNode(dec)
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, item)
+		}
+		if _, err := dec.Token(); err != nil { // the closing ] or }
+			return nil, err
+		}
+		return n, nil
+	case string:
+		// Tagged !!str: the encoder quotes values that would read back as
+		// something else ("yes", "1e3", "").
+		return scalar("!!str", v), nil
+	case json.Number:
+		if strings.ContainsAny(v.String(), ".eE") {
+			return scalar("!!float", v.String()), nil
+		}
+		return scalar("!!int", v.String()), nil
+	case bool:
+		return scalar("!!bool", fmt.Sprint(v)), nil
+	case nil:
+		return scalar("!!null", "null"), nil
+	}
+	return nil, fmt.Errorf("unexpected JSON token %v", tok)
 }
 
 // Tab is an aligned table; Line writes free text after the rows so far.

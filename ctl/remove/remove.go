@@ -33,7 +33,7 @@ func New(env *cli.Env) *cobra.Command {
 			}
 			w, err := c.Delete(cmd.Context(), args[0], opts)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote("deleted service "+args[0], w, wait.On)
 		},

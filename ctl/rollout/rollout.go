@@ -64,7 +64,7 @@ func action(env *cli.Env, name, short string) *cobra.Command {
 				w, err = c.ReleaseAction(cmd.Context(), args[0], name, opts)
 			}
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote(fmt.Sprintf("release %s: %s", args[0], past[name]), w, wait.On)
 		},
@@ -96,7 +96,7 @@ func status(env *cli.Env) *cobra.Command {
 			for {
 				rel, err := c.Release(cmd.Context(), args[0])
 				if err != nil {
-					return cli.Explain(err)
+					return env.Explain(err)
 				}
 				if err := env.Print(rel, func(t *printer.Tab) { table(t, rel) }); err != nil {
 					return err

@@ -28,7 +28,7 @@ import (
 )
 
 // TokenEnv is the environment variable --token defaults to.
-const TokenEnv = "GRAYLANE_TOKEN"
+const TokenEnv = cli.TokenEnv
 
 // New returns graylanectl with its subcommands. getenv reads the
 // environment (os.Getenv, or a map in tests).
@@ -60,7 +60,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 			if token == "" {
 				token = getenv(TokenEnv) // not a flag default: help must not print it
 			}
-			env.Format = f
+			env.Format, env.Server, env.Timeout = f, server, timeout
 			env.Connect = func(minTimeout time.Duration) (*api.Client, error) {
 				opts := api.ClientOptions{Server: server, Token: token, Timeout: max(timeout, minTimeout), Consistent: consistent}
 				if caFile != "" {
@@ -83,8 +83,10 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 	cmd.SetIn(in)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
+	// Every flag mistake (unknown flag, bad value) is a usage error; main
+	// adds the pointer to --help.
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return cli.Usagef("%v (see '%s --help')", err, c.CommandPath())
+		return cli.Usagef("%s%v", cli.Where(c), err)
 	})
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&server, "server", api.DefaultServer, "the agent's API: unix:///path/to/socket or https://host:port")
@@ -109,8 +111,10 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 			Short: "Print graylanectl's version",
 			Args:  cli.Args(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				_, err := fmt.Fprintln(out, "graylanectl", version.Version)
-				return err
+				v := struct {
+					Version string `json:"version"`
+				}{version.Version}
+				return env.Print(v, func(t *printer.Tab) { t.Line("graylanectl %s", v.Version) })
 			},
 		},
 	)

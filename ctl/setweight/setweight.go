@@ -37,7 +37,7 @@ stay on their backend.`,
 			}
 			res, err := c.SetWeight(cmd.Context(), name, w.String(), opts)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Wrote("canary weight of "+name+" set to "+w.String(), res, wait.On)
 		},

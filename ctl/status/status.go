@@ -4,6 +4,7 @@ package status
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,10 +20,12 @@ func New(env *cli.Env) *cobra.Command {
 		Use:   "status [SERVICE]",
 		Short: "Desired vs applied weight per node, and each pool's live numbers",
 		Long: `For each service (or one): the desired canary weight, and per node the
-weight its kernel steers by, and per pool over the node's last second: new
+weight its kernel steers by ("(differs)" while it has not caught up), and
+per pool its backends and, over the node's last measurement window: new
 flows per second, P50 and P99 response latency, errors per response, and
 the breaker's state when a release runs. A node that could not be asked is
-shown with the reason.`,
+shown with the reason. With -o json or yaml, p50 and p99 are nanoseconds
+and errorRate a fraction.`,
 		Args: cli.Args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -35,7 +38,7 @@ shown with the reason.`,
 			}
 			st, err := c.Status(cmd.Context(), name)
 			if err != nil {
-				return cli.Explain(err)
+				return env.Explain(err)
 			}
 			return env.Print(st, func(t *printer.Tab) { table(t, st) })
 		},
@@ -43,7 +46,7 @@ shown with the reason.`,
 }
 
 func table(t *printer.Tab, st api.Status) {
-	t.Row("SERVICE", "DESIRED", "NODE", "KERNEL", "POOL", "FLOWS/S", "P50", "P99", "ERRORS", "BREAKER")
+	t.Row("SERVICE", "DESIRED", "NODE", "KERNEL", "POOL", "BACKENDS", "FLOWS/S", "P50", "P99", "ERRORS", "BREAKER")
 	for _, s := range st.Services {
 		for _, n := range s.Nodes {
 			kernel := n.Weight
@@ -53,11 +56,11 @@ func table(t *printer.Tab, st api.Status) {
 				kernel += " (differs)"
 			}
 			if len(n.Pools) == 0 {
-				t.Row(s.Name, s.Weight, n.Node, kernel, "", "", "", "", "", "")
+				t.Row(s.Name, s.Weight, n.Node, kernel, "", "", "", "", "", "", "")
 				continue
 			}
 			for _, p := range n.Pools {
-				t.Row(s.Name, s.Weight, n.Node, kernel, p.Pool, fmt.Sprintf("%.1f", p.FlowRate),
+				t.Row(s.Name, s.Weight, n.Node, kernel, p.Pool, strings.Join(p.Backends, ","), fmt.Sprintf("%.1f", p.FlowRate),
 					latency(p.P50), latency(p.P99), fmt.Sprintf("%.2f%%", 100*p.ErrorRate), p.Breaker)
 			}
 		}

@@ -1,138 +1,93 @@
 // Package breaker judges a canary on kernel-measured windows and runs the
 // circuit breaker of a release. It is pure: no I/O, no clock (time is
-// passed in), so the controller's decisions can be replayed and tested.
+// passed in), deterministic, so the controller's decisions can be
+// replayed and tested.
 //
 // "P99 above T" is decided exactly, from counters, not estimated from
 // histogram buckets: the kernel counts the responses slower than each of
 // the service's latency thresholds (the agent sets them to the breaker's
 // two latencies), and P99 > T exactly when more than 1 % of the responses
 // are slower than T.
+//
+// Three pieces: Judge gives the verdict on one window; Breaker.Next moves
+// the breaker (closed → open → half-open → closed or open again) on
+// verdicts; a Slider keeps the nodes' per-second windows and sums them
+// over the analysis window.
 package breaker
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/window"
 )
-
-// Judgement is the verdict on one window of the canary pool, merged over
-// every node, with the numbers behind it.
-type Judgement struct {
-	Responses    uint64
-	Errors       uint64
-	ErrorsByKind [datapath.ErrorKinds]uint64
-	// ErrorRate is Errors / attempts, where attempts are the responses
-	// plus the requests that ended without one (reset, timeout, ICMP
-	// error). An HTTP 5xx is a response and an error.
-	ErrorRate float64
-	// P99 is the histogram's estimate, for people; the verdict uses the
-	// exact slow shares.
-	P99 time.Duration
-	// SlowOpen and SlowClose are the shares of responses slower than the
-	// open and close latencies.
-	SlowOpen, SlowClose float64
-	// Known is false when the window cannot be judged; Reason says why.
-	Known  bool
-	Reason string
-	// Breach: P99 above the open latency AND the error rate at least the
-	// open rate. Healthy: P99 at most the close latency AND the error
-	// rate at most the close rate. (Both false: in between.)
-	Breach, Healthy bool
-}
-
-// p99Share: P99 > T exactly when more than this share is slower than T.
-const p99Share = 0.01
-
-// Judge judges the canary pool's window w by the release's analysis.
-func Judge(w window.Pool, a release.Analysis) Judgement {
-	j := Judgement{Responses: w.Responses(), ErrorsByKind: w.Errors, P99: w.Response.Quantile(0.99)}
-	attempts := j.Responses
-	for kind, n := range w.Errors {
-		j.Errors += n
-		if kind != datapath.ErrHTTP5xx {
-			attempts += n
-		}
-	}
-	if attempts > 0 {
-		j.ErrorRate = float64(j.Errors) / float64(attempts)
-	}
-	b := a.Breaker
-	iOpen, iClose := thresholdIndex(w, b.OpenP99Above), thresholdIndex(w, b.CloseP99AtMost)
-	switch {
-	case j.Responses == 0 || j.Responses < a.MinRequests:
-		j.Reason = fmt.Sprintf("%d responses, fewer than minRequests %d", j.Responses, a.MinRequests)
-		return j
-	case !w.SlowKnown:
-		j.Reason = "the latency thresholds changed within the window"
-		return j
-	case iOpen < 0 || iClose < 0:
-		j.Reason = fmt.Sprintf("the kernel does not count responses slower than %v and %v yet", b.OpenP99Above, b.CloseP99AtMost)
-		return j
-	}
-	j.Known = true
-	j.SlowOpen, j.SlowClose = w.SlowShare(iOpen), w.SlowShare(iClose)
-	j.Breach = j.SlowOpen > p99Share && j.ErrorRate >= b.OpenErrorRate
-	j.Healthy = j.SlowClose <= p99Share && j.ErrorRate <= b.CloseErrorRate
-	return j
-}
-
-func thresholdIndex(w window.Pool, t time.Duration) int {
-	for i, th := range w.Thresholds {
-		if th == t && t > 0 {
-			return i
-		}
-	}
-	return -1
-}
 
 // State is the breaker's state.
 type State string
 
-// The states.
+// The states. The zero value, "", is closed (a run that never judged),
+// and so is any state this version does not know.
 const (
 	Closed   State = "closed"    // the canary gets the steps' weight
 	Open     State = "open"      // pulled back (or the release paused), cooling down
-	HalfOpen State = "half-open" // probing at a small weight
+	HalfOpen State = "half-open" // probing at ProbeWeight
 )
 
-// Breaker is a release's breaker: plain data, kept in the raft FSM.
+// Breaker is a release's breaker: plain data, kept in the raft FSM (its
+// JSON is part of the FSM's snapshots: keep the field names).
 type Breaker struct {
 	State State     `json:"state"`
 	Since time.Time `json:"since"` // the last transition
-	// HealthyWindows counts consecutive healthy windows while half-open.
+	// HealthyWindows counts consecutive healthy windows while half-open
+	// (0 in the other states).
 	HealthyWindows int `json:"healthyWindows,omitempty"`
 }
 
-// Transition is what one Next changed.
+// Transition is what one Next changed. What caused it is the judgement
+// Next was given (Tripped, Retripped, Counted, Recovered) or the time
+// (Probing).
 type Transition string
 
 // The transitions.
 const (
-	NoChange  Transition = ""
-	Tripped   Transition = "tripped"   // closed → open: a breach
-	Probing   Transition = "probing"   // open → half-open: the cool-down is over
-	Counted   Transition = "counted"   // half-open: one more healthy window
-	Recovered Transition = "recovered" // half-open → closed: enough healthy windows
-	Retripped Transition = "retripped" // half-open → open: a window that was not healthy
+	// NoChange: the breaker is as it was.
+	NoChange Transition = ""
+	// Tripped: closed → open, a known window breached (both open
+	// conditions held).
+	Tripped Transition = "tripped"
+	// Probing: open → half-open, the cool-down is over.
+	Probing Transition = "probing"
+	// Counted: half-open, one more known healthy window (HealthyWindows
+	// went up; recorded so that a new leader counts on from there).
+	Counted Transition = "counted"
+	// Recovered: half-open → closed, CloseWindows known healthy windows
+	// in a row.
+	Recovered Transition = "recovered"
+	// Retripped: half-open → open, a known window that was not healthy
+	// (a breach, or in between: Judgement.Breach tells which).
+	Retripped Transition = "retripped"
 )
 
-// Next moves the breaker on a judgement at now:
+// Next moves the breaker on the judgement j of a window ending at now:
 //
-//   - closed → open on a known breach (both open conditions in one
-//     window, at least minRequests responses);
-//   - open → half-open once CoolDown has passed since it opened,
-//     whatever the judgement;
-//   - half-open → closed after CloseWindows consecutive known, healthy
-//     windows; → open again on a known window that is not healthy (a
-//     breach, or in between). Unknown windows (too few requests) neither
-//     count nor reset the count.
+//   - closed → open (Tripped) on a known breach: both open conditions in
+//     one window of at least minRequests responses. Anything else keeps
+//     it closed.
+//   - open → half-open (Probing) once now − Since ≥ CoolDown, whatever
+//     the judgement; before that nothing changes (a clock behind Since
+//     waits).
+//   - half-open → closed (Recovered) on the CloseWindows-th consecutive
+//     known, healthy window (CloseWindows below 1 counts as 1); a healthy
+//     window before that is Counted. Any known window that is not healthy
+//     — a breach, or in between — reopens (Retripped): the canary must
+//     prove itself healthy, not merely not breach. Unknown windows (too
+//     few responses, thresholds not in place) neither count nor reset
+//     the count: a probe at a small weight may need several windows to
+//     gather minRequests responses.
 //
-// In half-open, each call is one window: the caller judges consecutive,
-// disjoint windows there (in closed it may judge a sliding one).
+// Every transition sets Since to now and HealthyWindows to 0. In
+// half-open each call is one window: the caller judges consecutive,
+// disjoint windows there (closed, it may judge a sliding one every tick).
 func (b Breaker) Next(now time.Time, j Judgement, cfg release.Breaker) (Breaker, Transition) {
 	switch b.State {
 	case Open:
@@ -150,7 +105,7 @@ func (b Breaker) Next(now time.Time, j Judgement, cfg release.Breaker) (Breaker,
 			b.HealthyWindows++
 			return b, Counted
 		}
-	default: // closed, or never set
+	default: // closed, never set, or unknown
 		if j.Known && j.Breach {
 			return Breaker{State: Open, Since: now}, Tripped
 		}
@@ -161,10 +116,14 @@ func (b Breaker) Next(now time.Time, j Judgement, cfg release.Breaker) (Breaker,
 	return b, NoChange
 }
 
-// ProbeWeight is the weight a half-open breaker lets the canary have: a
-// tenth of the weight the steps reached, at least 0.01 % — enough flows to
-// judge within a window or two at gateway traffic, few enough to limit
-// the harm if the canary is still bad.
-func ProbeWeight(step service.Weight) service.Weight {
-	return max(step/10, 1)
+// ProbeWeight is the canary weight while half-open: a tenth of the weight
+// the steps reached (target), rounded down, at least 0.01 % and never more
+// than target. A tenth limits the harm of a canary that is still bad,
+// while still growing with the traffic the step meant the canary to have,
+// so a probe gathers minRequests within a window or two at gateway rates
+// (a fixed 1 % could starve a low-traffic service into never deciding).
+// A target of 0 gives 0: the probe never sends the canary traffic the
+// release had not given it.
+func ProbeWeight(target service.Weight) service.Weight {
+	return min(max(target/10, 1), target)
 }

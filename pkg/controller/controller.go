@@ -147,6 +147,11 @@ func (c *Controller) Run(ctx context.Context) {
 func (c *Controller) Tick(ctx context.Context) {
 	st, _ := c.node.FSM().State()
 	now := c.opts.Now()
+	c.mu.Lock()
+	for _, s := range c.sliders { // nodes that left stop costing memory
+		s.Forget(now.Add(-maxWindow))
+	}
+	c.mu.Unlock()
 	for name, run := range st.Runs {
 		if !run.Phase.Active() {
 			continue

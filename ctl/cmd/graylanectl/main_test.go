@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,6 +121,11 @@ func (f *fakeAgent) handler() http.Handler {
 			reply(w, 200, api.Write{Index: 43, Applied: []string{"g1", "gw"}, NotApplied: []string{"g2"}})
 		case "noleader":
 			reply(w, 503, api.Error{Message: "the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds"})
+		case "notmember":
+			reply(w, 503, api.Error{Message: "this node is not a member of the cluster"})
+		case "slow":
+			// Never answers; returns when graylanectl gives up and hangs up.
+			<-r.Context().Done()
 		default:
 			wrote(w, r)
 		}
@@ -242,9 +250,13 @@ func TestOutput(t *testing.T) {
 		{"set-weight", []string{"set-weight", "auth", "15%"}, "", 0},
 		{"set-weight-wait", []string{"set-weight", "auth", "0.25", "--wait"}, "", 0},
 		{"set-weight-wait-json", []string{"set-weight", "auth", "5", "--wait", "-o", "json"}, "", 0},
+		{"set-weight-wait-yaml", []string{"set-weight", "auth", "5", "--wait", "-o", "yaml"}, "", 0},
+		{"set-weight-lagging-json", []string{"set-weight", "lagging", "5%", "--wait", "-o", "json"}, "", 1},
 		{"set-weight-lagging", []string{"set-weight", "lagging", "5%", "--wait"}, "", 1},
 		{"set-weight-forbidden", []string{"set-weight", "locked", "5%"}, "", 1},
 		{"set-weight-noleader", []string{"set-weight", "noleader", "5%"}, "", 1},
+		{"set-weight-notmember", []string{"set-weight", "notmember", "5%"}, "", 1},
+		{"set-weight-timeout", []string{"--timeout", "200ms", "set-weight", "slow", "5%"}, "", 1},
 		{"apply", []string{"apply", "-f", manifest, "--wait"}, "", 0},
 		{"apply-stdin-bad", []string{"apply", "-f", "-"}, "canary: {weight: 101%}\n", 1},
 		{"delete", []string{"delete", "service", "auth"}, "", 0},
@@ -253,11 +265,22 @@ func TestOutput(t *testing.T) {
 		{"pin-ls", []string{"pin", "ls", "auth"}, "", 0},
 		{"pin-ls-yaml", []string{"pin", "ls", "auth", "-o", "yaml"}, "", 0},
 		{"members", []string{"members"}, "", 0},
+		{"members-json", []string{"members", "-o", "json"}, "", 0},
 		{"members-yaml", []string{"members", "-o", "yaml"}, "", 0},
 		{"members-remove", []string{"members", "remove", "g2"}, "", 0},
 		{"members-remove-unknown", []string{"members", "remove", "g9"}, "", 1},
 		{"status", []string{"status"}, "", 0},
 		{"status-json", []string{"status", "auth", "-o", "json"}, "", 0},
+		{"status-yaml", []string{"status", "-o", "yaml"}, "", 0},
+		{"get-service-yaml", []string{"get", "service", "auth", "-o", "yaml"}, "", 0},
+		{"version", []string{"version"}, "", 0},
+		{"version-json", []string{"version", "-o", "json"}, "", 0},
+		{"usage-unknown-command", []string{"membres"}, "", 2},
+		{"usage-unknown-subcommand", []string{"get", "servics"}, "", 2},
+		{"usage-arg-count", []string{"set-weight", "auth"}, "", 2},
+		{"usage-bad-weight", []string{"set-weight", "auth", "5.555"}, "", 2},
+		{"usage-bad-output", []string{"-o", "xml", "members"}, "", 2},
+		{"usage-unknown-flag", []string{"members", "--bogus"}, "", 2},
 		{"get-releases", []string{"get", "releases"}, "", 0},
 		{"rollout-status", []string{"rollout", "status", "auth-v2"}, "", 0},
 		{"rollout-status-missing", []string{"rollout", "status", "nope"}, "", 1},
@@ -269,6 +292,7 @@ func TestOutput(t *testing.T) {
 			args := append([]string{"--server", server}, tc.args...)
 			out, code := graylanectl(args, tc.stdin, nil)
 			out = strings.ReplaceAll(out, manifest, "auth.yaml")
+			out = strings.ReplaceAll(out, server, "unix:///run/graylane/api.sock")
 			if code != tc.code {
 				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.code, out)
 			}
@@ -285,6 +309,15 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"membres"}, `did you mean "members"?`},
+		{[]string{"get", "services", "extra"}, `takes no arguments, got "extra"`},
+		{[]string{"status", "a", "b"}, "accepts at most 1 arg(s), received 2"},
+		{[]string{"version", "x"}, "takes no arguments"},
+		{[]string{"members", "-o"}, "flag needs an argument"},
+		{[]string{"--timeout", "soon", "members"}, `invalid argument "soon" for "--timeout"`},
+		{[]string{"set-weight", "auth", "-5"}, "unknown shorthand flag: '5'"},
+		{[]string{"set-weight", "auth", "--", "-5"}, `"-5"`},
+		{[]string{"set-weight", "auth", "0.001%"}, "more than two decimals"},
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 		{[]string{"-o", "xml", "members"}, `-o "xml": use table, json or yaml`},
 		{[]string{"set-weight", "auth"}, "accepts 2 arg(s), received 1"},
@@ -317,6 +350,9 @@ func TestUsageErrors(t *testing.T) {
 		out, code := graylanectl(args, "", nil)
 		if code != 2 || !strings.Contains(out, tc.want) {
 			t.Errorf("graylanectl %s: exit %d, output %q; want exit 2 and %q", strings.Join(tc.args, " "), code, out, tc.want)
+		}
+		if !strings.HasPrefix(out, "graylanectl: ") || !strings.HasSuffix(out, " --help' for usage.\n") || strings.Count(out, "\n") != 2 {
+			t.Errorf("graylanectl %s: output %q; want one line 'graylanectl: …' and the --help hint", strings.Join(tc.args, " "), out)
 		}
 		if seen := f.seen(); len(seen) > 0 {
 			t.Errorf("graylanectl %s sent %v to the agent", strings.Join(tc.args, " "), seen)
@@ -370,6 +406,108 @@ func TestHelp(t *testing.T) {
 			}
 			golden(t, name, out)
 		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root.New(nil, io.Discard, io.Discard, func(string) string { return "" }))
+}
+
+// TestUnreachable: when no agent answers, the message names the server
+// and what to check, and the exit code is 1.
+func TestUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	// A socket file nobody listens on: what a crashed agent leaves.
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	for _, tc := range []struct{ name, server string }{
+		{"unreachable-no-socket", "unix://" + filepath.Join(dir, "api.sock")},
+		{"unreachable-refused", "unix://" + stale},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := graylanectl([]string{"--server", tc.server, "members"}, "", nil)
+			if code != 1 {
+				t.Errorf("exit %d, want 1; output:\n%s", code, out)
+			}
+			golden(t, tc.name, strings.ReplaceAll(out, dir, "/run/graylane"))
+		})
+	}
+}
+
+// TestHTTPS: an https server needs --ca to be trusted and a token, which
+// comes from --token or GRAYLANE_TOKEN and travels as a bearer token.
+func TestHTTPS(t *testing.T) {
+	const secret = "s3cret-token"
+	f := &fakeAgent{}
+	var mu sync.Mutex
+	var auth []string
+	agent := f.handler()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"unknown token"}`))
+			return
+		}
+		agent.ServeHTTP(w, r)
+	}))
+	// The handshakes refused on purpose would be logged as noise.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"no CA", []string{"members"}, map[string]string{root.TokenEnv: secret}, 1, "give the cluster's CA certificate with --ca FILE"},
+		{"CA not PEM", []string{"--ca", notPEM, "members"}, map[string]string{root.TokenEnv: secret}, 2, "no PEM certificate"},
+		{"no token", []string{"--ca", ca, "members"}, nil, 1, "unknown token (give a valid API token with --token or the GRAYLANE_TOKEN environment variable)"},
+		{"wrong --token", []string{"--ca", ca, "--token", "nope", "members"}, map[string]string{root.TokenEnv: secret}, 1, "--token"},
+		{"token from the environment", []string{"--ca", ca, "members", "-o", "json"}, map[string]string{root.TokenEnv: secret}, 0, `"node": "gw"`},
+		{"--token", []string{"--ca", ca, "--token", secret, "set-weight", "auth", "5"}, nil, 0, "committed at index 42"},
+	} {
+		out, code := graylanectl(append([]string{"--server", srv.URL}, tc.args...), "", tc.env)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", tc.name, code, out, tc.code, tc.want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// No request without --ca nor with the bad CA file; the others carry
+	// exactly the token they were given.
+	want := []string{"", "Bearer nope", "Bearer " + secret, "Bearer " + secret}
+	if strings.Join(auth, "|") != strings.Join(want, "|") {
+		t.Errorf("Authorization headers %q, want %q", auth, want)
+	}
+}
+
+// TestEveryCommandChecksArgs: a command without cli.Args would let cobra
+// check its arguments, and a mistake there would exit 1 instead of 2.
+func TestEveryCommandChecksArgs(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Name() != "help" && c.Args == nil {
+			t.Errorf("%s has no Args check", c.CommandPath())
+		}
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}
