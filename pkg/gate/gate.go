@@ -1,93 +1,117 @@
 // Package gate runs the verification gates of a release step against the
-// canary backends: a TCP connect to each, an HTTP GET with an expected
-// status and expected JSON fields, or a command. An attempt is bounded by
-// the gate's timeout; a failing gate is retried as often as it says.
+// canary backends: a TCP connect to each, an HTTP GET to each with an
+// expected status and expected JSON fields, or a command. An attempt is
+// bounded by the gate's timeout; a failing gate is retried as often as it
+// says, after a short pause.
+//
+// Gates run real connections and real commands; Options only says how to
+// reach the world (a dialer and a command maker that may, for example,
+// enter a network namespace).
 package gate
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net"
-	"net/http"
 	"net/netip"
+	"net/url"
 	"os/exec"
-	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/graylane/graylane/pkg/release"
 )
 
-// Options are the gate runner's connections to the world.
+// Options are the gate runner's ways to reach the world. The zero value
+// uses this process's network namespace and runs commands directly.
 type Options struct {
-	// Dial opens connections (default: a net.Dialer in this process's
-	// network namespace).
+	// Dial opens the tcp and http gates' connections (default: a
+	// net.Dialer's DialContext).
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
-	// RetryDelay is the pause between attempts (default 1s).
+	// Command makes an exec gate's command (default: exec.CommandContext).
+	// The runner sets its Stdin (none), Stdout and Stderr (one buffer)
+	// and WaitDelay, puts it in a process group of its own unless
+	// SysProcAttr says otherwise, and kills it when the attempt ends.
+	Command func(ctx context.Context, name string, args ...string) *exec.Cmd
+	// RetryDelay is the pause before each retry (default DefaultRetryDelay).
 	RetryDelay time.Duration
 }
 
+// DefaultRetryDelay is the pause before a failed gate's next attempt.
+const DefaultRetryDelay = time.Second
+
 // Result is one gate's verdict.
 type Result struct {
-	Pass     bool
+	Pass bool
+	// Attempts is how many attempts ran (0: none, the context was done).
 	Attempts int
+	// Duration is the time from the first attempt to the verdict,
+	// pauses between attempts included.
 	Duration time.Duration
-	// Detail says what passed or what failed, and where.
+	// Detail says, in one line, what passed or what failed and where:
+	// each failing backend with its reason, an HTTP status and a body
+	// excerpt, a JSON path's actual value, a command's exit status.
 	Detail string
-	// Output is an exec gate's combined output (truncated).
+	// Output is an exec gate's combined stdout and stderr from its last
+	// attempt, at most MaxOutput bytes (the start and the end) plus a
+	// marker saying what was cut.
 	Output string
 }
 
-// MaxOutput bounds the output kept from an exec gate.
-const MaxOutput = 4096
-
-// Run runs gate g against the canary backends.
+// Run runs gate g against the canary backends: up to 1+g.Retries
+// attempts, each bounded by g.Timeout (release.DefaultGateTimeout when
+// 0), with opts.RetryDelay between them. It stops early when ctx is done;
+// the verdict is then a failure that says so.
 func Run(ctx context.Context, g release.Gate, canary []netip.AddrPort, opts Options) Result {
 	if opts.Dial == nil {
 		var d net.Dialer
 		opts.Dial = d.DialContext
 	}
+	if opts.Command == nil {
+		opts.Command = exec.CommandContext
+	}
 	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = time.Second
+		opts.RetryDelay = DefaultRetryDelay
 	}
 	timeout := g.Timeout
 	if timeout <= 0 {
 		timeout = release.DefaultGateTimeout
 	}
 	start := time.Now()
+	if ctx.Err() != nil {
+		return Result{Detail: "not run: " + cancelled(ctx)}
+	}
 	var r Result
-	for attempt := 0; attempt <= g.Retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				r.Detail += " (cancelled)"
-				r.Duration = time.Since(start)
-				return r
-			case <-time.After(opts.RetryDelay):
-			}
-		}
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		r = once(actx, g, canary, opts)
-		cancel()
-		r.Attempts = attempt + 1
-		if r.Pass || ctx.Err() != nil {
+	for attempt := 1; ; attempt++ {
+		a := newAttempt(ctx, timeout)
+		r = a.run(g, canary, opts)
+		a.cancel()
+		r.Attempts = attempt
+		if r.Pass || attempt > g.Retries || ctx.Err() != nil {
 			break
 		}
+		if !sleep(ctx, opts.RetryDelay) {
+			r.Detail = fmt.Sprintf("%s while waiting to retry; attempt %d: %s", cancelled(ctx), attempt, r.Detail)
+			r.Duration = time.Since(start)
+			return r
+		}
+	}
+	switch {
+	case r.Attempts > 1 && r.Pass:
+		r.Detail += fmt.Sprintf(" (on attempt %d)", r.Attempts)
+	case r.Attempts > 1:
+		r.Detail += fmt.Sprintf(" (%d attempts)", r.Attempts)
 	}
 	r.Duration = time.Since(start)
 	return r
 }
 
-// RunAll runs gates in order and stops at the first that fails; ok says
-// all passed.
+// RunAll runs gates in order and stops at the first that fails. It
+// returns the results of the gates it ran and whether all gates passed.
 func RunAll(ctx context.Context, gates []release.Gate, canary []netip.AddrPort, opts Options) ([]Result, bool) {
-	var out []Result
+	out := make([]Result, 0, len(gates))
 	for _, g := range gates {
 		r := Run(ctx, g, canary, opts)
 		out = append(out, r)
@@ -98,223 +122,114 @@ func RunAll(ctx context.Context, gates []release.Gate, canary []netip.AddrPort, 
 	return out, true
 }
 
-func once(ctx context.Context, g release.Gate, canary []netip.AddrPort, opts Options) Result {
+// sleep waits d and reports whether it did, or false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// attempt is one try of a gate: its context (the caller's, bounded by the
+// gate's timeout) and how to say why it ended early.
+type attempt struct {
+	parent  context.Context
+	ctx     context.Context
+	cancel  context.CancelFunc
+	timeout time.Duration
+}
+
+func newAttempt(parent context.Context, timeout time.Duration) *attempt {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	return &attempt{parent: parent, ctx: ctx, cancel: cancel, timeout: timeout}
+}
+
+// stopped reports whether the attempt's time is up or the caller
+// cancelled it, and says which.
+func (a *attempt) stopped() (string, bool) {
+	switch {
+	case a.parent.Err() != nil:
+		return cancelled(a.parent), true
+	case a.ctx.Err() != nil:
+		return fmt.Sprintf("timed out after %v (the gate's timeout)", a.timeout), true
+	}
+	return "", false
+}
+
+// why says why a check failed, without repeating the backend's address.
+func (a *attempt) why(err error) string {
+	if s, ok := a.stopped(); ok {
+		return s
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err // "connect: connection refused"
+	}
+	return err.Error()
+}
+
+func cancelled(ctx context.Context) string {
+	return "cancelled (" + context.Cause(ctx).Error() + ")"
+}
+
+func (a *attempt) run(g release.Gate, canary []netip.AddrPort, opts Options) Result {
 	switch {
 	case g.TCP != nil:
-		return eachBackend(canary, "accept connections", func(b netip.AddrPort) error {
-			c, err := opts.Dial(ctx, "tcp", b.String())
+		return a.eachBackend(canary, "connected to", func(b netip.AddrPort) error {
+			c, err := opts.Dial(a.ctx, "tcp", b.String())
 			if err != nil {
-				return err
+				return errors.New(a.why(err))
 			}
-			return c.Close()
+			c.Close()
+			return nil
 		})
 	case g.HTTP != nil:
-		client := &http.Client{
-			Transport: &http.Transport{DialContext: opts.Dial, DisableKeepAlives: true},
-			// A redirect is an answer to judge, not to follow.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		return eachBackend(canary, "answer "+g.HTTP.Path+" as expected", func(b netip.AddrPort) error {
-			return checkHTTP(ctx, client, b, g.HTTP)
-		})
+		return a.httpGate(g.HTTP, canary, opts.Dial)
 	case len(g.Exec) > 0:
-		return runExec(ctx, g.Exec)
+		return a.execGate(g.Exec, opts.Command)
 	}
-	return Result{Detail: "the gate names no check (tcp, http or exec)"}
+	return Result{Detail: "the gate checks nothing: give it tcp, http or exec"}
 }
 
-func eachBackend(canary []netip.AddrPort, what string, check func(netip.AddrPort) error) Result {
+// eachBackend runs check on every canary backend at once; all must pass.
+// ok says what was done when they all passed ("connected to").
+func (a *attempt) eachBackend(canary []netip.AddrPort, ok string, check func(netip.AddrPort) error) Result {
 	if len(canary) == 0 {
-		return Result{Detail: "the canary pool has no backends"}
+		return Result{Detail: "the canary pool has no backends to check"}
 	}
+	errs := make([]error, len(canary))
+	var wg sync.WaitGroup
+	for i, b := range canary {
+		if !b.IsValid() || b.Port() == 0 {
+			errs[i] = errors.New("not an address and port")
+			continue
+		}
+		wg.Go(func() { errs[i] = check(b) })
+	}
+	wg.Wait()
 	var bad []string
-	for _, b := range canary {
-		if err := check(b); err != nil {
-			bad = append(bad, fmt.Sprintf("%s: %v", b, err))
+	for i, err := range errs {
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", canary[i], err))
 		}
 	}
 	if len(bad) > 0 {
-		return Result{Detail: strings.Join(bad, "; ")}
+		return Result{Detail: fmt.Sprintf("%d of %d canary backends failed: %s", len(bad), len(canary), strings.Join(bad, "; "))}
 	}
-	return Result{Pass: true, Detail: fmt.Sprintf("all %d canary backends %s", len(canary), what)}
+	return Result{Pass: true, Detail: ok + " " + backends(len(canary))}
 }
 
-// maxBody bounds what is read of an HTTP answer.
-const maxBody = 1 << 20
-
-func checkHTTP(ctx context.Context, client *http.Client, b netip.AddrPort, h *release.HTTPGate) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.String()+h.Path, nil)
-	if err != nil {
-		return err
+func backends(n int) string {
+	if n == 1 {
+		return "the only canary backend"
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fmt.Errorf("read the answer: %w", err)
-	}
-	want := h.ExpectStatus
-	if want == 0 {
-		want = http.StatusOK
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("status %d, want %d (body: %s)", resp.StatusCode, want, excerpt(body))
-	}
-	if len(h.ExpectJSON) == 0 {
-		return nil
-	}
-	var doc any
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return fmt.Errorf("the body is not JSON (%s): %v", excerpt(body), err)
-	}
-	var bad []string
-	for _, path := range sortedKeys(h.ExpectJSON) {
-		got, err := Lookup(doc, path)
-		switch {
-		case err != nil:
-			bad = append(bad, err.Error())
-		case got != h.ExpectJSON[path]:
-			bad = append(bad, fmt.Sprintf("%s is %q, want %q", path, got, h.ExpectJSON[path]))
-		}
-	}
-	if len(bad) > 0 {
-		return errors.New(strings.Join(bad, ", "))
-	}
-	return nil
-}
-
-func excerpt(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return strconv.Quote(s)
-}
-
-// Lookup finds path (".a.b", ".a[0].b", ".") in a decoded JSON document
-// and returns the value as text: strings as they are, numbers as Go
-// prints them (3, 3.5), true/false, null; objects and arrays as JSON.
-func Lookup(doc any, path string) (string, error) {
-	if !strings.HasPrefix(path, ".") {
-		return "", fmt.Errorf("%s: a path starts with a dot, as in .db.status", path)
-	}
-	cur := doc
-	rest := path[1:]
-	for rest != "" {
-		var key string
-		var index = -1
-		switch {
-		case rest[0] == '[':
-			end := strings.IndexByte(rest, ']')
-			if end < 0 {
-				return "", fmt.Errorf("%s: unclosed [", path)
-			}
-			n, err := strconv.Atoi(rest[1:end])
-			if err != nil || n < 0 {
-				return "", fmt.Errorf("%s: %q is not an index", path, rest[1:end])
-			}
-			index, rest = n, rest[end+1:]
-		default:
-			end := strings.IndexAny(rest, ".[")
-			if end < 0 {
-				end = len(rest)
-			}
-			key, rest = rest[:end], rest[end:]
-			if key == "" {
-				return "", fmt.Errorf("%s: an empty field name", path)
-			}
-		}
-		rest = strings.TrimPrefix(rest, ".")
-		switch v := cur.(type) {
-		case map[string]any:
-			if index >= 0 {
-				return "", fmt.Errorf("%s: an object, not an array", path)
-			}
-			next, ok := v[key]
-			if !ok {
-				return "", fmt.Errorf("%s is missing", path)
-			}
-			cur = next
-		case []any:
-			if index < 0 {
-				return "", fmt.Errorf("%s: an array, not an object", path)
-			}
-			if index >= len(v) {
-				return "", fmt.Errorf("%s is missing (the array has %d elements)", path, len(v))
-			}
-			cur = v[index]
-		default:
-			return "", fmt.Errorf("%s is missing (%v has no fields)", path, text(cur))
-		}
-	}
-	return text(cur), nil
-}
-
-func text(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func sortedKeys(m map[string]string) []string {
-	return slices.Sorted(maps.Keys(m))
-}
-
-// runExec runs argv; exit status 0 passes. The command is killed when the
-// attempt's context ends; WaitDelay keeps a child that holds the output
-// pipe from hanging the gate.
-func runExec(ctx context.Context, argv []string) Result {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.WaitDelay = time.Second
-	var out bytes.Buffer
-	// One writer for both: exec then uses one pipe, in order, no race.
-	lw := &limited{w: &out}
-	cmd.Stdout, cmd.Stderr = lw, lw
-	err := cmd.Run()
-	r := Result{Output: out.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		r.Pass, r.Detail = true, "exit status 0"
-	case ctx.Err() != nil:
-		r.Detail = fmt.Sprintf("did not finish in time: %v", context.Cause(ctx))
-	case errors.As(err, &ee):
-		r.Detail = ee.Error()
-	default:
-		r.Detail = fmt.Sprintf("could not run %q: %v", argv[0], err)
-	}
-	return r
-}
-
-// limited keeps the first MaxOutput bytes written to it.
-type limited struct {
-	w    *bytes.Buffer
-	full bool
-}
-
-func (l *limited) Write(p []byte) (int, error) {
-	room := MaxOutput - l.w.Len()
-	if l.full || room < 0 {
-		return len(p), nil
-	}
-	if len(p) > room {
-		l.w.Write(p[:room])
-		l.w.WriteString("\n[output truncated]")
-		l.full = true
-		return len(p), nil
-	}
-	l.w.Write(p)
-	return len(p), nil
+	return fmt.Sprintf("all %d canary backends", n)
 }
