@@ -484,15 +484,24 @@ func TestErrorCounting(t *testing.T) {
 		}
 		c.Close()
 	}
+	// Each request from its own socket, all kept open until counted: no
+	// two share a source port, so each is a flow of its own.
 	for range unanswered {
 		c, err := e.lab.Client.DialUDP(e.ctx, netip.Addr{}, netip.AddrPortFrom(netlab.VIP4, mutePort))
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer c.Close()
 		c.Write([]byte("anyone?"))
-		c.Close()
 	}
-	time.Sleep(mute.Timeout + 4*250*time.Millisecond) // the timeout and a few sweeps
+	// The sweep counts each timeout between the service's timeout and one
+	// sweep later; on a loaded machine later still: wait for the count,
+	// then check it is exact after a few more sweeps.
+	deadline := time.Now().Add(15 * time.Second)
+	for sum(scrape(t, e.lab), "graylane_errors_total", map[string]string{"service": "mute", "kind": "timeout"}) < unanswered && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4 * 250 * time.Millisecond) // four sweeps (agent.SweepInterval)
 	fams = scrape(t, e.lab)
 	for _, c := range []struct {
 		service, kind string
