@@ -63,6 +63,7 @@ type Controller struct {
 	opts Options
 
 	live atomic.Int32 // reachable members, while a rate cap needs it (0: unknown)
+	life context.Context
 
 	mu       sync.Mutex
 	notified map[string]uint64          // release -> events passed to Notify (nil: not leading)
@@ -123,6 +124,9 @@ func (c *Controller) Analysis(release string) *api.Analysis {
 
 // Run judges and advances releases every tick while this node leads.
 func (c *Controller) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.life = ctx // gates started later end with the controller
+	c.mu.Unlock()
 	go c.watchLive(ctx)
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
@@ -164,6 +168,17 @@ func (c *Controller) Tick(ctx context.Context) {
 			c.opts.Log.Warn("rollout: a decision was not recorded; trying again at the next tick", "release", name, "err", err)
 		}
 	}
+}
+
+// lifetime is the context the controller runs in (Background before Run:
+// a test driving Tick by hand).
+func (c *Controller) lifetime() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.life == nil {
+		return context.Background()
+	}
+	return c.life
 }
 
 // watchLive counts the reachable members every tick while this node
@@ -387,7 +402,7 @@ func (c *Controller) startGates(st cluster.State, rel release.Release, run rollo
 	}
 	gates := rel.Steps[run.Step].Verify
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		ctx, cancel := context.WithTimeout(c.lifetime(), 30*time.Minute)
 		defer cancel()
 		results := c.opts.Gates(ctx, gates, canary)
 		c.mu.Lock()
