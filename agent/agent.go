@@ -57,9 +57,9 @@ type Agent struct {
 	// thresholds are the breaker thresholds set in the kernel, by service
 	// (the reconciler's goroutine only).
 	thresholds map[string][]time.Duration
-	// rates are the rate caps set in the kernel, by service.
-	rates   map[string]uint32
-	ratesMu sync.Mutex
+	// rates are the rate caps set in the kernel, by service (the
+	// reconciler's goroutine only).
+	rates map[string]uint32
 }
 
 // New checks the kernel's features, loads the data path and attaches it
@@ -260,9 +260,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			applied = index
 			a.applyThresholds(st)
-			a.ratesMu.Lock()
 			a.applyRates(st)
-			a.ratesMu.Unlock()
 			a.node.SetApplied(index)
 			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
 		}

@@ -558,23 +558,31 @@ func TestAttachModes(t *testing.T) {
 	}
 }
 
-// TestCleanStop: SIGTERM detaches every program and removes every pin; the
-// gateway is a plain router again and the VIP is unreachable.
-func TestCleanStop(t *testing.T) {
+// webLab is a lab with servers on every backend and the service web
+// (VIP4:80 to the hello servers, 50 %), for a test that starts its own
+// agent with the binary bin.
+func webLab(t *testing.T) (ctx context.Context, lab *netlab.Lab, bin string, s service.Service) {
+	t.Helper()
 	testenv.RequirePrivileges(t)
 	bin, err := agent.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	lab := netlab.NewT(t, netlab.Config{})
+	t.Cleanup(cancel)
+	lab = netlab.NewT(t, netlab.Config{})
 	for _, h := range lab.Backends() {
 		if _, err := h.StartServers(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
+	return ctx, lab, bin, web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
+}
+
+// TestCleanStop: SIGTERM detaches every program and removes every pin; the
+// gateway is a plain router again and the VIP is unreachable.
+func TestCleanStop(t *testing.T) {
+	ctx, lab, bin, s := webLab(t)
 	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Services: []service.Service{s}})
 	if err != nil {
 		t.Fatal(err)
@@ -623,20 +631,7 @@ func TestCleanStop(t *testing.T) {
 // TestFeatureFallback: with TCX forced off (the test hook), the agent
 // says it falls back, attaches through a clsact qdisc, and steers.
 func TestFeatureFallback(t *testing.T) {
-	testenv.RequirePrivileges(t)
-	bin, err := agent.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	lab := netlab.NewT(t, netlab.Config{})
-	for _, h := range lab.Backends() {
-		if _, err := h.StartServers(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
+	ctx, lab, bin, s := webLab(t)
 	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: "tc", Services: []service.Service{s},
 		Env: []string{"GRAYLANE_DISABLE_FEATURES=tcx"}})
 	if err != nil {

@@ -114,7 +114,9 @@ func (a *Agent) applyThresholds(st cluster.State) {
 
 // applyRates gives the kernel this node's share of the running releases'
 // rate caps: the cluster-wide rate split evenly (rounded up) over the live
-// members the leader counted, or over every member until it has.
+// members the leader counted, or over every member until it has. The count
+// is in the run (a rate-split decision), so a change in membership reaches
+// every node as a change of the state.
 func (a *Agent) applyRates(st cluster.State) {
 	want := map[string]uint32{}
 	for _, run := range st.Runs {

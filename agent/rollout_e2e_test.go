@@ -33,14 +33,8 @@ const slowDelay = 400 * time.Millisecond
 // hosts obey f.
 func startRolloutServers(t *testing.T, lab *netlab.Lab, f *netlab.Faults) {
 	t.Helper()
-	for _, h := range lab.Backends() {
-		var hf *netlab.Faults
-		if strings.HasPrefix(h.Name, "c") {
-			hf = f
-		}
-		if err := h.StartHTTP(context.Background(), hf); err != nil {
-			t.Fatal(err)
-		}
+	if err := lab.StartHTTP(context.Background(), f); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -48,11 +48,6 @@ func (w *windows) run(ctx context.Context) {
 			}
 			w.mu.Unlock()
 			w.a.report(ctx, prev, snap)
-			// Membership changes move the rate shares; they are no FSM change.
-			st, _ := w.a.node.FSM().State()
-			w.a.ratesMu.Lock()
-			w.a.applyRates(st)
-			w.a.ratesMu.Unlock()
 		}
 	}
 }

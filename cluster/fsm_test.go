@@ -69,17 +69,9 @@ func TestCommands(t *testing.T) {
 		{"delete again", &DeleteService{Name: "b"}, "does not exist"},
 	}
 	for i, s := range steps {
-		before, _ := f.State()
-		err := apply(t, f, uint64(i+2), s.cmd)
-		if s.want == "" && err != nil || s.want != "" && (err == nil || !strings.Contains(err.Error(), s.want)) {
-			t.Fatalf("%s: %v, want %q", s.name, err, s.want)
-		}
-		after, index := f.State()
-		if index != uint64(i+2) {
+		applyStep(t, f, uint64(i+2), s.name, s.cmd, s.want)
+		if _, index := f.State(); index != uint64(i+2) {
 			t.Fatalf("%s: index %d", s.name, index)
-		}
-		if err != nil && !equalState(before, after) {
-			t.Fatalf("%s: a refused command changed the state", s.name)
 		}
 	}
 	st, _ := f.State()
@@ -94,6 +86,23 @@ func TestCommands(t *testing.T) {
 	if err := apply(t, f, 99, &SetWeight{Name: "a", Weight: 10001}); !errors.As(err, &conflict) {
 		t.Fatalf("weight above 100%%: %v, want a conflict", err)
 	}
+}
+
+// applyStep applies cmd at index and checks the verdict: no error when
+// want is "", else an error containing want that left the state as it
+// was. It returns the state after.
+func applyStep(t *testing.T, f *FSM, index uint64, name string, cmd Command, want string) State {
+	t.Helper()
+	before, _ := f.State()
+	err := apply(t, f, index, cmd)
+	if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+		t.Fatalf("%s: %v, want %q", name, err, want)
+	}
+	after, _ := f.State()
+	if err != nil && !equalState(before, after) {
+		t.Fatalf("%s: a refused command changed the state", name)
+	}
+	return after
 }
 
 func equalState(a, b State) bool {
@@ -241,15 +250,7 @@ func TestReleaseCommands(t *testing.T) {
 		{"delete it again", &DeleteRelease{Name: "r"}, "does not exist"},
 	}
 	for i, s := range steps {
-		before, _ := f.State()
-		err := apply(t, f, uint64(i+1), s.cmd)
-		if s.want == "" && err != nil || s.want != "" && (err == nil || !strings.Contains(err.Error(), s.want)) {
-			t.Fatalf("%s: %v, want %q", s.name, err, s.want)
-		}
-		after, _ := f.State()
-		if err != nil && !equalState(before, after) {
-			t.Fatalf("%s: a refused command changed the state", s.name)
-		}
+		after := applyStep(t, f, uint64(i+1), s.name, s.cmd, s.want)
 		if s.name == "start" {
 			if got := after.Services["a"].CanaryWeight; got != 500 {
 				t.Fatalf("start: weight %v, want 5%%", got)

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ func (s *Server) listReleases(_ http.ResponseWriter, r *http.Request, id identit
 		return nil, err
 	}
 	out := []api.Release{}
-	for _, name := range sortedKeys(st.Releases) {
+	for _, name := range slices.Sorted(maps.Keys(st.Releases)) {
 		rel := st.Releases[name]
 		if id.may(st.Services[rel.Service].Tenant) {
 			a := releaseToAPI(st, rel)
@@ -192,13 +193,4 @@ func GateName(g release.Gate) string {
 		return "exec " + strings.Join(g.Exec, " ")
 	}
 	return "?"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -131,6 +131,24 @@ func (w *Wait) MinTimeout() time.Duration {
 	return w.Timeout + 10*time.Second
 }
 
+// Write makes a write with the wait flags: it checks them, connects,
+// sends, explains a refusal, and reports the write as what.
+func (e *Env) Write(ctx context.Context, wait *Wait, what string, send func(context.Context, *api.Client, api.WriteOptions) (api.Write, error)) error {
+	opts, err := wait.Options()
+	if err != nil {
+		return err
+	}
+	c, err := e.Connect(wait.MinTimeout())
+	if err != nil {
+		return err
+	}
+	w, err := send(ctx, c, opts)
+	if err != nil {
+		return e.Explain(err)
+	}
+	return e.Wrote(what, w, wait.On)
+}
+
 // Wrote reports a write: its raft index and, with --wait, where it was
 // applied. A write that some nodes did not apply in time is an error (the
 // write itself is committed).

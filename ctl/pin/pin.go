@@ -3,6 +3,7 @@
 package pin
 
 import (
+	"context"
 	"net/netip"
 
 	"github.com/spf13/cobra"
@@ -41,19 +42,10 @@ func New(env *cli.Env) *cobra.Command {
 			if _, err := service.ParsePool(pool); err != nil {
 				return cli.Usagef("pin add: --pool: %v", err)
 			}
-			opts, err := wait.Options()
-			if err != nil {
-				return err
-			}
-			c, err := env.Connect(wait.MinTimeout())
-			if err != nil {
-				return err
-			}
-			w, err := c.AddPin(cmd.Context(), args[0], prefix.String(), pool, opts)
-			if err != nil {
-				return env.Explain(err)
-			}
-			return env.Wrote("pinned "+prefix.String()+" of "+args[0]+" to "+pool, w, wait.On)
+			return env.Write(cmd.Context(), &wait, "pinned "+prefix.String()+" of "+args[0]+" to "+pool,
+				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
+					return c.AddPin(ctx, args[0], prefix.String(), pool, opts)
+				})
 		},
 	}
 	add.Flags().StringVar(&pool, "pool", "", "the pool: canary or stable")
@@ -69,19 +61,10 @@ func New(env *cli.Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts, err := rmWait.Options()
-			if err != nil {
-				return err
-			}
-			c, err := env.Connect(rmWait.MinTimeout())
-			if err != nil {
-				return err
-			}
-			w, err := c.RemovePin(cmd.Context(), args[0], prefix.String(), opts)
-			if err != nil {
-				return env.Explain(err)
-			}
-			return env.Wrote("removed pin "+prefix.String()+" of "+args[0], w, rmWait.On)
+			return env.Write(cmd.Context(), &rmWait, "removed pin "+prefix.String()+" of "+args[0],
+				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
+					return c.RemovePin(ctx, args[0], prefix.String(), opts)
+				})
 		},
 	}
 	rmWait.AddFlags(rm)

@@ -2,9 +2,12 @@
 package remove
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/pkg/api"
 )
 
 // New returns the delete command.
@@ -23,19 +26,10 @@ func New(env *cli.Env) *cobra.Command {
 		Short: "Remove a service from every node (its live flows stop being steered)",
 		Args:  cli.Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := wait.Options()
-			if err != nil {
-				return err
-			}
-			c, err := env.Connect(wait.MinTimeout())
-			if err != nil {
-				return err
-			}
-			w, err := c.Delete(cmd.Context(), args[0], opts)
-			if err != nil {
-				return env.Explain(err)
-			}
-			return env.Wrote("deleted service "+args[0], w, wait.On)
+			return env.Write(cmd.Context(), &wait, "deleted service "+args[0],
+				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
+					return c.Delete(ctx, args[0], opts)
+				})
 		},
 	}
 	wait.AddFlags(svc)

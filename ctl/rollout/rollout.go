@@ -3,6 +3,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -49,24 +50,13 @@ func action(env *cli.Env, name, short string) *cobra.Command {
 		Short: short,
 		Args:  cli.Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := wait.Options()
-			if err != nil {
-				return err
-			}
-			c, err := env.Connect(wait.MinTimeout())
-			if err != nil {
-				return err
-			}
-			var w api.Write
-			if full {
-				w, err = c.PromoteFull(cmd.Context(), args[0], opts)
-			} else {
-				w, err = c.ReleaseAction(cmd.Context(), args[0], name, opts)
-			}
-			if err != nil {
-				return env.Explain(err)
-			}
-			return env.Wrote(fmt.Sprintf("release %s: %s", args[0], past[name]), w, wait.On)
+			return env.Write(cmd.Context(), &wait, fmt.Sprintf("release %s: %s", args[0], past[name]),
+				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
+					if full {
+						return c.PromoteFull(ctx, args[0], opts)
+					}
+					return c.ReleaseAction(ctx, args[0], name, opts)
+				})
 		},
 	}
 	wait.AddFlags(c)

@@ -3,9 +3,12 @@
 package setweight
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -27,19 +30,10 @@ stay on their backend.`,
 			if err != nil {
 				return cli.Usagef("set-weight: %v", err)
 			}
-			opts, err := wait.Options()
-			if err != nil {
-				return err
-			}
-			c, err := env.Connect(wait.MinTimeout())
-			if err != nil {
-				return err
-			}
-			res, err := c.SetWeight(cmd.Context(), name, w.String(), opts)
-			if err != nil {
-				return env.Explain(err)
-			}
-			return env.Wrote("canary weight of "+name+" set to "+w.String(), res, wait.On)
+			return env.Write(cmd.Context(), &wait, "canary weight of "+name+" set to "+w.String(),
+				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
+					return c.SetWeight(ctx, name, w.String(), opts)
+				})
 		},
 	}
 	wait.AddFlags(cmd)

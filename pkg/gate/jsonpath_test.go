@@ -138,7 +138,7 @@ func TestPathGrammar(t *testing.T) {
 		paths = append(paths, tc.path)
 	}
 	for _, p := range paths {
-		_, err := parsePath(p)
+		_, err := release.ParseJSONPath(p)
 		if (err == nil) != release.ValidJSONPath(p) {
 			t.Errorf("%q: the gate says %v, release.ValidJSONPath says %v", p, err, release.ValidJSONPath(p))
 		}

@@ -65,6 +65,22 @@ func (h *Host) StartHTTP(ctx context.Context, faults *Faults) error {
 	return nil
 }
 
+// StartHTTP serves HTTPPort on every backend of the lab; the canary hosts
+// obey canary (nil: no faults).
+func (l *Lab) StartHTTP(ctx context.Context, canary *Faults) error {
+	for _, h := range l.Stable {
+		if err := h.StartHTTP(ctx, nil); err != nil {
+			return err
+		}
+	}
+	for _, h := range l.Canary {
+		if err := h.StartHTTP(ctx, canary); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // HTTPLoad sends GET / from a host to an address, one new connection per
 // request, at about Rate requests a second, until Stop (bounded by the
 // context it was started with and by 10 minutes). It counts what the

@@ -207,34 +207,72 @@ func validateBreaker(b Breaker, bad reporter) {
 // optionally followed by array indexes: ".db.status", ".items[0].state",
 // ".[2]".
 func ValidJSONPath(p string) bool {
-	rest, ok := strings.CutPrefix(p, ".")
-	if !ok {
-		return false
+	_, err := ParseJSONPath(p)
+	return err == nil
+}
+
+// ErrBadJSONPath is wrapped by ParseJSONPath's errors.
+var ErrBadJSONPath = errors.New("not a JSON path")
+
+// maxIndexDigits is the longest array index a path may write.
+const maxIndexDigits = 9
+
+// PathStep is one move into a JSON document: a field of an object or an
+// element of an array. End is where the step ends in the path, so
+// path[:End] names the value it reaches.
+type PathStep struct {
+	Key   string
+	Index int // -1: a field
+	End   int
+}
+
+// ParseJSONPath reads a path of expectJSON: "." alone
+// (the whole document), or field names (a letter or _, then letters,
+// digits, _ and -) after dots, each optionally followed by array indexes
+// in brackets; the first field name may be left out (".[2]").
+func ParseJSONPath(path string) ([]PathStep, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s (write one such as .db.status or .items[0].state)", ErrBadJSONPath, path, fmt.Sprintf(format, args...))
 	}
+	if !strings.HasPrefix(path, ".") {
+		return nil, bad("it starts with a dot")
+	}
+	var steps []PathStep
+	i := 1
 	for first := true; ; first = false {
-		n := identLen(rest)
+		n := fieldLen(path[i:])
 		if n == 0 && !first {
-			return false
+			return nil, bad("a field name (a letter or _, then letters, digits, _ or -) must follow %q", path[:i])
 		}
-		rest = rest[n:]
-		for strings.HasPrefix(rest, "[") {
-			end := strings.IndexByte(rest, ']')
-			if end < 2 || end > 10 || strings.Trim(rest[1:end], "0123456789") != "" {
-				return false
+		if n > 0 {
+			steps = append(steps, PathStep{Key: path[i : i+n], Index: -1, End: i + n})
+			i += n
+		}
+		for i < len(path) && path[i] == '[' {
+			end := strings.IndexByte(path[i:], ']')
+			if end < 0 {
+				return nil, bad("the [ after %q is not closed", path[:i])
 			}
-			rest = rest[end+1:]
+			digits := path[i+1 : i+end]
+			if digits == "" || len(digits) > maxIndexDigits || strings.Trim(digits, "0123456789") != "" {
+				return nil, bad("[%s] after %q is not an array index (0 to %s)", digits, path[:i], strings.Repeat("9", maxIndexDigits))
+			}
+			idx, _ := strconv.Atoi(digits)
+			i += end + 1
+			steps = append(steps, PathStep{Index: idx, End: i})
 		}
-		if rest == "" {
-			return true
+		if i == len(path) {
+			return steps, nil
 		}
-		if rest, ok = strings.CutPrefix(rest, "."); !ok {
-			return false
+		if path[i] != '.' {
+			return nil, bad("%q follows %q where a dot or [ belongs", path[i:], path[:i])
 		}
+		i++
 	}
 }
 
-// identLen returns the length of the field name at the start of s.
-func identLen(s string) int {
+// fieldLen is the length of the field name at the start of s.
+func fieldLen(s string) int {
 	for i, c := range []byte(s) {
 		switch {
 		case c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':

@@ -213,14 +213,8 @@ func step(msg string) { fmt.Printf("==> %s\n", msg) }
 // breaker pulls it back in every kernel.
 func releaseStory(ctx context.Context, lab *netlab.Lab, agents []*labagent.Agent, ctl func(...string) (string, error)) error {
 	var faults netlab.Faults
-	for _, h := range lab.Backends() {
-		var f *netlab.Faults
-		if h.Name == "c0" {
-			f = &faults
-		}
-		if err := h.StartHTTP(ctx, f); err != nil {
-			return err
-		}
+	if err := lab.StartHTTP(ctx, &faults); err != nil {
+		return err
 	}
 	file, err := os.CreateTemp("", "graylane-demo-release-*.yaml")
 	if err != nil {
