@@ -37,7 +37,7 @@ install: build ## Install the binaries, the systemd unit and a default config (D
 	[ -e $(DESTDIR)$(CONFDIR)/agent.yaml ] || install -m 0600 agent/systemd/agent.yaml $(DESTDIR)$(CONFDIR)/agent.yaml
 
 .PHONY: uninstall
-uninstall: ## Remove what install laid out, except the configuration and the data
+uninstall: ## Remove what install laid out, except the configuration and the data (run `graylane-agent cleanup` first to take the programs off)
 	rm -f $(DESTDIR)$(BINDIR)/graylane-agent $(DESTDIR)$(BINDIR)/graylanectl $(DESTDIR)$(UNITDIR)/graylane-agent.service
 
 .PHONY: deps

@@ -7,8 +7,10 @@
 // single-node cluster of its own (the embedded default). The manifests of
 // the configuration are applied once, when a node creates a new cluster;
 // afterwards the state changes through the API (graylanectl). SIGHUP
-// re-reads the configuration (interfaces, attach mode); SIGTERM detaches
-// everything cleanly.
+// re-reads the configuration (interfaces, attach mode). SIGTERM stops the
+// agent and leaves the data path steering, pinned in the BPF file system;
+// the next start adopts it (see package datapath), `graylane-agent
+// cleanup` removes it.
 package agent
 
 import (
@@ -140,7 +142,8 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 // Datapath gives access to the loaded data path.
 func (a *Agent) Datapath() *datapath.Datapath { return a.dp }
 
-// Close leaves raft, detaches every program, and removes the maps and pins.
+// Close leaves raft and closes the data path's descriptors: the programs
+// stay attached and the maps pinned, so traffic flows on while no agent runs.
 func (a *Agent) Close() error {
 	var errs []error
 	if a.node != nil {
@@ -148,7 +151,7 @@ func (a *Agent) Close() error {
 			errs = append(errs, fmt.Errorf("stop the cluster node: %w", err))
 		}
 	}
-	if err := a.dp.Close(); err != nil {
+	if err := a.dp.Release(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -178,6 +181,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	// manifests, or what it restored from disk.
 	if err := a.waitKernel(ctx, a.fsmIndex()); err != nil {
 		return err
+	}
+	// After a restart the kernel may hold a newer state than this node's
+	// disk (its log replays once the cluster is heard from): ready once
+	// this agent applied that much and took the data path over. Without a
+	// quorum that may not come: the previous state keeps steering, and the
+	// agent serves its API and metrics meanwhile.
+	if kernel := a.dp.StateIndex(); kernel > a.node.Applied() && a.node.Resumed {
+		if err := a.waitKernel(ctx, kernel); err != nil {
+			a.log.Warn("this node has not caught up with the state the kernel steers by; it keeps steering by it until then", "kernel_index", kernel, "err", err)
+		}
 	}
 	servers, err := a.serve(ctx, &wg)
 	if err != nil {
@@ -244,11 +257,21 @@ func (a *Agent) waitKernel(ctx context.Context, index uint64) error {
 // it applies the whole state and records the raft index it reflects.
 func (a *Agent) reconcile(ctx context.Context) {
 	fsm := a.node.FSM()
+	if !a.waitAdopted(ctx) {
+		return
+	}
 	applied := ^uint64(0)
+	first := true
 	for {
 		changed := fsm.Changed()
 		st, index := fsm.State()
 		if index != applied {
+			if first {
+				// Rate caps and thresholds go in with the services, so the
+				// adopted kernel state never loses them for a moment.
+				a.applyThresholds(st)
+				a.applyRates(st)
+			}
 			if err := a.dp.Apply(st.ServiceList()); err != nil {
 				a.log.Error("apply the cluster state to the kernel; retrying", "index", index, "err", err)
 				select {
@@ -258,15 +281,47 @@ func (a *Agent) reconcile(ctx context.Context) {
 				}
 				continue
 			}
-			applied = index
+			applied, first = index, false
 			a.applyThresholds(st)
 			a.applyRates(st)
+			if err := a.dp.RecordIndex(index); err != nil {
+				a.log.Warn("record the applied raft index next to the pins", "err", err)
+			}
 			a.node.SetApplied(index)
 			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+		}
+	}
+}
+
+// waitAdopted holds the first apply back while the kernel steers by a
+// newer state than this node holds: a restarted member replays its log
+// only once it hears from the leader, and applying its older state would
+// move weights back and forth. It returns false when ctx ends.
+func (a *Agent) waitAdopted(ctx context.Context) bool {
+	kernel := a.dp.StateIndex()
+	if kernel == 0 || !a.node.Resumed {
+		return true
+	}
+	fsm := a.node.FSM()
+	for logged := false; ; {
+		changed := fsm.Changed()
+		_, index := fsm.State()
+		if index >= kernel {
+			return true
+		}
+		if !logged {
+			a.log.Info("the kernel steers by a newer state than this node holds yet: keeping it until the cluster log catches up",
+				"kernel_index", kernel, "node_index", index)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
 		case <-changed:
 		}
 	}

@@ -37,6 +37,10 @@ func (a *Agent) attachOne(cfg *config.Config, ifc config.Interface) error {
 	if err != nil {
 		return err
 	}
+	if at.Adopted {
+		a.log.Info("steering on interface: kept the previous agent's attachment", "interface", at.Interface, "role", at.Role, "hook", at.Hook, "mode", mode)
+		return nil
+	}
 	a.log.Info("steering on interface", "interface", at.Interface, "role", at.Role, "hook", at.Hook, "mode", mode)
 	return nil
 }

@@ -15,15 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/gtpu"
 	"github.com/graylane/graylane/pkg/labagent"
 	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/testenv"
-	"github.com/vishvananda/netlink"
 )
 
 // End-to-end tests: a real graylane-agent process on the gateway of a netns
@@ -39,6 +36,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	agent.Remove()
+	upgraded.Remove()
 	ctl.Remove()
 	os.Exit(code)
 }
@@ -577,55 +575,6 @@ func webLab(t *testing.T) (ctx context.Context, lab *netlab.Lab, bin string, s s
 		}
 	}
 	return ctx, lab, bin, web("web", lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
-}
-
-// TestCleanStop: SIGTERM detaches every program and removes every pin; the
-// gateway is a plain router again and the VIP is unreachable.
-func TestCleanStop(t *testing.T) {
-	ctx, lab, bin, s := webLab(t)
-	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Services: []service.Service{s}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Remove()
-	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
-		out, _ := lab.Client.Command(ctx, "ip", "-d", "route", "show", "table", "all").CombinedOutput()
-		out2, _ := lab.Client.Command(ctx, "ip", "-d", "link").CombinedOutput()
-		a.Kill()
-		t.Fatalf("through the running agent: %v\n%s\n%s", err, out, out2)
-	}
-	pins, err := os.ReadDir(filepath.Join(a.PinPath(), "maps"))
-	if err != nil || len(pins) == 0 {
-		t.Errorf("no pinned maps while running: %v", err)
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	err = lab.Gateway.Do(func() error {
-		for _, ifname := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
-			l, err := netlink.LinkByName(ifname)
-			if err != nil {
-				return err
-			}
-			if x := l.Attrs().Xdp; x != nil && x.Attached {
-				t.Errorf("%s: XDP program still attached", ifname)
-			}
-			progs, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: ebpf.AttachTCXIngress})
-			if err != nil {
-				return err
-			}
-			if len(progs.Programs) != 0 {
-				t.Errorf("%s: %d tcx programs still attached", ifname, len(progs.Programs))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err == nil {
-		t.Error("the VIP still answers after the agent stopped")
-	}
 }
 
 // TestFeatureFallback: with TCX forced off (the test hook), the agent

@@ -61,6 +61,9 @@ type Node struct {
 	// Created says this node created the cluster (bootstrapped a fresh
 	// one): the agent then applies its manifests once.
 	Created bool
+	// Resumed says this node started from its stored raft state (not a
+	// new or joining member).
+	Resumed bool
 
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
@@ -164,6 +167,7 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 	}
 	switch {
 	case hasState:
+		n.Resumed = true
 		n.log.Info("resuming from stored state", "node", cfg.Node)
 	case len(cfg.Join) == 0:
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: self, Suffrage: raft.Voter}}}

@@ -342,7 +342,14 @@ volatile __u32 route_gen;
 
 /* How long a cached next hop is trusted without a bump (the agent may be
  * down): one second of a stale MAC at most. */
+#ifdef GRAYLANE_UPGRADE_TEST
+/* The upgrade test's "newer program" (bpf2go SteerUpgrade, build tag
+ * graylane_upgrade_test): a changed constant, as a tuning release would
+ * bring, with every map layout unchanged. */
+#define NEXTHOP_TTL_NS 500000000ULL
+#else
 #define NEXTHOP_TTL_NS 1000000000ULL
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -68,7 +68,13 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	d.services = p.installed
 	d.ids = p.ids
 	d.pins = p.pins
+	d.adopted = nil
 	d.sweep()
+	if d.adoption != nil && !d.adoption.done {
+		if err := d.adoption.finish(d); err != nil {
+			return fmt.Errorf("take over the previous agent's data path (the maps hold the new state; the next apply retries): %w", err)
+		}
+	}
 	return nil
 }
 
@@ -85,10 +91,16 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 
 	pinsAfter := 0
+	claimed := make(map[bpf.SteerEndpoint]bool) // adopted services matched so far
 	for i := range sorted {
 		s := &sorted[i]
 		old := d.services[s.Name]
 		in := &installed{svc: cloneService(s), key: svcKey(s.Frontend())}
+		if a := d.adopted[in.key]; old == nil && a != nil && !claimed[a.key] {
+			// A service a previous agent installed on this frontend: it
+			// keeps its id, so its live flows keep their counters.
+			old, claimed[a.key] = a, true
+		}
 		if old != nil {
 			in.id = old.id
 		} else {
@@ -131,6 +143,12 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		}
 		p.planDelete(m.Services, old)
 		p.ids.release(old.id)
+	}
+	for key, old := range d.adopted {
+		if !claimed[key] {
+			p.planDelete(m.Services, old)
+			p.ids.release(old.id)
+		}
 	}
 	// During the apply both the old and the new pins are in the trie.
 	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {

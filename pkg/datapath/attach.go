@@ -71,6 +71,9 @@ type Attachment struct {
 	Interface string
 	Role      Role
 	Hook      Hook
+	// Adopted is true when a previous agent's link or filter was kept: its
+	// program is replaced in one step, so the interface never stops steering.
+	Adopted bool
 }
 
 type attachment struct {
@@ -78,6 +81,11 @@ type attachment struct {
 	link    link.Link          // XDP and TCX
 	filter  *netlink.BpfFilter // clsact
 	pinPath string
+	// pending is the program to put on a previous agent's link or filter
+	// at the first Apply (adoption.finish); filterProgID is the program
+	// such a filter runs until then.
+	pending      *ebpf.Program
+	filterProgID uint32
 }
 
 // virtualDrivers are link kinds where auto mode prefers tc: native XDP on
@@ -89,7 +97,10 @@ var virtualDrivers = map[string]bool{
 }
 
 // Attach attaches the program for role to the interface named ifname (in
-// the caller's network namespace). It returns where the program went.
+// the caller's network namespace). It returns where the program went. An
+// earlier data path's link or filter on the interface that fits mode is
+// kept: its program is replaced in one step at the first Apply (at once
+// after it), so the interface never stops steering.
 func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -113,6 +124,27 @@ func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, erro
 	}
 	a := &attachment{Attachment: Attachment{Interface: ifname, Role: role}}
 	ifindex := nl.Attrs().Index
+	if d.opts.PinPath != "" {
+		prog := xdpProg
+		adopted, err := d.adoptLink(a, nl, mode, nil)
+		if err != nil {
+			return Attachment{}, fmt.Errorf("interface %s: %w", ifname, err)
+		}
+		if adopted {
+			if a.Hook == HookTCX || a.Hook == HookClsact {
+				prog = tcProg
+			}
+			a.pending = prog
+			if d.adoption == nil || d.adoption.done {
+				// Past the first Apply: the maps hold the state already.
+				if err := a.replaceProgram(d.log); err != nil {
+					return Attachment{}, fmt.Errorf("interface %s: %w", ifname, err)
+				}
+			}
+			d.attached[ifname] = a
+			return a.Attachment, nil
+		}
+	}
 
 	switch mode {
 	case ModeNative:
@@ -218,7 +250,7 @@ func (a *attachment) attachTC(prog *ebpf.Program, ifindex int, noTCX bool) error
 			Priority:  1,
 		},
 		Fd:           prog.FD(),
-		Name:         "graylane",
+		Name:         filterName,
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {

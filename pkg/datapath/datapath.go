@@ -43,7 +43,8 @@ const (
 
 // Options configure a Datapath.
 type Options struct {
-	// PinPath is a directory on a bpffs where maps and links are pinned.
+	// PinPath is a directory on a bpffs where maps and links are pinned,
+	// to outlive the process (Release) and be adopted by the next New.
 	// Empty: nothing is pinned (tests and benchmarks).
 	PinPath string
 	// FlowTable is the number of flow entries.
@@ -97,12 +98,20 @@ type Datapath struct {
 	// exceedances the programs count (SetThresholds).
 	thresholds map[string][]time.Duration
 	// rates cap new canary flows per second, per service name (SetRate).
-	rates  map[string]uint32
-	closed bool
+	rates map[string]uint32
+	// adoption is what New found pinned, until the first Apply completes
+	// taking it over (nil without a pin path).
+	adoption *adoption
+	// adopted are the services found in adopted maps, by frontend, until
+	// the first Apply matches them to the desired ones.
+	adopted map[bpf.SteerEndpoint]*installed
+	closed  bool
 }
 
-// New loads the programs and creates their maps. It does not attach
-// anything: see Attach.
+// New loads the programs and creates their maps, or, under a pin path
+// where an earlier data path left its pins, adopts them (see adopt.go):
+// the earlier programs keep steering until the first Apply. It does not
+// attach anything: see Attach.
 func New(opts Options) (*Datapath, error) {
 	opts.setDefaults()
 	spec, statNames, errNames, err := loadSpec()
@@ -131,23 +140,6 @@ func New(opts Options) (*Datapath, error) {
 	specs.Params.MaxEntries = opts.MaxServices
 	specs.Latency.MaxEntries = opts.MaxServices * 2
 
-	var collOpts ebpf.CollectionOptions
-	if opts.PinPath != "" {
-		mapDir := filepath.Join(opts.PinPath, "maps")
-		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(mapDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create pin directory: %w", err)
-		}
-		for name, m := range spec.Maps {
-			if !strings.HasPrefix(name, ".") { // not the .bss of route_gen
-				m.Pinning = ebpf.PinByName
-			}
-		}
-		collOpts.Maps.PinPath = mapDir
-	}
-
 	d := &Datapath{
 		opts:       opts,
 		log:        opts.Logger,
@@ -160,22 +152,48 @@ func New(opts Options) (*Datapath, error) {
 		rates:      make(map[string]uint32),
 		ids:        newIDAllocator(opts.MaxServices),
 	}
-	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
-		if opts.PinPath != "" {
-			// Whatever got pinned before the failure is ours: the
-			// directory was emptied of older pins above.
-			_ = removeStalePins(opts.PinPath, slog.New(slog.DiscardHandler))
-			_ = os.Remove(filepath.Join(opts.PinPath, "maps"))
-			_ = os.Remove(opts.PinPath)
+	var collOpts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
+			return nil, err
 		}
+		for _, dir := range []string{"maps", "links"} {
+			if err := os.MkdirAll(filepath.Join(opts.PinPath, dir), 0o700); err != nil {
+				return nil, fmt.Errorf("create pin directory: %w", err)
+			}
+		}
+		d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
+		d.adoption.close()
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
 		}
 		return nil, fmt.Errorf("load steering programs: %w", err)
 	}
+	if d.adoption != nil {
+		if err := d.adoption.begin(d); err != nil {
+			d.adoption.close()
+			d.objs.Close()
+			return nil, err
+		}
+	}
+	// A new program instance starts with its own next-hop generation: one
+	// that no slot cached by an earlier instance carries, since routes may
+	// have changed while no agent watched them.
+	d.routeGen = uint32(time.Now().UnixNano()) | 1
+	if err := d.objs.RouteGen.Set(d.routeGen); err != nil {
+		d.adoption.close()
+		d.objs.Close()
+		return nil, fmt.Errorf("set the route generation: %w", err)
+	}
 	d.timeoutSweep, err = link.AttachIter(link.IterOptions{Program: d.objs.SweepTimeouts, Map: d.objs.Flows})
 	if err != nil {
+		d.adoption.close()
 		d.objs.Close()
 		return nil, fmt.Errorf("attach the timeout sweep to the flow table: %w", err)
 	}
@@ -214,6 +232,32 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	return int(binary.NativeEndian.Uint64(out)), nil
 }
 
+// Release closes the data path's file descriptors and leaves everything
+// pinned: the programs keep steering, the maps keep their flows, counters
+// and services, until a next New adopts them (or Cleanup removes them).
+// Without a pin path there is nothing to keep: Release is Close.
+func (d *Datapath) Release() error {
+	if d.opts.PinPath == "" {
+		return d.Close()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	for name, a := range d.attached {
+		if a.link != nil {
+			if err := a.link.Close(); err != nil { // the pin keeps it attached
+				errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
+			}
+		}
+	}
+	d.attached = nil
+	return errors.Join(append(errs, d.closeObjects()...)...)
+}
+
 // Close detaches every program, and removes the maps and their pins.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
@@ -223,50 +267,46 @@ func (d *Datapath) Close() error {
 	}
 	d.closed = true
 	var errs []error
+	var ifnames []string
 	for name, a := range d.attached {
 		if err := a.detach(); err != nil {
 			errs = append(errs, fmt.Errorf("detach from %s: %w", name, err))
 		}
-		delete(d.attached, name)
+		ifnames = append(ifnames, name)
 	}
+	d.attached = nil
+	errs = append(errs, d.closeObjects()...)
 	if d.opts.PinPath != "" {
-		for _, m := range d.maps() {
-			if err := m.Unpin(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		// Only our own, now empty, directories: never a user's files. The
-		// pin path itself may be a bpffs mount point (busy) or hold other
-		// files (not empty): then it stays.
-		for _, dir := range []string{filepath.Join(d.opts.PinPath, "maps"), filepath.Join(d.opts.PinPath, "links")} {
-			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-		if err := os.Remove(d.opts.PinPath); err != nil && !errors.Is(err, os.ErrNotExist) &&
-			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+		if err := Cleanup(d.opts.PinPath, ifnames, slog.New(slog.DiscardHandler)); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func (d *Datapath) closeObjects() []error {
+	var errs []error
 	if d.timeoutSweep != nil {
 		if err := d.timeoutSweep.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	d.adoption.close()
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
-// maps lists every map of the programs, read off the generated struct so
-// that a new map cannot be left out (of unpinning, say).
-func (d *Datapath) maps() []*ebpf.Map {
-	var out []*ebpf.Map
+// mapsByName lists every map of the programs by its name in them, read
+// off the generated struct so that a new map cannot be left out (of
+// pinning, say).
+func (d *Datapath) mapsByName() map[string]*ebpf.Map {
+	out := make(map[string]*ebpf.Map)
 	v := reflect.ValueOf(&d.objs.SteerMaps).Elem()
 	for i := range v.NumField() {
 		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
-			out = append(out, m)
+			out[v.Type().Field(i).Tag.Get("ebpf")] = m
 		}
 	}
 	return out
@@ -278,8 +318,8 @@ func (d *Datapath) Objects() *bpf.SteerObjects { return &d.objs }
 // preparePinPath makes sure path is a directory on a bpffs and removes
 // what a previous agent left in it. Where no bpffs is mounted it mounts
 // one: at /sys/fs/bpf for paths below it (the standard place, which other
-// tools look at too), else at path itself. Adopting a previous agent's
-// maps and links is future work: for now a restart starts from empty maps.
+// tools look at too), else at path itself. What a previous agent pinned
+// there stays: New adopts it.
 func preparePinPath(path string, log *slog.Logger) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("bpffs path %q must be absolute", path)
@@ -306,27 +346,6 @@ func preparePinPath(path string, log *slog.Logger) error {
 		}
 		log.Info("mounted bpffs", "path", path)
 	}
-	return removeStalePins(path, log)
-}
-
-// removeStalePins empties the links and maps directories under path.
-func removeStalePins(path string, log *slog.Logger) error {
-	for _, sub := range []string{"links", "maps"} {
-		dir := filepath.Join(path, sub)
-		entries, err := os.ReadDir(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", dir, err)
-		}
-		for _, e := range entries {
-			log.Warn("removing a pin left by a previous agent", "path", filepath.Join(dir, e.Name()))
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("remove stale pin: %w", err)
-			}
-		}
-	}
 	return nil
 }
 
@@ -341,7 +360,7 @@ func isBPFFS(path string) (bool, error) {
 // loadSpec loads the programs' spec and the names of their path counters
 // and error kinds (from BTF).
 func loadSpec() (spec *ebpf.CollectionSpec, statNames, errNames []string, err error) {
-	spec, err = bpf.LoadSteer()
+	spec, err = bpf.LoadProgram()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load program spec: %w", err)
 	}

@@ -473,6 +473,9 @@ func lastLines(l []string, n int) string {
 type Binary struct {
 	// Package is the command's import path; default the agent's.
 	Package string
+	// Tags are build tags (graylane_upgrade_test: the agent carries the
+	// changed program of the upgrade test).
+	Tags []string
 
 	once sync.Once
 	dir  string
@@ -494,7 +497,11 @@ func (b *Binary) Path() (string, error) {
 			return
 		}
 		b.path = filepath.Join(b.dir, filepath.Base(pkg))
-		out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput()
+		args := []string{"build", "-o", b.path}
+		if len(b.Tags) > 0 {
+			args = append(args, "-tags", strings.Join(b.Tags, ","))
+		}
+		out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
 		if err != nil {
 			b.err = fmt.Errorf("labagent: build %s: %v\n%s", pkg, err, out)
 		}

@@ -37,6 +37,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "certs" {
 		return certs(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "cleanup" {
+		return cleanup(args[1:], stdout)
+	}
 	// A test hook: features named here count as missing (check shows the
 	// fallback taken, the agent takes it).
 	disabled := probe.Disabled(os.Getenv(DisableFeaturesEnv))
@@ -45,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("graylane-agent", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: graylane-agent [flags]\n       graylane-agent check\n       graylane-agent certs [-dir DIR] NODE=HOST[,HOST...]...\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: graylane-agent [flags]\n       graylane-agent check\n       graylane-agent cleanup [-config FILE]\n       graylane-agent certs [-dir DIR] NODE=HOST[,HOST...]...\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)
@@ -82,9 +85,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	runErr := a.Run(ctx)
-	log.Info("stopping: detaching programs and removing maps")
+	log.Info("stopping: the programs keep steering from their pins; the next start takes them over (graylane-agent cleanup removes them)")
 	if err := a.Close(); err != nil {
-		return errors.Join(runErr, fmt.Errorf("clean up: %w", err))
+		return errors.Join(runErr, fmt.Errorf("stop: %w", err))
 	}
 	return runErr
 }

@@ -1,0 +1,250 @@
+package agent_test
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/labagent"
+	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/testenv"
+)
+
+// upgraded is graylane-agent built with the changed program of the upgrade
+// test (bpf: build tag graylane_upgrade_test).
+var upgraded = labagent.Binary{Tags: []string{"graylane_upgrade_test"}}
+
+// TestSurviveAgent: under steady load (long-lived TCP connections echoing
+// data every 10 ms, a new connection every 5 ms) the agent is killed with
+// SIGKILL and restarted, then stopped and replaced by a rebuilt binary
+// with a changed program. Not one new connection fails, no long-lived
+// connection is reset or stalls, and the kernel's weight never changes.
+// Then `graylane-agent cleanup` takes Graylane off the host. It runs on
+// both tc hooks: TCX links, and clsact filters (TCX forced off).
+func TestSurviveAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		env        []string
+		hook       string
+	}{
+		{"tcx", "auto", nil, "tcx"},
+		{"clsact", "tc", []string{"GRAYLANE_DISABLE_FEATURES=tcx"}, "tc-clsact"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSurvive(t, tc.mode, tc.env, tc.hook) })
+	}
+}
+
+func testSurvive(t *testing.T, mode string, env []string, hook string) {
+	testenv.RequirePrivileges(t)
+	bin, err := agent.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newBin, err := upgraded.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := netlab.NewT(t, netlab.Config{})
+	for _, h := range lab.Backends() {
+		if _, err := h.StartServers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := web("echo", lab, netlab.VIP4, 81, netlab.EchoPort, service.TCP, 2000)
+	opts := labagent.Options{Binary: bin, Mode: mode, Env: env, Services: []service.Service{s}}
+	a, err := labagent.Start(ctx, lab, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Kill(); a.Remove() }()
+
+	weights := watchWeight(t, a.PinPath(), s)
+	load, err := lab.Client.StartSteadyLoad(ctx, netip.AddrPortFrom(netlab.VIP4, 81), 20, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			load.Stop()
+		}
+	}()
+	pause := func() { time.Sleep(time.Second) }
+	pause()
+
+	// kill -9, a second without an agent, start again.
+	a.Kill()
+	pause()
+	if a, err = labagent.Start(ctx, lab, opts); err != nil {
+		t.Fatal(err)
+	}
+	requireLog(t, a, `"msg":"steering on interface: kept the previous agent's attachment"`, `"hook":"`+hook+`"`)
+	requireLog(t, a, `"msg":"took over the previous agent's data path"`)
+	requireLog(t, a, `"msg":"kept steering on interface: same program"`)
+	pause()
+
+	// A clean stop, then the rebuilt binary with another program.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pause()
+	up := opts
+	up.Binary = newBin
+	if a, err = labagent.Start(ctx, lab, up); err != nil {
+		t.Fatal(err)
+	}
+	requireLog(t, a, `"msg":"kept steering on interface: program replaced"`)
+	pause()
+
+	rep := load.Stop()
+	stopped = true
+	seen := weights.stop()
+	t.Logf("steady load: %s", rep)
+	if f := rep.Failures(); f != "" {
+		t.Errorf("the load saw failures: %s", f)
+	}
+	if rep.MaxRoundGap > 500*time.Millisecond {
+		t.Errorf("a long-lived connection stalled for %v", rep.MaxRoundGap)
+	}
+	if rep.NewConns < 500 || len(rep.NewByBackend) < 2 {
+		t.Errorf("too little load to tell: %s", rep)
+	}
+	if len(seen) != 1 || seen[0] != s.CanaryWeight.String() {
+		t.Errorf("kernel weights seen during the restarts: %v, want only %s", seen, s.CanaryWeight)
+	}
+
+	// cleanup refuses while the agent runs; once it stopped, it takes
+	// the programs off and the VIP goes dark.
+	cleanup := func() ([]byte, error) {
+		return exec.CommandContext(ctx, newBin, "cleanup", "-config", filepath.Join(filepath.Dir(a.PinPath()), "agent.yaml")).CombinedOutput()
+	}
+	if out, err := cleanup(); err == nil || !strings.Contains(string(out), "an agent is running") {
+		t.Errorf("cleanup with the agent running: %v\n%s", err, out)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	err = lab.Gateway.Do(func() error {
+		var err error
+		out, err = cleanup()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	if err := lab.Gateway.Do(func() error { return nothingAttached(t) }); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer dcancel()
+	if _, err := lab.Client.DialTCP(dctx, netip.Addr{}, netip.AddrPortFrom(netlab.VIP4, 81)); err == nil {
+		t.Error("the VIP still answers after cleanup")
+	}
+}
+
+// requireLog fails unless one of the agent's log lines has every part.
+func requireLog(t *testing.T, a *labagent.Agent, parts ...string) {
+	t.Helper()
+	for _, l := range a.Log() {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("no log line with %q:\n%s", parts, strings.Join(a.Log(), "\n"))
+}
+
+// nothingAttached checks the lab gateway's interfaces have no XDP, TCX or
+// tc program left.
+func nothingAttached(t *testing.T) error {
+	for _, ifname := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			t.Errorf("%s: XDP program still attached", ifname)
+		}
+		progs, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		if len(progs.Programs) != 0 {
+			t.Errorf("%s: %d tcx programs still attached", ifname, len(progs.Programs))
+		}
+		filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		if err == nil && len(filters) > 0 {
+			t.Errorf("%s: %d tc filters still attached", ifname, len(filters))
+		}
+	}
+	return nil
+}
+
+// weightWatch reads a service's weight from the pinned maps every 20 ms.
+type weightWatch struct {
+	stop func() []string
+}
+
+// watchWeight records every distinct weight (or read failure) the kernel
+// shows for s, in order, until stop.
+func watchWeight(t *testing.T, pinPath string, s service.Service) weightWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var seen []string
+	note := func(v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 0 || seen[len(seen)-1] != v {
+			seen = append(seen, v)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
+			v, err := datapath.OpenPinned(pinPath)
+			if err != nil {
+				note("open: " + err.Error())
+			} else {
+				ks, ok, err := v.Service(s.Frontend())
+				switch {
+				case err != nil:
+					note("read: " + err.Error())
+				case !ok:
+					note("absent")
+				default:
+					note(ks.Weight.String())
+				}
+				v.Close()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return weightWatch{stop: func() []string {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}}
+}

@@ -1,0 +1,199 @@
+package datapath
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/testenv"
+)
+
+// pinDir is a fresh pin directory of the test's own on /sys/fs/bpf,
+// removed (with whatever is pinned in it) at the end.
+func pinDir(t *testing.T) string {
+	t.Helper()
+	testenv.RequirePrivileges(t)
+	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("graylane-test-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), os.Getpid()))
+	_ = Cleanup(dir, nil, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() {
+		if err := Cleanup(dir, nil, slog.New(slog.DiscardHandler)); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pin directory left after Cleanup: %v", err)
+		}
+	})
+	return dir
+}
+
+// fakeFlows writes n flow entries, as the programs would for live flows.
+func fakeFlows(t *testing.T, dp *Datapath, n int) {
+	t.Helper()
+	for i := range n {
+		k := bpf.SteerFlowKey{Sport: uint16(1000 + i), Dport: 80, Proto: 6}
+		v := bpf.SteerFlow{Pool: 1, SvcId: 0}
+		if err := dp.objs.Flows.Update(k, v, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func countEntries(t *testing.T, m *ebpf.Map) int {
+	t.Helper()
+	n := 0
+	k := make([]byte, m.KeySize())
+	v := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// restart releases dp and starts a data path on the same pins, logging to
+// the returned buffer; owner releases it at its end.
+func restart(t, owner *testing.T, dp *Datapath, opts Options) (*Datapath, *bytes.Buffer) {
+	t.Helper()
+	if dp != nil {
+		if err := dp.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	opts.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	next, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Cleanup(func() { next.Release() })
+	return next, &log
+}
+
+// TestAdoptPins: a data path started on a previous one's pins keeps its
+// flows, services (with their ids) and counters; a layout change resets
+// exactly the maps it names; a new flow table size migrates the flows.
+func TestAdoptPins(t *testing.T) {
+	dir := pinDir(t)
+	opts := Options{PinPath: dir, FlowTable: 1024, MaxServices: 8}
+	first, _ := restart(t, t, nil, opts)
+	a := webService("a", vip4, service.TCP, 1234)
+	b := webService("b", vip6, service.TCP, 500)
+	b.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("fd00:6c61::/48"), Pool: service.Canary}}
+	if err := first.Apply([]service.Service{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.RecordIndex(42); err != nil {
+		t.Fatal(err)
+	}
+	fakeFlows(t, first, 10)
+	idB := first.services["b"].id
+
+	top := t
+	t.Run("adopt", func(t *testing.T) {
+		dp, log := restart(t, top, first, opts)
+		if got := dp.StateIndex(); got != 42 {
+			t.Errorf("state index %d, want 42", got)
+		}
+		// Before any apply the kernel still steers as before.
+		ks, ok, err := dp.ReadKernel(a.Frontend())
+		if err != nil || !ok || ks.Weight != 1234 {
+			t.Fatalf("adopted service a: %+v %v %v", ks, ok, err)
+		}
+		// Swap the names' ids round: the adopted ids go by frontend.
+		if err := dp.Apply([]service.Service{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		if got := dp.services["b"].id; got != idB {
+			t.Errorf("service b has id %d after the restart, had %d", got, idB)
+		}
+		if n := countEntries(t, dp.objs.Flows); n != 10 {
+			t.Errorf("%d flows after the restart, want 10", n)
+		}
+		for _, s := range []service.Service{a, b} {
+			ks, ok, err := dp.ReadKernel(s.Frontend())
+			if err != nil || !ok || ks.Weight != s.CanaryWeight || len(ks.Backends[service.Canary]) != 1 {
+				t.Errorf("service %s after the restart: %+v %v %v", s.Name, ks, ok, err)
+			}
+		}
+		if n := countEntries(t, dp.objs.Pins); n != 1 {
+			t.Errorf("%d pins, want 1", n)
+		}
+		if !strings.Contains(log.String(), "took over the previous agent's data path") {
+			t.Errorf("log:\n%s", log)
+		}
+		first = dp
+	})
+
+	t.Run("layout changed", func(t *testing.T) {
+		// As if the old agent's flow and tables maps had another layout.
+		for _, name := range []string{bpf.SteerMapFlows, bpf.SteerMapTables} {
+			if err := first.adoption.info.Update(infoKey("layout:"+name), uint64(1), ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dp, log := restart(t, top, first, opts)
+		if n := countEntries(t, dp.objs.Flows); n != 0 {
+			t.Errorf("%d flows in a reset flow table", n)
+		}
+		if dp.adopted != nil {
+			t.Error("services read back from a reset service group")
+		}
+		if err := dp.Apply([]service.Service{a}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`map=flows fate=reset why="its key or value layout changed" cost="live flows lose`,
+			`map=services fate=reset why="rebuilt with the other service maps: tables is reset`,
+			`map=pool_counters fate=adopted`,
+		} {
+			if !strings.Contains(log.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+		if _, ok, _ := dp.ReadKernel(b.Frontend()); ok {
+			t.Error("service b survived an apply without it")
+		}
+		if ks, ok, err := dp.ReadKernel(a.Frontend()); err != nil || !ok || ks.Weight != 1234 {
+			t.Errorf("service a rebuilt: %+v %v %v", ks, ok, err)
+		}
+		first = dp
+	})
+
+	t.Run("flow table resized", func(t *testing.T) {
+		fakeFlows(t, first, 7)
+		bigger := opts
+		bigger.FlowTable = 4096
+		dp, log := restart(t, top, first, bigger)
+		if err := dp.Apply([]service.Service{a}); err != nil {
+			t.Fatal(err)
+		}
+		if n := countEntries(t, dp.objs.Flows); n != 7 {
+			t.Errorf("%d flows after the migration, want 7", n)
+		}
+		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", bpf.SteerMapFlows), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pinned.Close()
+		if pinned.MaxEntries() != 4096 {
+			t.Errorf("pinned flow table has %d entries, want the new 4096", pinned.MaxEntries())
+		}
+		if !strings.Contains(log.String(), "map=flows fate=migrated") || !strings.Contains(log.String(), "entries=7") {
+			t.Errorf("log:\n%s", log)
+		}
+		first = dp
+	})
+}
