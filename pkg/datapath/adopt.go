@@ -16,8 +16,9 @@ package datapath
 //
 //   - a map whose layout (type, key and value types as BTF describes them,
 //     flags) is unchanged is adopted as it is;
-//   - a flow or counter map whose layout is unchanged but whose size is
-//     (flowTable) is migrated: its entries are copied into a new map;
+//   - the flow table, when its entries' layout is unchanged but its size
+//     (flowTable) or flags are not, is migrated: its entries are copied
+//     into a new map;
 //   - any other map is reset, and the log says what that costs. The
 //     service maps (services, tables, pins, backends, params, rates) refer
 //     to each other, so they are adopted together or reset together; a
@@ -65,7 +66,7 @@ type fate string
 const (
 	fateNew     fate = "created"  // nothing was pinned
 	fateAdopt   fate = "adopted"  // the pinned map is used as it is
-	fateMigrate fate = "migrated" // same layout, another size: entries copied
+	fateMigrate fate = "migrated" // same layout, another size or flags: entries copied
 	fateReset   fate = "reset"    // another or unknown layout: a new, empty map
 )
 
@@ -145,8 +146,8 @@ func openPins(path string, spec *ebpf.CollectionSpec, log *slog.Logger) (*adopti
 			pm.fate, pm.why = fateReset, "its key or value layout changed"
 		case ms.Compatible(old) == nil:
 			pm.fate = fateAdopt
-		case sameButSize(ms, old) && migratable(name):
-			pm.fate, pm.why = fateMigrate, fmt.Sprintf("its size changed from %d to %d entries", old.MaxEntries(), ms.MaxEntries)
+		case migratable(name):
+			pm.fate, pm.why = fateMigrate, ms.Compatible(old).Error()
 		default:
 			pm.fate, pm.why = fateReset, ms.Compatible(old).Error()
 		}
@@ -180,16 +181,11 @@ func openPins(path string, spec *ebpf.CollectionSpec, log *slog.Logger) (*adopti
 	return ad, replace, nil
 }
 
-// migratable maps keep their entries across a size change; the others are
-// rebuilt (service maps) or are indexed by a fixed range.
+// migratable maps keep their entries across a change of size or flags
+// (their entries' layout is the same: layoutOf); the others are rebuilt
+// (service maps) or are counters indexed by a fixed range.
 func migratable(name string) bool {
 	return name == bpf.SteerMapFlows
-}
-
-func sameButSize(ms *ebpf.MapSpec, m *ebpf.Map) bool {
-	c := ms.Copy()
-	c.MaxEntries = m.MaxEntries()
-	return c.Compatible(m) == nil
 }
 
 // openInfo opens the pinned info map, or creates and pins it.
@@ -486,13 +482,14 @@ func (d *Datapath) readInstalled() (map[bpf.SteerEndpoint]*installed, error) {
 	return out, it.Err()
 }
 
-// layoutOf fingerprints what a map's entries mean: its type, flags, and the
-// shape of its key and value types (every member's name, offset and type),
-// so that a rebuilt program that reorders or retypes a field is not fed
-// entries written by the old one. The size is left out: see fateMigrate.
+// layoutOf fingerprints what a map's entries mean: its type and the shape
+// of its key and value types (every member's name, offset and type), so
+// that a rebuilt program that reorders or retypes a field is not fed
+// entries written by the old one. Size and flags are left out: entries of
+// the same layout can be copied across them (fateMigrate).
 func layoutOf(ms *ebpf.MapSpec) uint64 {
 	h := sha256.New()
-	fmt.Fprintf(h, "%v/%d/%d/%d/", ms.Type, ms.KeySize, ms.ValueSize, ms.Flags)
+	fmt.Fprintf(h, "%v/%d/%d/", ms.Type, ms.KeySize, ms.ValueSize)
 	writeShape(h, ms.Key, 0)
 	h.Write([]byte("/"))
 	writeShape(h, ms.Value, 0)
