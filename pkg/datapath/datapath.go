@@ -236,30 +236,13 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 // pinned: the programs keep steering, the maps keep their flows, counters
 // and services, until a next New adopts them (or Cleanup removes them).
 // Without a pin path there is nothing to keep: Release is Close.
-func (d *Datapath) Release() error {
-	if d.opts.PinPath == "" {
-		return d.Close()
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil
-	}
-	d.closed = true
-	var errs []error
-	for name, a := range d.attached {
-		if a.link != nil {
-			if err := a.link.Close(); err != nil { // the pin keeps it attached
-				errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
-			}
-		}
-	}
-	d.attached = nil
-	return errors.Join(append(errs, d.closeObjects()...)...)
-}
+func (d *Datapath) Release() error { return d.shutdown(d.opts.PinPath != "") }
 
 // Close detaches every program, and removes the maps and their pins.
-func (d *Datapath) Close() error {
+func (d *Datapath) Close() error { return d.shutdown(false) }
+
+// shutdown closes the data path; keep leaves what is pinned in place.
+func (d *Datapath) shutdown(keep bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -269,14 +252,21 @@ func (d *Datapath) Close() error {
 	var errs []error
 	var ifnames []string
 	for name, a := range d.attached {
-		if err := a.detach(); err != nil {
-			errs = append(errs, fmt.Errorf("detach from %s: %w", name, err))
+		var err error
+		switch {
+		case !keep:
+			err = a.detach()
+		case a.link != nil:
+			err = a.link.Close() // the pin keeps it attached
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
 		}
 		ifnames = append(ifnames, name)
 	}
 	d.attached = nil
 	errs = append(errs, d.closeObjects()...)
-	if d.opts.PinPath != "" {
+	if !keep && d.opts.PinPath != "" {
 		if err := Cleanup(d.opts.PinPath, ifnames, slog.New(slog.DiscardHandler)); err != nil {
 			errs = append(errs, err)
 		}
