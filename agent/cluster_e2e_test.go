@@ -446,8 +446,27 @@ func TestClusterLeaderKill(t *testing.T) {
 
 	// Restart the killed agent on its files: it resumes from its disk
 	// and its kernel matches the cluster's, including the write it missed.
+	// Its kernel kept steering meanwhile, and the restart never steps it
+	// back to an older state (its disk replays only once the leader is
+	// heard from): the weight it shows only grows, the service never
+	// vanishes.
+	watch := watchWeight(t, tr.agents[leader].PinPath(), s)
 	tr.start(t, leader)
 	tr.waitKernels(t, s, leader)
+	seen := watch.stop()
+	t.Logf("weights in the restarted agent's kernel: %v", seen)
+	var last service.Weight
+	for i, w := range seen {
+		cur, err := service.ParseWeight(w)
+		if err != nil || i > 0 && cur <= last {
+			t.Errorf("the restarted agent's kernel went %v: not only forward", seen)
+			break
+		}
+		last = cur
+	}
+	if last != s.CanaryWeight {
+		t.Errorf("the watch ended at %s, want %s", last, s.CanaryWeight)
+	}
 	if !tr.waitLog(leader, "resuming from stored state", 5*time.Second) {
 		t.Errorf("the restarted agent did not resume from its stored state")
 	}

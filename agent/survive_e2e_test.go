@@ -203,7 +203,7 @@ type weightWatch struct {
 }
 
 // watchWeight records every distinct weight (or read failure) the kernel
-// shows for s, in order, until stop.
+// shows for s, in order, until stop (which reads once more).
 func watchWeight(t *testing.T, pinPath string, s service.Service) weightWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
@@ -218,7 +218,8 @@ func watchWeight(t *testing.T, pinPath string, s service.Service) weightWatch {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < 100000 && ctx.Err() == nil; i++ {
+		for i := 0; i < 100000; i++ {
+			final := ctx.Err() != nil // one last read once stopped
 			v, err := datapath.OpenPinned(pinPath)
 			if err != nil {
 				note("open: " + err.Error())
@@ -233,6 +234,9 @@ func watchWeight(t *testing.T, pinPath string, s service.Service) weightWatch {
 					note(ks.Weight.String())
 				}
 				v.Close()
+			}
+			if final {
+				return
 			}
 			select {
 			case <-ctx.Done():
