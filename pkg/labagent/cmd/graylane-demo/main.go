@@ -108,7 +108,7 @@ func run() error {
 		}
 		os.RemoveAll(certs)
 		if len(agents) > 0 {
-			step("agents stopped: programs detached, maps removed")
+			step("agents stopped (their programs would keep steering from the pins; the lab's bpffs goes with the lab)")
 		}
 	}()
 	if err != nil {
