@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,9 @@ import (
 	"github.com/graylane/graylane/pkg/testenv"
 )
 
+// migratedRE reads the number of flows a restart copied into a new table.
+var migratedRE = regexp.MustCompile(`"msg":"migrated a map","map":"flows","entries":(\d+)`)
+
 // upgraded is graylane-agent built with the changed program of the upgrade
 // test (bpf: build tag graylane_upgrade_test).
 var upgraded = labagent.Binary{Tags: []string{"graylane_upgrade_test"}}
@@ -28,7 +33,8 @@ var upgraded = labagent.Binary{Tags: []string{"graylane_upgrade_test"}}
 // TestSurviveAgent: under steady load (long-lived TCP connections echoing
 // data every 10 ms, a new connection every 5 ms) the agent is killed with
 // SIGKILL and restarted, then stopped and replaced by a rebuilt binary
-// with a changed program. Not one new connection fails, no long-lived
+// with a changed program, then restarted with a larger flow table (the
+// flows migrate). Not one new connection fails, no long-lived
 // connection is reset or stalls, and the kernel's weight never changes.
 // Then `graylane-agent cleanup` takes Graylane off the host. It runs on
 // both tc hooks: TCX links, and clsact filters (TCX forced off).
@@ -107,6 +113,32 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 		t.Fatal(err)
 	}
 	requireLog(t, a, `"msg":"kept steering on interface: program replaced"`)
+	pause()
+
+	// A restart with another flow table size: the live flows are copied
+	// into the new table before (and after) the programs switch to it.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	resized := up
+	resized.FlowTable = 2 * 65536
+	if a, err = labagent.Start(ctx, lab, resized); err != nil {
+		t.Fatal(err)
+	}
+	requireLog(t, a, `"msg":"found a previous agent's map"`, `"map":"flows"`, `"fate":"migrated"`)
+	requireLog(t, a, `"msg":"migrated a map"`, `"map":"flows"`)
+	// Same weights and backends would steer a lost flow back to its
+	// backend by the hash alone: count the copied flows instead.
+	migrated := -1
+	for _, l := range a.Log() {
+		if m := migratedRE.FindStringSubmatch(l); m != nil {
+			migrated, _ = strconv.Atoi(m[1])
+		}
+	}
+	t.Logf("flows migrated into the larger table: %d", migrated)
+	if migrated < 20 {
+		t.Errorf("%d flows migrated, fewer than the 20 long-lived connections", migrated)
+	}
 	pause()
 
 	rep := load.Stop()
