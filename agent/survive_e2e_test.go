@@ -37,7 +37,8 @@ var upgraded = labagent.Binary{Tags: []string{"graylane_upgrade_test"}}
 // flows migrate). Not one new connection fails, no long-lived
 // connection is reset or stalls, and the kernel's weight never changes.
 // Then `graylane-agent cleanup` takes Graylane off the host. It runs on
-// both tc hooks: TCX links, and clsact filters (TCX forced off).
+// every kind of hook: TCX links, clsact filters (TCX forced off) and XDP
+// links (generic XDP: native XDP on a veth needs a lab of its own kind).
 func TestSurviveAgent(t *testing.T) {
 	for _, tc := range []struct {
 		name, mode string
@@ -46,6 +47,7 @@ func TestSurviveAgent(t *testing.T) {
 	}{
 		{"tcx", "auto", nil, "tcx"},
 		{"clsact", "tc", []string{"GRAYLANE_DISABLE_FEATURES=tcx"}, "tc-clsact"},
+		{"xdp", "generic", nil, "xdp-generic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testSurvive(t, tc.mode, tc.env, tc.hook) })
 	}
