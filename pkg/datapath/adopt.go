@@ -25,10 +25,10 @@ package datapath
 //     reset group is rebuilt from the desired state by the first Apply.
 //
 // Until the first Apply the previous programs keep running on the previous
-// maps. The first Apply writes the desired state, then replaces the
-// program of every adopted link (one atomic link update each), copies the
-// flows the old programs created meanwhile, and only then moves the pins
-// to the new maps. A crash at any point leaves pins that a next start
+// maps. The first Apply writes the desired state, copies the flows of a
+// migrated table, replaces the program of every adopted link (one atomic
+// link update each), copies the flows the old programs created meanwhile,
+// and only then moves the pins to the new maps. A crash at any point leaves pins that a next start
 // adopts again.
 
 import (
@@ -105,7 +105,7 @@ const infoStateIndex = "state-index"
 
 // openPins looks at what a previous agent pinned under path and decides
 // each map's fate. It returns the maps the programs are to use as they are.
-func openPins(path string, spec *ebpf.CollectionSpec, log *slog.Logger) (*adoption, map[string]*ebpf.Map, error) {
+func openPins(path string, spec *ebpf.CollectionSpec) (*adoption, map[string]*ebpf.Map, error) {
 	ad := &adoption{path: path, maps: make(map[string]*pinnedMap)}
 	ok := false
 	defer func() {
@@ -215,9 +215,8 @@ func openInfo(path string) (*ebpf.Map, error) {
 }
 
 // begin runs once the programs are loaded: new maps are pinned at once
-// where nothing was pinned, migrated maps get a first copy, and the
-// services found in adopted maps are read back so that the first Apply
-// keeps their ids.
+// where nothing was pinned, and the services found in adopted maps are
+// read back so that the first Apply keeps their ids.
 func (ad *adoption) begin(d *Datapath) error {
 	for name, m := range d.mapsByName() {
 		if pm := ad.maps[name]; pm != nil {
@@ -232,12 +231,6 @@ func (ad *adoption) begin(d *Datapath) error {
 					return fmt.Errorf("pin map %s: %w", pm.name, err)
 				}
 			}
-		case fateMigrate:
-			n, err := copyEntries(pm.old, pm.cur, ebpf.UpdateAny)
-			if err != nil {
-				return fmt.Errorf("migrate map %s: %w", pm.name, err)
-			}
-			pm.copied = n
 		}
 	}
 	if !ad.previous {
@@ -248,10 +241,13 @@ func (ad *adoption) begin(d *Datapath) error {
 		return nil
 	}
 	for _, pm := range ad.sorted() {
-		if pm.fate == fateAdopt || pm.fate == fateMigrate {
+		switch pm.fate {
+		case fateAdopt, fateMigrate:
 			d.log.Info("found a previous agent's map", "map", pm.name, "fate", pm.fate, "why", pm.why)
-		} else {
+		case fateReset:
 			d.log.Warn("found a previous agent's map", "map", pm.name, "fate", pm.fate, "why", pm.why, "cost", resetCost(pm.name))
+		case fateNew:
+			d.log.Info("a map new in this version", "map", pm.name)
 		}
 	}
 	if ad.maps[bpf.SteerMapServices].fate == fateAdopt {
@@ -292,6 +288,19 @@ func (ad *adoption) finish(d *Datapath) error {
 	if ad.done {
 		return nil
 	}
+	// Migrated maps are copied just before the switch (the old programs
+	// keep changing their entries until then), and once more after it
+	// for the entries the old programs created in between; an entry the
+	// new programs created meanwhile stays as it is.
+	for _, pm := range ad.sorted() {
+		if pm.fate == fateMigrate && pm.copied == 0 {
+			n, err := copyEntries(pm.old, pm.cur, ebpf.UpdateAny)
+			if err != nil {
+				return fmt.Errorf("migrate map %s: %w", pm.name, err)
+			}
+			pm.copied = n
+		}
+	}
 	for _, a := range d.attached {
 		if err := a.replaceProgram(d.log); err != nil {
 			return fmt.Errorf("interface %s: %w", a.Interface, err)
@@ -299,8 +308,6 @@ func (ad *adoption) finish(d *Datapath) error {
 	}
 	for _, pm := range ad.sorted() {
 		if pm.fate == fateMigrate {
-			// Flows the old programs created since the first copy; those
-			// the new programs created meanwhile stay as they are.
 			n, err := copyEntries(pm.old, pm.cur, ebpf.UpdateNoExist)
 			if err != nil {
 				return fmt.Errorf("migrate map %s: %w", pm.name, err)

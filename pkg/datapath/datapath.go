@@ -162,7 +162,7 @@ func New(opts Options) (*Datapath, error) {
 				return nil, fmt.Errorf("create pin directory: %w", err)
 			}
 		}
-		d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec, opts.Logger)
+		d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec)
 		if err != nil {
 			return nil, err
 		}
