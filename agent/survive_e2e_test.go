@@ -109,6 +109,16 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 		t.Fatal(err)
 	}
 	pause()
+	// The preflight of the upgrade: the new binary's check says what it
+	// would do with the pins.
+	cfgPath := filepath.Join(filepath.Dir(a.PinPath()), "agent.yaml")
+	out, err := exec.CommandContext(ctx, newBin, "check", "-config", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no map would be reset") || !regexp.MustCompile(`(?m)^flows +adopted`).Match(out) {
+		t.Errorf("check before the upgrade: %v\n%s", err, out)
+	}
+	if i := strings.Index(string(out), "pinned under"); i >= 0 {
+		t.Logf("check before the upgrade:\n%s", out[i:])
+	}
 	up := opts
 	up.Binary = newBin
 	if a, err = labagent.Start(ctx, lab, up); err != nil {
@@ -163,7 +173,7 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 	// cleanup refuses while the agent runs; once it stopped, it takes
 	// the programs off and the VIP goes dark.
 	cleanup := func() ([]byte, error) {
-		return exec.CommandContext(ctx, newBin, "cleanup", "-config", filepath.Join(filepath.Dir(a.PinPath()), "agent.yaml")).CombinedOutput()
+		return exec.CommandContext(ctx, newBin, "cleanup", "-config", cfgPath).CombinedOutput()
 	}
 	if out, err := cleanup(); err == nil || !strings.Contains(string(out), "an agent is running") {
 		t.Errorf("cleanup with the agent running: %v\n%s", err, out)
@@ -171,7 +181,6 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	var out []byte
 	err = lab.Gateway.Do(func() error {
 		var err error
 		out, err = cleanup()

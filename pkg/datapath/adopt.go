@@ -106,20 +106,36 @@ const infoStateIndex = "state-index"
 // openPins looks at what a previous agent pinned under path and decides
 // each map's fate. It returns the maps the programs are to use as they are.
 func openPins(path string, spec *ebpf.CollectionSpec) (*adoption, map[string]*ebpf.Map, error) {
-	ad := &adoption{path: path, maps: make(map[string]*pinnedMap)}
-	ok := false
-	defer func() {
-		if !ok {
-			ad.close()
-		}
-	}()
 	info, err := openInfo(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	ad.info = info
+	ad, err := decide(path, spec, info)
+	if err != nil {
+		info.Close()
+		return nil, nil, err
+	}
+	replace := make(map[string]*ebpf.Map)
+	for name, pm := range ad.maps {
+		if pm.fate == fateAdopt {
+			replace[name] = pm.old
+		}
+	}
+	return ad, replace, nil
+}
+
+// decide opens the maps pinned under path and decides each one's fate by
+// the layouts recorded in info (nil: none recorded).
+func decide(path string, spec *ebpf.CollectionSpec, info *ebpf.Map) (*adoption, error) {
+	ad := &adoption{path: path, info: info, maps: make(map[string]*pinnedMap)}
+	ok := false
+	defer func() {
+		if !ok {
+			ad.closeOld()
+		}
+	}()
 	var idx uint64
-	if err := info.Lookup(infoKey(infoStateIndex), &idx); err == nil {
+	if info != nil && info.Lookup(infoKey(infoStateIndex), &idx) == nil {
 		ad.stateIndex = idx
 	}
 
@@ -134,13 +150,13 @@ func openPins(path string, spec *ebpf.CollectionSpec) (*adoption, map[string]*eb
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("open the pinned map %s: %w", name, err)
+			return nil, fmt.Errorf("open the pinned map %s: %w", name, err)
 		}
 		ad.previous = true
 		pm.old = old
 		var was uint64
-		switch err := info.Lookup(infoKey("layout:"+name), &was); {
-		case err != nil:
+		switch {
+		case info == nil || info.Lookup(infoKey("layout:"+name), &was) != nil:
 			pm.fate, pm.why = fateReset, "no layout recorded for it (left by an older agent)"
 		case was != pm.layout:
 			pm.fate, pm.why = fateReset, "its key or value layout changed"
@@ -171,14 +187,54 @@ func openPins(path string, spec *ebpf.CollectionSpec) (*adoption, map[string]*eb
 			}
 		}
 	}
-	replace := make(map[string]*ebpf.Map)
-	for name, pm := range ad.maps {
-		if pm.fate == fateAdopt {
-			replace[name] = pm.old
-		}
-	}
 	ok = true
-	return ad, replace, nil
+	return ad, nil
+}
+
+// MapPlan is what starting a data path would do with one pinned map.
+type MapPlan struct {
+	Map  string
+	Fate string // created, adopted, migrated or reset
+	Why  string // why it is not adopted as it is
+	Cost string // for a reset map: what it costs the traffic
+}
+
+// Preview tells, changing nothing, what New with opts would do with the
+// maps pinned under opts.PinPath, so that an operator can check an upgrade
+// before making it (graylane-agent check). It returns nil when nothing is
+// pinned there.
+func Preview(opts Options) ([]MapPlan, error) {
+	opts.setDefaults()
+	spec, _, _, err := specFor(opts)
+	if err != nil {
+		return nil, err
+	}
+	info, err := ebpf.LoadPinnedMap(filepath.Join(opts.PinPath, "info"), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		info = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("open the info map: %w", err)
+	}
+	ad, err := decide(opts.PinPath, spec, info)
+	if err != nil {
+		if info != nil {
+			info.Close()
+		}
+		return nil, err
+	}
+	defer ad.close()
+	if !ad.previous {
+		return nil, nil
+	}
+	var out []MapPlan
+	for _, pm := range ad.sorted() {
+		p := MapPlan{Map: pm.name, Fate: string(pm.fate), Why: pm.why}
+		if pm.fate == fateReset {
+			p.Cost = resetCost(pm.name)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // migratable maps keep their entries across a change of size or flags

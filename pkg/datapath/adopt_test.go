@@ -101,6 +101,34 @@ func TestAdoptPins(t *testing.T) {
 	fakeFlows(t, first, 10)
 	idB := first.services["b"].id
 
+	t.Run("preview", func(t *testing.T) {
+		empty := opts
+		empty.PinPath = filepath.Join(dir, "nothing-here")
+		if plan, err := Preview(empty); err != nil || plan != nil {
+			t.Errorf("preview of an empty path: %v %v", plan, err)
+		}
+		fates := func(o Options) map[string]string {
+			plan, err := Preview(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]string{}
+			for _, p := range plan {
+				out[p.Map] = p.Fate
+			}
+			return out
+		}
+		same := fates(opts)
+		if len(same) != 11 || same[bpf.SteerMapFlows] != "adopted" || same[bpf.SteerMapServices] != "adopted" {
+			t.Errorf("preview with the same options: %v", same)
+		}
+		bigger := opts
+		bigger.FlowTable = 2048
+		if got := fates(bigger); got[bpf.SteerMapFlows] != "migrated" || got[bpf.SteerMapServices] != "adopted" {
+			t.Errorf("preview with a larger flow table: %v", got)
+		}
+	})
+
 	top := t
 	t.Run("adopt", func(t *testing.T) {
 		dp, log := restart(t, top, first, opts)

@@ -114,7 +114,7 @@ type Datapath struct {
 // attach anything: see Attach.
 func New(opts Options) (*Datapath, error) {
 	opts.setDefaults()
-	spec, statNames, errNames, err := loadSpec()
+	spec, statNames, errNames, err := specFor(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -122,23 +122,6 @@ func New(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
-	var specs bpf.SteerSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, fmt.Errorf("assign program spec: %w", err)
-	}
-	if opts.NoTracking {
-		if err := specs.Tracking.Set(uint8(0)); err != nil {
-			return nil, fmt.Errorf("turn tracking off: %w", err)
-		}
-	}
-	specs.Services.MaxEntries = opts.MaxServices
-	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
-	specs.Pins.MaxEntries = opts.MaxPins
-	specs.Flows.MaxEntries = opts.FlowTable
-	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
-	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
-	specs.Params.MaxEntries = opts.MaxServices
-	specs.Latency.MaxEntries = opts.MaxServices * 2
 
 	d := &Datapath{
 		opts:       opts,
@@ -198,6 +181,32 @@ func New(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("attach the timeout sweep to the flow table: %w", err)
 	}
 	return d, nil
+}
+
+// specFor loads the programs' spec sized and set as opts say.
+func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []string, err error) {
+	spec, statNames, errNames, err = loadSpec()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var specs bpf.SteerSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, nil, nil, fmt.Errorf("assign program spec: %w", err)
+	}
+	if opts.NoTracking {
+		if err := specs.Tracking.Set(uint8(0)); err != nil {
+			return nil, nil, nil, fmt.Errorf("turn tracking off: %w", err)
+		}
+	}
+	specs.Services.MaxEntries = opts.MaxServices
+	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
+	specs.Pins.MaxEntries = opts.MaxPins
+	specs.Flows.MaxEntries = opts.FlowTable
+	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
+	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
+	specs.Params.MaxEntries = opts.MaxServices
+	specs.Latency.MaxEntries = opts.MaxServices * 2
+	return spec, statNames, errNames, nil
 }
 
 // SweepTimeouts walks the flow table once in the kernel: every request or

@@ -5,11 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/probe"
 )
 
@@ -24,8 +27,13 @@ func check(args []string, out io.Writer, disabled map[string]bool) error {
 	fs := flag.NewFlagSet("graylane-agent check", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: graylane-agent check\n\nProbes every kernel feature the agent uses (as root) and says what is missing and what falls back.\n")
+		fmt.Fprintf(fs.Output(), "Usage: graylane-agent check [-config FILE]\n\n"+
+			"Probes every kernel feature the agent uses (as root) and says what is missing and what falls back.\n"+
+			"With a configuration (the default one if it exists) it also tells what this binary would do\n"+
+			"with the data path pinned under its bpffs: adopt, migrate or reset each map (an upgrade's preflight).\n\nFlags:\n")
+		fs.PrintDefaults()
 	}
+	configPath := fs.String("config", "", "configuration file (default "+config.DefaultPath+" if it exists)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -58,6 +66,9 @@ func check(args []string, out io.Writer, disabled map[string]bool) error {
 	if unix.Uname(&u) == nil {
 		kernel = "Linux " + strings.TrimRight(string(u.Release[:]), "\x00")
 	}
+	if err := pinsPlan(out, *configPath); err != nil {
+		return err
+	}
 	if err := probe.Missing(results); err != nil {
 		fmt.Fprintf(out, "\n%s: missing what the agent needs\n", kernel)
 		return err
@@ -68,5 +79,47 @@ func check(args []string, out io.Writer, disabled map[string]bool) error {
 		}
 	}
 	fmt.Fprintf(out, "\n%s: every feature the agent needs is present (Linux %s or later has all of them)\n", kernel, probe.MinKernel)
+	return nil
+}
+
+// pinsPlan prints what a start of this binary would do with the data path
+// pinned under the configuration's bpffs. Without -config it looks at the
+// default configuration, and says nothing if there is none.
+func pinsPlan(out io.Writer, configPath string) error {
+	explicit := configPath != ""
+	if !explicit {
+		configPath = config.DefaultPath
+		if _, err := os.Stat(configPath); err != nil {
+			return nil
+		}
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	plan, err := datapath.Preview(datapath.Options{PinPath: cfg.BPFFS, FlowTable: uint32(cfg.FlowTable)})
+	if err != nil {
+		return fmt.Errorf("look at the data path pinned under %s: %w", cfg.BPFFS, err)
+	}
+	if plan == nil {
+		fmt.Fprintf(out, "\nnothing is pinned under %s: a start creates the data path\n", cfg.BPFFS)
+		return nil
+	}
+	fmt.Fprintf(out, "\npinned under %s, a start of this binary would:\n", cfg.BPFFS)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAP\tFATE\tWHY\tCOST")
+	var reset []string
+	for _, p := range plan {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Map, p.Fate, p.Why, p.Cost)
+		if p.Fate == "reset" {
+			reset = append(reset, p.Map)
+		}
+	}
+	tw.Flush()
+	if len(reset) > 0 {
+		fmt.Fprintf(out, "reset: %s (see COST)\n", strings.Join(reset, ", "))
+	} else {
+		fmt.Fprintln(out, "no map would be reset: live flows, services and counters carry over")
+	}
 	return nil
 }
