@@ -14,8 +14,9 @@ package datapath
 // keep the links attached, the programs running and the maps (flow table,
 // counters, services) alive while no agent runs. New finds them again:
 //
-//   - a map whose layout (type, key and value types as BTF describes them,
-//     flags) is unchanged is adopted as it is;
+//   - a map whose layout (its type, and its key and value types as BTF
+//     describes them) is unchanged, and its size and flags too, is adopted
+//     as it is;
 //   - the flow table, when its entries' layout is unchanged but its size
 //     (flowTable) or flags are not, is migrated: its entries are copied
 //     into a new map;
@@ -28,8 +29,8 @@ package datapath
 // maps. The first Apply writes the desired state, copies the flows of a
 // migrated table, replaces the program of every adopted link (one atomic
 // link update each), copies the flows the old programs created meanwhile,
-// and only then moves the pins to the new maps. A crash at any point leaves pins that a next start
-// adopts again.
+// and only then moves the pins to the new maps. A crash at any point
+// leaves pins that a next start adopts again.
 
 import (
 	"crypto/sha256"
