@@ -338,6 +338,13 @@ func (a *Agent) Reload() error {
 		}
 	}
 	for _, s := range restartOnly(a.cfg, cfg) {
+		if s == "bpffs" {
+			// The next start adopts nothing at the new path, and what is
+			// pinned at the old one would keep steering beside it.
+			a.log.Warn("setting changed; it takes effect at the next restart: stop the agent, run `graylane-agent cleanup` with the old configuration, then start it",
+				"setting", s, "old", a.cfg.BPFFS, "new", cfg.BPFFS)
+			continue
+		}
 		a.log.Warn("setting changed; it takes effect at the next restart", "setting", s)
 	}
 	if err := a.reattach(cfg); err != nil {
