@@ -111,12 +111,19 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 	pause()
 	// The preflight of the upgrade: the new binary's check says what it
 	// would do with the pins.
+	// It runs in the gateway's namespace, where the interfaces are.
 	cfgPath := filepath.Join(filepath.Dir(a.PinPath()), "agent.yaml")
-	out, err := exec.CommandContext(ctx, newBin, "check", "-config", cfgPath).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "no map would be reset") || !regexp.MustCompile(`(?m)^flows +adopted`).Match(out) {
+	var out []byte
+	err = lab.Gateway.Do(func() error {
+		var err error
+		out, err = exec.CommandContext(ctx, newBin, "check", "-config", cfgPath).CombinedOutput()
+		return err
+	})
+	if err != nil || !strings.Contains(string(out), "no map would be reset") || !regexp.MustCompile(`(?m)^flows +adopted`).Match(out) ||
+		!regexp.MustCompile(`(?m)^`+netlab.GatewayClientIf+` +client +veth +yes +`).Match(out) {
 		t.Errorf("check before the upgrade: %v\n%s", err, out)
 	}
-	if i := strings.Index(string(out), "pinned under"); i >= 0 {
+	if i := strings.Index(string(out), "interfaces ("); i >= 0 {
 		t.Logf("check before the upgrade:\n%s", out[i:])
 	}
 	up := opts

@@ -96,6 +96,10 @@ var virtualDrivers = map[string]bool{
 	"macvlan": true, "ipvlan": true, "netkit": true, "wireguard": true, "gre": true, "ip6gre": true,
 }
 
+// PrefersTC reports whether auto mode attaches at tc rather than native
+// XDP on a link of this kind (netlink's link type: "veth", "bridge", ...).
+func PrefersTC(kind string) bool { return virtualDrivers[kind] }
+
 // Attach attaches the program for role to the interface named ifname (in
 // the caller's network namespace). It returns where the program went. An
 // earlier data path's link or filter on the interface that fits mode is

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/probe"
@@ -82,9 +84,10 @@ func check(args []string, out io.Writer, disabled map[string]bool) error {
 	return nil
 }
 
-// pinsPlan prints what a start of this binary would do with the data path
-// pinned under the configuration's bpffs. Without -config it looks at the
-// default configuration, and says nothing if there is none.
+// pinsPlan prints, for the configuration, how each interface would be
+// attached and what a start of this binary would do with the data path
+// pinned under its bpffs. Without -config it looks at the default
+// configuration, and says nothing if there is none.
 func pinsPlan(out io.Writer, configPath string) error {
 	explicit := configPath != ""
 	if !explicit {
@@ -97,6 +100,7 @@ func pinsPlan(out io.Writer, configPath string) error {
 	if err != nil {
 		return err
 	}
+	interfaces(out, cfg)
 	plan, err := datapath.Preview(datapath.Options{PinPath: cfg.BPFFS, FlowTable: uint32(cfg.FlowTable)})
 	if err != nil {
 		return fmt.Errorf("look at the data path pinned under %s: %w", cfg.BPFFS, err)
@@ -122,4 +126,59 @@ func pinsPlan(out io.Writer, configPath string) error {
 		fmt.Fprintln(out, "no map would be reset: live flows, services and counters carry over")
 	}
 	return nil
+}
+
+// interfaces prints each configured interface (of this network namespace)
+// with what its driver can do and where xdpMode puts the program.
+func interfaces(out io.Writer, cfg *config.Config) {
+	fmt.Fprintf(out, "\ninterfaces (xdpMode %s):\n", cfg.XDPMode)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tROLE\tKIND\tNATIVE XDP\tTHE PROGRAM GOES TO")
+	for _, ifc := range cfg.Interfaces {
+		l, err := netlink.LinkByName(ifc.Name)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\tnowhere: no such interface here (%v)\n", ifc.Name, ifc.Role, err)
+			continue
+		}
+		x, err := probe.InterfaceXDP(l.Attrs().Index)
+		native := "unknown"
+		switch {
+		case err != nil:
+			native = "unknown: " + err.Error()
+		case x.Known && x.Native:
+			native = "yes"
+		case x.Known:
+			native = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ifc.Name, ifc.Role, l.Type(), native, hookFor(string(cfg.XDPMode), l.Type(), x))
+	}
+	tw.Flush()
+}
+
+// hookFor says where the agent would attach in mode on a link of kind.
+func hookFor(mode, kind string, x probe.XDP) string {
+	const tc = "tc (TCX, else a clsact filter)"
+	switch datapath.Mode(mode) {
+	case datapath.ModeTC:
+		return tc
+	case datapath.ModeGeneric:
+		return "generic XDP (after the driver; slow, for tests)"
+	case datapath.ModeNative:
+		switch {
+		case x.Known && !x.Native:
+			return "nowhere: the driver has no native XDP, the start fails (use xdpMode auto or tc)"
+		case !x.Known:
+			return "native XDP (the kernel cannot tell whether the driver has it)"
+		}
+		return "native XDP"
+	}
+	switch {
+	case datapath.PrefersTC(kind):
+		return tc + ": native XDP on a " + kind + " costs bulk throughput"
+	case x.Known && !x.Native:
+		return tc + ": the driver has no native XDP"
+	case !x.Known:
+		return "native XDP if the driver has it, else " + tc
+	}
+	return "native XDP"
 }
