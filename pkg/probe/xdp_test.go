@@ -58,3 +58,18 @@ func TestInterfaceXDP(t *testing.T) {
 		t.Error("no error for an interface that does not exist")
 	}
 }
+
+// FuzzParseAttrs: any bytes in place of the kernel's answer are read
+// without a panic, and every value read lies within them.
+func FuzzParseAttrs(f *testing.F) {
+	f.Add(nlAttr(netdevAttrXDPFeatures, make([]byte, 8)))
+	f.Add([]byte{5, 0, 1, 0, 9})
+	f.Add([]byte{0xff, 0xff, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for typ, v := range parseAttrs(b) {
+			if len(v) > len(b) || typ > 0x3fff {
+				t.Fatalf("attribute %d of %d bytes from %d bytes", typ, len(v), len(b))
+			}
+		}
+	})
+}
