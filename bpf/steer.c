@@ -492,63 +492,50 @@ int tc_backend(struct __sk_buff *skb)
 
 /* ------------------------------------------------------ timeout sweep */
 
-/* The kernel's context of a map element iterator (CO-RE: the layout comes
- * from the running kernel's BTF). */
-struct bpf_iter_meta {
-	void *seq;
-	__u64 session_id;
-	__u64 seq_num;
-} __attribute__((preserve_access_index));
-
-struct bpf_iter__bpf_map_elem {
-	struct bpf_iter_meta *meta;
-	void *map;
-	void *key;
-	void *value;
-} __attribute__((preserve_access_index));
-
-/* Flows the current sweep has visited; the agent zeroes it before each. */
+/* Flows the last sweep visited: the flow table's fill (an LRU map keeps no
+ * count of its own). Written by the sweep, read by the agent. */
 __u64 sweep_visited;
 
 /* The default of struct service's timeout (spec.timeout). */
 #define DEFAULT_TIMEOUT_NS 5000000000ULL
 
-/*
- * Walks the flow table for requests (and connects) that waited longer than
- * their service's timeout, counts each once as a timeout error and closes
- * it. The agent runs it every sweep interval: a timeout is counted between
- * timeout and timeout + interval after the request, at no cost per packet
- * (a timer per request would cost an hrtimer start and cancel on every
- * request and response). At the end it writes the number of flows it
- * visited to the iterator's output.
- */
-SEC("iter/bpf_map_elem")
-int sweep_timeouts(struct bpf_iter__bpf_map_elem *ctx)
+/* One flow of the sweep: a request (or connect) that waited longer than
+ * its service's timeout is counted once as a timeout error and closed. */
+static long sweep_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
 {
-	struct flow *f = ctx->value;
 	struct svc_params *sp;
 	__u64 timeout = DEFAULT_TIMEOUT_NS;
 	__u32 id;
 
-	if (!f) {
-		/* The end of the walk: report how many flows it visited, the
-		 * flow table's fill (an LRU map keeps no count of its own). */
-		__u64 visited = sweep_visited;
-
-		bpf_seq_write(ctx->meta->seq, &visited, sizeof(visited));
-		return 0;
-	}
-	sweep_visited++;
 	if (f->state == FLOW_IDLE)
 		return 0;
 	id = f->svc_id;
 	sp = bpf_map_lookup_elem(&params, &id);
 	if (sp && sp->timeout_ns)
 		timeout = sp->timeout_ns;
-	if (bpf_ktime_get_ns() - f->t_start_ns <= timeout)
+	/* A flow whose request started after the sweep did is not late. */
+	if (*now <= f->t_start_ns || *now - f->t_start_ns <= timeout)
 		return 0;
 	f->state = FLOW_IDLE;
 	count(STAT_TIMEOUT);
 	count_error(id, f->pool, ERR_TIMEOUT);
 	return 0;
+}
+
+/*
+ * Walks the flow table once. The agent runs it through BPF_PROG_TEST_RUN
+ * every sweep interval (it is never attached), so a timeout is counted
+ * between timeout and timeout + interval after the request, at no cost
+ * per packet: a timer per request would cost an hrtimer start and cancel
+ * on every request and response. An XDP program with
+ * bpf_for_each_map_elem rather than a map iterator: iterators are tracing
+ * programs, which locked-down and sandboxed kernels refuse to load.
+ */
+SEC("xdp")
+int sweep_timeouts(struct xdp_md *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	sweep_visited = bpf_for_each_map_elem(&flows, sweep_flow, &now, 0);
+	return XDP_PASS;
 }

@@ -12,10 +12,8 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,7 +25,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/bpf"
@@ -86,7 +83,6 @@ type Datapath struct {
 	statNames    []string
 	errNames     []string
 	cpus         int       // possible CPUs: the length of a per-CPU value
-	timeoutSweep link.Link // the timeout sweep iterator over the flow table
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
@@ -174,12 +170,6 @@ func New(opts Options) (*Datapath, error) {
 		d.objs.Close()
 		return nil, fmt.Errorf("set the route generation: %w", err)
 	}
-	d.timeoutSweep, err = link.AttachIter(link.IterOptions{Program: d.objs.SweepTimeouts, Map: d.objs.Flows})
-	if err != nil {
-		d.adoption.close()
-		d.objs.Close()
-		return nil, fmt.Errorf("attach the timeout sweep to the flow table: %w", err)
-	}
 	return d, nil
 }
 
@@ -219,26 +209,16 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	if d.closed {
 		return 0, errors.New("data path is closed")
 	}
-	it, ok := d.timeoutSweep.(*link.Iter)
-	if !ok {
-		return 0, errors.New("timeout sweep is not an iterator link")
-	}
-	if err := d.objs.SweepVisited.Set(uint64(0)); err != nil {
-		return 0, fmt.Errorf("reset the timeout sweep: %w", err)
-	}
-	rd, err := it.Open()
-	if err != nil {
+	// The sweep is an XDP program run on a dummy frame (it only walks the
+	// map): the kernel wants at least an Ethernet header's worth of data.
+	if _, err := d.objs.SweepTimeouts.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
 		return 0, fmt.Errorf("run the timeout sweep: %w", err)
 	}
-	defer rd.Close()
-	out, err := io.ReadAll(rd)
-	if err != nil {
-		return 0, fmt.Errorf("run the timeout sweep: %w", err)
+	var visited uint64
+	if err := d.objs.SweepVisited.Get(&visited); err != nil {
+		return 0, fmt.Errorf("read the timeout sweep's count: %w", err)
 	}
-	if len(out) != 8 {
-		return 0, fmt.Errorf("timeout sweep wrote %d bytes, want a count of 8", len(out))
-	}
-	return int(binary.NativeEndian.Uint64(out)), nil
+	return int(visited), nil
 }
 
 // Release closes the data path's file descriptors and leaves everything
@@ -285,11 +265,6 @@ func (d *Datapath) shutdown(keep bool) error {
 
 func (d *Datapath) closeObjects() []error {
 	var errs []error
-	if d.timeoutSweep != nil {
-		if err := d.timeoutSweep.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	d.adoption.close()
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)

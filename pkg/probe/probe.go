@@ -17,8 +17,8 @@ import (
 )
 
 // MinKernel is the oldest kernel with every must-have feature (and on
-// which the programs pass the verifier): bpf_iter is 5.8; the project is
-// tested on 5.15 and later.
+// which the programs pass the verifier): bpf_for_each_map_elem is 5.13;
+// the project is tested on 5.15 and later.
 const MinKernel = "5.15"
 
 // Feature is one thing the agent needs of the kernel.
@@ -53,7 +53,7 @@ var Features = []Feature{
 		Fallback: "none needed", probe: func() error { _, err := os.Stat("/sys/kernel/btf/vmlinux"); return err }},
 	{Key: "xdp", Name: "program type XDP", NeededFor: "steering in the driver (native/generic XDP)", Since: "4.8", probe: programType(ebpf.XDP)},
 	{Key: "sched_cls", Name: "program type sched_cls", NeededFor: "steering at the tc hook", Since: "4.1", probe: programType(ebpf.SchedCLS)},
-	{Key: "bpf_iter", Name: "program type tracing (bpf_iter)", NeededFor: "the timeout sweep over the flow table", Since: "5.8", probe: haveMapIter},
+	{Key: "for_each_map_elem", Name: "helper bpf_for_each_map_elem", NeededFor: "the timeout sweep over the flow table", Since: "5.13", probe: helper(ebpf.XDP, asm.FnForEachMapElem)},
 	{Key: "lru_hash", Name: "map type LRU hash", NeededFor: "the flow table", Since: "4.10", probe: mapType(ebpf.LRUHash)},
 	{Key: "lpm_trie", Name: "map type LPM trie", NeededFor: "pins", Since: "4.11", probe: mapType(ebpf.LPMTrie)},
 	{Key: "percpu_array", Name: "map type per-CPU array", NeededFor: "counters, the next-hop cache", Since: "4.6", probe: mapType(ebpf.PerCPUArray)},
@@ -73,18 +73,6 @@ func mapType(t ebpf.MapType) func() error {
 
 func helper(t ebpf.ProgramType, fn asm.BuiltinFunc) func() error {
 	return func() error { return features.HaveProgramHelper(t, fn) }
-}
-
-// haveMapIter loads an iterator over map elements, as the sweep's is (the
-// generic program-type probe cannot load a tracing program: it needs an
-// attach target).
-func haveMapIter() error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter, AttachTo: "bpf_map_elem",
-		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
-	if err != nil {
-		return err
-	}
-	return prog.Close()
 }
 
 // haveTCX attaches a program that passes everything to the loopback
