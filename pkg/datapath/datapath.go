@@ -77,12 +77,12 @@ func (o *Options) setDefaults() {
 
 // Datapath is the loaded steering programs and their maps.
 type Datapath struct {
-	opts         Options
-	log          *slog.Logger
-	objs         bpf.SteerObjects
-	statNames    []string
-	errNames     []string
-	cpus         int       // possible CPUs: the length of a per-CPU value
+	opts      Options
+	log       *slog.Logger
+	objs      bpf.SteerObjects
+	statNames []string
+	errNames  []string
+	cpus      int // possible CPUs: the length of a per-CPU value
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
