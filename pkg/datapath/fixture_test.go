@@ -45,7 +45,8 @@ type fixture struct {
 	cliIf, bckIf int
 	cliMAC       net.HardwareAddr
 	bckMAC       net.HardwareAddr
-	skbIfOffs    []int // offsets of ingress_ifindex and ifindex in struct __sk_buff
+	skbIfOffs    []int   // offsets of ingress_ifindex and ifindex in struct __sk_buff
+	skbDataOffs  []int16 // offsets of data and data_end in struct __sk_buff
 	skbCtxSize   int
 	ns           netns.NsHandle
 }
@@ -171,12 +172,15 @@ func (f *fixture) setup(t testing.TB) error {
 	}
 	f.skbCtxSize = int(sk.Size)
 	for _, m := range sk.Members {
-		if m.Name == "ingress_ifindex" || m.Name == "ifindex" {
+		switch m.Name {
+		case "ingress_ifindex", "ifindex":
 			f.skbIfOffs = append(f.skbIfOffs, int(m.Offset.Bytes()))
+		case "data", "data_end":
+			f.skbDataOffs = append(f.skbDataOffs, int16(m.Offset.Bytes()))
 		}
 	}
-	if len(f.skbIfOffs) != 2 {
-		t.Fatal("struct __sk_buff lacks ingress_ifindex or ifindex in the programs' BTF")
+	if len(f.skbIfOffs) != 2 || len(f.skbDataOffs) != 2 {
+		t.Fatal("struct __sk_buff lacks ingress_ifindex, ifindex, data or data_end in the programs' BTF")
 	}
 	return nil
 }
