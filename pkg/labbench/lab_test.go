@@ -59,6 +59,7 @@ type figures struct {
 	bulkUp     float64 // Gbit/s client -> backend
 	bulkDown   float64 // Gbit/s backend -> client (the reply path)
 	redirected uint64  // Graylane: packets the programs forwarded themselves
+	gw         gwCost  // the gateway's own CPU cost, isolated (tc lab only)
 }
 
 func BenchmarkLab(b *testing.B) {
@@ -83,6 +84,12 @@ func BenchmarkLab(b *testing.B) {
 		{name: "routing-xdp-lab", xdpLab: true, setup: routing},
 		{name: "graylane-xdp", xdpLab: true, setup: graylane(bin, "native")},
 	}
+	// LABBENCH_MODES=routing,graylane-tc measures only those (a quicker
+	// look; routing, or routing-xdp-lab for the XDP lab's modes, is the base).
+	if only := os.Getenv("LABBENCH_MODES"); only != "" {
+		names := strings.Split(only, ",")
+		modes = slices.DeleteFunc(modes, func(m mode) bool { return !slices.Contains(names, m.name) })
+	}
 	results := map[string][]figures{}
 	for range b.N {
 		for r := 0; r < rounds; r++ {
@@ -106,8 +113,11 @@ func BenchmarkLab(b *testing.B) {
 	conn := func(f figures) float64 { return f.connRate }
 	up := func(f figures) float64 { return f.bulkUp }
 	down := func(f figures) float64 { return f.bulkDown }
+	gwConn := func(f figures) float64 { return float64(f.gw.perConn) / 1e3 } // µs
+	gwBulk := func(f figures) float64 { return float64(f.gw.perGB) / 1e6 }   // ms
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-16s %12s %8s %12s %8s %12s %8s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x")
+	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
+		"gw µs/conn", "x", "gw ms/GB", "x")
 	for _, m := range modes {
 		base := "routing"
 		if m.xdpLab {
@@ -115,14 +125,29 @@ func BenchmarkLab(b *testing.B) {
 		}
 		c, u, d := med(m.name, conn), med(m.name, up), med(m.name, down)
 		cx, ux, dx := c/med(base, conn), u/med(base, up), d/med(base, down)
-		fmt.Fprintf(&table, "%-16s %12.0f %8.2f %12.2f %8.2f %12.2f %8.2f\n", m.name, c, cx, u, ux, d, dx)
+		fmt.Fprintf(&table, "%-16s %9.0f %6.2f %10.2f %6.2f %10.2f %6.2f |", m.name, c, cx, u, ux, d, dx)
 		if m.name != base {
 			b.ReportMetric(cx, m.name+"-conn-x")
 			b.ReportMetric(ux, m.name+"-up-x")
 			b.ReportMetric(dx, m.name+"-down-x")
 		}
+		gc, gb := med(m.name, gwConn), med(m.name, gwBulk)
+		if gc == 0 {
+			fmt.Fprintf(&table, " %11s %6s %9s %6s\n", "-", "", "-", "")
+			continue
+		}
+		// x: the gateway's capacity relative to routing's, i.e. how many
+		// more connections (bytes) one gateway CPU forwards: 1/cost.
+		gcx, gbx := med(base, gwConn)/gc, med(base, gwBulk)/gb
+		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f\n", gc, gcx, gb, gbx)
+		if m.name != base {
+			b.ReportMetric(gcx, m.name+"-gw-conn-x")
+			b.ReportMetric(gbx, m.name+"-gw-bulk-x")
+		}
 	}
-	b.Logf("medians of %d rounds (x: ratio to routing in a lab of the same kind, this run)%s", rounds, table.String())
+	b.Logf("medians of %d rounds (x: ratio to routing in a lab of the same kind, this run; gw: the gateway's CPU time, "+
+		"isolated on a core of its own, per connection and per GB client -> backend, and its x the gateway's capacity "+
+		"relative to routing's, routing cost / mode cost)%s", rounds, table.String())
 }
 
 // measure builds a fresh lab, sets the mode up and takes its figures.
@@ -192,11 +217,19 @@ func measure(m mode) (figures, error) {
 	if f.connRate, err = connRate(ctx, lab, conn); err != nil {
 		return f, err
 	}
-	if f.bulkUp, err = iperf3(ctx, lab, bulk, false); err != nil {
+	up, err := iperf3(ctx, lab, bulk, false)
+	if err != nil {
 		return f, err
 	}
-	if f.bulkDown, err = iperf3(ctx, lab, bulk, true); err != nil {
+	down, err := iperf3(ctx, lab, bulk, true)
+	if err != nil {
 		return f, err
+	}
+	f.bulkUp, f.bulkDown = up.gbps, down.gbps
+	if !m.xdpLab && canIsolate() {
+		if f.gw, err = gatewayCost(ctx, lab, conn, bulk, iperf.Process.Pid); err != nil {
+			return f, fmt.Errorf("isolated gateway: %w", err)
+		}
 	}
 	return f, nil
 }
@@ -204,14 +237,25 @@ func measure(m mode) (figures, error) {
 // connRate opens connsPerRun connections, spread evenly over targets, and
 // returns connections per second.
 func connRate(ctx context.Context, lab *netlab.Lab, targets []netip.AddrPort) (float64, error) {
+	start := time.Now()
+	n, err := openConnections(ctx, lab, targets, connsPerRun)
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// openConnections opens total connections (each: connect, read the hello,
+// close), spread evenly over targets, concurrency at a time, and returns
+// how many it opened; any failure is an error.
+func openConnections(ctx context.Context, lab *netlab.Lab, targets []netip.AddrPort, total int) (int, error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	ok := 0
-	start := time.Now()
 	for _, t := range targets {
 		wg.Go(func() {
-			res, err := lab.Client.HelloMany(ctx, t, nil, connsPerRun/len(targets), concurrency/len(targets))
+			res, err := lab.Client.HelloMany(ctx, t, nil, total/len(targets), concurrency/len(targets))
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil && res.Failed > 0 {
@@ -225,14 +269,17 @@ func connRate(ctx context.Context, lab *netlab.Lab, targets []netip.AddrPort) (f
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return 0, err
-	}
-	return float64(ok) / time.Since(start).Seconds(), nil
+	return ok, errors.Join(errs...)
 }
 
-// iperf3 runs a bulk TCP transfer to target and returns Gbit/s received.
-func iperf3(ctx context.Context, lab *netlab.Lab, target netip.AddrPort, reverse bool) (float64, error) {
+// bulkResult is what the receiving end of a bulk transfer counted.
+type bulkResult struct {
+	gbps  float64
+	bytes uint64
+}
+
+// iperf3 runs a bulk TCP transfer to target and returns what was received.
+func iperf3(ctx context.Context, lab *netlab.Lab, target netip.AddrPort, reverse bool) (bulkResult, error) {
 	args := []string{"-c", target.Addr().String(), "-p", strconv.Itoa(int(target.Port())), "-t", strconv.Itoa(bulkSeconds), "-J"}
 	if reverse {
 		args = append(args, "-R")
@@ -241,23 +288,24 @@ func iperf3(ctx context.Context, lab *netlab.Lab, target netip.AddrPort, reverse
 	defer cancel()
 	out, err := lab.Client.Command(ctx, "iperf3", args...).Output()
 	if err != nil {
-		return 0, fmt.Errorf("iperf3 %v: %w: %s", args, err, out)
+		return bulkResult{}, fmt.Errorf("iperf3 %v: %w: %s", args, err, out)
 	}
 	var r struct {
 		End struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
+				Bytes         uint64  `json:"bytes"`
 			} `json:"sum_received"`
 		} `json:"end"`
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
+		return bulkResult{}, fmt.Errorf("iperf3 output: %w", err)
 	}
 	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
+		return bulkResult{}, fmt.Errorf("iperf3: %s", r.Error)
 	}
-	return r.End.SumReceived.BitsPerSecond / 1e9, nil
+	return bulkResult{gbps: r.End.SumReceived.BitsPerSecond / 1e9, bytes: r.End.SumReceived.Bytes}, nil
 }
 
 // routing: the client talks to the backends' own addresses.

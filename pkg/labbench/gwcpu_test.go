@@ -1,0 +1,211 @@
+package labbench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graylane/graylane/pkg/netlab"
+)
+
+// The gateway's own cost. In the lab every host shares the machine's two
+// cores, and the client and servers (Go, in this process) spend far more
+// per connection than the gateway does: end-to-end rates hardly show the
+// gateway, and their noise (several percent between rounds) is larger than
+// the differences between modes. So each tc-lab mode is also measured with
+// the gateway isolated on a core of its own: receive packet steering (RPS)
+// puts the processing of every packet the gateway receives on gatewayCPU,
+// and that of the other hosts on endpointCPU, where this process (client
+// and servers) and iperf3 are pinned too. Whatever gatewayCPU is busy with
+// is then the gateway's forwarding (routing, netfilter or the programs,
+// plus the agent's timeout sweep), measured from the kernel's idle time,
+// which it keeps to the microsecond on a tickless kernel (/proc/stat shows
+// it in 10 ms ticks: runs are long enough that a tick is under 1 %).
+//
+// Native XDP runs in the veth's NAPI poll on the sending CPU, which RPS
+// does not move: the XDP lab modes are not isolated.
+const (
+	endpointCPU = 0
+	gatewayCPU  = 1
+	// isolatedConns is the number of connections of the isolated run: more
+	// than connsPerRun, so the gateway's busy time is many ticks.
+	isolatedConns = 20000
+	userHZ        = 100 // the unit of /proc/stat (USER_HZ, 100 on Linux)
+)
+
+// gwCost is the gateway's CPU time per unit of work, isolated.
+type gwCost struct {
+	perConn time.Duration // busy time per new connection (open, hello, close)
+	perGB   time.Duration // busy time per GB of bulk TCP, client -> backend
+}
+
+// canIsolate says whether the machine has the two CPUs isolation needs.
+func canIsolate() bool { return runtime.NumCPU() > gatewayCPU }
+
+// gatewayCost measures the gateway's CPU time per connection and per GB
+// with the gateway isolated on gatewayCPU. extraPids are processes that
+// serve the endpoints (iperf3) and are pinned with this one.
+func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bulk netip.AddrPort, extraPids ...int) (gwCost, error) {
+	var c gwCost
+	if err := steerReceive(ctx, lab); err != nil {
+		return c, err
+	}
+	restore, err := pinProcesses(endpointCPU, append([]int{os.Getpid()}, extraPids...)...)
+	if err != nil {
+		return c, err
+	}
+	defer restore()
+
+	before, err := readIdle(gatewayCPU)
+	if err != nil {
+		return c, err
+	}
+	n, err := openConnections(ctx, lab, conn, isolatedConns)
+	if err != nil {
+		return c, err
+	}
+	after, err := readIdle(gatewayCPU)
+	if err != nil {
+		return c, err
+	}
+	c.perConn = after.busySince(before) / time.Duration(n)
+
+	before, err = readIdle(gatewayCPU)
+	if err != nil {
+		return c, err
+	}
+	res, err := iperf3(ctx, lab, bulk, false)
+	if err != nil {
+		return c, err
+	}
+	after, err = readIdle(gatewayCPU)
+	if err != nil {
+		return c, err
+	}
+	if res.bytes == 0 {
+		return c, errors.New("isolated bulk run moved no data")
+	}
+	c.perGB = time.Duration(float64(after.busySince(before)) * 1e9 / float64(res.bytes))
+	return c, nil
+}
+
+// steerReceive sets RPS on every lab interface: packets the gateway
+// receives are processed on gatewayCPU, those of every other host on
+// endpointCPU. (A veth hands a packet to its peer through the peer's
+// receive queue, where RPS applies.)
+func steerReceive(ctx context.Context, lab *netlab.Lab) error {
+	type iface struct {
+		h    *netlab.Host
+		name string
+		cpu  int
+	}
+	ifaces := []iface{
+		{lab.Gateway, netlab.GatewayClientIf, gatewayCPU},
+		{lab.Gateway, netlab.GatewayBackendIf, gatewayCPU},
+		{lab.Client, netlab.HostIf, endpointCPU},
+		{lab.Switch, netlab.SwitchGatewayPort, endpointCPU},
+	}
+	for _, b := range lab.Backends() {
+		ifaces = append(ifaces, iface{lab.Switch, b.SwitchPort, endpointCPU}, iface{b, netlab.HostIf, endpointCPU})
+	}
+	for _, i := range ifaces {
+		// `ip netns exec` mounts the namespace's own /sys.
+		path := fmt.Sprintf("/sys/class/net/%s/queues/rx-0/rps_cpus", i.name)
+		if err := run(ctx, i.h, "sh", "-c", fmt.Sprintf("echo %x > %s", 1<<i.cpu, path)); err != nil {
+			return fmt.Errorf("steer %s's receive to CPU %d: %w", i.name, i.cpu, err)
+		}
+	}
+	return nil
+}
+
+// pinProcesses pins every thread of pids to cpu (threads started later
+// inherit it, and so do child processes) and returns a function that lets
+// them run on every CPU again.
+func pinProcesses(cpu int, pids ...int) (restore func(), err error) {
+	var one, all unix.CPUSet
+	one.Set(cpu)
+	for i := range runtime.NumCPU() {
+		all.Set(i)
+	}
+	set := func(s *unix.CPUSet) error {
+		var errs []error
+		for _, pid := range pids {
+			tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, t := range tasks {
+				tid, _ := strconv.Atoi(t.Name())
+				if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, fmt.Errorf("pin thread %d of %d: %w", tid, pid, err))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
+	restore = func() { _ = set(&all) }
+	if err := set(&one); err != nil {
+		restore()
+		return nil, err
+	}
+	return restore, nil
+}
+
+// idleSample is one CPU's idle time (idle, iowait and steal: time it did
+// not work for us) at a moment.
+type idleSample struct {
+	at    time.Time
+	ticks uint64 // USER_HZ ticks
+}
+
+func (s idleSample) busySince(before idleSample) time.Duration {
+	idle := time.Duration(s.ticks-before.ticks) * time.Second / userHZ
+	return s.at.Sub(before.at) - idle
+}
+
+// readIdle reads CPU cpu's idle, iowait and steal time from /proc/stat.
+func readIdle(cpu int) (idleSample, error) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return idleSample{}, err
+	}
+	defer f.Close()
+	at := time.Now()
+	prefix := "cpu" + strconv.Itoa(cpu) + " "
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		// cpuN user nice system idle iowait irq softirq steal ...
+		fields := strings.Fields(line)
+		if len(fields) < 9 {
+			return idleSample{}, fmt.Errorf("/proc/stat: short line %q", line)
+		}
+		var ticks uint64
+		for _, i := range []int{4, 5, 8} {
+			v, err := strconv.ParseUint(fields[i], 10, 64)
+			if err != nil {
+				return idleSample{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
+			}
+			ticks += v
+		}
+		return idleSample{at: at, ticks: ticks}, nil
+	}
+	if err := sc.Err(); err != nil {
+		return idleSample{}, err
+	}
+	return idleSample{}, fmt.Errorf("/proc/stat has no line for CPU %d", cpu)
+}
