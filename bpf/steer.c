@@ -355,13 +355,36 @@ int xdp_backend(struct xdp_md *ctx)
  * with extensions + an inner IPv6 header fit in this many bytes. */
 #define TC_PULL_LEN 256
 
-/* Make sure the headers are in the linear part of the skb. */
-static __always_inline void tc_pull(struct __sk_buff *skb)
+/* Make the first n bytes of the packet (all of it, if shorter) linear,
+ * unless they are. */
+static __always_inline void tc_pull(struct __sk_buff *skb, __u32 n)
 {
-	__u32 want = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
+	__u32 want = skb->len < n ? skb->len : n;
 
 	if ((long)skb->data + want > (long)skb->data_end)
 		bpf_skb_pull_data(skb, want);
+}
+
+/* Parse the packet, making linear what the programs read. The stack hands
+ * TCP segments over with their headers linear and the payload in page
+ * fragments: pulling TC_PULL_LEN bytes then would copy payload out of the
+ * fragments of every data segment, reallocating the head when it has no
+ * room (it has none past the headers of a locally sent segment). So pull
+ * only when the headers are not all linear, and for UDP and ICMP, whose
+ * later parses read past the L4 header (GTP-U and its inner header, the
+ * packet inside an ICMP error). */
+static __always_inline int tc_parse(struct __sk_buff *skb, struct packet *pkt)
+{
+	int ret = parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
+
+	if (ret == PARSE_OK && pkt->tuple.proto == IPPROTO_TCP)
+		return ret;
+	if (ret != PARSE_OK && ret != PARSE_MALFORMED && ret != PARSE_ICMP)
+		return ret; /* not ours whatever the rest holds */
+	if ((long)skb->data + (skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN) <= (long)skb->data_end)
+		return ret; /* linear already: the parse saw all it can */
+	tc_pull(skb, TC_PULL_LEN);
+	return parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
 }
 
 /* Rewrite one end of the packet: the kernel updates the L4 checksum (it
@@ -432,14 +455,13 @@ int tc_client(struct __sk_buff *skb)
 	struct flow f;
 	int ret, new_flow;
 
-	tc_pull(skb);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	ret = parse_packet(data, data_end, &pkt);
+	ret = tc_parse(skb, &pkt);
 	if (ret != PARSE_OK) {
 		parse_stat(ret);
 		return TC_ACT_UNSPEC;
 	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
 	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow);
 	if (ret == DECIDE_PASS)
 		return TC_ACT_UNSPEC;
@@ -466,10 +488,9 @@ int tc_backend(struct __sk_buff *skb)
 	__be16 vip_port;
 	int ret;
 
-	tc_pull(skb);
+	ret = tc_parse(skb, &pkt);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	ret = parse_packet(data, data_end, &pkt);
 	if (ret != PARSE_OK) {
 		if (ret == PARSE_ICMP)
 			track_icmp(data, data_end, &pkt);
@@ -479,6 +500,13 @@ int tc_backend(struct __sk_buff *skb)
 	r = decide_backend(data, data_end, &pkt, &live);
 	if (!r)
 		return TC_ACT_UNSPEC;
+	/* The first response segment of a request: tracking reads the start
+	 * of its payload (an HTTP status line), which may sit in a fragment. */
+	if (tracking && pkt.payload_len && live->state == FLOW_AWAITING) {
+		tc_pull(skb, pkt.payload_off + HTTP_STATUS_PEEK);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
 	track_backend(data, data_end, live, &pkt);
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;

@@ -241,6 +241,9 @@ __attribute__((noinline)) int record_latency(__u32 svc_id, __u32 pool, __u32 kin
 	return 0;
 }
 
+/* Bytes of a response's payload that http_5xx reads. */
+#define HTTP_STATUS_PEEK 10
+
 /* Does the payload start an HTTP/1.x status line with a 5xx code? */
 static __always_inline int http_5xx(void *data, void *data_end, const struct packet *pkt)
 {
@@ -251,7 +254,7 @@ static __always_inline int http_5xx(void *data, void *data_end, const struct pac
 	if (off > 511)
 		return 0;
 	p = data + off;
-	if ((void *)(p + 10) > data_end)
+	if ((void *)(p + HTTP_STATUS_PEEK) > data_end)
 		return 0;
 	return p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' &&
 	       p[6] == '.' && p[8] == ' ' && p[9] == '5';
