@@ -79,6 +79,7 @@ fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a 
 bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency
 	$(GO) test -run XXX -bench 'PerPacket|TrackingCost' -benchtime 20000x ./pkg/datapath
 	$(GO) test -run XXX -bench ApplyWeight ./pkg/datapath
+	$(GO) test -run XXX -bench Sweep -benchtime 200x ./pkg/datapath
 	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
 	$(GO) test -run XXX -bench ClusterLeaderKill -benchtime 7x -v ./agent
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter

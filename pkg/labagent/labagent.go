@@ -259,6 +259,14 @@ func (a *Agent) Client() *api.Client {
 // PinPath is where the agent pins its maps.
 func (a *Agent) PinPath() string { return a.pinPath }
 
+// Pid is the agent's process id (0 before it started).
+func (a *Agent) Pid() int {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
 func (a *Agent) writeManifests(svcs []service.Service) error {
 	data := []byte{}
 	if len(svcs) > 0 {

@@ -27,10 +27,15 @@ import (
 // puts the processing of every packet the gateway receives on gatewayCPU,
 // and that of the other hosts on endpointCPU, where this process (client
 // and servers) and iperf3 are pinned too. Whatever gatewayCPU is busy with
-// is then the gateway's forwarding (routing, netfilter or the programs,
-// plus the agent's timeout sweep), measured from the kernel's idle time,
+// is then the gateway's forwarding (routing, netfilter or the programs),
+// measured from the kernel's idle time,
 // which it keeps to the microsecond on a tickless kernel (/proc/stat shows
 // it in 10 ms ticks: runs are long enough that a tick is under 1 %).
+//
+// Graylane's agent is pinned to endpointCPU as well, and its own CPU time
+// (mostly the timeout sweep, a walk of the whole flow table four times a
+// second) is reported apart: it grows with the table's fill, not with the
+// traffic.
 //
 // Native XDP runs in the veth's NAPI poll on the sending CPU, which RPS
 // does not move: the XDP lab modes are not isolated.
@@ -47,25 +52,39 @@ const (
 type gwCost struct {
 	perConn time.Duration // busy time per new connection (open, hello, close)
 	perGB   time.Duration // busy time per GB of bulk TCP, client -> backend
+	// agentPerConn is the agent's CPU time during the connection run, per
+	// connection (0 without an agent).
+	agentPerConn time.Duration
 }
 
 // canIsolate says whether the machine has the two CPUs isolation needs.
 func canIsolate() bool { return runtime.NumCPU() > gatewayCPU }
 
 // gatewayCost measures the gateway's CPU time per connection and per GB
-// with the gateway isolated on gatewayCPU. extraPids are processes that
-// serve the endpoints (iperf3) and are pinned with this one.
-func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bulk netip.AddrPort, extraPids ...int) (gwCost, error) {
+// with the gateway isolated on gatewayCPU. agentPid is the agent's process
+// (0 for none); endpointPids serve the endpoints (iperf3). Both are pinned
+// with this one.
+func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bulk netip.AddrPort, agentPid int, endpointPids ...int) (gwCost, error) {
 	var c gwCost
 	if err := steerReceive(ctx, lab); err != nil {
 		return c, err
 	}
-	restore, err := pinProcesses(endpointCPU, append([]int{os.Getpid()}, extraPids...)...)
+	pids := append([]int{os.Getpid()}, endpointPids...)
+	if agentPid != 0 {
+		pids = append(pids, agentPid)
+	}
+	restore, err := pinProcesses(endpointCPU, pids...)
 	if err != nil {
 		return c, err
 	}
 	defer restore()
 
+	var agentBefore, agentAfter time.Duration
+	if agentPid != 0 {
+		if agentBefore, err = processCPU(agentPid); err != nil {
+			return c, err
+		}
+	}
 	before, err := readIdle(gatewayCPU)
 	if err != nil {
 		return c, err
@@ -79,6 +98,12 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 		return c, err
 	}
 	c.perConn = after.busySince(before) / time.Duration(n)
+	if agentPid != 0 {
+		if agentAfter, err = processCPU(agentPid); err != nil {
+			return c, err
+		}
+		c.agentPerConn = (agentAfter - agentBefore) / time.Duration(n)
+	}
 
 	before, err = readIdle(gatewayCPU)
 	if err != nil {
@@ -208,4 +233,32 @@ func readIdle(cpu int) (idleSample, error) {
 		return idleSample{}, err
 	}
 	return idleSample{}, fmt.Errorf("/proc/stat has no line for CPU %d", cpu)
+}
+
+// processCPU reads a process's CPU time (user + system) from
+// /proc/PID/stat.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) state ppid ...: utime and stime are the 12th and 13th
+	// fields after the command name, which may itself hold spaces.
+	end := strings.LastIndexByte(string(b), ')')
+	if end < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(b[end+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	var ticks uint64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }

@@ -48,10 +48,16 @@ type mode struct {
 	// no TX checksum offload), which changes the veths' own performance:
 	// such modes are compared with routing in a lab of the same kind.
 	xdpLab bool
-	// setup makes the gateway steer the VIP; it returns the addresses the
-	// client uses for the connection test and the bulk test, and a
-	// teardown (nil for none).
-	setup func(ctx context.Context, lab *netlab.Lab) (conn []netip.AddrPort, bulk netip.AddrPort, teardown func() error, err error)
+	// setup makes the gateway steer the VIP.
+	setup func(ctx context.Context, lab *netlab.Lab) (steering, error)
+}
+
+// steering is what a mode's setup made.
+type steering struct {
+	conn     []netip.AddrPort // the client's targets in the connection test
+	bulk     netip.AddrPort   // and in the bulk test
+	teardown func() error     // nil for none
+	agentPid int              // the agent's process, if the mode runs one
 }
 
 type figures struct {
@@ -113,11 +119,12 @@ func BenchmarkLab(b *testing.B) {
 	conn := func(f figures) float64 { return f.connRate }
 	up := func(f figures) float64 { return f.bulkUp }
 	down := func(f figures) float64 { return f.bulkDown }
-	gwConn := func(f figures) float64 { return float64(f.gw.perConn) / 1e3 } // µs
-	gwBulk := func(f figures) float64 { return float64(f.gw.perGB) / 1e6 }   // ms
+	gwConn := func(f figures) float64 { return float64(f.gw.perConn) / 1e3 }     // µs
+	gwBulk := func(f figures) float64 { return float64(f.gw.perGB) / 1e6 }       // ms
+	agent := func(f figures) float64 { return float64(f.gw.agentPerConn) / 1e3 } // µs
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
-		"gw µs/conn", "x", "gw ms/GB", "x")
+	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s %14s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
+		"gw µs/conn", "x", "gw ms/GB", "x", "agent µs/conn")
 	for _, m := range modes {
 		base := "routing"
 		if m.xdpLab {
@@ -139,7 +146,7 @@ func BenchmarkLab(b *testing.B) {
 		// x: the gateway's capacity relative to routing's, i.e. how many
 		// more connections (bytes) one gateway CPU forwards: 1/cost.
 		gcx, gbx := med(base, gwConn)/gc, med(base, gwBulk)/gb
-		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f\n", gc, gcx, gb, gbx)
+		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f %14.2f\n", gc, gcx, gb, gbx, med(m.name, agent))
 		if m.name != base {
 			b.ReportMetric(gcx, m.name+"-gw-conn-x")
 			b.ReportMetric(gbx, m.name+"-gw-bulk-x")
@@ -201,13 +208,14 @@ func measure(m mode) (figures, error) {
 	case <-time.After(10 * time.Second):
 		return f, errors.New("iperf3 server not listening after 10s")
 	}
-	conn, bulk, teardown, err := m.setup(ctx, lab)
+	st, err := m.setup(ctx, lab)
 	if err != nil {
 		return f, err
 	}
-	if teardown != nil {
-		defer teardown()
+	if st.teardown != nil {
+		defer st.teardown()
 	}
+	conn, bulk := st.conn, st.bulk
 	// Check the path before measuring it.
 	for _, t := range conn {
 		if _, err := lab.Client.Hello(ctx, t, netip.Addr{}); err != nil {
@@ -227,7 +235,7 @@ func measure(m mode) (figures, error) {
 	}
 	f.bulkUp, f.bulkDown = up.gbps, down.gbps
 	if !m.xdpLab && canIsolate() {
-		if f.gw, err = gatewayCost(ctx, lab, conn, bulk, iperf.Process.Pid); err != nil {
+		if f.gw, err = gatewayCost(ctx, lab, conn, bulk, st.agentPid, iperf.Process.Pid); err != nil {
 			return f, fmt.Errorf("isolated gateway: %w", err)
 		}
 	}
@@ -309,12 +317,12 @@ func iperf3(ctx context.Context, lab *netlab.Lab, target netip.AddrPort, reverse
 }
 
 // routing: the client talks to the backends' own addresses.
-func routing(_ context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+func routing(_ context.Context, lab *netlab.Lab) (steering, error) {
 	var conn []netip.AddrPort
 	for _, h := range lab.Backends() {
 		conn = append(conn, netip.AddrPortFrom(h.Addr4, netlab.HelloPort))
 	}
-	return conn, netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort), nil, nil
+	return steering{conn: conn, bulk: netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort)}, nil
 }
 
 func vipTargets() ([]netip.AddrPort, netip.AddrPort) {
@@ -332,7 +340,7 @@ func run(ctx context.Context, h *netlab.Host, name string, args ...string) error
 // iptablesDNAT splits the VIP over the three backends with the statistic
 // match (1/3, then 1/2 of the rest, then the rest); conntrack translates
 // the replies.
-func iptablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+func iptablesDNAT(ctx context.Context, lab *netlab.Lab) (steering, error) {
 	gw := lab.Gateway
 	vip := netlab.VIP4.String()
 	backends := lab.Backends()
@@ -343,19 +351,19 @@ func iptablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip
 		}
 		args = append(args, "-j", "DNAT", "--to-destination", netip.AddrPortFrom(h.Addr4, netlab.HelloPort).String())
 		if err := run(ctx, gw, "iptables", args...); err != nil {
-			return nil, netip.AddrPort{}, nil, err
+			return steering{}, err
 		}
 	}
 	if err := run(ctx, gw, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", strconv.Itoa(iperfPort),
 		"-j", "DNAT", "--to-destination", netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort).String()); err != nil {
-		return nil, netip.AddrPort{}, nil, err
+		return steering{}, err
 	}
 	conn, bulk := vipTargets()
-	return conn, bulk, nil, nil
+	return steering{conn: conn, bulk: bulk}, nil
 }
 
 // nftablesDNAT does the same with numgen.
-func nftablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+func nftablesDNAT(ctx context.Context, lab *netlab.Lab) (steering, error) {
 	b := lab.Backends()
 	ruleset := fmt.Sprintf(`table ip lb {
 	chain prerouting {
@@ -369,16 +377,16 @@ func nftablesDNAT(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip
 	cmd := lab.Gateway.Command(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, netip.AddrPort{}, nil, fmt.Errorf("nft: %w: %s", err, out)
+		return steering{}, fmt.Errorf("nft: %w: %s", err, out)
 	}
 	conn, bulk := vipTargets()
-	return conn, bulk, nil, nil
+	return steering{conn: conn, bulk: bulk}, nil
 }
 
 // graylane runs the agent in the given attach mode with a web service
 // split over the three backends and the iperf3 service on one backend.
-func graylane(bin, xdpMode string) func(context.Context, *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
-	return func(ctx context.Context, lab *netlab.Lab) ([]netip.AddrPort, netip.AddrPort, func() error, error) {
+func graylane(bin, xdpMode string) func(context.Context, *netlab.Lab) (steering, error) {
+	return func(ctx context.Context, lab *netlab.Lab) (steering, error) {
 		web := service.Service{Name: "web", VIP: netlab.VIP4, Port: webPort, Protocol: service.TCP, CanaryWeight: 3333,
 			Stable: []service.Backend{
 				{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HelloPort)},
@@ -390,9 +398,9 @@ func graylane(bin, xdpMode string) func(context.Context, *netlab.Lab) ([]netip.A
 			Stable: []service.Backend{{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, iperfPort)}}}
 		a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: xdpMode, Services: []service.Service{web, bulk}})
 		if err != nil {
-			return nil, netip.AddrPort{}, nil, err
+			return steering{}, err
 		}
 		conn, bulkTarget := vipTargets()
-		return conn, bulkTarget, func() error { defer a.Remove(); return a.Stop() }, nil
+		return steering{conn: conn, bulk: bulkTarget, teardown: func() error { defer a.Remove(); return a.Stop() }, agentPid: a.Pid()}, nil
 	}
 }
