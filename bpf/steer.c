@@ -292,6 +292,7 @@ int xdp_client(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct flow *live;
+	struct flow_key fk;
 	struct packet pkt;
 	struct flow f;
 	int ret, new_flow;
@@ -301,13 +302,13 @@ int xdp_client(struct xdp_md *ctx)
 		parse_stat(ret);
 		return XDP_PASS;
 	}
-	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow);
+	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow, &fk);
 	if (ret == DECIDE_PASS)
 		return XDP_PASS;
 	if (ret == DECIDE_DROP)
 		return XDP_DROP;
 	if (live)
-		track_client(live, &pkt);
+		track_client(live, &pkt, &fk);
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, data_end - data, new_flow);
 	if (rewrite_end(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -451,6 +452,7 @@ int tc_client(struct __sk_buff *skb)
 {
 	void *data, *data_end;
 	struct flow *live;
+	struct flow_key fk;
 	struct packet pkt;
 	struct flow f;
 	int ret, new_flow;
@@ -462,13 +464,13 @@ int tc_client(struct __sk_buff *skb)
 	}
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow);
+	ret = decide_client(data, data_end, &pkt, &f, &live, &new_flow, &fk);
 	if (ret == DECIDE_PASS)
 		return TC_ACT_UNSPEC;
 	if (ret == DECIDE_DROP)
 		return TC_ACT_SHOT;
 	if (live)
-		track_client(live, &pkt);
+		track_client(live, &pkt, &fk);
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, skb->len, new_flow);
 	if (tc_rewrite(skb, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -520,44 +522,61 @@ int tc_backend(struct __sk_buff *skb)
 
 /* ------------------------------------------------------ timeout sweep */
 
-/* Flows the last sweep visited: the flow table's fill (an LRU map keeps no
- * count of its own). Written by the sweep, read by the agent. */
+/* Flows the last full sweep visited: the flow table's fill (an LRU map
+ * keeps no count of its own). Written by sweep_timeouts, read by the agent. */
 __u64 sweep_visited;
 
-/* The default of struct service's timeout (spec.timeout). */
-#define DEFAULT_TIMEOUT_NS 5000000000ULL
+/* The epoch sweep_wheel visits; the agent sets it before each run. */
+__u64 sweep_epoch;
 
-/* One flow of the sweep: a request (or connect) that waited longer than
- * its service's timeout is counted once as a timeout error and closed. */
+/* A request (or connect) that waited longer than its service's timeout:
+ * counted once as a timeout error, and closed. */
+static __always_inline void time_out(struct flow *f, __u32 svc_id)
+{
+	f->state = FLOW_IDLE;
+	count(STAT_TIMEOUT);
+	count_error(svc_id, f->pool, ERR_TIMEOUT);
+}
+
+/* Set by the agent before a full sweep: 1 files every open request that
+ * is not late yet in the wheel (after requests could not be filed, or
+ * before the wheel was set up), 0 leaves the wheel alone. */
+__u32 sweep_refile;
+
+/* One flow of the full sweep. */
 static long sweep_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
 {
-	struct svc_params *sp;
-	__u64 timeout = DEFAULT_TIMEOUT_NS;
+	__u64 t_start = f->t_start_ns, deadline;
 	__u32 id;
 
 	if (f->state == FLOW_IDLE)
 		return 0;
 	id = f->svc_id;
-	sp = bpf_map_lookup_elem(&params, &id);
-	if (sp && sp->timeout_ns)
-		timeout = sp->timeout_ns;
-	/* A flow whose request started after the sweep did is not late. */
-	if (*now <= f->t_start_ns || *now - f->t_start_ns <= timeout)
+	/* A flow whose request started after the sweep did is not late (and
+	 * was filed by the program that started it). */
+	if (*now <= t_start)
 		return 0;
-	f->state = FLOW_IDLE;
-	count(STAT_TIMEOUT);
-	count_error(id, f->pool, ERR_TIMEOUT);
+	deadline = t_start + svc_timeout(id);
+	if (*now <= deadline) {
+		/* Filed twice at worst: the second visit finds it answered. */
+		if (sweep_refile)
+			file_deadline(key, deadline, *now, t_start);
+		return 0;
+	}
+	time_out(f, id);
 	return 0;
 }
 
 /*
- * Walks the flow table once. The agent runs it through BPF_PROG_TEST_RUN
- * every sweep interval (it is never attached), so a timeout is counted
- * between timeout and timeout + interval after the request, at no cost
- * per packet: a timer per request would cost an hrtimer start and cancel
- * on every request and response. An XDP program with
- * bpf_for_each_map_elem rather than a map iterator: iterators are tracing
- * programs, which locked-down and sandboxed kernels refuse to load.
+ * The timeout sweeps. The agent runs them through BPF_PROG_TEST_RUN (they
+ * are XDP programs never attached), so timeouts cost no timer per request:
+ * an hrtimer would cost a start and a cancel on every request and response.
+ * They are not map iterators because iterators are tracing programs, which
+ * locked-down and sandboxed kernels refuse to load.
+ *
+ * sweep_timeouts walks the whole flow table (bpf_for_each_map_elem): when
+ * the wheel could not file every request, and every few seconds to count
+ * the flows. Its cost grows with the table's fill (≈ 300 ns a flow).
  */
 SEC("xdp")
 int sweep_timeouts(struct xdp_md *ctx)
@@ -565,5 +584,67 @@ int sweep_timeouts(struct xdp_md *ctx)
 	__u64 now = bpf_ktime_get_ns();
 
 	sweep_visited = bpf_for_each_map_elem(&flows, sweep_flow, &now, 0);
+	return XDP_PASS;
+}
+
+/* One filed request of a slot of the wheel. A global function: the
+ * verifier checks it once, not once per iteration of the loop below. */
+__attribute__((noinline)) int visit_filed(__u32 key, __u64 now)
+{
+	struct wheel_entry *e = bpf_map_lookup_elem(&wheel, &key);
+	struct flow_key fk;
+	__u64 t_start, deadline;
+	struct flow *f;
+	__u32 id;
+
+	if (!e)
+		return 0;
+	fk = e->key;
+	t_start = e->t_start_ns;
+	f = bpf_map_lookup_elem(&flows, &fk);
+	/* Answered since, or the flow went on to another request (or is gone):
+	 * nothing is late. */
+	if (!f || f->state == FLOW_IDLE || f->t_start_ns != t_start)
+		return 0;
+	id = f->svc_id;
+	deadline = t_start + svc_timeout(id);
+	if (now <= deadline) {
+		/* Filed at the horizon, or the service's timeout grew. */
+		file_deadline(&fk, deadline, now, t_start);
+		return 0;
+	}
+	time_out(f, id);
+	return 0;
+}
+
+/*
+ * sweep_wheel visits the slot of one past epoch (sweep_epoch): only the
+ * requests whose deadlines fell in it, at a cost that grows with the
+ * request rate instead of the table's fill. Then it sets the slot up for
+ * its next round, WHEEL_SLOTS epochs on. Requests are filed only in the
+ * current epoch or later, so none is filed in a slot while it is visited.
+ */
+SEC("xdp")
+int sweep_wheel(struct xdp_md *ctx)
+{
+	__u64 now = bpf_ktime_get_ns(), epoch = sweep_epoch;
+	__u32 slot = epoch & (WHEEL_SLOTS - 1), n;
+
+	struct wheel_head *head = bpf_map_lookup_elem(&wheel_heads, &slot);
+
+	if (!head || head->epoch > epoch)
+		return XDP_PASS; /* set up for a later round already */
+	if (head->epoch == epoch) {
+		n = head->n < WHEEL_CAP ? head->n : WHEEL_CAP;
+		for (__u32 i = 0; i < WHEEL_CAP; i++) {
+			if (i >= n)
+				break;
+			visit_filed(slot * WHEEL_CAP + i, now);
+		}
+	}
+	/* Empty first, then open for the next round: a request that sees the
+	 * new epoch must not see the old count. */
+	*(volatile __u64 *)&head->n = 0;
+	*(volatile __u64 *)&head->epoch = epoch + WHEEL_SLOTS;
 	return XDP_PASS;
 }

@@ -266,6 +266,26 @@ type SteerTableKey struct {
 	Pad   uint16
 }
 
+type SteerWheelEntry struct {
+	_         structs.HostLayout
+	Key       SteerFlowKey
+	T_startNs uint64
+}
+
+type SteerWheelHead struct {
+	_     structs.HostLayout
+	Epoch uint64
+	N     uint64
+}
+
+type SteerWheelLimits uint32
+
+const (
+	SteerWheelLimitsWHEEL_SHIFT SteerWheelLimits = 26
+	SteerWheelLimitsWHEEL_SLOTS SteerWheelLimits = 256
+	SteerWheelLimitsWHEEL_CAP   SteerWheelLimits = 1024
+)
+
 type SteerXdpMd struct {
 	_              structs.HostLayout
 	Data           uint32
@@ -291,15 +311,21 @@ const (
 	SteerMapServices       = "services"
 	SteerMapStats          = "stats"
 	SteerMapTables         = "tables"
+	SteerMapWheel          = "wheel"
+	SteerMapWheelHeads     = "wheel_heads"
 	SteerProgSweepTimeouts = "sweep_timeouts"
+	SteerProgSweepWheel    = "sweep_wheel"
 	SteerProgTcBackend     = "tc_backend"
 	SteerProgTcClient      = "tc_client"
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarRouteGen       = "route_gen"
+	SteerVarSweepEpoch     = "sweep_epoch"
+	SteerVarSweepRefile    = "sweep_refile"
 	SteerVarSweepVisited   = "sweep_visited"
 	SteerVarTracking       = "tracking"
 	SteerVarUnusedEnums    = "unused_enums"
+	SteerVarWheelOverflow  = "wheel_overflow"
 )
 
 // LoadSteer returns the embedded CollectionSpec for Steer.
@@ -345,6 +371,7 @@ type SteerSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerProgramSpecs struct {
 	SweepTimeouts *ebpf.ProgramSpec `ebpf:"sweep_timeouts"`
+	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
 	TcClient      *ebpf.ProgramSpec `ebpf:"tc_client"`
 	XdpBackend    *ebpf.ProgramSpec `ebpf:"xdp_backend"`
@@ -366,16 +393,21 @@ type SteerMapSpecs struct {
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Tables       *ebpf.MapSpec `ebpf:"tables"`
+	Wheel        *ebpf.MapSpec `ebpf:"wheel"`
+	WheelHeads   *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
 
 // SteerVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
-	RouteGen     *ebpf.VariableSpec `ebpf:"route_gen"`
-	SweepVisited *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking     *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums  *ebpf.VariableSpec `ebpf:"unused_enums"`
+	RouteGen      *ebpf.VariableSpec `ebpf:"route_gen"`
+	SweepEpoch    *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepRefile   *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited  *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking      *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums   *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelOverflow *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerObjects contains all objects after they have been loaded into the kernel.
@@ -409,6 +441,8 @@ type SteerMaps struct {
 	Services     *ebpf.Map `ebpf:"services"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Tables       *ebpf.Map `ebpf:"tables"`
+	Wheel        *ebpf.Map `ebpf:"wheel"`
+	WheelHeads   *ebpf.Map `ebpf:"wheel_heads"`
 }
 
 func (m *SteerMaps) Close() error {
@@ -424,6 +458,8 @@ func (m *SteerMaps) Close() error {
 		m.Services,
 		m.Stats,
 		m.Tables,
+		m.Wheel,
+		m.WheelHeads,
 	)
 }
 
@@ -431,10 +467,13 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
-	RouteGen     *ebpf.Variable `ebpf:"route_gen"`
-	SweepVisited *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking     *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums  *ebpf.Variable `ebpf:"unused_enums"`
+	RouteGen      *ebpf.Variable `ebpf:"route_gen"`
+	SweepEpoch    *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepRefile   *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited  *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking      *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums   *ebpf.Variable `ebpf:"unused_enums"`
+	WheelOverflow *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerPrograms contains all programs after they have been loaded into the kernel.
@@ -442,6 +481,7 @@ type SteerVariables struct {
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerPrograms struct {
 	SweepTimeouts *ebpf.Program `ebpf:"sweep_timeouts"`
+	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
 	TcClient      *ebpf.Program `ebpf:"tc_client"`
 	XdpBackend    *ebpf.Program `ebpf:"xdp_backend"`
@@ -451,6 +491,7 @@ type SteerPrograms struct {
 func (p *SteerPrograms) Close() error {
 	return _SteerClose(
 		p.SweepTimeouts,
+		p.SweepWheel,
 		p.TcBackend,
 		p.TcClient,
 		p.XdpBackend,

@@ -154,6 +154,18 @@ type SteerUpgradeTableKey struct {
 	Pad   uint16
 }
 
+type SteerUpgradeWheelEntry struct {
+	_         structs.HostLayout
+	Key       SteerUpgradeFlowKey
+	T_startNs uint64
+}
+
+type SteerUpgradeWheelHead struct {
+	_     structs.HostLayout
+	Epoch uint64
+	N     uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -169,15 +181,21 @@ const (
 	SteerUpgradeMapServices       = "services"
 	SteerUpgradeMapStats          = "stats"
 	SteerUpgradeMapTables         = "tables"
+	SteerUpgradeMapWheel          = "wheel"
+	SteerUpgradeMapWheelHeads     = "wheel_heads"
 	SteerUpgradeProgSweepTimeouts = "sweep_timeouts"
+	SteerUpgradeProgSweepWheel    = "sweep_wheel"
 	SteerUpgradeProgTcBackend     = "tc_backend"
 	SteerUpgradeProgTcClient      = "tc_client"
 	SteerUpgradeProgXdpBackend    = "xdp_backend"
 	SteerUpgradeProgXdpClient     = "xdp_client"
 	SteerUpgradeVarRouteGen       = "route_gen"
+	SteerUpgradeVarSweepEpoch     = "sweep_epoch"
+	SteerUpgradeVarSweepRefile    = "sweep_refile"
 	SteerUpgradeVarSweepVisited   = "sweep_visited"
 	SteerUpgradeVarTracking       = "tracking"
 	SteerUpgradeVarUnusedEnums    = "unused_enums"
+	SteerUpgradeVarWheelOverflow  = "wheel_overflow"
 )
 
 // LoadSteerUpgrade returns the embedded CollectionSpec for SteerUpgrade.
@@ -223,6 +241,7 @@ type SteerUpgradeSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeProgramSpecs struct {
 	SweepTimeouts *ebpf.ProgramSpec `ebpf:"sweep_timeouts"`
+	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
 	TcClient      *ebpf.ProgramSpec `ebpf:"tc_client"`
 	XdpBackend    *ebpf.ProgramSpec `ebpf:"xdp_backend"`
@@ -244,16 +263,21 @@ type SteerUpgradeMapSpecs struct {
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Tables       *ebpf.MapSpec `ebpf:"tables"`
+	Wheel        *ebpf.MapSpec `ebpf:"wheel"`
+	WheelHeads   *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
 
 // SteerUpgradeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
-	RouteGen     *ebpf.VariableSpec `ebpf:"route_gen"`
-	SweepVisited *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking     *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums  *ebpf.VariableSpec `ebpf:"unused_enums"`
+	RouteGen      *ebpf.VariableSpec `ebpf:"route_gen"`
+	SweepEpoch    *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepRefile   *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited  *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking      *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums   *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelOverflow *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradeObjects contains all objects after they have been loaded into the kernel.
@@ -287,6 +311,8 @@ type SteerUpgradeMaps struct {
 	Services     *ebpf.Map `ebpf:"services"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Tables       *ebpf.Map `ebpf:"tables"`
+	Wheel        *ebpf.Map `ebpf:"wheel"`
+	WheelHeads   *ebpf.Map `ebpf:"wheel_heads"`
 }
 
 func (m *SteerUpgradeMaps) Close() error {
@@ -302,6 +328,8 @@ func (m *SteerUpgradeMaps) Close() error {
 		m.Services,
 		m.Stats,
 		m.Tables,
+		m.Wheel,
+		m.WheelHeads,
 	)
 }
 
@@ -309,10 +337,13 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
-	RouteGen     *ebpf.Variable `ebpf:"route_gen"`
-	SweepVisited *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking     *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums  *ebpf.Variable `ebpf:"unused_enums"`
+	RouteGen      *ebpf.Variable `ebpf:"route_gen"`
+	SweepEpoch    *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepRefile   *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited  *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking      *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums   *ebpf.Variable `ebpf:"unused_enums"`
+	WheelOverflow *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradePrograms contains all programs after they have been loaded into the kernel.
@@ -320,6 +351,7 @@ type SteerUpgradeVariables struct {
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradePrograms struct {
 	SweepTimeouts *ebpf.Program `ebpf:"sweep_timeouts"`
+	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
 	TcClient      *ebpf.Program `ebpf:"tc_client"`
 	XdpBackend    *ebpf.Program `ebpf:"xdp_backend"`
@@ -329,6 +361,7 @@ type SteerUpgradePrograms struct {
 func (p *SteerUpgradePrograms) Close() error {
 	return _SteerUpgradeClose(
 		p.SweepTimeouts,
+		p.SweepWheel,
 		p.TcBackend,
 		p.TcClient,
 		p.XdpBackend,

@@ -393,6 +393,60 @@ struct {
 	__uint(max_entries, 1024);
 } rates SEC(".maps");
 
+/*
+ * The deadline wheel: where the timeout sweep finds the requests (and
+ * connects) that may time out, instead of walking the whole flow table.
+ * A request is filed, when it starts, in the slot of the epoch its
+ * deadline falls in (an epoch: WHEEL_SHIFT bits of bpf_ktime_get_ns, 67 ms);
+ * the sweep visits only the slots whose epoch has passed, and the entries
+ * whose flow still waits on that very request (same t_start_ns) are late.
+ * A slot is reused every WHEEL_SLOTS epochs (17 s); a deadline farther
+ * out is filed at the horizon and filed again when its slot comes due.
+ * A slot holds WHEEL_CAP entries: a request that finds its slot full, or
+ * not yet set up for its epoch, is not filed and sets wheel_overflow, and
+ * the next sweep walks the whole table instead, as it also does every few
+ * seconds to count the flows.
+ */
+enum wheel_limits {
+	WHEEL_SHIFT = 26,
+	WHEEL_SLOTS = 256,
+	WHEEL_CAP = 1024,
+};
+
+/* A slot's head: the epoch it holds now, and how many entries were filed
+ * in it (may exceed WHEEL_CAP: those past it were not filed). */
+struct wheel_head {
+	__u64 epoch;
+	__u64 n;
+};
+
+/* A filed request: its flow, and when the request started. */
+struct wheel_entry {
+	struct flow_key key;
+	__u64 t_start_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* slot: epoch % WHEEL_SLOTS */
+	__type(value, struct wheel_head);
+	__uint(max_entries, WHEEL_SLOTS);
+} wheel_heads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* slot * WHEEL_CAP + index */
+	__type(value, struct wheel_entry);
+	__uint(max_entries, WHEEL_SLOTS * WHEEL_CAP);
+} wheel SEC(".maps");
+
+/* Set by a request that could not be filed: the next sweep walks the
+ * whole flow table. Cleared by the agent before such a walk. */
+volatile __u32 wheel_overflow;
+
+/* The default of struct service's timeout (spec.timeout). */
+#define DEFAULT_TIMEOUT_NS 5000000000ULL
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32); /* enum stat */
@@ -446,5 +500,6 @@ struct enums {
 	enum err_kind err_kind;
 	enum app app;
 	enum latency_kind latency_kind;
+	enum wheel_limits wheel_limits;
 };
 struct enums *unused_enums __attribute__((unused));

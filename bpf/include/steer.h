@@ -142,13 +142,67 @@ static __always_inline int seq_before(__u32 a, __u32 b)
 	return (__s32)(a - b) < 0;
 }
 
+/* An atomic add that returns the old value (BPF_ATOMIC | BPF_FETCH, Linux
+ * 5.12). Written out because clang emits it only for -mcpu=v3, whose code
+ * the verifier refuses elsewhere in these programs. */
+static __always_inline __u64 fetch_add_u64(__u64 *p, __u64 v)
+{
+	asm volatile("%[v] = atomic_fetch_add((u64 *)(%[p] + 0), %[v])" : [v] "+r"(v) : [p] "r"(p) : "memory");
+	return v;
+}
+
+/* A service's timeout (spec.timeout). */
+static __always_inline __u64 svc_timeout(__u32 svc_id)
+{
+	struct svc_params *sp = bpf_map_lookup_elem(&params, &svc_id);
+
+	return sp && sp->timeout_ns ? sp->timeout_ns : DEFAULT_TIMEOUT_NS;
+}
+
+/* File a request that started at t_start, on the flow fk, in the deadline
+ * wheel (see wheel_heads): in the slot of its deadline's epoch, or of the
+ * horizon's if that is farther. now is the clock's reading. */
+static __always_inline void file_deadline(const struct flow_key *fk, __u64 deadline, __u64 now,
+					  __u64 t_start)
+{
+	__u64 epoch = deadline >> WHEEL_SHIFT, horizon = (now >> WHEEL_SHIFT) + WHEEL_SLOTS - 2;
+	struct wheel_head *head;
+	struct wheel_entry *e;
+	__u64 idx;
+	__u32 slot, key;
+
+	if (epoch > horizon)
+		epoch = horizon;
+	slot = epoch & (WHEEL_SLOTS - 1);
+	head = bpf_map_lookup_elem(&wheel_heads, &slot);
+	if (!head || head->epoch != epoch)
+		goto overflow;
+	idx = fetch_add_u64(&head->n, 1);
+	if (idx >= WHEEL_CAP)
+		goto overflow;
+	key = slot * WHEEL_CAP + idx;
+	e = bpf_map_lookup_elem(&wheel, &key);
+	if (!e)
+		goto overflow;
+	e->key = *fk;
+	e->t_start_ns = t_start;
+	return;
+overflow:
+	/* Read first: every CPU writing the flag would bounce its line. */
+	if (!wheel_overflow)
+		wheel_overflow = 1;
+}
+
 /* A client packet with payload on a flow: the start of a request, more of
  * one, or a retransmission. A request starts with the first payload on a
  * flow with nothing outstanding, or the first after the backend answered;
  * TCP data that ends at or before what the flow has already seen is a
  * retransmission and starts nothing. */
-static __always_inline void track_client(struct flow *f, const struct packet *pkt)
+static __always_inline void track_client(struct flow *f, const struct packet *pkt,
+					 const struct flow_key *fk)
 {
+	__u64 now;
+
 	if (!tracking || !pkt->payload_len)
 		return;
 	if (pkt->tuple.proto == IPPROTO_TCP) {
@@ -166,13 +220,16 @@ static __always_inline void track_client(struct flow *f, const struct packet *pk
 	} else if (f->state == FLOW_AWAITING) {
 		return;
 	}
-	f->t_start_ns = bpf_ktime_get_ns();
+	now = bpf_ktime_get_ns();
+	f->t_start_ns = now;
 	f->state = FLOW_AWAITING;
 	count(STAT_REQUEST);
+	file_deadline(fk, now + svc_timeout(f->svc_id), now, now);
 }
 
 /* A new flow's first packet sets where its cycle starts. */
-static __always_inline void start_tracking(struct flow *f, const struct packet *pkt)
+static __always_inline void start_tracking(struct flow *f, const struct packet *pkt,
+					   const struct flow_key *fk)
 {
 	f->state = FLOW_IDLE;
 	f->flags = 0;
@@ -182,13 +239,16 @@ static __always_inline void start_tracking(struct flow *f, const struct packet *
 		return;
 	if (pkt->tuple.proto == IPPROTO_TCP &&
 	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		__u64 now = bpf_ktime_get_ns();
+
 		f->state = FLOW_CONNECTING;
-		f->t_start_ns = bpf_ktime_get_ns();
+		f->t_start_ns = now;
 		f->req_end = pkt->tcp_seq + 1; /* the first data byte */
 		f->flags = FLOW_F_SEQ_KNOWN;
+		file_deadline(fk, now + svc_timeout(f->svc_id), now, now);
 		return;
 	}
-	track_client(f, pkt);
+	track_client(f, pkt, fk);
 }
 
 /* The bucket of a duration: the first whose bound is >= d, clamped to the
@@ -316,18 +376,18 @@ static __always_inline void track_icmp(void *data, void *data_end, const struct 
 
 /*
  * Client side: decide where a packet to a service goes. On DECIDE_FORWARD
- * *out holds the flow (backend, pool, service) and *new_flow says whether
- * this packet created it.
+ * *out holds the flow (backend, pool, service), *key its key in the flow
+ * table, and *new_flow says whether this packet created it.
  */
 static __always_inline int decide_client(void *data, void *data_end, const struct packet *pkt,
-					 struct flow *out, struct flow **live, int *new_flow)
+					 struct flow *out, struct flow **live, int *new_flow,
+					 struct flow_key *key)
 {
 	struct endpoint sk = {
 		.port = pkt->tuple.dport,
 		.proto = pkt->tuple.proto,
 	};
 	struct service *svc;
-	struct flow_key fk;
 	struct flow *f;
 	__u64 update = BPF_NOEXIST;
 
@@ -340,15 +400,15 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		return DECIDE_PASS;
 	}
 
-	fk = pkt->tuple;
-	fk.kind = svc->key;
+	*key = pkt->tuple;
+	key->kind = svc->key;
 	if (svc->key == KEY_GTPU_INNER) {
 		/* A UE is its inner source address; GTP-U messages that are not
 		 * G-PDUs (echo, error indication) go by their 5-tuple. */
-		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_SRC, fk.src) == 0)
-			fk.sport = 0;
+		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_SRC, key->src) == 0)
+			key->sport = 0;
 		else
-			fk = pkt->tuple;
+			*key = pkt->tuple;
 	}
 
 	/* A bare SYN always starts a flow: skipping the lookup saves a
@@ -361,7 +421,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_FLOW_SYN);
 		update = BPF_ANY;
 	} else {
-		f = bpf_map_lookup_elem(&flows, &fk);
+		f = bpf_map_lookup_elem(&flows, key);
 		if (f) {
 			*out = *f;
 			*live = f;
@@ -371,15 +431,15 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	}
 
 	__builtin_memset(out, 0, sizeof(*out));
-	if (pick_backend(svc, &fk, out) != 0) {
+	if (pick_backend(svc, key, out) != 0) {
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
-	start_tracking(out, pkt);
-	if (bpf_map_update_elem(&flows, &fk, out, update) != 0) {
+	start_tracking(out, pkt, key);
+	if (bpf_map_update_elem(&flows, key, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */
-		f = bpf_map_lookup_elem(&flows, &fk);
+		f = bpf_map_lookup_elem(&flows, key);
 		if (!f) {
 			count(STAT_FLOW_INSERT_FAIL);
 			return DECIDE_DROP;

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestAdoptPins(t *testing.T) {
 			return out
 		}
 		same := fates(opts)
-		if len(same) != 11 || same[bpf.SteerMapFlows] != "adopted" || same[bpf.SteerMapServices] != "adopted" {
+		if len(same) != reflect.TypeFor[bpf.SteerMaps]().NumField() || same[bpf.SteerMapFlows] != "adopted" || same[bpf.SteerMapServices] != "adopted" {
 			t.Errorf("preview with the same options: %v", same)
 		}
 		bigger := opts

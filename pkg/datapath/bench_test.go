@@ -304,10 +304,11 @@ func BenchmarkTrackingCost(b *testing.B) {
 	}
 }
 
-// BenchmarkSweep measures one timeout sweep (SweepTimeouts: a walk of the
-// whole flow table in the kernel) over a table holding 30 000 flows, the
-// cost the agent pays every SweepInterval. The flows are idle, as most in
-// a busy table are (a sweep only reads those).
+// BenchmarkSweep measures the timeout sweep over a table holding 30 000
+// idle flows (as most in a busy table are): a walk of the whole table
+// (full-ns/flow: what every sweep cost before the deadline wheel, and what
+// one still costs every fullSweepEvery or after an overflow) against a
+// sweep of the wheel (wheel-us), the steady state.
 //
 //	go test -run XXX -bench Sweep -benchtime 200x ./pkg/datapath
 func BenchmarkSweep(b *testing.B) {
@@ -330,15 +331,28 @@ func BenchmarkSweep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if n, err := f.dp.SweepTimeouts(); err != nil || n != flows { // sets the wheel up
+		b.Fatalf("first sweep: %d flows, %v; want %d", n, err, flows)
+	}
+	var full, wheel time.Duration
 	b.ResetTimer()
 	for range b.N {
-		n, err := f.dp.SweepTimeouts()
-		if err != nil {
+		start := time.Now()
+		f.dp.mu.Lock()
+		err := f.dp.fullSweep(0, false)
+		n := f.dp.flowCount
+		f.dp.mu.Unlock()
+		full += time.Since(start)
+		if err != nil || n != flows {
+			b.Fatalf("full sweep: %d flows, %v; want %d", n, err, flows)
+		}
+		start = time.Now()
+		if _, err := f.dp.SweepTimeouts(); err != nil {
 			b.Fatal(err)
 		}
-		if n != flows {
-			b.Fatalf("the sweep visited %d flows, want %d", n, flows)
-		}
+		wheel += time.Since(start)
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/flows, "ns/flow")
+	b.ReportMetric(float64(full.Nanoseconds())/float64(b.N)/flows, "full-ns/flow")
+	b.ReportMetric(float64(full.Microseconds())/float64(b.N), "full-us")
+	b.ReportMetric(float64(wheel.Microseconds())/float64(b.N), "wheel-us")
 }

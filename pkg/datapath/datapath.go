@@ -84,6 +84,13 @@ type Datapath struct {
 	errNames  []string
 	cpus      int // possible CPUs: the length of a per-CPU value
 
+	// The timeout sweep's state (SweepTimeouts, under mu): the next epoch
+	// of the deadline wheel to visit (0: not set up), when the flow table
+	// was last walked whole, and the flows that walk counted.
+	wheelNext     uint64
+	lastFullSweep time.Time
+	flowCount     int
+
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
 	services map[string]*installed  // by service name
@@ -199,26 +206,98 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	return spec, statNames, errNames, nil
 }
 
-// SweepTimeouts walks the flow table once in the kernel: every request or
-// connect that waited longer than its service's timeout is counted as a
-// timeout error and closed. It returns the number of flows in the table.
-// The agent calls it periodically.
+// fullSweepEvery is how often SweepTimeouts walks the whole flow table
+// even when the deadline wheel holds every open request: to count the
+// flows (graylane_flow_table_entries).
+const fullSweepEvery = 10 * time.Second
+
+// SweepTimeouts counts as a timeout error, and closes, every request or
+// connect that waited longer than its service's timeout. It visits the
+// slots of the programs' deadline wheel whose time has passed, and walks
+// the whole flow table instead when the wheel could not file every
+// request (or is not set up yet), and every fullSweepEvery. It returns
+// the number of flows in the table as of the last whole walk. The agent
+// calls it periodically.
 func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return 0, errors.New("data path is closed")
 	}
-	// The sweep is an XDP program run on a dummy frame (it only walks the
-	// map): the kernel wants at least an Ethernet header's worth of data.
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
+		return 0, fmt.Errorf("read the clock: %w", err)
+	}
+	epoch := uint64(ts.Nano()) >> bpf.SteerWheelLimitsWHEEL_SHIFT
+	var overflow uint32
+	if err := d.objs.WheelOverflow.Get(&overflow); err != nil {
+		return 0, fmt.Errorf("read the wheel's overflow flag: %w", err)
+	}
+	refile := d.wheelNext == 0 || overflow != 0 || epoch-d.wheelNext > uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)/2
+	if refile || time.Since(d.lastFullSweep) >= fullSweepEvery {
+		if err := d.fullSweep(epoch, refile); err != nil {
+			return 0, err
+		}
+	} else {
+		for e := d.wheelNext; e < epoch; e++ {
+			if err := d.objs.SweepEpoch.Set(e); err != nil {
+				return 0, fmt.Errorf("timeout sweep: %w", err)
+			}
+			if _, err := d.objs.SweepWheel.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+				return 0, fmt.Errorf("run the timeout sweep: %w", err)
+			}
+		}
+	}
+	d.wheelNext = epoch
+	return d.flowCount, nil
+}
+
+// fullSweep walks the whole flow table. With refile it first sets the
+// wheel up from epoch on (slots for past epochs that were not visited are
+// emptied: the walk times their requests out) and files every open
+// request that is not late yet.
+func (d *Datapath) fullSweep(epoch uint64, refile bool) error {
+	if refile {
+		// Cleared first: a request that cannot be filed during the walk
+		// sets it again, and the next sweep walks again.
+		if err := d.objs.WheelOverflow.Set(uint32(0)); err != nil {
+			return fmt.Errorf("clear the wheel's overflow flag: %w", err)
+		}
+		slots := uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)
+		for slot := range uint32(slots) {
+			// The slot's epoch in the wheel's next round from epoch on.
+			want := epoch + (uint64(slot)+slots-epoch%slots)%slots
+			var head bpf.SteerWheelHead
+			if err := d.objs.WheelHeads.Lookup(slot, &head); err != nil {
+				return fmt.Errorf("read the wheel: %w", err)
+			}
+			if head.Epoch == want {
+				continue // set up already: keep what it holds
+			}
+			if err := d.objs.WheelHeads.Update(slot, bpf.SteerWheelHead{Epoch: want}, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("set the wheel up: %w", err)
+			}
+		}
+	}
+	refileFlag := uint32(0)
+	if refile {
+		refileFlag = 1
+	}
+	if err := d.objs.SweepRefile.Set(refileFlag); err != nil {
+		return fmt.Errorf("timeout sweep: %w", err)
+	}
+	// The programs are XDP programs run on a dummy frame (they only walk
+	// maps): the kernel wants at least an Ethernet header's worth of data.
 	if _, err := d.objs.SweepTimeouts.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
-		return 0, fmt.Errorf("run the timeout sweep: %w", err)
+		return fmt.Errorf("run the timeout sweep: %w", err)
 	}
 	var visited uint64
 	if err := d.objs.SweepVisited.Get(&visited); err != nil {
-		return 0, fmt.Errorf("read the timeout sweep's count: %w", err)
+		return fmt.Errorf("read the timeout sweep's count: %w", err)
 	}
-	return int(visited), nil
+	d.flowCount = int(visited)
+	d.lastFullSweep = time.Now()
+	return nil
 }
 
 // Release closes the data path's file descriptors and leaves everything

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graylane/graylane/bpf"
 	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/service"
 )
@@ -149,7 +150,9 @@ func TestTimeoutSweep(t *testing.T) {
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != 0 {
 		t.Fatalf("%d timeouts before the timeout passed", c.Errors[ErrTimeout])
 	}
-	time.Sleep(80 * time.Millisecond)
+	// A deadline is found once its wheel epoch has passed: up to one
+	// epoch after the timeout.
+	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
 	for range 2 { // a second sweep counts nothing again
 		if _, err := f.dp.SweepTimeouts(); err != nil {
 			t.Fatal(err)
@@ -158,6 +161,28 @@ func TestTimeoutSweep(t *testing.T) {
 	lat, c := f.latencyOf(t, s, service.Stable)
 	if c.Errors[ErrTimeout] != uint64(len(unanswered)) || lat.Response.Count() != 1 {
 		t.Fatalf("timeouts %d, responses %d; want %d and 1", c.Errors[ErrTimeout], lat.Response.Count(), len(unanswered))
+	}
+
+	// With the wheel set up, the programs file each request themselves
+	// and the sweeps visit only the wheel: no request overflows, no walk
+	// of the table is needed to find the late ones.
+	fullBefore := f.dp.lastFullSweep
+	for _, p := range []uint16{6001, 6002} {
+		ask(p)
+	}
+	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
+	if _, err := f.dp.SweepTimeouts(); err != nil {
+		t.Fatal(err)
+	}
+	var overflow uint32
+	if err := f.dp.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
+		t.Fatalf("wheel overflow %d (%v): a request was not filed", overflow, err)
+	}
+	if !f.dp.lastFullSweep.Equal(fullBefore) {
+		t.Fatal("the sweep walked the whole table")
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
+		t.Fatalf("timeouts %d after two more unanswered requests, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
 	}
 }
 
