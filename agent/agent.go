@@ -38,9 +38,10 @@ import (
 	"github.com/graylane/graylane/pkg/webhook"
 )
 
-// SweepInterval is how often the agent walks the flow table for timed-out
-// requests (and counts the flows): a timeout is counted between the
-// service's timeout and that plus this interval after the request.
+// SweepInterval is how often the agent sweeps for timed-out requests (the
+// data path's deadline wheel; see datapath.SweepTimeouts): a timeout is
+// counted between the service's timeout and that plus this interval and a
+// wheel epoch (67 ms) after the request.
 const SweepInterval = 250 * time.Millisecond
 
 // Agent is a running agent.

@@ -39,7 +39,8 @@ type Source interface {
 	Services() []datapath.InstalledService
 	// View reads the kernel's maps.
 	View() *datapath.View
-	// FlowTable returns the flow table's entries (as of the last sweep)
+	// FlowTable returns the flow table's entries (as of the last walk of
+	// the whole table)
 	// and its capacity.
 	FlowTable() (entries, capacity int)
 	// Attachments lists where the programs are attached.
@@ -264,7 +265,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	}
 	entries, capacity := g.src.FlowTable()
 	nodeOnly := []*dto.LabelPair{node}
-	fill := family("graylane_flow_table_entries", "Flows in the flow table (counted by the last timeout sweep).", dto.MetricType_GAUGE)
+	fill := family("graylane_flow_table_entries", "Flows in the flow table (counted by the last walk of the whole table, at most 10 s old).", dto.MetricType_GAUGE)
 	fill.Metric = []*dto.Metric{gauge(nodeOnly, float64(entries))}
 	capf := family("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", dto.MetricType_GAUGE)
 	capf.Metric = []*dto.Metric{gauge(nodeOnly, float64(capacity))}
