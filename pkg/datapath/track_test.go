@@ -184,6 +184,37 @@ func TestTimeoutSweep(t *testing.T) {
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
 		t.Fatalf("timeouts %d after two more unanswered requests, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
 	}
+
+	// A request whose deadline moved out after it was filed (the service's
+	// timeout grew, as a deadline past the wheel's horizon is filed at the
+	// horizon) is filed again when its slot comes due, and times out at
+	// its real deadline, once.
+	ask(7001)
+	longer := s
+	longer.Timeout = time.Second
+	if err := f.dp.Apply([]service.Service{longer}); err != nil {
+		t.Fatal(err)
+	}
+	epoch := time.Duration(1) << bpf.SteerWheelLimitsWHEEL_SHIFT
+	time.Sleep(s.Timeout + 2*epoch)
+	if _, err := f.dp.SweepTimeouts(); err != nil {
+		t.Fatal(err)
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
+		t.Fatalf("timeouts %d before the grown timeout passed, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
+	}
+	time.Sleep(longer.Timeout + 2*epoch)
+	for range 2 {
+		if _, err := f.dp.SweepTimeouts(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+3 {
+		t.Fatalf("timeouts %d after the grown timeout passed, want %d", c.Errors[ErrTimeout], len(unanswered)+3)
+	}
+	if !f.dp.lastFullSweep.Equal(fullBefore) {
+		t.Fatal("the sweep walked the whole table")
+	}
 }
 
 // TestICMPError: a destination unreachable from the backend side about a
