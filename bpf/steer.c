@@ -526,9 +526,6 @@ int tc_backend(struct __sk_buff *skb)
  * keeps no count of its own). Written by sweep_timeouts, read by the agent. */
 __u64 sweep_visited;
 
-/* The epoch sweep_wheel visits; the agent sets it before each run. */
-__u64 sweep_epoch;
-
 /* A request (or connect) that waited longer than its service's timeout:
  * counted once as a timeout error, and closed. */
 static __always_inline void time_out(struct flow *f, __u32 svc_id)
@@ -617,31 +614,40 @@ __attribute__((noinline)) int visit_filed(__u32 key, __u64 now)
 	return 0;
 }
 
+/* The epoch sweep_wheel visits, and which WHEEL_CHUNK entries of its slot
+ * (chunk 0 first); the agent sets them before each run. The run of the
+ * last chunk of a slot sets the slot up for its next round. */
+__u64 sweep_epoch;
+__u32 sweep_chunk;
+__u32 sweep_last_chunk;
+
 /*
- * sweep_wheel visits the slot of one past epoch (sweep_epoch): only the
- * requests whose deadlines fell in it, at a cost that grows with the
- * request rate instead of the table's fill. Then it sets the slot up for
- * its next round, WHEEL_SLOTS epochs on. Requests are filed only in the
- * current epoch or later, so none is filed in a slot while it is visited.
+ * sweep_wheel visits the slot of one past epoch (sweep_epoch), a chunk at
+ * a time: only the requests whose deadlines fell in it, at a cost that
+ * grows with the request rate instead of the table's fill. Then it sets
+ * the slot up for its next round, WHEEL_SLOTS epochs on. Requests are
+ * filed only in the current epoch or later, so none is filed in a slot
+ * while it is visited.
  */
 SEC("xdp")
 int sweep_wheel(struct xdp_md *ctx)
 {
 	__u64 now = bpf_ktime_get_ns(), epoch = sweep_epoch;
-	__u32 slot = epoch & (WHEEL_SLOTS - 1), n;
-
+	__u32 slot = epoch & (WHEEL_SLOTS - 1), first = sweep_chunk * WHEEL_CHUNK, n;
 	struct wheel_head *head = bpf_map_lookup_elem(&wheel_heads, &slot);
 
 	if (!head || head->epoch > epoch)
 		return XDP_PASS; /* set up for a later round already */
 	if (head->epoch == epoch) {
-		n = head->n < WHEEL_CAP ? head->n : WHEEL_CAP;
-		for (__u32 i = 0; i < WHEEL_CAP; i++) {
-			if (i >= n)
+		n = head->n < wheel_cap ? head->n : wheel_cap;
+		for (__u32 i = 0; i < WHEEL_CHUNK; i++) {
+			if (first + i >= n)
 				break;
-			visit_filed(slot * WHEEL_CAP + i, now);
+			visit_filed(slot * wheel_cap + first + i, now);
 		}
 	}
+	if (!sweep_last_chunk)
+		return XDP_PASS;
 	/* Empty first, then open for the next round: a request that sees the
 	 * new epoch must not see the old count. */
 	*(volatile __u64 *)&head->n = 0;

@@ -283,7 +283,7 @@ type SteerWheelLimits uint32
 const (
 	SteerWheelLimitsWHEEL_SHIFT SteerWheelLimits = 26
 	SteerWheelLimitsWHEEL_SLOTS SteerWheelLimits = 256
-	SteerWheelLimitsWHEEL_CAP   SteerWheelLimits = 1024
+	SteerWheelLimitsWHEEL_CHUNK SteerWheelLimits = 1024
 )
 
 type SteerXdpMd struct {
@@ -320,11 +320,14 @@ const (
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarRouteGen       = "route_gen"
+	SteerVarSweepChunk     = "sweep_chunk"
 	SteerVarSweepEpoch     = "sweep_epoch"
+	SteerVarSweepLastChunk = "sweep_last_chunk"
 	SteerVarSweepRefile    = "sweep_refile"
 	SteerVarSweepVisited   = "sweep_visited"
 	SteerVarTracking       = "tracking"
 	SteerVarUnusedEnums    = "unused_enums"
+	SteerVarWheelCap       = "wheel_cap"
 	SteerVarWheelOverflow  = "wheel_overflow"
 )
 
@@ -401,13 +404,16 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
-	RouteGen      *ebpf.VariableSpec `ebpf:"route_gen"`
-	SweepEpoch    *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepRefile   *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited  *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking      *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums   *ebpf.VariableSpec `ebpf:"unused_enums"`
-	WheelOverflow *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerObjects contains all objects after they have been loaded into the kernel.
@@ -467,13 +473,16 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
-	RouteGen      *ebpf.Variable `ebpf:"route_gen"`
-	SweepEpoch    *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepRefile   *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited  *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking      *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums   *ebpf.Variable `ebpf:"unused_enums"`
-	WheelOverflow *ebpf.Variable `ebpf:"wheel_overflow"`
+	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking       *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerPrograms contains all programs after they have been loaded into the kernel.

@@ -190,11 +190,14 @@ const (
 	SteerUpgradeProgXdpBackend    = "xdp_backend"
 	SteerUpgradeProgXdpClient     = "xdp_client"
 	SteerUpgradeVarRouteGen       = "route_gen"
+	SteerUpgradeVarSweepChunk     = "sweep_chunk"
 	SteerUpgradeVarSweepEpoch     = "sweep_epoch"
+	SteerUpgradeVarSweepLastChunk = "sweep_last_chunk"
 	SteerUpgradeVarSweepRefile    = "sweep_refile"
 	SteerUpgradeVarSweepVisited   = "sweep_visited"
 	SteerUpgradeVarTracking       = "tracking"
 	SteerUpgradeVarUnusedEnums    = "unused_enums"
+	SteerUpgradeVarWheelCap       = "wheel_cap"
 	SteerUpgradeVarWheelOverflow  = "wheel_overflow"
 )
 
@@ -271,13 +274,16 @@ type SteerUpgradeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
-	RouteGen      *ebpf.VariableSpec `ebpf:"route_gen"`
-	SweepEpoch    *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepRefile   *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited  *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking      *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums   *ebpf.VariableSpec `ebpf:"unused_enums"`
-	WheelOverflow *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradeObjects contains all objects after they have been loaded into the kernel.
@@ -337,13 +343,16 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
-	RouteGen      *ebpf.Variable `ebpf:"route_gen"`
-	SweepEpoch    *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepRefile   *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited  *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking      *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums   *ebpf.Variable `ebpf:"unused_enums"`
-	WheelOverflow *ebpf.Variable `ebpf:"wheel_overflow"`
+	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking       *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradePrograms contains all programs after they have been loaded into the kernel.

@@ -402,7 +402,8 @@ struct {
  * whose flow still waits on that very request (same t_start_ns) are late.
  * A slot is reused every WHEEL_SLOTS epochs (17 s); a deadline farther
  * out is filed at the horizon and filed again when its slot comes due.
- * A slot holds WHEEL_CAP entries: a request that finds its slot full, or
+ * A slot holds wheel_cap entries (set at load from the flow table's size,
+ * a multiple of WHEEL_CHUNK): a request that finds its slot full, or
  * not yet set up for its epoch, is not filed and sets wheel_overflow, and
  * the next sweep walks the whole table instead, as it also does every few
  * seconds to count the flows.
@@ -410,11 +411,17 @@ struct {
 enum wheel_limits {
 	WHEEL_SHIFT = 26,
 	WHEEL_SLOTS = 256,
-	WHEEL_CAP = 1024,
+	/* The entries one run of sweep_wheel visits: a slot is visited in
+	 * wheel_cap / WHEEL_CHUNK runs, so the verifier's walk of the loop
+	 * stays bounded whatever the wheel's size. */
+	WHEEL_CHUNK = 1024,
 };
 
+/* Entries per slot; the loader sets it and sizes the wheel map to match. */
+const volatile __u32 wheel_cap = WHEEL_CHUNK;
+
 /* A slot's head: the epoch it holds now, and how many entries were filed
- * in it (may exceed WHEEL_CAP: those past it were not filed). */
+ * in it (may exceed wheel_cap: those past it were not filed). */
 struct wheel_head {
 	__u64 epoch;
 	__u64 n;
@@ -435,9 +442,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32); /* slot * WHEEL_CAP + index */
+	__type(key, __u32); /* slot * wheel_cap + index */
 	__type(value, struct wheel_entry);
-	__uint(max_entries, WHEEL_SLOTS * WHEEL_CAP);
+	__uint(max_entries, WHEEL_SLOTS * WHEEL_CHUNK); /* the loader sets WHEEL_SLOTS * wheel_cap */
 } wheel SEC(".maps");
 
 /* Set by a request that could not be filed: the next sweep walks the

@@ -178,9 +178,9 @@ static __always_inline void file_deadline(const struct flow_key *fk, __u64 deadl
 	if (!head || head->epoch != epoch)
 		goto overflow;
 	idx = fetch_add_u64(&head->n, 1);
-	if (idx >= WHEEL_CAP)
+	if (idx >= wheel_cap)
 		goto overflow;
-	key = slot * WHEEL_CAP + idx;
+	key = slot * wheel_cap + (__u32)idx;
 	e = bpf_map_lookup_elem(&wheel, &key);
 	if (!e)
 		goto overflow;

@@ -90,6 +90,7 @@ type Datapath struct {
 	wheelNext     uint64
 	lastFullSweep time.Time
 	flowCount     int
+	wheelCap      uint32 // entries per slot of the wheel (wheel_cap)
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
@@ -137,6 +138,7 @@ func New(opts Options) (*Datapath, error) {
 		thresholds: make(map[string][]time.Duration),
 		rates:      make(map[string]uint32),
 		ids:        newIDAllocator(opts.MaxServices),
+		wheelCap:   wheelCapFor(opts.FlowTable),
 	}
 	var collOpts ebpf.CollectionOptions
 	if opts.PinPath != "" {
@@ -199,6 +201,11 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
 	specs.Pins.MaxEntries = opts.MaxPins
 	specs.Flows.MaxEntries = opts.FlowTable
+	wheelCap := wheelCapFor(opts.FlowTable)
+	if err := specs.WheelCap.Set(wheelCap); err != nil {
+		return nil, nil, nil, fmt.Errorf("size the deadline wheel: %w", err)
+	}
+	specs.Wheel.MaxEntries = uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) * wheelCap
 	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 	specs.Params.MaxEntries = opts.MaxServices
@@ -240,16 +247,51 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 		}
 	} else {
 		for e := d.wheelNext; e < epoch; e++ {
-			if err := d.objs.SweepEpoch.Set(e); err != nil {
-				return 0, fmt.Errorf("timeout sweep: %w", err)
-			}
-			if _, err := d.objs.SweepWheel.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
-				return 0, fmt.Errorf("run the timeout sweep: %w", err)
+			if err := d.sweepEpoch(e); err != nil {
+				return 0, err
 			}
 		}
 	}
 	d.wheelNext = epoch
 	return d.flowCount, nil
+}
+
+// sweepEpoch visits the wheel's slot of a past epoch, a chunk of entries
+// per program run.
+func (d *Datapath) sweepEpoch(e uint64) error {
+	slot := uint32(e % uint64(bpf.SteerWheelLimitsWHEEL_SLOTS))
+	var head bpf.SteerWheelHead
+	if err := d.objs.WheelHeads.Lookup(slot, &head); err != nil {
+		return fmt.Errorf("read the wheel: %w", err)
+	}
+	chunks := uint64(1)
+	if head.Epoch == e {
+		filed := min(head.N, uint64(d.wheelCap))
+		chunks = max(1, (filed+uint64(bpf.SteerWheelLimitsWHEEL_CHUNK)-1)/uint64(bpf.SteerWheelLimitsWHEEL_CHUNK))
+	}
+	for c := range chunks {
+		last := uint32(0)
+		if c == chunks-1 {
+			last = 1
+		}
+		if err := errors.Join(d.objs.SweepEpoch.Set(e), d.objs.SweepChunk.Set(uint32(c)), d.objs.SweepLastChunk.Set(last)); err != nil {
+			return fmt.Errorf("timeout sweep: %w", err)
+		}
+		if _, err := d.objs.SweepWheel.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+			return fmt.Errorf("run the timeout sweep: %w", err)
+		}
+	}
+	return nil
+}
+
+// wheelCapFor is the deadline wheel's entries per slot for a flow table
+// of flowTable entries: one 256th of it, in whole chunks, at least one.
+// The wheel then holds as many deadlines as the table holds flows (48 B
+// each), and a slot takes flowTable/256 deadlines per 67 ms epoch: 15 000
+// requests/s for the default table.
+func wheelCapFor(flowTable uint32) uint32 {
+	chunk := uint32(bpf.SteerWheelLimitsWHEEL_CHUNK)
+	return max(1, (flowTable/uint32(bpf.SteerWheelLimitsWHEEL_SLOTS)+chunk-1)/chunk) * chunk
 }
 
 // fullSweep walks the whole flow table. With refile it first sets the

@@ -246,3 +246,78 @@ func TestICMPError(t *testing.T) {
 		t.Fatalf("icmp errors %d, want 2 (one per hook)", c.Errors[ErrICMP])
 	}
 }
+
+// TestTimeoutWheelChunks: a larger flow table gets a larger wheel, whose
+// slots hold more deadlines than one sweep run visits; every one of them
+// is found, chunk by chunk, without a walk of the table.
+func TestTimeoutWheelChunks(t *testing.T) {
+	f := newFixture(t)
+	big, err := New(Options{FlowTable: 1 << 19, MaxServices: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { big.Close() })
+	f.dp = big
+	if big.wheelCap != 2*uint32(bpf.SteerWheelLimitsWHEEL_CHUNK) {
+		t.Fatalf("wheel of %d entries a slot for %d flows, want %d", big.wheelCap, 1<<19, 2*bpf.SteerWheelLimitsWHEEL_CHUNK)
+	}
+	s := webService("dns", vip4, service.UDP, 0)
+	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	if err := big.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.SweepTimeouts(); err != nil { // sets the wheel up
+		t.Fatal(err)
+	}
+	fullBefore := big.lastFullSweep
+	// Requests fast enough that one epoch's slot gets more than a chunk
+	// (and, all in one, still fit its 2 048); a slow machine may spread
+	// them over more epochs: try again then, in epochs of their own.
+	const requests = 1800
+	port := uint16(10000)
+	for try := 0; ; try++ {
+		err := f.inNS(func() error {
+			for range requests {
+				port++
+				pkt := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")})
+				if _, _, err := big.Objects().XdpClient.Benchmark(pkt, 1, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		most := uint64(0)
+		for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
+			var head bpf.SteerWheelHead
+			if err := big.objs.WheelHeads.Lookup(slot, &head); err != nil {
+				t.Fatal(err)
+			}
+			most = max(most, head.N)
+		}
+		if most > uint64(bpf.SteerWheelLimitsWHEEL_CHUNK) {
+			break
+		}
+		if try == 3 {
+			t.Fatalf("no slot got more than %d deadlines (most %d)", bpf.SteerWheelLimitsWHEEL_CHUNK, most)
+		}
+		time.Sleep(2 * (time.Duration(1) << bpf.SteerWheelLimitsWHEEL_SHIFT))
+	}
+	asked := uint64(port - 10000)
+	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
+	if _, err := big.SweepTimeouts(); err != nil {
+		t.Fatal(err)
+	}
+	var overflow uint32
+	if err := big.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
+		t.Fatalf("wheel overflow %d (%v)", overflow, err)
+	}
+	if !big.lastFullSweep.Equal(fullBefore) {
+		t.Fatal("the sweep walked the whole table")
+	}
+	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != asked {
+		t.Fatalf("%d timeouts of %d unanswered requests", c.Errors[ErrTimeout], asked)
+	}
+}
