@@ -239,7 +239,8 @@ const (
 	SteerStatSTAT_FWD_REDIRECT     SteerStat = 19
 	SteerStatSTAT_FWD_STACK        SteerStat = 20
 	SteerStatSTAT_RATE_LIMITED     SteerStat = 21
-	SteerStatSTAT_COUNT            SteerStat = 22
+	SteerStatSTAT_WHEEL_UNFILED    SteerStat = 22
+	SteerStatSTAT_COUNT            SteerStat = 23
 )
 
 type SteerSvcParams struct {

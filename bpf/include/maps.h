@@ -264,6 +264,7 @@ enum stat {
 	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
 	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
 	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
+	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
 	STAT_COUNT,
 };
 

@@ -188,6 +188,7 @@ static __always_inline void file_deadline(const struct flow_key *fk, __u64 deadl
 	e->t_start_ns = t_start;
 	return;
 overflow:
+	count(STAT_WHEEL_UNFILED);
 	/* Read first: every CPU writing the flag would bounce its line. */
 	if (!wheel_overflow)
 		wheel_overflow = 1;

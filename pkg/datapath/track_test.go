@@ -144,6 +144,18 @@ func TestTimeoutSweep(t *testing.T) {
 	}
 	be := ask(5004)
 	f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: be, dst: netip.AddrPortFrom(client4, 5004), proto: protoUDP, payload: []byte("a")}))
+	// Before the agent's first sweep the wheel is not set up: the
+	// requests are not filed (counted), and that sweep walks the table.
+	unfiled := func() uint64 {
+		st, err := f.dp.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st["wheel_unfiled"]
+	}
+	if n := unfiled(); n != 4 {
+		t.Fatalf("wheel_unfiled %d before the wheel was set up, want 4", n)
+	}
 	if n, err := f.dp.SweepTimeouts(); err != nil || n != 4 {
 		t.Fatalf("sweep: %d flows, %v; want 4", n, err)
 	}
@@ -180,6 +192,9 @@ func TestTimeoutSweep(t *testing.T) {
 	}
 	if !f.dp.lastFullSweep.Equal(fullBefore) {
 		t.Fatal("the sweep walked the whole table")
+	}
+	if n := unfiled(); n != 4 {
+		t.Fatalf("wheel_unfiled %d with the wheel set up, want still 4", n)
 	}
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
 		t.Fatalf("timeouts %d after two more unanswered requests, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
