@@ -241,18 +241,26 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 		return 0, fmt.Errorf("read the wheel's overflow flag: %w", err)
 	}
 	refile := d.wheelNext == 0 || overflow != 0 || epoch-d.wheelNext > uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)/2
-	if refile || time.Since(d.lastFullSweep) >= fullSweepEvery {
-		if err := d.fullSweep(epoch, refile); err != nil {
+	if refile {
+		if err := d.fullSweep(epoch, true); err != nil {
 			return 0, err
 		}
-	} else {
-		for e := d.wheelNext; e < epoch; e++ {
-			if err := d.sweepEpoch(e); err != nil {
-				return 0, err
-			}
+		d.wheelNext = epoch
+		return d.flowCount, nil
+	}
+	// The due slots are visited even when the table is walked too: a
+	// visit also sets its slot up for the next round.
+	for e := d.wheelNext; e < epoch; e++ {
+		if err := d.sweepEpoch(e); err != nil {
+			return 0, err
+		}
+		d.wheelNext = e + 1
+	}
+	if time.Since(d.lastFullSweep) >= fullSweepEvery {
+		if err := d.fullSweep(epoch, false); err != nil {
+			return 0, err
 		}
 	}
-	d.wheelNext = epoch
 	return d.flowCount, nil
 }
 

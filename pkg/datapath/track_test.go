@@ -230,6 +230,27 @@ func TestTimeoutSweep(t *testing.T) {
 	if !f.dp.lastFullSweep.Equal(fullBefore) {
 		t.Fatal("the sweep walked the whole table")
 	}
+
+	// The periodic walk of the table still visits the due slots, which
+	// sets each up for its next round: no slot is left behind for a later
+	// request to find unready.
+	f.dp.lastFullSweep = time.Now().Add(-fullSweepEvery)
+	time.Sleep(2 * epoch)
+	if _, err := f.dp.SweepTimeouts(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(f.dp.lastFullSweep) > time.Second {
+		t.Fatal("no walk of the table after fullSweepEvery")
+	}
+	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
+		var head bpf.SteerWheelHead
+		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
+			t.Fatal(err)
+		}
+		if head.Epoch < f.dp.wheelNext {
+			t.Fatalf("slot %d holds past epoch %d (next to visit: %d)", slot, head.Epoch, f.dp.wheelNext)
+		}
+	}
 }
 
 // TestICMPError: a destination unreachable from the backend side about a
