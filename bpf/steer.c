@@ -357,13 +357,15 @@ int xdp_backend(struct xdp_md *ctx)
 #define TC_PULL_LEN 256
 
 /* Make the first n bytes of the packet (all of it, if shorter) linear,
- * unless they are. */
-static __always_inline void tc_pull(struct __sk_buff *skb, __u32 n)
+ * unless they are. Returns 1 if it pulled (packet pointers are stale). */
+static __always_inline int tc_pull(struct __sk_buff *skb, __u32 n)
 {
 	__u32 want = skb->len < n ? skb->len : n;
 
-	if ((long)skb->data + want > (long)skb->data_end)
-		bpf_skb_pull_data(skb, want);
+	if ((long)skb->data + want <= (long)skb->data_end)
+		return 0;
+	bpf_skb_pull_data(skb, want);
+	return 1;
 }
 
 /* Parse the packet, making linear what the programs read. The stack hands
@@ -382,9 +384,8 @@ static __always_inline int tc_parse(struct __sk_buff *skb, struct packet *pkt)
 		return ret;
 	if (ret != PARSE_OK && ret != PARSE_MALFORMED && ret != PARSE_ICMP)
 		return ret; /* not ours whatever the rest holds */
-	if ((long)skb->data + (skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN) <= (long)skb->data_end)
+	if (!tc_pull(skb, TC_PULL_LEN))
 		return ret; /* linear already: the parse saw all it can */
-	tc_pull(skb, TC_PULL_LEN);
 	return parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
 }
 
@@ -526,13 +527,23 @@ int tc_backend(struct __sk_buff *skb)
  * keeps no count of its own). Written by sweep_timeouts, read by the agent. */
 __u64 sweep_visited;
 
-/* A request (or connect) that waited longer than its service's timeout:
- * counted once as a timeout error, and closed. */
-static __always_inline void time_out(struct flow *f, __u32 svc_id)
+/* A flow waiting on the request (or connect) that started at t_start: past
+ * its service's timeout it is counted once as a timeout error and closed;
+ * before it, with refile, its deadline is filed in the wheel (again). */
+static __always_inline void judge_wait(struct flow *f, const struct flow_key *key, __u64 t_start,
+				       __u64 now, int refile)
 {
+	__u32 id = f->svc_id;
+	__u64 deadline = t_start + svc_timeout(id);
+
+	if (now <= deadline) {
+		if (refile)
+			file_deadline(key, deadline, now, t_start);
+		return;
+	}
 	f->state = FLOW_IDLE;
 	count(STAT_TIMEOUT);
-	count_error(svc_id, f->pool, ERR_TIMEOUT);
+	count_error(id, f->pool, ERR_TIMEOUT);
 }
 
 /* Set by the agent before a full sweep: 1 files every open request that
@@ -543,24 +554,13 @@ __u32 sweep_refile;
 /* One flow of the full sweep. */
 static long sweep_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
 {
-	__u64 t_start = f->t_start_ns, deadline;
-	__u32 id;
+	__u64 t_start = f->t_start_ns;
 
-	if (f->state == FLOW_IDLE)
-		return 0;
-	id = f->svc_id;
 	/* A flow whose request started after the sweep did is not late (and
-	 * was filed by the program that started it). */
-	if (*now <= t_start)
-		return 0;
-	deadline = t_start + svc_timeout(id);
-	if (*now <= deadline) {
-		/* Filed twice at worst: the second visit finds it answered. */
-		if (sweep_refile)
-			file_deadline(key, deadline, *now, t_start);
-		return 0;
-	}
-	time_out(f, id);
+	 * was filed by the program that started it). Refiled twice at worst:
+	 * the second visit finds it answered. */
+	if (f->state != FLOW_IDLE && *now > t_start)
+		judge_wait(f, key, t_start, *now, sweep_refile);
 	return 0;
 }
 
@@ -589,28 +589,16 @@ int sweep_timeouts(struct xdp_md *ctx)
 __attribute__((noinline)) int visit_filed(__u32 key, __u64 now)
 {
 	struct wheel_entry *e = bpf_map_lookup_elem(&wheel, &key);
-	struct flow_key fk;
-	__u64 t_start, deadline;
 	struct flow *f;
-	__u32 id;
 
 	if (!e)
 		return 0;
-	fk = e->key;
-	t_start = e->t_start_ns;
-	f = bpf_map_lookup_elem(&flows, &fk);
+	f = bpf_map_lookup_elem(&flows, &e->key);
 	/* Answered since, or the flow went on to another request (or is gone):
-	 * nothing is late. */
-	if (!f || f->state == FLOW_IDLE || f->t_start_ns != t_start)
-		return 0;
-	id = f->svc_id;
-	deadline = t_start + svc_timeout(id);
-	if (now <= deadline) {
-		/* Filed at the horizon, or the service's timeout grew. */
-		file_deadline(&fk, deadline, now, t_start);
-		return 0;
-	}
-	time_out(f, id);
+	 * nothing is late. Not late yet: filed at the horizon, or the
+	 * service's timeout grew; filed again (in a later slot than this). */
+	if (f && f->state != FLOW_IDLE && f->t_start_ns == e->t_start_ns)
+		judge_wait(f, &e->key, e->t_start_ns, now, 1);
 	return 0;
 }
 

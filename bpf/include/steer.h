@@ -194,6 +194,17 @@ overflow:
 		wheel_overflow = 1;
 }
 
+/* The flow starts waiting (a connect or a request) now: its clock starts,
+ * and its deadline is filed in the wheel. */
+static __always_inline void start_wait(struct flow *f, const struct flow_key *fk, enum flow_state state)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	f->state = state;
+	f->t_start_ns = now;
+	file_deadline(fk, now + svc_timeout(f->svc_id), now, now);
+}
+
 /* A client packet with payload on a flow: the start of a request, more of
  * one, or a retransmission. A request starts with the first payload on a
  * flow with nothing outstanding, or the first after the backend answered;
@@ -202,8 +213,6 @@ overflow:
 static __always_inline void track_client(struct flow *f, const struct packet *pkt,
 					 const struct flow_key *fk)
 {
-	__u64 now;
-
 	if (!tracking || !pkt->payload_len)
 		return;
 	if (pkt->tuple.proto == IPPROTO_TCP) {
@@ -221,11 +230,8 @@ static __always_inline void track_client(struct flow *f, const struct packet *pk
 	} else if (f->state == FLOW_AWAITING) {
 		return;
 	}
-	now = bpf_ktime_get_ns();
-	f->t_start_ns = now;
-	f->state = FLOW_AWAITING;
+	start_wait(f, fk, FLOW_AWAITING);
 	count(STAT_REQUEST);
-	file_deadline(fk, now + svc_timeout(f->svc_id), now, now);
 }
 
 /* A new flow's first packet sets where its cycle starts. */
@@ -240,13 +246,9 @@ static __always_inline void start_tracking(struct flow *f, const struct packet *
 		return;
 	if (pkt->tuple.proto == IPPROTO_TCP &&
 	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
-		__u64 now = bpf_ktime_get_ns();
-
-		f->state = FLOW_CONNECTING;
-		f->t_start_ns = now;
+		start_wait(f, fk, FLOW_CONNECTING);
 		f->req_end = pkt->tcp_seq + 1; /* the first data byte */
 		f->flags = FLOW_F_SEQ_KNOWN;
-		file_deadline(fk, now + svc_timeout(f->svc_id), now, now);
 		return;
 	}
 	track_client(f, pkt, fk);

@@ -285,9 +285,19 @@ func (d *Datapath) sweepEpoch(e uint64) error {
 		if err := errors.Join(d.objs.SweepEpoch.Set(e), d.objs.SweepChunk.Set(uint32(c)), d.objs.SweepLastChunk.Set(last)); err != nil {
 			return fmt.Errorf("timeout sweep: %w", err)
 		}
-		if _, err := d.objs.SweepWheel.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
-			return fmt.Errorf("run the timeout sweep: %w", err)
+		if err := runSweep(d.objs.SweepWheel); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// runSweep runs one of the sweep programs: XDP programs run on a dummy
+// frame (they only walk maps), of the Ethernet header's worth of data the
+// kernel wants at least.
+func runSweep(prog *ebpf.Program) error {
+	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+		return fmt.Errorf("run the timeout sweep: %w", err)
 	}
 	return nil
 }
@@ -329,17 +339,15 @@ func (d *Datapath) fullSweep(epoch uint64, refile bool) error {
 			}
 		}
 	}
-	refileFlag := uint32(0)
+	var refileFlag uint32
 	if refile {
 		refileFlag = 1
 	}
 	if err := d.objs.SweepRefile.Set(refileFlag); err != nil {
 		return fmt.Errorf("timeout sweep: %w", err)
 	}
-	// The programs are XDP programs run on a dummy frame (they only walk
-	// maps): the kernel wants at least an Ethernet header's worth of data.
-	if _, err := d.objs.SweepTimeouts.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
-		return fmt.Errorf("run the timeout sweep: %w", err)
+	if err := runSweep(d.objs.SweepTimeouts); err != nil {
+		return err
 	}
 	var visited uint64
 	if err := d.objs.SweepVisited.Get(&visited); err != nil {

@@ -85,19 +85,15 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 			return c, err
 		}
 	}
-	before, err := readIdle(gatewayCPU)
+	var n int
+	busy, err := gatewayBusy(func() (err error) {
+		n, err = openConnections(ctx, lab, conn, isolatedConns)
+		return err
+	})
 	if err != nil {
 		return c, err
 	}
-	n, err := openConnections(ctx, lab, conn, isolatedConns)
-	if err != nil {
-		return c, err
-	}
-	after, err := readIdle(gatewayCPU)
-	if err != nil {
-		return c, err
-	}
-	c.perConn = after.busySince(before) / time.Duration(n)
+	c.perConn = busy / time.Duration(n)
 	if agentPid != 0 {
 		if agentAfter, err = processCPU(agentPid); err != nil {
 			return c, err
@@ -105,23 +101,35 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 		c.agentPerConn = (agentAfter - agentBefore) / time.Duration(n)
 	}
 
-	before, err = readIdle(gatewayCPU)
-	if err != nil {
-		return c, err
-	}
-	res, err := iperf3(ctx, lab, bulk, false)
-	if err != nil {
-		return c, err
-	}
-	after, err = readIdle(gatewayCPU)
+	var res bulkResult
+	busy, err = gatewayBusy(func() (err error) {
+		res, err = iperf3(ctx, lab, bulk, false)
+		return err
+	})
 	if err != nil {
 		return c, err
 	}
 	if res.bytes == 0 {
 		return c, errors.New("isolated bulk run moved no data")
 	}
-	c.perGB = time.Duration(float64(after.busySince(before)) * 1e9 / float64(res.bytes))
+	c.perGB = time.Duration(float64(busy) * 1e9 / float64(res.bytes))
 	return c, nil
+}
+
+// gatewayBusy runs work and returns how long gatewayCPU was busy meanwhile.
+func gatewayBusy(work func() error) (time.Duration, error) {
+	before, err := readIdle(gatewayCPU)
+	if err != nil {
+		return 0, err
+	}
+	if err := work(); err != nil {
+		return 0, err
+	}
+	after, err := readIdle(gatewayCPU)
+	if err != nil {
+		return 0, err
+	}
+	return after.busySince(before), nil
 }
 
 // steerReceive sets RPS on every lab interface: packets the gateway
