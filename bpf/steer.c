@@ -293,7 +293,7 @@ int xdp_client(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct flow *live;
 	struct flow_key fk;
-	struct packet pkt;
+	struct packet pkt = {};
 	struct flow f;
 	int ret, new_flow;
 
@@ -322,7 +322,7 @@ int xdp_backend(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct packet pkt;
+	struct packet pkt = {};
 	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];
@@ -454,7 +454,12 @@ int tc_client(struct __sk_buff *skb)
 	void *data, *data_end;
 	struct flow *live;
 	struct flow_key fk;
-	struct packet pkt;
+	/* Zeroed, as in every program here: the compiler keeps the packet's
+	 * fields in registers, and one that a path never sets (a malformed
+	 * header returns early) would otherwise be an uninitialized register
+	 * that it may still copy across a helper call, which the verifier
+	 * refuses. */
+	struct packet pkt = {};
 	struct flow f;
 	int ret, new_flow;
 
@@ -484,7 +489,7 @@ SEC("tc")
 int tc_backend(struct __sk_buff *skb)
 {
 	void *data, *data_end;
-	struct packet pkt;
+	struct packet pkt = {};
 	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];

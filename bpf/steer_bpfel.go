@@ -53,6 +53,14 @@ const (
 	SteerErrKindERR_COUNT    SteerErrKind = 4
 )
 
+type SteerFilterLimits uint32
+
+const (
+	SteerFilterLimitsFILTER_SLOT_BITS SteerFilterLimits = 16
+	SteerFilterLimitsFILTER_SLOTS     SteerFilterLimits = 65536
+	SteerFilterLimitsFILTER_MIXED     SteerFilterLimits = 255
+)
+
 type SteerFlow struct {
 	_         structs.HostLayout
 	Backend   SteerBackend
@@ -91,6 +99,14 @@ const (
 	SteerFlowStateFLOW_CONNECTING SteerFlowState = 1
 	SteerFlowStateFLOW_AWAITING   SteerFlowState = 2
 )
+
+type SteerFrontend struct {
+	_     structs.HostLayout
+	Addr  [16]uint8
+	Port  uint16
+	Proto uint8
+	Kind  uint8
+}
 
 type SteerHist struct {
 	_       structs.HostLayout
@@ -303,6 +319,8 @@ type SteerXdpMd struct {
 const (
 	SteerMapBackends       = "backends"
 	SteerMapFlows          = "flows"
+	SteerMapFrontendFilter = "frontend_filter"
+	SteerMapFrontends      = "frontends"
 	SteerMapLatency        = "latency"
 	SteerMapNexthops       = "nexthops"
 	SteerMapParams         = "params"
@@ -386,19 +404,21 @@ type SteerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerMapSpecs struct {
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Flows        *ebpf.MapSpec `ebpf:"flows"`
-	Latency      *ebpf.MapSpec `ebpf:"latency"`
-	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
-	Params       *ebpf.MapSpec `ebpf:"params"`
-	Pins         *ebpf.MapSpec `ebpf:"pins"`
-	PoolCounters *ebpf.MapSpec `ebpf:"pool_counters"`
-	Rates        *ebpf.MapSpec `ebpf:"rates"`
-	Services     *ebpf.MapSpec `ebpf:"services"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	Tables       *ebpf.MapSpec `ebpf:"tables"`
-	Wheel        *ebpf.MapSpec `ebpf:"wheel"`
-	WheelHeads   *ebpf.MapSpec `ebpf:"wheel_heads"`
+	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
+	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
+	Latency        *ebpf.MapSpec `ebpf:"latency"`
+	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
+	Params         *ebpf.MapSpec `ebpf:"params"`
+	Pins           *ebpf.MapSpec `ebpf:"pins"`
+	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
+	Rates          *ebpf.MapSpec `ebpf:"rates"`
+	Services       *ebpf.MapSpec `ebpf:"services"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Tables         *ebpf.MapSpec `ebpf:"tables"`
+	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
+	WheelHeads     *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
 
 // SteerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -437,25 +457,29 @@ func (o *SteerObjects) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerMaps struct {
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Flows        *ebpf.Map `ebpf:"flows"`
-	Latency      *ebpf.Map `ebpf:"latency"`
-	Nexthops     *ebpf.Map `ebpf:"nexthops"`
-	Params       *ebpf.Map `ebpf:"params"`
-	Pins         *ebpf.Map `ebpf:"pins"`
-	PoolCounters *ebpf.Map `ebpf:"pool_counters"`
-	Rates        *ebpf.Map `ebpf:"rates"`
-	Services     *ebpf.Map `ebpf:"services"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	Tables       *ebpf.Map `ebpf:"tables"`
-	Wheel        *ebpf.Map `ebpf:"wheel"`
-	WheelHeads   *ebpf.Map `ebpf:"wheel_heads"`
+	Backends       *ebpf.Map `ebpf:"backends"`
+	Flows          *ebpf.Map `ebpf:"flows"`
+	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
+	Frontends      *ebpf.Map `ebpf:"frontends"`
+	Latency        *ebpf.Map `ebpf:"latency"`
+	Nexthops       *ebpf.Map `ebpf:"nexthops"`
+	Params         *ebpf.Map `ebpf:"params"`
+	Pins           *ebpf.Map `ebpf:"pins"`
+	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
+	Rates          *ebpf.Map `ebpf:"rates"`
+	Services       *ebpf.Map `ebpf:"services"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Tables         *ebpf.Map `ebpf:"tables"`
+	Wheel          *ebpf.Map `ebpf:"wheel"`
+	WheelHeads     *ebpf.Map `ebpf:"wheel_heads"`
 }
 
 func (m *SteerMaps) Close() error {
 	return _SteerClose(
 		m.Backends,
 		m.Flows,
+		m.FrontendFilter,
+		m.Frontends,
 		m.Latency,
 		m.Nexthops,
 		m.Params,

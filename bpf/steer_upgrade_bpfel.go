@@ -49,6 +49,14 @@ type SteerUpgradeFlowKey struct {
 	Pad   uint16
 }
 
+type SteerUpgradeFrontend struct {
+	_     structs.HostLayout
+	Addr  [16]uint8
+	Port  uint16
+	Proto uint8
+	Kind  uint8
+}
+
 type SteerUpgradeNhSlot struct {
 	_   structs.HostLayout
 	Key struct {
@@ -172,6 +180,8 @@ type SteerUpgradeWheelHead struct {
 const (
 	SteerUpgradeMapBackends       = "backends"
 	SteerUpgradeMapFlows          = "flows"
+	SteerUpgradeMapFrontendFilter = "frontend_filter"
+	SteerUpgradeMapFrontends      = "frontends"
 	SteerUpgradeMapLatency        = "latency"
 	SteerUpgradeMapNexthops       = "nexthops"
 	SteerUpgradeMapParams         = "params"
@@ -255,19 +265,21 @@ type SteerUpgradeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeMapSpecs struct {
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Flows        *ebpf.MapSpec `ebpf:"flows"`
-	Latency      *ebpf.MapSpec `ebpf:"latency"`
-	Nexthops     *ebpf.MapSpec `ebpf:"nexthops"`
-	Params       *ebpf.MapSpec `ebpf:"params"`
-	Pins         *ebpf.MapSpec `ebpf:"pins"`
-	PoolCounters *ebpf.MapSpec `ebpf:"pool_counters"`
-	Rates        *ebpf.MapSpec `ebpf:"rates"`
-	Services     *ebpf.MapSpec `ebpf:"services"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	Tables       *ebpf.MapSpec `ebpf:"tables"`
-	Wheel        *ebpf.MapSpec `ebpf:"wheel"`
-	WheelHeads   *ebpf.MapSpec `ebpf:"wheel_heads"`
+	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
+	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
+	Latency        *ebpf.MapSpec `ebpf:"latency"`
+	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
+	Params         *ebpf.MapSpec `ebpf:"params"`
+	Pins           *ebpf.MapSpec `ebpf:"pins"`
+	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
+	Rates          *ebpf.MapSpec `ebpf:"rates"`
+	Services       *ebpf.MapSpec `ebpf:"services"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Tables         *ebpf.MapSpec `ebpf:"tables"`
+	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
+	WheelHeads     *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
 
 // SteerUpgradeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -306,25 +318,29 @@ func (o *SteerUpgradeObjects) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeMaps struct {
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Flows        *ebpf.Map `ebpf:"flows"`
-	Latency      *ebpf.Map `ebpf:"latency"`
-	Nexthops     *ebpf.Map `ebpf:"nexthops"`
-	Params       *ebpf.Map `ebpf:"params"`
-	Pins         *ebpf.Map `ebpf:"pins"`
-	PoolCounters *ebpf.Map `ebpf:"pool_counters"`
-	Rates        *ebpf.Map `ebpf:"rates"`
-	Services     *ebpf.Map `ebpf:"services"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	Tables       *ebpf.Map `ebpf:"tables"`
-	Wheel        *ebpf.Map `ebpf:"wheel"`
-	WheelHeads   *ebpf.Map `ebpf:"wheel_heads"`
+	Backends       *ebpf.Map `ebpf:"backends"`
+	Flows          *ebpf.Map `ebpf:"flows"`
+	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
+	Frontends      *ebpf.Map `ebpf:"frontends"`
+	Latency        *ebpf.Map `ebpf:"latency"`
+	Nexthops       *ebpf.Map `ebpf:"nexthops"`
+	Params         *ebpf.Map `ebpf:"params"`
+	Pins           *ebpf.Map `ebpf:"pins"`
+	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
+	Rates          *ebpf.Map `ebpf:"rates"`
+	Services       *ebpf.Map `ebpf:"services"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Tables         *ebpf.Map `ebpf:"tables"`
+	Wheel          *ebpf.Map `ebpf:"wheel"`
+	WheelHeads     *ebpf.Map `ebpf:"wheel_heads"`
 }
 
 func (m *SteerUpgradeMaps) Close() error {
 	return _SteerUpgradeClose(
 		m.Backends,
 		m.Flows,
+		m.FrontendFilter,
+		m.Frontends,
 		m.Latency,
 		m.Nexthops,
 		m.Params,

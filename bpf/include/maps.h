@@ -283,6 +283,50 @@ struct {
 	__uint(max_entries, 1024);
 } services SEC(".maps");
 
+/*
+ * The frontend filter: a quick answer, before any hash lookup, to "may this
+ * packet be for a service?" and, if so, "how are that service's flows
+ * keyed?". A destination (address, port, protocol) hashes to one byte
+ * (frontend_slot); the byte is 0 if no service's frontend hashes there,
+ * 1 + its key kind if the services there share one kind, FILTER_MIXED if
+ * not. 0 is exact (the agent keeps the filter a superset of the services
+ * map while it changes both), anything else a hint: a packet that collides
+ * with a service takes the full path. Eight slots a word keep the filter
+ * small (FILTER_SLOTS bytes) and so in the cache.
+ */
+enum filter_limits {
+	FILTER_SLOT_BITS = 16,
+	FILTER_SLOTS = 1 << 16,
+	FILTER_MIXED = 0xff,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* slot / 8 */
+	__type(value, __u64); /* byte slot % 8: 0, 1 + enum key_kind, FILTER_MIXED */
+	__uint(max_entries, FILTER_SLOTS / 8);
+} frontend_filter SEC(".maps");
+
+/* A service's frontend and key kind, by service id: what a flow's key must
+ * show (dst, dport, proto, kind) for the flow to belong to the service that
+ * now has its id. With it an established flow is forwarded after one flow
+ * table lookup, without the services lookup: a flow of a removed service,
+ * or of a service whose id went to another, fails the check and takes the
+ * full path. All zero (proto 0) for an unused id. */
+struct frontend {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 kind; /* enum key_kind */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* service id */
+	__type(value, struct frontend);
+	__uint(max_entries, 1024);
+} frontends SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -509,5 +553,6 @@ struct enums {
 	enum app app;
 	enum latency_kind latency_kind;
 	enum wheel_limits wheel_limits;
+	enum filter_limits filter_limits;
 };
 struct enums *unused_enums __attribute__((unused));

@@ -377,10 +377,47 @@ static __always_inline void track_icmp(void *data, void *data_end, const struct 
 	count_error(r->svc_id, r->pool, ERR_ICMP);
 }
 
+/* The frontend filter's slot of a destination (see frontend_filter). The
+ * agent computes the same (frontendSlot in pkg/datapath). */
+static __always_inline __u32 frontend_slot(const __u8 addr[16], __be16 port, __u8 proto)
+{
+	const __u32 *a = (const __u32 *)addr;
+	__u32 h = (a[0] ^ a[1] ^ a[2] ^ a[3]) * 0x9E3779B1u;
+
+	h = (h ^ ((__u32)port << 16 | proto)) * 0x85EBCA6Bu;
+	return h >> (32 - FILTER_SLOT_BITS);
+}
+
+/* The frontend filter's byte for the packet's destination. */
+static __always_inline __u8 frontend_hint(const struct packet *pkt)
+{
+	__u32 slot = frontend_slot(pkt->tuple.dst, pkt->tuple.dport, pkt->tuple.proto);
+	__u32 word = slot / 8;
+	__u64 *w = bpf_map_lookup_elem(&frontend_filter, &word);
+
+	return w ? (__u8)(*w >> (slot % 8 * 8)) : FILTER_MIXED;
+}
+
+/* Does the flow with key fk belong to the service that now holds its id? */
+static __always_inline int flow_of_live_service(const struct flow_key *fk, const struct flow *f)
+{
+	__u32 id = f->svc_id;
+	struct frontend *fe = bpf_map_lookup_elem(&frontends, &id);
+
+	return fe && addr_equal(fe->addr, fk->dst) && fe->port == fk->dport && fe->proto == fk->proto &&
+	       fe->kind == fk->kind;
+}
+
 /*
  * Client side: decide where a packet to a service goes. On DECIDE_FORWARD
  * *out holds the flow (backend, pool, service), *key its key in the flow
  * table, and *new_flow says whether this packet created it.
+ *
+ * The order is for the common packets: one not for any service is told by
+ * the frontend filter alone; one of an established flow by the filter and
+ * one flow table lookup (its service is checked by id in an array, not
+ * looked up by frontend). Only new flows, GTP-U and filter collisions look
+ * the service up first.
  */
 static __always_inline int decide_client(void *data, void *data_end, const struct packet *pkt,
 					 struct flow *out, struct flow **live, int *new_flow,
@@ -390,12 +427,32 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		.port = pkt->tuple.dport,
 		.proto = pkt->tuple.proto,
 	};
+	int bare_syn = pkt->tuple.proto == IPPROTO_TCP &&
+		       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	struct service *svc;
-	struct flow *f;
+	struct flow *f = 0;
 	__u64 update = BPF_NOEXIST;
+	__u8 hint = frontend_hint(pkt);
+	int probed = 0;
 
 	*new_flow = 0;
 	*live = 0;
+	if (!hint) {
+		count(STAT_PASS_NOT_SERVICE);
+		return DECIDE_PASS;
+	}
+	/* The hint names the key kind of the services in the slot; for the
+	 * 5-tuple and client kinds the key is the packet's tuple. (A bare SYN
+	 * skips the flow table, see below.) */
+	if (!bare_syn && hint <= 1 + KEY_CLIENT) {
+		*key = pkt->tuple;
+		key->kind = hint - 1;
+		f = bpf_map_lookup_elem(&flows, key);
+		if (f && flow_of_live_service(key, f))
+			goto hit;
+		probed = 1;
+	}
+
 	addr_copy(sk.addr, pkt->tuple.dst);
 	svc = bpf_map_lookup_elem(&services, &sk);
 	if (!svc) {
@@ -403,8 +460,11 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		return DECIDE_PASS;
 	}
 
-	*key = pkt->tuple;
-	key->kind = svc->key;
+	if (!probed || svc->key != key->kind) {
+		*key = pkt->tuple;
+		key->kind = svc->key;
+		probed = 0;
+	}
 	if (svc->key == KEY_GTPU_INNER) {
 		/* A UE is its inner source address; GTP-U messages that are not
 		 * G-PDUs (echo, error indication) go by their 5-tuple. */
@@ -420,17 +480,15 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	 * afresh. A retransmitted SYN hashes to the same backend unless the
 	 * service's tables changed in between, and no live connection ever
 	 * sends a bare SYN. */
-	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+	if (bare_syn) {
 		count(STAT_FLOW_SYN);
 		update = BPF_ANY;
 	} else {
-		f = bpf_map_lookup_elem(&flows, key);
-		if (f) {
-			*out = *f;
-			*live = f;
-			count(STAT_FLOW_HIT);
-			return DECIDE_FORWARD;
-		}
+		/* The probe above looked this very key up already. */
+		if (!probed)
+			f = bpf_map_lookup_elem(&flows, key);
+		if (f)
+			goto hit;
 	}
 
 	__builtin_memset(out, 0, sizeof(*out));
@@ -447,13 +505,15 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 			count(STAT_FLOW_INSERT_FAIL);
 			return DECIDE_DROP;
 		}
-		*out = *f;
-		*live = f;
-		count(STAT_FLOW_HIT);
-		return DECIDE_FORWARD;
+		goto hit;
 	}
 	*new_flow = 1;
 	count(STAT_FLOW_NEW);
+	return DECIDE_FORWARD;
+hit:
+	*out = *f;
+	*live = f;
+	count(STAT_FLOW_HIT);
 	return DECIDE_FORWARD;
 }
 

@@ -21,8 +21,8 @@ package datapath
 //     (flowTable) or flags are not, is migrated: its entries are copied
 //     into a new map;
 //   - any other map is reset, and the log says what that costs. The
-//     service maps (services, tables, pins, backends, params, rates) refer
-//     to each other, so they are adopted together or reset together; a
+//     service maps (services, tables, pins, backends, params, rates,
+//     frontends, frontend_filter) refer to each other, so they are adopted together or reset together; a
 //     reset group is rebuilt from the desired state by the first Apply.
 //
 // Until the first Apply the previous programs keep running on the previous
@@ -59,6 +59,7 @@ import (
 var serviceGroup = []string{
 	bpf.SteerMapServices, bpf.SteerMapTables, bpf.SteerMapPins,
 	bpf.SteerMapBackends, bpf.SteerMapParams, bpf.SteerMapRates,
+	bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter,
 }
 
 // fate is what a start does with one pinned map.

@@ -41,6 +41,8 @@ type step struct {
 type plan struct {
 	prepare   []step // tables, pins and counters the switch will refer to
 	switchTo  []step // services map: the moment each service changes
+	finish    []step // what may only follow the switch (the filter's final state)
+	filter    filter // the frontend filter once the plan is done
 	installed map[string]*installed
 	ids       idAllocator
 	pins      int
@@ -66,6 +68,7 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 		return err
 	}
 	d.services = p.installed
+	d.filter = p.filter
 	d.ids = p.ids
 	d.pins = p.pins
 	d.adopted = nil
@@ -134,6 +137,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		p.planRate(m.Rates, old, in, d.rates[s.Name])
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
+		p.planFrontend(m.Frontends, old, in)
 		p.planSwitch(m.Services, old, in)
 		p.installed[s.Name] = in
 	}
@@ -142,14 +146,22 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			continue
 		}
 		p.planDelete(m.Services, old)
+		p.planClearFrontend(m.Frontends, old)
 		p.ids.release(old.id)
 	}
 	for key, old := range d.adopted {
 		if !claimed[key] {
 			p.planDelete(m.Services, old)
+			p.planClearFrontend(m.Frontends, old)
 			p.ids.release(old.id)
 		}
 	}
+	// The filter passes the services before and after until the switch is
+	// done, then those after.
+	p.filter = filterOf(p.installed)
+	transient := d.filter.union(p.filter)
+	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
+	p.finish = filterSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
 	// During the apply both the old and the new pins are in the trie.
 	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {
 		return nil, fmt.Errorf("%d pins (with %d being replaced) exceed the data path's limit of %d", pinsAfter, d.pins, d.opts.MaxPins)
@@ -354,7 +366,7 @@ func (p *plan) planDelete(services *ebpf.Map, old *installed) {
 
 // run performs the steps in order; if one fails it undoes the ones done.
 func (p *plan) run() error {
-	steps := append(slices.Clone(p.prepare), p.switchTo...)
+	steps := slices.Concat(p.prepare, p.switchTo, p.finish)
 	for i, s := range steps {
 		if err := s.do(); err != nil {
 			var undoErrs []error

@@ -96,7 +96,8 @@ type Datapath struct {
 	attached map[string]*attachment // by interface name
 	services map[string]*installed  // by service name
 	ids      idAllocator
-	pins     int // pins installed over all services
+	pins     int    // pins installed over all services
+	filter   filter // the frontend filter as the kernel has it
 	routeGen uint32
 	// thresholds are the latency thresholds per service name whose
 	// exceedances the programs count (SetThresholds).
@@ -170,6 +171,11 @@ func New(opts Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
+	if d.filter, err = readFilter(d.objs.FrontendFilter); err != nil {
+		d.adoption.close()
+		d.objs.Close()
+		return nil, err
+	}
 	// A new program instance starts with its own next-hop generation: one
 	// that no slot cached by an earlier instance carries, since routes may
 	// have changed while no agent watched them.
@@ -209,6 +215,7 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 	specs.Params.MaxEntries = opts.MaxServices
+	specs.Frontends.MaxEntries = opts.MaxServices
 	specs.Latency.MaxEntries = opts.MaxServices * 2
 	return spec, statNames, errNames, nil
 }
