@@ -21,9 +21,11 @@ package datapath
 //     (flowTable) or flags are not, is migrated: its entries are copied
 //     into a new map;
 //   - any other map is reset, and the log says what that costs. The
-//     service maps (services, tables, pins, backends, params, rates,
-//     frontends, frontend_filter) refer to each other, so they are adopted together or reset together; a
-//     reset group is rebuilt from the desired state by the first Apply.
+//     service maps (services, tables, pins, backends, params, rates)
+//     refer to each other, so they are adopted together or reset together;
+//     a reset group is rebuilt from the desired state by the first Apply.
+//     What is derived from them (frontends, frontend_filter) is reset with
+//     the group, or written whole by the first Apply if only it is new.
 //
 // Until the first Apply the previous programs keep running on the previous
 // maps. The first Apply writes the desired state, copies the flows of a
@@ -59,8 +61,13 @@ import (
 var serviceGroup = []string{
 	bpf.SteerMapServices, bpf.SteerMapTables, bpf.SteerMapPins,
 	bpf.SteerMapBackends, bpf.SteerMapParams, bpf.SteerMapRates,
-	bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter,
 }
+
+// derivedMaps are what Apply derives from the services alone (see
+// filter.go): reset with the service group, but when the group is adopted
+// and they are not (an agent older than they are left none), the first
+// Apply writes them whole instead of resetting the group.
+var derivedMaps = []string{bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter}
 
 // fate is what a start does with one pinned map.
 type fate string
@@ -94,6 +101,9 @@ type adoption struct {
 	// previous is true if an agent left maps here.
 	previous bool
 	done     bool
+	// rebuildDerived: the service group was adopted, the derived maps
+	// were not; the first Apply writes them whole.
+	rebuildDerived bool
 }
 
 // infoKey is a key of the info map.
@@ -182,11 +192,13 @@ func decide(path string, spec *ebpf.CollectionSpec, info *ebpf.Map) (*adoption, 
 			break
 		}
 	}
-	if groupWhy != "" {
-		for _, name := range serviceGroup {
-			if pm := ad.maps[name]; pm.fate == fateAdopt {
-				pm.fate, pm.why = fateReset, "rebuilt with the other service maps: "+groupWhy
-			}
+	for _, name := range slices.Concat(serviceGroup, derivedMaps) {
+		pm := ad.maps[name]
+		switch {
+		case groupWhy != "" && pm.fate == fateAdopt:
+			pm.fate, pm.why = fateReset, "rebuilt with the other service maps: "+groupWhy
+		case groupWhy == "" && pm.fate != fateAdopt:
+			ad.rebuildDerived = true // only a derived map can be here
 		}
 	}
 	ok = true
@@ -314,6 +326,7 @@ func (ad *adoption) begin(d *Datapath) error {
 			return fmt.Errorf("read the services the previous agent installed: %w", err)
 		}
 		d.adopted = adopted
+		d.rewriteFrontends = ad.rebuildDerived
 		for _, in := range adopted {
 			if int(in.id) < len(d.ids.free) {
 				d.ids.free[in.id] = false

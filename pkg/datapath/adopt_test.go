@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,6 +163,45 @@ func TestAdoptPins(t *testing.T) {
 		}
 		if !strings.Contains(log.String(), "took over the previous agent's data path") {
 			t.Errorf("log:\n%s", log)
+		}
+		first = dp
+	})
+
+	t.Run("maps new in this version", func(t *testing.T) {
+		// As if the old agent predated the frontend filter: its pins lack
+		// the maps derived from the services.
+		for _, name := range derivedMaps {
+			if err := os.Remove(filepath.Join(dir, "maps", name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dp, log := restart(t, top, first, opts)
+		if dp.adopted == nil {
+			t.Fatal("the service group was reset for maps derived from it")
+		}
+		if err := dp.Apply([]service.Service{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		if got := dp.services["b"].id; got != idB {
+			t.Errorf("service b has id %d, had %d", got, idB)
+		}
+		k, err := readFilter(dp.objs.FrontendFilter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(k, filterOf(dp.services)) {
+			t.Error("the new frontend filter does not hold the adopted services")
+		}
+		for _, in := range dp.services {
+			var fe bpf.SteerFrontend
+			if err := dp.objs.Frontends.Lookup(in.id, &fe); err != nil || fe != frontendOf(in) {
+				t.Errorf("frontend of service %s (id %d): %+v %v, want %+v", in.svc.Name, in.id, fe, err, frontendOf(in))
+			}
+		}
+		for _, want := range []string{`map=frontends`, `map=services fate=adopted`} {
+			if !strings.Contains(log.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
 		}
 		first = dp
 	})

@@ -69,6 +69,7 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	}
 	d.services = p.installed
 	d.filter = p.filter
+	d.rewriteFrontends = false
 	d.ids = p.ids
 	d.pins = p.pins
 	d.adopted = nil
@@ -137,7 +138,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		p.planRate(m.Rates, old, in, d.rates[s.Name])
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
-		p.planFrontend(m.Frontends, old, in)
+		p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
 		p.planSwitch(m.Services, old, in)
 		p.installed[s.Name] = in
 	}

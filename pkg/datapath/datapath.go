@@ -98,7 +98,11 @@ type Datapath struct {
 	ids      idAllocator
 	pins     int    // pins installed over all services
 	filter   filter // the frontend filter as the kernel has it
-	routeGen uint32
+	// rewriteFrontends: the frontends map may not hold the installed
+	// services' frontends (it is new beside adopted services); the next
+	// Apply writes every one.
+	rewriteFrontends bool
+	routeGen         uint32
 	// thresholds are the latency thresholds per service name whose
 	// exceedances the programs count (SetThresholds).
 	thresholds map[string][]time.Duration

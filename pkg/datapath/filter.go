@@ -122,10 +122,11 @@ func frontendOf(in *installed) bpf.SteerFrontend {
 }
 
 // planFrontend writes the service's frontend under its id, before the
-// switch (a flow it matches is one the services map would steer alike).
-func (p *plan) planFrontend(frontends *ebpf.Map, old, in *installed) {
+// switch (a flow it matches is one the services map would steer alike),
+// unless it is there already; with rewrite, whatever is there.
+func (p *plan) planFrontend(frontends *ebpf.Map, old, in *installed, rewrite bool) {
 	v := frontendOf(in)
-	if old != nil && old.id == in.id && frontendOf(old) == v {
+	if !rewrite && old != nil && old.id == in.id && frontendOf(old) == v {
 		return
 	}
 	id := in.id
