@@ -116,20 +116,32 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 	return c, nil
 }
 
+// busyAttempts bounds how often gatewayBusy runs its work to get one
+// consistent reading.
+const busyAttempts = 3
+
 // gatewayBusy runs work and returns how long gatewayCPU was busy meanwhile.
+// In a VM the host may report steal time in a lump, so that idle and steal
+// together exceed the wall time; such a reading is no measurement, and
+// the work is run again (at most busyAttempts times in all).
 func gatewayBusy(work func() error) (time.Duration, error) {
-	before, err := readIdle(gatewayCPU)
-	if err != nil {
-		return 0, err
+	for range busyAttempts {
+		before, err := readIdle(gatewayCPU)
+		if err != nil {
+			return 0, err
+		}
+		if err := work(); err != nil {
+			return 0, err
+		}
+		after, err := readIdle(gatewayCPU)
+		if err != nil {
+			return 0, err
+		}
+		if busy := after.busySince(before); busy >= 0 {
+			return busy, nil
+		}
 	}
-	if err := work(); err != nil {
-		return 0, err
-	}
-	after, err := readIdle(gatewayCPU)
-	if err != nil {
-		return 0, err
-	}
-	return after.busySince(before), nil
+	return 0, fmt.Errorf("CPU %d's idle and steal time exceeded the wall time in %d runs: its busy time cannot be measured on this machine now", gatewayCPU, busyAttempts)
 }
 
 // steerReceive sets RPS on every lab interface: packets the gateway
