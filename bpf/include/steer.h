@@ -377,14 +377,35 @@ static __always_inline void track_icmp(void *data, void *data_end, const struct 
 	count_error(r->svc_id, r->pool, ERR_ICMP);
 }
 
-/* The frontend filter's slot of a destination (see frontend_filter). The
- * agent computes the same (frontendSlot in pkg/datapath). */
+/* One round of the frontend hash: a multiply spreads low bits up, the
+ * shift brings high bits down, so no two inputs cancel in one bit range
+ * (VIPs of one subnet on a few ports differ just where their address and
+ * port bytes overlap). */
+static __always_inline __u32 slot_round(__u32 h, __u32 w)
+{
+	h = (h ^ w) * 0x9E3779B1u;
+	return h ^ (h >> 15);
+}
+
+/* The frontend filter's slot of a destination (see frontend_filter): the
+ * address's four words and the port and protocol, one round each, and a
+ * final mix (murmur3's). The agent computes the same (frontendSlot in
+ * pkg/datapath). */
 static __always_inline __u32 frontend_slot(const __u8 addr[16], __be16 port, __u8 proto)
 {
 	const __u32 *a = (const __u32 *)addr;
-	__u32 h = (a[0] ^ a[1] ^ a[2] ^ a[3]) * 0x9E3779B1u;
+	__u32 h = 0;
 
-	h = (h ^ ((__u32)port << 16 | proto)) * 0x85EBCA6Bu;
+	h = slot_round(h, a[0]);
+	h = slot_round(h, a[1]);
+	h = slot_round(h, a[2]);
+	h = slot_round(h, a[3]);
+	h = slot_round(h, (__u32)port << 16 | proto);
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	h *= 0xC2B2AE35u;
+	h ^= h >> 16;
 	return h >> (32 - FILTER_SLOT_BITS);
 }
 

@@ -26,10 +26,21 @@ const (
 // frontendSlot is the filter slot of a frontend: frontend_slot in
 // bpf/include/steer.h, on the same bytes (the programs run little-endian).
 func frontendSlot(fe bpf.SteerEndpoint) uint32 {
+	round := func(h, w uint32) uint32 {
+		h = (h ^ w) * 0x9E3779B1
+		return h ^ h>>15
+	}
 	a := fe.Addr[:]
-	h := (binary.LittleEndian.Uint32(a[0:]) ^ binary.LittleEndian.Uint32(a[4:]) ^
-		binary.LittleEndian.Uint32(a[8:]) ^ binary.LittleEndian.Uint32(a[12:])) * 0x9E3779B1
-	h = (h ^ (uint32(fe.Port)<<16 | uint32(fe.Proto))) * 0x85EBCA6B
+	var h uint32
+	for i := 0; i < 16; i += 4 {
+		h = round(h, binary.LittleEndian.Uint32(a[i:]))
+	}
+	h = round(h, uint32(fe.Port)<<16|uint32(fe.Proto))
+	h ^= h >> 16
+	h *= 0x85EBCA6B
+	h ^= h >> 13
+	h *= 0xC2B2AE35
+	h ^= h >> 16
 	return h >> (32 - filterSlotBits)
 }
 

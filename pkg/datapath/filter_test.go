@@ -254,3 +254,38 @@ func TestFrontendFilter(t *testing.T) {
 		}
 	})
 }
+
+// TestFrontendSlotSpread: frontends laid out as operators lay them out (a
+// subnet on one port, one address on many ports, a few ports on each
+// address of a subnet, IPv6 across prefixes) spread over the filter's slots
+// like random ones: 1024 of them share a slot about 8 times (the birthday
+// bound for 65536 slots). A hash whose inputs cancel (an earlier one put
+// the /24 on 4 ports in 256 slots) fails this.
+func TestFrontendSlotSpread(t *testing.T) {
+	v6 := func(prefix, host int) netip.Addr {
+		b := netip.MustParseAddr("2001:db8::").As16()
+		b[7], b[14], b[15] = byte(prefix), byte(host>>8), byte(host)
+		return netip.AddrFrom16(b)
+	}
+	sets := map[string]func(i int) netip.AddrPort{
+		"a /22 on port 80": func(i int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 20, byte(i >> 8), byte(i)}), 80)
+		},
+		"one address on 1024 ports": func(i int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 20, 0, 1}), uint16(8000+i))
+		},
+		"a /24 on 4 ports": func(i int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 20, 0, byte(i / 4)}), uint16(80+i%4))
+		},
+		"4 IPv6 /64s": func(i int) netip.AddrPort { return netip.AddrPortFrom(v6(i/256, i%256), 443) },
+	}
+	for name, frontend := range sets {
+		slots := map[uint32]bool{}
+		for i := range 1024 {
+			slots[frontendSlot(endpoint(frontend(i), service.TCP))] = true
+		}
+		if len(slots) < 1000 {
+			t.Errorf("%s: 1024 frontends in %d slots, want at least 1000", name, len(slots))
+		}
+	}
+}
