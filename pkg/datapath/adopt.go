@@ -106,6 +106,16 @@ type adoption struct {
 	rebuildDerived bool
 }
 
+// adopts says whether the programs use the previous agent's pinned map
+// name as it is (false without an adoption).
+func (ad *adoption) adopts(name string) bool {
+	if ad == nil {
+		return false
+	}
+	pm := ad.maps[name]
+	return pm != nil && pm.fate == fateAdopt
+}
+
 // infoKey is a key of the info map.
 func infoKey(s string) [32]byte {
 	var k [32]byte

@@ -175,10 +175,14 @@ func New(opts Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
-	if d.filter, err = readFilter(d.objs.FrontendFilter); err != nil {
-		d.adoption.close()
-		d.objs.Close()
-		return nil, err
+	// A new filter map is empty: only an adopted one needs reading.
+	d.filter = newFilter()
+	if d.adoption.adopts(bpf.SteerMapFrontendFilter) {
+		if d.filter, err = readFilter(d.objs.FrontendFilter); err != nil {
+			d.adoption.close()
+			d.objs.Close()
+			return nil, err
+		}
 	}
 	// A new program instance starts with its own next-hop generation: one
 	// that no slot cached by an earlier instance carries, since routes may

@@ -57,35 +57,29 @@ func (f filter) setSlot(s uint32, v uint8) {
 	f[s/8] = f[s/8]&^(0xff<<shift) | uint64(v)<<shift
 }
 
+// mergeSlot is the slot byte that passes what bytes x and y pass: the
+// one set, or their kind if they agree, else mixed.
+func mergeSlot(x, y uint8) uint8 {
+	switch {
+	case x == y || y == 0:
+		return x
+	case x == 0:
+		return y
+	}
+	return filterMixed
+}
+
 // add marks a frontend whose flows are keyed by kind.
 func (f filter) add(fe bpf.SteerEndpoint, kind uint8) {
 	s := frontendSlot(fe)
-	switch cur := f.slot(s); cur {
-	case 0:
-		f.setSlot(s, 1+kind)
-	case 1 + kind:
-	default:
-		f.setSlot(s, filterMixed)
-	}
+	f.setSlot(s, mergeSlot(f.slot(s), 1+kind))
 }
 
-// union is a filter that passes what either f or g passes: a slot where
-// they differ and both are set becomes mixed.
+// union is a filter that passes what either f or g passes.
 func (f filter) union(g filter) filter {
 	u := newFilter()
-	for w := range u {
-		for b := range uint32(8) {
-			s := uint32(w)*8 + b
-			x, y := f.slot(s), g.slot(s)
-			switch {
-			case x == y || y == 0:
-				u.setSlot(s, x)
-			case x == 0:
-				u.setSlot(s, y)
-			default:
-				u.setSlot(s, filterMixed)
-			}
-		}
+	for s := range uint32(len(u) * 8) {
+		u.setSlot(s, mergeSlot(f.slot(s), g.slot(s)))
 	}
 	return u
 }

@@ -80,13 +80,14 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 	defer restore()
 
 	var agentBefore, agentAfter time.Duration
-	if agentPid != 0 {
-		if agentBefore, err = processCPU(agentPid); err != nil {
-			return c, err
-		}
-	}
 	var n int
+	// The agent's time is taken over the attempt that counts.
 	busy, err := gatewayBusy(func() (err error) {
+		if agentPid != 0 {
+			if agentBefore, err = processCPU(agentPid); err != nil {
+				return err
+			}
+		}
 		n, err = openConnections(ctx, lab, conn, isolatedConns)
 		return err
 	})
