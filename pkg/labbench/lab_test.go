@@ -113,8 +113,18 @@ func BenchmarkLab(b *testing.B) {
 		for _, f := range results[name] {
 			v = append(v, get(f))
 		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return median(v)
+	}
+	// ratio is the median over rounds of a mode's figure over its base's
+	// in the same round: each round measures every mode in turn, minutes
+	// apart at most, so a ratio taken within a round cancels the drift
+	// between rounds that a ratio of two medians keeps.
+	ratio := func(name, base string, get func(figures) float64) float64 {
+		var v []float64
+		for r, f := range results[name] {
+			v = append(v, get(f)/get(results[base][r]))
+		}
+		return median(v)
 	}
 	conn := func(f figures) float64 { return f.connRate }
 	up := func(f figures) float64 { return f.bulkUp }
@@ -131,7 +141,7 @@ func BenchmarkLab(b *testing.B) {
 			base = "routing-xdp-lab"
 		}
 		c, u, d := med(m.name, conn), med(m.name, up), med(m.name, down)
-		cx, ux, dx := c/med(base, conn), u/med(base, up), d/med(base, down)
+		cx, ux, dx := ratio(m.name, base, conn), ratio(m.name, base, up), ratio(m.name, base, down)
 		fmt.Fprintf(&table, "%-16s %9.0f %6.2f %10.2f %6.2f %10.2f %6.2f |", m.name, c, cx, u, ux, d, dx)
 		if m.name != base {
 			b.ReportMetric(cx, m.name+"-conn-x")
@@ -145,14 +155,17 @@ func BenchmarkLab(b *testing.B) {
 		}
 		// x: the gateway's capacity relative to routing's, i.e. how many
 		// more connections (bytes) one gateway CPU forwards: 1/cost.
-		gcx, gbx := med(base, gwConn)/gc, med(base, gwBulk)/gb
+		inverse := func(get func(figures) float64) func(figures) float64 {
+			return func(f figures) float64 { return 1 / get(f) }
+		}
+		gcx, gbx := ratio(m.name, base, inverse(gwConn)), ratio(m.name, base, inverse(gwBulk))
 		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f %14.2f\n", gc, gcx, gb, gbx, med(m.name, agent))
 		if m.name != base {
 			b.ReportMetric(gcx, m.name+"-gw-conn-x")
 			b.ReportMetric(gbx, m.name+"-gw-bulk-x")
 		}
 	}
-	b.Logf("medians of %d rounds (x: ratio to routing in a lab of the same kind, this run; gw: the gateway's CPU time, "+
+	b.Logf("medians of %d rounds (x: median of the ratios to routing, in a lab of the same kind, within each round; gw: the gateway's CPU time, "+
 		"isolated on a core of its own, per connection and per GB client -> backend, and its x the gateway's capacity "+
 		"relative to routing's, routing cost / mode cost)%s", rounds, table.String())
 }
@@ -240,6 +253,12 @@ func measure(m mode) (figures, error) {
 		}
 	}
 	return f, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // connRate opens connsPerRun connections, spread evenly over targets, and
