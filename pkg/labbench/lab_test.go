@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -50,6 +51,15 @@ type mode struct {
 	xdpLab bool
 	// setup makes the gateway steer the VIP.
 	setup func(ctx context.Context, lab *netlab.Lab) (steering, error)
+}
+
+// base is the mode this one is compared with: routing in a lab of the
+// same kind.
+func (m mode) base() string {
+	if m.xdpLab {
+		return "routing-xdp-lab"
+	}
+	return "routing"
 }
 
 // steering is what a mode's setup made.
@@ -119,12 +129,17 @@ func BenchmarkLab(b *testing.B) {
 	// in the same round: each round measures every mode in turn, minutes
 	// apart at most, so a ratio taken within a round cancels the drift
 	// between rounds that a ratio of two medians keeps.
-	ratio := func(name, base string, get func(figures) float64) float64 {
+	ratios := func(name, base string, get func(figures) float64) []float64 {
 		var v []float64
 		for r, f := range results[name] {
-			v = append(v, get(f)/get(results[base][r]))
+			if r < len(results[base]) {
+				v = append(v, get(f)/get(results[base][r]))
+			}
 		}
-		return median(v)
+		return v
+	}
+	ratio := func(name, base string, get func(figures) float64) float64 {
+		return median(ratios(name, base, get))
 	}
 	conn := func(f figures) float64 { return f.connRate }
 	up := func(f figures) float64 { return f.bulkUp }
@@ -136,10 +151,7 @@ func BenchmarkLab(b *testing.B) {
 	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s %14s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
 		"gw µs/conn", "x", "gw ms/GB", "x", "agent µs/conn")
 	for _, m := range modes {
-		base := "routing"
-		if m.xdpLab {
-			base = "routing-xdp-lab"
-		}
+		base := m.base()
 		c, u, d := med(m.name, conn), med(m.name, up), med(m.name, down)
 		cx, ux, dx := ratio(m.name, base, conn), ratio(m.name, base, up), ratio(m.name, base, down)
 		fmt.Fprintf(&table, "%-16s %9.0f %6.2f %10.2f %6.2f %10.2f %6.2f |", m.name, c, cx, u, ux, d, dx)
@@ -165,6 +177,20 @@ func BenchmarkLab(b *testing.B) {
 			b.ReportMetric(gbx, m.name+"-gw-bulk-x")
 		}
 	}
+	// The spread: each round's connection-rate ratio, in round order.
+	table.WriteString("conn/s x by round:")
+	for _, m := range modes {
+		base := m.base()
+		if m.name == base {
+			continue
+		}
+		fmt.Fprintf(&table, " %s", m.name)
+		for _, x := range ratios(m.name, base, conn) {
+			fmt.Fprintf(&table, " %.2f", x)
+		}
+		table.WriteString(";")
+	}
+	table.WriteString("\n")
 	b.Logf("medians of %d rounds (x: median of the ratios to routing, in a lab of the same kind, within each round; gw: the gateway's CPU time, "+
 		"isolated on a core of its own, per connection and per GB client -> backend, and its x the gateway's capacity "+
 		"relative to routing's, routing cost / mode cost)%s", rounds, table.String())
@@ -255,7 +281,12 @@ func measure(m mode) (figures, error) {
 	return f, nil
 }
 
+// median is the middle of v (NaN for none: a mode measured without its
+// base).
 func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
