@@ -85,6 +85,9 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 		FlowTable:  uint32(cfg.FlowTable),
 		Logger:     log,
 		DisableTCX: !probe.Has(features, "tcx"),
+		// Without the kfunc the programs could not read the state anyway;
+		// turned off (GRAYLANE_DISABLE_FEATURES), the helpers take over.
+		ChecksumHelpers: !probe.Has(features, "skb_csum_state"),
 	})
 	if err != nil {
 		return nil, err

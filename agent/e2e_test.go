@@ -582,23 +582,30 @@ func webLab(t *testing.T) (ctx context.Context, lab *netlab.Lab, bin string, s s
 func TestFeatureFallback(t *testing.T) {
 	ctx, lab, bin, s := webLab(t)
 	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: "tc", Services: []service.Service{s},
-		Env: []string{"GRAYLANE_DISABLE_FEATURES=tcx"}})
+		Env: []string{"GRAYLANE_DISABLE_FEATURES=tcx,skb_csum_state"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Remove()
 	defer a.Stop()
-	var fallback, clsact int
+	var fallback, csumFallback, helpers, clsact int
 	for _, l := range a.Log() {
 		if strings.Contains(l, `"msg":"kernel feature missing: using the fallback"`) && strings.Contains(l, `"feature":"TCX"`) {
 			fallback++
+		}
+		if strings.Contains(l, `"msg":"kernel feature missing: using the fallback"`) && strings.Contains(l, `"feature":"kfunc bpf_cast_to_kern_ctx"`) {
+			csumFallback++
+		}
+		if strings.Contains(l, `"msg":"tc programs leave L4 checksums to the kernel's helpers"`) {
+			helpers++
 		}
 		if strings.Contains(l, `"msg":"steering on interface"`) && strings.Contains(l, `"hook":"tc-clsact"`) {
 			clsact++
 		}
 	}
-	if fallback != 1 || clsact != 2 {
-		t.Errorf("log: %d fallback notices (want 1), %d clsact attachments (want 2):\n%s", fallback, clsact, strings.Join(a.Log(), "\n"))
+	if fallback != 1 || csumFallback != 1 || helpers != 1 || clsact != 2 {
+		t.Errorf("log: %d TCX fallback notices (want 1), %d checksum-state ones (want 1), %d notices of the helpers (want 1), %d clsact attachments (want 2):\n%s",
+			fallback, csumFallback, helpers, clsact, strings.Join(a.Log(), "\n"))
 	}
 	if _, err := lab.Client.Hello(ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
 		t.Fatalf("through the agent on clsact: %v", err)

@@ -15,9 +15,9 @@
  * TC_ACT_REDIRECT when we forward; XDP_DROP / TC_ACT_SHOT only for a packet
  * to a service none of whose pools has a backend.
  *
- * XDP and TC differ only in how bytes are rewritten (XDP writes the frame
- * and fixes checksums itself; TC asks the kernel, which knows whether the
- * skb's checksum is complete or partial) and in their return codes.
+ * XDP and TC differ only in how checksums are fixed (XDP fixes them
+ * itself; TC does where it can read the skb's checksum state, and asks the
+ * kernel otherwise, see tc_rewrite) and in their return codes.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -133,22 +133,37 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 
 /* --------------------------------------------- shared by XDP and TC */
 
-/* Who fixes the L4 checksum of a rewrite. */
+/* Who fixes the L4 checksum of a rewrite, and how. */
 enum l4_csum {
-	L4_CSUM_FIX = 0,   /* we do: the frame's checksum is complete (XDP) */
-	L4_CSUM_DONE = 1,  /* the kernel did already (TC: it may be partial) */
+	L4_CSUM_FIX = 0,    /* we do: the field holds the complete checksum */
+	L4_CSUM_DONE = 1,   /* the kernel did already (its helpers) */
+	L4_CSUM_PSEUDO = 2, /* we do, for a partial checksum: the field holds
+			     * only the pseudo header's sum, which the address
+			     * is in and the port is not */
 };
 
+/* Apply a difference to a partial checksum's field, as the kernel does
+ * for CHECKSUM_PARTIAL (inet_proto_csum_replace*): the field is the folded
+ * pseudo-header sum, not complemented. For UDP a 0 stays 0 and a computed
+ * 0 is written as 0xffff, as bpf_l4_csum_replace does with
+ * BPF_F_MARK_MANGLED_0. */
+static __always_inline void csum_apply_partial(__u16 *check, __u32 diff, int udp)
+{
+	if (udp && *check == 0)
+		return;
+	*check = ~csum_fold(csum_add((__u32)*check, diff));
+	if (udp && *check == 0)
+		*check = 0xffff;
+}
+
 /* Rewrite one end (address and port) of the packet in place, fixing the
- * IPv4 header checksum, and the L4 checksum unless the kernel did. Every
- * write is paired with its checksum's, so a CHECKSUM_COMPLETE skb's sum
- * stays right. */
+ * IPv4 header checksum, and the L4 checksum as l4csum says. */
 static __always_inline int rewrite_end(void *data, void *data_end, const struct packet *pkt,
 				       enum side side, const __u8 addr[16], __be16 port,
 				       enum l4_csum l4csum)
 {
 	__u32 l4 = pkt->l4_off;
-	__u32 diff;
+	__u32 diff, pseudo;
 
 	if (pkt->ipv6) {
 		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
@@ -170,6 +185,7 @@ static __always_inline int rewrite_end(void *data, void *data_end, const struct 
 		csum_apply(&ip->check, diff);
 		*old = new;
 	}
+	pseudo = diff;
 
 	/* The port is covered by the L4 checksum only; the address by both,
 	 * through the pseudo header. Ports sit at the same offsets in TCP and
@@ -192,6 +208,8 @@ static __always_inline int rewrite_end(void *data, void *data_end, const struct 
 		*portp = port;
 		if (l4csum == L4_CSUM_FIX)
 			csum_apply(&tcp->check, diff);
+		else if (l4csum == L4_CSUM_PSEUDO)
+			csum_apply_partial(&tcp->check, pseudo, 0);
 	} else {
 		struct udphdr *udp = data + l4;
 		__be16 *portp;
@@ -204,6 +222,8 @@ static __always_inline int rewrite_end(void *data, void *data_end, const struct 
 		*portp = port;
 		if (l4csum == L4_CSUM_FIX)
 			csum_apply_udp(&udp->check, diff);
+		else if (l4csum == L4_CSUM_PSEUDO)
+			csum_apply_partial(&udp->check, pseudo, 1);
 	}
 	return 0;
 }
@@ -389,9 +409,52 @@ static __always_inline int tc_parse(struct __sk_buff *skb, struct packet *pkt)
 	return parse_packet((void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
 }
 
-/* Rewrite one end of the packet: the kernel updates the L4 checksum (it
- * knows whether the skb's is complete or partial), the rest is written
- * directly, as in XDP. */
+/*
+ * How the skb's L4 checksum stands (its ip_summed), read from the kernel's
+ * sk_buff: bpf_cast_to_kern_ctx (Linux 6.2) turns the context into it, and
+ * the agent finds where ip_summed lies in the kernel's BTF and sets
+ * skb_csum_known, ip_summed_off and ip_summed_shift at load. Without them
+ * (an older kernel, no BTF) the programs cannot tell, and the kernel's
+ * helpers fix every checksum.
+ */
+enum ip_summed {
+	SUMMED_NONE = 0,        /* CHECKSUM_NONE: the field is complete */
+	SUMMED_UNNECESSARY = 1, /* CHECKSUM_UNNECESSARY: complete, verified */
+	SUMMED_COMPLETE = 2,    /* CHECKSUM_COMPLETE: complete, and skb->csum
+				 * holds the sum of the packet */
+	SUMMED_PARTIAL = 3,     /* CHECKSUM_PARTIAL: the field is the pseudo
+				 * header's sum; offload finishes it */
+	SUMMED_UNKNOWN = 4,
+};
+
+const volatile __u8 skb_csum_known = 0;
+const volatile __u32 ip_summed_off = 0;
+const volatile __u8 ip_summed_shift = 0;
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+static __always_inline int skb_ip_summed(struct __sk_buff *skb)
+{
+	__u8 *kskb;
+
+	if (!skb_csum_known)
+		return SUMMED_UNKNOWN;
+	kskb = bpf_cast_to_kern_ctx(skb);
+	return (kskb[ip_summed_off] >> ip_summed_shift) & 3;
+}
+
+/*
+ * Rewrite one end of the packet. Where the skb's checksum state is known
+ * the programs fix the L4 checksum themselves, as XDP does: fully when the
+ * field is complete, the pseudo header's share when it is partial. The
+ * kernel's helpers (two calls, address and port: they differ for a partial
+ * checksum) cost about as much as the rest of an established packet's
+ * path, and remain for an unknown state and for CHECKSUM_COMPLETE over
+ * IPv4, where skb->csum must follow the L4 field's change, which only a
+ * helper can write. Over IPv6 the address and the L4 field change by
+ * opposite amounts, so skb->csum stays as it is; the helper would change
+ * it (before Linux 6.16 and its BPF_F_IPV6, which older kernels refuse).
+ */
 static __always_inline int tc_rewrite(struct __sk_buff *skb, const struct packet *pkt, enum side side,
 				      const __u8 addr[16], __be16 port)
 {
@@ -399,21 +462,27 @@ static __always_inline int tc_rewrite(struct __sk_buff *skb, const struct packet
 	__u64 l4flags = pkt->tuple.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	const __u8 *old_addr = side == SIDE_DST ? pkt->tuple.dst : pkt->tuple.src;
 	__be16 old_port = side == SIDE_DST ? pkt->tuple.dport : pkt->tuple.sport;
+	int summed = skb_ip_summed(skb);
+	enum l4_csum how = L4_CSUM_DONE;
 	__u32 diff;
 
-	if (pkt->ipv6)
-		diff = csum_diff16((const __u32 *)old_addr, (const __u32 *)addr);
-	else
-		diff = csum_add(~((const __u32 *)old_addr)[3], ((const __u32 *)addr)[3]);
-	/* The address is in the pseudo header, the port in the segment: the
-	 * two differ for a partial checksum, hence two calls. */
-	if (bpf_l4_csum_replace(skb, check_off, 0, diff, BPF_F_PSEUDO_HDR | l4flags))
-		return -1;
-	if (bpf_l4_csum_replace(skb, check_off, old_port, port, l4flags | 2))
-		return -1;
+	if (summed == SUMMED_NONE || summed == SUMMED_UNNECESSARY || (summed == SUMMED_COMPLETE && pkt->ipv6))
+		how = L4_CSUM_FIX;
+	else if (summed == SUMMED_PARTIAL)
+		how = L4_CSUM_PSEUDO;
+	if (how == L4_CSUM_DONE) {
+		count(STAT_CSUM_HELPER);
+		if (pkt->ipv6)
+			diff = csum_diff16((const __u32 *)old_addr, (const __u32 *)addr);
+		else
+			diff = csum_add(~((const __u32 *)old_addr)[3], ((const __u32 *)addr)[3]);
+		if (bpf_l4_csum_replace(skb, check_off, 0, diff, BPF_F_PSEUDO_HDR | l4flags))
+			return -1;
+		if (bpf_l4_csum_replace(skb, check_off, old_port, port, l4flags | 2))
+			return -1;
+	}
 	/* The helpers may have moved the data: take the pointers anew. */
-	return rewrite_end((void *)(long)skb->data, (void *)(long)skb->data_end, pkt, side, addr, port,
-			   L4_CSUM_DONE);
+	return rewrite_end((void *)(long)skb->data, (void *)(long)skb->data_end, pkt, side, addr, port, how);
 }
 
 static __always_inline int tc_forward(struct __sk_buff *skb, const struct packet *pkt,

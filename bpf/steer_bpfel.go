@@ -256,7 +256,8 @@ const (
 	SteerStatSTAT_FWD_STACK        SteerStat = 20
 	SteerStatSTAT_RATE_LIMITED     SteerStat = 21
 	SteerStatSTAT_WHEEL_UNFILED    SteerStat = 22
-	SteerStatSTAT_COUNT            SteerStat = 23
+	SteerStatSTAT_CSUM_HELPER      SteerStat = 23
+	SteerStatSTAT_COUNT            SteerStat = 24
 )
 
 type SteerSvcParams struct {
@@ -338,7 +339,10 @@ const (
 	SteerProgTcClient      = "tc_client"
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
+	SteerVarIpSummedOff    = "ip_summed_off"
+	SteerVarIpSummedShift  = "ip_summed_shift"
 	SteerVarRouteGen       = "route_gen"
+	SteerVarSkbCsumKnown   = "skb_csum_known"
 	SteerVarSweepChunk     = "sweep_chunk"
 	SteerVarSweepEpoch     = "sweep_epoch"
 	SteerVarSweepLastChunk = "sweep_last_chunk"
@@ -425,7 +429,10 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
+	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
 	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
 	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
 	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
@@ -498,7 +505,10 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
+	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
 	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
 	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
 	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`

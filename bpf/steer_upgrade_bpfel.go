@@ -199,7 +199,10 @@ const (
 	SteerUpgradeProgTcClient      = "tc_client"
 	SteerUpgradeProgXdpBackend    = "xdp_backend"
 	SteerUpgradeProgXdpClient     = "xdp_client"
+	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
+	SteerUpgradeVarIpSummedShift  = "ip_summed_shift"
 	SteerUpgradeVarRouteGen       = "route_gen"
+	SteerUpgradeVarSkbCsumKnown   = "skb_csum_known"
 	SteerUpgradeVarSweepChunk     = "sweep_chunk"
 	SteerUpgradeVarSweepEpoch     = "sweep_epoch"
 	SteerUpgradeVarSweepLastChunk = "sweep_last_chunk"
@@ -286,7 +289,10 @@ type SteerUpgradeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
+	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
 	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
 	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
 	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
@@ -359,7 +365,10 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
+	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
 	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
 	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
 	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`

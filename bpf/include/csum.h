@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Incremental Internet checksum updates (RFC 1624) for XDP, where the frame
- * always carries a complete checksum. The TC programs use the kernel's
- * bpf_l3/l4_csum_replace instead, because an skb's checksum may be partial
- * (CHECKSUM_PARTIAL from a local or veth sender) and only the kernel knows.
+ * Incremental Internet checksum updates (RFC 1624). XDP frames always carry
+ * complete checksums; the TC programs use these too where they can read an
+ * skb's checksum state, and the kernel's helpers where they cannot (see
+ * tc_rewrite in steer.c).
  *
  * Sums are 32-bit one's-complement accumulators over the words as they lie
  * in memory; the result is independent of host byte order (RFC 1071).

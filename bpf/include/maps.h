@@ -265,6 +265,7 @@ enum stat {
 	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
 	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
 	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
+	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
 	STAT_COUNT,
 };
 

@@ -435,3 +435,99 @@ func BenchmarkSweep(b *testing.B) {
 	b.ReportMetric(float64(full.Microseconds())/float64(b.N), "full-us")
 	b.ReportMetric(float64(wheel.Microseconds())/float64(b.N), "wheel-us")
 }
+
+// BenchmarkTCChecksum compares, in one run, the tc programs' established
+// paths (a client's data segment, the backend's reply) when they fix the
+// L4 checksum themselves (own: they read the skb's checksum state) and
+// when the kernel's helpers do (helpers: as where they cannot read it).
+// A test run's skb is CHECKSUM_NONE. Method as BenchmarkPerPacket.
+//
+//	go test -run XXX -bench TCChecksum -benchtime 20000x ./pkg/datapath
+func BenchmarkTCChecksum(b *testing.B) {
+	f := newFixture(b)
+	if _, canRead, why := findIPSummed(mustKernelBTF(b)); !canRead {
+		b.Skipf("the tc programs cannot read the checksum state here: %s", why)
+	}
+	helpers, err := New(Options{FlowTable: 1 << 16, MaxServices: 64, ChecksumHelpers: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer helpers.Close()
+	s := webService("web", vip4, service.TCP, 0)
+	s.Canary, s.Stable = nil, s.Stable[:1]
+	for _, dp := range []*Datapath{f.dp, helpers} {
+		if err := dp.Apply([]service.Service{s}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client := netip.AddrPortFrom(client4, 2100)
+	vip := netip.AddrPortFrom(vip4, 80)
+	backend := s.Stable[0].Addr
+	syn := buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpSYN, seq: 999})
+	data := buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpACK, seq: 1000, payload: make([]byte, 64)})
+	reply := buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)})
+
+	type variant struct {
+		name        string
+		dp          *Datapath
+		data, reply []time.Duration
+	}
+	variants := []*variant{{name: "own", dp: f.dp}, {name: "helpers", dp: helpers}}
+	before := map[string]map[string]uint64{}
+	err = f.inNS(func() error {
+		for _, v := range variants {
+			if _, _, err := v.dp.Objects().TcClient.Benchmark(syn, 1, nil); err != nil {
+				return err
+			}
+			st, err := v.dp.Stats()
+			if err != nil {
+				return err
+			}
+			before[v.name] = st
+		}
+		b.ResetTimer()
+		for range b.N {
+			for _, v := range variants {
+				objs := v.dp.Objects()
+				_, d, err := objs.TcClient.Benchmark(data, 1, nil)
+				if err != nil {
+					return err
+				}
+				v.data = append(v.data, d)
+				if _, d, err = objs.TcBackend.Benchmark(reply, 1, nil); err != nil {
+					return err
+				}
+				v.reply = append(v.reply, d)
+			}
+		}
+		b.StopTimer()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Every run took the forwarding path, through the helpers or not.
+	for _, v := range variants {
+		after, err := v.dp.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		want := uint64(0)
+		if v.dp == helpers {
+			want = 2 * uint64(b.N)
+		}
+		hits, replies := after["flow_hit"]-before[v.name]["flow_hit"], after["reply_hit"]-before[v.name]["reply_hit"]
+		if got := after["csum_helper"] - before[v.name]["csum_helper"]; got != want || hits != uint64(b.N) || replies != uint64(b.N) {
+			b.Fatalf("%s: csum_helper +%d (want %d), flow_hit +%d, reply_hit +%d over %d rounds", v.name, got, want, hits, replies, b.N)
+		}
+	}
+	own, hv := variants[0], variants[1]
+	for _, m := range []struct {
+		name      string
+		own, help []time.Duration
+	}{{"data", own.data, hv.data}, {"reply", own.reply, hv.reply}} {
+		b.ReportMetric(interquartileMean(m.own), m.name+"-own-ns")
+		b.ReportMetric(interquartileMean(m.help), m.name+"-helpers-ns")
+		b.ReportMetric(interquartileMean(m.own)/interquartileMean(m.help), m.name+"-own/helpers")
+	}
+}

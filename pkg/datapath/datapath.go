@@ -56,6 +56,10 @@ type Options struct {
 	// DisableTCX makes tc mode use a clsact qdisc even where the kernel
 	// has TCX (a test hook for the fallback).
 	DisableTCX bool
+	// ChecksumHelpers makes the tc programs leave every L4 checksum to
+	// the kernel's helpers, as they do where they cannot read an skb's
+	// checksum state (a test hook for that case, and for comparisons).
+	ChecksumHelpers bool
 	// Logger receives what the data path does; nil discards.
 	Logger *slog.Logger
 }
@@ -125,6 +129,9 @@ func New(opts Options) (*Datapath, error) {
 	opts.setDefaults()
 	spec, statNames, errNames, err := specFor(opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := setChecksumState(spec, opts, opts.Logger); err != nil {
 		return nil, err
 	}
 	cpus, err := ebpf.PossibleCPU()

@@ -178,7 +178,13 @@ type decoded struct {
 
 // decode parses an Ethernet/IP/TCP|UDP frame and verifies every checksum
 // by recomputing it.
-func decode(b []byte) (decoded, error) {
+func decode(b []byte) (decoded, error) { return decodeAs(b, false) }
+
+// decodeAs is decode for a frame whose L4 checksum may be partial (the
+// kernel's CHECKSUM_PARTIAL, a capture's TP_STATUS_CSUMNOTREADY): the
+// field must then hold the pseudo header's sum, folded, for offload to
+// complete.
+func decodeAs(b []byte, partialL4 bool) (decoded, error) {
 	var d decoded
 	if len(b) < 14 {
 		return d, fmt.Errorf("frame of %d bytes", len(b))
@@ -221,6 +227,14 @@ func decode(b []byte) (decoded, error) {
 	d.payload = l4[hdr:]
 	if d.proto == protoUDP && d.l4Check == 0 && et == etherTypeIPv4 {
 		return d, nil // no checksum
+	}
+	if partialL4 {
+		// One's complement has two zeros: either stands for the other.
+		isZero := func(v uint16) bool { return v == 0 || v == 0xffff }
+		if seed := ^checksum(nil, pseudoSum(src, dst, d.proto, len(l4))); seed != d.l4Check && !(isZero(seed) && isZero(d.l4Check)) {
+			return d, fmt.Errorf("partial %d checksum %#04x, want the pseudo header's sum %#04x", d.proto, d.l4Check, seed)
+		}
+		return d, nil
 	}
 	if checksum(l4, pseudoSum(src, dst, d.proto, len(l4))) != 0 {
 		return d, fmt.Errorf("bad %d checksum %#04x", d.proto, d.l4Check)

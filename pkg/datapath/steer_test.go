@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -36,14 +38,44 @@ func TestDNATAndReply(t *testing.T) {
 		{name: "v6/udp", vip: vip6, client: client6, proto: service.UDP, stable: stable6},
 		{name: "v6/tcp-hop-by-hop", vip: vip6, client: client6, proto: service.TCP, hbh: true, stable: stable6},
 	}
-	for _, h := range hooks {
+	// The tc programs fix checksums themselves where they can read the
+	// skb's checksum state (a test run's skb is CHECKSUM_NONE), and leave
+	// them to the kernel's helpers where they cannot: both are checked.
+	helpers, err := New(Options{FlowTable: 1 << 12, MaxServices: 64, ChecksumHelpers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helpers.Close() })
+	own := f.dp
+	_, canRead, why := findIPSummed(mustKernelBTF(t))
+	variants := []struct {
+		name    string
+		hook    hook
+		dp      *Datapath
+		helpers bool // every tc rewrite goes through the helpers
+	}{
+		{"xdp", hookXDP, own, false},
+		{"tc", hookTC, own, !canRead},
+		{"tc-helpers", hookTC, helpers, true},
+	}
+	if !canRead {
+		t.Logf("the tc programs cannot read the checksum state here (%s): both tc variants use the helpers", why)
+	}
+	for vi, vr := range variants {
+		h := vr.hook
 		for i, c := range cases {
-			t.Run(h.String()+"/"+c.name, func(t *testing.T) {
+			t.Run(vr.name+"/"+c.name, func(t *testing.T) {
+				f.dp = vr.dp
+				defer func() { f.dp = own }()
 				if err := f.dp.Apply([]service.Service{webService("web", c.vip, c.proto, 0)}); err != nil {
 					t.Fatal(err)
 				}
+				before, err := f.dp.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
 				spec := pktSpec{
-					src:          netip.AddrPortFrom(c.client, uint16(40000+i+10*int(h))),
+					src:          netip.AddrPortFrom(c.client, uint16(40000+i+10*vi)),
 					dst:          netip.AddrPortFrom(c.vip, 80),
 					proto:        uint8(c.proto),
 					tcpFlags:     tcpSYN,
@@ -95,6 +127,17 @@ func TestDNATAndReply(t *testing.T) {
 				}
 				if !bytes.Equal(r.dstMAC, macClient) || !bytes.Equal(r.srcMAC, f.cliMAC) {
 					t.Fatalf("reply MACs %s -> %s", r.srcMAC, r.dstMAC)
+				}
+				after, err := f.dp.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := uint64(0)
+				if vr.helpers {
+					want = 2 // the request and the reply
+				}
+				if got := after["csum_helper"] - before["csum_helper"]; got != want {
+					t.Fatalf("csum_helper grew by %d, want %d", got, want)
 				}
 			})
 		}
@@ -431,4 +474,14 @@ func (f *fixture) stat(t *testing.T, name string) uint64 {
 		t.Fatalf("no counter %q in %v", name, st)
 	}
 	return v
+}
+
+// mustKernelBTF is the running kernel's BTF, nil where it has none.
+func mustKernelBTF(t testing.TB) *btf.Spec {
+	t.Helper()
+	spec, err := kernelBTF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
 }
