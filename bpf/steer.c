@@ -97,7 +97,10 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 				    __u32 ifindex, struct nexthop *nh)
 {
 	struct bpf_fib_lookup fib;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	/* jiffies: the verifier inlines bpf_jiffies64 as one load, where a
+	 * clock helper is a call (here ~35 ns, a third of the bare XDP_PASS:
+	 * the kernel's return thunks make every call dear). */
+	__u64 now = bpf_jiffies64();
 	const __u32 *a = (const __u32 *)dst;
 	/* Fibonacci hashing of the address's last word and the interface. */
 	__u32 idx = ((a[3] ^ a[1] ^ ifindex) * 0x9E3779B1u) >> (32 - 12);
@@ -109,7 +112,7 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 	if (!slot)
 		return -1;
 	if (slot->key.ifindex == ifindex && addr_equal(slot->key.addr, dst) && slot->nh.gen == route_gen &&
-	    now < slot->nh.expires_ns) {
+	    now < slot->nh.expires) {
 		*nh = slot->nh;
 		return 0;
 	}
@@ -119,7 +122,7 @@ static __always_inline int next_hop(void *ctx, const struct packet *pkt, const _
 	/* The device MTU, for the cached path's size check. */
 	if (bpf_check_mtu(ctx, fib.ifindex, &mtu, 0, 0) < 0)
 		return -1;
-	nh->expires_ns = now + NEXTHOP_TTL_NS;
+	nh->expires = now + NEXTHOP_TTL_NS / jiffy_ns;
 	nh->gen = route_gen;
 	nh->ifindex = fib.ifindex;
 	nh->mtu = mtu;

@@ -140,13 +140,13 @@ const (
 )
 
 type SteerNexthop struct {
-	_         structs.HostLayout
-	ExpiresNs uint64
-	Gen       uint32
-	Ifindex   uint32
-	Mtu       uint32
-	Dmac      [6]uint8
-	Smac      [6]uint8
+	_       structs.HostLayout
+	Expires uint64
+	Gen     uint32
+	Ifindex uint32
+	Mtu     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
 }
 
 type SteerNhKey struct {
@@ -341,6 +341,7 @@ const (
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarIpSummedOff    = "ip_summed_off"
 	SteerVarIpSummedShift  = "ip_summed_shift"
+	SteerVarJiffyNs        = "jiffy_ns"
 	SteerVarRouteGen       = "route_gen"
 	SteerVarSkbCsumKnown   = "skb_csum_known"
 	SteerVarSweepChunk     = "sweep_chunk"
@@ -431,6 +432,7 @@ type SteerMapSpecs struct {
 type SteerVariableSpecs struct {
 	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
 	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
 	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
@@ -507,6 +509,7 @@ func (m *SteerMaps) Close() error {
 type SteerVariables struct {
 	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
 	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
 	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`

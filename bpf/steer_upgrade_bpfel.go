@@ -66,13 +66,13 @@ type SteerUpgradeNhSlot struct {
 	}
 	_  [4]byte
 	Nh struct {
-		_         structs.HostLayout
-		ExpiresNs uint64
-		Gen       uint32
-		Ifindex   uint32
-		Mtu       uint32
-		Dmac      [6]uint8
-		Smac      [6]uint8
+		_       structs.HostLayout
+		Expires uint64
+		Gen     uint32
+		Ifindex uint32
+		Mtu     uint32
+		Dmac    [6]uint8
+		Smac    [6]uint8
 	}
 }
 
@@ -201,6 +201,7 @@ const (
 	SteerUpgradeProgXdpClient     = "xdp_client"
 	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
 	SteerUpgradeVarIpSummedShift  = "ip_summed_shift"
+	SteerUpgradeVarJiffyNs        = "jiffy_ns"
 	SteerUpgradeVarRouteGen       = "route_gen"
 	SteerUpgradeVarSkbCsumKnown   = "skb_csum_known"
 	SteerUpgradeVarSweepChunk     = "sweep_chunk"
@@ -291,6 +292,7 @@ type SteerUpgradeMapSpecs struct {
 type SteerUpgradeVariableSpecs struct {
 	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
 	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
 	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
@@ -367,6 +369,7 @@ func (m *SteerUpgradeMaps) Close() error {
 type SteerUpgradeVariables struct {
 	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
 	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
 	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`

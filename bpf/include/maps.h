@@ -185,7 +185,7 @@ struct nh_key {
  * NEXTHOP_TTL_NS or until the agent bumps route_gen on a route, neighbour
  * or link change, whichever comes first. */
 struct nexthop {
-	__u64 expires_ns;
+	__u64 expires; /* in jiffies (bpf_jiffies64) */
 	__u32 gen;
 	__u32 ifindex;
 	__u32 mtu;
@@ -385,6 +385,10 @@ const volatile __u8 tracking = 1;
 /* Bumped by the agent whenever a route, neighbour or link changes: every
  * cached next hop older than the bump is looked up again. */
 volatile __u32 route_gen;
+
+/* The kernel's tick (1 / HZ) in ns: the agent sets it at load from the
+ * resolution of CLOCK_MONOTONIC_COARSE. The default is HZ 250's. */
+const volatile __u64 jiffy_ns = 4000000;
 
 /* How long a cached next hop is trusted without a bump (the agent may be
  * down): one second of a stale MAC at most. */

@@ -227,6 +227,18 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 		return nil, nil, nil, fmt.Errorf("size the deadline wheel: %w", err)
 	}
 	specs.Wheel.MaxEntries = uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) * wheelCap
+	// The next-hop cache's clock is jiffies; one lasts a tick of the coarse
+	// clocks (1 / HZ).
+	var tick unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &tick); err != nil {
+		return nil, nil, nil, fmt.Errorf("read the kernel's tick: %w", err)
+	}
+	if tick.Nano() <= 0 {
+		return nil, nil, nil, fmt.Errorf("the kernel's tick reads %d ns", tick.Nano())
+	}
+	if err := specs.JiffyNs.Set(uint64(tick.Nano())); err != nil {
+		return nil, nil, nil, fmt.Errorf("set the kernel's tick: %w", err)
+	}
 	specs.Backends.MaxEntries = opts.MaxServices * 2 * service.MaxBackendsPerPool
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 	specs.Params.MaxEntries = opts.MaxServices

@@ -3,11 +3,15 @@ package datapath
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/pkg/service"
 )
@@ -484,4 +488,94 @@ func mustKernelBTF(t testing.TB) *btf.Spec {
 		t.Fatal(err)
 	}
 	return spec
+}
+
+// TestNextHopCache: the next hop of a forwarded packet is cached per CPU;
+// a neighbour that changes its MAC is seen at once after RoutesChanged
+// (the agent calls it on every route, neighbour and link change), and
+// without it once the entry's second has passed (the agent may be down).
+func TestNextHopCache(t *testing.T) {
+	f := newFixture(t)
+	s := webService("web", vip4, service.TCP, 0)
+	s.Canary, s.Stable = nil, s.Stable[:1]
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	backend := s.Stable[0].Addr.Addr()
+	err := f.inNS(func() error {
+		// The cache is per CPU, and a test run runs on the caller's.
+		var was, one unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &was); err != nil {
+			return err
+		}
+		one.Set(0)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return fmt.Errorf("pin to CPU 0: %w", err)
+		}
+		defer unix.SchedSetaffinity(0, &was)
+		port := uint16(41000)
+		send := func() (net.HardwareAddr, uint64, error) {
+			before, err := f.dp.Stats()
+			if err != nil {
+				return nil, 0, err
+			}
+			port++
+			v, out, err := f.tryRun(hookXDP, false, f.cliIf, buildPacket(pktSpec{
+				src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN}))
+			if err != nil {
+				return nil, 0, err
+			}
+			if v != vRedirect {
+				return nil, 0, fmt.Errorf("verdict %s, want redirect", v)
+			}
+			d, err := decode(out)
+			if err != nil {
+				return nil, 0, err
+			}
+			after, err := f.dp.Stats()
+			if err != nil {
+				return nil, 0, err
+			}
+			return d.dstMAC, after["nexthop_miss"] - before["nexthop_miss"], nil
+		}
+		setMAC := func(mac net.HardwareAddr) error {
+			return netlink.NeighSet(&netlink.Neigh{LinkIndex: f.bckIf, IP: backend.AsSlice(), HardwareAddr: mac,
+				State: netlink.NUD_PERMANENT, Family: netlink.FAMILY_V4})
+		}
+		expect := func(step string, mac net.HardwareAddr, miss uint64) error {
+			got, m, err := send()
+			if err != nil {
+				return fmt.Errorf("%s: %w", step, err)
+			}
+			if !bytes.Equal(got, mac) || m != miss {
+				return fmt.Errorf("%s: sent to %s with %d cache misses, want %s and %d", step, got, m, mac, miss)
+			}
+			return nil
+		}
+		macB := net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x02}
+		macC := net.HardwareAddr{0x02, 0, 0, 0, 0x01, 0x03}
+		defer setMAC(macBackend)
+		steps := []func() error{
+			func() error { return f.dp.RoutesChanged() }, // start from an empty cache
+			func() error { return expect("first packet", macBackend, 1) },
+			func() error { return expect("cached", macBackend, 0) },
+			func() error { return setMAC(macB) },
+			func() error { return expect("MAC changed, not yet told", macBackend, 0) },
+			func() error { return f.dp.RoutesChanged() },
+			func() error { return expect("after RoutesChanged", macB, 1) },
+			func() error { return setMAC(macC) },
+			func() error { return expect("MAC changed again, not told", macB, 0) },
+			func() error { time.Sleep(time.Second + 100*time.Millisecond); return nil },
+			func() error { return expect("a second later", macC, 1) },
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -61,6 +61,7 @@ var Features = []Feature{
 	{Key: "lpm_trie", Name: "map type LPM trie", NeededFor: "pins", Since: "4.11", probe: mapType(ebpf.LPMTrie)},
 	{Key: "percpu_array", Name: "map type per-CPU array", NeededFor: "counters, the next-hop cache", Since: "4.6", probe: mapType(ebpf.PerCPUArray)},
 	{Key: "fib_lookup", Name: "helper bpf_fib_lookup", NeededFor: "the next hop of forwarded packets", Since: "4.18", probe: helper(ebpf.XDP, asm.FnFibLookup)},
+	{Key: "jiffies64", Name: "helper bpf_jiffies64", NeededFor: "the next-hop cache's expiry", Since: "5.5", probe: helper(ebpf.XDP, asm.FnJiffies64)},
 	{Key: "spin_lock", Name: "helper bpf_spin_lock", NeededFor: "the rate caps of releases (token buckets)", Since: "5.1", probe: helper(ebpf.XDP, asm.FnSpinLock)},
 	{Key: "bounded_loops", Name: "bounded loops", NeededFor: "the programs' header walks", Since: "5.3", probe: features.HaveBoundedLoops},
 	{Key: "tcx", Name: "TCX", NeededFor: "attaching at tc without a qdisc", Since: "6.6", Fallback: "a clsact qdisc with a direct-action filter", probe: haveTCX},
