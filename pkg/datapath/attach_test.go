@@ -35,23 +35,10 @@ func TestAttachTCFallbacks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer dp.Close()
-			err = lab.Gateway.Do(func() error {
-				for _, a := range []struct {
-					ifname string
-					role   Role
-				}{{netlab.GatewayClientIf, RoleClient}, {netlab.GatewayBackendIf, RoleBackend}} {
-					at, err := dp.Attach(a.ifname, a.role, ModeTC)
-					if err != nil {
-						return err
-					}
-					if at.Hook != c.expect {
-						t.Errorf("%s: attached as %s, want %s", a.ifname, at.Hook, c.expect)
-					}
+			for ifname, at := range attachGateway(t, lab, dp, ModeTC) {
+				if at.Hook != c.expect {
+					t.Errorf("%s: attached as %s, want %s", ifname, at.Hook, c.expect)
 				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
 			s := service.Service{Name: "web", VIP: netlab.VIP4, Port: 80, Protocol: service.TCP,
 				Stable: []service.Backend{{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HelloPort)}},
@@ -87,4 +74,28 @@ func TestAttachTCFallbacks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// attachGateway attaches dp in the lab's gateway, to its client and its
+// backend interface, in mode, and returns the attachments by interface.
+func attachGateway(t *testing.T, lab *netlab.Lab, dp *Datapath, mode Mode) map[string]Attachment {
+	t.Helper()
+	got := map[string]Attachment{}
+	err := lab.Gateway.Do(func() error {
+		for _, a := range []struct {
+			ifname string
+			role   Role
+		}{{netlab.GatewayClientIf, RoleClient}, {netlab.GatewayBackendIf, RoleBackend}} {
+			at, err := dp.Attach(a.ifname, a.role, mode)
+			if err != nil {
+				return err
+			}
+			got[a.ifname] = at
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

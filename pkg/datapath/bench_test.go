@@ -191,19 +191,8 @@ const floorKeyOff = 14
 // floorKeyOff as a key and looks it up in m, or, with insert, inserts it
 // (a new flow's table work). The key and value sizes are the flow table's.
 func floorProgram(b *testing.B, f *fixture, h hook, m *ebpf.Map, insert bool) *ebpf.Program {
-	progType, dataOff, endOff, passRet := ebpf.XDP, int16(0), int16(4), int32(xdpPass)
-	if h == hookTC {
-		progType, passRet = ebpf.SchedCLS, -1
-		dataOff, endOff = f.skbDataOffs[0], f.skbDataOffs[1]
-	}
-	ins := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, dataOff, asm.Word),
-		asm.LoadMem(asm.R3, asm.R1, endOff, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, floorKeyOff+40),
-		asm.JGT.Reg(asm.R4, asm.R3, "out"),
-		asm.Mov.Imm(asm.R6, 0),
-	}
+	progType, passRet, ins := floorPrologue(f, h)
+	ins = append(ins, asm.Mov.Imm(asm.R6, 0))
 	for i := int16(0); i < 5; i++ { // key at fp-40, a zero value at fp-80
 		ins = append(ins,
 			asm.LoadMem(asm.R5, asm.R2, floorKeyOff+8*i, asm.DWord),
@@ -224,27 +213,36 @@ func floorProgram(b *testing.B, f *fixture, h hook, m *ebpf.Map, insert bool) *e
 	return p
 }
 
-// memoryFloorProgram builds a bare program for hook h that writes the 40
-// bytes at floorKeyOff twice (as a key and a value) into the element of m
-// (an array of 80-byte values whose size is a power of two) that a
-// multiplicative hash of the frame's source address and ports picks.
-func memoryFloorProgram(b *testing.B, f *fixture, h hook, m *ebpf.Map) *ebpf.Program {
+// floorPrologue starts a floor program for hook h: its type and pass
+// verdict, and instructions that leave the frame's start in R2 and jump to
+// "out" when the frame is shorter than floorKeyOff + 40 bytes.
+func floorPrologue(f *fixture, h hook) (ebpf.ProgramType, int32, asm.Instructions) {
 	progType, dataOff, endOff, passRet := ebpf.XDP, int16(0), int16(4), int32(xdpPass)
 	if h == hookTC {
 		progType, passRet = ebpf.SchedCLS, -1
 		dataOff, endOff = f.skbDataOffs[0], f.skbDataOffs[1]
 	}
-	n := m.MaxEntries()
-	if n&(n-1) != 0 || m.ValueSize() != 80 {
-		b.Fatalf("memory floor: %d entries of %d bytes, want a power of two of 80", n, m.ValueSize())
-	}
-	bits := int32(bits.Len32(n) - 1)
-	ins := asm.Instructions{
+	return progType, passRet, asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, dataOff, asm.Word),
 		asm.LoadMem(asm.R3, asm.R1, endOff, asm.Word),
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, floorKeyOff+40),
 		asm.JGT.Reg(asm.R4, asm.R3, "out"),
+	}
+}
+
+// memoryFloorProgram builds a bare program for hook h that writes the 40
+// bytes at floorKeyOff twice (as a key and a value) into the element of m
+// (an array of 80-byte values whose size is a power of two) that a
+// multiplicative hash of the frame's source address and ports picks.
+func memoryFloorProgram(b *testing.B, f *fixture, h hook, m *ebpf.Map) *ebpf.Program {
+	n := m.MaxEntries()
+	if n&(n-1) != 0 || m.ValueSize() != 80 {
+		b.Fatalf("memory floor: %d entries of %d bytes, want a power of two of 80", n, m.ValueSize())
+	}
+	bits := int32(bits.Len32(n) - 1)
+	progType, passRet, ins := floorPrologue(f, h)
+	ins = append(ins,
 		asm.Mov.Reg(asm.R7, asm.R2),
 		// slot = ((src address ^ ports) * 2^32/phi) >> (32 - bits)
 		asm.LoadMem(asm.R5, asm.R2, floorKeyOff+12, asm.Word),
@@ -258,7 +256,7 @@ func memoryFloorProgram(b *testing.B, f *fixture, h hook, m *ebpf.Map) *ebpf.Pro
 		asm.Add.Imm(asm.R2, -4),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "out"),
-	}
+	)
 	for i := int16(0); i < 5; i++ {
 		ins = append(ins,
 			asm.LoadMem(asm.R5, asm.R7, floorKeyOff+8*i, asm.DWord),
@@ -299,19 +297,10 @@ func median(d []time.Duration) time.Duration {
 //	go test -run XXX -bench TrackingCost -benchtime 20000x ./pkg/datapath
 func BenchmarkTrackingCost(b *testing.B) {
 	f := newFixture(b)
-	off, err := New(Options{FlowTable: 1 << 16, MaxServices: 64, NoTracking: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer off.Close()
 	s := webService("web", vip4, service.TCP, 0)
 	s.Canary, s.Stable = nil, s.Stable[:1]
 	s.App, s.LatencyThresholds = service.AppHTTP, []time.Duration{100 * time.Millisecond, 800 * time.Millisecond}
-	for _, dp := range []*Datapath{f.dp, off} {
-		if err := dp.Apply([]service.Service{s}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	off := comparedDatapath(b, f, Options{NoTracking: true}, s)
 	client := netip.AddrPortFrom(client4, 2000)
 	vip := netip.AddrPortFrom(vip4, 80)
 	backend := s.Stable[0].Addr
@@ -330,7 +319,7 @@ func BenchmarkTrackingCost(b *testing.B) {
 		ack, req, resp []time.Duration
 	}
 	variants := []*variant{{name: "on", objs: f.dp.Objects()}, {name: "off", objs: off.Objects()}}
-	err = f.inNS(func() error {
+	err := f.inNS(func() error {
 		for _, v := range variants {
 			for _, c := range []struct {
 				p     *ebpf.Program
@@ -448,18 +437,9 @@ func BenchmarkTCChecksum(b *testing.B) {
 	if _, canRead, why := findIPSummed(mustKernelBTF(b)); !canRead {
 		b.Skipf("the tc programs cannot read the checksum state here: %s", why)
 	}
-	helpers, err := New(Options{FlowTable: 1 << 16, MaxServices: 64, ChecksumHelpers: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer helpers.Close()
 	s := webService("web", vip4, service.TCP, 0)
 	s.Canary, s.Stable = nil, s.Stable[:1]
-	for _, dp := range []*Datapath{f.dp, helpers} {
-		if err := dp.Apply([]service.Service{s}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	helpers := comparedDatapath(b, f, Options{ChecksumHelpers: true}, s)
 	client := netip.AddrPortFrom(client4, 2100)
 	vip := netip.AddrPortFrom(vip4, 80)
 	backend := s.Stable[0].Addr
@@ -474,7 +454,7 @@ func BenchmarkTCChecksum(b *testing.B) {
 	}
 	variants := []*variant{{name: "own", dp: f.dp}, {name: "helpers", dp: helpers}}
 	before := map[string]map[string]uint64{}
-	err = f.inNS(func() error {
+	err := f.inNS(func() error {
 		for _, v := range variants {
 			if _, _, err := v.dp.Objects().TcClient.Benchmark(syn, 1, nil); err != nil {
 				return err
@@ -530,4 +510,21 @@ func BenchmarkTCChecksum(b *testing.B) {
 		b.ReportMetric(interquartileMean(m.help), m.name+"-helpers-ns")
 		b.ReportMetric(interquartileMean(m.own)/interquartileMean(m.help), m.name+"-own/helpers")
 	}
+}
+
+// comparedDatapath loads a second data path, as opts say otherwise like the
+// fixture's, for a comparison in one run, and installs s in both.
+func comparedDatapath(b *testing.B, f *fixture, opts Options, s service.Service) *Datapath {
+	opts.FlowTable, opts.MaxServices = 1<<16, 64
+	dp, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dp.Close() })
+	for _, d := range []*Datapath{f.dp, dp} {
+		if err := d.Apply([]service.Service{s}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dp
 }

@@ -62,20 +62,7 @@ func testChecksumState(t *testing.T, offload, helpers bool) {
 		t.Fatal(err)
 	}
 	defer dp.Close()
-	err = lab.Gateway.Do(func() error {
-		for _, a := range []struct {
-			ifname string
-			role   Role
-		}{{netlab.GatewayClientIf, RoleClient}, {netlab.GatewayBackendIf, RoleBackend}} {
-			if _, err := dp.Attach(a.ifname, a.role, ModeTC); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	attachGateway(t, lab, dp, ModeTC)
 	var services []service.Service
 	for _, fam := range []struct {
 		name    string
