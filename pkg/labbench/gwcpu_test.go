@@ -117,6 +117,10 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 	return c, nil
 }
 
+// errBusyUnreadable says the gateway CPU's busy time could not be read in
+// busyAttempts runs: the round has no gateway figures, the benchmark goes on.
+var errBusyUnreadable = errors.New("the gateway CPU's busy time cannot be measured on this machine now")
+
 // busyAttempts bounds how often gatewayBusy runs its work to get one
 // consistent reading.
 const busyAttempts = 3
@@ -142,7 +146,7 @@ func gatewayBusy(work func() error) (time.Duration, error) {
 			return busy, nil
 		}
 	}
-	return 0, fmt.Errorf("CPU %d's idle and steal time exceeded the wall time in %d runs: its busy time cannot be measured on this machine now", gatewayCPU, busyAttempts)
+	return 0, fmt.Errorf("%w: CPU %d's idle and steal time exceeded the wall time in %d runs", errBusyUnreadable, gatewayCPU, busyAttempts)
 }
 
 // steerReceive sets RPS on every lab interface: packets the gateway
