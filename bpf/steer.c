@@ -145,20 +145,6 @@ enum l4_csum {
 			     * is in and the port is not */
 };
 
-/* Apply a difference to a partial checksum's field, as the kernel does
- * for CHECKSUM_PARTIAL (inet_proto_csum_replace*): the field is the folded
- * pseudo-header sum, not complemented. For UDP a 0 stays 0 and a computed
- * 0 is written as 0xffff, as bpf_l4_csum_replace does with
- * BPF_F_MARK_MANGLED_0. */
-static __always_inline void csum_apply_partial(__u16 *check, __u32 diff, int udp)
-{
-	if (udp && *check == 0)
-		return;
-	*check = ~csum_fold(csum_add((__u32)*check, diff));
-	if (udp && *check == 0)
-		*check = 0xffff;
-}
-
 /* Rewrite one end (address and port) of the packet in place, fixing the
  * IPv4 header checksum, and the L4 checksum as l4csum says. */
 static __always_inline int rewrite_end(void *data, void *data_end, const struct packet *pkt,
@@ -212,7 +198,7 @@ static __always_inline int rewrite_end(void *data, void *data_end, const struct 
 		if (l4csum == L4_CSUM_FIX)
 			csum_apply(&tcp->check, diff);
 		else if (l4csum == L4_CSUM_PSEUDO)
-			csum_apply_partial(&tcp->check, pseudo, 0);
+			csum_apply_partial(&tcp->check, pseudo);
 	} else {
 		struct udphdr *udp = data + l4;
 		__be16 *portp;
@@ -223,10 +209,9 @@ static __always_inline int rewrite_end(void *data, void *data_end, const struct 
 		portp = side == SIDE_DST ? &udp->dest : &udp->source;
 		diff = csum_add(diff, csum_add(~(__u32)*portp, (__u32)port));
 		*portp = port;
-		if (l4csum == L4_CSUM_FIX)
-			csum_apply_udp(&udp->check, diff);
-		else if (l4csum == L4_CSUM_PSEUDO)
-			csum_apply_partial(&udp->check, pseudo, 1);
+		if (l4csum != L4_CSUM_DONE)
+			csum_apply_udp(&udp->check, l4csum == L4_CSUM_PSEUDO ? pseudo : diff,
+				       l4csum == L4_CSUM_PSEUDO);
 	}
 	return 0;
 }

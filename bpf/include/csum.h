@@ -49,13 +49,25 @@ static __always_inline void csum_apply(__u16 *check, __u32 diff)
 	*check = csum_fold(csum_add(~(__u32)*check, diff));
 }
 
-/* Like csum_apply, for a UDP checksum: 0 means "no checksum" (IPv4) and
- * must stay 0; a computed 0 is sent as 0xffff. */
-static __always_inline void csum_apply_udp(__u16 *check, __u32 diff)
+/* Apply a difference to a partial checksum's field, as the kernel does
+ * for CHECKSUM_PARTIAL (inet_proto_csum_replace*): the field holds the
+ * folded pseudo-header sum, not complemented, which offload completes. */
+static __always_inline void csum_apply_partial(__u16 *check, __u32 diff)
+{
+	*check = ~csum_fold(csum_add((__u32)*check, diff));
+}
+
+/* csum_apply (csum_apply_partial if partial) for a UDP checksum: 0 means
+ * "no checksum" (IPv4) and must stay 0; a computed 0 is sent as 0xffff
+ * (what bpf_l4_csum_replace does with BPF_F_MARK_MANGLED_0). */
+static __always_inline void csum_apply_udp(__u16 *check, __u32 diff, int partial)
 {
 	if (*check == 0)
 		return;
-	csum_apply(check, diff);
+	if (partial)
+		csum_apply_partial(check, diff);
+	else
+		csum_apply(check, diff);
 	if (*check == 0)
 		*check = 0xffff;
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/pkg/netlab"
@@ -191,12 +192,12 @@ func openCapture(h *netlab.Host) (int, error) {
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
-		idx, err := ifIndex(s, netlab.HostIf)
+		link, err := netlink.LinkByName(netlab.HostIf)
 		if err != nil {
 			unix.Close(s)
-			return err
+			return fmt.Errorf("%s: %w", netlab.HostIf, err)
 		}
-		if err := unix.Bind(s, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: idx}); err != nil {
+		if err := unix.Bind(s, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: link.Attrs().Index}); err != nil {
 			unix.Close(s)
 			return fmt.Errorf("bind the packet socket: %w", err)
 		}
@@ -247,19 +248,6 @@ func drainCapture(fd int) ([]capturedFrame, error) {
 		frames = append(frames, fr)
 	}
 	return frames, nil
-}
-
-// ifIndex is the index of the interface named name, in the namespace of
-// the socket s.
-func ifIndex(s int, name string) (int, error) {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0, fmt.Errorf("index of %s: %w", name, err)
-	}
-	return int(ifr.Uint32()), nil
 }
 
 // sizeofAuxdata is the size of struct tpacket_auxdata.

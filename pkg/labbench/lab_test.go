@@ -158,6 +158,9 @@ func BenchmarkLab(b *testing.B) {
 	gwConn := gwFigure(func(c gwCost) time.Duration { return c.perConn }, 1e3)     // µs
 	gwBulk := gwFigure(func(c gwCost) time.Duration { return c.perGB }, 1e6)       // ms
 	agent := gwFigure(func(c gwCost) time.Duration { return c.agentPerConn }, 1e3) // µs
+	inverse := func(get func(figures) float64) func(figures) float64 {
+		return func(f figures) float64 { return 1 / get(f) }
+	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s %14s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
 		"gw µs/conn", "x", "gw ms/GB", "x", "agent µs/conn")
@@ -178,9 +181,6 @@ func BenchmarkLab(b *testing.B) {
 		}
 		// x: the gateway's capacity relative to routing's, i.e. how many
 		// more connections (bytes) one gateway CPU forwards: 1/cost.
-		inverse := func(get func(figures) float64) func(figures) float64 {
-			return func(f figures) float64 { return 1 / get(f) }
-		}
 		gcx, gbx := ratio(m.name, base, inverse(gwConn)), ratio(m.name, base, inverse(gwBulk))
 		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f %14.2f (%d of %d rounds)\n", gc, gcx, gb, gbx, med(m.name, agent),
 			len(slices.DeleteFunc(ratios(m.name, base, gwConn), math.IsNaN)), len(results[m.name]))
