@@ -85,6 +85,17 @@ bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughpu
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
 
+.PHONY: bench-builds
+bench-builds: deps bpffs ## Per-packet costs of this tree's programs against another build, in one run: REV=<git revision> or OBJECT=<steer.o>
+	@[ -n "$(REV)$(OBJECT)" ] || { echo "usage: make bench-builds REV=<git revision> | OBJECT=<a build of bpf/steer.c>"; exit 2; }
+	@set -e; obj="$(OBJECT)"; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	if [ -z "$$obj" ]; then \
+		git archive "$(REV)" bpf | tar -x -C "$$tmp"; \
+		clang-19 -O2 -g -Wall -target bpfel -I/usr/include/x86_64-linux-gnu -c "$$tmp/bpf/steer.c" -o "$$tmp/steer.o"; \
+		obj="$$tmp/steer.o"; \
+	fi; \
+	GRAYLANE_BENCH_OBJECT="$$obj" $(GO) test -run XXX -bench Builds -benchtime 20000x ./pkg/datapath
+
 .PHONY: demo
 demo: deps build ## Lab demo: three agents in a cluster; graylanectl moves the canary weight, traffic follows
 	$(BIN)/graylane-demo --agent $(BIN)/graylane-agent --ctl $(BIN)/graylanectl

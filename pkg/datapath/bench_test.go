@@ -33,9 +33,7 @@ import (
 //	go test -run XXX -bench PerPacket -benchtime 20000x ./pkg/datapath
 func BenchmarkPerPacket(b *testing.B) {
 	f := newFixture(b)
-	dns := webService("dns", vip4, service.UDP, 5000)
-	dns.Port = 53
-	if err := f.dp.Apply([]service.Service{webService("web", vip4, service.TCP, 5000), dns}); err != nil {
+	if err := f.dp.Apply(benchServices()); err != nil {
 		b.Fatal(err)
 	}
 	flows := 0 // new-flow tuples used so far: each must be new to the table
@@ -46,44 +44,14 @@ func BenchmarkPerPacket(b *testing.B) {
 
 func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int) {
 	objs := f.dp.Objects()
-	prog, progType, passRet := objs.XdpClient, ebpf.XDP, int32(xdpPass)
-	if h == hookTC {
-		prog, progType, passRet = objs.TcClient, ebpf.SchedCLS, -1
-	}
-	baseline, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    progType,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, passRet),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer baseline.Close()
+	prog := clientProgram(objs, h)
+	baseline := passProgram(b, h)
 
-	client := netip.AddrPortFrom(client4, 1+uint16(h))
-	established := buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)})
-	nonService := buildPacket(pktSpec{src: client, dst: netip.MustParseAddrPort("198.18.100.99:80"), proto: protoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)})
+	fr := newBenchFrames(h, flows)
+	established, nonService := fr.established, fr.nonService
 	// Create the established flow.
-	if v, _ := f.run(b, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN})); v != vRedirect {
+	if v, _ := f.run(b, h, false, f.cliIf, fr.syn); v != vRedirect {
 		b.Fatalf("setup: verdict %s", v)
-	}
-	// New flows: a distinct tuple per round (port and client address).
-	newFlow := func(int) []byte {
-		i := *flows
-		*flows++
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2 + byte(i/60000%200), 1}), uint16(1024+i%60000))
-		return buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN, seq: uint32(i), payload: make([]byte, 64)})
-	}
-
-	// New UDP flows also pay the flow-table lookup that a bare SYN skips.
-	newUDPFlow := func(int) []byte {
-		i := *flows
-		*flows++
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2 + byte(i/60000%200), 1}), uint16(1024+i%60000))
-		return buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: make([]byte, 64)})
 	}
 
 	// The floors: bare programs doing only the flow table's share of a
@@ -125,11 +93,11 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int) {
 		{name: "pass-baseline", prog: baseline, frame: func(int) []byte { return established }},
 		{name: "non-service", prog: prog, frame: func(int) []byte { return nonService }, stat: "pass_not_service"},
 		{name: "established", prog: prog, frame: func(int) []byte { return established }, stat: "flow_hit"},
-		{name: "new-flow", prog: prog, frame: newFlow, stat: "flow_new"},
-		{name: "new-udp-flow", prog: prog, frame: newUDPFlow, stat: "flow_new"},
+		{name: "new-flow", prog: prog, frame: fr.newTCP, stat: "flow_new"},
+		{name: "new-udp-flow", prog: prog, frame: fr.newUDP, stat: "flow_new"},
 		{name: "lookup-floor", prog: lookupFloor, frame: func(int) []byte { return established }},
-		{name: "insert-floor", prog: insertFloor, frame: newFlow},
-		{name: "memory-floor", prog: memoryFloor, frame: newFlow},
+		{name: "insert-floor", prog: insertFloor, frame: fr.newTCP},
+		{name: "memory-floor", prog: memoryFloor, frame: fr.newTCP},
 	}
 	before, err := f.dp.Stats()
 	if err != nil {
@@ -180,6 +148,78 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int) {
 			b.ReportMetric(interquartileMean(c.times)/interquartileMean(cases[0].times), c.name+"-iqm-x")
 		}
 	}
+}
+
+// clientProgram is the client-side program of hook h.
+func clientProgram(objs *bpf.SteerObjects, h hook) *ebpf.Program {
+	if h == hookTC {
+		return objs.TcClient
+	}
+	return objs.XdpClient
+}
+
+// passProgram builds the baseline of the per-packet benchmarks for hook h:
+// a bare program that returns the pass verdict. It is closed with b.
+func passProgram(b *testing.B, h hook) *ebpf.Program {
+	progType, passRet := ebpf.XDP, int32(xdpPass)
+	if h == hookTC {
+		progType, passRet = ebpf.SchedCLS, -1
+	}
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         progType,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, passRet), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
+// benchFrames are the frames of the per-packet benchmarks' paths, on
+// the fixture's services web (TCP, port 80) and dns (UDP, port 53) at vip4.
+type benchFrames struct {
+	syn         []byte // opens the established flow
+	established []byte // a data segment of that flow
+	nonService  []byte // to an address no service has
+	// A tuple (client address and port) new to every flow table on each
+	// call: a TCP SYN, a UDP datagram.
+	newTCP, newUDP func(int) []byte
+}
+
+// newBenchFrames builds the frames for hook h (each hook's established
+// flow has a port of its own); flows counts the new tuples handed out.
+func newBenchFrames(h hook, flows *int) benchFrames {
+	client := netip.AddrPortFrom(client4, 1+uint16(h))
+	vip := netip.AddrPortFrom(vip4, 80)
+	newSrc := func() (netip.AddrPort, int) {
+		i := *flows
+		*flows++
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2 + byte(i/60000%200), 1}), uint16(1024+i%60000)), i
+	}
+	return benchFrames{
+		syn:         buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpSYN}),
+		established: buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)}),
+		nonService:  buildPacket(pktSpec{src: client, dst: netip.MustParseAddrPort("198.18.100.99:80"), proto: protoTCP, tcpFlags: tcpACK, payload: make([]byte, 64)}),
+		newTCP: func(int) []byte {
+			src, i := newSrc()
+			return buildPacket(pktSpec{src: src, dst: vip, proto: protoTCP, tcpFlags: tcpSYN, seq: uint32(i), payload: make([]byte, 64)})
+		},
+		// New UDP flows also pay the flow-table lookup that a bare SYN skips.
+		newUDP: func(int) []byte {
+			src, _ := newSrc()
+			return buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: make([]byte, 64)})
+		},
+	}
+}
+
+// benchServices are the services the per-packet benchmarks steer: web
+// (TCP 80) and dns (UDP 53) at vip4, both at weight 50 %.
+func benchServices() []service.Service {
+	dns := webService("dns", vip4, service.UDP, 5000)
+	dns.Port = 53
+	return []service.Service{webService("web", vip4, service.TCP, 5000), dns}
 }
 
 // floorKeyOff is where the floor programs' 40-byte key starts in a frame:
@@ -513,16 +553,20 @@ func BenchmarkTCChecksum(b *testing.B) {
 }
 
 // comparedDatapath loads a second data path, as opts say otherwise like the
-// fixture's, for a comparison in one run, and installs s in both.
-func comparedDatapath(b *testing.B, f *fixture, opts Options, s service.Service) *Datapath {
-	opts.FlowTable, opts.MaxServices = 1<<16, 64
+// fixture's (its flow table 1<<16 unless opts size it), for a comparison in
+// one run, and installs services in both.
+func comparedDatapath(b *testing.B, f *fixture, opts Options, services ...service.Service) *Datapath {
+	if opts.FlowTable == 0 {
+		opts.FlowTable = 1 << 16
+	}
+	opts.MaxServices = 64
 	dp, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { dp.Close() })
 	for _, d := range []*Datapath{f.dp, dp} {
-		if err := d.Apply([]service.Service{s}); err != nil {
+		if err := d.Apply(services); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -62,6 +62,11 @@ type Options struct {
 	ChecksumHelpers bool
 	// Logger receives what the data path does; nil discards.
 	Logger *slog.Logger
+
+	// program, when set, is loaded instead of the programs this binary
+	// carries: another build of steer.c with the same map layouts, which
+	// the benchmarks compare with this one in one run (BenchmarkBuilds).
+	program *ebpf.CollectionSpec
 }
 
 func (o *Options) setDefaults() {
@@ -208,6 +213,9 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	spec, statNames, errNames, err = loadSpec()
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if opts.program != nil {
+		spec = opts.program.Copy()
 	}
 	var specs bpf.SteerSpecs
 	if err := spec.Assign(&specs); err != nil {
