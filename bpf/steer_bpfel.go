@@ -276,14 +276,6 @@ type SteerTable struct {
 	_           [1]byte
 }
 
-type SteerTableKey struct {
-	_     structs.HostLayout
-	SvcId uint32
-	Pool  uint8
-	Gen   uint8
-	Pad   uint16
-}
-
 type SteerWheelEntry struct {
 	_         structs.HostLayout
 	Key       SteerFlowKey
@@ -351,6 +343,7 @@ const (
 	SteerVarSweepVisited   = "sweep_visited"
 	SteerVarTracking       = "tracking"
 	SteerVarUnusedEnums    = "unused_enums"
+	SteerVarUnusedTable    = "unused_table"
 	SteerVarWheelCap       = "wheel_cap"
 	SteerVarWheelOverflow  = "wheel_overflow"
 )
@@ -442,6 +435,7 @@ type SteerVariableSpecs struct {
 	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
 	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
 	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	UnusedTable    *ebpf.VariableSpec `ebpf:"unused_table"`
 	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
 	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
@@ -519,6 +513,7 @@ type SteerVariables struct {
 	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
 	Tracking       *ebpf.Variable `ebpf:"tracking"`
 	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	UnusedTable    *ebpf.Variable `ebpf:"unused_table"`
 	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
 	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }

@@ -141,27 +141,6 @@ type SteerUpgradeSvcParams struct {
 	Pad       [7]uint8
 }
 
-type SteerUpgradeTable struct {
-	_           structs.HostLayout
-	BackendsLen uint32
-	Backends    [256]struct {
-		_    structs.HostLayout
-		Addr [16]uint8
-		Port uint16
-		Pad  uint16
-	}
-	Lut [8191]uint8
-	_   [1]byte
-}
-
-type SteerUpgradeTableKey struct {
-	_     structs.HostLayout
-	SvcId uint32
-	Pool  uint8
-	Gen   uint8
-	Pad   uint16
-}
-
 type SteerUpgradeWheelEntry struct {
 	_         structs.HostLayout
 	Key       SteerUpgradeFlowKey
@@ -211,6 +190,7 @@ const (
 	SteerUpgradeVarSweepVisited   = "sweep_visited"
 	SteerUpgradeVarTracking       = "tracking"
 	SteerUpgradeVarUnusedEnums    = "unused_enums"
+	SteerUpgradeVarUnusedTable    = "unused_table"
 	SteerUpgradeVarWheelCap       = "wheel_cap"
 	SteerUpgradeVarWheelOverflow  = "wheel_overflow"
 )
@@ -302,6 +282,7 @@ type SteerUpgradeVariableSpecs struct {
 	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
 	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
 	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	UnusedTable    *ebpf.VariableSpec `ebpf:"unused_table"`
 	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
 	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
@@ -379,6 +360,7 @@ type SteerUpgradeVariables struct {
 	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
 	Tracking       *ebpf.Variable `ebpf:"tracking"`
 	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	UnusedTable    *ebpf.Variable `ebpf:"unused_table"`
 	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
 	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }

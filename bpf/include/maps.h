@@ -110,15 +110,14 @@ struct backend {
 	__u16 pad;
 };
 
-/* Key of the tables map. Each pool has two buffers (gen 0 and 1): Go
- * writes the idle one and then flips service.table_gen, so a program never
- * sees a half-written table. */
-struct table_key {
-	__u32 svc_id;
-	__u8 pool;
-	__u8 gen;
-	__u16 pad;
-};
+/* Where a pool's lookup table lies in the tables map. Each pool has two
+ * buffers (gen 0 and 1): Go writes the idle one and then flips
+ * service.table_gen, so a program never sees a half-written table.
+ * pkg/datapath's tableIndex computes the same. */
+static __always_inline __u32 table_index(__u32 svc_id, __u32 pool, __u32 gen)
+{
+	return (svc_id * POOL_COUNT + pool) * 2 + gen;
+}
 
 /* A pool's Maglev lookup table, self-contained: lut[] indexes backends[]. */
 struct table {
@@ -336,13 +335,34 @@ struct {
 	__uint(max_entries, 4096);
 } backends SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	/* Tables are big and few are live: allocate on demand. */
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct table_key);
+/* One pool's lookup table, alone in a map of its own (see tables). */
+/* The table map's value reaches BTF (for the loader, and bpf2go's -type
+ * table) only through a type of its own: clang emits the pointee of a map
+ * definition nested in another as a forward declaration. */
+struct table *unused_table __attribute__((unused));
+
+struct table_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* 0 */
 	__type(value, struct table);
+	__uint(max_entries, 1);
+};
+
+/*
+ * The lookup tables, by table_index: each slot holds a map of one table,
+ * which Go writes whole before it puts the map in its slot. Putting it is
+ * one pointer swap, and a program that took the map before goes on
+ * reading it until it returns (the kernel frees a replaced map after an
+ * RCU grace period), so no program sees a table half written. Both
+ * lookups are array lookups, which the verifier inlines: a hash of
+ * (service, pool, gen) cost a call, ~35 ns a new flow here. Tables are
+ * big and few are live: memory is spent only on the maps in the slots.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32); /* table_index */
 	__uint(max_entries, 4096);
+	__array(values, struct table_map);
 } tables SEC(".maps");
 
 struct {

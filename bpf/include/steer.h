@@ -101,10 +101,10 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 static __always_inline int pick_backend(const struct service *svc, const struct flow_key *fk,
 					struct flow *f)
 {
-	struct table_key tk = { .svc_id = svc->id };
 	struct hash2 h = hash_key(fk);
+	__u32 slot, ti, zero = 0;
 	struct table *t;
-	__u32 slot;
+	void *table_map;
 	__u8 pool, idx;
 
 	pool = pool_of_new_flow(svc, fk, h.bucket);
@@ -114,9 +114,11 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 		pool ^= 1;
 	if (!svc->table_ok[pool & 1])
 		return -1;
-	tk.pool = pool & 1;
-	tk.gen = svc->table_gen[pool & 1];
-	t = bpf_map_lookup_elem(&tables, &tk);
+	ti = table_index(svc->id, pool & 1, svc->table_gen[pool & 1] & 1);
+	table_map = bpf_map_lookup_elem(&tables, &ti);
+	if (!table_map)
+		return -1;
+	t = bpf_map_lookup_elem(table_map, &zero);
 	if (!t)
 		return -1;
 	slot = h.slot % MAGLEV_SIZE;

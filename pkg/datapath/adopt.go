@@ -581,6 +581,9 @@ func layoutOf(ms *ebpf.MapSpec) uint64 {
 	writeShape(h, ms.Key, 0)
 	h.Write([]byte("/"))
 	writeShape(h, ms.Value, 0)
+	if ms.InnerMap != nil { // a map of maps: the maps it holds too
+		fmt.Fprintf(h, "/inner:%x", layoutOf(ms.InnerMap))
+	}
 	return binary.LittleEndian.Uint64(h.Sum(nil))
 }
 

@@ -118,7 +118,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
 
 		for _, pool := range []service.Pool{service.Stable, service.Canary} {
-			if err := p.planPool(m.Tables, s, pool, old, in); err != nil {
+			if err := p.planPool(d.tables, s, pool, old, in); err != nil {
 				return nil, err
 			}
 		}
@@ -218,7 +218,7 @@ func (p *plan) planParams(params *ebpf.Map, old, in *installed, thresholds []tim
 	})
 }
 
-func (p *plan) planPool(tables *ebpf.Map, s *service.Service, pool service.Pool, old, in *installed) error {
+func (p *plan) planPool(tables *tableStore, s *service.Service, pool service.Pool, old, in *installed) error {
 	backends := s.Backends(pool)
 	fp := fingerprint(backends)
 	in.pools[pool] = fp
@@ -242,13 +242,13 @@ func (p *plan) planPool(tables *ebpf.Map, s *service.Service, pool service.Pool,
 	if old != nil && old.value.TableOk[pool] == 1 {
 		gen = oldGen ^ 1 // the idle buffer
 	}
-	key := bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: gen}
+	idx := tableIndex(in.id, pool, gen)
 	in.value.TableGen[pool] = gen
 	in.value.TableOk[pool] = 1
 	p.prepare = append(p.prepare, step{
 		what: fmt.Sprintf("write %s table of service %q", pool, s.Name),
-		do:   func() error { return tables.Update(key, table, ebpf.UpdateAny) },
-		undo: func() error { return tables.Delete(key) },
+		do:   func() error { return tables.put(idx, table) },
+		undo: func() error { return tables.remove(idx) },
 	})
 	return nil
 }
@@ -394,7 +394,7 @@ func (p *plan) run() error {
 // so it is logged, not returned.
 func (d *Datapath) sweep() {
 	m := &d.objs.SteerMaps
-	liveTables := make(map[bpf.SteerTableKey]bool)
+	liveTables := make(map[uint32]bool)
 	livePins := make(map[bpf.SteerPinKey]bool)
 	liveServices := make(map[bpf.SteerEndpoint]bool)
 	liveIDs := make(map[uint32]*installed)
@@ -403,14 +403,14 @@ func (d *Datapath) sweep() {
 		liveIDs[in.id] = in
 		for pool := range 2 {
 			if in.value.TableOk[pool] == 1 {
-				liveTables[bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: in.value.TableGen[pool]}] = true
+				liveTables[tableIndex(in.id, service.Pool(pool), in.value.TableGen[pool])] = true
 			}
 		}
 		for k := range in.pins {
 			livePins[k] = true
 		}
 	}
-	sweepMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
+	d.tables.sweep(liveTables, d.log)
 	sweepMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
 	sweepMap(d, m.Services, func(k bpf.SteerEndpoint) bool { return liveServices[k] })
 	// A backend removed from its pool keeps its reply translation while its

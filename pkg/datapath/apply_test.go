@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/testenv"
 )
@@ -100,12 +102,11 @@ func TestApplyDoubleBufferAndCapacity(t *testing.T) {
 	}
 	// Only the live buffer of each pool remains after the sweep.
 	var n int
-	var key, next [8]byte
-	var prev any
-	for f.dp.objs.Tables.NextKey(prev, &next) == nil {
-		n++
-		key = next
-		prev = &key
+	var id ebpf.MapID
+	for i := range f.dp.objs.Tables.MaxEntries() {
+		if f.dp.objs.Tables.Lookup(i, &id) == nil {
+			n++
+		}
 	}
 	if n != 2 {
 		t.Fatalf("%d tables in the kernel, want 2 (one per pool)", n)

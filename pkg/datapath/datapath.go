@@ -107,6 +107,7 @@ type Datapath struct {
 	ids      idAllocator
 	pins     int    // pins installed over all services
 	filter   filter // the frontend filter as the kernel has it
+	tables   *tableStore
 	// rewriteFrontends: the frontends map may not hold the installed
 	// services' frontends (it is new beside adopted services); the next
 	// Apply writes every one.
@@ -179,6 +180,11 @@ func New(opts Options) (*Datapath, error) {
 			return nil, fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
 		}
 		return nil, fmt.Errorf("load steering programs: %w", err)
+	}
+	if d.tables, err = newTableStore(d.objs.Tables, spec.Maps[bpf.SteerMapTables].InnerMap); err != nil {
+		d.adoption.close()
+		d.objs.Close()
+		return nil, err
 	}
 	if d.adoption != nil {
 		if err := d.adoption.begin(d); err != nil {
