@@ -265,6 +265,7 @@ enum stat {
 	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
 	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
 	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
+	STAT_SERVICE_LOOKUP,       /* a service looked up by frontend: no id for it in frontend_ids (see services_by_id) */
 	STAT_COUNT,
 };
 
@@ -326,6 +327,52 @@ struct {
 	__type(value, struct frontend);
 	__uint(max_entries, 1024);
 } frontends SEC(".maps");
+
+/*
+ * Services by id, for new flows: the services map's lookup by frontend is
+ * a call (a hash of 20 bytes and a bucket walk, ~35 ns here); these two
+ * are array lookups, which the verifier inlines. frontend_ids names, for
+ * each slot of the frontend filter, the one service whose frontend hashes
+ * there (0 if none or several: those take the services map); its entry in
+ * services_by_id holds its frontend beside its value, in a map of its own
+ * that Go writes whole and then puts in the id's slot (one pointer swap),
+ * so a program sees frontend and value of one moment. A program takes the
+ * value only if that frontend is the packet's destination, so an id that
+ * is stale (the service moved, or its id went to another) or absent only
+ * sends the packet to the services map.
+ */
+struct service_entry {
+	struct endpoint frontend;
+	struct service value;
+};
+
+/* See unused_table below: the same holds for this map's value. */
+struct service_entry *unused_service_entry __attribute__((unused));
+
+struct service_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* 0 */
+	__type(value, struct service_entry);
+	__uint(max_entries, 1);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32); /* service id */
+	__uint(max_entries, 1024);
+	__array(values, struct service_map);
+} services_by_id SEC(".maps");
+
+enum frontend_id_limits {
+	FRONTEND_IDS_PER_WORD = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* filter slot / 4 */
+	__type(value, __u64); /* 16 bits slot % 4: 1 + the service id, or 0 */
+	__uint(max_entries, FILTER_SLOTS / FRONTEND_IDS_PER_WORD);
+} frontend_ids SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -579,5 +626,6 @@ struct enums {
 	enum latency_kind latency_kind;
 	enum wheel_limits wheel_limits;
 	enum filter_limits filter_limits;
+	enum frontend_id_limits frontend_id_limits;
 };
 struct enums *unused_enums __attribute__((unused));

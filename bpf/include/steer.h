@@ -411,14 +411,39 @@ static __always_inline __u32 frontend_slot(const __u8 addr[16], __be16 port, __u
 	return h >> (32 - FILTER_SLOT_BITS);
 }
 
-/* The frontend filter's byte for the packet's destination. */
-static __always_inline __u8 frontend_hint(const struct packet *pkt)
+/* The frontend filter's byte for a destination's slot. */
+static __always_inline __u8 frontend_hint(__u32 slot)
 {
-	__u32 slot = frontend_slot(pkt->tuple.dst, pkt->tuple.dport, pkt->tuple.proto);
 	__u32 word = slot / 8;
 	__u64 *w = bpf_map_lookup_elem(&frontend_filter, &word);
 
 	return w ? (__u8)(*w >> (slot % 8 * 8)) : FILTER_MIXED;
+}
+
+/* The service whose frontend is sk, found by id through the frontend
+ * slot of sk (see services_by_id), or 0: then the services map knows. */
+static __always_inline struct service *service_by_slot(__u32 slot, const struct endpoint *sk)
+{
+	__u32 word = slot / FRONTEND_IDS_PER_WORD, zero = 0, id;
+	struct service_entry *e;
+	__u64 *w;
+	void *m;
+
+	w = bpf_map_lookup_elem(&frontend_ids, &word);
+	if (!w)
+		return 0;
+	id = (__u16)(*w >> (slot % FRONTEND_IDS_PER_WORD * 16));
+	if (!id)
+		return 0;
+	id -= 1;
+	m = bpf_map_lookup_elem(&services_by_id, &id);
+	if (!m)
+		return 0;
+	e = bpf_map_lookup_elem(m, &zero);
+	if (!e || !addr_equal(e->frontend.addr, sk->addr) || e->frontend.port != sk->port ||
+	    e->frontend.proto != sk->proto)
+		return 0;
+	return &e->value;
 }
 
 /* Does the flow with key fk belong to the service that now holds its id? */
@@ -455,7 +480,8 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	struct service *svc;
 	struct flow *f = 0;
 	__u64 update = BPF_NOEXIST;
-	__u8 hint = frontend_hint(pkt);
+	__u32 slot = frontend_slot(pkt->tuple.dst, pkt->tuple.dport, pkt->tuple.proto);
+	__u8 hint = frontend_hint(slot);
 	int probed = 0;
 
 	*new_flow = 0;
@@ -477,7 +503,11 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	}
 
 	addr_copy(sk.addr, pkt->tuple.dst);
-	svc = bpf_map_lookup_elem(&services, &sk);
+	svc = service_by_slot(slot, &sk);
+	if (!svc) {
+		count(STAT_SERVICE_LOOKUP);
+		svc = bpf_map_lookup_elem(&services, &sk);
+	}
 	if (!svc) {
 		count(STAT_PASS_NOT_SERVICE);
 		return DECIDE_PASS;

@@ -67,7 +67,7 @@ var serviceGroup = []string{
 // filter.go): reset with the service group, but when the group is adopted
 // and they are not (an agent older than they are left none), the first
 // Apply writes them whole instead of resetting the group.
-var derivedMaps = []string{bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter}
+var derivedMaps = []string{bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter, bpf.SteerMapServicesById, bpf.SteerMapFrontendIds}
 
 // fate is what a start does with one pinned map.
 type fate string

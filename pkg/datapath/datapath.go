@@ -67,6 +67,10 @@ type Options struct {
 	// carries: another build of steer.c with the same map layouts, which
 	// the benchmarks compare with this one in one run (BenchmarkBuilds).
 	program *ebpf.CollectionSpec
+	// flows, when set, is the flow table to use instead of a new one (no
+	// pin path): BenchmarkBuilds gives both builds one table, so that they
+	// insert into the same memory.
+	flows *ebpf.Map
 }
 
 func (o *Options) setDefaults() {
@@ -107,7 +111,11 @@ type Datapath struct {
 	ids      idAllocator
 	pins     int    // pins installed over all services
 	filter   filter // the frontend filter as the kernel has it
-	tables   *tableStore
+	tables   *mapSlots[bpf.SteerTable]
+	byID     *mapSlots[bpf.SteerServiceEntry] // services_by_id
+	// frontendIDs is frontend_ids as the kernel has it (nil: unknown, the
+	// next Apply writes it whole).
+	frontendIDs frontendIDs
 	// rewriteFrontends: the frontends map may not hold the installed
 	// services' frontends (it is new beside adopted services); the next
 	// Apply writes every one.
@@ -173,6 +181,9 @@ func New(opts Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
+	if opts.flows != nil && opts.PinPath == "" {
+		collOpts.MapReplacements = map[string]*ebpf.Map{bpf.SteerMapFlows: opts.flows}
+	}
 	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
 		d.adoption.close()
 		var ve *ebpf.VerifierError
@@ -181,7 +192,11 @@ func New(opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load steering programs: %w", err)
 	}
-	if d.tables, err = newTableStore(d.objs.Tables, spec.Maps[bpf.SteerMapTables].InnerMap); err != nil {
+	d.tables, err = newMapSlots[bpf.SteerTable](d.objs.Tables, spec.Maps[bpf.SteerMapTables].InnerMap)
+	if err == nil {
+		d.byID, err = newMapSlots[bpf.SteerServiceEntry](d.objs.ServicesById, spec.Maps[bpf.SteerMapServicesById].InnerMap)
+	}
+	if err != nil {
 		d.adoption.close()
 		d.objs.Close()
 		return nil, err
@@ -257,6 +272,7 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 	specs.Params.MaxEntries = opts.MaxServices
 	specs.Frontends.MaxEntries = opts.MaxServices
+	specs.ServicesById.MaxEntries = opts.MaxServices
 	specs.Latency.MaxEntries = opts.MaxServices * 2
 	return spec, statNames, errNames, nil
 }
@@ -626,7 +642,7 @@ func (d *Datapath) SetRate(name string, perSec uint32) error {
 	next.value.Flags &^= uint8(bpf.SteerServiceFlagsSVC_F_RATE)
 	p := &plan{}
 	p.planRate(d.objs.SteerMaps.Rates, in, &next, perSec)
-	p.planSwitch(d.objs.SteerMaps.Services, in, &next)
+	p.planSwitch(d.objs.SteerMaps.Services, d.byID, in, &next, false)
 	if err := p.run(); err != nil {
 		return fmt.Errorf("service %q: %w", name, err)
 	}

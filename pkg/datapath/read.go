@@ -187,7 +187,7 @@ func (vw *View) Service(fe service.Frontend) (ks KernelService, ok bool, err err
 		if v.TableOk[pool] == 0 {
 			continue
 		}
-		t, err := readTable(vw.maps.Tables, tableIndex(v.Id, service.Pool(pool), v.TableGen[pool]))
+		t, err := readSlot[bpf.SteerTable](vw.maps.Tables, tableIndex(v.Id, service.Pool(pool), v.TableGen[pool]))
 		if err != nil {
 			return ks, false, fmt.Errorf("read %s table of service %s: %w", service.Pool(pool), fe, err)
 		}
