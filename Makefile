@@ -83,7 +83,7 @@ bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughpu
 	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
 	$(GO) test -run XXX -bench ClusterLeaderKill -benchtime 7x -v ./agent
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter
-	$(GO) test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
+	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./pkg/labbench
 
 .PHONY: bench-builds
 bench-builds: deps bpffs ## Per-packet costs of this tree's programs against another build, in one run: REV=<git revision> or OBJECT=<steer.o>

@@ -218,6 +218,37 @@ func TestAdoptPins(t *testing.T) {
 		first = dp
 	})
 
+	t.Run("service maps of another layout", func(t *testing.T) {
+		// As an upgrade over an agent whose tables were a hash map: the
+		// service group is rebuilt, the flows stay.
+		if err := first.adoption.info.Update(infoKey("layout:"+bpf.SteerMapTables), uint64(1), ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+		flows := countEntries(t, first.objs.Flows)
+		dp, log := restart(t, top, first, opts)
+		if dp.adopted != nil {
+			t.Error("services read back from a service group being rebuilt")
+		}
+		if err := dp.Apply([]service.Service{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		if n := countEntries(t, dp.objs.Flows); n != flows {
+			t.Errorf("%d flows after the upgrade, want the %d before", n, flows)
+		}
+		for _, in := range dp.services {
+			ks, ok, err := dp.ReadKernel(in.svc.Frontend())
+			if err != nil || !ok || len(ks.Backends[service.Stable]) != len(in.svc.Stable) {
+				t.Errorf("service %s after the rebuild: %+v %v %v", in.svc.Name, ks, ok, err)
+			}
+		}
+		for _, want := range []string{`map=tables fate=reset why="its key or value layout changed"`, `map=flows fate=adopted`} {
+			if !strings.Contains(log.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+		first = dp
+	})
+
 	t.Run("layout changed", func(t *testing.T) {
 		// As if the old agent's flow and tables maps had another layout.
 		for _, name := range []string{bpf.SteerMapFlows, bpf.SteerMapTables} {

@@ -27,7 +27,7 @@ const (
 	webPort   = 80   // the VIP port of the connection-rate test
 	iperfPort = 5201 // iperf3, on stable backend 0 only
 	// connsPerRun is the number of new connections per measurement.
-	connsPerRun = 10000
+	connsPerRun = 20000
 	concurrency = 48
 	bulkSeconds = 2
 	rounds      = 5
@@ -60,6 +60,41 @@ func (m mode) base() string {
 		return "routing-xdp-lab"
 	}
 	return "routing"
+}
+
+// schedule is the order of one round's measurements: the modes in turn,
+// and each base again after the last mode compared with it, so that every
+// mode lies between two measurements of its base.
+func schedule(modes []mode) []mode {
+	var out []mode
+	for i, m := range modes {
+		out = append(out, m)
+		last := i+1 == len(modes) || modes[i+1].base() != m.base()
+		if last && m.name != m.base() {
+			for _, b := range modes {
+				if b.name == m.base() {
+					out = append(out, b)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// mean is the mean of get over samples, leaving NaNs out (NaN if all are).
+func mean(samples []figures, get func(figures) float64) float64 {
+	sum, n := 0.0, 0
+	for _, f := range samples {
+		if v := get(f); !math.IsNaN(v) {
+			sum += v
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
 }
 
 // steering is what a mode's setup made.
@@ -106,35 +141,48 @@ func BenchmarkLab(b *testing.B) {
 		names := strings.Split(only, ",")
 		modes = slices.DeleteFunc(modes, func(m mode) bool { return !slices.Contains(names, m.name) })
 	}
-	results := map[string][]figures{}
+	// results[mode][round] are the mode's samples in the round: one, or
+	// two for a base (see schedule).
+	results := map[string][][]figures{}
 	for range b.N {
-		for r := 0; r < rounds; r++ {
-			for _, m := range modes {
+		for range rounds {
+			round := map[string][]figures{}
+			for _, m := range schedule(modes) {
 				f, err := measure(m)
 				if err != nil {
 					b.Fatalf("%s: %v", m.name, err)
 				}
-				results[m.name] = append(results[m.name], f)
+				round[m.name] = append(round[m.name], f)
+			}
+			for _, m := range modes {
+				results[m.name] = append(results[m.name], round[m.name])
 			}
 		}
 	}
 	med := func(name string, get func(figures) float64) float64 {
 		var v []float64
-		for _, f := range results[name] {
-			v = append(v, get(f))
+		for _, round := range results[name] {
+			for _, f := range round {
+				v = append(v, get(f))
+			}
 		}
 		return median(v)
 	}
 	// ratio is the median over rounds of a mode's figure over its base's
 	// in the same round: each round measures every mode in turn, minutes
 	// apart at most, so a ratio taken within a round cancels the drift
-	// between rounds that a ratio of two medians keeps.
+	// between rounds that a ratio of two medians keeps. The base is
+	// measured before and after the modes it is the base of, and its
+	// figure in the round is the mean of the two: with one sample, its
+	// noise moved every ratio of the round alike (rounds where all modes
+	// read 0.8x or 1.15x).
 	ratios := func(name, base string, get func(figures) float64) []float64 {
 		var v []float64
-		for r, f := range results[name] {
-			if r < len(results[base]) {
-				v = append(v, get(f)/get(results[base][r]))
+		for r, round := range results[name] {
+			if r >= len(results[base]) || len(round) == 0 {
+				continue
 			}
+			v = append(v, mean(round, get)/mean(results[base][r], get))
 		}
 		return v
 	}
@@ -158,9 +206,6 @@ func BenchmarkLab(b *testing.B) {
 	gwConn := gwFigure(func(c gwCost) time.Duration { return c.perConn }, 1e3)     // µs
 	gwBulk := gwFigure(func(c gwCost) time.Duration { return c.perGB }, 1e6)       // ms
 	agent := gwFigure(func(c gwCost) time.Duration { return c.agentPerConn }, 1e3) // µs
-	inverse := func(get func(figures) float64) func(figures) float64 {
-		return func(f figures) float64 { return 1 / get(f) }
-	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s %14s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
 		"gw µs/conn", "x", "gw ms/GB", "x", "agent µs/conn")
@@ -181,7 +226,11 @@ func BenchmarkLab(b *testing.B) {
 		}
 		// x: the gateway's capacity relative to routing's, i.e. how many
 		// more connections (bytes) one gateway CPU forwards: 1/cost.
-		gcx, gbx := ratio(m.name, base, inverse(gwConn)), ratio(m.name, base, inverse(gwBulk))
+		// The inverse of the cost ratio, not the ratio of inverses: the
+		// base's two samples are averaged as costs, so one sample that
+		// reads too little (steal time the check missed) does not take
+		// the mean of their inverses with it.
+		gcx, gbx := 1/ratio(m.name, base, gwConn), 1/ratio(m.name, base, gwBulk)
 		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f %14.2f (%d of %d rounds)\n", gc, gcx, gb, gbx, med(m.name, agent),
 			len(slices.DeleteFunc(ratios(m.name, base, gwConn), math.IsNaN)), len(results[m.name]))
 		if m.name != base {
@@ -203,7 +252,7 @@ func BenchmarkLab(b *testing.B) {
 		table.WriteString(";")
 	}
 	table.WriteString("\n")
-	b.Logf("medians of %d rounds (x: median of the ratios to routing, in a lab of the same kind, within each round; gw: the gateway's CPU time, "+
+	b.Logf("medians of %d rounds (x: median of the ratios to routing, in a lab of the same kind, within each round, routing measured before and after the other modes; gw: the gateway's CPU time, "+
 		"isolated on a core of its own, per connection and per GB client -> backend, and its x the gateway's capacity "+
 		"relative to routing's, routing cost / mode cost)%s", rounds, table.String())
 }
