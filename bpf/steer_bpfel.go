@@ -108,12 +108,6 @@ type SteerFrontend struct {
 	Kind  uint8
 }
 
-type SteerFrontendIdLimits uint32
-
-const (
-	SteerFrontendIdLimitsFRONTEND_IDS_PER_WORD SteerFrontendIdLimits = 4
-)
-
 type SteerHist struct {
 	_       structs.HostLayout
 	Buckets [226]uint64
@@ -229,12 +223,6 @@ type SteerService struct {
 	TableOk  [2]uint8
 }
 
-type SteerServiceEntry struct {
-	_        structs.HostLayout
-	Frontend SteerEndpoint
-	Value    SteerService
-}
-
 type SteerServiceFlags uint32
 
 const (
@@ -269,8 +257,7 @@ const (
 	SteerStatSTAT_RATE_LIMITED     SteerStat = 21
 	SteerStatSTAT_WHEEL_UNFILED    SteerStat = 22
 	SteerStatSTAT_CSUM_HELPER      SteerStat = 23
-	SteerStatSTAT_SERVICE_LOOKUP   SteerStat = 24
-	SteerStatSTAT_COUNT            SteerStat = 25
+	SteerStatSTAT_COUNT            SteerStat = 24
 )
 
 type SteerSvcParams struct {
@@ -287,6 +274,14 @@ type SteerTable struct {
 	Backends    [256]SteerBackend
 	Lut         [8191]uint8
 	_           [1]byte
+}
+
+type SteerTableKey struct {
+	_     structs.HostLayout
+	SvcId uint32
+	Pool  uint8
+	Gen   uint8
+	Pad   uint16
 }
 
 type SteerWheelEntry struct {
@@ -323,45 +318,41 @@ type SteerXdpMd struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SteerMapBackends           = "backends"
-	SteerMapFlows              = "flows"
-	SteerMapFrontendFilter     = "frontend_filter"
-	SteerMapFrontendIds        = "frontend_ids"
-	SteerMapFrontends          = "frontends"
-	SteerMapLatency            = "latency"
-	SteerMapNexthops           = "nexthops"
-	SteerMapParams             = "params"
-	SteerMapPins               = "pins"
-	SteerMapPoolCounters       = "pool_counters"
-	SteerMapRates              = "rates"
-	SteerMapServices           = "services"
-	SteerMapServicesById       = "services_by_id"
-	SteerMapStats              = "stats"
-	SteerMapTables             = "tables"
-	SteerMapWheel              = "wheel"
-	SteerMapWheelHeads         = "wheel_heads"
-	SteerProgSweepTimeouts     = "sweep_timeouts"
-	SteerProgSweepWheel        = "sweep_wheel"
-	SteerProgTcBackend         = "tc_backend"
-	SteerProgTcClient          = "tc_client"
-	SteerProgXdpBackend        = "xdp_backend"
-	SteerProgXdpClient         = "xdp_client"
-	SteerVarIpSummedOff        = "ip_summed_off"
-	SteerVarIpSummedShift      = "ip_summed_shift"
-	SteerVarJiffyNs            = "jiffy_ns"
-	SteerVarRouteGen           = "route_gen"
-	SteerVarSkbCsumKnown       = "skb_csum_known"
-	SteerVarSweepChunk         = "sweep_chunk"
-	SteerVarSweepEpoch         = "sweep_epoch"
-	SteerVarSweepLastChunk     = "sweep_last_chunk"
-	SteerVarSweepRefile        = "sweep_refile"
-	SteerVarSweepVisited       = "sweep_visited"
-	SteerVarTracking           = "tracking"
-	SteerVarUnusedEnums        = "unused_enums"
-	SteerVarUnusedServiceEntry = "unused_service_entry"
-	SteerVarUnusedTable        = "unused_table"
-	SteerVarWheelCap           = "wheel_cap"
-	SteerVarWheelOverflow      = "wheel_overflow"
+	SteerMapBackends       = "backends"
+	SteerMapFlows          = "flows"
+	SteerMapFrontendFilter = "frontend_filter"
+	SteerMapFrontends      = "frontends"
+	SteerMapLatency        = "latency"
+	SteerMapNexthops       = "nexthops"
+	SteerMapParams         = "params"
+	SteerMapPins           = "pins"
+	SteerMapPoolCounters   = "pool_counters"
+	SteerMapRates          = "rates"
+	SteerMapServices       = "services"
+	SteerMapStats          = "stats"
+	SteerMapTables         = "tables"
+	SteerMapWheel          = "wheel"
+	SteerMapWheelHeads     = "wheel_heads"
+	SteerProgSweepTimeouts = "sweep_timeouts"
+	SteerProgSweepWheel    = "sweep_wheel"
+	SteerProgTcBackend     = "tc_backend"
+	SteerProgTcClient      = "tc_client"
+	SteerProgXdpBackend    = "xdp_backend"
+	SteerProgXdpClient     = "xdp_client"
+	SteerVarIpSummedOff    = "ip_summed_off"
+	SteerVarIpSummedShift  = "ip_summed_shift"
+	SteerVarJiffyNs        = "jiffy_ns"
+	SteerVarRouteGen       = "route_gen"
+	SteerVarSkbCsumKnown   = "skb_csum_known"
+	SteerVarSweepChunk     = "sweep_chunk"
+	SteerVarSweepEpoch     = "sweep_epoch"
+	SteerVarSweepLastChunk = "sweep_last_chunk"
+	SteerVarSweepRefile    = "sweep_refile"
+	SteerVarSweepVisited   = "sweep_visited"
+	SteerVarTracking       = "tracking"
+	SteerVarUnusedEnums    = "unused_enums"
+	SteerVarWheelCap       = "wheel_cap"
+	SteerVarWheelOverflow  = "wheel_overflow"
 )
 
 // LoadSteer returns the embedded CollectionSpec for Steer.
@@ -421,7 +412,6 @@ type SteerMapSpecs struct {
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
-	FrontendIds    *ebpf.MapSpec `ebpf:"frontend_ids"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Latency        *ebpf.MapSpec `ebpf:"latency"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
@@ -430,7 +420,6 @@ type SteerMapSpecs struct {
 	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
 	Rates          *ebpf.MapSpec `ebpf:"rates"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
-	ServicesById   *ebpf.MapSpec `ebpf:"services_by_id"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
 	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
@@ -441,22 +430,20 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
-	IpSummedOff        *ebpf.VariableSpec `ebpf:"ip_summed_off"`
-	IpSummedShift      *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
-	JiffyNs            *ebpf.VariableSpec `ebpf:"jiffy_ns"`
-	RouteGen           *ebpf.VariableSpec `ebpf:"route_gen"`
-	SkbCsumKnown       *ebpf.VariableSpec `ebpf:"skb_csum_known"`
-	SweepChunk         *ebpf.VariableSpec `ebpf:"sweep_chunk"`
-	SweepEpoch         *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepLastChunk     *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
-	SweepRefile        *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited       *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking           *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums        *ebpf.VariableSpec `ebpf:"unused_enums"`
-	UnusedServiceEntry *ebpf.VariableSpec `ebpf:"unused_service_entry"`
-	UnusedTable        *ebpf.VariableSpec `ebpf:"unused_table"`
-	WheelCap           *ebpf.VariableSpec `ebpf:"wheel_cap"`
-	WheelOverflow      *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
+	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
+	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerObjects contains all objects after they have been loaded into the kernel.
@@ -482,7 +469,6 @@ type SteerMaps struct {
 	Backends       *ebpf.Map `ebpf:"backends"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
-	FrontendIds    *ebpf.Map `ebpf:"frontend_ids"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Latency        *ebpf.Map `ebpf:"latency"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
@@ -491,7 +477,6 @@ type SteerMaps struct {
 	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
 	Rates          *ebpf.Map `ebpf:"rates"`
 	Services       *ebpf.Map `ebpf:"services"`
-	ServicesById   *ebpf.Map `ebpf:"services_by_id"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	Tables         *ebpf.Map `ebpf:"tables"`
 	Wheel          *ebpf.Map `ebpf:"wheel"`
@@ -503,7 +488,6 @@ func (m *SteerMaps) Close() error {
 		m.Backends,
 		m.Flows,
 		m.FrontendFilter,
-		m.FrontendIds,
 		m.Frontends,
 		m.Latency,
 		m.Nexthops,
@@ -512,7 +496,6 @@ func (m *SteerMaps) Close() error {
 		m.PoolCounters,
 		m.Rates,
 		m.Services,
-		m.ServicesById,
 		m.Stats,
 		m.Tables,
 		m.Wheel,
@@ -524,22 +507,20 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
-	IpSummedOff        *ebpf.Variable `ebpf:"ip_summed_off"`
-	IpSummedShift      *ebpf.Variable `ebpf:"ip_summed_shift"`
-	JiffyNs            *ebpf.Variable `ebpf:"jiffy_ns"`
-	RouteGen           *ebpf.Variable `ebpf:"route_gen"`
-	SkbCsumKnown       *ebpf.Variable `ebpf:"skb_csum_known"`
-	SweepChunk         *ebpf.Variable `ebpf:"sweep_chunk"`
-	SweepEpoch         *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepLastChunk     *ebpf.Variable `ebpf:"sweep_last_chunk"`
-	SweepRefile        *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited       *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking           *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums        *ebpf.Variable `ebpf:"unused_enums"`
-	UnusedServiceEntry *ebpf.Variable `ebpf:"unused_service_entry"`
-	UnusedTable        *ebpf.Variable `ebpf:"unused_table"`
-	WheelCap           *ebpf.Variable `ebpf:"wheel_cap"`
-	WheelOverflow      *ebpf.Variable `ebpf:"wheel_overflow"`
+	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
+	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
+	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking       *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerPrograms contains all programs after they have been loaded into the kernel.

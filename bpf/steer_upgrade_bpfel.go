@@ -141,6 +141,27 @@ type SteerUpgradeSvcParams struct {
 	Pad       [7]uint8
 }
 
+type SteerUpgradeTable struct {
+	_           structs.HostLayout
+	BackendsLen uint32
+	Backends    [256]struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+		Port uint16
+		Pad  uint16
+	}
+	Lut [8191]uint8
+	_   [1]byte
+}
+
+type SteerUpgradeTableKey struct {
+	_     structs.HostLayout
+	SvcId uint32
+	Pool  uint8
+	Gen   uint8
+	Pad   uint16
+}
+
 type SteerUpgradeWheelEntry struct {
 	_         structs.HostLayout
 	Key       SteerUpgradeFlowKey
@@ -157,45 +178,41 @@ type SteerUpgradeWheelHead struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SteerUpgradeMapBackends           = "backends"
-	SteerUpgradeMapFlows              = "flows"
-	SteerUpgradeMapFrontendFilter     = "frontend_filter"
-	SteerUpgradeMapFrontendIds        = "frontend_ids"
-	SteerUpgradeMapFrontends          = "frontends"
-	SteerUpgradeMapLatency            = "latency"
-	SteerUpgradeMapNexthops           = "nexthops"
-	SteerUpgradeMapParams             = "params"
-	SteerUpgradeMapPins               = "pins"
-	SteerUpgradeMapPoolCounters       = "pool_counters"
-	SteerUpgradeMapRates              = "rates"
-	SteerUpgradeMapServices           = "services"
-	SteerUpgradeMapServicesById       = "services_by_id"
-	SteerUpgradeMapStats              = "stats"
-	SteerUpgradeMapTables             = "tables"
-	SteerUpgradeMapWheel              = "wheel"
-	SteerUpgradeMapWheelHeads         = "wheel_heads"
-	SteerUpgradeProgSweepTimeouts     = "sweep_timeouts"
-	SteerUpgradeProgSweepWheel        = "sweep_wheel"
-	SteerUpgradeProgTcBackend         = "tc_backend"
-	SteerUpgradeProgTcClient          = "tc_client"
-	SteerUpgradeProgXdpBackend        = "xdp_backend"
-	SteerUpgradeProgXdpClient         = "xdp_client"
-	SteerUpgradeVarIpSummedOff        = "ip_summed_off"
-	SteerUpgradeVarIpSummedShift      = "ip_summed_shift"
-	SteerUpgradeVarJiffyNs            = "jiffy_ns"
-	SteerUpgradeVarRouteGen           = "route_gen"
-	SteerUpgradeVarSkbCsumKnown       = "skb_csum_known"
-	SteerUpgradeVarSweepChunk         = "sweep_chunk"
-	SteerUpgradeVarSweepEpoch         = "sweep_epoch"
-	SteerUpgradeVarSweepLastChunk     = "sweep_last_chunk"
-	SteerUpgradeVarSweepRefile        = "sweep_refile"
-	SteerUpgradeVarSweepVisited       = "sweep_visited"
-	SteerUpgradeVarTracking           = "tracking"
-	SteerUpgradeVarUnusedEnums        = "unused_enums"
-	SteerUpgradeVarUnusedServiceEntry = "unused_service_entry"
-	SteerUpgradeVarUnusedTable        = "unused_table"
-	SteerUpgradeVarWheelCap           = "wheel_cap"
-	SteerUpgradeVarWheelOverflow      = "wheel_overflow"
+	SteerUpgradeMapBackends       = "backends"
+	SteerUpgradeMapFlows          = "flows"
+	SteerUpgradeMapFrontendFilter = "frontend_filter"
+	SteerUpgradeMapFrontends      = "frontends"
+	SteerUpgradeMapLatency        = "latency"
+	SteerUpgradeMapNexthops       = "nexthops"
+	SteerUpgradeMapParams         = "params"
+	SteerUpgradeMapPins           = "pins"
+	SteerUpgradeMapPoolCounters   = "pool_counters"
+	SteerUpgradeMapRates          = "rates"
+	SteerUpgradeMapServices       = "services"
+	SteerUpgradeMapStats          = "stats"
+	SteerUpgradeMapTables         = "tables"
+	SteerUpgradeMapWheel          = "wheel"
+	SteerUpgradeMapWheelHeads     = "wheel_heads"
+	SteerUpgradeProgSweepTimeouts = "sweep_timeouts"
+	SteerUpgradeProgSweepWheel    = "sweep_wheel"
+	SteerUpgradeProgTcBackend     = "tc_backend"
+	SteerUpgradeProgTcClient      = "tc_client"
+	SteerUpgradeProgXdpBackend    = "xdp_backend"
+	SteerUpgradeProgXdpClient     = "xdp_client"
+	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
+	SteerUpgradeVarIpSummedShift  = "ip_summed_shift"
+	SteerUpgradeVarJiffyNs        = "jiffy_ns"
+	SteerUpgradeVarRouteGen       = "route_gen"
+	SteerUpgradeVarSkbCsumKnown   = "skb_csum_known"
+	SteerUpgradeVarSweepChunk     = "sweep_chunk"
+	SteerUpgradeVarSweepEpoch     = "sweep_epoch"
+	SteerUpgradeVarSweepLastChunk = "sweep_last_chunk"
+	SteerUpgradeVarSweepRefile    = "sweep_refile"
+	SteerUpgradeVarSweepVisited   = "sweep_visited"
+	SteerUpgradeVarTracking       = "tracking"
+	SteerUpgradeVarUnusedEnums    = "unused_enums"
+	SteerUpgradeVarWheelCap       = "wheel_cap"
+	SteerUpgradeVarWheelOverflow  = "wheel_overflow"
 )
 
 // LoadSteerUpgrade returns the embedded CollectionSpec for SteerUpgrade.
@@ -255,7 +272,6 @@ type SteerUpgradeMapSpecs struct {
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
-	FrontendIds    *ebpf.MapSpec `ebpf:"frontend_ids"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Latency        *ebpf.MapSpec `ebpf:"latency"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
@@ -264,7 +280,6 @@ type SteerUpgradeMapSpecs struct {
 	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
 	Rates          *ebpf.MapSpec `ebpf:"rates"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
-	ServicesById   *ebpf.MapSpec `ebpf:"services_by_id"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
 	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
@@ -275,22 +290,20 @@ type SteerUpgradeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
-	IpSummedOff        *ebpf.VariableSpec `ebpf:"ip_summed_off"`
-	IpSummedShift      *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
-	JiffyNs            *ebpf.VariableSpec `ebpf:"jiffy_ns"`
-	RouteGen           *ebpf.VariableSpec `ebpf:"route_gen"`
-	SkbCsumKnown       *ebpf.VariableSpec `ebpf:"skb_csum_known"`
-	SweepChunk         *ebpf.VariableSpec `ebpf:"sweep_chunk"`
-	SweepEpoch         *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepLastChunk     *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
-	SweepRefile        *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited       *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking           *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums        *ebpf.VariableSpec `ebpf:"unused_enums"`
-	UnusedServiceEntry *ebpf.VariableSpec `ebpf:"unused_service_entry"`
-	UnusedTable        *ebpf.VariableSpec `ebpf:"unused_table"`
-	WheelCap           *ebpf.VariableSpec `ebpf:"wheel_cap"`
-	WheelOverflow      *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
+	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
+	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradeObjects contains all objects after they have been loaded into the kernel.
@@ -316,7 +329,6 @@ type SteerUpgradeMaps struct {
 	Backends       *ebpf.Map `ebpf:"backends"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
-	FrontendIds    *ebpf.Map `ebpf:"frontend_ids"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Latency        *ebpf.Map `ebpf:"latency"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
@@ -325,7 +337,6 @@ type SteerUpgradeMaps struct {
 	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
 	Rates          *ebpf.Map `ebpf:"rates"`
 	Services       *ebpf.Map `ebpf:"services"`
-	ServicesById   *ebpf.Map `ebpf:"services_by_id"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	Tables         *ebpf.Map `ebpf:"tables"`
 	Wheel          *ebpf.Map `ebpf:"wheel"`
@@ -337,7 +348,6 @@ func (m *SteerUpgradeMaps) Close() error {
 		m.Backends,
 		m.Flows,
 		m.FrontendFilter,
-		m.FrontendIds,
 		m.Frontends,
 		m.Latency,
 		m.Nexthops,
@@ -346,7 +356,6 @@ func (m *SteerUpgradeMaps) Close() error {
 		m.PoolCounters,
 		m.Rates,
 		m.Services,
-		m.ServicesById,
 		m.Stats,
 		m.Tables,
 		m.Wheel,
@@ -358,22 +367,20 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
-	IpSummedOff        *ebpf.Variable `ebpf:"ip_summed_off"`
-	IpSummedShift      *ebpf.Variable `ebpf:"ip_summed_shift"`
-	JiffyNs            *ebpf.Variable `ebpf:"jiffy_ns"`
-	RouteGen           *ebpf.Variable `ebpf:"route_gen"`
-	SkbCsumKnown       *ebpf.Variable `ebpf:"skb_csum_known"`
-	SweepChunk         *ebpf.Variable `ebpf:"sweep_chunk"`
-	SweepEpoch         *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepLastChunk     *ebpf.Variable `ebpf:"sweep_last_chunk"`
-	SweepRefile        *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited       *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking           *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums        *ebpf.Variable `ebpf:"unused_enums"`
-	UnusedServiceEntry *ebpf.Variable `ebpf:"unused_service_entry"`
-	UnusedTable        *ebpf.Variable `ebpf:"unused_table"`
-	WheelCap           *ebpf.Variable `ebpf:"wheel_cap"`
-	WheelOverflow      *ebpf.Variable `ebpf:"wheel_overflow"`
+	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
+	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
+	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking       *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradePrograms contains all programs after they have been loaded into the kernel.

@@ -110,14 +110,15 @@ struct backend {
 	__u16 pad;
 };
 
-/* Where a pool's lookup table lies in the tables map. Each pool has two
- * buffers (gen 0 and 1): Go writes the idle one and then flips
- * service.table_gen, so a program never sees a half-written table.
- * pkg/datapath's tableIndex computes the same. */
-static __always_inline __u32 table_index(__u32 svc_id, __u32 pool, __u32 gen)
-{
-	return (svc_id * POOL_COUNT + pool) * 2 + gen;
-}
+/* Key of the tables map. Each pool has two buffers (gen 0 and 1): Go
+ * writes the idle one and then flips service.table_gen, so a program never
+ * sees a half-written table. */
+struct table_key {
+	__u32 svc_id;
+	__u8 pool;
+	__u8 gen;
+	__u16 pad;
+};
 
 /* A pool's Maglev lookup table, self-contained: lut[] indexes backends[]. */
 struct table {
@@ -265,7 +266,6 @@ enum stat {
 	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
 	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
 	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
-	STAT_SERVICE_LOOKUP,       /* a service looked up by frontend: no id for it in frontend_ids (see services_by_id) */
 	STAT_COUNT,
 };
 
@@ -328,52 +328,6 @@ struct {
 	__uint(max_entries, 1024);
 } frontends SEC(".maps");
 
-/*
- * Services by id, for new flows: the services map's lookup by frontend is
- * a call (a hash of 20 bytes and a bucket walk, ~35 ns here); these two
- * are array lookups, which the verifier inlines. frontend_ids names, for
- * each slot of the frontend filter, the one service whose frontend hashes
- * there (0 if none or several: those take the services map); its entry in
- * services_by_id holds its frontend beside its value, in a map of its own
- * that Go writes whole and then puts in the id's slot (one pointer swap),
- * so a program sees frontend and value of one moment. A program takes the
- * value only if that frontend is the packet's destination, so an id that
- * is stale (the service moved, or its id went to another) or absent only
- * sends the packet to the services map.
- */
-struct service_entry {
-	struct endpoint frontend;
-	struct service value;
-};
-
-/* See unused_table below: the same holds for this map's value. */
-struct service_entry *unused_service_entry __attribute__((unused));
-
-struct service_map {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32); /* 0 */
-	__type(value, struct service_entry);
-	__uint(max_entries, 1);
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32); /* service id */
-	__uint(max_entries, 1024);
-	__array(values, struct service_map);
-} services_by_id SEC(".maps");
-
-enum frontend_id_limits {
-	FRONTEND_IDS_PER_WORD = 4,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32); /* filter slot / 4 */
-	__type(value, __u64); /* 16 bits slot % 4: 1 + the service id, or 0 */
-	__uint(max_entries, FILTER_SLOTS / FRONTEND_IDS_PER_WORD);
-} frontend_ids SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -382,34 +336,13 @@ struct {
 	__uint(max_entries, 4096);
 } backends SEC(".maps");
 
-/* One pool's lookup table, alone in a map of its own (see tables). */
-/* The table map's value reaches BTF (for the loader, and bpf2go's -type
- * table) only through a type of its own: clang emits the pointee of a map
- * definition nested in another as a forward declaration. */
-struct table *unused_table __attribute__((unused));
-
-struct table_map {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32); /* 0 */
-	__type(value, struct table);
-	__uint(max_entries, 1);
-};
-
-/*
- * The lookup tables, by table_index: each slot holds a map of one table,
- * which Go writes whole before it puts the map in its slot. Putting it is
- * one pointer swap, and a program that took the map before goes on
- * reading it until it returns (the kernel frees a replaced map after an
- * RCU grace period), so no program sees a table half written. Both
- * lookups are array lookups, which the verifier inlines: a hash of
- * (service, pool, gen) cost a call, ~35 ns a new flow here. Tables are
- * big and few are live: memory is spent only on the maps in the slots.
- */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32); /* table_index */
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Tables are big and few are live: allocate on demand. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct table_key);
+	__type(value, struct table);
 	__uint(max_entries, 4096);
-	__array(values, struct table_map);
 } tables SEC(".maps");
 
 struct {
@@ -626,6 +559,5 @@ struct enums {
 	enum latency_kind latency_kind;
 	enum wheel_limits wheel_limits;
 	enum filter_limits filter_limits;
-	enum frontend_id_limits frontend_id_limits;
 };
 struct enums *unused_enums __attribute__((unused));

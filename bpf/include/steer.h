@@ -101,10 +101,10 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 static __always_inline int pick_backend(const struct service *svc, const struct flow_key *fk,
 					struct flow *f)
 {
+	struct table_key tk = { .svc_id = svc->id };
 	struct hash2 h = hash_key(fk);
-	__u32 slot, ti, zero = 0;
 	struct table *t;
-	void *table_map;
+	__u32 slot;
 	__u8 pool, idx;
 
 	pool = pool_of_new_flow(svc, fk, h.bucket);
@@ -114,11 +114,9 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 		pool ^= 1;
 	if (!svc->table_ok[pool & 1])
 		return -1;
-	ti = table_index(svc->id, pool & 1, svc->table_gen[pool & 1] & 1);
-	table_map = bpf_map_lookup_elem(&tables, &ti);
-	if (!table_map)
-		return -1;
-	t = bpf_map_lookup_elem(table_map, &zero);
+	tk.pool = pool & 1;
+	tk.gen = svc->table_gen[pool & 1];
+	t = bpf_map_lookup_elem(&tables, &tk);
 	if (!t)
 		return -1;
 	slot = h.slot % MAGLEV_SIZE;
@@ -411,39 +409,14 @@ static __always_inline __u32 frontend_slot(const __u8 addr[16], __be16 port, __u
 	return h >> (32 - FILTER_SLOT_BITS);
 }
 
-/* The frontend filter's byte for a destination's slot. */
-static __always_inline __u8 frontend_hint(__u32 slot)
+/* The frontend filter's byte for the packet's destination. */
+static __always_inline __u8 frontend_hint(const struct packet *pkt)
 {
+	__u32 slot = frontend_slot(pkt->tuple.dst, pkt->tuple.dport, pkt->tuple.proto);
 	__u32 word = slot / 8;
 	__u64 *w = bpf_map_lookup_elem(&frontend_filter, &word);
 
 	return w ? (__u8)(*w >> (slot % 8 * 8)) : FILTER_MIXED;
-}
-
-/* The service whose frontend is sk, found by id through the frontend
- * slot of sk (see services_by_id), or 0: then the services map knows. */
-static __always_inline struct service *service_by_slot(__u32 slot, const struct endpoint *sk)
-{
-	__u32 word = slot / FRONTEND_IDS_PER_WORD, zero = 0, id;
-	struct service_entry *e;
-	__u64 *w;
-	void *m;
-
-	w = bpf_map_lookup_elem(&frontend_ids, &word);
-	if (!w)
-		return 0;
-	id = (__u16)(*w >> (slot % FRONTEND_IDS_PER_WORD * 16));
-	if (!id)
-		return 0;
-	id -= 1;
-	m = bpf_map_lookup_elem(&services_by_id, &id);
-	if (!m)
-		return 0;
-	e = bpf_map_lookup_elem(m, &zero);
-	if (!e || !addr_equal(e->frontend.addr, sk->addr) || e->frontend.port != sk->port ||
-	    e->frontend.proto != sk->proto)
-		return 0;
-	return &e->value;
 }
 
 /* Does the flow with key fk belong to the service that now holds its id? */
@@ -480,8 +453,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	struct service *svc;
 	struct flow *f = 0;
 	__u64 update = BPF_NOEXIST;
-	__u32 slot = frontend_slot(pkt->tuple.dst, pkt->tuple.dport, pkt->tuple.proto);
-	__u8 hint = frontend_hint(slot);
+	__u8 hint = frontend_hint(pkt);
 	int probed = 0;
 
 	*new_flow = 0;
@@ -503,11 +475,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	}
 
 	addr_copy(sk.addr, pkt->tuple.dst);
-	svc = service_by_slot(slot, &sk);
-	if (!svc) {
-		count(STAT_SERVICE_LOOKUP);
-		svc = bpf_map_lookup_elem(&services, &sk);
-	}
+	svc = bpf_map_lookup_elem(&services, &sk);
 	if (!svc) {
 		count(STAT_PASS_NOT_SERVICE);
 		return DECIDE_PASS;

@@ -67,7 +67,7 @@ var serviceGroup = []string{
 // filter.go): reset with the service group, but when the group is adopted
 // and they are not (an agent older than they are left none), the first
 // Apply writes them whole instead of resetting the group.
-var derivedMaps = []string{bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter, bpf.SteerMapServicesById, bpf.SteerMapFrontendIds}
+var derivedMaps = []string{bpf.SteerMapFrontends, bpf.SteerMapFrontendFilter}
 
 // fate is what a start does with one pinned map.
 type fate string
@@ -581,9 +581,6 @@ func layoutOf(ms *ebpf.MapSpec) uint64 {
 	writeShape(h, ms.Key, 0)
 	h.Write([]byte("/"))
 	writeShape(h, ms.Value, 0)
-	if ms.InnerMap != nil { // a map of maps: the maps it holds too
-		fmt.Fprintf(h, "/inner:%x", layoutOf(ms.InnerMap))
-	}
 	return binary.LittleEndian.Uint64(h.Sum(nil))
 }
 

@@ -39,15 +39,13 @@ type step struct {
 
 // plan is everything one Apply writes, computed before the first write.
 type plan struct {
-	prepare  []step // tables, pins and counters the switch will refer to
-	switchTo []step // services map: the moment each service changes
-	finish   []step // what may only follow the switch (the filter's final state)
-	filter   filter // the frontend filter once the plan is done
-	// frontendIDs is frontend_ids once the plan is done.
-	frontendIDs frontendIDs
-	installed   map[string]*installed
-	ids         idAllocator
-	pins        int
+	prepare   []step // tables, pins and counters the switch will refer to
+	switchTo  []step // services map: the moment each service changes
+	finish    []step // what may only follow the switch (the filter's final state)
+	filter    filter // the frontend filter once the plan is done
+	installed map[string]*installed
+	ids       idAllocator
+	pins      int
 }
 
 // Apply makes the kernel's maps steer exactly svcs. It validates the whole
@@ -71,7 +69,6 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	}
 	d.services = p.installed
 	d.filter = p.filter
-	d.frontendIDs = p.frontendIDs
 	d.rewriteFrontends = false
 	d.ids = p.ids
 	d.pins = p.pins
@@ -121,7 +118,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
 
 		for _, pool := range []service.Pool{service.Stable, service.Canary} {
-			if err := p.planPool(d.tables, s, pool, old, in); err != nil {
+			if err := p.planPool(m.Tables, s, pool, old, in); err != nil {
 				return nil, err
 			}
 		}
@@ -142,7 +139,7 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
 		p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
-		p.planSwitch(m.Services, d.byID, old, in, d.rewriteFrontends)
+		p.planSwitch(m.Services, old, in)
 		p.installed[s.Name] = in
 	}
 	for name, old := range d.services {
@@ -150,14 +147,12 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			continue
 		}
 		p.planDelete(m.Services, old)
-		p.planDeleteByID(d.byID, old)
 		p.planClearFrontend(m.Frontends, old)
 		p.ids.release(old.id)
 	}
 	for key, old := range d.adopted {
 		if !claimed[key] {
 			p.planDelete(m.Services, old)
-			p.planDeleteByID(d.byID, old)
 			p.planClearFrontend(m.Frontends, old)
 			p.ids.release(old.id)
 		}
@@ -166,12 +161,8 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 	// done, then those after.
 	p.filter = filterOf(p.installed)
 	transient := d.filter.union(p.filter)
-	p.prepare = append(p.prepare, wordSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
-	p.finish = wordSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
-	// The ids of frontend_ids follow the switch: before it they would
-	// name services not in services_by_id yet (harmless, but useless).
-	p.frontendIDs = frontendIDsOf(p.installed)
-	p.finish = append(p.finish, wordSteps(m.FrontendIds, d.frontendIDs, p.frontendIDs, "frontend ids")...)
+	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
+	p.finish = filterSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
 	// During the apply both the old and the new pins are in the trie.
 	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {
 		return nil, fmt.Errorf("%d pins (with %d being replaced) exceed the data path's limit of %d", pinsAfter, d.pins, d.opts.MaxPins)
@@ -227,7 +218,7 @@ func (p *plan) planParams(params *ebpf.Map, old, in *installed, thresholds []tim
 	})
 }
 
-func (p *plan) planPool(tables *mapSlots[bpf.SteerTable], s *service.Service, pool service.Pool, old, in *installed) error {
+func (p *plan) planPool(tables *ebpf.Map, s *service.Service, pool service.Pool, old, in *installed) error {
 	backends := s.Backends(pool)
 	fp := fingerprint(backends)
 	in.pools[pool] = fp
@@ -251,13 +242,13 @@ func (p *plan) planPool(tables *mapSlots[bpf.SteerTable], s *service.Service, po
 	if old != nil && old.value.TableOk[pool] == 1 {
 		gen = oldGen ^ 1 // the idle buffer
 	}
-	idx := tableIndex(in.id, pool, gen)
+	key := bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: gen}
 	in.value.TableGen[pool] = gen
 	in.value.TableOk[pool] = 1
 	p.prepare = append(p.prepare, step{
 		what: fmt.Sprintf("write %s table of service %q", pool, s.Name),
-		do:   func() error { return tables.put(idx, table) },
-		undo: func() error { return tables.remove(idx) },
+		do:   func() error { return tables.Update(key, table, ebpf.UpdateAny) },
+		undo: func() error { return tables.Delete(key) },
 	})
 	return nil
 }
@@ -343,12 +334,8 @@ func rateBucket(perSec uint32) bpf.SteerRate {
 	return bpf.SteerRate{PerSec: perSec, Burst: burst, Tokens: uint64(burst) * 1e9}
 }
 
-// planSwitch writes the service's value: in the services map, and beside
-// its frontend under its id (services_by_id), unless both hold it already;
-// with rewrite, the latter whatever it holds.
-func (p *plan) planSwitch(services *ebpf.Map, byID *mapSlots[bpf.SteerServiceEntry], old, in *installed, rewrite bool) {
+func (p *plan) planSwitch(services *ebpf.Map, old, in *installed) {
 	key, value := in.key, in.value
-	changed := true
 	switch {
 	case old == nil || old.key != key:
 		p.switchTo = append(p.switchTo, step{
@@ -366,34 +353,7 @@ func (p *plan) planSwitch(services *ebpf.Map, byID *mapSlots[bpf.SteerServiceEnt
 			do:   func() error { return services.Update(key, value, ebpf.UpdateExist) },
 			undo: func() error { return services.Update(key, prev, ebpf.UpdateAny) },
 		})
-	default:
-		changed = false
 	}
-	if !changed && !rewrite {
-		return
-	}
-	id, entry := in.id, &bpf.SteerServiceEntry{Frontend: key, Value: value}
-	undo := func() error { return byID.remove(id) }
-	if old != nil && old.id == id {
-		prev := &bpf.SteerServiceEntry{Frontend: old.key, Value: old.value}
-		undo = func() error { return byID.put(id, prev) }
-	}
-	p.switchTo = append(p.switchTo, step{
-		what: fmt.Sprintf("service %q by id", in.svc.Name),
-		do:   func() error { return byID.put(id, entry) },
-		undo: undo,
-	})
-}
-
-// planDeleteByID removes a removed service's entry by id, with its entry
-// in the services map.
-func (p *plan) planDeleteByID(byID *mapSlots[bpf.SteerServiceEntry], old *installed) {
-	id, prev := old.id, &bpf.SteerServiceEntry{Frontend: old.key, Value: old.value}
-	p.switchTo = append(p.switchTo, step{
-		what: fmt.Sprintf("remove service %q by id", old.svc.Name),
-		do:   func() error { return byID.remove(id) },
-		undo: func() error { return byID.put(id, prev) },
-	})
 }
 
 func (p *plan) planDelete(services *ebpf.Map, old *installed) {
@@ -434,7 +394,7 @@ func (p *plan) run() error {
 // so it is logged, not returned.
 func (d *Datapath) sweep() {
 	m := &d.objs.SteerMaps
-	liveTables := make(map[uint32]bool)
+	liveTables := make(map[bpf.SteerTableKey]bool)
 	livePins := make(map[bpf.SteerPinKey]bool)
 	liveServices := make(map[bpf.SteerEndpoint]bool)
 	liveIDs := make(map[uint32]*installed)
@@ -443,19 +403,14 @@ func (d *Datapath) sweep() {
 		liveIDs[in.id] = in
 		for pool := range 2 {
 			if in.value.TableOk[pool] == 1 {
-				liveTables[tableIndex(in.id, service.Pool(pool), in.value.TableGen[pool])] = true
+				liveTables[bpf.SteerTableKey{SvcId: in.id, Pool: uint8(pool), Gen: in.value.TableGen[pool]}] = true
 			}
 		}
 		for k := range in.pins {
 			livePins[k] = true
 		}
 	}
-	d.tables.sweep(liveTables, d.log)
-	liveByID := make(map[uint32]bool, len(liveIDs))
-	for id := range liveIDs {
-		liveByID[id] = true
-	}
-	d.byID.sweep(liveByID, d.log)
+	sweepMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
 	sweepMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
 	sweepMap(d, m.Services, func(k bpf.SteerEndpoint) bool { return liveServices[k] })
 	// A backend removed from its pool keeps its reply translation while its

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/testenv"
 )
@@ -102,11 +100,12 @@ func TestApplyDoubleBufferAndCapacity(t *testing.T) {
 	}
 	// Only the live buffer of each pool remains after the sweep.
 	var n int
-	var id ebpf.MapID
-	for i := range f.dp.objs.Tables.MaxEntries() {
-		if f.dp.objs.Tables.Lookup(i, &id) == nil {
-			n++
-		}
+	var key, next [8]byte
+	var prev any
+	for f.dp.objs.Tables.NextKey(prev, &next) == nil {
+		n++
+		key = next
+		prev = &key
 	}
 	if n != 2 {
 		t.Fatalf("%d tables in the kernel, want 2 (one per pool)", n)

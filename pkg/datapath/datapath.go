@@ -111,11 +111,6 @@ type Datapath struct {
 	ids      idAllocator
 	pins     int    // pins installed over all services
 	filter   filter // the frontend filter as the kernel has it
-	tables   *mapSlots[bpf.SteerTable]
-	byID     *mapSlots[bpf.SteerServiceEntry] // services_by_id
-	// frontendIDs is frontend_ids as the kernel has it (nil: unknown, the
-	// next Apply writes it whole).
-	frontendIDs frontendIDs
 	// rewriteFrontends: the frontends map may not hold the installed
 	// services' frontends (it is new beside adopted services); the next
 	// Apply writes every one.
@@ -192,15 +187,6 @@ func New(opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load steering programs: %w", err)
 	}
-	d.tables, err = newMapSlots[bpf.SteerTable](d.objs.Tables, spec.Maps[bpf.SteerMapTables].InnerMap)
-	if err == nil {
-		d.byID, err = newMapSlots[bpf.SteerServiceEntry](d.objs.ServicesById, spec.Maps[bpf.SteerMapServicesById].InnerMap)
-	}
-	if err != nil {
-		d.adoption.close()
-		d.objs.Close()
-		return nil, err
-	}
 	if d.adoption != nil {
 		if err := d.adoption.begin(d); err != nil {
 			d.adoption.close()
@@ -272,7 +258,6 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.PoolCounters.MaxEntries = opts.MaxServices * 2
 	specs.Params.MaxEntries = opts.MaxServices
 	specs.Frontends.MaxEntries = opts.MaxServices
-	specs.ServicesById.MaxEntries = opts.MaxServices
 	specs.Latency.MaxEntries = opts.MaxServices * 2
 	return spec, statNames, errNames, nil
 }
@@ -642,7 +627,7 @@ func (d *Datapath) SetRate(name string, perSec uint32) error {
 	next.value.Flags &^= uint8(bpf.SteerServiceFlagsSVC_F_RATE)
 	p := &plan{}
 	p.planRate(d.objs.SteerMaps.Rates, in, &next, perSec)
-	p.planSwitch(d.objs.SteerMaps.Services, d.byID, in, &next, false)
+	p.planSwitch(d.objs.SteerMaps.Services, in, &next)
 	if err := p.run(); err != nil {
 		return fmt.Errorf("service %q: %w", name, err)
 	}

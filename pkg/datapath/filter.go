@@ -11,9 +11,8 @@ import (
 
 // The frontend filter and the frontends map let the client programs tell a
 // packet for no service, or one of an established flow, without looking
-// the service up by frontend, and frontend_ids with services_by_id find a
-// new flow's service by id (see frontend_filter, frontends and
-// services_by_id in bpf/include/maps.h). The filter must never say "no service" for a
+// the service up by frontend (see frontend_filter and frontends in
+// bpf/include/maps.h). The filter must never say "no service" for a
 // frontend in the services map, so Apply writes it in two steps around the
 // switch of the services map: first the union of the filter before and
 // after, then, once the services map holds the new set, the filter after.
@@ -105,56 +104,21 @@ func readFilter(m *ebpf.Map) (filter, error) {
 	return f, nil
 }
 
-// wordSteps are the writes that turn an array of words (the filter,
-// frontend_ids) from cur into next; cur nil: the kernel's content is not
-// known, and every word is written (and not taken back on a failure).
-func wordSteps(m *ebpf.Map, cur, next []uint64, what string) []step {
+// filterSteps are the writes that turn the filter from cur into next.
+func filterSteps(m *ebpf.Map, cur, next filter, what string) []step {
 	var steps []step
 	for w := range next {
-		if cur != nil && cur[w] == next[w] {
+		if cur[w] == next[w] {
 			continue
 		}
-		key, v := uint32(w), next[w]
-		s := step{
+		key, v, prev := uint32(w), next[w], cur[w]
+		steps = append(steps, step{
 			what: fmt.Sprintf("%s (word %d)", what, w),
 			do:   func() error { return m.Update(key, v, ebpf.UpdateExist) },
-		}
-		if cur != nil {
-			prev := cur[w]
-			s.undo = func() error { return m.Update(key, prev, ebpf.UpdateExist) }
-		}
-		steps = append(steps, s)
+			undo: func() error { return m.Update(key, prev, ebpf.UpdateExist) },
+		})
 	}
 	return steps
-}
-
-const idsPerWord = int(bpf.SteerFrontendIdLimitsFRONTEND_IDS_PER_WORD)
-
-// frontendIDs is frontend_ids' content: for each filter slot, 1 + the id
-// of the one service whose frontend has the slot, or 0 (none, or several).
-// Words of idsPerWord 16-bit slots.
-type frontendIDs []uint64
-
-func (f frontendIDs) set(s uint32, v uint16) {
-	shift := s % uint32(idsPerWord) * 16
-	f[s/uint32(idsPerWord)] = f[s/uint32(idsPerWord)]&^(0xffff<<shift) | uint64(v)<<shift
-}
-
-// frontendIDsOf is frontend_ids for a set of installed services.
-func frontendIDsOf(services map[string]*installed) frontendIDs {
-	ids := make(frontendIDs, int(bpf.SteerFilterLimitsFILTER_SLOTS)/idsPerWord)
-	n := make(map[uint32]int, len(services))
-	for _, in := range services {
-		s := frontendSlot(in.key)
-		n[s]++
-		ids.set(s, uint16(in.id+1))
-	}
-	for s, count := range n {
-		if count > 1 {
-			ids.set(s, 0)
-		}
-	}
-	return ids
 }
 
 // frontendOf is what the frontends map holds for an installed service.

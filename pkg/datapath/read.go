@@ -187,8 +187,9 @@ func (vw *View) Service(fe service.Frontend) (ks KernelService, ok bool, err err
 		if v.TableOk[pool] == 0 {
 			continue
 		}
-		t, err := readSlot[bpf.SteerTable](vw.maps.Tables, tableIndex(v.Id, service.Pool(pool), v.TableGen[pool]))
-		if err != nil {
+		var t bpf.SteerTable
+		key := bpf.SteerTableKey{SvcId: v.Id, Pool: uint8(pool), Gen: v.TableGen[pool]}
+		if err := vw.maps.Tables.Lookup(key, &t); err != nil {
 			return ks, false, fmt.Errorf("read %s table of service %s: %w", service.Pool(pool), fe, err)
 		}
 		for _, b := range t.Backends[:min(t.BackendsLen, uint32(len(t.Backends)))] {
