@@ -140,7 +140,12 @@ func New(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := setChecksumState(spec, opts, opts.Logger); err != nil {
+	var specs bpf.SteerSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("assign program spec: %w", err)
+	}
+	kernelTypes := btf.NewCache()
+	if err := setChecksumState(&specs, opts, kernelTypes, opts.Logger); err != nil {
 		return nil, err
 	}
 	cpus, err := ebpf.PossibleCPU()
@@ -161,7 +166,7 @@ func New(opts Options) (*Datapath, error) {
 		ids:        newIDAllocator(opts.MaxServices),
 		wheelCap:   wheelCapFor(opts.FlowTable),
 	}
-	var collOpts ebpf.CollectionOptions
+	collOpts := ebpf.CollectionOptions{Cache: kernelTypes}
 	if opts.PinPath != "" {
 		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
 			return nil, err

@@ -71,9 +71,10 @@ func memberBits(members []btf.Member, name string, base btf.Bits) (off btf.Bits,
 	return 0, 0, false
 }
 
-// kernelBTF is the running kernel's BTF, or nil when it has none.
-func kernelBTF() (*btf.Spec, error) {
-	spec, err := btf.LoadKernelSpec()
+// kernelBTF is the running kernel's BTF from cache (read once per cache),
+// or nil when it has none.
+func kernelBTF(cache *btf.Cache) (*btf.Spec, error) {
+	spec, err := cache.Kernel()
 	if errors.Is(err, btf.ErrNotFound) || errors.Is(err, ebpf.ErrNotSupported) {
 		return nil, nil
 	}
@@ -83,14 +84,16 @@ func kernelBTF() (*btf.Spec, error) {
 	return spec, nil
 }
 
-// setChecksumState tells the tc programs in spec where to read an skb's
+// setChecksumState tells the tc programs in specs where to read an skb's
 // checksum state, when the kernel lets them and opts do not say otherwise.
-func setChecksumState(spec *ebpf.CollectionSpec, opts Options, log *slog.Logger) error {
+// The kernel's BTF comes from cache, which the load then reuses to resolve
+// the kfunc (a read of the kernel's BTF costs tens of ms).
+func setChecksumState(specs *bpf.SteerSpecs, opts Options, cache *btf.Cache, log *slog.Logger) error {
 	reason := "asked to (Options.ChecksumHelpers)"
 	var loc ipSummed
 	ok := false
 	if !opts.ChecksumHelpers {
-		kernel, err := kernelBTF()
+		kernel, err := kernelBTF(cache)
 		if err != nil {
 			return err
 		}
@@ -100,18 +103,14 @@ func setChecksumState(spec *ebpf.CollectionSpec, opts Options, log *slog.Logger)
 		log.Info("tc programs leave L4 checksums to the kernel's helpers", "why", reason)
 		return nil
 	}
-	for name, v := range map[string]any{
-		bpf.SteerVarSkbCsumKnown:  uint8(1),
-		bpf.SteerVarIpSummedOff:   loc.off,
-		bpf.SteerVarIpSummedShift: loc.shift,
-	} {
-		vs, found := spec.Variables[name]
-		if !found {
-			return fmt.Errorf("program spec has no variable %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
+	if err := specs.SkbCsumKnown.Set(uint8(1)); err != nil {
+		return fmt.Errorf("set skb_csum_known: %w", err)
+	}
+	if err := specs.IpSummedOff.Set(loc.off); err != nil {
+		return fmt.Errorf("set ip_summed_off: %w", err)
+	}
+	if err := specs.IpSummedShift.Set(loc.shift); err != nil {
+		return fmt.Errorf("set ip_summed_shift: %w", err)
 	}
 	return nil
 }

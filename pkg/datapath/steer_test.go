@@ -483,7 +483,7 @@ func (f *fixture) stat(t *testing.T, name string) uint64 {
 // mustKernelBTF is the running kernel's BTF, nil where it has none.
 func mustKernelBTF(t testing.TB) *btf.Spec {
 	t.Helper()
-	spec, err := kernelBTF()
+	spec, err := kernelBTF(btf.NewCache())
 	if err != nil {
 		t.Fatal(err)
 	}
