@@ -315,8 +315,10 @@ int xdp_client(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ret == DECIDE_DROP)
 		return XDP_DROP;
-	if (live)
+	if (live) {
 		track_client(live, &pkt, &fk);
+		track_close(live, &fk, &pkt, FLOW_F_FIN_CLIENT);
+	}
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, data_end - data, new_flow);
 	if (rewrite_end(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -331,6 +333,7 @@ int xdp_backend(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet pkt = {};
+	struct flow_key fk;
 	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];
@@ -344,10 +347,11 @@ int xdp_backend(struct xdp_md *ctx)
 		parse_stat(ret);
 		return XDP_PASS;
 	}
-	r = decide_backend(data, data_end, &pkt, &live);
+	r = decide_backend(data, data_end, &pkt, &live, &fk);
 	if (!r)
 		return XDP_PASS;
 	track_backend(data, data_end, live, &pkt);
+	track_close(live, &fk, &pkt, FLOW_F_FIN_BACKEND);
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, data_end - data, 0);
@@ -532,8 +536,10 @@ int tc_client(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (ret == DECIDE_DROP)
 		return TC_ACT_SHOT;
-	if (live)
+	if (live) {
 		track_client(live, &pkt, &fk);
+		track_close(live, &fk, &pkt, FLOW_F_FIN_CLIENT);
+	}
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, skb->len, new_flow);
 	if (tc_rewrite(skb, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
 		count(STAT_PASS_MALFORMED);
@@ -547,6 +553,7 @@ int tc_backend(struct __sk_buff *skb)
 {
 	void *data, *data_end;
 	struct packet pkt = {};
+	struct flow_key fk;
 	struct flow *live;
 	struct reply *r;
 	__u8 vip[16];
@@ -562,7 +569,7 @@ int tc_backend(struct __sk_buff *skb)
 		parse_stat(ret);
 		return TC_ACT_UNSPEC;
 	}
-	r = decide_backend(data, data_end, &pkt, &live);
+	r = decide_backend(data, data_end, &pkt, &live, &fk);
 	if (!r)
 		return TC_ACT_UNSPEC;
 	/* The first response segment of a request: tracking reads the start
@@ -573,6 +580,7 @@ int tc_backend(struct __sk_buff *skb)
 		data_end = (void *)(long)skb->data_end;
 	}
 	track_backend(data, data_end, live, &pkt);
+	track_close(live, &fk, &pkt, FLOW_F_FIN_BACKEND);
 	addr_copy(vip, r->vip);
 	vip_port = r->vip_port;
 	count_pool(r->svc_id, r->pool, DIR_TO_CLIENT, skb->len, 0);

@@ -76,9 +76,11 @@ type SteerFlow struct {
 type SteerFlowFlags uint32
 
 const (
-	SteerFlowFlagsFLOW_F_MIRROR    SteerFlowFlags = 1
-	SteerFlowFlagsFLOW_F_SEQ_KNOWN SteerFlowFlags = 2
-	SteerFlowFlagsFLOW_F_RESET     SteerFlowFlags = 4
+	SteerFlowFlagsFLOW_F_MIRROR      SteerFlowFlags = 1
+	SteerFlowFlagsFLOW_F_SEQ_KNOWN   SteerFlowFlags = 2
+	SteerFlowFlagsFLOW_F_RESET       SteerFlowFlags = 4
+	SteerFlowFlagsFLOW_F_FIN_CLIENT  SteerFlowFlags = 8
+	SteerFlowFlagsFLOW_F_FIN_BACKEND SteerFlowFlags = 16
 )
 
 type SteerFlowKey struct {
@@ -257,7 +259,8 @@ const (
 	SteerStatSTAT_RATE_LIMITED     SteerStat = 21
 	SteerStatSTAT_WHEEL_UNFILED    SteerStat = 22
 	SteerStatSTAT_CSUM_HELPER      SteerStat = 23
-	SteerStatSTAT_COUNT            SteerStat = 24
+	SteerStatSTAT_FLOW_CLOSED      SteerStat = 24
+	SteerStatSTAT_COUNT            SteerStat = 25
 )
 
 type SteerSvcParams struct {

@@ -51,6 +51,8 @@ enum flow_flags {
 	FLOW_F_MIRROR = 1 << 0,    /* reserved for the mirror feature: copy this flow */
 	FLOW_F_SEQ_KNOWN = 1 << 1, /* TCP: flow.req_end holds a client sequence number */
 	FLOW_F_RESET = 1 << 2,     /* the backend reset the flow (counted once) */
+	FLOW_F_FIN_CLIENT = 1 << 3,  /* TCP: the client sent a FIN */
+	FLOW_F_FIN_BACKEND = 1 << 4, /* TCP: the backend sent a FIN */
 };
 
 /* Where a flow is in its request/response cycle. */
@@ -266,6 +268,7 @@ enum stat {
 	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
 	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
 	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
+	STAT_FLOW_CLOSED,          /* a TCP flow closed (both FINs, then a bare ACK): its entry deleted */
 	STAT_COUNT,
 };
 

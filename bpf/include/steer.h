@@ -361,6 +361,37 @@ static __always_inline void track_backend(void *data, void *data_end, struct flo
 		count_error(id, f->pool, ERR_HTTP_5XX);
 }
 
+/*
+ * The end of a TCP flow: once both ends have sent a FIN, the next bare ACK
+ * (the one that acknowledges the second FIN) is its last packet, and its
+ * entry is deleted, so that the flow table holds the flows that are open
+ * and a new flow takes a free entry instead of evicting one (an eviction
+ * doubles the cost of an insert, and takes the least recently used flow,
+ * which may be an idle one that is still open). fin is the side's FIN bit.
+ * A late packet of the closed flow (a FIN retransmitted because that ACK
+ * was lost) finds no entry: from the client it is steered afresh, to the
+ * same backend unless the service changed; from the backend it passes
+ * untranslated. An RST deletes nothing: the ends ignore one outside their
+ * window, and deleting on it would let a blind RST move an open flow. Not
+ * tracking: it keeps the table, not the metrics.
+ */
+static __always_inline void track_close(struct flow *f, const struct flow_key *key, const struct packet *pkt,
+					__u8 fin)
+{
+	const __u8 both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_BACKEND;
+
+	if (pkt->tuple.proto != IPPROTO_TCP)
+		return;
+	if (pkt->tcp_flags & TCP_FLAG_FIN) {
+		if (!(f->flags & fin))
+			f->flags |= fin;
+		return;
+	}
+	if ((f->flags & both) == both && (pkt->tcp_flags & TCP_FLAG_ACK) && !pkt->payload_len &&
+	    bpf_map_delete_elem(&flows, key) == 0)
+		count(STAT_FLOW_CLOSED);
+}
+
 /* An ICMP destination-unreachable arriving from the backend side about a
  * backend endpoint counts as an error of that backend's pool. */
 static __always_inline void track_icmp(void *data, void *data_end, const struct packet *pkt)
@@ -540,9 +571,11 @@ hit:
 
 /* Backend side: is this a reply of a steered flow? It is if it comes from
  * a backend endpoint and the flow it answers is in the flows map, steered
- * to this very backend. Returns the service's view of the endpoint, or 0. */
+ * to this very backend. Returns the service's view of the endpoint, or 0;
+ * then *live is the flow and *key its key. */
 static __always_inline struct reply *decide_backend(void *data, void *data_end,
-						    const struct packet *pkt, struct flow **live)
+						    const struct packet *pkt, struct flow **live,
+						    struct flow_key *key)
 {
 	struct endpoint ep = {
 		.port = pkt->tuple.sport,
@@ -580,5 +613,6 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 	}
 	count(STAT_REPLY_HIT);
 	*live = f;
+	*key = fk;
 	return r;
 }

@@ -50,6 +50,20 @@ func TestAttachTCFallbacks(t *testing.T) {
 			if err != nil || res.Failed != 0 || len(res.Counts) != 2 {
 				t.Fatalf("through %s: %v %v", c.name, err, res)
 			}
+			// Every connection closed with FINs both ways: the last ACK of
+			// each deleted its flow (a few may still be closing).
+			st, err := dp.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := dp.FlowEntries()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("after 500 connections: %d flows closed, %d in the table", st["flow_closed"], n)
+			if st["flow_closed"] < 490 || n > 10 {
+				t.Errorf("after 500 closed connections: %d flows closed, %d left in the table", st["flow_closed"], n)
+			}
 			err = lab.Gateway.Do(func() error {
 				for _, ifname := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
 					if err := dp.Detach(ifname); err != nil {

@@ -357,3 +357,110 @@ func TestTimeoutWheelChunks(t *testing.T) {
 		t.Fatalf("%d timeouts of %d unanswered requests", c.Errors[ErrTimeout], asked)
 	}
 }
+
+// TestFlowClose: a TCP flow's entry is deleted by the bare ACK that follows
+// both ends' FINs, whichever end closes first, and not before; a half-closed
+// flow keeps its entry while the other end still sends; an RST deletes
+// nothing.
+func TestFlowClose(t *testing.T) {
+	f := newFixture(t)
+	s := webService("web", vip4, service.TCP, 0)
+	s.Canary, s.Stable = nil, s.Stable[:1]
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.AddrPortFrom(vip4, 80)
+	backend := s.Stable[0].Addr
+	port := uint16(42000)
+	for _, h := range hooks {
+		// conn opens a connection from a port of its own and returns its
+		// client and backend sides.
+		conn := func() (fwd, back func(flags uint8, payload string), flowKey bpf.SteerFlowKey) {
+			port++
+			client := netip.AddrPortFrom(client4, port)
+			fwd = func(flags uint8, payload string) {
+				t.Helper()
+				if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+					t.Fatalf("%s: client packet verdict %s", h, v)
+				}
+			}
+			back = func(flags uint8, payload string) {
+				t.Helper()
+				if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+					t.Fatalf("%s: backend packet verdict %s", h, v)
+				}
+			}
+			fwd(tcpSYN, "")
+			back(tcpSYN|tcpACK, "")
+			fwd(tcpACK, "")
+			return fwd, back, bpf.SteerFlowKey{Src: addr16(client.Addr()), Dst: addr16(vip4), Sport: htons(client.Port()), Dport: htons(80), Proto: uint8(service.TCP)}
+		}
+		has := func(k bpf.SteerFlowKey) bool {
+			t.Helper()
+			var fl bpf.SteerFlow
+			return f.dp.objs.Flows.Lookup(k, &fl) == nil
+		}
+		closed := func() uint64 {
+			t.Helper()
+			st, err := f.dp.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st["flow_closed"]
+		}
+
+		// The client closes first.
+		before := closed()
+		fwd, back, k := conn()
+		fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
+		back(tcpACK, "HTTP/1.1 200 OK\r\n\r\n")
+		fwd(tcpFIN|tcpACK, "")
+		back(tcpACK, "") // the backend's ACK of the client's FIN: only one FIN yet
+		if !has(k) {
+			t.Fatalf("%s: the flow was deleted after one FIN", h)
+		}
+		back(tcpFIN|tcpACK, "")
+		if !has(k) {
+			t.Fatalf("%s: the flow was deleted by a FIN", h)
+		}
+		fwd(tcpACK, "")
+		if has(k) {
+			t.Fatalf("%s: the flow outlived the ACK of the second FIN", h)
+		}
+		if n := closed() - before; n != 1 {
+			t.Fatalf("%s: flow_closed grew by %d, want 1", h, n)
+		}
+		// A FIN the backend sends again (the last ACK was lost) is no
+		// reply any more: it passes untranslated.
+		if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: netip.AddrPortFrom(client4, port), proto: protoTCP, tcpFlags: tcpFIN | tcpACK})); v != vPass {
+			t.Fatalf("%s: a late FIN of the closed flow: verdict %s, want pass", h, v)
+		}
+
+		// The backend closes first, and the client goes on sending
+		// (half close): the entry stays until the ACK of the client's FIN,
+		// which comes from the backend.
+		before = closed()
+		fwd, back, k = conn()
+		back(tcpFIN|tcpACK, "")
+		fwd(tcpACK, "")
+		fwd(tcpACK, "more data after the backend's FIN")
+		back(tcpACK, "")
+		if !has(k) {
+			t.Fatalf("%s: a half-closed flow was deleted", h)
+		}
+		fwd(tcpFIN|tcpACK, "")
+		back(tcpACK, "")
+		if has(k) || closed()-before != 1 {
+			t.Fatalf("%s: the flow outlived the backend's ACK of the second FIN (flow_closed +%d)", h, closed()-before)
+		}
+
+		// An RST deletes nothing.
+		before = closed()
+		fwd, back, k = conn()
+		back(tcpRST|tcpACK, "")
+		fwd(tcpRST, "")
+		if !has(k) || closed() != before {
+			t.Fatalf("%s: an RST deleted the flow", h)
+		}
+	}
+}
