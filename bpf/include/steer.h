@@ -372,8 +372,9 @@ static __always_inline void track_backend(void *data, void *data_end, struct flo
  * was lost) finds no entry: from the client it is steered afresh, to the
  * same backend unless the service changed; from the backend it passes
  * untranslated. An RST deletes nothing: the ends ignore one outside their
- * window, and deleting on it would let a blind RST move an open flow. Not
- * tracking: it keeps the table, not the metrics.
+ * window, and deleting on it would let a blind RST move an open flow. Nor
+ * does a close while a connect or a request is unanswered: the flow stays
+ * for the timeout sweep to count it, as before closes deleted anything.
  */
 static __always_inline void track_close(struct flow *f, const struct flow_key *key, const struct packet *pkt,
 					__u8 fin)
@@ -388,7 +389,7 @@ static __always_inline void track_close(struct flow *f, const struct flow_key *k
 		return;
 	}
 	if ((f->flags & both) == both && (pkt->tcp_flags & TCP_FLAG_ACK) && !pkt->payload_len &&
-	    bpf_map_delete_elem(&flows, key) == 0)
+	    f->state == FLOW_IDLE && bpf_map_delete_elem(&flows, key) == 0)
 		count(STAT_FLOW_CLOSED);
 }
 

@@ -360,8 +360,8 @@ func TestTimeoutWheelChunks(t *testing.T) {
 
 // TestFlowClose: a TCP flow's entry is deleted by the bare ACK that follows
 // both ends' FINs, whichever end closes first, and not before; a half-closed
-// flow keeps its entry while the other end still sends; an RST deletes
-// nothing.
+// flow keeps its entry while the other end still sends; neither an RST
+// nor a close with a request unanswered deletes anything.
 func TestFlowClose(t *testing.T) {
 	f := newFixture(t)
 	s := webService("web", vip4, service.TCP, 0)
@@ -444,7 +444,7 @@ func TestFlowClose(t *testing.T) {
 		back(tcpFIN|tcpACK, "")
 		fwd(tcpACK, "")
 		fwd(tcpACK, "more data after the backend's FIN")
-		back(tcpACK, "")
+		back(tcpACK, "answered")
 		if !has(k) {
 			t.Fatalf("%s: a half-closed flow was deleted", h)
 		}
@@ -452,6 +452,18 @@ func TestFlowClose(t *testing.T) {
 		back(tcpACK, "")
 		if has(k) || closed()-before != 1 {
 			t.Fatalf("%s: the flow outlived the backend's ACK of the second FIN (flow_closed +%d)", h, closed()-before)
+		}
+
+		// A close while a request is unanswered deletes nothing: the
+		// timeout sweep is to count it.
+		before = closed()
+		fwd, back, k = conn()
+		fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
+		back(tcpFIN|tcpACK, "")
+		fwd(tcpFIN|tcpACK, "")
+		back(tcpACK, "")
+		if !has(k) || closed() != before {
+			t.Fatalf("%s: a flow closed with its request unanswered was deleted", h)
 		}
 
 		// An RST deletes nothing.
