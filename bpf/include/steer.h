@@ -573,7 +573,8 @@ hit:
 /* Backend side: is this a reply of a steered flow? It is if it comes from
  * a backend endpoint and the flow it answers is in the flows map, steered
  * to this very backend. Returns the service's view of the endpoint, or 0;
- * then *live is the flow and *key its key. */
+ * then *live is the flow, and *key (which it writes whatever it returns)
+ * the flow's key. */
 static __always_inline struct reply *decide_backend(void *data, void *data_end,
 						    const struct packet *pkt, struct flow **live,
 						    struct flow_key *key)
@@ -582,10 +583,7 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 		.port = pkt->tuple.sport,
 		.proto = pkt->tuple.proto,
 	};
-	struct flow_key fk = {
-		.dport = 0,
-		.proto = pkt->tuple.proto,
-	};
+	struct flow_key *fk = key;
 	struct reply *r;
 	struct flow *f;
 
@@ -595,25 +593,28 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 		count(STAT_PASS_NOT_REPLY);
 		return 0;
 	}
-	/* The key the client's packets were steered by, seen from this side. */
-	fk.kind = r->kind;
-	addr_copy(fk.dst, r->vip);
-	fk.dport = r->vip_port;
-	fk.sport = pkt->tuple.dport;
-	addr_copy(fk.src, pkt->tuple.dst);
+	/* The key the client's packets were steered by, seen from this side,
+	 * built where the caller keeps it. */
+	*fk = (struct flow_key){
+		.proto = pkt->tuple.proto,
+		.kind = r->kind,
+		.dport = r->vip_port,
+		.sport = pkt->tuple.dport,
+	};
+	addr_copy(fk->dst, r->vip);
+	addr_copy(fk->src, pkt->tuple.dst);
 	if (r->kind == KEY_GTPU_INNER) {
-		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_DST, fk.src) == 0)
-			fk.sport = 0;
+		if (parse_gtpu_inner(data, data_end, pkt, GTPU_INNER_DST, fk->src) == 0)
+			fk->sport = 0;
 		else
-			fk.kind = KEY_FLOW; /* echo and friends were keyed by the tuple */
+			fk->kind = KEY_FLOW; /* echo and friends were keyed by the tuple */
 	}
-	f = bpf_map_lookup_elem(&flows, &fk);
+	f = bpf_map_lookup_elem(&flows, fk);
 	if (!f || f->backend.port != pkt->tuple.sport || !addr_equal(f->backend.addr, pkt->tuple.src)) {
 		count(STAT_PASS_NOT_REPLY);
 		return 0;
 	}
 	count(STAT_REPLY_HIT);
 	*live = f;
-	*key = fk;
 	return r;
 }

@@ -62,10 +62,8 @@ func fillFlowTable(b *testing.B, m *ebpf.Map) {
 	keys := make([]bpf.SteerFlowKey, n)
 	values := make([]bpf.SteerFlow, n)
 	for i := range keys {
-		k := &keys[i]
-		k.Src = [16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
-		k.Dst = addr16(vip4)
-		k.Sport, k.Dport, k.Proto = htons(40000), htons(80), uint8(service.TCP)
+		src := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+		keys[i] = webFlowKey(netip.AddrPortFrom(src, 40000))
 	}
 	if _, err := m.BatchUpdate(keys, values, nil); err != nil {
 		b.Fatalf("fill the flow table: %v", err)
@@ -209,8 +207,7 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
 // earlier would have left it.
 func closingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte {
 	var est bpf.SteerFlow
-	estKey := bpf.SteerFlowKey{Src: addr16(client4), Dst: addr16(vip4), Sport: htons(1 + uint16(h)), Dport: htons(80), Proto: uint8(service.TCP)}
-	if err := objs.Flows.Lookup(estKey, &est); err != nil {
+	if err := objs.Flows.Lookup(webFlowKey(netip.AddrPortFrom(client4, 1+uint16(h))), &est); err != nil {
 		b.Fatalf("the established flow: %v", err)
 	}
 	est.Flags |= uint8(bpf.SteerFlowFlagsFLOW_F_FIN_CLIENT | bpf.SteerFlowFlagsFLOW_F_FIN_BACKEND)
@@ -218,8 +215,7 @@ func closingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte
 	vip := netip.AddrPortFrom(vip4, 80)
 	return func(i int) []byte {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), 2000+uint16(i>>16))
-		k := bpf.SteerFlowKey{Src: addr16(src.Addr()), Dst: addr16(vip4), Sport: htons(src.Port()), Dport: htons(80), Proto: uint8(service.TCP)}
-		if err := objs.Flows.Put(k, est); err != nil {
+		if err := objs.Flows.Put(webFlowKey(src), est); err != nil {
 			b.Fatalf("write a closing flow: %v", err)
 		}
 		return buildPacket(pktSpec{src: src, dst: vip, proto: protoTCP, tcpFlags: tcpACK})

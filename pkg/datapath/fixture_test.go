@@ -281,6 +281,12 @@ func putNative32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
 
+// webFlowKey is the flow-table key of a TCP flow from client to vip4:80
+// (a service keyed by the 5-tuple), as the programs write it.
+func webFlowKey(client netip.AddrPort) bpf.SteerFlowKey {
+	return bpf.SteerFlowKey{Src: addr16(client.Addr()), Dst: addr16(vip4), Sport: htons(client.Port()), Dport: htons(80), Proto: uint8(service.TCP)}
+}
+
 // webService is a service on vip:80/tcp with the test's backends.
 func webService(name string, vip netip.Addr, proto service.Protocol, weight service.Weight) service.Service {
 	stable, canary := stable4, canary4

@@ -393,7 +393,7 @@ func TestFlowClose(t *testing.T) {
 			fwd(tcpSYN, "")
 			back(tcpSYN|tcpACK, "")
 			fwd(tcpACK, "")
-			return fwd, back, bpf.SteerFlowKey{Src: addr16(client.Addr()), Dst: addr16(vip4), Sport: htons(client.Port()), Dport: htons(80), Proto: uint8(service.TCP)}
+			return fwd, back, webFlowKey(client)
 		}
 		has := func(k bpf.SteerFlowKey) bool {
 			t.Helper()
