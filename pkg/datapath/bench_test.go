@@ -44,13 +44,17 @@ func BenchmarkPerPacket(b *testing.B) {
 	if err := f.dp.Apply(benchServices()); err != nil {
 		b.Fatal(err)
 	}
+	// The same programs loaded with request tracking off, for what the
+	// tracking (a clock read and a deadline filed) adds to a new flow.
+	untracked := comparedDatapath(b, f, Options{NoTracking: true, FlowTable: f.dp.objs.Flows.MaxEntries()}, benchServices()...)
 	flows := 0 // new-flow tuples used so far: each must be new to the table
 	for _, h := range hooks {
-		b.Run(h.String(), func(b *testing.B) { benchPerPacket(b, f, h, &flows, false) })
+		b.Run(h.String(), func(b *testing.B) { benchPerPacket(b, f, untracked, h, &flows, false) })
 	}
 	fillFlowTable(b, f.dp.objs.Flows)
+	fillFlowTable(b, untracked.objs.Flows)
 	for _, h := range hooks {
-		b.Run(h.String()+"-full-table", func(b *testing.B) { benchPerPacket(b, f, h, &flows, true) })
+		b.Run(h.String()+"-full-table", func(b *testing.B) { benchPerPacket(b, f, untracked, h, &flows, true) })
 	}
 }
 
@@ -70,9 +74,10 @@ func fillFlowTable(b *testing.B, m *ebpf.Map) {
 	}
 }
 
-func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
+func benchPerPacket(b *testing.B, f *fixture, untracked *Datapath, h hook, flows *int, full bool) {
 	objs := f.dp.Objects()
 	prog := clientProgram(objs, h)
+	untrackedProg := clientProgram(untracked.Objects(), h)
 	baseline := passProgram(b, h)
 
 	fr := newBenchFrames(h, flows)
@@ -106,6 +111,9 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
 	defer memoryTable.Close()
 	memoryFloor := memoryFloorProgram(b, f, h, memoryTable)
 	defer memoryFloor.Close()
+	// The clock floor: one read of the clock a tracked new flow starts its
+	// connect (or request) timer with, the helper bpf_ktime_get_ns.
+	clockFloor := clockFloorProgram(b, h)
 	if full {
 		fillFlowTable(b, floorTable)
 	}
@@ -130,10 +138,12 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
 		{name: "established", prog: prog, frame: func(int) []byte { return established }, stat: "flow_hit"},
 		{name: "new-flow", prog: prog, frame: fr.newTCP, stat: "flow_new"},
 		{name: "new-udp-flow", prog: prog, frame: fr.newUDP, stat: "flow_new"},
+		{name: "new-flow-untracked", prog: untrackedProg, frame: fr.newTCP},
 		{name: "closing-ack", prog: prog, frame: closing, stat: "flow_closed"},
 		{name: "lookup-floor", prog: lookupFloor, frame: func(int) []byte { return established }},
 		{name: "insert-floor", prog: insertFloor, frame: fr.newTCP},
 		{name: "memory-floor", prog: memoryFloor, frame: fr.newTCP},
+		{name: "clock-floor", prog: clockFloor, frame: func(int) []byte { return established }},
 	}
 	// Set the deadline wheel up, as the agent's sweeps keep it, so that new
 	// flows file their connect deadlines as they do in service (until a
@@ -143,6 +153,10 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
 		b.Fatal(err)
 	}
 	before, err := f.dp.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	untrackedBefore, err := untracked.Stats()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,6 +194,16 @@ func benchPerPacket(b *testing.B, f *fixture, h hook, flows *int, full bool) {
 	// Flow hits: the established runs' and the closing ACKs', exactly.
 	if got := after["flow_hit"] - before["flow_hit"]; got != 2*uint64(b.N) {
 		b.Fatalf("flow_hit grew by %d over %d rounds of an established packet and a closing ACK", got, b.N)
+	}
+	untrackedAfter, err := untracked.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := untrackedAfter["flow_new"] - untrackedBefore["flow_new"]; got != uint64(b.N) {
+		b.Fatalf("new-flow-untracked: flow_new grew by %d over %d runs", got, b.N)
+	}
+	if got := untrackedAfter["wheel_unfiled"] - untrackedBefore["wheel_unfiled"]; got != 0 {
+		b.Fatalf("new-flow-untracked: %d deadlines went to the wheel with tracking off", got)
 	}
 	if full {
 		// Still full: the new flows evicted as many as they added.
@@ -232,7 +256,17 @@ func clientProgram(objs *bpf.SteerObjects, h hook) *ebpf.Program {
 
 // passProgram builds the baseline of the per-packet benchmarks for hook h:
 // a bare program that returns the pass verdict. It is closed with b.
-func passProgram(b *testing.B, h hook) *ebpf.Program {
+func passProgram(b *testing.B, h hook) *ebpf.Program { return bareProgram(b, h) }
+
+// clockFloorProgram builds a bare program for hook h that reads the clock
+// (bpf_ktime_get_ns) once and returns the pass verdict. It is closed with b.
+func clockFloorProgram(b *testing.B, h hook) *ebpf.Program {
+	return bareProgram(b, h, asm.FnKtimeGetNs.Call())
+}
+
+// bareProgram builds a program for hook h that runs ins and returns the
+// pass verdict. It is closed with b.
+func bareProgram(b *testing.B, h hook, ins ...asm.Instruction) *ebpf.Program {
 	progType, passRet := ebpf.XDP, int32(xdpPass)
 	if h == hookTC {
 		progType, passRet = ebpf.SchedCLS, -1
@@ -240,7 +274,7 @@ func passProgram(b *testing.B, h hook) *ebpf.Program {
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         progType,
 		License:      "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, passRet), asm.Return()},
+		Instructions: append(ins, asm.Mov.Imm(asm.R0, passRet), asm.Return()),
 	})
 	if err != nil {
 		b.Fatal(err)
