@@ -38,6 +38,12 @@ import (
 // the least recently used flow: what a gateway whose table has filled
 // pays for a new flow.
 //
+// The floors are bare programs doing one piece of a path alone: a lookup or
+// an insert in an LRU map shaped like the flow table, a write at a random
+// slot of an array as large, a clock read. With new-flow-untracked (the
+// programs loaded with request tracking off) they say what a new flow
+// cannot do without.
+//
 //	go test -run XXX -bench PerPacket -benchtime 20000x ./pkg/datapath
 func BenchmarkPerPacket(b *testing.B) {
 	f := newFixture(b)
