@@ -528,7 +528,8 @@ func BenchmarkTrackingCost(b *testing.B) {
 // idle flows (as most in a busy table are): a walk of the whole table
 // (full-ns/flow: what every sweep cost before the deadline wheel, and what
 // one still costs every fullSweepEvery or after an overflow) against a
-// sweep of the wheel (wheel-us), the steady state.
+// sweep of the wheel (wheel-us), the steady state; then a walk of the
+// table filled to its size (full-table-walk-ms).
 //
 //	go test -run XXX -bench Sweep -benchtime 200x ./pkg/datapath
 func BenchmarkSweep(b *testing.B) {
@@ -572,9 +573,26 @@ func BenchmarkSweep(b *testing.B) {
 		}
 		wheel += time.Since(start)
 	}
+	b.StopTimer()
 	b.ReportMetric(float64(full.Nanoseconds())/float64(b.N)/flows, "full-ns/flow")
 	b.ReportMetric(float64(full.Microseconds())/float64(b.N), "full-us")
 	b.ReportMetric(float64(wheel.Microseconds())/float64(b.N), "wheel-us")
+
+	// A walk of the table filled to its size (the default flowTable's),
+	// the median of five: what spaces the walks (walkSpacing times it).
+	fillFlowTable(b, f.dp.objs.Flows)
+	walks := make([]time.Duration, 5)
+	for i := range walks {
+		f.dp.mu.Lock()
+		err := f.dp.fullSweep(0, false)
+		n := f.dp.flowCount
+		walks[i] = f.dp.lastWalk
+		f.dp.mu.Unlock()
+		if max := int(f.dp.objs.Flows.MaxEntries()); err != nil || n < max*9/10 {
+			b.Fatalf("walk of the full table: %d of %d flows, %v", n, max, err)
+		}
+	}
+	b.ReportMetric(float64(median(walks).Microseconds())/1000, "full-table-walk-ms")
 }
 
 // BenchmarkTCChecksum compares, in one run, the tc programs' established

@@ -99,9 +99,11 @@ type Datapath struct {
 
 	// The timeout sweep's state (SweepTimeouts, under mu): the next epoch
 	// of the deadline wheel to visit (0: not set up), when the flow table
-	// was last walked whole, and the flows that walk counted.
+	// was last walked whole, how long that walk took, and the flows it
+	// counted.
 	wheelNext     uint64
 	lastFullSweep time.Time
+	lastWalk      time.Duration
 	flowCount     int
 	wheelCap      uint32 // entries per slot of the wheel (wheel_cap)
 
@@ -272,13 +274,31 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 // flows (graylane_flow_table_entries).
 const fullSweepEvery = 10 * time.Second
 
+// walkSpacing bounds the agent's CPU time in walks of the whole flow
+// table, whose cost grows with the table's fill (BenchmarkSweep: about
+// 80 ns a flow, 20 ms for a full default table): a walk starts no sooner
+// than walkSpacing times the last one's duration after it ended, so the
+// walks take at most a twentieth of a core however large the table and
+// however often the wheel overflows. A walk the wheel's overflow asks for
+// waits for it too (the requests the wheel holds are still judged at every
+// sweep; those it could not file, at the walk); one the wheel cannot do
+// without (not set up, or stale) does not.
+const walkSpacing = 20
+
+// walkDue says whether a walk of the whole table may start now: every
+// has passed since the last one ended, and the walks' CPU budget allows it.
+func (d *Datapath) walkDue(every time.Duration) bool {
+	return time.Since(d.lastFullSweep) >= max(every, walkSpacing*d.lastWalk)
+}
+
 // SweepTimeouts counts as a timeout error, and closes, every request or
 // connect that waited longer than its service's timeout. It visits the
 // slots of the programs' deadline wheel whose time has passed, and walks
-// the whole flow table instead when the wheel could not file every
-// request (or is not set up yet), and every fullSweepEvery. It returns
-// the number of flows in the table as of the last whole walk. The agent
-// calls it periodically.
+// the whole flow table instead when the wheel is not set up (or stale),
+// or could not file every request, and every fullSweepEvery; the last two
+// within the walks' CPU budget (walkSpacing). It returns the number of
+// flows in the table as of the last whole walk. The agent calls it
+// periodically.
 func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -294,8 +314,8 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 	if err := d.objs.WheelOverflow.Get(&overflow); err != nil {
 		return 0, fmt.Errorf("read the wheel's overflow flag: %w", err)
 	}
-	refile := d.wheelNext == 0 || overflow != 0 || epoch-d.wheelNext > uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)/2
-	if refile {
+	unready := d.wheelNext == 0 || epoch-d.wheelNext > uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)/2
+	if unready || (overflow != 0 && d.walkDue(0)) {
 		if err := d.fullSweep(epoch, true); err != nil {
 			return 0, err
 		}
@@ -310,7 +330,7 @@ func (d *Datapath) SweepTimeouts() (flows int, err error) {
 		}
 		d.wheelNext = e + 1
 	}
-	if time.Since(d.lastFullSweep) >= fullSweepEvery {
+	if d.walkDue(fullSweepEvery) {
 		if err := d.fullSweep(epoch, false); err != nil {
 			return 0, err
 		}
@@ -400,9 +420,11 @@ func (d *Datapath) fullSweep(epoch uint64, refile bool) error {
 	if err := d.objs.SweepRefile.Set(refileFlag); err != nil {
 		return fmt.Errorf("timeout sweep: %w", err)
 	}
+	start := time.Now()
 	if err := runSweep(d.objs.SweepTimeouts); err != nil {
 		return err
 	}
+	d.lastWalk = time.Since(start)
 	var visited uint64
 	if err := d.objs.SweepVisited.Get(&visited); err != nil {
 		return fmt.Errorf("read the timeout sweep's count: %w", err)

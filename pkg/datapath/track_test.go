@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/graylane/graylane/bpf"
 	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/service"
@@ -355,6 +357,102 @@ func TestTimeoutWheelChunks(t *testing.T) {
 	}
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != asked {
 		t.Fatalf("%d timeouts of %d unanswered requests", c.Errors[ErrTimeout], asked)
+	}
+}
+
+// TestSweepWalkBudget: the walks of the whole table keep within their CPU
+// budget (walkSpacing times the last walk's duration apart): one the
+// wheel's overflow asks for waits, while the wheel's own deadlines are
+// still found at every sweep, and the unfiled requests time out at the
+// walk that comes when the budget allows; the periodic walk waits too; a
+// walk the wheel cannot do without (not set up) does not wait.
+func TestSweepWalkBudget(t *testing.T) {
+	f := newFixture(t)
+	s := webService("dns", vip4, service.UDP, 0)
+	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	if err := f.dp.Apply([]service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.dp.SweepTimeouts(); err != nil { // sets the wheel up
+		t.Fatal(err)
+	}
+	ask := func(port uint16) {
+		f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
+	}
+	timeouts := func() uint64 {
+		_, c := f.latencyOf(t, s, service.Stable)
+		return c.Errors[ErrTimeout]
+	}
+	overflow := func() uint32 {
+		var v uint32
+		if err := f.dp.objs.WheelOverflow.Get(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	sweep := func() (walked bool) {
+		before := f.dp.lastFullSweep
+		if _, err := f.dp.SweepTimeouts(); err != nil {
+			t.Fatal(err)
+		}
+		return !f.dp.lastFullSweep.Equal(before)
+	}
+	late := s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT)
+
+	// Request 1 is not filed (its slot taken as full, the flag set, as the
+	// programs leave them), request 2 is. The last walk took an hour: the
+	// next may not start for 20 hours.
+	ask(5001)
+	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
+		var head bpf.SteerWheelHead
+		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
+			t.Fatal(err)
+		}
+		if head.N != 0 {
+			head.N = 0
+			if err := f.dp.objs.WheelHeads.Update(slot, head, ebpf.UpdateExist); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := f.dp.objs.WheelOverflow.Set(uint32(1)); err != nil {
+		t.Fatal(err)
+	}
+	ask(5002)
+	f.dp.lastWalk = time.Hour
+	time.Sleep(late)
+	if sweep() {
+		t.Fatal("the overflow's walk started within the budget of an hour-long walk")
+	}
+	if n := timeouts(); n != 1 {
+		t.Fatalf("%d timeouts with the walk put off, want 1 (the filed request)", n)
+	}
+	if overflow() != 1 {
+		t.Fatal("the overflow flag was cleared without a walk")
+	}
+	// The periodic walk waits for the budget as well.
+	f.dp.lastFullSweep = time.Now().Add(-fullSweepEvery)
+	if sweep() {
+		t.Fatal("the periodic walk started within the budget")
+	}
+	// Once the budget allows, the walk comes and finds the unfiled request.
+	f.dp.lastWalk = 0
+	if !sweep() {
+		t.Fatal("no walk once the budget allowed it")
+	}
+	if n := timeouts(); n != 2 {
+		t.Fatalf("%d timeouts after the walk, want 2", n)
+	}
+	if overflow() != 0 {
+		t.Fatal("the overflow flag is still set after the walk")
+	}
+	if f.dp.lastWalk <= 0 {
+		t.Fatalf("the walk's duration reads %v", f.dp.lastWalk)
+	}
+	// A wheel that is not set up is walked for at once, whatever the budget.
+	f.dp.wheelNext, f.dp.lastWalk = 0, time.Hour
+	if !sweep() {
+		t.Fatal("no walk for a wheel that is not set up")
 	}
 }
 
