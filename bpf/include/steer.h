@@ -573,17 +573,16 @@ hit:
 /* Backend side: is this a reply of a steered flow? It is if it comes from
  * a backend endpoint and the flow it answers is in the flows map, steered
  * to this very backend. Returns the service's view of the endpoint, or 0;
- * then *live is the flow, and *key (which it writes whatever it returns)
+ * then *live is the flow, and *fk (which it writes whatever it returns)
  * the flow's key. */
 static __always_inline struct reply *decide_backend(void *data, void *data_end,
 						    const struct packet *pkt, struct flow **live,
-						    struct flow_key *key)
+						    struct flow_key *fk)
 {
 	struct endpoint ep = {
 		.port = pkt->tuple.sport,
 		.proto = pkt->tuple.proto,
 	};
-	struct flow_key *fk = key;
 	struct reply *r;
 	struct flow *f;
 

@@ -449,8 +449,7 @@ func median(d []time.Duration) time.Duration {
 //	go test -run XXX -bench TrackingCost -benchtime 20000x ./pkg/datapath
 func BenchmarkTrackingCost(b *testing.B) {
 	f := newFixture(b)
-	s := webService("web", vip4, service.TCP, 0)
-	s.Canary, s.Stable = nil, s.Stable[:1]
+	s := oneBackendWeb()
 	s.App, s.LatencyThresholds = service.AppHTTP, []time.Duration{100 * time.Millisecond, 800 * time.Millisecond}
 	off := comparedDatapath(b, f, Options{NoTracking: true}, s)
 	client := netip.AddrPortFrom(client4, 2000)
@@ -558,16 +557,12 @@ func BenchmarkSweep(b *testing.B) {
 	var full, wheel time.Duration
 	b.ResetTimer()
 	for range b.N {
-		start := time.Now()
-		f.dp.mu.Lock()
-		err := f.dp.fullSweep(0, false)
-		n := f.dp.flowCount
-		f.dp.mu.Unlock()
-		full += time.Since(start)
+		d, n, err := walkTable(f.dp)
+		full += d
 		if err != nil || n != flows {
 			b.Fatalf("full sweep: %d flows, %v; want %d", n, err, flows)
 		}
-		start = time.Now()
+		start := time.Now()
 		if _, err := f.dp.SweepTimeouts(); err != nil {
 			b.Fatal(err)
 		}
@@ -583,16 +578,23 @@ func BenchmarkSweep(b *testing.B) {
 	fillFlowTable(b, f.dp.objs.Flows)
 	walks := make([]time.Duration, 5)
 	for i := range walks {
-		f.dp.mu.Lock()
-		err := f.dp.fullSweep(0, false)
-		n := f.dp.flowCount
-		walks[i] = f.dp.lastWalk
-		f.dp.mu.Unlock()
+		var n int
+		var err error
+		walks[i], n, err = walkTable(f.dp)
 		if max := int(f.dp.objs.Flows.MaxEntries()); err != nil || n < max*9/10 {
 			b.Fatalf("walk of the full table: %d of %d flows, %v", n, max, err)
 		}
 	}
 	b.ReportMetric(float64(median(walks).Microseconds())/1000, "full-table-walk-ms")
+}
+
+// walkTable walks d's whole flow table once, as the timeout sweep does,
+// and returns how long the walk took and the flows it counted.
+func walkTable(d *Datapath) (time.Duration, int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.fullSweep(0, false)
+	return d.lastWalk, d.flowCount, err
 }
 
 // BenchmarkTCChecksum compares, in one run, the tc programs' established
@@ -607,8 +609,7 @@ func BenchmarkTCChecksum(b *testing.B) {
 	if _, canRead, why := findIPSummed(mustKernelBTF(b)); !canRead {
 		b.Skipf("the tc programs cannot read the checksum state here: %s", why)
 	}
-	s := webService("web", vip4, service.TCP, 0)
-	s.Canary, s.Stable = nil, s.Stable[:1]
+	s := oneBackendWeb()
 	helpers := comparedDatapath(b, f, Options{ChecksumHelpers: true}, s)
 	client := netip.AddrPortFrom(client4, 2100)
 	vip := netip.AddrPortFrom(vip4, 80)

@@ -275,8 +275,8 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 const fullSweepEvery = 10 * time.Second
 
 // walkSpacing bounds the agent's CPU time in walks of the whole flow
-// table, whose cost grows with the table's fill (BenchmarkSweep: about
-// 80 ns a flow, 20 ms for a full default table): a walk starts no sooner
+// table, whose cost grows with the table's fill (BenchmarkSweep: 80-165
+// ns a flow, 44 ms for a full default table): a walk starts no sooner
 // than walkSpacing times the last one's duration after it ended, so the
 // walks take at most a twentieth of a core however large the table and
 // however often the wheel overflows. A walk the wheel's overflow asks for

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -279,6 +280,35 @@ func (f *fixture) tryRun(h hook, backendSide bool, ifindex int, frame []byte) (v
 
 func putNative32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+// oneBackendWeb is webService web (TCP, vip4:80, weight 0) with a single
+// stable backend and no canary: every flow goes to s.Stable[0].
+func oneBackendWeb() service.Service {
+	s := webService("web", vip4, service.TCP, 0)
+	s.Canary, s.Stable = nil, s.Stable[:1]
+	return s
+}
+
+// timedDNSService is the timeout tests' service: dns, UDP port 53 at
+// vip4, stable backends only, answered within timeout.
+func timedDNSService(timeout time.Duration) service.Service {
+	s := webService("dns", vip4, service.UDP, 0)
+	s.Port, s.Canary, s.Timeout = 53, nil, timeout
+	return s
+}
+
+// askDNS sends one request of client4's port to timedDNSService through
+// the XDP client program and returns the backend it was steered to.
+func (f *fixture) askDNS(t *testing.T, port uint16) netip.AddrPort {
+	t.Helper()
+	src := netip.AddrPortFrom(client4, port)
+	_, out := f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
+	d, err := decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.dst
 }
 
 // webFlowKey is the flow-table key of a TCP flow from client to vip4:80

@@ -496,8 +496,7 @@ func mustKernelBTF(t testing.TB) *btf.Spec {
 // without it once the entry's second has passed (the agent may be down).
 func TestNextHopCache(t *testing.T) {
 	f := newFixture(t)
-	s := webService("web", vip4, service.TCP, 0)
-	s.Canary, s.Stable = nil, s.Stable[:1]
+	s := oneBackendWeb()
 	if err := f.dp.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}

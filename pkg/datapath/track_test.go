@@ -126,25 +126,15 @@ func TestRequestTracking(t *testing.T) {
 // its service's timeout has passed and the sweep ran; an answered one never.
 func TestTimeoutSweep(t *testing.T) {
 	f := newFixture(t)
-	s := webService("dns", vip4, service.UDP, 0)
-	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	s := timedDNSService(50 * time.Millisecond)
 	if err := f.dp.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
-	ask := func(port uint16) netip.AddrPort {
-		src := netip.AddrPortFrom(client4, port)
-		_, out := f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
-		d, err := decode(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.dst
-	}
 	unanswered := []uint16{5001, 5002, 5003}
 	for _, p := range unanswered {
-		ask(p)
+		f.askDNS(t, p)
 	}
-	be := ask(5004)
+	be := f.askDNS(t, 5004)
 	f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: be, dst: netip.AddrPortFrom(client4, 5004), proto: protoUDP, payload: []byte("a")}))
 	// Before the agent's first sweep the wheel is not set up: the
 	// requests are not filed (counted), and that sweep walks the table.
@@ -182,7 +172,7 @@ func TestTimeoutSweep(t *testing.T) {
 	// of the table is needed to find the late ones.
 	fullBefore := f.dp.lastFullSweep
 	for _, p := range []uint16{6001, 6002} {
-		ask(p)
+		f.askDNS(t, p)
 	}
 	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
 	if _, err := f.dp.SweepTimeouts(); err != nil {
@@ -206,7 +196,7 @@ func TestTimeoutSweep(t *testing.T) {
 	// timeout grew, as a deadline past the wheel's horizon is filed at the
 	// horizon) is filed again when its slot comes due, and times out at
 	// its real deadline, once.
-	ask(7001)
+	f.askDNS(t, 7001)
 	longer := s
 	longer.Timeout = time.Second
 	if err := f.dp.Apply([]service.Service{longer}); err != nil {
@@ -299,8 +289,7 @@ func TestTimeoutWheelChunks(t *testing.T) {
 	if big.wheelCap != 2*uint32(bpf.SteerWheelLimitsWHEEL_CHUNK) {
 		t.Fatalf("wheel of %d entries a slot for %d flows, want %d", big.wheelCap, 1<<19, 2*bpf.SteerWheelLimitsWHEEL_CHUNK)
 	}
-	s := webService("dns", vip4, service.UDP, 0)
-	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	s := timedDNSService(50 * time.Millisecond)
 	if err := big.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
@@ -368,16 +357,12 @@ func TestTimeoutWheelChunks(t *testing.T) {
 // walk the wheel cannot do without (not set up) does not wait.
 func TestSweepWalkBudget(t *testing.T) {
 	f := newFixture(t)
-	s := webService("dns", vip4, service.UDP, 0)
-	s.Port, s.Canary, s.Timeout = 53, nil, 50*time.Millisecond
+	s := timedDNSService(50 * time.Millisecond)
 	if err := f.dp.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.dp.SweepTimeouts(); err != nil { // sets the wheel up
 		t.Fatal(err)
-	}
-	ask := func(port uint16) {
-		f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
 	}
 	timeouts := func() uint64 {
 		_, c := f.latencyOf(t, s, service.Stable)
@@ -402,7 +387,7 @@ func TestSweepWalkBudget(t *testing.T) {
 	// Request 1 is not filed (its slot taken as full, the flag set, as the
 	// programs leave them), request 2 is. The last walk took an hour: the
 	// next may not start for 20 hours.
-	ask(5001)
+	f.askDNS(t, 5001)
 	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
 		var head bpf.SteerWheelHead
 		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
@@ -418,7 +403,7 @@ func TestSweepWalkBudget(t *testing.T) {
 	if err := f.dp.objs.WheelOverflow.Set(uint32(1)); err != nil {
 		t.Fatal(err)
 	}
-	ask(5002)
+	f.askDNS(t, 5002)
 	f.dp.lastWalk = time.Hour
 	time.Sleep(late)
 	if sweep() {
@@ -462,8 +447,7 @@ func TestSweepWalkBudget(t *testing.T) {
 // nor a close with a request unanswered deletes anything.
 func TestFlowClose(t *testing.T) {
 	f := newFixture(t)
-	s := webService("web", vip4, service.TCP, 0)
-	s.Canary, s.Stable = nil, s.Stable[:1]
+	s := oneBackendWeb()
 	if err := f.dp.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
