@@ -19,7 +19,7 @@ help: ## List the targets
 
 .PHONY: build
 build: ## Build graylane-agent, graylanectl and the lab tools into bin/
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl ./pkg/netlab/cmd/graylane-lab ./pkg/labagent/cmd/graylane-demo
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl ./internal/netlab/cmd/graylane-lab ./internal/labagent/cmd/graylane-demo
 
 PREFIX     ?= /usr
 BINDIR     ?= $(PREFIX)/bin
@@ -83,7 +83,7 @@ bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughpu
 	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
 	$(GO) test -run XXX -bench ClusterLeaderKill -benchtime 7x -v ./agent
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter
-	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./pkg/labbench
+	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./internal/labbench
 
 .PHONY: bench-builds
 bench-builds: deps bpffs ## Per-packet costs of this tree's programs against another build, in one run: REV=<git revision> or OBJECT=<steer.o>
@@ -103,4 +103,4 @@ demo: deps build ## Lab demo: three agents in a cluster; graylanectl moves the c
 .PHONY: clean
 clean: ## Remove build output and any lab left by a crashed run
 	rm -rf $(BIN)
-	-$(GO) run ./pkg/netlab/cmd/graylane-lab cleanup
+	-$(GO) run ./internal/netlab/cmd/graylane-lab cleanup

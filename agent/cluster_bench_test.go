@@ -10,7 +10,7 @@ import (
 
 	"github.com/graylane/graylane/pkg/api"
 
-	"github.com/graylane/graylane/pkg/labagent"
+	"github.com/graylane/graylane/internal/labagent"
 	"github.com/graylane/graylane/pkg/service"
 )
 

@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/api"
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // Cluster end-to-end tests: three real agents, one per gateway of a lab

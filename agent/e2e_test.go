@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/gtpu"
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // End-to-end tests: a real graylane-agent process on the gateway of a netns

@@ -27,9 +27,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/histogram"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/window"
 )

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/api"
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
 )
 

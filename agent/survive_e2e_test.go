@@ -16,11 +16,11 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/datapath"
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // migratedRE reads the number of flows a restart copied into a new table.

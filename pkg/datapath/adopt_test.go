@@ -16,8 +16,8 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // pinDir is a fresh pin directory of the test's own on /sys/fs/bpf,

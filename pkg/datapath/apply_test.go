@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // snapshot reads every service of svcs back from the kernel.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/service"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/service"
 )
 

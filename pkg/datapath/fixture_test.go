@@ -15,8 +15,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // Addresses of the packet tests. Backends and clients have static

@@ -12,9 +12,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 type dpSource struct{ dp *datapath.Datapath }

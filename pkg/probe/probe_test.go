@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/graylane/graylane/pkg/testenv"
+	"github.com/graylane/graylane/internal/testenv"
 )
 
 // TestThisKernel: this kernel (the project's CI kernel, 6.x) has every

@@ -7,7 +7,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/graylane/graylane/pkg/testenv"
+	"github.com/graylane/graylane/internal/testenv"
 )
 
 // TestInterfaceXDP: in a namespace of its own, a veth (whose driver runs

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/probe"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 // TestCerts: the certs subcommand writes a CA and node certificates that

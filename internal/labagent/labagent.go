@@ -24,10 +24,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
-	"github.com/graylane/graylane/pkg/netlab"
 	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graylane/graylane/pkg/testenv"
+	"github.com/graylane/graylane/internal/testenv"
 )
 
 const childEnv = "NETLAB_TEST_CHILD"

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/netlab"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graylane/graylane/pkg/testenv"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

@@ -29,8 +29,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
 	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/netlab"
 )
 
 // The gateway's own cost. In the lab every host shares the machine's two

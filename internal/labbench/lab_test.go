@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graylane/graylane/pkg/labagent"
-	"github.com/graylane/graylane/pkg/netlab"
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/testenv"
 )
 
 const (

@@ -4,7 +4,7 @@
 // the kernel's own DNAT load balancing (iptables statistic, nftables
 // numgen), all measured in one run.
 //
-//	go test -run XXX -bench . -benchtime 1x -timeout 20m ./pkg/labbench
+//	go test -run XXX -bench . -benchtime 1x -timeout 20m ./internal/labbench
 //
 // Every mode gets a fresh lab of the same shape, so no mode inherits
 // another's conntrack state or hooks. Figures are reported as ratios to

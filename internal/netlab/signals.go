@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graylane/graylane/pkg/testenv"
+	"github.com/graylane/graylane/internal/testenv"
 )
 
 // CloseOnSignal makes SIGINT and SIGTERM close l before the process dies:
