@@ -384,11 +384,11 @@ func (n *Node) applyLocal(data []byte) (uint64, error) {
 	return f.Index(), nil
 }
 
-// ErrNotMember reports whether err says this node is no longer a member.
-func ErrNotMember(err error) bool { return errors.Is(err, errNotMember) }
+// IsNotMember reports whether err says this node is no longer a member.
+func IsNotMember(err error) bool { return errors.Is(err, errNotMember) }
 
-// ErrNoLeader reports whether err says the cluster had no leader.
-func ErrNoLeader(err error) bool { return errors.Is(err, errNoLeader) }
+// IsNoLeader reports whether err says the cluster had no leader.
+func IsNoLeader(err error) bool { return errors.Is(err, errNoLeader) }
 
 // ConsistentState returns the state as of now on the leader: a read that
 // sees every write committed before it (forwarded when this node follows).

@@ -185,7 +185,8 @@ func (r raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 
 var _ raft.StreamLayer = raftLayer{}
 
-// errNoLeader says the cluster has no leader to take a write.
+// errNotMember says this node was removed from the cluster (IsNotMember).
 var errNotMember = errors.New("this node is not a member of the cluster (it was removed): send writes to a member, or wipe this node's data directory and join it again")
 
+// errNoLeader says the cluster has no leader to take a write (IsNoLeader).
 var errNoLeader = errors.New("the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds")

@@ -159,7 +159,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = apiError(http.StatusNotFound, "%s", notFound.Error())
 	case errors.As(err, &conflict):
 		ae = apiError(http.StatusConflict, "refused: %s", conflict.Error())
-	case cluster.ErrNoLeader(err), cluster.ErrNotMember(err):
+	case cluster.IsNoLeader(err), cluster.IsNotMember(err):
 		ae = apiError(http.StatusServiceUnavailable, "%s", err.Error())
 	case errors.As(err, &tooBig):
 		ae = apiError(http.StatusRequestEntityTooLarge, "the request body exceeds %d bytes", tooBig.Limit)
