@@ -40,13 +40,32 @@ func (c *Config) Validate() error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
+	c.validateNode(bad)
+	c.validateInterfaces(bad)
+	c.validateDataPath(bad)
+	c.validateAPI(bad)
+	c.validateTokens(bad)
+	c.validateWebhooks(bad)
+	if c.Cluster != nil {
+		c.Cluster.validate(bad)
+	}
+	c.validateMetrics(bad)
+	return errors.Join(errs...)
+}
+
+// reportFunc records one problem with the setting at path.
+type reportFunc func(path, format string, args ...any)
+
+func (c *Config) validateNode(bad reportFunc) {
 	switch {
 	case c.Node == "":
 		bad("node", "is required: the hostname could not be read, so set node to this machine's name in the cluster")
 	case !nodeRE.MatchString(c.Node):
 		bad("node", "%q must be 1 to 253 characters of A-Z, a-z, 0-9, '.', '_' and '-'", c.Node)
 	}
+}
 
+func (c *Config) validateInterfaces(bad reportFunc) {
 	if len(c.Interfaces) == 0 {
 		bad("interfaces", "is empty: list the interfaces to attach to, such as {name: eth0, role: client}")
 	}
@@ -68,7 +87,11 @@ func (c *Config) Validate() error {
 			bad(at+".role", "%q is not a role: use client (traffic from clients) or backend (replies from backends)", ifc.Role)
 		}
 	}
+}
 
+// validateDataPath checks the attach mode, the directories and the flow
+// table's size.
+func (c *Config) validateDataPath(bad reportFunc) {
 	switch c.XDPMode {
 	case XDPModeAuto, XDPModeNative, XDPModeGeneric, XDPModeTC:
 	default:
@@ -89,20 +112,29 @@ func (c *Config) Validate() error {
 	if c.FlowTable < MinFlowTable || c.FlowTable > MaxFlowTable {
 		bad("flowTable", "%d is outside %d..%d flow entries", c.FlowTable, MinFlowTable, MaxFlowTable)
 	}
+}
+
+// validateAPI checks listen.api and listen.apiTCP, and that the TCP API has
+// what it needs.
+func (c *Config) validateAPI(bad reportFunc) {
 	if msg := apiProblem(c.Listen.API); msg != "" {
 		bad("listen.api", "%s", msg)
 	}
-	if c.Listen.APITCP != "" {
-		if msg := hostPortProblem(c.Listen.APITCP); msg != "" {
-			bad("listen.apiTCP", "%s", msg)
-		}
-		if c.Cluster == nil || c.Cluster.TLS.Cert == "" {
-			bad("listen.apiTCP", "needs cluster.tls: the HTTPS API uses the node's certificate")
-		}
-		if len(c.Tokens) == 0 {
-			bad("tokens", "is empty but listen.apiTCP is set: give at least one token, or nobody can use the TCP API")
-		}
+	if c.Listen.APITCP == "" {
+		return
 	}
+	if msg := hostPortProblem(c.Listen.APITCP); msg != "" {
+		bad("listen.apiTCP", "%s", msg)
+	}
+	if c.Cluster == nil || c.Cluster.TLS.Cert == "" {
+		bad("listen.apiTCP", "needs cluster.tls: the HTTPS API uses the node's certificate")
+	}
+	if len(c.Tokens) == 0 {
+		bad("tokens", "is empty but listen.apiTCP is set: give at least one token, or nobody can use the TCP API")
+	}
+}
+
+func (c *Config) validateTokens(bad reportFunc) {
 	names := map[string]int{}
 	for i, tk := range c.Tokens {
 		at := fmt.Sprintf("tokens[%d]", i)
@@ -127,6 +159,9 @@ func (c *Config) Validate() error {
 			bad(at+".tenant", "%q: give a tenant name, or \"*\" for an admin token", tk.Tenant)
 		}
 	}
+}
+
+func (c *Config) validateWebhooks(bad reportFunc) {
 	for i, w := range c.Webhooks {
 		at := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
@@ -139,43 +174,48 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if cl := c.Cluster; cl != nil {
-		if cl.Raft == "" {
-			bad("cluster.raft", "is required: this node's cluster address host:port, as the other nodes reach it")
-		} else if msg := hostPortProblem(cl.Raft); msg != "" {
-			bad("cluster.raft", "%s", msg)
-		}
-		if cl.SnapshotThreshold < 0 {
-			bad("cluster.snapshotThreshold", "%d must be positive (or 0 for the default)", cl.SnapshotThreshold)
-		}
-		if cl.TrailingLogs < 0 {
-			bad("cluster.trailingLogs", "%d must be positive (or 0 for the default)", cl.TrailingLogs)
-		}
-		if cl.SnapshotInterval != "" {
-			if d, err := time.ParseDuration(cl.SnapshotInterval); err != nil || d < time.Second {
-				bad("cluster.snapshotInterval", "%q: give a duration of at least 1s, such as \"2m\"", cl.SnapshotInterval)
-			}
-		}
-		for i, j := range cl.Join {
-			if msg := hostPortProblem(j); msg != "" {
-				bad(fmt.Sprintf("cluster.join[%d]", i), "%s", msg)
-			}
-		}
-		for _, f := range []struct{ path, value string }{{"cluster.tls.ca", cl.TLS.CA}, {"cluster.tls.cert", cl.TLS.Cert}, {"cluster.tls.key", cl.TLS.Key}} {
-			switch {
-			case f.value == "":
-				bad(f.path, "is required: the cluster port uses mutual TLS (graylane-agent certs makes a lab set)")
-			case !filepath.IsAbs(f.value):
-				bad(f.path, "%q is relative: give an absolute path", f.value)
-			}
+}
+
+// validate checks the cluster section: addresses, snapshot settings and the
+// TLS files.
+func (cl *Cluster) validate(bad reportFunc) {
+	if cl.Raft == "" {
+		bad("cluster.raft", "is required: this node's cluster address host:port, as the other nodes reach it")
+	} else if msg := hostPortProblem(cl.Raft); msg != "" {
+		bad("cluster.raft", "%s", msg)
+	}
+	if cl.SnapshotThreshold < 0 {
+		bad("cluster.snapshotThreshold", "%d must be positive (or 0 for the default)", cl.SnapshotThreshold)
+	}
+	if cl.TrailingLogs < 0 {
+		bad("cluster.trailingLogs", "%d must be positive (or 0 for the default)", cl.TrailingLogs)
+	}
+	if cl.SnapshotInterval != "" {
+		if d, err := time.ParseDuration(cl.SnapshotInterval); err != nil || d < time.Second {
+			bad("cluster.snapshotInterval", "%q: give a duration of at least 1s, such as \"2m\"", cl.SnapshotInterval)
 		}
 	}
+	for i, j := range cl.Join {
+		if msg := hostPortProblem(j); msg != "" {
+			bad(fmt.Sprintf("cluster.join[%d]", i), "%s", msg)
+		}
+	}
+	for _, f := range []struct{ path, value string }{{"cluster.tls.ca", cl.TLS.CA}, {"cluster.tls.cert", cl.TLS.Cert}, {"cluster.tls.key", cl.TLS.Key}} {
+		switch {
+		case f.value == "":
+			bad(f.path, "is required: the cluster port uses mutual TLS (graylane-agent certs makes a lab set)")
+		case !filepath.IsAbs(f.value):
+			bad(f.path, "%q is relative: give an absolute path", f.value)
+		}
+	}
+}
+
+func (c *Config) validateMetrics(bad reportFunc) {
 	if c.Listen.Metrics == "" {
 		bad("listen.metrics", "is required: a host:port such as %s", DefaultMetrics)
 	} else if msg := hostPortProblem(c.Listen.Metrics); msg != "" {
 		bad("listen.metrics", "%s", msg)
 	}
-	return errors.Join(errs...)
 }
 
 // interfaceNameProblem says what is wrong with a network interface name, by
