@@ -47,12 +47,27 @@ func (s *Service) Validate() error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, &FieldError{Service: s.Name, Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
+	s.validateMetadata(bad)
+	s.validateFrontend(bad)
+	s.validateTimeouts(bad)
+	s.validatePools(bad)
+	s.validatePins(bad)
+	s.validateMirror(bad)
+	return errors.Join(errs...)
+}
+
+func (s *Service) validateMetadata(bad func(string, string, ...any)) {
 	if !ValidName(s.Name) {
 		bad("metadata.name", "%q must be 1 to 63 characters of a-z, 0-9 and -", s.Name)
 	}
 	if s.Tenant != "" && !ValidName(s.Tenant) {
 		bad("metadata.tenant", "%q must be 1 to 63 characters of a-z, 0-9 and -", s.Tenant)
 	}
+}
+
+// validateFrontend checks what clients connect to and how flows are keyed:
+// VIP, port, protocol, key and application protocol.
+func (s *Service) validateFrontend(bad func(string, string, ...any)) {
 	switch {
 	case !s.VIP.IsValid():
 		bad("spec.vip", "is required: the IPv4 or IPv6 address clients connect to")
@@ -85,6 +100,10 @@ func (s *Service) Validate() error {
 	default:
 		bad("spec.app", "%q is not supported: use none or http", string(s.App))
 	}
+}
+
+// validateTimeouts checks the flow timeout and the latency thresholds.
+func (s *Service) validateTimeouts(bad func(string, string, ...any)) {
 	if s.Timeout < 0 || (s.Timeout > 0 && s.Timeout < time.Millisecond) {
 		bad("spec.timeout", "%s must be at least 1ms", s.Timeout)
 	}
@@ -101,6 +120,11 @@ func (s *Service) Validate() error {
 			}
 		}
 	}
+}
+
+// validatePools checks the canary weight, each pool, and that the pools do
+// not overlap and can take the share of new flows the weight sends them.
+func (s *Service) validatePools(bad func(string, string, ...any)) {
 	if s.CanaryWeight > MaxWeight {
 		bad("spec.canary.weight", "%s is above 100%%", s.CanaryWeight)
 	}
@@ -120,18 +144,21 @@ func (s *Service) Validate() error {
 		bad("spec.stable.backends", "is empty but %s of new flows would go to it (canary weight %s)",
 			MaxWeight-s.CanaryWeight, s.CanaryWeight)
 	}
-	s.validatePins(bad)
-	if m := s.Mirror; m != nil {
-		if m.Percent > MaxWeight {
-			bad("spec.mirror.percent", "%s is above 100%%", m.Percent)
-		}
-		if m.To == "" {
-			bad("spec.mirror.to", "is required: an interface name or \"capture\"")
-		} else if len(m.To) > 15 || strings.ContainsAny(m.To, "/ \t") {
-			bad("spec.mirror.to", "%q is not an interface name", m.To)
-		}
+}
+
+func (s *Service) validateMirror(bad func(string, string, ...any)) {
+	m := s.Mirror
+	if m == nil {
+		return
 	}
-	return errors.Join(errs...)
+	if m.Percent > MaxWeight {
+		bad("spec.mirror.percent", "%s is above 100%%", m.Percent)
+	}
+	if m.To == "" {
+		bad("spec.mirror.to", "is required: an interface name or \"capture\"")
+	} else if len(m.To) > 15 || strings.ContainsAny(m.To, "/ \t") {
+		bad("spec.mirror.to", "%q is not an interface name", m.To)
+	}
 }
 
 func (s *Service) validatePool(p Pool, bad func(string, string, ...any)) {
