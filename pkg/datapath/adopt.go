@@ -33,24 +33,20 @@ package datapath
 // link update each), copies the flows the old programs created meanwhile,
 // and only then moves the pins to the new maps. A crash at any point
 // leaves pins that a next start adopts again.
+//
+// This file decides and carries out each map's fate; layout.go holds the
+// layout fingerprint and the info map, replace.go the adopted links and
+// filters and their program's replacement, cleanup.go Cleanup.
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/bpf"
 )
@@ -115,15 +111,6 @@ func (ad *adoption) adopts(name string) bool {
 	pm := ad.maps[name]
 	return pm != nil && pm.fate == fateAdopt
 }
-
-// infoKey is a key of the info map.
-func infoKey(s string) [32]byte {
-	var k [32]byte
-	copy(k[:], s)
-	return k
-}
-
-const infoStateIndex = "state-index"
 
 // openPins looks at what a previous agent pinned under path and decides
 // each map's fate. It returns the maps the programs are to use as they are.
@@ -268,32 +255,6 @@ func migratable(name string) bool {
 	return name == bpf.SteerMapFlows
 }
 
-// openInfo opens the pinned info map, or creates and pins it.
-func openInfo(path string) (*ebpf.Map, error) {
-	spec := &ebpf.MapSpec{Name: "graylane_info", Type: ebpf.Hash, KeySize: 32, ValueSize: 8, MaxEntries: 64}
-	file := filepath.Join(path, "info")
-	m, err := ebpf.LoadPinnedMap(file, nil)
-	if err == nil {
-		if spec.Compatible(m) == nil {
-			return m, nil
-		}
-		m.Close()
-		if err := os.Remove(file); err != nil {
-			return nil, fmt.Errorf("replace the info map: %w", err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("open the info map: %w", err)
-	}
-	if m, err = ebpf.NewMap(spec); err != nil {
-		return nil, fmt.Errorf("create the info map: %w", err)
-	}
-	if err := m.Pin(file); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("pin the info map: %w", err)
-	}
-	return m, nil
-}
-
 // begin runs once the programs are loaded: new maps are pinned at once
 // where nothing was pinned, and the services found in adopted maps are
 // read back so that the first Apply keeps their ids.
@@ -434,23 +395,6 @@ func repin(m *ebpf.Map, file string) error {
 	}
 	return nil
 }
-
-func (ad *adoption) recordLayouts() error {
-	for _, pm := range ad.sorted() {
-		if err := ad.recordLayout(pm); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (ad *adoption) recordLayout(pm *pinnedMap) error {
-	if err := ad.info.Update(infoKey("layout:"+pm.name), pm.layout, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("record the layout of map %s: %w", pm.name, err)
-	}
-	return nil
-}
-
 func (ad *adoption) names(f fate) []string {
 	var out []string
 	for _, pm := range ad.sorted() {
@@ -568,311 +512,4 @@ func (d *Datapath) readInstalled() (map[bpf.SteerEndpoint]*installed, error) {
 		}
 	}
 	return out, it.Err()
-}
-
-// layoutOf fingerprints what a map's entries mean: its type and the shape
-// of its key and value types (every member's name, offset and type), so
-// that a rebuilt program that reorders or retypes a field is not fed
-// entries written by the old one. Size and flags are left out: entries of
-// the same layout can be copied across them (fateMigrate).
-func layoutOf(ms *ebpf.MapSpec) uint64 {
-	h := sha256.New()
-	fmt.Fprintf(h, "%v/%d/%d/", ms.Type, ms.KeySize, ms.ValueSize)
-	writeShape(h, ms.Key, 0)
-	h.Write([]byte("/"))
-	writeShape(h, ms.Value, 0)
-	return binary.LittleEndian.Uint64(h.Sum(nil))
-}
-
-func writeShape(h hash.Hash, t btf.Type, depth int) {
-	if depth > 8 {
-		fmt.Fprint(h, "…")
-		return
-	}
-	switch v := btf.UnderlyingType(t).(type) {
-	case nil:
-		fmt.Fprint(h, "-")
-	case *btf.Int:
-		fmt.Fprintf(h, "i%d%v", v.Size, v.Encoding)
-	case *btf.Struct:
-		writeMembers(h, "s", v.Size, v.Members, depth)
-	case *btf.Union:
-		writeMembers(h, "u", v.Size, v.Members, depth)
-	case *btf.Array:
-		fmt.Fprintf(h, "[%d]", v.Nelems)
-		writeShape(h, v.Type, depth+1)
-	case *btf.Enum:
-		fmt.Fprintf(h, "e%d{", v.Size)
-		for _, ev := range v.Values {
-			fmt.Fprintf(h, "%s=%d,", ev.Name, ev.Value)
-		}
-		fmt.Fprint(h, "}")
-	case *btf.Pointer:
-		fmt.Fprint(h, "p")
-	default:
-		fmt.Fprintf(h, "%T", v)
-	}
-}
-
-func writeMembers(h hash.Hash, kind string, size uint32, members []btf.Member, depth int) {
-	fmt.Fprintf(h, "%s%d{", kind, size)
-	for _, m := range members {
-		fmt.Fprintf(h, "%s@%d:%d=", m.Name, m.Offset, m.BitfieldSize)
-		writeShape(h, m.Type, depth+1)
-		fmt.Fprint(h, ",")
-	}
-	fmt.Fprint(h, "}")
-}
-
-// RecordIndex stores the raft index whose state the maps now reflect,
-// next to the pins, so that a restarted agent does not apply an older
-// state over it (StateIndex).
-func (d *Datapath) RecordIndex(index uint64) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.adoption == nil {
-		return nil
-	}
-	return d.adoption.info.Update(infoKey(infoStateIndex), index, ebpf.UpdateAny)
-}
-
-// StateIndex is the raft index that the maps a previous agent left
-// reflected when it last recorded one (0: none, or nothing was adopted).
-func (d *Datapath) StateIndex() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.adoption == nil || !d.adoption.previous {
-		return 0
-	}
-	return d.adoption.stateIndex
-}
-
-// replaceProgram puts the data path's program for the attachment's role
-// on an adopted link or clsact filter: one atomic replacement.
-func (a *attachment) replaceProgram(log *slog.Logger) error {
-	if a.pending == nil {
-		return nil
-	}
-	prog := a.pending
-	was, now := programTag(a.currentProgram()), programTag(prog)
-	switch {
-	case a.link != nil:
-		if err := a.link.Update(prog); err != nil {
-			return fmt.Errorf("replace the program on the %s link: %w", a.Hook, err)
-		}
-	case a.filter != nil:
-		a.filter.Fd = prog.FD()
-		if err := netlink.FilterReplace(a.filter); err != nil {
-			return fmt.Errorf("replace the tc filter's program: %w", err)
-		}
-	}
-	a.pending = nil
-	if was == now {
-		log.Info("kept steering on interface: same program", "interface", a.Interface, "hook", a.Hook, "tag", now)
-	} else {
-		log.Info("kept steering on interface: program replaced", "interface", a.Interface, "hook", a.Hook, "from", was, "to", now)
-	}
-	return nil
-}
-
-// currentProgram is the program now on the adopted hook (nil if unknown).
-func (a *attachment) currentProgram() *ebpf.Program {
-	var id ebpf.ProgramID
-	switch {
-	case a.link != nil:
-		info, err := a.link.Info()
-		if err != nil {
-			return nil
-		}
-		id = info.Program
-	case a.filter != nil:
-		id = ebpf.ProgramID(a.filterProgID)
-	}
-	p, err := ebpf.NewProgramFromID(id)
-	if err != nil {
-		return nil
-	}
-	return p
-}
-
-func programTag(p *ebpf.Program) string {
-	if p == nil {
-		return "unknown"
-	}
-	info, err := p.Info()
-	if err != nil {
-		return "unknown"
-	}
-	return info.Tag
-}
-
-// adoptLink looks for what a previous agent attached to the interface: a
-// pinned XDP or TCX link, or a clsact filter of ours. One that fits the
-// configured mode is kept, to get this data path's program at the first
-// Apply; one that does not is removed (the interface then steers once the
-// new attachment is made, a moment later).
-func (d *Datapath) adoptLink(a *attachment, nl netlink.Link, mode Mode, prog *ebpf.Program) (bool, error) {
-	file := filepath.Join(d.opts.PinPath, "links", a.Interface)
-	l, err := link.LoadPinnedLink(file, nil)
-	switch {
-	case err == nil:
-		hook, ok := linkHook(l, nl)
-		if ok && hookAllowed(mode, nl.Type(), hook) {
-			a.link, a.Hook, a.pinPath, a.pending = l, hook, file, prog
-			a.Adopted = true
-			return true, nil
-		}
-		d.log.Warn("removing a previous agent's link that does not fit the configuration",
-			"interface", a.Interface, "hook", hook, "mode", mode)
-		_ = l.Unpin()
-		_ = l.Close()
-	case errors.Is(err, os.ErrNotExist):
-	default:
-		d.log.Warn("removing an unreadable pinned link", "path", file, "err", err)
-		_ = os.Remove(file)
-	}
-	if !hookAllowed(mode, nl.Type(), HookClsact) {
-		return false, nil
-	}
-	f, err := ourFilter(nl.Attrs().Index)
-	if err != nil || f == nil {
-		return false, err
-	}
-	a.filter, a.Hook, a.pending, a.filterProgID = f, HookClsact, prog, uint32(f.Id)
-	a.Adopted = true
-	return true, nil
-}
-
-// linkHook tells which hook a pinned link is on, and whether it is on the
-// interface nl at all (a link whose interface went away has none).
-func linkHook(l link.Link, nl netlink.Link) (Hook, bool) {
-	info, err := l.Info()
-	if err != nil {
-		return "", false
-	}
-	idx := uint32(nl.Attrs().Index)
-	if x := info.XDP(); x != nil {
-		if x.Ifindex != idx || nl.Attrs().Xdp == nil {
-			return HookXDPNative, false
-		}
-		if nl.Attrs().Xdp.AttachMode == xdpAttachedSKB {
-			return HookXDPGeneric, true
-		}
-		return HookXDPNative, true
-	}
-	if t := info.TCX(); t != nil {
-		return HookTCX, t.Ifindex == idx && ebpf.AttachType(t.AttachType) == ebpf.AttachTCXIngress
-	}
-	return "", false
-}
-
-// xdpAttachedSKB is the kernel's XDP_ATTACHED_SKB: generic XDP (netlink's
-// IFLA_XDP_ATTACHED).
-const xdpAttachedSKB = 2
-
-// hookAllowed says whether mode may end up on hook for a link of kind.
-func hookAllowed(mode Mode, kind string, hook Hook) bool {
-	switch mode {
-	case ModeNative:
-		return hook == HookXDPNative
-	case ModeGeneric:
-		return hook == HookXDPGeneric
-	case ModeTC:
-		return hook == HookTCX || hook == HookClsact
-	}
-	if virtualDrivers[kind] {
-		return hook == HookTCX || hook == HookClsact
-	}
-	return hook == HookXDPNative || hook == HookTCX || hook == HookClsact
-}
-
-// filterName names Graylane's clsact filters, to find them again.
-const filterName = "graylane"
-
-// ourFilter finds Graylane's ingress clsact filter on the interface.
-func ourFilter(ifindex int) (*netlink.BpfFilter, error) {
-	l, err := netlink.LinkByIndex(ifindex)
-	if err != nil {
-		return nil, err
-	}
-	filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-	if err != nil {
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) { // no clsact qdisc
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list tc filters: %w", err)
-	}
-	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, filterName) {
-			bf.Name = filterName
-			bf.DirectAction = true
-			return bf, nil
-		}
-	}
-	return nil, nil
-}
-
-// Cleanup removes what agents left under pinPath: it detaches their links
-// and their clsact filters on the named interfaces (of the caller's network
-// namespace), and removes every pin. Run it only with no agent running.
-func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
-	var errs []error
-	links := filepath.Join(pinPath, "links")
-	entries, err := os.ReadDir(links)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	for _, e := range entries {
-		file := filepath.Join(links, e.Name())
-		if l, err := link.LoadPinnedLink(file, nil); err == nil {
-			if err := l.Unpin(); err != nil {
-				errs = append(errs, fmt.Errorf("unpin %s: %w", file, err))
-			}
-			l.Close() // the last reference: the program leaves the interface
-		} else if err := os.Remove(file); err != nil {
-			errs = append(errs, err)
-		}
-		log.Info("detached", "interface", e.Name())
-	}
-	for _, name := range ifnames {
-		nl, err := netlink.LinkByName(name)
-		if err != nil {
-			continue // gone: nothing attached
-		}
-		f, err := ourFilter(nl.Attrs().Index)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
-			continue
-		}
-		if f != nil {
-			if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("interface %s: remove tc filter: %w", name, err))
-				continue
-			}
-			log.Info("removed the tc filter", "interface", name)
-		}
-	}
-	maps := filepath.Join(pinPath, "maps")
-	entries, err = os.ReadDir(maps)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(maps, e.Name())); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(entries) > 0 {
-		log.Info("removed the pinned maps", "path", maps, "maps", len(entries))
-	}
-	for _, p := range []string{filepath.Join(pinPath, "info"), links, maps} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := os.Remove(pinPath); err != nil && !errors.Is(err, os.ErrNotExist) &&
-		!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
