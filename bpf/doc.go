@@ -5,8 +5,9 @@
 // `go build` needs no clang. `make generate` rebuilds them with the pinned
 // toolchain, and CI fails when they are stale.
 //
-// Every type that crosses the kernel boundary is generated (bpf2go -type);
-// none is mirrored by hand.
+// Every type that crosses the kernel boundary is generated (bpf2go -type,
+// listed one a line in bpf2go.sh, which runs both builds); none is mirrored
+// by hand.
 //
 // steer_upgrade_bpfel.{go,o} are the same programs built with
 // -DGRAYLANE_UPGRADE_TEST: a binary built with the tag graylane_upgrade_test
@@ -15,5 +16,4 @@
 package bpf
 
 //go:generate go run ../pkg/histogram/cmd/genbounds include/hist_bounds.h
-//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -go-package bpf -output-stem steer -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type endpoint -type nh_key -type nexthop -type nh_slot -type service -type backend -type table_key -type table -type flow_key -type flow -type reply -type pin_key -type pool_stats -type stat -type pool -type key_kind -type direction -type service_flags -type flow_flags -type limits -type xdp_md -type flow_state -type err_kind -type app -type latency_kind -type svc_params -type hist -type pool_latency -type rate -type wheel_limits -type wheel_head -type wheel_entry -type frontend -type filter_limits Steer steer.c
-//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -go-package bpf -output-stem steer_upgrade -tags graylane_upgrade_test -cflags "-DGRAYLANE_UPGRADE_TEST -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" SteerUpgrade steer.c
+//go:generate bash bpf2go.sh
