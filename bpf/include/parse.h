@@ -25,7 +25,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 
-#include "maps.h"
+#include "types.h"
 
 #define MAX_IPV6_EXT 4
 

@@ -151,6 +151,9 @@ static __always_inline __u64 fetch_add_u64(__u64 *p, __u64 v)
 	return v;
 }
 
+/* The default of struct service's timeout (spec.timeout). */
+#define DEFAULT_TIMEOUT_NS 5000000000ULL
+
 /* A service's timeout (spec.timeout). */
 static __always_inline __u64 svc_timeout(__u32 svc_id)
 {

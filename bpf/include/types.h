@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The types shared with the Go data path: the keys and values of the maps,
+ * and the enums both sides index or compare by. bpf2go exports every one to
+ * Go (bpf2go.sh lists them), so neither side keeps a hand-written copy of the
+ * other's layout. Nothing here allocates: the maps are in maps.h.
+ *
+ * Addresses are always 16 bytes; IPv4 addresses are stored IPv4-mapped
+ * (::ffff:a.b.c.d). One layout serves both families, and Go's
+ * netip.Addr.As16() produces exactly this form.
+ */
+#pragma once
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+#include "hist_bounds.h"
+
+/* Pools of a service; per-pool state is indexed by these. */
+enum pool {
+	POOL_STABLE = 0,
+	POOL_CANARY = 1,
+	POOL_COUNT = 2,
+};
+
+/* What the split hashes to put a new flow into a pool. */
+enum key_kind {
+	KEY_FLOW = 0,       /* the 5-tuple */
+	KEY_CLIENT = 1,     /* the source address */
+	KEY_GTPU_INNER = 2, /* the inner source address of a GTP-U G-PDU */
+};
+
+enum limits {
+	/* Weights are in basis points: a key is canary iff its bucket < weight. */
+	WEIGHT_SCALE = 10000,
+	/* Maglev lookup table size: prime, and >= 32x the pool size limit so
+	 * that every backend's share is within a few percent of its weight. */
+	MAGLEV_SIZE = 8191,
+	MAX_BACKENDS = 256,
+	/* Latency thresholds per service whose exceedances are counted exactly. */
+	MAX_THRESHOLDS = 4,
+};
+
+/* service.flags */
+enum service_flags {
+	SVC_F_PINS = 1 << 0, /* the service has pins: look them up for new flows */
+	SVC_F_RATE = 1 << 1, /* new canary flows are capped: take a token (rates) */
+};
+
+/* flow.flags */
+enum flow_flags {
+	FLOW_F_MIRROR = 1 << 0,    /* reserved for the mirror feature: copy this flow */
+	FLOW_F_SEQ_KNOWN = 1 << 1, /* TCP: flow.req_end holds a client sequence number */
+	FLOW_F_RESET = 1 << 2,     /* the backend reset the flow (counted once) */
+	FLOW_F_FIN_CLIENT = 1 << 3,  /* TCP: the client sent a FIN */
+	FLOW_F_FIN_BACKEND = 1 << 4, /* TCP: the backend sent a FIN */
+};
+
+/* Where a flow is in its request/response cycle. */
+enum flow_state {
+	FLOW_IDLE = 0,       /* nothing outstanding */
+	FLOW_CONNECTING = 1, /* TCP: SYN forwarded, no SYN-ACK yet */
+	FLOW_AWAITING = 2,   /* a request went to the backend, no answer yet */
+};
+
+/* Error signals, counted per service x pool. */
+enum err_kind {
+	ERR_RESET = 0,    /* RST from the backend */
+	ERR_HTTP_5XX = 1, /* app http: the response starts "HTTP/1.x 5" */
+	ERR_ICMP = 2,     /* destination unreachable from or about a backend */
+	ERR_TIMEOUT = 3,  /* no SYN-ACK or no response within the service's timeout */
+	ERR_COUNT = 4,
+};
+
+/* Application protocols the data path looks into. */
+enum app {
+	APP_NONE = 0,
+	APP_HTTP = 1,
+};
+
+/* Latency kinds of the histograms. */
+enum latency_kind {
+	LAT_CONNECT = 0,  /* SYN forwarded -> SYN-ACK seen */
+	LAT_RESPONSE = 1, /* request payload forwarded -> first response payload seen */
+	LAT_COUNT = 2,
+};
+
+/* An address, port and protocol: the key of the services map (what clients
+ * send to) and of the backends map (what backends answer from). */
+struct endpoint {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Value of the services map. The whole value is replaced by one map update,
+ * so a weight change, or a switch to a freshly written lookup table, is seen
+ * by the programs all at once. */
+struct service {
+	__u32 id;          /* index of per-service state (counters, tables, pins) */
+	__u16 weight;      /* canary share of new keys, basis points */
+	__u8 key;          /* enum key_kind */
+	__u8 flags;        /* enum service_flags */
+	__u8 table_gen[POOL_COUNT]; /* live buffer of each pool's lookup table */
+	__u8 table_ok[POOL_COUNT];  /* 1 if the pool has backends */
+};
+
+/* A backend address and port. */
+struct backend {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+};
+
+/* Key of the tables map. Each pool has two buffers (gen 0 and 1): Go
+ * writes the idle one and then flips service.table_gen, so a program never
+ * sees a half-written table. */
+struct table_key {
+	__u32 svc_id;
+	__u8 pool;
+	__u8 gen;
+	__u16 pad;
+};
+
+/* A pool's Maglev lookup table, self-contained: lut[] indexes backends[]. */
+struct table {
+	__u32 backends_len;
+	struct backend backends[MAX_BACKENDS];
+	__u8 lut[MAGLEV_SIZE];
+};
+
+/* Key of the flows map: a client's packet to a VIP as it appears on the
+ * wire, plus the service's key kind. For services keyed by gtpu-inner, a
+ * flow is a UE: src is the inner source address and sport is 0, so a UE
+ * stays on its backend whichever base station (outer source) carries it. */
+struct flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind; /* enum key_kind of the service */
+	__u16 pad;
+};
+
+/* Value of the flows map: where a live flow goes, and where it is in its
+ * request/response cycle. The state fields are written only when the state
+ * changes (and while a multi-segment request streams in), never on every
+ * packet of an established flow. Room to grow: the mirror feature uses
+ * FLOW_F_MIRROR. */
+struct flow {
+	struct backend backend;
+	__u32 svc_id;
+	__u8 pool;
+	__u8 flags;    /* enum flow_flags */
+	__u8 state;    /* enum flow_state */
+	__u8 pad;
+	/* TCP: the client sequence number just past the request data seen; a
+	 * client segment before it is a retransmission, not a new request. */
+	__u32 req_end;
+	/* When the SYN was forwarded (CONNECTING) or the request started
+	 * (AWAITING), bpf_ktime_get_ns. */
+	__u64 t_start_ns;
+};
+
+/* Value of the backends map: the service a backend endpoint serves. A reply
+ * from it is translated back (VIP as source) only if the flow it answers is
+ * in the flows map, so traffic to the backend that did not come through the
+ * VIP (health checks, monitoring) passes untouched. An endpoint belongs to
+ * one pool of one service (validation enforces it). */
+struct reply {
+	__u8 vip[16];
+	__be16 vip_port;
+	__u8 pool;
+	__u8 kind; /* enum key_kind of the service: how its flows are keyed */
+	__u32 svc_id;
+};
+
+/* Key of a next-hop cache slot: where a rewritten packet goes, and from
+ * which interface it came (policy routing may depend on it). */
+struct nh_key {
+	__u8 addr[16];
+	__u32 ifindex;
+};
+
+/* Value of the nexthops cache: what bpf_fib_lookup said, reused for
+ * NEXTHOP_TTL_NS or until the agent bumps route_gen on a route, neighbour
+ * or link change, whichever comes first. */
+struct nexthop {
+	__u64 expires; /* in jiffies (bpf_jiffies64) */
+	__u32 gen;
+	__u32 ifindex;
+	__u32 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+/* A slot of the next-hop cache. */
+struct nh_slot {
+	struct nh_key key;
+	struct nexthop nh;
+};
+
+/* Key of the pins LPM trie: prefixlen counts the 32 bits of svc_id plus the
+ * address bits (an IPv4 prefix /n is stored IPv4-mapped, 96 + n bits). */
+struct pin_key {
+	__u32 prefixlen;
+	__u32 svc_id;
+	__u8 addr[16];
+};
+
+/* Traffic directions of the per-pool counters. */
+enum direction {
+	DIR_TO_BACKEND = 0,
+	DIR_TO_CLIENT = 1,
+	DIR_COUNT = 2,
+};
+
+/* Per service x pool counters (per CPU; Go sums the CPUs). */
+struct pool_stats {
+	__u64 packets[DIR_COUNT];
+	__u64 bytes[DIR_COUNT];
+	__u64 flows; /* new flows steered into the pool */
+	__u64 errors[ERR_COUNT];
+};
+
+/* Per service settings the programs read by service id (the services map is
+ * keyed by frontend). Written by Go. */
+struct svc_params {
+	__u64 timeout_ns;                /* a request unanswered this long is a timeout */
+	__u64 slow_ns[MAX_THRESHOLDS];   /* count responses slower than these; 0: unused */
+	__u8 app;                        /* enum app */
+	__u8 pad[7];
+};
+
+/* A latency histogram: bucket 0 is the zero bucket, bucket k the native
+ * schema-3 bucket HIST_MIN_INDEX + k - 1 (see hist_bounds.h). */
+struct hist {
+	__u64 buckets[HIST_BOUNDS];
+	__u64 sum_ns;
+};
+
+/* Per service x pool latency, updated with atomic adds: a per-CPU copy
+ * would cost HIST_BOUNDS x 8 bytes x 2 kinds x CPUs per pool. */
+struct pool_latency {
+	struct hist lat[LAT_COUNT];
+	__u64 slow[MAX_THRESHOLDS]; /* responses slower than svc_params.slow_ns[i] */
+};
+
+/* What happened to packets, per CPU. Tests and benchmarks read these to
+ * prove which path a packet took. */
+enum stat {
+	STAT_PASS_NOT_IP = 0,      /* not IPv4/IPv6 (ARP, VLAN-tagged, ...) */
+	STAT_PASS_NOT_L4,          /* not TCP/UDP, or an IPv6 header we do not walk */
+	STAT_PASS_FRAGMENT,        /* an IP fragment: no ports to steer by */
+	STAT_PASS_MALFORMED,       /* truncated or inconsistent headers */
+	STAT_PASS_NOT_SERVICE,     /* no service on this address, port, protocol */
+	STAT_PASS_NOT_REPLY,       /* from the backend side, not a reply of a flow */
+	STAT_FLOW_HIT,             /* an established flow */
+	STAT_FLOW_NEW,             /* a new flow was steered */
+	STAT_FLOW_SYN,             /* a bare TCP SYN: (re)steered without a lookup */
+	STAT_FLOW_INSERT_FAIL,     /* the flow table refused the entry */
+	STAT_PINNED,               /* a new flow's pool was decided by a pin */
+	STAT_DROP_NO_BACKEND,      /* a service packet, but no pool has backends */
+	STAT_REPLY_HIT,            /* a backend reply translated back */
+	STAT_NEXTHOP_MISS,         /* the next hop was not cached: FIB lookup */
+	STAT_REQUEST,              /* a request started (client payload on an idle flow) */
+	STAT_RESPONSE,             /* a response timed (backend payload on an awaiting flow) */
+	STAT_RETRANSMIT,           /* client data before the request end: not a new request */
+	STAT_ICMP_ERROR,           /* an ICMP unreachable about a backend */
+	STAT_TIMEOUT,              /* a request or connect timed out (sweep) */
+	STAT_FWD_REDIRECT,         /* forwarded by the program itself */
+	STAT_FWD_STACK,            /* rewritten, handed to the stack to forward */
+	STAT_RATE_LIMITED,         /* a new flow the weight gave the canary went to stable: no token */
+	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
+	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
+	STAT_FLOW_CLOSED,          /* a TCP flow closed (both FINs, then a bare ACK): its entry deleted */
+	STAT_COUNT,
+};
+
+/* Sizes and values of the frontend filter (see frontend_filter in maps.h). */
+enum filter_limits {
+	FILTER_SLOT_BITS = 16,
+	FILTER_SLOTS = 1 << 16,
+	FILTER_MIXED = 0xff,
+};
+
+/* A service's frontend and key kind, by service id: what a flow's key must
+ * show (dst, dport, proto, kind) for the flow to belong to the service that
+ * now has its id. With it an established flow is forwarded after one flow
+ * table lookup, without the services lookup: a flow of a removed service,
+ * or of a service whose id went to another, fails the check and takes the
+ * full path. All zero (proto 0) for an unused id. */
+struct frontend {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 kind; /* enum key_kind */
+};
+
+/* A token bucket that caps a service's new canary flows per second on
+ * this node (a release's setRate step; the agent splits the cluster-wide
+ * rate over the live nodes). Tokens are counted in billionths so that
+ * refilling needs no division: one nanosecond at per_sec flows/s adds
+ * per_sec nanotokens. Shared by all CPUs under the lock: a per-CPU bucket
+ * would let each CPU admit the whole rate. */
+struct rate {
+	struct bpf_spin_lock lock;
+	__u32 per_sec;  /* the cap; 0: none */
+	__u32 burst;    /* flows admitted at once, at most */
+	__u64 tokens;   /* nanotokens: 1e9 admits one flow */
+	__u64 last_ns;  /* the last refill */
+};
+
+/* The deadline wheel's geometry (see wheel_heads in maps.h). */
+enum wheel_limits {
+	WHEEL_SHIFT = 26,
+	WHEEL_SLOTS = 256,
+	/* The entries one run of sweep_wheel visits: a slot is visited in
+	 * wheel_cap / WHEEL_CHUNK runs, so the verifier's walk of the loop
+	 * stays bounded whatever the wheel's size. */
+	WHEEL_CHUNK = 1024,
+};
+
+/* A slot's head: the epoch it holds now, and how many entries were filed
+ * in it (may exceed wheel_cap: those past it were not filed). */
+struct wheel_head {
+	__u64 epoch;
+	__u64 n;
+};
+
+/* A filed request: its flow, and when the request started. */
+struct wheel_entry {
+	struct flow_key key;
+	__u64 t_start_ns;
+};
+
+/* Names every enum above in one type so that it reaches BTF, from which
+ * bpf2go generates the Go constants. Never read or written. */
+struct enums {
+	enum pool pool;
+	enum key_kind key_kind;
+	enum service_flags service_flags;
+	enum flow_flags flow_flags;
+	enum direction direction;
+	enum stat stat;
+	enum limits limits;
+	enum flow_state flow_state;
+	enum err_kind err_kind;
+	enum app app;
+	enum latency_kind latency_kind;
+	enum wheel_limits wheel_limits;
+	enum filter_limits filter_limits;
+};
+struct enums *unused_enums __attribute__((unused));
