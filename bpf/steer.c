@@ -27,6 +27,7 @@
 #include "include/maps.h"
 #include "include/parse.h"
 #include "include/csum.h"
+#include "include/track.h"
 #include "include/steer.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
