@@ -24,9 +24,15 @@ func New(env *cli.Env) *cobra.Command {
 			return cli.Usagef("pin: say add, rm or ls")
 		},
 	}
+	cmd.AddCommand(add(env), rm(env), ls(env))
+	return cmd
+}
+
+// add returns `pin add SERVICE PREFIX --pool POOL`.
+func add(env *cli.Env) *cobra.Command {
 	var wait cli.Wait
 	var pool string
-	add := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "add SERVICE PREFIX --pool canary|stable",
 		Short:   "Add a pin (or change the pool of an existing one)",
 		Example: "  graylanectl pin add auth 10.9.0.0/16 --pool canary",
@@ -48,11 +54,15 @@ func New(env *cli.Env) *cobra.Command {
 				})
 		},
 	}
-	add.Flags().StringVar(&pool, "pool", "", "the pool: canary or stable")
-	wait.AddFlags(add)
+	cmd.Flags().StringVar(&pool, "pool", "", "the pool: canary or stable")
+	wait.AddFlags(cmd)
+	return cmd
+}
 
-	var rmWait cli.Wait
-	rm := &cobra.Command{
+// rm returns `pin rm SERVICE PREFIX`.
+func rm(env *cli.Env) *cobra.Command {
+	var wait cli.Wait
+	cmd := &cobra.Command{
 		Use:   "rm SERVICE PREFIX",
 		Short: "Remove a pin",
 		Args:  cli.Args(cobra.ExactArgs(2)),
@@ -61,15 +71,19 @@ func New(env *cli.Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return env.Write(cmd.Context(), &rmWait, "removed pin "+prefix.String()+" of "+args[0],
+			return env.Write(cmd.Context(), &wait, "removed pin "+prefix.String()+" of "+args[0],
 				func(ctx context.Context, c *api.Client, opts api.WriteOptions) (api.Write, error) {
 					return c.RemovePin(ctx, args[0], prefix.String(), opts)
 				})
 		},
 	}
-	rmWait.AddFlags(rm)
+	wait.AddFlags(cmd)
+	return cmd
+}
 
-	ls := &cobra.Command{
+// ls returns `pin ls SERVICE`.
+func ls(env *cli.Env) *cobra.Command {
+	return &cobra.Command{
 		Use:   "ls SERVICE",
 		Short: "List a service's pins",
 		Args:  cli.Args(cobra.ExactArgs(1)),
@@ -94,8 +108,6 @@ func New(env *cli.Env) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, rm, ls)
-	return cmd
 }
 
 // parsePrefix checks a prefix before anything is sent.

@@ -34,9 +34,7 @@ const TokenEnv = cli.TokenEnv
 // environment (os.Getenv, or a map in tests).
 func New(in io.Reader, out, errOut io.Writer, getenv func(string) string) *cobra.Command {
 	env := &cli.Env{In: in, Out: out, Err: errOut}
-	var server, token, caFile, format string
-	var timeout time.Duration
-	var consistent bool
+	g := &globals{}
 	cmd := &cobra.Command{
 		Use:   "graylanectl",
 		Short: "Control a Graylane cluster: services, canary weights, pins, members",
@@ -50,33 +48,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		SilenceErrors: true,
 		Args:          cli.Args(cobra.NoArgs),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := printer.ParseFormat(format)
-			if err != nil {
-				return &cli.UsageError{Err: err}
-			}
-			if timeout <= 0 {
-				return cli.Usagef("--timeout %v: give a positive duration, such as 30s", timeout)
-			}
-			if token == "" {
-				token = getenv(TokenEnv) // not a flag default: help must not print it
-			}
-			env.Format, env.Server, env.Timeout = f, server, timeout
-			env.Connect = func(minTimeout time.Duration) (*api.Client, error) {
-				opts := api.ClientOptions{Server: server, Token: token, Timeout: max(timeout, minTimeout), Consistent: consistent}
-				if caFile != "" {
-					pool, err := loadCA(caFile)
-					if err != nil {
-						return nil, err
-					}
-					opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
-				}
-				c, err := api.NewClient(opts)
-				if err != nil {
-					return nil, &cli.UsageError{Err: err}
-				}
-				return c, nil
-			}
-			return nil
+			return g.configure(env, getenv)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -88,13 +60,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return cli.Usagef("%s%v", cli.Where(c), err)
 	})
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&server, "server", api.DefaultServer, "the agent's API: unix:///path/to/socket or https://host:port")
-	pf.StringVar(&token, "token", "", "bearer token for an https server (default: $"+TokenEnv+")")
-	pf.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the https server's certificate")
-	pf.DurationVar(&timeout, "timeout", 30*time.Second, "bound on each request to the agent")
-	pf.BoolVar(&consistent, "consistent", false, "read from the leader (sees every committed write) instead of the local agent")
-	pf.StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
+	g.addFlags(cmd)
 	cmd.CompletionOptions.DisableDefaultCmd = true
 
 	cmd.AddCommand(
@@ -106,19 +72,77 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		pin.New(env),
 		members.New(env),
 		rollout.New(env),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print graylanectl's version",
-			Args:  cli.Args(cobra.NoArgs),
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				v := struct {
-					Version string `json:"version"`
-				}{version.Version}
-				return env.Print(v, func(t *printer.Tab) { t.Line("graylanectl %s", v.Version) })
-			},
-		},
+		versionCommand(env),
 	)
 	return cmd
+}
+
+// globals holds the global flags: which agent to talk to, how, and how to
+// print its answers.
+type globals struct {
+	server, token, caFile, format string
+	timeout                       time.Duration
+	consistent                    bool
+}
+
+func (g *globals) addFlags(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&g.server, "server", api.DefaultServer, "the agent's API: unix:///path/to/socket or https://host:port")
+	pf.StringVar(&g.token, "token", "", "bearer token for an https server (default: $"+TokenEnv+")")
+	pf.StringVar(&g.caFile, "ca", "", "PEM file of the CA that signed the https server's certificate")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "bound on each request to the agent")
+	pf.BoolVar(&g.consistent, "consistent", false, "read from the leader (sees every committed write) instead of the local agent")
+	pf.StringVarP(&g.format, "output", "o", "table", "output format: table, json or yaml")
+}
+
+// configure checks the global flags once they are parsed and sets env's
+// format, server, timeout and Connect from them.
+func (g *globals) configure(env *cli.Env, getenv func(string) string) error {
+	f, err := printer.ParseFormat(g.format)
+	if err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	if g.timeout <= 0 {
+		return cli.Usagef("--timeout %v: give a positive duration, such as 30s", g.timeout)
+	}
+	if g.token == "" {
+		g.token = getenv(TokenEnv) // not a flag default: help must not print it
+	}
+	env.Format, env.Server, env.Timeout = f, g.server, g.timeout
+	env.Connect = g.connect
+	return nil
+}
+
+// connect makes a client of the agent, with a timeout of at least
+// minTimeout.
+func (g *globals) connect(minTimeout time.Duration) (*api.Client, error) {
+	opts := api.ClientOptions{Server: g.server, Token: g.token, Timeout: max(g.timeout, minTimeout), Consistent: g.consistent}
+	if g.caFile != "" {
+		pool, err := loadCA(g.caFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	}
+	c, err := api.NewClient(opts)
+	if err != nil {
+		return nil, &cli.UsageError{Err: err}
+	}
+	return c, nil
+}
+
+func versionCommand(env *cli.Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print graylanectl's version",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := struct {
+				Version string `json:"version"`
+			}{version.Version}
+			return env.Print(v, func(t *printer.Tab) { t.Line("graylanectl %s", v.Version) })
+		},
+	}
 }
 
 func loadCA(path string) (*x509.CertPool, error) {
