@@ -4,11 +4,11 @@
  * where they go. A connect is timed from the SYN to the SYN-ACK, a request
  * from its first payload to the backend's first answer, into the pool's
  * histograms; each wait is filed in the deadline wheel, where the timeout
- * sweep finds it; resets, ICMP errors and HTTP 5xx responses count as
- * errors; a closed TCP flow's entry is deleted (track_close). Kept apart
- * from the steering decision (steer.h), which calls it only to start a new
- * flow's clock: all of it but track_close is off with tracking = 0, and
- * the verifier then drops that code.
+ * sweep (sweep.h) finds it; resets, ICMP errors and HTTP 5xx responses
+ * count as errors; a closed TCP flow's entry is deleted (track_close).
+ * Kept apart from the steering decision (steer.h), which calls it only to
+ * start a new flow's clock: all of it but track_close is off with
+ * tracking = 0, and the verifier then drops that code.
  */
 #pragma once
 
