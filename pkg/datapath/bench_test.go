@@ -593,8 +593,8 @@ func BenchmarkSweep(b *testing.B) {
 func walkTable(d *Datapath) (time.Duration, int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.fullSweep(0, false)
-	return d.lastWalk, d.flowCount, err
+	err := d.sweeper.fullSweep(0, false)
+	return d.sweeper.lastWalk, d.sweeper.flowCount, err
 }
 
 // BenchmarkTCChecksum compares, in one run, the tc programs' established

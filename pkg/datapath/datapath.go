@@ -96,16 +96,8 @@ type Datapath struct {
 	statNames []string
 	errNames  []string
 	cpus      int // possible CPUs: the length of a per-CPU value
-
-	// The timeout sweep's state (SweepTimeouts, under mu): the next epoch
-	// of the deadline wheel to visit (0: not set up), when the flow table
-	// was last walked whole, how long that walk took, and the flows it
-	// counted.
-	wheelNext     uint64
-	lastFullSweep time.Time
-	lastWalk      time.Duration
-	flowCount     int
-	wheelCap      uint32 // entries per slot of the wheel (wheel_cap)
+	// sweeper runs the timeout sweep (SweepTimeouts), under its own lock.
+	sweeper timeoutSweeper
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by interface name
@@ -166,8 +158,8 @@ func New(opts Options) (*Datapath, error) {
 		thresholds: make(map[string][]time.Duration),
 		rates:      make(map[string]uint32),
 		ids:        newIDAllocator(opts.MaxServices),
-		wheelCap:   wheelCapFor(opts.FlowTable),
 	}
+	d.sweeper = newTimeoutSweeper(&d.objs, opts.FlowTable)
 	collOpts := ebpf.CollectionOptions{Cache: kernelTypes}
 	if opts.PinPath != "" {
 		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
@@ -269,171 +261,6 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	return spec, statNames, errNames, nil
 }
 
-// fullSweepEvery is how often SweepTimeouts walks the whole flow table
-// even when the deadline wheel holds every open request: to count the
-// flows (graylane_flow_table_entries).
-const fullSweepEvery = 10 * time.Second
-
-// walkSpacing bounds the agent's CPU time in walks of the whole flow
-// table, whose cost grows with the table's fill (BenchmarkSweep: 80-165
-// ns a flow, 44 ms for a full default table): a walk starts no sooner
-// than walkSpacing times the last one's duration after it ended, so the
-// walks take at most a twentieth of a core however large the table and
-// however often the wheel overflows. A walk the wheel's overflow asks for
-// waits for it too (the requests the wheel holds are still judged at every
-// sweep; those it could not file, at the walk); one the wheel cannot do
-// without (not set up, or stale) does not.
-const walkSpacing = 20
-
-// walkDue says whether a walk of the whole table may start now: every
-// has passed since the last one ended, and the walks' CPU budget allows it.
-func (d *Datapath) walkDue(every time.Duration) bool {
-	return time.Since(d.lastFullSweep) >= max(every, walkSpacing*d.lastWalk)
-}
-
-// SweepTimeouts counts as a timeout error, and closes, every request or
-// connect that waited longer than its service's timeout. It visits the
-// slots of the programs' deadline wheel whose time has passed, and walks
-// the whole flow table instead when the wheel is not set up (or stale),
-// or could not file every request, and every fullSweepEvery; the last two
-// within the walks' CPU budget (walkSpacing). It returns the number of
-// flows in the table as of the last whole walk. The agent calls it
-// periodically.
-func (d *Datapath) SweepTimeouts() (flows int, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return 0, errors.New("data path is closed")
-	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
-		return 0, fmt.Errorf("read the clock: %w", err)
-	}
-	epoch := uint64(ts.Nano()) >> bpf.SteerWheelLimitsWHEEL_SHIFT
-	var overflow uint32
-	if err := d.objs.WheelOverflow.Get(&overflow); err != nil {
-		return 0, fmt.Errorf("read the wheel's overflow flag: %w", err)
-	}
-	unready := d.wheelNext == 0 || epoch-d.wheelNext > uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)/2
-	if unready || (overflow != 0 && d.walkDue(0)) {
-		if err := d.fullSweep(epoch, true); err != nil {
-			return 0, err
-		}
-		d.wheelNext = epoch
-		return d.flowCount, nil
-	}
-	// The due slots are visited even when the table is walked too: a
-	// visit also sets its slot up for the next round.
-	for e := d.wheelNext; e < epoch; e++ {
-		if err := d.sweepEpoch(e); err != nil {
-			return 0, err
-		}
-		d.wheelNext = e + 1
-	}
-	if d.walkDue(fullSweepEvery) {
-		if err := d.fullSweep(epoch, false); err != nil {
-			return 0, err
-		}
-	}
-	return d.flowCount, nil
-}
-
-// sweepEpoch visits the wheel's slot of a past epoch, a chunk of entries
-// per program run.
-func (d *Datapath) sweepEpoch(e uint64) error {
-	slot := uint32(e % uint64(bpf.SteerWheelLimitsWHEEL_SLOTS))
-	var head bpf.SteerWheelHead
-	if err := d.objs.WheelHeads.Lookup(slot, &head); err != nil {
-		return fmt.Errorf("read the wheel: %w", err)
-	}
-	chunks := uint64(1)
-	if head.Epoch == e {
-		filed := min(head.N, uint64(d.wheelCap))
-		chunks = max(1, (filed+uint64(bpf.SteerWheelLimitsWHEEL_CHUNK)-1)/uint64(bpf.SteerWheelLimitsWHEEL_CHUNK))
-	}
-	for c := range chunks {
-		last := uint32(0)
-		if c == chunks-1 {
-			last = 1
-		}
-		if err := errors.Join(d.objs.SweepEpoch.Set(e), d.objs.SweepChunk.Set(uint32(c)), d.objs.SweepLastChunk.Set(last)); err != nil {
-			return fmt.Errorf("timeout sweep: %w", err)
-		}
-		if err := runSweep(d.objs.SweepWheel); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// runSweep runs one of the sweep programs: XDP programs run on a dummy
-// frame (they only walk maps), of the Ethernet header's worth of data the
-// kernel wants at least.
-func runSweep(prog *ebpf.Program) error {
-	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
-		return fmt.Errorf("run the timeout sweep: %w", err)
-	}
-	return nil
-}
-
-// wheelCapFor is the deadline wheel's entries per slot for a flow table
-// of flowTable entries: one 256th of it, in whole chunks, at least one.
-// The wheel then holds as many deadlines as the table holds flows (48 B
-// each), and a slot takes flowTable/256 deadlines per 67 ms epoch: 15 000
-// requests/s for the default table.
-func wheelCapFor(flowTable uint32) uint32 {
-	chunk := uint32(bpf.SteerWheelLimitsWHEEL_CHUNK)
-	return max(1, (flowTable/uint32(bpf.SteerWheelLimitsWHEEL_SLOTS)+chunk-1)/chunk) * chunk
-}
-
-// fullSweep walks the whole flow table. With refile it first sets the
-// wheel up from epoch on (slots for past epochs that were not visited are
-// emptied: the walk times their requests out) and files every open
-// request that is not late yet.
-func (d *Datapath) fullSweep(epoch uint64, refile bool) error {
-	if refile {
-		// Cleared first: a request that cannot be filed during the walk
-		// sets it again, and the next sweep walks again.
-		if err := d.objs.WheelOverflow.Set(uint32(0)); err != nil {
-			return fmt.Errorf("clear the wheel's overflow flag: %w", err)
-		}
-		slots := uint64(bpf.SteerWheelLimitsWHEEL_SLOTS)
-		for slot := range uint32(slots) {
-			// The slot's epoch in the wheel's next round from epoch on.
-			want := epoch + (uint64(slot)+slots-epoch%slots)%slots
-			var head bpf.SteerWheelHead
-			if err := d.objs.WheelHeads.Lookup(slot, &head); err != nil {
-				return fmt.Errorf("read the wheel: %w", err)
-			}
-			if head.Epoch == want {
-				continue // set up already: keep what it holds
-			}
-			if err := d.objs.WheelHeads.Update(slot, bpf.SteerWheelHead{Epoch: want}, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("set the wheel up: %w", err)
-			}
-		}
-	}
-	var refileFlag uint32
-	if refile {
-		refileFlag = 1
-	}
-	if err := d.objs.SweepRefile.Set(refileFlag); err != nil {
-		return fmt.Errorf("timeout sweep: %w", err)
-	}
-	start := time.Now()
-	if err := runSweep(d.objs.SweepTimeouts); err != nil {
-		return err
-	}
-	d.lastWalk = time.Since(start)
-	var visited uint64
-	if err := d.objs.SweepVisited.Get(&visited); err != nil {
-		return fmt.Errorf("read the timeout sweep's count: %w", err)
-	}
-	d.flowCount = int(visited)
-	d.lastFullSweep = time.Now()
-	return nil
-}
-
 // Release closes the data path's file descriptors and leaves everything
 // pinned: the programs keep steering, the maps keep their flows, counters
 // and services, until a next New adopts them (or Cleanup removes them).
@@ -467,6 +294,7 @@ func (d *Datapath) shutdown(keep bool) error {
 		ifnames = append(ifnames, name)
 	}
 	d.attached = nil
+	d.sweeper.close()
 	errs = append(errs, d.closeObjects()...)
 	if !keep && d.opts.PinPath != "" {
 		if err := Cleanup(d.opts.PinPath, ifnames, slog.New(slog.DiscardHandler)); err != nil {

@@ -170,7 +170,7 @@ func TestTimeoutSweep(t *testing.T) {
 	// With the wheel set up, the programs file each request themselves
 	// and the sweeps visit only the wheel: no request overflows, no walk
 	// of the table is needed to find the late ones.
-	fullBefore := f.dp.lastFullSweep
+	fullBefore := f.dp.sweeper.lastFullSweep
 	for _, p := range []uint16{6001, 6002} {
 		f.askDNS(t, p)
 	}
@@ -182,7 +182,7 @@ func TestTimeoutSweep(t *testing.T) {
 	if err := f.dp.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
 		t.Fatalf("wheel overflow %d (%v): a request was not filed", overflow, err)
 	}
-	if !f.dp.lastFullSweep.Equal(fullBefore) {
+	if !f.dp.sweeper.lastFullSweep.Equal(fullBefore) {
 		t.Fatal("the sweep walked the whole table")
 	}
 	if n := unfiled(); n != 4 {
@@ -219,19 +219,19 @@ func TestTimeoutSweep(t *testing.T) {
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+3 {
 		t.Fatalf("timeouts %d after the grown timeout passed, want %d", c.Errors[ErrTimeout], len(unanswered)+3)
 	}
-	if !f.dp.lastFullSweep.Equal(fullBefore) {
+	if !f.dp.sweeper.lastFullSweep.Equal(fullBefore) {
 		t.Fatal("the sweep walked the whole table")
 	}
 
 	// The periodic walk of the table still visits the due slots, which
 	// sets each up for its next round: no slot is left behind for a later
 	// request to find unready.
-	f.dp.lastFullSweep = time.Now().Add(-fullSweepEvery)
+	f.dp.sweeper.lastFullSweep = time.Now().Add(-fullSweepEvery)
 	time.Sleep(2 * epoch)
 	if _, err := f.dp.SweepTimeouts(); err != nil {
 		t.Fatal(err)
 	}
-	if time.Since(f.dp.lastFullSweep) > time.Second {
+	if time.Since(f.dp.sweeper.lastFullSweep) > time.Second {
 		t.Fatal("no walk of the table after fullSweepEvery")
 	}
 	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
@@ -239,8 +239,8 @@ func TestTimeoutSweep(t *testing.T) {
 		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
 			t.Fatal(err)
 		}
-		if head.Epoch < f.dp.wheelNext {
-			t.Fatalf("slot %d holds past epoch %d (next to visit: %d)", slot, head.Epoch, f.dp.wheelNext)
+		if head.Epoch < f.dp.sweeper.wheelNext {
+			t.Fatalf("slot %d holds past epoch %d (next to visit: %d)", slot, head.Epoch, f.dp.sweeper.wheelNext)
 		}
 	}
 }
@@ -286,8 +286,8 @@ func TestTimeoutWheelChunks(t *testing.T) {
 	}
 	t.Cleanup(func() { big.Close() })
 	f.dp = big
-	if big.wheelCap != 2*uint32(bpf.SteerWheelLimitsWHEEL_CHUNK) {
-		t.Fatalf("wheel of %d entries a slot for %d flows, want %d", big.wheelCap, 1<<19, 2*bpf.SteerWheelLimitsWHEEL_CHUNK)
+	if big.sweeper.wheelCap != 2*uint32(bpf.SteerWheelLimitsWHEEL_CHUNK) {
+		t.Fatalf("wheel of %d entries a slot for %d flows, want %d", big.sweeper.wheelCap, 1<<19, 2*bpf.SteerWheelLimitsWHEEL_CHUNK)
 	}
 	s := timedDNSService(50 * time.Millisecond)
 	if err := big.Apply([]service.Service{s}); err != nil {
@@ -296,7 +296,7 @@ func TestTimeoutWheelChunks(t *testing.T) {
 	if _, err := big.SweepTimeouts(); err != nil { // sets the wheel up
 		t.Fatal(err)
 	}
-	fullBefore := big.lastFullSweep
+	fullBefore := big.sweeper.lastFullSweep
 	// Requests fast enough that one epoch's slot gets more than a chunk
 	// (and, all in one, still fit its 2 048); a slow machine may spread
 	// them over more epochs: try again then, in epochs of their own.
@@ -341,7 +341,7 @@ func TestTimeoutWheelChunks(t *testing.T) {
 	if err := big.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
 		t.Fatalf("wheel overflow %d (%v)", overflow, err)
 	}
-	if !big.lastFullSweep.Equal(fullBefore) {
+	if !big.sweeper.lastFullSweep.Equal(fullBefore) {
 		t.Fatal("the sweep walked the whole table")
 	}
 	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != asked {
@@ -376,11 +376,11 @@ func TestSweepWalkBudget(t *testing.T) {
 		return v
 	}
 	sweep := func() (walked bool) {
-		before := f.dp.lastFullSweep
+		before := f.dp.sweeper.lastFullSweep
 		if _, err := f.dp.SweepTimeouts(); err != nil {
 			t.Fatal(err)
 		}
-		return !f.dp.lastFullSweep.Equal(before)
+		return !f.dp.sweeper.lastFullSweep.Equal(before)
 	}
 	late := s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT)
 
@@ -404,7 +404,7 @@ func TestSweepWalkBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.askDNS(t, 5002)
-	f.dp.lastWalk = time.Hour
+	f.dp.sweeper.lastWalk = time.Hour
 	time.Sleep(late)
 	if sweep() {
 		t.Fatal("the overflow's walk started within the budget of an hour-long walk")
@@ -416,12 +416,12 @@ func TestSweepWalkBudget(t *testing.T) {
 		t.Fatal("the overflow flag was cleared without a walk")
 	}
 	// The periodic walk waits for the budget as well.
-	f.dp.lastFullSweep = time.Now().Add(-fullSweepEvery)
+	f.dp.sweeper.lastFullSweep = time.Now().Add(-fullSweepEvery)
 	if sweep() {
 		t.Fatal("the periodic walk started within the budget")
 	}
 	// Once the budget allows, the walk comes and finds the unfiled request.
-	f.dp.lastWalk = 0
+	f.dp.sweeper.lastWalk = 0
 	if !sweep() {
 		t.Fatal("no walk once the budget allowed it")
 	}
@@ -431,11 +431,11 @@ func TestSweepWalkBudget(t *testing.T) {
 	if overflow() != 0 {
 		t.Fatal("the overflow flag is still set after the walk")
 	}
-	if f.dp.lastWalk <= 0 {
-		t.Fatalf("the walk's duration reads %v", f.dp.lastWalk)
+	if f.dp.sweeper.lastWalk <= 0 {
+		t.Fatalf("the walk's duration reads %v", f.dp.sweeper.lastWalk)
 	}
 	// A wheel that is not set up is walked for at once, whatever the budget.
-	f.dp.wheelNext, f.dp.lastWalk = 0, time.Hour
+	f.dp.sweeper.wheelNext, f.dp.sweeper.lastWalk = 0, time.Hour
 	if !sweep() {
 		t.Fatal("no walk for a wheel that is not set up")
 	}
