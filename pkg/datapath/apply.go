@@ -73,7 +73,7 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	d.ids = p.ids
 	d.pins = p.pins
 	d.adopted = nil
-	d.sweep()
+	d.pruneUnreferenced()
 	if d.adoption != nil && !d.adoption.done {
 		if err := d.adoption.finish(d); err != nil {
 			return fmt.Errorf("take over the previous agent's data path (the maps hold the new state; the next apply retries): %w", err)
@@ -389,10 +389,10 @@ func (p *plan) run() error {
 	return nil
 }
 
-// sweep removes tables, pins and services that no installed service refers
-// to any more. Only garbage goes: a failure here leaves the steering right,
-// so it is logged, not returned.
-func (d *Datapath) sweep() {
+// pruneUnreferenced removes tables, pins, services and backend entries
+// that no installed service refers to any more. Only garbage goes: a
+// failure here leaves the steering right, so it is logged, not returned.
+func (d *Datapath) pruneUnreferenced() {
 	m := &d.objs.SteerMaps
 	liveTables := make(map[bpf.SteerTableKey]bool)
 	livePins := make(map[bpf.SteerPinKey]bool)
@@ -410,29 +410,30 @@ func (d *Datapath) sweep() {
 			livePins[k] = true
 		}
 	}
-	sweepMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
-	sweepMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
-	sweepMap(d, m.Services, func(k bpf.SteerEndpoint) bool { return liveServices[k] })
+	pruneMap(d, m.Tables, func(k bpf.SteerTableKey) bool { return liveTables[k] })
+	pruneMap(d, m.Pins, func(k bpf.SteerPinKey) bool { return livePins[k] })
+	pruneMap(d, m.Services, func(k bpf.SteerEndpoint) bool { return liveServices[k] })
 	// A backend removed from its pool keeps its reply translation while its
 	// service lives, so its live flows drain instead of breaking.
 	var r bpf.SteerReply
-	sweepMap(d, m.Backends, func(k bpf.SteerEndpoint) bool {
+	pruneMap(d, m.Backends, func(k bpf.SteerEndpoint) bool {
 		if err := m.Backends.Lookup(k, &r); err != nil {
-			return true // gone already, or unreadable: leave it to the next sweep
+			return true // gone already, or unreadable: leave it to the next prune
 		}
 		in := liveIDs[r.SvcId]
 		return in != nil && in.key.Addr == r.Vip && in.key.Port == r.VipPort
 	})
 }
 
-func sweepMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
+// pruneMap deletes every entry of m whose key is not live.
+func pruneMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
 	var dead []K
 	var key, next K
 	var prev any // nil: start from the first key
 	for {
 		if err := m.NextKey(prev, &next); err != nil {
 			if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				d.log.Warn("sweep: iterate map", "map", m.String(), "err", err)
+				d.log.Warn("prune unreferenced entries: iterate map", "map", m.String(), "err", err)
 				return
 			}
 			break
@@ -445,7 +446,7 @@ func sweepMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
 	}
 	for _, k := range dead {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			d.log.Warn("sweep: delete entry", "map", m.String(), "err", err)
+			d.log.Warn("prune unreferenced entries: delete entry", "map", m.String(), "err", err)
 		}
 	}
 }

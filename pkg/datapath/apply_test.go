@@ -98,7 +98,7 @@ func TestApplyDoubleBufferAndCapacity(t *testing.T) {
 	if err != nil || len(ks.Backends[service.Stable]) != 3 || ks.Weight != 2500 {
 		t.Fatalf("kernel has %+v (%v), want 3 stable backends at 25%%", ks, err)
 	}
-	// Only the live buffer of each pool remains after the sweep.
+	// Only the live buffer of each pool remains after the prune (pruneUnreferenced).
 	var n int
 	var key, next [8]byte
 	var prev any
