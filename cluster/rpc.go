@@ -91,9 +91,24 @@ func (r applyResponse) err() error {
 	}
 }
 
-// membersOnly are the RPCs that change the state: a node removed from the
-// cluster (which still holds a certificate of its CA) may not make them.
-var membersOnly = map[string]bool{"/cluster/apply": true, "/cluster/remove": true, "/cluster/report": true}
+// maxRPCBody bounds the body of an RPC's request and answer (a state of
+// many services fits).
+const maxRPCBody = 64 << 20
+
+// rpcAccess says who may make an RPC.
+type rpcAccess int
+
+const (
+	// anyNode: any holder of a certificate of the cluster's CA.
+	anyNode rpcAccess = iota
+	// membersOnly: the RPCs that change the state, which a node removed
+	// from the cluster (and still holding a certificate) may not make.
+	membersOnly
+)
+
+// rpcMethod answers one RPC from its request body. An *rpcError carries
+// the status of a failure; any other error is a 500.
+type rpcMethod func(ctx context.Context, body []byte) (any, error)
 
 // callerNotMember returns the name of the node calling r (its certificate's
 // common name) if it is not in the cluster's configuration.
@@ -114,150 +129,207 @@ func (n *Node) callerNotMember(r *http.Request) (string, bool) {
 	return caller, true
 }
 
+// rpcHandler serves the RPCs: each path, who may call it, and its method.
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(path string, fn func(ctx context.Context, body []byte) (any, int, error)) {
+	route := func(path string, access rpcAccess, method rpcMethod) {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-			if membersOnly[path] {
-				if caller, ok := n.callerNotMember(r); ok {
-					http.Error(w, fmt.Sprintf("node %q is not a member of the cluster", caller), http.StatusForbidden)
-					return
-				}
-			}
-			body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+			out, err := n.answerRPC(r, access, method)
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			out, status, err := fn(r.Context(), body)
-			if err != nil {
-				http.Error(w, err.Error(), status)
+				writeRPCError(w, err)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(out)
 		})
 	}
-	handle("/cluster/join", func(ctx context.Context, body []byte) (any, int, error) {
-		var req joinRequest
-		if err := json.Unmarshal(body, &req); err != nil || req.Node == "" || req.Address == "" {
-			return nil, http.StatusBadRequest, fmt.Errorf("join: want {node, address}: %v", err)
-		}
-		status, err := n.onLeader(ctx, "/cluster/join", req, func() error {
-			return n.raft.AddVoter(raft.ServerID(req.Node), raft.ServerAddress(req.Address), 0, 10*time.Second).Error()
-		})
-		return struct{}{}, status, err
-	})
-	handle("/cluster/remove", func(ctx context.Context, body []byte) (any, int, error) {
-		var req removeRequest
-		if err := json.Unmarshal(body, &req); err != nil || req.Node == "" {
-			return nil, http.StatusBadRequest, fmt.Errorf("remove: want {node}: %v", err)
-		}
-		status, err := n.onLeader(ctx, "/cluster/remove", req, func() error { return n.removeLocal(req.Node) })
-		return struct{}{}, status, err
-	})
-	handle("/cluster/apply", func(ctx context.Context, body []byte) (any, int, error) {
-		var req applyRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, http.StatusBadRequest, err
-		}
-		if !n.IsLeader() {
-			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
-		}
-		index, err := n.applyLocal(req.Data)
-		if errors.Is(err, errNoLeader) {
-			return nil, http.StatusServiceUnavailable, err
-		}
-		var conflict *ConflictError
-		var notFound *NotFoundError
-		if err != nil && !errors.As(err, &conflict) && !errors.As(err, &notFound) {
-			return nil, http.StatusInternalServerError, err
-		}
-		return toApplyResponse(index, err), 0, nil
-	})
-	handle("/cluster/state", func(ctx context.Context, _ []byte) (any, int, error) {
-		if !n.IsLeader() {
-			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
-		}
-		st, idx, err := n.ConsistentState(ctx)
-		if err != nil {
-			return nil, http.StatusServiceUnavailable, err
-		}
-		return stateResponse{State: st, Index: idx}, 0, nil
-	})
-	handle("/cluster/applied", func(context.Context, []byte) (any, int, error) {
-		return appliedResponse{Node: n.cfg.Node, Index: n.Applied()}, 0, nil
-	})
-	handle("/cluster/report", func(_ context.Context, body []byte) (any, int, error) {
-		var req reportRequest
-		if err := json.Unmarshal(body, &req); err != nil || req.Node == "" {
-			return nil, http.StatusBadRequest, fmt.Errorf("report: want {node, data}: %v", err)
-		}
-		if !n.IsLeader() {
-			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
-		}
-		f := n.report.Load()
-		if f == nil {
-			return nil, http.StatusServiceUnavailable, errors.New("this node takes no reports yet")
-		}
-		(*f)(req.Node, req.Data)
-		return struct{}{}, 0, nil
-	})
-	handle("/cluster/ask", func(_ context.Context, body []byte) (any, int, error) {
-		var req askRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, http.StatusBadRequest, err
-		}
-		f := n.ask.Load()
-		if f == nil || !n.IsLeader() {
-			return nil, http.StatusServiceUnavailable, errors.New("not the leader")
-		}
-		out, err := (*f)(req.Topic, req.Arg)
-		if err != nil {
-			return nil, http.StatusInternalServerError, err
-		}
-		return out, 0, nil
-	})
-	handle("/cluster/status", func(_ context.Context, body []byte) (any, int, error) {
-		var req statusRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, http.StatusBadRequest, err
-		}
-		f := n.status.Load()
-		if f == nil {
-			return nil, http.StatusServiceUnavailable, errors.New("this node's status is not available yet")
-		}
-		out, err := (*f)(req.Service)
-		if err != nil {
-			return nil, http.StatusInternalServerError, err
-		}
-		return out, 0, nil
-	})
+	route("/cluster/join", anyNode, n.rpcJoin)
+	route("/cluster/remove", membersOnly, n.rpcRemove)
+	route("/cluster/apply", membersOnly, n.rpcApply)
+	route("/cluster/state", anyNode, n.rpcState)
+	route("/cluster/applied", anyNode, n.rpcApplied)
+	route("/cluster/report", membersOnly, n.rpcReport)
+	route("/cluster/ask", anyNode, n.rpcAsk)
+	route("/cluster/status", anyNode, n.rpcStatus)
 	return mux
 }
 
-// onLeader runs fn if this node leads, else forwards the RPC to the leader.
-func (n *Node) onLeader(ctx context.Context, path string, req any, fn func() error) (int, error) {
-	if n.IsLeader() {
-		if err := fn(); err != nil {
-			return http.StatusInternalServerError, err
+// answerRPC checks who calls, reads the request body and runs the method.
+func (n *Node) answerRPC(r *http.Request, access rpcAccess, method rpcMethod) (any, error) {
+	if access == membersOnly {
+		if caller, ok := n.callerNotMember(r); ok {
+			return nil, rpcErrorf(http.StatusForbidden, "node %q is not a member of the cluster", caller)
 		}
-		return 0, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody))
+	if err != nil {
+		return nil, rpcErrorf(http.StatusBadRequest, "%v", err)
+	}
+	return method(r.Context(), body)
+}
+
+func rpcErrorf(status int, format string, args ...any) *rpcError {
+	return &rpcError{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// writeRPCError answers with an error's status (an *rpcError's, else 500)
+// and its message as plain text.
+func writeRPCError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var re *rpcError
+	if errors.As(err, &re) {
+		status = re.Status
+	}
+	http.Error(w, err.Error(), status)
+}
+
+// decode reads an RPC's JSON request: a 400 if the body is not one.
+func decode(body []byte, req any) error {
+	if err := json.Unmarshal(body, req); err != nil {
+		return rpcErrorf(http.StatusBadRequest, "%v", err)
+	}
+	return nil
+}
+
+// decodeWant is decode for a request with required fields: a body that
+// lacks them (complete reports false) is a 400 that says what to send.
+func decodeWant(body []byte, req any, want string, complete func() bool) error {
+	if err := json.Unmarshal(body, req); err != nil || !complete() {
+		return rpcErrorf(http.StatusBadRequest, "%s: %v", want, err)
+	}
+	return nil
+}
+
+// mustLead is a 503 unless this node leads.
+func (n *Node) mustLead() error {
+	if !n.IsLeader() {
+		return rpcErrorf(http.StatusServiceUnavailable, "not the leader")
+	}
+	return nil
+}
+
+// rpcJoin adds the calling node as a voter (through the leader).
+func (n *Node) rpcJoin(ctx context.Context, body []byte) (any, error) {
+	var req joinRequest
+	if err := decodeWant(body, &req, "join: want {node, address}", func() bool { return req.Node != "" && req.Address != "" }); err != nil {
+		return nil, err
+	}
+	return struct{}{}, n.onLeader(ctx, "/cluster/join", req, func() error {
+		return n.raft.AddVoter(raft.ServerID(req.Node), raft.ServerAddress(req.Address), 0, 10*time.Second).Error()
+	})
+}
+
+// rpcRemove takes a member out of the cluster (through the leader).
+func (n *Node) rpcRemove(ctx context.Context, body []byte) (any, error) {
+	var req removeRequest
+	if err := decodeWant(body, &req, "remove: want {node}", func() bool { return req.Node != "" }); err != nil {
+		return nil, err
+	}
+	return struct{}{}, n.onLeader(ctx, "/cluster/remove", req, func() error { return n.removeLocal(req.Node) })
+}
+
+// rpcApply commits a follower's command on the leader. The state's
+// refusal is an answer (applyResponse.Kind), not a failure.
+func (n *Node) rpcApply(_ context.Context, body []byte) (any, error) {
+	var req applyRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if err := n.mustLead(); err != nil {
+		return nil, err
+	}
+	index, err := n.applyLocal(req.Data)
+	if errors.Is(err, errNoLeader) {
+		return nil, rpcErrorf(http.StatusServiceUnavailable, "%v", err)
+	}
+	var conflict *ConflictError
+	var notFound *NotFoundError
+	if err != nil && !errors.As(err, &conflict) && !errors.As(err, &notFound) {
+		return nil, err
+	}
+	return toApplyResponse(index, err), nil
+}
+
+// rpcState answers a follower's consistent read on the leader.
+func (n *Node) rpcState(ctx context.Context, _ []byte) (any, error) {
+	if err := n.mustLead(); err != nil {
+		return nil, err
+	}
+	st, idx, err := n.ConsistentState(ctx)
+	if err != nil {
+		return nil, rpcErrorf(http.StatusServiceUnavailable, "%v", err)
+	}
+	return stateResponse{State: st, Index: idx}, nil
+}
+
+// rpcApplied says which index this node applied to its kernel.
+func (n *Node) rpcApplied(context.Context, []byte) (any, error) {
+	return appliedResponse{Node: n.cfg.Node, Index: n.Applied()}, nil
+}
+
+// rpcReport passes a node's report to the leader's report handler.
+func (n *Node) rpcReport(_ context.Context, body []byte) (any, error) {
+	var req reportRequest
+	if err := decodeWant(body, &req, "report: want {node, data}", func() bool { return req.Node != "" }); err != nil {
+		return nil, err
+	}
+	if err := n.mustLead(); err != nil {
+		return nil, err
+	}
+	f := n.report.Load()
+	if f == nil {
+		return nil, rpcErrorf(http.StatusServiceUnavailable, "this node takes no reports yet")
+	}
+	(*f)(req.Node, req.Data)
+	return struct{}{}, nil
+}
+
+// rpcAsk answers a follower's question on the leader.
+func (n *Node) rpcAsk(_ context.Context, body []byte) (any, error) {
+	var req askRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	f := n.ask.Load()
+	if f == nil || !n.IsLeader() {
+		return nil, rpcErrorf(http.StatusServiceUnavailable, "not the leader")
+	}
+	return (*f)(req.Topic, req.Arg)
+}
+
+// rpcStatus answers a status query for this node's kernel.
+func (n *Node) rpcStatus(_ context.Context, body []byte) (any, error) {
+	var req statusRequest
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	f := n.status.Load()
+	if f == nil {
+		return nil, rpcErrorf(http.StatusServiceUnavailable, "this node's status is not available yet")
+	}
+	return (*f)(req.Service)
+}
+
+// onLeader runs fn if this node leads, else forwards the RPC to the leader
+// (whose failure keeps its status).
+func (n *Node) onLeader(ctx context.Context, path string, req any, fn func() error) error {
+	if n.IsLeader() {
+		return fn()
 	}
 	addr, _ := n.Leader()
 	if addr == "" {
-		return http.StatusServiceUnavailable, errNoLeader
+		return rpcErrorf(http.StatusServiceUnavailable, "%v", errNoLeader)
 	}
 	ctx, cancel := context.WithTimeout(ctx, leaderWait)
 	defer cancel()
 	if err := n.call(ctx, addr, path, req, nil); err != nil {
 		var re *rpcError
 		if errors.As(err, &re) {
-			return re.Status, err
+			return err
 		}
-		return http.StatusBadGateway, err
+		return rpcErrorf(http.StatusBadGateway, "%v", err)
 	}
-	return 0, nil
+	return nil
 }
 
 // call makes an RPC to the node at a cluster address.
@@ -278,7 +350,7 @@ func (n *Node) call(ctx context.Context, address, path string, req, out any) err
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCBody))
 	if err != nil {
 		return err
 	}
