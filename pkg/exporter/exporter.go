@@ -208,90 +208,151 @@ func gauge(labels []*dto.LabelPair, v float64) *dto.Metric {
 // Gather reads the kernel's maps and returns the families. A service whose
 // maps cannot be read is left out and counted in graylane_scrape_errors.
 func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
-	var (
-		packets   = family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER)
-		bytes     = family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER)
-		flows     = family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER)
-		responses = family("graylane_responses_total", "Responses timed (the count of graylane_response_duration_seconds).", dto.MetricType_COUNTER)
-		errs      = family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", dto.MetricType_COUNTER)
-		connect   = family("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", dto.MetricType_HISTOGRAM)
-		response  = family("graylane_response_duration_seconds", "Time from a request's first payload forwarded to the backend to the first response payload, measured in the kernel.", dto.MetricType_HISTOGRAM)
-		weight    = family("graylane_canary_weight_ratio", "Share of new flows (or keys) sent to the canary pool, 0..1, as installed in the kernel.", dto.MetricType_GAUGE)
-	)
 	v := g.src.View()
 	node := label("node", g.node)
-	pools := [2]*dto.LabelPair{label("pool", service.Stable.String()), label("pool", service.Canary.String())}
-	toBackend, toClient := label("direction", "to_backend"), label("direction", "to_client")
-	var kinds []*dto.LabelPair
-	for _, name := range v.ErrorNames() {
-		kinds = append(kinds, label("kind", name))
-	}
+	l := newSeriesLabels(node, v.ErrorNames())
 	failed := 0
 	svcs := g.src.Services()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
 	a := newArena(len(svcs) * 2 * 12)
+	pf := newPoolFamilies()
+	if err := pf.addServices(a, v, l, svcs); err != nil {
+		failed++
+	}
+	nodeOnly := []*dto.LabelPair{node}
+	fill, capf := g.flowTableFamilies(nodeOnly)
+	attached := g.attachedFamily(node)
+	events, err := eventsFamily(a, v, node)
+	if err != nil {
+		failed++
+	}
+	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
+	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
+
+	out := []*dto.MetricFamily{attached, pf.bytes, pf.weight, pf.connect, events, pf.errs, fill, capf, pf.flows, pf.packets, pf.response, pf.responses, scrapeErrors}
+	// An empty family is not valid exposition: leave those out.
+	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
+}
+
+// seriesLabels are the label pairs every service's series share.
+type seriesLabels struct {
+	node                *dto.LabelPair
+	pools               [2]*dto.LabelPair // indexed by service.Pool
+	toBackend, toClient *dto.LabelPair
+	kinds               []*dto.LabelPair // error kinds, in the kernel's order
+}
+
+func newSeriesLabels(node *dto.LabelPair, errorNames []string) *seriesLabels {
+	l := &seriesLabels{
+		node:      node,
+		pools:     [2]*dto.LabelPair{label("pool", service.Stable.String()), label("pool", service.Canary.String())},
+		toBackend: label("direction", "to_backend"),
+		toClient:  label("direction", "to_client"),
+	}
+	for _, name := range errorNames {
+		l.kinds = append(l.kinds, label("kind", name))
+	}
+	return l
+}
+
+// poolFamilies are the families with a series for each service and pool,
+// and the canary weight, one for each service.
+type poolFamilies struct {
+	packets, bytes, flows, responses, errs *dto.MetricFamily
+	connect, response                      *dto.MetricFamily
+	weight                                 *dto.MetricFamily
+}
+
+func newPoolFamilies() *poolFamilies {
+	return &poolFamilies{
+		packets:   family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
+		bytes:     family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
+		flows:     family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER),
+		responses: family("graylane_responses_total", "Responses timed (the count of graylane_response_duration_seconds).", dto.MetricType_COUNTER),
+		errs:      family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", dto.MetricType_COUNTER),
+		connect:   family("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", dto.MetricType_HISTOGRAM),
+		response:  family("graylane_response_duration_seconds", "Time from a request's first payload forwarded to the backend to the first response payload, measured in the kernel.", dto.MetricType_HISTOGRAM),
+		weight:    family("graylane_canary_weight_ratio", "Share of new flows (or keys) sent to the canary pool, 0..1, as installed in the kernel.", dto.MetricType_GAUGE),
+	}
+}
+
+// addServices reads every service's pools in one pass over the maps and
+// adds their series. If the maps cannot be read it adds none.
+func (f *poolFamilies) addServices(a *arena, v *datapath.View, l *seriesLabels, svcs []datapath.InstalledService) error {
 	maxID := uint32(0)
 	for _, s := range svcs {
 		maxID = max(maxID, s.ID+1)
 	}
 	allCounters, allLatency, err := v.AllPools(maxID)
 	if err != nil {
-		failed++
-		svcs = nil
+		return err
 	}
 	for _, s := range svcs {
-		counters, lat := allCounters[s.ID], allLatency[s.ID]
-		svc := label("service", s.Name)
-		weight.Metric = append(weight.Metric, gauge([]*dto.LabelPair{node, svc}, s.Weight.Ratio()))
-		for p := range pools {
-			pc, pl := &counters[p], &lat[p]
-			base := []*dto.LabelPair{node, pools[p], svc}
-			up := []*dto.LabelPair{toBackend, node, pools[p], svc}
-			down := []*dto.LabelPair{toClient, node, pools[p], svc}
-			packets.Metric = append(packets.Metric, a.counter(up, pc.PacketsToBackend), a.counter(down, pc.PacketsToClient))
-			bytes.Metric = append(bytes.Metric, a.counter(up, pc.BytesToBackend), a.counter(down, pc.BytesToClient))
-			flows.Metric = append(flows.Metric, a.counter(base, pc.Flows))
-			responses.Metric = append(responses.Metric, a.counter(base, pl.Response.Count()))
-			for k, kind := range kinds {
-				errs.Metric = append(errs.Metric, a.counter([]*dto.LabelPair{kind, node, pools[p], svc}, pc.Errors[k]))
-			}
-			m := a.metric(base)
-			m.Histogram = a.histogram(&pl.Connect, nil, nil)
-			connect.Metric = append(connect.Metric, m)
-			m = a.metric(base)
-			m.Histogram = a.histogram(&pl.Response, pl.Thresholds[:], pl.Slow[:])
-			response.Metric = append(response.Metric, m)
-		}
+		f.addService(a, l, s, &allCounters[s.ID], &allLatency[s.ID])
 	}
+	return nil
+}
+
+func (f *poolFamilies) addService(a *arena, l *seriesLabels, s datapath.InstalledService, counters *[2]datapath.PoolCounters, lat *[2]datapath.PoolLatency) {
+	node, svc := l.node, label("service", s.Name)
+	f.weight.Metric = append(f.weight.Metric, gauge([]*dto.LabelPair{node, svc}, s.Weight.Ratio()))
+	for p, pool := range l.pools {
+		pc, pl := &counters[p], &lat[p]
+		base := []*dto.LabelPair{node, pool, svc}
+		up := []*dto.LabelPair{l.toBackend, node, pool, svc}
+		down := []*dto.LabelPair{l.toClient, node, pool, svc}
+		f.packets.Metric = append(f.packets.Metric, a.counter(up, pc.PacketsToBackend), a.counter(down, pc.PacketsToClient))
+		f.bytes.Metric = append(f.bytes.Metric, a.counter(up, pc.BytesToBackend), a.counter(down, pc.BytesToClient))
+		f.flows.Metric = append(f.flows.Metric, a.counter(base, pc.Flows))
+		f.responses.Metric = append(f.responses.Metric, a.counter(base, pl.Response.Count()))
+		for k, kind := range l.kinds {
+			f.errs.Metric = append(f.errs.Metric, a.counter([]*dto.LabelPair{kind, node, pool, svc}, pc.Errors[k]))
+		}
+		m := a.metric(base)
+		m.Histogram = a.histogram(&pl.Connect, nil, nil)
+		f.connect.Metric = append(f.connect.Metric, m)
+		m = a.metric(base)
+		m.Histogram = a.histogram(&pl.Response, pl.Thresholds[:], pl.Slow[:])
+		f.response.Metric = append(f.response.Metric, m)
+	}
+}
+
+// flowTableFamilies returns the flow table's fill and capacity.
+func (g *Gatherer) flowTableFamilies(nodeOnly []*dto.LabelPair) (fill, capf *dto.MetricFamily) {
 	entries, capacity := g.src.FlowTable()
-	nodeOnly := []*dto.LabelPair{node}
-	fill := family("graylane_flow_table_entries", "Flows in the flow table (counted by the last walk of the whole table, at most 10 s old).", dto.MetricType_GAUGE)
+	fill = family("graylane_flow_table_entries", "Flows in the flow table (counted by the last walk of the whole table, at most 10 s old).", dto.MetricType_GAUGE)
 	fill.Metric = []*dto.Metric{gauge(nodeOnly, float64(entries))}
-	capf := family("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", dto.MetricType_GAUGE)
+	capf = family("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", dto.MetricType_GAUGE)
 	capf.Metric = []*dto.Metric{gauge(nodeOnly, float64(capacity))}
+	return fill, capf
+}
+
+// attachedFamily returns one series for each attached program.
+func (g *Gatherer) attachedFamily(node *dto.LabelPair) *dto.MetricFamily {
 	attached := family("graylane_attached_info", "A steering program attached to an interface (1), with its role and hook (xdp-native, xdp-generic, tcx, tc-clsact).", dto.MetricType_GAUGE)
 	for _, a := range g.src.Attachments() {
 		attached.Metric = append(attached.Metric, gauge([]*dto.LabelPair{label("hook", string(a.Hook)), label("interface", a.Interface), node, label("role", string(a.Role))}, 1))
 	}
-	events := family("graylane_datapath_events_total", "What the programs did with packets, by path (see docs/datapath.md).", dto.MetricType_COUNTER)
-	if stats, err := v.Stats(); err == nil {
-		names := make([]string, 0, len(stats))
-		for name := range stats {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
-			events.Metric = append(events.Metric, a.counter([]*dto.LabelPair{label("event", name), node}, stats[name]))
-		}
-	} else {
-		failed++
-	}
-	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
-	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
+	return attached
+}
 
-	out := []*dto.MetricFamily{attached, bytes, weight, connect, events, errs, fill, capf, flows, packets, response, responses, scrapeErrors}
-	// An empty family is not valid exposition: leave those out.
-	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
+// eventsFamily returns the data path's event counters, by name; empty if
+// they cannot be read.
+func eventsFamily(a *arena, v *datapath.View, node *dto.LabelPair) (*dto.MetricFamily, error) {
+	events := family("graylane_datapath_events_total", "What the programs did with packets, by path (see docs/datapath.md).", dto.MetricType_COUNTER)
+	stats, err := v.Stats()
+	if err != nil {
+		return events, err
+	}
+	names := make([]string, 0, len(stats))
+	for name := range stats {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		events.Metric = append(events.Metric, a.counter([]*dto.LabelPair{label("event", name), node}, stats[name]))
+	}
+	return events, nil
 }
 
 // Shared, read-only values every histogram points at.
