@@ -73,122 +73,142 @@ var fixtureRelease = api.Release{Name: "auth-v2", Service: "auth", Tenant: "core
 			Numbers: map[string]float64{"p99_seconds": 0.912, "error_rate": 0.041, "responses": 412}},
 	}}
 
+// handler serves the fake API: each route records its request, then
+// answers.
 func (f *fakeAgent) handler() http.Handler {
 	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(v)
-	}
-	wrote := func(w http.ResponseWriter, r *http.Request) {
-		out := api.Write{Index: 42}
-		if r.URL.Query().Get("wait") == "applied" {
-			out.Applied = []string{"g1", "g2", "gw"}
-		}
-		reply(w, 200, out)
-	}
-	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		reply(w, 200, fixtureServices)
-	})
-	mux.HandleFunc("GET /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		for _, s := range fixtureServices {
-			if s.Name == r.PathValue("name") {
-				reply(w, 200, s)
-				return
-			}
-		}
-		reply(w, 404, api.Error{Message: fmt.Sprintf("service %q does not exist", r.PathValue("name"))})
-	})
-	mux.HandleFunc("POST /v1/apply", func(w http.ResponseWriter, r *http.Request) {
-		if body := f.record(r); strings.Contains(body, "weight: 101%") {
-			reply(w, 400, api.Error{Message: "manifest:9: spec.canary.weight: 101% is above 100%"})
-			return
-		}
-		wrote(w, r)
-	})
-	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		wrote(w, r)
-	})
-	mux.HandleFunc("PUT /v1/services/{name}/weight", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		switch r.PathValue("name") {
-		case "locked":
-			reply(w, 403, api.Error{Message: `token "team-a" may not touch service "locked" of tenant "b"`})
-		case "lagging":
-			reply(w, 200, api.Write{Index: 43, Applied: []string{"g1", "gw"}, NotApplied: []string{"g2"}})
-		case "noleader":
-			reply(w, 503, api.Error{Message: "the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds"})
-		case "notmember":
-			reply(w, 503, api.Error{Message: "this node is not a member of the cluster"})
-		case "slow":
-			// Never answers; returns when graylanectl gives up and hangs up.
-			<-r.Context().Done()
-		default:
-			wrote(w, r)
-		}
-	})
-	mux.HandleFunc("POST /v1/services/{name}/pins", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		wrote(w, r)
-	})
-	mux.HandleFunc("DELETE /v1/services/{name}/pins", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		wrote(w, r)
-	})
-	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		reply(w, 200, []api.Member{
-			{Node: "g1", Address: "198.18.1.2:7071", Voter: true, Reachable: true, AppliedIndex: 42},
-			{Node: "g2", Address: "198.18.1.3:7071", Voter: true, Reachable: false},
-			{Node: "gw", Address: "198.18.1.1:7071", Leader: true, Voter: true, Reachable: true, AppliedIndex: 42},
+	for _, rt := range []struct {
+		pattern string
+		answer  func(w http.ResponseWriter, r *http.Request, body string)
+	}{
+		{"GET /v1/services", getServices},
+		{"GET /v1/services/{name}", getService},
+		{"POST /v1/apply", apply},
+		{"DELETE /v1/services/{name}", wrote},
+		{"PUT /v1/services/{name}/weight", setWeight},
+		{"POST /v1/services/{name}/pins", wrote},
+		{"DELETE /v1/services/{name}/pins", wrote},
+		{"GET /v1/members", getMembers},
+		{"DELETE /v1/members/{node}", removeMember},
+		{"GET /v1/releases", getReleases},
+		{"GET /v1/releases/{name}", getRelease},
+		{"POST /v1/releases/{name}/{action}", releaseAction},
+		{"GET /v1/status", getStatus},
+	} {
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+			body := f.record(r)
+			rt.answer(w, r, body)
 		})
-	})
-	mux.HandleFunc("DELETE /v1/members/{node}", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		if r.PathValue("node") != "g2" {
-			reply(w, 404, api.Error{Message: fmt.Sprintf("member %q does not exist", r.PathValue("node"))})
-			return
-		}
-		reply(w, 200, api.Write{})
-	})
-	mux.HandleFunc("GET /v1/releases", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		rel := fixtureRelease
-		rel.History = nil
-		reply(w, 200, []api.Release{rel, {Name: "dns-v3", Service: "dns", Tenant: "edge", Weight: "0.25%", Steps: []string{"weight 1%"}}})
-	})
-	mux.HandleFunc("GET /v1/releases/{name}", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		if r.PathValue("name") != "auth-v2" {
-			reply(w, 404, api.Error{Message: fmt.Sprintf("release %q does not exist (apply its CanaryRelease manifest first)", r.PathValue("name"))})
-			return
-		}
-		reply(w, 200, fixtureRelease)
-	})
-	mux.HandleFunc("POST /v1/releases/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		if r.PathValue("action") == "resume" {
-			reply(w, 409, api.Error{Message: `release "auth-v2" is running and not held: nothing to resume`})
-			return
-		}
-		wrote(w, r)
-	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		f.record(r)
-		pools := []api.PoolStatus{
-			{Pool: "stable", Backends: []string{"10.1.0.11:8080"}, FlowRate: 950, P50: 20 * time.Millisecond, P99: 812300 * time.Microsecond, ErrorRate: 0.001},
-			{Pool: "canary", Backends: []string{"10.2.0.11:8080"}, FlowRate: 50, P50: 21 * time.Millisecond, P99: 95 * time.Millisecond, ErrorRate: 0.035, Breaker: "closed"},
-		}
-		reply(w, 200, api.Status{Index: 42, Services: []api.ServiceStatus{{Name: "auth", Weight: "5%", Nodes: []api.NodeStatus{
-			{Node: "g1", Weight: "5%", Pools: pools},
-			{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
-			{Node: "gw", Weight: "4%", Pools: pools[:1]},
-		}}}})
-	})
+	}
 	return mux
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// wrote answers a write that succeeded, applied everywhere if asked to
+// wait.
+func wrote(w http.ResponseWriter, r *http.Request, _ string) {
+	out := api.Write{Index: 42}
+	if r.URL.Query().Get("wait") == "applied" {
+		out.Applied = []string{"g1", "g2", "gw"}
+	}
+	reply(w, 200, out)
+}
+
+func getServices(w http.ResponseWriter, _ *http.Request, _ string) {
+	reply(w, 200, fixtureServices)
+}
+
+func getService(w http.ResponseWriter, r *http.Request, _ string) {
+	for _, s := range fixtureServices {
+		if s.Name == r.PathValue("name") {
+			reply(w, 200, s)
+			return
+		}
+	}
+	reply(w, 404, api.Error{Message: fmt.Sprintf("service %q does not exist", r.PathValue("name"))})
+}
+
+func apply(w http.ResponseWriter, r *http.Request, body string) {
+	if strings.Contains(body, "weight: 101%") {
+		reply(w, 400, api.Error{Message: "manifest:9: spec.canary.weight: 101% is above 100%"})
+		return
+	}
+	wrote(w, r, body)
+}
+
+// setWeight answers by the service's name: each of the special names
+// stands for one way a write can go.
+func setWeight(w http.ResponseWriter, r *http.Request, body string) {
+	switch r.PathValue("name") {
+	case "locked":
+		reply(w, 403, api.Error{Message: `token "team-a" may not touch service "locked" of tenant "b"`})
+	case "lagging":
+		reply(w, 200, api.Write{Index: 43, Applied: []string{"g1", "gw"}, NotApplied: []string{"g2"}})
+	case "noleader":
+		reply(w, 503, api.Error{Message: "the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds"})
+	case "notmember":
+		reply(w, 503, api.Error{Message: "this node is not a member of the cluster"})
+	case "slow":
+		// Never answers; returns when graylanectl gives up and hangs up.
+		<-r.Context().Done()
+	default:
+		wrote(w, r, body)
+	}
+}
+
+func getMembers(w http.ResponseWriter, _ *http.Request, _ string) {
+	reply(w, 200, []api.Member{
+		{Node: "g1", Address: "198.18.1.2:7071", Voter: true, Reachable: true, AppliedIndex: 42},
+		{Node: "g2", Address: "198.18.1.3:7071", Voter: true, Reachable: false},
+		{Node: "gw", Address: "198.18.1.1:7071", Leader: true, Voter: true, Reachable: true, AppliedIndex: 42},
+	})
+}
+
+func removeMember(w http.ResponseWriter, r *http.Request, _ string) {
+	if r.PathValue("node") != "g2" {
+		reply(w, 404, api.Error{Message: fmt.Sprintf("member %q does not exist", r.PathValue("node"))})
+		return
+	}
+	reply(w, 200, api.Write{})
+}
+
+func getReleases(w http.ResponseWriter, _ *http.Request, _ string) {
+	rel := fixtureRelease
+	rel.History = nil
+	reply(w, 200, []api.Release{rel, {Name: "dns-v3", Service: "dns", Tenant: "edge", Weight: "0.25%", Steps: []string{"weight 1%"}}})
+}
+
+func getRelease(w http.ResponseWriter, r *http.Request, _ string) {
+	if r.PathValue("name") != "auth-v2" {
+		reply(w, 404, api.Error{Message: fmt.Sprintf("release %q does not exist (apply its CanaryRelease manifest first)", r.PathValue("name"))})
+		return
+	}
+	reply(w, 200, fixtureRelease)
+}
+
+func releaseAction(w http.ResponseWriter, r *http.Request, body string) {
+	if r.PathValue("action") == "resume" {
+		reply(w, 409, api.Error{Message: `release "auth-v2" is running and not held: nothing to resume`})
+		return
+	}
+	wrote(w, r, body)
+}
+
+func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
+	pools := []api.PoolStatus{
+		{Pool: "stable", Backends: []string{"10.1.0.11:8080"}, FlowRate: 950, P50: 20 * time.Millisecond, P99: 812300 * time.Microsecond, ErrorRate: 0.001},
+		{Pool: "canary", Backends: []string{"10.2.0.11:8080"}, FlowRate: 50, P50: 21 * time.Millisecond, P99: 95 * time.Millisecond, ErrorRate: 0.035, Breaker: "closed"},
+	}
+	reply(w, 200, api.Status{Index: 42, Services: []api.ServiceStatus{{Name: "auth", Weight: "5%", Nodes: []api.NodeStatus{
+		{Node: "g1", Weight: "5%", Pools: pools},
+		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
+		{Node: "gw", Weight: "4%", Pools: pools[:1]},
+	}}}})
 }
 
 // serve starts the fake agent on a unix socket and returns its --server.
