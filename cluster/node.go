@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/graylane/graylane/pkg/api"
 )
 
 // Config configures a node.
@@ -68,16 +69,18 @@ type Node struct {
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
 	report  atomic.Pointer[ReportFunc]
-	ask     atomic.Pointer[AskFunc]
+	analyst atomic.Pointer[Analyst]
 	wg      sync.WaitGroup
 }
 
 // ReportFunc takes, on the leader, a report a node sent with Report.
 type ReportFunc func(node string, data []byte)
 
-// AskFunc answers, on the leader, what only the leader knows (the
-// controller's latest judgements); the answer travels as JSON.
-type AskFunc func(topic, arg string) (any, error)
+// Analyst answers, on the leader, what only the leader knows: the rollout
+// controller's latest judgement of a release (nil when it has none).
+type Analyst interface {
+	Analysis(release string) *api.Analysis
+}
 
 // StatusFunc answers a status query for this node's kernel.
 type StatusFunc func(service string) (any, error)
@@ -249,34 +252,30 @@ func (n *Node) SetApplied(index uint64) { n.applied.Store(index) }
 // Applied returns the last index the reconciler applied to the kernel.
 func (n *Node) Applied() uint64 { return n.applied.Load() }
 
-// SetAskHandler installs what answers AskLeader on this node.
-func (n *Node) SetAskHandler(f AskFunc) { n.ask.Store(&f) }
+// SetAnalyst installs what answers AskAnalysis on this node.
+func (n *Node) SetAnalyst(a Analyst) { n.analyst.Store(&a) }
 
-// AskLeader asks the leader (this node, if it leads) and decodes the
-// answer into out.
-func (n *Node) AskLeader(ctx context.Context, topic, arg string, out any) error {
+// AskAnalysis asks the leader (this node, if it leads) for its latest
+// judgement of a release: nil when it has none.
+func (n *Node) AskAnalysis(ctx context.Context, release string) (*api.Analysis, error) {
 	if n.IsLeader() {
-		f := n.ask.Load()
-		if f == nil {
-			return errors.New("this node answers no questions yet")
+		a := n.analyst.Load()
+		if a == nil {
+			return nil, errors.New("this node answers no questions yet")
 		}
-		v, err := (*f)(topic, arg)
-		if err != nil {
-			return err
-		}
-		data, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(data, out)
+		return (*a).Analysis(release), nil
 	}
 	addr, _ := n.Leader()
 	if addr == "" {
-		return errNoLeader
+		return nil, errNoLeader
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return n.call(ctx, addr, "/cluster/ask", askRequest{Topic: topic, Arg: arg}, out)
+	var out *api.Analysis
+	if err := n.call(ctx, addr, "/cluster/ask", askRequest{Topic: askAnalysis, Arg: release}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SetReportHandler installs what the leader does with reports.

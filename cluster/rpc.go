@@ -46,6 +46,9 @@ type (
 	statusRequest struct {
 		Service string `json:"service"`
 	}
+	// askRequest is a question to the leader: the one topic is
+	// askAnalysis. The form stays for nodes of older versions, which
+	// send it.
 	askRequest struct {
 		Topic string `json:"topic"`
 		Arg   string `json:"arg"`
@@ -284,17 +287,24 @@ func (n *Node) rpcReport(_ context.Context, body []byte) (any, error) {
 	return struct{}{}, nil
 }
 
-// rpcAsk answers a follower's question on the leader.
+// askAnalysis asks for the leader's latest judgement of the release in
+// askRequest.Arg; the answer is an *api.Analysis, null when it has none.
+const askAnalysis = "analysis"
+
+// rpcAsk answers a follower's question on the leader (AskAnalysis).
 func (n *Node) rpcAsk(_ context.Context, body []byte) (any, error) {
 	var req askRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	f := n.ask.Load()
-	if f == nil || !n.IsLeader() {
+	a := n.analyst.Load()
+	if a == nil || !n.IsLeader() {
 		return nil, rpcErrorf(http.StatusServiceUnavailable, "not the leader")
 	}
-	return (*f)(req.Topic, req.Arg)
+	if req.Topic != askAnalysis {
+		return nil, fmt.Errorf("no such question %q", req.Topic) // a 500, as older nodes answer
+	}
+	return (*a).Analysis(req.Arg), nil
 }
 
 // rpcStatus answers a status query for this node's kernel.

@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -51,13 +50,7 @@ func TestRPCRoutes(t *testing.T) {
 	var reports []string
 	withHandlers := func() {
 		n.SetReportHandler(func(node string, data []byte) { reports = append(reports, node+" "+string(data)) })
-		fa := fakeAnalyst{"r1": {Responses: 7, Verdict: "healthy"}}
-		n.SetAskHandler(func(topic, arg string) (any, error) {
-			if topic != "analysis" {
-				return nil, fmt.Errorf("no such question %q", topic)
-			}
-			return fa.Analysis(arg), nil
-		})
+		n.SetAnalyst(fakeAnalyst{"r1": {Responses: 7, Verdict: "healthy"}})
 		n.SetStatus(func(svc string) (any, error) {
 			if svc == "broken" {
 				return nil, errors.New("kernel unreadable")
@@ -141,5 +134,34 @@ func TestRPCRoutes(t *testing.T) {
 	}
 	if want := []string{`n1 {"a":1}`}; strings.Join(reports, "|") != strings.Join(want, "|") {
 		t.Errorf("reports %q, want %q", reports, want)
+	}
+}
+
+// TestAskAnalysis asks the leader for a judgement: from a follower over
+// the cluster port, and on the leader itself.
+func TestAskAnalysis(t *testing.T) {
+	c := newTestCluster(t, 2)
+	waitFor(t, "a leader both nodes know", func() bool {
+		l := c.leader()
+		if l < 0 {
+			return false
+		}
+		addr, _ := c.nodes[1-l].Leader()
+		return addr != ""
+	})
+	leader, follower := c.nodes[c.leader()], c.nodes[1-c.leader()]
+	ctx := context.Background()
+	if got, err := follower.AskAnalysis(ctx, "r1"); err == nil {
+		t.Errorf("before the leader has an analyst: %+v, want an error", got)
+	}
+	leader.SetAnalyst(fakeAnalyst{"r1": {Responses: 7, Verdict: "healthy"}})
+	for name, n := range map[string]*Node{"follower": follower, "leader": leader} {
+		got, err := n.AskAnalysis(ctx, "r1")
+		if err != nil || got == nil || got.Responses != 7 || got.Verdict != "healthy" {
+			t.Errorf("%s asks for r1: %+v, %v", name, got, err)
+		}
+		if got, err := n.AskAnalysis(ctx, "r2"); got != nil || err != nil {
+			t.Errorf("%s asks for r2, which has none: %+v, %v; want nil, nil", name, got, err)
+		}
 	}
 }
