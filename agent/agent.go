@@ -57,11 +57,8 @@ type Agent struct {
 	win   *windows
 	ctrl  *controller.Controller
 	hooks *webhook.Sender
-	// thresholds are the breaker thresholds set in the kernel, by service
-	// (the reconciler's goroutine only).
-	thresholds map[string][]time.Duration
-	// rates are the rate caps set in the kernel, by service (the
-	// reconciler's goroutine only).
+	// rates are the rate caps last applied to the kernel, by service (the
+	// reconciler's goroutine only): to log their changes.
 	rates map[string]uint32
 }
 
@@ -92,7 +89,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, thresholds: map[string][]time.Duration{}, rates: map[string]uint32{}}
+	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, rates: map[string]uint32{}}
 	a.win = newWindows(a)
 	ok := false
 	defer func() {
@@ -265,18 +262,17 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	applied := ^uint64(0)
-	first := true
 	for {
 		changed := fsm.Changed()
 		st, index := fsm.State()
 		if index != applied {
-			if first {
-				// Rate caps and thresholds go in with the services, so the
-				// adopted kernel state never loses them for a moment.
-				a.applyThresholds(st)
-				a.applyRates(st)
-			}
-			if err := a.dp.Apply(st.ServiceList()); err != nil {
+			// The breaker's latency thresholds and the rate caps go in
+			// with the services, in one apply: a service never steers a
+			// moment without them, not even at the first apply over what
+			// a previous agent left (whose caps the kernel still holds).
+			rates := a.nodeRates(st)
+			thresholds := datapath.WithThresholds(releaseServices(st))
+			if err := a.dp.Apply(st.ServiceList(), thresholds, datapath.WithRates(rates)); err != nil {
 				a.log.Error("apply the cluster state to the kernel; retrying", "index", index, "err", err)
 				select {
 				case <-ctx.Done():
@@ -285,9 +281,8 @@ func (a *Agent) reconcile(ctx context.Context) {
 				}
 				continue
 			}
-			applied, first = index, false
-			a.applyThresholds(st)
-			a.applyRates(st)
+			applied = index
+			a.noteRates(rates)
 			if err := a.dp.RecordIndex(index); err != nil {
 				a.log.Warn("record the applied raft index next to the pins", "err", err)
 			}

@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/graylane/graylane/agent/apiserver"
@@ -36,17 +36,22 @@ func (a *Agent) newController() *controller.Controller {
 			Step: e.Step + 1, Weight: e.Weight.String(), Message: e.Message, Numbers: e.Numbers})
 	}})
 	a.node.SetReportHandler(c.Take)
-	a.node.SetAnalyst(c)
+	a.node.SetAskHandler(func(topic, arg string) (any, error) {
+		if topic != "analysis" {
+			return nil, fmt.Errorf("no such question %q", topic)
+		}
+		return c.Analysis(arg), nil
+	})
 	return c
 }
 
 // analysis is the leader's latest judgement of a release, asked of the
 // leader when this node follows (nil when it cannot be had).
 func (a *Agent) analysis(release string) *api.Analysis {
+	var out *api.Analysis
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	out, err := a.node.AskAnalysis(ctx, release)
-	if err != nil {
+	if err := a.node.AskLeader(ctx, "analysis", release, &out); err != nil {
 		a.log.Debug("ask the leader for a release's analysis", "release", release, "err", err)
 		return nil
 	}
@@ -83,35 +88,12 @@ func releaseServices(st cluster.State) map[string][]time.Duration {
 	return out
 }
 
-// applyThresholds gives the kernel the thresholds of the running
-// releases, and takes them away from services whose release ended.
-func (a *Agent) applyThresholds(st cluster.State) {
-	want := releaseServices(st)
-	for svc, th := range want {
-		if slices.Equal(a.thresholds[svc], th) {
-			continue
-		}
-		if err := a.dp.SetThresholds(svc, th); err != nil {
-			a.log.Warn("set the breaker's latency thresholds in the kernel", "service", svc, "err", err)
-			continue
-		}
-		a.thresholds[svc] = th
-	}
-	for svc := range a.thresholds {
-		if _, ok := want[svc]; !ok {
-			if err := a.dp.SetThresholds(svc, nil); err == nil {
-				delete(a.thresholds, svc)
-			}
-		}
-	}
-}
-
-// applyRates gives the kernel this node's share of the running releases'
-// rate caps: the cluster-wide rate split evenly (rounded up) over the live
+// nodeRates is this node's share of the running releases' rate caps, by
+// service: the cluster-wide rate split evenly (rounded up) over the live
 // members the leader counted, or over every member until it has. The count
 // is in the run (a rate-split decision), so a change in membership reaches
 // every node as a change of the state.
-func (a *Agent) applyRates(st cluster.State) {
+func (a *Agent) nodeRates(st cluster.State) map[string]uint32 {
 	want := map[string]uint32{}
 	for _, run := range st.Runs {
 		n := uint32(run.LiveNodes)
@@ -122,24 +104,18 @@ func (a *Agent) applyRates(st cluster.State) {
 			want[run.Service] = (run.Rate + n - 1) / n
 		}
 	}
-	for svc, r := range want {
-		if a.rates[svc] == r {
-			continue
-		}
-		if err := a.dp.SetRate(svc, r); err != nil {
-			a.log.Warn("set a release's rate cap in the kernel", "service", svc, "err", err)
-			continue
-		}
-		a.rates[svc] = r
-		a.log.Info("rate cap of new canary flows on this node", "service", svc, "perSecond", r)
-	}
-	for svc := range a.rates {
-		if _, ok := want[svc]; !ok {
-			if err := a.dp.SetRate(svc, 0); err == nil {
-				delete(a.rates, svc)
-			}
+	return want
+}
+
+// noteRates logs the rate caps an apply gave the kernel that it did not
+// have, and keeps them to compare the next apply's with.
+func (a *Agent) noteRates(rates map[string]uint32) {
+	for svc, r := range rates {
+		if a.rates[svc] != r {
+			a.log.Info("rate cap of new canary flows on this node", "service", svc, "perSecond", r)
 		}
 	}
+	a.rates = rates
 }
 
 // report sends the leader this node's window since prev of the services

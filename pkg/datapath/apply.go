@@ -48,11 +48,19 @@ type plan struct {
 	pins      int
 }
 
-// Apply makes the kernel's maps steer exactly svcs. It validates the whole
-// set first and changes nothing if any service is invalid. Live flows keep
-// their backend: only new flows see new weights, pins and backends.
-func (d *Datapath) Apply(svcs []service.Service) error {
+// Apply makes the kernel's maps steer exactly svcs, with the run-time
+// settings opts give them (WithThresholds, WithRates; without options,
+// none). It validates the whole set and the settings first and changes
+// nothing if any is invalid, and undoes its writes if the kernel refuses
+// one. A service's settings are written before it switches to its new
+// state, so it never steers a moment without them. Live flows keep their
+// backend: only new flows see new weights, pins, backends and rate caps.
+func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	if err := service.ValidateSet(svcs); err != nil {
+		return err
+	}
+	set, err := settingsOf(opts)
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -60,7 +68,7 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	if d.closed {
 		return errors.New("data path is closed")
 	}
-	p, err := d.plan(svcs)
+	p, err := d.plan(svcs, set)
 	if err != nil {
 		return err
 	}
@@ -82,7 +90,7 @@ func (d *Datapath) Apply(svcs []service.Service) error {
 	return nil
 }
 
-func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
+func (d *Datapath) plan(svcs []service.Service, set settings) (*plan, error) {
 	if len(svcs) > int(d.opts.MaxServices) {
 		return nil, fmt.Errorf("%d services exceed the data path's limit of %d", len(svcs), d.opts.MaxServices)
 	}
@@ -130,12 +138,12 @@ func (d *Datapath) plan(svcs []service.Service) (*plan, error) {
 			in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
 		}
 		pinsAfter += len(in.pins)
-		thresholds, err := mergeThresholds(s.LatencyThresholds, d.thresholds[s.Name])
+		thresholds, err := mergeThresholds(s.LatencyThresholds, set.thresholds[s.Name])
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.Name, err)
 		}
 		p.planParams(m.Params, old, in, thresholds)
-		p.planRate(m.Rates, old, in, d.rates[s.Name])
+		p.planRate(m.Rates, old, in, set.rates[s.Name])
 		p.planPins(m.Pins, old, in)
 		p.planReplies(m.Backends, old, in)
 		p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
@@ -449,21 +457,6 @@ func pruneMap[K comparable](d *Datapath, m *ebpf.Map, live func(K) bool) {
 			d.log.Warn("prune unreferenced entries: delete entry", "map", m.String(), "err", err)
 		}
 	}
-}
-
-// mergeThresholds joins the thresholds a service's manifest names with
-// those set at run time (SetThresholds), without repeats.
-func mergeThresholds(a, b []time.Duration) ([]time.Duration, error) {
-	out := slices.Clone(a)
-	for _, th := range b {
-		if !slices.Contains(out, th) {
-			out = append(out, th)
-		}
-	}
-	if len(out) > MaxThresholds {
-		return nil, fmt.Errorf("%d latency thresholds (%v) from the manifest and the releases; the data path counts at most %d", len(out), out, MaxThresholds)
-	}
-	return out, nil
 }
 
 // fingerprint identifies a pool's backend set, in order (the table's

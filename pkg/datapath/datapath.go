@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,11 +109,6 @@ type Datapath struct {
 	// Apply writes every one.
 	rewriteFrontends bool
 	routeGen         uint32
-	// thresholds are the latency thresholds per service name whose
-	// exceedances the programs count (SetThresholds).
-	thresholds map[string][]time.Duration
-	// rates cap new canary flows per second, per service name (SetRate).
-	rates map[string]uint32
 	// adoption is what New found pinned, until the first Apply completes
 	// taking it over (nil without a pin path).
 	adoption *adoption
@@ -148,16 +142,14 @@ func New(opts Options) (*Datapath, error) {
 	}
 
 	d := &Datapath{
-		opts:       opts,
-		log:        opts.Logger,
-		statNames:  statNames,
-		errNames:   errNames,
-		cpus:       cpus,
-		attached:   make(map[string]*attachment),
-		services:   make(map[string]*installed),
-		thresholds: make(map[string][]time.Duration),
-		rates:      make(map[string]uint32),
-		ids:        newIDAllocator(opts.MaxServices),
+		opts:      opts,
+		log:       opts.Logger,
+		statNames: statNames,
+		errNames:  errNames,
+		cpus:      cpus,
+		attached:  make(map[string]*attachment),
+		services:  make(map[string]*installed),
+		ids:       newIDAllocator(opts.MaxServices),
 	}
 	d.sweeper = newTimeoutSweeper(&d.objs, opts.FlowTable)
 	collOpts := ebpf.CollectionOptions{Cache: kernelTypes}
@@ -451,84 +443,6 @@ func (a *idAllocator) take() (uint32, bool) {
 }
 
 func (a *idAllocator) release(id uint32) { a.free[id] = true }
-
-// MaxRate bounds a rate cap (new canary flows per second on one node).
-const MaxRate = 10_000_000
-
-// SetRate caps the named service's new canary flows per second on this
-// node (0: no cap): the weight still decides which new flows are eligible
-// for the canary; a token bucket admits at most perSec of them a second
-// (bursts of a tenth of that), the others go to stable. Pins are exempt.
-// It takes effect at once if the service is installed, else when it is.
-func (d *Datapath) SetRate(name string, perSec uint32) error {
-	if perSec > MaxRate {
-		return fmt.Errorf("service %q: rate %d flows/s is above %d", name, perSec, MaxRate)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return errors.New("data path is closed")
-	}
-	if perSec == 0 {
-		delete(d.rates, name)
-	} else {
-		d.rates[name] = perSec
-	}
-	in, ok := d.services[name]
-	if !ok || in.rate == perSec {
-		return nil
-	}
-	next := *in
-	next.value.Flags &^= uint8(bpf.SteerServiceFlagsSVC_F_RATE)
-	p := &plan{}
-	p.planRate(d.objs.SteerMaps.Rates, in, &next, perSec)
-	p.planSwitch(d.objs.SteerMaps.Services, in, &next)
-	if err := p.run(); err != nil {
-		return fmt.Errorf("service %q: %w", name, err)
-	}
-	in.rate, in.value = next.rate, next.value
-	return nil
-}
-
-// MaxThresholds is how many latency thresholds a service can have.
-const MaxThresholds = int(bpf.SteerLimitsMAX_THRESHOLDS)
-
-// SetThresholds sets the latency thresholds (at most MaxThresholds) whose
-// exceedances the programs count for the named service's responses, so that
-// "P99 above T" is decided exactly: slow(T) / responses > 1 %. They take
-// effect at once if the service is installed, else when it is. The slow
-// counters keep counting across a change: readers see the thresholds with
-// the counts and restart their windows when they change.
-func (d *Datapath) SetThresholds(name string, thresholds []time.Duration) error {
-	if len(thresholds) > MaxThresholds {
-		return fmt.Errorf("service %q: %d latency thresholds, at most %d", name, len(thresholds), MaxThresholds)
-	}
-	for _, th := range thresholds {
-		if th <= 0 {
-			return fmt.Errorf("service %q: latency threshold %v must be positive", name, th)
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	in, ok := d.services[name]
-	if !ok {
-		d.thresholds[name] = slices.Clone(thresholds)
-		return nil
-	}
-	merged, err := mergeThresholds(in.svc.LatencyThresholds, thresholds)
-	if err != nil {
-		return fmt.Errorf("service %q: %w", name, err)
-	}
-	d.thresholds[name] = slices.Clone(thresholds)
-	p := &plan{}
-	next := *in
-	p.planParams(d.objs.Params, in, &next, merged)
-	if err := p.run(); err != nil {
-		return err
-	}
-	in.params = next.params
-	return nil
-}
 
 // RoutesChanged makes the programs look up every next hop in the FIB again
 // instead of using their cache. Call it on every route, neighbour or link

@@ -435,10 +435,7 @@ func TestRateCap(t *testing.T) {
 	f := newFixture(t)
 	s := webService("web", vip4, service.TCP, service.MaxWeight)
 	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("198.18.0.128/25"), Pool: service.Canary}}
-	if err := f.dp.SetRate("web", 50); err != nil { // burst 5
-		t.Fatal(err)
-	}
-	if err := f.dp.Apply([]service.Service{s}); err != nil {
+	if err := f.dp.Apply([]service.Service{s}, WithRates(map[string]uint32{"web": 50})); err != nil { // burst 5
 		t.Fatal(err)
 	}
 	before := f.stat(t, "rate_limited")
@@ -455,13 +452,13 @@ func TestRateCap(t *testing.T) {
 	if c := poolShare(pinned, canary4); c != 30 {
 		t.Errorf("pinned to the canary under a rate cap: %d of 30", c)
 	}
-	if err := f.dp.SetRate("web", 0); err != nil {
+	if err := f.dp.Apply([]service.Service{s}); err != nil { // no rate: no cap
 		t.Fatal(err)
 	}
 	if c := poolShare(newFlows(t, f, hookXDP, client4, vip4, 50, 42000), canary4); c != 50 {
 		t.Errorf("without the cap at 100%%: %d of 50 to the canary", c)
 	}
-	if err := f.dp.SetRate("web", MaxRate+1); err == nil {
+	if err := f.dp.Apply([]service.Service{s}, WithRates(map[string]uint32{"web": MaxRate + 1})); err == nil {
 		t.Error("a rate above the maximum was taken")
 	}
 }

@@ -58,10 +58,8 @@ func TestRequestTracking(t *testing.T) {
 		s.Canary = nil
 		s.Stable = s.Stable[:1]
 		s.App = service.AppHTTP
-		if err := f.dp.Apply([]service.Service{s}); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.dp.SetThresholds("web", []time.Duration{10 * time.Millisecond, 500 * time.Millisecond}); err != nil {
+		thresholds := WithThresholds(map[string][]time.Duration{"web": {10 * time.Millisecond, 500 * time.Millisecond}})
+		if err := f.dp.Apply([]service.Service{s}, thresholds); err != nil {
 			t.Fatal(err)
 		}
 		client := netip.AddrPortFrom(client4, 41000+uint16(h))
