@@ -88,12 +88,7 @@ type StatusFunc func(service string) (any, error)
 // Start opens the node's stores, starts raft, and either creates a new
 // cluster, joins one (Config.Join) or resumes from its stored state.
 func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Bind == "" {
-		cfg.Bind = cfg.Address
-	}
+	cfg = cfg.withDefaults()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -104,15 +99,43 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 			n.Close()
 		}
 	}()
-	var err error
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	snaps, err := n.openStores()
 	if err != nil {
-		return nil, fmt.Errorf("open the raft log in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hclogAdapter(cfg.Logger))
+	self, trans, err := n.openTransport()
 	if err != nil {
-		return nil, fmt.Errorf("open the snapshots in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
+	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("read the raft state: %w", err)
+	}
+	n.raft, err = raft.NewRaft(cfg.raftConfig(), fsm, n.store, n.store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	if err := n.enter(ctx, hasState, self); err != nil {
+		return nil, err
+	}
+	ok = true
+	return n, nil
+}
+
+// withDefaults fills in the logger and the bind address.
+func (cfg Config) withDefaults() Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = cfg.Address
+	}
+	return cfg
+}
+
+// raftConfig is raft's default configuration with the node's name and
+// timing overrides.
+func (cfg Config) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Node)
 	rc.Logger = hclogAdapter(cfg.Logger)
@@ -135,57 +158,71 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
+	return rc
+}
 
-	var trans raft.Transport
-	self := raft.ServerAddress(cfg.Address)
-	if cfg.Address == "" {
-		self, trans = raft.NewInmemTransport("")
-	} else {
-		n.mux, err = newMux(cfg.Bind, cfg.Address, cfg.ServerTLS, cfg.ClientTLS, cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
-		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: raftLayer{newStreams(n.mux, n.mux.raft)}, MaxPool: 3, Timeout: 10 * time.Second,
-			Logger: hclogAdapter(cfg.Logger),
-		})
-		n.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return n.mux.dial(ctx, addr, streamRPC)
-			},
-			MaxIdleConnsPerHost: 4,
-		}}
-		n.rpc = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(cfg.Logger.With("server", "cluster-rpc").Handler(), slog.LevelWarn)}
-		n.wg.Go(func() { n.rpc.Serve(newStreams(n.mux, n.mux.rpc)) })
+// openStores opens the raft log (n.store) and the snapshots in the data
+// directory.
+func (n *Node) openStores() (raft.SnapshotStore, error) {
+	var err error
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open the raft log in %s: %w", n.cfg.DataDir, err)
 	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, hclogAdapter(n.cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("open the snapshots in %s: %w", n.cfg.DataDir, err)
+	}
+	return snaps, nil
+}
 
-	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("read the raft state: %w", err)
+// openTransport returns raft's transport and this node's address in it:
+// in memory for a single node without network, else the cluster port,
+// where it also serves the RPCs and from which it calls the other nodes.
+func (n *Node) openTransport() (raft.ServerAddress, raft.Transport, error) {
+	if n.cfg.Address == "" {
+		self, trans := raft.NewInmemTransport("")
+		return self, trans, nil
 	}
-	n.raft, err = raft.NewRaft(rc, fsm, n.store, n.store, snaps, trans)
+	var err error
+	n.mux, err = newMux(n.cfg.Bind, n.cfg.Address, n.cfg.ServerTLS, n.cfg.ClientTLS, n.cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("start raft: %w", err)
+		return "", nil, err
 	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: raftLayer{newStreams(n.mux, n.mux.raft)}, MaxPool: 3, Timeout: 10 * time.Second,
+		Logger: hclogAdapter(n.cfg.Logger),
+	})
+	n.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return n.mux.dial(ctx, addr, streamRPC)
+		},
+		MaxIdleConnsPerHost: 4,
+	}}
+	n.rpc = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.cfg.Logger.With("server", "cluster-rpc").Handler(), slog.LevelWarn)}
+	n.wg.Go(func() { n.rpc.Serve(newStreams(n.mux, n.mux.rpc)) })
+	return raft.ServerAddress(n.cfg.Address), trans, nil
+}
+
+// enter resumes from the stored state if there is one, else creates a new
+// cluster (nothing to join) or joins one.
+func (n *Node) enter(ctx context.Context, hasState bool, self raft.ServerAddress) error {
 	switch {
 	case hasState:
 		n.Resumed = true
-		n.log.Info("resuming from stored state", "node", cfg.Node)
-	case len(cfg.Join) == 0:
-		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: self, Suffrage: raft.Voter}}}
+		n.log.Info("resuming from stored state", "node", n.cfg.Node)
+	case len(n.cfg.Join) == 0:
+		boot := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(n.cfg.Node), Address: self, Suffrage: raft.Voter}}}
 		if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
-			return nil, fmt.Errorf("create the cluster: %w", err)
+			return fmt.Errorf("create the cluster: %w", err)
 		}
 		n.Created = true
-		n.log.Info("created a new cluster", "node", cfg.Node)
+		n.log.Info("created a new cluster", "node", n.cfg.Node)
 	default:
-		if err := n.join(ctx); err != nil {
-			return nil, err
-		}
+		return n.join(ctx)
 	}
-	ok = true
-	return n, nil
+	return nil
 }
 
 // join asks the members in Config.Join, in turn and until ctx ends, to add

@@ -34,11 +34,45 @@ type fakeAnalyst map[string]*api.Analysis
 
 func (f fakeAnalyst) Analysis(release string) *api.Analysis { return f[release] }
 
-// TestRPCRoutes pins each RPC's status and body: nodes of other versions
-// read them.
-func TestRPCRoutes(t *testing.T) {
+// rpcCase is an RPC made to a node's handler and its answer: status, and
+// body with raft indexes written "index":N.
+type rpcCase struct {
+	name, method, path, body, caller string
+	before                           func()
+	status                           int
+	want                             string
+}
+
+var anyIndex = regexp.MustCompile(`"index":[1-9][0-9]*`)
+
+// runRPCs makes the RPCs in turn (a caller sends its certificate's name).
+func runRPCs(t *testing.T, h http.Handler, cases []rpcCase) {
+	t.Helper()
+	for _, tc := range cases {
+		if tc.before != nil {
+			tc.before()
+		}
+		method := tc.method
+		if method == "" {
+			method = http.MethodPost
+		}
+		r := httptest.NewRequest(method, tc.path, strings.NewReader(tc.body))
+		if tc.caller != "" {
+			r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: tc.caller}}}}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		got := anyIndex.ReplaceAllString(w.Body.String(), `"index":N`)
+		if w.Code != tc.status || got != tc.want {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, w.Code, got, tc.status, tc.want)
+		}
+	}
+}
+
+// TestRPCWrites pins the status and body of the RPCs that change or read
+// the state: nodes of other versions read them.
+func TestRPCWrites(t *testing.T) {
 	n := startSingle(t)
-	h := n.rpcHandler()
 	encoded := func(c Command) string {
 		data, err := Encode(c)
 		if err != nil {
@@ -47,24 +81,7 @@ func TestRPCRoutes(t *testing.T) {
 		body, _ := json.Marshal(applyRequest{Data: data})
 		return string(body)
 	}
-	var reports []string
-	withHandlers := func() {
-		n.SetReportHandler(func(node string, data []byte) { reports = append(reports, node+" "+string(data)) })
-		n.SetAnalyst(fakeAnalyst{"r1": {Responses: 7, Verdict: "healthy"}})
-		n.SetStatus(func(svc string) (any, error) {
-			if svc == "broken" {
-				return nil, errors.New("kernel unreadable")
-			}
-			return map[string]string{"service": svc}, nil
-		})
-	}
-	index := regexp.MustCompile(`"index":[1-9][0-9]*`)
-	for _, tc := range []struct {
-		name, method, path, body, caller string
-		before                           func()
-		status                           int
-		want                             string
-	}{
+	runRPCs(t, n.rpcHandler(), []rpcCase{
 		{name: "join without a node", path: "/cluster/join", body: `{}`,
 			status: 400, want: "join: want {node, address}: <nil>\n"},
 		{name: "join not JSON", path: "/cluster/join", body: `x`,
@@ -87,13 +104,34 @@ func TestRPCRoutes(t *testing.T) {
 			status: 200, want: "{\"state\":{\"services\":{}},\"index\":N}\n"},
 		{name: "applied", path: "/cluster/applied", body: `{}`, before: func() { n.SetApplied(7) },
 			status: 200, want: "{\"node\":\"n0\",\"index\":N}\n"},
+		{name: "GET", method: http.MethodGet, path: "/cluster/state",
+			status: 405, want: "Method Not Allowed\n"},
+	})
+}
+
+// TestRPCLeaderHandlers pins the status and body of the RPCs that reach
+// the handlers the agent installs: before and after it does.
+func TestRPCLeaderHandlers(t *testing.T) {
+	n := startSingle(t)
+	var reports []string
+	install := func() {
+		n.SetReportHandler(func(node string, data []byte) { reports = append(reports, node+" "+string(data)) })
+		n.SetAnalyst(fakeAnalyst{"r1": {Responses: 7, Verdict: "healthy"}})
+		n.SetStatus(func(svc string) (any, error) {
+			if svc == "broken" {
+				return nil, errors.New("kernel unreadable")
+			}
+			return map[string]string{"service": svc}, nil
+		})
+	}
+	runRPCs(t, n.rpcHandler(), []rpcCase{
 		{name: "report before a handler", path: "/cluster/report", body: `{"node":"n1","data":{"a":1}}`,
 			status: 503, want: "this node takes no reports yet\n"},
 		{name: "ask before a handler", path: "/cluster/ask", body: `{"topic":"analysis","arg":"r1"}`,
 			status: 503, want: "not the leader\n"},
 		{name: "status before a handler", path: "/cluster/status", body: `{"service":"web"}`,
 			status: 503, want: "this node's status is not available yet\n"},
-		{name: "report without a node", path: "/cluster/report", body: `{}`, before: withHandlers,
+		{name: "report without a node", path: "/cluster/report", body: `{}`, before: install,
 			status: 400, want: "report: want {node, data}: <nil>\n"},
 		{name: "report", path: "/cluster/report", body: `{"node":"n1","data":{"a":1}}`,
 			status: 200, want: "{}\n"},
@@ -111,27 +149,7 @@ func TestRPCRoutes(t *testing.T) {
 			status: 500, want: "kernel unreadable\n"},
 		{name: "status not JSON", path: "/cluster/status", body: `x`,
 			status: 400, want: "invalid character 'x' looking for beginning of value\n"},
-		{name: "GET", method: http.MethodGet, path: "/cluster/state",
-			status: 405, want: "Method Not Allowed\n"},
-	} {
-		if tc.before != nil {
-			tc.before()
-		}
-		method := tc.method
-		if method == "" {
-			method = http.MethodPost
-		}
-		r := httptest.NewRequest(method, tc.path, strings.NewReader(tc.body))
-		if tc.caller != "" {
-			r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: tc.caller}}}}
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		got := index.ReplaceAllString(w.Body.String(), `"index":N`)
-		if w.Code != tc.status || got != tc.want {
-			t.Errorf("%s: %d %q, want %d %q", tc.name, w.Code, got, tc.status, tc.want)
-		}
-	}
+	})
 	if want := []string{`n1 {"a":1}`}; strings.Join(reports, "|") != strings.Join(want, "|") {
 		t.Errorf("reports %q, want %q", reports, want)
 	}
