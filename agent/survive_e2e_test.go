@@ -72,14 +72,12 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 		}
 	}
 	s := web("echo", lab, netlab.VIP4, 81, netlab.EchoPort, service.TCP, 2000)
-	opts := labagent.Options{Binary: bin, Mode: mode, Env: env, Services: []service.Service{s}}
-	a, err := labagent.Start(ctx, lab, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { a.Kill(); a.Remove() }()
+	sv := &survival{t: t, ctx: ctx, lab: lab, newBin: newBin,
+		opts: labagent.Options{Binary: bin, Mode: mode, Env: env, Services: []service.Service{s}}}
+	sv.start(sv.opts)
+	defer func() { sv.a.Kill(); sv.a.Remove() }()
 
-	weights := watchWeight(t, a.PinPath(), s)
+	weights := watchWeight(t, sv.a.PinPath(), s)
 	load, err := lab.Client.StartSteadyLoad(ctx, netip.AddrPortFrom(netlab.VIP4, 81), 20, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -90,66 +88,106 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 			load.Stop()
 		}
 	}()
-	pause := func() { time.Sleep(time.Second) }
-	pause()
+	sv.pause()
 
-	// kill -9, a second without an agent, start again.
-	a.Kill()
-	pause()
-	if a, err = labagent.Start(ctx, lab, opts); err != nil {
-		t.Fatal(err)
-	}
-	requireLog(t, a, `"msg":"steering on interface: kept the previous agent's attachment"`, `"hook":"`+hook+`"`)
-	requireLog(t, a, `"msg":"took over the previous agent's data path"`)
-	requireLog(t, a, `"msg":"kept steering on interface: same program"`)
-	pause()
+	sv.restartAfterKill(hook)
+	sv.upgrade()
+	sv.resizeFlowTable()
 
-	// A clean stop, then the rebuilt binary with another program.
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
+	rep := load.Stop()
+	stopped = true
+	seen := weights.stop()
+	checkUndisturbed(t, rep, seen, s.CanaryWeight)
+	sv.cleanup()
+}
+
+// survival is what the phases of testSurvive share: the lab, the agent
+// running now, and how the agents were started.
+type survival struct {
+	t       *testing.T
+	ctx     context.Context
+	lab     *netlab.Lab
+	a       *labagent.Agent  // the agent running now
+	opts    labagent.Options // the first agent's
+	up      labagent.Options // the upgraded agent's
+	newBin  string           // the rebuilt binary, with a changed program
+	cfgPath string           // the agent's configuration, once the upgrade read it
+}
+
+// start starts an agent with opts; it is the running one from now on.
+func (sv *survival) start(opts labagent.Options) {
+	var err error
+	if sv.a, err = labagent.Start(sv.ctx, sv.lab, opts); err != nil {
+		sv.t.Fatal(err)
 	}
-	pause()
-	// The preflight of the upgrade: the new binary's check says what it
-	// would do with the pins.
-	// It runs in the gateway's namespace, where the interfaces are.
-	cfgPath := filepath.Join(filepath.Dir(a.PinPath()), "agent.yaml")
+}
+
+func (sv *survival) pause() { time.Sleep(time.Second) }
+
+// restartAfterKill: kill -9, a second without an agent, start again; the
+// new agent keeps the attachments and the data path it finds.
+func (sv *survival) restartAfterKill(hook string) {
+	sv.a.Kill()
+	sv.pause()
+	sv.start(sv.opts)
+	requireLog(sv.t, sv.a, `"msg":"steering on interface: kept the previous agent's attachment"`, `"hook":"`+hook+`"`)
+	requireLog(sv.t, sv.a, `"msg":"took over the previous agent's data path"`)
+	requireLog(sv.t, sv.a, `"msg":"kept steering on interface: same program"`)
+	sv.pause()
+}
+
+// upgrade: a clean stop, then the rebuilt binary with another program,
+// after its preflight check.
+func (sv *survival) upgrade() {
+	if err := sv.a.Stop(); err != nil {
+		sv.t.Fatal(err)
+	}
+	sv.pause()
+	sv.cfgPath = filepath.Join(filepath.Dir(sv.a.PinPath()), "agent.yaml")
+	sv.checkBeforeUpgrade()
+	sv.up = sv.opts
+	sv.up.Binary = sv.newBin
+	sv.start(sv.up)
+	requireLog(sv.t, sv.a, `"msg":"kept steering on interface: program replaced"`)
+	sv.pause()
+}
+
+// checkBeforeUpgrade runs the preflight of the upgrade: the new binary's
+// check says what it would do with the pins. It runs in the gateway's
+// namespace, where the interfaces are.
+func (sv *survival) checkBeforeUpgrade() {
 	var out []byte
-	err = lab.Gateway.Do(func() error {
+	err := sv.lab.Gateway.Do(func() error {
 		var err error
-		out, err = exec.CommandContext(ctx, newBin, "check", "-config", cfgPath).CombinedOutput()
+		out, err = exec.CommandContext(sv.ctx, sv.newBin, "check", "-config", sv.cfgPath).CombinedOutput()
 		return err
 	})
 	if err != nil || !strings.Contains(string(out), "no map would be reset") || !regexp.MustCompile(`(?m)^flows +adopted`).Match(out) ||
 		!regexp.MustCompile(`(?m)^`+netlab.GatewayClientIf+` +client +veth +yes +`).Match(out) {
-		t.Errorf("check before the upgrade: %v\n%s", err, out)
+		sv.t.Errorf("check before the upgrade: %v\n%s", err, out)
 	}
 	if i := strings.Index(string(out), "interfaces ("); i >= 0 {
-		t.Logf("check before the upgrade:\n%s", out[i:])
+		sv.t.Logf("check before the upgrade:\n%s", out[i:])
 	}
-	up := opts
-	up.Binary = newBin
-	if a, err = labagent.Start(ctx, lab, up); err != nil {
-		t.Fatal(err)
-	}
-	requireLog(t, a, `"msg":"kept steering on interface: program replaced"`)
-	pause()
+}
 
-	// A restart with another flow table size: the live flows are copied
-	// into the new table before (and after) the programs switch to it.
-	if err := a.Stop(); err != nil {
+// resizeFlowTable: a restart with another flow table size: the live flows
+// are copied into the new table before (and after) the programs switch to
+// it.
+func (sv *survival) resizeFlowTable() {
+	t := sv.t
+	if err := sv.a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	resized := up
+	resized := sv.up
 	resized.FlowTable = 2 * 65536
-	if a, err = labagent.Start(ctx, lab, resized); err != nil {
-		t.Fatal(err)
-	}
-	requireLog(t, a, `"msg":"found a previous agent's map"`, `"map":"flows"`, `"fate":"migrated"`)
-	requireLog(t, a, `"msg":"migrated a map"`, `"map":"flows"`)
+	sv.start(resized)
+	requireLog(t, sv.a, `"msg":"found a previous agent's map"`, `"map":"flows"`, `"fate":"migrated"`)
+	requireLog(t, sv.a, `"msg":"migrated a map"`, `"map":"flows"`)
 	// Same weights and backends would steer a lost flow back to its
 	// backend by the hash alone: count the copied flows instead.
 	migrated := -1
-	for _, l := range a.Log() {
+	for _, l := range sv.a.Log() {
 		if m := migratedRE.FindStringSubmatch(l); m != nil {
 			migrated, _ = strconv.Atoi(m[1])
 		}
@@ -158,11 +196,12 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 	if migrated < 20 {
 		t.Errorf("%d flows migrated, fewer than the 20 long-lived connections", migrated)
 	}
-	pause()
+	sv.pause()
+}
 
-	rep := load.Stop()
-	stopped = true
-	seen := weights.stop()
+// checkUndisturbed checks the steady load lived through the restarts
+// without a failure or a stall, and the kernel showed only weight.
+func checkUndisturbed(t *testing.T, rep netlab.SteadyReport, seen []string, weight service.Weight) {
 	t.Logf("steady load: %s", rep)
 	if f := rep.Failures(); f != "" {
 		t.Errorf("the load saw failures: %s", f)
@@ -173,22 +212,26 @@ func testSurvive(t *testing.T, mode string, env []string, hook string) {
 	if rep.NewConns < 500 || len(rep.NewByBackend) < 2 {
 		t.Errorf("too little load to tell: %s", rep)
 	}
-	if len(seen) != 1 || seen[0] != s.CanaryWeight.String() {
-		t.Errorf("kernel weights seen during the restarts: %v, want only %s", seen, s.CanaryWeight)
+	if len(seen) != 1 || seen[0] != weight.String() {
+		t.Errorf("kernel weights seen during the restarts: %v, want only %s", seen, weight)
 	}
+}
 
-	// cleanup refuses while the agent runs; once it stopped, it takes
-	// the programs off and the VIP goes dark.
+// cleanup: `graylane-agent cleanup` refuses while the agent runs; once it
+// stopped, it takes the programs off and the VIP goes dark.
+func (sv *survival) cleanup() {
+	t, ctx, lab := sv.t, sv.ctx, sv.lab
 	cleanup := func() ([]byte, error) {
-		return exec.CommandContext(ctx, newBin, "cleanup", "-config", cfgPath).CombinedOutput()
+		return exec.CommandContext(ctx, sv.newBin, "cleanup", "-config", sv.cfgPath).CombinedOutput()
 	}
 	if out, err := cleanup(); err == nil || !strings.Contains(string(out), "an agent is running") {
 		t.Errorf("cleanup with the agent running: %v\n%s", err, out)
 	}
-	if err := a.Stop(); err != nil {
+	if err := sv.a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	err = lab.Gateway.Do(func() error {
+	var out []byte
+	err := lab.Gateway.Do(func() error {
 		var err error
 		out, err = cleanup()
 		return err
