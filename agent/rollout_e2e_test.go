@@ -208,54 +208,88 @@ func TestRolloutBreaker(t *testing.T) {
 	l := startLoad(tr.ctx, tr.lab, 200)
 	defer l.Stop()
 	tr.ctl(t, leader, "rollout", "start", "web-v2")
-	s := rolloutService(tr.lab, 5000)
-	tr.waitKernels(t, s, 0, 1, 2)
+	b := &breakerTest{t: t, tr: tr, leader: leader, f: &f, s: rolloutService(tr.lab, 5000)}
+	tr.waitKernels(t, b.s, 0, 1, 2)
 
-	hold := func(what string, d time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for time.Now().Before(deadline) {
-			if r := tr.release(t, leader, "web-v2"); r.Breaker != "closed" {
-				t.Fatalf("%s: the breaker is %s: %+v", what, r.Breaker, r.History[len(r.History)-1])
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		r := tr.release(t, leader, "web-v2")
-		t.Logf("%s: breaker %s, analysis %+v", what, r.Breaker, r.Analysis)
-		for i := range 3 {
-			if diff := tr.kernelDiff(t, i, s); diff != "" {
-				t.Fatalf("%s: %s's kernel: %s", what, tr.hosts[i].Name, diff)
-			}
-		}
-	}
-	hold("healthy", 4*time.Second)
-	f.Set(10, 0, slowDelay) // every 10th canary response slow: P99 > 300 ms, no errors
-	hold("only latency", 5*time.Second)
-	// A window with both would be a breach: let the slow ones age out.
-	f.Set(0, 0, 0)
-	hold("healthy again", 4*time.Second)
-	f.Set(0, 16, 0) // 6.25 % errors, fast
-	hold("only errors", 5*time.Second)
-
+	b.holdThroughOneFault()
 	// Too few requests to judge: both faults, a trickle of traffic.
 	l.Stop()
-	f.Set(10, 16, slowDelay)
-	time.Sleep(4 * time.Second) // the busy windows age out
-	quiet := startLoad(tr.ctx, tr.lab, 5)
-	hold("below minRequests", 5*time.Second)
-	if r := tr.release(t, leader, "web-v2"); r.Analysis == nil || !strings.HasPrefix(r.Analysis.Verdict, "no verdict") {
-		t.Errorf("below minRequests: analysis %+v, want no verdict", r.Analysis)
-	}
-	quiet.Stop()
+	b.holdBelowMinRequests()
 
 	// Both faults under load: rollback in every kernel.
 	l = startLoad(tr.ctx, tr.lab, 200)
 	defer l.Stop()
+	b.checkRollback()
+	checkBreakerMetrics(t, tr.lab)
+	b.checkRecovery(hooks)
+}
+
+// breakerTest is what the phases of TestRolloutBreaker share.
+type breakerTest struct {
+	t      *testing.T
+	tr     *trio
+	leader int
+	f      *netlab.Faults  // the canary's faults
+	s      service.Service // web as every kernel must hold it
+}
+
+// hold checks for d that the breaker stays closed, then that every kernel
+// still holds b.s.
+func (b *breakerTest) hold(what string, d time.Duration) {
+	t, tr := b.t, b.tr
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if r := tr.release(t, b.leader, "web-v2"); r.Breaker != "closed" {
+			t.Fatalf("%s: the breaker is %s: %+v", what, r.Breaker, r.History[len(r.History)-1])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := tr.release(t, b.leader, "web-v2")
+	t.Logf("%s: breaker %s, analysis %+v", what, r.Breaker, r.Analysis)
+	for i := range 3 {
+		if diff := tr.kernelDiff(t, i, b.s); diff != "" {
+			t.Fatalf("%s: %s's kernel: %s", what, tr.hosts[i].Name, diff)
+		}
+	}
+}
+
+// holdThroughOneFault: healthy, then slow only, then failing only: the
+// breaker stays closed throughout.
+func (b *breakerTest) holdThroughOneFault() {
+	b.hold("healthy", 4*time.Second)
+	b.f.Set(10, 0, slowDelay) // every 10th canary response slow: P99 > 300 ms, no errors
+	b.hold("only latency", 5*time.Second)
+	// A window with both would be a breach: let the slow ones age out.
+	b.f.Set(0, 0, 0)
+	b.hold("healthy again", 4*time.Second)
+	b.f.Set(0, 16, 0) // 6.25 % errors, fast
+	b.hold("only errors", 5*time.Second)
+}
+
+// holdBelowMinRequests: both faults, but a trickle of traffic too small to
+// judge: the breaker stays closed and the analysis says so.
+func (b *breakerTest) holdBelowMinRequests() {
+	b.f.Set(10, 16, slowDelay)
+	time.Sleep(4 * time.Second) // the busy windows age out
+	quiet := startLoad(b.tr.ctx, b.tr.lab, 5)
+	b.hold("below minRequests", 5*time.Second)
+	if r := b.tr.release(b.t, b.leader, "web-v2"); r.Analysis == nil || !strings.HasPrefix(r.Analysis.Verdict, "no verdict") {
+		b.t.Errorf("below minRequests: analysis %+v, want no verdict", r.Analysis)
+	}
+	quiet.Stop()
+}
+
+// checkRollback: both faults under load take every kernel's canary weight
+// to 0; the breaker is open, the rollback recorded with its numbers, and a
+// follower answers with the leader's judgement.
+func (b *breakerTest) checkRollback() {
+	t, tr := b.t, b.tr
 	faulty := time.Now()
-	s.CanaryWeight = 0
-	tr.waitKernels(t, s, 0, 1, 2)
+	b.s.CanaryWeight = 0
+	tr.waitKernels(t, b.s, 0, 1, 2)
 	t.Logf("both faults: canary weight 0 in all three kernels %v after the faults began", time.Since(faulty).Round(100*time.Millisecond))
-	r := tr.release(t, leader, "web-v2")
+	r := tr.release(t, b.leader, "web-v2")
 	if r.Breaker != "open" {
 		t.Errorf("breaker %s after the rollback, want open", r.Breaker)
 	}
@@ -264,11 +298,15 @@ func TestRolloutBreaker(t *testing.T) {
 		t.Errorf("the rollback's record: %+v", last)
 	}
 	// A follower answers with the leader's judgement too.
-	if r := tr.release(t, (leader+1)%3, "web-v2"); r.Analysis == nil || r.Analysis.Responses == 0 {
+	if r := tr.release(t, (b.leader+1)%3, "web-v2"); r.Analysis == nil || r.Analysis.Responses == 0 {
 		t.Errorf("the release read on a follower has no analysis: %+v", r.Analysis)
 	}
-	// What operators scrape (gw's agent; every node has the release state).
-	fams := scrape(t, tr.lab)
+}
+
+// checkBreakerMetrics checks what operators scrape after the rollback
+// (gw's agent; every node has the release state).
+func checkBreakerMetrics(t *testing.T, lab *netlab.Lab) {
+	fams := scrape(t, lab)
 	rel := map[string]string{"release": "web-v2"}
 	if got := sum(fams, "graylane_breaker_state", rel); got != 2 {
 		t.Errorf("graylane_breaker_state %v, want 2 (open)", got)
@@ -279,17 +317,20 @@ func TestRolloutBreaker(t *testing.T) {
 	if got := sum(fams, "graylane_rollout_phase", map[string]string{"release": "web-v2", "phase": "running"}); got != 1 {
 		t.Errorf("graylane_rollout_phase{phase=running} %v, want 1", got)
 	}
+}
 
-	// Recovery: half-open after the cool-down, closed after two healthy
-	// windows, the step's weight back in every kernel.
-	f.Set(0, 0, 0)
-	tr.waitRelease(t, leader, "web-v2", 20*time.Second, "half-open", func(r api.Release) bool { return r.Breaker == "half-open" })
-	tr.waitRelease(t, leader, "web-v2", 30*time.Second, "closed", func(r api.Release) bool { return r.Breaker == "closed" })
-	s.CanaryWeight = 5000
-	tr.waitKernels(t, s, 0, 1, 2)
-	t.Log(tr.ctl(t, leader, "rollout", "status", "web-v2"))
+// checkRecovery: faults removed, half-open after the cool-down, closed
+// after two healthy windows, the step's weight back in every kernel; the
+// leader told the webhook about each breaker move, once.
+func (b *breakerTest) checkRecovery(hooks *hookReceiver) {
+	t, tr := b.t, b.tr
+	b.f.Set(0, 0, 0)
+	tr.waitRelease(t, b.leader, "web-v2", 20*time.Second, "half-open", func(r api.Release) bool { return r.Breaker == "half-open" })
+	tr.waitRelease(t, b.leader, "web-v2", 30*time.Second, "closed", func(r api.Release) bool { return r.Breaker == "closed" })
+	b.s.CanaryWeight = 5000
+	tr.waitKernels(t, b.s, 0, 1, 2)
+	t.Log(tr.ctl(t, b.leader, "rollout", "status", "web-v2"))
 
-	// The leader told the webhook about each breaker move, once.
 	deadline := time.Now().Add(10 * time.Second)
 	for len(hooks.kinds()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -406,28 +447,7 @@ func TestRolloutRate(t *testing.T) {
 	defer l.Stop()
 	time.Sleep(2 * time.Second) // every node has its share by now
 	s := rolloutService(tr.lab, 10000)
-	flows := func() (stable, canary uint64) {
-		v, err := tr.agents[0].View()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		ks, _, err := v.Service(s.Frontend())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := v.PoolCounters(ks.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c[service.Stable].Flows, c[service.Canary].Flows
-	}
-	s0, c0 := flows()
-	start := time.Now()
-	time.Sleep(5 * time.Second)
-	s1, c1 := flows()
-	secs := time.Since(start).Seconds()
-	canaryRate, total := float64(c1-c0)/secs, float64(s1-s0+c1-c0)/secs
+	secs, canaryRate, total := gwFlowRates(t, tr, s)
 	t.Logf("gw over %.1fs: %.1f new canary flows/s of %.1f/s (cap 60/s cluster-wide, 20/s per node)", secs, canaryRate, total)
 	if canaryRate < 16 || canaryRate > 24 {
 		t.Errorf("%.1f new canary flows/s on gw, want about 20 (60/s over three nodes)", canaryRate)
@@ -450,20 +470,48 @@ func TestRolloutRate(t *testing.T) {
 		return len(r.History) > 0 && r.History[len(r.History)-1].Kind == "rate-split" && r.History[len(r.History)-1].Numbers["live_nodes"] == 2
 	})
 	time.Sleep(2 * time.Second)
-	s0, c0 = flows()
-	start = time.Now()
-	time.Sleep(5 * time.Second)
-	s1, c1 = flows()
-	secs = time.Since(start).Seconds()
-	canaryRate = float64(c1-c0) / secs
+	_, canaryRate, _ = gwFlowRates(t, tr, s)
 	t.Logf("with %s down: gw admits %.1f new canary flows/s (60/s over two live nodes)", tr.hosts[down].Name, canaryRate)
 	if canaryRate < 26 || canaryRate > 34 {
 		t.Errorf("%.1f new canary flows/s on gw with one node down, want about 30", canaryRate)
 	}
-	// A full promotion: the canary's backends become the stable pool at
-	// weight 0, in every kernel; every new flow goes to them.
-	// --wait does not wait for the member that is down: it says so.
-	start = time.Now()
+	checkFullPromotion(t, tr, leader, down, s)
+}
+
+// gwFlows reads the new flows gw's kernel has sent to each pool of s.
+func gwFlows(t *testing.T, tr *trio, s service.Service) (stable, canary uint64) {
+	v, err := tr.agents[0].View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ks, _, err := v.Service(s.Frontend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.PoolCounters(ks.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c[service.Stable].Flows, c[service.Canary].Flows
+}
+
+// gwFlowRates counts gw's new flows of s over 5 s and returns how long
+// that was, and the new flows a second to the canary and in all.
+func gwFlowRates(t *testing.T, tr *trio, s service.Service) (secs, canary, total float64) {
+	s0, c0 := gwFlows(t, tr, s)
+	start := time.Now()
+	time.Sleep(5 * time.Second)
+	s1, c1 := gwFlows(t, tr, s)
+	secs = time.Since(start).Seconds()
+	return secs, float64(c1-c0) / secs, float64(s1-s0+c1-c0) / secs
+}
+
+// checkFullPromotion: a full promotion makes the canary's backends the
+// stable pool at weight 0, in every kernel; every new flow goes to them.
+// --wait does not wait for the member that is down: it says so.
+func checkFullPromotion(t *testing.T, tr *trio, leader, down int, s service.Service) {
+	start := time.Now()
 	if out := tr.ctl(t, leader, "rollout", "promote", "web-v2", "--full", "--wait"); !strings.Contains(out, "not reachable (down or cut off; they apply it when back): "+tr.hosts[down].Name) {
 		t.Errorf("promote --wait with a member down:\n%s", out)
 	}
@@ -479,9 +527,9 @@ func TestRolloutRate(t *testing.T) {
 			t.Errorf("%s's kernel after promote --full: %s", tr.hosts[i].Name, diff)
 		}
 	}
-	s2, c2 := flows()
+	s2, c2 := gwFlows(t, tr, s)
 	time.Sleep(2 * time.Second)
-	s3, c3 := flows()
+	s3, c3 := gwFlows(t, tr, s)
 	if s3 == s2 || c3 != c2 {
 		t.Errorf("after promote --full: %d new stable (the promoted backends), %d new canary flows; want all stable", s3-s2, c3-c2)
 	}
