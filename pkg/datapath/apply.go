@@ -90,6 +90,8 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	return nil
 }
 
+// plan computes every write that makes the maps steer svcs with set, in
+// the order the writes must happen, without writing anything.
 func (d *Datapath) plan(svcs []service.Service, set settings) (*plan, error) {
 	if len(svcs) > int(d.opts.MaxServices) {
 		return nil, fmt.Errorf("%d services exceed the data path's limit of %d", len(svcs), d.opts.MaxServices)
@@ -98,85 +100,118 @@ func (d *Datapath) plan(svcs []service.Service, set settings) (*plan, error) {
 		installed: make(map[string]*installed, len(svcs)),
 		ids:       idAllocator{free: slices.Clone(d.ids.free)},
 	}
-	m := &d.objs.SteerMaps
 	sorted := slices.Clone(svcs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 
 	pinsAfter := 0
 	claimed := make(map[bpf.SteerEndpoint]bool) // adopted services matched so far
 	for i := range sorted {
-		s := &sorted[i]
-		old := d.services[s.Name]
-		in := &installed{svc: cloneService(s), key: svcKey(s.Frontend())}
-		if a := d.adopted[in.key]; old == nil && a != nil && !claimed[a.key] {
-			// A service a previous agent installed on this frontend: it
-			// keeps its id, so its live flows keep their counters.
-			old, claimed[a.key] = a, true
-		}
-		if old != nil {
-			in.id = old.id
-		} else {
-			id, ok := p.ids.take()
-			if !ok {
-				return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
-			}
-			in.id = id
-			p.zeroCounters(m.PoolCounters, m.Latency, in.id, d.cpus)
-		}
-		in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
-
-		for _, pool := range []service.Pool{service.Stable, service.Canary} {
-			if err := p.planPool(m.Tables, s, pool, old, in); err != nil {
-				return nil, err
-			}
-		}
-		in.pins = make(map[bpf.SteerPinKey]uint8, len(s.Pins))
-		for _, pin := range s.Pins {
-			in.pins[pinKey(in.id, pin.Prefix)] = uint8(pin.Pool)
-		}
-		if len(in.pins) > 0 {
-			in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
+		in, err := d.planService(p, &sorted[i], set, claimed)
+		if err != nil {
+			return nil, err
 		}
 		pinsAfter += len(in.pins)
-		thresholds, err := mergeThresholds(s.LatencyThresholds, set.thresholds[s.Name])
-		if err != nil {
-			return nil, fmt.Errorf("service %q: %w", s.Name, err)
-		}
-		p.planParams(m.Params, old, in, thresholds)
-		p.planRate(m.Rates, old, in, set.rates[s.Name])
-		p.planPins(m.Pins, old, in)
-		p.planReplies(m.Backends, old, in)
-		p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
-		p.planSwitch(m.Services, old, in)
-		p.installed[s.Name] = in
 	}
-	for name, old := range d.services {
-		if _, keep := p.installed[name]; keep {
-			continue
-		}
-		p.planDelete(m.Services, old)
-		p.planClearFrontend(m.Frontends, old)
-		p.ids.release(old.id)
-	}
-	for key, old := range d.adopted {
-		if !claimed[key] {
-			p.planDelete(m.Services, old)
-			p.planClearFrontend(m.Frontends, old)
-			p.ids.release(old.id)
-		}
-	}
-	// The filter passes the services before and after until the switch is
-	// done, then those after.
-	p.filter = filterOf(p.installed)
-	transient := d.filter.union(p.filter)
-	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
-	p.finish = filterSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
+	d.planRemovals(p, claimed)
+	d.planFilter(p)
 	// During the apply both the old and the new pins are in the trie.
 	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {
 		return nil, fmt.Errorf("%d pins (with %d being replaced) exceed the data path's limit of %d", pinsAfter, d.pins, d.opts.MaxPins)
 	}
 	p.pins = pinsAfter
 	return p, nil
+}
+
+// planService plans the writes of one desired service, with its run-time
+// settings in set, and returns what it installs.
+func (d *Datapath) planService(p *plan, s *service.Service, set settings, claimed map[bpf.SteerEndpoint]bool) (*installed, error) {
+	m := &d.objs.SteerMaps
+	in := &installed{svc: cloneService(s), key: svcKey(s.Frontend())}
+	old := d.previous(s.Name, in.key, claimed)
+	if old != nil {
+		in.id = old.id
+	} else {
+		id, ok := p.ids.take()
+		if !ok {
+			return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
+		}
+		in.id = id
+		p.zeroCounters(m.PoolCounters, m.Latency, in.id, d.cpus)
+	}
+	in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
+
+	for _, pool := range []service.Pool{service.Stable, service.Canary} {
+		if err := p.planPool(m.Tables, s, pool, old, in); err != nil {
+			return nil, err
+		}
+	}
+	in.pins = make(map[bpf.SteerPinKey]uint8, len(s.Pins))
+	for _, pin := range s.Pins {
+		in.pins[pinKey(in.id, pin.Prefix)] = uint8(pin.Pool)
+	}
+	if len(in.pins) > 0 {
+		in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
+	}
+	thresholds, err := mergeThresholds(s.LatencyThresholds, set.thresholds[s.Name])
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", s.Name, err)
+	}
+	p.planParams(m.Params, old, in, thresholds)
+	p.planRate(m.Rates, old, in, set.rates[s.Name])
+	p.planPins(m.Pins, old, in)
+	p.planReplies(m.Backends, old, in)
+	p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
+	p.planSwitch(m.Services, old, in)
+	p.installed[s.Name] = in
+	return in, nil
+}
+
+// previous is what a desired service named name on frontend key replaces:
+// the installed service of that name, or else one a previous agent
+// installed on the frontend and no other desired service claimed (it
+// keeps its id, so its live flows keep their counters). Nil: none.
+func (d *Datapath) previous(name string, key bpf.SteerEndpoint, claimed map[bpf.SteerEndpoint]bool) *installed {
+	if old := d.services[name]; old != nil {
+		return old
+	}
+	if a := d.adopted[key]; a != nil && !claimed[a.key] {
+		claimed[a.key] = true
+		return a
+	}
+	return nil
+}
+
+// planRemovals removes the installed services the plan does not keep, and
+// the adopted ones no desired service claimed.
+func (d *Datapath) planRemovals(p *plan, claimed map[bpf.SteerEndpoint]bool) {
+	for name, old := range d.services {
+		if _, keep := p.installed[name]; !keep {
+			p.planRemove(&d.objs.SteerMaps, old)
+		}
+	}
+	for key, old := range d.adopted {
+		if !claimed[key] {
+			p.planRemove(&d.objs.SteerMaps, old)
+		}
+	}
+}
+
+// planRemove takes a service out of the services and frontends maps and
+// frees its id.
+func (p *plan) planRemove(m *bpf.SteerMaps, old *installed) {
+	p.planDelete(m.Services, old)
+	p.planClearFrontend(m.Frontends, old)
+	p.ids.release(old.id)
+}
+
+// planFilter keeps the frontend filter passing the services before and
+// after until the switch is done, and then those after.
+func (d *Datapath) planFilter(p *plan) {
+	m := &d.objs.SteerMaps
+	p.filter = filterOf(p.installed)
+	transient := d.filter.union(p.filter)
+	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
+	p.finish = filterSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
 }
 
 // zeroCounters resets a newly taken service id's counters and histograms,

@@ -127,29 +127,53 @@ func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, erro
 		return Attachment{}, fmt.Errorf("interface %s: role %q is not client or backend", ifname, role)
 	}
 	a := &attachment{Attachment: Attachment{Interface: ifname, Role: role}}
-	ifindex := nl.Attrs().Index
 	if d.opts.PinPath != "" {
-		prog := xdpProg
-		adopted, err := d.adoptLink(a, nl, mode, nil)
+		adopted, err := d.keepAdopted(a, nl, mode, xdpProg, tcProg)
 		if err != nil {
 			return Attachment{}, fmt.Errorf("interface %s: %w", ifname, err)
 		}
 		if adopted {
-			if a.Hook == HookTCX || a.Hook == HookClsact {
-				prog = tcProg
-			}
-			a.pending = prog
-			if d.adoption == nil || d.adoption.done {
-				// Past the first Apply: the maps hold the state already.
-				if err := a.replaceProgram(d.log); err != nil {
-					return Attachment{}, fmt.Errorf("interface %s: %w", ifname, err)
-				}
-			}
 			d.attached[ifname] = a
 			return a.Attachment, nil
 		}
 	}
+	if err := d.attachByMode(a, nl, mode, xdpProg, tcProg); err != nil {
+		return Attachment{}, err
+	}
+	if err := d.pinLink(a); err != nil {
+		return Attachment{}, err
+	}
+	d.attached[ifname] = a
+	return a.Attachment, nil
+}
 
+// keepAdopted keeps an earlier data path's link or filter on the interface
+// that fits mode (adoptLink), to get the program for its hook: at the
+// first Apply, or at once past it. It says whether there was one.
+func (d *Datapath) keepAdopted(a *attachment, nl netlink.Link, mode Mode, xdpProg, tcProg *ebpf.Program) (bool, error) {
+	adopted, err := d.adoptLink(a, nl, mode, nil)
+	if err != nil || !adopted {
+		return false, err
+	}
+	a.pending = xdpProg
+	if a.Hook == HookTCX || a.Hook == HookClsact {
+		a.pending = tcProg
+	}
+	if d.adoption == nil || d.adoption.done {
+		// Past the first Apply: the maps hold the state already.
+		if err := a.replaceProgram(d.log); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// attachByMode attaches the interface's program (xdpProg or tcProg) at the
+// hook mode asks for; in auto mode, tc on virtual devices, native XDP
+// elsewhere where the driver has it, else tc.
+func (d *Datapath) attachByMode(a *attachment, nl netlink.Link, mode Mode, xdpProg, tcProg *ebpf.Program) error {
+	ifname, ifindex := a.Interface, nl.Attrs().Index
+	var err error
 	switch mode {
 	case ModeNative:
 		if nl.Type() == "veth" {
@@ -173,25 +197,31 @@ func (d *Datapath) Attach(ifname string, role Role, mode Mode) (Attachment, erro
 			err = a.attachTC(tcProg, ifindex, d.opts.DisableTCX)
 		}
 	default:
-		return Attachment{}, fmt.Errorf("interface %s: mode %q is not auto, native, generic or tc", ifname, mode)
+		return fmt.Errorf("interface %s: mode %q is not auto, native, generic or tc", ifname, mode)
 	}
 	if err != nil {
-		return Attachment{}, fmt.Errorf("interface %s: attach %s program: %w", ifname, role, err)
+		return fmt.Errorf("interface %s: attach %s program: %w", ifname, a.Role, err)
 	}
-	if d.opts.PinPath != "" && a.link != nil {
-		dir := filepath.Join(d.opts.PinPath, "links")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			_ = a.detach()
-			return Attachment{}, fmt.Errorf("create link pin directory: %w", err)
-		}
-		a.pinPath = filepath.Join(dir, ifname)
-		if err := a.link.Pin(a.pinPath); err != nil {
-			_ = a.detach()
-			return Attachment{}, fmt.Errorf("interface %s: pin link: %w", ifname, err)
-		}
+	return nil
+}
+
+// pinLink pins a new XDP or TCX link under the pin path, so that it
+// outlives the agent (Release); it detaches the link if it cannot.
+func (d *Datapath) pinLink(a *attachment) error {
+	if d.opts.PinPath == "" || a.link == nil {
+		return nil
 	}
-	d.attached[ifname] = a
-	return a.Attachment, nil
+	dir := filepath.Join(d.opts.PinPath, "links")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		_ = a.detach()
+		return fmt.Errorf("create link pin directory: %w", err)
+	}
+	a.pinPath = filepath.Join(dir, a.Interface)
+	if err := a.link.Pin(a.pinPath); err != nil {
+		_ = a.detach()
+		return fmt.Errorf("interface %s: pin link: %w", a.Interface, err)
+	}
+	return nil
 }
 
 // Detach removes the program from one interface.

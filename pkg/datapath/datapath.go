@@ -153,45 +153,72 @@ func New(opts Options) (*Datapath, error) {
 	}
 	d.sweeper = newTimeoutSweeper(&d.objs, opts.FlowTable)
 	collOpts := ebpf.CollectionOptions{Cache: kernelTypes}
-	if opts.PinPath != "" {
-		if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
-			return nil, err
-		}
-		for _, dir := range []string{"maps", "links"} {
-			if err := os.MkdirAll(filepath.Join(opts.PinPath, dir), 0o700); err != nil {
-				return nil, fmt.Errorf("create pin directory: %w", err)
-			}
-		}
-		d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec)
-		if err != nil {
-			return nil, err
-		}
+	if err := d.openPinned(spec, &collOpts); err != nil {
+		return nil, err
 	}
-	if opts.flows != nil && opts.PinPath == "" {
-		collOpts.MapReplacements = map[string]*ebpf.Map{bpf.SteerMapFlows: opts.flows}
-	}
-	if err := spec.LoadAndAssign(&d.objs, &collOpts); err != nil {
+	if err := d.load(spec, &collOpts); err != nil {
 		d.adoption.close()
+		return nil, err
+	}
+	if err := d.start(); err != nil {
+		d.adoption.close()
+		d.objs.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// openPinned prepares the pin path and opens what an earlier data path
+// pinned there (openPins): the maps the programs adopt go into collOpts.
+// Without a pin path, the flow table of Options.flows does.
+func (d *Datapath) openPinned(spec *ebpf.CollectionSpec, collOpts *ebpf.CollectionOptions) error {
+	opts := d.opts
+	if opts.PinPath == "" {
+		if opts.flows != nil {
+			collOpts.MapReplacements = map[string]*ebpf.Map{bpf.SteerMapFlows: opts.flows}
+		}
+		return nil
+	}
+	if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
+		return err
+	}
+	for _, dir := range []string{"maps", "links"} {
+		if err := os.MkdirAll(filepath.Join(opts.PinPath, dir), 0o700); err != nil {
+			return fmt.Errorf("create pin directory: %w", err)
+		}
+	}
+	var err error
+	d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec)
+	return err
+}
+
+// load loads the programs and their maps into the kernel.
+func (d *Datapath) load(spec *ebpf.CollectionSpec, collOpts *ebpf.CollectionOptions) error {
+	if err := spec.LoadAndAssign(&d.objs, collOpts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
+			return fmt.Errorf("the kernel's verifier rejected the steering programs (kernel too old?): %w", err)
 		}
-		return nil, fmt.Errorf("load steering programs: %w", err)
+		return fmt.Errorf("load steering programs: %w", err)
 	}
+	return nil
+}
+
+// start readies the loaded programs: an adoption begins (the services and
+// frontend filter the earlier programs left are read back), and the
+// programs get a next-hop generation of their own.
+func (d *Datapath) start() error {
 	if d.adoption != nil {
 		if err := d.adoption.begin(d); err != nil {
-			d.adoption.close()
-			d.objs.Close()
-			return nil, err
+			return err
 		}
 	}
 	// A new filter map is empty: only an adopted one needs reading.
 	d.filter = newFilter()
 	if d.adoption.adopts(bpf.SteerMapFrontendFilter) {
+		var err error
 		if d.filter, err = readFilter(d.objs.FrontendFilter); err != nil {
-			d.adoption.close()
-			d.objs.Close()
-			return nil, err
+			return err
 		}
 	}
 	// A new program instance starts with its own next-hop generation: one
@@ -199,11 +226,9 @@ func New(opts Options) (*Datapath, error) {
 	// have changed while no agent watched them.
 	d.routeGen = uint32(time.Now().UnixNano()) | 1
 	if err := d.objs.RouteGen.Set(d.routeGen); err != nil {
-		d.adoption.close()
-		d.objs.Close()
-		return nil, fmt.Errorf("set the route generation: %w", err)
+		return fmt.Errorf("set the route generation: %w", err)
 	}
-	return d, nil
+	return nil
 }
 
 // specFor loads the programs' spec sized and set as opts say.
