@@ -37,8 +37,24 @@ func TestVethXDPRedirect(t *testing.T) {
 // and how many the veth dropped.
 func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 	t.Helper()
-	gw, cl, sw := l.Gateway, l.Client, l.Switch
-	var cli0, bck0 netlink.Link
+	cli0, bck0 := gatewayLinks(t, l.Gateway)
+	// A static neighbour for the gateway: ARP would be redirected away too.
+	setGatewayNeighbour(t, l.Client, cli0.Attrs().HardwareAddr)
+	detach := attachRedirect(t, l.Gateway, cli0, bck0)
+	defer detach()
+
+	before := switchRx(t, l.Switch)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sendUDP(t, ctx, l.Client, netip.AddrPortFrom(l.Stable[0].Addr4, 9), n)
+	time.Sleep(200 * time.Millisecond)
+	dropped = xdpDrops(t, ctx, l.Gateway)
+	return switchRx(t, l.Switch) - before, dropped
+}
+
+// gatewayLinks returns the gateway's cli0 and bck0.
+func gatewayLinks(t *testing.T, gw *Host) (cli0, bck0 netlink.Link) {
+	t.Helper()
 	err := gw.withNL(func(h *netlink.Handle) (err error) {
 		if cli0, err = h.LinkByName(GatewayClientIf); err != nil {
 			return err
@@ -49,8 +65,14 @@ func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A static neighbour for the gateway: ARP would be redirected away too.
-	err = cl.withNL(func(h *netlink.Handle) error {
+	return cli0, bck0
+}
+
+// setGatewayNeighbour makes the client's neighbour entry for the gateway
+// static, with MAC address mac.
+func setGatewayNeighbour(t *testing.T, cl *Host, mac net.HardwareAddr) {
+	t.Helper()
+	err := cl.withNL(func(h *netlink.Handle) error {
 		eth0, err := h.LinkByName(HostIf)
 		if err != nil {
 			return err
@@ -58,18 +80,24 @@ func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 		return h.NeighSet(&netlink.Neigh{
 			LinkIndex:    eth0.Attrs().Index,
 			IP:           net.IP(GatewayClient4.AsSlice()),
-			HardwareAddr: cli0.Attrs().HardwareAddr,
+			HardwareAddr: mac,
 			State:        netlink.NUD_PERMANENT,
 		})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// attachRedirect attaches to from, in gw's namespace, an XDP program that
+// redirects every frame into to; detach removes it.
+func attachRedirect(t *testing.T, gw *Host, from, to netlink.Link) (detach func()) {
+	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:    ebpf.XDP,
 		License: "GPL",
 		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R1, int32(bck0.Attrs().Index)),
+			asm.Mov.Imm(asm.R1, int32(to.Attrs().Index)),
 			asm.Mov.Imm(asm.R2, 0),
 			asm.FnRedirect.Call(),
 			asm.Return(),
@@ -78,34 +106,41 @@ func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prog.Close()
 	// The ifindex is resolved in the calling thread's namespace.
 	var xl link.Link
 	if err := gw.Do(func() (err error) {
-		xl, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: cli0.Attrs().Index})
+		xl, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: from.Attrs().Index})
+		return err
+	}); err != nil {
+		prog.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		xl.Close()
+		prog.Close()
+	}
+}
+
+// switchRx is the number of packets the switch port "gw" received.
+func switchRx(t *testing.T, sw *Host) int {
+	t.Helper()
+	var v uint64
+	if err := sw.withNL(func(h *netlink.Handle) error {
+		p, err := h.LinkByName(SwitchGatewayPort)
+		if err == nil {
+			v = p.Attrs().Statistics.RxPackets
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer xl.Close()
+	return int(v)
+}
 
-	rx := func() int {
-		var v uint64
-		if err := sw.withNL(func(h *netlink.Handle) error {
-			p, err := h.LinkByName(SwitchGatewayPort)
-			if err == nil {
-				v = p.Attrs().Statistics.RxPackets
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return int(v)
-	}
-	before := rx()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := cl.DialUDP(ctx, netip.Addr{}, netip.AddrPortFrom(l.Stable[0].Addr4, 9))
+// sendUDP sends n datagrams from the client to dst.
+func sendUDP(t *testing.T, ctx context.Context, cl *Host, dst netip.AddrPort, n int) {
+	t.Helper()
+	c, err := cl.DialUDP(ctx, netip.Addr{}, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +150,12 @@ func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	// The drops are counted nowhere but in the per-queue statistics of the
-	// device that ran the XDP program.
+}
+
+// xdpDrops sums the drops of the gateway's cli0: they are counted nowhere
+// but in the per-queue statistics of the device that ran the XDP program.
+func xdpDrops(t *testing.T, ctx context.Context, gw *Host) (dropped int) {
+	t.Helper()
 	out, err := gw.Ethtool(ctx, "-S", GatewayClientIf)
 	if err != nil {
 		t.Fatal(err)
@@ -128,5 +166,5 @@ func redirectThrough(t *testing.T, l *Lab, n int) (received, dropped int) {
 			dropped += d
 		}
 	}
-	return rx() - before, dropped
+	return dropped
 }
