@@ -127,36 +127,70 @@ func Start(ctx context.Context, lab *netlab.Lab, opts Options) (*Agent, error) {
 	if host == nil {
 		host = lab.Gateway
 	}
-	// One directory per host: a restarted agent finds its data again.
-	dir := filepath.Join("/run/graylane-lab", lab.Name, host.Name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("labagent: %w", err)
+	a, err := newAgent(lab, host)
+	if err != nil {
+		return nil, err
 	}
-	a := &Agent{lab: lab, host: host, dir: dir, pinPath: filepath.Join(dir, "bpf"), exited: make(chan struct{})}
-	a.cond = sync.NewCond(&a.mu)
 	ok := false
 	defer func() {
 		if !ok {
 			a.cleanupFiles()
 		}
 	}()
-	// The agent runs in its own mount namespace (ip netns exec), where
-	// /sys/fs/bpf is not mounted: a bpffs mounted here beforehand is
-	// visible to both sides, and its pins outlive the agent process.
-	if err := os.MkdirAll(a.pinPath, 0o700); err != nil {
-		return nil, fmt.Errorf("labagent: %w", err)
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(a.pinPath, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
-		if err := unix.Mount("bpf", a.pinPath, "bpf", 0, "mode=0700"); err != nil {
-			return nil, fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
-		}
+	if err := a.mountPins(); err != nil {
+		return nil, err
 	}
 	if err := a.writeManifests(opts.Services); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(a.configPath(), []byte(a.config(opts)), 0o600); err != nil {
+		return nil, fmt.Errorf("labagent: %w", err)
+	}
+	if err := a.start(bin, opts); err != nil {
+		return nil, err
+	}
+	if _, err := a.waitLog(ctx, 0, `"msg":"ready"`); err != nil {
+		a.Kill()
+		a.cleanupFiles()
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// newAgent makes the directory of host's agent. One directory per host: a
+// restarted agent finds its data again.
+func newAgent(lab *netlab.Lab, host *netlab.Host) (*Agent, error) {
+	dir := filepath.Join("/run/graylane-lab", lab.Name, host.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("labagent: %w", err)
+	}
+	a := &Agent{lab: lab, host: host, dir: dir, pinPath: filepath.Join(dir, "bpf"), exited: make(chan struct{})}
+	a.cond = sync.NewCond(&a.mu)
+	return a, nil
+}
+
+// mountPins mounts a bpffs on the agent's pin path, unless one is there.
+// The agent runs in its own mount namespace (ip netns exec), where
+// /sys/fs/bpf is not mounted: a bpffs mounted here beforehand is visible
+// to both sides, and its pins outlive the agent process.
+func (a *Agent) mountPins() error {
+	if err := os.MkdirAll(a.pinPath, 0o700); err != nil {
+		return fmt.Errorf("labagent: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(a.pinPath, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+		if err := unix.Mount("bpf", a.pinPath, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
+		}
+	}
+	return nil
+}
+
+// config renders the agent's configuration file.
+func (a *Agent) config(opts Options) string {
 	ifaces := fmt.Sprintf("  - {name: %s, role: client}\n  - {name: %s, role: backend}\n", netlab.GatewayClientIf, netlab.GatewayBackendIf)
-	if host != lab.Gateway {
+	if a.host != a.lab.Gateway {
 		ifaces = fmt.Sprintf("  - {name: %s, role: backend}\n", netlab.GatewayBackendIf)
 	}
 	cfg := fmt.Sprintf(`node: %s
@@ -167,52 +201,67 @@ dataDir: %s
 flowTable: %d
 manifests: %s
 listen: {api: "unix://%s", metrics: "127.0.0.1:9477"%s}
-`, host.Name, ifaces, opts.Mode, a.pinPath, dir, opts.FlowTable, a.manifestsPath(), a.socketPath(), apiTCP(host, opts))
-	if len(opts.Tokens) > 0 {
-		secrets := make([]string, 0, len(opts.Tokens))
-		for secret := range opts.Tokens {
-			secrets = append(secrets, secret)
-		}
-		slices.Sort(secrets)
-		cfg += "tokens:\n"
-		for i, secret := range secrets {
-			cfg += fmt.Sprintf("  - {name: t%d, secret: %q, tenant: %q}\n", i, secret, opts.Tokens[secret])
-		}
+`, a.host.Name, ifaces, opts.Mode, a.pinPath, a.dir, opts.FlowTable, a.manifestsPath(), a.socketPath(), apiTCP(a.host, opts))
+	cfg += tokensConfig(opts.Tokens)
+	if opts.Cluster != nil {
+		cfg += clusterConfig(opts.Cluster, a.host)
 	}
-	if c := opts.Cluster; c != nil {
-		var join []string
-		for _, j := range c.Join {
-			join = append(join, fmt.Sprintf("%q", ClusterAddr(j)))
-		}
-		f := pki.LabFiles(c.Certs, host.Name)
-		cfg += fmt.Sprintf("cluster:\n  raft: %q\n  join: [%s]\n  tls: {ca: %s, cert: %s, key: %s}\n",
-			ClusterAddr(host), strings.Join(join, ", "), f.CA, f.Cert, f.Key)
-		if c.SnapshotThreshold > 0 {
-			cfg += fmt.Sprintf("  snapshotThreshold: %d\n", c.SnapshotThreshold)
-		}
-		if c.TrailingLogs > 0 {
-			cfg += fmt.Sprintf("  trailingLogs: %d\n", c.TrailingLogs)
-		}
-		if c.SnapshotInterval > 0 {
-			cfg += fmt.Sprintf("  snapshotInterval: %s\n", c.SnapshotInterval)
-		}
-	}
-	cfg += opts.Extra
-	if err := os.WriteFile(a.configPath(), []byte(cfg), 0o600); err != nil {
-		return nil, fmt.Errorf("labagent: %w", err)
-	}
+	return cfg + opts.Extra
+}
 
-	a.cmd = host.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
+// tokensConfig renders the tokens section for tokens (secret -> tenant),
+// in the order of the secrets; "" for none.
+func tokensConfig(tokens map[string]string) string {
+	if len(tokens) == 0 {
+		return ""
+	}
+	secrets := make([]string, 0, len(tokens))
+	for secret := range tokens {
+		secrets = append(secrets, secret)
+	}
+	slices.Sort(secrets)
+	cfg := "tokens:\n"
+	for i, secret := range secrets {
+		cfg += fmt.Sprintf("  - {name: t%d, secret: %q, tenant: %q}\n", i, secret, tokens[secret])
+	}
+	return cfg
+}
+
+// clusterConfig renders the cluster section of host's agent.
+func clusterConfig(c *Cluster, host *netlab.Host) string {
+	var join []string
+	for _, j := range c.Join {
+		join = append(join, fmt.Sprintf("%q", ClusterAddr(j)))
+	}
+	f := pki.LabFiles(c.Certs, host.Name)
+	cfg := fmt.Sprintf("cluster:\n  raft: %q\n  join: [%s]\n  tls: {ca: %s, cert: %s, key: %s}\n",
+		ClusterAddr(host), strings.Join(join, ", "), f.CA, f.Cert, f.Key)
+	if c.SnapshotThreshold > 0 {
+		cfg += fmt.Sprintf("  snapshotThreshold: %d\n", c.SnapshotThreshold)
+	}
+	if c.TrailingLogs > 0 {
+		cfg += fmt.Sprintf("  trailingLogs: %d\n", c.TrailingLogs)
+	}
+	if c.SnapshotInterval > 0 {
+		cfg += fmt.Sprintf("  snapshotInterval: %s\n", c.SnapshotInterval)
+	}
+	return cfg
+}
+
+// start starts the agent process bin in the host's namespace, with its
+// log read into a.lines (and copied to opts.Log).
+func (a *Agent) start(bin string, opts Options) error {
+	a.cmd = a.host.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
 	if len(opts.Env) > 0 {
 		a.cmd.Env = append(os.Environ(), opts.Env...)
 	}
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	done, err := netlab.Start(a.cmd)
 	if err != nil {
-		return nil, fmt.Errorf("labagent: start %s: %w", bin, err)
+		return fmt.Errorf("labagent: start %s: %w", bin, err)
 	}
 	go a.readLog(stderr, opts.Log)
 	go func() {
@@ -222,13 +271,7 @@ listen: {api: "unix://%s", metrics: "127.0.0.1:9477"%s}
 		a.cond.Broadcast()
 		a.mu.Unlock()
 	}()
-	if _, err := a.waitLog(ctx, 0, `"msg":"ready"`); err != nil {
-		a.Kill()
-		a.cleanupFiles()
-		return nil, err
-	}
-	ok = true
-	return a, nil
+	return nil
 }
 
 // apiTCP renders the listen.apiTCP setting for opts.Tokens.
