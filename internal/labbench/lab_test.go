@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -82,21 +81,6 @@ func schedule(modes []mode) []mode {
 	return out
 }
 
-// mean is the mean of get over samples, leaving NaNs out (NaN if all are).
-func mean(samples []figures, get func(figures) float64) float64 {
-	sum, n := 0.0, 0
-	for _, f := range samples {
-		if v := get(f); !math.IsNaN(v) {
-			sum += v
-			n++
-		}
-	}
-	if n == 0 {
-		return math.NaN()
-	}
-	return sum / float64(n)
-}
-
 // steering is what a mode's setup made.
 type steering struct {
 	conn     []netip.AddrPort // the client's targets in the connection test
@@ -113,9 +97,24 @@ type figures struct {
 	gw         gwCost  // the gateway's own CPU cost, isolated (tc lab only)
 }
 
+// BenchmarkLab compares the ways of steering the VIP (see benchModes): each
+// round measures every mode in a fresh lab, and the log shows the medians
+// over the rounds and each mode's ratios to its base.
 func BenchmarkLab(b *testing.B) {
 	testenv.RequirePrivileges(b)
-	for _, tool := range []string{"iperf3", "iptables", "nft", "ethtool"} {
+	requireTools(b, "iperf3", "iptables", "nft", "ethtool")
+	bin, err := agent.Path()
+	if err != nil {
+		b.Fatal(err)
+	}
+	modes := benchModes(bin)
+	report(b, modes, measureRounds(b, modes))
+}
+
+// requireTools skips the benchmark, or fails it in CI, if a tool is
+// missing.
+func requireTools(b *testing.B, tools ...string) {
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				b.Fatalf("%s is missing (make deps installs it)", tool)
@@ -123,10 +122,10 @@ func BenchmarkLab(b *testing.B) {
 			b.Skipf("%s is missing (make deps installs it)", tool)
 		}
 	}
-	bin, err := agent.Path()
-	if err != nil {
-		b.Fatal(err)
-	}
+}
+
+// benchModes are the modes measured, bases included, in their order.
+func benchModes(bin string) []mode {
 	modes := []mode{
 		{name: "routing", setup: routing},
 		{name: "iptables", setup: iptablesDNAT},
@@ -141,9 +140,13 @@ func BenchmarkLab(b *testing.B) {
 		names := strings.Split(only, ",")
 		modes = slices.DeleteFunc(modes, func(m mode) bool { return !slices.Contains(names, m.name) })
 	}
-	// results[mode][round] are the mode's samples in the round: one, or
-	// two for a base (see schedule).
-	results := map[string][][]figures{}
+	return modes
+}
+
+// measureRounds measures the modes for rounds rounds (per b.N), each
+// round in the order of schedule.
+func measureRounds(b *testing.B, modes []mode) results {
+	r := results{}
 	for range b.N {
 		for range rounds {
 			round := map[string][]figures{}
@@ -155,141 +158,72 @@ func BenchmarkLab(b *testing.B) {
 				round[m.name] = append(round[m.name], f)
 			}
 			for _, m := range modes {
-				results[m.name] = append(results[m.name], round[m.name])
+				r[m.name] = append(r[m.name], round[m.name])
 			}
 		}
 	}
-	med := func(name string, get func(figures) float64) float64 {
-		var v []float64
-		for _, round := range results[name] {
-			for _, f := range round {
-				v = append(v, get(f))
-			}
-		}
-		return median(v)
-	}
-	// ratio is the median over rounds of a mode's figure over its base's
-	// in the same round: each round measures every mode in turn, minutes
-	// apart at most, so a ratio taken within a round cancels the drift
-	// between rounds that a ratio of two medians keeps. The base is
-	// measured before and after the modes it is the base of, and its
-	// figure in the round is the mean of the two: with one sample, its
-	// noise moved every ratio of the round alike (rounds where all modes
-	// read 0.8x or 1.15x).
-	ratios := func(name, base string, get func(figures) float64) []float64 {
-		var v []float64
-		for r, round := range results[name] {
-			if r >= len(results[base]) || len(round) == 0 {
-				continue
-			}
-			v = append(v, mean(round, get)/mean(results[base][r], get))
-		}
-		return v
-	}
-	ratio := func(name, base string, get func(figures) float64) float64 {
-		return median(ratios(name, base, get))
-	}
-	conn := func(f figures) float64 { return f.connRate }
-	up := func(f figures) float64 { return f.bulkUp }
-	down := func(f figures) float64 { return f.bulkDown }
-	// The gateway's figures are NaN for a round that could not measure
-	// them (not isolated, or the VM's steal time made them unreadable):
-	// medians and ratios leave such rounds out.
-	gwFigure := func(v func(gwCost) time.Duration, unit float64) func(figures) float64 {
-		return func(f figures) float64 {
-			if f.gw.perConn == 0 {
-				return math.NaN()
-			}
-			return float64(v(f.gw)) / unit
-		}
-	}
-	gwConn := gwFigure(func(c gwCost) time.Duration { return c.perConn }, 1e3)     // µs
-	gwBulk := gwFigure(func(c gwCost) time.Duration { return c.perGB }, 1e6)       // ms
-	agent := gwFigure(func(c gwCost) time.Duration { return c.agentPerConn }, 1e3) // µs
-	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-16s %9s %6s %10s %6s %10s %6s | %11s %6s %9s %6s %14s\n", "mode", "conn/s", "x", "up Gbit/s", "x", "down Gbit/s", "x",
-		"gw µs/conn", "x", "gw ms/GB", "x", "agent µs/conn")
-	for _, m := range modes {
-		base := m.base()
-		c, u, d := med(m.name, conn), med(m.name, up), med(m.name, down)
-		cx, ux, dx := ratio(m.name, base, conn), ratio(m.name, base, up), ratio(m.name, base, down)
-		fmt.Fprintf(&table, "%-16s %9.0f %6.2f %10.2f %6.2f %10.2f %6.2f |", m.name, c, cx, u, ux, d, dx)
-		if m.name != base {
-			b.ReportMetric(cx, m.name+"-conn-x")
-			b.ReportMetric(ux, m.name+"-up-x")
-			b.ReportMetric(dx, m.name+"-down-x")
-		}
-		gc, gb := med(m.name, gwConn), med(m.name, gwBulk)
-		if math.IsNaN(gc) {
-			fmt.Fprintf(&table, " %11s %6s %9s %6s\n", "-", "", "-", "")
-			continue
-		}
-		// x: the gateway's capacity relative to routing's, i.e. how many
-		// more connections (bytes) one gateway CPU forwards: 1/cost.
-		// The inverse of the cost ratio, not the ratio of inverses: the
-		// base's two samples are averaged as costs, so one sample that
-		// reads too little (steal time the check missed) does not take
-		// the mean of their inverses with it.
-		gcx, gbx := 1/ratio(m.name, base, gwConn), 1/ratio(m.name, base, gwBulk)
-		fmt.Fprintf(&table, " %11.2f %6.2f %9.2f %6.2f %14.2f (%d of %d rounds)\n", gc, gcx, gb, gbx, med(m.name, agent),
-			len(slices.DeleteFunc(ratios(m.name, base, gwConn), math.IsNaN)), len(results[m.name]))
-		if m.name != base {
-			b.ReportMetric(gcx, m.name+"-gw-conn-x")
-			b.ReportMetric(gbx, m.name+"-gw-bulk-x")
-		}
-	}
-	// The spread: each round's connection-rate ratio, in round order.
-	table.WriteString("conn/s x by round:")
-	for _, m := range modes {
-		base := m.base()
-		if m.name == base {
-			continue
-		}
-		fmt.Fprintf(&table, " %s", m.name)
-		for _, x := range ratios(m.name, base, conn) {
-			fmt.Fprintf(&table, " %.2f", x)
-		}
-		table.WriteString(";")
-	}
-	table.WriteString("\n")
-	b.Logf("medians of %d rounds (x: median of the ratios to routing, in a lab of the same kind, within each round, routing measured before and after the other modes; gw: the gateway's CPU time, "+
-		"isolated on a core of its own, per connection and per GB client -> backend, and its x the gateway's capacity "+
-		"relative to routing's, routing cost / mode cost)%s", rounds, table.String())
+	return r
 }
 
 // measure builds a fresh lab, sets the mode up and takes its figures.
 func measure(m mode) (figures, error) {
-	var f figures
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	lab, err := netlab.New(ctx, netlab.Config{VethXDPReady: m.xdpLab})
 	if err != nil {
-		return f, err
+		return figures{}, err
 	}
 	defer lab.Close()
-	if m.xdpLab {
+	if err := prepareLab(ctx, lab, m.xdpLab); err != nil {
+		return figures{}, err
+	}
+	iperfPid, stopIperf, err := startIperfServer(ctx, lab.Stable[0])
+	if err != nil {
+		return figures{}, err
+	}
+	defer stopIperf()
+	st, err := m.setup(ctx, lab)
+	if err != nil {
+		return figures{}, err
+	}
+	if st.teardown != nil {
+		defer st.teardown()
+	}
+	return takeFigures(ctx, lab, m, st, iperfPid)
+}
+
+// prepareLab turns TX checksum offload off in a lab for XDP and starts
+// the servers on every backend.
+func prepareLab(ctx context.Context, lab *netlab.Lab, xdpLab bool) error {
+	if xdpLab {
 		if err := lab.SetTxChecksum(ctx, false); err != nil {
-			return f, err
+			return err
 		}
 	}
 	for _, h := range lab.Backends() {
 		if _, err := h.StartServers(ctx); err != nil {
-			return f, err
+			return err
 		}
 	}
-	iperf := lab.Stable[0].Command(ctx, "iperf3", "-s", "--forceflush", "-p", strconv.Itoa(iperfPort), "-B", lab.Stable[0].Addr4.String())
+	return nil
+}
+
+// startIperfServer starts an iperf3 server on h's address and waits until
+// it listens; stop ends it.
+func startIperfServer(ctx context.Context, h *netlab.Host) (pid int, stop func(), err error) {
+	iperf := h.Command(ctx, "iperf3", "-s", "--forceflush", "-p", strconv.Itoa(iperfPort), "-B", h.Addr4.String())
 	stdout, err := iperf.StdoutPipe()
 	if err != nil {
-		return f, err
+		return 0, nil, err
 	}
-	iperfDone, err := netlab.Start(iperf)
+	done, err := netlab.Start(iperf)
 	if err != nil {
-		return f, fmt.Errorf("start iperf3 server: %w", err)
+		return 0, nil, fmt.Errorf("start iperf3 server: %w", err)
 	}
-	defer func() {
+	stop = func() {
 		iperf.Process.Kill()
-		<-iperfDone
-	}()
+		<-done
+	}
 	listening := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -303,18 +237,22 @@ func measure(m mode) (figures, error) {
 	select {
 	case ok := <-listening:
 		if !ok {
-			return f, errors.New("iperf3 server exited before listening")
+			stop()
+			return 0, nil, errors.New("iperf3 server exited before listening")
 		}
 	case <-time.After(10 * time.Second):
-		return f, errors.New("iperf3 server not listening after 10s")
+		stop()
+		return 0, nil, errors.New("iperf3 server not listening after 10s")
 	}
-	st, err := m.setup(ctx, lab)
-	if err != nil {
-		return f, err
-	}
-	if st.teardown != nil {
-		defer st.teardown()
-	}
+	return iperf.Process.Pid, stop, nil
+}
+
+// takeFigures checks the path st made, then measures the connection
+// rate, the bulk throughput both ways and, if it can be isolated, the
+// gateway's CPU cost.
+func takeFigures(ctx context.Context, lab *netlab.Lab, m mode, st steering, iperfPid int) (figures, error) {
+	var f figures
+	var err error
 	conn, bulk := st.conn, st.bulk
 	// Check the path before measuring it.
 	for _, t := range conn {
@@ -335,7 +273,7 @@ func measure(m mode) (figures, error) {
 	}
 	f.bulkUp, f.bulkDown = up.gbps, down.gbps
 	if !m.xdpLab && canIsolate() {
-		f.gw, err = gatewayCost(ctx, lab, conn, bulk, st.agentPid, iperf.Process.Pid)
+		f.gw, err = gatewayCost(ctx, lab, conn, bulk, st.agentPid, iperfPid)
 		if errors.Is(err, errBusyUnreadable) {
 			// The end-to-end figures stand; this round has no gateway's.
 			f.gw = gwCost{}
@@ -346,17 +284,6 @@ func measure(m mode) (figures, error) {
 		}
 	}
 	return f, nil
-}
-
-// median is the middle of v (NaN for none: a mode measured without its
-// base).
-func median(v []float64) float64 {
-	s := slices.DeleteFunc(slices.Clone(v), math.IsNaN)
-	if len(s) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // connRate opens connsPerRun connections, spread evenly over targets, and
