@@ -46,64 +46,95 @@ func BenchmarkBuilds(b *testing.B) {
 	}
 }
 
+// benchBuilds times both builds' paths of hook h, round by round.
 func benchBuilds(b *testing.B, f *fixture, bdp *Datapath, h hook, flows *int) {
 	fr := newBenchFrames(h, flows)
 	baseline := passProgram(b, h)
 	builds := []*Datapath{f.dp, bdp}
-	type path struct {
-		name  string
-		frame func(int) []byte
-		stat  string
-		times [2][]time.Duration // by build
-	}
-	paths := []*path{
+	paths := []*buildPath{
 		{name: "non-service", frame: func(int) []byte { return fr.nonService }, stat: "pass_not_service"},
 		{name: "established", frame: func(int) []byte { return fr.established }, stat: "flow_hit"},
 		{name: "new-flow", frame: fr.newTCP, stat: "flow_syn"},
 		{name: "new-udp-flow", frame: fr.newUDP, stat: "flow_new"},
 	}
 	var base []time.Duration
-	before := make([]map[string]uint64, len(builds))
+	var before []map[string]uint64
 	err := f.inNS(func() error {
-		for i, dp := range builds {
-			// Open the established flow in each build's table.
-			if _, _, err := clientProgram(dp.Objects(), h).Benchmark(fr.syn, 1, nil); err != nil {
-				return err
-			}
-			st, err := dp.Stats()
-			if err != nil {
-				return err
-			}
-			before[i] = st
+		var err error
+		// Open the established flow in each build's table.
+		if before, err = openBuildFlows(builds, h, fr.syn); err != nil {
+			return err
 		}
 		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			_, d, err := baseline.Benchmark(fr.established, 1, nil)
-			if err != nil {
-				return err
-			}
-			base = append(base, d)
-			for _, p := range paths {
-				for k := range builds {
-					// Each build goes first every other round: the second
-					// run of a path finds the kernel's code and data the
-					// first ran through warm (same object: b/a 0.94-0.98
-					// in a fixed order).
-					j := (k + i) % len(builds)
-					dp := builds[j]
-					if _, d, err = clientProgram(dp.Objects(), h).Benchmark(p.frame(i), 1, nil); err != nil {
-						return fmt.Errorf("%s, build %c: %w", p.name, 'a'+j, err)
-					}
-					p.times[j] = append(p.times[j], d)
-				}
-			}
-		}
+		base, err = timeBuildRounds(b, builds, h, baseline, fr.established, paths)
 		b.StopTimer()
-		return nil
+		return err
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
+	checkBuildPaths(b, builds, paths, before)
+	reportBuilds(b, base, paths)
+}
+
+// buildPath is one path of BenchmarkBuilds: the frame of each round, the
+// path counter that must grow by one a run, and the runs' times by build.
+type buildPath struct {
+	name  string
+	frame func(int) []byte
+	stat  string
+	times [2][]time.Duration // by build
+}
+
+// openBuildFlows sends syn through each build's client program of hook h,
+// and returns each build's counters after it.
+func openBuildFlows(builds []*Datapath, h hook, syn []byte) ([]map[string]uint64, error) {
+	before := make([]map[string]uint64, len(builds))
+	for i, dp := range builds {
+		if _, _, err := clientProgram(dp.Objects(), h).Benchmark(syn, 1, nil); err != nil {
+			return nil, err
+		}
+		st, err := dp.Stats()
+		if err != nil {
+			return nil, err
+		}
+		before[i] = st
+	}
+	return before, nil
+}
+
+// timeBuildRounds runs b.N rounds of the baseline (on the established
+// frame) and of every path in both builds, and returns the baseline's
+// times; the paths' go to their times.
+func timeBuildRounds(b *testing.B, builds []*Datapath, h hook, baseline *ebpf.Program, established []byte, paths []*buildPath) ([]time.Duration, error) {
+	var base []time.Duration
+	for i := 0; i < b.N; i++ {
+		_, d, err := baseline.Benchmark(established, 1, nil)
+		if err != nil {
+			return base, err
+		}
+		base = append(base, d)
+		for _, p := range paths {
+			for k := range builds {
+				// Each build goes first every other round: the second
+				// run of a path finds the kernel's code and data the
+				// first ran through warm (same object: b/a 0.94-0.98
+				// in a fixed order).
+				j := (k + i) % len(builds)
+				dp := builds[j]
+				if _, d, err = clientProgram(dp.Objects(), h).Benchmark(p.frame(i), 1, nil); err != nil {
+					return base, fmt.Errorf("%s, build %c: %w", p.name, 'a'+j, err)
+				}
+				p.times[j] = append(p.times[j], d)
+			}
+		}
+	}
+	return base, nil
+}
+
+// checkBuildPaths proves from both builds' counters that every run took
+// its path.
+func checkBuildPaths(b *testing.B, builds []*Datapath, paths []*buildPath, before []map[string]uint64) {
 	for i, dp := range builds {
 		after, err := dp.Stats()
 		if err != nil {
@@ -120,6 +151,10 @@ func benchBuilds(b *testing.B, f *fixture, bdp *Datapath, h hook, flows *int) {
 			b.Fatalf("build %c: flow_new grew by %d over %d rounds of two new flows", 'a'+i, got, b.N)
 		}
 	}
+}
+
+// reportBuilds reports BenchmarkBuilds' figures, as its doc says.
+func reportBuilds(b *testing.B, base []time.Duration, paths []*buildPath) {
 	baseIQM := interquartileMean(base)
 	b.ReportMetric(baseIQM, "pass-baseline-ns")
 	for _, p := range paths {
