@@ -101,199 +101,217 @@ func TestAdoptPins(t *testing.T) {
 		t.Fatal(err)
 	}
 	fakeFlows(t, first, 10)
-	idB := first.services["b"].id
+	r := &adoptRun{top: t, dir: dir, opts: opts, first: first, a: a, b: b, idB: first.services["b"].id}
+	// In this order: each scenario restarts on the pins the one before left.
+	t.Run("preview", r.preview)
+	t.Run("adopt", r.adopt)
+	t.Run("maps new in this version", r.mapsNewInThisVersion)
+	t.Run("service maps of another layout", r.serviceMapsOfAnotherLayout)
+	t.Run("layout changed", r.layoutChanged)
+	t.Run("flow table resized", r.flowTableResized)
+}
 
-	t.Run("preview", func(t *testing.T) {
-		empty := opts
-		empty.PinPath = filepath.Join(dir, "nothing-here")
-		if plan, err := Preview(empty); err != nil || plan != nil {
-			t.Errorf("preview of an empty path: %v %v", plan, err)
-		}
-		fates := func(o Options) map[string]string {
-			plan, err := Preview(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := map[string]string{}
-			for _, p := range plan {
-				out[p.Map] = p.Fate
-			}
-			return out
-		}
-		same := fates(opts)
-		if len(same) != reflect.TypeFor[bpf.SteerMaps]().NumField() || same[bpf.SteerMapFlows] != "adopted" || same[bpf.SteerMapServices] != "adopted" {
-			t.Errorf("preview with the same options: %v", same)
-		}
-		bigger := opts
-		bigger.FlowTable = 2048
-		if got := fates(bigger); got[bpf.SteerMapFlows] != "migrated" || got[bpf.SteerMapServices] != "adopted" {
-			t.Errorf("preview with a larger flow table: %v", got)
-		}
-	})
+// adoptRun is what TestAdoptPins' scenarios share: the pins, the options,
+// the services a and b (b's id as first installed), and the data path the
+// next scenario restarts from, which each scenario that gets that far
+// replaces with its own.
+type adoptRun struct {
+	top   *testing.T // releases the data paths at its end
+	dir   string
+	opts  Options
+	first *Datapath
+	a, b  service.Service
+	idB   uint32
+}
 
-	top := t
-	t.Run("adopt", func(t *testing.T) {
-		dp, log := restart(t, top, first, opts)
-		if got := dp.StateIndex(); got != 42 {
-			t.Errorf("state index %d, want 42", got)
+// expectLog checks that log holds every one of want.
+func expectLog(t *testing.T, log *bytes.Buffer, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(log.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, log)
 		}
-		// Before any apply the kernel still steers as before.
-		ks, ok, err := dp.ReadKernel(a.Frontend())
-		if err != nil || !ok || ks.Weight != 1234 {
-			t.Fatalf("adopted service a: %+v %v %v", ks, ok, err)
-		}
-		// Swap the names' ids round: the adopted ids go by frontend.
-		if err := dp.Apply([]service.Service{a, b}); err != nil {
-			t.Fatal(err)
-		}
-		if got := dp.services["b"].id; got != idB {
-			t.Errorf("service b has id %d after the restart, had %d", got, idB)
-		}
-		if n := countEntries(t, dp.objs.Flows); n != 10 {
-			t.Errorf("%d flows after the restart, want 10", n)
-		}
-		for _, s := range []service.Service{a, b} {
-			ks, ok, err := dp.ReadKernel(s.Frontend())
-			if err != nil || !ok || ks.Weight != s.CanaryWeight || len(ks.Backends[service.Canary]) != 1 {
-				t.Errorf("service %s after the restart: %+v %v %v", s.Name, ks, ok, err)
-			}
-		}
-		if n := countEntries(t, dp.objs.Pins); n != 1 {
-			t.Errorf("%d pins, want 1", n)
-		}
-		if !strings.Contains(log.String(), "took over the previous agent's data path") {
-			t.Errorf("log:\n%s", log)
-		}
-		first = dp
-	})
+	}
+}
 
-	t.Run("maps new in this version", func(t *testing.T) {
-		// As if the old agent predated the frontend filter: its pins lack
-		// the maps derived from the services.
-		for _, name := range derivedMaps {
-			if err := os.Remove(filepath.Join(dir, "maps", name)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		dp, log := restart(t, top, first, opts)
-		if dp.adopted == nil {
-			t.Fatal("the service group was reset for maps derived from it")
-		}
-		if err := dp.Apply([]service.Service{a, b}); err != nil {
-			t.Fatal(err)
-		}
-		if got := dp.services["b"].id; got != idB {
-			t.Errorf("service b has id %d, had %d", got, idB)
-		}
-		k, err := readFilter(dp.objs.FrontendFilter)
+func (r *adoptRun) preview(t *testing.T) {
+	empty := r.opts
+	empty.PinPath = filepath.Join(r.dir, "nothing-here")
+	if plan, err := Preview(empty); err != nil || plan != nil {
+		t.Errorf("preview of an empty path: %v %v", plan, err)
+	}
+	fates := func(o Options) map[string]string {
+		plan, err := Preview(o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(k, filterOf(dp.services)) {
-			t.Error("the new frontend filter does not hold the adopted services")
+		out := map[string]string{}
+		for _, p := range plan {
+			out[p.Map] = p.Fate
 		}
-		for _, in := range dp.services {
-			var fe bpf.SteerFrontend
-			if err := dp.objs.Frontends.Lookup(in.id, &fe); err != nil || fe != frontendOf(in) {
-				t.Errorf("frontend of service %s (id %d): %+v %v, want %+v", in.svc.Name, in.id, fe, err, frontendOf(in))
-			}
-		}
-		for _, want := range []string{`map=frontends`, `map=services fate=adopted`} {
-			if !strings.Contains(log.String(), want) {
-				t.Errorf("log lacks %q:\n%s", want, log)
-			}
-		}
-		first = dp
-	})
+		return out
+	}
+	same := fates(r.opts)
+	if len(same) != reflect.TypeFor[bpf.SteerMaps]().NumField() || same[bpf.SteerMapFlows] != "adopted" || same[bpf.SteerMapServices] != "adopted" {
+		t.Errorf("preview with the same options: %v", same)
+	}
+	bigger := r.opts
+	bigger.FlowTable = 2048
+	if got := fates(bigger); got[bpf.SteerMapFlows] != "migrated" || got[bpf.SteerMapServices] != "adopted" {
+		t.Errorf("preview with a larger flow table: %v", got)
+	}
+}
 
-	t.Run("service maps of another layout", func(t *testing.T) {
-		// As an upgrade over an agent whose tables were a hash map: the
-		// service group is rebuilt, the flows stay.
-		if err := first.adoption.info.Update(infoKey("layout:"+bpf.SteerMapTables), uint64(1), ebpf.UpdateAny); err != nil {
-			t.Fatal(err)
+func (r *adoptRun) adopt(t *testing.T) {
+	a, b := r.a, r.b
+	dp, log := restart(t, r.top, r.first, r.opts)
+	if got := dp.StateIndex(); got != 42 {
+		t.Errorf("state index %d, want 42", got)
+	}
+	// Before any apply the kernel still steers as before.
+	ks, ok, err := dp.ReadKernel(a.Frontend())
+	if err != nil || !ok || ks.Weight != 1234 {
+		t.Fatalf("adopted service a: %+v %v %v", ks, ok, err)
+	}
+	// Swap the names' ids round: the adopted ids go by frontend.
+	if err := dp.Apply([]service.Service{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dp.services["b"].id; got != r.idB {
+		t.Errorf("service b has id %d after the restart, had %d", got, r.idB)
+	}
+	if n := countEntries(t, dp.objs.Flows); n != 10 {
+		t.Errorf("%d flows after the restart, want 10", n)
+	}
+	for _, s := range []service.Service{a, b} {
+		ks, ok, err := dp.ReadKernel(s.Frontend())
+		if err != nil || !ok || ks.Weight != s.CanaryWeight || len(ks.Backends[service.Canary]) != 1 {
+			t.Errorf("service %s after the restart: %+v %v %v", s.Name, ks, ok, err)
 		}
-		flows := countEntries(t, first.objs.Flows)
-		dp, log := restart(t, top, first, opts)
-		if dp.adopted != nil {
-			t.Error("services read back from a service group being rebuilt")
-		}
-		if err := dp.Apply([]service.Service{a, b}); err != nil {
-			t.Fatal(err)
-		}
-		if n := countEntries(t, dp.objs.Flows); n != flows {
-			t.Errorf("%d flows after the upgrade, want the %d before", n, flows)
-		}
-		for _, in := range dp.services {
-			ks, ok, err := dp.ReadKernel(in.svc.Frontend())
-			if err != nil || !ok || len(ks.Backends[service.Stable]) != len(in.svc.Stable) {
-				t.Errorf("service %s after the rebuild: %+v %v %v", in.svc.Name, ks, ok, err)
-			}
-		}
-		for _, want := range []string{`map=tables fate=reset why="its key or value layout changed"`, `map=flows fate=adopted`} {
-			if !strings.Contains(log.String(), want) {
-				t.Errorf("log lacks %q:\n%s", want, log)
-			}
-		}
-		first = dp
-	})
+	}
+	if n := countEntries(t, dp.objs.Pins); n != 1 {
+		t.Errorf("%d pins, want 1", n)
+	}
+	if !strings.Contains(log.String(), "took over the previous agent's data path") {
+		t.Errorf("log:\n%s", log)
+	}
+	r.first = dp
+}
 
-	t.Run("layout changed", func(t *testing.T) {
-		// As if the old agent's flow and tables maps had another layout.
-		for _, name := range []string{bpf.SteerMapFlows, bpf.SteerMapTables} {
-			if err := first.adoption.info.Update(infoKey("layout:"+name), uint64(1), ebpf.UpdateAny); err != nil {
-				t.Fatal(err)
-			}
-		}
-		dp, log := restart(t, top, first, opts)
-		if n := countEntries(t, dp.objs.Flows); n != 0 {
-			t.Errorf("%d flows in a reset flow table", n)
-		}
-		if dp.adopted != nil {
-			t.Error("services read back from a reset service group")
-		}
-		if err := dp.Apply([]service.Service{a}); err != nil {
+func (r *adoptRun) mapsNewInThisVersion(t *testing.T) {
+	// As if the old agent predated the frontend filter: its pins lack
+	// the maps derived from the services.
+	for _, name := range derivedMaps {
+		if err := os.Remove(filepath.Join(r.dir, "maps", name)); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{
-			`map=flows fate=reset why="its key or value layout changed" cost="live flows lose`,
-			`map=services fate=reset why="rebuilt with the other service maps: tables is reset`,
-			`map=pool_counters fate=adopted`,
-		} {
-			if !strings.Contains(log.String(), want) {
-				t.Errorf("log lacks %q:\n%s", want, log)
-			}
+	}
+	dp, log := restart(t, r.top, r.first, r.opts)
+	if dp.adopted == nil {
+		t.Fatal("the service group was reset for maps derived from it")
+	}
+	if err := dp.Apply([]service.Service{r.a, r.b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dp.services["b"].id; got != r.idB {
+		t.Errorf("service b has id %d, had %d", got, r.idB)
+	}
+	k, err := readFilter(dp.objs.FrontendFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k, filterOf(dp.services)) {
+		t.Error("the new frontend filter does not hold the adopted services")
+	}
+	for _, in := range dp.services {
+		var fe bpf.SteerFrontend
+		if err := dp.objs.Frontends.Lookup(in.id, &fe); err != nil || fe != frontendOf(in) {
+			t.Errorf("frontend of service %s (id %d): %+v %v, want %+v", in.svc.Name, in.id, fe, err, frontendOf(in))
 		}
-		if _, ok, _ := dp.ReadKernel(b.Frontend()); ok {
-			t.Error("service b survived an apply without it")
-		}
-		if ks, ok, err := dp.ReadKernel(a.Frontend()); err != nil || !ok || ks.Weight != 1234 {
-			t.Errorf("service a rebuilt: %+v %v %v", ks, ok, err)
-		}
-		first = dp
-	})
+	}
+	expectLog(t, log, `map=frontends`, `map=services fate=adopted`)
+	r.first = dp
+}
 
-	t.Run("flow table resized", func(t *testing.T) {
-		fakeFlows(t, first, 7)
-		bigger := opts
-		bigger.FlowTable = 4096
-		dp, log := restart(t, top, first, bigger)
-		if err := dp.Apply([]service.Service{a}); err != nil {
+func (r *adoptRun) serviceMapsOfAnotherLayout(t *testing.T) {
+	// As an upgrade over an agent whose tables were a hash map: the
+	// service group is rebuilt, the flows stay.
+	if err := r.first.adoption.info.Update(infoKey("layout:"+bpf.SteerMapTables), uint64(1), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	flows := countEntries(t, r.first.objs.Flows)
+	dp, log := restart(t, r.top, r.first, r.opts)
+	if dp.adopted != nil {
+		t.Error("services read back from a service group being rebuilt")
+	}
+	if err := dp.Apply([]service.Service{r.a, r.b}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEntries(t, dp.objs.Flows); n != flows {
+		t.Errorf("%d flows after the upgrade, want the %d before", n, flows)
+	}
+	for _, in := range dp.services {
+		ks, ok, err := dp.ReadKernel(in.svc.Frontend())
+		if err != nil || !ok || len(ks.Backends[service.Stable]) != len(in.svc.Stable) {
+			t.Errorf("service %s after the rebuild: %+v %v %v", in.svc.Name, ks, ok, err)
+		}
+	}
+	expectLog(t, log, `map=tables fate=reset why="its key or value layout changed"`, `map=flows fate=adopted`)
+	r.first = dp
+}
+
+func (r *adoptRun) layoutChanged(t *testing.T) {
+	// As if the old agent's flow and tables maps had another layout.
+	for _, name := range []string{bpf.SteerMapFlows, bpf.SteerMapTables} {
+		if err := r.first.adoption.info.Update(infoKey("layout:"+name), uint64(1), ebpf.UpdateAny); err != nil {
 			t.Fatal(err)
 		}
-		if n := countEntries(t, dp.objs.Flows); n != 7 {
-			t.Errorf("%d flows after the migration, want 7", n)
-		}
-		pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", bpf.SteerMapFlows), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pinned.Close()
-		if pinned.MaxEntries() != 4096 {
-			t.Errorf("pinned flow table has %d entries, want the new 4096", pinned.MaxEntries())
-		}
-		if !strings.Contains(log.String(), "map=flows fate=migrated") || !strings.Contains(log.String(), "entries=7") {
-			t.Errorf("log:\n%s", log)
-		}
-		first = dp
-	})
+	}
+	dp, log := restart(t, r.top, r.first, r.opts)
+	if n := countEntries(t, dp.objs.Flows); n != 0 {
+		t.Errorf("%d flows in a reset flow table", n)
+	}
+	if dp.adopted != nil {
+		t.Error("services read back from a reset service group")
+	}
+	if err := dp.Apply([]service.Service{r.a}); err != nil {
+		t.Fatal(err)
+	}
+	expectLog(t, log,
+		`map=flows fate=reset why="its key or value layout changed" cost="live flows lose`,
+		`map=services fate=reset why="rebuilt with the other service maps: tables is reset`,
+		`map=pool_counters fate=adopted`,
+	)
+	if _, ok, _ := dp.ReadKernel(r.b.Frontend()); ok {
+		t.Error("service b survived an apply without it")
+	}
+	if ks, ok, err := dp.ReadKernel(r.a.Frontend()); err != nil || !ok || ks.Weight != 1234 {
+		t.Errorf("service a rebuilt: %+v %v %v", ks, ok, err)
+	}
+	r.first = dp
+}
+
+func (r *adoptRun) flowTableResized(t *testing.T) {
+	fakeFlows(t, r.first, 7)
+	bigger := r.opts
+	bigger.FlowTable = 4096
+	dp, log := restart(t, r.top, r.first, bigger)
+	if err := dp.Apply([]service.Service{r.a}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEntries(t, dp.objs.Flows); n != 7 {
+		t.Errorf("%d flows after the migration, want 7", n)
+	}
+	pinned, err := ebpf.LoadPinnedMap(filepath.Join(r.dir, "maps", bpf.SteerMapFlows), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	if pinned.MaxEntries() != 4096 {
+		t.Errorf("pinned flow table has %d entries, want the new 4096", pinned.MaxEntries())
+	}
+	if !strings.Contains(log.String(), "map=flows fate=migrated") || !strings.Contains(log.String(), "entries=7") {
+		t.Errorf("log:\n%s", log)
+	}
+	r.first = dp
 }
