@@ -79,180 +79,206 @@ func collidingFrontend(t *testing.T, fe bpf.SteerEndpoint) netip.AddrPort {
 // shortcut could differ from looking the service up steers as the
 // service lookup does.
 func TestFrontendFilter(t *testing.T) {
-	f := newFixture(t)
-	web, web6 := webService("web", vip4, service.TCP, 0), webService("web6", vip6, service.TCP, 0)
-	apply := func(svcs ...service.Service) {
-		t.Helper()
-		if err := f.dp.Apply(svcs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kernelFilter := func() filter {
-		t.Helper()
-		k, err := readFilter(f.dp.objs.FrontendFilter)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	port := uint16(40000)
-	// connect opens a flow with a SYN and returns its next segment.
-	connect := func(h hook, dst netip.AddrPort) []byte {
-		t.Helper()
-		port++
-		src := netip.AddrPortFrom(client4, port)
-		if dst.Addr().Is6() {
-			src = netip.AddrPortFrom(client6, port)
-		}
-		if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: src, dst: dst, proto: protoTCP, tcpFlags: tcpSYN})); v != vRedirect {
-			t.Fatalf("%s: SYN to %s: verdict %s", h, dst, v)
-		}
-		return buildPacket(pktSpec{src: src, dst: dst, proto: protoTCP, tcpFlags: tcpACK, seq: 1})
-	}
-	// expect runs an established flow's segment and checks it is
-	// forwarded as a hit, or passed untouched.
-	expect := func(h hook, what string, seg []byte, forwarded bool) {
-		t.Helper()
-		hits, passes := f.stat(t, "flow_hit"), f.stat(t, "pass_not_service")
-		v, out := f.run(t, h, false, f.cliIf, seg)
-		switch {
-		case forwarded && (v != vRedirect || f.stat(t, "flow_hit") != hits+1):
-			t.Errorf("%s: %s: verdict %s, flow hits +%d; want forwarded as an established flow", h, what, v, f.stat(t, "flow_hit")-hits)
-		case !forwarded && (v != vPass || !bytes.Equal(out, seg) || f.stat(t, "pass_not_service") != passes+1):
-			t.Errorf("%s: %s: verdict %s, changed %v; want passed untouched as no service's", h, what, v, !bytes.Equal(out, seg))
-		}
-	}
-
-	t.Run("the kernel holds the filter of the installed services", func(t *testing.T) {
-		apply(web, web6)
-		want := filterOf(f.dp.services)
-		if got := kernelFilter(); !slices.Equal(got, want) {
-			t.Fatal("the kernel's frontend filter differs from the installed services'")
-		}
-		for _, in := range f.dp.services {
-			if got := want.slot(frontendSlot(in.key)); got != 1+uint8(service.KeyFlow) {
-				t.Errorf("service %q: slot %#x, want the flow kind", in.svc.Name, got)
-			}
-		}
-	})
-
-	t.Run("the programs compute the agent's slots", func(t *testing.T) {
-		apply(web, web6)
-		// Emptying exactly the slot the agent computed for a service
-		// makes the programs pass its packets: they read that very slot.
-		for _, h := range hooks {
-			for _, in := range []*installed{f.dp.services["web"], f.dp.services["web6"]} {
-				seg := connect(h, netip.AddrPortFrom(addrFrom16(in.key.Addr), 80))
-				k := kernelFilter()
-				s := frontendSlot(in.key)
-				saved := k[s/8]
-				k.setSlot(s, 0)
-				if err := f.dp.objs.FrontendFilter.Update(s/8, k[s/8], 0); err != nil {
-					t.Fatal(err)
-				}
-				expect(h, in.svc.Name+" with its slot emptied", seg, false)
-				if err := f.dp.objs.FrontendFilter.Update(s/8, saved, 0); err != nil {
-					t.Fatal(err)
-				}
-				expect(h, in.svc.Name+" with its slot restored", seg, true)
-			}
-		}
-	})
+	r := &filterRun{top: t, f: newFixture(t), port: 40000}
+	r.web, r.web6 = webService("web", vip4, service.TCP, 0), webService("web6", vip6, service.TCP, 0)
+	t.Run("the kernel holds the filter of the installed services", r.kernelHoldsFilter)
+	t.Run("the programs compute the agent's slots", r.programsComputeSlots)
 
 	// A service whose frontend shares web's filter slot keeps the slot set
 	// when web goes: a packet of web's flows then passes the filter, finds
 	// its flow, and only the check of the flow's service stops it.
-	apply(web)
-	sharer := webService("sharer", vip4, service.TCP, 0)
-	sharerFE := collidingFrontend(t, f.dp.services["web"].key)
-	sharer.VIP, sharer.Port = sharerFE.Addr(), sharerFE.Port()
-	sharer.Stable, sharer.Canary = []service.Backend{{Addr: netip.AddrPortFrom(stable4[0], 9090)}}, nil
+	r.apply(r.web)
+	r.sharer = webService("sharer", vip4, service.TCP, 0)
+	sharerFE := collidingFrontend(t, r.f.dp.services["web"].key)
+	r.sharer.VIP, r.sharer.Port = sharerFE.Addr(), sharerFE.Port()
+	r.sharer.Stable, r.sharer.Canary = []service.Backend{{Addr: netip.AddrPortFrom(stable4[0], 9090)}}, nil
 
-	t.Run("a removed service's flows are not steered", func(t *testing.T) {
-		for _, h := range hooks {
-			apply(web, sharer)
-			id := f.dp.services["web"].id
-			seg := connect(h, netip.AddrPortFrom(vip4, 80))
-			expect(h, "before the removal", seg, true)
-			apply(sharer)
-			expect(h, "after the removal", seg, false)
-			var fe bpf.SteerFrontend
-			if err := f.dp.objs.Frontends.Lookup(id, &fe); err != nil || fe != (bpf.SteerFrontend{}) {
-				t.Fatalf("%s: frontend of the removed service's id: %+v, %v; want empty", h, fe, err)
-			}
-		}
-	})
+	t.Run("a removed service's flows are not steered", r.removedServiceNotSteered)
+	t.Run("a flow whose service id went to another service is not steered", r.reusedIDNotSteered)
+	t.Run("a key kind change steers old flows afresh, as before", r.keyKindChange)
+	t.Run("services of two kinds in one slot both keep their flows", r.twoKindsInOneSlot)
+	t.Run("a destination that shares a service's slot passes", r.slotSharerPasses)
+}
 
-	t.Run("a flow whose service id went to another service is not steered", func(t *testing.T) {
-		for _, h := range hooks {
-			apply(web, sharer)
-			id := f.dp.services["web"].id
-			seg := connect(h, netip.AddrPortFrom(vip4, 80))
-			apply(sharer)
-			// Services on other ports, as many as it takes for one to get
-			// the freed id (ids go lowest first).
-			var others []service.Service
-			for p := range uint16(id + 1) {
-				o := webService(fmt.Sprintf("other%d", p), vip4, service.TCP, 0)
-				o.Port = 81 + p
-				for i := range o.Stable {
-					o.Stable[i].Addr = netip.AddrPortFrom(o.Stable[i].Addr.Addr(), 9000+p)
-				}
-				for i := range o.Canary {
-					o.Canary[i].Addr = netip.AddrPortFrom(o.Canary[i].Addr.Addr(), 9000+p)
-				}
-				others = append(others, o)
-			}
-			apply(append(others, sharer)...)
-			taken := false
-			for _, in := range f.dp.services {
-				taken = taken || in.id == id
-			}
-			if !taken {
-				t.Fatalf("no new service took the removed one's id %d: the case is not set up", id)
-			}
-			expect(h, "the removed service's flow", seg, false)
-		}
-	})
+// filterRun is what TestFrontendFilter's cases share: the fixture, the
+// services web, web6 and sharer (whose frontend shares web's slot), the
+// client port the last connection took, and helpers that, as ever,
+// report to the whole test (top).
+type filterRun struct {
+	top               *testing.T
+	f                 *fixture
+	web, web6, sharer service.Service
+	port              uint16
+}
 
-	t.Run("a key kind change steers old flows afresh, as before", func(t *testing.T) {
-		for _, h := range hooks {
-			apply(web)
-			seg := connect(h, netip.AddrPortFrom(vip4, 80))
-			client := web
-			client.Key = service.KeyClient
-			apply(client)
-			news := f.stat(t, "flow_new")
-			if v, _ := f.run(t, h, false, f.cliIf, seg); v != vRedirect || f.stat(t, "flow_new") != news+1 {
-				t.Errorf("%s: verdict %s, new flows +%d; want the flow steered afresh under the client key", h, v, f.stat(t, "flow_new")-news)
+func (r *filterRun) apply(svcs ...service.Service) {
+	r.top.Helper()
+	if err := r.f.dp.Apply(svcs); err != nil {
+		r.top.Fatal(err)
+	}
+}
+
+func (r *filterRun) kernelFilter() filter {
+	r.top.Helper()
+	k, err := readFilter(r.f.dp.objs.FrontendFilter)
+	if err != nil {
+		r.top.Fatal(err)
+	}
+	return k
+}
+
+// connect opens a flow with a SYN and returns its next segment.
+func (r *filterRun) connect(h hook, dst netip.AddrPort) []byte {
+	t, f := r.top, r.f
+	t.Helper()
+	r.port++
+	src := netip.AddrPortFrom(client4, r.port)
+	if dst.Addr().Is6() {
+		src = netip.AddrPortFrom(client6, r.port)
+	}
+	if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: src, dst: dst, proto: protoTCP, tcpFlags: tcpSYN})); v != vRedirect {
+		t.Fatalf("%s: SYN to %s: verdict %s", h, dst, v)
+	}
+	return buildPacket(pktSpec{src: src, dst: dst, proto: protoTCP, tcpFlags: tcpACK, seq: 1})
+}
+
+// expect runs an established flow's segment and checks it is
+// forwarded as a hit, or passed untouched.
+func (r *filterRun) expect(h hook, what string, seg []byte, forwarded bool) {
+	t, f := r.top, r.f
+	t.Helper()
+	hits, passes := f.stat(t, "flow_hit"), f.stat(t, "pass_not_service")
+	v, out := f.run(t, h, false, f.cliIf, seg)
+	switch {
+	case forwarded && (v != vRedirect || f.stat(t, "flow_hit") != hits+1):
+		t.Errorf("%s: %s: verdict %s, flow hits +%d; want forwarded as an established flow", h, what, v, f.stat(t, "flow_hit")-hits)
+	case !forwarded && (v != vPass || !bytes.Equal(out, seg) || f.stat(t, "pass_not_service") != passes+1):
+		t.Errorf("%s: %s: verdict %s, changed %v; want passed untouched as no service's", h, what, v, !bytes.Equal(out, seg))
+	}
+}
+
+func (r *filterRun) kernelHoldsFilter(t *testing.T) {
+	r.apply(r.web, r.web6)
+	want := filterOf(r.f.dp.services)
+	if got := r.kernelFilter(); !slices.Equal(got, want) {
+		t.Fatal("the kernel's frontend filter differs from the installed services'")
+	}
+	for _, in := range r.f.dp.services {
+		if got := want.slot(frontendSlot(in.key)); got != 1+uint8(service.KeyFlow) {
+			t.Errorf("service %q: slot %#x, want the flow kind", in.svc.Name, got)
+		}
+	}
+}
+
+func (r *filterRun) programsComputeSlots(t *testing.T) {
+	f := r.f
+	r.apply(r.web, r.web6)
+	// Emptying exactly the slot the agent computed for a service
+	// makes the programs pass its packets: they read that very slot.
+	for _, h := range hooks {
+		for _, in := range []*installed{f.dp.services["web"], f.dp.services["web6"]} {
+			seg := r.connect(h, netip.AddrPortFrom(addrFrom16(in.key.Addr), 80))
+			k := r.kernelFilter()
+			s := frontendSlot(in.key)
+			saved := k[s/8]
+			k.setSlot(s, 0)
+			if err := f.dp.objs.FrontendFilter.Update(s/8, k[s/8], 0); err != nil {
+				t.Fatal(err)
 			}
-			expect(h, "the flow keyed anew", seg, true)
+			r.expect(h, in.svc.Name+" with its slot emptied", seg, false)
+			if err := f.dp.objs.FrontendFilter.Update(s/8, saved, 0); err != nil {
+				t.Fatal(err)
+			}
+			r.expect(h, in.svc.Name+" with its slot restored", seg, true)
 		}
-	})
+	}
+}
 
-	t.Run("services of two kinds in one slot both keep their flows", func(t *testing.T) {
-		other := collidingFrontend(t, f.dp.services["web"].key)
-		client := webService("client", other.Addr(), service.TCP, 0)
-		client.Port, client.Key = other.Port(), service.KeyClient
-		client.Stable, client.Canary = []service.Backend{{Addr: netip.AddrPortFrom(stable4[0], 9090)}}, nil
-		apply(web, client)
-		if got := kernelFilter().slot(frontendSlot(f.dp.services["web"].key)); got != filterMixed {
-			t.Fatalf("shared slot holds %#x, want mixed", got)
+func (r *filterRun) removedServiceNotSteered(t *testing.T) {
+	for _, h := range hooks {
+		r.apply(r.web, r.sharer)
+		id := r.f.dp.services["web"].id
+		seg := r.connect(h, netip.AddrPortFrom(vip4, 80))
+		r.expect(h, "before the removal", seg, true)
+		r.apply(r.sharer)
+		r.expect(h, "after the removal", seg, false)
+		var fe bpf.SteerFrontend
+		if err := r.f.dp.objs.Frontends.Lookup(id, &fe); err != nil || fe != (bpf.SteerFrontend{}) {
+			t.Fatalf("%s: frontend of the removed service's id: %+v, %v; want empty", h, fe, err)
 		}
-		for _, h := range hooks {
-			expect(h, "the flow-keyed service", connect(h, netip.AddrPortFrom(vip4, 80)), true)
-			expect(h, "the client-keyed service", connect(h, other), true)
-		}
-	})
+	}
+}
 
-	t.Run("a destination that shares a service's slot passes", func(t *testing.T) {
-		apply(web)
-		other := collidingFrontend(t, f.dp.services["web"].key)
-		for _, h := range hooks {
-			seg := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, 999), dst: other, proto: protoTCP, tcpFlags: tcpACK})
-			expect(h, "the colliding destination", seg, false)
+func (r *filterRun) reusedIDNotSteered(t *testing.T) {
+	for _, h := range hooks {
+		r.apply(r.web, r.sharer)
+		id := r.f.dp.services["web"].id
+		seg := r.connect(h, netip.AddrPortFrom(vip4, 80))
+		r.apply(r.sharer)
+		// Services on other ports, as many as it takes for one to get
+		// the freed id (ids go lowest first).
+		var others []service.Service
+		for p := range uint16(id + 1) {
+			o := webService(fmt.Sprintf("other%d", p), vip4, service.TCP, 0)
+			o.Port = 81 + p
+			for i := range o.Stable {
+				o.Stable[i].Addr = netip.AddrPortFrom(o.Stable[i].Addr.Addr(), 9000+p)
+			}
+			for i := range o.Canary {
+				o.Canary[i].Addr = netip.AddrPortFrom(o.Canary[i].Addr.Addr(), 9000+p)
+			}
+			others = append(others, o)
 		}
-	})
+		r.apply(append(others, r.sharer)...)
+		taken := false
+		for _, in := range r.f.dp.services {
+			taken = taken || in.id == id
+		}
+		if !taken {
+			t.Fatalf("no new service took the removed one's id %d: the case is not set up", id)
+		}
+		r.expect(h, "the removed service's flow", seg, false)
+	}
+}
+
+func (r *filterRun) keyKindChange(t *testing.T) {
+	f := r.f
+	for _, h := range hooks {
+		r.apply(r.web)
+		seg := r.connect(h, netip.AddrPortFrom(vip4, 80))
+		client := r.web
+		client.Key = service.KeyClient
+		r.apply(client)
+		news := f.stat(t, "flow_new")
+		if v, _ := f.run(t, h, false, f.cliIf, seg); v != vRedirect || f.stat(t, "flow_new") != news+1 {
+			t.Errorf("%s: verdict %s, new flows +%d; want the flow steered afresh under the client key", h, v, f.stat(t, "flow_new")-news)
+		}
+		r.expect(h, "the flow keyed anew", seg, true)
+	}
+}
+
+func (r *filterRun) twoKindsInOneSlot(t *testing.T) {
+	other := collidingFrontend(t, r.f.dp.services["web"].key)
+	client := webService("client", other.Addr(), service.TCP, 0)
+	client.Port, client.Key = other.Port(), service.KeyClient
+	client.Stable, client.Canary = []service.Backend{{Addr: netip.AddrPortFrom(stable4[0], 9090)}}, nil
+	r.apply(r.web, client)
+	if got := r.kernelFilter().slot(frontendSlot(r.f.dp.services["web"].key)); got != filterMixed {
+		t.Fatalf("shared slot holds %#x, want mixed", got)
+	}
+	for _, h := range hooks {
+		r.expect(h, "the flow-keyed service", r.connect(h, netip.AddrPortFrom(vip4, 80)), true)
+		r.expect(h, "the client-keyed service", r.connect(h, other), true)
+	}
+}
+
+func (r *filterRun) slotSharerPasses(t *testing.T) {
+	r.apply(r.web)
+	other := collidingFrontend(t, r.f.dp.services["web"].key)
+	for _, h := range hooks {
+		seg := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, 999), dst: other, proto: protoTCP, tcpFlags: tcpACK})
+		r.expect(h, "the colliding destination", seg, false)
+	}
 }
 
 // TestFrontendSlotSpread: frontends laid out as operators lay them out (a
