@@ -43,21 +43,9 @@ func main() {
 }
 
 func run() error {
-	agentBin := flag.String("agent", "bin/graylane-agent", "graylane-agent binary")
-	ctlBin := flag.String("ctl", "bin/graylanectl", "graylanectl binary")
-	conns := flag.Int("connections", 5000, "new connections per weight (1..100000)")
-	mode := flag.String("mode", "auto", "agent xdpMode: auto, native, generic or tc")
-	flag.Parse()
-	if *conns < 1 || *conns > 100000 {
-		return fmt.Errorf("--connections %d: use 1..100000", *conns)
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("the demo builds network namespaces and loads BPF programs: run it as root")
-	}
-	for _, bin := range []string{*agentBin, *ctlBin} {
-		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("%w (run `make build` first)", err)
-		}
+	o, err := parseFlags()
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -74,6 +62,75 @@ func run() error {
 		lab.Close()
 		step("cleaned up: lab namespaces removed")
 	}()
+	if err := startBackends(ctx, lab); err != nil {
+		return err
+	}
+	web, echo := demoServices(lab)
+	agents, certs, err := startCluster(ctx, lab, o.agentBin, o.mode, []service.Service{web, echo})
+	defer stopCluster(agents, certs)
+	if err != nil {
+		return err
+	}
+	// The user's view: graylanectl on the unix socket of a follower (g1).
+	ctl := graylanectl(ctx, o.ctlBin, agents[1])
+	if err := show(ctl, "members"); err != nil {
+		return err
+	}
+	// Live connections opened at 0 %: they must stay where they are.
+	live, err := openLive(ctx, lab, 6)
+	if err != nil {
+		return err
+	}
+	defer closeLive(live)
+	if err := weightSweep(ctx, lab, agents, ctl, web, o.conns); err != nil {
+		return err
+	}
+	if err := checkLive(live); err != nil {
+		return err
+	}
+	if err := show(ctl, "status", "web"); err != nil {
+		return err
+	}
+	if err := releaseStory(ctx, lab, agents, ctl); err != nil {
+		return err
+	}
+	if err := showCounters(agents[0], web); err != nil {
+		return err
+	}
+	step(fmt.Sprintf("done in %v", time.Since(start).Round(100*time.Millisecond)))
+	return nil
+}
+
+// options are the demo's flags.
+type options struct {
+	agentBin, ctlBin, mode string
+	conns                  int
+}
+
+// parseFlags reads the flags and checks that the demo can run.
+func parseFlags() (options, error) {
+	var o options
+	flag.StringVar(&o.agentBin, "agent", "bin/graylane-agent", "graylane-agent binary")
+	flag.StringVar(&o.ctlBin, "ctl", "bin/graylanectl", "graylanectl binary")
+	flag.IntVar(&o.conns, "connections", 5000, "new connections per weight (1..100000)")
+	flag.StringVar(&o.mode, "mode", "auto", "agent xdpMode: auto, native, generic or tc")
+	flag.Parse()
+	if o.conns < 1 || o.conns > 100000 {
+		return o, fmt.Errorf("--connections %d: use 1..100000", o.conns)
+	}
+	if os.Geteuid() != 0 {
+		return o, errors.New("the demo builds network namespaces and loads BPF programs: run it as root")
+	}
+	for _, bin := range []string{o.agentBin, o.ctlBin} {
+		if _, err := os.Stat(bin); err != nil {
+			return o, fmt.Errorf("%w (run `make build` first)", err)
+		}
+	}
+	return o, nil
+}
+
+// startBackends starts the servers on every backend and shows the lab.
+func startBackends(ctx context.Context, lab *netlab.Lab) error {
 	for _, h := range lab.Backends() {
 		if _, err := h.StartServers(ctx); err != nil {
 			return err
@@ -81,8 +138,13 @@ func run() error {
 	}
 	fmt.Printf("    namespaces %s-*; VIP %s:80; stable %s %s; canary %s\n",
 		lab.Name, netlab.VIP4, lab.Stable[0].Addr4, lab.Stable[1].Addr4, lab.Canary[0].Addr4)
+	return nil
+}
 
-	svc := service.Service{
+// demoServices are the services the cluster starts with: web (VIP port
+// 80, the backends' hello port) and echo (port 81, their echo port).
+func demoServices(lab *netlab.Lab) (web, echo service.Service) {
+	web = service.Service{
 		Name: "web", VIP: netlab.VIP4, Port: 80, Protocol: service.TCP, Key: service.KeyFlow,
 		Stable: []service.Backend{
 			{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.HelloPort)},
@@ -90,60 +152,62 @@ func run() error {
 		},
 		Canary: []service.Backend{{Addr: netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.HelloPort)}},
 	}
-	echo := svc
+	echo = web
 	echo.Name, echo.Port = "echo", 81
 	echo.Stable = []service.Backend{
 		{Addr: netip.AddrPortFrom(lab.Stable[0].Addr4, netlab.EchoPort)},
 		{Addr: netip.AddrPortFrom(lab.Stable[1].Addr4, netlab.EchoPort)},
 	}
 	echo.Canary = []service.Backend{{Addr: netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.EchoPort)}}
+	return web, echo
+}
 
-	agents, certs, err := startCluster(ctx, lab, *agentBin, *mode, []service.Service{svc, echo})
-	defer func() {
-		for _, a := range agents {
-			defer a.Remove()
-			if err := a.Stop(); err != nil {
-				fmt.Fprintln(os.Stderr, "graylane-demo: stop agent:", err)
-			}
+// stopCluster stops the agents startCluster started and removes their
+// files and the certificates.
+func stopCluster(agents []*labagent.Agent, certs string) {
+	for _, a := range agents {
+		defer a.Remove()
+		if err := a.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "graylane-demo: stop agent:", err)
 		}
-		os.RemoveAll(certs)
-		if len(agents) > 0 {
-			step("agents stopped (their programs would keep steering from the pins; the lab's bpffs goes with the lab)")
-		}
-	}()
-	if err != nil {
-		return err
 	}
-	// The user's view: graylanectl on the unix socket of a follower (g1):
-	// writes are forwarded to the leader; --wait returns once every node's
-	// kernel has the change.
-	ctl := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, *ctlBin, append([]string{"--server", "unix://" + agents[1].SocketPath()}, args...)...)
+	os.RemoveAll(certs)
+	if len(agents) > 0 {
+		step("agents stopped (their programs would keep steering from the pins; the lab's bpffs goes with the lab)")
+	}
+}
+
+// graylanectl returns a runner of graylanectl on the unix socket of agent:
+// writes through a follower are forwarded to the leader; --wait returns
+// once every node's kernel has the change.
+func graylanectl(ctx context.Context, bin string, agent *labagent.Agent) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--server", "unix://" + agent.SocketPath()}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("graylanectl %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 		return string(out), nil
 	}
-	out, err := ctl("members")
+}
+
+// show runs graylanectl with args and prints its output under a step
+// that names the command.
+func show(ctl func(...string) (string, error), args ...string) error {
+	out, err := ctl(args...)
 	if err != nil {
 		return err
 	}
-	step("graylanectl members")
+	step("graylanectl " + strings.Join(args, " "))
 	fmt.Print(indent(out))
+	return nil
+}
 
-	// Live connections opened at 0 %: they must stay where they are.
-	live, err := openLive(ctx, lab, 6)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, l := range live {
-			l.close()
-		}
-	}()
-
-	step(fmt.Sprintf("graylanectl set-weight web/echo W --wait (through g1), then %d new TCP connections to %s:80 at each weight", *conns, netlab.VIP4))
+// weightSweep moves the canary weight of web and echo step by step to
+// 100 % and, at each weight, opens conns new connections to web and
+// prints which backends answered and the weight every kernel holds.
+func weightSweep(ctx context.Context, lab *netlab.Lab, agents []*labagent.Agent, ctl func(...string) (string, error), web service.Service, conns int) error {
+	step(fmt.Sprintf("graylanectl set-weight web/echo W --wait (through g1), then %d new TCP connections to %s:80 at each weight", conns, netlab.VIP4))
 	fmt.Printf("    %-8s %-17s %-16s %-26s %s\n", "weight", "kernels gw/g1/g2", "canary share", "answered by", "rate")
 	for _, w := range []service.Weight{0, 5, 500, 2500, 5000, 10000} {
 		for _, name := range []string{"web", "echo"} {
@@ -151,42 +215,28 @@ func run() error {
 				return err
 			}
 		}
-		kernels, err := kernelWeights(agents, svc)
+		kernels, err := kernelWeights(agents, web)
 		if err != nil {
 			return err
 		}
-		res, err := lab.Client.HelloMany(ctx, netip.AddrPortFrom(netlab.VIP4, 80), nil, *conns, 64)
+		res, err := lab.Client.HelloMany(ctx, netip.AddrPortFrom(netlab.VIP4, 80), nil, conns, 64)
 		if err != nil {
 			return err
 		}
 		if res.Failed > 0 {
-			return fmt.Errorf("weight %s: %d of %d connections failed: %v", w, res.Failed, *conns, res.Errors)
+			return fmt.Errorf("weight %s: %d of %d connections failed: %v", w, res.Failed, conns, res.Errors)
 		}
 		canary := res.Counts["c0"]
 		fmt.Printf("    %-8s %-17s %6.2f%% (%5d) %-26s %.0f conn/s\n", w, kernels, 100*float64(canary)/float64(res.OK), canary,
 			counts(res.Counts), float64(res.OK)/res.Elapsed.Seconds())
 	}
+	return nil
+}
 
-	step("live connections opened at 0% still talk to their first backend after the weight reached 100%:")
-	for i, l := range live {
-		if err := l.check(); err != nil {
-			return fmt.Errorf("live connection %d: %w", i, err)
-		}
-		fmt.Printf("    connection %d: %s, echo ok\n", i, l.backend)
-	}
-
-	out, err = ctl("status", "web")
-	if err != nil {
-		return err
-	}
-	step("graylanectl status web")
-	fmt.Print(indent(out))
-
-	if err := releaseStory(ctx, lab, agents, ctl); err != nil {
-		return err
-	}
-
-	v, err := agents[0].View()
+// showCounters prints the flows and packets a's kernel counted per pool
+// of svc.
+func showCounters(a *labagent.Agent, svc service.Service) error {
+	v, err := a.View()
 	if err != nil {
 		return err
 	}
@@ -202,7 +252,6 @@ func run() error {
 			pc[0].Flows, pc[0].Packets, pc[1].Flows, pc[1].Packets))
 	}
 	v.Close()
-	step(fmt.Sprintf("done in %v", time.Since(start).Round(100*time.Millisecond)))
 	return nil
 }
 
@@ -279,12 +328,9 @@ func releaseStory(ctx context.Context, lab *netlab.Lab, agents []*labagent.Agent
 	}
 	step(fmt.Sprintf("rolled back %v after the fault began: the canary gets no new flows on any node", time.Since(start).Round(100*time.Millisecond)))
 	faults.Set(0, 0, 0)
-	out, err := ctl("rollout", "status", "shop-v2")
-	if err != nil {
+	if err := show(ctl, "rollout", "status", "shop-v2"); err != nil {
 		return err
 	}
-	step("graylanectl rollout status shop-v2")
-	fmt.Print(indent(out))
 	step(fmt.Sprintf("client: %d answers (%d of them HTTP 5xx), %d failed connections", load.OK.Load(), load.Status5xx.Load(), load.Failed.Load()))
 	step(fmt.Sprintf("metrics (while a lab runs): ip netns exec %s-gw curl -s 127.0.0.1:9477/metrics | grep -E 'graylane_(breaker_state|rollout_events_total)'", lab.Name))
 	_, err = ctl("rollout", "abort", "shop-v2")
@@ -428,6 +474,25 @@ func openLive(ctx context.Context, lab *netlab.Lab, n int) ([]*liveConn, error) 
 		out = append(out, &liveConn{backend: strings.TrimSpace(string(line)), c: c, close: func() { c.Close() }})
 	}
 	return out, nil
+}
+
+// checkLive checks that every live connection still echoes, from the
+// backend that first answered it.
+func checkLive(live []*liveConn) error {
+	step("live connections opened at 0% still talk to their first backend after the weight reached 100%:")
+	for i, l := range live {
+		if err := l.check(); err != nil {
+			return fmt.Errorf("live connection %d: %w", i, err)
+		}
+		fmt.Printf("    connection %d: %s, echo ok\n", i, l.backend)
+	}
+	return nil
+}
+
+func closeLive(live []*liveConn) {
+	for _, l := range live {
+		l.close()
+	}
 }
 
 func (l *liveConn) check() error {
