@@ -64,18 +64,7 @@ func testChecksumState(t *testing.T, offload, helpers bool) {
 	}
 	defer dp.Close()
 	attachGateway(t, lab, dp, ModeTC)
-	var services []service.Service
-	for _, fam := range []struct {
-		name    string
-		vip, to netip.Addr
-	}{{"4", netlab.VIP4, backend.Addr4}, {"6", netlab.VIP6, backend.Addr6}} {
-		services = append(services,
-			service.Service{Name: "web" + fam.name, VIP: fam.vip, Port: 80, Protocol: service.TCP,
-				Stable: []service.Backend{{Addr: netip.AddrPortFrom(fam.to, netlab.HelloPort)}}},
-			service.Service{Name: "dns" + fam.name, VIP: fam.vip, Port: 53, Protocol: service.UDP,
-				Stable: []service.Backend{{Addr: netip.AddrPortFrom(fam.to, netlab.UDPPort)}}})
-	}
-	if err := dp.Apply(services); err != nil {
+	if err := dp.Apply(checksumServices(backend)); err != nil {
 		t.Fatal(err)
 	}
 	before, err := dp.Stats()
@@ -94,72 +83,8 @@ func testChecksumState(t *testing.T, offload, helpers bool) {
 	}
 	defer unix.Close(atClient)
 
-	// A few connections and datagrams each way; the hello server answers
-	// a connection with its name, the UDP one echoes the payload.
-	payload := make([]byte, 1000)
-	for i := range payload {
-		payload[i] = byte(i * 7)
-	}
-	for _, vip := range []netip.Addr{netlab.VIP4, netlab.VIP6} {
-		for range 3 {
-			if name, err := lab.Client.Hello(ctx, netip.AddrPortFrom(vip, 80), netip.Addr{}); err != nil || name != backend.Name {
-				t.Fatalf("hello through %s: %q, %v", vip, name, err)
-			}
-			if name, _, err := lab.Client.HelloUDP(ctx, netip.AddrPortFrom(vip, 53), netip.Addr{}, payload); err != nil || name != backend.Name {
-				t.Fatalf("UDP hello through %s: %q, %v", vip, name, err)
-			}
-		}
-	}
-
-	// What the client sent arrives at the backend's own address and
-	// port; what the backend answered arrives from the VIP.
-	toBackend := func(d decoded) bool {
-		return (d.dst.Addr() == backend.Addr4 || d.dst.Addr() == backend.Addr6) &&
-			(d.dst.Port() == netlab.HelloPort || d.dst.Port() == netlab.UDPPort)
-	}
-	fromVIP := func(d decoded) bool {
-		return (d.src.Addr() == netlab.VIP4 || d.src.Addr() == netlab.VIP6) && (d.src.Port() == 80 || d.src.Port() == 53)
-	}
-	var partial, complete int
-	for _, cp := range []struct {
-		name string
-		fd   int
-		ours func(decoded) bool
-	}{{"backend", atBackend, toBackend}, {"client", atClient, fromVIP}} {
-		frames, err := drainCapture(cp.fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen := map[string]int{}
-		for _, fr := range frames {
-			// decodeAs fills in the addresses before it checks sums:
-			// only the steered flows' frames are judged (not neighbour
-			// discovery and the like).
-			d, err := decodeAs(fr.data, fr.partial)
-			if !cp.ours(d) {
-				continue
-			}
-			if err != nil {
-				t.Errorf("at the %s, %s -> %s (partial %v): %v", cp.name, d.src, d.dst, fr.partial, err)
-				continue
-			}
-			if fr.partial {
-				partial++
-			} else {
-				complete++
-			}
-			fam := "4"
-			if d.src.Addr().Is6() {
-				fam = "6"
-			}
-			seen[fmt.Sprintf("%s/%d", fam, d.proto)]++
-		}
-		for _, k := range []string{"4/6", "4/17", "6/6", "6/17"} {
-			if seen[k] == 0 {
-				t.Errorf("at the %s: no steered frame of IPv%s protocol %s captured", cp.name, k[:1], k[2:])
-			}
-		}
-	}
+	sendChecksumTraffic(t, ctx, lab, backend)
+	partial, complete := checkCaptures(t, backend, atBackend, atClient)
 	t.Logf("checked %d frames with partial checksums, %d with complete ones", partial, complete)
 	if offload && partial == 0 {
 		t.Error("offload on, yet no frame arrived with a partial checksum: the case is not covered")
@@ -174,6 +99,110 @@ func testChecksumState(t *testing.T, offload, helpers bool) {
 	if n := after["csum_helper"] - before["csum_helper"]; helpers != (n > 0) {
 		t.Errorf("csum_helper grew by %d with helpers %v", n, helpers)
 	}
+}
+
+// checksumServices are TestTCChecksumStates' services: web (TCP 80, to
+// the hello server) and dns (UDP 53, to the UDP one) on each VIP, IPv4
+// and IPv6, with backend as their one backend.
+func checksumServices(backend *netlab.Host) []service.Service {
+	var services []service.Service
+	for _, fam := range []struct {
+		name    string
+		vip, to netip.Addr
+	}{{"4", netlab.VIP4, backend.Addr4}, {"6", netlab.VIP6, backend.Addr6}} {
+		services = append(services,
+			service.Service{Name: "web" + fam.name, VIP: fam.vip, Port: 80, Protocol: service.TCP,
+				Stable: []service.Backend{{Addr: netip.AddrPortFrom(fam.to, netlab.HelloPort)}}},
+			service.Service{Name: "dns" + fam.name, VIP: fam.vip, Port: 53, Protocol: service.UDP,
+				Stable: []service.Backend{{Addr: netip.AddrPortFrom(fam.to, netlab.UDPPort)}}})
+	}
+	return services
+}
+
+// sendChecksumTraffic makes a few connections and datagrams each way;
+// the hello server answers a connection with its name, the UDP one
+// echoes the payload.
+func sendChecksumTraffic(t *testing.T, ctx context.Context, lab *netlab.Lab, backend *netlab.Host) {
+	payload := make([]byte, 1000)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	for _, vip := range []netip.Addr{netlab.VIP4, netlab.VIP6} {
+		for range 3 {
+			if name, err := lab.Client.Hello(ctx, netip.AddrPortFrom(vip, 80), netip.Addr{}); err != nil || name != backend.Name {
+				t.Fatalf("hello through %s: %q, %v", vip, name, err)
+			}
+			if name, _, err := lab.Client.HelloUDP(ctx, netip.AddrPortFrom(vip, 53), netip.Addr{}, payload); err != nil || name != backend.Name {
+				t.Fatalf("UDP hello through %s: %q, %v", vip, name, err)
+			}
+		}
+	}
+}
+
+// checkCaptures checks the steered frames captured at the backend
+// (atBackend) and at the client (atClient), and counts those that came
+// with partial and with complete checksums.
+func checkCaptures(t *testing.T, backend *netlab.Host, atBackend, atClient int) (partial, complete int) {
+	// What the client sent arrives at the backend's own address and
+	// port; what the backend answered arrives from the VIP.
+	toBackend := func(d decoded) bool {
+		return (d.dst.Addr() == backend.Addr4 || d.dst.Addr() == backend.Addr6) &&
+			(d.dst.Port() == netlab.HelloPort || d.dst.Port() == netlab.UDPPort)
+	}
+	fromVIP := func(d decoded) bool {
+		return (d.src.Addr() == netlab.VIP4 || d.src.Addr() == netlab.VIP6) && (d.src.Port() == 80 || d.src.Port() == 53)
+	}
+	for _, cp := range []struct {
+		name string
+		fd   int
+		ours func(decoded) bool
+	}{{"backend", atBackend, toBackend}, {"client", atClient, fromVIP}} {
+		p, c := checkCapture(t, cp.name, cp.fd, cp.ours)
+		partial, complete = partial+p, complete+c
+	}
+	return partial, complete
+}
+
+// checkCapture reads the frames captured on fd (at the place name) and
+// checks each that ours picks (a steered flow's): its checksums must
+// verify, a partial one as the pseudo header's sum. Every family and
+// protocol must have a frame. It counts the frames with partial and with
+// complete checksums.
+func checkCapture(t *testing.T, name string, fd int, ours func(decoded) bool) (partial, complete int) {
+	frames, err := drainCapture(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, fr := range frames {
+		// decodeAs fills in the addresses before it checks sums:
+		// only the steered flows' frames are judged (not neighbour
+		// discovery and the like).
+		d, err := decodeAs(fr.data, fr.partial)
+		if !ours(d) {
+			continue
+		}
+		if err != nil {
+			t.Errorf("at the %s, %s -> %s (partial %v): %v", name, d.src, d.dst, fr.partial, err)
+			continue
+		}
+		if fr.partial {
+			partial++
+		} else {
+			complete++
+		}
+		fam := "4"
+		if d.src.Addr().Is6() {
+			fam = "6"
+		}
+		seen[fmt.Sprintf("%s/%d", fam, d.proto)]++
+	}
+	for _, k := range []string{"4/6", "4/17", "6/6", "6/17"} {
+		if seen[k] == 0 {
+			t.Errorf("at the %s: no steered frame of IPv%s protocol %s captured", name, k[:1], k[2:])
+		}
+	}
+	return partial, complete
 }
 
 // capturedFrame is a frame a packet socket received, and whether the
