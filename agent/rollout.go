@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -36,22 +35,17 @@ func (a *Agent) newController() *controller.Controller {
 			Step: e.Step + 1, Weight: e.Weight.String(), Message: e.Message, Numbers: e.Numbers})
 	}})
 	a.node.SetReportHandler(c.Take)
-	a.node.SetAskHandler(func(topic, arg string) (any, error) {
-		if topic != "analysis" {
-			return nil, fmt.Errorf("no such question %q", topic)
-		}
-		return c.Analysis(arg), nil
-	})
+	a.node.SetAnalyst(c)
 	return c
 }
 
 // analysis is the leader's latest judgement of a release, asked of the
 // leader when this node follows (nil when it cannot be had).
 func (a *Agent) analysis(release string) *api.Analysis {
-	var out *api.Analysis
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := a.node.AskLeader(ctx, "analysis", release, &out); err != nil {
+	out, err := a.node.AskAnalysis(ctx, release)
+	if err != nil {
 		a.log.Debug("ask the leader for a release's analysis", "release", release, "err", err)
 		return nil
 	}
