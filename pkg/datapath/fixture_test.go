@@ -102,63 +102,23 @@ func (f *fixture) inNS(fn func() error) error {
 	return ferr
 }
 
+// setup, run inside the fixture's namespace, adds its links, turns
+// forwarding on, adds the neighbours and loads the data path.
 func (f *fixture) setup(t testing.TB) error {
-
-	mustLink := func(name string, addrs ...string) (int, net.HardwareAddr) {
-		// A veth pair whose peer stays in the namespace: the kernel may
-		// have no dummy driver, and veth has carrier once both ends are up.
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
-		if err := netlink.LinkAdd(veth); err != nil {
-			t.Fatalf("add %s: %v", name, err)
-		}
-		peer, err := netlink.LinkByName(name + "p")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(peer); err != nil {
-			t.Fatal(err)
-		}
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range addrs {
-			addr, _ := netlink.ParseAddr(a)
-			addr.Flags = 0x80 // IFA_F_NODAD
-			if err := netlink.AddrAdd(l, addr); err != nil {
-				t.Fatalf("addr %s on %s: %v", a, name, err)
-			}
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-		return l.Attrs().Index, l.Attrs().HardwareAddr
-	}
-	f.cliIf, f.cliMAC = mustLink("cli0", "198.18.0.1/24", "fd00:6c61:0:1::1/64")
-	f.bckIf, f.bckMAC = mustLink("bck0", "198.18.1.1/24", "fd00:6c61:0:2::1/64")
+	f.cliIf, f.cliMAC = addVeth(t, "cli0", "198.18.0.1/24", "fd00:6c61:0:1::1/64")
+	f.bckIf, f.bckMAC = addVeth(t, "bck0", "198.18.1.1/24", "fd00:6c61:0:2::1/64")
 	for _, kv := range [][2]string{{"/proc/sys/net/ipv4/ip_forward", "1"}, {"/proc/sys/net/ipv6/conf/all/forwarding", "1"}} {
 		if err := os.WriteFile(kv[0], []byte(kv[1]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	neigh := func(ifindex int, ip netip.Addr, mac net.HardwareAddr) {
-		n := &netlink.Neigh{LinkIndex: ifindex, IP: ip.AsSlice(), HardwareAddr: mac, State: netlink.NUD_PERMANENT}
-		if ip.Is4() {
-			n.Family = netlink.FAMILY_V4
-		} else {
-			n.Family = netlink.FAMILY_V6
-		}
-		if err := netlink.NeighAdd(n); err != nil {
-			t.Fatalf("neighbour %s: %v", ip, err)
-		}
-	}
 	for _, set := range [][]netip.Addr{stable4, canary4, stable6, canary6} {
 		for _, a := range set {
-			neigh(f.bckIf, a, macBackend)
+			addNeigh(t, f.bckIf, a, macBackend)
 		}
 	}
-	neigh(f.cliIf, client4, macClient)
-	neigh(f.cliIf, client6, macClient)
+	addNeigh(t, f.cliIf, client4, macClient)
+	addNeigh(t, f.cliIf, client6, macClient)
 
 	dp, err := New(Options{FlowTable: 1 << 18, MaxServices: 64})
 	if err != nil {
@@ -166,7 +126,59 @@ func (f *fixture) setup(t testing.TB) error {
 	}
 	t.Cleanup(func() { dp.Close() })
 	f.dp = dp
+	f.readSkbLayout(t)
+	return nil
+}
 
+// addVeth adds a veth pair whose peer stays in the namespace (the kernel
+// may have no dummy driver, and veth has carrier once both ends are up),
+// gives the end called name addrs, brings both up and returns that end's
+// index and MAC.
+func addVeth(t testing.TB, name string, addrs ...string) (int, net.HardwareAddr) {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add %s: %v", name, err)
+	}
+	peer, err := netlink.LinkByName(name + "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		addr, _ := netlink.ParseAddr(a)
+		addr.Flags = 0x80 // IFA_F_NODAD
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			t.Fatalf("addr %s on %s: %v", a, name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index, l.Attrs().HardwareAddr
+}
+
+// addNeigh adds a permanent neighbour entry for ip on ifindex.
+func addNeigh(t testing.TB, ifindex int, ip netip.Addr, mac net.HardwareAddr) {
+	n := &netlink.Neigh{LinkIndex: ifindex, IP: ip.AsSlice(), HardwareAddr: mac, State: netlink.NUD_PERMANENT}
+	if ip.Is4() {
+		n.Family = netlink.FAMILY_V4
+	} else {
+		n.Family = netlink.FAMILY_V6
+	}
+	if err := netlink.NeighAdd(n); err != nil {
+		t.Fatalf("neighbour %s: %v", ip, err)
+	}
+}
+
+// readSkbLayout reads from the programs' BTF where the test runs find
+// the fields of struct __sk_buff they fill in or read, and its size.
+func (f *fixture) readSkbLayout(t testing.TB) {
 	var sk *btf.Struct
 	if err := dpSpecTypes(t).TypeByName("__sk_buff", &sk); err != nil {
 		t.Fatal(err)
@@ -183,7 +195,6 @@ func (f *fixture) setup(t testing.TB) error {
 	if len(f.skbIfOffs) != 2 || len(f.skbDataOffs) != 2 {
 		t.Fatal("struct __sk_buff lacks ingress_ifindex, ifindex, data or data_end in the programs' BTF")
 	}
-	return nil
 }
 
 func dpSpecTypes(t testing.TB) *btf.Spec {
