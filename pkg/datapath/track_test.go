@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/graylane/graylane/bpf"
 	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/service"
@@ -120,129 +118,6 @@ func TestRequestTracking(t *testing.T) {
 	}
 }
 
-// TestTimeoutSweep: an unanswered UDP request counts as one timeout once
-// its service's timeout has passed and the sweep ran; an answered one never.
-func TestTimeoutSweep(t *testing.T) {
-	f := newFixture(t)
-	s := timedDNSService(50 * time.Millisecond)
-	if err := f.dp.Apply([]service.Service{s}); err != nil {
-		t.Fatal(err)
-	}
-	unanswered := []uint16{5001, 5002, 5003}
-	for _, p := range unanswered {
-		f.askDNS(t, p)
-	}
-	be := f.askDNS(t, 5004)
-	f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: be, dst: netip.AddrPortFrom(client4, 5004), proto: protoUDP, payload: []byte("a")}))
-	// Before the agent's first sweep the wheel is not set up: the
-	// requests are not filed (counted), and that sweep walks the table.
-	unfiled := func() uint64 {
-		st, err := f.dp.Stats()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st["wheel_unfiled"]
-	}
-	if n := unfiled(); n != 4 {
-		t.Fatalf("wheel_unfiled %d before the wheel was set up, want 4", n)
-	}
-	if n, err := f.dp.SweepTimeouts(); err != nil || n != 4 {
-		t.Fatalf("sweep: %d flows, %v; want 4", n, err)
-	}
-	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != 0 {
-		t.Fatalf("%d timeouts before the timeout passed", c.Errors[ErrTimeout])
-	}
-	// A deadline is found once its wheel epoch has passed: up to one
-	// epoch after the timeout.
-	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
-	for range 2 { // a second sweep counts nothing again
-		if _, err := f.dp.SweepTimeouts(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lat, c := f.latencyOf(t, s, service.Stable)
-	if c.Errors[ErrTimeout] != uint64(len(unanswered)) || lat.Response.Count() != 1 {
-		t.Fatalf("timeouts %d, responses %d; want %d and 1", c.Errors[ErrTimeout], lat.Response.Count(), len(unanswered))
-	}
-
-	// With the wheel set up, the programs file each request themselves
-	// and the sweeps visit only the wheel: no request overflows, no walk
-	// of the table is needed to find the late ones.
-	fullBefore := f.dp.sweeper.lastFullSweep
-	for _, p := range []uint16{6001, 6002} {
-		f.askDNS(t, p)
-	}
-	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
-	if _, err := f.dp.SweepTimeouts(); err != nil {
-		t.Fatal(err)
-	}
-	var overflow uint32
-	if err := f.dp.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
-		t.Fatalf("wheel overflow %d (%v): a request was not filed", overflow, err)
-	}
-	if !f.dp.sweeper.lastFullSweep.Equal(fullBefore) {
-		t.Fatal("the sweep walked the whole table")
-	}
-	if n := unfiled(); n != 4 {
-		t.Fatalf("wheel_unfiled %d with the wheel set up, want still 4", n)
-	}
-	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
-		t.Fatalf("timeouts %d after two more unanswered requests, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
-	}
-
-	// A request whose deadline moved out after it was filed (the service's
-	// timeout grew, as a deadline past the wheel's horizon is filed at the
-	// horizon) is filed again when its slot comes due, and times out at
-	// its real deadline, once.
-	f.askDNS(t, 7001)
-	longer := s
-	longer.Timeout = time.Second
-	if err := f.dp.Apply([]service.Service{longer}); err != nil {
-		t.Fatal(err)
-	}
-	epoch := time.Duration(1) << bpf.SteerWheelLimitsWHEEL_SHIFT
-	time.Sleep(s.Timeout + 2*epoch)
-	if _, err := f.dp.SweepTimeouts(); err != nil {
-		t.Fatal(err)
-	}
-	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+2 {
-		t.Fatalf("timeouts %d before the grown timeout passed, want %d", c.Errors[ErrTimeout], len(unanswered)+2)
-	}
-	time.Sleep(longer.Timeout + 2*epoch)
-	for range 2 {
-		if _, err := f.dp.SweepTimeouts(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != uint64(len(unanswered))+3 {
-		t.Fatalf("timeouts %d after the grown timeout passed, want %d", c.Errors[ErrTimeout], len(unanswered)+3)
-	}
-	if !f.dp.sweeper.lastFullSweep.Equal(fullBefore) {
-		t.Fatal("the sweep walked the whole table")
-	}
-
-	// The periodic walk of the table still visits the due slots, which
-	// sets each up for its next round: no slot is left behind for a later
-	// request to find unready.
-	f.dp.sweeper.lastFullSweep = time.Now().Add(-fullSweepEvery)
-	time.Sleep(2 * epoch)
-	if _, err := f.dp.SweepTimeouts(); err != nil {
-		t.Fatal(err)
-	}
-	if time.Since(f.dp.sweeper.lastFullSweep) > time.Second {
-		t.Fatal("no walk of the table after fullSweepEvery")
-	}
-	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
-		var head bpf.SteerWheelHead
-		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
-			t.Fatal(err)
-		}
-		if head.Epoch < f.dp.sweeper.wheelNext {
-			t.Fatalf("slot %d holds past epoch %d (next to visit: %d)", slot, head.Epoch, f.dp.sweeper.wheelNext)
-		}
-	}
-}
-
 // TestICMPError: a destination unreachable from the backend side about a
 // backend endpoint is counted against the backend's pool, and passed on.
 func TestICMPError(t *testing.T) {
@@ -273,172 +148,6 @@ func TestICMPError(t *testing.T) {
 	}
 }
 
-// TestTimeoutWheelChunks: a larger flow table gets a larger wheel, whose
-// slots hold more deadlines than one sweep run visits; every one of them
-// is found, chunk by chunk, without a walk of the table.
-func TestTimeoutWheelChunks(t *testing.T) {
-	f := newFixture(t)
-	big, err := New(Options{FlowTable: 1 << 19, MaxServices: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { big.Close() })
-	f.dp = big
-	if big.sweeper.wheelCap != 2*uint32(bpf.SteerWheelLimitsWHEEL_CHUNK) {
-		t.Fatalf("wheel of %d entries a slot for %d flows, want %d", big.sweeper.wheelCap, 1<<19, 2*bpf.SteerWheelLimitsWHEEL_CHUNK)
-	}
-	s := timedDNSService(50 * time.Millisecond)
-	if err := big.Apply([]service.Service{s}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := big.SweepTimeouts(); err != nil { // sets the wheel up
-		t.Fatal(err)
-	}
-	fullBefore := big.sweeper.lastFullSweep
-	// Requests fast enough that one epoch's slot gets more than a chunk
-	// (and, all in one, still fit its 2 048); a slow machine may spread
-	// them over more epochs: try again then, in epochs of their own.
-	const requests = 1800
-	port := uint16(10000)
-	for try := 0; ; try++ {
-		err := f.inNS(func() error {
-			for range requests {
-				port++
-				pkt := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")})
-				if _, _, err := big.Objects().XdpClient.Benchmark(pkt, 1, nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		most := uint64(0)
-		for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
-			var head bpf.SteerWheelHead
-			if err := big.objs.WheelHeads.Lookup(slot, &head); err != nil {
-				t.Fatal(err)
-			}
-			most = max(most, head.N)
-		}
-		if most > uint64(bpf.SteerWheelLimitsWHEEL_CHUNK) {
-			break
-		}
-		if try == 3 {
-			t.Fatalf("no slot got more than %d deadlines (most %d)", bpf.SteerWheelLimitsWHEEL_CHUNK, most)
-		}
-		time.Sleep(2 * (time.Duration(1) << bpf.SteerWheelLimitsWHEEL_SHIFT))
-	}
-	asked := uint64(port - 10000)
-	time.Sleep(s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT))
-	if _, err := big.SweepTimeouts(); err != nil {
-		t.Fatal(err)
-	}
-	var overflow uint32
-	if err := big.objs.WheelOverflow.Get(&overflow); err != nil || overflow != 0 {
-		t.Fatalf("wheel overflow %d (%v)", overflow, err)
-	}
-	if !big.sweeper.lastFullSweep.Equal(fullBefore) {
-		t.Fatal("the sweep walked the whole table")
-	}
-	if _, c := f.latencyOf(t, s, service.Stable); c.Errors[ErrTimeout] != asked {
-		t.Fatalf("%d timeouts of %d unanswered requests", c.Errors[ErrTimeout], asked)
-	}
-}
-
-// TestSweepWalkBudget: the walks of the whole table keep within their CPU
-// budget (walkSpacing times the last walk's duration apart): one the
-// wheel's overflow asks for waits, while the wheel's own deadlines are
-// still found at every sweep, and the unfiled requests time out at the
-// walk that comes when the budget allows; the periodic walk waits too; a
-// walk the wheel cannot do without (not set up) does not wait.
-func TestSweepWalkBudget(t *testing.T) {
-	f := newFixture(t)
-	s := timedDNSService(50 * time.Millisecond)
-	if err := f.dp.Apply([]service.Service{s}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.dp.SweepTimeouts(); err != nil { // sets the wheel up
-		t.Fatal(err)
-	}
-	timeouts := func() uint64 {
-		_, c := f.latencyOf(t, s, service.Stable)
-		return c.Errors[ErrTimeout]
-	}
-	overflow := func() uint32 {
-		var v uint32
-		if err := f.dp.objs.WheelOverflow.Get(&v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	sweep := func() (walked bool) {
-		before := f.dp.sweeper.lastFullSweep
-		if _, err := f.dp.SweepTimeouts(); err != nil {
-			t.Fatal(err)
-		}
-		return !f.dp.sweeper.lastFullSweep.Equal(before)
-	}
-	late := s.Timeout + 2*(time.Duration(1)<<bpf.SteerWheelLimitsWHEEL_SHIFT)
-
-	// Request 1 is not filed (its slot taken as full, the flag set, as the
-	// programs leave them), request 2 is. The last walk took an hour: the
-	// next may not start for 20 hours.
-	f.askDNS(t, 5001)
-	for slot := range uint32(bpf.SteerWheelLimitsWHEEL_SLOTS) {
-		var head bpf.SteerWheelHead
-		if err := f.dp.objs.WheelHeads.Lookup(slot, &head); err != nil {
-			t.Fatal(err)
-		}
-		if head.N != 0 {
-			head.N = 0
-			if err := f.dp.objs.WheelHeads.Update(slot, head, ebpf.UpdateExist); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := f.dp.objs.WheelOverflow.Set(uint32(1)); err != nil {
-		t.Fatal(err)
-	}
-	f.askDNS(t, 5002)
-	f.dp.sweeper.lastWalk = time.Hour
-	time.Sleep(late)
-	if sweep() {
-		t.Fatal("the overflow's walk started within the budget of an hour-long walk")
-	}
-	if n := timeouts(); n != 1 {
-		t.Fatalf("%d timeouts with the walk put off, want 1 (the filed request)", n)
-	}
-	if overflow() != 1 {
-		t.Fatal("the overflow flag was cleared without a walk")
-	}
-	// The periodic walk waits for the budget as well.
-	f.dp.sweeper.lastFullSweep = time.Now().Add(-fullSweepEvery)
-	if sweep() {
-		t.Fatal("the periodic walk started within the budget")
-	}
-	// Once the budget allows, the walk comes and finds the unfiled request.
-	f.dp.sweeper.lastWalk = 0
-	if !sweep() {
-		t.Fatal("no walk once the budget allowed it")
-	}
-	if n := timeouts(); n != 2 {
-		t.Fatalf("%d timeouts after the walk, want 2", n)
-	}
-	if overflow() != 0 {
-		t.Fatal("the overflow flag is still set after the walk")
-	}
-	if f.dp.sweeper.lastWalk <= 0 {
-		t.Fatalf("the walk's duration reads %v", f.dp.sweeper.lastWalk)
-	}
-	// A wheel that is not set up is walked for at once, whatever the budget.
-	f.dp.sweeper.wheelNext, f.dp.sweeper.lastWalk = 0, time.Hour
-	if !sweep() {
-		t.Fatal("no walk for a wheel that is not set up")
-	}
-}
-
 // TestFlowClose: a TCP flow's entry is deleted by the bare ACK that follows
 // both ends' FINs, whichever end closes first, and not before; a half-closed
 // flow keeps its entry while the other end still sends; neither an RST
@@ -449,110 +158,135 @@ func TestFlowClose(t *testing.T) {
 	if err := f.dp.Apply([]service.Service{s}); err != nil {
 		t.Fatal(err)
 	}
-	vip := netip.AddrPortFrom(vip4, 80)
-	backend := s.Stable[0].Addr
-	port := uint16(42000)
+	c := &closeRun{t: t, f: f, vip: netip.AddrPortFrom(vip4, 80), backend: s.Stable[0].Addr, port: 42000}
 	for _, h := range hooks {
-		// conn opens a connection from a port of its own and returns its
-		// client and backend sides.
-		conn := func() (fwd, back func(flags uint8, payload string), flowKey bpf.SteerFlowKey) {
-			port++
-			client := netip.AddrPortFrom(client4, port)
-			fwd = func(flags uint8, payload string) {
-				t.Helper()
-				if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
-					t.Fatalf("%s: client packet verdict %s", h, v)
-				}
-			}
-			back = func(flags uint8, payload string) {
-				t.Helper()
-				if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: client, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
-					t.Fatalf("%s: backend packet verdict %s", h, v)
-				}
-			}
-			fwd(tcpSYN, "")
-			back(tcpSYN|tcpACK, "")
-			fwd(tcpACK, "")
-			return fwd, back, webFlowKey(client)
-		}
-		has := func(k bpf.SteerFlowKey) bool {
-			t.Helper()
-			var fl bpf.SteerFlow
-			return f.dp.objs.Flows.Lookup(k, &fl) == nil
-		}
-		closed := func() uint64 {
-			t.Helper()
-			st, err := f.dp.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st["flow_closed"]
-		}
+		c.clientClosesFirst(h)
+		c.backendClosesFirst(h)
+		c.closeWithRequestUnanswered(h)
+		c.resetDeletesNothing(h)
+	}
+}
 
-		// The client closes first.
-		before := closed()
-		fwd, back, k := conn()
-		fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
-		back(tcpACK, "HTTP/1.1 200 OK\r\n\r\n")
-		fwd(tcpFIN|tcpACK, "")
-		back(tcpACK, "") // the backend's ACK of the client's FIN: only one FIN yet
-		if !has(k) {
-			t.Fatalf("%s: the flow was deleted after one FIN", h)
-		}
-		back(tcpFIN|tcpACK, "")
-		if !has(k) {
-			t.Fatalf("%s: the flow was deleted by a FIN", h)
-		}
-		fwd(tcpACK, "")
-		if has(k) {
-			t.Fatalf("%s: the flow outlived the ACK of the second FIN", h)
-		}
-		if n := closed() - before; n != 1 {
-			t.Fatalf("%s: flow_closed grew by %d, want 1", h, n)
-		}
-		// A FIN the backend sends again (the last ACK was lost) is no
-		// reply any more: it passes untranslated.
-		if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: netip.AddrPortFrom(client4, port), proto: protoTCP, tcpFlags: tcpFIN | tcpACK})); v != vPass {
-			t.Fatalf("%s: a late FIN of the closed flow: verdict %s, want pass", h, v)
-		}
+// closeRun is what TestFlowClose's cases share: the fixture, the service's
+// frontend and backend, and the client port the last connection took.
+type closeRun struct {
+	t            *testing.T
+	f            *fixture
+	vip, backend netip.AddrPort
+	port         uint16
+}
 
-		// The backend closes first, and the client goes on sending
-		// (half close): the entry stays until the ACK of the client's FIN,
-		// which comes from the backend.
-		before = closed()
-		fwd, back, k = conn()
-		back(tcpFIN|tcpACK, "")
-		fwd(tcpACK, "")
-		fwd(tcpACK, "more data after the backend's FIN")
-		back(tcpACK, "answered")
-		if !has(k) {
-			t.Fatalf("%s: a half-closed flow was deleted", h)
+// conn opens a connection through hook h from a port of its own and
+// returns its client and backend sides.
+func (c *closeRun) conn(h hook) (fwd, back func(flags uint8, payload string), flowKey bpf.SteerFlowKey) {
+	t, f := c.t, c.f
+	c.port++
+	client := netip.AddrPortFrom(client4, c.port)
+	fwd = func(flags uint8, payload string) {
+		t.Helper()
+		if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: c.vip, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+			t.Fatalf("%s: client packet verdict %s", h, v)
 		}
-		fwd(tcpFIN|tcpACK, "")
-		back(tcpACK, "")
-		if has(k) || closed()-before != 1 {
-			t.Fatalf("%s: the flow outlived the backend's ACK of the second FIN (flow_closed +%d)", h, closed()-before)
+	}
+	back = func(flags uint8, payload string) {
+		t.Helper()
+		if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: c.backend, dst: client, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+			t.Fatalf("%s: backend packet verdict %s", h, v)
 		}
+	}
+	fwd(tcpSYN, "")
+	back(tcpSYN|tcpACK, "")
+	fwd(tcpACK, "")
+	return fwd, back, webFlowKey(client)
+}
 
-		// A close while a request is unanswered deletes nothing: the
-		// timeout sweep is to count it.
-		before = closed()
-		fwd, back, k = conn()
-		fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
-		back(tcpFIN|tcpACK, "")
-		fwd(tcpFIN|tcpACK, "")
-		back(tcpACK, "")
-		if !has(k) || closed() != before {
-			t.Fatalf("%s: a flow closed with its request unanswered was deleted", h)
-		}
+// has reports whether the flow table holds k.
+func (c *closeRun) has(k bpf.SteerFlowKey) bool {
+	c.t.Helper()
+	var fl bpf.SteerFlow
+	return c.f.dp.objs.Flows.Lookup(k, &fl) == nil
+}
 
-		// An RST deletes nothing.
-		before = closed()
-		fwd, back, k = conn()
-		back(tcpRST|tcpACK, "")
-		fwd(tcpRST, "")
-		if !has(k) || closed() != before {
-			t.Fatalf("%s: an RST deleted the flow", h)
-		}
+// closed is the flow_closed counter.
+func (c *closeRun) closed() uint64 {
+	c.t.Helper()
+	st, err := c.f.dp.Stats()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return st["flow_closed"]
+}
+
+func (c *closeRun) clientClosesFirst(h hook) {
+	t := c.t
+	before := c.closed()
+	fwd, back, k := c.conn(h)
+	fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
+	back(tcpACK, "HTTP/1.1 200 OK\r\n\r\n")
+	fwd(tcpFIN|tcpACK, "")
+	back(tcpACK, "") // the backend's ACK of the client's FIN: only one FIN yet
+	if !c.has(k) {
+		t.Fatalf("%s: the flow was deleted after one FIN", h)
+	}
+	back(tcpFIN|tcpACK, "")
+	if !c.has(k) {
+		t.Fatalf("%s: the flow was deleted by a FIN", h)
+	}
+	fwd(tcpACK, "")
+	if c.has(k) {
+		t.Fatalf("%s: the flow outlived the ACK of the second FIN", h)
+	}
+	if n := c.closed() - before; n != 1 {
+		t.Fatalf("%s: flow_closed grew by %d, want 1", h, n)
+	}
+	// A FIN the backend sends again (the last ACK was lost) is no
+	// reply any more: it passes untranslated.
+	if v, _ := c.f.run(t, h, true, c.f.bckIf, buildPacket(pktSpec{src: c.backend, dst: netip.AddrPortFrom(client4, c.port), proto: protoTCP, tcpFlags: tcpFIN | tcpACK})); v != vPass {
+		t.Fatalf("%s: a late FIN of the closed flow: verdict %s, want pass", h, v)
+	}
+}
+
+// backendClosesFirst: the backend closes first, and the client goes on
+// sending (half close): the entry stays until the ACK of the client's
+// FIN, which comes from the backend.
+func (c *closeRun) backendClosesFirst(h hook) {
+	before := c.closed()
+	fwd, back, k := c.conn(h)
+	back(tcpFIN|tcpACK, "")
+	fwd(tcpACK, "")
+	fwd(tcpACK, "more data after the backend's FIN")
+	back(tcpACK, "answered")
+	if !c.has(k) {
+		c.t.Fatalf("%s: a half-closed flow was deleted", h)
+	}
+	fwd(tcpFIN|tcpACK, "")
+	back(tcpACK, "")
+	if c.has(k) || c.closed()-before != 1 {
+		c.t.Fatalf("%s: the flow outlived the backend's ACK of the second FIN (flow_closed +%d)", h, c.closed()-before)
+	}
+}
+
+// closeWithRequestUnanswered: a close while a request is unanswered
+// deletes nothing: the timeout sweep is to count it.
+func (c *closeRun) closeWithRequestUnanswered(h hook) {
+	before := c.closed()
+	fwd, back, k := c.conn(h)
+	fwd(tcpACK, "GET / HTTP/1.1\r\n\r\n")
+	back(tcpFIN|tcpACK, "")
+	fwd(tcpFIN|tcpACK, "")
+	back(tcpACK, "")
+	if !c.has(k) || c.closed() != before {
+		c.t.Fatalf("%s: a flow closed with its request unanswered was deleted", h)
+	}
+}
+
+// resetDeletesNothing: an RST deletes nothing.
+func (c *closeRun) resetDeletesNothing(h hook) {
+	before := c.closed()
+	fwd, back, k := c.conn(h)
+	back(tcpRST|tcpACK, "")
+	fwd(tcpRST, "")
+	if !c.has(k) || c.closed() != before {
+		c.t.Fatalf("%s: an RST deleted the flow", h)
 	}
 }
