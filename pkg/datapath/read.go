@@ -130,7 +130,7 @@ func (c *PoolCounters) add(perCPU []bpf.SteerPoolStats) {
 }
 
 // Stats returns the programs' path counters by name (see enum stat in
-// bpf/include/maps.h), summed over CPUs.
+// bpf/include/types.h), summed over CPUs.
 func (d *Datapath) Stats() (map[string]uint64, error) { return d.view().Stats() }
 
 // Stats returns the programs' path counters by name, summed over CPUs.

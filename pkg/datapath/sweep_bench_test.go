@@ -76,8 +76,8 @@ func BenchmarkSweep(b *testing.B) {
 // walkTable walks d's whole flow table once, as the timeout sweep does,
 // and returns how long the walk took and the flows it counted.
 func walkTable(d *Datapath) (time.Duration, int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.sweeper.mu.Lock()
+	defer d.sweeper.mu.Unlock()
 	err := d.sweeper.fullSweep(0, false)
 	return d.sweeper.lastWalk, d.sweeper.flowCount, err
 }
