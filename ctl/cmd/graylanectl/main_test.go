@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"encoding/pem"
-	"flag"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -15,239 +12,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/graylane/graylane/ctl/root"
-	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/internal/ctltest"
 )
 
-// Tests of graylanectl as a user runs it: arguments in, output and exit
-// code out, compared with golden files (go test -update rewrites them).
-// The agent is a fake serving fixed answers on a unix socket: these test
-// the CLI, not the cluster (agent/cluster_e2e_test.go runs the real thing).
+// Tests of graylanectl as a user runs it, through internal/ctltest.
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+func serve(t *testing.T) (*ctltest.Agent, string) { return ctltest.Serve(t) }
 
-// fakeAgent answers the API's paths with fixed data and records requests.
-type fakeAgent struct {
-	mu       sync.Mutex
-	requests []string // "METHOD path?query body"
-}
-
-func (f *fakeAgent) record(r *http.Request) string {
-	body, _ := io.ReadAll(r.Body)
-	line := strings.TrimSpace(fmt.Sprintf("%s %s %s", r.Method, r.URL.RequestURI(), body))
-	f.mu.Lock()
-	f.requests = append(f.requests, line)
-	f.mu.Unlock()
-	return string(body)
-}
-
-func (f *fakeAgent) seen() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.requests...)
-}
-
-var fixtureServices = []api.Service{
-	{Name: "auth", Tenant: "core", VIP: "10.0.0.10", Port: 80, Protocol: "tcp", Key: "flow", App: "http",
-		Stable: []api.Backend{{Address: "10.1.0.11:8080"}, {Address: "10.1.0.12:8080", Weight: 2}},
-		Canary: []api.Backend{{Address: "10.2.0.11:8080"}}, Weight: "5%",
-		Pins: []api.Pin{{Prefix: "10.9.0.0/16", Pool: "canary"}}},
-	{Name: "dns", Tenant: "edge", VIP: "fd00::53", Port: 53, Protocol: "udp", Key: "client",
-		Stable: []api.Backend{{Address: "[fd00:1::53]:53"}}, Canary: []api.Backend{{Address: "[fd00:2::53]:53"}}, Weight: "0.25%"},
-}
-
-var fixtureRelease = api.Release{Name: "auth-v2", Service: "auth", Tenant: "core",
-	Steps: []string{"weight 5%, pause 5m0s", "weight 15%, verify tcp, verify http /healthz?full=1", "at most 500 new canary flows/s", "weight 100%"},
-	Phase: "running", Step: 2, Weight: "0%", StepWeight: "15%", Breaker: "open",
-	Analysis: &api.Analysis{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Responses: 412, P99: 912 * time.Millisecond, ErrorRate: 0.041, Verdict: "breach",
-		StableResponses: 3120, StableP99: 95 * time.Millisecond, StableErrorRate: 0.002},
-	History: []api.ReleaseEvent{
-		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "start", Step: 1, Weight: "0%", Message: "release started on service auth at weight 0%"},
-		{At: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC), Kind: "step", Step: 1, Weight: "5%", Message: "step 1 of 4: weight 5%"},
-		{At: time.Date(2026, 11, 24, 12, 5, 0, 0, time.UTC), Kind: "step", Step: 2, Weight: "15%", Message: "step 2 of 4: weight 15%"},
-		{At: time.Date(2026, 11, 24, 12, 6, 3, 0, time.UTC), Kind: "rollback", Step: 2, Weight: "0%", Message: "breaker open: P99 912ms > 800ms and errors 4.10% >= 3.50% over 412 responses: canary weight 0",
-			Numbers: map[string]float64{"p99_seconds": 0.912, "error_rate": 0.041, "responses": 412}},
-	}}
-
-// handler serves the fake API: each route records its request, then
-// answers.
-func (f *fakeAgent) handler() http.Handler {
-	mux := http.NewServeMux()
-	for _, rt := range []struct {
-		pattern string
-		answer  func(w http.ResponseWriter, r *http.Request, body string)
-	}{
-		{"GET /v1/services", getServices},
-		{"GET /v1/services/{name}", getService},
-		{"POST /v1/apply", apply},
-		{"DELETE /v1/services/{name}", wrote},
-		{"PUT /v1/services/{name}/weight", setWeight},
-		{"POST /v1/services/{name}/pins", wrote},
-		{"DELETE /v1/services/{name}/pins", wrote},
-		{"GET /v1/members", getMembers},
-		{"DELETE /v1/members/{node}", removeMember},
-		{"GET /v1/releases", getReleases},
-		{"GET /v1/releases/{name}", getRelease},
-		{"POST /v1/releases/{name}/{action}", releaseAction},
-		{"GET /v1/status", getStatus},
-	} {
-		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
-			body := f.record(r)
-			rt.answer(w, r, body)
-		})
-	}
-	return mux
-}
-
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-// wrote answers a write that succeeded, applied everywhere if asked to
-// wait.
-func wrote(w http.ResponseWriter, r *http.Request, _ string) {
-	out := api.Write{Index: 42}
-	if r.URL.Query().Get("wait") == "applied" {
-		out.Applied = []string{"g1", "g2", "gw"}
-	}
-	reply(w, 200, out)
-}
-
-func getServices(w http.ResponseWriter, _ *http.Request, _ string) {
-	reply(w, 200, fixtureServices)
-}
-
-func getService(w http.ResponseWriter, r *http.Request, _ string) {
-	for _, s := range fixtureServices {
-		if s.Name == r.PathValue("name") {
-			reply(w, 200, s)
-			return
-		}
-	}
-	reply(w, 404, api.Error{Message: fmt.Sprintf("service %q does not exist", r.PathValue("name"))})
-}
-
-func apply(w http.ResponseWriter, r *http.Request, body string) {
-	if strings.Contains(body, "weight: 101%") {
-		reply(w, 400, api.Error{Message: "manifest:9: spec.canary.weight: 101% is above 100%"})
-		return
-	}
-	wrote(w, r, body)
-}
-
-// setWeight answers by the service's name: each of the special names
-// stands for one way a write can go.
-func setWeight(w http.ResponseWriter, r *http.Request, body string) {
-	switch r.PathValue("name") {
-	case "locked":
-		reply(w, 403, api.Error{Message: `token "team-a" may not touch service "locked" of tenant "b"`})
-	case "lagging":
-		reply(w, 200, api.Write{Index: 43, Applied: []string{"g1", "gw"}, NotApplied: []string{"g2"}})
-	case "noleader":
-		reply(w, 503, api.Error{Message: "the cluster has no leader right now (a majority of the members is not reachable); retry in a few seconds"})
-	case "notmember":
-		reply(w, 503, api.Error{Message: "this node is not a member of the cluster"})
-	case "slow":
-		// Never answers; returns when graylanectl gives up and hangs up.
-		<-r.Context().Done()
-	default:
-		wrote(w, r, body)
-	}
-}
-
-func getMembers(w http.ResponseWriter, _ *http.Request, _ string) {
-	reply(w, 200, []api.Member{
-		{Node: "g1", Address: "198.18.1.2:7071", Voter: true, Reachable: true, AppliedIndex: 42},
-		{Node: "g2", Address: "198.18.1.3:7071", Voter: true, Reachable: false},
-		{Node: "gw", Address: "198.18.1.1:7071", Leader: true, Voter: true, Reachable: true, AppliedIndex: 42},
-	})
-}
-
-func removeMember(w http.ResponseWriter, r *http.Request, _ string) {
-	if r.PathValue("node") != "g2" {
-		reply(w, 404, api.Error{Message: fmt.Sprintf("member %q does not exist", r.PathValue("node"))})
-		return
-	}
-	reply(w, 200, api.Write{})
-}
-
-func getReleases(w http.ResponseWriter, _ *http.Request, _ string) {
-	rel := fixtureRelease
-	rel.History = nil
-	reply(w, 200, []api.Release{rel, {Name: "dns-v3", Service: "dns", Tenant: "edge", Weight: "0.25%", Steps: []string{"weight 1%"}}})
-}
-
-func getRelease(w http.ResponseWriter, r *http.Request, _ string) {
-	if r.PathValue("name") != "auth-v2" {
-		reply(w, 404, api.Error{Message: fmt.Sprintf("release %q does not exist (apply its CanaryRelease manifest first)", r.PathValue("name"))})
-		return
-	}
-	reply(w, 200, fixtureRelease)
-}
-
-func releaseAction(w http.ResponseWriter, r *http.Request, body string) {
-	if r.PathValue("action") == "resume" {
-		reply(w, 409, api.Error{Message: `release "auth-v2" is running and not held: nothing to resume`})
-		return
-	}
-	wrote(w, r, body)
-}
-
-func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
-	pools := []api.PoolStatus{
-		{Pool: "stable", Backends: []string{"10.1.0.11:8080"}, FlowRate: 950, P50: 20 * time.Millisecond, P99: 812300 * time.Microsecond, ErrorRate: 0.001},
-		{Pool: "canary", Backends: []string{"10.2.0.11:8080"}, FlowRate: 50, P50: 21 * time.Millisecond, P99: 95 * time.Millisecond, ErrorRate: 0.035, Breaker: "closed"},
-	}
-	reply(w, 200, api.Status{Index: 42, Services: []api.ServiceStatus{{Name: "auth", Weight: "5%", Nodes: []api.NodeStatus{
-		{Node: "g1", Weight: "5%", Pools: pools},
-		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
-		{Node: "gw", Weight: "4%", Pools: pools[:1]},
-	}}}})
-}
-
-// serve starts the fake agent on a unix socket and returns its --server.
-func serve(t *testing.T) (*fakeAgent, string) {
-	f := &fakeAgent{}
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: f.handler()}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return f, "unix://" + sock
-}
-
-// graylanectl runs the CLI and returns what it printed and its exit code.
 func graylanectl(args []string, stdin string, env map[string]string) (string, int) {
-	var out strings.Builder
-	code := run(args, strings.NewReader(stdin), &out, &out, func(k string) string { return env[k] })
-	return out.String(), code
+	return ctltest.Run(args, stdin, env)
 }
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	ctltest.Golden(t, ctltest.Testdata, name, got)
 }
 
 // TestOutput: every command's output in every format, and its exit code.
@@ -374,7 +156,7 @@ func TestUsageErrors(t *testing.T) {
 		if !strings.HasPrefix(out, "graylanectl: ") || !strings.HasSuffix(out, " --help' for usage.\n") || strings.Count(out, "\n") != 2 {
 			t.Errorf("graylanectl %s: output %q; want one line 'graylanectl: …' and the --help hint", strings.Join(tc.args, " "), out)
 		}
-		if seen := f.seen(); len(seen) > 0 {
+		if seen := f.Requests(); len(seen) > 0 {
 			t.Errorf("graylanectl %s sent %v to the agent", strings.Join(tc.args, " "), seen)
 		}
 	}
@@ -402,7 +184,7 @@ func TestRequests(t *testing.T) {
 		`GET /v1/status?service=auth&consistent=true`,
 		`GET /v1/services?consistent=true`,
 	}
-	if got := f.seen(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := f.Requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
@@ -463,10 +245,9 @@ func TestUnreachable(t *testing.T) {
 // comes from --token or GRAYLANE_TOKEN and travels as a bearer token.
 func TestHTTPS(t *testing.T) {
 	const secret = "s3cret-token"
-	f := &fakeAgent{}
 	var mu sync.Mutex
 	var auth []string
-	agent := f.handler()
+	agent := new(ctltest.Agent).Handler()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		auth = append(auth, r.Header.Get("Authorization"))
