@@ -183,3 +183,48 @@ func TestPlanUndo(t *testing.T) {
 		t.Fatalf("steps %s, want %s", got, want)
 	}
 }
+
+// TestReadDuringApply: a reader of the pinned maps never sees a service
+// without its tables while applies replace them (each backend change
+// writes a new table generation, switches the service to it and deletes
+// the old one).
+func TestReadDuringApply(t *testing.T) {
+	f := newFixture(t)
+	a := webService("web", vip4, service.TCP, 500)
+	b := webService("web", vip4, service.TCP, 500)
+	b.Stable = []service.Backend{{Addr: netip.MustParseAddrPort("198.18.1.60:8080")}}
+	if err := f.dp.Apply([]service.Service{a}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 400 { // bounded: a few hundred applies, well under a second each
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			if err := f.dp.Apply([]service.Service{s}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	view := f.dp.View()
+	reads := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d reads during 400 applies", reads)
+			return
+		default:
+		}
+		if _, ok, err := view.Service(a.Frontend()); err != nil || !ok {
+			t.Fatalf("read %d during applies: ok %v, err %v", reads, ok, err)
+		}
+		reads++
+	}
+}

@@ -169,7 +169,26 @@ func (d *Datapath) ReadKernel(fe service.Frontend) (KernelService, bool, error) 
 
 // Service reads the service on frontend fe. ok is false when the kernel has
 // no such service.
+//
+// A service's value names the generation of each pool's table, and an
+// apply that changes a table writes the new generation, switches the
+// service to it, and then deletes the old one. A reader that read the
+// service just before the switch finds its table gone: the service has
+// moved on, so it is read again (an apply is a few map writes; three
+// attempts are plenty unless applies run back to back).
 func (vw *View) Service(fe service.Frontend) (ks KernelService, ok bool, err error) {
+	for attempt := 1; ; attempt++ {
+		ks, ok, err = vw.serviceOnce(fe)
+		if !errors.Is(err, errTableMoved) || attempt == 3 {
+			return ks, ok, err
+		}
+	}
+}
+
+// errTableMoved says a service's table was replaced while it was read.
+var errTableMoved = errors.New("the table was replaced during the read")
+
+func (vw *View) serviceOnce(fe service.Frontend) (ks KernelService, ok bool, err error) {
 	var v bpf.SteerService
 	if err := vw.maps.Services.Lookup(svcKey(fe), &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -190,6 +209,9 @@ func (vw *View) Service(fe service.Frontend) (ks KernelService, ok bool, err err
 		var t bpf.SteerTable
 		key := bpf.SteerTableKey{SvcId: v.Id, Pool: uint8(pool), Gen: v.TableGen[pool]}
 		if err := vw.maps.Tables.Lookup(key, &t); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				err = errTableMoved
+			}
 			return ks, false, fmt.Errorf("read %s table of service %s: %w", service.Pool(pool), fe, err)
 		}
 		for _, b := range t.Backends[:min(t.BackendsLen, uint32(len(t.Backends)))] {
