@@ -69,6 +69,10 @@ test: deps bpffs ## Run every test: unit (race detector), kernel packet tests, l
 	$(GO) test -race -count=1 $(PURE_PKGS)
 	$(GO) test -count=1 -timeout 40m ./...
 
+.PHONY: golden
+golden: ## Rewrite graylanectl's golden files from its current output (review the diff before committing)
+	$(GO) test -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .XTestImports " "}}' ./ctl/... | awk '/internal\/ctltest/ {print $$1}') -update
+
 .PHONY: fuzz
 fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a while
 	$(GO) test -run XXX -fuzz FuzzParseFile -fuzztime 60s ./pkg/manifest
