@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/histogram"
 	"github.com/graylane/graylane/pkg/service"
@@ -357,13 +358,7 @@ func checkHistograms(t *testing.T, fams map[string]*dto.MetricFamily) {
 // kernel's P99.
 func checkPrometheus(t *testing.T, e *env, kernelP99 time.Duration) {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("prometheus is not installed (make deps installs it): %v", err)
-		}
-		t.Skipf("prometheus is not installed (Debian package prometheus; make deps installs it): %v", err)
-	}
+	bin := testenv.RequireTool(t, "prometheus", "prometheus")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	os.WriteFile(cfg, []byte("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: graylane\n    static_configs: [{targets: ['127.0.0.1:9477']}]\n"), 0o644)
@@ -518,13 +513,7 @@ func TestErrorCounting(t *testing.T) {
 // checkPromtool runs `promtool check metrics` on the agent's /metrics.
 func checkPromtool(t *testing.T, lab *netlab.Lab) {
 	t.Helper()
-	bin, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("promtool is not installed (make deps installs it): %v", err)
-		}
-		t.Skipf("promtool is not installed (Debian package prometheus): %v", err)
-	}
+	bin := testenv.RequireTool(t, "promtool", "prometheus")
 	resp, err := gatewayHTTP(lab).Get("http://127.0.0.1:9477/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graylane/graylane/internal/testenv"
 )
 
 // TestInstall: `make install DESTDIR=…` lays out the documented files with
@@ -13,9 +15,7 @@ import (
 // accepts the unit in that root, and `make uninstall` takes back all but
 // the configuration.
 func TestInstall(t *testing.T) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("no systemd-analyze here:", err)
-	}
+	testenv.RequireTool(t, "systemd-analyze", "systemd")
 	root := t.TempDir()
 	make := func(target string) string {
 		t.Helper()
@@ -82,12 +82,7 @@ func TestInstall(t *testing.T) {
 // TestVagrantfile: the multi-VM lab's Vagrantfile is valid (no hypervisor
 // here: provider settings are not checked).
 func TestVagrantfile(t *testing.T) {
-	if _, err := exec.LookPath("vagrant"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("vagrant is missing: `make deps` installs it")
-		}
-		t.Skip("no vagrant here:", err)
-	}
+	testenv.RequireTool(t, "vagrant", "vagrant")
 	cmd := exec.Command("vagrant", "validate", "--ignore-provider")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "VAGRANT_HOME="+t.TempDir(), "VAGRANT_CHECKPOINT_DISABLE=1")

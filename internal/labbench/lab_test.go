@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,26 +101,15 @@ type figures struct {
 // over the rounds and each mode's ratios to its base.
 func BenchmarkLab(b *testing.B) {
 	testenv.RequirePrivileges(b)
-	requireTools(b, "iperf3", "iptables", "nft", "ethtool")
+	for tool, pkg := range map[string]string{"iperf3": "iperf3", "iptables": "iptables", "nft": "nftables", "ethtool": "ethtool"} {
+		testenv.RequireTool(b, tool, pkg)
+	}
 	bin, err := agent.Path()
 	if err != nil {
 		b.Fatal(err)
 	}
 	modes := benchModes(bin)
 	report(b, modes, measureRounds(b, modes))
-}
-
-// requireTools skips the benchmark, or fails it in CI, if a tool is
-// missing.
-func requireTools(b *testing.B, tools ...string) {
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				b.Fatalf("%s is missing (make deps installs it)", tool)
-			}
-			b.Skipf("%s is missing (make deps installs it)", tool)
-		}
-	}
 }
 
 // benchModes are the modes measured, bases included, in their order.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,6 +37,22 @@ func RequirePrivileges(t testing.TB) {
 		t.Fatalf("testenv: privileged test cannot run (and CI=true forbids skipping): %s", reason)
 	}
 	t.Skipf("testenv: skipping privileged test: %s", reason)
+}
+
+// RequireTool returns the path of the program name, or skips t with the
+// Debian package that provides it (make deps installs it). When CI is true
+// it fails t instead: in CI every tool the tests use must be there.
+func RequireTool(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if inCI() {
+		t.Fatalf("testenv: %s is not installed (Debian package %s; make deps installs it), and CI=true forbids skipping: %v", name, debianPackage, err)
+	}
+	t.Skipf("testenv: skipping: %s is not installed (Debian package %s; make deps installs it)", name, debianPackage)
+	return ""
 }
 
 func inCI() bool {
