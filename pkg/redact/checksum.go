@@ -8,9 +8,14 @@ import "encoding/binary"
 // checksum covers, so deltas of one region add up for the enclosing one.
 type delta uint64
 
-// set16 stores v at b[off:] and returns the change as a delta.
+// set16 stores v at b[off:] and returns the change as a delta. An
+// unchanged word adds 0, not ~v + v (a ones'-complement -0), so that a
+// checksum of 0xffff is not turned into its equal 0 by no change at all.
 func set16(b []byte, off int, v uint16) delta {
 	old := binary.BigEndian.Uint16(b[off:])
+	if old == v {
+		return 0
+	}
 	binary.BigEndian.PutUint16(b[off:], v)
 	return delta(^old) + delta(v)
 }

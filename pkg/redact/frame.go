@@ -53,7 +53,8 @@ type plan struct {
 	n      int
 }
 
-// next says where a layer's payload holds another IP packet.
+// next says where a layer's payload holds another IP packet; version 0
+// means it holds none.
 type next struct {
 	off, end int
 	version  byte   // 4 or 6
@@ -81,10 +82,10 @@ func (r *Redactor) Frame(frame []byte, keep func(netip.Addr) bool) error {
 		}
 		p.layers[p.n] = l
 		p.n++
-		if inner == nil {
+		if inner.version == 0 { // no IP packet inside
 			break
 		}
-		nx = *inner
+		nx = inner
 	}
 	r.apply(frame, &p, keep)
 	return nil

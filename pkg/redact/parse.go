@@ -8,13 +8,13 @@ import (
 // parseLayer reads the IP header at nx and what follows it, without
 // writing. It returns the layer and, when its payload holds another IP
 // packet (GTP-U, IP-in-IP, an ICMP error's quoted packet), where.
-func parseLayer(b []byte, nx next) (layer, *next, error) {
+func parseLayer(b []byte, nx next) (layer, next, error) {
 	have := nx.end - nx.off
 	if have < 1 || b[nx.off]>>4 != nx.version {
 		if have < 1 {
-			return layer{}, nil, fmt.Errorf("%w: %s IPv%d header is missing", ErrShort, nx.what, nx.version)
+			return layer{}, next{}, fmt.Errorf("%w: %s IPv%d header is missing", ErrShort, nx.what, nx.version)
 		}
-		return layer{}, nil, fmt.Errorf("%w: %s IP header has version %d, expected %d", ErrUnsupported, nx.what, b[nx.off]>>4, nx.version)
+		return layer{}, next{}, fmt.Errorf("%w: %s IP header has version %d, expected %d", ErrUnsupported, nx.what, b[nx.off]>>4, nx.version)
 	}
 	if nx.version == 4 {
 		return parseIPv4(b, nx)
@@ -22,27 +22,27 @@ func parseLayer(b []byte, nx next) (layer, *next, error) {
 	return parseIPv6(b, nx)
 }
 
-func parseIPv4(b []byte, nx next) (layer, *next, error) {
+func parseIPv4(b []byte, nx next) (layer, next, error) {
 	off, end := nx.off, nx.end
 	if end-off < ipv4HdrLen {
-		return layer{}, nil, fmt.Errorf("%w: %s IPv4 header has %d of %d bytes", ErrShort, nx.what, end-off, ipv4HdrLen)
+		return layer{}, next{}, fmt.Errorf("%w: %s IPv4 header has %d of %d bytes", ErrShort, nx.what, end-off, ipv4HdrLen)
 	}
 	hl := int(b[off]&0x0f) * 4
 	if hl < ipv4HdrLen {
-		return layer{}, nil, fmt.Errorf("%w: %s IPv4 header length %d is below %d", ErrUnsupported, nx.what, hl, ipv4HdrLen)
+		return layer{}, next{}, fmt.Errorf("%w: %s IPv4 header length %d is below %d", ErrUnsupported, nx.what, hl, ipv4HdrLen)
 	}
 	if end-off < hl {
-		return layer{}, nil, fmt.Errorf("%w: %s IPv4 header with options has %d of %d bytes", ErrShort, nx.what, end-off, hl)
+		return layer{}, next{}, fmt.Errorf("%w: %s IPv4 header with options has %d of %d bytes", ErrShort, nx.what, end-off, hl)
 	}
 	if err := checkIPv4Options(b[off+ipv4HdrLen:off+hl], nx.what); err != nil {
-		return layer{}, nil, err
+		return layer{}, next{}, err
 	}
 	if total := int(binary.BigEndian.Uint16(b[off+2:])); total >= hl && off+total < end {
 		end = off + total // Ethernet padding, or the quoted packet's own end
 	}
 	l := layer{ip: off, hdrCk: off + 10, l4Ck: -1}
 	if binary.BigEndian.Uint16(b[off+6:])&0x1fff != 0 {
-		return l, nil, nil // a later fragment: no L4 header
+		return l, next{}, nil // a later fragment: no L4 header
 	}
 	inner, err := parseL4(b, &l, b[off+9], off+hl, end, nx.what)
 	return l, inner, err
@@ -70,10 +70,10 @@ func checkIPv4Options(opts []byte, what string) error {
 	return nil
 }
 
-func parseIPv6(b []byte, nx next) (layer, *next, error) {
+func parseIPv6(b []byte, nx next) (layer, next, error) {
 	off, end := nx.off, nx.end
 	if end-off < ipv6HdrLen {
-		return layer{}, nil, fmt.Errorf("%w: %s IPv6 header has %d of %d bytes", ErrShort, nx.what, end-off, ipv6HdrLen)
+		return layer{}, next{}, fmt.Errorf("%w: %s IPv6 header has %d of %d bytes", ErrShort, nx.what, end-off, ipv6HdrLen)
 	}
 	if plen := int(binary.BigEndian.Uint16(b[off+4:])); plen != 0 && off+ipv6HdrLen+plen < end {
 		end = off + ipv6HdrLen + plen
@@ -88,19 +88,19 @@ func parseIPv6(b []byte, nx next) (layer, *next, error) {
 			return l, inner, err
 		}
 		if i == maxIPv6Ext {
-			return layer{}, nil, fmt.Errorf("%w: %s IPv6 header has more than %d extension headers", ErrUnsupported, nx.what, maxIPv6Ext)
+			return layer{}, next{}, fmt.Errorf("%w: %s IPv6 header has more than %d extension headers", ErrUnsupported, nx.what, maxIPv6Ext)
 		}
 		if end-p < 8 {
-			return l, nil, nil // cut before L4: only the addresses are present
+			return l, next{}, nil // cut before L4: only the addresses are present
 		}
 		switch nh {
 		case 43:
 			if b[p+3] != 0 {
-				return layer{}, nil, fmt.Errorf("%w: %s IPv6 routing header has segments left, the L4 checksum uses an address in it", ErrUnsupported, nx.what)
+				return layer{}, next{}, fmt.Errorf("%w: %s IPv6 routing header has segments left, the L4 checksum uses an address in it", ErrUnsupported, nx.what)
 			}
 		case 44:
 			if binary.BigEndian.Uint16(b[p+2:])&0xfff8 != 0 {
-				return l, nil, nil // a later fragment: no L4 header
+				return l, next{}, nil // a later fragment: no L4 header
 			}
 		}
 		n := 8
@@ -113,7 +113,7 @@ func parseIPv6(b []byte, nx next) (layer, *next, error) {
 
 // parseL4 notes the L4 checksum of l when present and finds an inner IP
 // packet. Bytes a snaplen cut are simply absent: no error.
-func parseL4(b []byte, l *layer, proto byte, off, end int, what string) (*next, error) {
+func parseL4(b []byte, l *layer, proto byte, off, end int, what string) (next, error) {
 	have := end - off
 	switch {
 	case proto == protoTCP:
@@ -133,7 +133,7 @@ func parseL4(b []byte, l *layer, proto byte, off, end int, what string) (*next, 
 			if l.v6 {
 				v = 6
 			}
-			return &next{off: off + 8, end: end, version: v, what: "ICMP-quoted"}, nil
+			return next{off: off + 8, end: end, version: v, what: "ICMP-quoted"}, nil
 		}
 	case proto == protoIPIP || proto == protoIPv6:
 		if have > 0 {
@@ -141,10 +141,10 @@ func parseL4(b []byte, l *layer, proto byte, off, end int, what string) (*next, 
 			if proto == protoIPv6 {
 				v = 6
 			}
-			return &next{off: off, end: end, version: v, what: "IP-in-IP inner"}, nil
+			return next{off: off, end: end, version: v, what: "IP-in-IP inner"}, nil
 		}
 	}
-	return nil, nil
+	return next{}, nil
 }
 
 // icmpQuotes reports whether an ICMP type carries the packet that caused
@@ -161,17 +161,17 @@ func icmpQuotes(typ byte, v6 bool) bool {
 	return false
 }
 
-func parseUDP(b []byte, l *layer, off, end int, what string) (*next, error) {
+func parseUDP(b []byte, l *layer, off, end int, what string) (next, error) {
 	l.pseudo, l.udp = true, true
 	if end-off < 8 {
-		return nil, nil
+		return next{}, nil
 	}
 	if binary.BigEndian.Uint16(b[off+6:]) != 0 {
 		l.l4Ck = off + 6 // 0: no checksum, and it stays 0
 	}
 	src, dst := binary.BigEndian.Uint16(b[off:]), binary.BigEndian.Uint16(b[off+2:])
 	if src != gtpuPort && dst != gtpuPort {
-		return nil, nil
+		return next{}, nil
 	}
 	return gtpInner(b, off+8, end, what)
 }
@@ -181,9 +181,9 @@ func parseUDP(b []byte, l *layer, off, end int, what string) (*next, error) {
 // the E flag announces, each a multiple of 4 bytes whose last byte names
 // the next. Anything else on port 2152 (echo, error indication, not GTP)
 // is left as payload.
-func gtpInner(b []byte, off, end int, what string) (*next, error) {
+func gtpInner(b []byte, off, end int, what string) (next, error) {
 	if end-off < gtpHdrLen || b[off]>>5 != 1 || b[off]&0x10 == 0 || b[off+1] != gtpMsgGPDU {
-		return nil, nil
+		return next{}, nil
 	}
 	if n := off + gtpHdrLen + int(binary.BigEndian.Uint16(b[off+2:])); n < end {
 		end = n
@@ -191,34 +191,34 @@ func gtpInner(b []byte, off, end int, what string) (*next, error) {
 	flags, p := b[off], off+gtpHdrLen
 	if flags&0x07 != 0 {
 		if end-p < 4 {
-			return nil, nil
+			return next{}, nil
 		}
 		ext := b[p+3]
 		p += 4
 		for i := 0; flags&0x04 != 0 && ext != 0; i++ {
 			if i == maxGTPExt {
-				return nil, fmt.Errorf("%w: %s GTP-U header has more than %d extension headers", ErrUnsupported, what, maxGTPExt)
+				return next{}, fmt.Errorf("%w: %s GTP-U header has more than %d extension headers", ErrUnsupported, what, maxGTPExt)
 			}
 			if p >= end {
-				return nil, nil
+				return next{}, nil
 			}
 			n := int(b[p]) * 4
 			if n == 0 {
-				return nil, fmt.Errorf("%w: %s GTP-U extension header of length 0", ErrUnsupported, what)
+				return next{}, fmt.Errorf("%w: %s GTP-U extension header of length 0", ErrUnsupported, what)
 			}
 			if end-p < n {
-				return nil, nil
+				return next{}, nil
 			}
 			ext, p = b[p+n-1], p+n
 		}
 	}
 	if p >= end {
-		return nil, nil
+		return next{}, nil
 	}
 	switch v := b[p] >> 4; v {
 	case 4, 6:
-		return &next{off: p, end: end, version: v, what: "GTP-U inner"}, nil
+		return next{off: p, end: end, version: v, what: "GTP-U inner"}, nil
 	default:
-		return nil, fmt.Errorf("%w: %s GTP-U G-PDU carries version %d, not IP", ErrUnsupported, what, v)
+		return next{}, fmt.Errorf("%w: %s GTP-U G-PDU carries version %d, not IP", ErrUnsupported, what, v)
 	}
 }
