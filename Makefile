@@ -7,9 +7,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
 
 # Packages whose tests need no privileges: run with the race detector.
-PURE_PKGS := ./agent/systemd/... ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/... ./internal/codeshape/...
+PURE_PKGS := ./agent/systemd/... ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/... ./pkg/capture/... ./pkg/redact/... ./internal/codeshape/...
 # Debian packages the tests, the demo and `make generate` use.
-DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant
+DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant tshark
 
 .DEFAULT_GOAL := help
 
@@ -74,10 +74,11 @@ golden: ## Rewrite graylanectl's golden files from its current output (review th
 	$(GO) test -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .XTestImports " "}}' ./ctl/... | awk '/internal\/ctltest/ {print $$1}') -update
 
 .PHONY: fuzz
-fuzz: ## Fuzz the manifest parser, the config parser and the BPF programs for a while
+fuzz: ## Fuzz the manifest parser, the config parser, the BPF programs and the capture redactor for a while
 	$(GO) test -run XXX -fuzz FuzzParseFile -fuzztime 60s ./pkg/manifest
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./agent/config
 	$(GO) test -run XXX -fuzz FuzzPrograms -fuzztime 60s ./pkg/datapath
+	$(GO) test -run XXX -fuzz FuzzFrame -fuzztime 30s ./pkg/redact
 
 .PHONY: bench
 bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency
