@@ -38,10 +38,11 @@ const (
 // the largest of these in the history (measured ±0.4-0.5 µs on the
 // development VM, whose system calls take about 1 µs; TestClockConvertsNow
 // logs it). A later sample is never used for an earlier packet, even when
-// it is nearer: it may have seen a step that came after the packet. On top of it comes whatever the wall
-// clock was slewed between the sample and the packet: at most the slew rate
-// times the refresh period (ntpd slews at most 500 ppm, 0.5 ms per second;
-// in steady state NTP corrections are a few ppm, microseconds per second).
+// it is nearer: it may have seen a step that came after the packet. On top
+// of it comes whatever the wall clock was slewed between the sample and the
+// packet: at most the slew rate times the refresh period (ntpd slews at
+// most 500 ppm, 0.5 ms per second; in steady state NTP corrections are a
+// few ppm, microseconds per second).
 //
 // Make a Clock with NewClock; it is safe for concurrent use.
 type Clock struct {

@@ -69,45 +69,82 @@ func AppendGPDU(b []byte, teid uint32, opts Options, inner []byte) []byte {
 	return append(b, inner...)
 }
 
-// ParseGPDU returns the tunnel id and the inner packet of a G-PDU,
-// skipping the optional field and every extension header.
-func ParseGPDU(b []byte) (teid uint32, inner []byte, err error) {
+// MaxExtensionHeaders bounds the extension headers a G-PDU may carry
+// before its T-PDU (5G user planes send one, the PDU Session Container).
+const MaxExtensionHeaders = 8
+
+var (
+	// ErrNotGPDU says the bytes are not a GTPv1-U G-PDU (another message
+	// type, another version, or not GTP at all).
+	ErrNotGPDU = errors.New("gtpu: not a GTPv1-U G-PDU")
+	// ErrTruncated says the header ends before its T-PDU begins, as in a
+	// packet a snaplen cut.
+	ErrTruncated = errors.New("gtpu: truncated")
+	// ErrMalformed says the header cannot be walked (an extension header
+	// of length 0, or more than MaxExtensionHeaders).
+	ErrMalformed = errors.New("gtpu: malformed header")
+)
+
+// ParseHeader reads the header of the G-PDU at the start of b: its tunnel
+// id, and where its T-PDU starts and ends in b. end is where the length
+// field puts it, which may lie beyond len(b) when b was cut after the
+// header. Errors wrap ErrNotGPDU, ErrTruncated or ErrMalformed.
+func ParseHeader(b []byte) (teid uint32, start, end int, err error) {
 	if len(b) < 8 {
-		return 0, nil, fmt.Errorf("gtpu: %d bytes is shorter than a GTP-U header", len(b))
+		return 0, 0, 0, fmt.Errorf("%w: %d bytes is shorter than a GTP-U header", ErrTruncated, len(b))
 	}
 	flags := b[0]
 	if flags&0xe0 != flagsVersion1 || flags&flagPT == 0 {
-		return 0, nil, fmt.Errorf("gtpu: flags %#02x are not GTPv1-U", flags)
+		return 0, 0, 0, fmt.Errorf("%w: flags %#02x are not GTPv1-U", ErrNotGPDU, flags)
 	}
 	if b[1] != MsgGPDU {
-		return 0, nil, fmt.Errorf("gtpu: message type %d is not a G-PDU", b[1])
+		return 0, 0, 0, fmt.Errorf("%w: message type %d is not a G-PDU", ErrNotGPDU, b[1])
 	}
-	length := int(binary.BigEndian.Uint16(b[2:]))
 	teid = binary.BigEndian.Uint32(b[4:])
-	body := b[8:]
-	if length > len(body) {
-		return 0, nil, fmt.Errorf("gtpu: length %d exceeds the %d bytes present", length, len(body))
+	end = 8 + int(binary.BigEndian.Uint16(b[2:]))
+	present := min(end, len(b))
+	start = 8
+	if flags&(flagE|flagS|flagPN) == 0 {
+		return teid, start, end, nil
 	}
-	body = body[:length]
-	if flags&(flagE|flagS|flagPN) != 0 {
-		if len(body) < 4 {
-			return 0, nil, errors.New("gtpu: truncated optional field")
-		}
-		next := body[3]
-		if flags&flagE == 0 {
-			next = 0
-		}
-		body = body[4:]
-		for next != 0 {
-			if len(body) < 1 || body[0] == 0 || len(body) < int(body[0])*4 {
-				return 0, nil, errors.New("gtpu: truncated extension header")
-			}
-			n := int(body[0]) * 4
-			next = body[n-1]
-			body = body[n:]
-		}
+	if present-start < 4 {
+		return 0, 0, 0, fmt.Errorf("%w: optional field", ErrTruncated)
 	}
-	return teid, body, nil
+	next := b[start+3]
+	if flags&flagE == 0 {
+		next = 0
+	}
+	start += 4
+	for i := 0; next != 0; i++ {
+		if i == MaxExtensionHeaders {
+			return 0, 0, 0, fmt.Errorf("%w: more than %d extension headers", ErrMalformed, MaxExtensionHeaders)
+		}
+		if start >= present {
+			return 0, 0, 0, fmt.Errorf("%w: extension header", ErrTruncated)
+		}
+		n := int(b[start]) * 4
+		if n == 0 {
+			return 0, 0, 0, fmt.Errorf("%w: extension header of length 0", ErrMalformed)
+		}
+		if present-start < n {
+			return 0, 0, 0, fmt.Errorf("%w: extension header", ErrTruncated)
+		}
+		next, start = b[start+n-1], start+n
+	}
+	return teid, start, end, nil
+}
+
+// ParseGPDU returns the tunnel id and the inner packet of a G-PDU,
+// skipping the optional field and every extension header.
+func ParseGPDU(b []byte) (teid uint32, inner []byte, err error) {
+	teid, start, end, err := ParseHeader(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if end > len(b) {
+		return 0, nil, fmt.Errorf("gtpu: length %d exceeds the %d bytes present", end-8, len(b)-8)
+	}
+	return teid, b[start:end], nil
 }
 
 // protoExperimental is the IP protocol number of the lab's inner packets

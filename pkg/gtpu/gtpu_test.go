@@ -2,6 +2,7 @@ package gtpu
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"testing"
 )
@@ -41,6 +42,37 @@ func TestParseRejects(t *testing.T) {
 	} {
 		if _, _, err := ParseGPDU(b); err == nil {
 			t.Errorf("%s: parsed", name)
+		}
+	}
+}
+
+// TestParseHeader: the T-PDU's place in a G-PDU cut after its header, and
+// which error each broken header gets.
+func TestParseHeader(t *testing.T) {
+	inner := AppendIP(nil, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), []byte("payload"))
+	good := AppendGPDU(nil, 7, Options{HasSeq: true, PDUSession: true}, inner)
+	teid, start, end, err := ParseHeader(good[:len(good)-3]) // cut inside the T-PDU
+	if err != nil || teid != 7 || start != len(good)-len(inner) || end != len(good) {
+		t.Fatalf("cut G-PDU: teid %d, T-PDU [%d, %d), err %v; want 7, [%d, %d)", teid, start, end, err, len(good)-len(inner), len(good))
+	}
+	many := []byte{0x34, MsgGPDU, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0x85}
+	for range MaxExtensionHeaders + 1 {
+		many = append(many, 1, 0, 0, 0x85)
+	}
+	many[3] = byte(len(many) - 8)
+	for name, c := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"short":               {good[:7], ErrTruncated},
+		"cut in extension":    {good[:13], ErrTruncated},
+		"echo request":        {append([]byte{good[0], 1}, good[2:]...), ErrNotGPDU},
+		"version 2":           {append([]byte{0x40}, good[1:]...), ErrNotGPDU},
+		"extension length 0":  {append(append([]byte{}, good[:12]...), append([]byte{0}, good[13:]...)...), ErrMalformed},
+		"too many extensions": {many, ErrMalformed},
+	} {
+		if _, _, _, err := ParseHeader(c.b); !errors.Is(err, c.want) {
+			t.Errorf("%s: error %v, want %v", name, err, c.want)
 		}
 	}
 }

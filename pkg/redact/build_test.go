@@ -3,6 +3,8 @@ package redact
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/graylane/graylane/pkg/gtpu"
 )
 
 // The builders below make frames from scratch, computing every checksum
@@ -92,16 +94,16 @@ func ip6(src, dst netip.Addr, nh byte, payload []byte) []byte {
 // options with a PadN option) naming next.
 func ext6(next byte) []byte { return []byte{next, 0, 1, 4, 0, 0, 0, 0} }
 
-// gtpu wraps an inner packet in a G-PDU; with ext it sets S and E and
+// gpdu wraps an inner packet in a G-PDU; with ext it sets S and E and
 // adds a PDU session container extension header (TS 38.415).
-func gtpu(ext bool, inner []byte) []byte {
+func gpdu(ext bool, inner []byte) []byte {
 	opt := []byte{}
 	flags := byte(0x30)
 	if ext {
 		flags |= 0x06
 		opt = []byte{0x12, 0x34, 0, 0x85, 1, 0x10, 0x09, 0}
 	}
-	return cat([]byte{flags, gtpMsgGPDU}, be16(len(opt)+len(inner)), []byte{0, 0, 0x0a, 0xbc}, opt, inner)
+	return cat([]byte{flags, gtpu.MsgGPDU}, be16(len(opt)+len(inner)), []byte{0, 0, 0x0a, 0xbc}, opt, inner)
 }
 
 // ether prepends an Ethernet header with the given VLAN tags.

@@ -18,14 +18,10 @@ var (
 const (
 	maxVLANTags   = 2 // 802.1Q, or 802.1ad + 802.1Q (QinQ)
 	maxIPv6Ext    = 8 // IPv6 extension headers before L4
-	maxGTPExt     = 8 // GTP-U extension headers
 	maxIPLayers   = 4 // outer, GTP-U or IP-in-IP inner, ICMP-quoted...
 	etherHdrLen   = 14
 	ipv4HdrLen    = 20
 	ipv6HdrLen    = 40
-	gtpuPort      = 2152
-	gtpMsgGPDU    = 255
-	gtpHdrLen     = 8
 	protoICMP     = 1
 	protoIPIP     = 4
 	protoTCP      = 6

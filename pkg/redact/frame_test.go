@@ -56,15 +56,15 @@ func frameCases() []frameCase {
 		}},
 		{"GTP-U IPv4 with inner IPv4/TCP", func(m func(netip.Addr) netip.Addr) []byte {
 			inner := ip4(m(ue4), m(server4), protoTCP, 0x4000, tcp(m(ue4), m(server4), payloadBytes))
-			return ether(nil, etherTypeIPv4, ip4(m(gnb), m(upf), protoUDP, 0, udp(m(gnb), m(upf), 2152, 2152, false, gtpu(false, inner))))
+			return ether(nil, etherTypeIPv4, ip4(m(gnb), m(upf), protoUDP, 0, udp(m(gnb), m(upf), 2152, 2152, false, gpdu(false, inner))))
 		}},
 		{"GTP-U IPv6 with extension header, inner IPv6/UDP", func(m func(netip.Addr) netip.Addr) []byte {
 			inner := ip6(m(ue6), m(client6), protoUDP, udp(m(ue6), m(client6), 40004, 443, false, payloadBytes))
-			return ether(nil, etherTypeIPv6, ip6(m(gnb6), m(upf6), protoUDP, udp(m(gnb6), m(upf6), 2152, 2152, false, gtpu(true, inner))))
+			return ether(nil, etherTypeIPv6, ip6(m(gnb6), m(upf6), protoUDP, udp(m(gnb6), m(upf6), 2152, 2152, false, gpdu(true, inner))))
 		}},
 		{"GTP-U outer UDP checksum 0, inner IPv4/UDP", func(m func(netip.Addr) netip.Addr) []byte {
 			inner := ip4(m(ue4), m(server4), protoUDP, 0, udp(m(ue4), m(server4), 40005, 53, false, payloadBytes))
-			return ether(nil, etherTypeIPv4, ip4(m(gnb), m(upf), protoUDP, 0, udp(m(gnb), m(upf), 2152, 2152, true, gtpu(true, inner))))
+			return ether(nil, etherTypeIPv4, ip4(m(gnb), m(upf), protoUDP, 0, udp(m(gnb), m(upf), 2152, 2152, true, gpdu(true, inner))))
 		}},
 		{"ICMPv6 echo", func(m func(netip.Addr) netip.Addr) []byte {
 			return ether(nil, etherTypeIPv6, ip6(m(client6), m(vip6), protoICMPv6, icmp6(m(client6), m(vip6), 128, payloadBytes)))
@@ -214,7 +214,7 @@ func TestFrameErrors(t *testing.T) {
 		{"ARP", ether(nil, 0x0806, make([]byte, 28)), ErrUnsupported, "EtherType 0x0806"},
 		{"three VLAN tags", ether([]uint16{0x88a8, 0x8100, 0x8100}, etherTypeIPv4, full[14:]), ErrUnsupported, "more than 2 VLAN tags"},
 		{"routing header with segments left", ether(nil, etherTypeIPv6, ip6(client6, vip6, 43, cat([]byte{protoUDP, 0, 0, 1, 0, 0, 0, 0}, udp(client6, vip6, 1, 2, false, nil)))), ErrUnsupported, "segments left"},
-		{"GTP-U carrying non-IP", ether(nil, etherTypeIPv4, ip4(gnb, upf, protoUDP, 0, udp(gnb, upf, 2152, 2152, false, gtpu(false, []byte{0x21, 0, 0, 0})))), ErrUnsupported, "not IP"},
+		{"GTP-U carrying non-IP", ether(nil, etherTypeIPv4, ip4(gnb, upf, protoUDP, 0, udp(gnb, upf, 2152, 2152, false, gpdu(false, []byte{0x21, 0, 0, 0})))), ErrUnsupported, "not IP"},
 	} {
 		f := bytes.Clone(c.frame)
 		err := r.Frame(f, keep)

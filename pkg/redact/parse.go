@@ -2,7 +2,10 @@ package redact
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+
+	"github.com/graylane/graylane/pkg/gtpu"
 )
 
 // parseLayer reads the IP header at nx and what follows it, without
@@ -170,48 +173,25 @@ func parseUDP(b []byte, l *layer, off, end int, what string) (next, error) {
 		l.l4Ck = off + 6 // 0: no checksum, and it stays 0
 	}
 	src, dst := binary.BigEndian.Uint16(b[off:]), binary.BigEndian.Uint16(b[off+2:])
-	if src != gtpuPort && dst != gtpuPort {
+	if src != gtpu.Port && dst != gtpu.Port {
 		return next{}, nil
 	}
 	return gtpInner(b, off+8, end, what)
 }
 
-// gtpInner finds the T-PDU of a GTP-U G-PDU (TS 29.281): the 8-byte
-// header, 4 more when any of E, S, PN is set, then the extension headers
-// the E flag announces, each a multiple of 4 bytes whose last byte names
-// the next. Anything else on port 2152 (echo, error indication, not GTP)
-// is left as payload.
+// gtpInner finds the T-PDU of a GTP-U G-PDU (gtpu.ParseHeader walks its
+// header). Anything else on port 2152 (echo, error indication, not GTP),
+// and a G-PDU cut before its T-PDU, is left as payload.
 func gtpInner(b []byte, off, end int, what string) (next, error) {
-	if end-off < gtpHdrLen || b[off]>>5 != 1 || b[off]&0x10 == 0 || b[off+1] != gtpMsgGPDU {
+	_, start, tEnd, err := gtpu.ParseHeader(b[off:end])
+	switch {
+	case errors.Is(err, gtpu.ErrMalformed):
+		return next{}, fmt.Errorf("%w: %s GTP-U header: %v", ErrUnsupported, what, err)
+	case err != nil:
 		return next{}, nil
 	}
-	if n := off + gtpHdrLen + int(binary.BigEndian.Uint16(b[off+2:])); n < end {
-		end = n
-	}
-	flags, p := b[off], off+gtpHdrLen
-	if flags&0x07 != 0 {
-		if end-p < 4 {
-			return next{}, nil
-		}
-		ext := b[p+3]
-		p += 4
-		for i := 0; flags&0x04 != 0 && ext != 0; i++ {
-			if i == maxGTPExt {
-				return next{}, fmt.Errorf("%w: %s GTP-U header has more than %d extension headers", ErrUnsupported, what, maxGTPExt)
-			}
-			if p >= end {
-				return next{}, nil
-			}
-			n := int(b[p]) * 4
-			if n == 0 {
-				return next{}, fmt.Errorf("%w: %s GTP-U extension header of length 0", ErrUnsupported, what)
-			}
-			if end-p < n {
-				return next{}, nil
-			}
-			ext, p = b[p+n-1], p+n
-		}
-	}
+	p := off + start
+	end = min(end, off+tEnd)
 	if p >= end {
 		return next{}, nil
 	}
