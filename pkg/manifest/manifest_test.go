@@ -230,6 +230,16 @@ func TestParseFileErrors(t *testing.T) {
 			want: []string{`x.yaml:14: service "auth": spec.mirror.to: is required`}},
 		{name: "mirror percent bad", in: "weight: 5% => weight: 5%\n  mirror: {percent: 200%, to: mirror0}",
 			want: []string{`x.yaml:14: spec.mirror.percent: weight "200%" is above 100%`}},
+		{name: "mirror snaplen too short", in: "weight: 5% => weight: 5%\n  mirror: {percent: 1%, to: capture, snaplen: 63}",
+			want: []string{`x.yaml:14: service "auth": spec.mirror.snaplen: 63 is outside 64..65535 bytes`}},
+		{name: "mirror snaplen too long", in: "weight: 5% => weight: 5%\n  mirror: {percent: 1%, to: capture, snaplen: 65536}",
+			want: []string{`x.yaml:14: service "auth": spec.mirror.snaplen: 65536 is outside 64..65535 bytes`}},
+		{name: "mirror snaplen negative", in: "weight: 5% => weight: 5%\n  mirror: {percent: 1%, to: capture, snaplen: -1}",
+			want: []string{`x.yaml:14: spec.mirror.snaplen: "-1" is not a length: use a whole number of bytes from 64 to 65535`}},
+		{name: "mirror snaplen with a unit", in: "weight: 5% => weight: 5%\n  mirror: {percent: 1%, to: capture, snaplen: 256B}",
+			want: []string{`x.yaml:14: spec.mirror.snaplen: "256B" is not a length`}},
+		{name: "mirror snaplen a list", in: "weight: 5% => weight: 5%\n  mirror: {percent: 1%, to: capture, snaplen: [256]}",
+			want: []string{"x.yaml:14: spec.mirror.snaplen: must be a single value, not a list"}},
 		{name: "stable empty", in: `backends: ["10.1.0.11:8080"] => backends: []`,
 			want: []string{`x.yaml:10: service "auth": spec.stable.backends: is empty but 95% of new flows would go to it`}},
 		{name: "apiVersion missing", in: "apiVersion: graylane.io/v1\n => ",
@@ -358,7 +368,7 @@ func TestRoundTripAwkwardValues(t *testing.T) {
 	num := base("1e3", "2001:db8::10", "[2001:db8::11]:8080")
 	num.Tenant = "0x10"
 	num.Timeout = 90 * time.Minute
-	num.Mirror = &service.Mirror{Percent: 10000, To: "null"}
+	num.Mirror = &service.Mirror{Percent: 10000, To: "null", Snaplen: service.MinSnaplen}
 	num.Canary = backends("[2001:db8::21]:8080")
 	num.Pins = []service.Pin{pin("::/0", service.Canary)}
 	svcs := []service.Service{odd, num}

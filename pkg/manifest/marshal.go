@@ -79,6 +79,7 @@ type (
 	mirrorOut struct {
 		Percent string `yaml:"percent"`
 		To      string `yaml:"to"`
+		Snaplen uint32 `yaml:"snaplen,omitempty"`
 	}
 )
 
@@ -111,7 +112,7 @@ func serviceOut(s *service.Service) serviceOutDoc {
 		out.Spec.Pins = append(out.Spec.Pins, pinOut{Prefix: p.Prefix.String(), Pool: p.Pool.String()})
 	}
 	if m := s.Mirror; m != nil {
-		out.Spec.Mirror = &mirrorOut{Percent: m.Percent.String(), To: m.To}
+		out.Spec.Mirror = &mirrorOut{Percent: m.Percent.String(), To: m.To, Snaplen: m.Snaplen}
 	}
 	return out
 }

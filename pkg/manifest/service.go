@@ -78,6 +78,7 @@ type pinDoc struct {
 type mirrorDoc struct {
 	Percent scalar `yaml:"percent"`
 	To      scalar `yaml:"to"`
+	Snaplen scalar `yaml:"snaplen"`
 }
 
 // decodeService decodes a document of kind Service. It returns the service
@@ -173,6 +174,9 @@ func (d *document) toService(doc *serviceDoc) service.Service {
 		} else {
 			s.Mirror.Percent = d.weight("spec.mirror.percent", m.Percent.value)
 		}
+		if m.Snaplen.set {
+			s.Mirror.Snaplen = d.snaplen("spec.mirror.snaplen", m.Snaplen.value)
+		}
 	}
 	return s
 }
@@ -185,6 +189,17 @@ func (d *document) port(path, v string) uint16 {
 		return 0
 	}
 	return uint16(n)
+}
+
+// snaplen reads a count of bytes; its range is service.Validate's check.
+func (d *document) snaplen(path, v string) uint32 {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		d.failField(path, "%q is not a length: use a whole number of bytes from %d to %d, or leave it out to keep whole packets",
+			v, service.MinSnaplen, service.MaxSnaplen)
+		return 0
+	}
+	return uint32(n)
 }
 
 // weight reads a percentage as written ("5", "5%", "0.25%").

@@ -142,7 +142,22 @@ type Pin struct {
 type Mirror struct {
 	Percent Weight
 	To      string
+	// Snaplen is how many bytes of each copy are kept, from the start of
+	// the frame; 0 keeps the whole packet. Otherwise MinSnaplen..MaxSnaplen.
+	Snaplen uint32
 }
+
+// Bounds of Mirror.Snaplen when it is set: a copy keeps at least the
+// headers (Ethernet, IPv6, TCP with options fit in 64 bytes) and at most
+// the largest IP packet.
+const (
+	MinSnaplen = 64
+	MaxSnaplen = 65535
+)
+
+// MirrorToCapture is the Mirror.To that sends copies to the agent's
+// capture ring instead of an interface.
+const MirrorToCapture = "capture"
 
 // DefaultTenant is the tenant of a service whose manifest names none.
 const DefaultTenant = "default"

@@ -155,9 +155,12 @@ func (s *Service) validateMirror(bad func(string, string, ...any)) {
 		bad("spec.mirror.percent", "%s is above 100%%", m.Percent)
 	}
 	if m.To == "" {
-		bad("spec.mirror.to", "is required: an interface name or \"capture\"")
+		bad("spec.mirror.to", "is required: an interface name or %q", MirrorToCapture)
 	} else if len(m.To) > 15 || strings.ContainsAny(m.To, "/ \t") {
 		bad("spec.mirror.to", "%q is not an interface name", m.To)
+	}
+	if m.Snaplen != 0 && (m.Snaplen < MinSnaplen || m.Snaplen > MaxSnaplen) {
+		bad("spec.mirror.snaplen", "%d is outside %d..%d bytes (leave it out, or 0, to keep whole packets)", m.Snaplen, MinSnaplen, MaxSnaplen)
 	}
 }
 

@@ -94,6 +94,8 @@ func TestValidateValid(t *testing.T) {
 		"pin to stable":              func(s *Service) { s.Pins[0].Pool = Stable },
 		"mirror to capture":          func(s *Service) { s.Mirror = &Mirror{Percent: MaxWeight, To: "capture"} },
 		"mirror to a long name":      func(s *Service) { s.Mirror = &Mirror{Percent: 1, To: strings.Repeat("e", 15)} },
+		"mirror shortest snaplen":    func(s *Service) { s.Mirror = &Mirror{Percent: 1, To: "capture", Snaplen: MinSnaplen} },
+		"mirror longest snaplen":     func(s *Service) { s.Mirror = &Mirror{Percent: 1, To: "mirror0", Snaplen: MaxSnaplen} },
 	} {
 		s := valid()
 		mutate(&s)
@@ -200,6 +202,9 @@ func TestValidate(t *testing.T) {
 		{name: "mirror to a path", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: "a/b"} }, paths: []string{"spec.mirror.to"}},
 		{name: "mirror to a name with a space", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: "eth 0"} }, paths: []string{"spec.mirror.to"}},
 		{name: "mirror to a name too long", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: strings.Repeat("e", 16)} }, paths: []string{"spec.mirror.to"}},
+		{name: "mirror snaplen too short", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: "capture", Snaplen: MinSnaplen - 1} }, paths: []string{"spec.mirror.snaplen"}},
+		{name: "mirror snaplen of one byte", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: "capture", Snaplen: 1} }, paths: []string{"spec.mirror.snaplen"}},
+		{name: "mirror snaplen too long", mutate: func(s *Service) { s.Mirror = &Mirror{Percent: 100, To: "capture", Snaplen: MaxSnaplen + 1} }, paths: []string{"spec.mirror.snaplen"}},
 
 		// Every problem is reported, in order.
 		{name: "several", mutate: func(s *Service) {
