@@ -7,6 +7,9 @@
 //	POST   /v1/apply        (YAML manifests, all or nothing)      -> Write
 //	DELETE /v1/services/{name}                                    -> Write
 //	PUT    /v1/services/{name}/weight       WeightRequest         -> Write
+//	PUT    /v1/services/{name}/mirror       MirrorRequest         -> Write
+//	GET    /v1/services/{name}/capture?percent=P&duration=D&count=N&node=NODE&snaplen=N&payload=true&redact=true
+//	                                        -> pcapng stream (application/x-pcapng)
 //	POST   /v1/services/{name}/pins         PinRequest            -> Write
 //	DELETE /v1/services/{name}/pins?prefix=P                      -> Write
 //	GET    /v1/members                      -> []Member
@@ -22,7 +25,8 @@
 // Errors are Error with the HTTP status: 400 bad input (the reason names
 // the field), 401 no or unknown token, 403 a tenant token on another
 // tenant's service, 404 no such service or member, 409 a state conflict,
-// 503 no leader (the cluster cannot take writes now).
+// 503 no leader (the cluster cannot take writes now). A capture's errors
+// are the same JSON Error; its answer, once it is 200, is the pcapng stream.
 package api
 
 import (
@@ -43,8 +47,21 @@ type Service struct {
 	Stable            []Backend `json:"stable"`
 	Canary            []Backend `json:"canary"`
 	// Weight is the canary weight, a percentage such as "5%".
-	Weight string `json:"weight"`
-	Pins   []Pin  `json:"pins,omitempty"`
+	Weight string  `json:"weight"`
+	Pins   []Pin   `json:"pins,omitempty"`
+	Mirror *Mirror `json:"mirror,omitempty"`
+}
+
+// Mirror copies a share of a service's whole flows, both directions, as
+// the manifest's spec.mirror.
+type Mirror struct {
+	// Percent is the share of flows copied, such as "1%".
+	Percent string `json:"percent"`
+	// To is an interface name on every node, or "capture" (the agent's
+	// capture ring).
+	To string `json:"to"`
+	// Snaplen is how many bytes of each copy are kept (0: whole packets).
+	Snaplen uint32 `json:"snaplen,omitempty"`
 }
 
 // Backend is one backend of a pool.
@@ -62,6 +79,35 @@ type Pin struct {
 // WeightRequest sets a service's canary weight ("5", "5%", "0.25%").
 type WeightRequest struct {
 	Weight string `json:"weight"`
+}
+
+// MirrorRequest sets a service's mirroring: Percent ("1", "1%", "0.5%")
+// and To, with an optional Snaplen (64..65535 bytes, 0: whole packets);
+// or Off alone, which stops it.
+type MirrorRequest struct {
+	Percent string `json:"percent,omitempty"`
+	To      string `json:"to,omitempty"`
+	Snaplen uint32 `json:"snaplen,omitempty"`
+	Off     bool   `json:"off,omitempty"`
+}
+
+// CaptureRequest asks for a pcapng capture of a service's flows, both
+// directions. Zero fields are left to the agent's defaults.
+type CaptureRequest struct {
+	// Percent is the share of new flows sampled ("1%").
+	Percent string
+	// Duration and Count end the capture: after this long, or after this
+	// many packets, whichever comes first.
+	Duration time.Duration
+	Count    int
+	// Node is the name of the node to capture on, or "all".
+	Node string
+	// Snaplen is how many bytes of each packet are kept; Payload asks for
+	// whole packets, payloads included. They exclude each other.
+	Snaplen int
+	Payload bool
+	// Redact replaces the addresses by pseudonyms.
+	Redact bool
 }
 
 // PinRequest adds (or changes) a pin.

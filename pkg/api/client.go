@@ -129,6 +129,13 @@ func (c *Client) SetWeight(ctx context.Context, name, weight string, o WriteOpti
 	return out, c.do(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(name)+"/weight"+o.query(), "application/json", body, &out)
 }
 
+// SetMirror sets or (with Off) stops the mirroring of a service's flows.
+func (c *Client) SetMirror(ctx context.Context, name string, m MirrorRequest, o WriteOptions) (Write, error) {
+	var out Write
+	body, _ := json.Marshal(m)
+	return out, c.do(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(name)+"/mirror"+o.query(), "application/json", body, &out)
+}
+
 // AddPin adds or changes a pin.
 func (c *Client) AddPin(ctx context.Context, name, prefix, pool string, o WriteOptions) (Write, error) {
 	var out Write
@@ -211,23 +218,9 @@ func (c *Client) readQuery(sep string) string {
 }
 
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	resp, err := c.send(ctx, c.http, method, path, contentType, body)
 	if err != nil {
 		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) && strings.HasPrefix(c.base, "http://unix") {
-			return fmt.Errorf("cannot reach the agent's socket (is graylane-agent running, and are you root?): %w", err)
-		}
-		return fmt.Errorf("cannot reach the agent: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -235,11 +228,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("read the agent's answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
-		}
-		return e
+		return answerError(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -248,4 +237,38 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("the agent's answer is not what this graylanectl expects (versions differ?): %w", err)
 	}
 	return nil
+}
+
+// send makes one request with hc and returns the answer, whatever its
+// status.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path, contentType string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && strings.HasPrefix(c.base, "http://unix") {
+			return nil, fmt.Errorf("cannot reach the agent's socket (is graylane-agent running, and are you root?): %w", err)
+		}
+		return nil, fmt.Errorf("cannot reach the agent: %w", err)
+	}
+	return resp, nil
+}
+
+// answerError is the Error of an answer that is not a success, read from
+// its JSON body (or its status and text if it has none).
+func answerError(resp *http.Response, data []byte) *Error {
+	e := &Error{Status: resp.StatusCode}
+	if json.Unmarshal(data, e) != nil || e.Message == "" {
+		e.Message = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	return e
 }
