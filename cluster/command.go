@@ -42,6 +42,9 @@ const (
 	// CmdRollout records a decision about a running release, and the
 	// weight it sets, in one entry.
 	CmdRollout CommandType = 8
+	// CmdSetMirror sets or stops the mirroring of a service's flows. It
+	// has no ignore bit: a node that skipped it would hold another state.
+	CmdSetMirror CommandType = 9
 )
 
 // Command is one change of the desired state.
@@ -65,6 +68,13 @@ type DeleteService struct {
 type SetWeight struct {
 	Name   string         `json:"name"`
 	Weight service.Weight `json:"weight"`
+}
+
+// SetMirror sets the mirroring of the service Name: Mirror replaces
+// spec.mirror, and nil stops mirroring.
+type SetMirror struct {
+	Name   string          `json:"name"`
+	Mirror *service.Mirror `json:"mirror,omitempty"`
 }
 
 // SetPin pins Prefix of the service Name to Pool.
@@ -112,6 +122,7 @@ func (DeleteRelease) Type() CommandType { return CmdDeleteRelease }
 func (Rollout) Type() CommandType       { return CmdRollout }
 func (DeleteService) Type() CommandType { return CmdDeleteService }
 func (SetWeight) Type() CommandType     { return CmdSetWeight }
+func (SetMirror) Type() CommandType     { return CmdSetMirror }
 func (SetPin) Type() CommandType        { return CmdSetPin }
 func (RemovePin) Type() CommandType     { return CmdRemovePin }
 
@@ -126,6 +137,7 @@ var decoders = map[CommandType]func() Command{
 	CmdApply:         func() Command { return &Apply{} },
 	CmdDeleteRelease: func() Command { return &DeleteRelease{} },
 	CmdRollout:       func() Command { return &Rollout{} },
+	CmdSetMirror:     func() Command { return &SetMirror{} },
 }
 
 // Encode turns a command into a log entry.
@@ -201,6 +213,20 @@ func (c *SetWeight) apply(st *State) error {
 		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
 	}
 	s.CanaryWeight = c.Weight
+	st.Services[c.Name] = s
+	return nil
+}
+
+func (c *SetMirror) apply(st *State) error {
+	s, ok := st.Services[c.Name]
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("service %q", c.Name)}
+	}
+	s.Mirror = nil
+	if c.Mirror != nil {
+		m := *c.Mirror // the state keeps its own copy
+		s.Mirror = &m
+	}
 	st.Services[c.Name] = s
 	return nil
 }

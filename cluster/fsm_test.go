@@ -175,6 +175,8 @@ func TestDecodeRoundTrip(t *testing.T) {
 		&Apply{Services: []service.Service{svc("a", "10.0.0.1", 5)}, Releases: []release.Release{testRelease("r", "a")}},
 		&DeleteRelease{Name: "r"},
 		&Rollout{Base: 3, Run: rollout.Run{Release: "r", Service: "a", Phase: rollout.Running}},
+		&SetMirror{Name: "a", Mirror: &service.Mirror{Percent: 100, To: "capture", Snaplen: 256}},
+		&SetMirror{Name: "a"},
 	} {
 		data, err := Encode(c)
 		if err != nil {
@@ -189,7 +191,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 			t.Fatalf("%T: %s != %s", c, again, data)
 		}
 	}
-	for _, bad := range [][]byte{nil, {byte(CmdSetWeight), '{'}, {byte(CmdSetWeight), '[', ']'}} {
+	for _, bad := range [][]byte{nil, {byte(CmdSetWeight), '{'}, {byte(CmdSetWeight), '[', ']'}, {byte(CmdSetMirror), '{'}, []byte("\x09{\"mirror\":7}")} {
 		if _, err := Decode(bad); err == nil {
 			t.Errorf("decoded %q", bad)
 		}
@@ -198,7 +200,8 @@ func TestDecodeRoundTrip(t *testing.T) {
 
 // FuzzDecode: any bytes decode to a command or an error, never a panic.
 func FuzzDecode(f *testing.F) {
-	for _, c := range []Command{&SetWeight{Name: "a", Weight: 1}, &ApplyServices{Services: []service.Service{svc("a", "10.0.0.1", 5)}}} {
+	for _, c := range []Command{&SetWeight{Name: "a", Weight: 1}, &ApplyServices{Services: []service.Service{svc("a", "10.0.0.1", 5)}},
+		&SetMirror{Name: "a", Mirror: &service.Mirror{Percent: 100, To: "capture", Snaplen: 256}}} {
 		data, _ := Encode(c)
 		f.Add(data)
 	}
