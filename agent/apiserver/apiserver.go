@@ -123,6 +123,7 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("POST /v1/apply", s.apply)
 	route("DELETE /v1/services/{name}", s.deleteService)
 	route("PUT /v1/services/{name}/weight", s.setWeight)
+	route("PUT /v1/services/{name}/mirror", s.setMirror)
 	route("POST /v1/services/{name}/pins", s.addPin)
 	route("DELETE /v1/services/{name}/pins", s.removePin)
 	route("GET /v1/members", s.members)

@@ -29,6 +29,9 @@ func ToAPI(s service.Service) api.Service {
 	for _, p := range s.Pins {
 		out.Pins = append(out.Pins, api.Pin{Prefix: p.Prefix.String(), Pool: p.Pool.String()})
 	}
+	if m := s.Mirror; m != nil {
+		out.Mirror = &api.Mirror{Percent: m.Percent.String(), To: m.To, Snaplen: m.Snaplen}
+	}
 	return out
 }
 

@@ -147,10 +147,23 @@ func (s *Service) validatePools(bad func(string, string, ...any)) {
 }
 
 func (s *Service) validateMirror(bad func(string, string, ...any)) {
-	m := s.Mirror
-	if m == nil {
-		return
+	if s.Mirror != nil {
+		s.Mirror.validate(bad)
 	}
+}
+
+// Validate checks a mirror on its own, as Service.Validate does: it
+// returns every problem found, joined, each a *FieldError with a path
+// under spec.mirror and no service.
+func (m *Mirror) Validate() error {
+	var errs []error
+	m.validate(func(path, format string, args ...any) {
+		errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	})
+	return errors.Join(errs...)
+}
+
+func (m *Mirror) validate(bad func(string, string, ...any)) {
 	if m.Percent > MaxWeight {
 		bad("spec.mirror.percent", "%s is above 100%%", m.Percent)
 	}

@@ -322,3 +322,17 @@ func TestValidateSet(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorValidate: a mirror checked on its own reports the paths and
+// words it does inside a service, without the service's name.
+func TestMirrorValidate(t *testing.T) {
+	if err := (&Mirror{Percent: 100, To: "capture", Snaplen: MinSnaplen}).Validate(); err != nil {
+		t.Fatalf("valid mirror: %v", err)
+	}
+	err := (&Mirror{Percent: MaxWeight + 1, Snaplen: 1}).Validate()
+	want := "spec.mirror.percent: 100.01% is above 100%\nspec.mirror.to: is required: an interface name or \"capture\"\n" +
+		"spec.mirror.snaplen: 1 is outside 64..65535 bytes (leave it out, or 0, to keep whole packets)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error\n%v\nwant\n%s", err, want)
+	}
+}
