@@ -30,6 +30,9 @@ types=(
 	-type rate
 	-type wheel_head
 	-type wheel_entry
+	-type mirror
+	-type mirror_stats
+	-type capture_hdr
 	# Enums: indexes, flags, states and limits both sides use.
 	-type pool
 	-type key_kind
@@ -44,6 +47,7 @@ types=(
 	-type stat
 	-type filter_limits
 	-type wheel_limits
+	-type mirror_limits
 	# The XDP context the tests and the timeout sweeps run programs with
 	# (BPF_PROG_TEST_RUN).
 	-type xdp_md

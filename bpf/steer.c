@@ -31,6 +31,7 @@
 #include "include/csum.h"
 #include "include/track.h"
 #include "include/steer.h"
+#include "include/mirror.h"
 #include "include/sweep.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -324,6 +325,11 @@ int xdp_client(struct xdp_md *ctx)
 		track_close(live, &fk, &pkt, FLOW_F_FIN_CLIENT);
 	}
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, data_end - data, new_flow);
+	if (f.flags & (FLOW_F_MIRROR | FLOW_F_CAPTURE)) {
+		mirror_xdp(ctx, &fk, f.flags, f.svc_id, f.pool, DIR_TO_BACKEND);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+	}
 	if (rewrite_end(data, data_end, &pkt, SIDE_DST, f.backend.addr, f.backend.port, L4_CSUM_FIX) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return XDP_PASS;
@@ -342,6 +348,7 @@ int xdp_backend(struct xdp_md *ctx)
 	struct reply *r;
 	__u8 vip[16];
 	__be16 vip_port;
+	__u8 mflags;
 	int ret;
 
 	ret = parse_packet(data, data_end, &pkt);
@@ -354,6 +361,7 @@ int xdp_backend(struct xdp_md *ctx)
 	r = decide_backend(data, data_end, &pkt, &live, &fk);
 	if (!r)
 		return XDP_PASS;
+	mflags = live->flags;
 	track_backend(data, data_end, live, &pkt);
 	track_close(live, &fk, &pkt, FLOW_F_FIN_BACKEND);
 	addr_copy(vip, r->vip);
@@ -363,6 +371,9 @@ int xdp_backend(struct xdp_md *ctx)
 		count(STAT_PASS_MALFORMED);
 		return XDP_PASS;
 	}
+	/* Copied after the rewrite: the client's view has the VIP as source. */
+	if (mflags & (FLOW_F_MIRROR | FLOW_F_CAPTURE))
+		mirror_xdp(ctx, &fk, mflags, r->svc_id, r->pool, DIR_TO_CLIENT);
 	return xdp_forward(ctx, &pkt, vip, pkt.tuple.dst, vip_port, pkt.tuple.dport);
 }
 
@@ -545,6 +556,10 @@ int tc_client(struct __sk_buff *skb)
 		track_close(live, &fk, &pkt, FLOW_F_FIN_CLIENT);
 	}
 	count_pool(f.svc_id, f.pool, DIR_TO_BACKEND, skb->len, new_flow);
+	/* Copied before the rewrite: the client's view has the VIP as
+	 * destination. (tc_rewrite takes the packet pointers anew.) */
+	if (f.flags & (FLOW_F_MIRROR | FLOW_F_CAPTURE))
+		mirror_skb(skb, &fk, f.flags, f.svc_id, f.pool, DIR_TO_BACKEND);
 	if (tc_rewrite(skb, &pkt, SIDE_DST, f.backend.addr, f.backend.port) != 0) {
 		count(STAT_PASS_MALFORMED);
 		return TC_ACT_UNSPEC;
@@ -562,6 +577,7 @@ int tc_backend(struct __sk_buff *skb)
 	struct reply *r;
 	__u8 vip[16];
 	__be16 vip_port;
+	__u8 mflags;
 	int ret;
 
 	ret = tc_parse(skb, &pkt);
@@ -583,6 +599,7 @@ int tc_backend(struct __sk_buff *skb)
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 	}
+	mflags = live->flags;
 	track_backend(data, data_end, live, &pkt);
 	track_close(live, &fk, &pkt, FLOW_F_FIN_BACKEND);
 	addr_copy(vip, r->vip);
@@ -592,5 +609,40 @@ int tc_backend(struct __sk_buff *skb)
 		count(STAT_PASS_MALFORMED);
 		return TC_ACT_UNSPEC;
 	}
+	/* Copied after the rewrite (tc_forward takes the pointers anew). */
+	if (mflags & (FLOW_F_MIRROR | FLOW_F_CAPTURE))
+		mirror_skb(skb, &fk, mflags, r->svc_id, r->pool, DIR_TO_CLIENT);
 	return tc_forward(skb, &pkt, vip, pkt.tuple.dst, vip_port, pkt.tuple.dport);
+}
+
+/*
+ * On a mirror interface's egress: cut an interface copy (mirror_skb marks
+ * it) to its service's snaplen, and a copy longer than the interface's
+ * MTU that is not a GSO packet (one the stack cannot segment) to the MTU,
+ * so that the device sends it instead of dropping it unseen; both counted
+ * (STAT_MIRROR_TRUNCATED). GSO copies are segmented by the device or the
+ * stack on the way out (counted as copy_gso). Other packets pass as they
+ * are.
+ */
+SEC("tc")
+int tc_mirror_out(struct __sk_buff *skb)
+{
+	__u32 id, keep;
+	struct mirror *m;
+
+	if ((skb->mark & MIRROR_MARK_MASK) != MIRROR_MARK)
+		return TC_ACT_UNSPEC;
+	id = skb->mark & ~MIRROR_MARK_MASK;
+	skb->mark = 0;
+	m = bpf_map_lookup_elem(&mirrors, &id);
+	if (!m)
+		return TC_ACT_UNSPEC;
+	keep = m->snaplen;
+	if (skb->gso_segs <= 1 && m->mtu && skb->len > m->mtu + ETH_HLEN && (!keep || keep > m->mtu + ETH_HLEN))
+		keep = m->mtu + ETH_HLEN;
+	if (keep && skb->len > keep) {
+		if (bpf_skb_change_tail(skb, keep, 0) == 0)
+			count(STAT_MIRROR_TRUNCATED);
+	}
+	return TC_ACT_UNSPEC;
 }

@@ -27,6 +27,25 @@ type SteerBackend struct {
 	Pad  uint16
 }
 
+type SteerCaptureHdr struct {
+	_       structs.HostLayout
+	TsNs    uint64
+	SvcId   uint32
+	Len     uint32
+	Ifindex uint32
+	Snap    uint16
+	Bucket  uint16
+	Pool    uint8
+	Dir     uint8
+	Pad     [6]uint8
+}
+
+type SteerCaptureRec struct {
+	_    structs.HostLayout
+	Hdr  SteerCaptureHdr
+	Data [16384]uint8
+}
+
 type SteerDirection uint32
 
 const (
@@ -81,6 +100,7 @@ const (
 	SteerFlowFlagsFLOW_F_RESET       SteerFlowFlags = 4
 	SteerFlowFlagsFLOW_F_FIN_CLIENT  SteerFlowFlags = 8
 	SteerFlowFlagsFLOW_F_FIN_BACKEND SteerFlowFlags = 16
+	SteerFlowFlagsFLOW_F_CAPTURE     SteerFlowFlags = 96
 )
 
 type SteerFlowKey struct {
@@ -140,6 +160,39 @@ const (
 	SteerLimitsMAX_BACKENDS   SteerLimits = 256
 	SteerLimitsMAX_THRESHOLDS SteerLimits = 4
 )
+
+type SteerMirror struct {
+	_            structs.HostLayout
+	IfaceShare   uint16
+	CaptureShare uint16
+	Ifindex      uint32
+	Snaplen      uint32
+	Mtu          uint32
+	CaptureSnap  uint32
+	CaptureEpoch uint8
+	Pad          [3]uint8
+}
+
+type SteerMirrorLimits uint32
+
+const (
+	SteerMirrorLimitsCAPTURE_EPOCH_SHIFT SteerMirrorLimits = 5
+	SteerMirrorLimitsCAPTURE_EPOCHS      SteerMirrorLimits = 3
+	SteerMirrorLimitsCAPTURE_SNAP_MAX    SteerMirrorLimits = 16384
+	SteerMirrorLimitsMIRROR_MARK         SteerMirrorLimits = 1828716544
+	SteerMirrorLimitsMIRROR_MARK_MASK    SteerMirrorLimits = 4278190080
+)
+
+type SteerMirrorStats struct {
+	_              structs.HostLayout
+	Copies         uint64
+	CopyBytes      uint64
+	CopyFailed     uint64
+	CopyGso        uint64
+	Captured       uint64
+	CapturedBytes  uint64
+	CaptureDropped uint64
+}
 
 type SteerNexthop struct {
 	_       structs.HostLayout
@@ -260,7 +313,10 @@ const (
 	SteerStatSTAT_WHEEL_UNFILED    SteerStat = 22
 	SteerStatSTAT_CSUM_HELPER      SteerStat = 23
 	SteerStatSTAT_FLOW_CLOSED      SteerStat = 24
-	SteerStatSTAT_COUNT            SteerStat = 25
+	SteerStatSTAT_MIRROR_SAMPLED   SteerStat = 25
+	SteerStatSTAT_MIRROR_XDP       SteerStat = 26
+	SteerStatSTAT_MIRROR_TRUNCATED SteerStat = 27
+	SteerStatSTAT_COUNT            SteerStat = 28
 )
 
 type SteerSvcParams struct {
@@ -322,10 +378,14 @@ type SteerXdpMd struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	SteerMapBackends       = "backends"
+	SteerMapCaptureRing    = "capture_ring"
+	SteerMapCaptureScratch = "capture_scratch"
 	SteerMapFlows          = "flows"
 	SteerMapFrontendFilter = "frontend_filter"
 	SteerMapFrontends      = "frontends"
 	SteerMapLatency        = "latency"
+	SteerMapMirrorCounters = "mirror_counters"
+	SteerMapMirrors        = "mirrors"
 	SteerMapNexthops       = "nexthops"
 	SteerMapParams         = "params"
 	SteerMapPins           = "pins"
@@ -340,6 +400,7 @@ const (
 	SteerProgSweepWheel    = "sweep_wheel"
 	SteerProgTcBackend     = "tc_backend"
 	SteerProgTcClient      = "tc_client"
+	SteerProgTcMirrorOut   = "tc_mirror_out"
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
 	SteerVarIpSummedOff    = "ip_summed_off"
@@ -404,6 +465,7 @@ type SteerProgramSpecs struct {
 	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
 	TcClient      *ebpf.ProgramSpec `ebpf:"tc_client"`
+	TcMirrorOut   *ebpf.ProgramSpec `ebpf:"tc_mirror_out"`
 	XdpBackend    *ebpf.ProgramSpec `ebpf:"xdp_backend"`
 	XdpClient     *ebpf.ProgramSpec `ebpf:"xdp_client"`
 }
@@ -413,10 +475,14 @@ type SteerProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerMapSpecs struct {
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.MapSpec `ebpf:"capture_scratch"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Latency        *ebpf.MapSpec `ebpf:"latency"`
+	MirrorCounters *ebpf.MapSpec `ebpf:"mirror_counters"`
+	Mirrors        *ebpf.MapSpec `ebpf:"mirrors"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
 	Pins           *ebpf.MapSpec `ebpf:"pins"`
@@ -470,10 +536,14 @@ func (o *SteerObjects) Close() error {
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerMaps struct {
 	Backends       *ebpf.Map `ebpf:"backends"`
+	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.Map `ebpf:"capture_scratch"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Latency        *ebpf.Map `ebpf:"latency"`
+	MirrorCounters *ebpf.Map `ebpf:"mirror_counters"`
+	Mirrors        *ebpf.Map `ebpf:"mirrors"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
 	Params         *ebpf.Map `ebpf:"params"`
 	Pins           *ebpf.Map `ebpf:"pins"`
@@ -489,10 +559,14 @@ type SteerMaps struct {
 func (m *SteerMaps) Close() error {
 	return _SteerClose(
 		m.Backends,
+		m.CaptureRing,
+		m.CaptureScratch,
 		m.Flows,
 		m.FrontendFilter,
 		m.Frontends,
 		m.Latency,
+		m.MirrorCounters,
+		m.Mirrors,
 		m.Nexthops,
 		m.Params,
 		m.Pins,
@@ -534,6 +608,7 @@ type SteerPrograms struct {
 	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
 	TcClient      *ebpf.Program `ebpf:"tc_client"`
+	TcMirrorOut   *ebpf.Program `ebpf:"tc_mirror_out"`
 	XdpBackend    *ebpf.Program `ebpf:"xdp_backend"`
 	XdpClient     *ebpf.Program `ebpf:"xdp_client"`
 }
@@ -544,6 +619,7 @@ func (p *SteerPrograms) Close() error {
 		p.SweepWheel,
 		p.TcBackend,
 		p.TcClient,
+		p.TcMirrorOut,
 		p.XdpBackend,
 		p.XdpClient,
 	)

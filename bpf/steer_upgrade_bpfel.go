@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type SteerUpgradeCaptureRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_       structs.HostLayout
+		TsNs    uint64
+		SvcId   uint32
+		Len     uint32
+		Ifindex uint32
+		Snap    uint16
+		Bucket  uint16
+		Pool    uint8
+		Dir     uint8
+		Pad     [6]uint8
+	}
+	Data [16384]uint8
+}
+
 type SteerUpgradeEndpoint struct {
 	_     structs.HostLayout
 	Addr  [16]uint8
@@ -55,6 +72,29 @@ type SteerUpgradeFrontend struct {
 	Port  uint16
 	Proto uint8
 	Kind  uint8
+}
+
+type SteerUpgradeMirror struct {
+	_            structs.HostLayout
+	IfaceShare   uint16
+	CaptureShare uint16
+	Ifindex      uint32
+	Snaplen      uint32
+	Mtu          uint32
+	CaptureSnap  uint32
+	CaptureEpoch uint8
+	Pad          [3]uint8
+}
+
+type SteerUpgradeMirrorStats struct {
+	_              structs.HostLayout
+	Copies         uint64
+	CopyBytes      uint64
+	CopyFailed     uint64
+	CopyGso        uint64
+	Captured       uint64
+	CapturedBytes  uint64
+	CaptureDropped uint64
 }
 
 type SteerUpgradeNhSlot struct {
@@ -179,10 +219,14 @@ type SteerUpgradeWheelHead struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	SteerUpgradeMapBackends       = "backends"
+	SteerUpgradeMapCaptureRing    = "capture_ring"
+	SteerUpgradeMapCaptureScratch = "capture_scratch"
 	SteerUpgradeMapFlows          = "flows"
 	SteerUpgradeMapFrontendFilter = "frontend_filter"
 	SteerUpgradeMapFrontends      = "frontends"
 	SteerUpgradeMapLatency        = "latency"
+	SteerUpgradeMapMirrorCounters = "mirror_counters"
+	SteerUpgradeMapMirrors        = "mirrors"
 	SteerUpgradeMapNexthops       = "nexthops"
 	SteerUpgradeMapParams         = "params"
 	SteerUpgradeMapPins           = "pins"
@@ -197,6 +241,7 @@ const (
 	SteerUpgradeProgSweepWheel    = "sweep_wheel"
 	SteerUpgradeProgTcBackend     = "tc_backend"
 	SteerUpgradeProgTcClient      = "tc_client"
+	SteerUpgradeProgTcMirrorOut   = "tc_mirror_out"
 	SteerUpgradeProgXdpBackend    = "xdp_backend"
 	SteerUpgradeProgXdpClient     = "xdp_client"
 	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
@@ -261,6 +306,7 @@ type SteerUpgradeProgramSpecs struct {
 	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
 	TcClient      *ebpf.ProgramSpec `ebpf:"tc_client"`
+	TcMirrorOut   *ebpf.ProgramSpec `ebpf:"tc_mirror_out"`
 	XdpBackend    *ebpf.ProgramSpec `ebpf:"xdp_backend"`
 	XdpClient     *ebpf.ProgramSpec `ebpf:"xdp_client"`
 }
@@ -270,10 +316,14 @@ type SteerUpgradeProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeMapSpecs struct {
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.MapSpec `ebpf:"capture_scratch"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Latency        *ebpf.MapSpec `ebpf:"latency"`
+	MirrorCounters *ebpf.MapSpec `ebpf:"mirror_counters"`
+	Mirrors        *ebpf.MapSpec `ebpf:"mirrors"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
 	Pins           *ebpf.MapSpec `ebpf:"pins"`
@@ -327,10 +377,14 @@ func (o *SteerUpgradeObjects) Close() error {
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeMaps struct {
 	Backends       *ebpf.Map `ebpf:"backends"`
+	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.Map `ebpf:"capture_scratch"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Latency        *ebpf.Map `ebpf:"latency"`
+	MirrorCounters *ebpf.Map `ebpf:"mirror_counters"`
+	Mirrors        *ebpf.Map `ebpf:"mirrors"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
 	Params         *ebpf.Map `ebpf:"params"`
 	Pins           *ebpf.Map `ebpf:"pins"`
@@ -346,10 +400,14 @@ type SteerUpgradeMaps struct {
 func (m *SteerUpgradeMaps) Close() error {
 	return _SteerUpgradeClose(
 		m.Backends,
+		m.CaptureRing,
+		m.CaptureScratch,
 		m.Flows,
 		m.FrontendFilter,
 		m.Frontends,
 		m.Latency,
+		m.MirrorCounters,
+		m.Mirrors,
 		m.Nexthops,
 		m.Params,
 		m.Pins,
@@ -391,6 +449,7 @@ type SteerUpgradePrograms struct {
 	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
 	TcClient      *ebpf.Program `ebpf:"tc_client"`
+	TcMirrorOut   *ebpf.Program `ebpf:"tc_mirror_out"`
 	XdpBackend    *ebpf.Program `ebpf:"xdp_backend"`
 	XdpClient     *ebpf.Program `ebpf:"xdp_client"`
 }
@@ -401,6 +460,7 @@ func (p *SteerUpgradePrograms) Close() error {
 		p.SweepWheel,
 		p.TcBackend,
 		p.TcClient,
+		p.TcMirrorOut,
 		p.XdpBackend,
 		p.XdpClient,
 	)

@@ -225,3 +225,27 @@ static __always_inline void count_pool(__u32 svc_id, __u8 pool, enum direction d
 	if (new_flow)
 		ps->flows += 1;
 }
+
+/* Mirroring and capture (mirror.h): each service's settings on this node,
+ * by service id, and their counters by svc_id * POOL_COUNT + pool. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* service id */
+	__type(value, struct mirror);
+	__uint(max_entries, 1024);
+} mirrors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32); /* svc_id * POOL_COUNT + pool */
+	__type(value, struct mirror_stats);
+	__uint(max_entries, 2048);
+} mirror_counters SEC(".maps");
+
+/* The capture ring: records of struct capture_hdr + packet bytes, read by
+ * the agent. One ring for all CPUs, so records come out nearly in time
+ * order; the loader sets its size (a power of two of pages). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} capture_ring SEC(".maps");

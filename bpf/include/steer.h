@@ -10,6 +10,7 @@
 #include "hash.h"
 #include "parse.h"
 #include "track.h"
+#include "mirror.h"
 
 enum decision {
 	DECIDE_PASS = 0, /* not ours: hand the packet on untouched */
@@ -276,6 +277,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		return DECIDE_DROP;
 	}
 	start_tracking(out, pkt, key);
+	mirror_sample(out, key);
 	if (bpf_map_update_elem(&flows, key, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */

@@ -49,11 +49,29 @@ enum service_flags {
 
 /* flow.flags */
 enum flow_flags {
-	FLOW_F_MIRROR = 1 << 0,    /* reserved for the mirror feature: copy this flow */
+	FLOW_F_MIRROR = 1 << 0,    /* copy every packet of the flow to the mirror interface */
 	FLOW_F_SEQ_KNOWN = 1 << 1, /* TCP: flow.req_end holds a client sequence number */
 	FLOW_F_RESET = 1 << 2,     /* the backend reset the flow (counted once) */
 	FLOW_F_FIN_CLIENT = 1 << 3,  /* TCP: the client sent a FIN */
 	FLOW_F_FIN_BACKEND = 1 << 4, /* TCP: the backend sent a FIN */
+	/* Two bits: the capture epoch (1..CAPTURE_EPOCHS) the flow was sampled
+	 * in, 0 if it was not. A packet goes to the capture ring only while
+	 * its flow's epoch is the service's current one, so the flows an
+	 * earlier capture sampled are not copied into a later one. */
+	FLOW_F_CAPTURE = 3 << 5,
+};
+
+/* Mirroring and capture (mirror.h). */
+enum mirror_limits {
+	CAPTURE_EPOCH_SHIFT = 5, /* of FLOW_F_CAPTURE in flow.flags */
+	CAPTURE_EPOCHS = 3,
+	/* The most bytes of a packet one capture record holds: a jumbo frame
+	 * whole; a GSO packet is cut here (the record keeps its length). */
+	CAPTURE_SNAP_MAX = 16384,
+	/* skb->mark of an interface copy on its way out (high byte), with the
+	 * service id in the low 24 bits, for tc_mirror_out to find its snaplen. */
+	MIRROR_MARK = 0x6d000000,
+	MIRROR_MARK_MASK = 0xff000000,
 };
 
 /* Where a flow is in its request/response cycle. */
@@ -276,6 +294,9 @@ enum stat {
 	STAT_WHEEL_UNFILED,        /* a request the deadline wheel could not take: the next sweep walks the table */
 	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
 	STAT_FLOW_CLOSED,          /* a TCP flow closed (both FINs, then a bare ACK): its entry deleted */
+	STAT_MIRROR_SAMPLED,       /* a new flow sampled for the mirror interface or a capture */
+	STAT_MIRROR_XDP,           /* a packet to mirror seen at an XDP hook, which cannot clone: not copied */
+	STAT_MIRROR_TRUNCATED,     /* an interface copy cut to its snaplen or to the mirror MTU (tc_mirror_out) */
 	STAT_COUNT,
 };
 
@@ -336,6 +357,47 @@ struct wheel_entry {
 	__u64 t_start_ns;
 };
 
+/* A service's mirroring on this node, by service id (the mirrors map).
+ * Written by the agent: the shares from the desired state (and from the
+ * captures running here), the interface resolved on this node. */
+struct mirror {
+	__u16 iface_share;   /* basis points of new flows copied to ifindex */
+	__u16 capture_share; /* basis points of new flows copied to the capture ring */
+	__u32 ifindex;       /* the mirror interface here; 0: none (missing) */
+	__u32 snaplen;       /* bytes kept of an interface copy; 0: all */
+	__u32 mtu;           /* the mirror interface's MTU (tc_mirror_out) */
+	__u32 capture_snap;  /* bytes of a packet a capture record holds */
+	__u8 capture_epoch;  /* 1..CAPTURE_EPOCHS while a capture runs; 0: none */
+	__u8 pad[3];
+};
+
+/* Per service x pool counters of mirroring and capture (per CPU). */
+struct mirror_stats {
+	__u64 copies;          /* packets cloned to the mirror interface */
+	__u64 copy_bytes;
+	__u64 copy_failed;     /* clones the kernel refused (interface gone) */
+	__u64 copy_gso;        /* copies that were GSO packets longer than the
+				* mirror MTU: segmented on the way out */
+	__u64 captured;        /* packets written to the capture ring */
+	__u64 captured_bytes;  /* their length on the wire */
+	__u64 capture_dropped; /* packets the full ring had no room for */
+};
+
+/* The head of a capture record in the ring; snap bytes of the packet
+ * follow, as the client saw it (client <-> VIP addresses). */
+struct capture_hdr {
+	__u64 ts_ns;    /* bpf_ktime_get_ns when the program saw the packet */
+	__u32 svc_id;
+	__u32 len;      /* the packet's length */
+	__u32 ifindex;  /* the interface it arrived on */
+	__u16 snap;     /* bytes of it in the record */
+	__u16 bucket;   /* the flow's mirror bucket (0..WEIGHT_SCALE-1): a capture
+			 * at a lower share than the ring's keeps bucket < its own */
+	__u8 pool;
+	__u8 dir;       /* enum direction */
+	__u8 pad[6];
+};
+
 /* Names every enum above in one type so that it reaches BTF, from which
  * bpf2go generates the Go constants. Never read or written. */
 struct enums {
@@ -352,5 +414,6 @@ struct enums {
 	enum latency_kind latency_kind;
 	enum wheel_limits wheel_limits;
 	enum filter_limits filter_limits;
+	enum mirror_limits mirror_limits;
 };
 struct enums *unused_enums __attribute__((unused));

@@ -28,6 +28,11 @@ type installed struct {
 	pins    map[bpf.SteerPinKey]uint8
 	// rate is the cap on new canary flows per second (0: none).
 	rate uint32
+	// mirror: the mirrors map entry; mirrorIface the interface it names
+	// (spec.mirror.to), mirrorProblem why it is not mirrored here.
+	mirror        bpf.SteerMirror
+	mirrorIface   string
+	mirrorProblem string
 }
 
 // step is one map write and how to take it back.
@@ -82,6 +87,7 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	d.pins = p.pins
 	d.adopted = nil
 	d.pruneUnreferenced()
+	d.syncMirrorOut()
 	if d.adoption != nil && !d.adoption.done {
 		if err := d.adoption.finish(d); err != nil {
 			return fmt.Errorf("take over the previous agent's data path (the maps hold the new state; the next apply retries): %w", err)
@@ -136,7 +142,7 @@ func (d *Datapath) planService(p *plan, s *service.Service, set settings, claime
 			return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
 		}
 		in.id = id
-		p.zeroCounters(m.PoolCounters, m.Latency, in.id, d.cpus)
+		p.zeroCounters(m.PoolCounters, m.MirrorCounters, m.Latency, in.id, d.cpus)
 	}
 	in.value = bpf.SteerService{Id: in.id, Weight: uint16(s.CanaryWeight), Key: uint8(s.Key)}
 
@@ -158,6 +164,7 @@ func (d *Datapath) planService(p *plan, s *service.Service, set settings, claime
 	}
 	p.planParams(m.Params, old, in, thresholds)
 	p.planRate(m.Rates, old, in, set.rates[s.Name])
+	d.planMirror(p, old, in)
 	p.planPins(m.Pins, old, in)
 	p.planReplies(m.Backends, old, in)
 	p.planFrontend(m.Frontends, old, in, d.rewriteFrontends)
@@ -201,6 +208,7 @@ func (d *Datapath) planRemovals(p *plan, claimed map[bpf.SteerEndpoint]bool) {
 func (p *plan) planRemove(m *bpf.SteerMaps, old *installed) {
 	p.planDelete(m.Services, old)
 	p.planClearFrontend(m.Frontends, old)
+	p.planClearMirror(m.Mirrors, old)
 	p.ids.release(old.id)
 }
 
@@ -216,13 +224,16 @@ func (d *Datapath) planFilter(p *plan) {
 
 // zeroCounters resets a newly taken service id's counters and histograms,
 // which may hold the numbers of a removed service that had the id before.
-func (p *plan) zeroCounters(counters, latency *ebpf.Map, id uint32, cpus int) {
+func (p *plan) zeroCounters(counters, mirrorCounters, latency *ebpf.Map, id uint32, cpus int) {
 	for _, pool := range []service.Pool{service.Stable, service.Canary} {
 		key := poolCounterKey(id, pool)
 		p.prepare = append(p.prepare, step{
 			what: fmt.Sprintf("reset counters of slot %d", key),
 			do: func() error {
 				if err := counters.Update(key, make([]bpf.SteerPoolStats, cpus), ebpf.UpdateAny); err != nil {
+					return err
+				}
+				if err := mirrorCounters.Update(key, make([]bpf.SteerMirrorStats, cpus), ebpf.UpdateAny); err != nil {
 					return err
 				}
 				return latency.Update(key, &bpf.SteerPoolLatency{}, ebpf.UpdateAny)

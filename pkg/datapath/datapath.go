@@ -35,6 +35,9 @@ const (
 	DefaultFlowTable   = 262144
 	DefaultMaxServices = 1024
 	DefaultMaxPins     = 65536
+	// DefaultCaptureRing holds about 100 ms of 100 000 headers-only
+	// records a second, or 2 000 whole 1500-byte packets.
+	DefaultCaptureRing = 8 << 20
 )
 
 // Options configure a Datapath.
@@ -59,6 +62,9 @@ type Options struct {
 	// the kernel's helpers, as they do where they cannot read an skb's
 	// checksum state (a test hook for that case, and for comparisons).
 	ChecksumHelpers bool
+	// CaptureRing is the size in bytes of the capture ring (a power of
+	// two, at least a page; default DefaultCaptureRing).
+	CaptureRing uint32
 	// Logger receives what the data path does; nil discards.
 	Logger *slog.Logger
 
@@ -78,6 +84,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxServices == 0 {
 		o.MaxServices = DefaultMaxServices
+	}
+	if o.CaptureRing == 0 {
+		o.CaptureRing = DefaultCaptureRing
 	}
 	if o.MaxPins == 0 {
 		o.MaxPins = DefaultMaxPins
@@ -112,6 +121,10 @@ type Datapath struct {
 	// adoption is what New found pinned, until the first Apply completes
 	// taking it over (nil without a pin path).
 	adoption *adoption
+	// captures are the captures running here, by service name (SetCapture).
+	captures map[string]captureState
+	// mirrorOut: tc_mirror_out on each mirror interface in use, by name.
+	mirrorOut map[string]*mirrorOutLink
 	// adopted are the services found in adopted maps, by frontend, until
 	// the first Apply matches them to the desired ones.
 	adopted map[bpf.SteerEndpoint]*installed
@@ -148,6 +161,8 @@ func New(opts Options) (*Datapath, error) {
 		errNames:  errNames,
 		cpus:      cpus,
 		attached:  make(map[string]*attachment),
+		captures:  make(map[string]captureState),
+		mirrorOut: make(map[string]*mirrorOutLink),
 		services:  make(map[string]*installed),
 		ids:       newIDAllocator(opts.MaxServices),
 	}
@@ -275,6 +290,9 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.Params.MaxEntries = opts.MaxServices
 	specs.Frontends.MaxEntries = opts.MaxServices
 	specs.Latency.MaxEntries = opts.MaxServices * 2
+	specs.Mirrors.MaxEntries = opts.MaxServices
+	specs.MirrorCounters.MaxEntries = opts.MaxServices * 2
+	specs.CaptureRing.MaxEntries = opts.CaptureRing
 	return spec, statNames, errNames, nil
 }
 
@@ -311,6 +329,7 @@ func (d *Datapath) shutdown(keep bool) error {
 		ifnames = append(ifnames, name)
 	}
 	d.attached = nil
+	errs = append(errs, d.detachMirrorOut()...)
 	d.sweeper.close()
 	errs = append(errs, d.closeObjects()...)
 	if !keep && d.opts.PinPath != "" {

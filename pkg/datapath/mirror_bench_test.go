@@ -69,7 +69,7 @@ func BenchmarkMirrorMechanisms(b *testing.B) {
 // go out of, with IPv6 off (no router solicitation or MLD report mixes
 // with the clones in its counters), its peer up or down, and returns the
 // index of its end called name.
-func addMirrorVeth(b *testing.B, name string, peerUp bool) int {
+func addMirrorVeth(b testing.TB, name string, peerUp bool) int {
 	const v6 = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
 	if err := os.WriteFile(v6, []byte("1"), 0o644); err != nil {
 		b.Fatal(err)
