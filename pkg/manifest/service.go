@@ -167,18 +167,24 @@ func (d *document) toService(doc *serviceDoc) service.Service {
 		s.CanaryWeight = d.weight("spec.canary.weight", spec.Canary.Weight.value)
 	}
 	s.Pins = d.pins(spec.Pins)
-	if m := spec.Mirror; m != nil {
-		s.Mirror = &service.Mirror{To: m.To.value}
-		if !m.Percent.set {
-			d.failField("spec.mirror.percent", "is required: the share of flows to copy, such as 1%%")
-		} else {
-			s.Mirror.Percent = d.weight("spec.mirror.percent", m.Percent.value)
-		}
-		if m.Snaplen.set {
-			s.Mirror.Snaplen = d.snaplen("spec.mirror.snaplen", m.Snaplen.value)
-		}
+	if spec.Mirror != nil {
+		s.Mirror = d.mirror(spec.Mirror)
 	}
 	return s
+}
+
+// mirror reads spec.mirror.
+func (d *document) mirror(doc *mirrorDoc) *service.Mirror {
+	m := &service.Mirror{To: doc.To.value}
+	if !doc.Percent.set {
+		d.failField("spec.mirror.percent", "is required: the share of flows to copy, such as 1%%")
+	} else {
+		m.Percent = d.weight("spec.mirror.percent", doc.Percent.value)
+	}
+	if doc.Snaplen.set {
+		m.Snaplen = d.snaplen("spec.mirror.snaplen", doc.Snaplen.value)
+	}
+	return m
 }
 
 // port reads a port number 1..65535.
