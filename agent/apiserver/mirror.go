@@ -1,15 +1,12 @@
 package apiserver
 
 import (
-	"errors"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
 // DecodeMirror reads a mirror request: the mirror it sets, or nil for
@@ -33,29 +30,11 @@ func DecodeMirror(body []byte) (*service.Mirror, error) {
 	if err != nil {
 		return nil, apiError(http.StatusBadRequest, "percent: %v", err)
 	}
-	if req.To == "" {
-		return nil, apiError(http.StatusBadRequest, "to: is required: an interface name or %q", service.MirrorToCapture)
-	}
 	m := &service.Mirror{Percent: w, To: req.To, Snaplen: req.Snaplen}
 	if err := m.Validate(); err != nil {
-		return nil, apiError(http.StatusBadRequest, "%s", fieldMessages(err, "spec.mirror."))
+		return nil, apiError(http.StatusBadRequest, "%s", service.FieldMessages(err, "spec.mirror.", ""))
 	}
 	return m, nil
-}
-
-// fieldMessages writes validation errors with their paths in the
-// request's words: prefix (the manifest's) taken off.
-func fieldMessages(err error, prefix string) string {
-	var msgs []string
-	for _, e := range strictyaml.Leaves(err) {
-		var fe *service.FieldError
-		if errors.As(e, &fe) {
-			msgs = append(msgs, strings.TrimPrefix(fe.Path, prefix)+": "+fe.Msg)
-		} else {
-			msgs = append(msgs, e.Error())
-		}
-	}
-	return strings.Join(msgs, "; ")
 }
 
 func (s *Server) setMirror(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {

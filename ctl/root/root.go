@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/graylane/graylane/ctl/apply"
+	"github.com/graylane/graylane/ctl/capture"
 	"github.com/graylane/graylane/ctl/cli"
 	"github.com/graylane/graylane/ctl/get"
 	"github.com/graylane/graylane/ctl/members"
+	"github.com/graylane/graylane/ctl/mirror"
 	"github.com/graylane/graylane/ctl/pin"
 	"github.com/graylane/graylane/ctl/printer"
 	"github.com/graylane/graylane/ctl/remove"
@@ -72,6 +74,8 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		pin.New(env),
 		members.New(env),
 		rollout.New(env),
+		mirror.New(env),
+		capture.New(env),
 		versionCommand(env),
 	)
 	return cmd

@@ -70,7 +70,9 @@ func (f *Agent) Handler() http.Handler {
 		{"GET /v1/services/{name}", getService},
 		{"POST /v1/apply", apply},
 		{"DELETE /v1/services/{name}", wrote},
-		{"PUT /v1/services/{name}/weight", setWeight},
+		{"PUT /v1/services/{name}/weight", namedWrite},
+		{"PUT /v1/services/{name}/mirror", namedWrite},
+		{"GET /v1/services/{name}/capture", capture},
 		{"POST /v1/services/{name}/pins", wrote},
 		{"DELETE /v1/services/{name}/pins", wrote},
 		{"GET /v1/members", getMembers},
@@ -126,9 +128,9 @@ func apply(w http.ResponseWriter, r *http.Request, body string) {
 	wrote(w, r, body)
 }
 
-// setWeight answers by the service's name: each of the special names
-// stands for one way a write can go.
-func setWeight(w http.ResponseWriter, r *http.Request, body string) {
+// namedWrite answers a write to a service by the service's name: each of
+// the special names stands for one way a write can go.
+func namedWrite(w http.ResponseWriter, r *http.Request, body string) {
 	switch r.PathValue("name") {
 	case "locked":
 		reply(w, 403, api.Error{Message: `token "team-a" may not touch service "locked" of tenant "b"`})
@@ -194,4 +196,35 @@ func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
 		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
 		{Node: "gw", Weight: "4%", Pools: pools[:1]},
 	}}}})
+}
+
+// CaptureStream is the body the fake agent streams for a capture: not
+// pcapng, but bytes a test finds in the file or on stdout.
+const CaptureStream = "pcapng: section header, interface, packets\n"
+
+// capture answers by the service's name: "nope" does not exist, "locked"
+// is another tenant's, "slow" never begins its answer, "endless" streams
+// until graylanectl hangs up, "broken" is cut off in the middle; any other
+// streams CaptureStream.
+func capture(w http.ResponseWriter, r *http.Request, _ string) {
+	switch r.PathValue("name") {
+	case "slow":
+		<-r.Context().Done()
+		return
+	case "nope":
+		reply(w, 404, api.Error{Message: `service "nope" does not exist`})
+		return
+	case "locked":
+		reply(w, 403, api.Error{Message: `token "team-a" may not touch service "locked" of tenant "b"`})
+		return
+	case "broken":
+		// Promises more than it sends: graylanectl sees the stream cut.
+		w.Header().Set("Content-Length", fmt.Sprint(2*len(CaptureStream)))
+	}
+	w.Header().Set("Content-Type", "application/x-pcapng")
+	io.WriteString(w, CaptureStream)
+	if r.PathValue("name") == "endless" {
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}
 }

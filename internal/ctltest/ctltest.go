@@ -9,8 +9,11 @@
 // To rewrite the golden files of every command, give -update to the
 // packages that import this one (ctl/printer has no such flag):
 //
-//	go test ./ctl/apply ./ctl/get ./ctl/members ./ctl/pin ./ctl/remove \
-//		./ctl/rollout ./ctl/root ./ctl/setweight ./ctl/status -update
+//	go test ./ctl/apply ./ctl/capture ./ctl/get ./ctl/members ./ctl/mirror \
+//		./ctl/pin ./ctl/remove ./ctl/rollout ./ctl/root ./ctl/setweight \
+//		./ctl/status -update
+//
+// (make golden finds them.)
 package ctltest
 
 import (

@@ -163,6 +163,26 @@ func (m *Mirror) Validate() error {
 	return errors.Join(errs...)
 }
 
+// FieldMessages writes the problems Validate returned on one line, "; "
+// between them, each path's prefix replaced by as: with "spec.mirror."
+// and "--", a mirror's problems name the flags that set it.
+func FieldMessages(err error, prefix, as string) string {
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		var fe *FieldError
+		if errors.As(e, &fe) && strings.HasPrefix(fe.Path, prefix) {
+			msgs = append(msgs, as+strings.TrimPrefix(fe.Path, prefix)+": "+fe.Msg)
+		} else {
+			msgs = append(msgs, e.Error())
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
 func (m *Mirror) validate(bad func(string, string, ...any)) {
 	if m.Percent > MaxWeight {
 		bad("spec.mirror.percent", "%s is above 100%%", m.Percent)

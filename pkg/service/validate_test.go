@@ -324,7 +324,8 @@ func TestValidateSet(t *testing.T) {
 }
 
 // TestMirrorValidate: a mirror checked on its own reports the paths and
-// words it does inside a service, without the service's name.
+// words it does inside a service, without the service's name;
+// FieldMessages renames the paths.
 func TestMirrorValidate(t *testing.T) {
 	if err := (&Mirror{Percent: 100, To: "capture", Snaplen: MinSnaplen}).Validate(); err != nil {
 		t.Fatalf("valid mirror: %v", err)
@@ -334,5 +335,9 @@ func TestMirrorValidate(t *testing.T) {
 		"spec.mirror.snaplen: 1 is outside 64..65535 bytes (leave it out, or 0, to keep whole packets)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error\n%v\nwant\n%s", err, want)
+	}
+	if got, want := FieldMessages(err, "spec.mirror.", "--"), "--percent: 100.01% is above 100%; --to: is required: an interface name or \"capture\"; "+
+		"--snaplen: 1 is outside 64..65535 bytes (leave it out, or 0, to keep whole packets)"; got != want {
+		t.Errorf("FieldMessages:\n%s\nwant\n%s", got, want)
 	}
 }
