@@ -79,6 +79,8 @@ fuzz: ## Fuzz the manifest parser, the config parser, the BPF programs and the c
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./agent/config
 	$(GO) test -run XXX -fuzz FuzzPrograms -fuzztime 60s ./pkg/datapath
 	$(GO) test -run XXX -fuzz FuzzFrame -fuzztime 30s ./pkg/redact
+	$(GO) test -run XXX -fuzz FuzzHeaderLen -fuzztime 30s ./pkg/capture
+	$(GO) test -run XXX -fuzz FuzzMergeSource -fuzztime 30s ./pkg/capture
 
 .PHONY: bench
 bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency

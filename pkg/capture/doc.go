@@ -19,4 +19,9 @@
 // it again periodically so NTP slewing and steps are followed, and converts
 // each stamp with the offset sampled last before the packet's own moment,
 // so a packet drained late from a ring keeps the offset of its own time.
+//
+// HeaderLen says how many bytes of a frame a headers-only capture keeps:
+// through the L4 header, and for a GTP-U G-PDU through the inner packet's
+// L4 header. Merge joins the live streams of several nodes' captures into
+// one file in time order, each node's interfaces renamed "node/iface".
 package capture

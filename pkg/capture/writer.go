@@ -108,10 +108,7 @@ func NewWriter(w io.Writer, ifaces []Interface) (*Writer, error) {
 	if err := checkInterfaces(ifaces); err != nil {
 		return nil, err
 	}
-	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
-		Application: "graylane", OS: runtime.GOOS, Hardware: runtime.GOARCH,
-	}}
-	ng, err := pcapgo.NewNgWriterInterface(w, ngInterface(ifaces[0]), section)
+	ng, err := pcapgo.NewNgWriterInterface(w, ngInterface(ifaces[0]), sectionOptions())
 	if err != nil {
 		return nil, fmt.Errorf("capture: write section header: %w", err)
 	}
@@ -125,6 +122,14 @@ func NewWriter(w io.Writer, ifaces []Interface) (*Writer, error) {
 		cw.ifaces[n].Interface = i
 	}
 	return cw, nil
+}
+
+// sectionOptions is the section header of every file this package
+// writes: a capture's and a merge's.
+func sectionOptions() pcapgo.NgWriterOptions {
+	return pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Application: "graylane", OS: runtime.GOOS, Hardware: runtime.GOARCH,
+	}}
 }
 
 // ngInterface is the Interface Description Block of i. The resolution is
