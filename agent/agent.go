@@ -28,6 +28,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/graylane/graylane/agent/captures"
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/controller"
@@ -57,6 +58,7 @@ type Agent struct {
 	win   *windows
 	ctrl  *controller.Controller
 	hooks *webhook.Sender
+	hub   *captures.Hub // this node's captures
 	// rates are the rate caps last applied to the kernel, by service (the
 	// reconciler's goroutine only): to log their changes.
 	rates map[string]uint32
@@ -120,6 +122,10 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 		return nil, err
 	}
 	a.node.SetStatus(a.status)
+	if a.hub, err = captures.New(dp, cfg.Node, log); err != nil {
+		return nil, err
+	}
+	a.node.SetCapture(a.servePeerCapture)
 	a.ctrl = a.newController()
 	ok = true
 	return a, nil
@@ -175,6 +181,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.win.run(ctx) })
 	wg.Go(func() { a.ctrl.Run(ctx) })
 	wg.Go(func() { a.hooks.Run(ctx) })
+	wg.Go(func() {
+		if err := a.hub.Run(ctx); err != nil {
+			a.log.Error("the capture ring's reader stopped: captures get no packets", "err", err)
+		}
+	})
 	if err := a.seedManifests(ctx); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 	var attrs []any
 	api := apiserver.New(a.node, a.log)
 	api.SetAnalysis(a.analysis)
+	api.SetCapturer(a)
 	start := func(name string, ln net.Listener, h http.Handler) {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 			// Failed TLS handshakes and the like, in the agent's log format.

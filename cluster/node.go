@@ -68,6 +68,7 @@ type Node struct {
 
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
+	capture atomic.Pointer[CaptureFunc]
 	report  atomic.Pointer[ReportFunc]
 	analyst atomic.Pointer[Analyst]
 	wg      sync.WaitGroup

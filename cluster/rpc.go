@@ -154,6 +154,8 @@ func (n *Node) rpcHandler() http.Handler {
 	route("/cluster/report", membersOnly, n.rpcReport)
 	route("/cluster/ask", anyNode, n.rpcAsk)
 	route("/cluster/status", anyNode, n.rpcStatus)
+	// A stream, not a JSON answer: see capture.go.
+	mux.HandleFunc("POST /cluster/capture", n.serveCapture)
 	return mux
 }
 

@@ -50,6 +50,8 @@ type Server struct {
 	// analysis returns the leader's latest judgement of a release (nil
 	// when this node does not lead or has none).
 	analysis func(release string) *api.Analysis
+	// capturer runs captures (GET .../capture); nil: none.
+	capturer Capturer
 }
 
 // SetAnalysis installs where release judgements come from.
@@ -132,6 +134,8 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("GET /v1/releases", s.listReleases)
 	route("GET /v1/releases/{name}", s.getRelease)
 	route("POST /v1/releases/{name}/{action}", s.releaseAction)
+	// A pcapng stream, not a JSON answer: see capture.go.
+	mux.HandleFunc("GET /v1/services/{name}/capture", s.captureHandler(auth))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiError(http.StatusNotFound, "no such API: %s %s", r.Method, r.URL.Path))
 	})

@@ -64,10 +64,11 @@ const (
 	MaxPeerGateways  = stableBase - 2          // 8: 198.18.1.2 .. 198.18.1.9
 
 	// Interface names.
-	GatewayClientIf  = "cli0" // gateway, toward the client
-	GatewayBackendIf = "bck0" // gateway, toward the backends
-	HostIf           = "eth0" // client and backends
-	BridgeIf         = "br0"  // switch
+	GatewayClientIf  = "cli0"    // gateway, toward the client
+	GatewayBackendIf = "bck0"    // gateway, toward the backends
+	HostIf           = "eth0"    // client and backends
+	MirrorIf         = "mirror0" // gateway, toward the analyser (Config.Analyser)
+	BridgeIf         = "br0"     // switch
 	// SwitchGatewayPort is the switch port that is the veth peer of the
 	// gateway's bck0. Backend ports are named after the backend ("s0", "c0").
 	SwitchGatewayPort = "gw"

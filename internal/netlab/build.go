@@ -133,6 +133,12 @@ func (b *builder) namespaces() error {
 	if l.Client, err = b.newHost("cl"); err != nil {
 		return err
 	}
+	if cfg.Analyser {
+		if l.Analyser, err = b.newHost("an"); err != nil {
+			return err
+		}
+		l.Analyser.Link = HostIf
+	}
 	if l.Switch, err = b.newHost("sw"); err != nil {
 		return err
 	}
@@ -197,6 +203,11 @@ func (b *builder) links() error {
 	}
 	if err := addVeth(gw, GatewayBackendIf, sw, SwitchGatewayPort); err != nil {
 		return err
+	}
+	if an := b.l.Analyser; an != nil {
+		if err := addVeth(gw, MirrorIf, an, HostIf); err != nil {
+			return err
+		}
 	}
 	b.ports = []string{SwitchGatewayPort}
 	for _, p := range b.l.Peers {
@@ -309,6 +320,10 @@ func (b *builder) interfaces() error {
 	}
 	for _, p := range l.Peers {
 		b.ifaces[p] = []string{"lo", GatewayBackendIf}
+	}
+	if l.Analyser != nil {
+		b.ifaces[l.Gateway] = append(b.ifaces[l.Gateway], MirrorIf)
+		b.ifaces[l.Analyser] = []string{"lo", HostIf}
 	}
 	for _, h := range l.Hosts() {
 		if err := b.check(b.interfaceSysctls(h)); err != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	// >= 5.13 frames redirected into cli0/bck0 are dropped unless the peer
 	// runs an XDP program itself. Needs the ethtool binary.
 	VethXDPReady bool
+	// Analyser adds the namespace "<lab>-an", whose eth0 is the peer of
+	// the gateway's MirrorIf: where an analyser reads a mirror's copies.
+	// It has no addresses.
+	Analyser bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -85,6 +89,8 @@ type Lab struct {
 	Stable, Canary          []*Host
 	// Peers are the peer gateways (Config.PeerGateways).
 	Peers []*Host
+	// Analyser is the analyser (Config.Analyser), nil without one.
+	Analyser *Host
 
 	mu       sync.Mutex
 	hosts    []*Host // every host whose namespace was created, in order

@@ -67,6 +67,7 @@ func OpenPinned(pinPath string) (*View, error) {
 		bpf.SteerMapFlows: &maps.Flows, bpf.SteerMapBackends: &maps.Backends, bpf.SteerMapNexthops: &maps.Nexthops,
 		bpf.SteerMapPoolCounters: &maps.PoolCounters, bpf.SteerMapStats: &maps.Stats,
 		bpf.SteerMapParams: &maps.Params, bpf.SteerMapLatency: &maps.Latency,
+		bpf.SteerMapMirrorCounters: &maps.MirrorCounters,
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {

@@ -1,0 +1,231 @@
+package captures
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/graylane/graylane/bpf"
+	"github.com/graylane/graylane/pkg/capture"
+	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/redact"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// Request is one capture of one service on this node.
+type Request struct {
+	Service string
+	// Share is the share of the service's new flows captured (whole
+	// flows, both directions).
+	Share service.Weight
+	// Duration and Count end the capture (0: no bound); ctx ends it too.
+	Duration time.Duration
+	Count    int
+	// What of each packet is kept: Payload the whole packet (up to
+	// datapath.CaptureSnapMax bytes), else Snaplen bytes, else (0) its
+	// headers only, through L4 (for GTP-U through the inner L4).
+	Snaplen int
+	Payload bool
+	// Redactor, when set, replaces every address that Keep does not keep
+	// (the client and UE addresses) with its pseudonym.
+	Redactor *redact.Redactor
+	Keep     func(netip.Addr) bool
+}
+
+// headersSnap is what the kernel copies for a headers-only capture: the
+// longest header chain HeaderLen keeps (Ethernet, two VLAN tags, IPv6 with
+// extension headers, UDP, GTP-U with extensions, inner IPv6, TCP with
+// options) fits.
+const headersSnap = 256
+
+func (r Request) kernelSnap() uint32 {
+	switch {
+	case r.Payload:
+		return datapath.CaptureSnapMax
+	case r.Snaplen > 0:
+		return uint32(min(r.Snaplen, int(datapath.CaptureSnapMax)))
+	}
+	return headersSnap
+}
+
+// Result is what a capture wrote: Written packets, Dropped ones (the full
+// ring's and this capture's full queue's), Seen = Written + Dropped.
+type Result struct {
+	Written, Dropped, Seen uint64
+}
+
+// session is a running capture.
+type session struct {
+	Request
+	svcID      uint32
+	share      service.Weight
+	kernelSnap uint32
+	queue      chan record
+	dropped    atomic.Uint64
+}
+
+// queueLen bounds the records waiting for one capture's writer.
+const queueLen = 8192
+
+// ErrNotInstalled: the service is not in this node's data path.
+var ErrNotInstalled = errors.New("not installed on this node")
+
+// Capture runs one capture, writing pcapng to w until its duration or
+// count is reached or ctx ends. The stream has one interface, this node's
+// capture of the service ("node:service"); each packet's direction is the
+// service's (inbound: client to VIP, outbound: VIP to client); its final
+// statistics give the packets seen and dropped.
+func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, error) {
+	id, ok := h.dp.ServiceID(req.Service)
+	if !ok {
+		return Result{}, fmt.Errorf("service %q: %w", req.Service, ErrNotInstalled)
+	}
+	if req.Share == 0 || req.Share > service.MaxWeight {
+		return Result{}, fmt.Errorf("capture share %s: give 0.01%%..100%%", req.Share)
+	}
+	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: req.kernelSnap(), queue: make(chan record, queueLen)}
+	cw, err := capture.NewWriter(w, []capture.Interface{{Node: h.node, Name: req.Service, SnapLen: int(s.kernelSnap)}})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := cw.Flush(); err != nil {
+		return Result{}, err
+	}
+	cap0, drop0, err := h.ringCounters(req.Service)
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	if err := h.register(s); err != nil {
+		return Result{}, fmt.Errorf("start the capture: %w", err)
+	}
+	written, werr := h.pump(ctx, s, cw)
+	h.unregister(s)
+	// The records the kernel wrote before the stop: read them all, so that
+	// the counts add up.
+	h.drained(time.Second)
+	written2, werr2 := h.flushQueue(s, cw, written)
+	written = written2
+	werr = errors.Join(werr, werr2)
+	cap1, drop1, err := h.ringCounters(req.Service)
+	if err != nil {
+		return Result{Written: written}, errors.Join(werr, err)
+	}
+	res := h.result(s, written, cap1-cap0, drop1-drop0)
+	st := capture.Stats{Start: start, End: time.Now(), Seen: res.Seen, Dropped: res.Dropped, Final: true}
+	werr = errors.Join(werr, cw.WriteStats(0, st), cw.Close())
+	return res, werr
+}
+
+// result accounts for a finished capture: ringCaptured and ringDropped
+// are the ring's counts for the service during it. A capture alone on its
+// service at its share reads every record the ring took: what it did not
+// write it dropped. (Beside a capture at a larger share, the ring's counts
+// include that one's records; this one's own count then stands.)
+func (h *Hub) result(s *session, written, ringCaptured, ringDropped uint64) Result {
+	dropped := s.dropped.Load()
+	if s.Count == 0 || written < uint64(s.Count) {
+		if seen := ringCaptured + ringDropped; h.alone(s) && seen >= written+ringDropped {
+			dropped = seen - written
+		} else {
+			dropped += ringDropped
+		}
+	}
+	return Result{Written: written, Dropped: dropped, Seen: written + dropped}
+}
+
+// alone: no other capture of s's service ran at a larger share (the
+// ring's counts are then s's).
+func (h *Hub) alone(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for o := range h.sessions {
+		if o.Service == s.Service && o.share > s.share {
+			return false
+		}
+	}
+	return true
+}
+
+// pump writes records until the capture ends; it flushes whenever the
+// queue runs empty, so a reader of the stream sees packets promptly.
+func (h *Hub) pump(ctx context.Context, s *session, cw *capture.Writer) (uint64, error) {
+	var done <-chan time.Time
+	if s.Duration > 0 {
+		t := time.NewTimer(s.Duration)
+		defer t.Stop()
+		done = t.C
+	}
+	flush := time.NewTicker(100 * time.Millisecond)
+	defer flush.Stop()
+	var written uint64
+	for s.Count == 0 || written < uint64(s.Count) {
+		select {
+		case <-ctx.Done():
+			return written, nil
+		case <-done:
+			return written, nil
+		case <-flush.C:
+			if err := cw.Flush(); err != nil {
+				return written, err
+			}
+		case rec := <-s.queue:
+			if err := h.write(s, cw, rec); err != nil {
+				return written, err
+			}
+			written++
+		}
+	}
+	return written, nil
+}
+
+// flushQueue writes what is left in the queue (up to the count).
+func (h *Hub) flushQueue(s *session, cw *capture.Writer, written uint64) (uint64, error) {
+	for {
+		select {
+		case rec := <-s.queue:
+			if s.Count > 0 && written >= uint64(s.Count) {
+				continue
+			}
+			if err := h.write(s, cw, rec); err != nil {
+				return written, err
+			}
+			written++
+		default:
+			return written, nil
+		}
+	}
+}
+
+// write keeps what the request asks of a record, redacts it and writes it.
+func (h *Hub) write(s *session, cw *capture.Writer, rec record) error {
+	data := rec.data
+	switch {
+	case s.Payload:
+	case s.Snaplen > 0:
+		data = data[:min(len(data), s.Snaplen)]
+	default:
+		data = data[:capture.HeaderLen(data)]
+	}
+	if s.Redactor != nil {
+		if err := s.Redactor.Frame(data, s.Keep); err != nil {
+			// An address that cannot be found cannot be hidden: keep the
+			// Ethernet header only, never an unredacted address.
+			data = data[:min(len(data), 14)]
+		}
+	}
+	dir := capture.Inbound
+	if rec.hdr.Dir == uint8(bpf.SteerDirectionDIR_TO_CLIENT) {
+		dir = capture.Outbound
+	}
+	return cw.WritePacket(capture.Packet{
+		Time:      h.clock.Wall(rec.hdr.TsNs),
+		Direction: dir,
+		Data:      data,
+		OrigLen:   int(rec.hdr.Len),
+	})
+}
