@@ -214,9 +214,16 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	failed := 0
 	svcs := g.src.Services()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
-	a := newArena(len(svcs) * 2 * 12)
+	// Metrics of each service and pool: 12 of the pool families (counters
+	// and histograms, whose buckets the arena allocates as they come) and
+	// 7 of the mirroring ones.
+	a := newArena(len(svcs) * 2 * (12 + 7))
 	pf := newPoolFamilies()
 	if err := pf.addServices(a, v, l, svcs); err != nil {
+		failed++
+	}
+	mf := newMirrorFamilies()
+	if err := mf.addServices(a, v, l, svcs); err != nil {
 		failed++
 	}
 	nodeOnly := []*dto.LabelPair{node}
@@ -229,7 +236,8 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
-	out := []*dto.MetricFamily{attached, pf.bytes, pf.weight, pf.connect, events, pf.errs, fill, capf, pf.flows, pf.packets, pf.response, pf.responses, scrapeErrors}
+	out := []*dto.MetricFamily{attached, pf.bytes, pf.weight, mf.dropped, pf.connect, events, pf.errs, fill, capf, pf.flows,
+		mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
 }
