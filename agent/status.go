@@ -68,6 +68,7 @@ func (w *windows) last() (window.Snapshot, float64, bool) {
 func (a *Agent) status(name string) (any, error) {
 	st, _ := a.node.FSM().State()
 	win, secs, haveWindow := a.win.last()
+	mirrorProblems := a.dp.MirrorProblems()
 	out := map[string]api.NodeStatus{}
 	for _, s := range st.ServiceList() {
 		if name != "" && s.Name != name {
@@ -75,14 +76,14 @@ func (a *Agent) status(name string) (any, error) {
 		}
 		ks, ok, err := a.dp.ReadKernel(s.Frontend())
 		if err != nil {
-			out[s.Name] = api.NodeStatus{Error: err.Error()}
+			out[s.Name] = api.NodeStatus{Error: err.Error(), MirrorProblem: mirrorProblems[s.Name]}
 			continue
 		}
 		if !ok {
 			out[s.Name] = api.NodeStatus{Error: "not in this node's kernel yet"}
 			continue
 		}
-		ns := api.NodeStatus{Weight: ks.Weight.String()}
+		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name]}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
 			ps := api.PoolStatus{Pool: p.String(), Backends: []string{}}

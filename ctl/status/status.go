@@ -24,8 +24,10 @@ weight its kernel steers by ("(differs)" while it has not caught up), and
 per pool its backends and, over the node's last measurement window: new
 flows per second, P50 and P99 response latency, errors per response, and
 the breaker's state when a release runs. A node that could not be asked is
-shown with the reason. With -o json or yaml, p50 and p99 are nanoseconds
-and errorRate a fraction.`,
+shown with the reason ("? ..."); a node that does not mirror the service
+as its spec.mirror says (its mirror interface is missing or down) gets a
+row under it saying why ("! ..."). With -o json or yaml, p50 and p99 are
+nanoseconds and errorRate a fraction.`,
 		Args: cli.Args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -57,11 +59,13 @@ func table(t *printer.Tab, st api.Status) {
 			}
 			if len(n.Pools) == 0 {
 				t.Row(s.Name, s.Weight, n.Node, kernel, "", "", "", "", "", "", "")
-				continue
 			}
 			for _, p := range n.Pools {
 				t.Row(s.Name, s.Weight, n.Node, kernel, p.Pool, strings.Join(p.Backends, ","), fmt.Sprintf("%.1f", p.FlowRate),
 					latency(p.P50), latency(p.P99), fmt.Sprintf("%.2f%%", 100*p.ErrorRate), p.Breaker)
+			}
+			if n.MirrorProblem != "" {
+				t.Row(s.Name, s.Weight, n.Node, "! "+n.MirrorProblem, "", "", "", "", "", "", "")
 			}
 		}
 	}

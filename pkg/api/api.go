@@ -161,6 +161,9 @@ type NodeStatus struct {
 	// installed there); Error says why a node could not be asked.
 	Weight string `json:"weight,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// MirrorProblem says why the node does not mirror the service as its
+	// spec.mirror says (the mirror interface is missing or down there).
+	MirrorProblem string `json:"mirrorProblem,omitempty"`
 	// Pools are the live numbers of the stable and canary pools, over the
 	// node's last measurement window.
 	Pools []PoolStatus `json:"pools,omitempty"`
