@@ -80,10 +80,11 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 		}
 	}
 	dp, err := datapath.New(datapath.Options{
-		PinPath:    cfg.BPFFS,
-		FlowTable:  uint32(cfg.FlowTable),
-		Logger:     log,
-		DisableTCX: !probe.Has(features, "tcx"),
+		PinPath:     cfg.BPFFS,
+		FlowTable:   uint32(cfg.FlowTable),
+		CaptureRing: uint32(cfg.CaptureRing),
+		Logger:      log,
+		DisableTCX:  !probe.Has(features, "tcx"),
 		// Without the kfunc the programs could not read the state anyway;
 		// turned off (GRAYLANE_DISABLE_FEATURES), the helpers take over.
 		ChecksumHelpers: !probe.Has(features, "skb_csum_state"),

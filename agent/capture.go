@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,11 @@ func (a *Agent) Capture(ctx context.Context, c apiserver.CaptureSpec, start func
 		return a.captureLocal(ctx, req, start)
 	case "all":
 		return a.captureAll(ctx, req, start)
+	}
+	if nodes, err := a.node.MemberNames(); err != nil {
+		return err
+	} else if !slices.Contains(nodes, c.Node) {
+		return apiErr(http.StatusNotFound, "node %q is not a member of the cluster (members: %s; or all)", c.Node, strings.Join(nodes, ", "))
 	}
 	rc, err := a.openPeerCapture(ctx, c.Node, req)
 	if err != nil {

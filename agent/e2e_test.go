@@ -45,6 +45,13 @@ type env struct {
 // setup builds a lab with servers on every backend and starts an agent.
 func setup(t *testing.T, cfg netlab.Config, mode string, svcs ...service.Service) *env {
 	t.Helper()
+	return setupWith(t, cfg, labagent.Options{Mode: mode, Services: svcs})
+}
+
+// setupWith is setup with the agent's options (Binary and Log are set
+// here).
+func setupWith(t *testing.T, cfg netlab.Config, opts labagent.Options) *env {
+	t.Helper()
 	testenv.RequirePrivileges(t)
 	bin, err := agent.Path()
 	if err != nil {
@@ -64,7 +71,8 @@ func setup(t *testing.T, cfg netlab.Config, mode string, svcs ...service.Service
 	}
 	var logBuf bytes.Buffer
 	var logMu sync.Mutex
-	a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: mode, Services: svcs, Log: lockedWriter{&logMu, &logBuf}})
+	opts.Binary, opts.Log = bin, lockedWriter{&logMu, &logBuf}
+	a, err := labagent.Start(ctx, lab, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

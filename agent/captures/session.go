@@ -88,11 +88,10 @@ func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, er
 		return Result{}, fmt.Errorf("capture share %s: give 0.01%%..100%%", req.Share)
 	}
 	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: req.kernelSnap(), queue: make(chan record, queueLen)}
+	// Buffered: nothing reaches w before the first Flush, so a failure
+	// up to there leaves w untouched.
 	cw, err := capture.NewWriter(w, []capture.Interface{{Node: h.node, Name: req.Service, SnapLen: int(s.kernelSnap)}})
 	if err != nil {
-		return Result{}, err
-	}
-	if err := cw.Flush(); err != nil {
 		return Result{}, err
 	}
 	cap0, drop0, err := h.ringCounters(req.Service)
@@ -103,7 +102,12 @@ func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, er
 	if err := h.register(s); err != nil {
 		return Result{}, fmt.Errorf("start the capture: %w", err)
 	}
-	written, werr := h.pump(ctx, s, cw)
+	// The stream starts once the kernel samples: a reader that sees its
+	// first bytes knows new flows from then on are in it.
+	written, werr := uint64(0), cw.Flush()
+	if werr == nil {
+		written, werr = h.pump(ctx, s, cw)
+	}
 	h.unregister(s)
 	// The records the kernel wrote before the stop: read them all, so that
 	// the counts add up.

@@ -55,15 +55,20 @@ const (
 	DefaultBPFFS     = "/sys/fs/bpf/graylane"
 	DefaultDataDir   = "/var/lib/graylane"
 	DefaultFlowTable = 262144
-	DefaultAPI       = "unix:///run/graylane/api.sock"
-	DefaultMetrics   = "127.0.0.1:9477"
-	DefaultManifests = "/etc/graylane/manifests.d"
+	// DefaultCaptureRing is 8 MiB.
+	DefaultCaptureRing = 8 << 20
+	DefaultAPI         = "unix:///run/graylane/api.sock"
+	DefaultMetrics     = "127.0.0.1:9477"
+	DefaultManifests   = "/etc/graylane/manifests.d"
 )
 
 // Bounds of the flow table, in entries.
 const (
 	MinFlowTable = 1024
 	MaxFlowTable = 67108864
+	// The capture ring's bounds, in bytes: a page at least, at most 1 GiB.
+	MinCaptureRing = 4096
+	MaxCaptureRing = 1 << 30
 )
 
 // Config is the agent's configuration. The yaml tags are the file's
@@ -78,8 +83,12 @@ type Config struct {
 	BPFFS   string `yaml:"bpffs"`
 	DataDir string `yaml:"dataDir"`
 	// FlowTable is how many flows the data path tracks at once.
-	FlowTable int    `yaml:"flowTable"`
-	Listen    Listen `yaml:"listen"`
+	FlowTable int `yaml:"flowTable"`
+	// CaptureRing is the size in bytes of the kernel's capture ring (a
+	// power of two): how much a burst of captured packets may run ahead
+	// of the agent's reader before packets are dropped (and counted).
+	CaptureRing int    `yaml:"captureRing"`
+	Listen      Listen `yaml:"listen"`
 	// Cluster is nil for a single-node cluster.
 	Cluster *Cluster `yaml:"cluster"`
 	// Manifests is a manifest file or directory, applied once when the
@@ -167,13 +176,14 @@ type TLS struct {
 func Default() *Config {
 	node, _ := os.Hostname() // on failure Validate asks for node
 	return &Config{
-		Node:      node,
-		XDPMode:   DefaultXDPMode,
-		BPFFS:     DefaultBPFFS,
-		DataDir:   DefaultDataDir,
-		FlowTable: DefaultFlowTable,
-		Listen:    Listen{API: DefaultAPI, Metrics: DefaultMetrics},
-		Manifests: DefaultManifests,
+		Node:        node,
+		XDPMode:     DefaultXDPMode,
+		BPFFS:       DefaultBPFFS,
+		DataDir:     DefaultDataDir,
+		FlowTable:   DefaultFlowTable,
+		CaptureRing: DefaultCaptureRing,
+		Listen:      Listen{API: DefaultAPI, Metrics: DefaultMetrics},
+		Manifests:   DefaultManifests,
 	}
 }
 

@@ -16,13 +16,14 @@ func TestDefault(t *testing.T) {
 		t.Skipf("no hostname to compare with: %v", err)
 	}
 	want := &Config{
-		Node:      host,
-		XDPMode:   XDPModeAuto,
-		BPFFS:     "/sys/fs/bpf/graylane",
-		DataDir:   "/var/lib/graylane",
-		FlowTable: 262144,
-		Listen:    Listen{API: "unix:///run/graylane/api.sock", Metrics: "127.0.0.1:9477"},
-		Manifests: "/etc/graylane/manifests.d",
+		Node:        host,
+		XDPMode:     XDPModeAuto,
+		BPFFS:       "/sys/fs/bpf/graylane",
+		DataDir:     "/var/lib/graylane",
+		FlowTable:   262144,
+		CaptureRing: 8 << 20,
+		Listen:      Listen{API: "unix:///run/graylane/api.sock", Metrics: "127.0.0.1:9477"},
+		Manifests:   "/etc/graylane/manifests.d",
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -58,11 +59,12 @@ func TestLoad(t *testing.T) {
 			{Name: "eth0", Role: RoleClient},
 			{Name: "eth1", Role: RoleBackend},
 		},
-		XDPMode:   XDPModeAuto,
-		BPFFS:     "/sys/fs/bpf/graylane",
-		DataDir:   "/var/lib/graylane",
-		FlowTable: 262144,
-		Listen:    Listen{API: "unix:///run/graylane/api.sock", Metrics: "127.0.0.1:9477"},
+		XDPMode:     XDPModeAuto,
+		BPFFS:       "/sys/fs/bpf/graylane",
+		DataDir:     "/var/lib/graylane",
+		FlowTable:   262144,
+		CaptureRing: 8 << 20,
+		Listen:      Listen{API: "unix:///run/graylane/api.sock", Metrics: "127.0.0.1:9477"},
 		Cluster: &Cluster{
 			Raft: "10.0.0.1:7071",
 			Join: []string{"10.0.0.2:7071", "10.0.0.3:7071"},
@@ -92,6 +94,7 @@ func TestParseSettings(t *testing.T) {
 		{"flowTable: 1024\n", func(c *Config) bool { return c.FlowTable == MinFlowTable }},
 		{"flowTable: 67108864\n", func(c *Config) bool { return c.FlowTable == MaxFlowTable }},
 		{"flowTable: 0x10000\n", func(c *Config) bool { return c.FlowTable == 65536 }},
+		{"captureRing: 65536\n", func(c *Config) bool { return c.CaptureRing == 65536 }},
 		{"node: GW-1.example.com\n", func(c *Config) bool { return c.Node == "GW-1.example.com" }},
 		{"node: 42\n", func(c *Config) bool { return c.Node == "42" }},
 		{"listen: {api: 'https://10.0.0.1:8443'}\n", func(c *Config) bool {
@@ -147,6 +150,8 @@ func TestParseErrors(t *testing.T) {
 		{"flow table too big", ifc + "flowTable: 67108865\n", []string{"agent.yaml:2: flowTable: 67108865 is outside 1024..67108864"}},
 		{"flow table zero", ifc + "flowTable: 0\n", []string{"flowTable: 0 is outside"}},
 		{"flow table negative", ifc + "flowTable: -1\n", []string{"flowTable: -1 is outside"}},
+		{"capture ring not a power of two", ifc + "captureRing: 100000\n", []string{"agent.yaml:2: captureRing: 100000 is not a power of two from 4096 to 1073741824 bytes"}},
+		{"capture ring too small", ifc + "captureRing: 2048\n", []string{"captureRing: 2048 is not a power of two"}},
 		{"cluster without raft or tls", ifc + "cluster: {}\n", []string{"cluster.raft: is required", "cluster.tls.ca: is required", "cluster.tls.cert: is required", "cluster.tls.key: is required"}},
 		{"bad webhooks", ifc + "webhooks: [{url: 'ftp://x'}, {url: 'https://hooks.example/g', events: [rollback, explode]}]\n",
 			[]string{`webhooks[0].url: "ftp://x": give an http:// or https:// URL`, `webhooks[1].events[1]: "explode" is not an event`}},

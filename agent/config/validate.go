@@ -112,6 +112,9 @@ func (c *Config) validateDataPath(bad reportFunc) {
 	if c.FlowTable < MinFlowTable || c.FlowTable > MaxFlowTable {
 		bad("flowTable", "%d is outside %d..%d flow entries", c.FlowTable, MinFlowTable, MaxFlowTable)
 	}
+	if r := c.CaptureRing; r < MinCaptureRing || r > MaxCaptureRing || r&(r-1) != 0 {
+		bad("captureRing", "%d is not a power of two from %d to %d bytes", r, MinCaptureRing, MaxCaptureRing)
+	}
 }
 
 // validateAPI checks listen.api and listen.apiTCP, and that the TCP API has

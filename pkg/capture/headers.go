@@ -46,7 +46,7 @@ const (
 // extension headers, and the L4 header: TCP with its options, UDP, ICMP or
 // ICMPv6 (8 bytes). Another protocol is kept through its IP header, a
 // frame that is not IP through its Ethernet header, a later fragment
-// through the header that says so. A UDP datagram to port 2152 carrying a
+// through the header that says so. A UDP datagram to or from port 2152 carrying a
 // GTP-U G-PDU is kept through the G-PDU's header and the inner IPv4 or
 // IPv6 packet's headers down to its own L4 header (one level: a tunnel in
 // the tunnel is not walked).
@@ -166,7 +166,9 @@ func l4End(b []byte, off int, proto byte, inner bool) int {
 		if len(b)-off < udpHdrLen {
 			return len(b)
 		}
-		if !inner && binary.BigEndian.Uint16(b[off+2:]) == gtpu.Port {
+		// Either port: a UPF answers a base station from 2152 to the
+		// port the base station sent from.
+		if !inner && (binary.BigEndian.Uint16(b[off:]) == gtpu.Port || binary.BigEndian.Uint16(b[off+2:]) == gtpu.Port) {
 			return gtpEnd(b, off+udpHdrLen)
 		}
 		return off + udpHdrLen

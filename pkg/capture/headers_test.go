@@ -139,10 +139,16 @@ func headerCases() []headerCase {
 			gtp := &layers.GTPv1U{Version: 1, MessageType: 1, SequenceNumberFlag: true}
 			return frame(t, ether(layers.EthernetTypeIPv4), ip, udp(t, ip, 2152, 2152), gtp)
 		}, hEth + hIPv4 + hUDP, stopsShort},
-		{"UDP from port 2152, not to it: no tunnel", func(t testing.TB) []byte {
+		{"UDP between other ports: no tunnel", func(t testing.TB) []byte {
 			ip := ipv4(upf4, gnb4, layers.IPProtocolUDP)
-			return frame(t, ether(layers.EthernetTypeIPv4), ip, udp(t, ip, 2152, 40000), gopacket.Payload(userData))
+			return frame(t, ether(layers.EthernetTypeIPv4), ip, udp(t, ip, 2153, 40000), gopacket.Payload(userData))
 		}, hEth + hIPv4 + hUDP, wellFormed},
+		{"GTP-U G-PDU from port 2152 (a UPF's answer): walked", func(t testing.TB) []byte {
+			ip := ipv4(upf4, gnb4, layers.IPProtocolUDP)
+			gtp := &layers.GTPv1U{Version: 1, MessageType: 255, TEID: 0x1bc}
+			inner := ipv4(srv4, gnb4, layers.IPProtocolUDP)
+			return frame(t, ether(layers.EthernetTypeIPv4), ip, udp(t, ip, 2152, 40000), gtp, inner, udp(t, inner, 53, 40000), gopacket.Payload(userData))
+		}, hEth + hIPv4 + hUDP + hGTP + hIPv4 + hUDP, wellFormed},
 	}
 }
 

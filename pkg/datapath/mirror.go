@@ -104,8 +104,12 @@ func (d *Datapath) planMirror(p *plan, old, in *installed) {
 		in.mirror = mirrorValue(&in.svc, mirrorIface{}, d.captures[in.svc.Name])
 	}
 	prev := bpf.SteerMirror{}
+	// After a restart the kernel's entries are not known (an adopted
+	// service's installed.mirror is empty; a capture of the previous agent
+	// may have been running): the first Apply writes every one.
+	adopting := d.adoption != nil && !d.adoption.done
 	if old != nil {
-		if old.id == in.id && old.mirror == in.mirror {
+		if old.id == in.id && old.mirror == in.mirror && !adopting {
 			return
 		}
 		if old.id == in.id {
@@ -122,10 +126,8 @@ func (d *Datapath) planMirror(p *plan, old, in *installed) {
 
 // planClearMirror empties a removed service's entry, so that the next
 // service given its id does not inherit its mirroring.
+// It writes even an entry it believes empty: an adopted service's may not be.
 func (p *plan) planClearMirror(mirrors *ebpf.Map, old *installed) {
-	if old.mirror == (bpf.SteerMirror{}) {
-		return
-	}
 	id, prev := old.id, old.mirror
 	p.finish = append(p.finish, step{
 		what: fmt.Sprintf("clear the mirroring of removed service %q", old.svc.Name),
