@@ -66,6 +66,11 @@ type session struct {
 	kernelSnap uint32
 	queue      chan record
 	dropped    atomic.Uint64
+	// The writer's: records in time order, how many were written, and the
+	// last packet's time (never gone back).
+	order    orderer
+	written  uint64
+	lastWall time.Time
 }
 
 // queueLen bounds the records waiting for one capture's writer.
@@ -104,22 +109,20 @@ func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, er
 	}
 	// The stream starts once the kernel samples: a reader that sees its
 	// first bytes knows new flows from then on are in it.
-	written, werr := uint64(0), cw.Flush()
+	werr := cw.Flush()
 	if werr == nil {
-		written, werr = h.pump(ctx, s, cw)
+		werr = h.pump(ctx, s, cw)
 	}
 	h.unregister(s)
 	// The records the kernel wrote before the stop: read them all, so that
 	// the counts add up.
 	h.drained(time.Second)
-	written2, werr2 := h.flushQueue(s, cw, written)
-	written = written2
-	werr = errors.Join(werr, werr2)
+	werr = errors.Join(werr, h.flushQueue(s, cw))
 	cap1, drop1, err := h.ringCounters(req.Service)
 	if err != nil {
-		return Result{Written: written}, errors.Join(werr, err)
+		return Result{Written: s.written}, errors.Join(werr, err)
 	}
-	res := h.result(s, written, cap1-cap0, drop1-drop0)
+	res := h.result(s, s.written, cap1-cap0, drop1-drop0)
 	st := capture.Stats{Start: start, End: time.Now(), Seen: res.Seen, Dropped: res.Dropped, Final: true}
 	werr = errors.Join(werr, cw.WriteStats(0, st), cw.Close())
 	return res, werr
@@ -155,9 +158,10 @@ func (h *Hub) alone(s *session) bool {
 	return true
 }
 
-// pump writes records until the capture ends; it flushes whenever the
-// queue runs empty, so a reader of the stream sees packets promptly.
-func (h *Hub) pump(ctx context.Context, s *session, cw *capture.Writer) (uint64, error) {
+// pump writes records until the capture ends, in time order (orderer);
+// it flushes whenever the queue runs empty, so a reader of the stream
+// sees packets promptly.
+func (h *Hub) pump(ctx context.Context, s *session, cw *capture.Writer) error {
 	var done <-chan time.Time
 	if s.Duration > 0 {
 		t := time.NewTimer(s.Duration)
@@ -166,44 +170,60 @@ func (h *Hub) pump(ctx context.Context, s *session, cw *capture.Writer) (uint64,
 	}
 	flush := time.NewTicker(100 * time.Millisecond)
 	defer flush.Stop()
-	var written uint64
-	for s.Count == 0 || written < uint64(s.Count) {
+	idle := true
+	for !s.full() {
 		select {
 		case <-ctx.Done():
-			return written, nil
+			return nil
 		case <-done:
-			return written, nil
+			return nil
 		case <-flush.C:
+			if err := h.emit(s, cw, s.order.take(idle)); err != nil {
+				return err
+			}
 			if err := cw.Flush(); err != nil {
-				return written, err
+				return err
 			}
+			idle = true
 		case rec := <-s.queue:
-			if err := h.write(s, cw, rec); err != nil {
-				return written, err
+			idle = false
+			s.order.add(rec)
+			if err := h.emit(s, cw, s.order.take(false)); err != nil {
+				return err
 			}
-			written++
 		}
 	}
-	return written, nil
+	return nil
 }
 
-// flushQueue writes what is left in the queue (up to the count).
-func (h *Hub) flushQueue(s *session, cw *capture.Writer, written uint64) (uint64, error) {
+// flushQueue writes what is left in the queue and the orderer.
+func (h *Hub) flushQueue(s *session, cw *capture.Writer) error {
 	for {
 		select {
 		case rec := <-s.queue:
-			if s.Count > 0 && written >= uint64(s.Count) {
-				continue
-			}
-			if err := h.write(s, cw, rec); err != nil {
-				return written, err
-			}
-			written++
+			s.order.add(rec)
 		default:
-			return written, nil
+			return h.emit(s, cw, s.order.take(true))
 		}
 	}
 }
+
+// emit writes records up to the capture's count.
+func (h *Hub) emit(s *session, cw *capture.Writer, recs []record) error {
+	for _, rec := range recs {
+		if s.full() {
+			return nil
+		}
+		if err := h.write(s, cw, rec); err != nil {
+			return err
+		}
+		s.written++
+	}
+	return nil
+}
+
+// full: the capture wrote its count.
+func (s *session) full() bool { return s.Count > 0 && s.written >= uint64(s.Count) }
 
 // write keeps what the request asks of a record, redacts it and writes it.
 func (h *Hub) write(s *session, cw *capture.Writer, rec record) error {
@@ -226,8 +246,15 @@ func (h *Hub) write(s *session, cw *capture.Writer, rec record) error {
 	if rec.hdr.Dir == uint8(bpf.SteerDirectionDIR_TO_CLIENT) {
 		dir = capture.Outbound
 	}
+	// The clock's offset is sampled anew every second: a new sample may
+	// put a packet a fraction of a microsecond before the last one.
+	at := h.clock.Wall(rec.hdr.TsNs)
+	if at.Before(s.lastWall) {
+		at = s.lastWall
+	}
+	s.lastWall = at
 	return cw.WritePacket(capture.Packet{
-		Time:      h.clock.Wall(rec.hdr.TsNs),
+		Time:      at,
 		Direction: dir,
 		Data:      data,
 		OrigLen:   int(rec.hdr.Len),

@@ -23,5 +23,6 @@
 // HeaderLen says how many bytes of a frame a headers-only capture keeps:
 // through the L4 header, and for a GTP-U G-PDU through the inner packet's
 // L4 header. Merge joins the live streams of several nodes' captures into
-// one file in time order, each node's interfaces renamed "node/iface".
+// one file in time order, each node's interfaces named "node:iface" as a
+// node's own stream names them.
 package capture

@@ -13,7 +13,7 @@ import (
 // Source is one node's capture stream, as this package's Writer writes
 // it: one pcapng section, packets in Enhanced Packet Blocks, in time order.
 type Source struct {
-	Node string // the node's name: the merged file's interfaces are named "Node/interface"
+	Node string // the node's name: the merged file's interfaces are named "Node:interface"
 	R    io.Reader
 }
 
@@ -52,8 +52,8 @@ type SourceStats struct {
 // source.
 //
 // Each interface of a source becomes an interface of the output named
-// "NODE/IFNAME" (IFNAME without the "NODE:" the source's Writer put in
-// front of it), with its link type and snaplen, and nanosecond
+// "NODE:IFNAME", as a node's own stream names them (the source's Writer
+// put "NODE:" in front already; it is added where missing), with its link type and snaplen, and nanosecond
 // timestamps. Each packet keeps its epb_flags (its direction) and
 // epb_dropcount; other packet options are not carried. The sources'
 // statistics blocks (isb_starttime, isb_endtime, isb_ifrecv, isb_ifdrop)

@@ -63,14 +63,14 @@ func (m *merger) addInterface(s *mergeSource, rec record) error {
 }
 
 // mergedName is the output's name of interface n of node, called name in
-// the node's stream: "node/name", without the "node:" its Writer put in
-// front; "node/ifN" if it had no name.
+// the node's stream: "node:name", as a node's own stream names it (its
+// Writer put "node:" in front already); "node:ifN" if it had no name.
 func mergedName(node string, n int, name string) string {
 	name = strings.TrimPrefix(name, node+":")
 	if name == "" {
 		name = fmt.Sprintf("if%d", n)
 	}
-	return node + "/" + name
+	return node + ":" + name
 }
 
 // writePacket writes the packet waiting in s.

@@ -96,16 +96,16 @@ func TestMergeReadsOtherStreams(t *testing.T) {
 		name string
 		link layers.LinkType
 		snap uint32
-	}{{"a/eth7", layers.LinkTypeEthernet, 0}, {"a/if1", layers.LinkTypeRaw, 1500}, {"b/x", layers.LinkTypeEthernet, 64}} {
+	}{{"a:eth7", layers.LinkTypeEthernet, 0}, {"a:if1", layers.LinkTypeRaw, 1500}, {"b:x", layers.LinkTypeEthernet, 64}} {
 		if i := got.ifaces[n]; i.Name != want.name || i.LinkType != want.link || i.SnapLength != want.snap {
 			t.Errorf("interface %d: %q %v snaplen %d, want %q %v %d", n, i.Name, i.LinkType, i.SnapLength, want.name, want.link, want.snap)
 		}
 	}
 	at := func(ns int64) time.Time { return time.Unix(int64(epoch), ns) }
 	for n, want := range []mergedPacket{
-		{"a/eth7", Packet{Time: at(1000), Direction: Inbound, DroppedBefore: 3, Data: []byte("a first"), OrigLen: 7}},
-		{"b/x", Packet{Time: at(2861), Direction: Inbound, Data: []byte("b only"), OrigLen: 6}}, // 3e9/2^20 = 2861.02
-		{"a/if1", Packet{Time: at(5000), Data: []byte("a second"), OrigLen: 8}},
+		{"a:eth7", Packet{Time: at(1000), Direction: Inbound, DroppedBefore: 3, Data: []byte("a first"), OrigLen: 7}},
+		{"b:x", Packet{Time: at(2861), Direction: Inbound, Data: []byte("b only"), OrigLen: 6}}, // 3e9/2^20 = 2861.02
+		{"a:if1", Packet{Time: at(5000), Data: []byte("a second"), OrigLen: 8}},
 	} {
 		if n >= len(got.packets) || !samePacket(got.packets[n], want) {
 			t.Errorf("packet %d: %+v, want %+v", n, got.packets[min(n, len(got.packets)-1)], want)

@@ -122,7 +122,7 @@ func sourcesOf(nodes []nodeCapture) []Source {
 }
 
 // mergedName of a node's interface, written out here.
-func wantName(node string, i Interface) string { return node + "/" + i.Name }
+func wantName(node string, i Interface) string { return node + ":" + i.Name }
 
 // TestMergeInterleaved: every packet of the three nodes comes out once, in
 // strictly increasing time, on its renamed interface, with its direction,
@@ -135,7 +135,7 @@ func TestMergeInterleaved(t *testing.T) {
 		t.Fatalf("Merge: %v", err)
 	}
 	got := readMerged(t, out.Bytes())
-	checkMergedInterfaces(t, got.ifaces, []string{"n1/eth0", "n2/eth0", "n2/eth1", "n3/eth0"})
+	checkMergedInterfaces(t, got.ifaces, []string{"n1:eth0", "n2:eth0", "n2:eth1", "n3:eth0"})
 	want := map[int64]mergedPacket{} // by Unix nanoseconds: every packet's time differs
 	for _, n := range nodes {
 		for _, p := range n.packets {
@@ -173,7 +173,7 @@ func checkMergedInterfaces(t *testing.T, got []pcapgo.NgInterface, want []string
 		}
 	}
 	if got[2].SnapLength != 100 || got[0].SnapLength != 0 {
-		t.Errorf("snaplens %d (n1/eth0), %d (n2/eth1): want 0 and 100, the sources'", got[0].SnapLength, got[2].SnapLength)
+		t.Errorf("snaplens %d (n1:eth0), %d (n2:eth1): want 0 and 100, the sources'", got[0].SnapLength, got[2].SnapLength)
 	}
 }
 
