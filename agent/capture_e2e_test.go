@@ -471,4 +471,25 @@ func TestCaptureBadInput(t *testing.T) {
 	if err != nil || got.Mirror != nil {
 		t.Errorf("after the refused mirror the service has mirror %+v (%v)", got.Mirror, err)
 	}
+	checkMissingMirror(t, e, c)
+}
+
+// checkMissingMirror: a mirror to an interface this node does not have is
+// accepted (another node may have it); the node says so in the status
+// and keeps steering.
+func checkMissingMirror(t *testing.T, e *env, c *api.Client) {
+	t.Helper()
+	if _, err := c.SetMirror(e.ctx, "web", api.MirrorRequest{Percent: "100%", To: "glnone0"}, api.WriteOptions{WaitApplied: true, Timeout: 10 * time.Second}); err != nil {
+		t.Fatalf("mirror to glnone0: %v", err)
+	}
+	st, err := c.Status(e.ctx, "web")
+	if err != nil || len(st.Services) != 1 || len(st.Services[0].Nodes) != 1 {
+		t.Fatalf("status: %+v (%v)", st, err)
+	}
+	if p := st.Services[0].Nodes[0].MirrorProblem; !strings.Contains(p, "glnone0") {
+		t.Errorf("the node's mirror problem is %q, want one naming glnone0", p)
+	}
+	if _, err := e.lab.Client.Hello(e.ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
+		t.Errorf("the service stopped steering: %v", err)
+	}
 }
