@@ -203,8 +203,17 @@ func connections(pkts []gopacket.Packet, vip netip.Addr, port uint16) (conns []*
 // connection sent with TSO arrives as valid frames: every copy's IP length
 // matches the frame, nothing of the byte stream is missing, and the GSO
 // copies longer than the MTU are counted.
+//
+// At an XDP hook (generic XDP here) the mirrored flows are handed to the
+// tc program beside it, which copies them: the same holds.
 func TestMirrorToInterface(t *testing.T) {
-	e := setup(t, netlab.Config{Analyser: true}, "tc")
+	for _, mode := range []string{"tc", "generic"} {
+		t.Run(mode, func(t *testing.T) { testMirrorToInterface(t, mode) })
+	}
+}
+
+func testMirrorToInterface(t *testing.T, mode string) {
+	e := setup(t, netlab.Config{Analyser: true}, mode)
 	webSvc := web("web", e.lab, netlab.VIP4, 80, netlab.HelloPort, service.TCP, 5000)
 	webSvc.Mirror = &service.Mirror{Percent: 1000, To: netlab.MirrorIf}
 	bulk := web("bulk", e.lab, netlab.VIP4, 81, netlab.EchoPort, service.TCP, 0)
@@ -267,6 +276,21 @@ func TestMirrorToInterface(t *testing.T) {
 		t.Errorf("kernel copies %d (failed %d), the analyser got %d", st.Copies, st.CopyFailed, len(webPkts))
 	}
 	checkBulkCopies(t, bulkPkts, echoed, e.mirrorStats(t, bulk))
+	if mode != "tc" {
+		v, err := e.agent.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		stats, err := v.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats["mirror_handoff"] == 0 || stats["mirror_xdp"] != 0 {
+			t.Errorf("XDP handed %d packets to tc and left %d uncopied", stats["mirror_handoff"], stats["mirror_xdp"])
+		}
+		t.Logf("XDP handed %d packets of mirrored flows to tc", stats["mirror_handoff"])
+	}
 }
 
 // echoBulk sends n bytes to the echo service at vip and reads them back:

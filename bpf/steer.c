@@ -320,6 +320,13 @@ int xdp_client(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ret == DECIDE_DROP)
 		return XDP_DROP;
+	/* Before any tracking or counting: the tc program does them. A new
+	 * flow it will see as established is counted here. */
+	if (mirror_handoff(ctx, f.flags, f.svc_id)) {
+		if (new_flow && !(pkt.tuple.proto == IPPROTO_TCP && (pkt.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN))
+			count_new_flow(f.svc_id, f.pool);
+		return XDP_PASS;
+	}
 	if (live) {
 		track_client(live, &pkt, &fk);
 		track_close(live, &fk, &pkt, FLOW_F_FIN_CLIENT);
@@ -362,6 +369,8 @@ int xdp_backend(struct xdp_md *ctx)
 	if (!r)
 		return XDP_PASS;
 	mflags = live->flags;
+	if (mirror_handoff(ctx, mflags, r->svc_id))
+		return XDP_PASS;
 	track_backend(data, data_end, live, &pkt);
 	track_close(live, &fk, &pkt, FLOW_F_FIN_BACKEND);
 	addr_copy(vip, r->vip);

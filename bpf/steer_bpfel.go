@@ -315,8 +315,9 @@ const (
 	SteerStatSTAT_FLOW_CLOSED      SteerStat = 24
 	SteerStatSTAT_MIRROR_SAMPLED   SteerStat = 25
 	SteerStatSTAT_MIRROR_XDP       SteerStat = 26
-	SteerStatSTAT_MIRROR_TRUNCATED SteerStat = 27
-	SteerStatSTAT_COUNT            SteerStat = 28
+	SteerStatSTAT_MIRROR_HANDOFF   SteerStat = 27
+	SteerStatSTAT_MIRROR_TRUNCATED SteerStat = 28
+	SteerStatSTAT_COUNT            SteerStat = 29
 )
 
 type SteerSvcParams struct {
@@ -394,6 +395,7 @@ const (
 	SteerMapServices       = "services"
 	SteerMapStats          = "stats"
 	SteerMapTables         = "tables"
+	SteerMapTcHandoff      = "tc_handoff"
 	SteerMapWheel          = "wheel"
 	SteerMapWheelHeads     = "wheel_heads"
 	SteerProgSweepTimeouts = "sweep_timeouts"
@@ -491,6 +493,7 @@ type SteerMapSpecs struct {
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
+	TcHandoff      *ebpf.MapSpec `ebpf:"tc_handoff"`
 	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
 	WheelHeads     *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
@@ -552,6 +555,7 @@ type SteerMaps struct {
 	Services       *ebpf.Map `ebpf:"services"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	Tables         *ebpf.Map `ebpf:"tables"`
+	TcHandoff      *ebpf.Map `ebpf:"tc_handoff"`
 	Wheel          *ebpf.Map `ebpf:"wheel"`
 	WheelHeads     *ebpf.Map `ebpf:"wheel_heads"`
 }
@@ -575,6 +579,7 @@ func (m *SteerMaps) Close() error {
 		m.Services,
 		m.Stats,
 		m.Tables,
+		m.TcHandoff,
 		m.Wheel,
 		m.WheelHeads,
 	)

@@ -235,6 +235,7 @@ const (
 	SteerUpgradeMapServices       = "services"
 	SteerUpgradeMapStats          = "stats"
 	SteerUpgradeMapTables         = "tables"
+	SteerUpgradeMapTcHandoff      = "tc_handoff"
 	SteerUpgradeMapWheel          = "wheel"
 	SteerUpgradeMapWheelHeads     = "wheel_heads"
 	SteerUpgradeProgSweepTimeouts = "sweep_timeouts"
@@ -332,6 +333,7 @@ type SteerUpgradeMapSpecs struct {
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
+	TcHandoff      *ebpf.MapSpec `ebpf:"tc_handoff"`
 	Wheel          *ebpf.MapSpec `ebpf:"wheel"`
 	WheelHeads     *ebpf.MapSpec `ebpf:"wheel_heads"`
 }
@@ -393,6 +395,7 @@ type SteerUpgradeMaps struct {
 	Services       *ebpf.Map `ebpf:"services"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	Tables         *ebpf.Map `ebpf:"tables"`
+	TcHandoff      *ebpf.Map `ebpf:"tc_handoff"`
 	Wheel          *ebpf.Map `ebpf:"wheel"`
 	WheelHeads     *ebpf.Map `ebpf:"wheel_heads"`
 }
@@ -416,6 +419,7 @@ func (m *SteerUpgradeMaps) Close() error {
 		m.Services,
 		m.Stats,
 		m.Tables,
+		m.TcHandoff,
 		m.Wheel,
 		m.WheelHeads,
 	)

@@ -212,6 +212,17 @@ static __always_inline void count_error(__u32 svc_id, __u8 pool, enum err_kind k
 		ps->errors[kind] += 1;
 }
 
+/* A new flow, counted alone: its packets are counted where they are
+ * forwarded (see mirror_handoff). */
+static __always_inline void count_new_flow(__u32 svc_id, __u8 pool)
+{
+	__u32 key = svc_id * POOL_COUNT + (pool & 1);
+	struct pool_stats *ps = bpf_map_lookup_elem(&pool_counters, &key);
+
+	if (ps)
+		ps->flows += 1;
+}
+
 static __always_inline void count_pool(__u32 svc_id, __u8 pool, enum direction dir, __u64 bytes,
 				       int new_flow)
 {
@@ -249,3 +260,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 23);
 } capture_ring SEC(".maps");
+
+/* The interfaces whose XDP program hands the packets of flows mirrored to
+ * an interface over to a tc program on the same interface (XDP cannot
+ * clone): ifindex -> 1, written by the agent once that tc program is
+ * attached, cleared before it goes. Without an entry XDP steers such
+ * packets itself and counts them, uncopied (STAT_MIRROR_XDP). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);  /* ifindex */
+	__type(value, __u8);
+	__uint(max_entries, 256);
+} tc_handoff SEC(".maps");

@@ -207,6 +207,26 @@ static __always_inline void mirror_skb(struct __sk_buff *skb, const struct flow_
 		capture_skb(skb, m, fk, svc_id, pool, dir);
 }
 
+/*
+ * At XDP, for a packet of a flow mirrored to an interface: 1 if the tc
+ * program on the packet's interface is there to take it (it then does
+ * all: steering, the clone, the capture), so XDP passes it untouched.
+ * XDP has no clone; the sampled flows (a small share) take the skb path.
+ */
+static __always_inline int mirror_handoff(struct xdp_md *ctx, __u8 flags, __u32 svc_id)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct mirror *m;
+
+	if (!(flags & FLOW_F_MIRROR))
+		return 0;
+	m = bpf_map_lookup_elem(&mirrors, &svc_id);
+	if (!m || !m->ifindex || !bpf_map_lookup_elem(&tc_handoff, &ifindex))
+		return 0;
+	count(STAT_MIRROR_HANDOFF);
+	return 1;
+}
+
 /* The same at XDP: the ring only (no clone here). */
 static __always_inline void mirror_xdp(struct xdp_md *ctx, const struct flow_key *fk, __u8 flags,
 				       __u32 svc_id, __u8 pool, enum direction dir)

@@ -295,7 +295,8 @@ enum stat {
 	STAT_CSUM_HELPER,          /* a TC rewrite whose L4 checksum the kernel's helpers fixed (see tc_rewrite) */
 	STAT_FLOW_CLOSED,          /* a TCP flow closed (both FINs, then a bare ACK): its entry deleted */
 	STAT_MIRROR_SAMPLED,       /* a new flow sampled for the mirror interface or a capture */
-	STAT_MIRROR_XDP,           /* a packet to mirror seen at an XDP hook, which cannot clone: not copied */
+	STAT_MIRROR_XDP,           /* a packet to mirror seen at an XDP hook with no tc program to hand it to: not copied */
+	STAT_MIRROR_HANDOFF,       /* a packet to mirror that XDP handed to the tc program of its interface */
 	STAT_MIRROR_TRUNCATED,     /* an interface copy cut to its snaplen or to the mirror MTU (tc_mirror_out) */
 	STAT_COUNT,
 };

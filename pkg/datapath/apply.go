@@ -89,10 +89,14 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	d.pruneUnreferenced()
 	d.syncMirrorOut()
 	if d.adoption != nil && !d.adoption.done {
+		// The previous agent's XDP programs may hand packets to its tc
+		// companions: not while the programs change.
+		d.stopHandoff()
 		if err := d.adoption.finish(d); err != nil {
 			return fmt.Errorf("take over the previous agent's data path (the maps hold the new state; the next apply retries): %w", err)
 		}
 	}
+	d.syncHandoff()
 	return nil
 }
 

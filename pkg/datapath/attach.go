@@ -86,6 +86,8 @@ type attachment struct {
 	// such a filter runs until then.
 	pending      *ebpf.Program
 	filterProgID uint32
+	// companion is the tc program beside an XDP program (handoff.go).
+	companion *companion
 }
 
 // virtualDrivers are link kinds where auto mode prefers tc: native XDP on
@@ -233,7 +235,7 @@ func (d *Datapath) Detach(ifname string) error {
 		return fmt.Errorf("interface %s: nothing attached", ifname)
 	}
 	delete(d.attached, ifname)
-	return a.detach()
+	return errors.Join(d.detachCompanion(a), a.detach())
 }
 
 // Attachments lists what is attached.

@@ -16,24 +16,10 @@ import (
 // and their clsact filters on the named interfaces (of the caller's network
 // namespace), and removes every pin. Run it only with no agent running.
 func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
-	var errs []error
 	links := filepath.Join(pinPath, "links")
-	entries, err := os.ReadDir(links)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	for _, e := range entries {
-		file := filepath.Join(links, e.Name())
-		if l, err := link.LoadPinnedLink(file, nil); err == nil {
-			if err := l.Unpin(); err != nil {
-				errs = append(errs, fmt.Errorf("unpin %s: %w", file, err))
-			}
-			l.Close() // the last reference: the program leaves the interface
-		} else if err := os.Remove(file); err != nil {
-			errs = append(errs, err)
-		}
-		log.Info("detached", "interface", e.Name())
-	}
+	companions := filepath.Join(pinPath, companionsDir)
+	errs := unpinLinks(companions, log)
+	errs = append(errs, unpinLinks(links, log)...)
 	for _, name := range ifnames {
 		nl, err := netlink.LinkByName(name)
 		if err != nil {
@@ -53,7 +39,7 @@ func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
 		}
 	}
 	maps := filepath.Join(pinPath, "maps")
-	entries, err = os.ReadDir(maps)
+	entries, err := os.ReadDir(maps)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -65,7 +51,7 @@ func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
 	if len(entries) > 0 {
 		log.Info("removed the pinned maps", "path", maps, "maps", len(entries))
 	}
-	for _, p := range []string{filepath.Join(pinPath, "info"), links, maps} {
+	for _, p := range []string{filepath.Join(pinPath, "info"), companions, links, maps} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -75,4 +61,26 @@ func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// unpinLinks unpins (and so detaches) every link pinned in dir.
+func unpinLinks(dir string, log *slog.Logger) []error {
+	var errs []error
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		file := filepath.Join(dir, e.Name())
+		if l, err := link.LoadPinnedLink(file, nil); err == nil {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin %s: %w", file, err))
+			}
+			l.Close() // the last reference: the program leaves the interface
+		} else if err := os.Remove(file); err != nil {
+			errs = append(errs, err)
+		}
+		log.Info("detached", "interface", e.Name(), "pins", filepath.Base(dir))
+	}
+	return errs
 }

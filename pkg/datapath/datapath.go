@@ -319,9 +319,12 @@ func (d *Datapath) shutdown(keep bool) error {
 		var err error
 		switch {
 		case !keep:
-			err = a.detach()
+			err = errors.Join(d.detachCompanion(a), a.detach())
 		case a.link != nil:
 			err = a.link.Close() // the pin keeps it attached
+			if c := a.companion; c != nil && c.link != nil {
+				err = errors.Join(err, c.link.Close())
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
