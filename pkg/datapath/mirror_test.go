@@ -277,3 +277,57 @@ func interfaceIndex(name string) (int, error) {
 	}
 	return l.Attrs().Index, nil
 }
+
+// TestMirrorShareConcernsNewFlows: lowering a service's interface share
+// to 0 % leaves the flows sampled before it copied to their end, and no
+// new flow is sampled; turning mirroring off stops every copy.
+func TestMirrorShareConcernsNewFlows(t *testing.T) {
+	f := newFixture(t)
+	var sock int
+	if err := f.inNS(func() error {
+		addMirrorVeth(t, mirrorVeth, true)
+		var err error
+		sock, err = packetSocket(mirrorVeth + "p")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sock)
+	svc := oneBackendWeb()
+	apply := func(m *service.Mirror) {
+		t.Helper()
+		svc.Mirror = m
+		if err := f.inNS(func() error { return f.dp.Apply([]service.Service{svc}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(port uint16, flags uint8) {
+		t.Helper()
+		pkt := buildPacket(pktSpec{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: flags})
+		f.run(t, hookTC, false, f.cliIf, pkt)
+	}
+	copies := func() uint64 {
+		t.Helper()
+		ms, err := f.dp.MirrorStats("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms[service.Stable].Copies
+	}
+	apply(&service.Mirror{Percent: service.MaxWeight, To: mirrorVeth})
+	send(32000, tcpSYN)
+	apply(&service.Mirror{Percent: 0, To: mirrorVeth})
+	send(32001, tcpSYN) // a new flow at 0 %
+	send(32000, tcpACK) // the old flow goes on
+	if got := copies(); got != 2 {
+		t.Errorf("%d copies, want 2: the old flow's SYN and ACK, none of the new flow", got)
+	}
+	if flowFlags(t, f.dp, netip.AddrPortFrom(client4, 32001))&flagMirror != 0 {
+		t.Error("a flow that started at 0 % is marked for the mirror")
+	}
+	apply(nil)
+	send(32000, tcpACK)
+	if got := copies(); got != 2 {
+		t.Errorf("%d copies after mirroring was turned off, want still 2", got)
+	}
+}
