@@ -87,6 +87,9 @@ func (a *Agent) captureLocal(ctx context.Context, req peerCapture, start func() 
 	if errors.Is(err, captures.ErrNotInstalled) && !w.started() {
 		return apiErr(http.StatusConflict, "node %s: %v", a.cfg.Node, err)
 	}
+	if errors.Is(err, captures.ErrBusy) && !w.started() {
+		return apiErr(http.StatusTooManyRequests, "node %s: %v", a.cfg.Node, err)
+	}
 	a.log.Info("capture done", "service", req.Service, "written", res.Written, "dropped", res.Dropped, "seen", res.Seen, "err", err)
 	return err
 }

@@ -147,6 +147,9 @@ func (h *Hub) dispatch(raw []byte) {
 func (h *Hub) register(s *session) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.sessions) >= MaxCaptures {
+		return ErrBusy
+	}
 	h.sessions[s] = struct{}{}
 	if err := h.dp.SetCapture(s.Service, h.kernelCapture(s.Service)); err != nil {
 		delete(h.sessions, s)

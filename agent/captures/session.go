@@ -73,11 +73,21 @@ type session struct {
 	lastWall time.Time
 }
 
-// queueLen bounds the records waiting for one capture's writer.
-const queueLen = 8192
+// queueBytes bounds the packet bytes waiting for one capture's writer:
+// 8192 headers-only records, 1024 whole 16 KiB ones.
+const queueBytes = 16 << 20
 
-// ErrNotInstalled: the service is not in this node's data path.
-var ErrNotInstalled = errors.New("not installed on this node")
+func queueLen(snap uint32) int { return min(8192, queueBytes/int(max(snap, 1))) }
+
+// MaxCaptures bounds the captures running at once on a node.
+const MaxCaptures = 8
+
+var (
+	// ErrNotInstalled: the service is not in this node's data path.
+	ErrNotInstalled = errors.New("not installed on this node")
+	// ErrBusy: MaxCaptures captures run already.
+	ErrBusy = fmt.Errorf("%d captures run on this node already; wait for one to end", MaxCaptures)
+)
 
 // Capture runs one capture, writing pcapng to w until its duration or
 // count is reached or ctx ends. The stream has one interface, this node's
@@ -92,7 +102,8 @@ func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, er
 	if req.Share == 0 || req.Share > service.MaxWeight {
 		return Result{}, fmt.Errorf("capture share %s: give 0.01%%..100%%", req.Share)
 	}
-	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: req.kernelSnap(), queue: make(chan record, queueLen)}
+	snap := req.kernelSnap()
+	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: snap, queue: make(chan record, queueLen(snap))}
 	// Buffered: nothing reaches w before the first Flush, so a failure
 	// up to there leaves w untouched.
 	cw, err := capture.NewWriter(w, []capture.Interface{{Node: h.node, Name: req.Service, SnapLen: int(s.kernelSnap)}})
