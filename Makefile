@@ -84,7 +84,7 @@ fuzz: ## Fuzz the manifest parser, the config parser, the BPF programs and the c
 
 .PHONY: bench
 bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency
-	$(GO) test -run XXX -bench 'PerPacket|TrackingCost' -benchtime 20000x ./pkg/datapath
+	$(GO) test -run XXX -bench 'PerPacket|TrackingCost|MirrorCost' -benchtime 20000x ./pkg/datapath
 	$(GO) test -run XXX -bench ApplyWeight ./pkg/datapath
 	$(GO) test -run XXX -bench Sweep -benchtime 200x ./pkg/datapath
 	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
