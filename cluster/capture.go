@@ -56,7 +56,7 @@ func (n *Node) serveCapture(w http.ResponseWriter, r *http.Request) {
 		started = true
 		w.Header().Set("Content-Type", "application/x-pcapng")
 		w.WriteHeader(http.StatusOK)
-		return flushWriter{w}
+		return FlushWriter{w}
 	}
 	if err := (*f)(r.Context(), body, start); err != nil && !started {
 		var ae *api.Error
@@ -67,13 +67,13 @@ func (n *Node) serveCapture(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// flushWriter sends each write to the peer at once: a capture is read
-// while it runs.
-type flushWriter struct{ w http.ResponseWriter }
+// FlushWriter sends each write of a streamed answer at once: a capture
+// is read while it runs (here, and by the API).
+type FlushWriter struct{ W http.ResponseWriter }
 
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
+func (f FlushWriter) Write(p []byte) (int, error) {
+	n, err := f.W.Write(p)
+	if fl, ok := f.W.(http.Flusher); ok {
 		fl.Flush()
 	}
 	return n, err

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -75,7 +76,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, auth func(*http
 		started = true
 		w.Header().Set("Content-Type", "application/x-pcapng")
 		w.WriteHeader(http.StatusOK)
-		return flushWriter{w}
+		return cluster.FlushWriter{W: w}
 	}
 	err = s.capturer.Capture(r.Context(), c, start)
 	if err != nil && started {
@@ -160,15 +161,4 @@ func boolParam(q url.Values, name string) (bool, error) {
 		return false, apiError(http.StatusBadRequest, "%s=%q: give true or false", name, v)
 	}
 	return b, nil
-}
-
-// flushWriter sends each write at once: a capture is read as it runs.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
 }

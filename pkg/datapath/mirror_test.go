@@ -195,17 +195,7 @@ func TestCaptureRecords(t *testing.T) {
 // reply with the VIP as source; a service whose mirror interface is
 // missing steers and reports it.
 func TestMirrorInterface(t *testing.T) {
-	f := newFixture(t)
-	var sock int
-	if err := f.inNS(func() error {
-		addMirrorVeth(t, mirrorVeth, true)
-		var err error
-		sock, err = packetSocket(mirrorVeth + "p")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sock)
+	f, sock := newMirrorFixture(t)
 	svc := oneBackendWeb()
 	svc.Mirror = &service.Mirror{Percent: service.MaxWeight, To: mirrorVeth, Snaplen: 80}
 	other := webService("other", vip6, service.TCP, 0)
@@ -237,6 +227,24 @@ func TestMirrorInterface(t *testing.T) {
 	if stats["mirror_truncated"] != 1 {
 		t.Errorf("truncations counted %d, want 1", stats["mirror_truncated"])
 	}
+}
+
+// newMirrorFixture is a fixture with the mirror veth mirrorVeth and a
+// packet socket reading its peer.
+func newMirrorFixture(t *testing.T) (*fixture, int) {
+	t.Helper()
+	f := newFixture(t)
+	var sock int
+	if err := f.inNS(func() error {
+		addMirrorVeth(t, mirrorVeth, true)
+		var err error
+		sock, err = packetSocket(mirrorVeth + "p")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(sock) })
+	return f, sock
 }
 
 // packetSocket opens an AF_PACKET socket on ifname, in the calling
@@ -282,17 +290,7 @@ func interfaceIndex(name string) (int, error) {
 // to 0 % leaves the flows sampled before it copied to their end, and no
 // new flow is sampled; turning mirroring off stops every copy.
 func TestMirrorShareConcernsNewFlows(t *testing.T) {
-	f := newFixture(t)
-	var sock int
-	if err := f.inNS(func() error {
-		addMirrorVeth(t, mirrorVeth, true)
-		var err error
-		sock, err = packetSocket(mirrorVeth + "p")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(sock)
+	f, _ := newMirrorFixture(t)
 	svc := oneBackendWeb()
 	apply := func(m *service.Mirror) {
 		t.Helper()
