@@ -83,10 +83,12 @@ fuzz: ## Fuzz the manifest parser, the config parser, the BPF programs and the c
 	$(GO) test -run XXX -fuzz FuzzMergeSource -fuzztime 30s ./pkg/capture
 
 .PHONY: bench
-bench: deps bpffs ## Per-packet, tracking, apply and scrape costs; lab throughput vs routing, iptables, nftables; cluster write and failover latency
+bench: deps bpffs ## Per-packet, tracking, mirroring, apply and scrape costs; the capture's drain; lab throughput vs routing, iptables, nftables; cluster write and failover latency
 	$(GO) test -run XXX -bench 'PerPacket|TrackingCost|MirrorCost' -benchtime 20000x ./pkg/datapath
 	$(GO) test -run XXX -bench ApplyWeight ./pkg/datapath
 	$(GO) test -run XXX -bench Sweep -benchtime 200x ./pkg/datapath
+	$(GO) test -run XXX -bench CaptureDrain -benchtime 1x ./agent/captures
+	$(GO) test -run XXX -bench RecordPath ./agent/captures
 	$(GO) test -run XXX -bench ClusterSetWeight -benchtime 300x -v ./agent
 	$(GO) test -run XXX -bench ClusterLeaderKill -benchtime 7x -v ./agent
 	$(GO) test -run XXX -bench Scrape -benchtime 20x -v ./pkg/exporter

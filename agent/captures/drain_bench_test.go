@@ -169,7 +169,9 @@ func BenchmarkRecordPath(b *testing.B) {
 			for i := range b.N {
 				le.PutUint64(raw[0:], ts+uint64(i)*1000)
 				h.dispatch(raw)
-				s.order.add(<-s.queue)
+				rec := <-s.queue
+				s.queuedBytes.Add(-int64(len(rec.data)))
+				s.order.add(rec)
 				if err := h.emit(s, cw, s.order.take(false)); err != nil {
 					b.Fatal(err)
 				}

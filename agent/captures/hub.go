@@ -76,6 +76,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	}()
 	var rec ringbuf.Record
 	for {
+		// The programs write without waking the reader (a wakeup costs
+		// the packet's CPU microseconds): poll. A record waits pollEvery
+		// at most; records that are there are read without waiting.
+		h.reader.SetDeadline(time.Now().Add(pollEvery))
 		err := h.reader.ReadInto(&rec)
 		if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
 			return nil
@@ -89,6 +93,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.dispatch(rec.RawSample)
 	}
 }
+
+// pollEvery is how often the reader looks into an idle ring.
+const pollEvery = 5 * time.Millisecond
 
 // record is one ring record, decoded.
 type record struct {
@@ -133,10 +140,17 @@ func (h *Hub) dispatch(raw []byte) {
 		if s.svcID != r.hdr.SvcId || uint32(r.hdr.Bucket) >= uint32(s.share) {
 			continue
 		}
+		// A capture whose writer lags drops here, counted, rather than
+		// hold the reader (and every other capture) back.
+		if s.queuedBytes.Load()+int64(len(data)) > queueBytes {
+			s.dropped.Add(1)
+			continue
+		}
 		// The reader reuses its buffer: each capture gets its own copy.
 		rec := record{hdr: r.hdr, data: bytes.Clone(data)}
 		select {
 		case s.queue <- rec:
+			s.queuedBytes.Add(int64(len(data)))
 		default:
 			s.dropped.Add(1)
 		}

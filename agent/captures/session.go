@@ -61,11 +61,12 @@ type Result struct {
 // session is a running capture.
 type session struct {
 	Request
-	svcID      uint32
-	share      service.Weight
-	kernelSnap uint32
-	queue      chan record
-	dropped    atomic.Uint64
+	svcID       uint32
+	share       service.Weight
+	kernelSnap  uint32
+	queue       chan record
+	queuedBytes atomic.Int64 // packet bytes in queue
+	dropped     atomic.Uint64
 	// The writer's: records in time order, how many were written, and the
 	// last packet's time (never gone back).
 	order    orderer
@@ -73,11 +74,13 @@ type session struct {
 	lastWall time.Time
 }
 
-// queueBytes bounds the packet bytes waiting for one capture's writer:
-// 8192 headers-only records, 1024 whole 16 KiB ones.
-const queueBytes = 16 << 20
-
-func queueLen(snap uint32) int { return min(8192, queueBytes/int(max(snap, 1))) }
+// A capture's queue holds queueLen records and queueBytes of packet
+// bytes at most: 32768 headers-only records, or 21 000 whole 1500-byte
+// packets, 1024 of 16 KiB.
+const (
+	queueLen   = 32768
+	queueBytes = 32 << 20
+)
 
 // MaxCaptures bounds the captures running at once on a node.
 const MaxCaptures = 8
@@ -103,7 +106,7 @@ func (h *Hub) Capture(ctx context.Context, req Request, w io.Writer) (Result, er
 		return Result{}, fmt.Errorf("capture share %s: give 0.01%%..100%%", req.Share)
 	}
 	snap := req.kernelSnap()
-	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: snap, queue: make(chan record, queueLen(snap))}
+	s := &session{Request: req, svcID: id, share: req.Share, kernelSnap: snap, queue: make(chan record, queueLen)}
 	// Buffered: nothing reaches w before the first Flush, so a failure
 	// up to there leaves w untouched.
 	cw, err := capture.NewWriter(w, []capture.Interface{{Node: h.node, Name: req.Service, SnapLen: int(s.kernelSnap)}})
@@ -197,6 +200,7 @@ func (h *Hub) pump(ctx context.Context, s *session, cw *capture.Writer) error {
 			}
 			idle = true
 		case rec := <-s.queue:
+			s.queuedBytes.Add(-int64(len(rec.data)))
 			idle = false
 			s.order.add(rec)
 			if err := h.emit(s, cw, s.order.take(false)); err != nil {
@@ -212,6 +216,7 @@ func (h *Hub) flushQueue(s *session, cw *capture.Writer) error {
 	for {
 		select {
 		case rec := <-s.queue:
+			s.queuedBytes.Add(-int64(len(rec.data)))
 			s.order.add(rec)
 		default:
 			return h.emit(s, cw, s.order.take(true))

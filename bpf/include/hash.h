@@ -9,6 +9,8 @@
 
 #include <linux/types.h>
 
+#include "types.h"
+
 #define HASH_SEED 0x67726179u /* "gray" */
 
 /* Two independent 32-bit hashes of one key from one jhash run (c and b of
@@ -82,4 +84,22 @@ static __always_inline struct hash2 jhash_10words(const __u32 *k, __u32 seed)
 	a += k[9];
 	JHASH_FINAL(a, b, c);
 	return (struct hash2){ .bucket = c, .slot = b };
+}
+
+/* Which address decides the pool of a new flow, for pins and for the
+ * client/gtpu-inner hashes. For the 5-tuple it is the client address. */
+static __always_inline const __u8 *key_address(const struct flow_key *fk)
+{
+	return fk->src;
+}
+
+/* Hash a flow's key for one purpose (seed): the whole tuple for KEY_FLOW,
+ * the key address alone for KEY_CLIENT and KEY_GTPU_INNER. */
+_Static_assert(sizeof(struct flow_key) == 40, "jhash_10words hashes a 40-byte flow key");
+
+static __always_inline struct hash2 hash_key(const struct flow_key *fk)
+{
+	if (fk->kind == KEY_FLOW)
+		return jhash_10words((const __u32 *)fk, HASH_SEED);
+	return jhash_4words((const __u32 *)key_address(fk), HASH_SEED);
 }

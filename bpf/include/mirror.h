@@ -2,9 +2,9 @@
 /*
  * Mirroring and capture of whole sampled flows.
  *
- * A flow is sampled once, at its first packet: a hash of its key under a
- * seed of its own (so the sample does not lean toward either pool, which
- * the split's hash decides) falls in a bucket 0..9999, and the flow is
+ * A flow is sampled once, at its first packet: a hash of its key
+ * independent of the split's bucket (so the sample does not lean toward
+ * either pool, see mirror_bucket_of) falls in a bucket 0..9999, and the flow is
  * copied to the mirror interface if the bucket is below the service's
  * interface share, to the capture ring if below its capture share. The
  * decision stays in the flow entry's flags, so every packet of a sampled
@@ -43,21 +43,43 @@ struct {
 	__uint(max_entries, 1);
 } capture_scratch SEC(".maps");
 
-/* The flow's mirror bucket: lookup3 of the whole key under MIRROR_SEED. */
-static __always_inline __u32 mirror_bucket(const struct flow_key *fk)
+/*
+ * The flow's mirror bucket, 0..WEIGHT_SCALE-1, from h, the hash of its key
+ * the split computed (hash_key). Where that hash covers the whole flow key
+ * (the 5-tuple; for gtpu-inner the UE, which is the flow), the bucket is
+ * its second output, h.slot, the one the weight's bucket does not use,
+ * reduced by its high bits (multiply-shift): independent of the pool, and
+ * of the Maglev slot (h.slot's residue mod MAGLEV_SIZE), and no second
+ * hash on the new-flow path. A service keyed by the client address hashes
+ * only the address: there the whole flow key is hashed under MIRROR_SEED,
+ * so that a client's flows are sampled one by one.
+ */
+static __always_inline __u32 mirror_bucket_of(const struct flow_key *fk, const struct hash2 *h)
 {
-	return jhash_10words((const __u32 *)fk, MIRROR_SEED).bucket % WEIGHT_SCALE;
+	__u32 x = h->slot;
+
+	if (fk->kind == KEY_CLIENT)
+		x = jhash_10words((const __u32 *)fk, MIRROR_SEED).slot;
+	return ((__u64)x * WEIGHT_SCALE) >> 32;
 }
 
-/* Decide, for a new flow f with key fk, whether it is copied. */
-static __always_inline void mirror_sample(struct flow *f, const struct flow_key *fk)
+/* The mirror bucket of a flow known by its key only (a capture record). */
+static __always_inline __u32 mirror_bucket(const struct flow_key *fk)
+{
+	struct hash2 h = hash_key(fk);
+
+	return mirror_bucket_of(fk, &h);
+}
+
+/* Decide, for a new flow f with key fk and hash h, whether it is copied. */
+static __always_inline void mirror_sample(struct flow *f, const struct flow_key *fk, const struct hash2 *h)
 {
 	__u32 id = f->svc_id, b;
 	struct mirror *m = bpf_map_lookup_elem(&mirrors, &id);
 
 	if (!m || !(m->iface_share | m->capture_share))
 		return;
-	b = mirror_bucket(fk);
+	b = mirror_bucket_of(fk, h);
 	if (b < m->iface_share && m->ifindex)
 		f->flags |= FLOW_F_MIRROR;
 	if (b < m->capture_share && m->capture_epoch)
@@ -126,7 +148,9 @@ static __always_inline void capture_finish(struct capture_rec *rec, __u32 snap, 
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(*rec))
 		return;
-	if (bpf_ringbuf_output(&capture_ring, rec, size, 0) != 0) {
+	/* No wakeup: the agent polls the ring (a wakeup costs the sending CPU
+	 * ~3 us a record while the reader keeps up, see performance.md). */
+	if (bpf_ringbuf_output(&capture_ring, rec, size, BPF_RB_NO_WAKEUP) != 0) {
 		if (ms)
 			ms->capture_dropped += 1;
 		return;

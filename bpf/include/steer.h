@@ -18,24 +18,6 @@ enum decision {
 	DECIDE_DROP,     /* a service packet with nowhere to go */
 };
 
-/* Which address decides the pool of a new flow, for pins and for the
- * client/gtpu-inner hashes. For the 5-tuple it is the client address. */
-static __always_inline const __u8 *key_address(const struct flow_key *fk)
-{
-	return fk->src;
-}
-
-/* Hash a flow's key for one purpose (seed): the whole tuple for KEY_FLOW,
- * the key address alone for KEY_CLIENT and KEY_GTPU_INNER. */
-_Static_assert(sizeof(struct flow_key) == 40, "jhash_10words hashes a 40-byte flow key");
-
-static __always_inline struct hash2 hash_key(const struct flow_key *fk)
-{
-	if (fk->kind == KEY_FLOW)
-		return jhash_10words((const __u32 *)fk, HASH_SEED);
-	return jhash_4words((const __u32 *)key_address(fk), HASH_SEED);
-}
-
 #define NSEC_PER_SEC 1000000000ULL
 
 /* Take a token from the service's bucket: 1 if the flow may go to the
@@ -99,9 +81,10 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 	return POOL_CANARY;
 }
 
-/* Pick a backend for a new flow. Returns 0 on success. */
+/* Pick a backend for a new flow. Returns 0 on success; *hp is the key's
+ * hash (the mirror sample derives from it). */
 static __always_inline int pick_backend(const struct service *svc, const struct flow_key *fk,
-					struct flow *f)
+					struct flow *f, struct hash2 *hp)
 {
 	struct table_key tk = { .svc_id = svc->id };
 	struct hash2 h = hash_key(fk);
@@ -109,6 +92,7 @@ static __always_inline int pick_backend(const struct service *svc, const struct 
 	__u32 slot;
 	__u8 pool, idx;
 
+	*hp = h;
 	pool = pool_of_new_flow(svc, fk, h.bucket);
 	/* An empty pool is only possible transiently (validation forbids
 	 * sending flows to it); prefer the other pool to a drop. */
@@ -211,6 +195,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	struct service *svc;
 	struct flow *f = 0;
+	struct hash2 h;
 	__u64 update = BPF_NOEXIST;
 	__u8 hint = frontend_hint(pkt);
 	int probed = 0;
@@ -272,12 +257,12 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	}
 
 	__builtin_memset(out, 0, sizeof(*out));
-	if (pick_backend(svc, key, out) != 0) {
+	if (pick_backend(svc, key, out, &h) != 0) {
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
 	start_tracking(out, pkt, key);
-	mirror_sample(out, key);
+	mirror_sample(out, key, &h);
 	if (bpf_map_update_elem(&flows, key, out, update) != 0) {
 		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
 		 * so both CPUs send the flow to the same backend. */

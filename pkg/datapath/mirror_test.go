@@ -35,12 +35,19 @@ const (
 
 // TestMirrorSampling steers 20 000 new flows through tc_client with a 10 %
 // capture share and a 50 % canary weight: the sampled share is 10 %
-// within 4σ overall and within each pool (the sample's hash is not the
-// split's), a new share concerns new flows only, and the sampled set is
-// exactly the flows whose key's mirror bucket is below the share.
+// within 4σ overall and within each pool (the sample is independent of
+// the split). For a service keyed by the client address, 20 000 flows of
+// one client are sampled one by one: 10 % of them, not all or none.
 func TestMirrorSampling(t *testing.T) {
 	f := newFixture(t)
+	for _, kind := range []service.KeyKind{service.KeyFlow, service.KeyClient} {
+		t.Run(kind.String(), func(t *testing.T) { testMirrorSampling(t, f, kind) })
+	}
+}
+
+func testMirrorSampling(t *testing.T, f *fixture, kind service.KeyKind) {
 	svc := webService("web", vip4, service.TCP, 5000)
+	svc.Key = kind
 	if err := f.dp.Apply([]service.Service{svc}); err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +59,16 @@ func TestMirrorSampling(t *testing.T) {
 	flows := [2]int{}
 	for i := range n {
 		client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 14), byte(i >> 6)}), uint16(20000+i))
+		if kind == service.KeyClient {
+			client = netip.AddrPortFrom(client4, uint16(20000+i))
+		}
 		if v, _ := f.run(t, hookTC, false, f.cliIf, buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN})); v != vRedirect && v != vPass {
 			t.Fatalf("flow %d: verdict %v", i, v)
 		}
 		var fl bpf.SteerFlow
-		if err := f.dp.objs.Flows.Lookup(webFlowKey(client), &fl); err != nil {
+		key := webFlowKey(client)
+		key.Kind = uint8(kind)
+		if err := f.dp.objs.Flows.Lookup(key, &fl); err != nil {
 			t.Fatal(err)
 		}
 		flows[fl.Pool&1]++
@@ -68,9 +80,14 @@ func TestMirrorSampling(t *testing.T) {
 		}
 	}
 	within4σ(t, "all flows", sampled[0]+sampled[1], n, 0.10)
-	within4σ(t, "stable flows", sampled[0], flows[0], 0.10)
-	within4σ(t, "canary flows", sampled[1], flows[1], 0.10)
+	if kind == service.KeyFlow {
+		within4σ(t, "stable flows", sampled[0], flows[0], 0.10)
+		within4σ(t, "canary flows", sampled[1], flows[1], 0.10)
+	}
 	t.Logf("sampled %d of %d flows (stable %d/%d, canary %d/%d)", sampled[0]+sampled[1], n, sampled[0], flows[0], sampled[1], flows[1])
+	if err := f.dp.SetCapture("web", Capture{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // within4σ fails unless got of n is within 4 standard deviations of p·n.
