@@ -22,8 +22,10 @@ import (
 	"github.com/graylane/graylane/ctl/pin"
 	"github.com/graylane/graylane/ctl/printer"
 	"github.com/graylane/graylane/ctl/remove"
+	"github.com/graylane/graylane/ctl/replay"
 	"github.com/graylane/graylane/ctl/rollout"
 	"github.com/graylane/graylane/ctl/setweight"
+	"github.com/graylane/graylane/ctl/shadow"
 	"github.com/graylane/graylane/ctl/status"
 	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/version"
@@ -76,6 +78,8 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		rollout.New(env),
 		mirror.New(env),
 		capture.New(env),
+		shadow.New(env),
+		replay.New(env),
 		versionCommand(env),
 	)
 	return cmd
