@@ -191,6 +191,8 @@ func GateName(g release.Gate) string {
 		return "http " + g.HTTP.Path
 	case len(g.Exec) > 0:
 		return "exec " + strings.Join(g.Exec, " ")
+	case g.Shadow != nil:
+		return "shadow " + g.Shadow.From
 	}
 	return "?"
 }

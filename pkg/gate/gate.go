@@ -37,6 +37,18 @@ type Options struct {
 	Command func(ctx context.Context, name string, args ...string) *exec.Cmd
 	// RetryDelay is the pause before each retry (default DefaultRetryDelay).
 	RetryDelay time.Duration
+	// Shadow runs a shadow gate's comparison (nil: shadow gates fail,
+	// saying this runner has none): it captures or reads the requests,
+	// replays them to the canary backends and says how many it compared
+	// and how many answered differently, with a one-line detail.
+	Shadow func(ctx context.Context, g release.ShadowGate, canary []netip.AddrPort) (ShadowOutcome, error)
+}
+
+// ShadowOutcome is what a shadow comparison found.
+type ShadowOutcome struct {
+	Compared, Differing int
+	// Detail says what differed (a kind, an example), in one line.
+	Detail string
 }
 
 // DefaultRetryDelay is the pause before a failed gate's next attempt.
@@ -195,8 +207,38 @@ func (a *attempt) run(g release.Gate, canary []netip.AddrPort, opts Options) Res
 		return a.httpGate(g.HTTP, canary, opts.Dial)
 	case len(g.Exec) > 0:
 		return a.execGate(g.Exec, opts.Command)
+	case g.Shadow != nil:
+		return a.shadowGate(*g.Shadow, canary, opts.Shadow)
 	}
-	return Result{Detail: "the gate checks nothing: give it tcp, http or exec"}
+	return Result{Detail: "the gate checks nothing: give it tcp, http, exec or shadow"}
+}
+
+// shadowGate passes when the canary answered the replayed requests like
+// the recorded ones, but for at most MaxDiffering of them, and at least
+// one was compared.
+func (a *attempt) shadowGate(g release.ShadowGate, canary []netip.AddrPort, run func(context.Context, release.ShadowGate, []netip.AddrPort) (ShadowOutcome, error)) Result {
+	if run == nil {
+		return Result{Detail: "shadow gates need an agent to capture and replay: none here"}
+	}
+	o, err := run(a.ctx, g, canary)
+	if err != nil {
+		return Result{Detail: a.why(err)}
+	}
+	if o.Compared == 0 {
+		return Result{Detail: "no request to compare: " + o.Detail}
+	}
+	// Both in basis points: differing/compared <= MaxDiffering/10000.
+	pass := uint64(o.Differing)*10000 <= uint64(g.MaxDiffering)*uint64(o.Compared)
+	verdict := "at most"
+	if !pass {
+		verdict = "more than"
+	}
+	detail := fmt.Sprintf("%d of %d compared answers differ (%.2f%%), %s the %s allowed", o.Differing, o.Compared,
+		100*float64(o.Differing)/float64(o.Compared), verdict, g.MaxDiffering)
+	if o.Detail != "" {
+		detail += "; " + o.Detail
+	}
+	return Result{Pass: pass, Detail: detail}
 }
 
 // eachBackend runs check on every canary backend at once; all must pass.

@@ -45,14 +45,22 @@ type pauseDoc struct {
 }
 
 type gateDoc struct {
-	TCP     *tcpDoc  `yaml:"tcp"`
-	HTTP    *httpDoc `yaml:"http"`
-	Exec    []scalar `yaml:"exec"`
-	Timeout scalar   `yaml:"timeout"`
-	Retries scalar   `yaml:"retries"`
+	TCP     *tcpDoc    `yaml:"tcp"`
+	HTTP    *httpDoc   `yaml:"http"`
+	Exec    []scalar   `yaml:"exec"`
+	Shadow  *shadowDoc `yaml:"shadow"`
+	Timeout scalar     `yaml:"timeout"`
+	Retries scalar     `yaml:"retries"`
 }
 
 type tcpDoc struct{}
+
+type shadowDoc struct {
+	From         scalar `yaml:"from"`
+	MaxDiffering scalar `yaml:"maxDiffering"`
+	Duration     scalar `yaml:"duration"`
+	Percent      scalar `yaml:"percent"`
+}
 
 type httpDoc struct {
 	Path         scalar            `yaml:"path"`
@@ -221,6 +229,7 @@ func (d *document) gate(at string, gd gateDoc) release.Gate {
 		d.failField(at+".exec", `is empty: give the command and its arguments, such as [sh, -c, "curl -sf http://10.2.0.11:8080/healthz"]`)
 		g.Exec = []string{"-"} // the gate still runs a command: no second message about the gate
 	}
+	d.shadowGate(at, gd, &g)
 	if gd.Timeout.set {
 		g.Timeout = d.duration(at+".timeout", gd.Timeout.value)
 	}
@@ -235,6 +244,30 @@ func (d *document) gate(at string, gd gateDoc) release.Gate {
 }
 
 // present reports whether the field at path was written (even empty).
+// shadowGate reads a shadow gate, if gd has one; its default timeout is
+// twice its capture and a minute more, to replay what it captured.
+func (d *document) shadowGate(at string, gd gateDoc, g *release.Gate) {
+	sd := gd.Shadow
+	if sd == nil && d.present(at+".shadow") {
+		sd = &shadowDoc{}
+	}
+	if sd == nil {
+		return
+	}
+	sg := &release.ShadowGate{From: sd.From.value, Duration: release.DefaultShadowDuration, Percent: release.DefaultShadowPercent}
+	if sd.MaxDiffering.set {
+		sg.MaxDiffering = d.weight(at+".shadow.maxDiffering", sd.MaxDiffering.value)
+	}
+	if sd.Duration.set {
+		sg.Duration = d.duration(at+".shadow.duration", sd.Duration.value)
+	}
+	if sd.Percent.set {
+		sg.Percent = d.weight(at+".shadow.percent", sd.Percent.value)
+	}
+	g.Shadow = sg
+	g.Timeout = 2*sg.Duration + time.Minute
+}
+
 func (d *document) present(path string) bool {
 	_, ok := d.lines[path]
 	return ok
@@ -283,11 +316,18 @@ type (
 		Duration string `yaml:"duration,omitempty"`
 	}
 	gateOut struct {
-		TCP     *struct{} `yaml:"tcp,omitempty,flow"`
-		HTTP    *httpOut  `yaml:"http,omitempty"`
-		Exec    []string  `yaml:"exec,omitempty,flow"`
-		Timeout string    `yaml:"timeout"`
-		Retries int       `yaml:"retries,omitempty"`
+		TCP     *struct{}  `yaml:"tcp,omitempty,flow"`
+		HTTP    *httpOut   `yaml:"http,omitempty"`
+		Exec    []string   `yaml:"exec,omitempty,flow"`
+		Shadow  *shadowOut `yaml:"shadow,omitempty,flow"`
+		Timeout string     `yaml:"timeout"`
+		Retries int        `yaml:"retries,omitempty"`
+	}
+	shadowOut struct {
+		From         string `yaml:"from"`
+		MaxDiffering string `yaml:"maxDiffering"`
+		Duration     string `yaml:"duration"`
+		Percent      string `yaml:"percent"`
 	}
 	httpOut struct {
 		Path         string            `yaml:"path"`
@@ -338,6 +378,9 @@ func releaseOut(r *release.Release) releaseOutDoc {
 				gate.TCP = &struct{}{}
 			case g.HTTP != nil:
 				gate.HTTP = &httpOut{Path: g.HTTP.Path, ExpectStatus: g.HTTP.ExpectStatus, ExpectJSON: g.HTTP.ExpectJSON}
+			case g.Shadow != nil:
+				sg := g.Shadow
+				gate.Shadow = &shadowOut{From: sg.From, MaxDiffering: sg.MaxDiffering.String(), Duration: sg.Duration.String(), Percent: sg.Percent.String()}
 			default:
 				gate.Exec = g.Exec
 			}

@@ -298,9 +298,9 @@ func TestReleaseErrors(t *testing.T) {
 
 		// Gates.
 		{"gate checks nothing", "        - tcp: {} =>         - {}",
-			[]string{"x.yaml:12: spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz} or exec: [command, args...]"}},
+			[]string{"x.yaml:12: spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz}, exec: [command, args...] or shadow: {from: capture}"}},
 		{"gate only a timeout", "        - tcp: {} =>         - timeout: 5s",
-			[]string{"x.yaml:12: spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz} or exec: [command, args...]"}},
+			[]string{"x.yaml:12: spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz}, exec: [command, args...] or shadow: {from: capture}"}},
 		{"gate checks two", "        - tcp: {} =>         - tcp: {}\n          exec: [ls]",
 			[]string{"x.yaml:12: spec.steps[1].verify[0]: gives tcp and exec: one gate does one check (make it 2 gates)"}},
 		{"http with nothing", "        - tcp: {} =>         - http:",

@@ -49,10 +49,12 @@ type Pause struct {
 	Duration time.Duration
 }
 
-// Gate is one verification. Exactly one of TCP, HTTP and Exec is set.
+// Gate is one verification. Exactly one of TCP, HTTP, Exec and Shadow is
+// set.
 type Gate struct {
-	TCP  *TCPGate
-	HTTP *HTTPGate
+	TCP    *TCPGate
+	HTTP   *HTTPGate
+	Shadow *ShadowGate
 	// Exec is a command and its arguments; exit status 0 passes.
 	Exec []string
 	// Timeout bounds one attempt, above 0 and at most MaxGateTime (the
@@ -79,6 +81,29 @@ type HTTPGate struct {
 	// value it must have, compared as text ("UP", "true", "3").
 	ExpectJSON map[string]string
 }
+
+// ShadowGate replays recorded requests of the service to the canary
+// backends and compares their answers with the recorded ones (package
+// shadow): it passes when the share of differing answers is at most
+// MaxDiffering and at least one request was compared.
+type ShadowGate struct {
+	// From is ShadowFromCapture (capture Duration of the service's traffic
+	// on every node, Percent of its new flows, with payload) or the name
+	// of a pcap/pcapng file in the agent's captures directory.
+	From         string
+	MaxDiffering service.Weight
+	Duration     time.Duration
+	Percent      service.Weight
+}
+
+// ShadowFromCapture makes a shadow gate capture its requests.
+const ShadowFromCapture = "capture"
+
+// The shadow gate's defaults.
+const (
+	DefaultShadowDuration = 30 * time.Second
+	DefaultShadowPercent  = service.Weight(1000) // 10 %
+)
 
 // Analysis says how the canary is judged: on windows of kernel-measured
 // data merged over every node.

@@ -135,9 +135,13 @@ func validateGate(at string, g Gate, bad reporter) {
 	if len(g.Exec) > 0 {
 		kinds = append(kinds, "exec")
 	}
+	if g.Shadow != nil {
+		kinds = append(kinds, "shadow")
+		validateShadow(at, *g.Shadow, g.Timeout, bad)
+	}
 	switch len(kinds) {
 	case 0:
-		bad(at, "checks nothing: give one of tcp: {}, http: {path: /healthz} or exec: [command, args...]")
+		bad(at, "checks nothing: give one of tcp: {}, http: {path: /healthz}, exec: [command, args...] or shadow: {from: capture}")
 	case 1:
 	default:
 		bad(at, "gives %s: one gate does one check (make it %d gates)", strings.Join(kinds, " and "), len(kinds))
@@ -170,6 +174,46 @@ func validateGate(at string, g Gate, bad reporter) {
 	if g.Retries < 0 || g.Retries > MaxRetries {
 		bad(at+".retries", "%d: give 0 to %d", g.Retries, MaxRetries)
 	}
+}
+
+// Bounds of a shadow gate's capture.
+const MaxShadowDuration = 5 * time.Minute
+
+// validateShadow checks the shadow gate of the gate at at; its capture and replay must fit in
+// the gate's timeout.
+func validateShadow(at string, s ShadowGate, timeout time.Duration, bad reporter) {
+	switch {
+	case s.From == "":
+		bad(at+".shadow.from", "is required: capture, or the name of a pcapng file in the agent's captures directory")
+	case s.From != ShadowFromCapture && !validCaptureFile(s.From):
+		bad(at+".shadow.from", "%q: give capture, or a file name (letters, digits, . _ -) ending .pcapng or .pcap, in the agent's captures directory", s.From)
+	}
+	if s.MaxDiffering > service.MaxWeight {
+		bad(at+".shadow.maxDiffering", "%s is above 100%%", s.MaxDiffering)
+	}
+	if s.From == ShadowFromCapture {
+		if s.Duration <= 0 || s.Duration > MaxShadowDuration {
+			bad(at+".shadow.duration", "%v: give how long to capture, above 0 and at most %v (default %v)", s.Duration, MaxShadowDuration, DefaultShadowDuration)
+		} else if timeout <= s.Duration {
+			bad(at+".timeout", "%v leaves no time to replay after the %v capture: give more (at least twice the duration)", timeout, s.Duration)
+		}
+		if s.Percent == 0 || s.Percent > service.MaxWeight {
+			bad(at+".shadow.percent", "%s: give the share of new flows to capture, 0.01%% to 100%% (default %s)", s.Percent, DefaultShadowPercent)
+		}
+	}
+}
+
+// validCaptureFile: a plain file name, no directory, of a capture.
+func validCaptureFile(name string) bool {
+	if len(name) > 128 || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".pcapng") || strings.HasSuffix(name, ".pcap")) {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validateBreaker(b Breaker, bad reporter) {

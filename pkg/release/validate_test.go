@@ -97,7 +97,7 @@ func TestValidate(t *testing.T) {
 			}
 		}, []string{"spec.steps[4].verify: has 21 gates, at most 20"}},
 		{"gate checks nothing", func(r *Release) { r.Steps[1].Verify[0].TCP = nil },
-			[]string{"spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz} or exec: [command, args...]"}},
+			[]string{"spec.steps[1].verify[0]: checks nothing: give one of tcp: {}, http: {path: /healthz}, exec: [command, args...] or shadow: {from: capture}"}},
 		{"gate checks two", func(r *Release) { r.Steps[1].Verify[2].TCP = &TCPGate{} },
 			[]string{"spec.steps[1].verify[2]: gives tcp and exec: one gate does one check (make it 2 gates)"}},
 		{"gate checks three", func(r *Release) {
