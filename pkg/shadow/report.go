@@ -66,7 +66,7 @@ func (r Report) DifferingShare() float64 {
 func newReport(exchanges []Exchange, outcomes []outcome, examples int, took time.Duration) Report {
 	r := Report{Found: len(exchanges), Took: took,
 		DifferingByKind: map[Kind]int{KindError: 0, KindStatus: 0, KindHeader: 0, KindBody: 0},
-		Skipped:         map[string]int{SkipMethod: 0, SkipUnanswered: 0, SkipUpgrade: 0},
+		Skipped:         map[string]int{SkipMethod: 0, SkipUnanswered: 0, SkipUpgrade: 0, SkipProtocol: 0},
 		Examples:        []Example{}}
 	var target, recorded []time.Duration
 	for i, o := range outcomes {

@@ -36,6 +36,9 @@ type Options struct {
 	// GET, HEAD, OPTIONS, TRACE; POST, PUT, PATCH, DELETE and the rest
 	// change state and are replayed only when named here.
 	Methods []string
+	// Protocol, if given, is the only protocol replayed; exchanges of the
+	// other are skipped as "protocol" (a service is TCP or UDP).
+	Protocol Protocol
 	// IgnoreHeaders are response headers not compared, beside
 	// VolatileHeaders.
 	IgnoreHeaders []string
@@ -54,6 +57,7 @@ const (
 	SkipMethod     = "method"     // not a method replayed (see Options.Methods)
 	SkipUnanswered = "unanswered" // no recorded response to compare with
 	SkipUpgrade    = "upgrade"    // CONNECT or 101 Switching Protocols: not HTTP/1.x after it
+	SkipProtocol   = "protocol"   // not Options.Protocol
 )
 
 // DefaultMethods are the methods replayed when Options.Methods is empty.
@@ -116,6 +120,8 @@ func (o Options) settings() (settings, error) {
 // skip returns why ex is not replayed, or "".
 func (s *settings) skip(ex *Exchange) string {
 	switch {
+	case s.Protocol != "" && ex.Protocol != s.Protocol:
+		return SkipProtocol
 	case ex.Response == nil:
 		return SkipUnanswered
 	case ex.Protocol != HTTP:
