@@ -20,6 +20,9 @@ import (
 // Capture is a capture being built: packets in the order they are added,
 // each stamped with the capture's clock.
 type Capture struct {
+	// Snaplen, if positive, cuts each packet to its first Snaplen bytes
+	// when written, as the agent cuts a GSO packet at 16 KiB.
+	Snaplen int
 	now     time.Time
 	packets []packet
 }
@@ -212,8 +215,12 @@ func (c *Capture) PcapNG(headersOnly bool) []byte {
 }
 
 func (c *Capture) cut(p packet, headersOnly bool) []byte {
-	if headersOnly && len(p.data) > p.head {
-		return p.data[:p.head]
+	data := p.data
+	if headersOnly && len(data) > p.head {
+		data = data[:p.head]
 	}
-	return p.data
+	if c.Snaplen > 0 && len(data) > c.Snaplen {
+		data = data[:c.Snaplen]
+	}
+	return data
 }

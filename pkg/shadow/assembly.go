@@ -49,6 +49,7 @@ type segment struct {
 	seq  uint32
 	data []byte
 	at   time.Time
+	cut  bool // the packet was cut short: bytes after data are missing
 }
 
 func newAssembly() *assembly {
@@ -90,7 +91,7 @@ func (a *assembly) addTCP(pk decoded, at time.Time) {
 		}
 	}
 	if len(pk.payload) > 0 {
-		h.segs = append(h.segs, segment{seq: pk.tcp.Seq, data: pk.payload, at: at})
+		h.segs = append(h.segs, segment{seq: pk.tcp.Seq, data: pk.payload, at: at, cut: pk.cut})
 	}
 }
 
@@ -154,6 +155,10 @@ func (h *half) reassemble() stream {
 		}
 		s.marks = append(s.marks, mark{off: len(s.data), at: g.at})
 		s.data = append(s.data, g.data[len(s.data)-rel:]...)
+		if g.cut {
+			s.gap = true
+			return s
+		}
 	}
 	return s
 }

@@ -38,18 +38,42 @@ func Read(r io.Reader) ([]Exchange, ReadStats, error) {
 			return nil, stats, packetError(n, err)
 		}
 		stats.Packets++
-		if ci.CaptureLength < ci.Length {
-			return nil, stats, fmt.Errorf("packet %d: %d of its %d bytes were captured: %w", n, ci.CaptureLength, ci.Length, ErrNoPayload)
-		}
 		pk, err := dec.decode(data, link)
 		if err != nil {
 			return nil, stats, fmt.Errorf("packet %d (%s): %w", n, ci.Timestamp.UTC().Format(time.RFC3339Nano), err)
+		}
+		if ci.CaptureLength < ci.Length {
+			if err := judgeCut(n, ci, pk); err != nil {
+				return nil, stats, err
+			}
+			stats.Cut++
+			pk.cut = true
+			if pk.kind == pktUDP {
+				continue // a part of a datagram is no datagram
+			}
 		}
 		asm.add(pk, ci.Timestamp, &stats)
 	}
 	exchanges := asm.exchanges(&stats)
 	sort.SliceStable(exchanges, func(i, j int) bool { return exchanges[i].At.Before(exchanges[j].At) })
 	return exchanges, stats, nil
+}
+
+// WholePacketMax is the most bytes of a packet the agent's capture keeps
+// with --payload (datapath.CaptureSnapMax): a GSO packet beyond it is
+// cut there. Such a cut leaves a gap in its stream, not a capture
+// without payload.
+const WholePacketMax = 16 << 10
+
+// judgeCut decides what a packet captured short (caplen < len) means: a
+// capture without payload (headers-only, or a --snaplen below
+// WholePacketMax) is ErrNoPayload; a large packet cut at WholePacketMax or
+// more is a gap in its stream.
+func judgeCut(n int, ci gopacket.CaptureInfo, pk decoded) error {
+	if ci.CaptureLength >= WholePacketMax && len(pk.payload) > 0 {
+		return nil
+	}
+	return fmt.Errorf("packet %d: %d of its %d bytes were captured: %w", n, ci.CaptureLength, ci.Length, ErrNoPayload)
 }
 
 // packetError explains an error of the file's reader at packet n.
@@ -118,6 +142,7 @@ type decoded struct {
 	src, dst netip.AddrPort
 	tcp      *layers.TCP // for TCP: flags and sequence number
 	payload  []byte
+	cut      bool // the payload is cut short
 }
 
 type pktKind int

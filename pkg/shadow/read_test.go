@@ -174,3 +174,31 @@ func FuzzRead(f *testing.F) {
 		shadow.Read(bytes.NewReader(data))
 	})
 }
+
+// TestReadCutAtWholePacketMax: a packet larger than the agent keeps is a
+// gap in its stream (the exchanges before it stand), not ErrNoPayload; a
+// smaller snaplen is a capture without payload.
+func TestReadCutAtWholePacketMax(t *testing.T) {
+	c := shadowtest.New()
+	k := c.Dial(client(1), server)
+	k.Send(getRequest("/small"))
+	k.Reply([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	k.Send(getRequest("/big"))
+	big := append([]byte("HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n"), bytes.Repeat([]byte("x"), 20000)...)
+	k.SendSegments(false, big, 30000)
+	other := c.Dial(client(2), server)
+	other.Send(getRequest("/other"))
+	other.Reply([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	c.Snaplen = shadow.WholePacketMax
+	ex, stats := read(t, c.PcapNG(false))
+	if stats.Cut != 1 || stats.Gaps != 1 || len(ex) != 3 || stats.Unanswered != 1 {
+		t.Fatalf("%d exchanges, stats %+v", len(ex), stats)
+	}
+	if ex[0].Response == nil || ex[1].Response != nil || ex[2].Response == nil {
+		t.Errorf("responses: %v %v %v", ex[0].Response, ex[1].Response, ex[2].Response)
+	}
+	c.Snaplen = 256
+	if _, _, err := shadow.Read(bytes.NewReader(c.Pcap(false))); !errors.Is(err, shadow.ErrNoPayload) {
+		t.Errorf("snaplen 256: %v, want ErrNoPayload", err)
+	}
+}

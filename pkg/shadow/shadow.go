@@ -71,6 +71,7 @@ type ReadStats struct {
 	Gaps        int `json:"gaps"`        // streams cut short by bytes missing from the capture
 	NotHTTP     int `json:"notHTTP"`     // streams whose bytes are not HTTP/1.x: ignored
 	Fragments   int `json:"fragments"`   // IP fragments: ignored
+	Cut         int `json:"cut"`         // packets cut at WholePacketMax: their streams have a gap
 	OtherProtos int `json:"otherProtos"` // IP packets neither TCP nor UDP: ignored
 }
 
