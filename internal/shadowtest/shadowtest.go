@@ -47,6 +47,22 @@ func (c *Capture) Now() time.Time { return c.now }
 // Packets is how many packets the capture holds.
 func (c *Capture) Packets() int { return len(c.packets) }
 
+// Drop removes the packets with the given indices (0: the first added),
+// as a capture that missed them.
+func (c *Capture) Drop(indices ...int) {
+	gone := map[int]bool{}
+	for _, i := range indices {
+		gone[i] = true
+	}
+	kept := c.packets[:0]
+	for i, p := range c.packets {
+		if !gone[i] {
+			kept = append(kept, p)
+		}
+	}
+	c.packets = kept
+}
+
 // Conn is one TCP connection of the capture.
 type Conn struct {
 	c              *Capture

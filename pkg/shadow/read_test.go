@@ -202,3 +202,21 @@ func TestReadCutAtWholePacketMax(t *testing.T) {
 		t.Errorf("snaplen 256: %v, want ErrNoPayload", err)
 	}
 }
+
+// TestReadWithoutHandshake: a capture that begins inside a connection
+// tells the client by the request line; a stream neither side of which is
+// HTTP/1.x is counted and ignored.
+func TestReadWithoutHandshake(t *testing.T) {
+	c := shadowtest.New()
+	k := c.Dial(client(1), server)
+	k.Send(getRequest("/a"))
+	k.Reply(recordedItem(1, false))
+	tls := c.Dial(client(2), netip.MustParseAddrPort("10.0.0.10:443"))
+	tls.Send([]byte{0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5})
+	tls.Reply([]byte{0x16, 3, 3, 0, 1, 9})
+	c.Drop(0, 1, 2, 5, 6, 7) // both handshakes
+	ex, stats := read(t, c.Pcap(false))
+	if len(ex) != 1 || ex[0].Client != client(1) || ex[0].Response == nil || stats.NotHTTP != 1 || stats.TCPStreams != 2 {
+		t.Fatalf("%d exchanges (%+v), stats %+v", len(ex), ex, stats)
+	}
+}

@@ -15,7 +15,7 @@ import (
 )
 
 // serve starts the test application and returns its address.
-func serve(t *testing.T, h http.Handler) netip.AddrPort {
+func serve(t testing.TB, h http.Handler) netip.AddrPort {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
