@@ -19,6 +19,8 @@ type result struct {
 	From    string   `json:"from"`
 	To      string   `json:"to"`      // canary, stable or ADDR:PORT
 	Targets []string `json:"targets"` // the addresses replayed to
+	// Read is what the capture held.
+	Read shadow.ReadStats `json:"read"`
 	shadow.Report
 	Interrupted bool `json:"interrupted,omitempty"`
 	// Noise says how to read the differences against the noise floor.
@@ -31,8 +33,8 @@ const (
 	noiseStable = "this run against stable is the noise floor: the canary's differences beyond these are the canary's"
 )
 
-func newResult(name string, f *flags, to []netip.AddrPort, rep shadow.Report, interrupted bool) result {
-	r := result{Service: name, From: f.from, To: f.to, Report: rep, Interrupted: interrupted, Noise: noiseCanary}
+func newResult(name string, f *flags, to []netip.AddrPort, stats shadow.ReadStats, rep shadow.Report, interrupted bool) result {
+	r := result{Service: name, From: f.from, To: f.to, Read: stats, Report: rep, Interrupted: interrupted, Noise: noiseCanary}
 	if f.to == "stable" {
 		r.Noise = noiseStable
 	}
@@ -49,6 +51,9 @@ func show(env *cli.Env, r result) error {
 			to += " (" + strings.Join(r.Targets, ", ") + ")"
 		}
 		t.Line("shadow of %s to %s from %s", r.Service, to, r.From)
+		st := r.Read
+		t.Line("read %d packets: %d TCP streams (%d cut short, %d not HTTP/1.x), %d HTTP and %d UDP exchanges, %d of them unanswered",
+			st.Packets, st.TCPStreams, st.Gaps, st.NotHTTP, st.HTTP, st.UDP, st.Unanswered)
 		t.Row("FOUND", "COMPARED", "IDENTICAL", "DIFFERING", "SHARE", "STATUS", "HEADER", "BODY", "ERROR")
 		k := r.DifferingByKind
 		t.Row(fmt.Sprint(r.Found), fmt.Sprint(r.Compared), fmt.Sprint(r.Identical), fmt.Sprint(r.Differing),

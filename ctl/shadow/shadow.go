@@ -187,5 +187,5 @@ func run(ctx context.Context, env *cli.Env, c *api.Client, name string, f *flags
 	if err != nil && !interrupted {
 		return err
 	}
-	return show(env, newResult(name, f, opts.Targets, rep, interrupted))
+	return show(env, newResult(name, f, opts.Targets, stats, rep, interrupted))
 }
