@@ -220,3 +220,20 @@ func TestReadWithoutHandshake(t *testing.T) {
 		t.Fatalf("%d exchanges (%+v), stats %+v", len(ex), ex, stats)
 	}
 }
+
+// TestReadUnknownBlocks: pcapng blocks of unknown types are skipped.
+func TestReadUnknownBlocks(t *testing.T) {
+	c, gets := trafficCapture(1, 3)
+	data := c.PcapNG(false)
+	// After the section header and the interface description, a custom
+	// block (type 0x00000BAD, 16 bytes, little-endian as the file).
+	shb := int(data[4]) | int(data[5])<<8
+	idb := int(data[shb+4]) | int(data[shb+5])<<8
+	at := shb + idb
+	block := []byte{0xad, 0x0b, 0, 0, 16, 0, 0, 0, 1, 2, 3, 4, 16, 0, 0, 0}
+	data = append(data[:at:at], append(block, data[at:]...)...)
+	ex, _ := read(t, data)
+	if len(ex) != gets+1 {
+		t.Fatalf("%d exchanges, want %d", len(ex), gets+1)
+	}
+}
