@@ -10,12 +10,12 @@ import (
 
 // spinMargin is how long before a packet's time the sender stops sleeping
 // and busy-waits. A SCHED_FIFO thread with a timer slack of 1 ns mostly
-// wakes within a few µs, but on a loaded 2-vCPU VM wake-ups took up to
-// ~100 µs: with a 50 µs margin 7-9 of 2000 packets at 1 ms were late and
-// the p99 gap error was 17-40 µs, with 200 µs 2-8 and 0.06-8 µs (the
-// figures of `graylanectl replay` on a veth, docs/performance.md). The
-// price is a fifth of a core at 1 000 packets/s.
-const spinMargin = 200 * time.Microsecond
+// wakes within a few µs, but on a loaded 2-vCPU VM 1 % of wake-ups took
+// 200 µs or more: 2 000 packets 1 ms apart on a veth had a sender-side
+// p99 gap error of 2-80 µs with a 200 µs margin, 34-74 ns with 500 µs
+// (graylanectl replay -o json; docs/performance.md). The price is half a
+// core at 1 000 packets/s; from 2 000/s on the sender spins throughout.
+const spinMargin = 500 * time.Microsecond
 
 // maxSleep bounds one sleep: the sender notices a cancelled context, and
 // the Go runtime (which cannot stop a thread in a raw system call) gets
@@ -45,6 +45,14 @@ func newSchedule(at []time.Duration, speed float64) schedule {
 func (s schedule) due(k int) time.Duration {
 	loop, i := k/len(s.at), k%len(s.at)
 	return time.Duration(float64(time.Duration(loop)*s.period+s.at[i]) / s.speed)
+}
+
+// meanGap is the mean gap between packets, scaled by the speed.
+func (s schedule) meanGap() time.Duration {
+	if len(s.at) < 2 {
+		return time.Hour
+	}
+	return time.Duration(float64(s.at[len(s.at)-1]) / float64(len(s.at)-1) / s.speed)
 }
 
 // gap is the k-th packet's intended gap after the one before it.
@@ -98,6 +106,12 @@ const realtimePriority = 40
 
 // schedParam is struct sched_param.
 type schedParam struct{ priority int32 }
+
+// realtimeMinGap is the mean gap from which the sender runs SCHED_FIFO.
+// Below it the sender spins nearly all the time, and the kernel's RT
+// throttling (sched_rt_runtime_us, 95 % of each second by default) would
+// stop it for 50 ms a second: worse than the time slices of other tasks.
+const realtimeMinGap = 2 * spinMargin
 
 // realtime makes the calling (locked) thread SCHED_FIFO so that other
 // tasks on its core do not delay a packet by a time slice, and says which
