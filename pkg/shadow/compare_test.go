@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"net/http"
+	"net/netip"
 	"testing"
 )
 
@@ -30,21 +31,17 @@ func TestCompareJSON(t *testing.T) {
 	}
 }
 
-// TestCompareHeaders: volatile headers and ignored ones do not count, any
+// TestCompareHeaders: ignored headers do not count, any
 // other does, present or absent.
 func TestCompareHeaders(t *testing.T) {
-	s, err := Options{Targets: nil}.settings()
-	if err == nil {
-		t.Fatal("no targets: no error")
-	}
 	rec := &Response{Status: 200, Header: http.Header{"Date": {"x"}, "Etag": {`"1"`}, "Vary": {"Accept"}}}
 	got := &Response{Status: 200, Header: http.Header{"Date": {"y"}, "Etag": {`"2"`}, "Vary": {"Accept"}, "X-New": {"1"}}}
-	s.ignore = map[string]bool{"Date": true, "Etag": true}
-	if d := compareResponses(HTTP, rec, got, s.ignore); d == nil || d.where != "X-New" || d.recorded != "(absent)" {
+	ignore := map[string]bool{"Date": true, "Etag": true}
+	if d := compareResponses(HTTP, rec, got, ignore); d == nil || d.where != "X-New" || d.recorded != "(absent)" {
 		t.Errorf("%+v, want X-New (absent → 1)", d)
 	}
-	s.ignore["X-New"] = true
-	if d := compareResponses(HTTP, rec, got, s.ignore); d != nil {
+	ignore["X-New"] = true
+	if d := compareResponses(HTTP, rec, got, ignore); d != nil {
 		t.Errorf("%+v, want none", d)
 	}
 }
@@ -57,4 +54,18 @@ func FuzzCompareBodies(f *testing.F) {
 			t.Errorf("%q differs from itself: %+v", a, d)
 		}
 	})
+}
+
+// TestVolatileIgnored: Run's settings ignore VolatileHeaders and
+// IgnoreHeaders, whatever their spelling.
+func TestVolatileIgnored(t *testing.T) {
+	s, err := Options{Targets: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, IgnoreHeaders: []string{"x-build"}}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Date", "Etag", "Server-Timing", "X-Build", "Content-Length"} {
+		if !s.ignore[h] {
+			t.Errorf("%s is compared", h)
+		}
+	}
 }
