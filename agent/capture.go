@@ -29,13 +29,15 @@ import (
 // the asking node's API; the redaction key is the asking node's, so that
 // every node of a merged capture gives an address the same pseudonym.
 type peerCapture struct {
-	Service   string        `json:"service"`
-	Share     uint16        `json:"share"` // basis points
-	Duration  time.Duration `json:"duration"`
-	Count     int           `json:"count"`
-	Snaplen   int           `json:"snaplen"`
-	Payload   bool          `json:"payload"`
-	RedactKey []byte        `json:"redactKey,omitempty"`
+	Service  string        `json:"service"`
+	Share    uint16        `json:"share"` // basis points
+	Duration time.Duration `json:"duration"`
+	Count    int           `json:"count"`
+	Snaplen  int           `json:"snaplen"`
+	Payload  bool          `json:"payload"`
+	// StableOnly: the stable pool's flows only (a shadow gate's capture).
+	StableOnly bool   `json:"stableOnly,omitempty"`
+	RedactKey  []byte `json:"redactKey,omitempty"`
 }
 
 // Capture runs an API capture (apiserver.Capturer).
@@ -74,7 +76,7 @@ func (a *Agent) captureLocal(ctx context.Context, req peerCapture, start func() 
 		return apiErr(http.StatusNotFound, "service %q does not exist", req.Service)
 	}
 	hr := captures.Request{Service: req.Service, Share: service.Weight(req.Share), Duration: req.Duration,
-		Count: req.Count, Snaplen: req.Snaplen, Payload: req.Payload}
+		Count: req.Count, Snaplen: req.Snaplen, Payload: req.Payload, StableOnly: req.StableOnly}
 	if req.RedactKey != nil {
 		r, err := redact.New(req.RedactKey)
 		if err != nil {

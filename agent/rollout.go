@@ -30,7 +30,7 @@ func (a *Agent) newController() *controller.Controller {
 		targets = append(targets, webhook.Target{URL: w.URL, Kinds: w.Events})
 	}
 	a.hooks = webhook.New(targets, webhook.Options{Log: a.log})
-	c := controller.New(a.node, controller.Options{Log: a.log, Gates: runGates, Notify: func(run rollout.Run, e rollout.Event) {
+	c := controller.New(a.node, controller.Options{Log: a.log, Gates: a.runGates, Notify: func(run rollout.Run, e rollout.Event) {
 		a.hooks.Send(webhook.Event{At: e.At, Node: a.cfg.Node, Release: run.Release, Service: run.Service, Kind: e.Kind,
 			Step: e.Step + 1, Weight: e.Weight.String(), Message: e.Message, Numbers: e.Numbers})
 	}})
@@ -53,9 +53,13 @@ func (a *Agent) analysis(release string) *api.Analysis {
 }
 
 // runGates runs a step's gates from this node (the leader): it is in the
-// gateway's network, where the canary backends are reachable.
-func runGates(ctx context.Context, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult {
-	results, _ := gate.RunAll(ctx, gates, canary, gate.Options{})
+// gateway's network, where the canary backends are reachable. A shadow
+// gate captures the service's traffic on every node (shadow.go).
+func (a *Agent) runGates(ctx context.Context, service string, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult {
+	opts := gate.Options{Shadow: func(ctx context.Context, g release.ShadowGate, canary []netip.AddrPort) (gate.ShadowOutcome, error) {
+		return a.shadowGate(ctx, service, g, canary)
+	}}
+	results, _ := gate.RunAll(ctx, gates, canary, opts)
 	out := make([]rollout.GateResult, 0, len(results))
 	for i, r := range results {
 		out = append(out, rollout.GateResult{Name: apiserver.GateName(gates[i]), Pass: r.Pass, Detail: r.Detail, Output: r.Output})

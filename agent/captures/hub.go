@@ -137,7 +137,7 @@ func (h *Hub) dispatch(raw []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.sessions {
-		if s.svcID != r.hdr.SvcId || uint32(r.hdr.Bucket) >= uint32(s.share) {
+		if s.svcID != r.hdr.SvcId || uint32(r.hdr.Bucket) >= uint32(s.share) || (s.StableOnly && r.hdr.Pool != 0) {
 			continue
 		}
 		// A capture whose writer lags drops here, counted, rather than

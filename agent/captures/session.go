@@ -30,6 +30,9 @@ type Request struct {
 	// headers only, through L4 (for GTP-U through the inner L4).
 	Snaplen int
 	Payload bool
+	// StableOnly keeps the flows of the stable pool only (a shadow gate
+	// compares the canary with stable's recorded answers).
+	StableOnly bool
 	// Redactor, when set, replaces every address that Keep does not keep
 	// (the client and UE addresses) with its pseudonym.
 	Redactor *redact.Redactor
@@ -159,9 +162,12 @@ func (h *Hub) result(s *session, written, ringCaptured, ringDropped uint64) Resu
 	return Result{Written: written, Dropped: dropped, Seen: written + dropped}
 }
 
-// alone: no other capture of s's service ran at a larger share (the
-// ring's counts are then s's).
+// alone: no other capture of s's service ran at a larger share, and s
+// keeps both pools (the ring's counts are then s's).
 func (h *Hub) alone(s *session) bool {
+	if s.StableOnly {
+		return false // the ring's counts include the canary's flows
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for o := range h.sessions {

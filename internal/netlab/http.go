@@ -6,13 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // HTTPPort is where StartHTTP serves: "/" answers the host's name,
-// "/healthz" answers {"db":{"status":"UP"},"name":…}.
+// "/healthz" answers {"db":{"status":"UP"},"name":…}, "/doc/N" answers
+// {"doc":N,"version":1} on every host alike (a shadow comparison's
+// traffic; see Faults.SetDiff).
 const HTTPPort = 8093
 
 // Faults make a host's HTTP server misbehave on purpose, while it serves:
@@ -21,7 +24,12 @@ const HTTPPort = 8093
 type Faults struct {
 	slowEvery, failEvery atomic.Int64
 	slowDelay            atomic.Int64
+	diffEvery            atomic.Int64
 }
+
+// SetDiff makes "/doc/N" answer version 2 for every N divisible by every
+// (0: never): a canary that changed one JSON field on 1/every of paths.
+func (f *Faults) SetDiff(every int64) { f.diffEvery.Store(every) }
 
 // Set changes the faults: one slow answer in slowEvery taking delay, one
 // 500 in failEvery (0: none of that kind).
@@ -42,6 +50,19 @@ func (h *Host) StartHTTP(ctx context.Context, faults *Faults) error {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"db":{"status":"UP"},"name":%q}`+"\n", h.Name)
+	})
+	mux.HandleFunc("/doc/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil {
+			http.Error(w, "not a document number", http.StatusBadRequest)
+			return
+		}
+		version := 1
+		if k := faults.diffEvery.Load(); k > 0 && n%k == 0 {
+			version = 2
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"doc":%d,"version":%d}`+"\n", n, version)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		i := n.Add(1)

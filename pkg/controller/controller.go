@@ -34,7 +34,8 @@ type Node interface {
 
 // GateRunner runs a step's gates against the canary backends, in order,
 // stopping at the first failure.
-type GateRunner func(ctx context.Context, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult
+// service is the release's service (a shadow gate captures its traffic).
+type GateRunner func(ctx context.Context, service string, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult
 
 // Options tune a Controller.
 type Options struct {
@@ -404,7 +405,7 @@ func (c *Controller) startGates(st cluster.State, rel release.Release, run rollo
 	go func() {
 		ctx, cancel := context.WithTimeout(c.lifetime(), 30*time.Minute)
 		defer cancel()
-		results := c.opts.Gates(ctx, gates, canary)
+		results := c.opts.Gates(ctx, run.Service, gates, canary)
 		c.mu.Lock()
 		delete(c.gating, rel.Name)
 		c.mu.Unlock()
