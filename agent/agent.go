@@ -59,6 +59,8 @@ type Agent struct {
 	ctrl  *controller.Controller
 	hooks *webhook.Sender
 	hub   *captures.Hub // this node's captures
+	// shadow counts the shadow gates' comparisons run here.
+	shadow *shadowMetrics
 	// rates are the rate caps last applied to the kernel, by service (the
 	// reconciler's goroutine only): to log their changes.
 	rates map[string]uint32
@@ -92,7 +94,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, rates: map[string]uint32{}}
+	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, rates: map[string]uint32{}, shadow: newShadowMetrics()}
 	a.win = newWindows(a)
 	ok := false
 	defer func() {

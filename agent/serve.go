@@ -89,6 +89,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			controller.NewMetrics(a.cfg.Node, func() cluster.State { st, _ := a.node.FSM().State(); return st }, a.ctrl))
+		reg.MustRegister(a.shadow.collectors()...)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
 		mln, err := net.Listen("tcp", a.cfg.Listen.Metrics)

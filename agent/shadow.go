@@ -17,8 +17,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/graylane/graylane/pkg/gate"
 	"github.com/graylane/graylane/pkg/release"
+	svcpkg "github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/shadow"
 )
 
@@ -38,10 +41,16 @@ func (a *Agent) shadowGate(ctx context.Context, service string, g release.Shadow
 	if err != nil {
 		return gate.ShadowOutcome{}, fmt.Errorf("read the recorded requests: %w", err)
 	}
-	rep, err := shadow.Run(ctx, exchanges, shadow.Options{Targets: canary, Examples: 1})
+	opts := shadow.Options{Targets: canary, Examples: 1, Protocol: shadow.HTTP}
+	if st, _ := a.node.FSM().State(); st.Services[service].Protocol == svcpkg.UDP {
+		opts.Protocol = shadow.UDP
+	}
+	rep, err := shadow.Run(ctx, exchanges, opts)
 	if err != nil {
+		a.shadow.runs.WithLabelValues(a.cfg.Node, service, "error").Inc()
 		return gate.ShadowOutcome{}, fmt.Errorf("replay to the canary: %w", err)
 	}
+	a.shadow.count(a.cfg.Node, service, rep)
 	a.log.Info("shadow gate", "service", service, "from", g.From, "found", rep.Found, "compared", rep.Compared,
 		"differing", rep.Differing, "skipped", rep.Skipped)
 	return gate.ShadowOutcome{Compared: rep.Compared, Differing: rep.Differing, Detail: shadowDetail(rep)}, nil
@@ -118,4 +127,32 @@ func excerpt(s string) string {
 		return s[:60] + "…"
 	}
 	return s
+}
+
+// shadowMetrics count the shadow comparisons this node ran (as leader,
+// for releases' shadow gates).
+type shadowMetrics struct {
+	runs                *prometheus.CounterVec
+	compared, differing *prometheus.CounterVec
+}
+
+func newShadowMetrics() *shadowMetrics {
+	return &shadowMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "graylane_shadow_runs_total",
+			Help: "Shadow comparisons this node ran for releases' gates, by result (compared, error)."}, []string{"node", "service", "result"}),
+		compared: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "graylane_shadow_compared_total",
+			Help: "Recorded requests replayed to the canary whose answers were compared."}, []string{"node", "service"}),
+		differing: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "graylane_shadow_differing_total",
+			Help: "Compared answers of the canary that differed from the recorded ones."}, []string{"node", "service"}),
+	}
+}
+
+func (m *shadowMetrics) count(node, service string, rep shadow.Report) {
+	m.runs.WithLabelValues(node, service, "compared").Inc()
+	m.compared.WithLabelValues(node, service).Add(float64(rep.Compared))
+	m.differing.WithLabelValues(node, service).Add(float64(rep.Differing))
+}
+
+func (m *shadowMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.runs, m.compared, m.differing}
 }

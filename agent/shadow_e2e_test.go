@@ -66,6 +66,12 @@ func testShadowGate(t *testing.T, diffEvery int64) {
 	case diffEvery > 0 && (r.Phase != "paused" || !strings.Contains(r.Reason, "shadow capture failed") || !strings.Contains(r.Reason, "body differs")):
 		t.Errorf("the canary differs on 1/%d of paths, but the release is %s: %s", diffEvery, r.Phase, r.Reason)
 	}
+	mf := scrape(t, e.lab)
+	compared, differing := mf["graylane_shadow_compared_total"], mf["graylane_shadow_differing_total"]
+	if compared == nil || differing == nil || compared.Metric[0].GetCounter().GetValue() == 0 ||
+		(diffEvery > 0) != (differing.Metric[0].GetCounter().GetValue() > 0) {
+		t.Errorf("shadow metrics: compared %v, differing %v", compared, differing)
+	}
 }
 
 // docLoad GETs /doc/0../doc/99 in turn through the VIP, one connection
