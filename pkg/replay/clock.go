@@ -47,14 +47,6 @@ func (s schedule) due(k int) time.Duration {
 	return time.Duration(float64(time.Duration(loop)*s.period+s.at[i]) / s.speed)
 }
 
-// meanGap is the mean gap between packets, scaled by the speed.
-func (s schedule) meanGap() time.Duration {
-	if len(s.at) < 2 {
-		return time.Hour
-	}
-	return time.Duration(float64(s.at[len(s.at)-1]) / float64(len(s.at)-1) / s.speed)
-}
-
 // gap is the k-th packet's intended gap after the one before it.
 func (s schedule) gap(k int) time.Duration {
 	if k == 0 {
@@ -98,28 +90,4 @@ func (c clock) wait(ctx context.Context, due time.Duration) (time.Duration, erro
 // be locked.
 func tightenTimerSlack() {
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-}
-
-// realtimePriority is the SCHED_FIFO priority of the sending thread: above
-// every ordinary task, below the kernel's own threaded interrupts (50).
-const realtimePriority = 40
-
-// schedParam is struct sched_param.
-type schedParam struct{ priority int32 }
-
-// realtimeMinGap is the mean gap from which the sender runs SCHED_FIFO.
-// Below it the sender spins nearly all the time, and the kernel's RT
-// throttling (sched_rt_runtime_us, 95 % of each second by default) would
-// stop it for 50 ms a second: worse than the time slices of other tasks.
-const realtimeMinGap = 2 * spinMargin
-
-// realtime makes the calling (locked) thread SCHED_FIFO so that other
-// tasks on its core do not delay a packet by a time slice, and says which
-// policy it runs under. Without CAP_SYS_NICE it stays as it was.
-func realtime() string {
-	p := schedParam{realtimePriority}
-	if _, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, 1 /* SCHED_FIFO */, uintptr(unsafe.Pointer(&p))); e != 0 {
-		return "busy-wait (SCHED_OTHER: " + e.Error() + ")"
-	}
-	return "busy-wait, SCHED_FIFO"
 }

@@ -22,7 +22,7 @@ type sender struct {
 	rec    *recorder
 	bytes  uint64
 	took   time.Duration
-	timing string
+	rt     *realtime
 
 	sent atomic.Uint64 // for the progress line
 	lag  atomic.Int64
@@ -40,10 +40,8 @@ func (s *sender) run(ctx context.Context, progress io.Writer) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	tightenTimerSlack()
-	s.timing = "busy-wait, SCHED_OTHER (gaps under " + realtimeMinGap.String() + ": SCHED_FIFO would be throttled)"
-	if s.sched.meanGap() >= realtimeMinGap {
-		s.timing = realtime()
-	}
+	s.rt = becomeRealtime()
+	defer s.rt.restore()
 	c := clock{start: time.Now()}
 	defer func() { s.took = c.now() }()
 	for k := 0; k < total; {
@@ -69,7 +67,10 @@ func (s *sender) batch(ctx context.Context, c clock, k, total int) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	now, err := c.wait(ctx, s.sched.due(k))
+	due := s.sched.due(k)
+	pre := c.now()
+	s.rt.spinning(pre, due-pre)
+	now, err := c.wait(ctx, due)
 	if err != nil {
 		s.x.free = append(s.x.free, addr)
 		return 0, err
@@ -128,7 +129,7 @@ func (s *sender) report(w io.Writer, total int, done <-chan struct{}) {
 
 // summarize fills in what was sent and how well it kept time.
 func (s *sender) summarize(sum *Summary) {
-	sum.Timing = s.timing
+	sum.Timing = s.rt.String()
 	sum.Sent, sum.Bytes = s.rec.packets, s.bytes
 	sum.Late, sum.MaxLagNs = s.rec.late, int64(s.rec.maxLag)
 	sum.DurationNs = int64(s.took)
