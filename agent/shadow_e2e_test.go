@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,16 +80,8 @@ func testShadowGate(t *testing.T, diffEvery int64) {
 type docLoad struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
-	ok, failed atomicCount
+	ok, failed atomic.Int64
 }
-
-type atomicCount struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (a *atomicCount) Add(d int) { a.mu.Lock(); a.n += d; a.mu.Unlock() }
-func (a *atomicCount) Load() int { a.mu.Lock(); defer a.mu.Unlock(); return a.n }
 
 func startDocLoad(ctx context.Context, lab *netlab.Lab, rate int) *docLoad {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
