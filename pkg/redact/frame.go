@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/graylane/graylane/pkg/inetsum"
 )
 
 // Errors of Frame, wrapped with what was short or not understood. The frame
@@ -115,20 +117,20 @@ func etherPayload(b []byte) (next, error) {
 // checksum (and, for GTP-U, the outer UDP checksum) must also account for
 // every word written inside its payload, checksum fields included.
 func (r *Redactor) apply(b []byte, p *plan, keep func(netip.Addr) bool) {
-	var inside delta // words changed inside the layer below, as seen from this one
+	var inside inetsum.Delta // words changed inside the layer below, as seen from this one
 	for i := p.n - 1; i >= 0; i-- {
 		l := &p.layers[i]
 		addrs := r.rewriteAddrs(b, l, keep)
 		d := addrs + inside
 		if l.hdrCk >= 0 {
-			d += fixChecksum(b, l.hdrCk, addrs, false)
+			d += inetsum.Fix(b, l.hdrCk, addrs, false)
 		}
 		if l.l4Ck >= 0 {
 			l4 := inside
 			if l.pseudo {
 				l4 += addrs
 			}
-			d += fixChecksum(b, l.l4Ck, l4, l.udp)
+			d += inetsum.Fix(b, l.l4Ck, l4, l.udp)
 		}
 		inside = d
 	}
@@ -136,12 +138,12 @@ func (r *Redactor) apply(b []byte, p *plan, keep func(netip.Addr) bool) {
 
 // rewriteAddrs replaces the source and destination of layer l unless keep
 // says otherwise, and returns the change.
-func (r *Redactor) rewriteAddrs(b []byte, l *layer, keep func(netip.Addr) bool) delta {
+func (r *Redactor) rewriteAddrs(b []byte, l *layer, keep func(netip.Addr) bool) inetsum.Delta {
 	size, src := 4, l.ip+12
 	if l.v6 {
 		size, src = 16, l.ip+8
 	}
-	var d delta
+	var d inetsum.Delta
 	for _, off := range [2]int{src, src + size} {
 		a, _ := netip.AddrFromSlice(b[off : off+size])
 		if keep != nil && keep(a) {
@@ -155,7 +157,7 @@ func (r *Redactor) rewriteAddrs(b []byte, l *layer, keep func(netip.Addr) bool) 
 			copy(pseudo[:], v4[:])
 		}
 		for w := 0; w < size; w += 2 {
-			d += set16(b, off+w, binary.BigEndian.Uint16(pseudo[w:]))
+			d += inetsum.Set16(b, off+w, binary.BigEndian.Uint16(pseudo[w:]))
 		}
 	}
 	return d

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/graylane/graylane/pkg/gtpu"
+	"github.com/graylane/graylane/pkg/inetsum"
 )
 
 // Rewrite says which destinations to change. A zero address keeps the
@@ -66,7 +67,7 @@ func (rw Rewrite) Apply(frame []byte) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	var inner delta
+	var inner inetsum.Delta
 	if rw.InnerDst.Addr().IsValid() && p.proto == protoUDP && p.l4 >= 0 && p.dstPort(frame) == gtpu.Port {
 		if inner, err = rw.applyInner(frame, p); err != nil {
 			return netip.Addr{}, fmt.Errorf("GTP-U inner packet: %w", err)
@@ -80,7 +81,7 @@ func (rw Rewrite) Apply(frame []byte) (netip.Addr, error) {
 
 // applyInner rewrites the inner packet of the G-PDU in p's UDP payload and
 // returns the change of the outer UDP payload.
-func (rw Rewrite) applyInner(frame []byte, p ipPacket) (delta, error) {
+func (rw Rewrite) applyInner(frame []byte, p ipPacket) (inetsum.Delta, error) {
 	payload := p.l4 + 8
 	_, start, _, err := gtpu.ParseHeader(frame[payload:p.end])
 	if errors.Is(err, gtpu.ErrNotGPDU) {
@@ -189,32 +190,32 @@ func checkL4(b []byte, p ipPacket) error {
 // rewriteIP sets the destination of packet p to `to` (address, and port
 // if not 0), fixes its checksums for that and for a change `inner` of its
 // transport payload, and returns the change of the bytes from p.ip on.
-func rewriteIP(b []byte, p ipPacket, to netip.AddrPort, inner delta) (delta, error) {
-	var addr, l4 delta
+func rewriteIP(b []byte, p ipPacket, to netip.AddrPort, inner inetsum.Delta) (inetsum.Delta, error) {
+	var addr, l4 inetsum.Delta
 	if to.Addr().IsValid() {
 		if to.Addr().Is4() != (p.version == 4) {
 			return 0, fmt.Errorf("an IPv%d packet cannot go to %s", p.version, to.Addr())
 		}
-		addr = setBytes(b, p.dst, to.Addr().AsSlice())
+		addr = inetsum.SetBytes(b, p.dst, to.Addr().AsSlice())
 	}
 	total := addr
 	if p.version == 4 {
-		total += fixChecksum(b, p.ip+10, addr, false)
+		total += inetsum.Fix(b, p.ip+10, addr, false)
 	}
 	if p.l4 < 0 {
 		return total, nil
 	}
 	if to.Port() != 0 && (p.proto == protoTCP || p.proto == protoUDP) {
-		l4 = set16(b, p.l4+2, to.Port())
+		l4 = inetsum.Set16(b, p.l4+2, to.Port())
 	}
 	total += l4 + inner
 	switch {
 	case p.proto == protoTCP:
-		total += fixChecksum(b, p.l4+16, addr+l4+inner, false)
+		total += inetsum.Fix(b, p.l4+16, addr+l4+inner, false)
 	case p.proto == protoUDP && (p.version == 6 || binary.BigEndian.Uint16(b[p.l4+6:]) != 0):
-		total += fixChecksum(b, p.l4+6, addr+l4+inner, true)
+		total += inetsum.Fix(b, p.l4+6, addr+l4+inner, true)
 	case p.proto == protoICMP6:
-		total += fixChecksum(b, p.l4+2, addr+inner, false)
+		total += inetsum.Fix(b, p.l4+2, addr+inner, false)
 	}
 	return total, nil
 }
