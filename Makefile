@@ -25,9 +25,10 @@ PREFIX     ?= /usr
 BINDIR     ?= $(PREFIX)/bin
 UNITDIR    ?= /lib/systemd/system
 CONFDIR    ?= /etc/graylane
+COMPLETIONDIR ?= $(PREFIX)/share
 
 .PHONY: install
-install: build ## Install the binaries, the systemd unit and a default config (DESTDIR aware; an existing config is kept)
+install: build ## Install the binaries, the systemd unit, a default config (an existing one is kept) and graylanectl's shell completions (DESTDIR aware)
 	install -D -m 0755 $(BIN)/graylane-agent $(DESTDIR)$(BINDIR)/graylane-agent
 	install -D -m 0755 $(BIN)/graylanectl $(DESTDIR)$(BINDIR)/graylanectl
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
@@ -35,10 +36,16 @@ install: build ## Install the binaries, the systemd unit and a default config (D
 	chmod 0644 $(DESTDIR)$(UNITDIR)/graylane-agent.service
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)/manifests.d
 	[ -e $(DESTDIR)$(CONFDIR)/agent.yaml ] || install -m 0600 agent/systemd/agent.yaml $(DESTDIR)$(CONFDIR)/agent.yaml
+	install -d -m 0755 $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d
+	$(BIN)/graylanectl completion bash > $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl
+	$(BIN)/graylanectl completion zsh > $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl
+	$(BIN)/graylanectl completion fish > $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
+	chmod 0644 $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
 
 .PHONY: uninstall
 uninstall: ## Remove what install laid out, except the configuration and the data (run `graylane-agent cleanup` first to take the programs off)
 	rm -f $(DESTDIR)$(BINDIR)/graylane-agent $(DESTDIR)$(BINDIR)/graylanectl $(DESTDIR)$(UNITDIR)/graylane-agent.service
+	rm -f $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests and the demo need (as root)

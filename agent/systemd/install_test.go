@@ -28,11 +28,14 @@ func TestInstall(t *testing.T) {
 	}
 	make("install")
 	for path, mode := range map[string]os.FileMode{
-		"usr/bin/graylane-agent":                    0o755,
-		"usr/bin/graylanectl":                       0o755,
-		"lib/systemd/system/graylane-agent.service": 0o644,
-		"etc/graylane/agent.yaml":                   0o600,
-		"etc/graylane/manifests.d":                  0o755 | os.ModeDir,
+		"usr/bin/graylane-agent":                               0o755,
+		"usr/bin/graylanectl":                                  0o755,
+		"lib/systemd/system/graylane-agent.service":            0o644,
+		"etc/graylane/agent.yaml":                              0o600,
+		"etc/graylane/manifests.d":                             0o755 | os.ModeDir,
+		"usr/share/bash-completion/completions/graylanectl":    0o644,
+		"usr/share/zsh/vendor-completions/_graylanectl":        0o644,
+		"usr/share/fish/vendor_completions.d/graylanectl.fish": 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(root, path))
 		if err != nil {
@@ -69,7 +72,8 @@ func TestInstall(t *testing.T) {
 		t.Errorf("reinstall overwrote the configuration: %q", got)
 	}
 	make("uninstall")
-	for _, gone := range []string{"usr/bin/graylane-agent", "usr/bin/graylanectl", "lib/systemd/system/graylane-agent.service"} {
+	for _, gone := range []string{"usr/bin/graylane-agent", "usr/bin/graylanectl", "lib/systemd/system/graylane-agent.service",
+		"usr/share/bash-completion/completions/graylanectl"} {
 		if _, err := os.Stat(filepath.Join(root, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s after uninstall: %v", gone, err)
 		}

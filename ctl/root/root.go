@@ -16,6 +16,7 @@ import (
 	"github.com/graylane/graylane/ctl/apply"
 	"github.com/graylane/graylane/ctl/capture"
 	"github.com/graylane/graylane/ctl/cli"
+	"github.com/graylane/graylane/ctl/completion"
 	"github.com/graylane/graylane/ctl/get"
 	"github.com/graylane/graylane/ctl/members"
 	"github.com/graylane/graylane/ctl/mirror"
@@ -80,6 +81,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		capture.New(env),
 		shadow.New(env),
 		replay.New(env),
+		completion.New(env),
 		versionCommand(env),
 	)
 	return cmd
