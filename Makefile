@@ -26,9 +26,10 @@ BINDIR     ?= $(PREFIX)/bin
 UNITDIR    ?= /lib/systemd/system
 CONFDIR    ?= /etc/graylane
 COMPLETIONDIR ?= $(PREFIX)/share
+MANDIR     ?= $(PREFIX)/share/man
 
 .PHONY: install
-install: build ## Install the binaries, the systemd unit, a default config (an existing one is kept) and graylanectl's shell completions (DESTDIR aware)
+install: build ## Install the binaries, the systemd unit, a default config (an existing one is kept), graylanectl's man pages and shell completions (DESTDIR aware)
 	install -D -m 0755 $(BIN)/graylane-agent $(DESTDIR)$(BINDIR)/graylane-agent
 	install -D -m 0755 $(BIN)/graylanectl $(DESTDIR)$(BINDIR)/graylanectl
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
@@ -40,11 +41,15 @@ install: build ## Install the binaries, the systemd unit, a default config (an e
 	$(BIN)/graylanectl completion bash > $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl
 	$(BIN)/graylanectl completion zsh > $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl
 	$(BIN)/graylanectl completion fish > $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1
+	$(GO) run ./ctl/manpages/cmd/graylane-man $(DESTDIR)$(MANDIR)/man1
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/graylanectl*.1
 	chmod 0644 $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
 
 .PHONY: uninstall
 uninstall: ## Remove what install laid out, except the configuration and the data (run `graylane-agent cleanup` first to take the programs off)
 	rm -f $(DESTDIR)$(BINDIR)/graylane-agent $(DESTDIR)$(BINDIR)/graylanectl $(DESTDIR)$(UNITDIR)/graylane-agent.service
+	rm -f $(DESTDIR)$(MANDIR)/man1/graylanectl*.1
 	rm -f $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
 
 .PHONY: deps

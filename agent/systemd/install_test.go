@@ -73,7 +73,7 @@ func TestInstall(t *testing.T) {
 	}
 	make("uninstall")
 	for _, gone := range []string{"usr/bin/graylane-agent", "usr/bin/graylanectl", "lib/systemd/system/graylane-agent.service",
-		"usr/share/bash-completion/completions/graylanectl"} {
+		"usr/share/bash-completion/completions/graylanectl", "usr/share/man/man1/graylanectl.1"} {
 		if _, err := os.Stat(filepath.Join(root, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s after uninstall: %v", gone, err)
 		}
