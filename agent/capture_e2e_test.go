@@ -391,6 +391,27 @@ func TestCaptureGTPU(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("%d packets with a bad checksum after redaction", len(bad))
 	}
+	checkUEFlows(t, e, ues)
+}
+
+// checkUEFlows: the flow table lists one flow per UE (port 0), each on a
+// backend of the service, and only one UE's with --client.
+func checkUEFlows(t *testing.T, e *env, ues map[string]bool) {
+	t.Helper()
+	fl, err := e.agent.Client().Flows(e.ctx, "upf", "", 100)
+	if err != nil || fl.Total != len(ues) {
+		t.Fatalf("flows of upf: %+v (%v), want one per UE (%d)", fl, err, len(ues))
+	}
+	for _, f := range fl.Flows {
+		ap := netip.MustParseAddrPort(f.Client)
+		if !ues[ap.Addr().String()] || ap.Port() != 0 || f.Backend == "" || f.State != "idle" {
+			t.Errorf("flow %+v: want a UE's, port 0, idle, on a backend", f)
+		}
+	}
+	one, err := e.agent.Client().Flows(e.ctx, "upf", "10.46.0.1", 100)
+	if err != nil || one.Total != 1 {
+		t.Errorf("flows of UE 10.46.0.1: %+v (%v), want one", one, err)
+	}
 }
 
 // TestCaptureOverload gives the agent a 64 KiB capture ring and captures

@@ -33,6 +33,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 	api := apiserver.New(a.node, a.log)
 	api.SetAnalysis(a.analysis)
 	api.SetCapturer(a)
+	api.SetFlowLister(a)
 	start := func(name string, ln net.Listener, h http.Handler) {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 			// Failed TLS handshakes and the like, in the agent's log format.

@@ -52,6 +52,8 @@ type Server struct {
 	analysis func(release string) *api.Analysis
 	// capturer runs captures (GET .../capture); nil: none.
 	capturer Capturer
+	// flows lists live flows (GET .../flows); nil: none.
+	flows FlowLister
 }
 
 // SetAnalysis installs where release judgements come from.
@@ -126,6 +128,7 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("DELETE /v1/services/{name}", s.deleteService)
 	route("PUT /v1/services/{name}/weight", s.setWeight)
 	route("PUT /v1/services/{name}/mirror", s.setMirror)
+	route("GET /v1/services/{name}/flows", s.listFlows)
 	route("POST /v1/services/{name}/pins", s.addPin)
 	route("DELETE /v1/services/{name}/pins", s.removePin)
 	route("GET /v1/members", s.members)

@@ -17,6 +17,7 @@ import (
 	"github.com/graylane/graylane/ctl/capture"
 	"github.com/graylane/graylane/ctl/cli"
 	"github.com/graylane/graylane/ctl/completion"
+	"github.com/graylane/graylane/ctl/flows"
 	"github.com/graylane/graylane/ctl/get"
 	"github.com/graylane/graylane/ctl/members"
 	"github.com/graylane/graylane/ctl/mirror"
@@ -81,6 +82,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		capture.New(env),
 		shadow.New(env),
 		replay.New(env),
+		flows.New(env),
 		completion.New(env),
 		versionCommand(env),
 	)

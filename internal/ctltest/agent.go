@@ -73,6 +73,7 @@ func (f *Agent) Handler() http.Handler {
 		{"PUT /v1/services/{name}/weight", namedWrite},
 		{"PUT /v1/services/{name}/mirror", namedWrite},
 		{"GET /v1/services/{name}/capture", capture},
+		{"GET /v1/services/{name}/flows", flows},
 		{"POST /v1/services/{name}/pins", wrote},
 		{"DELETE /v1/services/{name}/pins", wrote},
 		{"GET /v1/members", getMembers},
@@ -227,4 +228,16 @@ func capture(w http.ResponseWriter, r *http.Request, _ string) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}
+}
+
+// flows answers web's flows; "nope" does not exist.
+func flows(w http.ResponseWriter, r *http.Request, _ string) {
+	if r.PathValue("name") == "nope" {
+		reply(w, 404, api.Error{Message: `service "nope" does not exist`})
+		return
+	}
+	reply(w, 200, api.Flows{Node: "gw1", Service: r.PathValue("name"), Total: 3, Flows: []api.Flow{
+		{Client: "10.9.0.7:40312", Backend: "10.2.0.11:8080", Pool: "stable", State: "idle"},
+		{Client: "10.9.0.7:40314", Backend: "10.2.0.21:8080", Pool: "canary", State: "awaiting", WaitingSeconds: 0.0421, Mirrored: true},
+	}})
 }

@@ -346,3 +346,40 @@ func TestMirrorShareConcernsNewFlows(t *testing.T) {
 		t.Errorf("%d copies after mirroring was turned off, want still 2", got)
 	}
 }
+
+// TestFlows lists a service's live flows from the kernel's table: every
+// one of them with its backend and pool, those of one client, at most the
+// limit with the whole count, none of another service; a mirrored flow
+// says so.
+func TestFlows(t *testing.T) {
+	f, _ := newMirrorFixture(t)
+	web := oneBackendWeb()
+	web.Mirror = &service.Mirror{Percent: service.MaxWeight, To: mirrorVeth}
+	other := webService("other", vip6, service.TCP, 0)
+	if err := f.inNS(func() error { return f.dp.Apply([]service.Service{web, other}) }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		client := netip.AddrPortFrom(client4, uint16(33000+i))
+		f.run(t, hookTC, false, f.cliIf, buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN}))
+	}
+	f.run(t, hookTC, false, f.cliIf, buildPacket(pktSpec{src: netip.AddrPortFrom(client6, 33000), dst: netip.AddrPortFrom(vip6, 80), proto: protoTCP, tcpFlags: tcpSYN}))
+	flows, total, err := f.dp.Flows("web", netip.Addr{}, 3)
+	if err != nil || total != 5 || len(flows) != 3 {
+		t.Fatalf("Flows(web, limit 3) = %d flows of %d (%v), want 3 of 5", len(flows), total, err)
+	}
+	for _, fl := range flows {
+		if fl.Client.Addr() != client4 || fl.Backend != web.Stable[0].Addr || fl.Pool != service.Stable || fl.State != "connecting" || !fl.Mirrored {
+			t.Errorf("flow %+v: want a connecting, mirrored flow of %s to %s", fl, client4, web.Stable[0].Addr)
+		}
+	}
+	if _, total, _ := f.dp.Flows("web", client6, 10); total != 0 {
+		t.Errorf("%d flows of web from %s, want none", total, client6)
+	}
+	if flows, total, _ := f.dp.Flows("other", client6, 10); total != 1 || flows[0].Mirrored {
+		t.Errorf("other's flows %+v (%d), want one, not mirrored", flows, total)
+	}
+	if _, _, err := f.dp.Flows("nothere", netip.Addr{}, 10); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("flows of an unknown service: %v", err)
+	}
+}
