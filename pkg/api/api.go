@@ -9,8 +9,8 @@
 //	PUT    /v1/services/{name}/weight       WeightRequest         -> Write
 //	PUT    /v1/services/{name}/mirror       MirrorRequest         -> Write
 //	GET    /v1/services/{name}/capture?percent=P&duration=D&count=N&node=NODE&snaplen=N&payload=true&redact=true
-//	GET    /v1/services/{name}/flows?client=IP&limit=N                  -> Flows
 //	                                        -> pcapng stream (application/x-pcapng)
+//	GET    /v1/services/{name}/flows?client=IP&limit=N                  -> Flows
 //	POST   /v1/services/{name}/pins         PinRequest            -> Write
 //	DELETE /v1/services/{name}/pins?prefix=P                      -> Write
 //	GET    /v1/members                      -> []Member
