@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -21,13 +22,23 @@ type testCluster struct {
 	nodes []*Node
 }
 
+// freeAddr is a loopback address free now, on a port below the
+// ephemeral range (32768 and up): a port the kernel picked would be free
+// for the moment only, and an outgoing connection of another node (a join,
+// raft's dials) could take it before the node that is to listen there
+// starts (CI saw "address already in use").
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000..31999 after 100 tries")
+	return ""
 }
 
 func newTestCluster(t *testing.T, size int) *testCluster {
