@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"math"
@@ -369,5 +368,3 @@ func (e *env) mirrorStats(t *testing.T, s service.Service) datapath.MirrorStats 
 	sum.CaptureDropped += ms[1].CaptureDropped
 	return sum
 }
-
-var _ = context.Background

@@ -80,8 +80,9 @@ func (f FlushWriter) Write(p []byte) (int, error) {
 }
 
 // OpenCapture asks member node for a capture (req, the agent's JSON) and
-// returns its stream, or the member's refusal (with its status: RPCStatus). The stream ends when the capture ends; closing it or ending
-// ctx ends the capture.
+// returns its stream, or the member's refusal (its status: RPCStatus).
+// The stream ends when the capture ends; closing it or ending ctx ends
+// the capture.
 func (n *Node) OpenCapture(ctx context.Context, node string, req []byte) (io.ReadCloser, error) {
 	if n.hc == nil {
 		return nil, errors.New("a single-node cluster has no other nodes")
@@ -134,6 +135,3 @@ func (n *Node) MemberNames() ([]string, error) {
 	}
 	return out, nil
 }
-
-// Name is this node's name.
-func (n *Node) Name() string { return n.cfg.Node }

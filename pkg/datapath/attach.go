@@ -259,14 +259,41 @@ func (a *attachment) attachXDP(prog *ebpf.Program, ifindex int, flags link.XDPAt
 }
 
 func (a *attachment) attachTC(prog *ebpf.Program, ifindex int, noTCX bool) error {
+	l, f, err := attachTCHook(prog, ifindex, noTCX, tcIngress)
+	if err != nil {
+		return err
+	}
+	a.link, a.filter, a.Hook = l, f, HookTCX
+	if f != nil {
+		a.Hook = HookClsact
+	}
+	return nil
+}
+
+// tcHook is a tc hook: where a program runs, and the clsact filter's name
+// there (for kernels before 6.6).
+type tcHook struct {
+	tcx    ebpf.AttachType
+	parent uint32
+	name   string
+}
+
+var (
+	tcIngress = tcHook{ebpf.AttachTCXIngress, netlink.HANDLE_MIN_INGRESS, filterName}
+	tcEgress  = tcHook{ebpf.AttachTCXEgress, netlink.HANDLE_MIN_EGRESS, mirrorOutFilterName}
+)
+
+// attachTCHook attaches prog at a tc hook of the interface: a TCX link
+// where the kernel has TCX (and noTCX is false), else a clsact qdisc and
+// a direct-action filter. Exactly one of the link and the filter is set.
+func attachTCHook(prog *ebpf.Program, ifindex int, noTCX bool, hook tcHook) (link.Link, *netlink.BpfFilter, error) {
 	if !noTCX {
-		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
+		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: hook.tcx})
 		if err == nil {
-			a.link, a.Hook = l, HookTCX
-			return nil
+			return l, nil, nil
 		}
 		if !errors.Is(err, ebpf.ErrNotSupported) {
-			return err
+			return nil, nil, err
 		}
 	}
 	// Kernels before 6.6: a clsact qdisc and a direct-action filter.
@@ -275,25 +302,24 @@ func (a *attachment) attachTC(prog *ebpf.Program, ifindex int, noTCX bool) error
 		QdiscType:  "clsact",
 	}
 	if err := netlink.QdiscReplace(qdisc); err != nil {
-		return fmt.Errorf("add clsact qdisc: %w", err)
+		return nil, nil, fmt.Errorf("add clsact qdisc: %w", err)
 	}
 	filter := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: ifindex,
-			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Parent:    hook.parent,
 			Handle:    netlink.MakeHandle(0, 1),
 			Protocol:  unix.ETH_P_ALL,
 			Priority:  1,
 		},
 		Fd:           prog.FD(),
-		Name:         filterName,
+		Name:         hook.name,
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
-		return fmt.Errorf("add tc filter: %w", err)
+		return nil, nil, fmt.Errorf("add tc filter: %w", err)
 	}
-	a.filter, a.Hook = filter, HookClsact
-	return nil
+	return nil, filter, nil
 }
 
 func (a *attachment) detach() error {

@@ -96,12 +96,9 @@ func (d *Datapath) attachCompanion(a *attachment) error {
 }
 
 func (c *companion) attach(prog *ebpf.Program, noTCX bool) error {
-	var tmp attachment
-	if err := tmp.attachTC(prog, int(c.ifindex), noTCX); err != nil {
-		return err
-	}
-	c.link, c.filter = tmp.link, tmp.filter
-	return nil
+	var err error
+	c.link, c.filter, err = attachTCHook(prog, int(c.ifindex), noTCX, tcIngress)
+	return err
 }
 
 // detach removes the companion (the caller stopped the hand-over).

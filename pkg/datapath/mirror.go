@@ -8,6 +8,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -68,7 +69,7 @@ func lookupMirrorIface(name string) mirrorIface {
 		return mirrorIface{problem: fmt.Sprintf("mirror interface %s: %v", name, err)}
 	}
 	a := l.Attrs()
-	if a.OperState == netlink.OperDown || a.Flags&(1<<0) == 0 { // IFF_UP
+	if a.OperState == netlink.OperDown || a.Flags&net.FlagUp == 0 {
 		return mirrorIface{index: uint32(a.Index), mtu: uint32(a.MTU),
 			problem: fmt.Sprintf("mirror interface %s is down: copies are lost", name)}
 	}

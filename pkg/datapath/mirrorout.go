@@ -64,40 +64,11 @@ func (d *Datapath) syncMirrorOut() {
 }
 
 func attachMirrorOut(prog *ebpf.Program, ifindex int, noTCX bool) (*mirrorOutLink, error) {
-	ml := &mirrorOutLink{ifindex: ifindex}
-	if !noTCX {
-		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXEgress})
-		if err == nil {
-			ml.link = l
-			return ml, nil
-		}
-		if !errors.Is(err, ebpf.ErrNotSupported) {
-			return nil, err
-		}
+	l, f, err := attachTCHook(prog, ifindex, noTCX, tcEgress)
+	if err != nil {
+		return nil, err
 	}
-	qdisc := &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
-		QdiscType:  "clsact",
-	}
-	if err := netlink.QdiscReplace(qdisc); err != nil {
-		return nil, fmt.Errorf("add clsact qdisc: %w", err)
-	}
-	ml.filter = &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: ifindex,
-			Parent:    netlink.HANDLE_MIN_EGRESS,
-			Handle:    netlink.MakeHandle(0, 1),
-			Protocol:  unix.ETH_P_ALL,
-			Priority:  1,
-		},
-		Fd:           prog.FD(),
-		Name:         mirrorOutFilterName,
-		DirectAction: true,
-	}
-	if err := netlink.FilterReplace(ml.filter); err != nil {
-		return nil, fmt.Errorf("add tc egress filter: %w", err)
-	}
-	return ml, nil
+	return &mirrorOutLink{ifindex: ifindex, link: l, filter: f}, nil
 }
 
 func (ml *mirrorOutLink) detach() error {
