@@ -69,6 +69,11 @@ func (a *Agent) status(name string) (any, error) {
 	st, _ := a.node.FSM().State()
 	win, secs, haveWindow := a.win.last()
 	mirrorProblems := a.dp.MirrorProblems()
+	active := a.hub.Active()
+	fill := 0.0
+	if entries, capacity := a.FlowTable(); capacity > 0 {
+		fill = float64(entries) / float64(capacity)
+	}
 	out := map[string]api.NodeStatus{}
 	for _, s := range st.ServiceList() {
 		if name != "" && s.Name != name {
@@ -83,7 +88,8 @@ func (a *Agent) status(name string) (any, error) {
 			out[s.Name] = api.NodeStatus{Error: "not in this node's kernel yet"}
 			continue
 		}
-		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name]}
+		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name],
+			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
 			ps := api.PoolStatus{Pool: p.String(), Backends: []string{}}
@@ -108,4 +114,13 @@ func (a *Agent) status(name string) (any, error) {
 		out[s.Name] = ns
 	}
 	return out, nil
+}
+
+// mirrorSummary tells a service's mirroring in a few words: "5% → mirror0",
+// "1% → capture", or "" when it mirrors nothing.
+func mirrorSummary(m *service.Mirror) string {
+	if m == nil || m.Percent == 0 {
+		return ""
+	}
+	return m.Percent.String() + " → " + m.To
 }

@@ -182,6 +182,17 @@ func (h *Hub) unregister(s *session) {
 	}
 }
 
+// Active returns how many captures run on this node for each service.
+func (h *Hub) Active() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]int{}
+	for s := range h.sessions {
+		out[s.Service]++
+	}
+	return out
+}
+
 // kernelCapture is what the captures of service name ask of the kernel
 // together: the largest share and the largest snap. h.mu is held.
 func (h *Hub) kernelCapture(name string) datapath.Capture {

@@ -1,5 +1,6 @@
 // Package status is `graylanectl status [SERVICE]`: the desired weight
-// against what each node's kernel steers by, with each pool's live numbers.
+// against what each node's kernel steers by, with each pool's live numbers;
+// with --watch, refreshed until interrupted.
 package status
 
 import (
@@ -14,41 +15,63 @@ import (
 	"github.com/graylane/graylane/pkg/api"
 )
 
+// flowTableWarning is the flow table fill from which a node's rows warn
+// that new flows start evicting live ones.
+const flowTableWarning = 0.9
+
 // New returns the status command.
 func New(env *cli.Env) *cobra.Command {
-	return &cobra.Command{
+	var w watch
+	cmd := &cobra.Command{
 		Use:   "status [SERVICE]",
 		Short: "Desired vs applied weight per node, and each pool's live numbers",
 		Long: `For each service (or one): the desired canary weight, and per node the
 weight its kernel steers by ("(differs)" while it has not caught up), and
 per pool its backends and, over the node's last measurement window: new
-flows per second, P50 and P99 response latency, errors per response, and
-the breaker's state when a release runs. A node that could not be asked is
-shown with the reason ("? ..."); a node that does not mirror the service
-as its spec.mirror says (its mirror interface is missing or down) gets a
-row under it saying why ("! ..."). With -o json or yaml, p50 and p99 are
-nanoseconds and errorRate a fraction.`,
+flows per second, P50 and P99 response latency, errors per response, the
+breaker's state when a release runs, and the service's mirroring on the
+node (share → interface or capture, and "+N captures" running there).
+
+Rows starting with "?" say why a node could not be asked; rows starting
+with "!" warn: the node does not mirror as spec.mirror says (its mirror
+interface is missing or down), or its flow table is 90 % full or more (new
+flows then evict the least recently used, live ones included).
+
+With --watch the status is asked again every --interval: on a terminal it
+is redrawn in place, otherwise each refresh is printed after a line with
+its time (with -o json or yaml, one document per refresh). A refresh that
+fails is shown and the watch goes on; Ctrl-C ends it. With -o json or
+yaml, p50 and p99 are nanoseconds and errorRate a fraction.`,
 		Args: cli.Args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
 			}
+			if err := w.check(cmd); err != nil {
+				return err
+			}
 			c, err := env.Connect(0)
 			if err != nil {
 				return err
 			}
-			st, err := c.Status(cmd.Context(), name)
+			get := func() (api.Status, error) { return c.Status(cmd.Context(), name) }
+			if w.on {
+				return w.run(cmd.Context(), env, get)
+			}
+			st, err := get()
 			if err != nil {
 				return env.Explain(err)
 			}
 			return env.Print(st, func(t *printer.Tab) { table(t, st) })
 		},
 	}
+	w.addFlags(cmd)
+	return cmd
 }
 
 func table(t *printer.Tab, st api.Status) {
-	t.Row("SERVICE", "DESIRED", "NODE", "KERNEL", "POOL", "BACKENDS", "FLOWS/S", "P50", "P99", "ERRORS", "BREAKER")
+	t.Row("SERVICE", "DESIRED", "NODE", "KERNEL", "POOL", "BACKENDS", "FLOWS/S", "P50", "P99", "ERRORS", "BREAKER", "MIRROR")
 	for _, s := range st.Services {
 		for _, n := range s.Nodes {
 			kernel := n.Weight
@@ -58,20 +81,51 @@ func table(t *printer.Tab, st api.Status) {
 				kernel += " (differs)"
 			}
 			if len(n.Pools) == 0 {
-				t.Row(s.Name, s.Weight, n.Node, kernel, "", "", "", "", "", "", "")
+				t.Row(s.Name, s.Weight, n.Node, kernel, "", "", "", "", "", "", "", "")
 			}
-			for _, p := range n.Pools {
+			for i, p := range n.Pools {
+				mirror := ""
+				if i == 0 {
+					mirror = mirrorCell(n)
+				}
 				t.Row(s.Name, s.Weight, n.Node, kernel, p.Pool, strings.Join(p.Backends, ","), fmt.Sprintf("%.1f", p.FlowRate),
-					latency(p.P50), latency(p.P99), fmt.Sprintf("%.2f%%", 100*p.ErrorRate), p.Breaker)
+					latency(p.P50), latency(p.P99), fmt.Sprintf("%.2f%%", 100*p.ErrorRate), p.Breaker, mirror)
 			}
-			if n.MirrorProblem != "" {
-				t.Row(s.Name, s.Weight, n.Node, "! "+n.MirrorProblem, "", "", "", "", "", "", "")
+			for _, warning := range warnings(n) {
+				t.Row(s.Name, s.Weight, n.Node, "! "+warning, "", "", "", "", "", "", "", "")
 			}
 		}
 	}
 	if len(st.Services) == 0 {
 		t.Line("no services")
 	}
+}
+
+// mirrorCell is the node's mirroring of the service and its captures.
+func mirrorCell(n api.NodeStatus) string {
+	parts := []string{}
+	if n.Mirror != "" {
+		parts = append(parts, n.Mirror)
+	}
+	switch {
+	case n.Captures == 1:
+		parts = append(parts, "+1 capture")
+	case n.Captures > 1:
+		parts = append(parts, fmt.Sprintf("+%d captures", n.Captures))
+	}
+	return strings.Join(parts, " ")
+}
+
+// warnings are what an operator should look at on the node.
+func warnings(n api.NodeStatus) []string {
+	var out []string
+	if n.MirrorProblem != "" {
+		out = append(out, n.MirrorProblem)
+	}
+	if n.FlowTableFill >= flowTableWarning {
+		out = append(out, fmt.Sprintf("flow table %.0f%% full: new flows evict the least recently used", 100*n.FlowTableFill))
+	}
+	return out
 }
 
 // latency prints a quantile, or "-" when the window had no responses.

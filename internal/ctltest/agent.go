@@ -193,9 +193,10 @@ func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
 		{Pool: "canary", Backends: []string{"10.2.0.11:8080"}, FlowRate: 50, P50: 21 * time.Millisecond, P99: 95 * time.Millisecond, ErrorRate: 0.035, Breaker: "closed"},
 	}
 	reply(w, 200, api.Status{Index: 42, Services: []api.ServiceStatus{{Name: "auth", Weight: "5%", Nodes: []api.NodeStatus{
-		{Node: "g1", Weight: "5%", Pools: pools, MirrorProblem: "mirror interface mirror0 is down: copies are lost"},
+		{Node: "g1", Weight: "5%", Pools: pools, MirrorProblem: "mirror interface mirror0 is down: copies are lost",
+			Mirror: "5% → mirror0", Captures: 1, FlowTableFill: 0.25},
 		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
-		{Node: "gw", Weight: "4%", Pools: pools[:1]},
+		{Node: "gw", Weight: "4%", Pools: pools[:1], Mirror: "5% → mirror0", FlowTableFill: 0.93},
 	}}}})
 }
 

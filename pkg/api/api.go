@@ -165,6 +165,14 @@ type NodeStatus struct {
 	// MirrorProblem says why the node does not mirror the service as its
 	// spec.mirror says (the mirror interface is missing or down there).
 	MirrorProblem string `json:"mirrorProblem,omitempty"`
+	// Mirror is the service's mirroring as the node does it ("" when
+	// off): the share and where copies go; Captures counts the captures
+	// of the service running on the node.
+	Mirror   string `json:"mirror,omitempty"`
+	Captures int    `json:"captures,omitempty"`
+	// FlowTableFill is the node's flow table use (entries/capacity, all
+	// services together); a table near full evicts live flows.
+	FlowTableFill float64 `json:"flowTableFill,omitempty"`
 	// Pools are the live numbers of the stable and canary pools, over the
 	// node's last measurement window.
 	Pools []PoolStatus `json:"pools,omitempty"`
