@@ -226,6 +226,10 @@ func TestCaptureHTTP(t *testing.T) {
 		reqs = append(reqs, r)
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The capture still runs (5 s): the status says so.
+	if st, err := e.agent.Client().Status(e.ctx, "http"); err != nil || len(st.Services) != 1 || st.Services[0].Nodes[0].Captures != 1 {
+		t.Errorf("status during the capture: %+v (%v), want 1 capture on the node", st, err)
+	}
 	if err := <-done; err != nil {
 		t.Fatalf("capture stream: %v", err)
 	}
@@ -509,6 +513,9 @@ func checkMissingMirror(t *testing.T, e *env, c *api.Client) {
 	}
 	if p := st.Services[0].Nodes[0].MirrorProblem; !strings.Contains(p, "glnone0") {
 		t.Errorf("the node's mirror problem is %q, want one naming glnone0", p)
+	}
+	if m := st.Services[0].Nodes[0].Mirror; m != "100% → glnone0" {
+		t.Errorf("the node's mirror is %q, want 100%% → glnone0", m)
 	}
 	if _, err := e.lab.Client.Hello(e.ctx, netip.AddrPortFrom(netlab.VIP4, 80), netip.Addr{}); err != nil {
 		t.Errorf("the service stopped steering: %v", err)
