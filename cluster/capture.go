@@ -37,8 +37,8 @@ func (n *Node) SetCapture(f CaptureFunc) { n.capture.Store(&f) }
 
 // serveCapture answers POST /cluster/capture.
 func (n *Node) serveCapture(w http.ResponseWriter, r *http.Request) {
-	if caller, ok := n.callerNotMember(r); ok {
-		writeRPCError(w, rpcErrorf(http.StatusForbidden, "node %q is not a member of the cluster", caller))
+	if err := n.checkCaller(r, membersOnly); err != nil {
+		writeRPCError(w, err)
 		return
 	}
 	f := n.capture.Load()

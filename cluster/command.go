@@ -45,6 +45,9 @@ const (
 	// CmdSetMirror sets or stops the mirroring of a service's flows. It
 	// has no ignore bit: a node that skipped it would hold another state.
 	CmdSetMirror CommandType = 9
+	// CmdRevoke revokes a removed node's certificates (with the ignore
+	// bit: see Revoke).
+	CmdRevoke CommandType = 10
 )
 
 // Command is one change of the desired state.
@@ -138,6 +141,7 @@ var decoders = map[CommandType]func() Command{
 	CmdDeleteRelease: func() Command { return &DeleteRelease{} },
 	CmdRollout:       func() Command { return &Rollout{} },
 	CmdSetMirror:     func() Command { return &SetMirror{} },
+	CmdRevoke:        func() Command { return &Revoke{} },
 }
 
 // Encode turns a command into a log entry.
@@ -178,6 +182,13 @@ type ConflictError struct{ Err error }
 
 func (e *ConflictError) Error() string { return e.Err.Error() }
 func (e *ConflictError) Unwrap() error { return e.Err }
+
+// InvalidError is an entry that is no valid command: bytes that do not
+// decode, a type this node does not know, content no state could take.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
 
 // NotFoundError names a service or pin the state does not have.
 type NotFoundError struct{ What string }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -23,17 +24,31 @@ type FSM struct {
 	mu      sync.RWMutex
 	state   State
 	index   uint64        // raft index of the last command applied
+	skipped uint64        // entries skipped as unreadable
 	changed chan struct{} // closed and replaced at every change
 }
 
 // NewFSM returns an FSM with an empty state.
 func NewFSM(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &FSM{log: log, state: newState(), changed: make(chan struct{})}
 }
 
 // Apply applies one log entry. The result is nil or the error that made
 // the command leave the state unchanged (a *ConflictError, a
 // *NotFoundError, or a validation error naming the field).
+//
+// Apply never panics on an entry: the log is written by whoever holds a
+// member's certificate, so an entry is input like any other. One this node
+// cannot read (bytes that are no command, a type it does not know, a
+// command whose apply fails unexpectedly) is logged, counted (Skipped) and
+// skipped, the same on every node, as every node reads the same bytes.
+// The leader refuses such commands before they reach the log (Check); an
+// entry that gets there anyway was written around it. New command types
+// carry IgnoreIfUnknown, or are used only once every member knows them,
+// so an older node skipping one does not diverge.
 func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -45,26 +60,72 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	if err != nil {
-		// A command this node cannot read would make it diverge from the
-		// others: stop rather than guess (raft will replay it after an
-		// upgrade).
-		panic(fmt.Sprintf("raft log entry %d: %v", l.Index, err))
+		f.skip(l.Index, err)
+		return &InvalidError{Err: err}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	next := f.state.clone()
-	if err := cmd.apply(&next); err != nil {
+	next, err := f.try(cmd)
+	if err != nil {
 		f.index = l.Index
 		return err
-	}
-	if err := service.ValidateSet(next.ServiceList()); err != nil {
-		f.index = l.Index
-		return &ConflictError{Err: err}
 	}
 	f.state = next
 	f.index = l.Index
 	f.notify()
 	return nil
+}
+
+// Check says whether cmd would change the state now, without changing it:
+// the leader's test of a command before it enters the log.
+func (f *FSM) Check(cmd Command) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, err := f.try(cmd)
+	return err
+}
+
+// try applies cmd to a copy of the state and validates the result; f.mu
+// is held. A panic in a command's apply (a bug the input found) is an
+// error, not a crash: every node meets it on the same entry.
+func (f *FSM) try(cmd Command) (next State, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f.log.Error("a command's apply failed: the entry changes nothing", "type", cmd.Type(), "panic", p, "stack", string(debug.Stack()))
+			err = &InvalidError{Err: fmt.Errorf("command type %d cannot be applied: %v", cmd.Type(), p)}
+		}
+	}()
+	next = f.state.clone()
+	if err := cmd.apply(&next); err != nil {
+		return State{}, err
+	}
+	if err := service.ValidateSet(next.ServiceList()); err != nil {
+		return State{}, &ConflictError{Err: err}
+	}
+	return next, nil
+}
+
+// skip passes over an entry this node cannot read.
+func (f *FSM) skip(index uint64, err error) {
+	f.log.Error("skipping a raft log entry this agent cannot read: it changes nothing here; if it is of a newer version, upgrade this agent", "index", index, "err", err)
+	f.mu.Lock()
+	f.index = index
+	f.skipped++
+	f.mu.Unlock()
+}
+
+// Index is the raft index of the last entry applied.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
+}
+
+// Skipped counts the log entries this node skipped as unreadable.
+func (f *FSM) Skipped() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.skipped
 }
 
 func (f *FSM) advance(index uint64) {
@@ -122,6 +183,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	maps.Copy(st.Services, d.State.Services)
 	maps.Copy(st.Releases, d.State.Releases)
 	maps.Copy(st.Runs, d.State.Runs)
+	if len(d.State.Revoked) > 0 {
+		st.Revoked = maps.Clone(d.State.Revoked)
+	}
 	d.State = st
 	f.mu.Lock()
 	defer f.mu.Unlock()

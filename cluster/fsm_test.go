@@ -149,6 +149,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
+// TestUnknownCommands: an ignorable unknown command is passed over; an
+// entry that is no command this node can read is skipped and counted —
+// never a panic — and leaves the state as it was.
 func TestUnknownCommands(t *testing.T) {
 	f := NewFSM(slog.New(slog.DiscardHandler))
 	if res := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{byte(IgnoreIfUnknown | 77), '{', '}'}}); res != nil {
@@ -157,12 +160,55 @@ func TestUnknownCommands(t *testing.T) {
 	if _, i := f.State(); i != 1 {
 		t.Fatalf("index %d after skipping", i)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Fatal("an unknown command without the ignore bit did not stop the FSM")
+	apply(t, f, 2, &ApplyServices{Services: []service.Service{svc("web", "10.0.0.1", 5)}})
+	before, _ := f.State()
+	for i, data := range [][]byte{
+		{77, '{', '}'},                      // unknown, no ignore bit
+		{},                                  // empty
+		{byte(CmdSetWeight), 'n', 'o', 'p'}, // a known type, no JSON
+		[]byte("\x01{\"services\":[{\"name\":1}]}"), // a known type, wrong JSON types
+	} {
+		index := uint64(3 + i)
+		res := f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data})
+		var invalid *InvalidError
+		if err, ok := res.(error); !ok || !errors.As(err, &invalid) {
+			t.Errorf("entry %q: result %v, want an *InvalidError", data, res)
 		}
-	}()
-	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{77, '{', '}'}})
+		if got := f.Skipped(); got != uint64(i+1) {
+			t.Errorf("entry %q: %d skipped, want %d", data, got, i+1)
+		}
+		if after, at := f.State(); at != index || !equalState(before, after) {
+			t.Errorf("entry %q changed the state (index %d)", data, at)
+		}
+	}
+}
+
+// FuzzApply: no entry, whatever its bytes, makes the FSM panic or leaves
+// it with a state that fails validation.
+func FuzzApply(f *testing.F) {
+	for _, c := range []Command{
+		&ApplyServices{Services: []service.Service{svc("b", "10.0.0.2", 5)}},
+		&SetWeight{Name: "web", Weight: 10000},
+		&SetPin{Name: "web", Prefix: netip.MustParsePrefix("10.9.0.0/16"), Pool: service.Canary},
+		&Rollout{Run: rollout.Run{Release: "r", Service: "web"}, Swap: true},
+		&DeleteService{Name: "web"},
+	} {
+		data, err := Encode(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte{byte(CmdApply), '{', '}'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fsm := NewFSM(nil)
+		apply(t, fsm, 1, &ApplyServices{Services: []service.Service{svc("web", "10.0.0.1", 5)}})
+		fsm.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+		st, _ := fsm.State()
+		if err := service.ValidateSet(st.ServiceList()); err != nil {
+			t.Fatalf("entry %q left an invalid state: %v", data, err)
+		}
+	})
 }
 
 func TestDecodeRoundTrip(t *testing.T) {

@@ -81,8 +81,13 @@ func (n *Node) RemoveMember(ctx context.Context, node string) error {
 	return n.call(ctx, addr, "/cluster/remove", removeRequest{Node: node}, nil)
 }
 
+// removeLocal removes a member on the leader and revokes its
+// certificates.
 func (n *Node) removeLocal(node string) error {
-	return n.raft.RemoveServer(raft.ServerID(node), 0, 10*time.Second).Error()
+	if err := n.raft.RemoveServer(raft.ServerID(node), 0, 10*time.Second).Error(); err != nil {
+		return err
+	}
+	return n.revokeRemoved(node)
 }
 
 // WaitApplied waits until every live member applied index to its kernel,

@@ -58,6 +58,10 @@ type Node struct {
 	mux   *mux // nil for a single node
 	rpc   *http.Server
 	hc    *http.Client // RPCs to other nodes
+	peers *peerCerts   // the certificates met on the cluster port
+	// started is raft once it runs, for the cluster port's goroutines,
+	// which serve before it does.
+	started atomic.Pointer[raft.Raft]
 
 	// Created says this node created the cluster (bootstrapped a fresh
 	// one): the agent then applies its manifests once.
@@ -93,7 +97,7 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm, peers: newPeerCerts()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -116,6 +120,7 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	n.started.Store(n.raft)
 	if err := n.enter(ctx, hasState, self); err != nil {
 		return nil, err
 	}
@@ -186,7 +191,7 @@ func (n *Node) openTransport() (raft.ServerAddress, raft.Transport, error) {
 		return self, trans, nil
 	}
 	var err error
-	n.mux, err = newMux(n.cfg.Bind, n.cfg.Address, n.cfg.ServerTLS, n.cfg.ClientTLS, n.cfg.Logger)
+	n.mux, err = newMux(n.cfg.Bind, n.cfg.Address, n.cfg.ServerTLS, n.cfg.ClientTLS, n.admitPeer, n.cfg.Logger)
 	if err != nil {
 		return "", nil, err
 	}

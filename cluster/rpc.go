@@ -71,8 +71,11 @@ func toApplyResponse(index uint64, err error) applyResponse {
 	r := applyResponse{Index: index}
 	var conflict *ConflictError
 	var notFound *NotFoundError
+	var invalid *InvalidError
 	switch {
 	case err == nil:
+	case errors.As(err, &invalid):
+		r.Kind, r.Message = "invalid", err.Error()
 	case errors.As(err, &notFound):
 		r.Kind, r.Message = "notfound", notFound.What
 	case errors.As(err, &conflict):
@@ -89,6 +92,8 @@ func (r applyResponse) err() error {
 		return nil
 	case "notfound":
 		return &NotFoundError{What: r.Message}
+	case "invalid":
+		return &InvalidError{Err: errors.New(r.Message)}
 	default:
 		return &ConflictError{Err: errors.New(r.Message)}
 	}
@@ -120,14 +125,8 @@ func (n *Node) callerNotMember(r *http.Request) (string, bool) {
 		return "", false // no TLS: an in-process test transport
 	}
 	caller := r.TLS.PeerCertificates[0].Subject.CommonName
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
+	if f := n.raft.GetConfiguration(); f.Error() != nil || n.isMember(caller) {
 		return "", false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == caller {
-			return "", false
-		}
 	}
 	return caller, true
 }
@@ -159,18 +158,61 @@ func (n *Node) rpcHandler() http.Handler {
 	return mux
 }
 
-// answerRPC checks who calls, reads the request body and runs the method.
+// answerRPC checks who calls, reads the request body and runs the method
+// (with the caller's certificate name in its context: callerOf).
 func (n *Node) answerRPC(r *http.Request, access rpcAccess, method rpcMethod) (any, error) {
-	if access == membersOnly {
-		if caller, ok := n.callerNotMember(r); ok {
-			return nil, rpcErrorf(http.StatusForbidden, "node %q is not a member of the cluster", caller)
-		}
+	if err := n.checkCaller(r, access); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody))
 	if err != nil {
 		return nil, rpcErrorf(http.StatusBadRequest, "%v", err)
 	}
-	return method(r.Context(), body)
+	ctx := r.Context()
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		ctx = context.WithValue(ctx, callerKey{}, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}
+	return method(ctx, body)
+}
+
+// checkCaller refuses a revoked certificate (the handshake checked it;
+// a connection opened before it was revoked is checked again here) and,
+// for membersOnly, a node that is not a member.
+func (n *Node) checkCaller(r *http.Request, access rpcAccess) error {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		if node, revoked := n.fsm.Revoked(Fingerprint(r.TLS.PeerCertificates[0].Raw)); revoked {
+			return rpcErrorf(http.StatusForbidden, "this certificate was revoked when node %q was removed", node)
+		}
+	}
+	if access == membersOnly {
+		if caller, ok := n.callerNotMember(r); ok {
+			return rpcErrorf(http.StatusForbidden, "node %q is not a member of the cluster", caller)
+		}
+	}
+	return nil
+}
+
+type callerKey struct{}
+
+// callerOf is the certificate name of the node making an RPC: "" without
+// TLS (in-process tests).
+func callerOf(ctx context.Context) string {
+	name, _ := ctx.Value(callerKey{}).(string)
+	return name
+}
+
+// isMember says whether node is in the cluster's configuration.
+func (n *Node) isMember(node string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == node {
+			return true
+		}
+	}
+	return false
 }
 
 func rpcErrorf(status int, format string, args ...any) *rpcError {
@@ -213,15 +255,43 @@ func (n *Node) mustLead() error {
 	return nil
 }
 
-// rpcJoin adds the calling node as a voter (through the leader).
+// rpcJoin adds the calling node as a voter (through the leader). A node
+// joins under its certificate's name: the member it asks checks that (a
+// join a member forwards was checked by that member), and the leader
+// refuses to give a member's name another address, or a member's address
+// another name (remove the member first).
 func (n *Node) rpcJoin(ctx context.Context, body []byte) (any, error) {
 	var req joinRequest
 	if err := decodeWant(body, &req, "join: want {node, address}", func() bool { return req.Node != "" && req.Address != "" }); err != nil {
 		return nil, err
 	}
+	if caller := callerOf(ctx); caller != "" && caller != req.Node && !n.isMember(caller) {
+		return nil, rpcErrorf(http.StatusForbidden, "the certificate of %q may not join the cluster as %q: a node joins under its certificate's name", caller, req.Node)
+	}
 	return struct{}{}, n.onLeader(ctx, "/cluster/join", req, func() error {
+		if err := n.checkJoin(req); err != nil {
+			return err
+		}
 		return n.raft.AddVoter(raft.ServerID(req.Node), raft.ServerAddress(req.Address), 0, 10*time.Second).Error()
 	})
+}
+
+// checkJoin refuses a join that would re-address a member or take a
+// member's address; a member joining again as it is changes nothing.
+func (n *Node) checkJoin(req joinRequest) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == req.Node && string(s.Address) != req.Address:
+			return rpcErrorf(http.StatusConflict, "node %q is a member at %s, not %s: remove it first (graylanectl members remove %s) to give it another address", req.Node, s.Address, req.Address, req.Node)
+		case string(s.ID) != req.Node && string(s.Address) == req.Address:
+			return rpcErrorf(http.StatusConflict, "address %s is member %q's: %q may not join there", req.Address, s.ID, req.Node)
+		}
+	}
+	return nil
 }
 
 // rpcRemove takes a member out of the cluster (through the leader).
@@ -234,7 +304,10 @@ func (n *Node) rpcRemove(ctx context.Context, body []byte) (any, error) {
 }
 
 // rpcApply commits a follower's command on the leader. The state's
-// refusal is an answer (applyResponse.Kind), not a failure.
+// refusal is an answer (applyResponse.Kind), not a failure. The command is
+// read and tried against the state before it enters the log: bytes that
+// are no command the leader knows are a 400, and a command the state
+// refuses never takes a log entry.
 func (n *Node) rpcApply(_ context.Context, body []byte) (any, error) {
 	var req applyRequest
 	if err := decode(body, &req); err != nil {
@@ -243,13 +316,27 @@ func (n *Node) rpcApply(_ context.Context, body []byte) (any, error) {
 	if err := n.mustLead(); err != nil {
 		return nil, err
 	}
+	cmd, err := Decode(req.Data)
+	if errors.Is(err, errUnknownIgnorable) {
+		return nil, rpcErrorf(http.StatusBadRequest, "command type %d: this leader does not know it (it is older than the sender)", req.Data[0])
+	}
+	if err != nil {
+		return nil, rpcErrorf(http.StatusBadRequest, "not a command: %v", err)
+	}
+	var conflict *ConflictError
+	var notFound *NotFoundError
+	if err := n.fsm.Check(cmd); err != nil {
+		if !errors.As(err, &conflict) && !errors.As(err, &notFound) {
+			err = &InvalidError{Err: err}
+		}
+		return toApplyResponse(n.fsm.Index(), err), nil
+	}
 	index, err := n.applyLocal(req.Data)
 	if errors.Is(err, errNoLeader) {
 		return nil, rpcErrorf(http.StatusServiceUnavailable, "%v", err)
 	}
-	var conflict *ConflictError
-	var notFound *NotFoundError
-	if err != nil && !errors.As(err, &conflict) && !errors.As(err, &notFound) {
+	var invalid *InvalidError
+	if err != nil && !errors.As(err, &conflict) && !errors.As(err, &notFound) && !errors.As(err, &invalid) {
 		return nil, err
 	}
 	return toApplyResponse(index, err), nil
@@ -273,10 +360,13 @@ func (n *Node) rpcApplied(context.Context, []byte) (any, error) {
 }
 
 // rpcReport passes a node's report to the leader's report handler.
-func (n *Node) rpcReport(_ context.Context, body []byte) (any, error) {
+func (n *Node) rpcReport(ctx context.Context, body []byte) (any, error) {
 	var req reportRequest
 	if err := decodeWant(body, &req, "report: want {node, data}", func() bool { return req.Node != "" }); err != nil {
 		return nil, err
+	}
+	if caller := callerOf(ctx); caller != "" && caller != req.Node {
+		return nil, rpcErrorf(http.StatusForbidden, "node %q may not report as %q", caller, req.Node)
 	}
 	if err := n.mustLead(); err != nil {
 		return nil, err

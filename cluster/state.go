@@ -24,6 +24,9 @@ type State struct {
 	// started, by release name.
 	Releases map[string]release.Release `json:"releases,omitempty"`
 	Runs     map[string]rollout.Run     `json:"runs,omitempty"`
+	// Revoked are the certificates of removed nodes: fingerprint -> the
+	// node's name (see Revoke).
+	Revoked map[string]string `json:"revoked,omitempty"`
 }
 
 // newState returns an empty state.
@@ -52,6 +55,9 @@ func (s *State) clone() State {
 	for name, run := range s.Runs {
 		run.History = slices.Clone(run.History)
 		c.Runs[name] = run
+	}
+	if len(s.Revoked) > 0 {
+		c.Revoked = maps.Clone(s.Revoked)
 	}
 	return c
 }

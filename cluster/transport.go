@@ -32,6 +32,7 @@ type mux struct {
 	advertise net.Addr
 	server    *tls.Config // nil: plaintext (tests only)
 	client    *tls.Config
+	admit     admitFunc
 	log       *slog.Logger
 	raft      chan net.Conn
 	rpc       chan net.Conn
@@ -39,7 +40,12 @@ type mux struct {
 	closeOnce sync.Once
 }
 
-func newMux(bind, advertise string, server, client *tls.Config, log *slog.Logger) (*mux, error) {
+// admitFunc checks a TLS peer by its certificate's name and fingerprint,
+// for a stream of kind (streamRaft, streamRPC; 0 for one this node
+// dials).
+type admitFunc func(name, fingerprint string, kind byte) error
+
+func newMux(bind, advertise string, server, client *tls.Config, admit admitFunc, log *slog.Logger) (*mux, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen on the cluster address %s: %w", bind, err)
@@ -53,7 +59,7 @@ func newMux(bind, advertise string, server, client *tls.Config, log *slog.Logger
 		ln.Close()
 		return nil, fmt.Errorf("cluster address %q: give the address other nodes reach this one at, not a wildcard", advertise)
 	}
-	m := &mux{ln: ln, advertise: adv, server: server, client: client, log: log,
+	m := &mux{ln: ln, advertise: adv, server: server, client: client, admit: admit, log: log,
 		raft: make(chan net.Conn), rpc: make(chan net.Conn), done: make(chan struct{})}
 	go m.serve()
 	return m, nil
@@ -93,6 +99,13 @@ func (m *mux) dispatch(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := m.admitPeer(tc, b[0]); err != nil {
+			m.log.Warn("cluster port: peer refused", "remote", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+	}
 	var to chan net.Conn
 	switch b[0] {
 	case streamRaft:
@@ -124,6 +137,10 @@ func (m *mux) dial(ctx context.Context, address string, kind byte) (net.Conn, er
 			c.Close()
 			return nil, fmt.Errorf("TLS with %s: %w", address, err)
 		}
+		if err := m.admitPeer(tc, 0); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("node at %s: %w", address, err)
+		}
 		c = tc
 	}
 	if _, err := c.Write([]byte{kind}); err != nil {
@@ -131,6 +148,18 @@ func (m *mux) dial(ctx context.Context, address string, kind byte) (net.Conn, er
 		return nil, err
 	}
 	return c, nil
+}
+
+// admitPeer runs the node's check of a TLS peer.
+func (m *mux) admitPeer(tc *tls.Conn, kind byte) error {
+	name, fp, ok := peerOf(tc.ConnectionState())
+	if !ok {
+		return errors.New("no certificate")
+	}
+	if m.admit == nil {
+		return nil
+	}
+	return m.admit(name, fp, kind)
 }
 
 func (m *mux) Close() error {
