@@ -48,6 +48,10 @@ types=(
 	-type filter_limits
 	-type wheel_limits
 	-type mirror_limits
+	-type reason
+	-type explain_status
+	# The frame the explain program reads and answers in (BPF_PROG_TEST_RUN).
+	-type explanation
 	# The XDP context the tests and the timeout sweeps run programs with
 	# (BPF_PROG_TEST_RUN).
 	-type xdp_md

@@ -11,6 +11,9 @@
  *                            steered flows get the VIP back as source.
  *   sweep_timeouts /         never attached: the agent runs them to find
  *   sweep_wheel              the requests that timed out (sweep.h).
+ *   explain                  never attached: the agent runs it to say why
+ *                            a client's new flows go where they go
+ *                            (explain.h).
  *
  * Verdicts: XDP_PASS / TC_ACT_UNSPEC for anything that is not ours or that
  * the stack must finish (no neighbour yet, MTU, TTL); XDP_REDIRECT /
@@ -33,6 +36,7 @@
 #include "include/steer.h"
 #include "include/mirror.h"
 #include "include/sweep.h"
+#include "include/explain.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -72,6 +72,37 @@ const (
 	SteerErrKindERR_COUNT    SteerErrKind = 4
 )
 
+type SteerExplainStatus uint32
+
+const (
+	SteerExplainStatusEXPLAIN_OK         SteerExplainStatus = 0
+	SteerExplainStatusEXPLAIN_NO_SERVICE SteerExplainStatus = 1
+	SteerExplainStatusEXPLAIN_NO_BACKEND SteerExplainStatus = 2
+)
+
+type SteerExplanation struct {
+	_           structs.HostLayout
+	Key         SteerFlowKey
+	Backend     SteerBackend
+	SvcId       uint32
+	RateTokens  uint64
+	RatePerSec  uint32
+	RateBurst   uint32
+	Bucket      uint32
+	Slot        uint32
+	BackendIdx  uint32
+	BackendsLen uint32
+	Weight      uint16
+	Status      uint8
+	Reason      uint8
+	Chosen      uint8
+	Pool        uint8
+	Token       uint8
+	SvcFlags    uint8
+	TableGen    uint8
+	Pad         [7]uint8
+}
+
 type SteerFilterLimits uint32
 
 const (
@@ -259,6 +290,14 @@ type SteerRate struct {
 	LastNs uint64
 }
 
+type SteerReason uint32
+
+const (
+	SteerReasonREASON_WEIGHT SteerReason = 0
+	SteerReasonREASON_PIN    SteerReason = 1
+	SteerReasonREASON_RATE   SteerReason = 2
+)
+
 type SteerReply struct {
 	_       structs.HostLayout
 	Vip     [16]uint8
@@ -398,6 +437,7 @@ const (
 	SteerMapTcHandoff      = "tc_handoff"
 	SteerMapWheel          = "wheel"
 	SteerMapWheelHeads     = "wheel_heads"
+	SteerProgExplain       = "explain"
 	SteerProgSweepTimeouts = "sweep_timeouts"
 	SteerProgSweepWheel    = "sweep_wheel"
 	SteerProgTcBackend     = "tc_backend"
@@ -463,6 +503,7 @@ type SteerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerProgramSpecs struct {
+	Explain       *ebpf.ProgramSpec `ebpf:"explain"`
 	SweepTimeouts *ebpf.ProgramSpec `ebpf:"sweep_timeouts"`
 	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
@@ -609,6 +650,7 @@ type SteerVariables struct {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerPrograms struct {
+	Explain       *ebpf.Program `ebpf:"explain"`
 	SweepTimeouts *ebpf.Program `ebpf:"sweep_timeouts"`
 	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
@@ -620,6 +662,7 @@ type SteerPrograms struct {
 
 func (p *SteerPrograms) Close() error {
 	return _SteerClose(
+		p.Explain,
 		p.SweepTimeouts,
 		p.SweepWheel,
 		p.TcBackend,

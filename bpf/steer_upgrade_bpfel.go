@@ -238,6 +238,7 @@ const (
 	SteerUpgradeMapTcHandoff      = "tc_handoff"
 	SteerUpgradeMapWheel          = "wheel"
 	SteerUpgradeMapWheelHeads     = "wheel_heads"
+	SteerUpgradeProgExplain       = "explain"
 	SteerUpgradeProgSweepTimeouts = "sweep_timeouts"
 	SteerUpgradeProgSweepWheel    = "sweep_wheel"
 	SteerUpgradeProgTcBackend     = "tc_backend"
@@ -303,6 +304,7 @@ type SteerUpgradeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeProgramSpecs struct {
+	Explain       *ebpf.ProgramSpec `ebpf:"explain"`
 	SweepTimeouts *ebpf.ProgramSpec `ebpf:"sweep_timeouts"`
 	SweepWheel    *ebpf.ProgramSpec `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.ProgramSpec `ebpf:"tc_backend"`
@@ -449,6 +451,7 @@ type SteerUpgradeVariables struct {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradePrograms struct {
+	Explain       *ebpf.Program `ebpf:"explain"`
 	SweepTimeouts *ebpf.Program `ebpf:"sweep_timeouts"`
 	SweepWheel    *ebpf.Program `ebpf:"sweep_wheel"`
 	TcBackend     *ebpf.Program `ebpf:"tc_backend"`
@@ -460,6 +463,7 @@ type SteerUpgradePrograms struct {
 
 func (p *SteerUpgradePrograms) Close() error {
 	return _SteerUpgradeClose(
+		p.Explain,
 		p.SweepTimeouts,
 		p.SweepWheel,
 		p.TcBackend,

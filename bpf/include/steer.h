@@ -20,27 +20,33 @@ enum decision {
 
 #define NSEC_PER_SEC 1000000000ULL
 
+/* The nanotokens a rate bucket holds at now: its tokens plus the refill
+ * since its last, capped at one second's (which also keeps the product
+ * below 2^64: per_sec is at most 10^7) and at the burst. */
+static __always_inline __u64 rate_tokens_at(const struct rate *r, __u64 now)
+{
+	__u64 elapsed = now > r->last_ns ? now - r->last_ns : 0, t, cap;
+
+	if (elapsed > NSEC_PER_SEC)
+		elapsed = NSEC_PER_SEC;
+	cap = (__u64)r->burst * NSEC_PER_SEC;
+	t = r->tokens + elapsed * r->per_sec;
+	return t > cap ? cap : t;
+}
+
 /* Take a token from the service's bucket: 1 if the flow may go to the
- * canary. The clock is read before the lock (no helper calls inside it);
- * a refill is capped at one second, which also keeps the product below
- * 2^64 (per_sec is at most 10^7). */
+ * canary. The clock is read before the lock (no helper calls inside it). */
 static __always_inline int take_token(__u32 svc_id)
 {
 	struct rate *r = bpf_map_lookup_elem(&rates, &svc_id);
-	__u64 now = bpf_ktime_get_ns(), elapsed, t, cap;
+	__u64 now = bpf_ktime_get_ns(), t;
 	int ok = 1;
 
 	if (!r)
 		return 1;
 	bpf_spin_lock(&r->lock);
 	if (r->per_sec) {
-		elapsed = now > r->last_ns ? now - r->last_ns : 0;
-		if (elapsed > NSEC_PER_SEC)
-			elapsed = NSEC_PER_SEC;
-		cap = (__u64)r->burst * NSEC_PER_SEC;
-		t = r->tokens + elapsed * r->per_sec;
-		if (t > cap)
-			t = cap;
+		t = rate_tokens_at(r, now);
 		ok = t >= NSEC_PER_SEC;
 		if (ok)
 			t -= NSEC_PER_SEC;
@@ -51,34 +57,102 @@ static __always_inline int take_token(__u32 svc_id)
 	return ok;
 }
 
-static __always_inline int pool_of_new_flow(const struct service *svc, const struct flow_key *fk,
-					    __u32 bucket_hash)
+/* Would a token be there for a new canary flow now? Read without the
+ * lock and without taking it (explain): a value a concurrent taker is
+ * changing may be a token off, which is what "now" means anyway. */
+static __always_inline int peek_token(__u32 svc_id)
 {
+	struct rate *r = bpf_map_lookup_elem(&rates, &svc_id);
+
+	if (!r || !r->per_sec)
+		return 1;
+	return rate_tokens_at(r, bpf_ktime_get_ns()) >= NSEC_PER_SEC;
+}
+
+/* What a new flow's key decides: the data path acts on it (pick_backend),
+ * explain reports it. */
+struct choice {
+	struct hash2 h;
+	__u32 idx;    /* the backend's index in the pool's table */
+	__u8 why;     /* enum reason: what chose the pool */
+	__u8 chosen;  /* the pool the pin or the weight chose */
+	__u8 pool;    /* the pool the flow goes to: chosen, unless no token
+		       * (REASON_RATE) or chosen has no backends */
+	__u8 token;   /* REASON_RATE: a token was taken (take) or is there */
+	const struct table *t; /* pool's live table; t->backends[idx] */
+};
+
+/*
+ * The steering decision of a new flow, in one place for the data path and
+ * explain, so that explain cannot drift from what packets get: the key's
+ * hash, a pin on its address, else canary iff bucket < weight (raising
+ * the weight only ever adds buckets to the canary, so keys move stable ->
+ * canary, never back); under a rate cap the weight still decides who is
+ * eligible and a token decides who goes (pins are exempt: they are
+ * explicit); then the pool's Maglev slot. take is a constant at each call:
+ * 1 (the data path) counts and takes the token, 0 (explain) only reads,
+ * and the compiler drops the side effects. Returns 0, or -1 when no pool
+ * has backends.
+ */
+static __always_inline int choose_new_flow(const struct service *svc, const struct flow_key *fk,
+					   const int take, struct choice *c)
+{
+	struct table_key tk = { .svc_id = svc->id };
+	__u32 slot;
+	__u8 pool, *pinned;
+
+	c->h = hash_key(fk);
+	c->token = 0;
 	if (svc->flags & SVC_F_PINS) {
 		struct pin_key pk = {
 			.prefixlen = 32 + 128,
 			.svc_id = svc->id,
 		};
-		__u8 *pool;
 
 		addr_copy(pk.addr, key_address(fk));
-		pool = bpf_map_lookup_elem(&pins, &pk);
-		if (pool) {
-			count(STAT_PINNED);
-			return *pool & 1;
+		pinned = bpf_map_lookup_elem(&pins, &pk);
+		if (pinned) {
+			if (take)
+				count(STAT_PINNED);
+			c->why = REASON_PIN;
+			c->chosen = pool = *pinned & 1;
+			goto table;
 		}
 	}
-	/* Canary iff bucket < weight: raising the weight only ever adds
-	 * buckets to the canary, so keys move stable -> canary, never back.
-	 * Under a rate cap the weight still decides who is eligible; a token
-	 * decides who goes (pins are exempt: they are explicit). */
-	if (bucket_hash % WEIGHT_SCALE >= svc->weight)
-		return POOL_STABLE;
-	if ((svc->flags & SVC_F_RATE) && !take_token(svc->id)) {
-		count(STAT_RATE_LIMITED);
-		return POOL_STABLE;
+	c->why = REASON_WEIGHT;
+	c->chosen = pool = c->h.bucket % WEIGHT_SCALE < svc->weight ? POOL_CANARY : POOL_STABLE;
+	if (pool == POOL_CANARY && (svc->flags & SVC_F_RATE)) {
+		c->why = REASON_RATE;
+		c->token = take ? take_token(svc->id) : peek_token(svc->id);
+		if (!c->token) {
+			if (take)
+				count(STAT_RATE_LIMITED);
+			pool = POOL_STABLE;
+		}
 	}
-	return POOL_CANARY;
+table:
+	/* An empty pool is only possible transiently (validation forbids
+	 * sending flows to it); prefer the other pool to a drop. */
+	if (!svc->table_ok[pool & 1])
+		pool ^= 1;
+	if (!svc->table_ok[pool & 1])
+		return -1;
+	c->pool = pool & 1;
+	tk.pool = pool & 1;
+	tk.gen = svc->table_gen[pool & 1];
+	c->t = bpf_map_lookup_elem(&tables, &tk);
+	if (!c->t)
+		return -1;
+	slot = c->h.slot % MAGLEV_SIZE;
+	/* The verifier does not bound the result of a modulo; hide the value
+	 * from the compiler so the explicit check below survives. */
+	asm volatile("" : "+r"(slot));
+	if (slot >= MAGLEV_SIZE)
+		return -1;
+	c->idx = c->t->lut[slot];
+	if (c->idx >= c->t->backends_len)
+		return -1;
+	return 0;
 }
 
 /* Pick a backend for a new flow. Returns 0 on success; *hp is the key's
@@ -86,37 +160,14 @@ static __always_inline int pool_of_new_flow(const struct service *svc, const str
 static __always_inline int pick_backend(const struct service *svc, const struct flow_key *fk,
 					struct flow *f, struct hash2 *hp)
 {
-	struct table_key tk = { .svc_id = svc->id };
-	struct hash2 h = hash_key(fk);
-	struct table *t;
-	__u32 slot;
-	__u8 pool, idx;
+	struct choice c;
 
-	*hp = h;
-	pool = pool_of_new_flow(svc, fk, h.bucket);
-	/* An empty pool is only possible transiently (validation forbids
-	 * sending flows to it); prefer the other pool to a drop. */
-	if (!svc->table_ok[pool & 1])
-		pool ^= 1;
-	if (!svc->table_ok[pool & 1])
+	if (choose_new_flow(svc, fk, 1, &c) != 0)
 		return -1;
-	tk.pool = pool & 1;
-	tk.gen = svc->table_gen[pool & 1];
-	t = bpf_map_lookup_elem(&tables, &tk);
-	if (!t)
-		return -1;
-	slot = h.slot % MAGLEV_SIZE;
-	/* The verifier does not bound the result of a modulo; hide the value
-	 * from the compiler so the explicit check below survives. */
-	asm volatile("" : "+r"(slot));
-	if (slot >= MAGLEV_SIZE)
-		return -1;
-	idx = t->lut[slot];
-	if (idx >= t->backends_len)
-		return -1;
-	f->backend = t->backends[idx];
+	*hp = c.h;
+	f->backend = c.t->backends[c.idx];
 	f->svc_id = svc->id;
-	f->pool = pool & 1;
+	f->pool = c.pool;
 	return 0;
 }
 

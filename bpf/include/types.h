@@ -399,6 +399,54 @@ struct capture_hdr {
 	__u8 pad[6];
 };
 
+/* What chose a new flow's pool (steer.h: choose_new_flow). */
+enum reason {
+	REASON_WEIGHT = 0, /* the key's bucket against the weight */
+	REASON_PIN = 1,    /* a pin on the key's address */
+	REASON_RATE = 2,   /* the bucket made the key eligible for the canary
+			    * under a rate cap: a token decides */
+};
+
+/* How an explain run ended (explanation.status). */
+enum explain_status {
+	EXPLAIN_OK = 0,
+	EXPLAIN_NO_SERVICE = 1, /* no service on the key's destination */
+	EXPLAIN_NO_BACKEND = 2, /* no pool has backends: new flows are dropped */
+};
+
+/*
+ * The question and answer of the explain program (explain.h): the frame
+ * the agent runs it on (BPF_PROG_TEST_RUN). The agent writes key, the
+ * program the rest, from the maps the data path steers by.
+ */
+struct explanation {
+	/* In: a client's packet to a VIP as the data path keys it (the
+	 * program sets kind from the service, and sport 0 for gtpu-inner).
+	 * Out: the key the decision hashed. */
+	struct flow_key key;
+	struct backend backend; /* the backend a new flow goes to now */
+	__u32 svc_id;
+	/* The service's rate cap on this node (SVC_F_RATE; per_sec 0: none):
+	 * the nanotokens (1e9 admits one flow) the next new canary flow
+	 * would find. */
+	__u64 rate_tokens;
+	__u32 rate_per_sec;
+	__u32 rate_burst;
+	__u32 bucket;       /* the key's weight bucket: 0..WEIGHT_SCALE-1 */
+	__u32 slot;         /* the key's Maglev slot: 0..MAGLEV_SIZE-1 */
+	__u32 backend_idx;  /* the backend's index in the pool's table */
+	__u32 backends_len; /* the backends of the pool's table */
+	__u16 weight;       /* the service's weight, basis points */
+	__u8 status;        /* enum explain_status */
+	__u8 reason;        /* enum reason */
+	__u8 chosen;        /* the pool the pin or the weight chose */
+	__u8 pool;          /* the pool a new flow goes to now */
+	__u8 token;         /* REASON_RATE: 1 if a token is there now */
+	__u8 svc_flags;     /* enum service_flags */
+	__u8 table_gen;     /* the live buffer of pool's table */
+	__u8 pad[7];
+};
+
 /* Names every enum above in one type so that it reaches BTF, from which
  * bpf2go generates the Go constants. Never read or written. */
 struct enums {
@@ -416,5 +464,10 @@ struct enums {
 	enum wheel_limits wheel_limits;
 	enum filter_limits filter_limits;
 	enum mirror_limits mirror_limits;
+	enum reason reason;
+	enum explain_status explain_status;
+	/* Not an enum, but only ever cast to (the explain program's frame):
+	 * named here for the same reason. */
+	struct explanation explanation;
 };
 struct enums *unused_enums __attribute__((unused));
