@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -439,6 +440,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if fmt.Sprint(old.Tokens) != fmt.Sprint(cur.Tokens) {
 		changed = append(changed, "tokens")
+	}
+	if !slices.Equal(old.Metrics.ClassicBuckets, cur.Metrics.ClassicBuckets) {
+		changed = append(changed, "metrics.classicBuckets")
 	}
 	return changed
 }

@@ -91,8 +91,12 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			controller.NewMetrics(a.cfg.Node, func() cluster.State { st, _ := a.node.FSM().State(); return st }, a.ctrl))
 		reg.MustRegister(a.shadow.collectors()...)
+		classic, err := exporter.NewClassic(a.cfg.Metrics.ClassicBuckets)
+		if err != nil {
+			return nil, fmt.Errorf("metrics.classicBuckets: %w", err)
+		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", exporter.Handler(exporter.New(a.cfg.Node, a), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
+		mux.Handle("/metrics", exporter.Handler(exporter.NewWithClassic(a.cfg.Node, a, classic), reg, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)))
 		mln, err := net.Listen("tcp", a.cfg.Listen.Metrics)
 		if err != nil {
 			return nil, fmt.Errorf("listen.metrics: %w", err)

@@ -31,6 +31,10 @@ func (p *parser) check(n *yaml.Node, t reflect.Type, path string) {
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 			p.fail(path, n.Line, "must be a whole number, not %s", strictyaml.Describe(n))
 		}
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+			p.fail(path, n.Line, "must be a number, not %s", strictyaml.Describe(n))
+		}
 	case reflect.Pointer:
 		p.check(n, t.Elem(), path)
 	case reflect.Slice:

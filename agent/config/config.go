@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
@@ -98,6 +99,18 @@ type Config struct {
 	Tokens []Token `yaml:"tokens"`
 	// Webhooks receive the release events this node decides as leader.
 	Webhooks []Webhook `yaml:"webhooks"`
+	// Metrics tunes what the Prometheus endpoint (listen.metrics) exposes.
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics tunes the metrics the agent exposes.
+type Metrics struct {
+	// ClassicBuckets are the upper bounds, in seconds, of the classic
+	// buckets of every latency histogram, increasing; each service's
+	// latency thresholds are added to them. Left out (or null):
+	// exporter.DefaultClassicBuckets. docs/metrics.md tells what each
+	// costs in series.
+	ClassicBuckets []float64 `yaml:"classicBuckets"`
 }
 
 // Webhook is a URL that receives release events (JSON POSTs).
@@ -184,6 +197,7 @@ func Default() *Config {
 		CaptureRing: DefaultCaptureRing,
 		Listen:      Listen{API: DefaultAPI, Metrics: DefaultMetrics},
 		Manifests:   DefaultManifests,
+		Metrics:     Metrics{ClassicBuckets: exporter.DefaultClassicBuckets()},
 	}
 }
 
@@ -222,6 +236,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		if err := top.Decode(c); err != nil {
 			return nil, &Error{File: name, Line: top.Line, Err: fmt.Errorf("decode agent config: %w", err)}
+		}
+		if c.Metrics.ClassicBuckets == nil { // set to null: yaml.v3 makes that nil
+			c.Metrics.ClassicBuckets = exporter.DefaultClassicBuckets()
 		}
 	}
 	var errs []error

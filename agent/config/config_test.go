@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/strictyaml"
 )
 
@@ -24,6 +26,7 @@ func TestDefault(t *testing.T) {
 		CaptureRing: 8 << 20,
 		Listen:      Listen{API: "unix:///run/graylane/api.sock", Metrics: "127.0.0.1:9477"},
 		Manifests:   "/etc/graylane/manifests.d",
+		Metrics:     Metrics{ClassicBuckets: exporter.DefaultClassicBuckets()},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -35,6 +38,8 @@ func TestParseMinimal(t *testing.T) {
 		"interfaces: [{name: eth0, role: client}]\n",
 		// null keeps the default
 		"node: ~\ninterfaces: [{name: eth0, role: client}]\nlisten:\nflowTable:\ncluster: ~\n---\n",
+		"interfaces: [{name: eth0, role: client}]\nmetrics: ~\n",
+		"interfaces: [{name: eth0, role: client}]\nmetrics: {classicBuckets: ~}\n",
 	} {
 		got, err := Parse("agent.yaml", []byte(in))
 		if err != nil {
@@ -71,6 +76,7 @@ func TestLoad(t *testing.T) {
 			TLS:  TLS{CA: "/etc/graylane/ca.pem", Cert: "/etc/graylane/gw-1.pem", Key: "/etc/graylane/gw-1-key.pem"},
 		},
 		Manifests: "/etc/graylane/manifests.d",
+		Metrics:   Metrics{ClassicBuckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load = %+v, want %+v", got, want)
@@ -107,6 +113,12 @@ func TestParseSettings(t *testing.T) {
 		{"cluster: {raft: '10.0.0.1:7071', tls: {ca: /a.pem, cert: /b.pem, key: /c.pem}}\n", func(c *Config) bool { return c.Cluster != nil && c.Cluster.Raft == "10.0.0.1:7071" }},
 		{"listen: {apiTCP: '10.0.0.1:7443'}\ncluster: {raft: '10.0.0.1:7071', tls: {ca: /a.pem, cert: /b.pem, key: /c.pem}}\ntokens: [{name: ops, secret: 0123456789abcdef0123, tenant: '*'}]\n", func(c *Config) bool { return c.Listen.APITCP == "10.0.0.1:7443" && c.Tokens[0].Tenant == "*" }},
 		{"manifests: /srv/graylane/auth.yaml\n", func(c *Config) bool { return c.Manifests == "/srv/graylane/auth.yaml" }},
+		{"metrics: {classicBuckets: [0.005, 1e-2, 1, 30]}\n", func(c *Config) bool {
+			return slices.Equal(c.Metrics.ClassicBuckets, []float64{0.005, 0.01, 1, 30})
+		}},
+		{"metrics:\n  classicBuckets:\n    - 0.000001\n    - 256\n", func(c *Config) bool {
+			return slices.Equal(c.Metrics.ClassicBuckets, []float64{1e-6, 256})
+		}},
 	}
 	for _, tt := range tests {
 		c, err := Parse("agent.yaml", []byte(ifc+tt.in))
@@ -188,6 +200,20 @@ func TestParseErrors(t *testing.T) {
 		{"metrics bad IPv4", ifc + "listen: {metrics: '10.0.0.300:9477'}\n", []string{`listen.metrics: "10.0.0.300:9477": "10.0.0.300" is neither an IP address nor a host name`}},
 		{"metrics bad host", ifc + "listen: {metrics: 'gw_1:9477'}\n", []string{`"gw_1" is neither an IP address nor a host name`}},
 		{"metrics empty", ifc + "listen: {metrics: ''}\n", []string{"listen.metrics: is required"}},
+		{"classic buckets decreasing", ifc + "metrics:\n  classicBuckets: [0.1, 0.05]\n",
+			[]string{"agent.yaml:3: metrics.classicBuckets[1]: 0.05 is not above the bound before it (0.1): list the bounds in increasing order"}},
+		{"classic buckets on lines", ifc + "metrics:\n  classicBuckets:\n    - 0.1\n    - -1\n", []string{"agent.yaml:5: metrics.classicBuckets[1]: -1 must be positive"}},
+		{"classic buckets zero", ifc + "metrics: {classicBuckets: [0]}\n", []string{"metrics.classicBuckets[0]: 0 must be positive"}},
+		{"classic buckets infinite", ifc + "metrics: {classicBuckets: [1, .inf]}\n", []string{"metrics.classicBuckets[1]: +Inf is not a number of seconds"}},
+		{"classic buckets NaN", ifc + "metrics: {classicBuckets: [.nan]}\n", []string{"metrics.classicBuckets[0]: NaN is not a number of seconds"}},
+		{"classic buckets too long", ifc + "metrics: {classicBuckets: [300]}\n", []string{"metrics.classicBuckets[0]: 300 is above 256"}},
+		{"classic buckets too short", ifc + "metrics: {classicBuckets: [1e-9]}\n", []string{"metrics.classicBuckets[0]: 1e-09 is below 1e-06"}},
+		{"classic buckets empty", ifc + "metrics: {classicBuckets: []}\n", []string{"agent.yaml:2: metrics.classicBuckets: is empty: leave it out for the default layout"}},
+		{"classic buckets too many", ifc + "metrics: {classicBuckets: [" + strings.Repeat("1, ", 65) + "]}\n", []string{"metrics.classicBuckets: has 65 bounds, more than 64"}},
+		{"classic buckets not numbers", ifc + "metrics: {classicBuckets: [fast, '0.1']}\n",
+			[]string{`metrics.classicBuckets[0]: must be a number, not the single value "fast"`, "metrics.classicBuckets[1]: must be a number"}},
+		{"classic buckets a number", ifc + "metrics: {classicBuckets: 0.1}\n", []string{"metrics.classicBuckets: must be a list"}},
+		{"classic buckets duration", ifc + "metrics: {classicBuckets: [5ms]}\n", []string{`metrics.classicBuckets[0]: must be a number, not the single value "5ms"`}},
 		{"node invalid", ifc + "node: gw 1\n", []string{`agent.yaml:2: node: "gw 1" must be 1 to 253 characters`}},
 		{"node empty", ifc + "node: ''\n", []string{"agent.yaml:2: node: is required"}},
 		{"unknown field", ifc + "xdp_mode: native\n", []string{"agent.yaml:2: xdp_mode: unknown field"}},

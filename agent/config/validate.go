@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/graylane/graylane/pkg/exporter"
 )
 
 // FieldError says which setting is wrong and why. Path uses the file's
@@ -50,6 +52,7 @@ func (c *Config) Validate() error {
 		c.Cluster.validate(bad)
 	}
 	c.validateMetrics(bad)
+	c.validateClassicBuckets(bad)
 	return errors.Join(errs...)
 }
 
@@ -218,6 +221,19 @@ func (c *Config) validateMetrics(bad reportFunc) {
 		bad("listen.metrics", "is required: a host:port such as %s", DefaultMetrics)
 	} else if msg := hostPortProblem(c.Listen.Metrics); msg != "" {
 		bad("listen.metrics", "%s", msg)
+	}
+}
+
+// validateClassicBuckets checks metrics.classicBuckets by the exporter's
+// rules: positive, finite, increasing, 1 µs to 256 s, at most 64 bounds.
+func (c *Config) validateClassicBuckets(bad reportFunc) {
+	at, problem := exporter.ClassicBoundsProblem(c.Metrics.ClassicBuckets)
+	switch {
+	case problem == "":
+	case at < 0:
+		bad("metrics.classicBuckets", "%s", problem)
+	default:
+		bad(fmt.Sprintf("metrics.classicBuckets[%d]", at), "%s", problem)
 	}
 }
 

@@ -5,11 +5,13 @@
 // per-sample Metric objects, registry checks or re-sorting; see
 // BenchmarkScrape).
 //
-// Latency histograms are exposed both as classic buckets (le at every
-// fourth power of two, and at each of the service's latency thresholds,
-// exact from the kernel's threshold counters) and, when the scraper
-// negotiates protobuf, as native histograms of schema 3 whose buckets are
-// the kernel's own. Every count equals the sum of its buckets.
+// Latency histograms are exposed both as classic buckets (le at each bound
+// of a Classic layout, by default 1-2.5-5 per decade from 100 µs to 10 s,
+// and at each of the service's latency thresholds, exact from the kernel's
+// threshold counters; see Classic for how the others are counted) and,
+// when the scraper negotiates protobuf, as native histograms of schema 3
+// whose buckets are the kernel's own. Every count equals the sum of its
+// buckets. docs/metrics.md tells what each costs in series.
 package exporter
 
 import (
@@ -49,12 +51,23 @@ type Source interface {
 
 // Gatherer builds one node's graylane_* metric families at each scrape.
 type Gatherer struct {
-	node string
-	src  Source
+	node    string
+	src     Source
+	classic *Classic
 }
 
-// New returns the gatherer for node.
-func New(node string, src Source) *Gatherer { return &Gatherer{node: node, src: src} }
+// New returns the gatherer for node, whose latency histograms have the
+// classic buckets of DefaultClassicBuckets.
+func New(node string, src Source) *Gatherer {
+	classic, _ := NewClassic(DefaultClassicBuckets()) // valid: TestDefaultClassicBuckets
+	return NewWithClassic(node, src, classic)
+}
+
+// NewWithClassic returns the gatherer for node, whose latency histograms
+// have the classic buckets of layout classic.
+func NewWithClassic(node string, src Source, classic *Classic) *Gatherer {
+	return &Gatherer{node: node, src: src, classic: classic}
+}
 
 // Handler serves /metrics: the node's graylane_* families, then those of
 // extra (the Go runtime and process collectors, say), in the format the
@@ -148,6 +161,7 @@ type arena struct {
 	floats   []float64
 	uints    []uint64
 	buckets  []dto.Bucket
+	classic  []bucket // scratch: one histogram's classic buckets as they are built
 }
 
 func newArena(samples int) *arena {
@@ -218,7 +232,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	// and histograms, whose buckets the arena allocates as they come) and
 	// 7 of the mirroring ones.
 	a := newArena(len(svcs) * 2 * (12 + 7))
-	pf := newPoolFamilies()
+	pf := newPoolFamilies(g.classic)
 	if err := pf.addServices(a, v, l, svcs); err != nil {
 		failed++
 	}
@@ -269,10 +283,12 @@ type poolFamilies struct {
 	packets, bytes, flows, responses, errs *dto.MetricFamily
 	connect, response                      *dto.MetricFamily
 	weight                                 *dto.MetricFamily
+	classic                                *Classic
 }
 
-func newPoolFamilies() *poolFamilies {
+func newPoolFamilies(classic *Classic) *poolFamilies {
 	return &poolFamilies{
+		classic:   classic,
 		packets:   family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		bytes:     family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		flows:     family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER),
@@ -317,10 +333,10 @@ func (f *poolFamilies) addService(a *arena, l *seriesLabels, s datapath.Installe
 			f.errs.Metric = append(f.errs.Metric, a.counter([]*dto.LabelPair{kind, node, pool, svc}, pc.Errors[k]))
 		}
 		m := a.metric(base)
-		m.Histogram = a.histogram(&pl.Connect, nil, nil)
+		m.Histogram = a.histogram(&pl.Connect, f.classic, nil, nil)
 		f.connect.Metric = append(f.connect.Metric, m)
 		m = a.metric(base)
-		m.Histogram = a.histogram(&pl.Response, pl.Thresholds[:], pl.Slow[:])
+		m.Histogram = a.histogram(&pl.Response, f.classic, pl.Thresholds[:], pl.Slow[:])
 		f.response.Metric = append(f.response.Metric, m)
 	}
 }
@@ -369,58 +385,14 @@ var (
 	zeroThreshold = histogram.ZeroThreshold
 )
 
-// classicBounds are the classic buckets of every histogram, as native
-// bucket indices: every fourth power of two of a second, from 2^-13 s
-// (122 µs) to 2^7 s (128 s); exact, as they are native bucket bounds.
-// classicLe are their upper bounds in seconds.
-var classicBounds, classicLe = func() ([]int, []float64) {
-	var idx []int
-	var le []float64
-	for k := -13; k <= 7; k += 2 {
-		idx = append(idx, k<<histogram.Schema)
-		le = append(le, math.Exp2(float64(k)))
-	}
-	return idx, le
-}()
-
-// histogram builds a histogram with classic buckets (plus one at each
-// threshold, counted exactly from slow) and native buckets.
-func (a *arena) histogram(h *histogram.Histogram, thresholds []time.Duration, slow []uint64) *dto.Histogram {
+// histogram builds a histogram with the classic buckets of layout c (plus
+// one at each threshold, counted exactly from slow) and native buckets.
+func (a *arena) histogram(h *histogram.Histogram, c *Classic, thresholds []time.Duration, slow []uint64) *dto.Histogram {
 	count := h.Count()
-	type bucket struct {
-		le    float64
-		count uint64
-	}
-	buckets := make([]bucket, 0, len(classicBounds)+len(thresholds))
-	// One pass over the native buckets for the cumulative counts.
-	cum, k := h.Zero, 0
-	for j, i := range classicBounds {
-		for ; k < histogram.Buckets && histogram.MinIndex+k <= i; k++ {
-			cum += h.Counts[k]
-		}
-		buckets = append(buckets, bucket{classicLe[j], cum})
-	}
-	for j, th := range thresholds {
-		if th <= 0 || j >= len(slow) {
-			continue
-		}
-		// At or below the threshold: all but the slow ones (the two
-		// counts are read a moment apart; clamp so they stay consistent).
-		below := uint64(0)
-		if slow[j] < count {
-			below = count - slow[j]
-		}
-		buckets = append(buckets, bucket{th.Seconds(), below})
-	}
-	slices.SortStableFunc(buckets, func(a, b bucket) int {
-		switch {
-		case a.le < b.le:
-			return -1
-		case a.le > b.le:
-			return 1
-		}
-		return 0
-	})
+	buckets := c.appendCounts(a.classic[:0], h)
+	buckets = appendThresholds(buckets, count, thresholds, slow)
+	buckets = mergeBuckets(buckets, count)
+	a.classic = buckets // reused by the next histogram
 	out := &dto.Histogram{
 		SampleCount:   a.uint(count),
 		SampleSum:     a.float(h.Sum.Seconds()),
@@ -429,14 +401,8 @@ func (a *arena) histogram(h *histogram.Histogram, thresholds []time.Duration, sl
 		ZeroCount:     a.uint(h.Zero),
 		Bucket:        make([]*dto.Bucket, 0, len(buckets)),
 	}
-	last, running := -1.0, uint64(0)
 	for _, b := range buckets {
-		if b.le == last {
-			continue
-		}
-		last = b.le
-		running = max(running, min(b.count, count))
-		out.Bucket = append(out.Bucket, a.bucket(b.le, running))
+		out.Bucket = append(out.Bucket, a.bucket(b.le, b.count))
 	}
 	out.PositiveSpan, out.PositiveDelta = spans(h)
 	return out

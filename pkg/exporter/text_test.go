@@ -28,7 +28,7 @@ func TestWriteTextMatchesExpfmt(t *testing.T) {
 		{Name: proto.String("graylane_canary_weight_ratio"), Help: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(),
 			Metric: []*dto.Metric{gauge([]*dto.LabelPair{label("node", "n1")}, 0.05)}},
 		{Name: proto.String("graylane_response_duration_seconds"), Help: proto.String("h"), Type: dto.MetricType_HISTOGRAM.Enum(),
-			Metric: []*dto.Metric{{Label: []*dto.LabelPair{label("node", "n1")}, Histogram: a.histogram(&h, nil, nil)}}},
+			Metric: []*dto.Metric{{Label: []*dto.LabelPair{label("node", "n1")}, Histogram: a.histogram(&h, mustClassic(t, DefaultClassicBuckets()), nil, nil)}}},
 	}
 	var ours, theirs bytes.Buffer
 	if err := writeText(&ours, fams); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -101,6 +102,7 @@ func pinsPlan(out io.Writer, configPath string) error {
 		return err
 	}
 	interfaces(out, cfg)
+	classicBuckets(out, cfg)
 	plan, err := datapath.Preview(datapath.Options{PinPath: cfg.BPFFS, FlowTable: uint32(cfg.FlowTable)})
 	if err != nil {
 		return fmt.Errorf("look at the data path pinned under %s: %w", cfg.BPFFS, err)
@@ -153,6 +155,17 @@ func interfaces(out io.Writer, cfg *config.Config) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ifc.Name, ifc.Role, l.Type(), native, hookFor(string(cfg.XDPMode), l.Type(), x))
 	}
 	tw.Flush()
+}
+
+// classicBuckets prints the classic bucket bounds of the latency
+// histograms on /metrics.
+func classicBuckets(out io.Writer, cfg *config.Config) {
+	les := make([]string, len(cfg.Metrics.ClassicBuckets))
+	for i, le := range cfg.Metrics.ClassicBuckets {
+		les[i] = strconv.FormatFloat(le, 'g', -1, 64)
+	}
+	fmt.Fprintf(out, "\nlatency histograms' classic buckets (metrics.classicBuckets; plus each service's latency thresholds), le in seconds:\n  %s\n",
+		strings.Join(les, " "))
 }
 
 // hookFor says where the agent would attach in mode on a link of kind.
