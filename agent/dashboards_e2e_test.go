@@ -430,7 +430,8 @@ func checkRulesHealthy(t *testing.T, p *promServer, want map[string]string) {
 // one request in 20 with a 500). Every query of the dashboard, of its
 // variables and of the rules evaluates on both without error; every panel
 // has data (but those in noLabData); every rule is loaded, healthy, and
-// quiet about the healthy lab.
+// quiet about the healthy lab. Then the canary fails and is slow: its
+// breaker opens, and so does GraylaneBreakerOpen.
 func TestDashboardQueries(t *testing.T) {
 	testenv.RequirePrivileges(t)
 	testenv.RequireTool(t, "prometheus", "prometheus")
@@ -455,4 +456,42 @@ func TestDashboardQueries(t *testing.T) {
 		time.Since(start).Round(100*time.Millisecond), l.OK.Load(), l.Failed.Load())
 	checkEvaluates(t, []*promServer{native, classic}, queries)
 	checkRulesHealthy(t, native, ruleExprs(t))
+	checkBreakerAlert(t, e, &f, native)
+}
+
+// checkBreakerAlert: the canary turns slow and failing, its breaker opens
+// (and rolls it back), and GraylaneBreakerOpen goes pending: its `for` is
+// longer than the test, and half-open follows after the 3 s cool-down,
+// so the test looks for the alert in Prometheus' ALERTS series.
+func checkBreakerAlert(t *testing.T, e *env, f *netlab.Faults, p *promServer) {
+	t.Helper()
+	f.Set(10, 16, slowDelay) // P99 above 300 ms and 6.25 % errors
+	start := time.Now()
+	deadline := start.Add(20 * time.Second)
+	for {
+		r, err := e.agent.Client().Release(e.ctx, "web-v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Breaker == "open" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker did not open within 20 s: %s, analysis %+v", r.Breaker, r.Analysis)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const q = `max_over_time(ALERTS{alertname="GraylaneBreakerOpen",alertstate="pending",release="web-v2",service="web"}[1m])`
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		n, refused, err := p.query(q)
+		if n > 0 {
+			t.Logf("breaker open, GraylaneBreakerOpen pending: %v after the faults began", time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if refused != "" || time.Now().After(deadline) {
+			t.Fatalf("the breaker opened, but Prometheus has no pending GraylaneBreakerOpen: %v%s", err, refused)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
