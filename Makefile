@@ -9,7 +9,7 @@ LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
 # Packages whose tests need no privileges: run with the race detector.
 PURE_PKGS := ./agent/systemd/... ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/... ./pkg/capture/... ./pkg/redact/... ./pkg/replay/... ./pkg/inetsum/... ./pkg/shadow/... ./internal/codeshape/...
 # Debian packages the tests, the demo and `make generate` use.
-DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant tshark tcpreplay
+DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant tshark tcpreplay lintian
 
 .DEFAULT_GOAL := help
 
@@ -51,6 +51,35 @@ uninstall: ## Remove what install laid out, except the configuration and the dat
 	rm -f $(DESTDIR)$(BINDIR)/graylane-agent $(DESTDIR)$(BINDIR)/graylanectl $(DESTDIR)$(UNITDIR)/graylane-agent.service
 	rm -f $(DESTDIR)$(MANDIR)/man1/graylanectl*.1
 	rm -f $(DESTDIR)$(COMPLETIONDIR)/bash-completion/completions/graylanectl $(DESTDIR)$(COMPLETIONDIR)/zsh/vendor-completions/_graylanectl $(DESTDIR)$(COMPLETIONDIR)/fish/vendor_completions.d/graylanectl.fish
+
+# The Debian package (docs/packaging.md): DEB_VERSION from git (see
+# packaging/version.sh), DEB_ARCH from GOARCH; nfpm (a go.mod tool) packs it.
+DIST        ?= dist
+# Each is computed once, on first use (a plain := would run git and go env
+# on every make invocation), unless set on the command line.
+DEB_VERSION ?= $(eval DEB_VERSION := $(shell packaging/version.sh))$(DEB_VERSION)
+DEB_ARCH    ?= $(eval DEB_ARCH := $(shell packaging/arch.sh $$($(GO) env GOARCH)))$(DEB_ARCH)
+DEB_STAGE   := $(DIST)/.deb-stage
+# The generators (man pages, completions) run on this host even when
+# GOARCH names another architecture.
+HOST_GO     := GOOS= GOARCH= $(GO)
+
+.PHONY: deb
+deb: ## Build dist/graylane_<version>_<arch>.deb: binaries, unit, conffile, man pages, completions (docs/packaging.md)
+	@[ -n "$(DEB_VERSION)" ] && [ -n "$(DEB_ARCH)" ] || { echo "make deb: no DEB_VERSION or DEB_ARCH (not a git checkout? set DEB_VERSION=...)"; exit 1; }
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man1 $(DEB_STAGE)/completions
+	CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $(DEB_STAGE)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl
+	sed 's|@BINDIR@|/usr/bin|g' agent/systemd/graylane-agent.service > $(DEB_STAGE)/graylane-agent.service
+	$(HOST_GO) run ./ctl/manpages/cmd/graylane-man $(DEB_STAGE)/man1
+	gzip -9n $(DEB_STAGE)/man1/*.1
+	for sh in bash zsh fish; do $(HOST_GO) run ./ctl/cmd/graylanectl completion $$sh > $(DEB_STAGE)/completions/graylanectl.$$sh || exit 1; done
+	mv $(DEB_STAGE)/completions/graylanectl.zsh $(DEB_STAGE)/completions/_graylanectl
+	{ printf 'graylane (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n' "$(DEB_VERSION)" "$$(git rev-parse HEAD)"; \
+	  printf ' -- %s  %s\n' "$$(sed -n 's/^maintainer: //p' packaging/nfpm.yaml)" "$$(git log -1 --format=%cD HEAD)"; } | gzip -9n > $(DEB_STAGE)/changelog.gz
+	find $(DEB_STAGE) -exec touch -h -d @$$(git log -1 --format=%ct HEAD) {} +
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct HEAD) DEB_STAGE=$(DEB_STAGE) DEB_VERSION='$(DEB_VERSION)' DEB_ARCH=$(DEB_ARCH) \
+		$(HOST_GO) tool nfpm pkg --packager deb --config packaging/nfpm.yaml --target $(DIST)/graylane_$(DEB_VERSION)_$(DEB_ARCH).deb
+	rm -rf $(DEB_STAGE)
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests and the demo need (as root)
@@ -123,5 +152,5 @@ demo: deps build ## Lab demo: three agents in a cluster; graylanectl moves the c
 
 .PHONY: clean
 clean: ## Remove build output and any lab left by a crashed run
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
 	-$(GO) run ./internal/netlab/cmd/graylane-lab cleanup
