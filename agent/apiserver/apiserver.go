@@ -129,6 +129,7 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("PUT /v1/services/{name}/weight", s.setWeight)
 	route("PUT /v1/services/{name}/mirror", s.setMirror)
 	route("GET /v1/services/{name}/flows", s.listFlows)
+	route("GET /v1/services/{name}/explain", s.explain)
 	route("POST /v1/services/{name}/pins", s.addPin)
 	route("DELETE /v1/services/{name}/pins", s.removePin)
 	route("GET /v1/members", s.members)

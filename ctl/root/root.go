@@ -17,6 +17,7 @@ import (
 	"github.com/graylane/graylane/ctl/capture"
 	"github.com/graylane/graylane/ctl/cli"
 	"github.com/graylane/graylane/ctl/completion"
+	"github.com/graylane/graylane/ctl/explain"
 	"github.com/graylane/graylane/ctl/flows"
 	"github.com/graylane/graylane/ctl/get"
 	"github.com/graylane/graylane/ctl/members"
@@ -83,6 +84,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		shadow.New(env),
 		replay.New(env),
 		flows.New(env),
+		explain.New(env),
 		completion.New(env),
 		versionCommand(env),
 	)

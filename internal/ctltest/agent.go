@@ -74,6 +74,7 @@ func (f *Agent) Handler() http.Handler {
 		{"PUT /v1/services/{name}/mirror", namedWrite},
 		{"GET /v1/services/{name}/capture", capture},
 		{"GET /v1/services/{name}/flows", flows},
+		{"GET /v1/services/{name}/explain", explain},
 		{"POST /v1/services/{name}/pins", wrote},
 		{"DELETE /v1/services/{name}/pins", wrote},
 		{"GET /v1/members", getMembers},
@@ -241,4 +242,37 @@ func flows(w http.ResponseWriter, r *http.Request, _ string) {
 		{Client: "10.9.0.7:40312", Backend: "10.2.0.11:8080", Pool: "stable", State: "idle"},
 		{Client: "10.9.0.7:40314", Backend: "10.2.0.21:8080", Pool: "canary", State: "awaiting", WaitingSeconds: 0.0421, Mirrored: true},
 	}})
+}
+
+// explain answers for auth (pinned client) and web (5-tuple, no port: a
+// sample); "nope" does not exist, "cold" is not in the kernel yet.
+func explain(w http.ResponseWriter, r *http.Request, _ string) {
+	switch r.PathValue("name") {
+	case "nope":
+		reply(w, 404, api.Error{Message: `service "nope" does not exist`})
+		return
+	case "cold":
+		reply(w, 409, api.Error{Message: `node gw1: service "cold" is not in its kernel yet`})
+		return
+	case "web":
+		reply(w, 200, api.Explanation{Node: "gw1", Service: "web", Client: "198.51.100.7:32768", Key: "flow", Pool: "stable",
+			Reason: "weight", Bucket: 7312, Weight: 500, WeightPercent: "5%", Backend: "10.1.0.12:8080", Slot: 4711,
+			Ports: &api.PortSample{Port: 32768, Sampled: 256, Canary: 14},
+			Why: []string{"the service hashes the 5-tuple and no port was given: explained for source port 32768; of 256 source ports sampled over 32768-60999, 14 go to canary (give --client IP:PORT for one connection)",
+				"bucket 7312 >= weight 500 (5%): stable", "the stable pool's Maglev table gives slot 4711 backend 10.1.0.12:8080 (2 of 2)"},
+			LiveFlows: []api.LiveFlow{}})
+		return
+	}
+	reply(w, 200, api.Explanation{Node: "gw1", Service: r.PathValue("name"), Client: "10.9.0.7", Key: "client", Pool: "canary",
+		Reason: "pin", Bucket: 4211, Weight: 500, WeightPercent: "5%", Backend: "10.2.0.11:8080", Slot: 123,
+		Pin: &api.Pin{Prefix: "10.9.0.0/16", Pool: "canary"},
+		Why: []string{"the service hashes the client address: every connection of this client has this bucket (its port does not matter)",
+			"pin 10.9.0.0/16 sends the client to canary (a pin beats the weight; bucket 4211 >= weight 500 (5%))",
+			"the canary pool's Maglev table gives slot 123 backend 10.2.0.11:8080 (1 of 1)"},
+		LiveFlowsTotal: 2, LiveFlows: []api.LiveFlow{
+			{Client: "10.9.0.7:40312", Backend: "10.2.0.11:8080", Pool: "canary", State: "idle", NewBackend: "10.2.0.11:8080", NewPool: "canary",
+				Why: "as a new flow with its key would now"},
+			{Client: "10.9.0.7:40314", Backend: "10.1.0.11:8080", Pool: "stable", State: "awaiting", NewBackend: "10.2.0.11:8080", NewPool: "canary",
+				Why: "opened at another weight or pins: a new flow with its key would now go to canary 10.2.0.11:8080; a live flow keeps its backend"},
+		}})
 }
