@@ -11,6 +11,7 @@
 //	GET    /v1/services/{name}/capture?percent=P&duration=D&count=N&node=NODE&snaplen=N&payload=true&redact=true
 //	                                        -> pcapng stream (application/x-pcapng)
 //	GET    /v1/services/{name}/flows?client=IP&limit=N                  -> Flows
+//	GET    /v1/services/{name}/explain?client=IP[:PORT]&node=NODE       -> Explanation
 //	POST   /v1/services/{name}/pins         PinRequest            -> Write
 //	DELETE /v1/services/{name}/pins?prefix=P                      -> Write
 //	GET    /v1/members                      -> []Member
