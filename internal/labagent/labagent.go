@@ -60,6 +60,10 @@ type Options struct {
 	// agent's cluster address, with these bearer tokens (secret ->
 	// tenant; "*" is admin).
 	Tokens map[string]string
+	// HostBPFFS pins below the host's /sys/fs/bpf, as a production agent
+	// does, instead of in a bpffs the lab mounts for it beforehand: under
+	// ip netns exec the agent then has to find the host's bpffs itself.
+	HostBPFFS bool
 }
 
 // APIPort is the HTTPS API port of lab agents given Tokens.
@@ -137,7 +141,11 @@ func Start(ctx context.Context, lab *netlab.Lab, opts Options) (*Agent, error) {
 			a.cleanupFiles()
 		}
 	}()
-	if err := a.mountPins(); err != nil {
+	if opts.HostBPFFS {
+		if err := a.useHostBPFFS(); err != nil {
+			return nil, err
+		}
+	} else if err := a.mountPins(); err != nil {
 		return nil, err
 	}
 	if err := a.writeManifests(opts.Services); err != nil {
@@ -184,6 +192,19 @@ func (a *Agent) mountPins() error {
 			return fmt.Errorf("labagent: mount bpffs on %s: %w", a.pinPath, err)
 		}
 	}
+	return nil
+}
+
+// useHostBPFFS moves the agent's pins below the host's /sys/fs/bpf, in a
+// directory of the lab's name (Remove deletes it). A restarted agent of
+// the same host keeps it; a start finds none left by another run (a lab's
+// name is its own).
+func (a *Agent) useHostBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+		return errors.New("labagent: /sys/fs/bpf is not a bpffs (make bpffs mounts it)")
+	}
+	a.pinPath = filepath.Join("/sys/fs/bpf", "graylane-lab-"+a.lab.Name+"-"+a.host.Name)
 	return nil
 }
 
@@ -298,6 +319,9 @@ func (a *Agent) Client() *api.Client {
 	}
 	return c
 }
+
+// ConfigPath is the agent's configuration file.
+func (a *Agent) ConfigPath() string { return a.configPath() }
 
 // PinPath is where the agent pins its maps.
 func (a *Agent) PinPath() string { return a.pinPath }
@@ -432,6 +456,9 @@ func (a *Agent) Remove() { a.cleanupFiles() }
 func (a *Agent) cleanupFiles() {
 	if err := unix.Unmount(a.pinPath, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		fmt.Fprintf(os.Stderr, "labagent: unmount %s: %v\n", a.pinPath, err)
+	}
+	if strings.HasPrefix(a.pinPath, "/sys/fs/bpf/graylane-lab-") {
+		os.RemoveAll(a.pinPath) // unpins: what stays attached goes with the lab's interfaces
 	}
 	os.RemoveAll(a.dir)
 	os.Remove(filepath.Dir(a.dir)) // the lab's directory, once its last agent is gone

@@ -128,6 +128,9 @@ type Datapath struct {
 	// adopted are the services found in adopted maps, by frontend, until
 	// the first Apply matches them to the desired ones.
 	adopted map[bpf.SteerEndpoint]*installed
+	// pinLoc is where the pins really are (LocatePins): opts.PinPath is
+	// its Path.
+	pinLoc PinLocation
 	closed  bool
 }
 
@@ -194,15 +197,16 @@ func (d *Datapath) openPinned(spec *ebpf.CollectionSpec, collOpts *ebpf.Collecti
 		}
 		return nil
 	}
-	if err := preparePinPath(opts.PinPath, opts.Logger); err != nil {
+	loc, err := LocatePins(opts.PinPath, opts.Logger)
+	if err != nil {
 		return err
 	}
+	d.pinLoc, d.opts.PinPath, opts.PinPath = loc, loc.Path, loc.Path
 	for _, dir := range []string{"maps", "links"} {
 		if err := os.MkdirAll(filepath.Join(opts.PinPath, dir), 0o700); err != nil {
 			return fmt.Errorf("create pin directory: %w", err)
 		}
 	}
-	var err error
 	d.adoption, collOpts.MapReplacements, err = openPins(opts.PinPath, spec)
 	return err
 }
@@ -340,6 +344,7 @@ func (d *Datapath) shutdown(keep bool) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, d.pinLoc.Close())
 	return errors.Join(errs...)
 }
 
@@ -368,6 +373,13 @@ func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 
 // Objects gives tests and benchmarks the loaded programs and maps.
 func (d *Datapath) Objects() *bpf.SteerObjects { return &d.objs }
+
+// PinLocation is where the data path pins (see LocatePins).
+func (d *Datapath) PinLocation() PinLocation {
+	loc := d.pinLoc
+	loc.dir = nil // the data path's to close
+	return loc
+}
 
 // preparePinPath makes sure path is a directory on a bpffs and removes
 // what a previous agent left in it. Where no bpffs is mounted it mounts

@@ -103,7 +103,17 @@ func pinsPlan(out io.Writer, configPath string) error {
 	}
 	interfaces(out, cfg)
 	classicBuckets(out, cfg)
-	plan, err := datapath.Preview(datapath.Options{PinPath: cfg.BPFFS, FlowTable: uint32(cfg.FlowTable)})
+	loc, err := datapath.FindPins(cfg.BPFFS)
+	if err != nil {
+		return err
+	}
+	defer loc.Close()
+	if loc.Survives {
+		fmt.Fprintf(out, "\ndata path survival: pins outlive the agent (%s)\n", loc.Note)
+	} else {
+		fmt.Fprintf(out, "\nWARNING: the data path will NOT outlive the agent: %s\n", loc.Note)
+	}
+	plan, err := datapath.Preview(datapath.Options{PinPath: loc.Path, FlowTable: uint32(cfg.FlowTable)})
 	if err != nil {
 		return fmt.Errorf("look at the data path pinned under %s: %w", cfg.BPFFS, err)
 	}

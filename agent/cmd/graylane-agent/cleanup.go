@@ -52,7 +52,14 @@ func cleanup(args []string, out io.Writer) error {
 		ifnames = append(ifnames, ifc.Name)
 	}
 	log := slog.New(slog.NewTextHandler(out, nil))
-	if err := datapath.Cleanup(cfg.BPFFS, ifnames, log); err != nil {
+	// Where the agent pinned: in the host's bpffs when it ran, as this
+	// does, in a mount namespace of its own (ip netns exec).
+	loc, err := datapath.FindPins(cfg.BPFFS)
+	if err != nil {
+		return err
+	}
+	defer loc.Close()
+	if err := datapath.Cleanup(loc.Path, ifnames, log); err != nil {
 		return fmt.Errorf("cleanup of %s: %w", cfg.BPFFS, err)
 	}
 	fmt.Fprintf(out, "nothing of Graylane is attached or pinned under %s any more\n", cfg.BPFFS)
