@@ -131,7 +131,7 @@ type Datapath struct {
 	// pinLoc is where the pins really are (LocatePins): opts.PinPath is
 	// its Path.
 	pinLoc PinLocation
-	closed  bool
+	closed bool
 }
 
 // New loads the programs and creates their maps, or, under a pin path
