@@ -56,6 +56,52 @@ func TestExplain(t *testing.T) {
 	}
 	checkLiveFlow(t, e, echo, low)
 	checkExplainBadInput(t, e)
+	checkFiveTuple(t, e)
+}
+
+// webOf is a TCP service on VIP4:port keyed by the 5-tuple, steered to
+// every backend's hello port.
+func webOf(lab *netlab.Lab, name string, port uint16, w service.Weight) service.Service {
+	return web(name, lab, netlab.VIP4, port, netlab.HelloPort, service.TCP, w)
+}
+
+// checkFiveTuple: for a service keyed by the 5-tuple at 50 % (it
+// replaces the others: a backend endpoint serves one service), explain of
+// IP:PORT names the backend that answered the connection from that very
+// port; without a port, it samples ports and says how they split.
+func checkFiveTuple(t *testing.T, e *env) {
+	t.Helper()
+	for _, svcs := range [][]service.Service{nil, {webOf(e.lab, "tuple", 82, 5000)}} {
+		if err := e.agent.Apply(e.ctx, svcs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pools := map[string]int{}
+	for range 20 {
+		c, err := e.lab.Client.DialTCP(e.ctx, netip.Addr{}, netip.AddrPortFrom(netlab.VIP4, 82))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := c.LocalAddr().String()
+		greeting := make([]byte, 3)
+		_, err = io.ReadFull(c, greeting)
+		c.Close()
+		if err != nil {
+			t.Fatalf("connection from %s: %v", local, err)
+		}
+		ex := explainCtl(t, e, "tuple", local)
+		if ex.Key != "flow" || ex.Client != local || backendName(t, e.lab, ex.Backend) != strings.TrimSpace(string(greeting)) {
+			t.Fatalf("explain tuple --client %s: %+v; the connection was answered by %q", local, ex, greeting)
+		}
+		pools[ex.Pool]++
+	}
+	if pools["canary"] == 0 || pools["stable"] == 0 {
+		t.Errorf("20 connections at 50 %%: %v, want both pools", pools)
+	}
+	ex := explainCtl(t, e, "tuple", e.lab.Client.Addr4.String())
+	if ex.Ports == nil || ex.Ports.Sampled != 256 || ex.Ports.Canary < 64 || ex.Ports.Canary > 192 || !strings.HasSuffix(ex.Client, ":32768") {
+		t.Errorf("explain tuple without a port: client %s, ports %+v; want port 32768 and about half of 256 sampled ports in canary", ex.Client, ex.Ports)
+	}
 }
 
 // keyedByClient is a TCP service on VIP4:port keyed by client address,
