@@ -35,7 +35,7 @@ func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 // absentTag marks a null that check has seen where a scalar goes.
 const absentTag = "!graylane.io/absent"
 
-// maxWalk bounds the values check visits in one document.
+// maxWalk bounds the values check visits in one file (all its documents).
 const maxWalk = 100_000
 
 var (
@@ -60,9 +60,9 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 	// Aliases can make a small document name the same nodes again and
 	// again (nested lists of aliases grow it exponentially): the walk has
 	// a budget, so a hostile manifest costs bounded work.
-	if d.walked++; d.walked > maxWalk {
-		if d.walked == maxWalk+1 {
-			d.fail("", n.Line, "the document is too large, or its aliases repeat it too often (more than %d values)", maxWalk)
+	if *d.walked++; *d.walked > maxWalk {
+		if *d.walked == maxWalk+1 {
+			d.fail("", n.Line, "the file is too large, or its aliases repeat it too often (more than %d values in all)", maxWalk)
 		}
 		*n = null(n)
 		return

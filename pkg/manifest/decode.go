@@ -21,8 +21,12 @@ type document struct {
 	errs   []error
 	svc    *service.Service // set when the document is a Service
 	rel    *release.Release // set when the document is a CanaryRelease
-	walked int              // values check visited (bounded by maxWalk)
+	walked *int             // values check visited in the file (bounded by maxWalk)
 }
+
+// maxDocuments bounds the documents of one manifest file (one API
+// request's body): a fleet's services fit many times over.
+const maxDocuments = 10_000
 
 // parse reads every document of one manifest file. It returns the documents
 // that describe a service or a release, even a faulty one, so that the set can still be
@@ -32,12 +36,20 @@ func parse(file string, data []byte) ([]*document, []error) {
 	var errs []error
 	// The documents before a syntax error are still checked.
 	tops, syntaxErr := strictyaml.Documents(file, data)
+	if len(tops) > maxDocuments {
+		return nil, []error{&Error{File: file, Line: tops[maxDocuments].Line,
+			Err: fmt.Errorf("more than %d documents in one file: split it", maxDocuments)}}
+	}
+	// One walk budget for the whole file: many small documents whose
+	// aliases repeat them cost no more than one large one.
+	walked := 0
 	for _, top := range tops {
 		d := &document{
-			file:  file,
-			start: top.Line,
-			lines: make(strictyaml.Lines),
-			bad:   make(map[string]bool),
+			file:   file,
+			start:  top.Line,
+			lines:  make(strictyaml.Lines),
+			bad:    make(map[string]bool),
+			walked: &walked,
 		}
 		d.decode(top)
 		errs = append(errs, d.errs...)
