@@ -56,9 +56,10 @@ uninstall: ## Remove what install laid out, except the configuration and the dat
 # packaging/version.sh), DEB_ARCH from GOARCH; nfpm (a go.mod tool) packs it.
 DIST        ?= dist
 # Each is computed once, on first use (a plain := would run git and go env
-# on every make invocation), unless set on the command line.
+# on every make invocation), unless set on the command line. make 4.3 does
+# not export GOARCH=... from its command line to $(shell): it is passed on.
 DEB_VERSION ?= $(eval DEB_VERSION := $(shell packaging/version.sh))$(DEB_VERSION)
-DEB_ARCH    ?= $(eval DEB_ARCH := $(shell packaging/arch.sh $$($(GO) env GOARCH)))$(DEB_ARCH)
+DEB_ARCH    ?= $(eval DEB_ARCH := $(shell packaging/arch.sh $$(GOARCH=$(GOARCH) $(GO) env GOARCH)))$(DEB_ARCH)
 DEB_STAGE   := $(DIST)/.deb-stage
 # The generators (man pages, completions) run on this host even when
 # GOARCH names another architecture.
@@ -68,7 +69,7 @@ HOST_GO     := GOOS= GOARCH= $(GO)
 deb: ## Build dist/graylane_<version>_<arch>.deb: binaries, unit, conffile, man pages, completions (docs/packaging.md)
 	@[ -n "$(DEB_VERSION)" ] && [ -n "$(DEB_ARCH)" ] || { echo "make deb: no DEB_VERSION or DEB_ARCH (not a git checkout? set DEB_VERSION=...)"; exit 1; }
 	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man1 $(DEB_STAGE)/completions
-	CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $(DEB_STAGE)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl
+	GOOS=linux CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $(DEB_STAGE)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl
 	sed 's|@BINDIR@|/usr/bin|g' agent/systemd/graylane-agent.service > $(DEB_STAGE)/graylane-agent.service
 	$(HOST_GO) run ./ctl/manpages/cmd/graylane-man $(DEB_STAGE)/man1
 	gzip -9n $(DEB_STAGE)/man1/*.1
