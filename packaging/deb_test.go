@@ -62,7 +62,8 @@ var debName = regexp.MustCompile(`^graylane_([0-9][A-Za-z0-9.+~]*)_([a-z0-9]+)\.
 // error in, holding the documented files with their modes and the default
 // configuration as its one conffile. Installed into a scratch root (a dpkg
 // database of its own: the host's stays as it was), systemd-analyze accepts
-// its unit; removing it keeps the configuration and says how to take the
+// its unit; installing it again keeps an operator's edits without a
+// prompt; removing it keeps the configuration and says how to take the
 // data plane off; purging it deletes /etc/graylane and /var/lib/graylane.
 func TestDebianPackage(t *testing.T) {
 	testenv.RequirePrivileges(t)
@@ -88,7 +89,9 @@ func TestDebianPackage(t *testing.T) {
 	dpkg(t, root, "--install", deb)
 	checkInstalled(t, root)
 	verifyUnit(t, root)
-	checkRemoveAndPurge(t, root)
+	operator := writeOperatorFiles(t, root)
+	checkReinstall(t, root, deb, operator)
+	checkRemoveAndPurge(t, root, operator)
 }
 
 // buildDeb runs make deb into a directory of the test's own and returns
@@ -258,10 +261,10 @@ func verifyUnit(t *testing.T, root string) {
 	}
 }
 
-// checkRemoveAndPurge removes the package from root, with an operator's
-// configuration, manifest, data and enablement link in place, then purges
-// it.
-func checkRemoveAndPurge(t *testing.T, root string) {
+// writeOperatorFiles puts in root what an operator and a running agent
+// add: an edited configuration, a manifest, Raft data, the unit's
+// enablement link. It returns them, path to content.
+func writeOperatorFiles(t *testing.T, root string) map[string]string {
 	t.Helper()
 	operator := map[string]string{
 		"etc/graylane/agent.yaml":                                           "# mine\n",
@@ -277,7 +280,30 @@ func checkRemoveAndPurge(t *testing.T, root string) {
 			t.Fatal(err)
 		}
 	}
+	return operator
+}
 
+// checkReinstall installs the package over itself, as an upgrade does
+// (prerm upgrade, postinst configure with the old version): the operator's
+// files stay as they are, without a conffile prompt, and the
+// first-install hint is not repeated.
+func checkReinstall(t *testing.T, root, deb string, operator map[string]string) {
+	t.Helper()
+	out := dpkg(t, root, "--install", deb) // stdin is /dev/null: a conffile prompt fails it
+	if strings.Contains(out, "name the interfaces") {
+		t.Errorf("the reinstall repeated the first-install hint:\n%s", out)
+	}
+	for path, content := range operator {
+		if got, err := os.ReadFile(filepath.Join(root, path)); err != nil || string(got) != content {
+			t.Errorf("%s after reinstall: %q, %v; want the operator's %q", path, got, err, content)
+		}
+	}
+}
+
+// checkRemoveAndPurge removes the package from root, with the operator's
+// files in place, then purges it.
+func checkRemoveAndPurge(t *testing.T, root string, operator map[string]string) {
+	t.Helper()
 	out := dpkg(t, root, "--remove", "graylane")
 	t.Logf("dpkg --remove:\n%s", out)
 	if !strings.Contains(out, "keep steering") || !strings.Contains(out, `"graylane-agent cleanup"`) {
