@@ -67,7 +67,7 @@ HOST_GO     := GOOS= GOARCH= $(GO)
 
 .PHONY: deb
 deb: ## Build dist/graylane_<version>_<arch>.deb: binaries, unit, conffile, man pages, completions (docs/packaging.md)
-	@[ -n "$(DEB_VERSION)" ] && [ -n "$(DEB_ARCH)" ] || { echo "make deb: no DEB_VERSION or DEB_ARCH (not a git checkout? set DEB_VERSION=...)"; exit 1; }
+	@[ -n "$(DEB_VERSION)" ] && [ -n "$(DEB_ARCH)" ] || { echo "make deb: no DEB_VERSION or DEB_ARCH: it needs a git checkout and a GOARCH Debian has (packaging/arch.sh)"; exit 1; }
 	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man1 $(DEB_STAGE)/completions
 	GOOS=linux CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $(DEB_STAGE)/ ./agent/cmd/graylane-agent ./ctl/cmd/graylanectl
 	sed 's|@BINDIR@|/usr/bin|g' agent/systemd/graylane-agent.service > $(DEB_STAGE)/graylane-agent.service
