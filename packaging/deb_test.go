@@ -267,7 +267,7 @@ func verifyUnit(t *testing.T, root string) {
 func writeOperatorFiles(t *testing.T, root string) map[string]string {
 	t.Helper()
 	operator := map[string]string{
-		"etc/graylane/agent.yaml":                                           "# mine\n",
+		"etc/graylane/agent.yaml":                                           "# mine\nbpffs: /sys/fs/bpf/mine # pins\n",
 		"etc/graylane/manifests.d/web.yaml":                                 "# a manifest\n",
 		"var/lib/graylane/raft/raft.db":                                     "raft\n",
 		"etc/systemd/system/multi-user.target.wants/graylane-agent.service": "",
@@ -290,8 +290,8 @@ func writeOperatorFiles(t *testing.T, root string) map[string]string {
 func checkReinstall(t *testing.T, root, deb string, operator map[string]string) {
 	t.Helper()
 	out := dpkg(t, root, "--install", deb) // stdin is /dev/null: a conffile prompt fails it
-	if strings.Contains(out, "name the interfaces") {
-		t.Errorf("the reinstall repeated the first-install hint:\n%s", out)
+	if strings.Contains(out, "name the interfaces") || strings.Contains(out, "keep steering") {
+		t.Errorf("the reinstall repeated the first-install hint or said the agent stopped:\n%s", out)
 	}
 	for path, content := range operator {
 		if got, err := os.ReadFile(filepath.Join(root, path)); err != nil || string(got) != content {
@@ -306,8 +306,9 @@ func checkRemoveAndPurge(t *testing.T, root string, operator map[string]string) 
 	t.Helper()
 	out := dpkg(t, root, "--remove", "graylane")
 	t.Logf("dpkg --remove:\n%s", out)
-	if !strings.Contains(out, "keep steering") || !strings.Contains(out, `"graylane-agent cleanup"`) {
-		t.Errorf("remove did not say the data plane stays and how to take it off:\n%s", out)
+	if !strings.Contains(out, "keep steering") || !strings.Contains(out, `"graylane-agent cleanup"`) ||
+		!strings.Contains(out, "pins under /sys/fs/bpf/mine ") {
+		t.Errorf("remove did not say the data plane stays under the configuration's bpffs and how to take it off:\n%s", out)
 	}
 	for _, gone := range []string{"usr/bin/graylane-agent", "usr/bin/graylanectl", "lib/systemd/system/graylane-agent.service", "usr/share/man/man1/graylanectl.1.gz"} {
 		if _, err := os.Stat(filepath.Join(root, gone)); !os.IsNotExist(err) {
