@@ -35,9 +35,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 	api.SetCapturer(a)
 	api.SetFlowLister(a)
 	start := func(name string, ln net.Listener, h http.Handler) {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-			// Failed TLS handshakes and the like, in the agent's log format.
-			ErrorLog: slog.NewLogLogger(a.log.With("server", name).Handler(), slog.LevelWarn)}
+		srv := a.httpServer(name, h)
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error(name+" server stopped", "err", err)
@@ -79,11 +77,12 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 		}
 		// The API authenticates by token, not by client certificate.
 		serverTLS.ClientAuth = tls.NoClientCert
-		tln, err := tls.Listen("tcp", addr, serverTLS)
+		tcp, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen.apiTCP: %w", err)
 		}
-		start("apiTCP", tln, api.Remote(tokens))
+		limited := apiserver.LimitListener(tcp, apiserver.DefaultConnTotal, apiserver.DefaultConnPerPeer)
+		start("apiTCP", tls.NewListener(limited, serverTLS), api.Remote(tokens))
 	}
 
 	if a.cfg.Listen.Metrics != "" {
@@ -101,9 +100,24 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen.metrics: %w", err)
 		}
-		start("metrics", mln, mux)
+		start("metrics", apiserver.LimitListener(mln, apiserver.DefaultConnTotal, apiserver.DefaultConnPerPeer), mux)
 	}
 	return attrs, nil
+}
+
+// httpServer is the server of the API or the metrics. Bounded everything:
+// a peer that sends its headers or its body a byte at a time, or holds
+// idle connections, is cut off. The API has no write timeout (a capture
+// streams and a --wait waits for minutes); the metrics have one.
+func (a *Agent) httpServer(name string, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
+		// Failed TLS handshakes and the like, in the agent's log format.
+		ErrorLog: slog.NewLogLogger(a.log.With("server", name).Handler(), slog.LevelWarn)}
+	if name == "metrics" {
+		srv.WriteTimeout = 30 * time.Second
+	}
+	return srv
 }
 
 // loadTokens reads the API tokens (their secret files too).
@@ -112,6 +126,9 @@ func loadTokens(cfg *config.Config) ([]apiserver.Token, error) {
 	for _, t := range cfg.Tokens {
 		secret := t.Secret
 		if t.SecretFile != "" {
+			if err := privateFile(t.SecretFile); err != nil {
+				return nil, fmt.Errorf("token %s: %w", t.Name, err)
+			}
 			b, err := os.ReadFile(t.SecretFile)
 			if err != nil {
 				return nil, fmt.Errorf("token %s: %w", t.Name, err)
@@ -124,6 +141,19 @@ func loadTokens(cfg *config.Config) ([]apiserver.Token, error) {
 		out = append(out, apiserver.Token{Name: t.Name, Secret: secret, Tenant: t.Tenant})
 	}
 	return out, nil
+}
+
+// privateFile refuses a secret file others than its owner may read or
+// write: anyone who can read it holds the token.
+func privateFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		return fmt.Errorf("%s is readable or writable by group or others (mode %04o): chmod 600 it", path, mode)
+	}
+	return nil
 }
 
 // Services, View, FlowTable and Attachments make the agent the exporter's

@@ -8,7 +8,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,13 +53,19 @@ type Server struct {
 	capturer Capturer
 	// flows lists live flows (GET .../flows); nil: none.
 	flows FlowLister
+	// limits are each token's request rate and slots; logins the failed
+	// logins by peer (see limits.go).
+	limits callerLimits
+	logins failedLogins
 }
 
 // SetAnalysis installs where release judgements come from.
 func (s *Server) SetAnalysis(f func(release string) *api.Analysis) { s.analysis = f }
 
 // New returns the API of node.
-func New(node Node, log *slog.Logger) *Server { return &Server{node: node, log: log} }
+func New(node Node, log *slog.Logger) *Server {
+	return &Server{node: node, log: log, logins: failedLogins{log: log}}
+}
 
 // maxBody bounds a request body (manifests of many services fit).
 const maxBody = 8 << 20
@@ -89,19 +94,26 @@ func (s *Server) Local() http.Handler {
 }
 
 // Remote is the handler for HTTPS: a bearer token from tokens is required.
+// A peer whose logins keep failing is answered 429 before its token is
+// looked at.
 func (s *Server) Remote(tokens []Token) http.Handler {
+	hashed := hashTokens(tokens)
 	return s.with(func(r *http.Request) (identity, error) {
+		if s.logins.blocked(r) {
+			return identity{}, tooMany("too many failed logins from %s: wait a few seconds", peerAddr(r))
+		}
 		h := r.Header.Get("Authorization")
 		secret, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || secret == "" {
+			s.logins.failed(r, "no token")
 			return identity{}, apiError(http.StatusUnauthorized, "%s", "no token: send Authorization: Bearer <token>")
 		}
-		for _, t := range tokens {
-			if subtle.ConstantTimeCompare([]byte(secret), []byte(t.Secret)) == 1 {
-				return identity{name: t.Name, tenant: t.Tenant}, nil
-			}
+		t, ok := match(hashed, secret)
+		if !ok {
+			s.logins.failed(r, "unknown token")
+			return identity{}, apiError(http.StatusUnauthorized, "unknown token")
 		}
-		return identity{}, apiError(http.StatusUnauthorized, "unknown token")
+		return identity{name: t.name, tenant: t.tenant}, nil
 	})
 }
 
@@ -110,8 +122,17 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route := func(pattern string, h func(w http.ResponseWriter, r *http.Request, id identity) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			id, err := auth(r)
+			var done func()
 			if err == nil {
-				r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+				done, err = s.limits.admit(id)
+			}
+			if err == nil {
+				defer done()
+				limit := int64(maxBody)
+				if !id.admin() {
+					limit = tenantBody
+				}
+				r.Body = http.MaxBytesReader(w, r.Body, limit)
 				var out any
 				out, err = h(w, r, id)
 				if err == nil {
@@ -180,6 +201,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.Status >= 500 {
 		s.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "err", ae.Message)
 	}
+	retryAfter(w, ae.Status)
 	writeJSON(w, ae.Status, ae)
 }
 

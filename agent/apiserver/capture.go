@@ -60,6 +60,11 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, auth func(*http
 	if err != nil {
 		return err
 	}
+	done, err := s.limits.admit(id)
+	if err != nil {
+		return err
+	}
+	defer done()
 	if s.capturer == nil {
 		return apiError(http.StatusServiceUnavailable, "%s", "this agent takes no captures yet")
 	}
