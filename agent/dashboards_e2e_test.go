@@ -38,8 +38,6 @@ const (
 // still evaluate without error.
 var noLabData = map[string]string{
 	"Shadow comparisons": "graylane_shadow_* have series only once a release's shadow gate ran; the lab release has none",
-	// TODO(issue 24): remove once exporter.go gathers desired.go's family.
-	"Canary weight: desired vs applied, per node": "graylane_canary_weight_desired_ratio is not gathered yet",
 }
 
 // labVariables are the values the dashboard's template variables take in

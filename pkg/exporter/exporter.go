@@ -250,7 +250,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
-	out := []*dto.MetricFamily{attached, pf.bytes, pf.weight, mf.dropped, pf.connect, events, pf.errs, fill, capf, pf.flows,
+	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, fill, capf, pf.flows,
 		mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
