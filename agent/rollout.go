@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/graylane/graylane/agent/apiserver"
@@ -30,7 +33,11 @@ func (a *Agent) newController() *controller.Controller {
 		targets = append(targets, webhook.Target{URL: w.URL, Kinds: w.Events})
 	}
 	a.hooks = webhook.New(targets, webhook.Options{Log: a.log})
-	c := controller.New(a.node, controller.Options{Log: a.log, Gates: a.runGates, Notify: func(run rollout.Run, e rollout.Event) {
+	commands := a.gateCommands()
+	runGates := func(ctx context.Context, service string, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult {
+		return a.runGates(ctx, service, gates, canary, commands)
+	}
+	c := controller.New(a.node, controller.Options{Log: a.log, Gates: runGates, Notify: func(run rollout.Run, e rollout.Event) {
 		a.hooks.Send(webhook.Event{At: e.At, Node: a.cfg.Node, Release: run.Release, Service: run.Service, Kind: e.Kind,
 			Step: e.Step + 1, Weight: e.Weight.String(), Message: e.Message, Numbers: e.Numbers})
 	}})
@@ -54,9 +61,10 @@ func (a *Agent) analysis(release string) *api.Analysis {
 
 // runGates runs a step's gates from this node (the leader): it is in the
 // gateway's network, where the canary backends are reachable. A shadow
-// gate captures the service's traffic on every node (shadow.go).
-func (a *Agent) runGates(ctx context.Context, service string, gates []release.Gate, canary []netip.AddrPort) []rollout.GateResult {
-	opts := gate.Options{Shadow: func(ctx context.Context, g release.ShadowGate, canary []netip.AddrPort) (gate.ShadowOutcome, error) {
+// gate captures the service's traffic on every node (shadow.go). Commands
+// are the allowlist (gates.commands) as read when the agent started.
+func (a *Agent) runGates(ctx context.Context, service string, gates []release.Gate, canary []netip.AddrPort, commands map[string]gate.Command) []rollout.GateResult {
+	opts := gate.Options{Commands: commands, Env: a.gateEnv(service, canary), Shadow: func(ctx context.Context, g release.ShadowGate, canary []netip.AddrPort) (gate.ShadowOutcome, error) {
 		return a.shadowGate(ctx, service, g, canary)
 	}}
 	results, _ := gate.RunAll(ctx, gates, canary, opts)
@@ -65,6 +73,40 @@ func (a *Agent) runGates(ctx context.Context, service string, gates []release.Ga
 		out = append(out, rollout.GateResult{Name: apiserver.GateName(gates[i]), Pass: r.Pass, Detail: r.Detail, Output: r.Output})
 	}
 	return out
+}
+
+// gateCommands is the allowlist of gate commands, each with its user
+// looked up; a command whose user is gone since the config was read is
+// left out (a gate naming it fails, saying so) and logged.
+func (a *Agent) gateCommands() map[string]gate.Command {
+	out := make(map[string]gate.Command, len(a.cfg.Gates.Commands))
+	for _, c := range a.cfg.Gates.Commands {
+		u, err := c.ResolveUser()
+		if err != nil {
+			a.log.Error("gate command left out", "command", c.Name, "err", err)
+			continue
+		}
+		out[c.Name] = gate.Command{Argv: slices.Clone(c.Argv), User: &gate.User{Name: u.Name, UID: u.UID, GID: u.GID}, Timeout: c.TimeoutOrZero()}
+	}
+	return out
+}
+
+// gateEnv names, for a gate command, the release running on service, its
+// step (from 1) and the canary backends.
+func (a *Agent) gateEnv(service string, canary []netip.AddrPort) []string {
+	env := []string{"GRAYLANE_SERVICE=" + service}
+	st, _ := a.node.FSM().State()
+	for _, run := range st.Runs {
+		if run.Service == service && run.Phase.Active() {
+			env = append(env, "GRAYLANE_RELEASE="+run.Release, "GRAYLANE_STEP="+strconv.Itoa(run.Step+1))
+			break
+		}
+	}
+	backends := make([]string, len(canary))
+	for i, b := range canary {
+		backends[i] = b.String()
+	}
+	return append(env, "GRAYLANE_CANARY="+strings.Join(backends, ","))
 }
 
 // releaseServices returns the services with a running release and the

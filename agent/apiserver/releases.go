@@ -42,6 +42,7 @@ func (s *Server) getRelease(_ http.ResponseWriter, r *http.Request, id identity)
 		return nil, err
 	}
 	a := releaseToAPI(st, rel)
+	redactHistory(id, &a)
 	if s.analysis != nil {
 		a.Analysis = s.analysis(rel.Name)
 	}
@@ -189,6 +190,8 @@ func GateName(g release.Gate) string {
 		return "tcp"
 	case g.HTTP != nil:
 		return "http " + g.HTTP.Path
+	case g.Command != "":
+		return "command " + g.Command
 	case len(g.Exec) > 0:
 		return "exec " + strings.Join(g.Exec, " ")
 	case g.Shadow != nil:

@@ -101,6 +101,9 @@ type Config struct {
 	Webhooks []Webhook `yaml:"webhooks"`
 	// Metrics tunes what the Prometheus endpoint (listen.metrics) exposes.
 	Metrics Metrics `yaml:"metrics"`
+	// Gates configures release gates: the commands they may run
+	// (gates.go, docs/gates.md).
+	Gates Gates `yaml:"gates"`
 }
 
 // Metrics tunes the metrics the agent exposes.

@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateMetrics(bad)
 	c.validateClassicBuckets(bad)
+	c.validateGates(bad)
 	return errors.Join(errs...)
 }
 

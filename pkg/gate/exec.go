@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -19,17 +18,61 @@ const MaxOutput = 4096
 // then the runner stops reading and goes on.
 const waitDelay = time.Second
 
-// execGate runs argv, without a shell; exit status 0 passes. When the
-// attempt ends first, the command and its process group are killed.
-func (a *attempt) execGate(argv []string, command func(context.Context, string, ...string) *exec.Cmd) Result {
-	cmd := command(a.ctx, argv[0], argv[1:]...)
+// Command is a command an exec gate runs.
+type Command struct {
+	// Argv is the program (a path) and its arguments; no shell.
+	Argv []string
+	// User is who runs it: a named command of the agent's allowlist runs
+	// as an unprivileged user, without capabilities or a way to gain
+	// privileges, under MaxProcs and MaxAddressSpace. nil: as the agent
+	// runs (the admin-only argv form, exec: [...]).
+	User *User
+	// Timeout caps the gate's timeout (0: the gate's alone).
+	Timeout time.Duration
+}
+
+// User is the unprivileged user a named command runs as.
+type User struct {
+	Name     string
+	UID, GID uint32
+}
+
+// CleanPath is the PATH of every gate command; the rest of its
+// environment is Options.Env, nothing of the agent's.
+const CleanPath = "PATH=/usr/bin:/bin"
+
+// The limits of a command run as a User, from its start (see Prlimit);
+// what it starts inherits them.
+const (
+	// MaxProcs bounds the processes of the command's user (RLIMIT_NPROC).
+	MaxProcs = 64
+	// MaxAddressSpace bounds each process's virtual memory (RLIMIT_AS).
+	MaxAddressSpace = 4 << 30
+)
+
+// execGate runs c, without a shell, in a clean environment, from /;
+// exit status 0 passes. When the attempt ends first, the command and its
+// process group are killed.
+func (a *attempt) execGate(c Command, opts Options) Result {
+	argv := c.Argv
+	if c.User != nil {
+		argv = limited(argv)
+	}
+	cmd := opts.Command(a.ctx, argv[0], argv[1:]...)
+	cmd.Env = append([]string{CleanPath}, opts.Env...)
+	cmd.Dir = "/"
+	if c.User != nil {
+		if err := runAs(cmd, *c.User); err != nil {
+			return Result{Detail: fmt.Sprintf("will not start the command: %v", err)}
+		}
+	}
 	out := &capped{}
 	// One writer for both: exec gives the command a single pipe, so the
 	// output keeps the order in which it was written.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, out, out
 	cmd.WaitDelay = waitDelay
 	group := ownGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd, c.User != nil); err != nil {
 		if s, ok := a.stopped(); ok {
 			return Result{Detail: s}
 		}

@@ -79,9 +79,11 @@ func TestExecCommand(t *testing.T) {
 		cmd.Env = append(os.Environ(), "GATE_TEST=from-the-caller")
 		return cmd
 	}
-	r := Run(context.Background(), execGate(5*time.Second, "sh", "-c", "echo $GATE_TEST"), nil, Options{Command: withEnv})
-	if !r.Pass || r.Output != "from-the-caller\n" {
-		t.Errorf("Options.Command: %+v", r)
+	// The environment is the runner's: a clean PATH and Options.Env.
+	opts := Options{Command: withEnv, Env: []string{"GRAYLANE_SERVICE=web"}}
+	r := Run(context.Background(), execGate(5*time.Second, "sh", "-c", "echo $GATE_TEST; env | sort; pwd"), nil, opts)
+	if want := "\nGRAYLANE_SERVICE=web\n" + CleanPath + "\nPWD=/\n/\n"; !r.Pass || r.Output != want {
+		t.Errorf("Options.Command: %+v, want output %q", r, want)
 	}
 	for name, command := range map[string]func(context.Context, string, ...string) *exec.Cmd{
 		"without a context": func(_ context.Context, name string, args ...string) *exec.Cmd { return exec.Command(name, args...) },

@@ -37,6 +37,12 @@ type Options struct {
 	Command func(ctx context.Context, name string, args ...string) *exec.Cmd
 	// RetryDelay is the pause before each retry (default DefaultRetryDelay).
 	RetryDelay time.Duration
+	// Commands are the named commands a gate's command: field may run
+	// (the agent's gates.commands): an unknown name fails the gate.
+	Commands map[string]Command
+	// Env are variables ("GRAYLANE_RELEASE=auth-v2") added to the clean
+	// environment of every command (see CleanPath).
+	Env []string
 	// Shadow runs a shadow gate's comparison (nil: shadow gates fail,
 	// saying this runner has none): it captures or reads the requests,
 	// replays them to the canary backends and says how many it compared
@@ -63,12 +69,15 @@ type Result struct {
 	// pauses between attempts included.
 	Duration time.Duration
 	// Detail says, in one line, what passed or what failed and where:
-	// each failing backend with its reason, an HTTP status and a body
-	// excerpt, a JSON path's actual value, a command's exit status.
+	// each failing backend with its reason, an HTTP status, a JSON path
+	// that does not have its value, a command's exit status. It never
+	// quotes what a backend or a command answered: that is Output's.
 	Detail string
-	// Output is an exec gate's combined stdout and stderr from its last
-	// attempt, at most MaxOutput bytes (the start and the end) plus a
-	// marker saying what was cut.
+	// Output is what was answered: an exec gate's combined stdout and
+	// stderr from its last attempt, at most MaxOutput bytes (the start
+	// and the end) plus a marker saying what was cut; an http gate's
+	// body excerpts, actual JSON values and redirects, a line per
+	// failing backend. The API shows it to admins only.
 	Output string
 }
 
@@ -90,6 +99,9 @@ func Run(ctx context.Context, g release.Gate, canary []netip.AddrPort, opts Opti
 	timeout := g.Timeout
 	if timeout <= 0 {
 		timeout = release.DefaultGateTimeout
+	}
+	if c, ok := opts.Commands[g.Command]; ok && g.Command != "" && c.Timeout > 0 {
+		timeout = min(timeout, c.Timeout)
 	}
 	start := time.Now()
 	if ctx.Err() != nil {
@@ -205,12 +217,18 @@ func (a *attempt) run(g release.Gate, canary []netip.AddrPort, opts Options) Res
 		})
 	case g.HTTP != nil:
 		return a.httpGate(g.HTTP, canary, opts.Dial)
+	case g.Command != "":
+		c, ok := opts.Commands[g.Command]
+		if !ok {
+			return Result{Detail: fmt.Sprintf("no command %q in this node's gates.commands: add it to the agent config of every node", g.Command)}
+		}
+		return a.execGate(c, opts)
 	case len(g.Exec) > 0:
-		return a.execGate(g.Exec, opts.Command)
+		return a.execGate(Command{Argv: g.Exec}, opts)
 	case g.Shadow != nil:
 		return a.shadowGate(*g.Shadow, canary, opts.Shadow)
 	}
-	return Result{Detail: "the gate checks nothing: give it tcp, http, exec or shadow"}
+	return Result{Detail: "the gate checks nothing: give it tcp, http, command, exec or shadow"}
 }
 
 // shadowGate passes when the canary answered the replayed requests like
@@ -257,14 +275,20 @@ func (a *attempt) eachBackend(canary []netip.AddrPort, ok string, check func(net
 		wg.Go(func() { errs[i] = check(b) })
 	}
 	wg.Wait()
-	var bad []string
+	var bad, answers []string
 	for i, err := range errs {
-		if err != nil {
-			bad = append(bad, fmt.Sprintf("%s: %v", canary[i], err))
+		if err == nil {
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s: %v", canary[i], err))
+		var ae *answerError
+		if errors.As(err, &ae) {
+			answers = append(answers, fmt.Sprintf("%s: %s", canary[i], ae.answer))
 		}
 	}
 	if len(bad) > 0 {
-		return Result{Detail: fmt.Sprintf("%d of %d canary backends failed: %s", len(bad), len(canary), strings.Join(bad, "; "))}
+		return Result{Detail: fmt.Sprintf("%d of %d canary backends failed: %s", len(bad), len(canary), strings.Join(bad, "; ")),
+			Output: strings.Join(answers, "\n")}
 	}
 	return Result{Pass: true, Detail: ok + " " + backends(len(canary))}
 }

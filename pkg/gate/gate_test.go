@@ -214,7 +214,7 @@ func TestRunAll(t *testing.T) {
 func TestNoCheck(t *testing.T) {
 	t.Parallel()
 	r := Run(context.Background(), release.Gate{}, []netip.AddrPort{listen(t)}, fast)
-	if r.Pass || r.Detail != "the gate checks nothing: give it tcp, http, exec or shadow" {
+	if r.Pass || r.Detail != "the gate checks nothing: give it tcp, http, command, exec or shadow" {
 		t.Errorf("%+v", r)
 	}
 }

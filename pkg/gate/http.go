@@ -81,11 +81,11 @@ func (a *attempt) checkHTTP(client *http.Client, b netip.AddrPort, path string, 
 		body = body[:MaxBody]
 	}
 	if resp.StatusCode != want {
-		msg := fmt.Sprintf("status %d, want %d", resp.StatusCode, want)
+		private := "body " + excerpt(body)
 		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			msg += fmt.Sprintf(" (a redirect to %q, not followed)", loc)
+			private = fmt.Sprintf("a redirect to %q, not followed; %s", loc, private)
 		}
-		return fmt.Errorf("%s; body %s", msg, excerpt(body))
+		return &answerError{msg: fmt.Sprintf("status %d, want %d", resp.StatusCode, want), answer: private}
 	}
 	if len(paths) == 0 {
 		return nil
@@ -95,23 +95,38 @@ func (a *attempt) checkHTTP(client *http.Client, b netip.AddrPort, path string, 
 	}
 	doc, err := decodeJSON(body)
 	if err != nil {
-		return fmt.Errorf("the body is not JSON (%v): %s", err, excerpt(body))
+		return &answerError{msg: "the body is not JSON", answer: fmt.Sprintf("%v: %s", err, excerpt(body))}
 	}
-	var bad []string
+	var bad, got []string
 	for _, p := range paths {
-		got, err := Lookup(doc, p)
+		v, err := Lookup(doc, p)
 		switch {
 		case err != nil:
 			bad = append(bad, err.Error())
-		case got != expect[p]:
-			bad = append(bad, fmt.Sprintf("%s is %q, want %q", p, got, expect[p]))
+		case v != expect[p]:
+			bad = append(bad, fmt.Sprintf("%s is not %q", p, expect[p]))
+			got = append(got, fmt.Sprintf("%s is %q", p, v))
 		}
 	}
-	if len(bad) > 0 {
+	switch {
+	case len(got) > 0:
+		return &answerError{msg: strings.Join(bad, ", "), answer: strings.Join(got, ", ")}
+	case len(bad) > 0:
 		return errors.New(strings.Join(bad, ", "))
 	}
 	return nil
 }
+
+// answerError is a failed check whose message says what was wrong
+// without quoting the backend's answer (a body, a value, a redirect),
+// which it keeps apart: the answer goes to the gate's Output, which
+// only admins read (docs/gates.md).
+type answerError struct {
+	msg    string
+	answer string
+}
+
+func (e *answerError) Error() string { return e.msg + " (the answer is in the gate's output)" }
 
 // hostPort writes b for a URL: an IPv6 address in brackets, its zone
 // escaped ("[fe80::1%25eth0]:8080").

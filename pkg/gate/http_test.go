@@ -60,7 +60,10 @@ func TestHTTP(t *testing.T) {
 		backend netip.AddrPort
 		g       release.Gate
 		pass    bool
-		detail  string // the failing backend's part of the detail, or the whole detail of a pass
+		// detail is the failing backend's part of the detail, or the
+		// whole detail of a pass; after " | ", the start of what the
+		// backend answered, which only the output quotes.
+		detail string
 	}{
 		{"status and every kind of value", answer(t, 200, full), httpGate(health, 0, map[string]string{
 			".db.status": "UP", ".db.replicas[1].lag": "3.5", ".db.replicas[0].lag": "0", ".db.replicas[1].name": "b",
@@ -74,13 +77,13 @@ func TestHTTP(t *testing.T) {
 		{"status only", answer(t, 200, "not json at all"), httpGate(health, 200, nil), true, "got status 200 for /healthz?full=1 from the only canary backend"},
 		{"another status expected", answer(t, 204, ""), httpGate(health, 204, nil), true, ""},
 		{"wrong value", answer(t, 200, `{"db": {"status": "DOWN"}}`), httpGate(health, 200, map[string]string{".db.status": "UP"}), false,
-			`.db.status is "DOWN", want "UP"`},
+			`.db.status is not "UP" (the answer is in the gate's output) | .db.status is "DOWN"`},
 		{"wrong number", answer(t, 200, `{"count": 2.50}`), httpGate(health, 200, map[string]string{".count": "3"}), false,
-			`.count is "2.5", want "3"`},
+			`.count is not "3" (the answer is in the gate's output) | .count is "2.5"`},
 		{"a string is not a boolean", answer(t, 200, `{"ok": "yes"}`), httpGate(health, 200, map[string]string{".ok": "true"}), false,
-			`.ok is "yes", want "true"`},
+			`.ok is not "true" (the answer is in the gate's output) | .ok is "yes"`},
 		{"several wrong", answer(t, 200, `{"a": 1, "b": 2}`), httpGate(health, 200, map[string]string{".b": "1", ".a": "2", ".c": "3"}), false,
-			`.a is "1", want "2", .b is "2", want "1", .c is missing`},
+			`.a is not "2", .b is not "1", .c is missing (the answer is in the gate's output) | .a is "1", .b is "2"`},
 		{"missing field", answer(t, 200, `{"db": {}}`), httpGate(health, 200, map[string]string{".db.status": "UP"}), false,
 			".db.status is missing"},
 		{"missing parent", answer(t, 200, `{}`), httpGate(health, 200, map[string]string{".db.status": "UP"}), false,
@@ -90,21 +93,21 @@ func TestHTTP(t *testing.T) {
 		{"null is not an object", answer(t, 200, `{"db": null}`), httpGate(health, 200, map[string]string{".db.status": "UP"}), false,
 			".db.status is missing: .db is null, not an object"},
 		{"not JSON", answer(t, 200, "<html>\n  <b>hello</b>\n</html>"), httpGate(health, 200, map[string]string{".db.status": "UP"}), false,
-			`the body is not JSON (invalid character '<' looking for beginning of value): "<html> <b>hello</b> </html>"`},
+			`the body is not JSON (the answer is in the gate's output) | invalid character '<' looking for beginning of value: "<html> <b>hello</b> </html>"`},
 		{"two values", answer(t, 200, `{"a": 1} {"a": 2}`), httpGate(health, 200, map[string]string{".a": "1"}), false,
-			`the body is not JSON (more than one value): "{\"a\": 1} {\"a\": 2}"`},
+			`the body is not JSON (the answer is in the gate's output) | more than one value: "{\"a\": 1} {\"a\": 2}"`},
 		{"empty body", answer(t, 200, ""), httpGate(health, 200, map[string]string{".a": "1"}), false,
-			`the body is not JSON (empty body): empty`},
+			`the body is not JSON (the answer is in the gate's output) | empty body: empty`},
 		{"body too large for JSON", answer(t, 200, big), httpGate(health, 200, map[string]string{".": "{}"}), false,
 			fmt.Sprintf("the body is larger than %d bytes: too large to check its JSON", MaxBody)},
 		{"large body, status only", answer(t, 200, big), httpGate(health, 200, nil), true, ""},
 		{"wrong status", answer(t, 503, `{"db": {"status": "DOWN"}}`), httpGate(health, 0, nil), false,
-			`status 503, want 200; body "{\"db\": {\"status\": \"DOWN\"}}"`},
+			`status 503, want 200 (the answer is in the gate's output) | body "{\"db\": {\"status\": \"DOWN\"}}"`},
 		{"long body excerpt", answer(t, 500, strings.Repeat("é", 300)), httpGate(health, 200, nil), false,
-			`status 500, want 200; body "` + strings.Repeat("é", excerptLen/2) + `…"`},
+			`status 500, want 200 (the answer is in the gate's output) | body "` + strings.Repeat("é", excerptLen/2) + `…"`},
 		{"redirect not followed", serve(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) }),
-			httpGate(health, 200, nil), false, `status 302, want 200 (a redirect to "/elsewhere", not followed); body`},
-		{"the path and query are sent", answer(t, 200, "{}"), httpGate("/healthz", 200, nil), false, "status 404, want 200"},
+			httpGate(health, 200, nil), false, `status 302, want 200 (the answer is in the gate's output) | a redirect to "/elsewhere", not followed; body`},
+		{"the path and query are sent", answer(t, 200, "{}"), httpGate("/healthz", 200, nil), false, `status 404, want 200 (the answer is in the gate's output) | body "no such page`},
 		{"no path is /", serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/" || !strings.HasPrefix(r.UserAgent(), "graylane-gate/") {
 				w.WriteHeader(400)
@@ -117,12 +120,15 @@ func TestHTTP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := Run(context.Background(), tc.g, []netip.AddrPort{tc.backend}, fast)
-			want := tc.detail
+			want, answer, _ := strings.Cut(tc.detail, " | ")
 			if !tc.pass {
-				want = fmt.Sprintf("1 of 1 canary backends failed: %s: %s", tc.backend, tc.detail)
+				want = fmt.Sprintf("1 of 1 canary backends failed: %s: %s", tc.backend, want)
 			}
-			if r.Pass != tc.pass || !strings.HasPrefix(r.Detail, want) || r.Attempts != 1 || r.Output != "" {
-				t.Errorf("got %+v\nwant pass %v, detail %q", r, tc.pass, want)
+			if answer != "" {
+				answer = fmt.Sprintf("%s: %s", tc.backend, answer)
+			}
+			if r.Pass != tc.pass || !strings.HasPrefix(r.Detail, want) || r.Attempts != 1 || !strings.HasPrefix(r.Output, answer) || (answer == "") != (r.Output == "") {
+				t.Errorf("got %+v\nwant pass %v, detail %q, output %q", r, tc.pass, want, answer)
 			}
 		})
 	}
@@ -134,9 +140,9 @@ func TestHTTPBackends(t *testing.T) {
 	good, bad := answer(t, 200, `{"v": 2}`), answer(t, 200, `{"v": 1}`)
 	g := httpGate("/healthz?full=1", 200, map[string]string{".v": "2"})
 	r := Run(context.Background(), g, []netip.AddrPort{good, bad, good}, fast)
-	want := fmt.Sprintf(`1 of 3 canary backends failed: %s: .v is "1", want "2"`, bad)
-	if r.Pass || r.Detail != want {
-		t.Errorf("got %q, want %q", r.Detail, want)
+	want := fmt.Sprintf(`1 of 3 canary backends failed: %s: .v is not "2" (the answer is in the gate's output)`, bad)
+	if r.Pass || r.Detail != want || r.Output != fmt.Sprintf(`%s: .v is "1"`, bad) {
+		t.Errorf("got %+v, want detail %q", r, want)
 	}
 	if r := Run(context.Background(), g, []netip.AddrPort{good, good}, fast); !r.Pass || !strings.HasSuffix(r.Detail, "from all 2 canary backends") {
 		t.Errorf("both good: %+v", r)

@@ -47,6 +47,7 @@ type pauseDoc struct {
 type gateDoc struct {
 	TCP     *tcpDoc    `yaml:"tcp"`
 	HTTP    *httpDoc   `yaml:"http"`
+	Command scalar     `yaml:"command"`
 	Exec    []scalar   `yaml:"exec"`
 	Shadow  *shadowDoc `yaml:"shadow"`
 	Timeout scalar     `yaml:"timeout"`
@@ -219,6 +220,12 @@ func (d *document) gate(at string, gd gateDoc) release.Gate {
 			}
 		}
 	}
+	if gd.Command.set {
+		g.Command = gd.Command.value
+	} else if d.present(at + ".command") {
+		d.failField(at+".command", "is empty: give the name of a command of the agent's gates.commands, such as smoke")
+		g.Command = "-" // the gate still names a command: no second message about the gate
+	}
 	for i, a := range gd.Exec {
 		if !a.set {
 			d.failField(fmt.Sprintf("%s.exec[%d]", at, i), `is empty: give a command or an argument ("" for an empty argument)`)
@@ -318,6 +325,7 @@ type (
 	gateOut struct {
 		TCP     *struct{}  `yaml:"tcp,omitempty,flow"`
 		HTTP    *httpOut   `yaml:"http,omitempty"`
+		Command string     `yaml:"command,omitempty"`
 		Exec    []string   `yaml:"exec,omitempty,flow"`
 		Shadow  *shadowOut `yaml:"shadow,omitempty,flow"`
 		Timeout string     `yaml:"timeout"`
@@ -378,6 +386,8 @@ func releaseOut(r *release.Release) releaseOutDoc {
 				gate.TCP = &struct{}{}
 			case g.HTTP != nil:
 				gate.HTTP = &httpOut{Path: g.HTTP.Path, ExpectStatus: g.HTTP.ExpectStatus, ExpectJSON: g.HTTP.ExpectJSON}
+			case g.Command != "":
+				gate.Command = g.Command
 			case g.Shadow != nil:
 				sg := g.Shadow
 				gate.Shadow = &shadowOut{From: sg.From, MaxDiffering: sg.MaxDiffering.String(), Duration: sg.Duration.String(), Percent: sg.Percent.String()}

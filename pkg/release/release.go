@@ -49,13 +49,19 @@ type Pause struct {
 	Duration time.Duration
 }
 
-// Gate is one verification. Exactly one of TCP, HTTP, Exec and Shadow is
-// set.
+// Gate is one verification. Exactly one of TCP, HTTP, Command, Exec and
+// Shadow is set.
 type Gate struct {
 	TCP    *TCPGate
 	HTTP   *HTTPGate
 	Shadow *ShadowGate
-	// Exec is a command and its arguments; exit status 0 passes.
+	// Command names a command of the agent's allowlist (gates.commands in
+	// its config), run as that list's unprivileged user; exit status 0
+	// passes. Any token may name one.
+	Command string
+	// Exec is a command and its arguments, run by the agent as it runs
+	// (root); exit status 0 passes. Only an admin may write it: the API
+	// refuses it from a tenant token (see docs/gates.md).
 	Exec []string
 	// Timeout bounds one attempt, above 0 and at most MaxGateTime (the
 	// manifest's default is DefaultGateTimeout); Retries is how many more

@@ -132,6 +132,9 @@ func validateGate(at string, g Gate, bad reporter) {
 	if g.HTTP != nil {
 		kinds = append(kinds, "http")
 	}
+	if g.Command != "" {
+		kinds = append(kinds, "command")
+	}
 	if len(g.Exec) > 0 {
 		kinds = append(kinds, "exec")
 	}
@@ -164,6 +167,9 @@ func validateGate(at string, g Gate, bad reporter) {
 				bad(fmt.Sprintf("%s.http.expectJSON[%q]", at, path), "is not a JSON path: use one such as .db.status or .items[0].state")
 			}
 		}
+	}
+	if g.Command != "" && !ValidCommandName(g.Command) {
+		bad(at+".command", "%q is not a command name: give the name of one of the agent's gates.commands (1 to 63 characters of a-z, 0-9 and -)", g.Command)
 	}
 	if len(g.Exec) > 0 && strings.TrimSpace(g.Exec[0]) == "" {
 		bad(at+".exec[0]", "is empty: the first item is the command to run")
