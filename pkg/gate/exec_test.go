@@ -79,11 +79,16 @@ func TestExecCommand(t *testing.T) {
 		cmd.Env = append(os.Environ(), "GATE_TEST=from-the-caller")
 		return cmd
 	}
-	// The environment is the runner's: a clean PATH and Options.Env.
+	// The environment is the runner's, the caller's dropped: a clean PATH
+	// and Options.Env; the command runs from /.
 	opts := Options{Command: withEnv, Env: []string{"GRAYLANE_SERVICE=web"}}
-	r := Run(context.Background(), execGate(5*time.Second, "sh", "-c", "echo $GATE_TEST; env | sort; pwd"), nil, opts)
-	if want := "\nGRAYLANE_SERVICE=web\n" + CleanPath + "\nPWD=/\n/\n"; !r.Pass || r.Output != want {
+	r := Run(context.Background(), execGate(5*time.Second, "/usr/bin/env"), nil, opts)
+	if want := CleanPath + "\nGRAYLANE_SERVICE=web\n"; !r.Pass || r.Output != want {
 		t.Errorf("Options.Command: %+v, want output %q", r, want)
+	}
+	r = Run(context.Background(), execGate(5*time.Second, "/bin/pwd"), nil, opts)
+	if !r.Pass || r.Output != "/\n" {
+		t.Errorf("the working directory: %+v", r)
 	}
 	for name, command := range map[string]func(context.Context, string, ...string) *exec.Cmd{
 		"without a context": func(_ context.Context, name string, args ...string) *exec.Cmd { return exec.Command(name, args...) },
