@@ -3,6 +3,7 @@
 package gate
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -60,5 +61,9 @@ func start(cmd *exec.Cmd, confined bool) error {
 		}
 		errc <- cmd.Start()
 	}()
-	return <-errc
+	err := <-errc
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("%w (to run a gate command as its user the agent needs CAP_SETUID and CAP_SETGID, and CAP_KILL to stop it: see docs/gates.md)", err)
+	}
+	return err
 }
