@@ -55,7 +55,10 @@ func (s *Server) checkGates(ctx context.Context, id identity, st cluster.State, 
 	for name, svc := range st.Services {
 		services[name] = svc
 	}
+	// The releases applied are checked whole; those already there whose
+	// service is applied, for what their gates would dial.
 	releases := map[string]release.Release{}
+	applied := map[string]bool{}
 	for _, svc := range set.Services {
 		services[svc.Name] = svc
 		for name, rel := range st.Releases {
@@ -66,6 +69,7 @@ func (s *Server) checkGates(ctx context.Context, id identity, st cluster.State, 
 	}
 	for _, rel := range set.Releases {
 		releases[rel.Name] = rel
+		applied[rel.Name] = true
 	}
 	if len(releases) == 0 {
 		return nil
@@ -85,7 +89,11 @@ func (s *Server) checkGates(ctx context.Context, id identity, st cluster.State, 
 		for _, b := range services[rel.Service].Canary {
 			canary = append(canary, b.Addr)
 		}
-		if problems := release.TenantProblems(&rel, canary, rules); len(problems) > 0 {
+		problems := release.DialProblems(&rel, canary, rules.Node)
+		if applied[name] {
+			problems = release.TenantProblems(&rel, canary, rules)
+		}
+		if len(problems) > 0 {
 			return gateRefusal(id, rel, problems)
 		}
 	}

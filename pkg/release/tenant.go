@@ -36,8 +36,7 @@ func (p *GateProblem) Error() string { return p.Path + ": " + p.Msg }
 // TenantProblems checks a release written with a tenant token, whose
 // service has the canary backends canary (the only addresses a gate
 // dials): its exec gates name commands of the allowlist (command: NAME;
-// the argv form exec: [...] is an admin's), and its gates that dial
-// (tcp, http, shadow) dial no address DialProblem or rules.Node refuses.
+// the argv form exec: [...] is an admin's), and DialProblems.
 func TenantProblems(r *Release, canary []netip.AddrPort, rules TenantRules) []*GateProblem {
 	var out []*GateProblem
 	for i, st := range r.Steps {
@@ -50,10 +49,25 @@ func TenantProblems(r *Release, canary []netip.AddrPort, rules TenantRules) []*G
 			case g.Command != "" && (rules.Command == nil || !rules.Command(g.Command)):
 				out = append(out, &GateProblem{Path: at + ".command",
 					Msg: fmt.Sprintf("%q is not a command of the agent's gates.commands: name one of them, or ask an admin to add it", g.Command)})
-			case g.TCP != nil || g.HTTP != nil || g.Shadow != nil:
-				if p := dialProblems(at, canary, rules.Node); p != nil {
-					out = append(out, p)
-				}
+			}
+		}
+	}
+	return append(out, DialProblems(r, canary, rules.Node)...)
+}
+
+// DialProblems checks that the gates of r that dial (tcp, http, shadow)
+// dial no canary backend DialProblem or node refuses: what a tenant may
+// not make them dial, when it writes the release or moves the service's
+// canary backends under it.
+func DialProblems(r *Release, canary []netip.AddrPort, node func(netip.Addr) bool) []*GateProblem {
+	var out []*GateProblem
+	for i, st := range r.Steps {
+		for k, g := range st.Verify {
+			if g.TCP == nil && g.HTTP == nil && g.Shadow == nil {
+				continue
+			}
+			if p := dialProblems(fmt.Sprintf("spec.steps[%d].verify[%d]", i, k), canary, node); p != nil {
+				out = append(out, p)
 			}
 		}
 	}
