@@ -130,6 +130,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 		return nil, err
 	}
 	a.node.SetCapture(a.servePeerCapture)
+	a.node.SetExplain(a.serveExplain)
 	a.ctrl = a.newController()
 	ok = true
 	return a, nil
@@ -147,6 +148,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		c.SnapshotThreshold, c.TrailingLogs = uint64(cl.SnapshotThreshold), uint64(cl.TrailingLogs)
 		c.SnapshotInterval = cl.SnapshotEvery()
 	}
+	c.OwnAddrs = listenAddrs(cfg.Listen.APITCP, cfg.Listen.Metrics)
 	return c, nil
 }
 

@@ -1,9 +1,10 @@
 package agent
 
 // graylanectl explain: why a client's new flows go where they go, from
-// this node's kernel (datapath.Explain runs the data path's own decision
+// a node's kernel (datapath.Explain runs the data path's own decision
 // code on its maps), with the client's live flows and why they may hold
-// other backends.
+// other backends. Another member's kernel is asked through the cluster
+// (cluster.Node.ExplainOn), and this node answers the other members'.
 
 import (
 	"context"
@@ -11,10 +12,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
-	"strings"
 
 	"github.com/graylane/graylane/agent/apiserver"
+	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/service"
@@ -31,11 +31,46 @@ const (
 	explainLiveFlows = 100
 )
 
-// Explain answers an explain request (apiserver.Explainer).
-func (a *Agent) Explain(_ context.Context, q apiserver.ExplainQuery) (api.Explanation, error) {
-	if err := a.explainsOn(q.Node); err != nil {
+// Explain answers an explain request (apiserver.Explainer): from this
+// node's kernel, or from another member's through the cluster. The API
+// checked the token against the service's tenant here; the member trusts
+// this node's check.
+func (a *Agent) Explain(ctx context.Context, q apiserver.ExplainQuery) (api.Explanation, error) {
+	if q.Node == "" || q.Node == a.cfg.Node {
+		return a.explainHere(q)
+	}
+	client := q.Client.Addr().String()
+	if q.HasPort {
+		client = q.Client.String()
+	}
+	ex, err := a.node.ExplainOn(ctx, q.Node, q.Service.Name, client)
+	if status := cluster.RPCStatus(err); status != 0 {
+		return api.Explanation{}, apiErr(status, "%s", err.Error())
+	}
+	if err != nil {
+		return api.Explanation{}, fmt.Errorf("explain service %q on node %s: %w", q.Service.Name, q.Node, err)
+	}
+	return ex, nil
+}
+
+// serveExplain answers another member's explain request from this node's
+// kernel (cluster.ExplainFunc): the service as this node's state holds
+// it, the client checked as the API checks it.
+func (a *Agent) serveExplain(_ context.Context, name, client string) (api.Explanation, error) {
+	st, _ := a.node.FSM().State()
+	svc, ok := st.Services[name]
+	if !ok {
+		return api.Explanation{}, apiErr(http.StatusNotFound, "node %s: service %q does not exist in its state yet (it may lag the leader: try again)", a.cfg.Node, name)
+	}
+	ap, hasPort, err := apiserver.ParseExplainClient(client, svc)
+	if err != nil {
 		return api.Explanation{}, err
 	}
+	return a.explainHere(apiserver.ExplainQuery{Service: svc, Client: ap, HasPort: hasPort, Node: a.cfg.Node})
+}
+
+// explainHere explains q from this node's kernel.
+func (a *Agent) explainHere(q apiserver.ExplainQuery) (api.Explanation, error) {
 	svc := q.Service
 	client := q.Client
 	var ports *api.PortSample
@@ -57,22 +92,6 @@ func (a *Agent) Explain(_ context.Context, q apiserver.ExplainQuery) (api.Explan
 		return api.Explanation{}, a.explainErr(svc.Name, err)
 	}
 	return out, nil
-}
-
-// explainsOn checks that node is this one: explain reads this node's
-// kernel, and no cluster call asks another node's yet.
-func (a *Agent) explainsOn(node string) error {
-	if node == "" || node == a.cfg.Node {
-		return nil
-	}
-	nodes, err := a.node.MemberNames()
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(nodes, node) {
-		return apiErr(http.StatusNotFound, "node %q is not a member of the cluster (members: %s)", node, strings.Join(nodes, ", "))
-	}
-	return apiErr(http.StatusNotImplemented, "node %q: this agent (node %s) explains from its own kernel only: ask %s's agent (--server)", node, a.cfg.Node, node)
 }
 
 // explainErr turns the data path's refusals into API errors.

@@ -72,10 +72,16 @@ func toApplyResponse(index uint64, err error) applyResponse {
 	var conflict *ConflictError
 	var notFound *NotFoundError
 	var invalid *InvalidError
+	var forbidden *ForbiddenError
+	var limit *LimitError
 	switch {
 	case err == nil:
 	case errors.As(err, &invalid):
 		r.Kind, r.Message = "invalid", err.Error()
+	case errors.As(err, &forbidden):
+		r.Kind, r.Message = "forbidden", err.Error()
+	case errors.As(err, &limit):
+		r.Kind, r.Message = "limit", err.Error()
 	case errors.As(err, &notFound):
 		r.Kind, r.Message = "notfound", notFound.What
 	case errors.As(err, &conflict):
@@ -94,6 +100,10 @@ func (r applyResponse) err() error {
 		return &NotFoundError{What: r.Message}
 	case "invalid":
 		return &InvalidError{Err: errors.New(r.Message)}
+	case "forbidden":
+		return &ForbiddenError{Err: errors.New(r.Message)}
+	case "limit":
+		return &LimitError{Err: errors.New(r.Message)}
 	default:
 		return &ConflictError{Err: errors.New(r.Message)}
 	}
@@ -153,6 +163,7 @@ func (n *Node) rpcHandler() http.Handler {
 	route("/cluster/report", membersOnly, n.rpcReport)
 	route("/cluster/ask", anyNode, n.rpcAsk)
 	route("/cluster/status", anyNode, n.rpcStatus)
+	route("/cluster/explain", membersOnly, n.rpcExplain)
 	// A stream, not a JSON answer: see capture.go.
 	mux.HandleFunc("POST /cluster/capture", n.serveCapture)
 	return mux
@@ -323,23 +334,43 @@ func (n *Node) rpcApply(_ context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, rpcErrorf(http.StatusBadRequest, "not a command: %v", err)
 	}
-	var conflict *ConflictError
-	var notFound *NotFoundError
-	if err := n.fsm.Check(cmd); err != nil {
-		if !errors.As(err, &conflict) && !errors.As(err, &notFound) {
-			err = &InvalidError{Err: err}
-		}
+	if err := n.check(cmd); err != nil {
 		return toApplyResponse(n.fsm.Index(), err), nil
 	}
 	index, err := n.applyLocal(req.Data)
 	if errors.Is(err, errNoLeader) {
 		return nil, rpcErrorf(http.StatusServiceUnavailable, "%v", err)
 	}
-	var invalid *InvalidError
-	if err != nil && !errors.As(err, &conflict) && !errors.As(err, &notFound) && !errors.As(err, &invalid) {
+	if err != nil && !refusal(err) {
 		return nil, err
 	}
 	return toApplyResponse(index, err), nil
+}
+
+// refusal says whether err is the state's answer to a command (not a
+// failure to commit it).
+func refusal(err error) bool {
+	var conflict *ConflictError
+	var notFound *NotFoundError
+	var invalid *InvalidError
+	var forbidden *ForbiddenError
+	var limit *LimitError
+	return errors.As(err, &conflict) || errors.As(err, &notFound) || errors.As(err, &invalid) ||
+		errors.As(err, &forbidden) || errors.As(err, &limit)
+}
+
+// check tries a command against this node's state before it goes into
+// the log (on the leader) or to the leader (on a follower, whose state
+// may lag: the leader checks again): a refusal takes no log entry.
+func (n *Node) check(cmd Command) error {
+	changed, err := n.fsm.changes(cmd)
+	if err != nil && !refusal(err) {
+		err = &InvalidError{Err: err}
+	}
+	if err != nil {
+		return err
+	}
+	return n.checkMemberAddresses(changed)
 }
 
 // rpcState answers a follower's consistent read on the leader.

@@ -1,6 +1,6 @@
 // Package explain is `graylanectl explain SERVICE --client IP[:PORT]
-// [--node NODE]`: why a client's new flows go where they go, from a
-// node's kernel.
+// [--node NODE]`: why a client's new flows go where they go, from the
+// kernel of any member of the cluster.
 package explain
 
 import (
@@ -20,9 +20,9 @@ func New(env *cli.Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "explain SERVICE --client IP[:PORT] [--node NODE]",
 		Short: "Say why a client's new flows go to their pool and backend, from a node's kernel",
-		Long: `Asks the kernel of the node --server names why a new flow of the client goes
-where it goes: the node runs the data path's own decision code on the maps
-it steers by, without side effects (nothing counted, no rate token taken,
+		Long: `Asks a node's kernel why a new flow of the client goes where it
+goes: the node runs the data path's own decision code on the maps it
+steers by, without side effects (nothing counted, no rate token taken,
 no flow inserted). It answers the key's bucket (0..9999) and the weight
 the kernel holds (canary iff bucket < weight), the pin that matched if
 any, the rate cap's tokens if the service has one (the bucket makes the
@@ -35,11 +35,18 @@ For a service keyed by client or gtpu-inner the port does not matter.
 For one keyed by the 5-tuple (key: flow) each source port hashes to its
 own bucket: give IP:PORT to explain one connection; without a port the
 answer is for one representative port, with how a sample of 256 source
-ports splits. --node may only name the node --server talks to (asking
-another node's kernel through the cluster is not built yet).`,
+ports splits.
+
+Each node has its own kernel and flow table. Without --node the node
+--server talks to answers; --node names any member of the cluster: that
+agent checks the token, then asks the member over the cluster port, and
+the answer's first line names the node that answered. A name that is no
+member is refused with the list of members; a member that does not answer
+is reported as such (graylanectl members shows which are reachable).`,
 		Example: "  graylanectl explain auth --client 10.9.0.7\n" +
 			"  graylanectl explain web --client 198.51.100.7:51234 -o json\n" +
-			"  graylanectl explain web --client [2001:db8::7]:51234",
+			"  graylanectl explain web --client [2001:db8::7]:51234\n" +
+			"  graylanectl explain auth --client 10.9.0.7 --node g2",
 		Args: cli.Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFlags(cmd, client, node); err != nil {
@@ -57,7 +64,7 @@ another node's kernel through the cluster is not built yet).`,
 		},
 	}
 	cmd.Flags().StringVar(&client, "client", "", "the client: IP, or IP:PORT for one connection of a service keyed by the 5-tuple (required)")
-	cmd.Flags().StringVar(&node, "node", "", "the node whose kernel answers (default: the agent graylanectl talks to)")
+	cmd.Flags().StringVar(&node, "node", "", "the member whose kernel answers: any node of the cluster (default: the agent graylanectl talks to)")
 	return cmd
 }
 

@@ -6,8 +6,8 @@ import (
 	"github.com/graylane/graylane/internal/ctltest"
 )
 
-// TestOutput: an explanation in every format, a sample of ports, and the
-// agent's errors.
+// TestOutput: an explanation in every format, a sample of ports, another
+// member's answer, and the agent's errors.
 func TestOutput(t *testing.T) {
 	ctltest.Outputs(t, []ctltest.Output{
 		{Name: "explain", Args: []string{"explain", "auth", "--client", "10.9.0.7"}},
@@ -16,6 +16,8 @@ func TestOutput(t *testing.T) {
 		{Name: "explain-ports", Args: []string{"explain", "web", "--client", "198.51.100.7"}},
 		{Name: "explain-unknown", Args: []string{"explain", "nope", "--client", "10.9.0.7"}, Code: 1},
 		{Name: "explain-not-installed", Args: []string{"explain", "cold", "--client", "10.9.0.7"}, Code: 1},
+		{Name: "explain-node", Args: []string{"explain", "auth", "--client", "10.9.0.7", "--node", "g2"}},
+		{Name: "explain-node-unknown", Args: []string{"explain", "auth", "--client", "10.9.0.7", "--node", "g9"}, Code: 1},
 	})
 }
 

@@ -83,6 +83,10 @@ func (f *Agent) Handler() http.Handler {
 		{"GET /v1/releases/{name}", getRelease},
 		{"POST /v1/releases/{name}/{action}", releaseAction},
 		{"GET /v1/status", getStatus},
+		{"DELETE /v1/releases/{name}", wrote},
+		{"GET /v1/tenants", getTenants},
+		{"GET /v1/tenants/{name}", getTenant},
+		{"DELETE /v1/tenants/{name}", wrote},
 	} {
 		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
 			body := f.record(r)
@@ -245,17 +249,27 @@ func flows(w http.ResponseWriter, r *http.Request, _ string) {
 }
 
 // explain answers for auth (pinned client) and web (5-tuple, no port: a
-// sample); "nope" does not exist, "cold" is not in the kernel yet.
+// sample) on gw1, or on the member ?node= names (members g1, g2 and
+// gw1); "nope" does not exist, "cold" is not in the kernel yet.
 func explain(w http.ResponseWriter, r *http.Request, _ string) {
+	node := "gw1"
+	switch n := r.URL.Query().Get("node"); n {
+	case "":
+	case "g1", "g2", "gw1":
+		node = n
+	default:
+		reply(w, 404, api.Error{Message: fmt.Sprintf("node %q is not a member of the cluster (members: g1, g2, gw1)", n)})
+		return
+	}
 	switch r.PathValue("name") {
 	case "nope":
 		reply(w, 404, api.Error{Message: `service "nope" does not exist`})
 		return
 	case "cold":
-		reply(w, 409, api.Error{Message: `node gw1: service "cold" is not in its kernel yet`})
+		reply(w, 409, api.Error{Message: "node " + node + `: service "cold" is not in its kernel yet`})
 		return
 	case "web":
-		reply(w, 200, api.Explanation{Node: "gw1", Service: "web", Client: "198.51.100.7:32768", Key: "flow", Pool: "stable",
+		reply(w, 200, api.Explanation{Node: node, Service: "web", Client: "198.51.100.7:32768", Key: "flow", Pool: "stable",
 			Reason: "weight", Bucket: 7312, Weight: 500, WeightPercent: "5%", Backend: "10.1.0.12:8080", Slot: 4711,
 			Ports: &api.PortSample{Port: 32768, Sampled: 256, Canary: 14},
 			Why: []string{"the service hashes the 5-tuple and no port was given: explained for source port 32768; of 256 source ports sampled over 32768-60999, 14 go to canary (give --client IP:PORT for one connection)",
@@ -263,7 +277,7 @@ func explain(w http.ResponseWriter, r *http.Request, _ string) {
 			LiveFlows: []api.LiveFlow{}})
 		return
 	}
-	reply(w, 200, api.Explanation{Node: "gw1", Service: r.PathValue("name"), Client: "10.9.0.7", Key: "client", Pool: "canary",
+	reply(w, 200, api.Explanation{Node: node, Service: r.PathValue("name"), Client: "10.9.0.7", Key: "client", Pool: "canary",
 		Reason: "pin", Bucket: 4211, Weight: 500, WeightPercent: "5%", Backend: "10.2.0.11:8080", Slot: 123,
 		Pin: &api.Pin{Prefix: "10.9.0.0/16", Pool: "canary"},
 		Why: []string{"the service hashes the client address: every connection of this client has this bucket (its port does not matter)",
