@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 	var attrs []any
 	api := apiserver.New(a.node, a.log)
 	api.SetAnalysis(a.analysis)
+	api.SetGateCommands(a.cfg.Gates.CommandNames())
 	api.SetCapturer(a)
 	api.SetFlowLister(a)
 	start := func(name string, ln net.Listener, h http.Handler) {
@@ -164,3 +166,30 @@ func (a *Agent) FlowTable() (entries, capacity int) {
 	return int(a.flows.Load()), a.dp.FlowTableCapacity()
 }
 func (a *Agent) Attachments() []datapath.Attachment { return a.dp.Attachments() }
+
+// listenAddrs are the addresses the API and the metrics listen on (no
+// service may claim them: cluster.Config.OwnAddrs): a wildcard stands for
+// every address of the host's interfaces.
+func listenAddrs(listen ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, l := range listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
+			continue
+		}
+		if !ap.Addr().IsUnspecified() {
+			out = append(out, ap.Addr().Unmap())
+			continue
+		}
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				out = append(out, p.Addr().Unmap())
+			}
+		}
+	}
+	return out
+}

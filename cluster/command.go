@@ -48,6 +48,11 @@ const (
 	// CmdRevoke revokes a removed node's certificates (with the ignore
 	// bit: see Revoke).
 	CmdRevoke CommandType = 10
+	// CmdApplyTenants creates or replaces Tenants (admins only), and
+	// CmdDeleteTenant removes one with no services left. No ignore bit:
+	// a node that skipped them would judge tenants' writes otherwise.
+	CmdApplyTenants CommandType = 11
+	CmdDeleteTenant CommandType = 12
 )
 
 // Command is one change of the desired state.
@@ -60,17 +65,22 @@ type Command interface {
 // ApplyServices creates or replaces Services, all or none.
 type ApplyServices struct {
 	Services []service.Service `json:"services"`
+	Caller   string            `json:"caller,omitempty"`
 }
 
 // DeleteService removes the service Name.
 type DeleteService struct {
 	Name string `json:"name"`
+	// Cascade deletes the service's releases (none running) with it.
+	Cascade bool   `json:"cascade,omitempty"`
+	Caller  string `json:"caller,omitempty"`
 }
 
 // SetWeight sets the canary weight of the service Name.
 type SetWeight struct {
 	Name   string         `json:"name"`
 	Weight service.Weight `json:"weight"`
+	Caller string         `json:"caller,omitempty"`
 }
 
 // SetMirror sets the mirroring of the service Name: Mirror replaces
@@ -78,6 +88,7 @@ type SetWeight struct {
 type SetMirror struct {
 	Name   string          `json:"name"`
 	Mirror *service.Mirror `json:"mirror,omitempty"`
+	Caller string          `json:"caller,omitempty"`
 }
 
 // SetPin pins Prefix of the service Name to Pool.
@@ -85,23 +96,27 @@ type SetPin struct {
 	Name   string       `json:"name"`
 	Prefix netip.Prefix `json:"prefix"`
 	Pool   service.Pool `json:"pool"`
+	Caller string       `json:"caller,omitempty"`
 }
 
 // RemovePin removes the pin of Prefix from the service Name.
 type RemovePin struct {
 	Name   string       `json:"name"`
 	Prefix netip.Prefix `json:"prefix"`
+	Caller string       `json:"caller,omitempty"`
 }
 
 // Apply creates or replaces Services and Releases, all or none.
 type Apply struct {
 	Services []service.Service `json:"services,omitempty"`
 	Releases []release.Release `json:"releases,omitempty"`
+	Caller   string            `json:"caller,omitempty"`
 }
 
 // DeleteRelease removes the release Name.
 type DeleteRelease struct {
-	Name string `json:"name"`
+	Name   string `json:"name"`
+	Caller string `json:"caller,omitempty"`
 }
 
 // Rollout replaces the run of a release by Run, if the stored run is still
@@ -142,6 +157,8 @@ var decoders = map[CommandType]func() Command{
 	CmdRollout:       func() Command { return &Rollout{} },
 	CmdSetMirror:     func() Command { return &SetMirror{} },
 	CmdRevoke:        func() Command { return &Revoke{} },
+	CmdApplyTenants:  func() Command { return &ApplyTenants{} },
+	CmdDeleteTenant:  func() Command { return &DeleteTenant{} },
 }
 
 // Encode turns a command into a log entry.
@@ -215,6 +232,14 @@ func (c *DeleteService) apply(st *State) error {
 		}
 	}
 	delete(st.Services, c.Name)
+	if c.Cascade {
+		for name, r := range st.Releases {
+			if r.Service == c.Name {
+				delete(st.Releases, name)
+				delete(st.Runs, name)
+			}
+		}
+	}
 	return nil
 }
 

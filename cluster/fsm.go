@@ -79,10 +79,26 @@ func (f *FSM) Apply(l *raft.Log) any {
 // Check says whether cmd would change the state now, without changing it:
 // the leader's test of a command before it enters the log.
 func (f *FSM) Check(cmd Command) error {
+	_, err := f.changes(cmd)
+	return err
+}
+
+// changes is Check that also returns the services cmd would add or
+// change, as they would be.
+func (f *FSM) changes(cmd Command) ([]service.Service, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	_, err := f.try(cmd)
-	return err
+	next, err := f.try(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var out []service.Service
+	for _, name := range changedServices(&f.state, &next) {
+		if s, ok := next.Services[name]; ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // try applies cmd to a copy of the state and validates the result; f.mu
@@ -101,6 +117,9 @@ func (f *FSM) try(cmd Command) (next State, err error) {
 	}
 	if err := service.ValidateSet(next.ServiceList()); err != nil {
 		return State{}, &ConflictError{Err: err}
+	}
+	if err := checkTenancy(&f.state, &next, commandCaller(cmd)); err != nil {
+		return State{}, err
 	}
 	return next, nil
 }
@@ -185,6 +204,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	maps.Copy(st.Runs, d.State.Runs)
 	if len(d.State.Revoked) > 0 {
 		st.Revoked = maps.Clone(d.State.Revoked)
+	}
+	if len(d.State.Tenants) > 0 {
+		st.Tenants = maps.Clone(d.State.Tenants)
 	}
 	d.State = st
 	f.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,6 +47,10 @@ type Config struct {
 	SnapshotThreshold, TrailingLogs uint64
 	// SnapshotInterval overrides raft's (zero: default).
 	SnapshotInterval time.Duration
+	// OwnAddrs are this node's addresses besides its cluster address (its
+	// API's and metrics'): no service may claim them (see
+	// checkMemberAddresses).
+	OwnAddrs []netip.Addr
 }
 
 // Node is one member of the cluster.
@@ -361,6 +366,11 @@ func (n *Node) Apply(ctx context.Context, c Command) (uint64, error) {
 	lastLeader := ""
 	for {
 		if n.IsLeader() {
+			// Tried first: a refusal takes no log entry. (A follower does
+			// not try: its state may lag; the leader it forwards to does.)
+			if err := n.check(c); err != nil {
+				return n.fsm.Index(), err
+			}
 			return n.applyLocal(data)
 		}
 		addr, _ := n.Leader()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ type testCluster struct {
 	certs string
 	addrs []string
 	nodes []*Node
+	own   []netip.Addr // every node's Config.OwnAddrs
 }
 
 // freeAddr is a loopback address free now, on a port below the
@@ -76,6 +78,7 @@ func (c *testCluster) start(i int) {
 		ServerTLS: srv, ClientTLS: cli, Logger: slog.New(slog.DiscardHandler),
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 200 * time.Millisecond,
 		SnapshotThreshold: 16, TrailingLogs: 8, SnapshotInterval: 200 * time.Millisecond,
+		OwnAddrs: c.own,
 	}
 	if i > 0 {
 		cfg.Join = []string{c.addrs[0]}

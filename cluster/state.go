@@ -13,6 +13,7 @@ import (
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/rollout"
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/tenant"
 )
 
 // State is the desired state of the cluster. It is only changed by
@@ -27,6 +28,8 @@ type State struct {
 	// Revoked are the certificates of removed nodes: fingerprint -> the
 	// node's name (see Revoke).
 	Revoked map[string]string `json:"revoked,omitempty"`
+	// Tenants by name (see package tenant).
+	Tenants map[string]tenant.Tenant `json:"tenants,omitempty"`
 }
 
 // newState returns an empty state.
@@ -58,6 +61,12 @@ func (s *State) clone() State {
 	}
 	if len(s.Revoked) > 0 {
 		c.Revoked = maps.Clone(s.Revoked)
+	}
+	if len(s.Tenants) > 0 {
+		c.Tenants = make(map[string]tenant.Tenant, len(s.Tenants))
+		for name, t := range s.Tenants {
+			c.Tenants[name] = t.Clone()
+		}
 	}
 	return c
 }

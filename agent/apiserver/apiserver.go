@@ -133,6 +133,7 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 					limit = tenantBody
 				}
 				r.Body = http.MaxBytesReader(w, r.Body, limit)
+				r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
 				var out any
 				out, err = h(w, r, id)
 				if err == nil {
@@ -158,6 +159,10 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("GET /v1/status", s.status)
 	route("GET /v1/releases", s.listReleases)
 	route("GET /v1/releases/{name}", s.getRelease)
+	route("DELETE /v1/releases/{name}", s.deleteRelease)
+	route("GET /v1/tenants", s.listTenants)
+	route("GET /v1/tenants/{name}", s.getTenant)
+	route("DELETE /v1/tenants/{name}", s.deleteTenant)
 	route("POST /v1/releases/{name}/{action}", s.releaseAction)
 	// A pcapng stream, not a JSON answer: see capture.go.
 	mux.HandleFunc("GET /v1/services/{name}/capture", s.captureHandler(auth))
@@ -183,8 +188,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var conflict *cluster.ConflictError
 	var notFound *cluster.NotFoundError
 	var tooBig *http.MaxBytesError
+	var forbidden *cluster.ForbiddenError
+	var limit *cluster.LimitError
+	var invalid *cluster.InvalidError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &forbidden):
+		ae = apiError(http.StatusForbidden, "refused: %s", forbidden.Error())
+	case errors.As(err, &limit):
+		ae = apiError(http.StatusUnprocessableEntity, "refused: %s", limit.Error())
+	case errors.As(err, &invalid):
+		ae = apiError(http.StatusBadRequest, "refused: %s", invalid.Error())
 	case errors.As(err, &notFound):
 		ae = apiError(http.StatusNotFound, "%s", notFound.Error())
 	case errors.As(err, &conflict):
@@ -242,7 +256,9 @@ func (s *Server) lookup(r *http.Request, id identity) (service.Service, error) {
 		return svc, apiError(http.StatusNotFound, "service %q does not exist", name)
 	}
 	if !id.may(svc.Tenant) {
-		return svc, apiError(http.StatusForbidden, "token %q may not touch service %q of tenant %q", id.name, name, svc.Tenant)
+		// As if it did not exist: another tenant's service is none of the
+		// caller's business, not even whose it is.
+		return svc, apiError(http.StatusNotFound, "service %q does not exist", name)
 	}
 	return svc, nil
 }
@@ -270,6 +286,7 @@ func (s *Server) write(r *http.Request, c cluster.Command) (api.Write, error) {
 	if wait != "" && wait != "applied" {
 		return api.Write{}, apiError(http.StatusBadRequest, "wait=%q: the only value is applied", wait)
 	}
+	withCaller(r, c)
 	index, err := s.node.Apply(r.Context(), c)
 	if err != nil {
 		return api.Write{}, err
@@ -293,30 +310,43 @@ func (s *Server) apply(_ http.ResponseWriter, r *http.Request, id identity) (any
 	if err != nil {
 		return nil, apiError(http.StatusBadRequest, "%s", err.Error())
 	}
-	if len(set.Services) == 0 && len(set.Releases) == 0 {
+	if len(set.Services) == 0 && len(set.Releases) == 0 && len(set.Tenants) == 0 {
 		return nil, apiError(http.StatusBadRequest, "%s", "the request holds no manifest")
+	}
+	if len(set.Tenants) > 0 {
+		return s.applyTenants(r, id, set.Tenants, len(set.Services)+len(set.Releases))
 	}
 	st, _ := s.node.FSM().State()
 	tenants := map[string]string{} // service -> tenant, after this apply
 	for name, svc := range st.Services {
 		tenants[name] = svc.Tenant
 	}
-	for _, svc := range set.Services {
+	for i := range set.Services {
+		if t := set.Services[i].Tenant; (t == "" || t == service.DefaultTenant) && !id.admin() {
+			// A tenant's manifest needs not name its tenant (the reader
+			// fills in the default one, which no tenant token may write).
+			set.Services[i].Tenant = id.tenant
+		}
+		svc := set.Services[i]
 		if !id.may(svc.Tenant) {
-			return nil, apiError(http.StatusForbidden, "token %q may not apply service %q of tenant %q", id.name, svc.Name, svc.Tenant)
+			return nil, apiError(http.StatusForbidden, "token %q may not apply service %q of another tenant (metadata.tenant %q): it writes tenant %q's only", id.name, svc.Name, svc.Tenant, id.tenant)
 		}
 		if old, ok := st.Services[svc.Name]; ok && !id.may(old.Tenant) {
-			return nil, apiError(http.StatusForbidden, "token %q may not replace service %q of tenant %q", id.name, svc.Name, old.Tenant)
+			return nil, apiError(http.StatusConflict, "service name %q is taken: choose another", svc.Name)
 		}
 		tenants[svc.Name] = svc.Tenant
 	}
 	for _, rel := range set.Releases {
 		if tenant, ok := tenants[rel.Service]; ok && !id.may(tenant) {
-			return nil, apiError(http.StatusForbidden, "token %q may not apply release %q of service %q (tenant %q)", id.name, rel.Name, rel.Service, tenant)
+			return nil, apiError(http.StatusNotFound, "release %q: service %q does not exist", rel.Name, rel.Service)
 		}
 		if old, ok := st.Releases[rel.Name]; ok && !id.may(tenants[old.Service]) {
-			return nil, apiError(http.StatusForbidden, "token %q may not replace release %q", id.name, rel.Name)
+			return nil, apiError(http.StatusConflict, "release name %q is taken: choose another", rel.Name)
 		}
+	}
+	// What a tenant's gates may run and dial: gates.go.
+	if err := s.checkGates(r.Context(), id, st, &set); err != nil {
+		return nil, err
 	}
 	if len(set.Releases) == 0 {
 		// The original command: nodes of an older version replay it.
@@ -325,12 +355,20 @@ func (s *Server) apply(_ http.ResponseWriter, r *http.Request, id identity) (any
 	return s.write(r, &cluster.Apply{Services: set.Services, Releases: set.Releases})
 }
 
+// deleteService removes a service; one with releases only with
+// ?cascade=true, which deletes them with it (none may be running).
 func (s *Server) deleteService(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
 	svc, err := s.lookup(r, id)
 	if err != nil {
 		return nil, err
 	}
-	return s.write(r, &cluster.DeleteService{Name: svc.Name})
+	cascade := r.URL.Query().Get("cascade") == "true"
+	st, _ := s.node.FSM().State()
+	if rels := releasesOf(&st, svc.Name); len(rels) > 0 && !cascade {
+		return nil, apiError(http.StatusConflict, "service %q has releases %s: delete them first (graylanectl delete release NAME), or delete with --cascade",
+			svc.Name, strings.Join(rels, ", "))
+	}
+	return s.write(r, &cluster.DeleteService{Name: svc.Name, Cascade: cascade})
 }
 
 // DecodeWeight reads a weight request.

@@ -24,6 +24,16 @@ spec:
   canary: {backends: ["10.2.0.11:8080"], weight: 5%}
 `
 
+// tenantA grants team-a the addresses of manifestA.
+const tenantA = `apiVersion: graylane.io/v1
+kind: Tenant
+metadata: {name: team-a}
+spec:
+  vips: [10.0.0.0/24]
+  backends: [10.1.0.0/16, 10.2.0.0/16]
+  maxMirrorPercent: 100%
+`
+
 const manifestB = `apiVersion: graylane.io/v1
 kind: Service
 metadata: {name: db, tenant: team-b}
@@ -122,9 +132,12 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/services", "", "", 401, "no token"},
 		{"GET", "/v1/services", "wrong", "", 401, "unknown token"},
 		{"GET", "/v1/services", "team-a-secret-0123456789", "", 200, `"name":"web"`},
-		{"GET", "/v1/services/db", "team-a-secret-0123456789", "", 403, "may not touch"},
-		{"PUT", "/v1/services/db/weight", "team-a-secret-0123456789", `{"weight":"0"}`, 403, "may not touch"},
-		{"POST", "/v1/apply", "team-a-secret-0123456789", manifestB, 403, "may not apply"},
+		{"GET", "/v1/services/db", "team-a-secret-0123456789", "", 404, `service \"db\" does not exist`},
+		{"PUT", "/v1/services/db/weight", "team-a-secret-0123456789", `{"weight":"0"}`, 404, "does not exist"},
+		{"POST", "/v1/apply", "team-a-secret-0123456789", manifestB, 403, "of another tenant"},
+		{"PUT", "/v1/services/web/weight", "team-a-secret-0123456789", `{"weight":"25%"}`, 403, `tenant \"team-a\" has no Tenant`},
+		{"POST", "/v1/apply", "team-a-secret-0123456789", tenantA, 403, "only an admin token"},
+		{"POST", "/v1/apply", "admin-secret-0123456789", tenantA, 200, `"index"`},
 		{"DELETE", "/v1/members/n1", "team-a-secret-0123456789", "", 403, "only an admin token"},
 		{"PUT", "/v1/services/web/weight", "team-a-secret-0123456789", `{"weight":"25%"}`, 200, `"index"`},
 		{"GET", "/v1/services/db", "admin-secret-0123456789", "", 200, `"name":"db"`},

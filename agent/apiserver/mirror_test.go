@@ -45,9 +45,10 @@ func TestMirror(t *testing.T) {
 	} {
 		do(t, local, c)
 	}
+	do(t, local, call{"POST", "/v1/apply", "", tenantA, 200, `"index"`})
 	for _, c := range []call{
-		{"PUT", "/v1/services/db/mirror", "team-a-secret-0123456789", `{"percent":"100%","to":"mirror0"}`, 403, `token \"a\" may not touch service \"db\" of tenant \"team-b\"`},
-		{"PUT", "/v1/services/db/mirror", "team-a-secret-0123456789", `{"off":true}`, 403, "may not touch"},
+		{"PUT", "/v1/services/db/mirror", "team-a-secret-0123456789", `{"percent":"100%","to":"mirror0"}`, 404, `service \"db\" does not exist`},
+		{"PUT", "/v1/services/db/mirror", "team-a-secret-0123456789", `{"off":true}`, 404, "does not exist"},
 		{"PUT", "/v1/services/web/mirror", "", `{"off":true}`, 401, "no token"},
 		{"PUT", "/v1/services/web/mirror", "team-a-secret-0123456789", `{"off":true}`, 200, `"index"`},
 	} {

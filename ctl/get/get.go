@@ -1,5 +1,5 @@
-// Package get is `graylanectl get services` and `get service NAME`: the
-// desired state.
+// Package get is `graylanectl get services`, `get service NAME`,
+// `get releases`, `get tenants` and `get tenant NAME`: the desired state.
 package get
 
 import (
@@ -17,10 +17,10 @@ import (
 func New(env *cli.Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get",
-		Short: "Show the desired state of services",
+		Short: "Show the desired state: services, releases, tenants",
 		Args:  cli.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cli.Usagef("get: say what to get: services, service NAME or releases")
+			return cli.Usagef("get: say what to get: services, service NAME, releases, tenants or tenant NAME")
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
@@ -79,6 +79,7 @@ func New(env *cli.Env) *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(tenantCommands(env)...)
 	return cmd
 }
 

@@ -17,6 +17,9 @@ func TestOutput(t *testing.T) {
 		{Name: "get-service-yaml", Args: []string{"get", "service", "auth", "-o", "yaml"}},
 		{Name: "usage-unknown-subcommand", Args: []string{"get", "servics"}, Code: 2},
 		{Name: "get-releases", Args: []string{"get", "releases"}},
+		{Name: "get-tenants", Args: []string{"get", "tenants"}},
+		{Name: "get-tenant-json", Args: []string{"get", "tenant", "ops", "-o", "json"}},
+		{Name: "get-tenant-missing", Args: []string{"get", "tenant", "nope"}, Code: 1},
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/strictyaml"
+	"github.com/graylane/graylane/pkg/tenant"
 )
 
 // document is one YAML document of a manifest file on its way to the model:
@@ -21,6 +22,7 @@ type document struct {
 	errs   []error
 	svc    *service.Service // set when the document is a Service
 	rel    *release.Release // set when the document is a CanaryRelease
+	ten    *tenant.Tenant   // set when the document is a Tenant
 	walked *int             // values check visited in the file (bounded by maxWalk)
 }
 
@@ -53,7 +55,7 @@ func parse(file string, data []byte) ([]*document, []error) {
 		}
 		d.decode(top)
 		errs = append(errs, d.errs...)
-		if d.svc != nil || d.rel != nil {
+		if d.svc != nil || d.rel != nil || d.ten != nil {
 			docs = append(docs, d)
 		}
 	}
@@ -95,10 +97,15 @@ func (d *document) decode(top *yaml.Node) {
 			return
 		}
 		d.rel = d.decodeRelease(top)
+	case KindTenant:
+		if d.bad["apiVersion"] {
+			return
+		}
+		d.ten = d.decodeTenant(top)
 	case "":
-		d.failField("kind", "is required: use %s or %s", KindService, KindCanaryRelease)
+		d.failField("kind", "is required: use %s, %s or %s", KindService, KindCanaryRelease, KindTenant)
 	default:
-		d.failField("kind", "%q is not a kind of Graylane manifest: use %s or %s", kind, KindService, KindCanaryRelease)
+		d.failField("kind", "%q is not a kind of Graylane manifest: use %s, %s or %s", kind, KindService, KindCanaryRelease, KindTenant)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/strictyaml"
+	"github.com/graylane/graylane/pkg/tenant"
 )
 
 // APIVersion is the manifest API version this package reads and writes.
@@ -42,6 +43,8 @@ type Error = strictyaml.Error
 type Set struct {
 	Services []service.Service
 	Releases []release.Release
+	// Tenants are what admins grant tenants (kind: Tenant).
+	Tenants []tenant.Tenant
 }
 
 // ParseAll reads the manifest documents in data: the services, validated
@@ -54,10 +57,11 @@ type Set struct {
 func ParseAll(name string, data []byte) (Set, error) {
 	docs, errs := parse(name, data)
 	errs = append(errs, validate(docs)...)
+	errs = append(errs, validateTenants(docs)...)
 	if len(errs) > 0 {
 		return Set{}, errors.Join(errs...)
 	}
-	return Set{Services: services(docs), Releases: releases(docs)}, nil
+	return Set{Services: services(docs), Releases: releases(docs), Tenants: tenants(docs)}, nil
 }
 
 // ParseFile is ParseAll for callers that take services only. The

@@ -232,7 +232,7 @@ func TestReleaseErrors(t *testing.T) {
 		{"field twice", "service: auth => service: auth\n  service: web",
 			[]string{"x.yaml:7: spec.service: is given twice (first on line 6)"}},
 		{"kind misspelt", "kind: CanaryRelease => kind: Canaryrelease",
-			[]string{`x.yaml:2: kind: "Canaryrelease" is not a kind of Graylane manifest: use Service or CanaryRelease`}},
+			[]string{`x.yaml:2: kind: "Canaryrelease" is not a kind of Graylane manifest: use Service, CanaryRelease or Tenant`}},
 		{"apiVersion wrong", "apiVersion: graylane.io/v1 => apiVersion: graylane.io/v2",
 			[]string{`x.yaml:1: apiVersion: "graylane.io/v2" is not supported: use graylane.io/v1`}},
 		{"steps a mapping", "    - setRate: 500 =>     - setRate: 500\n      verify: {tcp: {}}",

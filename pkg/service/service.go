@@ -162,6 +162,14 @@ const MirrorToCapture = "capture"
 // DefaultTenant is the tenant of a service whose manifest names none.
 const DefaultTenant = "default"
 
+// TenantName is the service's tenant: DefaultTenant when it names none.
+func (s *Service) TenantName() string {
+	if s.Tenant == "" {
+		return DefaultTenant
+	}
+	return s.Tenant
+}
+
 // DefaultTimeout is how long a request may stay unanswered before it counts
 // as a timeout error when the manifest does not say.
 const DefaultTimeout = 5 * time.Second

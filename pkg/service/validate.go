@@ -314,5 +314,31 @@ func ValidateSet(svcs []Service) error {
 		}
 		frontends[fe] = s.Name
 	}
+	errs = append(errs, hijacks(svcs, endpoints)...)
 	return errors.Join(errs...)
+}
+
+// hijacks refuses a VIP:port that is a backend endpoint of another
+// tenant's service: its traffic, once steered there, would be steered
+// again to the VIP's backends. (Within a tenant, chaining one service to
+// another is its own business.) The message does not name the other
+// service: it is not the caller's to know.
+func hijacks(svcs []Service, endpoints map[Frontend]string) []error {
+	tenantOf := make(map[string]string, len(svcs))
+	for i := range svcs {
+		tenantOf[svcs[i].Name] = svcs[i].TenantName()
+	}
+	var errs []error
+	for i := range svcs {
+		s := &svcs[i]
+		if !s.VIP.IsValid() || s.Port == 0 {
+			continue
+		}
+		owner, ok := endpoints[s.Frontend()]
+		if ok && owner != s.Name && tenantOf[owner] != s.TenantName() {
+			errs = append(errs, &FieldError{Service: s.Name, Path: "spec.vip",
+				Msg: fmt.Sprintf("%s is a backend endpoint of another tenant's service: a VIP may not take another tenant's traffic", s.Frontend())})
+		}
+	}
+	return errs
 }

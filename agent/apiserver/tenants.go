@@ -1,0 +1,124 @@
+package apiserver
+
+import (
+	"net/http"
+	"net/netip"
+	"maps"
+	"slices"
+
+	"github.com/graylane/graylane/cluster"
+	"github.com/graylane/graylane/pkg/api"
+	"github.com/graylane/graylane/pkg/tenant"
+)
+
+// Tenants over the API: admins apply them (kind: Tenant, on its own in a
+// request) and delete them; a tenant's token sees its own.
+
+// applyTenants commits the Tenants of an apply (admins only).
+func (s *Server) applyTenants(r *http.Request, id identity, tenants []tenant.Tenant, others int) (any, error) {
+	if !id.admin() {
+		return nil, apiError(http.StatusForbidden, "token %q may not apply a Tenant: only an admin token may", id.name)
+	}
+	if others > 0 {
+		return nil, apiError(http.StatusBadRequest, "%s", "apply Tenant manifests on their own, not with services or releases")
+	}
+	return s.write(r, &cluster.ApplyTenants{Tenants: tenants})
+}
+
+func (s *Server) listTenants(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
+	st, err := s.state(r)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Tenant{}
+	for _, name := range slices.Sorted(maps.Keys(st.Tenants)) {
+		if id.admin() || id.tenant == name {
+			out = append(out, tenantToAPI(&st, st.Tenants[name]))
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) getTenant(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
+	st, err := s.state(r)
+	if err != nil {
+		return nil, err
+	}
+	name := r.PathValue("name")
+	t, ok := st.Tenants[name]
+	if !ok || !(id.admin() || id.tenant == name) {
+		return nil, apiError(http.StatusNotFound, "tenant %q does not exist", name)
+	}
+	return tenantToAPI(&st, t), nil
+}
+
+func (s *Server) deleteTenant(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
+	if !id.admin() {
+		return nil, apiError(http.StatusForbidden, "token %q may not delete a Tenant: only an admin token may", id.name)
+	}
+	return s.write(r, &cluster.DeleteTenant{Name: r.PathValue("name")})
+}
+
+// deleteRelease answers DELETE /v1/releases/{name}: a release that is
+// not running (abort it first).
+func (s *Server) deleteRelease(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
+	st, err := s.state(r)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := s.lookupRelease(st, r.PathValue("name"), id)
+	if err != nil {
+		return nil, err
+	}
+	return s.write(r, &cluster.DeleteRelease{Name: rel.Name})
+}
+
+// releasesOf names the releases of a service.
+func releasesOf(st *cluster.State, service string) []string {
+	var out []string
+	for name, r := range st.Releases {
+		if r.Service == service {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func tenantToAPI(st *cluster.State, t tenant.Tenant) api.Tenant {
+	out := api.Tenant{Name: t.Name, VIPs: prefixStrings(t.VIPs), Backends: prefixStrings(t.Backends),
+		MaxServices: t.MaxServices, MaxReleases: t.MaxReleases, MaxPins: t.MaxPins,
+		MaxMirrorPercent: t.MaxMirrorPercent.String(), AllowReserved: t.AllowReserved}
+	for _, svc := range st.Services {
+		if svc.Tenant == t.Name {
+			out.Services++
+			out.Pins += len(svc.Pins)
+		}
+	}
+	for _, r := range st.Releases {
+		if st.Services[r.Service].Tenant == t.Name {
+			out.Releases++
+		}
+	}
+	return out
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// withCaller marks a tenant's command with its tenant, so the cluster
+// judges it against the tenant's Tenant where it commits.
+func withCaller(r *http.Request, c cluster.Command) {
+	id, ok := r.Context().Value(ctxKey{}).(identity)
+	if !ok || id.admin() {
+		return
+	}
+	if cs, ok := c.(cluster.CallerSetter); ok {
+		cs.SetCaller(id.tenant)
+	}
+}

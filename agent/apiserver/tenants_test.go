@@ -1,0 +1,69 @@
+package apiserver
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestTenants: an admin grants a tenant its addresses and quotas; the
+// tenant's writes stay inside them, it sees its own Tenant only, and it
+// cannot take another tenant's traffic.
+func TestTenants(t *testing.T) {
+	s := New(startNode(t), slog.New(slog.DiscardHandler))
+	remote := s.Remote([]Token{{Name: "admin", Secret: "admin-secret-0123456789", Tenant: "*"}, {Name: "a", Secret: "team-a-secret-0123456789", Tenant: "team-a"}})
+	const admin, a = "admin-secret-0123456789", "team-a-secret-0123456789"
+	tenantB := strings.ReplaceAll(tenantA, "team-a", "team-b")
+	noTenant := strings.Replace(manifestA, "metadata: {name: web, tenant: team-a}", "metadata: {name: web}", 1)
+	outside := strings.Replace(noTenant, "10.0.0.10", "10.9.0.10", 1)
+	// b's backend 10.1.0.21:5432 as a's VIP:port.
+	hijack := strings.NewReplacer("name: web", "name: thief", "vip: 10.0.0.10", "vip: 10.1.0.21", "port: 80", "port: 5432",
+		"10.1.0.11:8080", "10.1.0.12:8080", "10.2.0.11:8080", "10.2.0.12:8080").Replace(noTenant)
+	withRelease := manifestA + `---
+apiVersion: graylane.io/v1
+kind: CanaryRelease
+metadata: {name: web-v2}
+spec:
+  service: web
+  steps: [{setWeight: 10}]
+  analysis: {breaker: {open: {p99Above: 800ms, errorRateAtLeast: 5%}}}
+`
+	for _, c := range []call{
+		{"POST", "/v1/apply", admin, tenantA + "---\n" + tenantB, 200, `"index"`},
+		{"POST", "/v1/apply", admin, manifestB, 200, `"index"`},
+		{"POST", "/v1/apply", admin, tenantA + "---\n" + manifestB, 400, "on their own"},
+		{"GET", "/v1/tenants", a, "", 200, `"name":"team-a"`},
+		{"GET", "/v1/tenants/team-b", a, "", 404, `tenant \"team-b\" does not exist`},
+		{"GET", "/v1/tenants/team-b", admin, "", 200, `"services":1`},
+		{"POST", "/v1/apply", a, outside, 422, `outside tenant \"team-a\"'s VIP prefixes`},
+		{"POST", "/v1/apply", a, hijack, 409, "a backend endpoint of another tenant's service"},
+		{"POST", "/v1/apply", a, noTenant, 200, `"index"`},
+		{"GET", "/v1/services/web", a, "", 200, `"tenant":"team-a"`},
+		{"POST", "/v1/apply", a, withRelease, 200, `"index"`},
+		{"DELETE", "/v1/tenants/team-a", a, "", 403, "only an admin token"},
+		{"DELETE", "/v1/tenants/team-a", admin, "", 409, "still owns services web"},
+		{"DELETE", "/v1/services/web", a, "", 409, `has releases web-v2`},
+		{"DELETE", "/v1/services/web?cascade=true", a, "", 200, `"index"`},
+		{"GET", "/v1/releases/web-v2", admin, "", 404, "does not exist"},
+		{"DELETE", "/v1/tenants/team-a", admin, "", 200, `"index"`},
+		{"DELETE", "/v1/releases/nope", admin, "", 404, "does not exist"},
+	} {
+		do(t, remote, c)
+	}
+	// The hijack's refusal does not name the other tenant's service.
+	rec := doRec(remote, "POST", "/v1/apply", a, hijack)
+	if strings.Contains(rec, "db") || strings.Contains(rec, "team-b") {
+		t.Errorf("the refusal names the other tenant's service or tenant: %s", rec)
+	}
+}
+
+// doRec makes a call and returns the answer's body.
+func doRec(h http.Handler, method, path, token, body string) string {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Body.String()
+}
