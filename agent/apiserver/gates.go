@@ -100,18 +100,15 @@ func (s *Server) checkGates(ctx context.Context, id identity, st cluster.State, 
 	return nil
 }
 
-// gateRefusal is a 403 when a problem is a rule a tenant broke, else 422
-// (a command name the allowlist does not have).
+// gateRefusal is a 422 naming the release and every gate a tenant may
+// not write, with the rule. (Not a 403: the token may write the release,
+// only not these gates.)
 func gateRefusal(id identity, rel release.Release, problems []*release.GateProblem) *api.Error {
-	status := http.StatusUnprocessableEntity
 	msgs := make([]string, 0, len(problems))
 	for _, p := range problems {
-		if p.Forbidden {
-			status = http.StatusForbidden
-		}
 		msgs = append(msgs, p.Error())
 	}
-	return apiError(status, "token %q (tenant %q) may not apply release %q: %s", id.name, id.tenant, rel.Name, strings.Join(msgs, "; "))
+	return apiError(http.StatusUnprocessableEntity, "token %q (tenant %q) may not apply release %q: %s", id.name, id.tenant, rel.Name, strings.Join(msgs, "; "))
 }
 
 // nodeAddrs are the addresses of the Graylane nodes a gate must not dial

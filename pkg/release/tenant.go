@@ -22,13 +22,10 @@ type TenantRules struct {
 	Node func(addr netip.Addr) bool
 }
 
-// GateProblem is a gate that a tenant may not write. Forbidden tells a
-// gate that is not the tenant's to write (an API answers 403) from one
-// that names what does not exist (422).
+// GateProblem is a gate that a tenant may not write.
 type GateProblem struct {
-	Path      string // "spec.steps[1].verify[0].exec"
-	Msg       string
-	Forbidden bool
+	Path string // "spec.steps[1].verify[0].exec"
+	Msg  string
 }
 
 func (p *GateProblem) Error() string { return p.Path + ": " + p.Msg }
@@ -44,7 +41,7 @@ func TenantProblems(r *Release, canary []netip.AddrPort, rules TenantRules) []*G
 			at := fmt.Sprintf("spec.steps[%d].verify[%d]", i, k)
 			switch {
 			case len(g.Exec) > 0:
-				out = append(out, &GateProblem{Path: at + ".exec", Forbidden: true,
+				out = append(out, &GateProblem{Path: at + ".exec",
 					Msg: "a tenant token may not run a command line on the leader: name a command of the agent's allowlist instead, such as command: smoke (an admin adds it to gates.commands)"})
 			case g.Command != "" && (rules.Command == nil || !rules.Command(g.Command)):
 				out = append(out, &GateProblem{Path: at + ".command",
@@ -83,7 +80,7 @@ func dialProblems(at string, canary []netip.AddrPort, node func(netip.Addr) bool
 			why = "an address of a Graylane node"
 		}
 		if why != "" {
-			return &GateProblem{Path: at, Forbidden: true, Msg: fmt.Sprintf(
+			return &GateProblem{Path: at, Msg: fmt.Sprintf(
 				"dials the canary backend %s, %s: a tenant's gates may dial only the service's own canary backends, and those not on loopback, link-local, metadata or node addresses", b, why)}
 		}
 	}
