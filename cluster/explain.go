@@ -33,9 +33,10 @@ type explainRequest struct {
 	Client  string `json:"client"`
 }
 
-// explainWait bounds an explain on another member: a kernel answers in
-// milliseconds, and a member that is down or cut off must not hold the
-// caller for the RPC client's 30 s.
+// explainWait bounds an explain on another member: an explanation is a
+// few hundred kernel test runs at most (a port sample, the live flows),
+// and a member that is down or cut off must not hold the caller for the
+// RPC client's 30 s.
 const explainWait = 5 * time.Second
 
 // explainers holds each node's ExplainFunc (SetExplain). A table by node

@@ -11,6 +11,7 @@ import (
 // client=IP[:PORT][&node=NODE]): the kernel's own decision code run on
 // the kernel's maps, and the client's live flows there.
 type Explanation struct {
+	// Node is the node whose kernel answered.
 	Node    string `json:"node"`
 	Service string `json:"service"`
 	// Client is the key explained: IP:PORT, or for a service keyed by
@@ -81,7 +82,8 @@ type LiveFlow struct {
 }
 
 // Explain asks the agent why client's (IP or IP:PORT) new flows to
-// service go where they go, on node ("": the agent's own).
+// service go where they go, on node: any member of the cluster, which the
+// agent asks through the cluster ("": the agent's own).
 func (c *Client) Explain(ctx context.Context, service, client, node string) (Explanation, error) {
 	q := url.Values{}
 	q.Set("client", client)
