@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/tenant"
@@ -144,6 +145,11 @@ func TestMemberAddresses(t *testing.T) {
 	toMember := ownedBy("ops", "back", "10.0.0.2")
 	toMember.Canary[0].Addr = netip.MustParseAddrPort("192.0.2.7:7443") // a member's API
 	for _, s := range []service.Service{onMember, toMember} {
+		// Nothing else in flight (the new leader's own entries): a
+		// barrier returns once all before it are applied.
+		if err := l.raft.Barrier(5 * time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
 		last := l.raft.LastIndex()
 		_, err := c.nodes[1-c.leader()].Apply(ctx, &ApplyServices{Services: []service.Service{s}})
 		var limit *LimitError
