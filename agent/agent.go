@@ -446,6 +446,9 @@ func restartOnly(old, cur *config.Config) []string {
 	if !slices.Equal(old.Metrics.ClassicBuckets, cur.Metrics.ClassicBuckets) {
 		changed = append(changed, "metrics.classicBuckets")
 	}
+	if fmt.Sprint(old.Gates) != fmt.Sprint(cur.Gates) {
+		changed = append(changed, "gates")
+	}
 	return changed
 }
 

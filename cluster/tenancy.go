@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/tenant"
 )
@@ -149,6 +150,13 @@ func checkTenancy(prev, next *State, caller string) error {
 		slices.ContainsFunc(releases, func(n string) bool { _, ok := next.Releases[n]; return ok })
 	if !grows {
 		return nil // only removals: always allowed
+	}
+	for _, name := range releases {
+		if r, ok := next.Releases[name]; ok {
+			if err := tenantGates(&r); err != nil {
+				return err
+			}
+		}
 	}
 	t, ok := next.Tenants[caller]
 	if !ok {
@@ -309,4 +317,20 @@ func (n *Node) memberAddrs() map[netip.Addr]string {
 		}
 	}
 	return out
+}
+
+// tenantGates refuses a command line in a tenant's release: gates run on
+// the leader, and a tenant may only name commands of the agents'
+// allowlist (command: NAME), which run unprivileged (docs/gates.md). The
+// API refuses it first, with what the agent's allowlist holds; this holds
+// whatever API a write came through.
+func tenantGates(r *release.Release) error {
+	for i, st := range r.Steps {
+		for k, g := range st.Verify {
+			if len(g.Exec) > 0 {
+				return &ForbiddenError{Err: fmt.Errorf("release %q: spec.steps[%d].verify[%d].exec: a tenant's release may not run a command line; name a command of the agents' allowlist (command: NAME)", r.Name, i, k)}
+			}
+		}
+	}
+	return nil
 }

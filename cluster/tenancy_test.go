@@ -3,10 +3,12 @@ package cluster
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/graylane/graylane/pkg/release"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/tenant"
 )
@@ -90,6 +92,19 @@ func TestTenancy(t *testing.T) {
 		if i == 2 && (!errors.As(err, &limit) || !strings.Contains(err.Error(), "maxPins 2")) {
 			t.Errorf("a pin past maxPins 2: %v", err)
 		}
+	}
+	// A tenant's release: named commands only, never a command line.
+	rel := testRelease("web-v2", "web")
+	argv := rel
+	argv.Steps = append(slices.Clone(rel.Steps), release.Step{Verify: []release.Gate{{Exec: []string{"sh", "-c", "touch /tmp/pwned"}, Timeout: time.Second}}})
+	if err := step(&Apply{Releases: []release.Release{argv}, Caller: "a"}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "may not run a command line") {
+		t.Errorf("a tenant's release with a command line: %v", err)
+	}
+	if err := step(&Apply{Releases: []release.Release{rel}, Caller: "a"}); err != nil {
+		t.Errorf("a tenant's release within its grants: %v", err)
+	}
+	if err := step(&DeleteRelease{Name: "web-v2", Caller: "a"}); err != nil {
+		t.Errorf("a tenant deleting its release: %v", err)
 	}
 	if err := step(&DeleteTenant{Name: "a"}); err == nil || !strings.Contains(err.Error(), "still owns services two, web") {
 		t.Errorf("deleting a tenant that owns services: %v", err)
