@@ -14,10 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/graylane/graylane/pkg/api"
 )
@@ -39,33 +36,16 @@ type explainRequest struct {
 // RPC client's 30 s.
 const explainWait = 5 * time.Second
 
-// explainers holds each node's ExplainFunc (SetExplain). A table by node
-// keeps explain's plumbing in this file; SetExplain drops the entries of
-// nodes that were closed, so a process that starts many nodes (tests)
-// does not keep them.
-var explainers = struct {
-	sync.Mutex
-	m map[*Node]ExplainFunc
-}{m: map[*Node]ExplainFunc{}}
-
 // SetExplain installs what answers explain requests for this node's
 // kernel, its own (ExplainOn) and other members'.
-func (n *Node) SetExplain(f ExplainFunc) {
-	explainers.Lock()
-	defer explainers.Unlock()
-	for other := range explainers.m {
-		if other.raft.State() == raft.Shutdown {
-			delete(explainers.m, other)
-		}
-	}
-	explainers.m[n] = f
-}
+func (n *Node) SetExplain(f ExplainFunc) { n.explain.Store(&f) }
 
 // explainer is this node's ExplainFunc, nil before SetExplain.
 func (n *Node) explainer() ExplainFunc {
-	explainers.Lock()
-	defer explainers.Unlock()
-	return explainers.m[n]
+	if f := n.explain.Load(); f != nil {
+		return *f
+	}
+	return nil
 }
 
 // rpcExplain answers another member's explain request from this node's

@@ -78,6 +78,7 @@ type Node struct {
 	applied atomic.Uint64 // index the reconciler applied to the kernel
 	status  atomic.Pointer[StatusFunc]
 	capture atomic.Pointer[CaptureFunc]
+	explain atomic.Pointer[ExplainFunc]
 	report  atomic.Pointer[ReportFunc]
 	analyst atomic.Pointer[Analyst]
 	wg      sync.WaitGroup

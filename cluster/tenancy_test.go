@@ -93,6 +93,36 @@ func TestTenancy(t *testing.T) {
 			t.Errorf("a pin past maxPins 2: %v", err)
 		}
 	}
+	if err := step(&DeleteTenant{Name: "a"}); err == nil || !strings.Contains(err.Error(), "still owns services two, web") {
+		t.Errorf("deleting a tenant that owns services: %v", err)
+	}
+	if err := step(&DeleteService{Name: "two", Caller: "a"}); err != nil {
+		t.Errorf("a tenant deleting its own service: %v", err)
+	}
+	st, _ := f.State()
+	if _, ok := st.Tenants["a"]; !ok || len(st.Services["web"].Pins) != 2 {
+		t.Errorf("state after the tenant's writes: %+v", st)
+	}
+}
+
+// TestTenantReleases: a tenant's release names commands of the agents'
+// allowlist, never a command line, wherever it is written from.
+func TestTenantReleases(t *testing.T) {
+	f := NewFSM(nil)
+	index := uint64(0)
+	step := func(c Command) error {
+		index++
+		return apply(t, f, index, c)
+	}
+	ta := tenant.Tenant{Name: "a", VIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/29")},
+		Backends: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.2.0.0/24")}, MaxServices: 2, MaxReleases: 1}
+	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{ta}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "web", "10.0.0.1")}, Caller: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	var forbidden *ForbiddenError
 	// A tenant's release: named commands only, never a command line.
 	rel := testRelease("web-v2", "web")
 	argv := rel
@@ -105,16 +135,6 @@ func TestTenancy(t *testing.T) {
 	}
 	if err := step(&DeleteRelease{Name: "web-v2", Caller: "a"}); err != nil {
 		t.Errorf("a tenant deleting its release: %v", err)
-	}
-	if err := step(&DeleteTenant{Name: "a"}); err == nil || !strings.Contains(err.Error(), "still owns services two, web") {
-		t.Errorf("deleting a tenant that owns services: %v", err)
-	}
-	if err := step(&DeleteService{Name: "two", Caller: "a"}); err != nil {
-		t.Errorf("a tenant deleting its own service: %v", err)
-	}
-	st, _ := f.State()
-	if _, ok := st.Tenants["a"]; !ok || len(st.Services["web"].Pins) != 2 {
-		t.Errorf("state after the tenant's writes: %+v", st)
 	}
 }
 
