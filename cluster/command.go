@@ -65,22 +65,22 @@ type Command interface {
 // ApplyServices creates or replaces Services, all or none.
 type ApplyServices struct {
 	Services []service.Service `json:"services"`
-	Caller   string            `json:"caller,omitempty"`
+	Meta
 }
 
 // DeleteService removes the service Name.
 type DeleteService struct {
 	Name string `json:"name"`
 	// Cascade deletes the service's releases (none running) with it.
-	Cascade bool   `json:"cascade,omitempty"`
-	Caller  string `json:"caller,omitempty"`
+	Cascade bool `json:"cascade,omitempty"`
+	Meta
 }
 
 // SetWeight sets the canary weight of the service Name.
 type SetWeight struct {
 	Name   string         `json:"name"`
 	Weight service.Weight `json:"weight"`
-	Caller string         `json:"caller,omitempty"`
+	Meta
 }
 
 // SetMirror sets the mirroring of the service Name: Mirror replaces
@@ -88,7 +88,7 @@ type SetWeight struct {
 type SetMirror struct {
 	Name   string          `json:"name"`
 	Mirror *service.Mirror `json:"mirror,omitempty"`
-	Caller string          `json:"caller,omitempty"`
+	Meta
 }
 
 // SetPin pins Prefix of the service Name to Pool.
@@ -96,27 +96,27 @@ type SetPin struct {
 	Name   string       `json:"name"`
 	Prefix netip.Prefix `json:"prefix"`
 	Pool   service.Pool `json:"pool"`
-	Caller string       `json:"caller,omitempty"`
+	Meta
 }
 
 // RemovePin removes the pin of Prefix from the service Name.
 type RemovePin struct {
 	Name   string       `json:"name"`
 	Prefix netip.Prefix `json:"prefix"`
-	Caller string       `json:"caller,omitempty"`
+	Meta
 }
 
 // Apply creates or replaces Services and Releases, all or none.
 type Apply struct {
 	Services []service.Service `json:"services,omitempty"`
 	Releases []release.Release `json:"releases,omitempty"`
-	Caller   string            `json:"caller,omitempty"`
+	Meta
 }
 
 // DeleteRelease removes the release Name.
 type DeleteRelease struct {
-	Name   string `json:"name"`
-	Caller string `json:"caller,omitempty"`
+	Name string `json:"name"`
+	Meta
 }
 
 // Rollout replaces the run of a release by Run, if the stored run is still
@@ -132,6 +132,9 @@ type Rollout struct {
 	// the promoted version, now the stable pool, and the old one waits in
 	// the canary pool for the next release.
 	Swap bool `json:"swap,omitempty"`
+	// Meta says who asked, for a user's action (start, pause, abort…);
+	// the controller's own decisions carry none.
+	Meta
 }
 
 func (ApplyServices) Type() CommandType { return CmdApplyServices }

@@ -67,9 +67,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 	defer f.mu.Unlock()
 	next, err := f.try(cmd)
 	if err != nil {
+		// The refusal is recorded too: who tried what.
+		audit(&f.state, &f.state, l.Index, cmd, err)
 		f.index = l.Index
 		return err
 	}
+	audit(&next, &f.state, l.Index, cmd, nil)
 	f.state = next
 	f.index = l.Index
 	f.notify()
@@ -211,6 +214,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if len(d.State.Tenants) > 0 {
 		st.Tenants = maps.Clone(d.State.Tenants)
 	}
+	st.Audit = d.State.Audit
 	d.State = st
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -101,7 +101,7 @@ func TestRPCWrites(t *testing.T) {
 		{name: "apply refused", path: "/cluster/apply", body: encoded(&DeleteService{Name: "web"}),
 			status: 200, want: "{\"index\":N,\"kind\":\"notfound\",\"message\":\"service \\\"web\\\"\"}\n"},
 		{name: "state by a stranger", path: "/cluster/state", body: `{}`, caller: "stranger",
-			status: 200, want: "{\"state\":{\"services\":{}},\"index\":N}\n"},
+			status: 200, want: "{\"state\":{\"services\":{},\"audit\":[{\"index\":N,\"command\":\"apply \"}]},\"index\":N}\n"},
 		{name: "applied", path: "/cluster/applied", body: `{}`, before: func() { n.SetApplied(7) },
 			status: 200, want: "{\"node\":\"n0\",\"index\":N}\n"},
 		{name: "GET", method: http.MethodGet, path: "/cluster/state",

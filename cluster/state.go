@@ -30,6 +30,8 @@ type State struct {
 	Revoked map[string]string `json:"revoked,omitempty"`
 	// Tenants by name (see package tenant).
 	Tenants map[string]tenant.Tenant `json:"tenants,omitempty"`
+	// Audit is the last MaxAudit writes, oldest first (see audit.go).
+	Audit []AuditEntry `json:"audit,omitempty"`
 }
 
 // newState returns an empty state.
@@ -62,6 +64,7 @@ func (s *State) clone() State {
 	if len(s.Revoked) > 0 {
 		c.Revoked = maps.Clone(s.Revoked)
 	}
+	c.Audit = slices.Clone(s.Audit)
 	if len(s.Tenants) > 0 {
 		c.Tenants = make(map[string]tenant.Tenant, len(s.Tenants))
 		for name, t := range s.Tenants {

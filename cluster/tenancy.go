@@ -41,17 +41,6 @@ type CallerSetter interface {
 	SetCaller(tenant string)
 }
 
-func (c *ApplyServices) SetCaller(t string) { c.Caller = t }
-func (c *Apply) SetCaller(t string)         { c.Caller = t }
-func (c *DeleteService) SetCaller(t string) { c.Caller = t }
-func (c *SetWeight) SetCaller(t string)     { c.Caller = t }
-func (c *SetMirror) SetCaller(t string)     { c.Caller = t }
-func (c *SetPin) SetCaller(t string)        { c.Caller = t }
-func (c *RemovePin) SetCaller(t string)     { c.Caller = t }
-func (c *DeleteRelease) SetCaller(t string) { c.Caller = t }
-func (c *ApplyTenants) SetCaller(t string)  { c.Caller = t }
-func (c *DeleteTenant) SetCaller(t string)  { c.Caller = t }
-
 // commandCaller is the tenant a command is made by; "" for an admin or
 // the cluster itself (a command that carries no caller).
 func commandCaller(cmd Command) string {
@@ -61,27 +50,16 @@ func commandCaller(cmd Command) string {
 	return ""
 }
 
-func (c *ApplyServices) caller() string { return c.Caller }
-func (c *Apply) caller() string         { return c.Caller }
-func (c *DeleteService) caller() string { return c.Caller }
-func (c *SetWeight) caller() string     { return c.Caller }
-func (c *SetMirror) caller() string     { return c.Caller }
-func (c *SetPin) caller() string        { return c.Caller }
-func (c *RemovePin) caller() string     { return c.Caller }
-func (c *DeleteRelease) caller() string { return c.Caller }
-func (c *ApplyTenants) caller() string  { return c.Caller }
-func (c *DeleteTenant) caller() string  { return c.Caller }
-
 // ApplyTenants creates or replaces Tenants, all or none (admins only).
 type ApplyTenants struct {
 	Tenants []tenant.Tenant `json:"tenants"`
-	Caller  string          `json:"caller,omitempty"`
+	Meta
 }
 
 // DeleteTenant removes the Tenant Name, which owns no service any more.
 type DeleteTenant struct {
-	Name   string `json:"name"`
-	Caller string `json:"caller,omitempty"`
+	Name string `json:"name"`
+	Meta
 }
 
 func (ApplyTenants) Type() CommandType { return CmdApplyTenants }

@@ -34,19 +34,19 @@ func TestTenancy(t *testing.T) {
 	}
 	mine := ownedBy("a", "web", "10.0.0.1")
 	var forbidden *ForbiddenError
-	if err := step(&ApplyServices{Services: []service.Service{mine}, Caller: "a"}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "has no Tenant") {
+	if err := step(&ApplyServices{Services: []service.Service{mine}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "has no Tenant") {
 		t.Fatalf("a tenant without a Tenant: %v", err)
 	}
 	ta := tenant.Tenant{Name: "a", VIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/29")},
 		Backends:    []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.2.0.0/24"), netip.MustParsePrefix("169.254.0.0/16")},
 		MaxServices: 2, MaxReleases: 1, MaxPins: 2, MaxMirrorPercent: 500}
-	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{ta}, Caller: "a"}); !errors.As(err, &forbidden) {
+	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{ta}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) {
 		t.Fatalf("a tenant applying its own Tenant: %v", err)
 	}
 	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{ta}}); err != nil {
 		t.Fatalf("an admin applying a Tenant: %v", err)
 	}
-	if err := step(&ApplyServices{Services: []service.Service{mine}, Caller: "a"}); err != nil {
+	if err := step(&ApplyServices{Services: []service.Service{mine}, Meta: Meta{Caller: "a"}}); err != nil {
 		t.Fatalf("a service within its grants: %v", err)
 	}
 	outside := ownedBy("a", "far", "10.0.0.100")
@@ -62,12 +62,12 @@ func TestTenancy(t *testing.T) {
 		as   any
 		want string
 	}{
-		{"a VIP outside its prefixes", &ApplyServices{Services: []service.Service{outside}, Caller: "a"}, &limit, "outside tenant \"a\"'s VIP prefixes"},
-		{"a link-local backend", &ApplyServices{Services: []service.Service{metadata}, Caller: "a"}, &limit, "no tenant may send to"},
-		{"a mirror share above its quota", &ApplyServices{Services: []service.Service{mirrored}, Caller: "a"}, &limit, "maxMirrorPercent"},
-		{"another tenant's service replaced", &ApplyServices{Services: []service.Service{stolen}, Caller: "a"}, &forbidden, `service "theirs" is not tenant "a"'s`},
-		{"another tenant's weight", &SetWeight{Name: "theirs", Weight: 100, Caller: "a"}, &forbidden, "is not tenant"},
-		{"another tenant's service deleted", &DeleteService{Name: "theirs", Caller: "a"}, &forbidden, "is not tenant"},
+		{"a VIP outside its prefixes", &ApplyServices{Services: []service.Service{outside}, Meta: Meta{Caller: "a"}}, &limit, "outside tenant \"a\"'s VIP prefixes"},
+		{"a link-local backend", &ApplyServices{Services: []service.Service{metadata}, Meta: Meta{Caller: "a"}}, &limit, "no tenant may send to"},
+		{"a mirror share above its quota", &ApplyServices{Services: []service.Service{mirrored}, Meta: Meta{Caller: "a"}}, &limit, "maxMirrorPercent"},
+		{"another tenant's service replaced", &ApplyServices{Services: []service.Service{stolen}, Meta: Meta{Caller: "a"}}, &forbidden, `service "theirs" is not tenant "a"'s`},
+		{"another tenant's weight", &SetWeight{Name: "theirs", Weight: 100, Meta: Meta{Caller: "a"}}, &forbidden, "is not tenant"},
+		{"another tenant's service deleted", &DeleteService{Name: "theirs", Meta: Meta{Caller: "a"}}, &forbidden, "is not tenant"},
 	} {
 		before, _ := f.State()
 		err := step(tc.cmd)
@@ -78,14 +78,14 @@ func TestTenancy(t *testing.T) {
 			t.Errorf("%s changed the state", tc.name)
 		}
 	}
-	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "two", "10.0.0.4")}, Caller: "a"}); err != nil {
+	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "two", "10.0.0.4")}, Meta: Meta{Caller: "a"}}); err != nil {
 		t.Fatalf("a second service: %v", err)
 	}
-	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "three", "10.0.0.5")}, Caller: "a"}); !errors.As(err, &limit) || !strings.Contains(err.Error(), "maxServices 2") {
+	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "three", "10.0.0.5")}, Meta: Meta{Caller: "a"}}); !errors.As(err, &limit) || !strings.Contains(err.Error(), "maxServices 2") {
 		t.Errorf("a third service past maxServices 2: %v", err)
 	}
 	for i, p := range []string{"10.9.0.0/16", "10.8.0.0/16", "10.7.0.0/16"} {
-		err := step(&SetPin{Name: "web", Prefix: netip.MustParsePrefix(p), Pool: service.Canary, Caller: "a"})
+		err := step(&SetPin{Name: "web", Prefix: netip.MustParsePrefix(p), Pool: service.Canary, Meta: Meta{Caller: "a"}})
 		if i < 2 && err != nil {
 			t.Fatalf("pin %d: %v", i, err)
 		}
@@ -96,7 +96,7 @@ func TestTenancy(t *testing.T) {
 	if err := step(&DeleteTenant{Name: "a"}); err == nil || !strings.Contains(err.Error(), "still owns services two, web") {
 		t.Errorf("deleting a tenant that owns services: %v", err)
 	}
-	if err := step(&DeleteService{Name: "two", Caller: "a"}); err != nil {
+	if err := step(&DeleteService{Name: "two", Meta: Meta{Caller: "a"}}); err != nil {
 		t.Errorf("a tenant deleting its own service: %v", err)
 	}
 	st, _ := f.State()
@@ -119,7 +119,7 @@ func TestTenantReleases(t *testing.T) {
 	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{ta}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "web", "10.0.0.1")}, Caller: "a"}); err != nil {
+	if err := step(&ApplyServices{Services: []service.Service{ownedBy("a", "web", "10.0.0.1")}, Meta: Meta{Caller: "a"}}); err != nil {
 		t.Fatal(err)
 	}
 	var forbidden *ForbiddenError
@@ -127,13 +127,13 @@ func TestTenantReleases(t *testing.T) {
 	rel := testRelease("web-v2", "web")
 	argv := rel
 	argv.Steps = append(slices.Clone(rel.Steps), release.Step{Verify: []release.Gate{{Exec: []string{"sh", "-c", "touch /tmp/pwned"}, Timeout: time.Second}}})
-	if err := step(&Apply{Releases: []release.Release{argv}, Caller: "a"}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "may not run a command line") {
+	if err := step(&Apply{Releases: []release.Release{argv}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "may not run a command line") {
 		t.Errorf("a tenant's release with a command line: %v", err)
 	}
-	if err := step(&Apply{Releases: []release.Release{rel}, Caller: "a"}); err != nil {
+	if err := step(&Apply{Releases: []release.Release{rel}, Meta: Meta{Caller: "a"}}); err != nil {
 		t.Errorf("a tenant's release within its grants: %v", err)
 	}
-	if err := step(&DeleteRelease{Name: "web-v2", Caller: "a"}); err != nil {
+	if err := step(&DeleteRelease{Name: "web-v2", Meta: Meta{Caller: "a"}}); err != nil {
 		t.Errorf("a tenant deleting its release: %v", err)
 	}
 }

@@ -160,6 +160,7 @@ func (s *Server) with(auth func(*http.Request) (identity, error)) http.Handler {
 	route("GET /v1/releases", s.listReleases)
 	route("GET /v1/releases/{name}", s.getRelease)
 	route("DELETE /v1/releases/{name}", s.deleteRelease)
+	route("GET /v1/audit", s.listAudit)
 	route("GET /v1/tenants", s.listTenants)
 	route("GET /v1/tenants/{name}", s.getTenant)
 	route("DELETE /v1/tenants/{name}", s.deleteTenant)

@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"maps"
 	"net/http"
 	"net/netip"
-	"maps"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/api"
@@ -111,14 +113,61 @@ func prefixStrings(ps []netip.Prefix) []string {
 	return out
 }
 
-// withCaller marks a tenant's command with its tenant, so the cluster
-// judges it against the tenant's Tenant where it commits.
+// withCaller marks a command with who sends it (the audit's record) and,
+// for a tenant's, its tenant, so the cluster judges it against the
+// tenant's Tenant where it commits.
 func withCaller(r *http.Request, c cluster.Command) {
 	id, ok := r.Context().Value(ctxKey{}).(identity)
-	if !ok || id.admin() {
+	if !ok {
 		return
 	}
-	if cs, ok := c.(cluster.CallerSetter); ok {
-		cs.SetCaller(id.tenant)
+	tenant := ""
+	if !id.admin() {
+		tenant = id.tenant
+		if cs, ok := c.(cluster.CallerSetter); ok {
+			cs.SetCaller(id.tenant)
+		}
 	}
+	if ws, ok := c.(cluster.WhoSetter); ok {
+		peer := r.RemoteAddr
+		if peer == "" || peer == "@" {
+			peer = "unix socket"
+		}
+		ws.SetWho(cluster.Who{Token: id.name, Tenant: tenant, Peer: peer, At: time.Now().UTC().Truncate(time.Millisecond)})
+	}
+}
+
+// Limits of an audit request.
+const (
+	DefaultAuditLimit = 100
+)
+
+// listAudit answers GET /v1/audit?limit=N: the newest writes first; a
+// tenant's token sees those that touched its tenant.
+func (s *Server) listAudit(_ http.ResponseWriter, r *http.Request, id identity) (any, error) {
+	limit := DefaultAuditLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > cluster.MaxAudit {
+			return nil, apiError(http.StatusBadRequest, "limit=%q: give 1 to %d", v, cluster.MaxAudit)
+		}
+		limit = n
+	}
+	st, err := s.state(r)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.AuditEntry{}
+	for i := len(st.Audit) - 1; i >= 0 && len(out) < limit; i-- {
+		e := st.Audit[i]
+		if !id.admin() && e.Tenant != id.tenant {
+			continue
+		}
+		a := api.AuditEntry{Index: e.Index, Command: e.Command, Tenant: e.Tenant, Result: e.Result}
+		if e.Who != nil {
+			a.Token, a.Peer, a.At = e.Who.Token, e.Who.Peer, e.Who.At
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -67,3 +67,33 @@ func doRec(h http.Handler, method, path, token, body string) string {
 	h.ServeHTTP(rec, req)
 	return rec.Body.String()
 }
+
+// TestAudit: every write through the API is recorded with its token,
+// tenant and peer; a tenant's token reads its own tenant's record only.
+func TestAudit(t *testing.T) {
+	s := New(startNode(t), slog.New(slog.DiscardHandler))
+	remote := s.Remote([]Token{{Name: "ops", Secret: "admin-secret-0123456789", Tenant: "*"}, {Name: "a", Secret: "team-a-secret-0123456789", Tenant: "team-a"}})
+	const admin, a = "admin-secret-0123456789", "team-a-secret-0123456789"
+	for _, c := range []call{
+		{"POST", "/v1/apply", admin, tenantA, 200, `"index"`},
+		{"POST", "/v1/apply", admin, manifestB, 200, `"index"`},
+		{"POST", "/v1/apply", a, manifestA, 200, `"index"`},
+		{"PUT", "/v1/services/web/weight", a, `{"weight":"25%"}`, 200, `"index"`},
+		{"GET", "/v1/audit?limit=0", admin, "", 400, "limit="},
+	} {
+		do(t, remote, c)
+	}
+	all := doRec(remote, "GET", "/v1/audit", admin, "")
+	for _, want := range []string{`"token":"a"`, `"command":"set-weight web 25%"`, `"tenant":"team-a"`, `"token":"ops"`, `"command":"apply service db"`, `"peer":"192.0.2.1:1234"`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the admin's audit lacks %s:\n%s", want, all)
+		}
+	}
+	if i, j := strings.Index(all, "set-weight web"), strings.Index(all, "apply tenant team-a"); i < 0 || j < 0 || i > j {
+		t.Errorf("the audit is not newest first:\n%s", all)
+	}
+	mine := doRec(remote, "GET", "/v1/audit", a, "")
+	if !strings.Contains(mine, "set-weight web 25%") || strings.Contains(mine, "db") || strings.Contains(mine, "team-b") {
+		t.Errorf("tenant a's audit:\n%s", mine)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/graylane/graylane/ctl/apply"
+	"github.com/graylane/graylane/ctl/audit"
 	"github.com/graylane/graylane/ctl/capture"
 	"github.com/graylane/graylane/ctl/cli"
 	"github.com/graylane/graylane/ctl/completion"
@@ -85,6 +86,7 @@ Exit codes: 0 done, 1 failed (the agent refused, or could not be reached),
 		replay.New(env),
 		flows.New(env),
 		explain.New(env),
+		audit.New(env),
 		completion.New(env),
 		versionCommand(env),
 	)

@@ -84,6 +84,7 @@ func (f *Agent) Handler() http.Handler {
 		{"POST /v1/releases/{name}/{action}", releaseAction},
 		{"GET /v1/status", getStatus},
 		{"DELETE /v1/releases/{name}", wrote},
+		{"GET /v1/audit", getAudit},
 		{"GET /v1/tenants", getTenants},
 		{"GET /v1/tenants/{name}", getTenant},
 		{"DELETE /v1/tenants/{name}", wrote},

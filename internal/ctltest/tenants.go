@@ -2,6 +2,7 @@ package ctltest
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/graylane/graylane/pkg/api"
 )
@@ -27,4 +28,16 @@ func getTenant(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 	}
 	reply(w, 404, api.Error{Message: `tenant "` + r.PathValue("name") + `" does not exist`})
+}
+
+// fixtureAudit is the fake agent's record, newest first.
+var fixtureAudit = []api.AuditEntry{
+	{Index: 57, At: time.Date(2026, 12, 7, 6, 30, 2, 0, time.UTC), Token: "team-a", Peer: "198.51.100.20:51234", Tenant: "a",
+		Command: "apply service thief", Result: `service "thief": spec.vip: 10.1.0.21:5432/tcp is a backend endpoint of another tenant's service: a VIP may not take another tenant's traffic`},
+	{Index: 55, Command: "rollout auth-v2: rolled-back", Tenant: "a"},
+	{Index: 53, At: time.Date(2026, 12, 7, 6, 29, 40, 0, time.UTC), Token: "ops", Peer: "unix socket", Tenant: "a", Command: "set-weight auth 5%"},
+}
+
+func getAudit(w http.ResponseWriter, _ *http.Request, _ string) {
+	reply(w, 200, fixtureAudit)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Tenant is what an admin grants a tenant (GET /v1/tenants, /v1/tenants/{name}).
@@ -58,4 +60,26 @@ func (c *Client) DeleteCascade(ctx context.Context, name string, o WriteOptions)
 		q = "?cascade=true&" + strings.TrimPrefix(q, "?")
 	}
 	return out, c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name)+q, "", nil, &out)
+}
+
+// AuditEntry is one write the cluster committed (GET /v1/audit), newest
+// first: who sent it, what it did, and whether the state took it.
+type AuditEntry struct {
+	Index   uint64    `json:"index"`
+	At      time.Time `json:"at,omitzero"`
+	Token   string    `json:"token,omitempty"` // "": the cluster's own decision
+	Peer    string    `json:"peer,omitempty"`
+	Tenant  string    `json:"tenant,omitempty"`
+	Command string    `json:"command"`
+	Result  string    `json:"result,omitempty"` // "": applied
+}
+
+// Audit lists the newest writes (limit 0: the agent's default).
+func (c *Client) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
+	path := "/v1/audit"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var out []AuditEntry
+	return out, c.do(ctx, http.MethodGet, path, "", nil, &out)
 }
