@@ -40,26 +40,44 @@ type step struct {
 	what string
 	do   func() error
 	undo func() error
+	// owner is the service whose change the step is part of ("": the
+	// step belongs to the whole apply, as a removal or the filter does).
+	owner string
 }
 
 // plan is everything one Apply writes, computed before the first write.
 type plan struct {
-	prepare   []step // tables, pins and counters the switch will refer to
-	switchTo  []step // services map: the moment each service changes
-	finish    []step // what may only follow the switch (the filter's final state)
-	filter    filter // the frontend filter once the plan is done
+	prepare  []step // tables, pins and counters the switch will refer to
+	switchTo []step // services map: the moment each service changes
+	finish   []step // what may only follow the switch
+	narrow   []step // the filter's final state, once run knows which services failed
+	filter   filter // the frontend filter once the plan is done
+	// transient is the filter during the switch (before and after);
+	// filterMap the map that holds it.
+	transient filter
+	filterMap *ebpf.Map
 	installed map[string]*installed
-	ids       idAllocator
-	pins      int
+	// previous is what each planned service replaces (nil: nothing).
+	previous map[string]*installed
+	// failed are the services that cannot be installed, and why: each
+	// keeps what the kernel held for it.
+	failed map[string]error
+	ids    idAllocator
+	pins   int
 }
 
 // Apply makes the kernel's maps steer exactly svcs, with the run-time
 // settings opts give them (WithThresholds, WithRates; without options,
 // none). It validates the whole set and the settings first and changes
-// nothing if any is invalid, and undoes its writes if the kernel refuses
-// one. A service's settings are written before it switches to its new
-// state, so it never steers a moment without them. Live flows keep their
-// backend: only new flows see new weights, pins, backends and rate caps.
+// nothing if any is invalid. Each service changes on its own: one that
+// cannot be installed (no free slot, its tables or pins do not fit, the
+// kernel refuses a write of it) keeps what the kernel held for it, and the
+// others are installed; Apply then returns a *PartialError naming it, and
+// the next Apply tries it again. A failed write of no one service (a
+// removal, the frontend filter) undoes every write. A service's settings
+// are written before it switches to its new state, so it never steers a
+// moment without them. Live flows keep their backend: only new flows see
+// new weights, pins, backends and rate caps.
 func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	if err := service.ValidateSet(svcs); err != nil {
 		return err
@@ -73,18 +91,19 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	if d.closed {
 		return errors.New("data path is closed")
 	}
-	p, err := d.plan(svcs, set)
-	if err != nil {
-		return err
-	}
+	p := d.plan(svcs, set)
 	if err := p.run(); err != nil {
 		return err
 	}
 	d.services = p.installed
 	d.filter = p.filter
-	d.rewriteFrontends = false
+	// A failed service's frontend may not have been rewritten yet.
+	d.rewriteFrontends = d.rewriteFrontends && len(p.failed) > 0
 	d.ids = p.ids
-	d.pins = p.pins
+	d.pins = 0
+	for _, in := range p.installed {
+		d.pins += len(in.pins)
+	}
 	d.adopted = nil
 	d.pruneUnreferenced()
 	d.syncMirrorOut()
@@ -97,53 +116,49 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 		}
 	}
 	d.syncHandoff()
+	if len(p.failed) > 0 {
+		return &PartialError{Failed: p.failed}
+	}
 	return nil
 }
 
 // plan computes every write that makes the maps steer svcs with set, in
-// the order the writes must happen, without writing anything.
-func (d *Datapath) plan(svcs []service.Service, set settings) (*plan, error) {
-	if len(svcs) > int(d.opts.MaxServices) {
-		return nil, fmt.Errorf("%d services exceed the data path's limit of %d", len(svcs), d.opts.MaxServices)
-	}
+// the order the writes must happen, without writing anything. A service
+// that cannot be planned is in p.failed and keeps what the kernel holds.
+func (d *Datapath) plan(svcs []service.Service, set settings) *plan {
 	p := &plan{
 		installed: make(map[string]*installed, len(svcs)),
+		previous:  make(map[string]*installed, len(svcs)),
+		failed:    map[string]error{},
 		ids:       idAllocator{free: slices.Clone(d.ids.free)},
 	}
 	sorted := slices.Clone(svcs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 
-	pinsAfter := 0
+	trie := d.pinKeys()
 	claimed := make(map[bpf.SteerEndpoint]bool) // adopted services matched so far
 	for i := range sorted {
-		in, err := d.planService(p, &sorted[i], set, claimed)
-		if err != nil {
-			return nil, err
+		if err := d.planOne(p, &sorted[i], set, claimed, trie); err != nil {
+			p.failed[sorted[i].Name] = err
 		}
-		pinsAfter += len(in.pins)
 	}
 	d.planRemovals(p, claimed)
 	d.planFilter(p)
-	// During the apply both the old and the new pins are in the trie.
-	if transient := d.pins + pinsAfter; transient > int(d.opts.MaxPins) && pinsAfter > 0 {
-		return nil, fmt.Errorf("%d pins (with %d being replaced) exceed the data path's limit of %d", pinsAfter, d.pins, d.opts.MaxPins)
-	}
-	p.pins = pinsAfter
-	return p, nil
+	return p
 }
 
-// planService plans the writes of one desired service, with its run-time
-// settings in set, and returns what it installs.
-func (d *Datapath) planService(p *plan, s *service.Service, set settings, claimed map[bpf.SteerEndpoint]bool) (*installed, error) {
+// planService plans the writes of one desired service, which replaces old
+// (nil: none), with its run-time settings in set, and returns what it
+// installs.
+func (d *Datapath) planService(p *plan, s *service.Service, old *installed, set settings) (*installed, error) {
 	m := &d.objs.SteerMaps
 	in := &installed{svc: cloneService(s), key: svcKey(s.Frontend())}
-	old := d.previous(s.Name, in.key, claimed)
 	if old != nil {
 		in.id = old.id
 	} else {
 		id, ok := p.ids.take()
 		if !ok {
-			return nil, fmt.Errorf("service %q: no free service slot (limit %d)", s.Name, d.opts.MaxServices)
+			return nil, fmt.Errorf("service %q: no free service slot (this node holds at most %d services)", s.Name, d.opts.MaxServices)
 		}
 		in.id = id
 		p.zeroCounters(m.PoolCounters, m.MirrorCounters, m.Latency, in.id, d.cpus)
@@ -217,13 +232,14 @@ func (p *plan) planRemove(m *bpf.SteerMaps, old *installed) {
 }
 
 // planFilter keeps the frontend filter passing the services before and
-// after until the switch is done, and then those after.
+// after until the switch is done; run then narrows it to those installed
+// (p.narrow).
 func (d *Datapath) planFilter(p *plan) {
 	m := &d.objs.SteerMaps
 	p.filter = filterOf(p.installed)
-	transient := d.filter.union(p.filter)
-	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, transient, "widen the frontend filter")...)
-	p.finish = filterSteps(m.FrontendFilter, transient, p.filter, "narrow the frontend filter")
+	p.transient = d.filter.union(p.filter)
+	p.filterMap = m.FrontendFilter
+	p.prepare = append(p.prepare, filterSteps(m.FrontendFilter, d.filter, p.transient, "widen the frontend filter")...)
 }
 
 // zeroCounters resets a newly taken service id's counters and histograms,
@@ -421,30 +437,6 @@ func (p *plan) planDelete(services *ebpf.Map, old *installed) {
 		do:   func() error { return services.Delete(key) },
 		undo: func() error { return services.Update(key, prev, ebpf.UpdateAny) },
 	})
-}
-
-// run performs the steps in order; if one fails it undoes the ones done.
-func (p *plan) run() error {
-	steps := slices.Concat(p.prepare, p.switchTo, p.finish)
-	for i, s := range steps {
-		if err := s.do(); err != nil {
-			var undoErrs []error
-			for j := i - 1; j >= 0; j-- {
-				if steps[j].undo == nil {
-					continue
-				}
-				if uerr := steps[j].undo(); uerr != nil {
-					undoErrs = append(undoErrs, fmt.Errorf("undo %s: %w", steps[j].what, uerr))
-				}
-			}
-			err = fmt.Errorf("%s: %w", s.what, err)
-			if len(undoErrs) > 0 {
-				return fmt.Errorf("%w; and taking back the earlier writes failed, the data path may be inconsistent until the next apply: %w", err, errors.Join(undoErrs...))
-			}
-			return fmt.Errorf("%w (nothing was changed)", err)
-		}
-	}
-	return nil
 }
 
 // pruneUnreferenced removes tables, pins, services and backend entries
