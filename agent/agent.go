@@ -65,6 +65,9 @@ type Agent struct {
 	// rates are the rate caps last applied to the kernel, by service (the
 	// reconciler's goroutine only): to log their changes.
 	rates map[string]uint32
+	// failed are the services the kernel could not be given at the last
+	// apply (reconcile).
+	failed applyFailures
 }
 
 // New checks the kernel's features, loads the data path and attaches it
@@ -272,7 +275,11 @@ func (a *Agent) waitKernel(ctx context.Context, index uint64) error {
 }
 
 // reconcile keeps the kernel equal to the cluster's state: at every change
-// it applies the whole state and records the raft index it reflects.
+// it applies the whole state and records the raft index it reflects. A
+// service the kernel cannot be given fails alone (datapath.PartialError):
+// the others are applied, the index counts as applied (every service of it
+// that can be is), the failure shows in the status and the metrics, and
+// the service is tried again at the next change or after applyRetry.
 func (a *Agent) reconcile(ctx context.Context) {
 	fsm := a.node.FSM()
 	if !a.waitAdopted(ctx) {
@@ -282,14 +289,10 @@ func (a *Agent) reconcile(ctx context.Context) {
 	for {
 		changed := fsm.Changed()
 		st, index := fsm.State()
+		var retry <-chan time.Time
 		if index != applied {
-			// The breaker's latency thresholds and the rate caps go in
-			// with the services, in one apply: a service never steers a
-			// moment without them, not even at the first apply over what
-			// a previous agent left (whose caps the kernel still holds).
-			rates := a.nodeRates(st)
-			thresholds := datapath.WithThresholds(releaseServices(st))
-			if err := a.dp.Apply(st.ServiceList(), thresholds, datapath.WithRates(rates)); err != nil {
+			failed, err := a.applyState(&st, index)
+			if err != nil {
 				a.log.Error("apply the cluster state to the kernel; retrying", "index", index, "err", err)
 				select {
 				case <-ctx.Done():
@@ -299,19 +302,47 @@ func (a *Agent) reconcile(ctx context.Context) {
 				continue
 			}
 			applied = index
-			a.noteRates(rates)
-			if err := a.dp.RecordIndex(index); err != nil {
-				a.log.Warn("record the applied raft index next to the pins", "err", err)
+			if failed {
+				retry = time.After(applyRetry)
 			}
-			a.node.SetApplied(index)
-			a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services))
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-retry:
+			applied = ^uint64(0)
 		}
 	}
+}
+
+// applyState applies st, the state at raft index, to the kernel. It
+// returns an error if nothing was applied; failed says that some services
+// could not be (a.failed has them, and they are logged when they first
+// fail), the others were.
+func (a *Agent) applyState(st *cluster.State, index uint64) (failed bool, err error) {
+	// The breaker's latency thresholds and the rate caps go in with the
+	// services, in one apply: a service never steers a moment without
+	// them, not even at the first apply over what a previous agent left
+	// (whose caps the kernel still holds).
+	rates := a.nodeRates(*st)
+	thresholds := datapath.WithThresholds(releaseServices(*st))
+	err = a.dp.Apply(st.ServiceList(), thresholds, datapath.WithRates(rates))
+	var partial *datapath.PartialError
+	if err != nil && !errors.As(err, &partial) {
+		return false, err
+	}
+	for _, name := range a.failed.set(partial) {
+		a.log.Error("the kernel could not be given a service: it steers here by its previous state (if any), every other service is applied; retrying",
+			"service", name, "index", index, "err", partial.Failed[name])
+	}
+	a.noteRates(rates)
+	if err := a.dp.RecordIndex(index); err != nil {
+		a.log.Warn("record the applied raft index next to the pins", "err", err)
+	}
+	a.node.SetApplied(index)
+	a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services), "failed", partial != nil)
+	return partial != nil, nil
 }
 
 // waitAdopted holds the first apply back while the kernel steers by a

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -79,17 +80,18 @@ func (a *Agent) status(name string) (any, error) {
 		if name != "" && s.Name != name {
 			continue
 		}
+		failed := a.failed.of(s.Name)
 		ks, ok, err := a.dp.ReadKernel(s.Frontend())
 		if err != nil {
 			out[s.Name] = api.NodeStatus{Error: err.Error(), MirrorProblem: mirrorProblems[s.Name]}
 			continue
 		}
 		if !ok {
-			out[s.Name] = api.NodeStatus{Error: "not in this node's kernel yet"}
+			out[s.Name] = api.NodeStatus{Error: notApplied(failed, "")}
 			continue
 		}
 		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name],
-			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill}
+			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill, Error: notApplied(failed, ks.Weight.String())}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
 			ps := api.PoolStatus{Pool: p.String(), Backends: []string{}}
@@ -114,6 +116,24 @@ func (a *Agent) status(name string) (any, error) {
 		out[s.Name] = ns
 	}
 	return out, nil
+}
+
+// notApplied is the status error of a service: why the last apply could
+// not give it to this node's kernel (failed; "" if it could), and the
+// weight the kernel steers it by meanwhile (kernelWeight; "": it is not in
+// the kernel).
+func notApplied(failed, kernelWeight string) string {
+	const retried = "retried at every change and every few seconds"
+	switch {
+	case failed == "" && kernelWeight != "":
+		return ""
+	case failed == "":
+		return "not in this node's kernel yet"
+	case kernelWeight != "":
+		return fmt.Sprintf("not applied on this node, whose kernel keeps its previous state (weight %s; %s): %s", kernelWeight, retried, failed)
+	default:
+		return fmt.Sprintf("not applied on this node, whose kernel does not hold it (%s): %s", retried, failed)
+	}
 }
 
 // mirrorSummary tells a service's mirroring in a few words: "5% → mirror0",
