@@ -210,6 +210,9 @@ func withinGrants(t *tenant.Tenant, s *service.Service) error {
 	if s.Mirror != nil && s.Mirror.Percent > t.MaxMirrorPercent {
 		return fmt.Errorf("service %q: spec.mirror.percent %s is above tenant %q's maxMirrorPercent %s", s.Name, s.Mirror.Percent, t.Name, t.MaxMirrorPercent)
 	}
+	if s.Mirror != nil && s.Mirror.Percent > 0 && s.Mirror.To != service.MirrorToCapture && !slices.Contains(t.MirrorInterfaces, s.Mirror.To) {
+		return fmt.Errorf("service %q: spec.mirror.to %s is not one of tenant %q's mirror interfaces %v: a tenant mirrors to capture, or to an interface an admin grants it", s.Name, s.Mirror.To, t.Name, t.MirrorInterfaces)
+	}
 	return nil
 }
 
@@ -307,6 +310,10 @@ func tenantGates(r *release.Release) error {
 		for k, g := range st.Verify {
 			if len(g.Exec) > 0 {
 				return &ForbiddenError{Err: fmt.Errorf("release %q: spec.steps[%d].verify[%d].exec: a tenant's release may not run a command line; name a command of the agents' allowlist (command: NAME)", r.Name, i, k)}
+			}
+			if g.Shadow != nil && g.Shadow.From != release.ShadowFromCapture {
+				// The captures directory is the agents', every tenant's.
+				return &ForbiddenError{Err: fmt.Errorf("release %q: spec.steps[%d].verify[%d].shadow.from: a tenant's shadow gate compares a capture of its own service (from: capture), not a file", r.Name, i, k)}
 			}
 		}
 	}

@@ -54,6 +54,8 @@ func TestTenancy(t *testing.T) {
 	metadata.Canary[0].Addr = netip.MustParseAddrPort("169.254.169.254:80")
 	mirrored := mine
 	mirrored.Mirror = &service.Mirror{Percent: 1000, To: "mirror0"}
+	toEth := mine
+	toEth.Mirror = &service.Mirror{Percent: 100, To: "eth0"}
 	stolen := ownedBy("a", "theirs", "10.0.0.3")
 	var limit *LimitError
 	for _, tc := range []struct {
@@ -65,6 +67,7 @@ func TestTenancy(t *testing.T) {
 		{"a VIP outside its prefixes", &ApplyServices{Services: []service.Service{outside}, Meta: Meta{Caller: "a"}}, &limit, "outside tenant \"a\"'s VIP prefixes"},
 		{"a link-local backend", &ApplyServices{Services: []service.Service{metadata}, Meta: Meta{Caller: "a"}}, &limit, "no tenant may send to"},
 		{"a mirror share above its quota", &ApplyServices{Services: []service.Service{mirrored}, Meta: Meta{Caller: "a"}}, &limit, "maxMirrorPercent"},
+		{"a mirror to an interface not granted", &ApplyServices{Services: []service.Service{toEth}, Meta: Meta{Caller: "a"}}, &limit, "not one of tenant \"a\"'s mirror interfaces"},
 		{"another tenant's service replaced", &ApplyServices{Services: []service.Service{stolen}, Meta: Meta{Caller: "a"}}, &forbidden, `service "theirs" is not tenant "a"'s`},
 		{"another tenant's weight", &SetWeight{Name: "theirs", Weight: 100, Meta: Meta{Caller: "a"}}, &forbidden, "is not tenant"},
 		{"another tenant's service deleted", &DeleteService{Name: "theirs", Meta: Meta{Caller: "a"}}, &forbidden, "is not tenant"},
@@ -129,6 +132,11 @@ func TestTenantReleases(t *testing.T) {
 	argv.Steps = append(slices.Clone(rel.Steps), release.Step{Verify: []release.Gate{{Exec: []string{"sh", "-c", "touch /tmp/pwned"}, Timeout: time.Second}}})
 	if err := step(&Apply{Releases: []release.Release{argv}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "may not run a command line") {
 		t.Errorf("a tenant's release with a command line: %v", err)
+	}
+	fromFile := rel
+	fromFile.Steps = append(slices.Clone(rel.Steps), release.Step{Verify: []release.Gate{{Shadow: &release.ShadowGate{From: "b-traffic.pcapng", MaxDiffering: 100, Duration: time.Second}, Timeout: time.Minute}}})
+	if err := step(&Apply{Releases: []release.Release{fromFile}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "not a file") {
+		t.Errorf("a tenant's shadow gate reading a file: %v", err)
 	}
 	if err := step(&Apply{Releases: []release.Release{rel}, Meta: Meta{Caller: "a"}}); err != nil {
 		t.Errorf("a tenant's release within its grants: %v", err)

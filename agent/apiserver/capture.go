@@ -76,6 +76,9 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, auth func(*http
 	if err != nil {
 		return err
 	}
+	if err := s.tenantCapture(id, c); err != nil {
+		return err
+	}
 	started := false
 	start := func() io.Writer {
 		started = true

@@ -90,7 +90,7 @@ func releasesOf(st *cluster.State, service string) []string {
 func tenantToAPI(st *cluster.State, t tenant.Tenant) api.Tenant {
 	out := api.Tenant{Name: t.Name, VIPs: prefixStrings(t.VIPs), Backends: prefixStrings(t.Backends),
 		MaxServices: t.MaxServices, MaxReleases: t.MaxReleases, MaxPins: t.MaxPins,
-		MaxMirrorPercent: t.MaxMirrorPercent.String(), AllowReserved: t.AllowReserved}
+		MaxMirrorPercent: t.MaxMirrorPercent.String(), MirrorInterfaces: t.MirrorInterfaces, AllowReserved: t.AllowReserved}
 	for _, svc := range st.Services {
 		if svc.Tenant == t.Name {
 			out.Services++
@@ -170,4 +170,21 @@ func (s *Server) listAudit(_ http.ResponseWriter, r *http.Request, id identity) 
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// tenantCapture bounds a tenant's capture by its Tenant's mirror share:
+// a capture samples flows like a mirror does.
+func (s *Server) tenantCapture(id identity, c CaptureSpec) error {
+	if id.admin() {
+		return nil
+	}
+	st, _ := s.node.FSM().State()
+	t, ok := st.Tenants[id.tenant]
+	if !ok {
+		return apiError(http.StatusForbidden, "tenant %q has no Tenant: an admin grants its quotas first (kind: Tenant)", id.tenant)
+	}
+	if c.Share > t.MaxMirrorPercent {
+		return apiError(http.StatusUnprocessableEntity, "a capture of %s of the flows is above tenant %q's maxMirrorPercent %s", c.Share, id.tenant, t.MaxMirrorPercent)
+	}
+	return nil
 }

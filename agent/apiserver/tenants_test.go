@@ -1,6 +1,8 @@
 package apiserver
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +15,10 @@ import (
 // cannot take another tenant's traffic.
 func TestTenants(t *testing.T) {
 	s := New(startNode(t), slog.New(slog.DiscardHandler))
+	s.SetCapturer(nopCapturer{})
 	remote := s.Remote([]Token{{Name: "admin", Secret: "admin-secret-0123456789", Tenant: "*"}, {Name: "a", Secret: "team-a-secret-0123456789", Tenant: "team-a"}})
 	const admin, a = "admin-secret-0123456789", "team-a-secret-0123456789"
+	tenantA5 := strings.Replace(tenantA, "maxMirrorPercent: 100%", "maxMirrorPercent: 5%", 1)
 	tenantB := strings.ReplaceAll(tenantA, "team-a", "team-b")
 	noTenant := strings.Replace(manifestA, "metadata: {name: web, tenant: team-a}", "metadata: {name: web}", 1)
 	outside := strings.Replace(noTenant, "10.0.0.10", "10.9.0.10", 1)
@@ -31,7 +35,7 @@ spec:
   analysis: {breaker: {open: {p99Above: 800ms, errorRateAtLeast: 5%}}}
 `
 	for _, c := range []call{
-		{"POST", "/v1/apply", admin, tenantA + "---\n" + tenantB, 200, `"index"`},
+		{"POST", "/v1/apply", admin, tenantA5 + "---\n" + tenantB, 200, `"index"`},
 		{"POST", "/v1/apply", admin, manifestB, 200, `"index"`},
 		{"POST", "/v1/apply", admin, tenantA + "---\n" + manifestB, 400, "on their own"},
 		{"GET", "/v1/tenants", a, "", 200, `"name":"team-a"`},
@@ -41,6 +45,8 @@ spec:
 		{"POST", "/v1/apply", a, hijack, 409, "a backend endpoint of another tenant's service"},
 		{"POST", "/v1/apply", a, noTenant, 200, `"index"`},
 		{"GET", "/v1/services/web", a, "", 200, `"tenant":"team-a"`},
+		{"GET", "/v1/services/web/capture?percent=100%25&duration=1s", a, "", 422, `above tenant \"team-a\"'s maxMirrorPercent 5%`},
+		{"GET", "/v1/services/web/capture?percent=1%25&duration=1s", a, "", 200, ""},
 		{"POST", "/v1/apply", a, withRelease, 200, `"index"`},
 		{"DELETE", "/v1/tenants/team-a", a, "", 403, "only an admin token"},
 		{"DELETE", "/v1/tenants/team-a", admin, "", 409, "still owns services web"},
@@ -96,4 +102,12 @@ func TestAudit(t *testing.T) {
 	if !strings.Contains(mine, "set-weight web 25%") || strings.Contains(mine, "db") || strings.Contains(mine, "team-b") {
 		t.Errorf("tenant a's audit:\n%s", mine)
 	}
+}
+
+// nopCapturer starts every capture and writes nothing.
+type nopCapturer struct{}
+
+func (nopCapturer) Capture(_ context.Context, _ CaptureSpec, start func() io.Writer) error {
+	start()
+	return nil
 }

@@ -36,6 +36,7 @@ type tenantSpecDoc struct {
 	MaxReleases      scalar   `yaml:"maxReleases"`
 	MaxPins          scalar   `yaml:"maxPins"`
 	MaxMirrorPercent scalar   `yaml:"maxMirrorPercent"`
+	MirrorInterfaces []scalar `yaml:"mirrorInterfaces"`
 	AllowReserved    scalar   `yaml:"allowReserved"`
 }
 
@@ -59,6 +60,9 @@ func (d *document) decodeTenant(top *yaml.Node) *tenant.Tenant {
 	}
 	if spec.MaxMirrorPercent.set {
 		t.MaxMirrorPercent = d.weight("spec.maxMirrorPercent", spec.MaxMirrorPercent.value)
+	}
+	for _, v := range spec.MirrorInterfaces {
+		t.MirrorInterfaces = append(t.MirrorInterfaces, v.value)
 	}
 	if spec.AllowReserved.set {
 		b, err := strconv.ParseBool(spec.AllowReserved.value)

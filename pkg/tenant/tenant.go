@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/graylane/graylane/pkg/service"
 )
@@ -29,6 +30,10 @@ type Tenant struct {
 	MaxReleases      int
 	MaxPins          int
 	MaxMirrorPercent service.Weight
+	// MirrorInterfaces are the interfaces its services may mirror to
+	// (spec.mirror.to) besides the capture ring: copies of its traffic
+	// leave the host there, so an admin names them.
+	MirrorInterfaces []string
 	// AllowReserved lets the tenant's services use addresses no tenant
 	// may otherwise claim: link-local VIPs and backends (169.254.0.0/16,
 	// fe80::/10, such as a cloud's metadata service) and the cluster
@@ -79,6 +84,11 @@ func (t *Tenant) Validate() error {
 			bad(q.path, "%d is not in 0..%d", q.v, q.limit)
 		}
 	}
+	for i, ifname := range t.MirrorInterfaces {
+		if ifname == "" || len(ifname) > 15 || strings.ContainsAny(ifname, "/ \t") {
+			bad(fmt.Sprintf("spec.mirrorInterfaces[%d]", i), "%q is not an interface name", ifname)
+		}
+	}
 	if t.MaxMirrorPercent > service.MaxWeight {
 		bad("spec.maxMirrorPercent", "%s is above 100%%", t.MaxMirrorPercent)
 	}
@@ -89,6 +99,7 @@ func (t *Tenant) Validate() error {
 func (t Tenant) Clone() Tenant {
 	t.VIPs = slices.Clone(t.VIPs)
 	t.Backends = slices.Clone(t.Backends)
+	t.MirrorInterfaces = slices.Clone(t.MirrorInterfaces)
 	return t
 }
 
