@@ -56,6 +56,7 @@ type plan struct {
 	// filterMap the map that holds it.
 	transient filter
 	filterMap *ebpf.Map
+	maps      *bpf.SteerMaps
 	installed map[string]*installed
 	// previous is what each planned service replaces (nil: nothing).
 	previous map[string]*installed
@@ -131,6 +132,7 @@ func (d *Datapath) plan(svcs []service.Service, set settings) *plan {
 		previous:  make(map[string]*installed, len(svcs)),
 		failed:    map[string]error{},
 		ids:       idAllocator{free: slices.Clone(d.ids.free)},
+		maps:      &d.objs.SteerMaps,
 	}
 	sorted := slices.Clone(svcs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })

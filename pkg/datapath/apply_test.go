@@ -66,8 +66,8 @@ func TestApplyRejectsInvalidAndChangesNothing(t *testing.T) {
 }
 
 // TestApplyDoubleBufferAndCapacity: a weight change is one write, a backend
-// change flips the pool's table buffer, and an apply over the limits is
-// refused before any write.
+// change flips the pool's table buffer, and of more services than the
+// data path holds those that fit are installed.
 func TestApplyDoubleBufferAndCapacity(t *testing.T) {
 	f := newFixture(t)
 	s := webService("web", vip4, service.TCP, 0)

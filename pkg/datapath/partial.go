@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/bpf"
@@ -130,6 +131,7 @@ func (p *plan) run() error {
 		}
 		p.fail(s.owner, fmt.Errorf("service %q: the kernel refused it%s: %w", s.owner, fullHint(err), err))
 	}
+	p.dropShadowed()
 	p.narrow = filterSteps(p.filterMap, p.transient, p.filter, "narrow the frontend filter")
 	for _, s := range slices.Concat(p.finish, p.narrow) {
 		if err := s.do(); err != nil {
@@ -165,6 +167,38 @@ func (p *plan) fail(name string, err error) {
 		if planned != nil {
 			p.ids.release(planned.id)
 		}
+	}
+	p.filter = filterOf(p.installed)
+}
+
+// dropShadowed forgets the previous state a failed service keeps when
+// another service, installed now, took over its frontend (the failed one
+// was moving away from it): the services map entry there is the other
+// service's, so the failed one no longer steers anywhere until it goes in.
+func (p *plan) dropShadowed() {
+	owner := make(map[bpf.SteerEndpoint]string, len(p.installed))
+	for name, in := range p.installed {
+		if p.failed[name] == nil {
+			owner[in.key] = name
+		}
+	}
+	for name, err := range p.failed {
+		in := p.installed[name]
+		if in == nil || owner[in.key] == "" {
+			continue
+		}
+		delete(p.installed, name)
+		p.ids.release(in.id)
+		p.failed[name] = fmt.Errorf("%w; its previous frontend is service %q's now, so it steers nowhere here", err, owner[in.key])
+		// As a removed service's: its flows fail the programs' frontend
+		// check, and the next service given its id mirrors nothing.
+		frontends, id, prev := p.maps.Frontends, in.id, frontendOf(in)
+		p.finish = append(p.finish, step{
+			what: fmt.Sprintf("clear the frontend of service %q", name),
+			do:   func() error { return frontends.Update(id, bpf.SteerFrontend{}, ebpf.UpdateExist) },
+			undo: func() error { return frontends.Update(id, prev, ebpf.UpdateExist) },
+		})
+		p.planClearMirror(p.maps.Mirrors, in)
 	}
 	p.filter = filterOf(p.installed)
 }

@@ -160,3 +160,88 @@ func TestApplyPartialKernelRefusal(t *testing.T) {
 		t.Errorf("a in the kernel after the retry: %+v, %v; want its new backends", ks.Backends[service.Stable][:1], err)
 	}
 }
+
+// TestApplyPartialFrontendTaken: a failing service that was moving away
+// from its frontend, which another service takes in the same apply, does
+// not keep a claim on it: the other service steers there, the failed one
+// steers nowhere until it goes in.
+func TestApplyPartialFrontendTaken(t *testing.T) {
+	testenv.RequirePrivileges(t)
+	dp, err := New(Options{FlowTable: 1024, MaxServices: 8, MaxPins: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	a := partialService("a", 130, 0, 2, 1, 100)
+	if err := dp.Apply([]service.Service{a}); err != nil {
+		t.Fatal(err)
+	}
+	// a moves to another VIP with more pins than the table holds; b takes
+	// a's VIP.
+	moved := withPins(partialService("a", 131, 0, 2, 1, 100), 9)
+	b := partialService("b", 132, 0, 2, 1, 3000)
+	b.VIP = a.VIP
+	err = dp.Apply([]service.Service{moved, b})
+	var partial *PartialError
+	if !errors.As(err, &partial) || partial.Failed["a"] == nil || !strings.Contains(err.Error(), "steers nowhere") {
+		t.Fatalf("apply: %v, want a partial apply failing a, whose frontend b took", err)
+	}
+	if w, ok := kernelWeight(t, dp, b); !ok || w != 3000 {
+		t.Errorf("b on a's old frontend: weight %v (present %v), want 3000", w, ok)
+	}
+	if _, ok := kernelWeight(t, dp, moved); ok {
+		t.Error("a is on its new frontend though it failed")
+	}
+	moved = withPins(moved, 2)
+	if err := dp.Apply([]service.Service{moved, b}); err != nil {
+		t.Fatalf("retry of a with 2 pins: %v", err)
+	}
+	if w, ok := kernelWeight(t, dp, moved); !ok || w != 100 {
+		t.Errorf("a after the retry: weight %v (present %v), want 100", w, ok)
+	}
+	if w, ok := kernelWeight(t, dp, b); !ok || w != 3000 {
+		t.Errorf("b after a's retry: weight %v (present %v), want 3000", w, ok)
+	}
+}
+
+// TestRunUndoesOneService: a failing step of a service takes back that
+// service's writes only; the other services' writes stay and go on.
+func TestRunUndoesOneService(t *testing.T) {
+	var log []string
+	mk := func(owner, name string, fail bool) step {
+		return step{
+			what:  name,
+			owner: owner,
+			do: func() error {
+				if fail {
+					return errors.New("refused")
+				}
+				log = append(log, "do "+name)
+				return nil
+			},
+			undo: func() error { log = append(log, "undo "+name); return nil },
+		}
+	}
+	p := &plan{
+		prepare:   []step{mk("a", "a1", false), mk("b", "b1", false), mk("a", "a2", true)},
+		switchTo:  []step{mk("a", "a3", false), mk("b", "b2", false), mk("", "filter", false)},
+		installed: map[string]*installed{"a": {}, "b": {}},
+		previous:  map[string]*installed{},
+		ids:       newIDAllocator(4),
+	}
+	// The filter of the planned services, during and after: nothing to
+	// narrow (b's frontend stays).
+	p.filter, p.transient = filterOf(p.installed), filterOf(p.installed)
+	if err := p.run(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got, want := strings.Join(log, ","), "do a1,do b1,undo a1,do b2,do filter"; got != want {
+		t.Errorf("steps %s, want %s", got, want)
+	}
+	if p.failed["a"] == nil || !strings.Contains(p.failed["a"].Error(), "a2: refused") || p.failed["b"] != nil {
+		t.Errorf("failed %v, want a alone", p.failed)
+	}
+	if p.installed["a"] != nil || p.installed["b"] == nil {
+		t.Errorf("installed %v, want b alone (a was new)", p.installed)
+	}
+}
