@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/graylane/graylane/pkg/api"
 )
 
 // Member is a node of the cluster as the node asked sees it.
@@ -20,6 +22,36 @@ type Member struct {
 	Reachable bool
 	// Applied is the last index the member applied to its kernel.
 	Applied uint64
+	// Zone is the failure domain the member declares ("": none).
+	Zone string
+	// Healthy: the leader's judgement when the node asked leads (see
+	// voters.go), else reachable and in contact with the leader.
+	Healthy bool
+	// HealthySince is when the leader last saw Healthy change (zero when
+	// the node asked does not lead).
+	HealthySince time.Time
+	// LastContact is how long ago the member last heard from the leader
+	// (0 for the leader, -1 never or unknown).
+	LastContact time.Duration
+	// LastIndex is the last index in the member's raft log.
+	LastIndex uint64
+}
+
+// API is the member as the API shows it.
+func (m Member) API() api.Member {
+	out := api.Member{
+		Node: m.Node, Address: m.Address, Leader: m.Leader, Voter: m.Voter, Reachable: m.Reachable,
+		AppliedIndex: m.Applied, Zone: m.Zone, Healthy: &m.Healthy, LastIndex: m.LastIndex,
+		LastContactMs: -1,
+	}
+	if m.LastContact >= 0 {
+		out.LastContactMs = m.LastContact.Milliseconds()
+	}
+	if !m.HealthySince.IsZero() {
+		since := m.HealthySince.UTC()
+		out.HealthySince = &since
+	}
+	return out
 }
 
 // Members lists the cluster's members, asking each for its applied index.
@@ -35,9 +67,8 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	for i, s := range servers {
 		out[i] = Member{Node: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: string(s.ID) == leader}
 		wg.Go(func() {
-			idx, err := n.appliedOf(ctx, s)
-			out[i].Reachable = err == nil
-			out[i].Applied = idx
+			r, err := n.probe(ctx, s)
+			n.describe(&out[i], r, err)
 		})
 	}
 	wg.Wait()
@@ -45,17 +76,28 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
+// describe fills in a member from its answer to probe.
+func (n *Node) describe(m *Member, r appliedResponse, err error) {
+	m.Reachable, m.LastContact = err == nil, -1
+	if err != nil {
+		return
+	}
+	m.Applied, m.Zone, m.LastIndex = r.Index, r.Zone, r.LastLogIndex
+	if r.LastContactNs >= 0 {
+		m.LastContact = time.Duration(r.LastContactNs)
+	}
+	m.Healthy = m.LastContact >= 0 && m.LastContact <= n.contactThreshold()
+	if n.voters == nil {
+		return
+	}
+	if healthy, since, ok := n.voters.health(raft.ServerID(m.Node)); ok {
+		m.Healthy, m.HealthySince = healthy, since
+	}
+}
+
 func (n *Node) appliedOf(ctx context.Context, s raft.Server) (uint64, error) {
-	if string(s.ID) == n.cfg.Node {
-		return n.Applied(), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	var res appliedResponse
-	if err := n.call(ctx, string(s.Address), "/cluster/applied", struct{}{}, &res); err != nil {
-		return 0, err
-	}
-	return res.Index, nil
+	r, err := n.probe(ctx, s)
+	return r.Index, err
 }
 
 // RemoveMember takes a node out of the cluster (through the leader).

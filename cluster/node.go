@@ -43,6 +43,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Timing overrides (zero: raft's defaults); tests shorten them.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// Voters is how many voters the cluster keeps among its healthy
+	// members (zero: DefaultVoters); every other member is a non-voter.
+	// The leader's setting counts (see voters.go).
+	Voters int
+	// Zone is this node's failure domain ("": none); voters spread over
+	// the zones members declare.
+	Zone string
+	// Stabilization is how long a voter must be unhealthy before a
+	// non-voter replaces it, and how long a non-voter must be healthy
+	// before it is promoted (zero: DefaultStabilization).
+	Stabilization time.Duration
 	// SnapshotThreshold and TrailingLogs override raft's (zero: defaults).
 	SnapshotThreshold, TrailingLogs uint64
 	// SnapshotInterval overrides raft's (zero: default).
@@ -64,6 +75,8 @@ type Node struct {
 	rpc   *http.Server
 	hc    *http.Client // RPCs to other nodes
 	peers *peerCerts   // the certificates met on the cluster port
+	// voters keeps the voter count on the leader (nil for a single node).
+	voters *voterKeeper
 	// started is raft once it runs, for the cluster port's goroutines,
 	// which serve before it does.
 	started atomic.Pointer[raft.Raft]
@@ -130,14 +143,25 @@ func Start(ctx context.Context, cfg Config, fsm *FSM) (*Node, error) {
 	if err := n.enter(ctx, hasState, self); err != nil {
 		return nil, err
 	}
+	if n.mux != nil {
+		n.voters = newVoterKeeper(n)
+		n.voters.start()
+	}
 	ok = true
 	return n, nil
 }
 
-// withDefaults fills in the logger and the bind address.
+// withDefaults fills in the logger, the bind address, the voter count and
+// the stabilization time.
 func (cfg Config) withDefaults() Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Voters <= 0 {
+		cfg.Voters = DefaultVoters
+	}
+	if cfg.Stabilization <= 0 {
+		cfg.Stabilization = DefaultStabilization
 	}
 	if cfg.Bind == "" {
 		cfg.Bind = cfg.Address
@@ -238,9 +262,9 @@ func (n *Node) enter(ctx context.Context, hasState bool, self raft.ServerAddress
 }
 
 // join asks the members in Config.Join, in turn and until ctx ends, to add
-// this node as a voter.
+// this node (as a voter or a non-voter: the leader decides, addMember).
 func (n *Node) join(ctx context.Context) error {
-	req := joinRequest{Node: n.cfg.Node, Address: n.cfg.Address}
+	req := joinRequest{Node: n.cfg.Node, Address: n.cfg.Address, Zone: n.cfg.Zone}
 	for attempt := 0; ; attempt++ {
 		var last error
 		for _, addr := range n.cfg.Join {
@@ -263,6 +287,9 @@ func (n *Node) join(ctx context.Context) error {
 // Close stops raft and the cluster port.
 func (n *Node) Close() error {
 	var errs []error
+	if n.voters != nil {
+		n.voters.stop()
+	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, err)

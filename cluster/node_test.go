@@ -22,6 +22,8 @@ type testCluster struct {
 	addrs []string
 	nodes []*Node
 	own   []netip.Addr // every node's Config.OwnAddrs
+	// tune, if set, changes node i's configuration before it starts.
+	tune func(i int, cfg *Config)
 }
 
 // freeAddr is a loopback address free now, on a port below the
@@ -44,7 +46,13 @@ func freeAddr(t *testing.T) string {
 }
 
 func newTestCluster(t *testing.T, size int) *testCluster {
-	c := &testCluster{t: t, dir: t.TempDir(), certs: t.TempDir()}
+	return newTunedCluster(t, size, nil)
+}
+
+// newTunedCluster is newTestCluster with tune applied to every node's
+// configuration.
+func newTunedCluster(t *testing.T, size int, tune func(i int, cfg *Config)) *testCluster {
+	c := &testCluster{t: t, dir: t.TempDir(), certs: t.TempDir(), tune: tune}
 	hosts := map[string][]string{}
 	for i := range size {
 		c.addrs = append(c.addrs, freeAddr(t))
@@ -82,6 +90,9 @@ func (c *testCluster) start(i int) {
 	}
 	if i > 0 {
 		cfg.Join = []string{c.addrs[0]}
+	}
+	if c.tune != nil {
+		c.tune(i, &cfg)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 )
 
 // The RPCs between nodes, HTTP with JSON bodies over the cluster port.
@@ -21,6 +19,9 @@ type (
 	joinRequest struct {
 		Node    string `json:"node"`
 		Address string `json:"address"`
+		// Zone is the node's failure domain ("": none); older nodes
+		// send none.
+		Zone string `json:"zone,omitempty"`
 	}
 	removeRequest struct {
 		Node string `json:"node"`
@@ -42,6 +43,14 @@ type (
 	appliedResponse struct {
 		Node  string `json:"node"`
 		Index uint64 `json:"index"`
+		// The node's raft view, which the leader's voter keeper reads
+		// as its health (voters.go); older nodes send none of it.
+		Zone         string `json:"zone,omitempty"`
+		LastLogIndex uint64 `json:"lastLogIndex,omitempty"`
+		LastLogTerm  uint64 `json:"lastLogTerm,omitempty"`
+		// LastContactNs is how long ago the node last heard from the
+		// leader (0 on the leader, -1 never).
+		LastContactNs int64 `json:"lastContactNs,omitempty"`
 	}
 	statusRequest struct {
 		Service string `json:"service"`
@@ -266,7 +275,8 @@ func (n *Node) mustLead() error {
 	return nil
 }
 
-// rpcJoin adds the calling node as a voter (through the leader). A node
+// rpcJoin adds the calling node as a voter while the cluster has fewer
+// than it keeps, else as a non-voter (through the leader: addMember). A node
 // joins under its certificate's name: the member it asks checks that (a
 // join a member forwards was checked by that member), and the leader
 // refuses to give a member's name another address, or a member's address
@@ -283,7 +293,7 @@ func (n *Node) rpcJoin(ctx context.Context, body []byte) (any, error) {
 		if err := n.checkJoin(req); err != nil {
 			return err
 		}
-		return n.raft.AddVoter(raft.ServerID(req.Node), raft.ServerAddress(req.Address), 0, 10*time.Second).Error()
+		return n.addMember(req)
 	})
 }
 
@@ -387,7 +397,7 @@ func (n *Node) rpcState(ctx context.Context, _ []byte) (any, error) {
 
 // rpcApplied says which index this node applied to its kernel.
 func (n *Node) rpcApplied(context.Context, []byte) (any, error) {
-	return appliedResponse{Node: n.cfg.Node, Index: n.Applied()}, nil
+	return n.selfReport(), nil
 }
 
 // rpcReport passes a node's report to the leader's report handler.

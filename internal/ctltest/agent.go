@@ -156,10 +156,16 @@ func namedWrite(w http.ResponseWriter, r *http.Request, body string) {
 }
 
 func getMembers(w http.ResponseWriter, _ *http.Request, _ string) {
+	yes, no := true, false
 	reply(w, 200, []api.Member{
-		{Node: "g1", Address: "198.18.1.2:7071", Voter: true, Reachable: true, AppliedIndex: 42},
-		{Node: "g2", Address: "198.18.1.3:7071", Voter: true, Reachable: false},
-		{Node: "gw", Address: "198.18.1.1:7071", Leader: true, Voter: true, Reachable: true, AppliedIndex: 42},
+		{Node: "g1", Address: "198.18.1.2:7071", Voter: true, Reachable: true, AppliedIndex: 42, Zone: "site-b",
+			Healthy: &yes, LastContactMs: 12, LastIndex: 43},
+		{Node: "g2", Address: "198.18.1.3:7071", Voter: true, Reachable: false, Zone: "site-c", LastContactMs: -1},
+		{Node: "g3", Address: "198.18.1.4:7071", Reachable: true, AppliedIndex: 40, Zone: "site-a",
+			LastContactMs: 1500, LastIndex: 40, Healthy: &no},
+		{Node: "g4", Address: "198.18.1.5:7071", Reachable: true, AppliedIndex: 42},
+		{Node: "gw", Address: "198.18.1.1:7071", Leader: true, Voter: true, Reachable: true, AppliedIndex: 42, Zone: "site-a",
+			Healthy: &yes, LastIndex: 43},
 	})
 }
 

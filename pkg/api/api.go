@@ -141,6 +141,22 @@ type Member struct {
 	Reachable bool   `json:"reachable"`
 	// AppliedIndex is the last raft index the node applied to its kernel.
 	AppliedIndex uint64 `json:"appliedIndex"`
+	// Zone is the failure domain the node declares (cluster.zone).
+	Zone string `json:"zone,omitempty"`
+	// Healthy is the leader's judgement of the node (in contact, its log
+	// current); a non-voter healthy for the stabilization time may be
+	// promoted, a voter unhealthy for that long is demoted. Absent from
+	// agents that do not judge health (older versions): then neither
+	// LastContactMs nor LastIndex is set.
+	Healthy *bool `json:"healthy,omitempty"`
+	// HealthySince is when the leader last saw Healthy change (absent when
+	// the node answering does not lead).
+	HealthySince *time.Time `json:"healthySince,omitempty"`
+	// LastContactMs is how long ago the node last heard from the leader,
+	// in ms (0 for the leader, -1 never or unknown).
+	LastContactMs int64 `json:"lastContactMs,omitempty"`
+	// LastIndex is the last index in the node's raft log.
+	LastIndex uint64 `json:"lastIndex,omitempty"`
 }
 
 // Status is the desired and applied state of services, per node.
