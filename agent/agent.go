@@ -150,6 +150,9 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		c.Address, c.Join, c.ServerTLS, c.ClientTLS = cl.Raft, cl.Join, server, client
 		c.SnapshotThreshold, c.TrailingLogs = uint64(cl.SnapshotThreshold), uint64(cl.TrailingLogs)
 		c.SnapshotInterval = cl.SnapshotEvery()
+		c.Voters, c.Zone = cl.Voters, cl.Zone
+		t := cl.Timeouts()
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = t.Heartbeat, t.Election, t.LeaderLease
 	}
 	c.OwnAddrs = listenAddrs(cfg.Listen.APITCP, cfg.Listen.Metrics)
 	return c, nil

@@ -171,6 +171,60 @@ type Cluster struct {
 	// SnapshotInterval is how often raft checks SnapshotThreshold, a Go
 	// duration such as "2m" ("": raft's default, 120s).
 	SnapshotInterval string `yaml:"snapshotInterval"`
+	// Voters is how many voters the cluster keeps among its healthy
+	// members (0: 5); every other member is a non-voter. The leader's
+	// setting counts.
+	Voters int `yaml:"voters"`
+	// Zone is this node's failure domain ("": none); voters spread over
+	// the zones members declare.
+	Zone string `yaml:"zone"`
+	// Timing is a profile of raft's timeouts: "lan" (a new leader within
+	// about a second of a leader's death), "wan" (sites ~150 ms apart) or
+	// "" (raft's defaults). The three explicit timeouts, Go durations,
+	// override the profile's.
+	Timing             string `yaml:"timing"`
+	HeartbeatTimeout   string `yaml:"heartbeatTimeout"`
+	ElectionTimeout    string `yaml:"electionTimeout"`
+	LeaderLeaseTimeout string `yaml:"leaderLeaseTimeout"`
+}
+
+// Timeouts are raft's heartbeat, election and leader lease timeouts.
+type Timeouts struct {
+	Heartbeat, Election, LeaderLease time.Duration
+}
+
+// TimingProfile returns the timeouts of a cluster.timing profile (ok
+// false for an unknown name). "" is raft's defaults. lan: a follower misses
+// the leader after 200–400 ms (raft randomizes between one and two
+// heartbeat timeouts), so a new leader and a write come within about a
+// second (measured by BenchmarkClusterLeaderKill). wan: twice raft's
+// defaults, so a 150 ms round trip and a lost packet or two do not start
+// an election.
+func TimingProfile(name string) (Timeouts, bool) {
+	switch name {
+	case "":
+		return Timeouts{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond}, true
+	case "lan":
+		return Timeouts{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond}, true
+	case "wan":
+		return Timeouts{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: time.Second}, true
+	}
+	return Timeouts{}, false
+}
+
+// Timeouts returns the profile's timeouts with the explicit ones applied.
+// Validate has checked them.
+func (c *Cluster) Timeouts() Timeouts {
+	t, _ := TimingProfile(c.Timing)
+	for _, f := range []struct {
+		value string
+		to    *time.Duration
+	}{{c.HeartbeatTimeout, &t.Heartbeat}, {c.ElectionTimeout, &t.Election}, {c.LeaderLeaseTimeout, &t.LeaderLease}} {
+		if d, err := time.ParseDuration(f.value); err == nil {
+			*f.to = d
+		}
+	}
+	return t
 }
 
 // SnapshotEvery is SnapshotInterval parsed (0: the default). Validate

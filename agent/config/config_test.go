@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/strictyaml"
@@ -169,6 +170,16 @@ func TestParseErrors(t *testing.T) {
 			[]string{`webhooks[0].url: "ftp://x": give an http:// or https:// URL`, `webhooks[1].events[1]: "explode" is not an event`}},
 		{"cluster bad snapshot tuning", ifc + "cluster: {raft: '10.0.0.1:7071', snapshotThreshold: -1, snapshotInterval: 10ms, tls: {ca: /a, cert: /b, key: /c}}\n",
 			[]string{"cluster.snapshotThreshold: -1 must be positive", `cluster.snapshotInterval: "10ms": give a duration of at least 1s`}},
+		{"cluster timing unknown", ifc + "cluster: {raft: '10.0.0.1:7071', timing: lan2, tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{`cluster.timing: "lan2" is not a timing profile: use lan or wan`}},
+		{"cluster timeout not a duration", ifc + "cluster: {raft: '10.0.0.1:7071', heartbeatTimeout: soon, electionTimeout: 1ms, tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{`cluster.heartbeatTimeout: "soon": give a duration from 10ms to 1m`, `cluster.electionTimeout: "1ms": give a duration`}},
+		{"cluster lease longer than heartbeat", ifc + "cluster: {raft: '10.0.0.1:7071', timing: lan, leaderLeaseTimeout: 300ms, tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{"cluster.leaderLeaseTimeout: 300ms is longer than cluster.heartbeatTimeout 200ms (timing lan)"}},
+		{"cluster heartbeat longer than election", ifc + "cluster: {raft: '10.0.0.1:7071', heartbeatTimeout: 3s, tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{"cluster.heartbeatTimeout: 3s is longer than cluster.electionTimeout 1s (timing raft's defaults)"}},
+		{"cluster voters and zone", ifc + "cluster: {raft: '10.0.0.1:7071', voters: 11, zone: 'site a', tls: {ca: /a, cert: /b, key: /c}}\n",
+			[]string{"cluster.voters: 11 is outside 1..9", `cluster.zone: "site a" is not a zone name`}},
 		{"cluster bad join", ifc + "cluster: {raft: '10.0.0.1:7071', join: [nowhere], tls: {ca: /a, cert: /b, key: /c}}\n", []string{"cluster.join[0]:"}},
 		{"api tcp without tls and tokens", ifc + "listen: {apiTCP: '0.0.0.0:7443'}\n", []string{"listen.apiTCP: needs cluster.tls", "tokens: is empty but listen.apiTCP is set"}},
 		{"token short secret", ifc + "tokens: [{name: ops, secret: short, tenant: '*'}]\n", []string{"tokens[0].secret: is shorter than 16"}},
@@ -296,5 +307,28 @@ func TestInstalledDefault(t *testing.T) {
 	}
 	if cfg.DataDir != "/var/lib/graylane" || cfg.Listen.API != "unix:///run/graylane/api.sock" || len(cfg.Interfaces) != 2 {
 		t.Errorf("installed default: %+v", cfg)
+	}
+}
+
+func TestClusterTimeouts(t *testing.T) {
+	const head = "interfaces: [{name: eth0, role: client}]\ncluster: {raft: '10.0.0.1:7071', tls: {ca: /a, cert: /b, key: /c}, "
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		name, in string
+		want     Timeouts
+	}{
+		{"raft's defaults", "}", Timeouts{time.Second, time.Second, 500 * ms}},
+		{"lan", "timing: lan}", Timeouts{200 * ms, 200 * ms, 100 * ms}},
+		{"wan", "timing: wan}", Timeouts{2 * time.Second, 2 * time.Second, time.Second}},
+		{"lan with a longer election", "timing: lan, electionTimeout: 400ms}", Timeouts{200 * ms, 400 * ms, 100 * ms}},
+		{"explicit", "heartbeatTimeout: 300ms, electionTimeout: 300ms, leaderLeaseTimeout: 150ms}", Timeouts{300 * ms, 300 * ms, 150 * ms}},
+	} {
+		c, err := Parse("agent.yaml", []byte(head+tt.in+"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := c.Cluster.Timeouts(); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }

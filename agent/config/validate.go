@@ -202,6 +202,8 @@ func (cl *Cluster) validate(bad reportFunc) {
 			bad("cluster.snapshotInterval", "%q: give a duration of at least 1s, such as \"2m\"", cl.SnapshotInterval)
 		}
 	}
+	cl.validateVoters(bad)
+	cl.validateTiming(bad)
 	for i, j := range cl.Join {
 		if msg := hostPortProblem(j); msg != "" {
 			bad(fmt.Sprintf("cluster.join[%d]", i), "%s", msg)
@@ -214,6 +216,62 @@ func (cl *Cluster) validate(bad reportFunc) {
 		case !filepath.IsAbs(f.value):
 			bad(f.path, "%q is relative: give an absolute path", f.value)
 		}
+	}
+}
+
+// maxVoters bounds cluster.voters: more voters slow every commit and
+// election, and add no safety a fleet needs.
+const maxVoters = 9
+
+var zoneRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
+
+func (cl *Cluster) validateVoters(bad reportFunc) {
+	if cl.Voters < 0 || cl.Voters > maxVoters {
+		bad("cluster.voters", "%d is outside 1..%d (or 0 for the default, 5): an odd number such as 3 or 5", cl.Voters, maxVoters)
+	}
+	if cl.Zone != "" && !zoneRE.MatchString(cl.Zone) {
+		bad("cluster.zone", "%q is not a zone name: use up to 63 letters, digits, '.', '_' or '-'", cl.Zone)
+	}
+}
+
+// minTimeout is the shortest raft timeout taken: raft refuses under 5 ms,
+// and shorter than a scheduling hiccup means elections for nothing.
+const minTimeout = 10 * time.Millisecond
+
+// validateTiming checks cluster.timing and the explicit timeouts, then
+// that the resulting ones keep lease <= heartbeat <= election (raft's
+// rule for the lease; an election timeout shorter than the heartbeat's
+// would start elections before a follower could miss a leader).
+func (cl *Cluster) validateTiming(bad reportFunc) {
+	if _, ok := TimingProfile(cl.Timing); !ok {
+		bad("cluster.timing", "%q is not a timing profile: use lan or wan (or set heartbeatTimeout, electionTimeout and leaderLeaseTimeout)", cl.Timing)
+		return
+	}
+	ok := true
+	for _, f := range []struct{ path, value string }{
+		{"cluster.heartbeatTimeout", cl.HeartbeatTimeout}, {"cluster.electionTimeout", cl.ElectionTimeout},
+		{"cluster.leaderLeaseTimeout", cl.LeaderLeaseTimeout},
+	} {
+		if f.value == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(f.value); err != nil || d < minTimeout || d > time.Minute {
+			bad(f.path, "%q: give a duration from %v to 1m, such as \"500ms\"", f.value, minTimeout)
+			ok = false
+		}
+	}
+	if !ok {
+		return
+	}
+	t, profile := cl.Timeouts(), cl.Timing
+	if profile == "" {
+		profile = "raft's defaults"
+	}
+	if t.LeaderLease > t.Heartbeat {
+		bad("cluster.leaderLeaseTimeout", "%v is longer than cluster.heartbeatTimeout %v (timing %s): the lease must not exceed the heartbeat timeout", t.LeaderLease, t.Heartbeat, profile)
+	}
+	if t.Heartbeat > t.Election {
+		bad("cluster.heartbeatTimeout", "%v is longer than cluster.electionTimeout %v (timing %s): the heartbeat timeout must not exceed the election timeout", t.Heartbeat, t.Election, profile)
 	}
 }
 
