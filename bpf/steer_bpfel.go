@@ -356,7 +356,8 @@ const (
 	SteerStatSTAT_MIRROR_XDP       SteerStat = 26
 	SteerStatSTAT_MIRROR_HANDOFF   SteerStat = 27
 	SteerStatSTAT_MIRROR_TRUNCATED SteerStat = 28
-	SteerStatSTAT_COUNT            SteerStat = 29
+	SteerStatSTAT_FLOW_MISS        SteerStat = 29
+	SteerStatSTAT_COUNT            SteerStat = 30
 )
 
 type SteerSvcParams struct {

@@ -305,6 +305,14 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 			f = bpf_map_lookup_elem(&flows, key);
 		if (f)
 			goto hit;
+		/* A live TCP connection whose entry is gone (the LRU evicted it,
+		 * the sweep expired it) shows here when it next sends data: it
+		 * is steered afresh, perhaps elsewhere. Counted so an operator
+		 * sees it happen. Bare ACKs, FINs and RSTs are left out: a
+		 * closed flow's entry goes at its last ACK, and stragglers
+		 * after it are no connection lost. */
+		if (pkt->tuple.proto == IPPROTO_TCP && pkt->payload_len > 0)
+			count(STAT_FLOW_MISS);
 	}
 
 	__builtin_memset(out, 0, sizeof(*out));

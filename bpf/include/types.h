@@ -298,6 +298,7 @@ enum stat {
 	STAT_MIRROR_XDP,           /* a packet to mirror seen at an XDP hook with no tc program to hand it to: not copied */
 	STAT_MIRROR_HANDOFF,       /* a packet to mirror that XDP handed to the tc program of its interface */
 	STAT_MIRROR_TRUNCATED,     /* an interface copy cut to its snaplen or to the mirror MTU (tc_mirror_out) */
+	STAT_FLOW_MISS,            /* TCP data of a flow with no entry: its entry evicted or expired (steered afresh) */
 	STAT_COUNT,
 };
 

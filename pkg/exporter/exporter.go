@@ -250,7 +250,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
-	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, fill, capf, pf.flows,
+	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, missesFamily(events, nodeOnly), fill, capf, pf.flows,
 		mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
@@ -377,6 +377,21 @@ func eventsFamily(a *arena, v *datapath.View, node *dto.LabelPair) (*dto.MetricF
 		events.Metric = append(events.Metric, a.counter([]*dto.LabelPair{label("event", name), node}, stats[name]))
 	}
 	return events, nil
+}
+
+// missesFamily is graylane_flow_misses_total: TCP packets with data of
+// flows that had no entry — live connections whose entries were
+// evicted or expired show here — from the events' flow_miss counter.
+func missesFamily(events *dto.MetricFamily, nodeOnly []*dto.LabelPair) *dto.MetricFamily {
+	misses := family("graylane_flow_misses_total", "TCP packets carrying data of a flow with no entry in the flow table: a live connection's entry evicted or expired, and the connection steered afresh.", dto.MetricType_COUNTER)
+	for _, m := range events.Metric {
+		for _, l := range m.Label {
+			if l.GetName() == "event" && l.GetValue() == "flow_miss" {
+				misses.Metric = append(misses.Metric, &dto.Metric{Label: nodeOnly, Counter: m.Counter})
+			}
+		}
+	}
+	return misses
 }
 
 // Shared, read-only values every histogram points at.
