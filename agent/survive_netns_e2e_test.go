@@ -76,4 +76,19 @@ func TestSurviveNetnsExec(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "data path survival: pins outlive the agent (the host's bpffs") {
 		t.Errorf("graylane-agent check under ip netns exec: %v\n%s", err, out)
 	}
+	// With a pin path that is no bpffs on the host, the agent would mount
+	// one in its own mount namespace: check says the data path would die.
+	cfg, err := os.ReadFile(a.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(t.TempDir(), "agent.yaml")
+	cfg = []byte(strings.Replace(string(cfg), "bpffs: "+a.PinPath(), "bpffs: "+filepath.Join(t.TempDir(), "bpf"), 1))
+	if err := os.WriteFile(private, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = lab.Gateway.Command(ctx, bin, "check", "-config", private).CombinedOutput()
+	if !strings.Contains(string(out), "WARNING: the data path will NOT outlive the agent") {
+		t.Errorf("graylane-agent check with a pin path private to its mount namespace:\n%s", out)
+	}
 }

@@ -69,7 +69,7 @@ func LocatePins(path string, log *slog.Logger) (PinLocation, error) {
 	if err := preparePinPath(path, log); err != nil {
 		return PinLocation{}, err
 	}
-	loc := survival(path, mountedHere(path))
+	loc := survival(path)
 	if !loc.Survives {
 		log.Error("pins will not outlive this agent: " + loc.Note)
 	}
@@ -86,11 +86,7 @@ func FindPins(path string) (PinLocation, error) {
 	if loc, found := hostPins(path); found {
 		return loc, nil
 	}
-	mine := mountedHere(path)
-	if ok, err := onBPFFS(path); err != nil || !ok {
-		mine = true // the agent would mount one here
-	}
-	return survival(path, mine), nil
+	return survival(path), nil
 }
 
 // hostPins is the host's bpffs for a path below /sys/fs/bpf when this
@@ -106,15 +102,19 @@ func hostPins(path string) (PinLocation, bool) {
 	return hostBPFFS(rest)
 }
 
-// survival says whether pins at path, on a bpffs mounted in this mount
-// namespace (mine) or not, outlive this process.
-func survival(path string, mine bool) PinLocation {
+// survival says whether pins at path outlive this process: they do
+// unless this process runs in a mount namespace of its own and the host
+// sees another file system at path (the bpffs there is this namespace's;
+// where it is none yet, the one the agent would mount would be).
+func survival(path string) PinLocation {
 	loc := PinLocation{Path: path, Survives: true, Note: "pinned in the bpffs at " + path}
-	if private, host := privateMountNamespace(); private && mine {
+	pid, private := hostPID()
+	onBPF, _ := onBPFFS(path)
+	if private && (!onBPF || !sameAsHost(path, pid)) {
 		loc.Survives = false
-		loc.Note = fmt.Sprintf("the bpffs at %s is (or would be) mounted in this process's own mount namespace (%s is in another one): the data path dies with the agent; "+
+		loc.Note = fmt.Sprintf("the bpffs at %s is (or would be) mounted in this process's own mount namespace, not the host's (process %d sees another file system there): the data path dies with the agent; "+
 			"run the agent in the host's mount namespace (systemd: NetworkNamespacePath= instead of ip netns exec; or nsenter --net=/run/netns/NAME), "+
-			"or mount the host's bpffs there before starting it", path, host)
+			"or mount a bpffs there on the host before starting it", path, pid)
 	}
 	return loc
 }
@@ -211,49 +211,49 @@ func parentOf(pid int) (int, error) {
 	return strconv.Atoi(fields[1])
 }
 
-// privateMountNamespace says whether this process runs in another mount
-// namespace than a host candidate, and names that one.
-func privateMountNamespace() (bool, string) {
+// hostPID is a process of another mount namespace than this one whose
+// root can be read (PID 1, else the nearest ancestor): ok is false when
+// this process is in the host's mount namespace, or none can be read.
+func hostPID() (int, bool) {
 	self, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
-		return false, ""
+		return 0, false
 	}
 	for _, pid := range hostCandidates() {
 		ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
-		if err == nil {
-			if ns != self {
-				return true, fmt.Sprintf("process %d", pid)
-			}
-			return false, ""
+		if err != nil || ns == self {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/", pid)); err == nil {
+			return pid, true
 		}
 	}
-	return false, ""
+	return 0, false
 }
 
-// mountedHere says whether the bpffs holding path was mounted in this
-// mount namespace (not propagated from the host's): its mount is listed
-// with no shared or master peer group.
-func mountedHere(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+// sameAsHost says whether path, as this process sees it, is on the same
+// bpffs as the host sees at that path (the same device): pins there
+// outlive this process's mount namespace. A bpffs the lab or an operator
+// mounted on the host and this namespace inherited is; one mounted in
+// this namespace is not (the host sees another file system there).
+func sameAsHost(path string, pid int) bool {
+	var here, host unix.Stat_t
+	if err := unix.Stat(existingAncestor(path), &here); err != nil {
 		return false
 	}
-	best, here := "", false
-	for line := range strings.Lines(string(data)) {
-		// id parent major:minor root mountpoint options [optional...] - fstype ...
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "bpf ") {
-			continue
-		}
-		f := strings.Fields(pre)
-		if len(f) < 6 {
-			continue
-		}
-		mnt := f[4]
-		if (path == mnt || strings.HasPrefix(path+"/", strings.TrimSuffix(mnt, "/")+"/")) && len(mnt) > len(best) {
-			best = mnt
-			here = !strings.Contains(pre, "master:") && !strings.Contains(pre, "shared:")
+	hostPath := fmt.Sprintf("/proc/%d/root%s", pid, existingAncestor(path))
+	if err := unix.Stat(hostPath, &host); err != nil {
+		return false
+	}
+	return here.Dev == host.Dev
+}
+
+// existingAncestor is path, or the nearest directory above it that
+// exists.
+func existingAncestor(path string) string {
+	for p := path; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil || p == "/" {
+			return p
 		}
 	}
-	return best != "" && here
 }
