@@ -52,7 +52,7 @@ func TestClusterCapture(t *testing.T) {
 		return exitCode(t, cmd)
 	}
 	dir := t.TempDir()
-	if out, code := run(teamA, "capture", "web", "--count", "1", "-w", filepath.Join(dir, "a.pcapng")); code != 1 || !strings.Contains(out, "may not") {
+	if out, code := run(teamA, "capture", "web", "--count", "1", "-w", filepath.Join(dir, "a.pcapng")); code != 1 || !strings.Contains(out, `service "web" does not exist`) {
 		t.Errorf("tenant a's capture of tenant b's service: exit %d:\n%s", code, out)
 	}
 	if out, code := run(admin, "capture", "web", "--node", "nope", "--count", "1", "-w", filepath.Join(dir, "n.pcapng")); code != 1 || !strings.Contains(out, "not a member") {
