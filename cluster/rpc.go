@@ -47,7 +47,7 @@ type (
 		// as its health (voters.go); older nodes send none of it.
 		Zone         string `json:"zone,omitempty"`
 		LastLogIndex uint64 `json:"lastLogIndex,omitempty"`
-		LastLogTerm  uint64 `json:"lastLogTerm,omitempty"`
+		Term         uint64 `json:"term,omitempty"`
 		// LastContactNs is how long ago the node last heard from the
 		// leader (0 on the leader, -1 never).
 		LastContactNs int64 `json:"lastContactNs,omitempty"`

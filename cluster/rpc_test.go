@@ -108,7 +108,7 @@ func TestRPCWrites(t *testing.T) {
 		{name: "state by a stranger", path: "/cluster/state", body: `{}`, caller: "stranger",
 			status: 200, want: "{\"state\":{\"services\":{},\"audit\":[{\"index\":N,\"command\":\"apply \"}]},\"index\":N}\n"},
 		{name: "applied", path: "/cluster/applied", body: `{}`, before: func() { n.SetApplied(7) },
-			status: 200, want: "{\"node\":\"n0\",\"index\":N,\"lastLogIndex\":N,\"lastLogTerm\":2}\n"},
+			status: 200, want: "{\"node\":\"n0\",\"index\":N,\"lastLogIndex\":N,\"term\":2}\n"},
 		{name: "GET", method: http.MethodGet, path: "/cluster/state",
 			status: 405, want: "Method Not Allowed\n"},
 	})

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -145,20 +144,21 @@ func (k *voterKeeper) noteZone(id raft.ServerID, zone string) {
 }
 
 // selfReport is this node's answer to /cluster/applied: its kernel's
-// applied index, its zone and its raft view.
+// applied index, its zone and its raft view. The term stands for the last
+// log entry's term autopilot compares with the leader's: a member on the
+// leader's term has its entries from the term's first (no-op) entry on.
 func (n *Node) selfReport() appliedResponse {
-	st := n.raft.Stats()
-	r := appliedResponse{Node: n.cfg.Node, Index: n.Applied(), Zone: n.cfg.Zone, LastContactNs: -1}
-	r.LastLogIndex, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
-	r.LastLogTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
-	switch c := st["last_contact"]; c {
-	case "0":
+	// Cheap reads only (raft.Stats waits for raft's main loop): WaitApplied
+	// asks every member this in a tight loop.
+	r := appliedResponse{
+		Node: n.cfg.Node, Index: n.Applied(), Zone: n.cfg.Zone, LastContactNs: -1,
+		LastLogIndex: n.raft.LastIndex(), Term: n.raft.CurrentTerm(),
+	}
+	switch last := n.raft.LastContact(); {
+	case n.raft.State() == raft.Leader:
 		r.LastContactNs = 0
-	case "never":
-	default:
-		if d, err := time.ParseDuration(c); err == nil {
-			r.LastContactNs = int64(d)
-		}
+	case !last.IsZero():
+		r.LastContactNs = int64(time.Since(last))
 	}
 	return r
 }
@@ -225,13 +225,13 @@ func (k *voterKeeper) fetch(ctx context.Context, id raft.ServerID, addr raft.Ser
 	now := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err == nil && r.LastLogTerm == 0 && r.LastLogIndex == 0 && r.LastContactNs == 0 {
+	if err == nil && r.Term == 0 && r.LastLogIndex == 0 && r.LastContactNs == 0 {
 		// A node of an older version, which reports no raft view: it
 		// answers, so it counts as healthy and current.
 		self := k.n.selfReport()
-		r.LastLogTerm, r.LastLogIndex = self.LastLogTerm, self.LastLogIndex
+		r.Term, r.LastLogIndex = self.Term, self.LastLogIndex
 	}
-	if err != nil || r.LastLogTerm == 0 {
+	if err != nil || r.Term == 0 {
 		last, ok := k.lastSeen[id]
 		if !ok {
 			return &autopilot.ServerStats{LastContact: time.Hour}
@@ -244,7 +244,7 @@ func (k *voterKeeper) fetch(ctx context.Context, id raft.ServerID, addr raft.Ser
 	if r.LastContactNs < 0 {
 		contact = time.Hour
 	}
-	return &autopilot.ServerStats{LastContact: contact, LastTerm: r.LastLogTerm, LastIndex: r.LastLogIndex}
+	return &autopilot.ServerStats{LastContact: contact, LastTerm: r.Term, LastIndex: r.LastLogIndex}
 }
 
 // NotifyState keeps the latest state for Members.
