@@ -262,10 +262,9 @@ func (n *Node) checkMemberAddresses(changed []service.Service) error {
 		return nil
 	}
 	members := n.memberAddrs()
-	st, _ := n.fsm.State()
 	for i := range changed {
 		s := &changed[i]
-		if t, ok := st.Tenants[s.TenantName()]; ok && t.AllowReserved {
+		if t, ok := n.fsm.Tenant(s.TenantName()); ok && t.AllowReserved {
 			continue
 		}
 		if m, ok := members[s.VIP.Unmap()]; ok {
@@ -318,4 +317,13 @@ func tenantGates(r *release.Release) error {
 		}
 	}
 	return nil
+}
+
+// Tenant returns the Tenant name, if the state has it (without copying the
+// whole state).
+func (f *FSM) Tenant(name string) (tenant.Tenant, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.Tenants[name]
+	return t.Clone(), ok
 }
