@@ -146,20 +146,10 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Durat
 	done := make([]bool, len(servers))
 	down := make([]bool, len(servers))
 	for {
+		n.probeRound(ctx, servers, index, done, down)
 		all := true
-		for i, s := range servers {
-			if done[i] {
-				continue
-			}
-			idx, err := n.appliedOf(ctx, s)
-			down[i] = err != nil
-			if err == nil && idx >= index {
-				done[i] = true
-				continue
-			}
-			if !down[i] {
-				all = false
-			}
+		for i := range servers {
+			all = all && (done[i] || down[i])
 		}
 		if all || time.Now().After(deadline) || ctx.Err() != nil {
 			break
@@ -180,6 +170,31 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64, timeout time.Durat
 		return applied, notApplied, unreachable, ctx.Err()
 	}
 	return applied, notApplied, unreachable, nil
+}
+
+// probeParallel bounds the members WaitApplied asks at once: with hundreds
+// of members, one round takes the slowest answer, not the sum, without
+// opening hundreds of streams at once.
+const probeParallel = 64
+
+// probeRound asks every member not yet done for its applied index, in
+// parallel: done when it applied index, down when it could not be asked.
+func (n *Node) probeRound(ctx context.Context, servers []raft.Server, index uint64, done, down []bool) {
+	sem := make(chan struct{}, probeParallel)
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		if done[i] {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			idx, err := n.appliedOf(ctx, s)
+			down[i] = err != nil
+			done[i] = err == nil && idx >= index
+		})
+	}
+	wg.Wait()
 }
 
 // NodeStatus asks every member for its status of a service (through the
