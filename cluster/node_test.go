@@ -16,7 +16,7 @@ import (
 
 // testCluster runs nodes in this process on loopback, with mutual TLS.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	certs string
 	addrs []string
@@ -31,7 +31,7 @@ type testCluster struct {
 // for the moment only, and an outgoing connection of another node (a join,
 // raft's dials) could take it before the node that is to listen there
 // starts (CI saw "address already in use").
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	for range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
 		ln, err := net.Listen("tcp", addr)
@@ -51,7 +51,7 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 
 // newTunedCluster is newTestCluster with tune applied to every node's
 // configuration.
-func newTunedCluster(t *testing.T, size int, tune func(i int, cfg *Config)) *testCluster {
+func newTunedCluster(t testing.TB, size int, tune func(i int, cfg *Config)) *testCluster {
 	c := &testCluster{t: t, dir: t.TempDir(), certs: t.TempDir(), tune: tune}
 	hosts := map[string][]string{}
 	for i := range size {
@@ -104,7 +104,7 @@ func (c *testCluster) start(i int) {
 }
 
 // waitFor polls cond for up to 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
