@@ -21,6 +21,9 @@ type windows struct {
 	a    *Agent
 	mu   sync.Mutex
 	ring []window.Snapshot // oldest first, at most statusWindow/s + 1
+	// misses are the kernel's flow_miss counter at each snapshot of ring
+	// (TCP data of flows with no entry: evicted or expired).
+	misses []uint64
 }
 
 func newWindows(a *Agent) *windows { return &windows{a: a} }
@@ -44,13 +47,39 @@ func (w *windows) run(ctx context.Context) {
 				prev = w.ring[len(w.ring)-1]
 			}
 			w.ring = append(w.ring, snap)
+			w.misses = append(w.misses, w.a.flowMisses())
 			if keep := int(statusWindow/time.Second) + 1; len(w.ring) > keep {
 				w.ring = w.ring[len(w.ring)-keep:]
+				w.misses = w.misses[len(w.misses)-keep:]
 			}
 			w.mu.Unlock()
 			w.a.report(ctx, prev, snap)
 		}
 	}
+}
+
+// missRate is the flow misses per second over the ring.
+func (w *windows) missRate() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ring) < 2 {
+		return 0
+	}
+	secs := w.ring[len(w.ring)-1].At.Sub(w.ring[0].At).Seconds()
+	first, last := w.misses[0], w.misses[len(w.misses)-1]
+	if secs <= 0 || last < first {
+		return 0
+	}
+	return float64(last-first) / secs
+}
+
+// flowMisses reads the kernel's flow_miss counter (0 if unreadable).
+func (a *Agent) flowMisses() uint64 {
+	stats, err := a.dp.Stats()
+	if err != nil {
+		return 0
+	}
+	return stats["flow_miss"]
 }
 
 // last returns the window over the ring and its length in seconds.
@@ -71,6 +100,7 @@ func (a *Agent) status(name string) (any, error) {
 	win, secs, haveWindow := a.win.last()
 	mirrorProblems := a.dp.MirrorProblems()
 	active := a.hub.Active()
+	missRate := a.win.missRate()
 	fill := 0.0
 	if entries, capacity := a.FlowTable(); capacity > 0 {
 		fill = float64(entries) / float64(capacity)
@@ -91,7 +121,8 @@ func (a *Agent) status(name string) (any, error) {
 			continue
 		}
 		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name],
-			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill, Error: notApplied(failed, ks.Weight.String())}
+			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill, FlowMissRate: missRate,
+			Error: notApplied(failed, ks.Weight.String())}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
 			ps := api.PoolStatus{Pool: p.String(), Backends: []string{}}

@@ -34,8 +34,10 @@ node (share → interface or capture, and "+N captures" running there).
 
 Rows starting with "?" say why a node could not be asked; rows starting
 with "!" warn: the node does not mirror as spec.mirror says (its mirror
-interface is missing or down), or its flow table is 90 % full or more (new
-flows then evict the least recently used, live ones included).
+interface is missing or down), its flow table is 90 % full or more (new
+flows then evict the least recently used, live ones included), or live
+connections arrive with no flow entry (evicted or expired: steered afresh,
+maybe to the other pool).
 
 With --watch the status is asked again every --interval: on a terminal it
 is redrawn in place, otherwise each refresh is printed after a line with
@@ -124,6 +126,9 @@ func warnings(n api.NodeStatus) []string {
 	}
 	if n.FlowTableFill >= flowTableWarning {
 		out = append(out, fmt.Sprintf("flow table %.0f%% full: new flows evict the least recently used", 100*n.FlowTableFill))
+	}
+	if n.FlowMissRate > 0 {
+		out = append(out, fmt.Sprintf("live connections lose their flow entries: %.1f packets/s of connections with no entry (evicted or expired), steered afresh", n.FlowMissRate))
 	}
 	return out
 }

@@ -190,6 +190,10 @@ type NodeStatus struct {
 	// FlowTableFill is the node's flow table use (entries/capacity, all
 	// services together); a table near full evicts live flows.
 	FlowTableFill float64 `json:"flowTableFill,omitempty"`
+	// FlowMissRate is the node's TCP packets per second, over its last
+	// window, of connections with no flow entry (evicted or expired): live
+	// connections losing their entries.
+	FlowMissRate float64 `json:"flowMissRate,omitempty"`
 	// Pools are the live numbers of the stable and canary pools, over the
 	// node's last measurement window.
 	Pools []PoolStatus `json:"pools,omitempty"`
