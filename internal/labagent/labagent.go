@@ -28,7 +28,6 @@ import (
 	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/manifest"
-	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -68,32 +67,6 @@ type Options struct {
 
 // APIPort is the HTTPS API port of lab agents given Tokens.
 const APIPort = 7443
-
-// Cluster says how a lab agent takes part in a cluster: its cluster port
-// is ClusterPort on its backend-LAN address.
-type Cluster struct {
-	// Join lists the hosts whose agents to join (none: create).
-	Join []*netlab.Host
-	// Certs is a directory made by pki.WriteLab with a certificate per
-	// host name.
-	Certs string
-	// Raft tuning rendered into the cluster section (zero: defaults), so
-	// tests can make a lagging member catch up from a snapshot.
-	SnapshotThreshold, TrailingLogs int
-	SnapshotInterval                time.Duration
-}
-
-// ClusterPort is the cluster port of lab agents.
-const ClusterPort = 7071
-
-// ClusterAddr is a lab host's cluster address.
-func ClusterAddr(h *netlab.Host) string {
-	addr := h.Addr4
-	if h.Name == "gw" {
-		addr = netlab.GatewayBackend4
-	}
-	return netip.AddrPortFrom(addr, ClusterPort).String()
-}
 
 // Agent is a graylane-agent process on a lab's gateway.
 type Agent struct {
@@ -244,27 +217,6 @@ func tokensConfig(tokens map[string]string) string {
 	cfg := "tokens:\n"
 	for i, secret := range secrets {
 		cfg += fmt.Sprintf("  - {name: t%d, secret: %q, tenant: %q}\n", i, secret, tokens[secret])
-	}
-	return cfg
-}
-
-// clusterConfig renders the cluster section of host's agent.
-func clusterConfig(c *Cluster, host *netlab.Host) string {
-	var join []string
-	for _, j := range c.Join {
-		join = append(join, fmt.Sprintf("%q", ClusterAddr(j)))
-	}
-	f := pki.LabFiles(c.Certs, host.Name)
-	cfg := fmt.Sprintf("cluster:\n  raft: %q\n  join: [%s]\n  tls: {ca: %s, cert: %s, key: %s}\n",
-		ClusterAddr(host), strings.Join(join, ", "), f.CA, f.Cert, f.Key)
-	if c.SnapshotThreshold > 0 {
-		cfg += fmt.Sprintf("  snapshotThreshold: %d\n", c.SnapshotThreshold)
-	}
-	if c.TrailingLogs > 0 {
-		cfg += fmt.Sprintf("  trailingLogs: %d\n", c.TrailingLogs)
-	}
-	if c.SnapshotInterval > 0 {
-		cfg += fmt.Sprintf("  snapshotInterval: %s\n", c.SnapshotInterval)
 	}
 	return cfg
 }
