@@ -197,7 +197,9 @@ type Timeouts struct {
 // false for an unknown name). "" is raft's defaults. lan: a follower misses
 // the leader after 200–400 ms (raft randomizes between one and two
 // heartbeat timeouts), so a new leader and a write come within about a
-// second (measured by BenchmarkClusterLeaderKill). wan: twice raft's
+// second (median 409 ms, max 612 ms over 7 kills on the lab machine:
+// BenchmarkClusterLeaderKillLAN in agent/voters_e2e_test.go; raft's
+// defaults take 2.1 s by BenchmarkClusterLeaderKill). wan: twice raft's
 // defaults, so a 150 ms round trip and a lost packet or two do not start
 // an election.
 func TimingProfile(name string) (Timeouts, bool) {
