@@ -21,8 +21,13 @@ func (a *Agent) Flows(service string, client netip.Addr, limit int) (api.Flows, 
 	}
 	out := api.Flows{Node: a.cfg.Node, Service: service, Total: total, Flows: make([]api.Flow, 0, len(flows))}
 	for _, f := range flows {
-		out.Flows = append(out.Flows, api.Flow{Client: f.Client.String(), Backend: f.Backend.String(), Pool: f.Pool.String(),
-			State: f.State, WaitingSeconds: f.Waiting.Seconds(), Mirrored: f.Mirrored, Captured: f.Captured})
+		fl := api.Flow{Client: f.Client.String(), Backend: f.Backend.String(), Pool: f.Pool.String(),
+			State: f.State, WaitingSeconds: f.Waiting.Seconds(), Mirrored: f.Mirrored, Captured: f.Captured}
+		if f.AgeKnown {
+			age := f.Age.Seconds()
+			fl.AgeSeconds = &age
+		}
+		out.Flows = append(out.Flows, fl)
 	}
 	return out, nil
 }

@@ -36,6 +36,9 @@ func (w *windows) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if err := w.a.dp.SetFlowClock(now); err != nil {
+				w.a.log.Debug("set the flow clock", "err", err)
+			}
 			snap, err := window.Read(w.a.dp.View(), w.a.dp.Installed(), w.a.cfg.Node, now)
 			if err != nil {
 				w.a.log.Debug("read a window", "err", err)

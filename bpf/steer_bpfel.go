@@ -24,7 +24,7 @@ type SteerBackend struct {
 	_    structs.HostLayout
 	Addr [16]uint8
 	Port uint16
-	Pad  uint16
+	Born uint16
 }
 
 type SteerCaptureHdr struct {
@@ -446,6 +446,7 @@ const (
 	SteerProgTcMirrorOut   = "tc_mirror_out"
 	SteerProgXdpBackend    = "xdp_backend"
 	SteerProgXdpClient     = "xdp_client"
+	SteerVarFlowClock      = "flow_clock"
 	SteerVarIpSummedOff    = "ip_summed_off"
 	SteerVarIpSummedShift  = "ip_summed_shift"
 	SteerVarJiffyNs        = "jiffy_ns"
@@ -544,6 +545,7 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
+	FlowClock      *ebpf.VariableSpec `ebpf:"flow_clock"`
 	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
 	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
@@ -631,6 +633,7 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
+	FlowClock      *ebpf.Variable `ebpf:"flow_clock"`
 	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
 	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`

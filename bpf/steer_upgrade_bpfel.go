@@ -44,7 +44,7 @@ type SteerUpgradeFlow struct {
 		_    structs.HostLayout
 		Addr [16]uint8
 		Port uint16
-		Pad  uint16
+		Born uint16
 	}
 	SvcId     uint32
 	Pool      uint8
@@ -188,7 +188,7 @@ type SteerUpgradeTable struct {
 		_    structs.HostLayout
 		Addr [16]uint8
 		Port uint16
-		Pad  uint16
+		Born uint16
 	}
 	Lut [8191]uint8
 	_   [1]byte
@@ -246,6 +246,7 @@ const (
 	SteerUpgradeProgTcMirrorOut   = "tc_mirror_out"
 	SteerUpgradeProgXdpBackend    = "xdp_backend"
 	SteerUpgradeProgXdpClient     = "xdp_client"
+	SteerUpgradeVarFlowClock      = "flow_clock"
 	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
 	SteerUpgradeVarIpSummedShift  = "ip_summed_shift"
 	SteerUpgradeVarJiffyNs        = "jiffy_ns"
@@ -344,6 +345,7 @@ type SteerUpgradeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
+	FlowClock      *ebpf.VariableSpec `ebpf:"flow_clock"`
 	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
 	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
@@ -431,6 +433,7 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
+	FlowClock      *ebpf.Variable `ebpf:"flow_clock"`
 	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
 	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
 	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`

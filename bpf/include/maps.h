@@ -108,6 +108,11 @@ const volatile __u8 tracking = 1;
  * cached next hop older than the bump is looked up again. */
 volatile __u32 route_gen;
 
+/* The agent's coarse wall clock for flow ages: unix seconds / 16, mod
+ * 65536 and never 0, set every second. A new flow records it (its
+ * backend's born): its age, to 16 s, up to 12 days. */
+volatile __u16 flow_clock;
+
 /* The kernel's tick (1 / HZ) in ns: the agent sets it at load from the
  * resolution of CLOCK_MONOTONIC_COARSE. The default is HZ 250's. */
 const volatile __u64 jiffy_ns = 4000000;

@@ -320,6 +320,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
+	out->backend.born = flow_clock;
 	start_tracking(out, pkt, key);
 	mirror_sample(out, key, &h);
 	if (bpf_map_update_elem(&flows, key, out, update) != 0) {

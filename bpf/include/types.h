@@ -128,7 +128,9 @@ struct service {
 struct backend {
 	__u8 addr[16];
 	__be16 port;
-	__u16 pad;
+	/* 0 in the tables; in a flow's copy, when the flow was born: the
+	 * flow_clock of its first packet (0: born before the clock existed). */
+	__u16 born;
 };
 
 /* Key of the tables map. Each pool has two buffers (gen 0 and 1): Go

@@ -5,6 +5,7 @@ package flows
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,11 +19,12 @@ func New(env *cli.Env) *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "flows SERVICE [--client IP] [--limit N]",
-		Short: "List a service's live flows in a node's kernel: client, backend, pool, state",
+		Short: "List a service's live flows in a node's kernel: client, backend, pool, age, state",
 		Long: `Lists the live entries of the flow table of the node --server names (each
 node keeps its own): for each flow, the client (for a service keyed by
-gtpu-inner, the UE; its port is 0), the backend and pool it stays on, and
-where its request stands (idle, connecting: no SYN-ACK yet, awaiting: a
+gtpu-inner, the UE; its port is 0), the backend and pool it stays on, its
+age (since its first packet, to 16 s; "-" for a flow born before an
+upgrade that added the clock), and where its request stands (idle, connecting: no SYN-ACK yet, awaiting: a
 request without a response, with how long). Mirrored or captured flows are
 marked. The table is read while the kernel changes it.`,
 		Example: "  graylanectl flows web --client 10.9.0.7\n  graylanectl flows web --limit 1000 -o json",
@@ -45,13 +47,13 @@ marked. The table is read while the kernel changes it.`,
 				return env.Explain(err)
 			}
 			return env.Print(fl, func(t *printer.Tab) {
-				t.Row("CLIENT", "BACKEND", "POOL", "STATE", "WAITING", "COPIED")
+				t.Row("CLIENT", "BACKEND", "POOL", "AGE", "STATE", "WAITING", "COPIED")
 				for _, f := range fl.Flows {
 					waiting := ""
 					if f.WaitingSeconds > 0 {
 						waiting = fmt.Sprintf("%.3fs", f.WaitingSeconds)
 					}
-					t.Row(f.Client, f.Backend, f.Pool, f.State, waiting, copied(f.Mirrored, f.Captured))
+					t.Row(f.Client, f.Backend, f.Pool, age(f.AgeSeconds), f.State, waiting, copied(f.Mirrored, f.Captured))
 				}
 				t.Line("%d of %d flows of %s on %s", len(fl.Flows), fl.Total, fl.Service, fl.Node)
 			})
@@ -60,6 +62,14 @@ marked. The table is read while the kernel changes it.`,
 	cmd.Flags().StringVar(&client, "client", "", "only this client address's flows")
 	cmd.Flags().IntVar(&limit, "limit", 100, "list at most this many (the total is counted)")
 	return cmd
+}
+
+// age prints a flow's age to the clock's 16 s, "" when unknown.
+func age(seconds *float64) string {
+	if seconds == nil {
+		return ""
+	}
+	return (time.Duration(*seconds) * time.Second).String()
 }
 
 func copied(mirrored, captured bool) string {

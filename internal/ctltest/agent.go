@@ -250,10 +250,13 @@ func flows(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	reply(w, 200, api.Flows{Node: "gw1", Service: r.PathValue("name"), Total: 3, Flows: []api.Flow{
-		{Client: "10.9.0.7:40312", Backend: "10.2.0.11:8080", Pool: "stable", State: "idle"},
-		{Client: "10.9.0.7:40314", Backend: "10.2.0.21:8080", Pool: "canary", State: "awaiting", WaitingSeconds: 0.0421, Mirrored: true},
+		{Client: "10.9.0.7:40312", Backend: "10.2.0.11:8080", Pool: "stable", State: "idle", AgeSeconds: ageOf(3856)},
+		{Client: "10.9.0.7:40314", Backend: "10.2.0.21:8080", Pool: "canary", State: "awaiting", WaitingSeconds: 0.0421, Mirrored: true, AgeSeconds: ageOf(16)},
+		{Client: "10.9.0.8:51000", Backend: "10.2.0.11:8080", Pool: "stable", State: "idle"},
 	}})
 }
+
+func ageOf(seconds float64) *float64 { return &seconds }
 
 // explain answers for auth (pinned client) and web (5-tuple, no port: a
 // sample) on gw1, or on the member ?node= names (members g1, g2 and

@@ -26,8 +26,11 @@ type Flow struct {
 	// request without a response yet); WaitingSeconds how long since.
 	State          string  `json:"state"`
 	WaitingSeconds float64 `json:"waitingSeconds,omitempty"`
-	Mirrored       bool    `json:"mirrored,omitempty"`
-	Captured       bool    `json:"captured,omitempty"`
+	// AgeSeconds is how long ago the flow's first packet came, to 16 s;
+	// absent for a flow born before the agent's programs kept the clock.
+	AgeSeconds *float64 `json:"ageSeconds,omitempty"`
+	Mirrored   bool     `json:"mirrored,omitempty"`
+	Captured   bool     `json:"captured,omitempty"`
 }
 
 // Flows lists a service's live flows on the node the client talks to;

@@ -244,6 +244,9 @@ func (d *Datapath) start() error {
 	// that no slot cached by an earlier instance carries, since routes may
 	// have changed while no agent watched them.
 	d.routeGen = uint32(time.Now().UnixNano()) | 1
+	if err := d.SetFlowClock(time.Now()); err != nil {
+		return fmt.Errorf("set the flow clock: %w", err)
+	}
 	if err := d.objs.RouteGen.Set(d.routeGen); err != nil {
 		return fmt.Errorf("set the route generation: %w", err)
 	}

@@ -24,6 +24,11 @@ type Flow struct {
 	// awaiting (a request sent, no response yet); Waiting how long since.
 	State   string
 	Waiting time.Duration
+	// Age is how long ago the flow's first packet came, to FlowClockTick;
+	// AgeKnown is false for a flow born before its programs kept the
+	// clock (an upgrade's).
+	Age      time.Duration
+	AgeKnown bool
 	// Mirrored: copied to the mirror interface; Captured: to a capture.
 	Mirrored, Captured bool
 }
@@ -47,6 +52,7 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 	)
 	vip := addr16(fe.VIP)
 	now := monotonicNow()
+	clock := FlowClock(time.Now())
 	it := v.maps.Flows.Iterate()
 	for it.Next(&k, &f) {
 		if f.SvcId != id || k.Dst != vip || k.Dport != htons(fe.Port) || k.Proto != uint8(fe.Protocol) {
@@ -64,6 +70,9 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 			Pool: service.Pool(f.Pool & 1), State: flowStates[f.State],
 			Mirrored: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_MIRROR) != 0,
 			Captured: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_CAPTURE) != 0}
+		if f.Backend.Born != 0 {
+			fl.Age, fl.AgeKnown = FlowAge(clock, f.Backend.Born), true
+		}
 		if f.State != uint8(bpf.SteerFlowStateFLOW_IDLE) && f.T_startNs > 0 && now > f.T_startNs {
 			fl.Waiting = time.Duration(now - f.T_startNs)
 		}
@@ -73,6 +82,30 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 		return out, total, fmt.Errorf("walk the flow table: %w", err)
 	}
 	return out, total, nil
+}
+
+// FlowClockTick is the resolution of flow ages: the flow clock counts
+// 16 s ticks of the wall clock, mod 65536 (12 days), never 0.
+const FlowClockTick = 16 * time.Second
+
+// FlowClock is the flow clock at t (bpf flow_clock).
+func FlowClock(t time.Time) uint16 {
+	c := uint16(t.Unix() / int64(FlowClockTick/time.Second))
+	if c == 0 {
+		c = 1
+	}
+	return c
+}
+
+// FlowAge is the age of a flow born at flow clock born, at clock now.
+func FlowAge(now, born uint16) time.Duration {
+	return time.Duration(now-born) * FlowClockTick
+}
+
+// SetFlowClock sets the programs' flow clock to t's; the agent calls it
+// every second, and New at load.
+func (d *Datapath) SetFlowClock(t time.Time) error {
+	return d.objs.FlowClock.Set(FlowClock(t))
 }
 
 // monotonicNow is CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
