@@ -93,6 +93,7 @@ func (a *Agent) serve(ctx context.Context, wg *sync.WaitGroup) ([]any, error) {
 			controller.NewMetrics(a.cfg.Node, func() cluster.State { st, _ := a.node.FSM().State(); return st }, a.ctrl))
 		reg.MustRegister(a.shadow.collectors()...)
 		reg.MustRegister(cluster.NewMetrics(a.node))
+		reg.MustRegister(a.failed.collector(a.cfg.Node))
 		classic, err := exporter.NewClassic(a.cfg.Metrics.ClassicBuckets)
 		if err != nil {
 			return nil, fmt.Errorf("metrics.classicBuckets: %w", err)

@@ -124,7 +124,7 @@ func (f *FSM) try(cmd Command) (next State, err error) {
 	if err := checkTenancy(&f.state, &next, commandCaller(cmd)); err != nil {
 		return State{}, err
 	}
-	if err := checkCapacity(&next); err != nil {
+	if err := checkCapacityFrom(&f.state, &next); err != nil {
 		return State{}, err
 	}
 	return next, nil
