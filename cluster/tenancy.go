@@ -104,8 +104,14 @@ func (c *DeleteTenant) apply(st *State) error {
 }
 
 // checkTenancy judges what a tenant's command changed, prev -> next.
+//
+// Tenancy is judged once the state holds a Tenant: until an admin defines
+// the first one, a tenant's writes are judged as before this version (the
+// API's ownership checks), so a cluster being upgraded — whose older
+// members ignore Caller — never holds entries the members judge
+// differently. Upgrade every member before defining Tenants.
 func checkTenancy(prev, next *State, caller string) error {
-	if caller == "" {
+	if caller == "" || len(prev.Tenants) == 0 && len(next.Tenants) == 0 {
 		return nil
 	}
 	changed := changedServices(prev, next)

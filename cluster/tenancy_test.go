@@ -34,6 +34,18 @@ func TestTenancy(t *testing.T) {
 	}
 	mine := ownedBy("a", "web", "10.0.0.1")
 	var forbidden *ForbiddenError
+	// Before any Tenant exists, tenants write as before (a cluster being
+	// upgraded); once one does, a tenant without its own writes nothing.
+	legacy := ownedBy("a", "old", "10.0.0.7")
+	if err := step(&ApplyServices{Services: []service.Service{legacy}, Meta: Meta{Caller: "a"}}); err != nil {
+		t.Fatalf("a tenant's write before any Tenant exists: %v", err)
+	}
+	if err := step(&DeleteService{Name: "old", Meta: Meta{Caller: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{{Name: "b", MaxServices: 1}}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := step(&ApplyServices{Services: []service.Service{mine}, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) || !strings.Contains(err.Error(), "has no Tenant") {
 		t.Fatalf("a tenant without a Tenant: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/graylane/graylane/cluster"
@@ -57,6 +58,10 @@ type Server struct {
 	// logins by peer (see limits.go).
 	limits callerLimits
 	logins failedLogins
+	// captures counts each tenant's captures running through this API
+	// (tenantCapture).
+	capMu    sync.Mutex
+	captures map[string]int
 }
 
 // SetAnalysis installs where release judgements come from.

@@ -135,7 +135,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/services/db", "team-a-secret-0123456789", "", 404, `service \"db\" does not exist`},
 		{"PUT", "/v1/services/db/weight", "team-a-secret-0123456789", `{"weight":"0"}`, 404, "does not exist"},
 		{"POST", "/v1/apply", "team-a-secret-0123456789", manifestB, 403, "of another tenant"},
-		{"PUT", "/v1/services/web/weight", "team-a-secret-0123456789", `{"weight":"25%"}`, 403, `tenant \"team-a\" has no Tenant`},
+		{"PUT", "/v1/services/web/weight", "team-a-secret-0123456789", `{"weight":"20%"}`, 200, `"index"`}, // no Tenant exists yet: as before
 		{"POST", "/v1/apply", "team-a-secret-0123456789", tenantA, 403, "only an admin token"},
 		{"POST", "/v1/apply", "admin-secret-0123456789", tenantA, 200, `"index"`},
 		{"DELETE", "/v1/members/n1", "team-a-secret-0123456789", "", 403, "only an admin token"},

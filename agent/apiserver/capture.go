@@ -76,9 +76,11 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, auth func(*http
 	if err != nil {
 		return err
 	}
-	if err := s.tenantCapture(id, c); err != nil {
+	ended, err := s.tenantCapture(id, c)
+	if err != nil {
 		return err
 	}
+	defer ended()
 	started := false
 	start := func() io.Writer {
 		started = true

@@ -90,7 +90,7 @@ func releasesOf(st *cluster.State, service string) []string {
 func tenantToAPI(st *cluster.State, t tenant.Tenant) api.Tenant {
 	out := api.Tenant{Name: t.Name, VIPs: prefixStrings(t.VIPs), Backends: prefixStrings(t.Backends),
 		MaxServices: t.MaxServices, MaxReleases: t.MaxReleases, MaxPins: t.MaxPins,
-		MaxMirrorPercent: t.MaxMirrorPercent.String(), MirrorInterfaces: t.MirrorInterfaces, AllowReserved: t.AllowReserved}
+		MaxMirrorPercent: t.MaxMirrorPercent.String(), MaxCaptures: t.MaxCaptures, MirrorInterfaces: t.MirrorInterfaces, AllowReserved: t.AllowReserved}
 	for _, svc := range st.Services {
 		if svc.Tenant == t.Name {
 			out.Services++
@@ -172,19 +172,34 @@ func (s *Server) listAudit(_ http.ResponseWriter, r *http.Request, id identity) 
 	return out, nil
 }
 
-// tenantCapture bounds a tenant's capture by its Tenant's mirror share:
-// a capture samples flows like a mirror does.
-func (s *Server) tenantCapture(id identity, c CaptureSpec) error {
+// tenantCapture bounds a tenant's capture by its Tenant: its share by the
+// mirror share (a capture samples flows like a mirror does), and the
+// tenant's captures running on this node by maxCaptures (a node runs at
+// most 8 in all: one tenant may not take them all). The returned func
+// ends the capture's count.
+func (s *Server) tenantCapture(id identity, c CaptureSpec) (func(), error) {
 	if id.admin() {
-		return nil
+		return func() {}, nil
 	}
-	st, _ := s.node.FSM().State()
-	t, ok := st.Tenants[id.tenant]
+	t, ok := s.node.FSM().Tenant(id.tenant)
 	if !ok {
-		return apiError(http.StatusForbidden, "tenant %q has no Tenant: an admin grants its quotas first (kind: Tenant)", id.tenant)
+		return nil, apiError(http.StatusForbidden, "tenant %q has no Tenant: an admin grants its quotas first (kind: Tenant)", id.tenant)
 	}
 	if c.Share > t.MaxMirrorPercent {
-		return apiError(http.StatusUnprocessableEntity, "a capture of %s of the flows is above tenant %q's maxMirrorPercent %s", c.Share, id.tenant, t.MaxMirrorPercent)
+		return nil, apiError(http.StatusUnprocessableEntity, "a capture of %s of the flows is above tenant %q's maxMirrorPercent %s", c.Share, id.tenant, t.MaxMirrorPercent)
 	}
-	return nil
+	s.capMu.Lock()
+	defer s.capMu.Unlock()
+	if s.captures == nil {
+		s.captures = map[string]int{}
+	}
+	if s.captures[id.tenant] >= t.MaxCaptures {
+		return nil, apiError(http.StatusUnprocessableEntity, "tenant %q already runs %d captures on this node, its maxCaptures: wait for one to end", id.tenant, t.MaxCaptures)
+	}
+	s.captures[id.tenant]++
+	return func() {
+		s.capMu.Lock()
+		defer s.capMu.Unlock()
+		s.captures[id.tenant]--
+	}, nil
 }

@@ -18,6 +18,7 @@ type Tenant struct {
 	MaxReleases      int      `json:"maxReleases"`
 	MaxPins          int      `json:"maxPins"`
 	MaxMirrorPercent string   `json:"maxMirrorPercent"`
+	MaxCaptures      int      `json:"maxCaptures"`
 	MirrorInterfaces []string `json:"mirrorInterfaces,omitempty"`
 	AllowReserved    bool     `json:"allowReserved,omitempty"`
 	// Use is what the tenant holds now, against the quotas.

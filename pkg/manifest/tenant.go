@@ -35,6 +35,7 @@ type tenantSpecDoc struct {
 	MaxServices      scalar   `yaml:"maxServices"`
 	MaxReleases      scalar   `yaml:"maxReleases"`
 	MaxPins          scalar   `yaml:"maxPins"`
+	MaxCaptures      scalar   `yaml:"maxCaptures"`
 	MaxMirrorPercent scalar   `yaml:"maxMirrorPercent"`
 	MirrorInterfaces []scalar `yaml:"mirrorInterfaces"`
 	AllowReserved    scalar   `yaml:"allowReserved"`
@@ -56,6 +57,7 @@ func (d *document) decodeTenant(top *yaml.Node) *tenant.Tenant {
 		MaxServices:      d.count("spec.maxServices", spec.MaxServices, tenant.DefaultMaxServices),
 		MaxReleases:      d.count("spec.maxReleases", spec.MaxReleases, tenant.DefaultMaxReleases),
 		MaxPins:          d.count("spec.maxPins", spec.MaxPins, tenant.DefaultMaxPins),
+		MaxCaptures:      d.count("spec.maxCaptures", spec.MaxCaptures, tenant.DefaultMaxCaptures),
 		MaxMirrorPercent: tenant.DefaultMaxMirrorPercent,
 	}
 	if spec.MaxMirrorPercent.set {

@@ -30,6 +30,9 @@ type Tenant struct {
 	MaxReleases      int
 	MaxPins          int
 	MaxMirrorPercent service.Weight
+	// MaxCaptures bounds the tenant's captures running at once on a node
+	// (each node runs at most 8 in all).
+	MaxCaptures int
 	// MirrorInterfaces are the interfaces its services may mirror to
 	// (spec.mirror.to) besides the capture ring: copies of its traffic
 	// leave the host there, so an admin names them.
@@ -48,6 +51,7 @@ const (
 	DefaultMaxPins     = 1000
 	// DefaultMaxMirrorPercent is 1 %.
 	DefaultMaxMirrorPercent service.Weight = 100
+	DefaultMaxCaptures                     = 2
 	// Upper bounds of the quotas: what the data path holds at most.
 	MaxServicesLimit = 4096
 	MaxPinsLimit     = 1 << 20
@@ -79,6 +83,7 @@ func (t *Tenant) Validate() error {
 		{"spec.maxServices", t.MaxServices, MaxServicesLimit},
 		{"spec.maxReleases", t.MaxReleases, MaxServicesLimit},
 		{"spec.maxPins", t.MaxPins, MaxPinsLimit},
+		{"spec.maxCaptures", t.MaxCaptures, 64},
 	} {
 		if q.v < 0 || q.v > q.limit {
 			bad(q.path, "%d is not in 0..%d", q.v, q.limit)
