@@ -192,6 +192,7 @@ func (k *voterKeeper) KnownServers() map[raft.ServerID]*autopilot.Server {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := map[raft.ServerID]*autopilot.Server{}
+	k.forgetRemoved(f.Configuration())
 	for _, s := range f.Configuration().Servers {
 		out[s.ID] = &autopilot.Server{
 			ID: s.ID, Name: string(s.ID), Address: s.Address, NodeStatus: autopilot.NodeAlive,
@@ -199,6 +200,25 @@ func (k *voterKeeper) KnownServers() map[raft.ServerID]*autopilot.Server {
 		}
 	}
 	return out
+}
+
+// forgetRemoved drops what the keeper remembers of servers no longer in
+// the configuration; k.mu is held.
+func (k *voterKeeper) forgetRemoved(conf raft.Configuration) {
+	in := map[raft.ServerID]bool{}
+	for _, s := range conf.Servers {
+		in[s.ID] = true
+	}
+	for id := range k.lastSeen {
+		if !in[id] {
+			delete(k.lastSeen, id)
+		}
+	}
+	for id := range k.zones {
+		if !in[id] && id != raft.ServerID(k.n.cfg.Node) {
+			delete(k.zones, id)
+		}
+	}
 }
 
 // FetchServerStats asks every member for its raft view. A member that does
