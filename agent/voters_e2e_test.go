@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -234,4 +235,78 @@ func TestClusterWANTiming(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("%d writes through a follower under a 150 ms round trip: p50 %v, max %v, no election",
 		len(took), took[len(took)/2], took[len(took)-1])
+}
+
+// TestClusterMinorityPartition: five agents keeping three voters; a voter
+// and a non-voter are cut off (their links down). The majority keeps
+// taking writes; the cut-off members refuse theirs, saying there is no
+// leader, and steer by their last state; healed, both catch up.
+func TestClusterMinorityPartition(t *testing.T) {
+	const size = 5
+	tr := newFleet(t, size, labagent.Cluster{Timing: "lan", Voters: 3})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(t, 0, size)
+	var voters, nonVoters []string
+	tr.waitRoles(t, leader, "3 voters and 2 non-voters", 30*time.Second, func(v, nv []string, _ string) bool {
+		voters, nonVoters = v, nv
+		return len(v) == 3 && len(nv) == 2
+	})
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitKernels(t, s, 0, 1, 2, 3, 4)
+	var cut, kept []int
+	for i, h := range tr.hosts {
+		switch {
+		case i == leader:
+			kept = append(kept, i)
+		case len(cut) == 0 && slices.Contains(voters, h.Name), len(cut) == 1 && slices.Contains(nonVoters, h.Name):
+			cut = append(cut, i)
+		default:
+			kept = append(kept, i)
+		}
+	}
+	if len(cut) != 2 {
+		t.Fatalf("no voter and non-voter to cut off besides the leader: voters %v, non-voters %v", voters, nonVoters)
+	}
+	for _, i := range cut {
+		if err := tr.hosts[i].SetLinkUp(tr.ctx, netlab.GatewayBackendIf, false); err != nil {
+			t.Fatal(err)
+		}
+		defer tr.hosts[i].SetLinkUp(context.Background(), netlab.GatewayBackendIf, true)
+	}
+	c := tr.agents[leader].Client()
+	for i := range 20 {
+		if _, err := c.SetWeight(tr.ctx, "web", fmt.Sprintf("%d%%", 1+i), api.WriteOptions{}); err != nil {
+			t.Fatalf("write %d to the majority: %v", i, err)
+		}
+	}
+	s.CanaryWeight = 2000
+	tr.waitKernels(t, s, kept...)
+	for _, i := range cut {
+		_, err := tr.agents[i].Client().SetWeight(tr.ctx, "web", "77%", api.WriteOptions{})
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Status != 503 || !strings.Contains(ae.Message, "leader") {
+			t.Fatalf("a write to cut-off %s: %v, want 503 saying there is no leader", tr.hosts[i].Name, err)
+		}
+		if diff := tr.kernelDiff(t, i, withWeight(s, 500)); diff != "" {
+			t.Errorf("cut-off %s's kernel changed: %s", tr.hosts[i].Name, diff)
+		}
+	}
+	for _, i := range cut {
+		if err := tr.hosts[i].SetLinkUp(tr.ctx, netlab.GatewayBackendIf, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.waitKernels(t, s, cut...)
+	res, err := tr.agents[cut[1]].Client().SetWeight(tr.ctx, "web", "40%", waitApplied)
+	if err != nil || len(res.Applied) != size {
+		t.Fatalf("a write through the healed non-voter: applied on %v (late %v, unreachable %v): %v", res.Applied, res.NotApplied, res.Unreachable, err)
+	}
+}
+
+// withWeight is s with another canary weight.
+func withWeight(s service.Service, w service.Weight) service.Service {
+	s.CanaryWeight = w
+	return s
 }
