@@ -34,15 +34,6 @@ func TestTenancy(t *testing.T) {
 	}
 	mine := ownedBy("a", "web", "10.0.0.1")
 	var forbidden *ForbiddenError
-	// Before any Tenant exists, tenants write as before (a cluster being
-	// upgraded); once one does, a tenant without its own writes nothing.
-	legacy := ownedBy("a", "old", "10.0.0.7")
-	if err := step(&ApplyServices{Services: []service.Service{legacy}, Meta: Meta{Caller: "a"}}); err != nil {
-		t.Fatalf("a tenant's write before any Tenant exists: %v", err)
-	}
-	if err := step(&DeleteService{Name: "old", Meta: Meta{Caller: "a"}}); err != nil {
-		t.Fatal(err)
-	}
 	if err := step(&ApplyTenants{Tenants: []tenant.Tenant{{Name: "b", MaxServices: 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +108,27 @@ func TestTenancy(t *testing.T) {
 	st, _ := f.State()
 	if _, ok := st.Tenants["a"]; !ok || len(st.Services["web"].Pins) != 2 {
 		t.Errorf("state after the tenant's writes: %+v", st)
+	}
+}
+
+// TestTenancyBeforeTenants: before any Tenant exists, tenants' writes are
+// judged as before (a cluster being upgraded); the first Tenant turns the
+// judgement on for every tenant.
+func TestTenancyBeforeTenants(t *testing.T) {
+	f := NewFSM(nil)
+	legacy := ownedBy("a", "old", "10.0.0.7")
+	if err := apply(t, f, 1, &ApplyServices{Services: []service.Service{legacy}, Meta: Meta{Caller: "a"}}); err != nil {
+		t.Fatalf("a tenant's write before any Tenant exists: %v", err)
+	}
+	if err := apply(t, f, 2, &ApplyTenants{Tenants: []tenant.Tenant{{Name: "b", MaxServices: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	var forbidden *ForbiddenError
+	if err := apply(t, f, 3, &SetWeight{Name: "old", Weight: 100, Meta: Meta{Caller: "a"}}); !errors.As(err, &forbidden) {
+		t.Errorf("a tenant's write once a Tenant exists, without its own: %v", err)
+	}
+	if err := apply(t, f, 4, &DeleteService{Name: "old", Meta: Meta{Caller: "a"}}); err != nil {
+		t.Errorf("a tenant deleting its own service without a Tenant: %v", err)
 	}
 }
 

@@ -111,3 +111,36 @@ func (nopCapturer) Capture(_ context.Context, _ CaptureSpec, start func() io.Wri
 	start()
 	return nil
 }
+
+// blockingCapturer starts every capture and holds it until release.
+type blockingCapturer struct{ started, release chan struct{} }
+
+func (b blockingCapturer) Capture(ctx context.Context, _ CaptureSpec, start func() io.Writer) error {
+	start()
+	b.started <- struct{}{}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// TestTenantCaptures: a tenant runs at most maxCaptures captures at once
+// on a node; once one ends, another may start.
+func TestTenantCaptures(t *testing.T) {
+	s := New(startNode(t), slog.New(slog.DiscardHandler))
+	bc := blockingCapturer{started: make(chan struct{}, 1), release: make(chan struct{})}
+	s.SetCapturer(bc)
+	remote := s.Remote([]Token{{Name: "admin", Secret: "admin-secret-0123456789", Tenant: "*"}, {Name: "a", Secret: "team-a-secret-0123456789", Tenant: "team-a"}})
+	const admin, a = "admin-secret-0123456789", "team-a-secret-0123456789"
+	do(t, remote, call{"POST", "/v1/apply", admin, tenantA + "  maxCaptures: 1\n", 200, `"index"`})
+	do(t, remote, call{"POST", "/v1/apply", a, manifestA, 200, `"index"`})
+	first := make(chan string, 1)
+	go func() { first <- doRec(remote, "GET", "/v1/services/web/capture?percent=1%25&duration=1s", a, "") }()
+	<-bc.started
+	do(t, remote, call{"GET", "/v1/services/web/capture?percent=1%25&duration=1s", a, "", 422, "already runs 1 captures on this node, its maxCaptures"})
+	close(bc.release)
+	<-first
+	go func() { <-bc.started }()
+	do(t, remote, call{"GET", "/v1/services/web/capture?percent=1%25&duration=1s", a, "", 200, ""})
+}
