@@ -90,15 +90,13 @@ func TestVotersKept(t *testing.T) {
 		return len(v) == 3 && len(nv) == 2
 	})
 	l := c.leader()
-	ms, err := c.nodes[l].Members(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if !m.Reachable || m.LastContact < 0 || m.Zone == "" {
-			t.Errorf("member %+v: want reachable, in contact, with its zone", m)
-		}
-	}
+	// A member just added hears from the leader a moment later.
+	waitFor(t, "every member reachable, in contact, with its zone", func() bool {
+		ms, err := c.nodes[l].Members(ctx)
+		return err == nil && !slices.ContainsFunc(ms, func(m Member) bool {
+			return !m.Reachable || m.LastContact < 0 || m.Zone == ""
+		})
+	})
 	if _, err := c.nodes[(l+1)%5].Apply(ctx, &ApplyServices{Services: []service.Service{svc("web", "10.0.0.1", 0)}}); err != nil {
 		t.Fatal(err)
 	}
