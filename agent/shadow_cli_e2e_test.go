@@ -59,11 +59,21 @@ func TestShadowCLI(t *testing.T) {
 		if r.Compared < 200 {
 			t.Errorf("--to %s: %d compared, want at least 200", to, r.Compared)
 		}
-		switch share := float64(r.Differing) / float64(max(r.Compared, 1)); {
-		case to == "stable" && r.Differing != 0:
-			t.Errorf("stable against its own recording: %d differing", r.Differing)
-		case to == "canary" && (share < 0.07 || share > 0.13 || r.DifferingByKind["body"] != r.Differing):
-			t.Errorf("the canary differs on 10 %% of paths: %d of %d differ, %v", r.Differing, r.Compared, r.DifferingByKind)
+		// Content differences are the claim; an answer that did not come
+		// (kind error: a connection reset or timed out under make test's
+		// parallel load, 4 of 400 seen once) is not one, but must stay
+		// rare.
+		k := r.DifferingByKind
+		if k["error"]*50 > r.Compared {
+			t.Errorf("--to %s: %d of %d replayed requests got no answer", to, k["error"], r.Compared)
+		}
+		switch share := float64(k["body"]) / float64(max(r.Compared, 1)); {
+		case k["status"]+k["header"] != 0:
+			t.Errorf("--to %s: statuses or headers differ: %v", to, k)
+		case to == "stable" && k["body"] != 0:
+			t.Errorf("stable against its own recording: %d bodies differ", k["body"])
+		case to == "canary" && (share < 0.07 || share > 0.13):
+			t.Errorf("the canary differs on 10 %% of paths: %d of %d bodies differ, %v", k["body"], r.Compared, k)
 		}
 	}
 	if out, code := shadow("--from", headers); code == 0 || !strings.Contains(out, "--payload") {
