@@ -169,6 +169,7 @@ func (n *Node) rpcHandler() http.Handler {
 	route("/cluster/apply", membersOnly, n.rpcApply)
 	route("/cluster/state", anyNode, n.rpcState)
 	route("/cluster/applied", anyNode, n.rpcApplied)
+	route("/cluster/level", anyNode, n.rpcLevel)
 	route("/cluster/report", membersOnly, n.rpcReport)
 	route("/cluster/ask", anyNode, n.rpcAsk)
 	route("/cluster/status", anyNode, n.rpcStatus)
@@ -378,6 +379,9 @@ func (n *Node) check(cmd Command) error {
 		err = &InvalidError{Err: err}
 	}
 	if err != nil {
+		return err
+	}
+	if err := n.checkLevel(cmd); err != nil {
 		return err
 	}
 	return n.checkMemberAddresses(changed)
