@@ -474,7 +474,7 @@ func (s *Server) members(_ http.ResponseWriter, r *http.Request, _ identity) (an
 	}
 	out := make([]api.Member, len(ms))
 	for i, m := range ms {
-		out[i] = api.Member{Node: m.Node, Address: m.Address, Leader: m.Leader, Voter: m.Voter, Reachable: m.Reachable, AppliedIndex: m.Applied}
+		out[i] = m.API()
 	}
 	return out, nil
 }
