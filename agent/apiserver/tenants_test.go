@@ -58,10 +58,15 @@ spec:
 	} {
 		do(t, remote, c)
 	}
-	// The hijack's refusal does not name the other tenant's service.
-	rec := doRec(remote, "POST", "/v1/apply", a, hijack)
-	if strings.Contains(rec, "db") || strings.Contains(rec, "team-b") {
-		t.Errorf("the refusal names the other tenant's service or tenant: %s", rec)
+	// Refusals over another tenant's service do not name it: the hijack,
+	// and a VIP:port another tenant's service holds.
+	sameVIP := strings.NewReplacer("name: web", "name: twin", "vip: 10.0.0.10", "vip: 10.0.0.20", "port: 80", "port: 5432",
+		"10.1.0.11:8080", "10.1.0.13:8080", "10.2.0.11:8080", "10.2.0.13:8080").Replace(noTenant)
+	for _, body := range []string{hijack, sameVIP} {
+		rec := doRec(remote, "POST", "/v1/apply", a, body)
+		if !strings.Contains(rec, "another tenant's service") || strings.Contains(rec, "db") || strings.Contains(rec, "team-b") {
+			t.Errorf("a refusal over another tenant's service: %s", rec)
+		}
 	}
 }
 

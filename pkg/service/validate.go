@@ -281,6 +281,19 @@ func ValidateSet(svcs []Service) error {
 	// A backend endpoint serves one service: its replies are translated
 	// back to that service's VIP.
 	endpoints := make(map[Frontend]string)
+	tenantOf := make(map[string]string, len(svcs))
+	for i := range svcs {
+		tenantOf[svcs[i].Name] = svcs[i].TenantName()
+	}
+	// clash is the error of service s clashing with service other at
+	// path: across tenants it names neither (a tenant may not learn
+	// another's service names, whichever of the two is reported).
+	clash := func(s *Service, other, path, format string, args ...any) error {
+		if tenantOf[other] != s.TenantName() {
+			return &FieldError{Path: path, Msg: fmt.Sprintf(format, append(args, "another tenant's service")...)}
+		}
+		return &FieldError{Service: s.Name, Path: path, Msg: fmt.Sprintf(format, append(args, fmt.Sprintf("service %q", other))...)}
+	}
 	for i := range svcs {
 		s := &svcs[i]
 		if err := s.Validate(); err != nil {
@@ -298,8 +311,8 @@ func ValidateSet(svcs []Service) error {
 				}
 				ep := Frontend{VIP: b.Addr.Addr().Unmap(), Port: b.Addr.Port(), Protocol: s.Protocol}
 				if other, dup := endpoints[ep]; dup && other != s.Name {
-					errs = append(errs, &FieldError{Service: s.Name, Path: fmt.Sprintf("spec.%s.backends[%d]", pool, i),
-						Msg: fmt.Sprintf("%s is also a backend of service %q: a backend endpoint serves one service, or its replies could not be told apart", ep, other)})
+					errs = append(errs, clash(s, other, fmt.Sprintf("spec.%s.backends[%d]", pool, i),
+						"%s is also a backend of %s: a backend endpoint serves one service, or its replies could not be told apart", ep))
 				}
 				endpoints[ep] = s.Name
 			}
@@ -309,8 +322,7 @@ func ValidateSet(svcs []Service) error {
 		}
 		fe := s.Frontend()
 		if other, dup := frontends[fe]; dup {
-			errs = append(errs, &FieldError{Service: s.Name, Path: "spec.vip",
-				Msg: fmt.Sprintf("%s is already the frontend of service %q", fe, other)})
+			errs = append(errs, clash(s, other, "spec.vip", "%s is already the frontend of %s", fe))
 		}
 		frontends[fe] = s.Name
 	}
