@@ -67,7 +67,10 @@ func TestForgedApply(t *testing.T) {
 	if _, err := c.nodes[member].Apply(ctx, &ApplyServices{Services: []service.Service{svc("web", "10.0.0.1", 5)}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the write's barrier
+	// Nothing else in flight (the write's own barrier) before counting.
+	if err := c.nodes[l].raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
 	last := c.nodes[l].raft.LastIndex()
 	bad, _ := Encode(&ApplyServices{Services: []service.Service{{Name: "x"}}})
 	for _, tc := range []struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graylane/graylane/pkg/tenant"
 )
@@ -31,6 +32,10 @@ func TestVersionGate(t *testing.T) {
 	down := (l + 2) % 3
 	c.nodes[down].Close()
 	c.nodes[down] = nil
+	// Nothing else in flight (the last write's barrier) before counting.
+	if err := c.nodes[l].raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
 	last := c.nodes[l].raft.LastIndex()
 	_, err := c.nodes[l].Apply(ctx, &ApplyTenants{Tenants: []tenant.Tenant{{Name: "b"}}})
 	var conflict *ConflictError
