@@ -162,13 +162,27 @@ func releases(docs []*document) []release.Release {
 // validateReleases checks each release and that their names are unique,
 // placing every problem at its field's line.
 func validateReleases(docs []*document) []error {
+	return validateNamed(docs, "release", func(d *document) (string, func() error, bool) {
+		if d.rel == nil {
+			return "", nil, false
+		}
+		return d.rel.Name, d.rel.Validate, true
+	})
+}
+
+// validateNamed checks the documents of one kind — of returns a
+// document's name and validation, ok false for other kinds — each on
+// its own and their names unique, placing every problem at its field's
+// line.
+func validateNamed(docs []*document, kind string, of func(*document) (name string, validate func() error, ok bool)) []error {
 	var errs []error
 	first := map[string]*document{}
 	for _, d := range docs {
-		if d.rel == nil {
+		name, validate, ok := of(d)
+		if !ok {
 			continue
 		}
-		for _, err := range strictyaml.Leaves(d.rel.Validate()) {
+		for _, err := range strictyaml.Leaves(validate()) {
 			var fe *service.FieldError
 			if !errors.As(err, &fe) {
 				errs = append(errs, &Error{File: d.file, Line: d.start, Err: err})
@@ -178,11 +192,11 @@ func validateReleases(docs []*document) []error {
 				errs = append(errs, d.locate(fe))
 			}
 		}
-		if prev, dup := first[d.rel.Name]; dup && d.rel.Name != "" {
+		if prev, dup := first[name]; dup && name != "" {
 			errs = append(errs, &Error{File: d.file, Line: d.lineOf("metadata.name"), Err: &service.FieldError{Path: "metadata.name",
-				Msg: fmt.Sprintf("release %q is also defined at %s:%d", d.rel.Name, prev.file, prev.lineOf("metadata.name"))}})
+				Msg: fmt.Sprintf("%s %q is also defined at %s:%d", kind, name, prev.file, prev.lineOf("metadata.name"))}})
 		} else {
-			first[d.rel.Name] = d
+			first[name] = d
 		}
 	}
 	return errs

@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -9,8 +8,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/graylane/graylane/pkg/service"
-	"github.com/graylane/graylane/pkg/strictyaml"
 	"github.com/graylane/graylane/pkg/tenant"
 )
 
@@ -115,28 +112,10 @@ func tenants(docs []*document) []tenant.Tenant {
 
 // validateTenants checks each tenant and that their names are unique.
 func validateTenants(docs []*document) []error {
-	var errs []error
-	first := map[string]*document{}
-	for _, d := range docs {
+	return validateNamed(docs, "tenant", func(d *document) (string, func() error, bool) {
 		if d.ten == nil {
-			continue
+			return "", nil, false
 		}
-		for _, err := range strictyaml.Leaves(d.ten.Validate()) {
-			var fe *service.FieldError
-			if !errors.As(err, &fe) {
-				errs = append(errs, &Error{File: d.file, Line: d.start, Err: err})
-				continue
-			}
-			if !d.reported(fe.Path) {
-				errs = append(errs, d.locate(fe))
-			}
-		}
-		if prev, dup := first[d.ten.Name]; dup && d.ten.Name != "" {
-			errs = append(errs, &Error{File: d.file, Line: d.lineOf("metadata.name"), Err: &service.FieldError{Path: "metadata.name",
-				Msg: fmt.Sprintf("tenant %q is also defined at %s:%d", d.ten.Name, prev.file, prev.lineOf("metadata.name"))}})
-		} else {
-			first[d.ten.Name] = d
-		}
-	}
-	return errs
+		return d.ten.Name, d.ten.Validate, true
+	})
 }
