@@ -48,10 +48,17 @@ func newTrio(tb testing.TB, tune labagent.Cluster, tokens ...map[string]string) 
 // newTrioExtra is newTrio with more agent configuration.
 func newTrioExtra(tb testing.TB, tune labagent.Cluster, extra string, tokens ...map[string]string) *trio {
 	tb.Helper()
+	return newCluster(tb, 3, tune, extra, tokens...)
+}
+
+// newCluster starts a cluster of n lab agents (gw and n-1 peers, up to
+// netlab.MaxPeerGateways+1): the first creates it, the others join.
+func newCluster(tb testing.TB, n int, tune labagent.Cluster, extra string, tokens ...map[string]string) *trio {
+	tb.Helper()
 	testenv.RequirePrivileges(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	tb.Cleanup(cancel)
-	lab := netlab.NewT(tb, netlab.Config{PeerGateways: 2})
+	lab := netlab.NewT(tb, netlab.Config{PeerGateways: n - 1})
 	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, extra: extra, logs: map[string]*strings.Builder{}}
 	if len(tokens) > 0 {
 		tr.tokens = tokens[0]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -13,9 +12,7 @@ import (
 
 	"github.com/graylane/graylane/internal/labagent"
 	"github.com/graylane/graylane/internal/netlab"
-	"github.com/graylane/graylane/internal/testenv"
 	"github.com/graylane/graylane/pkg/api"
-	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -26,41 +23,7 @@ import (
 // netlab.MaxPeerGateways+1).
 func newFleet(tb testing.TB, n int, tune labagent.Cluster) *trio {
 	tb.Helper()
-	testenv.RequirePrivileges(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	tb.Cleanup(cancel)
-	lab := netlab.NewT(tb, netlab.Config{PeerGateways: n - 1})
-	tr := &trio{lab: lab, ctx: ctx, certs: tb.TempDir(), tune: tune, logs: map[string]*strings.Builder{}}
-	tr.hosts = append([]*netlab.Host{lab.Gateway}, lab.Peers...)
-	hosts := map[string][]string{}
-	for _, h := range tr.hosts {
-		hosts[h.Name] = []string{netip.MustParseAddrPort(labagent.ClusterAddr(h)).Addr().String()}
-	}
-	if err := pki.WriteLab(tr.certs, hosts); err != nil {
-		tb.Fatal(err)
-	}
-	tr.agents = make([]*labagent.Agent, len(tr.hosts))
-	tb.Cleanup(func() {
-		for _, a := range tr.agents {
-			if a != nil {
-				if !a.Exited() {
-					a.Stop()
-				}
-				a.Remove()
-			}
-		}
-		if tb.Failed() {
-			tr.mu.Lock()
-			for name, b := range tr.logs {
-				tb.Logf("agent %s log:\n%s", name, b.String())
-			}
-			tr.mu.Unlock()
-		}
-	})
-	for i := range tr.hosts {
-		tr.start(tb, i)
-	}
-	return tr
+	return newCluster(tb, n, tune, "")
 }
 
 // roles asks agent i for the members and returns the live voters, the
