@@ -21,8 +21,10 @@ import (
 // and IPv6, and long-lived connections that keep their backend while the
 // service changes.
 
-// TestSplit: 20 000 new TCP connections per weight; the canary's share is
-// within 4 standard deviations of the weight (exact at 0 % and 100 %).
+// TestSplit: 20 000 new TCP connections per weight; the canary's count is
+// one a binomial of that weight makes with a two-sided probability of at
+// least 1e-4 (about 4 sigma where a normal approximation holds; exact at 0 %
+// and 100 %).
 func TestSplit(t *testing.T) {
 	const n = 20000
 	e := setup(t, netlab.Config{}, "auto")
@@ -46,11 +48,9 @@ func TestSplit(t *testing.T) {
 			}
 		}
 		p := w.Ratio()
-		sigma := math.Sqrt(n * p * (1 - p))
-		dev := math.Abs(float64(canary) - n*p)
-		t.Logf("weight %-6s canary %5d of %d (expected %.1f, %.2f sigma) in %v: %v", w, canary, n, n*p, dev/math.Max(sigma, 1e-9), res.Elapsed.Round(time.Millisecond), res.Counts)
-		if dev > 4*sigma {
-			t.Errorf("weight %s: canary got %d of %d, more than 4 sigma (%.1f) from %.1f", w, canary, n, sigma, n*p)
+		t.Logf("weight %-6s canary %5d of %d (expected %.1f) in %v: %v", w, canary, n, n*p, res.Elapsed.Round(time.Millisecond), res.Counts)
+		if !plausibleShare(canary, n, p) {
+			t.Errorf("weight %s: canary got %d of %d, implausible for an expected %.1f (two-sided tail below 1e-4)", w, canary, n, n*p)
 		}
 	}
 }
@@ -335,4 +335,27 @@ func TestGTPUInner(t *testing.T) {
 			t.Errorf("pinned UE %s went to %s", ue, got)
 		}
 	}
+}
+
+// plausibleShare reports whether k successes of n trials are plausible for a
+// success probability p: both binomial tails P(X <= k) and P(X >= k) are
+// summed exactly in log space, so small expected counts (0.01 % of 20 000 is
+// 2) are judged by their real, skewed distribution rather than by sigmas.
+func plausibleShare(k, n int, p float64) bool {
+	if p <= 0 || p >= 1 {
+		return (p <= 0 && k == 0) || (p >= 1 && k == n)
+	}
+	const alpha = 1e-4
+	logPMF := func(i int) float64 {
+		lg := func(x int) float64 { v, _ := math.Lgamma(float64(x) + 1); return v }
+		return lg(n) - lg(i) - lg(n-i) + float64(i)*math.Log(p) + float64(n-i)*math.Log1p(-p)
+	}
+	lower, upper := 0.0, 0.0
+	for i := 0; i <= k; i++ {
+		lower += math.Exp(logPMF(i))
+	}
+	for i := k; i <= n; i++ {
+		upper += math.Exp(logPMF(i))
+	}
+	return math.Min(lower, upper) >= alpha/2
 }
