@@ -48,6 +48,15 @@ var (
 	// Client primary addresses (on the client's eth0).
 	Client4 = netip.MustParseAddr("198.18.0.2")
 	Client6 = netip.MustParseAddr("fd00:6c61:0:1::2")
+
+	// SpoofNet4/6 is where Host.Flood takes its forged source addresses
+	// by default. No namespace owns them. The gateway routes them back to
+	// the client (via Client4/Client6 on cli0), which does not forward:
+	// whatever a backend or the gateway answers to a forged source comes
+	// back into the client namespace and is dropped there, never sent
+	// anywhere else.
+	SpoofNet4 = netip.MustParsePrefix("198.19.0.0/16")
+	SpoofNet6 = netip.MustParsePrefix("fd00:6c61:ff::/48")
 )
 
 // Host octets, limits and well-known names.

@@ -33,9 +33,14 @@ var gatewaySysctls = [][2]string{
 	{"net.ipv4.conf.default.send_redirects", "0"},
 }
 
+// The client never forwards, even if the root namespace does (a new
+// namespace inherits IPv4 forwarding from it): answers to SpoofNet4/6,
+// which the gateway routes to the client, must end there.
 var clientSysctls = [][2]string{
 	{"net.ipv4.ip_local_port_range", "1024 65000"},
 	{"net.ipv4.tcp_tw_reuse", "1"},
+	{"net.ipv4.ip_forward", "0"},
+	{"net.ipv6.conf.all.forwarding", "0"},
 }
 
 // The switch only bridges: no IPv6 on its ports, so it adds no ND/MLD noise.
@@ -270,6 +275,12 @@ func (b *builder) addresses() error {
 		{GatewayClientIf, netip.PrefixFrom(GatewayClient6, ClientNet6.Bits())},
 		{GatewayBackendIf, netip.PrefixFrom(GatewayBackend4, BackendNet4.Bits())},
 		{GatewayBackendIf, netip.PrefixFrom(GatewayBackend6, BackendNet6.Bits())},
+	}
+	// Answers to Flood's forged sources go back to the client, which
+	// drops them.
+	gw.routes = []hostRoute{
+		{GatewayClientIf, SpoofNet4, Client4},
+		{GatewayClientIf, SpoofNet6, Client6},
 	}
 	cl.addrs = []hostAddr{
 		{HostIf, netip.PrefixFrom(Client4, ClientNet4.Bits())},

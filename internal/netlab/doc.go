@@ -16,7 +16,9 @@
 //	|  + aliases 198.18.0.100+i, |     |                               |
 //	|      fd00:6c61:0:1::64+i   |     | forwarding on (v4, v6)        |
 //	| 198.18.0.0/15 and          |     | rp_filter 0                   |
-//	| fd00:6c61::/32 via gateway |     |                               |
+//	| fd00:6c61::/32 via gateway |     | 198.19.0.0/16 via 198.18.0.2, |
+//	| forwarding off             |     | fd00:6c61:ff::/48 via         |
+//	|                            |     |   fd00:6c61:0:1::2 (spoofed)  |
 //	+----------------------------+     | bck0 198.18.1.1/24            |
 //	                                   |      fd00:6c61:0:2::1/64      |
 //	                                   +---------------|---------------+
@@ -44,6 +46,12 @@
 // routes them to the gateway, nobody owns them, and without Graylane the
 // gateway answers them with ICMP unreachable. The client reaches the
 // backends' own addresses through the gateway by plain routing.
+//
+// Host.Flood forges source addresses from SpoofNet4 and SpoofNet6
+// (198.19.0.0/16, fd00:6c61:ff::/48), which nobody owns. The gateway
+// routes both back to the client, whose forwarding is off: a backend's
+// SYN-ACK or the gateway's ICMP error to a forged source returns into the
+// client namespace and is dropped there.
 //
 // In every namespace: IPv6 DAD is off (addresses are usable at once),
 // router advertisements are ignored, IPv6 addresses survive a link going
