@@ -73,8 +73,16 @@ type Stats struct {
 	// Queued packets were handed over by the kernel. Each is then Released
 	// (after its delay), Lost (by Loss) or Overflow (beyond Limit).
 	Queued, Released, Lost, Overflow uint64
-	// MaxHeld is the most packets held at once.
+	// MaxHeld is the most packets held at once; MaxLate the longest a
+	// packet was held past its due time (the scheduler's lag).
 	MaxHeld int
+	MaxLate time.Duration
+	// KernelDropped and UserDropped are the kernel's counts for the queue
+	// (/proc/net/netfilter/nfnetlink_queue in the namespace): packets
+	// dropped because the queue was full, and because their message did
+	// not fit the socket's buffer (such a packet waits in the kernel for a
+	// verdict that never comes, until Close). Read by Stats.
+	KernelDropped, UserDropped uint64
 }
 
 // Delayer is a running delay on one host; Close removes it.
@@ -198,8 +206,13 @@ func (d *Delayer) shape(dst netip.Addr) (Shape, bool) {
 // Stats returns the counts so far.
 func (d *Delayer) Stats() Stats {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stats
+	st := d.stats
+	d.mu.Unlock()
+	_ = d.host.Do(func() error {
+		st.KernelDropped, st.UserDropped = kernelDrops(d.cfg.Queue)
+		return nil
+	})
+	return st
 }
 
 func (d *Delayer) count(f func(*Stats)) {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -220,3 +223,24 @@ func (q *queue) sendBatch(vs []verdict) error {
 }
 
 func (q *queue) close() error { return q.c.Close() }
+
+// kernelDrops reads the kernel's drop counts for queue num in the calling
+// thread's namespace (zeros if unreadable). A line of
+// /proc/thread-self/net/netfilter/nfnetlink_queue is: queue number, port
+// id, packets queued, copy mode, copy range, queue_dropped, user_dropped,
+// last id, 1.
+func kernelDrops(num uint16) (queueDropped, userDropped uint64) {
+	b, err := os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_queue")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[0] != strconv.Itoa(int(num)) {
+			continue
+		}
+		queueDropped, _ = strconv.ParseUint(f[5], 10, 64)
+		userDropped, _ = strconv.ParseUint(f[6], 10, 64)
+	}
+	return queueDropped, userDropped
+}

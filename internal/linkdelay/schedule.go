@@ -98,6 +98,7 @@ func (s *scheduler) releaseDue(now time.Time) {
 		p := heap.Pop(&s.held).(held)
 		s.out = append(s.out, verdict{id: p.id, accept: true})
 		s.delta.Released++
+		s.delta.MaxLate = max(s.delta.MaxLate, now.Sub(p.due))
 	}
 }
 
@@ -129,13 +130,14 @@ func (s *scheduler) flush() error {
 	err := s.d.q.send(s.out)
 	s.out = s.out[:0]
 	delta := s.delta
-	s.delta = Stats{MaxHeld: delta.MaxHeld}
+	s.delta = Stats{MaxHeld: delta.MaxHeld, MaxLate: delta.MaxLate}
 	s.d.count(func(st *Stats) {
 		st.Queued += delta.Queued
 		st.Released += delta.Released
 		st.Lost += delta.Lost
 		st.Overflow += delta.Overflow
 		st.MaxHeld = max(st.MaxHeld, delta.MaxHeld)
+		st.MaxLate = max(st.MaxLate, delta.MaxLate)
 	})
 	if err != nil {
 		return fmt.Errorf("linkdelay: %s: verdicts: %w", s.d.host.Name, err)
