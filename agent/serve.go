@@ -168,6 +168,7 @@ func (a *Agent) FlowTable() (entries, capacity int) {
 	return int(a.flows.Load()), a.dp.FlowTableCapacity()
 }
 func (a *Agent) Attachments() []datapath.Attachment { return a.dp.Attachments() }
+func (a *Agent) FlowChurn() datapath.FlowChurn      { return a.dp.FlowChurn() }
 
 // listenAddrs are the addresses the API and the metrics listen on (no
 // service may claim them: cluster.Config.OwnAddrs): a wildcard stands for

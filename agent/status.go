@@ -21,12 +21,12 @@ type windows struct {
 	a    *Agent
 	mu   sync.Mutex
 	ring []window.Snapshot // oldest first, at most statusWindow/s + 1
-	// misses are the kernel's flow_miss counter at each snapshot of ring
-	// (TCP data of flows with no entry: evicted or expired).
-	misses []uint64
+	// losing are the services whose live connections lost flow entries
+	// in the last second (misses): a warning is logged when one starts.
+	losing map[string]bool
 }
 
-func newWindows(a *Agent) *windows { return &windows{a: a} }
+func newWindows(a *Agent) *windows { return &windows{a: a, losing: map[string]bool{}} }
 
 func (w *windows) run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
@@ -50,39 +50,37 @@ func (w *windows) run(ctx context.Context) {
 				prev = w.ring[len(w.ring)-1]
 			}
 			w.ring = append(w.ring, snap)
-			w.misses = append(w.misses, w.a.flowMisses())
 			if keep := int(statusWindow/time.Second) + 1; len(w.ring) > keep {
 				w.ring = w.ring[len(w.ring)-keep:]
-				w.misses = w.misses[len(w.misses)-keep:]
 			}
 			w.mu.Unlock()
+			w.warnLosing(prev, snap)
 			w.a.report(ctx, prev, snap)
 		}
 	}
 }
 
-// missRate is the flow misses per second over the ring.
-func (w *windows) missRate() float64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.ring) < 2 {
-		return 0
+// warnLosing logs a warning when a service's live connections start
+// finding no flow entry (their entries evicted or expired: each such
+// connection is steered by the hash alone and its replies pass
+// untranslated), and a note when that stops.
+func (w *windows) warnLosing(prev, cur window.Snapshot) {
+	if prev.At.IsZero() {
+		return
 	}
-	secs := w.ring[len(w.ring)-1].At.Sub(w.ring[0].At).Seconds()
-	first, last := w.misses[0], w.misses[len(w.misses)-1]
-	if secs <= 0 || last < first {
-		return 0
+	d := cur.Since(prev)
+	for name, pools := range d.Services {
+		misses := pools[service.Stable].Misses + pools[service.Canary].Misses
+		switch {
+		case misses > 0 && !w.losing[name]:
+			w.losing[name] = true
+			w.a.log.Warn("live connections are losing their flow entries (evicted or expired): raise flowTable or an idle timeout", "service", name, "packets", misses,
+				"flowTableEntries", w.a.flows.Load(), "flowTableCapacity", w.a.dp.FlowTableCapacity(), "evictions", w.a.dp.FlowChurn().Evictions)
+		case misses == 0 && w.losing[name]:
+			delete(w.losing, name)
+			w.a.log.Info("live connections no longer lose flow entries", "service", name)
+		}
 	}
-	return float64(last-first) / secs
-}
-
-// flowMisses reads the kernel's flow_miss counter (0 if unreadable).
-func (a *Agent) flowMisses() uint64 {
-	stats, err := a.dp.Stats()
-	if err != nil {
-		return 0
-	}
-	return stats["flow_miss"]
 }
 
 // last returns the window over the ring and its length in seconds.
@@ -103,7 +101,6 @@ func (a *Agent) status(name string) (any, error) {
 	win, secs, haveWindow := a.win.last()
 	mirrorProblems := a.dp.MirrorProblems()
 	active := a.hub.Active()
-	missRate := a.win.missRate()
 	fill := 0.0
 	if entries, capacity := a.FlowTable(); capacity > 0 {
 		fill = float64(entries) / float64(capacity)
@@ -124,7 +121,7 @@ func (a *Agent) status(name string) (any, error) {
 			continue
 		}
 		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name],
-			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill, FlowMissRate: missRate,
+			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill,
 			Error: notApplied(failed, ks.Weight.String())}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
@@ -135,6 +132,8 @@ func (a *Agent) status(name string) (any, error) {
 			if haveWindow && secs > 0 {
 				w := pools[p]
 				ps.FlowRate = float64(w.Flows) / secs
+				ps.MissRate = float64(w.Misses) / secs
+				ns.FlowMissRate += ps.MissRate
 				ps.P50 = w.Response.Quantile(0.5)
 				ps.P99 = w.Response.Quantile(0.99)
 				if n := w.Responses(); n > 0 {

@@ -132,6 +132,7 @@ const (
 	SteerFlowFlagsFLOW_F_FIN_CLIENT  SteerFlowFlags = 8
 	SteerFlowFlagsFLOW_F_FIN_BACKEND SteerFlowFlags = 16
 	SteerFlowFlagsFLOW_F_CAPTURE     SteerFlowFlags = 96
+	SteerFlowFlagsFLOW_F_ANSWERED    SteerFlowFlags = 128
 )
 
 type SteerFlowKey struct {
@@ -275,6 +276,7 @@ type SteerPoolStats struct {
 	Bytes   [2]uint64
 	Flows   uint64
 	Errors  [4]uint64
+	Misses  uint64
 }
 
 type SteerRate struct {
@@ -357,7 +359,13 @@ const (
 	SteerStatSTAT_MIRROR_HANDOFF   SteerStat = 27
 	SteerStatSTAT_MIRROR_TRUNCATED SteerStat = 28
 	SteerStatSTAT_FLOW_MISS        SteerStat = 29
-	SteerStatSTAT_COUNT            SteerStat = 30
+	SteerStatSTAT_PENDING_HIT      SteerStat = 30
+	SteerStatSTAT_FLOW_CONFIRMED   SteerStat = 31
+	SteerStatSTAT_FLOW_STRAY       SteerStat = 32
+	SteerStatSTAT_ACK_UNCONFIRMED  SteerStat = 33
+	SteerStatSTAT_FLOW_EXPIRED     SteerStat = 34
+	SteerStatSTAT_FLOW_STALE       SteerStat = 35
+	SteerStatSTAT_COUNT            SteerStat = 36
 )
 
 type SteerSvcParams struct {
@@ -365,7 +373,8 @@ type SteerSvcParams struct {
 	TimeoutNs uint64
 	SlowNs    [4]uint64
 	App       uint8
-	Pad       [7]uint8
+	IdleLimit uint8
+	Pad       [6]uint8
 }
 
 type SteerTable struct {
@@ -418,49 +427,56 @@ type SteerXdpMd struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SteerMapBackends       = "backends"
-	SteerMapCaptureRing    = "capture_ring"
-	SteerMapCaptureScratch = "capture_scratch"
-	SteerMapFlows          = "flows"
-	SteerMapFrontendFilter = "frontend_filter"
-	SteerMapFrontends      = "frontends"
-	SteerMapLatency        = "latency"
-	SteerMapMirrorCounters = "mirror_counters"
-	SteerMapMirrors        = "mirrors"
-	SteerMapNexthops       = "nexthops"
-	SteerMapParams         = "params"
-	SteerMapPins           = "pins"
-	SteerMapPoolCounters   = "pool_counters"
-	SteerMapRates          = "rates"
-	SteerMapServices       = "services"
-	SteerMapStats          = "stats"
-	SteerMapTables         = "tables"
-	SteerMapTcHandoff      = "tc_handoff"
-	SteerMapWheel          = "wheel"
-	SteerMapWheelHeads     = "wheel_heads"
-	SteerProgExplain       = "explain"
-	SteerProgSweepTimeouts = "sweep_timeouts"
-	SteerProgSweepWheel    = "sweep_wheel"
-	SteerProgTcBackend     = "tc_backend"
-	SteerProgTcClient      = "tc_client"
-	SteerProgTcMirrorOut   = "tc_mirror_out"
-	SteerProgXdpBackend    = "xdp_backend"
-	SteerProgXdpClient     = "xdp_client"
-	SteerVarFlowClock      = "flow_clock"
-	SteerVarIpSummedOff    = "ip_summed_off"
-	SteerVarIpSummedShift  = "ip_summed_shift"
-	SteerVarJiffyNs        = "jiffy_ns"
-	SteerVarRouteGen       = "route_gen"
-	SteerVarSkbCsumKnown   = "skb_csum_known"
-	SteerVarSweepChunk     = "sweep_chunk"
-	SteerVarSweepEpoch     = "sweep_epoch"
-	SteerVarSweepLastChunk = "sweep_last_chunk"
-	SteerVarSweepRefile    = "sweep_refile"
-	SteerVarSweepVisited   = "sweep_visited"
-	SteerVarTracking       = "tracking"
-	SteerVarUnusedEnums    = "unused_enums"
-	SteerVarWheelCap       = "wheel_cap"
-	SteerVarWheelOverflow  = "wheel_overflow"
+	SteerMapBackends         = "backends"
+	SteerMapCaptureRing      = "capture_ring"
+	SteerMapCaptureScratch   = "capture_scratch"
+	SteerMapFlows            = "flows"
+	SteerMapFrontendFilter   = "frontend_filter"
+	SteerMapFrontends        = "frontends"
+	SteerMapLatency          = "latency"
+	SteerMapMirrorCounters   = "mirror_counters"
+	SteerMapMirrors          = "mirrors"
+	SteerMapNexthops         = "nexthops"
+	SteerMapParams           = "params"
+	SteerMapPending          = "pending"
+	SteerMapPins             = "pins"
+	SteerMapPoolCounters     = "pool_counters"
+	SteerMapRates            = "rates"
+	SteerMapServices         = "services"
+	SteerMapStats            = "stats"
+	SteerMapTables           = "tables"
+	SteerMapTcHandoff        = "tc_handoff"
+	SteerMapWheel            = "wheel"
+	SteerMapWheelHeads       = "wheel_heads"
+	SteerProgExplain         = "explain"
+	SteerProgSweepTimeouts   = "sweep_timeouts"
+	SteerProgSweepWheel      = "sweep_wheel"
+	SteerProgTcBackend       = "tc_backend"
+	SteerProgTcClient        = "tc_client"
+	SteerProgTcMirrorOut     = "tc_mirror_out"
+	SteerProgXdpBackend      = "xdp_backend"
+	SteerProgXdpClient       = "xdp_client"
+	SteerVarFlowClock        = "flow_clock"
+	SteerVarIdleEpoch        = "idle_epoch"
+	SteerVarIpSummedOff      = "ip_summed_off"
+	SteerVarIpSummedShift    = "ip_summed_shift"
+	SteerVarJiffyNs          = "jiffy_ns"
+	SteerVarLingerClosed     = "linger_closed"
+	SteerVarLingerHalfClosed = "linger_half_closed"
+	SteerVarRouteGen         = "route_gen"
+	SteerVarSkbCsumKnown     = "skb_csum_known"
+	SteerVarSweepChunk       = "sweep_chunk"
+	SteerVarSweepEpoch       = "sweep_epoch"
+	SteerVarSweepExpire      = "sweep_expire"
+	SteerVarSweepLastChunk   = "sweep_last_chunk"
+	SteerVarSweepPending     = "sweep_pending"
+	SteerVarSweepRefile      = "sweep_refile"
+	SteerVarSweepRestamp     = "sweep_restamp"
+	SteerVarSweepVisited     = "sweep_visited"
+	SteerVarTracking         = "tracking"
+	SteerVarUnusedEnums      = "unused_enums"
+	SteerVarWheelCap         = "wheel_cap"
+	SteerVarWheelOverflow    = "wheel_overflow"
 )
 
 // LoadSteer returns the embedded CollectionSpec for Steer.
@@ -530,6 +546,7 @@ type SteerMapSpecs struct {
 	Mirrors        *ebpf.MapSpec `ebpf:"mirrors"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Pins           *ebpf.MapSpec `ebpf:"pins"`
 	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
 	Rates          *ebpf.MapSpec `ebpf:"rates"`
@@ -545,21 +562,27 @@ type SteerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerVariableSpecs struct {
-	FlowClock      *ebpf.VariableSpec `ebpf:"flow_clock"`
-	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
-	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
-	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
-	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
-	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
-	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
-	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
-	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
-	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
-	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	FlowClock        *ebpf.VariableSpec `ebpf:"flow_clock"`
+	IdleEpoch        *ebpf.VariableSpec `ebpf:"idle_epoch"`
+	IpSummedOff      *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift    *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs          *ebpf.VariableSpec `ebpf:"jiffy_ns"`
+	LingerClosed     *ebpf.VariableSpec `ebpf:"linger_closed"`
+	LingerHalfClosed *ebpf.VariableSpec `ebpf:"linger_half_closed"`
+	RouteGen         *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown     *ebpf.VariableSpec `ebpf:"skb_csum_known"`
+	SweepChunk       *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch       *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepExpire      *ebpf.VariableSpec `ebpf:"sweep_expire"`
+	SweepLastChunk   *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepPending     *ebpf.VariableSpec `ebpf:"sweep_pending"`
+	SweepRefile      *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepRestamp     *ebpf.VariableSpec `ebpf:"sweep_restamp"`
+	SweepVisited     *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking         *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums      *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap         *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow    *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerObjects contains all objects after they have been loaded into the kernel.
@@ -593,6 +616,7 @@ type SteerMaps struct {
 	Mirrors        *ebpf.Map `ebpf:"mirrors"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
 	Params         *ebpf.Map `ebpf:"params"`
+	Pending        *ebpf.Map `ebpf:"pending"`
 	Pins           *ebpf.Map `ebpf:"pins"`
 	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
 	Rates          *ebpf.Map `ebpf:"rates"`
@@ -617,6 +641,7 @@ func (m *SteerMaps) Close() error {
 		m.Mirrors,
 		m.Nexthops,
 		m.Params,
+		m.Pending,
 		m.Pins,
 		m.PoolCounters,
 		m.Rates,
@@ -633,21 +658,27 @@ func (m *SteerMaps) Close() error {
 //
 // It can be passed to LoadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerVariables struct {
-	FlowClock      *ebpf.Variable `ebpf:"flow_clock"`
-	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
-	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
-	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
-	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
-	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
-	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
-	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
-	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking       *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
-	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
-	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
+	FlowClock        *ebpf.Variable `ebpf:"flow_clock"`
+	IdleEpoch        *ebpf.Variable `ebpf:"idle_epoch"`
+	IpSummedOff      *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift    *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs          *ebpf.Variable `ebpf:"jiffy_ns"`
+	LingerClosed     *ebpf.Variable `ebpf:"linger_closed"`
+	LingerHalfClosed *ebpf.Variable `ebpf:"linger_half_closed"`
+	RouteGen         *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown     *ebpf.Variable `ebpf:"skb_csum_known"`
+	SweepChunk       *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch       *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepExpire      *ebpf.Variable `ebpf:"sweep_expire"`
+	SweepLastChunk   *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepPending     *ebpf.Variable `ebpf:"sweep_pending"`
+	SweepRefile      *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepRestamp     *ebpf.Variable `ebpf:"sweep_restamp"`
+	SweepVisited     *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking         *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums      *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap         *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow    *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerPrograms contains all programs after they have been loaded into the kernel.

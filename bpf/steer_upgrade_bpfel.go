@@ -139,6 +139,7 @@ type SteerUpgradePoolStats struct {
 	Bytes   [2]uint64
 	Flows   uint64
 	Errors  [4]uint64
+	Misses  uint64
 }
 
 type SteerUpgradeRate struct {
@@ -178,7 +179,8 @@ type SteerUpgradeSvcParams struct {
 	TimeoutNs uint64
 	SlowNs    [4]uint64
 	App       uint8
-	Pad       [7]uint8
+	IdleLimit uint8
+	Pad       [6]uint8
 }
 
 type SteerUpgradeTable struct {
@@ -218,49 +220,56 @@ type SteerUpgradeWheelHead struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SteerUpgradeMapBackends       = "backends"
-	SteerUpgradeMapCaptureRing    = "capture_ring"
-	SteerUpgradeMapCaptureScratch = "capture_scratch"
-	SteerUpgradeMapFlows          = "flows"
-	SteerUpgradeMapFrontendFilter = "frontend_filter"
-	SteerUpgradeMapFrontends      = "frontends"
-	SteerUpgradeMapLatency        = "latency"
-	SteerUpgradeMapMirrorCounters = "mirror_counters"
-	SteerUpgradeMapMirrors        = "mirrors"
-	SteerUpgradeMapNexthops       = "nexthops"
-	SteerUpgradeMapParams         = "params"
-	SteerUpgradeMapPins           = "pins"
-	SteerUpgradeMapPoolCounters   = "pool_counters"
-	SteerUpgradeMapRates          = "rates"
-	SteerUpgradeMapServices       = "services"
-	SteerUpgradeMapStats          = "stats"
-	SteerUpgradeMapTables         = "tables"
-	SteerUpgradeMapTcHandoff      = "tc_handoff"
-	SteerUpgradeMapWheel          = "wheel"
-	SteerUpgradeMapWheelHeads     = "wheel_heads"
-	SteerUpgradeProgExplain       = "explain"
-	SteerUpgradeProgSweepTimeouts = "sweep_timeouts"
-	SteerUpgradeProgSweepWheel    = "sweep_wheel"
-	SteerUpgradeProgTcBackend     = "tc_backend"
-	SteerUpgradeProgTcClient      = "tc_client"
-	SteerUpgradeProgTcMirrorOut   = "tc_mirror_out"
-	SteerUpgradeProgXdpBackend    = "xdp_backend"
-	SteerUpgradeProgXdpClient     = "xdp_client"
-	SteerUpgradeVarFlowClock      = "flow_clock"
-	SteerUpgradeVarIpSummedOff    = "ip_summed_off"
-	SteerUpgradeVarIpSummedShift  = "ip_summed_shift"
-	SteerUpgradeVarJiffyNs        = "jiffy_ns"
-	SteerUpgradeVarRouteGen       = "route_gen"
-	SteerUpgradeVarSkbCsumKnown   = "skb_csum_known"
-	SteerUpgradeVarSweepChunk     = "sweep_chunk"
-	SteerUpgradeVarSweepEpoch     = "sweep_epoch"
-	SteerUpgradeVarSweepLastChunk = "sweep_last_chunk"
-	SteerUpgradeVarSweepRefile    = "sweep_refile"
-	SteerUpgradeVarSweepVisited   = "sweep_visited"
-	SteerUpgradeVarTracking       = "tracking"
-	SteerUpgradeVarUnusedEnums    = "unused_enums"
-	SteerUpgradeVarWheelCap       = "wheel_cap"
-	SteerUpgradeVarWheelOverflow  = "wheel_overflow"
+	SteerUpgradeMapBackends         = "backends"
+	SteerUpgradeMapCaptureRing      = "capture_ring"
+	SteerUpgradeMapCaptureScratch   = "capture_scratch"
+	SteerUpgradeMapFlows            = "flows"
+	SteerUpgradeMapFrontendFilter   = "frontend_filter"
+	SteerUpgradeMapFrontends        = "frontends"
+	SteerUpgradeMapLatency          = "latency"
+	SteerUpgradeMapMirrorCounters   = "mirror_counters"
+	SteerUpgradeMapMirrors          = "mirrors"
+	SteerUpgradeMapNexthops         = "nexthops"
+	SteerUpgradeMapParams           = "params"
+	SteerUpgradeMapPending          = "pending"
+	SteerUpgradeMapPins             = "pins"
+	SteerUpgradeMapPoolCounters     = "pool_counters"
+	SteerUpgradeMapRates            = "rates"
+	SteerUpgradeMapServices         = "services"
+	SteerUpgradeMapStats            = "stats"
+	SteerUpgradeMapTables           = "tables"
+	SteerUpgradeMapTcHandoff        = "tc_handoff"
+	SteerUpgradeMapWheel            = "wheel"
+	SteerUpgradeMapWheelHeads       = "wheel_heads"
+	SteerUpgradeProgExplain         = "explain"
+	SteerUpgradeProgSweepTimeouts   = "sweep_timeouts"
+	SteerUpgradeProgSweepWheel      = "sweep_wheel"
+	SteerUpgradeProgTcBackend       = "tc_backend"
+	SteerUpgradeProgTcClient        = "tc_client"
+	SteerUpgradeProgTcMirrorOut     = "tc_mirror_out"
+	SteerUpgradeProgXdpBackend      = "xdp_backend"
+	SteerUpgradeProgXdpClient       = "xdp_client"
+	SteerUpgradeVarFlowClock        = "flow_clock"
+	SteerUpgradeVarIdleEpoch        = "idle_epoch"
+	SteerUpgradeVarIpSummedOff      = "ip_summed_off"
+	SteerUpgradeVarIpSummedShift    = "ip_summed_shift"
+	SteerUpgradeVarJiffyNs          = "jiffy_ns"
+	SteerUpgradeVarLingerClosed     = "linger_closed"
+	SteerUpgradeVarLingerHalfClosed = "linger_half_closed"
+	SteerUpgradeVarRouteGen         = "route_gen"
+	SteerUpgradeVarSkbCsumKnown     = "skb_csum_known"
+	SteerUpgradeVarSweepChunk       = "sweep_chunk"
+	SteerUpgradeVarSweepEpoch       = "sweep_epoch"
+	SteerUpgradeVarSweepExpire      = "sweep_expire"
+	SteerUpgradeVarSweepLastChunk   = "sweep_last_chunk"
+	SteerUpgradeVarSweepPending     = "sweep_pending"
+	SteerUpgradeVarSweepRefile      = "sweep_refile"
+	SteerUpgradeVarSweepRestamp     = "sweep_restamp"
+	SteerUpgradeVarSweepVisited     = "sweep_visited"
+	SteerUpgradeVarTracking         = "tracking"
+	SteerUpgradeVarUnusedEnums      = "unused_enums"
+	SteerUpgradeVarWheelCap         = "wheel_cap"
+	SteerUpgradeVarWheelOverflow    = "wheel_overflow"
 )
 
 // LoadSteerUpgrade returns the embedded CollectionSpec for SteerUpgrade.
@@ -330,6 +339,7 @@ type SteerUpgradeMapSpecs struct {
 	Mirrors        *ebpf.MapSpec `ebpf:"mirrors"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
 	Params         *ebpf.MapSpec `ebpf:"params"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Pins           *ebpf.MapSpec `ebpf:"pins"`
 	PoolCounters   *ebpf.MapSpec `ebpf:"pool_counters"`
 	Rates          *ebpf.MapSpec `ebpf:"rates"`
@@ -345,21 +355,27 @@ type SteerUpgradeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SteerUpgradeVariableSpecs struct {
-	FlowClock      *ebpf.VariableSpec `ebpf:"flow_clock"`
-	IpSummedOff    *ebpf.VariableSpec `ebpf:"ip_summed_off"`
-	IpSummedShift  *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
-	JiffyNs        *ebpf.VariableSpec `ebpf:"jiffy_ns"`
-	RouteGen       *ebpf.VariableSpec `ebpf:"route_gen"`
-	SkbCsumKnown   *ebpf.VariableSpec `ebpf:"skb_csum_known"`
-	SweepChunk     *ebpf.VariableSpec `ebpf:"sweep_chunk"`
-	SweepEpoch     *ebpf.VariableSpec `ebpf:"sweep_epoch"`
-	SweepLastChunk *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
-	SweepRefile    *ebpf.VariableSpec `ebpf:"sweep_refile"`
-	SweepVisited   *ebpf.VariableSpec `ebpf:"sweep_visited"`
-	Tracking       *ebpf.VariableSpec `ebpf:"tracking"`
-	UnusedEnums    *ebpf.VariableSpec `ebpf:"unused_enums"`
-	WheelCap       *ebpf.VariableSpec `ebpf:"wheel_cap"`
-	WheelOverflow  *ebpf.VariableSpec `ebpf:"wheel_overflow"`
+	FlowClock        *ebpf.VariableSpec `ebpf:"flow_clock"`
+	IdleEpoch        *ebpf.VariableSpec `ebpf:"idle_epoch"`
+	IpSummedOff      *ebpf.VariableSpec `ebpf:"ip_summed_off"`
+	IpSummedShift    *ebpf.VariableSpec `ebpf:"ip_summed_shift"`
+	JiffyNs          *ebpf.VariableSpec `ebpf:"jiffy_ns"`
+	LingerClosed     *ebpf.VariableSpec `ebpf:"linger_closed"`
+	LingerHalfClosed *ebpf.VariableSpec `ebpf:"linger_half_closed"`
+	RouteGen         *ebpf.VariableSpec `ebpf:"route_gen"`
+	SkbCsumKnown     *ebpf.VariableSpec `ebpf:"skb_csum_known"`
+	SweepChunk       *ebpf.VariableSpec `ebpf:"sweep_chunk"`
+	SweepEpoch       *ebpf.VariableSpec `ebpf:"sweep_epoch"`
+	SweepExpire      *ebpf.VariableSpec `ebpf:"sweep_expire"`
+	SweepLastChunk   *ebpf.VariableSpec `ebpf:"sweep_last_chunk"`
+	SweepPending     *ebpf.VariableSpec `ebpf:"sweep_pending"`
+	SweepRefile      *ebpf.VariableSpec `ebpf:"sweep_refile"`
+	SweepRestamp     *ebpf.VariableSpec `ebpf:"sweep_restamp"`
+	SweepVisited     *ebpf.VariableSpec `ebpf:"sweep_visited"`
+	Tracking         *ebpf.VariableSpec `ebpf:"tracking"`
+	UnusedEnums      *ebpf.VariableSpec `ebpf:"unused_enums"`
+	WheelCap         *ebpf.VariableSpec `ebpf:"wheel_cap"`
+	WheelOverflow    *ebpf.VariableSpec `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradeObjects contains all objects after they have been loaded into the kernel.
@@ -393,6 +409,7 @@ type SteerUpgradeMaps struct {
 	Mirrors        *ebpf.Map `ebpf:"mirrors"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
 	Params         *ebpf.Map `ebpf:"params"`
+	Pending        *ebpf.Map `ebpf:"pending"`
 	Pins           *ebpf.Map `ebpf:"pins"`
 	PoolCounters   *ebpf.Map `ebpf:"pool_counters"`
 	Rates          *ebpf.Map `ebpf:"rates"`
@@ -417,6 +434,7 @@ func (m *SteerUpgradeMaps) Close() error {
 		m.Mirrors,
 		m.Nexthops,
 		m.Params,
+		m.Pending,
 		m.Pins,
 		m.PoolCounters,
 		m.Rates,
@@ -433,21 +451,27 @@ func (m *SteerUpgradeMaps) Close() error {
 //
 // It can be passed to LoadSteerUpgradeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SteerUpgradeVariables struct {
-	FlowClock      *ebpf.Variable `ebpf:"flow_clock"`
-	IpSummedOff    *ebpf.Variable `ebpf:"ip_summed_off"`
-	IpSummedShift  *ebpf.Variable `ebpf:"ip_summed_shift"`
-	JiffyNs        *ebpf.Variable `ebpf:"jiffy_ns"`
-	RouteGen       *ebpf.Variable `ebpf:"route_gen"`
-	SkbCsumKnown   *ebpf.Variable `ebpf:"skb_csum_known"`
-	SweepChunk     *ebpf.Variable `ebpf:"sweep_chunk"`
-	SweepEpoch     *ebpf.Variable `ebpf:"sweep_epoch"`
-	SweepLastChunk *ebpf.Variable `ebpf:"sweep_last_chunk"`
-	SweepRefile    *ebpf.Variable `ebpf:"sweep_refile"`
-	SweepVisited   *ebpf.Variable `ebpf:"sweep_visited"`
-	Tracking       *ebpf.Variable `ebpf:"tracking"`
-	UnusedEnums    *ebpf.Variable `ebpf:"unused_enums"`
-	WheelCap       *ebpf.Variable `ebpf:"wheel_cap"`
-	WheelOverflow  *ebpf.Variable `ebpf:"wheel_overflow"`
+	FlowClock        *ebpf.Variable `ebpf:"flow_clock"`
+	IdleEpoch        *ebpf.Variable `ebpf:"idle_epoch"`
+	IpSummedOff      *ebpf.Variable `ebpf:"ip_summed_off"`
+	IpSummedShift    *ebpf.Variable `ebpf:"ip_summed_shift"`
+	JiffyNs          *ebpf.Variable `ebpf:"jiffy_ns"`
+	LingerClosed     *ebpf.Variable `ebpf:"linger_closed"`
+	LingerHalfClosed *ebpf.Variable `ebpf:"linger_half_closed"`
+	RouteGen         *ebpf.Variable `ebpf:"route_gen"`
+	SkbCsumKnown     *ebpf.Variable `ebpf:"skb_csum_known"`
+	SweepChunk       *ebpf.Variable `ebpf:"sweep_chunk"`
+	SweepEpoch       *ebpf.Variable `ebpf:"sweep_epoch"`
+	SweepExpire      *ebpf.Variable `ebpf:"sweep_expire"`
+	SweepLastChunk   *ebpf.Variable `ebpf:"sweep_last_chunk"`
+	SweepPending     *ebpf.Variable `ebpf:"sweep_pending"`
+	SweepRefile      *ebpf.Variable `ebpf:"sweep_refile"`
+	SweepRestamp     *ebpf.Variable `ebpf:"sweep_restamp"`
+	SweepVisited     *ebpf.Variable `ebpf:"sweep_visited"`
+	Tracking         *ebpf.Variable `ebpf:"tracking"`
+	UnusedEnums      *ebpf.Variable `ebpf:"unused_enums"`
+	WheelCap         *ebpf.Variable `ebpf:"wheel_cap"`
+	WheelOverflow    *ebpf.Variable `ebpf:"wheel_overflow"`
 }
 
 // SteerUpgradePrograms contains all programs after they have been loaded into the kernel.

@@ -88,6 +88,23 @@ struct {
 	__uint(max_entries, 262144);
 } flows SEC(".maps");
 
+/*
+ * Pending flows: those not confirmed yet, kept apart so that they cannot
+ * evict a confirmed one. A TCP flow is pending from its SYN until the
+ * client acknowledges the backend's SYN-ACK (the acknowledgement number
+ * proves the client saw it, which a spoofed source cannot); a UDP flow
+ * until the client sends again after the backend answered. Then the entry
+ * moves to flows. A flood of spoofed SYNs or datagrams churns this table
+ * only: a legitimate handshake survives it if it completes before
+ * pending's size of flood packets arrive (flood rate x round trip).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+	__uint(max_entries, 65536);
+} pending SEC(".maps");
+
 /* The next-hop cache: direct-mapped, per CPU. Per CPU, a slot has one
  * writer (programs do not nest on a CPU's receive path), so a reader never
  * sees it half written; direct-mapped, a lookup is an index and one key
@@ -112,6 +129,18 @@ volatile __u32 route_gen;
  * 65536 and never 0, set every second. A new flow records it (its
  * backend's born): its age, to 16 s, up to 12 days. */
 volatile __u16 flow_clock;
+
+/* The idle clock: the agent advances it by one every idle epoch (a second
+ * or more, see the datapath's idleEpoch), mod 256. A flow's packets stamp
+ * it into flow.pad (written only when it changed); the sweep tells a flow
+ * idle for n epochs by the difference. */
+volatile __u8 idle_epoch;
+
+/* Idle epochs after which the sweep removes a TCP flow that was reset, or
+ * whose both ends sent a FIN (linger_closed), or only one end
+ * (linger_half_closed). Set by the agent with the epoch's length. */
+volatile __u8 linger_closed = 10;
+volatile __u8 linger_half_closed = 60;
 
 /* The kernel's tick (1 / HZ) in ns: the agent sets it at load from the
  * resolution of CLOCK_MONOTONIC_COARSE. The default is HZ 250's. */
@@ -226,6 +255,17 @@ static __always_inline void count_new_flow(__u32 svc_id, __u8 pool)
 
 	if (ps)
 		ps->flows += 1;
+}
+
+/* TCP data of a flow with no entry: a live flow lost its entry. */
+static __always_inline void count_miss(__u32 svc_id, __u8 pool)
+{
+	__u32 key = svc_id * POOL_COUNT + (pool & 1);
+	struct pool_stats *ps = bpf_map_lookup_elem(&pool_counters, &key);
+
+	count(STAT_FLOW_MISS);
+	if (ps)
+		ps->misses += 1;
 }
 
 static __always_inline void count_pool(__u32 svc_id, __u8 pool, enum direction dir, __u64 bytes,

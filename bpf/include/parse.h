@@ -59,6 +59,7 @@ struct packet {
 	__u8 tcp_flags;    /* TCP: the flags byte (FIN..CWR) */
 	__u16 pad;
 	__u32 tcp_seq;     /* TCP: sequence number, host order */
+	__u32 tcp_ack;     /* TCP: acknowledgement number, host order */
 	struct flow_key tuple; /* addresses and ports as on the wire */
 };
 
@@ -202,6 +203,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		pkt->tuple.dport = tcp->dest;
 		pkt->tcp_flags = ((__u8 *)tcp)[13];
 		pkt->tcp_seq = bpf_ntohl(tcp->seq);
+		pkt->tcp_ack = bpf_ntohl(tcp->ack_seq);
 		pkt->payload_off = off + tcp->doff * 4;
 	} else {
 		struct udphdr *udp = data + off;
@@ -212,6 +214,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 		pkt->tuple.dport = udp->dest;
 		pkt->tcp_flags = 0;
 		pkt->tcp_seq = 0;
+		pkt->tcp_ack = 0;
 		pkt->payload_off = off + sizeof(*udp);
 	}
 	/* By the IP length, not data_end: a short frame may carry padding. */

@@ -223,10 +223,62 @@ static __always_inline int flow_of_live_service(const struct flow_key *fk, const
 	       fe->kind == fk->kind;
 }
 
+/* Stamp a live flow with the idle clock: written only when it moved on,
+ * so an established flow's entry is written at most once per epoch. */
+static __always_inline void stamp_idle(struct flow *f)
+{
+	__u8 now = idle_epoch;
+
+	if (f->pad != now)
+		f->pad = now;
+}
+
+/* Does a client packet confirm its pending TCP flow? Only its ACK of the
+ * backend's SYN-ACK does: a spoofed source never saw that, so it cannot
+ * name the acknowledgement number. */
+static __always_inline int confirms(const struct flow *p, const struct packet *pkt)
+{
+	return (p->flags & FLOW_F_ANSWERED) && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_ACK &&
+	       pkt->tcp_ack == p->req_end;
+}
+
+/* Move a confirmed pending flow into the flow table. The pending entry's
+ * tracking state goes with it, but req_end, which held the backend's
+ * acknowledgement number, is the client's next sequence number again (the
+ * confirming ACK's seq). Returns the entry in the flow table, or 0 if the
+ * table refused it (the flow then goes on as pending). */
+static __always_inline struct flow *confirm(struct flow *p, const struct flow_key *key, const struct packet *pkt)
+{
+	struct flow c = *p;
+	struct flow *f;
+
+	c.flags &= ~FLOW_F_ANSWERED;
+	if (pkt->tuple.proto == IPPROTO_TCP)
+		c.req_end = pkt->tcp_seq;
+	c.pad = idle_epoch;
+	if (bpf_map_update_elem(&flows, key, &c, BPF_ANY) != 0) {
+		count(STAT_FLOW_INSERT_FAIL);
+		return 0;
+	}
+	f = bpf_map_lookup_elem(&flows, key);
+	if (!f)
+		return 0;
+	bpf_map_delete_elem(&pending, key);
+	count(STAT_FLOW_CONFIRMED);
+	return f;
+}
+
 /*
  * Client side: decide where a packet to a service goes. On DECIDE_FORWARD
- * *out holds the flow (backend, pool, service), *key its key in the flow
- * table, and *new_flow says whether this packet created it.
+ * *out holds the flow (backend, pool, service), *key its key, *live the
+ * entry (in flows or pending) tracking may update, 0 for a stray, and
+ * *new_flow says whether this packet created it.
+ *
+ * State comes only with proof of a peer: a new flow is pending (see the
+ * pending map) until confirmed, so that spoofed SYNs and datagrams never
+ * evict a confirmed flow, and a TCP packet of no known flow (a stray: a
+ * spoofed ACK, or a live flow whose entry was lost) is steered by the hash
+ * alone, without an entry. A SYN never touches the flow table.
  *
  * The order is for the common packets: one not for any service is told by
  * the frontend filter alone; one of an established flow by the filter and
@@ -242,12 +294,11 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		.port = pkt->tuple.dport,
 		.proto = pkt->tuple.proto,
 	};
-	int bare_syn = pkt->tuple.proto == IPPROTO_TCP &&
-		       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	int tcp = pkt->tuple.proto == IPPROTO_TCP;
+	int bare_syn = tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	struct service *svc;
-	struct flow *f = 0;
+	struct flow *f = 0, *p;
 	struct hash2 h;
-	__u64 update = BPF_NOEXIST;
 	__u8 hint = frontend_hint(pkt);
 	int probed = 0;
 
@@ -290,57 +341,107 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 			*key = pkt->tuple;
 	}
 
-	/* A bare SYN always starts a flow: skipping the lookup saves a
-	 * flow-table miss on every new connection (the costliest part of the
-	 * new-flow path), and a client port that came round again is steered
-	 * afresh. A retransmitted SYN hashes to the same backend unless the
-	 * service's tables changed in between, and no live connection ever
-	 * sends a bare SYN. */
+	/* A bare SYN never looks at the flow table, let alone writes it: it
+	 * cannot move a live flow (a SYN with a live flow's tuple is steered
+	 * as a new, pending flow; the live one's packets still find their
+	 * entry first), and the new-flow path saves a miss. */
 	if (bare_syn) {
 		count(STAT_FLOW_SYN);
-		update = BPF_ANY;
-	} else {
-		/* The probe above looked this very key up already. */
-		if (!probed)
-			f = bpf_map_lookup_elem(&flows, key);
-		if (f)
-			goto hit;
-		/* A live TCP connection whose entry is gone (the LRU evicted it,
-		 * the sweep expired it) shows here when it next sends data: it
-		 * is steered afresh, perhaps elsewhere. Counted so an operator
-		 * sees it happen. Bare ACKs, FINs and RSTs are left out: a
-		 * closed flow's entry goes at its last ACK, and stragglers
-		 * after it are no connection lost. */
-		if (pkt->tuple.proto == IPPROTO_TCP && pkt->payload_len > 0)
-			count(STAT_FLOW_MISS);
+		goto fresh;
+	}
+	/* The probe above looked this very key up already. */
+	if (!probed)
+		f = bpf_map_lookup_elem(&flows, key);
+	if (f)
+		goto hit;
+	p = bpf_map_lookup_elem(&pending, key);
+	if (p) {
+		/* TCP: confirmed by the ACK of the backend's SYN-ACK. UDP:
+		 * by the client's next datagram once the backend answered. */
+		if (tcp ? confirms(p, pkt) : (p->flags & FLOW_F_ANSWERED)) {
+			f = confirm(p, key, pkt);
+			if (f)
+				goto hit;
+		} else if (tcp && (pkt->tcp_flags & TCP_FLAG_ACK)) {
+			count(STAT_ACK_UNCONFIRMED);
+		}
+		*out = *p;
+		*live = p;
+		count(STAT_PENDING_HIT);
+		return DECIDE_FORWARD;
+	}
+	if (tcp) {
+		/* A stray: steered by the hash (to the backend it had, unless
+		 * the service changed since), no entry made, nothing taken
+		 * from the rate cap. TCP data here is a live connection whose
+		 * entry was evicted or expired: counted, per service and pool,
+		 * so an operator sees it happen. Bare ACKs, FINs and RSTs are
+		 * left out: a closed flow's entry goes at its last ACK, and
+		 * stragglers after it are no connection lost. */
+		struct choice c;
+
+		count(STAT_FLOW_STRAY);
+		if (choose_new_flow(svc, key, 0, &c) != 0) {
+			count(STAT_DROP_NO_BACKEND);
+			return DECIDE_DROP;
+		}
+		__builtin_memset(out, 0, sizeof(*out));
+		out->backend = c.t->backends[c.idx];
+		out->svc_id = svc->id;
+		out->pool = c.pool;
+		if (pkt->payload_len > 0)
+			count_miss(svc->id, c.pool);
+		return DECIDE_FORWARD;
 	}
 
+fresh:
 	__builtin_memset(out, 0, sizeof(*out));
 	if (pick_backend(svc, key, out, &h) != 0) {
 		count(STAT_DROP_NO_BACKEND);
 		return DECIDE_DROP;
 	}
 	out->backend.born = flow_clock;
+	out->pad = idle_epoch;
 	start_tracking(out, pkt, key);
 	mirror_sample(out, key, &h);
-	if (bpf_map_update_elem(&flows, key, out, update) != 0) {
-		/* Another CPU created the flow first (BPF_NOEXIST): follow it,
-		 * so both CPUs send the flow to the same backend. */
-		f = bpf_map_lookup_elem(&flows, key);
-		if (!f) {
+	if (bpf_map_update_elem(&pending, key, out, BPF_NOEXIST) != 0) {
+		/* A retransmitted SYN, or another CPU made the entry first:
+		 * follow it, so that every packet of the flow goes to the
+		 * same backend. */
+		p = bpf_map_lookup_elem(&pending, key);
+		if (!p) {
 			count(STAT_FLOW_INSERT_FAIL);
 			return DECIDE_DROP;
 		}
-		goto hit;
+		*out = *p;
+		*live = p;
+		count(STAT_PENDING_HIT);
+		return DECIDE_FORWARD;
 	}
 	*new_flow = 1;
 	count(STAT_FLOW_NEW);
 	return DECIDE_FORWARD;
 hit:
+	stamp_idle(f);
 	*out = *f;
 	*live = f;
 	count(STAT_FLOW_HIT);
 	return DECIDE_FORWARD;
+}
+
+/* A backend's packet on a pending flow: a TCP SYN-ACK makes the client's
+ * ACK of it the confirmation (its acknowledgement number is kept); any UDP
+ * reply lets the client's next datagram confirm. */
+static __always_inline void pending_answered(struct flow *p, const struct packet *pkt)
+{
+	if (pkt->tuple.proto == IPPROTO_TCP) {
+		if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != (TCP_FLAG_SYN | TCP_FLAG_ACK))
+			return;
+		p->req_end = pkt->tcp_seq + 1;
+	} else if (p->flags & FLOW_F_ANSWERED) {
+		return;
+	}
+	p->flags |= FLOW_F_ANSWERED;
 }
 
 /* Backend side: is this a reply of a steered flow? It is if it comes from
@@ -382,10 +483,20 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 			fk->kind = KEY_FLOW; /* echo and friends were keyed by the tuple */
 	}
 	f = bpf_map_lookup_elem(&flows, fk);
+	if (f && f->backend.port == pkt->tuple.sport && addr_equal(f->backend.addr, pkt->tuple.src)) {
+		stamp_idle(f);
+		goto reply;
+	}
+	/* Not a confirmed flow of this backend: perhaps a pending one (a
+	 * SYN-ACK, a first UDP reply), also when a SYN with a live flow's
+	 * tuple went to another backend than the live flow's. */
+	f = bpf_map_lookup_elem(&pending, fk);
 	if (!f || f->backend.port != pkt->tuple.sport || !addr_equal(f->backend.addr, pkt->tuple.src)) {
 		count(STAT_PASS_NOT_REPLY);
 		return 0;
 	}
+	pending_answered(f, pkt);
+reply:
 	count(STAT_REPLY_HIT);
 	*live = f;
 	return r;

@@ -15,10 +15,14 @@
 
 #include "maps.h"
 #include "track.h"
+#include "steer.h"
 
 /* Flows the last full sweep visited: the flow table's fill (an LRU map
  * keeps no count of its own). Written by sweep_timeouts, read by the agent. */
 __u64 sweep_visited;
+
+/* Pending flows the last full sweep visited (the pending table's fill). */
+__u64 sweep_pending;
 
 /* A flow waiting on the request (or connect) that started at t_start: past
  * its service's timeout it is counted once as a timeout error and closed;
@@ -44,14 +48,83 @@ static __always_inline void judge_wait(struct flow *f, const struct flow_key *ke
  * before the wheel was set up), 0 leaves the wheel alone. */
 __u32 sweep_refile;
 
-/* One flow of the full sweep. */
+/* Idle epochs after which the sweep removes f, a flow of a live service:
+ * a TCP flow reset or closed by both ends lingers briefly, one closed by
+ * one end a while longer; any other flow as long as its service's
+ * idleTimeout says (0: never). */
+static __always_inline __u8 idle_limit_of(const struct flow *f, const struct flow_key *key)
+{
+	const __u8 both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_BACKEND;
+	struct svc_params *sp;
+	__u32 id = f->svc_id;
+
+	if (key->proto == IPPROTO_TCP) {
+		if ((f->flags & FLOW_F_RESET) || (f->flags & both) == both)
+			return linger_closed;
+		if (f->flags & both)
+			return linger_half_closed;
+	}
+	sp = bpf_map_lookup_elem(&params, &id);
+	return sp ? sp->idle_limit : 0;
+}
+
+/* Set by the agent once its first Apply wrote the services: before that
+ * the frontends a flow is checked against may not be written yet, and the
+ * sweep removes nothing. */
+__u32 sweep_expire;
+
+/* Set by the agent when the idle clock's epoch changed (and at its start,
+ * when it cannot know the epoch the stamps were made in): the walk stamps
+ * every flow with the clock instead of judging its idleness, so that no
+ * flow is removed for a stamp of another epoch. */
+__u32 sweep_restamp;
+
+/* One flow of the full sweep: gone if its service is, or if it stayed
+ * idle past its limit; else its open request or connect is judged. A
+ * flow's idle time is the idle clock's advance since its latest packet,
+ * mod 256 epochs: the agent keeps limits at most 200 and walks the table
+ * well within the other 56, and a wrap can only make a flow look younger,
+ * never remove it early. bpf_for_each_map_elem allows deleting the
+ * element it visits. */
 static long sweep_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
 {
 	__u64 t_start = f->t_start_ns;
+	__u8 limit, idle;
+
+	if (sweep_restamp) {
+		stamp_idle(f);
+		goto judge;
+	}
+	if (!sweep_expire)
+		goto judge;
+	if (!flow_of_live_service(key, f)) {
+		if (bpf_map_delete_elem(map, key) == 0)
+			count(STAT_FLOW_STALE);
+		return 0;
+	}
+	limit = idle_limit_of(f, key);
+	idle = (__u8)(idle_epoch - f->pad);
+	if (limit && idle >= limit && f->state == FLOW_IDLE) {
+		if (bpf_map_delete_elem(map, key) == 0)
+			count(STAT_FLOW_EXPIRED);
+		return 0;
+	}
+judge:
 
 	/* A flow whose request started after the sweep did is not late (and
 	 * was filed by the program that started it). Refiled twice at worst:
 	 * the second visit finds it answered. */
+	if (f->state != FLOW_IDLE && *now > t_start)
+		judge_wait(f, key, t_start, *now, sweep_refile);
+	return 0;
+}
+
+/* One pending flow of the full sweep: its connect or first request is
+ * judged; the table's LRU order, not the sweep, makes room in it. */
+static long sweep_pending_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
+{
+	__u64 t_start = f->t_start_ns;
+
 	if (f->state != FLOW_IDLE && *now > t_start)
 		judge_wait(f, key, t_start, *now, sweep_refile);
 	return 0;
@@ -74,6 +147,7 @@ int sweep_timeouts(struct xdp_md *ctx)
 	__u64 now = bpf_ktime_get_ns();
 
 	sweep_visited = bpf_for_each_map_elem(&flows, sweep_flow, &now, 0);
+	sweep_pending = bpf_for_each_map_elem(&pending, sweep_pending_flow, &now, 0);
 	return XDP_PASS;
 }
 
@@ -87,6 +161,8 @@ __attribute__((noinline)) int visit_filed(__u32 key, __u64 now)
 	if (!e)
 		return 0;
 	f = bpf_map_lookup_elem(&flows, &e->key);
+	if (!f)
+		f = bpf_map_lookup_elem(&pending, &e->key); /* a connect */
 	/* Answered since, or the flow went on to another request (or is gone):
 	 * nothing is late. Not late yet: filed at the horizon, or the
 	 * service's timeout grew; filed again (in a later slot than this). */

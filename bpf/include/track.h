@@ -257,10 +257,14 @@ static __always_inline void track_backend(void *data, void *data_end, struct flo
  * A late packet of the closed flow (a FIN retransmitted because that ACK
  * was lost) finds no entry: from the client it is steered afresh, to the
  * same backend unless the service changed; from the backend it passes
- * untranslated. An RST deletes nothing: the ends ignore one outside their
- * window, and deleting on it would let a blind RST move an open flow. Nor
- * does a close while a connect or a request is unanswered: the flow stays
- * for the timeout sweep to count it, as before closes deleted anything.
+ * untranslated. An RST from either end deletes nothing at once: the ends
+ * ignore one outside their window, and deleting on it would let a blind
+ * RST move an open flow. It marks the flow (FLOW_F_RESET), and the sweep
+ * removes a marked flow that then stays idle for linger_closed; data after
+ * it clears the mark (the connection lived on). Nor does a close while a
+ * connect or a request is unanswered delete: the flow stays for the
+ * timeout sweep to count it, as before closes deleted anything. A half
+ * close lingers too (linger_half_closed, see sweep.h).
  */
 static __always_inline void track_close(struct flow *f, const struct flow_key *key, const struct packet *pkt,
 					__u8 fin)
@@ -269,6 +273,13 @@ static __always_inline void track_close(struct flow *f, const struct flow_key *k
 
 	if (pkt->tuple.proto != IPPROTO_TCP)
 		return;
+	if (pkt->tcp_flags & TCP_FLAG_RST) {
+		if (!(f->flags & FLOW_F_RESET))
+			f->flags |= FLOW_F_RESET;
+		return;
+	}
+	if ((f->flags & FLOW_F_RESET) && pkt->payload_len)
+		f->flags &= ~FLOW_F_RESET;
 	if (pkt->tcp_flags & TCP_FLAG_FIN) {
 		if (!(f->flags & fin))
 			f->flags |= fin;

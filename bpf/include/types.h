@@ -59,6 +59,10 @@ enum flow_flags {
 	 * its flow's epoch is the service's current one, so the flows an
 	 * earlier capture sampled are not copied into a later one. */
 	FLOW_F_CAPTURE = 3 << 5,
+	/* A pending flow (the pending map) the backend has answered: for TCP
+	 * its SYN-ACK was seen and req_end holds the acknowledgement that
+	 * confirms the flow; for UDP a reply came. */
+	FLOW_F_ANSWERED = 1 << 7,
 };
 
 /* Mirroring and capture (mirror.h). */
@@ -175,9 +179,15 @@ struct flow {
 	__u8 pool;
 	__u8 flags;    /* enum flow_flags */
 	__u8 state;    /* enum flow_state */
+	/* The idle_epoch of the flow's latest packet (either direction): the
+	 * sweep expires flows idle for longer than their limit. Named pad
+	 * because it was one: pinned flow tables of older agents keep their
+	 * layout, so an upgrade adopts their entries. */
 	__u8 pad;
 	/* TCP: the client sequence number just past the request data seen; a
-	 * client segment before it is a retransmission, not a new request. */
+	 * client segment before it is a retransmission, not a new request.
+	 * In a pending flow the backend answered (FLOW_F_ANSWERED): the
+	 * acknowledgement number that confirms it (its SYN-ACK's seq + 1). */
 	__u32 req_end;
 	/* When the SYN was forwarded (CONNECTING) or the request started
 	 * (AWAITING), bpf_ktime_get_ns. */
@@ -243,6 +253,9 @@ struct pool_stats {
 	__u64 bytes[DIR_COUNT];
 	__u64 flows; /* new flows steered into the pool */
 	__u64 errors[ERR_COUNT];
+	/* TCP data of a flow with no entry, steered by the hash alone: a live
+	 * flow whose entry was evicted (or expired) */
+	__u64 misses;
 };
 
 /* Per service settings the programs read by service id (the services map is
@@ -251,7 +264,10 @@ struct svc_params {
 	__u64 timeout_ns;                /* a request unanswered this long is a timeout */
 	__u64 slow_ns[MAX_THRESHOLDS];   /* count responses slower than these; 0: unused */
 	__u8 app;                        /* enum app */
-	__u8 pad[7];
+	/* Idle epochs (see idle_epoch) after which the sweep removes an idle
+	 * flow of the service; 0: never (spec.idleTimeout) */
+	__u8 idle_limit;
+	__u8 pad[6];
 };
 
 /* A latency histogram: bucket 0 is the zero bucket, bucket k the native
@@ -278,8 +294,8 @@ enum stat {
 	STAT_PASS_NOT_SERVICE,     /* no service on this address, port, protocol */
 	STAT_PASS_NOT_REPLY,       /* from the backend side, not a reply of a flow */
 	STAT_FLOW_HIT,             /* an established flow */
-	STAT_FLOW_NEW,             /* a new flow was steered */
-	STAT_FLOW_SYN,             /* a bare TCP SYN: (re)steered without a lookup */
+	STAT_FLOW_NEW,             /* a new flow was steered (a pending entry made) */
+	STAT_FLOW_SYN,             /* a bare TCP SYN: a pending flow started (or a retransmission followed it) */
 	STAT_FLOW_INSERT_FAIL,     /* the flow table refused the entry */
 	STAT_PINNED,               /* a new flow's pool was decided by a pin */
 	STAT_DROP_NO_BACKEND,      /* a service packet, but no pool has backends */
@@ -300,7 +316,13 @@ enum stat {
 	STAT_MIRROR_XDP,           /* a packet to mirror seen at an XDP hook with no tc program to hand it to: not copied */
 	STAT_MIRROR_HANDOFF,       /* a packet to mirror that XDP handed to the tc program of its interface */
 	STAT_MIRROR_TRUNCATED,     /* an interface copy cut to its snaplen or to the mirror MTU (tc_mirror_out) */
-	STAT_FLOW_MISS,            /* TCP data of a flow with no entry: its entry evicted or expired (steered afresh) */
+	STAT_FLOW_MISS,            /* TCP data of a flow with no entry: its entry evicted or expired (steered by the hash alone) */
+	STAT_PENDING_HIT,          /* a packet of a pending flow (handshake or first exchange not complete) */
+	STAT_FLOW_CONFIRMED,       /* a pending flow confirmed: moved into the flow table */
+	STAT_FLOW_STRAY,           /* a TCP packet, not a SYN, of no known flow: steered by the hash, no entry made */
+	STAT_ACK_UNCONFIRMED,      /* an ACK on a pending TCP flow that does not acknowledge the backend's SYN-ACK */
+	STAT_FLOW_EXPIRED,         /* a flow removed by the sweep: idle past its limit, or lingering after a close or reset */
+	STAT_FLOW_STALE,           /* a flow removed by the sweep: its service is gone */
 	STAT_COUNT,
 };
 

@@ -128,7 +128,7 @@ func warnings(n api.NodeStatus) []string {
 		out = append(out, fmt.Sprintf("flow table %.0f%% full: new flows evict the least recently used", 100*n.FlowTableFill))
 	}
 	if n.FlowMissRate > 0 {
-		out = append(out, fmt.Sprintf("live connections lose their flow entries: %.1f packets/s of connections with no entry (evicted or expired), steered afresh", n.FlowMissRate))
+		out = append(out, fmt.Sprintf("live connections lose their flow entries (evicted or expired): %.1f packets/s find none", n.FlowMissRate))
 	}
 	return out
 }

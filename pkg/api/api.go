@@ -190,9 +190,10 @@ type NodeStatus struct {
 	// FlowTableFill is the node's flow table use (entries/capacity, all
 	// services together); a table near full evicts live flows.
 	FlowTableFill float64 `json:"flowTableFill,omitempty"`
-	// FlowMissRate is the node's TCP packets per second, over its last
-	// window, of connections with no flow entry (evicted or expired): live
-	// connections losing their entries.
+	// FlowMissRate is the service's TCP packets per second on the node,
+	// over its last window, of connections with no flow entry (evicted or
+	// expired): live connections losing their entries (the pools'
+	// MissRate summed).
 	FlowMissRate float64 `json:"flowMissRate,omitempty"`
 	// Pools are the live numbers of the stable and canary pools, over the
 	// node's last measurement window.
@@ -207,7 +208,10 @@ type PoolStatus struct {
 	P50       time.Duration `json:"p50"`
 	P99       time.Duration `json:"p99"`
 	ErrorRate float64       `json:"errorRate"` // errors per response
-	Breaker   string        `json:"breaker,omitempty"`
+	// MissRate: TCP packets per second of the pool's live connections
+	// that found no flow entry (evicted or expired).
+	MissRate float64 `json:"missRate,omitempty"`
+	Breaker  string  `json:"breaker,omitempty"`
 }
 
 // Error is an error answer.

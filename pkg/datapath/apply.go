@@ -65,6 +65,8 @@ type plan struct {
 	failed map[string]error
 	ids    idAllocator
 	pins   int
+	// idleEpoch is the idle clock's epoch the services' limits count in.
+	idleEpoch time.Duration
 }
 
 // Apply makes the kernel's maps steer exactly svcs, with the run-time
@@ -92,9 +94,18 @@ func (d *Datapath) Apply(svcs []service.Service, opts ...ApplyOption) error {
 	if d.closed {
 		return errors.New("data path is closed")
 	}
+	epoch := idleEpochFor(svcs)
+	if err := d.sweeper.idle.setEpoch(epoch); err != nil {
+		return err
+	}
 	p := d.plan(svcs, set)
 	if err := p.run(); err != nil {
 		return err
+	}
+	// The frontends now name the services: the sweep may tell flows of
+	// removed services, and idle ones, and remove them.
+	if err := d.objs.SweepExpire.Set(uint32(1)); err != nil {
+		return fmt.Errorf("let the sweep remove flows: %w", err)
 	}
 	d.services = p.installed
 	d.filter = p.filter
@@ -133,6 +144,7 @@ func (d *Datapath) plan(svcs []service.Service, set settings) *plan {
 		failed:    map[string]error{},
 		ids:       idAllocator{free: slices.Clone(d.ids.free)},
 		maps:      &d.objs.SteerMaps,
+		idleEpoch: idleEpochFor(svcs),
 	}
 	sorted := slices.Clone(svcs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
@@ -273,7 +285,7 @@ func (p *plan) planParams(params *ebpf.Map, old, in *installed, thresholds []tim
 	if timeout == 0 {
 		timeout = service.DefaultTimeout
 	}
-	in.params = bpf.SteerSvcParams{TimeoutNs: uint64(timeout)}
+	in.params = bpf.SteerSvcParams{TimeoutNs: uint64(timeout), IdleLimit: idleLimit(in.svc.EffectiveIdleTimeout(), p.idleEpoch)}
 	if in.svc.App == service.AppHTTP {
 		in.params.App = uint8(bpf.SteerAppAPP_HTTP)
 	}

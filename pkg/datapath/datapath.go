@@ -40,6 +40,15 @@ const (
 	DefaultCaptureRing = 8 << 20
 )
 
+// PendingTableFor is the size of the table of pending flows (the pending
+// map: TCP handshakes and first UDP exchanges not confirmed yet) next to a
+// flow table of flowTable entries: a quarter of it, at least 1024. A
+// legitimate handshake survives a flood of spoofed SYNs if it completes
+// before this many flood packets arrive.
+func PendingTableFor(flowTable uint32) uint32 {
+	return max(1024, flowTable/4)
+}
+
 // Options configure a Datapath.
 type Options struct {
 	// PinPath is a directory on a bpffs where maps and links are pinned,
@@ -275,6 +284,7 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
 	specs.Pins.MaxEntries = opts.MaxPins
 	specs.Flows.MaxEntries = opts.FlowTable
+	specs.Pending.MaxEntries = PendingTableFor(opts.FlowTable)
 	wheelCap := wheelCapFor(opts.FlowTable)
 	if err := specs.WheelCap.Set(wheelCap); err != nil {
 		return nil, nil, nil, fmt.Errorf("size the deadline wheel: %w", err)

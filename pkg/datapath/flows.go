@@ -31,6 +31,9 @@ type Flow struct {
 	AgeKnown bool
 	// Mirrored: copied to the mirror interface; Captured: to a capture.
 	Mirrored, Captured bool
+	// Pending: not confirmed yet (a TCP handshake, a UDP flow's first
+	// exchange), held in the pending table.
+	Pending bool
 }
 
 var flowStates = map[uint8]string{
@@ -39,21 +42,37 @@ var flowStates = map[uint8]string{
 	uint8(bpf.SteerFlowStateFLOW_AWAITING):   "awaiting",
 }
 
-// Flows walks the flow table for the live flows of the service with
-// frontend fe (and kernel id id), of client when it is valid: at most
-// limit of them, and how many match in all. The walk reads the table as
-// the programs change it: a flow may be missed or seen twice.
+// Flows walks the flow table, then the pending table, for the live flows
+// of the service with frontend fe (and kernel id id), of client when it
+// is valid: at most limit of them, and how many match in all. The walk
+// reads the tables as the programs change them: a flow may be missed or
+// seen twice (also once in each, as it is confirmed).
 func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit int) ([]Flow, int, error) {
+	var out []Flow
+	total := 0
+	for _, m := range []*ebpf.Map{v.maps.Flows, v.maps.Pending} {
+		if m == nil {
+			continue // a pinned set of an agent older than the pending table
+		}
+		var err error
+		out, total, err = walkFlows(m, m == v.maps.Pending, fe, id, client, limit, out, total)
+		if err != nil {
+			return out, total, err
+		}
+	}
+	return out, total, nil
+}
+
+// walkFlows adds the flows of table m that Flows asks for to out.
+func walkFlows(m *ebpf.Map, pending bool, fe service.Frontend, id uint32, client netip.Addr, limit int, out []Flow, total int) ([]Flow, int, error) {
 	var (
-		k     bpf.SteerFlowKey
-		f     bpf.SteerFlow
-		out   []Flow
-		total int
+		k bpf.SteerFlowKey
+		f bpf.SteerFlow
 	)
 	vip := addr16(fe.VIP)
 	now := monotonicNow()
 	clock := FlowClock(time.Now())
-	it := v.maps.Flows.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &f) {
 		if f.SvcId != id || k.Dst != vip || k.Dport != htons(fe.Port) || k.Proto != uint8(fe.Protocol) {
 			continue
@@ -69,7 +88,7 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 		fl := Flow{Client: netip.AddrPortFrom(src, ntohs(k.Sport)), Backend: netipAddrPort(f.Backend),
 			Pool: service.Pool(f.Pool & 1), State: flowStates[f.State],
 			Mirrored: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_MIRROR) != 0,
-			Captured: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_CAPTURE) != 0}
+			Captured: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_CAPTURE) != 0, Pending: pending}
 		if f.Backend.Born != 0 {
 			fl.Age, fl.AgeKnown = FlowAge(clock, f.Backend.Born), true
 		}
@@ -79,7 +98,7 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 		out = append(out, fl)
 	}
 	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		return out, total, fmt.Errorf("walk the flow table: %w", err)
+		return out, total, fmt.Errorf("walk the flow table (%s): %w", m, err)
 	}
 	return out, total, nil
 }
@@ -131,3 +150,17 @@ func (d *Datapath) Flows(name string, client netip.Addr, limit int) ([]Flow, int
 
 // ErrNotInstalled: the service is not in this node's kernel (yet).
 var ErrNotInstalled = errors.New("not installed on this node")
+
+// HasFlow says whether the flow table (not the pending table) holds the
+// flow of client to vip over protocol p, keyed as kind keys it (the
+// 5-tuple or the client address; not gtpu-inner).
+func (v *View) HasFlow(client, vip netip.AddrPort, p service.Protocol, kind service.KeyKind) (bool, error) {
+	k := bpf.SteerFlowKey{Src: addr16(client.Addr()), Dst: addr16(vip.Addr()), Sport: htons(client.Port()), Dport: htons(vip.Port()),
+		Proto: uint8(p), Kind: uint8(kind)}
+	var f bpf.SteerFlow
+	err := v.maps.Flows.Lookup(k, &f)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}

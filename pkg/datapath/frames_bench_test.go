@@ -48,6 +48,28 @@ func closingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte
 	}
 }
 
+// confirmingFlows returns the frames of the confirm-ack case: each round
+// writes a pending flow the backend answered (as its SYN-ACK leaves it)
+// and returns the client's ACK that confirms it, which moves it to the
+// flow table.
+func confirmingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte {
+	var est bpf.SteerFlow
+	if err := objs.Flows.Lookup(webFlowKey(netip.AddrPortFrom(client4, 1+uint16(h))), &est); err != nil {
+		b.Fatalf("the established flow: %v", err)
+	}
+	est.Flags |= uint8(bpf.SteerFlowFlagsFLOW_F_ANSWERED)
+	est.State = uint8(bpf.SteerFlowStateFLOW_IDLE)
+	est.ReqEnd = backendISN + 1
+	vip := netip.AddrPortFrom(vip4, 80)
+	return func(i int) []byte {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 20, byte(i >> 8), byte(i)}), 2000+uint16(i>>16)+uint16(h)*64)
+		if err := objs.Pending.Put(webFlowKey(src), est); err != nil {
+			b.Fatalf("write a pending flow: %v", err)
+		}
+		return buildPacket(pktSpec{src: src, dst: vip, proto: protoTCP, tcpFlags: tcpACK, seq: clientISN + 1, ack: backendISN + 1})
+	}
+}
+
 // clientProgram is the client-side program of hook h.
 func clientProgram(objs *bpf.SteerObjects, h hook) *ebpf.Program {
 	if h == hookTC {

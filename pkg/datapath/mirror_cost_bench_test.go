@@ -295,10 +295,7 @@ func sampledCostCases(b *testing.B, k *mirrorCostKit, h hook) []*costCase {
 // payload bytes.
 func (k *mirrorCostKit) establish(b *testing.B, h hook, vipPort, clientPort uint16, payload int, want uint8) []byte {
 	client, vip := netip.AddrPortFrom(client4, clientPort), netip.AddrPortFrom(vip4, vipPort)
-	syn := buildPacket(pktSpec{src: client, dst: vip, proto: protoTCP, tcpFlags: tcpSYN})
-	if v, _ := k.f.run(b, h, false, k.f.cliIf, syn); v != vRedirect {
-		b.Fatalf("%v: SYN to port %d: verdict %v", h, vipPort, v)
-	}
+	k.f.establish(b, h, client, vip)
 	got := k.flags(b, costFlowKey(client, vip, protoTCP))
 	for _, m := range []uint8{flagMirror, flagCapture} {
 		if (got&m != 0) != (want&m != 0) {
@@ -339,8 +336,8 @@ func costFlowKey(client, vip netip.AddrPort, proto uint8) bpf.SteerFlowKey {
 
 // flags are the flags of the flow with key fk.
 func (k *mirrorCostKit) flags(b *testing.B, fk bpf.SteerFlowKey) uint8 {
-	var v bpf.SteerFlow
-	if err := k.f.dp.objs.Flows.Lookup(fk, &v); err != nil {
+	v, err := lookupFlow(k.f.dp, fk)
+	if err != nil {
 		b.Fatalf("flow %+v: %v", fk, err)
 	}
 	return v.Flags

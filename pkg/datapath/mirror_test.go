@@ -21,8 +21,8 @@ import (
 // flowFlags reads the flags of a web flow of client.
 func flowFlags(t *testing.T, dp *Datapath, client netip.AddrPort) uint8 {
 	t.Helper()
-	var v bpf.SteerFlow
-	if err := dp.objs.Flows.Lookup(webFlowKey(client), &v); err != nil {
+	v, err := lookupFlow(dp, webFlowKey(client))
+	if err != nil {
 		t.Fatalf("flow of %s: %v", client, err)
 	}
 	return v.Flags
@@ -65,10 +65,10 @@ func testMirrorSampling(t *testing.T, f *fixture, kind service.KeyKind) {
 		if v, _ := f.run(t, hookTC, false, f.cliIf, buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN})); v != vRedirect && v != vPass {
 			t.Fatalf("flow %d: verdict %v", i, v)
 		}
-		var fl bpf.SteerFlow
 		key := webFlowKey(client)
 		key.Kind = uint8(kind)
-		if err := f.dp.objs.Flows.Lookup(key, &fl); err != nil {
+		fl, err := lookupFlow(f.dp, key)
+		if err != nil {
 			t.Fatal(err)
 		}
 		flows[fl.Pool&1]++

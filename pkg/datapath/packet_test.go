@@ -34,7 +34,8 @@ type pktSpec struct {
 	proto    uint8 // protoTCP or protoUDP
 	tcpFlags uint8
 	seq      uint32
-	ttl      uint8 // default 64
+	ack      uint32 // TCP acknowledgement number
+	ttl      uint8  // default 64
 	payload  []byte
 	// udpNoCsum sends an IPv4 UDP datagram without a checksum (0).
 	udpNoCsum bool
@@ -115,6 +116,7 @@ func buildL4(s pktSpec) []byte {
 	if s.proto == protoTCP {
 		h = make([]byte, 20)
 		binary.BigEndian.PutUint32(h[4:], s.seq)
+		binary.BigEndian.PutUint32(h[8:], s.ack)
 		h[12] = 5 << 4
 		h[13] = s.tcpFlags
 		binary.BigEndian.PutUint16(h[14:], 65535)

@@ -22,6 +22,9 @@ type PoolCounters struct {
 	Flows uint64
 	// Errors counts error signals by kind (see ErrorKinds).
 	Errors [ErrorKinds]uint64
+	// Misses counts TCP data of flows with no entry, steered by the hash
+	// alone: live flows whose entries were evicted or expired.
+	Misses uint64
 }
 
 // Error signal kinds, the index of PoolCounters.Errors. ErrorNames gives
@@ -79,6 +82,11 @@ func OpenPinned(pinPath string) (*View, error) {
 		opened = append(opened, m)
 		*dst = m
 	}
+	// The pending table is younger than the rest: an older agent's pins
+	// have none.
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.SteerMapPending), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+		maps.Pending = m
+	}
 	return &View{maps: &maps, statNames: statNames, errNames: errNames, closer: maps.Close}, nil
 }
 
@@ -124,6 +132,7 @@ func (c *PoolCounters) add(perCPU []bpf.SteerPoolStats) {
 		c.BytesToBackend += s.Bytes[bpf.SteerDirectionDIR_TO_BACKEND]
 		c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
 		c.Flows += s.Flows
+		c.Misses += s.Misses
 		for k := range c.Errors {
 			c.Errors[k] += s.Errors[k]
 		}

@@ -116,8 +116,8 @@ func TestStickyFlows(t *testing.T) {
 	}
 	for _, h := range hooks {
 		src := netip.AddrPortFrom(client4, 33000+uint16(h))
-		syn := buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN, seq: 7})
-		data := buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpACK | tcpPSH, seq: 8, payload: []byte("x")})
+		syn := buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpSYN, seq: clientISN})
+		data := buildPacket(pktSpec{src: src, dst: netip.AddrPortFrom(vip4, 80), proto: protoTCP, tcpFlags: tcpACK | tcpPSH, seq: clientISN + 1, ack: backendISN + 1, payload: []byte("x")})
 		_, out := f.run(t, h, false, f.cliIf, syn)
 		first, _ := decode(out)
 		if !contains(stable4, first.dst.Addr()) {
@@ -126,6 +126,9 @@ func TestStickyFlows(t *testing.T) {
 		_, out = f.run(t, h, false, f.cliIf, syn)
 		if again, _ := decode(out); again.dst != first.dst {
 			t.Fatalf("%s: retransmitted SYN went to %s, first to %s", h, again.dst, first.dst)
+		}
+		if b := f.establish(t, h, src, netip.AddrPortFrom(vip4, 80)); b != first.dst {
+			t.Fatalf("%s: the handshake went to %s, its SYN to %s", h, b, first.dst)
 		}
 		s.CanaryWeight = service.MaxWeight
 		if err := f.dp.Apply([]service.Service{s}); err != nil {

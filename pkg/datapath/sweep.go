@@ -34,6 +34,8 @@ const walkSpacing = 20
 type timeoutSweeper struct {
 	objs     *bpf.SteerObjects
 	wheelCap uint32 // entries per slot of the wheel (wheel_cap)
+	// idle is the idle clock the walks judge idleness by (idle.go).
+	idle *idleClock
 
 	mu     sync.Mutex // a sweep at a time; guards the fields below
 	closed bool       // the programs and maps are closed (close)
@@ -44,13 +46,18 @@ type timeoutSweeper struct {
 	lastFullSweep time.Time
 	lastWalk      time.Duration
 	flowCount     int
+	// pendingCount is the pending flows the last walk counted.
+	pendingCount int
+	// churn: what entered and left the flow table by the last walk, and
+	// the evictions that tells (countEvictions).
+	churn churn
 }
 
 // newTimeoutSweeper makes the sweeper of the programs and maps in objs
 // (loaded later: it reads them only when it sweeps), whose flow table
 // has flowTable entries.
 func newTimeoutSweeper(objs *bpf.SteerObjects, flowTable uint32) timeoutSweeper {
-	return timeoutSweeper{objs: objs, wheelCap: wheelCapFor(flowTable)}
+	return timeoutSweeper{objs: objs, wheelCap: wheelCapFor(flowTable), idle: &idleClock{objs: objs}}
 }
 
 // close waits for a sweep under way to end; every later sweep fails.
@@ -80,6 +87,9 @@ func (s *timeoutSweeper) sweep() (flows int, err error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
 		return 0, fmt.Errorf("read the clock: %w", err)
+	}
+	if err := s.idle.tick(uint64(ts.Nano())); err != nil {
+		return 0, err
 	}
 	epoch := uint64(ts.Nano()) >> bpf.SteerWheelLimitsWHEEL_SHIFT
 	var overflow uint32
@@ -178,8 +188,17 @@ func (s *timeoutSweeper) fullSweep(epoch uint64, refile bool) error {
 	if err := s.objs.SweepRefile.Set(refileFlag); err != nil {
 		return fmt.Errorf("timeout sweep: %w", err)
 	}
+	restamp := s.idle.takeRestamp()
+	if err := s.objs.SweepRestamp.Set(boolFlag(restamp)); err != nil {
+		return fmt.Errorf("timeout sweep: %w", err)
+	}
 	start := time.Now()
 	if err := runSweep(s.objs.SweepTimeouts); err != nil {
+		if restamp {
+			s.idle.mu.Lock()
+			s.idle.restamp = true
+			s.idle.mu.Unlock()
+		}
 		return err
 	}
 	s.lastWalk = time.Since(start)
@@ -188,6 +207,13 @@ func (s *timeoutSweeper) fullSweep(epoch uint64, refile bool) error {
 		return fmt.Errorf("read the timeout sweep's count: %w", err)
 	}
 	s.flowCount = int(visited)
+	if err := s.objs.SweepPending.Get(&visited); err != nil {
+		return fmt.Errorf("read the timeout sweep's count: %w", err)
+	}
+	s.pendingCount = int(visited)
+	if err := s.countEvictions(); err != nil {
+		return err
+	}
 	s.lastFullSweep = time.Now()
 	return nil
 }
@@ -218,4 +244,72 @@ func (s *timeoutSweeper) resetWheel(epoch uint64) error {
 		}
 	}
 	return nil
+}
+
+// boolFlag is a program's flag for b.
+func boolFlag(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// churn is the flow table's account: entries in (confirmed flows) and out
+// (closed, expired, stale) by the programs' counters, and the entries the
+// walks counted. Whatever went in and neither left nor stayed was evicted:
+// the kernel's LRU makes room without a word.
+type churn struct {
+	known     bool // in, out and entries are set
+	in, out   uint64
+	entries   int
+	evictions uint64
+}
+
+// countEvictions adds the evictions since the previous walk to the
+// account. A walk sees the table as the programs change it, so a walk's
+// count may be off by the flows that came or went during it: the sum
+// corrects itself at the next walk, and never goes below zero.
+func (s *timeoutSweeper) countEvictions() error {
+	var in, out uint64
+	for _, st := range []struct {
+		stat bpf.SteerStat
+		sum  *uint64
+	}{
+		{bpf.SteerStatSTAT_FLOW_CONFIRMED, &in},
+		{bpf.SteerStatSTAT_FLOW_CLOSED, &out},
+		{bpf.SteerStatSTAT_FLOW_EXPIRED, &out},
+		{bpf.SteerStatSTAT_FLOW_STALE, &out},
+	} {
+		var perCPU []uint64
+		if err := s.objs.Stats.Lookup(uint32(st.stat), &perCPU); err != nil {
+			return fmt.Errorf("read the flow table's counters: %w", err)
+		}
+		for _, v := range perCPU {
+			*st.sum += v
+		}
+	}
+	c := &s.churn
+	if c.known {
+		gone := int64(in-c.in) - int64(out-c.out) - int64(s.flowCount-c.entries)
+		if gone > 0 {
+			c.evictions += uint64(gone)
+		}
+	}
+	c.known, c.in, c.out, c.entries = true, in, out, s.flowCount
+	return nil
+}
+
+// FlowChurn is what the last walk of the tables found: the pending flows
+// (not confirmed yet) and the flows evicted from the flow table so far
+// (see churn).
+type FlowChurn struct {
+	Pending   int
+	Evictions uint64
+}
+
+// FlowChurn returns the flow tables' churn as of the last walk.
+func (d *Datapath) FlowChurn() FlowChurn {
+	d.sweeper.mu.Lock()
+	defer d.sweeper.mu.Unlock()
+	return FlowChurn{Pending: d.sweeper.pendingCount, Evictions: d.sweeper.churn.evictions}
 }

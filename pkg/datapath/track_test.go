@@ -182,15 +182,31 @@ func (c *closeRun) conn(h hook) (fwd, back func(flags uint8, payload string), fl
 	t, f := c.t, c.f
 	c.port++
 	client := netip.AddrPortFrom(client4, c.port)
+	// Sequence numbers as a real connection has them: the client's ACKs
+	// acknowledge the backend's SYN-ACK, which confirms the flow.
+	seq, bseq := uint32(clientISN), uint32(backendISN)
 	fwd = func(flags uint8, payload string) {
 		t.Helper()
-		if v, _ := f.run(t, h, false, f.cliIf, buildPacket(pktSpec{src: client, dst: c.vip, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+		p := pktSpec{src: client, dst: c.vip, proto: protoTCP, tcpFlags: flags, seq: seq, payload: []byte(payload)}
+		if flags&tcpACK != 0 {
+			p.ack = backendISN + 1
+		}
+		seq += uint32(len(payload))
+		if flags&(tcpSYN|tcpFIN) != 0 {
+			seq++
+		}
+		if v, _ := f.run(t, h, false, f.cliIf, buildPacket(p)); v != vRedirect {
 			t.Fatalf("%s: client packet verdict %s", h, v)
 		}
 	}
 	back = func(flags uint8, payload string) {
 		t.Helper()
-		if v, _ := f.run(t, h, true, f.bckIf, buildPacket(pktSpec{src: c.backend, dst: client, proto: protoTCP, tcpFlags: flags, payload: []byte(payload)})); v != vRedirect {
+		p := pktSpec{src: c.backend, dst: client, proto: protoTCP, tcpFlags: flags, seq: bseq, ack: seq, payload: []byte(payload)}
+		bseq += uint32(len(payload))
+		if flags&(tcpSYN|tcpFIN) != 0 {
+			bseq++
+		}
+		if v, _ := f.run(t, h, true, f.bckIf, buildPacket(p)); v != vRedirect {
 			t.Fatalf("%s: backend packet verdict %s", h, v)
 		}
 	}

@@ -22,6 +22,7 @@ type dpSource struct{ dp *datapath.Datapath }
 func (s dpSource) Services() []datapath.InstalledService { return s.dp.Installed() }
 func (s dpSource) View() *datapath.View                  { return s.dp.View() }
 func (s dpSource) FlowTable() (int, int)                 { return 0, s.dp.FlowTableCapacity() }
+func (s dpSource) FlowChurn() datapath.FlowChurn         { return s.dp.FlowChurn() }
 func (s dpSource) Attachments() []datapath.Attachment    { return s.dp.Attachments() }
 
 // BenchmarkScrape measures what one /metrics scrape of 1 000 services x 2

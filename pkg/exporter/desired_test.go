@@ -15,6 +15,7 @@ type plainSource struct{}
 func (plainSource) Services() []datapath.InstalledService { return nil }
 func (plainSource) View() *datapath.View                  { return nil }
 func (plainSource) FlowTable() (int, int)                 { return 0, 0 }
+func (plainSource) FlowChurn() datapath.FlowChurn         { return datapath.FlowChurn{} }
 func (plainSource) Attachments() []datapath.Attachment    { return nil }
 
 // desiredSource adds the replicated state's weights.

@@ -45,6 +45,9 @@ type Source interface {
 	// the whole table)
 	// and its capacity.
 	FlowTable() (entries, capacity int)
+	// FlowChurn returns the pending flows and the evictions so far, as
+	// of the last walk of the tables.
+	FlowChurn() datapath.FlowChurn
 	// Attachments lists where the programs are attached.
 	Attachments() []datapath.Attachment
 }
@@ -228,10 +231,10 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	failed := 0
 	svcs := g.src.Services()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
-	// Metrics of each service and pool: 12 of the pool families (counters
+	// Metrics of each service and pool: 13 of the pool families (counters
 	// and histograms, whose buckets the arena allocates as they come) and
 	// 7 of the mirroring ones.
-	a := newArena(len(svcs) * 2 * (12 + 7))
+	a := newArena(len(svcs) * 2 * (13 + 7))
 	pf := newPoolFamilies(g.classic)
 	if err := pf.addServices(a, v, l, svcs); err != nil {
 		failed++
@@ -241,7 +244,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 		failed++
 	}
 	nodeOnly := []*dto.LabelPair{node}
-	fill, capf := g.flowTableFamilies(nodeOnly)
+	fill, capf, pending, evictions := g.flowTableFamilies(nodeOnly)
 	attached := g.attachedFamily(node)
 	events, err := eventsFamily(a, v, node)
 	if err != nil {
@@ -250,7 +253,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
-	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, missesFamily(events, nodeOnly), fill, capf, pf.flows,
+	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, pf.misses, fill, capf, pending, evictions, pf.flows,
 		mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
@@ -281,6 +284,7 @@ func newSeriesLabels(node *dto.LabelPair, errorNames []string) *seriesLabels {
 // and the canary weight, one for each service.
 type poolFamilies struct {
 	packets, bytes, flows, responses, errs *dto.MetricFamily
+	misses                                 *dto.MetricFamily
 	connect, response                      *dto.MetricFamily
 	weight                                 *dto.MetricFamily
 	classic                                *Classic
@@ -292,6 +296,7 @@ func newPoolFamilies(classic *Classic) *poolFamilies {
 		packets:   family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		bytes:     family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		flows:     family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER),
+		misses:    family("graylane_flow_misses_total", "TCP packets carrying data of a flow with no entry in the flow table, steered by the hash alone into the pool: a live connection whose entry was evicted or expired.", dto.MetricType_COUNTER),
 		responses: family("graylane_responses_total", "Responses timed (the count of graylane_response_duration_seconds).", dto.MetricType_COUNTER),
 		errs:      family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", dto.MetricType_COUNTER),
 		connect:   family("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", dto.MetricType_HISTOGRAM),
@@ -328,6 +333,7 @@ func (f *poolFamilies) addService(a *arena, l *seriesLabels, s datapath.Installe
 		f.packets.Metric = append(f.packets.Metric, a.counter(up, pc.PacketsToBackend), a.counter(down, pc.PacketsToClient))
 		f.bytes.Metric = append(f.bytes.Metric, a.counter(up, pc.BytesToBackend), a.counter(down, pc.BytesToClient))
 		f.flows.Metric = append(f.flows.Metric, a.counter(base, pc.Flows))
+		f.misses.Metric = append(f.misses.Metric, a.counter(base, pc.Misses))
 		f.responses.Metric = append(f.responses.Metric, a.counter(base, pl.Response.Count()))
 		for k, kind := range l.kinds {
 			f.errs.Metric = append(f.errs.Metric, a.counter([]*dto.LabelPair{kind, node, pool, svc}, pc.Errors[k]))
@@ -341,14 +347,20 @@ func (f *poolFamilies) addService(a *arena, l *seriesLabels, s datapath.Installe
 	}
 }
 
-// flowTableFamilies returns the flow table's fill and capacity.
-func (g *Gatherer) flowTableFamilies(nodeOnly []*dto.LabelPair) (fill, capf *dto.MetricFamily) {
+// flowTableFamilies returns the flow table's fill and capacity, the
+// pending table's fill, and the flows evicted.
+func (g *Gatherer) flowTableFamilies(nodeOnly []*dto.LabelPair) (fill, capf, pending, evictions *dto.MetricFamily) {
 	entries, capacity := g.src.FlowTable()
+	churn := g.src.FlowChurn()
 	fill = family("graylane_flow_table_entries", "Flows in the flow table (counted by the last walk of the whole table, at most 10 s old).", dto.MetricType_GAUGE)
 	fill.Metric = []*dto.Metric{gauge(nodeOnly, float64(entries))}
 	capf = family("graylane_flow_table_capacity", "Flows the flow table holds before evicting the least recently used.", dto.MetricType_GAUGE)
 	capf.Metric = []*dto.Metric{gauge(nodeOnly, float64(capacity))}
-	return fill, capf
+	pending = family("graylane_flow_pending_entries", "Flows not confirmed yet (TCP handshakes, first UDP exchanges) in the pending table, by the last walk.", dto.MetricType_GAUGE)
+	pending.Metric = []*dto.Metric{gauge(nodeOnly, float64(churn.Pending))}
+	evictions = family("graylane_flow_evictions_total", "Confirmed flows the flow table evicted to make room (live or not), by the walks' account of what came and went.", dto.MetricType_COUNTER)
+	evictions.Metric = []*dto.Metric{{Label: nodeOnly, Counter: &dto.Counter{Value: proto.Float64(float64(churn.Evictions))}}}
+	return fill, capf, pending, evictions
 }
 
 // attachedFamily returns one series for each attached program.
@@ -377,21 +389,6 @@ func eventsFamily(a *arena, v *datapath.View, node *dto.LabelPair) (*dto.MetricF
 		events.Metric = append(events.Metric, a.counter([]*dto.LabelPair{label("event", name), node}, stats[name]))
 	}
 	return events, nil
-}
-
-// missesFamily is graylane_flow_misses_total: TCP packets with data of
-// flows that had no entry — live connections whose entries were
-// evicted or expired show here — from the events' flow_miss counter.
-func missesFamily(events *dto.MetricFamily, nodeOnly []*dto.LabelPair) *dto.MetricFamily {
-	misses := family("graylane_flow_misses_total", "TCP packets carrying data of a flow with no entry in the flow table: a live connection's entry evicted or expired, and the connection steered afresh.", dto.MetricType_COUNTER)
-	for _, m := range events.Metric {
-		for _, l := range m.Label {
-			if l.GetName() == "event" && l.GetValue() == "flow_miss" {
-				misses.Metric = append(misses.Metric, &dto.Metric{Label: nodeOnly, Counter: m.Counter})
-			}
-		}
-	}
-	return misses
 }
 
 // Shared, read-only values every histogram points at.

@@ -212,6 +212,12 @@ func TestParseFileErrors(t *testing.T) {
 			want: []string{"x.yaml:9: spec.latencyThresholds[0]: is empty: give a duration such as 800ms"}},
 		{name: "timeout negative", in: "protocol: tcp => protocol: tcp\n  timeout: -1s",
 			want: []string{`x.yaml:9: service "auth": spec.timeout: -1s must be at least 1ms`}},
+		{name: "idle timeout without unit", in: "protocol: tcp => protocol: tcp\n  idleTimeout: 30",
+			want: []string{`x.yaml:9: spec.idleTimeout: "30" is not a duration: use one such as 120s or 1h, or never`}},
+		{name: "idle timeout too short", in: "protocol: tcp => protocol: tcp\n  idleTimeout: 500ms",
+			want: []string{`x.yaml:9: service "auth": spec.idleTimeout: 500ms must be between 1s and 168h0m0s, or never`}},
+		{name: "idle timeout too long", in: "protocol: tcp => protocol: tcp\n  idleTimeout: 200h",
+			want: []string{`spec.idleTimeout: 200h0m0s must be between 1s and 168h0m0s, or never`}},
 		{name: "tenant empty", in: "name: auth => name: auth\n  tenant: ''",
 			want: []string{"x.yaml:5: metadata.tenant: is empty"}},
 		{name: "name missing", in: "  name: auth\n => ",
@@ -414,5 +420,42 @@ func TestMarshalRefusesInvalid(t *testing.T) {
 	s.Port = 0
 	if _, err := Marshal([]service.Service{s}); err == nil || !strings.Contains(err.Error(), "spec.port") {
 		t.Errorf("Marshal(port 0) error %v, want one naming spec.port", err)
+	}
+}
+
+// TestIdleTimeout: spec.idleTimeout reads a duration, "never" or 0 (no
+// idle timeout), and nothing for the protocol's default; each writes back
+// as it reads.
+func TestIdleTimeout(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		want      time.Duration
+		effective time.Duration
+	}{
+		{"", 0, service.DefaultIdleTimeoutTCP},
+		{"  idleTimeout: 30s\n", 30 * time.Second, 30 * time.Second},
+		{"  idleTimeout: never\n", service.NoIdleTimeout, 0},
+		{"  idleTimeout: 0\n", service.NoIdleTimeout, 0},
+	} {
+		doc := "apiVersion: graylane.io/v1\nkind: Service\nmetadata: {name: auth}\nspec:\n  vip: 10.0.0.10\n  port: 80\n  protocol: tcp\n" + c.in + "  stable: {backends: [\"10.1.0.11:8080\"]}\n"
+		got, err := ParseFile("x.yaml", []byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if got[0].IdleTimeout != c.want || got[0].EffectiveIdleTimeout() != c.effective {
+			t.Errorf("%q: idle timeout %v (effective %v), want %v (%v)", c.in, got[0].IdleTimeout, got[0].EffectiveIdleTimeout(), c.want, c.effective)
+		}
+		data, err := Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseFile("y.yaml", data)
+		if err != nil || back[0].IdleTimeout != got[0].IdleTimeout {
+			t.Errorf("%q: written as\n%s\nread back %v (%v)", c.in, data, back[0].IdleTimeout, err)
+		}
+	}
+	udp := service.Service{Protocol: service.UDP}
+	if udp.EffectiveIdleTimeout() != service.DefaultIdleTimeoutUDP {
+		t.Errorf("a UDP service's default idle timeout: %v", udp.EffectiveIdleTimeout())
 	}
 }

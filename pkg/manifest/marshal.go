@@ -55,6 +55,7 @@ type (
 		Key               string     `yaml:"key"`
 		App               string     `yaml:"app"`
 		Timeout           string     `yaml:"timeout"`
+		IdleTimeout       string     `yaml:"idleTimeout,omitempty"`
 		LatencyThresholds []string   `yaml:"latencyThresholds,omitempty,flow"`
 		Stable            stableOut  `yaml:"stable"`
 		Canary            canaryOut  `yaml:"canary"`
@@ -89,14 +90,15 @@ func serviceOut(s *service.Service) serviceOutDoc {
 		Kind:       KindService,
 		Metadata:   metadataOut{Name: s.Name, Tenant: s.Tenant},
 		Spec: specOut{
-			VIP:      s.VIP.String(),
-			Port:     s.Port,
-			Protocol: s.Protocol.String(),
-			Key:      s.Key.String(),
-			App:      string(s.App),
-			Timeout:  s.Timeout.String(),
-			Stable:   stableOut{Backends: backendsOut(s.Stable)},
-			Canary:   canaryOut{Backends: backendsOut(s.Canary), Weight: s.CanaryWeight.String()},
+			VIP:         s.VIP.String(),
+			Port:        s.Port,
+			Protocol:    s.Protocol.String(),
+			Key:         s.Key.String(),
+			App:         string(s.App),
+			Timeout:     s.Timeout.String(),
+			IdleTimeout: idleTimeoutOut(s),
+			Stable:      stableOut{Backends: backendsOut(s.Stable)},
+			Canary:      canaryOut{Backends: backendsOut(s.Canary), Weight: s.CanaryWeight.String()},
 		},
 	}
 	if out.Metadata.Tenant == "" {
@@ -169,4 +171,16 @@ func MarshalAll(set Set) ([]byte, error) {
 		}
 	}
 	return buf.Bytes(), nil
+}
+
+// idleTimeoutOut writes spec.idleTimeout as idleTimeout reads it: not at
+// all for the protocol's default.
+func idleTimeoutOut(s *service.Service) string {
+	switch s.IdleTimeout {
+	case 0:
+		return ""
+	case service.NoIdleTimeout:
+		return "never"
+	}
+	return s.IdleTimeout.String()
 }

@@ -34,6 +34,8 @@ type specDoc struct {
 	Key      scalar `yaml:"key"`
 	App      scalar `yaml:"app"`
 	Timeout  scalar `yaml:"timeout"`
+	// IdleTimeout: a duration, or 0 / never for no idle timeout.
+	IdleTimeout scalar `yaml:"idleTimeout"`
 	// LatencyThresholds: up to 4 response times whose exceedances the
 	// data path counts exactly (an extension of the contract).
 	LatencyThresholds []scalar   `yaml:"latencyThresholds"`
@@ -148,6 +150,7 @@ func (d *document) toService(doc *serviceDoc) service.Service {
 		}
 		s.Timeout = t
 	}
+	s.IdleTimeout = d.idleTimeout(spec.IdleTimeout)
 	for i, th := range spec.LatencyThresholds {
 		path := fmt.Sprintf("spec.latencyThresholds[%d]", i)
 		if !th.set {
@@ -279,4 +282,24 @@ func (d *document) pins(docs []pinDoc) []service.Pin {
 		out = append(out, pin)
 	}
 	return out
+}
+
+// idleTimeout reads spec.idleTimeout: absent, 0 (the protocol's default);
+// 0 or "never", service.NoIdleTimeout.
+func (d *document) idleTimeout(v scalar) time.Duration {
+	if !v.set {
+		return 0
+	}
+	if v.value == "never" || v.value == "0" {
+		return service.NoIdleTimeout
+	}
+	t, err := time.ParseDuration(v.value)
+	if err != nil {
+		d.failField("spec.idleTimeout", "%q is not a duration: use one such as 120s or 1h, or never", v.value)
+		return 0
+	}
+	if t == 0 {
+		return service.NoIdleTimeout
+	}
+	return t
 }

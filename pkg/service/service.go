@@ -174,6 +174,45 @@ func (s *Service) TenantName() string {
 // as a timeout error when the manifest does not say.
 const DefaultTimeout = 5 * time.Second
 
+// Idle timeouts (spec.idleTimeout): an entry of a flow that sends nothing
+// for this long leaves the flow table (the next sweep removes it).
+const (
+	// DefaultIdleTimeoutUDP is a UDP service's when the manifest does not
+	// say: datagrams carry no end of their flow, so idleness is the end.
+	DefaultIdleTimeoutUDP = 120 * time.Second
+	// DefaultIdleTimeoutTCP is a TCP service's: closed and reset flows
+	// leave at their end (after a short linger); this removes the flows
+	// whose ends vanished without a word, as a firewall's connection
+	// timeout does.
+	DefaultIdleTimeoutTCP = time.Hour
+	// NoIdleTimeout ("never"): the service's idle flows stay until they
+	// close or the table needs the room.
+	NoIdleTimeout time.Duration = -1
+	// MaxIdleTimeout bounds spec.idleTimeout.
+	MaxIdleTimeout = 7 * 24 * time.Hour
+)
+
+// DefaultIdleTimeout is the idle timeout of a service of protocol p that
+// does not set one.
+func DefaultIdleTimeout(p Protocol) time.Duration {
+	if p == UDP {
+		return DefaultIdleTimeoutUDP
+	}
+	return DefaultIdleTimeoutTCP
+}
+
+// EffectiveIdleTimeout is how long the service's idle flows stay: its
+// IdleTimeout, its protocol's default for 0, and 0 for NoIdleTimeout.
+func (s *Service) EffectiveIdleTimeout() time.Duration {
+	switch {
+	case s.IdleTimeout == NoIdleTimeout:
+		return 0
+	case s.IdleTimeout == 0:
+		return DefaultIdleTimeout(s.Protocol)
+	}
+	return s.IdleTimeout
+}
+
 // Service is the desired state of one steered service.
 type Service struct {
 	Name     string
@@ -186,6 +225,10 @@ type Service struct {
 	// Timeout is how long a request may go unanswered before it counts as
 	// a timeout error; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// IdleTimeout is how long a flow may send nothing before its entry
+	// leaves the flow table: 0 for the protocol's default
+	// (DefaultIdleTimeout), NoIdleTimeout for never.
+	IdleTimeout time.Duration
 	// LatencyThresholds are response times (at most MaxLatencyThresholds)
 	// whose exceedances the data path counts exactly, so that "P99 above
 	// T" is decided without bucket interpolation.

@@ -107,6 +107,9 @@ func (s *Service) validateTimeouts(bad func(string, string, ...any)) {
 	if s.Timeout < 0 || (s.Timeout > 0 && s.Timeout < time.Millisecond) {
 		bad("spec.timeout", "%s must be at least 1ms", s.Timeout)
 	}
+	if s.IdleTimeout != NoIdleTimeout && (s.IdleTimeout < 0 || (s.IdleTimeout > 0 && s.IdleTimeout < time.Second) || s.IdleTimeout > MaxIdleTimeout) {
+		bad("spec.idleTimeout", "%s must be between 1s and %s, or never", s.IdleTimeout, MaxIdleTimeout)
+	}
 	if len(s.LatencyThresholds) > MaxLatencyThresholds {
 		bad("spec.latencyThresholds", "has %d thresholds; at most %d", len(s.LatencyThresholds), MaxLatencyThresholds)
 	}

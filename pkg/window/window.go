@@ -17,7 +17,10 @@ import (
 // Pool is one pool's numbers: cumulative in a Snapshot, a difference in a
 // window.
 type Pool struct {
-	Flows    uint64
+	Flows uint64
+	// Misses: TCP data of flows with no entry, steered by the hash alone
+	// (live connections whose entries were evicted or expired).
+	Misses   uint64
 	Errors   [datapath.ErrorKinds]uint64
 	Connect  histogram.Histogram
 	Response histogram.Histogram
@@ -66,7 +69,7 @@ func Read(v *datapath.View, svcs []datapath.InstalledService, node string, at ti
 		var pools [2]Pool
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
 			pools[p] = Pool{
-				Flows: counters[p].Flows, Errors: counters[p].Errors,
+				Flows: counters[p].Flows, Misses: counters[p].Misses, Errors: counters[p].Errors,
 				Connect: lat[p].Connect, Response: lat[p].Response,
 				Thresholds: lat[p].Thresholds, Slow: lat[p].Slow, SlowKnown: true,
 			}
@@ -100,6 +103,7 @@ func (cur Snapshot) Since(prev Snapshot) Snapshot {
 func sub(a, b Pool) Pool {
 	d := Pool{
 		Flows:      a.Flows - b.Flows,
+		Misses:     a.Misses - b.Misses,
 		Connect:    a.Connect.Sub(&b.Connect),
 		Response:   a.Response.Sub(&b.Response),
 		Thresholds: a.Thresholds,
@@ -135,6 +139,7 @@ func Merge(ws ...Snapshot) map[string][2]Pool {
 
 func add(a, b Pool) Pool {
 	a.Flows += b.Flows
+	a.Misses += b.Misses
 	for k := range a.Errors {
 		a.Errors[k] += b.Errors[k]
 	}
