@@ -45,6 +45,14 @@ var (
 	GatewayBackend4 = netip.MustParseAddr("198.18.1.1")
 	GatewayBackend6 = netip.MustParseAddr("fd00:6c61:0:2::1")
 
+	// PeerNet4/6 is a second prefix on the backend LAN (the same bridge),
+	// for the peer gateways beyond the eighth: the first prefix has no
+	// room left for them. Only labs with such peers route it: the gateway
+	// and the first eight peers reach it on-link, and those peers reach
+	// BackendNet4/6 on-link (see PeerGatewayAddr4).
+	PeerNet4 = netip.MustParsePrefix("198.18.2.0/24")
+	PeerNet6 = netip.MustParsePrefix("fd00:6c61:0:3::/64")
+
 	// Client primary addresses (on the client's eth0).
 	Client4 = netip.MustParseAddr("198.18.0.2")
 	Client6 = netip.MustParseAddr("fd00:6c61:0:1::2")
@@ -70,7 +78,8 @@ const (
 	MaxStable        = canaryBase - stableBase // 90: 198.18.1.10 .. 198.18.1.99
 	MaxCanary        = 150                     // 198.18.1.100 .. 198.18.1.249
 	MaxClientAliases = 150                     // 198.18.0.100 .. 198.18.0.249
-	MaxPeerGateways  = stableBase - 2          // 8: 198.18.1.2 .. 198.18.1.9
+	MaxPeerGateways  = 24                      // 198.18.1.2 .. 198.18.1.9, then 198.18.2.10 .. 198.18.2.25
+	lanPeers         = stableBase - 2          // 8 peers on BackendNet4, below the stable backends
 
 	// Interface names.
 	GatewayClientIf  = "cli0"    // gateway, toward the client
@@ -104,14 +113,25 @@ func CanaryAddr4(i int) netip.Addr { return lanAddr4(BackendNet4, canaryBase+che
 func CanaryAddr6(i int) netip.Addr { return lanAddr6(BackendNet6, canaryBase+checkIndex(i, MaxCanary)) }
 
 // PeerGatewayAddr4 returns the backend-LAN address of peer gateway i
-// (0-based): 198.18.1.(2+i).
+// (0-based): 198.18.1.(2+i) for the first eight, 198.18.2.(2+i) on
+// PeerNet4 for the others (peer g9 is 198.18.2.10, g24 198.18.2.25).
 func PeerGatewayAddr4(i int) netip.Addr {
-	return lanAddr4(BackendNet4, 2+checkIndex(i, MaxPeerGateways))
+	n4, _ := peerNets(i)
+	return lanAddr4(n4, 2+checkIndex(i, MaxPeerGateways))
 }
 
 // PeerGatewayAddr6 returns the IPv6 twin of PeerGatewayAddr4.
 func PeerGatewayAddr6(i int) netip.Addr {
-	return lanAddr6(BackendNet6, 2+checkIndex(i, MaxPeerGateways))
+	_, n6 := peerNets(i)
+	return lanAddr6(n6, 2+checkIndex(i, MaxPeerGateways))
+}
+
+// peerNets returns the prefixes peer gateway i's addresses are on.
+func peerNets(i int) (netip.Prefix, netip.Prefix) {
+	if i < lanPeers {
+		return BackendNet4, BackendNet6
+	}
+	return PeerNet4, PeerNet6
 }
 
 // ClientAlias4 returns the IPv4 address of client alias i (198.18.0.(100+i)).

@@ -297,12 +297,14 @@ func (b *builder) addresses() error {
 		{HostIf, LabNet4, GatewayClient4},
 		{HostIf, LabNet6, GatewayClient6},
 	}
-	for _, p := range l.Peers {
+	for i, p := range l.Peers {
+		n4, n6 := peerNets(i)
 		p.addrs = []hostAddr{
-			{GatewayBackendIf, netip.PrefixFrom(p.Addr4, BackendNet4.Bits())},
-			{GatewayBackendIf, netip.PrefixFrom(p.Addr6, BackendNet6.Bits())},
+			{GatewayBackendIf, netip.PrefixFrom(p.Addr4, n4.Bits())},
+			{GatewayBackendIf, netip.PrefixFrom(p.Addr6, n6.Bits())},
 		}
 	}
+	b.peerNetRoutes()
 	for _, h := range l.Backends() {
 		h.addrs = []hostAddr{
 			{HostIf, netip.PrefixFrom(h.Addr4, BackendNet4.Bits())},
@@ -314,6 +316,30 @@ func (b *builder) addresses() error {
 		}
 	}
 	return nil
+}
+
+// peerNetRoutes, in a lab with peers on PeerNet4/6, makes both prefixes
+// of the backend LAN on-link for the gateway and every peer (routes
+// without a next hop): the gateway and the first eight peers reach the
+// others directly, and those reach the gateway, the first eight and the
+// backends. Backends reach PeerNet through the gateway (their default
+// route).
+func (b *builder) peerNetRoutes() {
+	l := b.l
+	if len(l.Peers) <= lanPeers {
+		return
+	}
+	onLink := func(n4, n6 netip.Prefix) []hostRoute {
+		return []hostRoute{{link: GatewayBackendIf, dst: n4}, {link: GatewayBackendIf, dst: n6}}
+	}
+	l.Gateway.routes = append(l.Gateway.routes, onLink(PeerNet4, PeerNet6)...)
+	for i, p := range l.Peers {
+		if i < lanPeers {
+			p.routes = append(p.routes, onLink(PeerNet4, PeerNet6)...)
+		} else {
+			p.routes = append(p.routes, onLink(BackendNet4, BackendNet6)...)
+		}
+	}
 }
 
 // interfaces configures every host's interfaces in turn: per-interface
