@@ -1,16 +1,18 @@
 package agent_test
 
 import (
+	"bytes"
 	"fmt"
 	"math"
-
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/graylane/graylane/pkg/api"
-
 	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/pkg/api"
 	"github.com/graylane/graylane/pkg/service"
 )
 
@@ -112,4 +114,123 @@ func reportPercentiles(b *testing.B, d []time.Duration, qs ...rank) {
 		b.ReportMetric(float64(d[k].Microseconds())/1000, q.unit)
 	}
 	b.ReportMetric(0, "ns/op") // wall time per op is not the figure here
+}
+
+// BenchmarkClusterSetWeightFleet is BenchmarkClusterSetWeight over fleets
+// of 5, 10 and 25 agents (5 voters, the rest non-voters), each write
+// through the leader and answered once every agent applied it to its
+// kernel. Besides p50/p99/max in ms it reports the leader's CPU per write
+// (as measured, and net of its idle rate), its idle CPU (ms per second,
+// measured for 5 s before the writes), the other agents' mean CPU per
+// write, and the agents' mean and largest RSS:
+//
+//	go test -run XXX -bench ClusterSetWeightFleet -benchtime 200x ./agent
+func BenchmarkClusterSetWeightFleet(b *testing.B) {
+	for _, n := range []int{5, 10, 25} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) { benchFleetSetWeight(b, n) })
+	}
+}
+
+func benchFleetSetWeight(b *testing.B, n int) {
+	tr := newFleet(b, n, labagent.Cluster{})
+	s := trioService(tr.lab)
+	leader := tr.waitLeader(b, 0, n)
+	tr.waitRoles(b, leader, "every member in, 5 voters", time.Minute, func(v, nv []string, _ string) bool {
+		return len(v) == min(n, 5) && len(v)+len(nv) == n
+	})
+	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
+		b.Fatal(err)
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	tr.waitKernels(b, s, all...)
+	idle := cpuTimes(b, tr)
+	time.Sleep(5 * time.Second)
+	before := cpuTimes(b, tr)
+	idleMs := float64((before[leader] - idle[leader]).Microseconds()) / 1000 / 5
+	c := tr.agents[leader].Client()
+	took := make([]time.Duration, 0, b.N)
+	began := time.Now()
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		res, err := c.SetWeight(tr.ctx, "web", service.Weight(1+i%9999).String(), waitApplied)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+		if len(res.Applied) != n {
+			b.Fatalf("change %d applied on %v only, not on %v, unreachable %v", i, res.Applied, res.NotApplied, res.Unreachable)
+		}
+	}
+	b.StopTimer()
+	after := cpuTimes(b, tr)
+	// The leader's CPU per write net of what it spends idle (heartbeats,
+	// health checks) over the same time.
+	idleDuring := time.Duration(idleMs * float64(time.Since(began).Milliseconds()) * float64(time.Microsecond))
+	s.CanaryWeight = service.Weight(1 + (b.N-1)%9999)
+	tr.waitKernels(b, s, all...)
+	var others time.Duration
+	for i := range n {
+		if i != leader {
+			others += after[i] - before[i]
+		}
+	}
+	perWrite := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	rssMean, rssMax := rssMB(b, tr)
+	reportPercentiles(b, took, rank{"p50-ms", 0.5}, rank{"p99-ms", 0.99}, rank{"max-ms", 1})
+	b.ReportMetric(perWrite(after[leader]-before[leader]), "leader-cpu-ms/write")
+	b.ReportMetric(perWrite(after[leader]-before[leader]-idleDuring), "leader-net-cpu-ms/write")
+	b.ReportMetric(idleMs, "leader-idle-cpu-ms/s")
+	b.ReportMetric(perWrite(others)/float64(max(1, n-1)), "member-cpu-ms/write")
+	b.ReportMetric(rssMean, "rss-MB")
+	b.ReportMetric(rssMax, "max-rss-MB")
+}
+
+// cpuTimes returns each agent's CPU time so far (user + system, from
+// /proc/PID/stat, in clock ticks of 10 ms).
+func cpuTimes(tb testing.TB, tr *trio) []time.Duration {
+	tb.Helper()
+	out := make([]time.Duration, len(tr.agents))
+	for i, a := range tr.agents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.Pid()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// Fields after the command name (which may hold spaces): state is
+		// the first, utime the 12th, stime the 13th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		utime, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			tb.Fatalf("agent %s's /proc stat: %v %v", tr.hosts[i].Name, err1, err2)
+		}
+		out[i] = time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return out
+}
+
+// rssMB returns the agents' mean and largest resident set, in MB.
+func rssMB(tb testing.TB, tr *trio) (mean, largest float64) {
+	tb.Helper()
+	for i, a := range tr.agents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.Pid()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var kb float64
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			}
+		}
+		if kb == 0 || err != nil {
+			tb.Fatalf("agent %s: no VmRSS in /proc status: %v", tr.hosts[i].Name, err)
+		}
+		mean += kb / 1024 / float64(len(tr.agents))
+		largest = max(largest, kb/1024)
+	}
+	return mean, largest
 }
