@@ -201,7 +201,11 @@ type Timeouts struct {
 // BenchmarkClusterLeaderKillLAN in agent/voters_e2e_test.go; raft's
 // defaults take 2.1 s by BenchmarkClusterLeaderKill). wan: twice raft's
 // defaults, so a 150 ms round trip and a lost packet or two do not start
-// an election.
+// an election; the leader's lease as long as the heartbeat timeout: over
+// 150 ms the leader hears from a follower only every 350-550 ms, and a
+// 1 s lease made half a second's stall anywhere (a busy host) step it
+// down (seen once in TestClusterWANTiming). A leader cut off from its
+// quorum takes up to 2 s to stop taking writes.
 func TimingProfile(name string) (Timeouts, bool) {
 	switch name {
 	case "":
@@ -209,7 +213,7 @@ func TimingProfile(name string) (Timeouts, bool) {
 	case "lan":
 		return Timeouts{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond}, true
 	case "wan":
-		return Timeouts{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: time.Second}, true
+		return Timeouts{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: 2 * time.Second}, true
 	}
 	return Timeouts{}, false
 }

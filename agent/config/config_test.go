@@ -319,7 +319,7 @@ func TestClusterTimeouts(t *testing.T) {
 	}{
 		{"raft's defaults", "}", Timeouts{time.Second, time.Second, 500 * ms}},
 		{"lan", "timing: lan}", Timeouts{200 * ms, 200 * ms, 100 * ms}},
-		{"wan", "timing: wan}", Timeouts{2 * time.Second, 2 * time.Second, time.Second}},
+		{"wan", "timing: wan}", Timeouts{2 * time.Second, 2 * time.Second, 2 * time.Second}},
 		{"lan with a longer election", "timing: lan, electionTimeout: 400ms}", Timeouts{200 * ms, 400 * ms, 100 * ms}},
 		{"explicit", "heartbeatTimeout: 300ms, electionTimeout: 300ms, leaderLeaseTimeout: 150ms}", Timeouts{300 * ms, 300 * ms, 150 * ms}},
 	} {
