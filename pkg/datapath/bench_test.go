@@ -51,8 +51,13 @@ func BenchmarkPerPacket(b *testing.B) {
 	for _, h := range hooks {
 		b.Run(h.String(), func(b *testing.B) { benchPerPacket(b, f, untracked, h, &flows, false) })
 	}
-	fillFlowTable(b, f.dp.objs.Flows)
-	fillFlowTable(b, untracked.objs.Flows)
+	web, stamp := f.dp.services["web"].id, f.dp.sweeper.idle.value
+	fillFlowTable(b, f.dp.objs.Flows, web, stamp)
+	fillFlowTable(b, untracked.objs.Flows, web, stamp)
+	// The pending table full too, as a flood of spoofed SYNs keeps it:
+	// the full-table new flow is a SYN under flood.
+	fillFlowTable(b, f.dp.objs.Pending, web, stamp)
+	fillFlowTable(b, untracked.objs.Pending, web, stamp)
 	for _, h := range hooks {
 		b.Run(h.String()+"-full-table", func(b *testing.B) { benchPerPacket(b, f, untracked, h, &flows, true) })
 	}
@@ -77,7 +82,7 @@ func benchPerPacket(b *testing.B, f *fixture, untracked *Datapath, h hook, flows
 	// The last packet of a closing TCP flow: a bare ACK to a flow whose
 	// ends have both sent a FIN, which deletes its entry.
 	closing := closingFlows(b, objs, h)
-	confirming := confirmingFlows(b, objs, h)
+	confirming := confirmingFlows(b, objs, h, flows)
 	cases := perPacketCases(prog, untrackedProg, baseline, fr, fl, closing, confirming)
 
 	// Set the deadline wheel up, as the agent's sweeps keep it, so that new

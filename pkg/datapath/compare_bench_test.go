@@ -120,8 +120,7 @@ func BenchmarkTCChecksum(b *testing.B) {
 	before := map[string]map[string]uint64{}
 	err := f.inNS(func() error {
 		for _, v := range variants {
-			objs := v.dp.Objects()
-			if err := runFrames([]*ebpf.Program{objs.TcClient, objs.TcBackend, objs.TcClient}, [][]byte{syn, synack, confirm}); err != nil {
+			if err := handshakeTC(v.dp, syn, synack, confirm); err != nil {
 				return err
 			}
 			st, err := v.dp.Stats()
@@ -207,4 +206,10 @@ func runFrames(progs []*ebpf.Program, frames [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// handshakeTC runs a handshake's three frames through dp's tc programs.
+func handshakeTC(dp *Datapath, syn, synack, ack []byte) error {
+	o := dp.Objects()
+	return runFrames([]*ebpf.Program{o.TcClient, o.TcBackend, o.TcClient}, [][]byte{syn, synack, ack})
 }

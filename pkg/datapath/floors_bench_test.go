@@ -154,7 +154,7 @@ func newBenchFloors(b *testing.B, f *fixture, h hook, n uint32, full bool, estab
 	// connect (or request) timer with, the helper bpf_ktime_get_ns.
 	fl.clock = clockFloorProgram(b, h)
 	if full {
-		fillFlowTable(b, floorTable)
+		fillFlowTable(b, floorTable, 0, 0)
 	}
 	if err := floorTable.Put(established[floorKeyOff:floorKeyOff+40], make([]byte, 40)); err != nil {
 		b.Fatal(err)

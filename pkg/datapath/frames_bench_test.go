@@ -13,11 +13,14 @@ import (
 // fillFlowTable fills a flow table (or a map shaped like one) to its size
 // with flows that no benchmark frame has: IPv6 clients in 2001:db8::/32
 // (the frames' clients are IPv4). They send nowhere; they take room.
-func fillFlowTable(b *testing.B, m *ebpf.Map) {
+func fillFlowTable(b *testing.B, m *ebpf.Map, svcID uint32, stamp uint8) {
 	n := int(m.MaxEntries())
 	keys := make([]bpf.SteerFlowKey, n)
 	values := make([]bpf.SteerFlow, n)
 	for i := range keys {
+		// Flows of the web service (the walks remove a flow whose
+		// service is gone), as idle as a handshake leaves them.
+		values[i].SvcId, values[i].Pad = svcID, stamp
 		src := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		keys[i] = webFlowKey(netip.AddrPortFrom(src, 40000))
 	}
@@ -52,7 +55,7 @@ func closingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte
 // writes a pending flow the backend answered (as its SYN-ACK leaves it)
 // and returns the client's ACK that confirms it, which moves it to the
 // flow table.
-func confirmingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []byte {
+func confirmingFlows(b *testing.B, objs *bpf.SteerObjects, h hook, flows *int) func(int) []byte {
 	var est bpf.SteerFlow
 	if err := objs.Flows.Lookup(webFlowKey(netip.AddrPortFrom(client4, 1+uint16(h))), &est); err != nil {
 		b.Fatalf("the established flow: %v", err)
@@ -61,8 +64,12 @@ func confirmingFlows(b *testing.B, objs *bpf.SteerObjects, h hook) func(int) []b
 	est.State = uint8(bpf.SteerFlowStateFLOW_IDLE)
 	est.ReqEnd = backendISN + 1
 	vip := netip.AddrPortFrom(vip4, 80)
-	return func(i int) []byte {
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 20, byte(i >> 8), byte(i)}), 2000+uint16(i>>16)+uint16(h)*64)
+	return func(int) []byte {
+		// A tuple of its own for every round of every run (flows counts
+		// the new-flow tuples of the whole benchmark).
+		i := *flows
+		*flows++
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 20, byte(i >> 8), byte(i)}), 2000+uint16(i>>16))
 		if err := objs.Pending.Put(webFlowKey(src), est); err != nil {
 			b.Fatalf("write a pending flow: %v", err)
 		}

@@ -90,7 +90,7 @@ func fillConfirmed(dp *Datapath, n int) error {
 	keys := make([]bpf.SteerFlowKey, batch)
 	values := make([]bpf.SteerFlow, batch)
 	for i := range values {
-		values[i] = bpf.SteerFlow{Backend: bpf.SteerBackend{Addr: addr16(stable4[0]), Port: htons(8080)}}
+		values[i] = bpf.SteerFlow{Pad: dp.sweeper.idle.value, Backend: bpf.SteerBackend{Addr: addr16(stable4[0]), Port: htons(8080)}}
 	}
 	for first := 0; first < n; first += batch {
 		m := min(batch, n-first)

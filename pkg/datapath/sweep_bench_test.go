@@ -29,7 +29,7 @@ func BenchmarkSweep(b *testing.B) {
 	values := make([]bpf.SteerFlow, flows)
 	for i := range flows {
 		keys[i] = webFlowKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2 + byte(i/60000), 1}), uint16(1024+i%60000)))
-		values[i] = bpf.SteerFlow{SvcId: f.dp.services["web"].id, Backend: bpf.SteerBackend{Addr: addr16(stable4[0]), Port: htons(8080)}}
+		values[i] = bpf.SteerFlow{SvcId: f.dp.services["web"].id, Pad: f.dp.sweeper.idle.value, Backend: bpf.SteerBackend{Addr: addr16(stable4[0]), Port: htons(8080)}}
 	}
 	if _, err := f.dp.objs.Flows.BatchUpdate(keys, values, nil); err != nil {
 		b.Fatal(err)
@@ -58,7 +58,7 @@ func BenchmarkSweep(b *testing.B) {
 
 	// A walk of the table filled to its size (the default flowTable's),
 	// the median of five: what spaces the walks (walkSpacing times it).
-	fillFlowTable(b, f.dp.objs.Flows)
+	fillFlowTable(b, f.dp.objs.Flows, f.dp.services["web"].id, f.dp.sweeper.idle.value)
 	walks := make([]time.Duration, 5)
 	for i := range walks {
 		var n int
