@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	s.Pins = []service.Pin{{Prefix: netip.MustParsePrefix("2001:db8::/32"), Pool: service.Canary}}
 	s.Canary = append(s.Canary, service.Backend{Addr: netip.MustParseAddrPort("10.2.0.9:8080"), Weight: 3})
 	s.LatencyThresholds = []time.Duration{600 * time.Millisecond, 800 * time.Millisecond}
+	s.App, s.Match = service.AppGRPC, []service.MatchRule{
+		{Header: &service.FieldMatch{Name: "X-Canary", Prefix: "v2"}, Pool: service.Canary},
+		{GRPCMetadata: &service.FieldMatch{Name: "x-debug", Present: true}, Pool: service.Stable},
+		{SNI: &service.SNIMatch{Name: "*.example.com"}, Pool: service.Canary},
+	}
 	if err := apply(t, f, 7, &ApplyServices{Services: []service.Service{s, svc("b", "10.0.0.2", 0)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +152,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	b, bi := g.State()
 	if !equalState(a, b) || ai != bi || bi != 7 {
 		t.Fatalf("restored state differs (index %d vs %d)", ai, bi)
+	}
+	if got := b.Services["a"]; got.App != service.AppGRPC || !reflect.DeepEqual(got.Match, s.Match) {
+		t.Fatalf("restored app %q and rules %+v; want %q and %+v", got.App, got.Match, s.App, s.Match)
 	}
 	if err := g.Restore(io.NopCloser(strings.NewReader(`{"version":99}`))); err == nil {
 		t.Fatal("a snapshot of a newer version was restored")

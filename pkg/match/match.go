@@ -1,8 +1,12 @@
-// Package match is the model and evaluation of a service's spec.match
-// rules: which pool a connection goes to, judged on what the agent read of
-// its first request (HTTP/1.x or HTTP/2 headers, gRPC metadata) or of its
-// TLS ClientHello (the server name). The agent holds a new connection,
-// reads only that much, asks Decide, and only then picks a backend.
+// Package match evaluates a service's spec.match rules: which pool a
+// connection goes to, judged on what the agent read of its first request
+// (HTTP/1.x or HTTP/2 headers, gRPC metadata) or of its TLS ClientHello
+// (the server name). The agent holds a new connection, reads only that
+// much, asks Decide, and only then picks a backend.
+//
+// The rules are service.MatchRule, part of the desired state;
+// service.Service.Validate rejects what is said below to be rejected, and
+// enforces the limits (service.MaxMatchRules and the like).
 //
 // Decisions documented here, relied on by the agent and the manifest:
 //
@@ -39,30 +43,6 @@ import (
 	"github.com/graylane/graylane/pkg/service"
 )
 
-// Rule sends a connection whose first request meets its condition to Pool.
-// Exactly one of Header, GRPCMetadata and SNI is set.
-type Rule struct {
-	Header       *FieldCondition
-	GRPCMetadata *FieldCondition
-	SNI          *SNICondition
-	Pool         service.Pool
-}
-
-// FieldCondition tests one header (or gRPC metadata) field. Exactly one of
-// Value, Prefix and Present is set.
-type FieldCondition struct {
-	Name    string
-	Value   string // the whole value, exactly
-	Prefix  string // the value starts with this
-	Present bool   // the field is there, whatever its value
-}
-
-// SNICondition tests the TLS server name: an exact host name or, starting
-// with "*.", any name under a domain.
-type SNICondition struct {
-	Name string
-}
-
 // Request is what the agent read of a connection's first request.
 type Request struct {
 	// Headers maps field names to their values in the order received.
@@ -81,34 +61,36 @@ type Request struct {
 // Decide returns the pool of the first rule that req matches, and that
 // rule's index. ok is false when no rule matches; the caller then falls
 // back to the pins and the weight.
-func Decide(rules []Rule, req Request) (pool service.Pool, ruleIndex int, ok bool) {
+func Decide(rules []service.MatchRule, req Request) (pool service.Pool, ruleIndex int, ok bool) {
 	for i, r := range rules {
-		if r.matches(req) {
+		if matches(r, req) {
 			return r.Pool, i, true
 		}
 	}
 	return service.Stable, -1, false
 }
 
-func (r Rule) matches(req Request) bool {
+// matches reports whether req meets r's condition. A rule without exactly
+// one condition, which Service.Validate rejects, matches by its first.
+func matches(r service.MatchRule, req Request) bool {
 	switch {
 	case r.Header != nil:
-		return r.Header.matches(req.Headers)
+		return fieldMatches(*r.Header, req.Headers)
 	case r.GRPCMetadata != nil:
-		return req.GRPC && r.GRPCMetadata.matches(req.Headers)
+		return req.GRPC && fieldMatches(*r.GRPCMetadata, req.Headers)
 	case r.SNI != nil:
-		return r.SNI.matches(req.SNI)
+		return sniMatches(*r.SNI, req.SNI)
 	}
 	return false
 }
 
-func (c FieldCondition) matches(headers map[string][]string) bool {
+func fieldMatches(c service.FieldMatch, headers map[string][]string) bool {
 	for name, values := range headers {
 		if !strings.EqualFold(name, c.Name) {
 			continue
 		}
 		for _, v := range values {
-			if c.matchesValue(v) {
+			if valueMatches(c, v) {
 				return true
 			}
 		}
@@ -116,7 +98,7 @@ func (c FieldCondition) matches(headers map[string][]string) bool {
 	return false
 }
 
-func (c FieldCondition) matchesValue(v string) bool {
+func valueMatches(c service.FieldMatch, v string) bool {
 	switch {
 	case c.Present:
 		return true
@@ -128,7 +110,7 @@ func (c FieldCondition) matchesValue(v string) bool {
 	return false
 }
 
-func (c SNICondition) matches(serverName string) bool {
+func sniMatches(c service.SNIMatch, serverName string) bool {
 	name := normalHost(serverName)
 	if name == "" {
 		return false

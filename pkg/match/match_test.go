@@ -6,19 +6,19 @@ import (
 	"github.com/graylane/graylane/pkg/service"
 )
 
-func header(name, value string) Rule {
-	return Rule{Header: &FieldCondition{Name: name, Value: value}, Pool: service.Canary}
+func header(name, value string) service.MatchRule {
+	return service.MatchRule{Header: &service.FieldMatch{Name: name, Value: value}, Pool: service.Canary}
 }
 
 func TestDecide(t *testing.T) {
-	rules := []Rule{
+	rules := []service.MatchRule{
 		header("X-Canary", "v2"),
-		{Header: &FieldCondition{Name: "x-imsi", Prefix: "460"}, Pool: service.Canary},
-		{Header: &FieldCondition{Name: "X-Debug", Present: true}, Pool: service.Stable},
-		{GRPCMetadata: &FieldCondition{Name: "x-tenant", Value: "beta"}, Pool: service.Canary},
-		{Header: &FieldCondition{Name: ":path", Prefix: "/v2/"}, Pool: service.Canary},
-		{SNI: &SNICondition{Name: "beta.example.com"}, Pool: service.Canary},
-		{SNI: &SNICondition{Name: "*.lab.example.com."}, Pool: service.Stable},
+		{Header: &service.FieldMatch{Name: "x-imsi", Prefix: "460"}, Pool: service.Canary},
+		{Header: &service.FieldMatch{Name: "X-Debug", Present: true}, Pool: service.Stable},
+		{GRPCMetadata: &service.FieldMatch{Name: "x-tenant", Value: "beta"}, Pool: service.Canary},
+		{Header: &service.FieldMatch{Name: ":path", Prefix: "/v2/"}, Pool: service.Canary},
+		{SNI: &service.SNIMatch{Name: "beta.example.com"}, Pool: service.Canary},
+		{SNI: &service.SNIMatch{Name: "*.lab.example.com."}, Pool: service.Stable},
 	}
 	tests := []struct {
 		name  string
@@ -65,7 +65,7 @@ func TestDecideEmptyRules(t *testing.T) {
 		t.Fatal("no rules matched a request")
 	}
 	// A rule without a condition, which Validate rejects, matches nothing.
-	if _, _, ok := Decide([]Rule{{Pool: service.Canary}}, Request{SNI: "a"}); ok {
+	if _, _, ok := Decide([]service.MatchRule{{Pool: service.Canary}}, Request{SNI: "a"}); ok {
 		t.Fatal("a rule without a condition matched")
 	}
 }

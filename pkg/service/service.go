@@ -119,6 +119,9 @@ type App string
 const (
 	AppNone App = "none"
 	AppHTTP App = "http"
+	// AppGRPC is gRPC (HTTP/2): like AppHTTP, and match rules may test
+	// its metadata.
+	AppGRPC App = "grpc"
 )
 
 // Backend is one member of a pool.
@@ -241,6 +244,10 @@ type Service struct {
 	CanaryWeight Weight
 	Pins         []Pin
 	Mirror       *Mirror
+	// Match are the spec.match rules, tried in order on a connection's
+	// first request (or TLS ClientHello); the first that matches picks the
+	// pool, before the pins and the weight. See MatchRule.
+	Match []MatchRule
 }
 
 // Backends returns the backends of pool p.

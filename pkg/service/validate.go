@@ -53,6 +53,7 @@ func (s *Service) Validate() error {
 	s.validatePools(bad)
 	s.validatePins(bad)
 	s.validateMirror(bad)
+	s.validateMatch(bad)
 	return errors.Join(errs...)
 }
 
@@ -96,9 +97,9 @@ func (s *Service) validateFrontend(bad func(string, string, ...any)) {
 		bad("spec.key", "%s is not supported: use flow, client or gtpu-inner", s.Key)
 	}
 	switch s.App {
-	case "", AppNone, AppHTTP:
+	case "", AppNone, AppHTTP, AppGRPC:
 	default:
-		bad("spec.app", "%q is not supported: use none or http", string(s.App))
+		bad("spec.app", "%q is not supported: use none, http or grpc", string(s.App))
 	}
 }
 

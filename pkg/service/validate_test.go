@@ -83,6 +83,7 @@ func TestValidateValid(t *testing.T) {
 		"gtpu-inner over udp": func(s *Service) { s.Key, s.Protocol, s.Port = KeyGTPUInner, UDP, 2152 },
 		"app none":            func(s *Service) { s.App = AppNone },
 		"app http":            func(s *Service) { s.App = AppHTTP },
+		"app grpc":            func(s *Service) { s.App = AppGRPC },
 		"shortest timeout":    func(s *Service) { s.Timeout = time.Millisecond },
 		"most thresholds": func(s *Service) {
 			s.LatencyThresholds = []time.Duration{time.Microsecond, time.Millisecond, time.Second, time.Minute}
@@ -133,7 +134,7 @@ func TestValidate(t *testing.T) {
 		{name: "unsupported protocol", mutate: func(s *Service) { s.Protocol = 132 }, paths: []string{"spec.protocol"}},
 		{name: "gtpu-inner over tcp", mutate: func(s *Service) { s.Key = KeyGTPUInner }, paths: []string{"spec.key"}},
 		{name: "unsupported key", mutate: func(s *Service) { s.Key = 9 }, paths: []string{"spec.key"}},
-		{name: "unsupported app", mutate: func(s *Service) { s.App = "grpc" }, paths: []string{"spec.app"}},
+		{name: "unsupported app", mutate: func(s *Service) { s.App = "http2" }, paths: []string{"spec.app"}},
 		{name: "negative timeout", mutate: func(s *Service) { s.Timeout = -time.Second }, paths: []string{"spec.timeout"}},
 		{name: "timeout under 1ms", mutate: func(s *Service) { s.Timeout = time.Millisecond - 1 }, paths: []string{"spec.timeout"}},
 
@@ -304,7 +305,7 @@ func TestValidateSet(t *testing.T) {
 		// Validate reports it, once; the set adds nothing.
 		{name: "same backend in stable and canary of one service", set: []Service{other(nil), func() Service { s := a; s.Canary = []Backend{a.Stable[0]}; return s }()},
 			want: []want{{"auth", "spec.canary.backends[0]", "is also stable backend 0"}}},
-		{name: "problems of each service", set: []Service{func() Service { s := a; s.Port = 0; return s }(), other(func(s *Service) { s.App = "grpc" })},
+		{name: "problems of each service", set: []Service{func() Service { s := a; s.Port = 0; return s }(), other(func(s *Service) { s.App = "thrift" })},
 			want: []want{{"auth", "spec.port", "is required"}, {"other", "spec.app", "is not supported"}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,52 +1,105 @@
-package match
+package service
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/graylane/graylane/pkg/service"
 )
+
+// MatchRule sends a connection whose first request meets its condition to
+// Pool (spec.match[i] of a manifest). Exactly one of Header, GRPCMetadata
+// and SNI is set. A service's rules are tried in order and the first that
+// matches wins; package match evaluates them (match.Decide) and documents
+// how each condition compares.
+type MatchRule struct {
+	Header       *FieldMatch
+	GRPCMetadata *FieldMatch
+	SNI          *SNIMatch
+	Pool         Pool
+}
+
+// FieldMatch tests one header (or gRPC metadata) field. Exactly one of
+// Value, Prefix and Present is set.
+type FieldMatch struct {
+	Name    string
+	Value   string // the whole value, exactly
+	Prefix  string // the value starts with this
+	Present bool   // the field is there, whatever its value
+}
+
+// SNIMatch tests the TLS server name: an exact host name or, starting
+// with "*.", any name under a domain.
+type SNIMatch struct {
+	Name string
+}
 
 // Limits of a service's match rules. The agent tries every rule on every
 // new connection it holds, so the list and its strings stay small.
 const (
-	// MaxRules is how many rules one service may have.
-	MaxRules = 64
-	// MaxValueBytes bounds a value or prefix.
-	MaxValueBytes = 256
-	// MaxNameBytes bounds a header or metadata name.
-	MaxNameBytes = 128
+	// MaxMatchRules is how many rules one service may have.
+	MaxMatchRules = 64
+	// MaxMatchValueBytes bounds a value or prefix.
+	MaxMatchValueBytes = 256
+	// MaxMatchNameBytes bounds a header or metadata name.
+	MaxMatchNameBytes = 128
 	// maxHostBytes is the longest DNS name (RFC 1035).
 	maxHostBytes = 253
-)
-
-// Apps and protocols as the manifest spells them.
-const (
-	AppHTTP     = "http"
-	AppGRPC     = "grpc"
-	ProtocolTCP = "tcp"
 )
 
 // requestPseudo lists the pseudo-headers a header rule may name.
 const requestPseudo = ":method, :path, :authority, :scheme"
 
-// Validate checks a service's rules against its app and protocol. It
-// returns every problem found, each a *service.FieldError whose path uses
-// the manifest's spelling ("spec.match[2].header.name"); the caller sets
-// the service name.
-func Validate(app string, protocol string, rules []Rule) []error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, &service.FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+// CloneMatch returns a deep copy of rules: the conditions are pointers.
+func CloneMatch(rules []MatchRule) []MatchRule {
+	if rules == nil {
+		return nil
 	}
-	if len(rules) > MaxRules {
-		bad("spec.match", "has %d rules; a service holds at most %d: merge rules or use pins", len(rules), MaxRules)
-	}
-	seen := make(map[string]int, len(rules))
+	out := make([]MatchRule, len(rules))
 	for i, r := range rules {
+		if r.Header != nil {
+			c := *r.Header
+			r.Header = &c
+		}
+		if r.GRPCMetadata != nil {
+			c := *r.GRPCMetadata
+			r.GRPCMetadata = &c
+		}
+		if r.SNI != nil {
+			c := *r.SNI
+			r.SNI = &c
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// validateMatch checks spec.match against the service's app and protocol.
+// The rules it holds to:
+//
+//   - at most MaxMatchRules rules, each with exactly one condition and a
+//     pool that has backends;
+//   - match rules read a TCP stream: protocol udp takes none;
+//   - header rules need app http or grpc, grpcMetadata rules app grpc; sni
+//     rules take any app (the agent reads the TLS ClientHello);
+//   - header names are HTTP tokens of at most MaxMatchNameBytes, or one of
+//     the request pseudo-headers :method, :path, :authority and :scheme;
+//     metadata keys are lowercase letters, digits and -_. and not binary
+//     (-bin: their values are base64 on the wire);
+//   - a condition sets exactly one of value, prefix and present; a value
+//     or prefix is at most MaxMatchValueBytes, without control characters
+//     or a leading or trailing space or tab (readers strip those);
+//   - an sni name is a host name, or "*." and a domain of two labels or
+//     more; never an IP address;
+//   - no rule repeats the condition of an earlier one (it would never
+//     apply).
+func (s *Service) validateMatch(bad func(string, string, ...any)) {
+	if len(s.Match) > MaxMatchRules {
+		bad("spec.match", "has %d rules; a service holds at most %d: merge rules or use pins", len(s.Match), MaxMatchRules)
+	}
+	seen := make(map[string]int, len(s.Match))
+	for i, r := range s.Match {
 		at := fmt.Sprintf("spec.match[%d]", i)
-		validateRule(at, app, protocol, r, bad)
+		s.validateRule(at, r, bad)
 		if key := r.key(); key != "" {
 			if j, dup := seen[key]; dup {
 				bad(at, "repeats the condition of spec.match[%d]; the first match wins, so this rule never applies: remove it", j)
@@ -55,12 +108,13 @@ func Validate(app string, protocol string, rules []Rule) []error {
 			seen[key] = i
 		}
 	}
-	return errs
 }
 
-func validateRule(at, app, protocol string, r Rule, bad func(string, string, ...any)) {
-	if r.Pool != service.Stable && r.Pool != service.Canary {
+func (s *Service) validateRule(at string, r MatchRule, bad func(string, string, ...any)) {
+	if r.Pool != Stable && r.Pool != Canary {
 		bad(at+".pool", "%s is not a pool: use stable or canary", r.Pool)
+	} else if len(s.Backends(r.Pool)) == 0 {
+		bad(at+".pool", "sends matching connections to the %s pool, which has no backends", r.Pool)
 	}
 	kinds := r.kinds()
 	switch {
@@ -71,21 +125,22 @@ func validateRule(at, app, protocol string, r Rule, bad func(string, string, ...
 		bad(at, "has %s; a rule has exactly one condition: split it into one rule each", strings.Join(kinds, " and "))
 		return
 	}
-	if protocol != ProtocolTCP {
-		bad(at+"."+kinds[0], "needs protocol: tcp (the service has protocol: %s); match rules read a TCP stream", protocol)
+	if s.Protocol != TCP && s.Protocol != 0 { // no protocol is reported at spec.protocol
+		bad(at+"."+kinds[0], "needs protocol: tcp (the service has protocol: %s); match rules read a TCP stream", s.Protocol)
 		return
 	}
 	switch {
 	case r.Header != nil:
-		validateHeader(at+".header", app, *r.Header, bad)
+		validateHeader(at+".header", s.App, *r.Header, bad)
 	case r.GRPCMetadata != nil:
-		validateMetadata(at+".grpcMetadata", app, *r.GRPCMetadata, bad)
+		validateMetadata(at+".grpcMetadata", s.App, *r.GRPCMetadata, bad)
 	case r.SNI != nil:
 		validateSNI(at+".sni", *r.SNI, bad)
 	}
 }
 
-func (r Rule) kinds() []string {
+// kinds names the conditions a rule sets, in the manifest's spelling.
+func (r MatchRule) kinds() []string {
 	var kinds []string
 	if r.Header != nil {
 		kinds = append(kinds, "header")
@@ -101,7 +156,7 @@ func (r Rule) kinds() []string {
 
 // key spells a rule's condition so that two rules that match the same
 // requests get the same key; "" for a rule without exactly one condition.
-func (r Rule) key() string {
+func (r MatchRule) key() string {
 	if len(r.kinds()) != 1 {
 		return ""
 	}
@@ -113,10 +168,10 @@ func (r Rule) key() string {
 		c := r.GRPCMetadata
 		return fmt.Sprintf("grpc %q %q %q %t", strings.ToLower(c.Name), c.Value, c.Prefix, c.Present)
 	}
-	return fmt.Sprintf("sni %q", normalHost(r.SNI.Name))
+	return fmt.Sprintf("sni %q", strings.ToLower(strings.TrimSuffix(r.SNI.Name, ".")))
 }
 
-func validateHeader(at, app string, c FieldCondition, bad func(string, string, ...any)) {
+func validateHeader(at string, app App, c FieldMatch, bad func(string, string, ...any)) {
 	if app != AppHTTP && app != AppGRPC {
 		bad(at, "needs app: http or app: grpc (the service has app: %s); for TLS services match on sni", appName(app))
 		return
@@ -124,8 +179,8 @@ func validateHeader(at, app string, c FieldCondition, bad func(string, string, .
 	switch {
 	case c.Name == "":
 		bad(at+".name", "is empty: name the header to match, such as X-Canary")
-	case len(c.Name) > MaxNameBytes:
-		bad(at+".name", "is %d bytes long; a name has at most %d", len(c.Name), MaxNameBytes)
+	case len(c.Name) > MaxMatchNameBytes:
+		bad(at+".name", "is %d bytes long; a name has at most %d", len(c.Name), MaxMatchNameBytes)
 	case strings.HasPrefix(c.Name, ":"):
 		if !isRequestPseudo(c.Name) {
 			bad(at+".name", "%q is not a request pseudo-header: use one of %s", c.Name, requestPseudo)
@@ -136,7 +191,7 @@ func validateHeader(at, app string, c FieldCondition, bad func(string, string, .
 	validateValue(at, c, bad)
 }
 
-func validateMetadata(at, app string, c FieldCondition, bad func(string, string, ...any)) {
+func validateMetadata(at string, app App, c FieldMatch, bad func(string, string, ...any)) {
 	if app != AppGRPC {
 		bad(at, "needs app: grpc (the service has app: %s); for plain HTTP use a header rule", appName(app))
 		return
@@ -144,8 +199,8 @@ func validateMetadata(at, app string, c FieldCondition, bad func(string, string,
 	switch {
 	case c.Name == "":
 		bad(at+".name", "is empty: name the metadata key to match, such as x-canary")
-	case len(c.Name) > MaxNameBytes:
-		bad(at+".name", "is %d bytes long; a key has at most %d", len(c.Name), MaxNameBytes)
+	case len(c.Name) > MaxMatchNameBytes:
+		bad(at+".name", "is %d bytes long; a key has at most %d", len(c.Name), MaxMatchNameBytes)
 	case strings.HasPrefix(c.Name, ":"):
 		bad(at+".name", "%q is a pseudo-header, not metadata: use a header rule for it", c.Name)
 	case c.Name != strings.ToLower(c.Name) && isMetadataKey(strings.ToLower(c.Name)):
@@ -160,7 +215,7 @@ func validateMetadata(at, app string, c FieldCondition, bad func(string, string,
 
 // validateValue checks that exactly one of value, prefix and present is
 // set and that the string set is one a request could carry.
-func validateValue(at string, c FieldCondition, bad func(string, string, ...any)) {
+func validateValue(at string, c FieldMatch, bad func(string, string, ...any)) {
 	var set []string
 	if c.Value != "" {
 		set = append(set, "value")
@@ -186,8 +241,8 @@ func validateValue(at string, c FieldCondition, bad func(string, string, ...any)
 	}
 	path := at + "." + set[0]
 	switch {
-	case len(s) > MaxValueBytes:
-		bad(path, "is %d bytes long; at most %d are matched: use a prefix of it", len(s), MaxValueBytes)
+	case len(s) > MaxMatchValueBytes:
+		bad(path, "is %d bytes long; at most %d are matched: use a prefix of it", len(s), MaxMatchValueBytes)
 	case strings.ContainsFunc(s, isCtl):
 		bad(path, "%q contains a control character, which no request value carries", s)
 	case s != strings.Trim(s, " \t"):
@@ -195,7 +250,7 @@ func validateValue(at string, c FieldCondition, bad func(string, string, ...any)
 	}
 }
 
-func validateSNI(at string, c SNICondition, bad func(string, string, ...any)) {
+func validateSNI(at string, c SNIMatch, bad func(string, string, ...any)) {
 	name := strings.TrimSuffix(c.Name, ".")
 	host, wildcard := strings.CutPrefix(name, "*.")
 	switch {
@@ -214,11 +269,12 @@ func validateSNI(at string, c SNICondition, bad func(string, string, ...any)) {
 	}
 }
 
-func appName(app string) string {
+// appName spells an app as the manifest does: no app is none.
+func appName(app App) string {
 	if app == "" {
-		return "none"
+		return string(AppNone)
 	}
-	return app
+	return string(app)
 }
 
 func isRequestPseudo(name string) bool {
@@ -229,27 +285,20 @@ func isRequestPseudo(name string) bool {
 	return false
 }
 
-// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2).
+// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
+// such as a header name.
 func isToken(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !isTokenByte(s[i]) {
+		b := s[i]
+		alnum := 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+		if !alnum && strings.IndexByte("!#$%&'*+-.^_`|~", b) < 0 {
 			return false
 		}
 	}
 	return true
-}
-
-// isTokenByte reports whether b may appear in an HTTP token such as a
-// header name (RFC 9110, section 5.6.2).
-func isTokenByte(b byte) bool {
-	switch {
-	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
 // isMetadataKey reports whether s is a gRPC metadata key: lowercase
