@@ -37,6 +37,7 @@ func FuzzParseFile(f *testing.F) {
 		f.Add(golden)
 	}
 	f.Add([]byte(strings.NewReplacer("errorRateAtMost: 1.2%, ", "", "3.5%", "0.03%", "exec: [sh, -c,", "exec: [sh, ~, '',").Replace(relDoc)))
+	f.Add([]byte(withMatch("protocol: tcp\n  app: grpc", everyRule)))
 	f.Add([]byte(laughs()))
 	f.Add([]byte(strings.Replace(doc, "weight: 5%", "weight: 5%\n  pins: &p [*p]", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {

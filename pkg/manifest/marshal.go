@@ -61,6 +61,7 @@ type (
 		Canary            canaryOut  `yaml:"canary"`
 		Pins              []pinOut   `yaml:"pins,omitempty"`
 		Mirror            *mirrorOut `yaml:"mirror,omitempty"`
+		Match             []matchOut `yaml:"match,omitempty"`
 	}
 	stableOut struct {
 		Backends []any `yaml:"backends,flow"`
@@ -116,6 +117,7 @@ func serviceOut(s *service.Service) serviceOutDoc {
 	if m := s.Mirror; m != nil {
 		out.Spec.Mirror = &mirrorOut{Percent: m.Percent.String(), To: m.To, Snaplen: m.Snaplen}
 	}
+	out.Spec.Match = matchesOut(s.Match)
 	return out
 }
 

@@ -43,6 +43,7 @@ type specDoc struct {
 	Canary            canaryDoc  `yaml:"canary"`
 	Pins              []pinDoc   `yaml:"pins"`
 	Mirror            *mirrorDoc `yaml:"mirror"`
+	Match             []matchDoc `yaml:"match"`
 }
 
 type stableDoc struct {
@@ -173,6 +174,7 @@ func (d *document) toService(doc *serviceDoc) service.Service {
 	if spec.Mirror != nil {
 		s.Mirror = d.mirror(spec.Mirror)
 	}
+	s.Match = d.match(spec.Match)
 	return s
 }
 
