@@ -21,6 +21,9 @@ type windows struct {
 	a    *Agent
 	mu   sync.Mutex
 	ring []window.Snapshot // oldest first, at most statusWindow/s + 1
+	// evictions are the flow table's evictions so far at each snapshot
+	// of ring (datapath.FlowChurn, as of the last walk).
+	evictions []uint64
 	// losing are the services whose live connections lost flow entries
 	// in the last second (misses): a warning is logged when one starts.
 	losing map[string]bool
@@ -50,8 +53,10 @@ func (w *windows) run(ctx context.Context) {
 				prev = w.ring[len(w.ring)-1]
 			}
 			w.ring = append(w.ring, snap)
+			w.evictions = append(w.evictions, w.a.dp.FlowChurn().Evictions)
 			if keep := int(statusWindow/time.Second) + 1; len(w.ring) > keep {
 				w.ring = w.ring[len(w.ring)-keep:]
+				w.evictions = w.evictions[len(w.evictions)-keep:]
 			}
 			w.mu.Unlock()
 			w.warnLosing(prev, snap)
@@ -83,6 +88,21 @@ func (w *windows) warnLosing(prev, cur window.Snapshot) {
 	}
 }
 
+// evictionRate is the flow table's evictions per second over the ring.
+func (w *windows) evictionRate() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ring) < 2 {
+		return 0
+	}
+	secs := w.ring[len(w.ring)-1].At.Sub(w.ring[0].At).Seconds()
+	first, last := w.evictions[0], w.evictions[len(w.evictions)-1]
+	if secs <= 0 || last < first {
+		return 0
+	}
+	return float64(last-first) / secs
+}
+
 // last returns the window over the ring and its length in seconds.
 func (w *windows) last() (window.Snapshot, float64, bool) {
 	w.mu.Lock()
@@ -101,7 +121,7 @@ func (a *Agent) status(name string) (any, error) {
 	win, secs, haveWindow := a.win.last()
 	mirrorProblems := a.dp.MirrorProblems()
 	active := a.hub.Active()
-	fill := 0.0
+	fill, evictions := 0.0, a.win.evictionRate()
 	if entries, capacity := a.FlowTable(); capacity > 0 {
 		fill = float64(entries) / float64(capacity)
 	}
@@ -121,7 +141,7 @@ func (a *Agent) status(name string) (any, error) {
 			continue
 		}
 		ns := api.NodeStatus{Weight: ks.Weight.String(), MirrorProblem: mirrorProblems[s.Name],
-			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill,
+			Mirror: mirrorSummary(s.Mirror), Captures: active[s.Name], FlowTableFill: fill, FlowEvictionRate: evictions,
 			Error: notApplied(failed, ks.Weight.String())}
 		pools := win.Services[s.Name]
 		for _, p := range []service.Pool{service.Stable, service.Canary} {

@@ -48,6 +48,7 @@ func (s *State) clone() State {
 		svc.Canary = slices.Clone(svc.Canary)
 		svc.Pins = slices.Clone(svc.Pins)
 		svc.LatencyThresholds = slices.Clone(svc.LatencyThresholds)
+		svc.Match = service.CloneMatch(svc.Match)
 		if svc.Mirror != nil {
 			m := *svc.Mirror
 			svc.Mirror = &m

@@ -127,6 +127,9 @@ func warnings(n api.NodeStatus) []string {
 	if n.FlowTableFill >= flowTableWarning {
 		out = append(out, fmt.Sprintf("flow table %.0f%% full: new flows evict the least recently used", 100*n.FlowTableFill))
 	}
+	if n.FlowEvictionRate > 0 {
+		out = append(out, fmt.Sprintf("the flow table evicts %.1f flows/s to make room: raise flowTable", n.FlowEvictionRate))
+	}
 	if n.FlowMissRate > 0 {
 		out = append(out, fmt.Sprintf("live connections lose their flow entries (evicted or expired): %.1f packets/s find none", n.FlowMissRate))
 	}

@@ -208,7 +208,7 @@ func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
 		{Node: "g1", Weight: "5%", Pools: pools, MirrorProblem: "mirror interface mirror0 is down: copies are lost",
 			Mirror: "5% → mirror0", Captures: 1, FlowTableFill: 0.25},
 		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
-		{Node: "gw", Weight: "4%", Pools: pools[:1], Mirror: "5% → mirror0", FlowTableFill: 0.93, FlowMissRate: 12.5},
+		{Node: "gw", Weight: "4%", Pools: pools[:1], Mirror: "5% → mirror0", FlowTableFill: 0.93, FlowEvictionRate: 40, FlowMissRate: 12.5},
 	}}}})
 }
 

@@ -190,6 +190,10 @@ type NodeStatus struct {
 	// FlowTableFill is the node's flow table use (entries/capacity, all
 	// services together); a table near full evicts live flows.
 	FlowTableFill float64 `json:"flowTableFill,omitempty"`
+	// FlowEvictionRate is the node's flow table evictions per second
+	// over its last window (all services together): confirmed flows the
+	// full table dropped to make room, live or not.
+	FlowEvictionRate float64 `json:"flowEvictionRate,omitempty"`
 	// FlowMissRate is the service's TCP packets per second on the node,
 	// over its last window, of connections with no flow entry (evicted or
 	// expired): live connections losing their entries (the pools'

@@ -531,6 +531,7 @@ func cloneService(s *service.Service) service.Service {
 	c.Canary = slices.Clone(s.Canary)
 	c.Pins = slices.Clone(s.Pins)
 	c.LatencyThresholds = slices.Clone(s.LatencyThresholds)
+	c.Match = service.CloneMatch(s.Match)
 	if s.Mirror != nil {
 		m := *s.Mirror
 		c.Mirror = &m
