@@ -32,6 +32,30 @@ func ToAPI(s service.Service) api.Service {
 	if m := s.Mirror; m != nil {
 		out.Mirror = &api.Mirror{Percent: m.Percent.String(), To: m.To, Snaplen: m.Snaplen}
 	}
+	switch {
+	case s.IdleTimeout == service.NoIdleTimeout:
+		out.IdleTimeout = "never"
+	case s.IdleTimeout > 0:
+		out.IdleTimeout = s.IdleTimeout.String()
+	}
+	for _, r := range s.Match {
+		out.Match = append(out.Match, matchToAPI(r))
+	}
+	return out
+}
+
+// matchToAPI turns a match rule into its API form.
+func matchToAPI(r service.MatchRule) api.MatchRule {
+	field := func(f *service.FieldMatch) *api.FieldMatch {
+		if f == nil {
+			return nil
+		}
+		return &api.FieldMatch{Name: f.Name, Value: f.Value, Prefix: f.Prefix, Present: f.Present}
+	}
+	out := api.MatchRule{Header: field(r.Header), GRPCMetadata: field(r.GRPCMetadata), Pool: r.Pool.String()}
+	if r.SNI != nil {
+		out.SNI = &api.SNIMatch{Name: r.SNI.Name}
+	}
 	return out
 }
 

@@ -37,14 +37,17 @@ import (
 
 // Service is a service's desired state, in the manifest's words.
 type Service struct {
-	Name              string    `json:"name"`
-	Tenant            string    `json:"tenant"`
-	VIP               string    `json:"vip"`
-	Port              uint16    `json:"port"`
-	Protocol          string    `json:"protocol"`
-	Key               string    `json:"key"`
-	App               string    `json:"app,omitempty"`
-	Timeout           string    `json:"timeout,omitempty"`
+	Name     string `json:"name"`
+	Tenant   string `json:"tenant"`
+	VIP      string `json:"vip"`
+	Port     uint16 `json:"port"`
+	Protocol string `json:"protocol"`
+	Key      string `json:"key"`
+	App      string `json:"app,omitempty"`
+	Timeout  string `json:"timeout,omitempty"`
+	// IdleTimeout is spec.idleTimeout: a duration, "never", or empty for
+	// the protocol's default.
+	IdleTimeout       string    `json:"idleTimeout,omitempty"`
 	LatencyThresholds []string  `json:"latencyThresholds,omitempty"`
 	Stable            []Backend `json:"stable"`
 	Canary            []Backend `json:"canary"`
@@ -52,6 +55,31 @@ type Service struct {
 	Weight string  `json:"weight"`
 	Pins   []Pin   `json:"pins,omitempty"`
 	Mirror *Mirror `json:"mirror,omitempty"`
+	// Match are spec.match's rules, first match wins.
+	Match []MatchRule `json:"match,omitempty"`
+}
+
+// MatchRule is one rule of spec.match: one condition and the pool a
+// connection that meets it goes to.
+type MatchRule struct {
+	Header       *FieldMatch `json:"header,omitempty"`
+	GRPCMetadata *FieldMatch `json:"grpcMetadata,omitempty"`
+	SNI          *SNIMatch   `json:"sni,omitempty"`
+	Pool         string      `json:"pool"`
+}
+
+// FieldMatch is a header's or a gRPC metadata key's condition: one of an
+// exact value, a prefix, or presence.
+type FieldMatch struct {
+	Name    string `json:"name"`
+	Value   string `json:"value,omitempty"`
+	Prefix  string `json:"prefix,omitempty"`
+	Present bool   `json:"present,omitempty"`
+}
+
+// SNIMatch is a TLS server name: exact, or "*.suffix".
+type SNIMatch struct {
+	Name string `json:"name"`
 }
 
 // Mirror copies a share of a service's whole flows, both directions, as
