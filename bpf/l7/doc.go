@@ -15,7 +15,9 @@
 //   - l7_splice, an sk_skb stream verdict program attached to the sockhash
 //     l7_socks: every skb a spliced socket receives is redirected to the
 //     egress of its peer, found through l7_peers (cookie to peer cookie)
-//     and the sockhash l7_targets.
+//     and the sockhash l7_targets; once the peer holds more than
+//     max_inflight bytes unacknowledged, the socket is held and its later
+//     skbs stay in its own queue for user space (see l7.c, Backpressure).
 //
 // The generated files (l7_bpfel.go, l7_bpfel.o) are committed so that
 // `go build` needs no clang; `make generate` rebuilds them with the pinned

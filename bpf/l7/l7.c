@@ -17,7 +17,22 @@
  *               chain (TC_ACT_OK): it is the stack's to deliver.
  *   l7_splice   sk_skb stream verdict of l7_socks: every skb a spliced
  *               socket receives is redirected to the egress of its peer
- *               (l7_peers gives the peer's cookie, l7_targets the socket).
+ *               (l7_peers gives the peer's cookie, l7_targets the socket),
+ *               unless the socket is held (see Backpressure).
+ *
+ * Backpressure: a skb redirected to a peer's egress waits in the peer's
+ * psock queue, charged to no socket's receive buffer, until a kworker
+ * sends it; the kernel does not bound that queue, so a backend that stops
+ * reading would let a client fill the gateway's memory. Nor can a
+ * direction be paused by taking its socket out of l7_socks: skbs the
+ * kernel is handing to the verdict at that moment find no program and are
+ * dropped, their bytes already acknowledged. So when a socket's peer holds
+ * more than max_inflight bytes unacknowledged, l7_splice marks the socket
+ * held (struct peer) and passes its later skbs to its own queue
+ * (SK_PASS), where they are charged to its receive buffer, so that TCP's
+ * window stops the sender; the agent, woken by that data, copies the rest
+ * of that direction in user space, in order, once the peer's send queue
+ * has taken what was redirected.
  *
  * Why two socket maps: the verdict program is attached to l7_socks, and a
  * socket's verdict starts running the moment it joins that map. Its peer
@@ -78,6 +93,11 @@ struct {
 	__type(value, struct peer);
 	__uint(max_entries, 8192);
 } l7_peers SEC(".maps");
+
+/* Bytes a spliced socket's peer may hold unacknowledged (its send queue
+ * and psock backlog) before l7_splice holds the socket; 0: never. Set at
+ * load. */
+volatile const __u64 max_inflight = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -252,6 +272,30 @@ int l7_assign(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* The one field of the kernel's struct tcp_sock l7_splice reads, located
+ * by CO-RE against the running kernel's BTF (bpf_tcp_sock() is not
+ * available to sk_skb programs, bpf_skc_to_tcp_sock() is). */
+struct tcp_sock {
+	__u64 bytes_acked;
+} __attribute__((preserve_access_index));
+
+/* Whether the peer holds more than max_inflight bytes unacknowledged. */
+static __always_inline int congested(struct peer *p)
+{
+	struct tcp_sock *tp;
+	struct bpf_sock *sk;
+	__u64 target = p->peer, inflight = 0;
+
+	sk = bpf_map_lookup_elem(&l7_targets, &target);
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp)
+		inflight = p->base + p->bytes - tp->bytes_acked;
+	bpf_sk_release(sk);
+	return inflight > max_inflight;
+}
+
 SEC("sk_skb/stream_verdict")
 int l7_splice(struct __sk_buff *skb)
 {
@@ -273,6 +317,12 @@ int l7_splice(struct __sk_buff *skb)
 		add(STAT_SPLICE_EMPTY, 1);
 		return SK_DROP;
 	}
+	if (p->held) {
+		__sync_fetch_and_add(&p->held_bytes, len);
+		add(STAT_SPLICE_HELD, 1);
+		add(STAT_SPLICE_HELD_BYTES, len);
+		return SK_PASS;
+	}
 	target = p->peer;
 	if (bpf_sk_redirect_hash(skb, &l7_targets, &target, 0) != SK_PASS) {
 		add(STAT_SPLICE_NO_TARGET, 1);
@@ -282,5 +332,10 @@ int l7_splice(struct __sk_buff *skb)
 	__sync_fetch_and_add(&p->packets, 1);
 	add(STAT_SPLICE_PACKETS, 1);
 	add(STAT_SPLICE_BYTES, len);
+	if (max_inflight && congested(p)) {
+		/* This skb is on its way; the next ones stay here. */
+		p->held = 1;
+		add(STAT_SPLICE_CONGESTED, 1);
+	}
 	return SK_PASS;
 }

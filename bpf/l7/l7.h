@@ -35,6 +35,16 @@ struct peer {
 	__u64 peer;    /* the peer socket's cookie: its key in l7_targets */
 	__u64 bytes;   /* bytes received on this socket and redirected */
 	__u64 packets; /* skbs redirected */
+	/* The peer's bytes written (acknowledged + queued) when the splice
+	 * began, counted like its bytes_acked: base + bytes - bytes_acked is
+	 * what the gateway holds for the peer to send, its backlog included. */
+	__u64 base;
+	/* Set by l7_splice, never cleared: the peer held more than
+	 * max_inflight, and from then on this socket's skbs stay in its own
+	 * receive queue (SK_PASS) for user space to copy. */
+	__u32 held;
+	__u32 pad;
+	__u64 held_bytes; /* bytes passed to user space since */
 };
 
 enum limits {
@@ -57,6 +67,9 @@ enum stat {
 	STAT_SPLICE_NO_PEER,      /* socket without an l7_peers entry: dropped */
 	STAT_SPLICE_NO_TARGET,    /* peer gone from l7_targets: dropped */
 	STAT_SPLICE_EMPTY,        /* zero-length skb (a bare FIN): dropped */
+	STAT_SPLICE_CONGESTED,    /* a socket's peer passed max_inflight */
+	STAT_SPLICE_HELD,         /* skbs of held sockets, passed to user space */
+	STAT_SPLICE_HELD_BYTES,   /* their bytes */
 	STAT_COUNT,
 };
 

@@ -34,10 +34,14 @@ const (
 )
 
 type L7Peer struct {
-	_       structs.HostLayout
-	Peer    uint64
-	Bytes   uint64
-	Packets uint64
+	_         structs.HostLayout
+	Peer      uint64
+	Bytes     uint64
+	Packets   uint64
+	Base      uint64
+	Held      uint32
+	Pad       uint32
+	HeldBytes uint64
 }
 
 type L7Stat uint32
@@ -54,7 +58,10 @@ const (
 	L7StatSTAT_SPLICE_NO_PEER     L7Stat = 8
 	L7StatSTAT_SPLICE_NO_TARGET   L7Stat = 9
 	L7StatSTAT_SPLICE_EMPTY       L7Stat = 10
-	L7StatSTAT_COUNT              L7Stat = 11
+	L7StatSTAT_SPLICE_CONGESTED   L7Stat = 11
+	L7StatSTAT_SPLICE_HELD        L7Stat = 12
+	L7StatSTAT_SPLICE_HELD_BYTES  L7Stat = 13
+	L7StatSTAT_COUNT              L7Stat = 14
 )
 
 // Names of all BPF objects in the ELF.
@@ -69,6 +76,7 @@ const (
 	L7MapL7Targets   = "l7_targets"
 	L7ProgL7Assign   = "l7_assign"
 	L7ProgL7Splice   = "l7_splice"
+	L7VarMaxInflight = "max_inflight"
 	L7VarUnusedEnums = "unused_enums"
 )
 
@@ -134,6 +142,7 @@ type L7MapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type L7VariableSpecs struct {
+	MaxInflight *ebpf.VariableSpec `ebpf:"max_inflight"`
 	UnusedEnums *ebpf.VariableSpec `ebpf:"unused_enums"`
 }
 
@@ -180,6 +189,7 @@ func (m *L7Maps) Close() error {
 //
 // It can be passed to LoadL7Objects or ebpf.CollectionSpec.LoadAndAssign.
 type L7Variables struct {
+	MaxInflight *ebpf.Variable `ebpf:"max_inflight"`
 	UnusedEnums *ebpf.Variable `ebpf:"unused_enums"`
 }
 
