@@ -191,8 +191,11 @@ const (
 	// NoIdleTimeout ("never"): the service's idle flows stay until they
 	// close or the table needs the room.
 	NoIdleTimeout time.Duration = -1
-	// MaxIdleTimeout bounds spec.idleTimeout.
-	MaxIdleTimeout = 7 * 24 * time.Hour
+	// MaxIdleTimeout bounds spec.idleTimeout. The node's idle clock ticks
+	// in epochs of the longest idle timeout / 200 (at least a second), so
+	// this bound is also what one tenant's setting can do to another's
+	// precision: an epoch of at most 18 s. Longer: never.
+	MaxIdleTimeout = time.Hour
 )
 
 // DefaultIdleTimeout is the idle timeout of a service of protocol p that
