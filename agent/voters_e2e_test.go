@@ -116,32 +116,8 @@ func TestClusterVotersFleet(t *testing.T) {
 }
 
 // BenchmarkClusterLeaderKillLAN is BenchmarkClusterLeaderKill with
-// cluster.timing lan: kill -9 the leader, retry a write through a survivor
-// until it succeeds; reports the median and max in ms.
-func BenchmarkClusterLeaderKillLAN(b *testing.B) {
-	tr := newTrio(b, labagent.Cluster{Timing: "lan"})
-	s := trioService(tr.lab)
-	leader := tr.waitLeader(b, 0, 3)
-	if err := tr.agents[leader].Apply(tr.ctx, []service.Service{s}); err != nil {
-		b.Fatal(err)
-	}
-	var took []time.Duration
-	b.ResetTimer()
-	for i := range b.N {
-		b.StopTimer()
-		leader = tr.waitLeader(b, 0, 3)
-		survivor := (leader + 1) % 3
-		b.StartTimer()
-		tr.agents[leader].Kill()
-		took = append(took, firstWrite(b, tr, survivor, time.Now(), fmt.Sprintf("%d%%", 10+i%80)))
-		b.StopTimer()
-		tr.start(b, leader)
-		b.StartTimer()
-	}
-	b.StopTimer()
-	b.Logf("first write after the leader's death (timing lan): %v", took)
-	reportPercentiles(b, took, rank{"median-ms", 0.5}, rank{"max-ms", 1})
-}
+// cluster.timing lan.
+func BenchmarkClusterLeaderKillLAN(b *testing.B) { benchLeaderKill(b, "lan") }
 
 // TestClusterWANTiming: three agents with cluster.timing wan, every
 // gateway's cluster traffic to the others delayed 75 ms (internal/

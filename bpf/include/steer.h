@@ -365,10 +365,7 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		} else if (tcp && (pkt->tcp_flags & TCP_FLAG_ACK)) {
 			count(STAT_ACK_UNCONFIRMED);
 		}
-		*out = *p;
-		*live = p;
-		count(STAT_PENDING_HIT);
-		return DECIDE_FORWARD;
+		goto pending_hit;
 	}
 	if (tcp) {
 		/* A stray: steered by the hash (to the backend it had, unless
@@ -413,13 +410,15 @@ fresh:
 			count(STAT_FLOW_INSERT_FAIL);
 			return DECIDE_DROP;
 		}
-		*out = *p;
-		*live = p;
-		count(STAT_PENDING_HIT);
-		return DECIDE_FORWARD;
+		goto pending_hit;
 	}
 	*new_flow = 1;
 	count(STAT_FLOW_NEW);
+	return DECIDE_FORWARD;
+pending_hit:
+	*out = *p;
+	*live = p;
+	count(STAT_PENDING_HIT);
 	return DECIDE_FORWARD;
 hit:
 	stamp_idle(f);

@@ -35,12 +35,12 @@ func (f *fixture) establish(t testing.TB, h hook, client, vip netip.AddrPort) ne
 	if v, _ := f.run(t, h, true, f.bckIf, synAck); v == vPass || v == vDrop {
 		t.Fatalf("%s: the SYN-ACK of %s from %s: %s", h, client, backend, v)
 	}
-	confirmed := f.statTB(t, "flow_confirmed")
+	confirmed := f.stat(t, "flow_confirmed")
 	v, out = f.run(t, h, false, f.cliIf, establishedSegment(client, vip, 0, nil))
 	if d, _ := decode(out); v == vPass || v == vDrop || d.dst != backend {
 		t.Fatalf("%s: the ACK of %s: %s to %s, want to %s", h, client, v, d.dst, backend)
 	}
-	if f.statTB(t, "flow_confirmed") != confirmed+1 {
+	if f.stat(t, "flow_confirmed") != confirmed+1 {
 		t.Fatalf("%s: %s's flow was not confirmed by its handshake", h, client)
 	}
 	return backend
@@ -69,14 +69,4 @@ func lookupFlow(dp *Datapath, key bpf.SteerFlowKey) (bpf.SteerFlow, error) {
 		return fl, errors.Join(err, perr)
 	}
 	return fl, nil
-}
-
-// statTB is stat for tests and benchmarks alike.
-func (f *fixture) statTB(t testing.TB, name string) uint64 {
-	t.Helper()
-	st, err := f.dp.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st[name]
 }

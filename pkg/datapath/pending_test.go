@@ -149,16 +149,6 @@ func TestStrays(t *testing.T) {
 	}
 }
 
-// walk runs a full walk of the tables now, as the periodic one does.
-func walk(t *testing.T, dp *Datapath) {
-	t.Helper()
-	dp.sweeper.mu.Lock()
-	defer dp.sweeper.mu.Unlock()
-	if err := dp.sweeper.fullSweep(0, false); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // advanceIdleClock moves the programs' idle clock n epochs on.
 func advanceIdleClock(t *testing.T, dp *Datapath, n int) {
 	t.Helper()
@@ -185,7 +175,7 @@ func TestIdleExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := idleEpochFor([]service.Service{web, udp})
-	walk(t, f.dp) // the first walk after a start restamps
+	walkOnce(t, f.dp) // the first walk after a start restamps
 	udpFlow := func(port uint16) (key [2]netip.AddrPort, q []byte) {
 		client := netip.AddrPortFrom(client4, port)
 		q = buildPacket(pktSpec{src: client, dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")})
@@ -215,7 +205,7 @@ func TestIdleExpiry(t *testing.T) {
 	f.run(t, hookXDP, false, f.cliIf, activeQ)
 	f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: active[1], dst: active[0], proto: protoUDP, payload: []byte("a")}))
 	advanceIdleClock(t, f.dp, 1)
-	walk(t, f.dp)
+	walkOnce(t, f.dp)
 	has := func(c netip.AddrPort, proto uint8, port uint16) bool {
 		k := webFlowKey(c)
 		k.Proto, k.Dport = proto, htons(port)
@@ -241,7 +231,7 @@ func TestIdleExpiry(t *testing.T) {
 	if err := f.dp.Apply([]service.Service{web}); err != nil {
 		t.Fatal(err)
 	}
-	walk(t, f.dp)
+	walkOnce(t, f.dp)
 	if has(active[0], protoUDP, 53) || f.stat(t, "flow_stale") != 1 {
 		t.Errorf("the removed service's flow: in the table %v, flow_stale %d; want gone, 1", has(active[0], protoUDP, 53), f.stat(t, "flow_stale"))
 	}
@@ -263,7 +253,7 @@ func TestEvictionsCounted(t *testing.T) {
 	if err := f.dp.Apply([]service.Service{udp}); err != nil {
 		t.Fatal(err)
 	}
-	walk(t, f.dp)
+	walkOnce(t, f.dp)
 	const n = 5000
 	for i := range n {
 		client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(2 + i%200)}), uint16(20000+i))
@@ -275,7 +265,7 @@ func TestEvictionsCounted(t *testing.T) {
 	}
 	// One more flow, left pending.
 	f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: netip.AddrPortFrom(client4, 9), dst: netip.AddrPortFrom(vip4, 53), proto: protoUDP, payload: []byte("q")}))
-	walk(t, f.dp)
+	walkOnce(t, f.dp)
 	entries, churn := f.dp.sweeper.flowCount, f.dp.FlowChurn()
 	t.Logf("%d flows confirmed into a table of 2048: %d entries, %d evictions, %d pending", n, entries, churn.Evictions, churn.Pending)
 	if got := uint64(entries) + churn.Evictions; got != n {
@@ -283,5 +273,13 @@ func TestEvictionsCounted(t *testing.T) {
 	}
 	if churn.Pending != 1 {
 		t.Errorf("pending %d, want 1", churn.Pending)
+	}
+}
+
+// walkOnce runs a full walk of the tables now, as the periodic one does.
+func walkOnce(t *testing.T, dp *Datapath) {
+	t.Helper()
+	if _, _, err := walkTable(dp); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -294,7 +294,7 @@ func TestRateCap(t *testing.T) {
 }
 
 // stat reads one path counter, summed over CPUs.
-func (f *fixture) stat(t *testing.T, name string) uint64 {
+func (f *fixture) stat(t testing.TB, name string) uint64 {
 	t.Helper()
 	st, err := f.dp.Stats()
 	if err != nil {
