@@ -239,11 +239,14 @@ func TestLoss(t *testing.T) {
 	st := d.Stats()
 	sd := math.Sqrt(n * loss * (1 - loss))
 	t.Logf("loss %v: %d of %d arrived; stats %+v", loss, len(got), n, st)
-	if lost := float64(n - len(got)); math.Abs(lost-n*loss) > 5*sd {
+	// The delayer's own account is exact: every datagram queued was lost
+	// or released. Under load a released one may reach the receiver after
+	// the exchange's window, so arrivals only bound the releases.
+	if lost := float64(st.Lost); math.Abs(lost-n*loss) > 5*sd {
 		t.Errorf("%v of %d lost with a loss of %v: want %v ± %.0f", lost, n, loss, n*loss, 5*sd)
 	}
-	if int(st.Lost)+len(got) != n || st.Queued != n {
-		t.Errorf("stats %+v: want %d queued, %d lost", st, n, n-len(got))
+	if st.Queued != n || int(st.Lost+st.Released) != n || len(got) > int(st.Released) {
+		t.Errorf("stats %+v with %d arrived: want %d queued, each lost or released, no more arrived than released", st, len(got), n)
 	}
 	if err := d.Set(dst, Shape{Loss: 1}); err != nil {
 		t.Fatal(err)
