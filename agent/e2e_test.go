@@ -50,7 +50,7 @@ func setup(t *testing.T, cfg netlab.Config, mode string, svcs ...service.Service
 
 // setupWith is setup with the agent's options (Binary and Log are set
 // here).
-func setupWith(t *testing.T, cfg netlab.Config, opts labagent.Options) *env {
+func setupWith(t testing.TB, cfg netlab.Config, opts labagent.Options) *env {
 	t.Helper()
 	testenv.RequirePrivileges(t)
 	bin, err := agent.Path()
