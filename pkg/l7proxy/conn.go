@@ -1,0 +1,138 @@
+package l7proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/graylane/graylane/pkg/httphead"
+)
+
+// handle takes one admitted connection from its head to its splice or
+// its cut.
+func (p *Proxy) handle(e *entry) {
+	h, err := readHead(e.c, p.opts.MaxHeadBytes)
+	if err == nil && !p.headRead(e) {
+		err = &cutError{ReasonFull, errors.New("evicted")}
+	}
+	if err != nil {
+		var ce *cutError
+		if !errors.As(err, &ce) {
+			ce = &cutError{ReasonMalformed, err}
+		}
+		if p.wasEvicted(e) {
+			ce.reason = ReasonFull // the eviction's close made the read fail
+		}
+		p.cut(e, ce.reason, h.proto, nil)
+		return
+	}
+	e.c.SetReadDeadline(time.Time{})
+	client, frontend := addrPort(e.c.RemoteAddr()), addrPort(e.c.LocalAddr())
+	d, err := p.decider.Decide(client, frontend, h.req)
+	if err != nil {
+		p.cut(e, ReasonNoBackend, h.proto, nil)
+		return
+	}
+	p.opts.Observer.Decided(d)
+	bc, sent, err := p.connect(client, d, h.buf)
+	if err != nil {
+		p.cut(e, ReasonDialFailed, h.proto, &d)
+		return
+	}
+	p.splice(e, bc, d, sent)
+}
+
+// headRead marks e as past its head, no longer to be evicted. It
+// returns false if e was evicted already.
+func (p *Proxy) headRead(e *entry) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e.reading = false
+	return !e.evicted
+}
+
+func (p *Proxy) wasEvicted(e *entry) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return e.evicted
+}
+
+// connect dials the backend and writes buf to it, within ConnectTimeout.
+// It returns when the write ended.
+func (p *Proxy) connect(client netip.AddrPort, d Decision, buf []byte) (*net.TCPConn, time.Time, error) {
+	ctx, cancel := context.WithTimeout(p.abortCtx, p.opts.ConnectTimeout)
+	defer cancel()
+	start := time.Now()
+	bc, err := p.opts.Dial(ctx, client, d)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("l7proxy: dial backend %s: %w", d.Backend, err)
+	}
+	p.opts.Observer.Connected(d, time.Since(start))
+	deadline, _ := ctx.Deadline()
+	bc.SetWriteDeadline(deadline)
+	if _, err := bc.Write(buf); err != nil {
+		bc.Close()
+		return nil, time.Time{}, fmt.Errorf("l7proxy: write %d bytes to backend %s: %w", len(buf), d.Backend, err)
+	}
+	bc.SetWriteDeadline(time.Time{})
+	return bc, time.Now(), nil
+}
+
+// cut closes a connection that will not be spliced, answering it first
+// if it speaks HTTP/1.x, and counts it.
+func (p *Proxy) cut(e *entry, r Reason, proto httphead.Protocol, d *Decision) {
+	p.opts.Observer.Cut(r, d)
+	if status := httpStatus(r); status != 0 && proto == httphead.HTTP1 {
+		answer(e.c, status)
+	}
+	e.c.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leave(e)
+}
+
+// leave takes e out of the pending connections and its goroutine out of
+// the handlers. p.mu is held.
+func (p *Proxy) leave(e *entry) {
+	if e.elem != nil {
+		p.pending.Remove(e.elem)
+		e.elem = nil
+	}
+	p.handlers.dec()
+}
+
+// splice hands a decided connection to the Splicer and waits for it to
+// end, counted as live meanwhile.
+func (p *Proxy) splice(e *entry, bc *net.TCPConn, d Decision, sent time.Time) {
+	p.mu.Lock()
+	p.leave(e)
+	p.live.inc()
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.live.dec()
+		p.mu.Unlock()
+	}()
+	c := Conns{Client: e.c, Backend: bc, Sent: sent,
+		FirstResponse: func(latency time.Duration, b []byte) {
+			p.opts.Observer.FirstResponse(d, latency, statusCode(b))
+		}}
+	err := p.opts.Splicer.Splice(p.abortCtx, c)
+	if errors.Is(err, ErrNotSpliced) {
+		p.opts.Observer.Cut(ReasonSpliceFailed, &d)
+	}
+}
+
+// addrPort is a TCP address as a netip.AddrPort, IPv4-mapped addresses
+// unmapped.
+func addrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

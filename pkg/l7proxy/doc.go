@@ -1,0 +1,79 @@
+// Package l7proxy is the user-space engine of delayed binding for L7
+// services (issue 22): it accepts a client's connection itself, reads only
+// the head of the first request, asks the agent which backend the
+// connection goes to, connects there, writes the bytes it read, and hands
+// both sockets to a Splicer, after which it no longer looks at the bytes.
+// The parsers (httphead, h2head, tlshello), the rules (match) and the
+// kernel splice (l7splice) are elsewhere; this package joins them and
+// bounds what a client can make the agent hold.
+//
+// # One connection
+//
+//  1. Accept. The connection counts as pending from here until it is
+//     spliced or cut; at most Options.MaxPending are (see "Pending limit").
+//  2. Read into one buffer of at most Options.MaxHeadBytes until the first
+//     request's head is complete: httphead.Sniff tells a TLS ClientHello
+//     (tlshello), the HTTP/2 preface with the first HEADERS (h2head) and an
+//     HTTP/1.x request line (httphead) apart. The read deadline is set once,
+//     at accept, to Options.HeadTimeout: a client that trickles bytes does
+//     not earn more time (slowloris).
+//  3. Decider.Decide turns the client and frontend addresses and the
+//     match.Request into a Decision: backend, pool, and the deciding rule
+//     (-1 when the pins or the weight decided).
+//  4. Options.Dial connects to the backend within Options.ConnectTimeout,
+//     and every buffered byte (the head and whatever followed it) is
+//     written to it, unchanged.
+//  5. Splicer.Splice owns both sockets until the connection ends:
+//     KernelSplicer splices them in the kernel (l7splice); CopySplicer
+//     copies both ways in Go (splice(2) through a pipe, since Go turns a
+//     TCP-to-TCP io.Copy into that). Idle spliced connections are not
+//     this package's business.
+//
+// The decision is made once per connection: later requests on a
+// keep-alive connection, other HTTP/2 streams and whatever an upgraded
+// connection carries go where the first request went (package match).
+//
+// # Cuts
+//
+// A connection that does not get that far is closed and counted by Reason
+// (Observer.Cut): it timed out, its head passed a bound, it was not one of
+// the three protocols or broke one, its client closed it first, the
+// pending limit evicted or refused it, there was no backend, or the
+// backend could not be reached. Only a client whose bytes were sniffed as
+// HTTP/1.x gets an answer first (400, 408, 431 or 503 with Connection:
+// close), followed by a bounded lingering close so that the answer is not
+// destroyed by a reset; TLS and HTTP/2 clients are just closed, since
+// answering them would mean speaking their protocol.
+//
+// # Pending limit
+//
+// The pending limit protects memory: each pending connection holds up to
+// MaxHeadBytes and a goroutine. When a new connection would pass it, the
+// oldest connection still reading its head is evicted (closed, counted as
+// ReasonFull) and the new one takes its place; only if every pending
+// connection has already sent its head (it waits for a decision or a
+// backend) is the new one closed instead. A client that sends its head
+// promptly therefore gets through a flood of idle connections; to starve
+// it, an attacker must open MaxPending connections within the time the
+// client needs to send its head, rather than once per HeadTimeout.
+//
+// # Measurements
+//
+// Observer receives what the agent exports with its L4 metric names:
+// decisions per pool and rule, cuts by reason, the backend connect
+// latency, and, with CopySplicer only, the first response: the time from
+// writing the first request to the first response byte, and the HTTP/1.x
+// status code when the response starts with a status line (gRPC over
+// HTTP/2: the latency only). The kernel splice moves the response without
+// user space seeing it, so KernelSplicer reports no first response.
+// Counters is a simple Observer for tests.
+//
+// # Shutdown
+//
+// Serve returns when its context is cancelled or the listener is closed;
+// Close closes the listener. Both wait for the connections still pending
+// (each finishes within HeadTimeout plus ConnectTimeout and a short
+// lingering close), but leave spliced connections running until they end
+// by themselves: Live counts them, Drain waits for them, Abort ends them
+// (with a reset) together with any pending connection.
+package l7proxy

@@ -1,0 +1,127 @@
+package l7proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/graylane/graylane/pkg/h2head"
+	"github.com/graylane/graylane/pkg/httphead"
+	"github.com/graylane/graylane/pkg/match"
+	"github.com/graylane/graylane/pkg/tlshello"
+)
+
+// firstRead is the buffer's first size: most heads fit, and a pending
+// connection that sends nothing holds no more than this.
+const firstRead = 4 << 10
+
+// head is what was read of a connection before its decision.
+type head struct {
+	buf   []byte // every byte read: the head and whatever followed it
+	proto httphead.Protocol
+	req   match.Request
+}
+
+// cutError is a read that ended without a head, and why.
+type cutError struct {
+	reason Reason
+	err    error
+}
+
+func (e *cutError) Error() string { return fmt.Sprintf("%s: %v", e.reason, e.err) }
+func (e *cutError) Unwrap() error { return e.err }
+
+// readHead reads c until the first request's head is complete, or max
+// bytes were read, or a read fails (the caller set the deadline). Errors
+// are *cutError. The returned head's proto is set even on error, so that
+// the caller knows whether it may answer in HTTP/1.x.
+func readHead(c net.Conn, max int) (head, error) {
+	h := head{buf: make([]byte, 0, min(firstRead, max)), proto: httphead.NeedMore}
+	// Every pass reads at least one byte or ends, so max+1 passes bound it.
+	for range max + 1 {
+		if len(h.buf) == cap(h.buf) {
+			if len(h.buf) >= max {
+				return h, &cutError{ReasonTooLarge, fmt.Errorf("no complete %s head in %d bytes", h.proto, max)}
+			}
+			h.buf = append(make([]byte, 0, min(2*cap(h.buf), max)), h.buf...)
+		}
+		n, rerr := c.Read(h.buf[len(h.buf):cap(h.buf)])
+		old := len(h.buf)
+		h.buf = h.buf[:old+n]
+		if n > 0 {
+			done, err := h.parse(old)
+			if err != nil || done {
+				return h, err
+			}
+		}
+		if rerr != nil {
+			return h, readCut(rerr, len(h.buf))
+		}
+	}
+	return h, &cutError{ReasonTooLarge, errors.New("read loop bound")}
+}
+
+// readCut classifies a failed read.
+func readCut(err error, got int) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &cutError{ReasonTimeout, fmt.Errorf("head incomplete after %d bytes: %w", got, err)}
+	}
+	if errors.Is(err, io.EOF) {
+		return &cutError{ReasonClosed, fmt.Errorf("client closed after %d bytes: %w", got, err)}
+	}
+	return &cutError{ReasonClosed, fmt.Errorf("read after %d bytes: %w", got, err)}
+}
+
+// parse tries to complete the head with the bytes from old on added. It
+// returns done when h.req is set.
+func (h *head) parse(old int) (bool, error) {
+	if h.proto == httphead.NeedMore {
+		h.proto = httphead.Sniff(h.buf)
+	}
+	switch h.proto {
+	case httphead.NeedMore:
+		return false, nil
+	case httphead.HTTP1:
+		// A head ends with an empty line. Parsing only when one may have
+		// arrived keeps a client that sends a byte at a time from making
+		// the agent parse the growing head once per byte.
+		if !mayEndHead(h.buf, old) {
+			return false, nil
+		}
+		r, _, err := httphead.Parse(h.buf)
+		h.req = match.Request{Headers: r.Fields()}
+		return err == nil, parseCut(err, httphead.ErrIncomplete, httphead.ErrTooLarge)
+	case httphead.HTTP2:
+		r, _, err := h2head.Parse(h.buf)
+		h.req = match.Request{Headers: r.Fields(), GRPC: r.GRPC}
+		return err == nil, parseCut(err, h2head.ErrIncomplete, h2head.ErrTooLarge)
+	case httphead.TLS:
+		hello, _, err := tlshello.Parse(h.buf)
+		h.req = match.Request{SNI: hello.ServerName}
+		return err == nil, parseCut(err, tlshello.ErrIncomplete, tlshello.ErrTooLarge)
+	default:
+		return false, &cutError{ReasonMalformed, fmt.Errorf("first bytes are not TLS, HTTP/2 or HTTP/1.x: %q", h.buf[:min(len(h.buf), 16)])}
+	}
+}
+
+// parseCut maps a parser's error: incomplete is no error yet.
+func parseCut(err, incomplete, tooLarge error) error {
+	switch {
+	case err == nil, errors.Is(err, incomplete):
+		return nil
+	case errors.Is(err, tooLarge):
+		return &cutError{ReasonTooLarge, err}
+	default:
+		return &cutError{ReasonMalformed, err}
+	}
+}
+
+// mayEndHead reports whether the bytes from old on may have completed an
+// HTTP/1.x head: an LF followed by an empty line (CRLF or bare LF).
+func mayEndHead(buf []byte, old int) bool {
+	tail := buf[max(0, old-2):]
+	return bytes.Contains(tail, []byte("\n\r\n")) || bytes.Contains(tail, []byte("\n\n"))
+}

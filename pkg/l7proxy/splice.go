@@ -1,0 +1,150 @@
+package l7proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/graylane/graylane/pkg/l7splice"
+)
+
+// ErrNotSpliced wraps the error of a Splicer that could not take a
+// connection; the proxy counts it as ReasonSpliceFailed.
+var ErrNotSpliced = errors.New("l7proxy: connection not spliced")
+
+// Conns is a client connection whose first request was written to its
+// backend connection, handed to a Splicer.
+type Conns struct {
+	Client, Backend *net.TCPConn
+	// Sent is when the first request was written to Backend.
+	Sent time.Time
+	// FirstResponse, if not nil, is called once with the time from Sent
+	// to the backend's first bytes, and those bytes, by a Splicer that
+	// sees them. It must not keep b.
+	FirstResponse func(latency time.Duration, b []byte)
+}
+
+// Splicer moves a connection's bytes both ways once it is decided.
+type Splicer interface {
+	// Splice owns both connections: it returns when the connection has
+	// ended, or ctx is cancelled (then it resets both), and closes both
+	// before returning. It returns nil when both sides finished sending
+	// and each FIN was forwarded, an error when a side was reset or
+	// failed (the other side was then reset too), and an error wrapping
+	// ErrNotSpliced when it could not take the connection at all.
+	Splice(ctx context.Context, c Conns) error
+}
+
+// CopySplicer copies both ways in user space: io.Copy between two TCP
+// connections, which Go turns into splice(2) through a pipe, so the bytes
+// stay in the kernel even here. A FIN is forwarded as a half-close
+// (CloseWrite) once every byte before it was written; a reset or failure
+// on either side resets both (SO_LINGER 0). It reads the backend's first
+// bytes itself to report them (Conns.FirstResponse). The zero value is
+// ready to use.
+type CopySplicer struct{}
+
+// Splice implements Splicer.
+func (CopySplicer) Splice(ctx context.Context, c Conns) error {
+	stop := context.AfterFunc(ctx, func() { reset(c.Client, c.Backend) })
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- pipe(c.Backend, c.Client, "client to backend") }()
+	go func() { errc <- pipeFirst(c, "backend to client") }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			// Abort the other direction too: a reset is forwarded as one.
+			reset(c.Client, c.Backend)
+		}
+	}
+	c.Client.Close()
+	c.Backend.Close()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// pipe copies src to dst until src's FIN, then forwards it.
+func pipe(dst, src *net.TCPConn, dir string) error {
+	if _, err := io.Copy(dst, src); err != nil {
+		return fmt.Errorf("l7proxy: copy %s: %w", dir, err)
+	}
+	if err := dst.CloseWrite(); err != nil {
+		return fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
+	}
+	return nil
+}
+
+// pipeFirst is pipe from the backend to the client, reading the first
+// bytes itself when someone wants to see them.
+func pipeFirst(c Conns, dir string) error {
+	if c.FirstResponse == nil {
+		return pipe(c.Client, c.Backend, dir)
+	}
+	b := make([]byte, 4<<10)
+	n, err := c.Backend.Read(b)
+	if n > 0 {
+		c.FirstResponse(time.Since(c.Sent), b[:n])
+		if _, werr := c.Client.Write(b[:n]); werr != nil {
+			return fmt.Errorf("l7proxy: copy %s: %w", dir, werr)
+		}
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		if err := c.Client.CloseWrite(); err != nil {
+			return fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("l7proxy: copy %s: %w", dir, err)
+	}
+	return pipe(c.Client, c.Backend, dir)
+}
+
+// reset makes closing each connection send a reset, and closes it.
+func reset(conns ...*net.TCPConn) {
+	for _, c := range conns {
+		c.SetLinger(0)
+		c.Close()
+	}
+}
+
+// KernelSplicer splices in the kernel with l7splice: from the splice on,
+// no byte passes through the agent, and FINs and resets are forwarded by
+// the Pair (see package l7splice). When the kernel will not take the
+// sockets (its maps are full, or a side has already sent its FIN), it
+// copies in user space with Fallback instead: the connection is served
+// either way, and the fallback reports the first response. A spliced
+// pair reports none: its bytes never reach user space.
+type KernelSplicer struct {
+	Kernel   *l7splice.Kernel
+	Fallback CopySplicer
+}
+
+// Splice implements Splicer.
+func (k KernelSplicer) Splice(ctx context.Context, c Conns) error {
+	p, err := k.Kernel.Splice(c.Client, c.Backend)
+	if errors.Is(err, l7splice.ErrFull) || errors.Is(err, l7splice.ErrNotEstablished) {
+		return k.Fallback.Splice(ctx, c)
+	}
+	if err != nil {
+		reset(c.Client, c.Backend)
+		return fmt.Errorf("%w: kernel splice: %w", ErrNotSpliced, err)
+	}
+	werr := p.Wait(ctx)
+	if ctx.Err() != nil {
+		// Aborted: end both with a reset, as CopySplicer does.
+		c.Client.SetLinger(0)
+		c.Backend.SetLinger(0)
+	}
+	if err := p.Close(); err != nil && werr == nil {
+		werr = fmt.Errorf("l7proxy: close kernel pair: %w", err)
+	}
+	return werr
+}
