@@ -6,7 +6,9 @@
  *
  *   xdp_client / tc_client   on interfaces facing clients: packets to a
  *                            service are DNATed to a backend of the pool
- *                            their key falls in, and forwarded.
+ *                            their key falls in, and forwarded; those of an
+ *                            L7 service's connections pass untouched (the
+ *                            agent accepts them: bpf/l7, SVC_F_L7).
  *   xdp_backend / tc_backend on interfaces facing backends: replies of
  *                            steered flows get the VIP back as source.
  *   sweep_timeouts /         never attached: the agent runs them to find
@@ -16,7 +18,9 @@
  *                            (explain.h).
  *
  * Verdicts: XDP_PASS / TC_ACT_UNSPEC for anything that is not ours or that
- * the stack must finish (no neighbour yet, MTU, TTL); XDP_REDIRECT /
+ * the stack must finish (no neighbour yet, MTU, TTL), and for an L7
+ * service's connections (TC_ACT_UNSPEC, not TC_ACT_OK: in a TCX chain it
+ * runs the next program, l7_assign, which TC_ACT_OK would skip); XDP_REDIRECT /
  * TC_ACT_REDIRECT when we forward; XDP_DROP / TC_ACT_SHOT only for a packet
  * to a service none of whose pools has a backend.
  *

@@ -324,6 +324,7 @@ type SteerServiceFlags uint32
 const (
 	SteerServiceFlagsSVC_F_PINS SteerServiceFlags = 1
 	SteerServiceFlagsSVC_F_RATE SteerServiceFlags = 2
+	SteerServiceFlagsSVC_F_L7   SteerServiceFlags = 4
 )
 
 type SteerStat uint32
@@ -365,7 +366,8 @@ const (
 	SteerStatSTAT_ACK_UNCONFIRMED  SteerStat = 33
 	SteerStatSTAT_FLOW_EXPIRED     SteerStat = 34
 	SteerStatSTAT_FLOW_STALE       SteerStat = 35
-	SteerStatSTAT_COUNT            SteerStat = 36
+	SteerStatSTAT_PASS_L7          SteerStat = 36
+	SteerStatSTAT_COUNT            SteerStat = 37
 )
 
 type SteerSvcParams struct {

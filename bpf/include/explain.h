@@ -34,7 +34,10 @@ static __always_inline void explain_rate(struct explanation *ex, __u32 svc_id)
  * as the sweeps are: a syscall program (whose context is plain memory)
  * must be sleepable, and sleepable programs may not read the pins trie.
  * The service is looked up as decide_client looks it up, by the key's
- * destination, and the key is completed as it completes it.
+ * destination, and the key is completed as it completes it. An L7
+ * service (SVC_F_L7 in svc_flags) is answered like any other: the data
+ * path passes its new connections to the agent, and the choice is what
+ * the pins and the weight give one that no match rule decides.
  */
 SEC("xdp")
 int explain(struct xdp_md *ctx)

@@ -285,6 +285,12 @@ static __always_inline struct flow *confirm(struct flow *p, const struct flow_ke
  * one flow table lookup (its service is checked by id in an array, not
  * looked up by frontend). Only new flows, GTP-U and filter collisions look
  * the service up first.
+ *
+ * An L7 service (SVC_F_L7) is told only where a flow would start or be
+ * steered without an entry: its bare SYNs, and its packets that find no
+ * entry in either table, return DECIDE_PASS. So the established path
+ * costs what it did, and the flows the service had while it was L4 go on
+ * to their backends until they end.
  */
 static __always_inline int decide_client(void *data, void *data_end, const struct packet *pkt,
 					 struct flow *out, struct flow **live, int *new_flow,
@@ -346,6 +352,8 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	 * as a new, pending flow; the live one's packets still find their
 	 * entry first), and the new-flow path saves a miss. */
 	if (bare_syn) {
+		if (svc->flags & SVC_F_L7)
+			goto l7;
 		count(STAT_FLOW_SYN);
 		goto fresh;
 	}
@@ -367,6 +375,13 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		}
 		goto pending_hit;
 	}
+	/* An L7 service's connections are the agent's: they never get an
+	 * entry, so all their packets come here, and pass untouched (to
+	 * l7_assign, the next tc program, and the agent's listener). The
+	 * flows it had before it turned L7 found their entries above and
+	 * keep their backend until they end. */
+	if (svc->flags & SVC_F_L7)
+		goto l7;
 	if (tcp) {
 		/* A stray: steered by the hash (to the backend it had, unless
 		 * the service changed since), no entry made, nothing taken
@@ -426,6 +441,9 @@ hit:
 	*live = f;
 	count(STAT_FLOW_HIT);
 	return DECIDE_FORWARD;
+l7:
+	count(STAT_PASS_L7);
+	return DECIDE_PASS;
 }
 
 /* A backend's packet on a pending flow: a TCP SYN-ACK makes the client's

@@ -45,6 +45,11 @@ enum limits {
 enum service_flags {
 	SVC_F_PINS = 1 << 0, /* the service has pins: look them up for new flows */
 	SVC_F_RATE = 1 << 1, /* new canary flows are capped: take a token (rates) */
+	/* An L7 service (spec.match rules): the agent accepts its connections
+	 * itself (bpf/l7's l7_assign hands them to its listener) and dials the
+	 * backends, so the client programs pass its new flows untouched
+	 * (STAT_PASS_L7); its flows from before it had rules keep going. */
+	SVC_F_L7 = 1 << 2,
 };
 
 /* flow.flags */
@@ -323,6 +328,7 @@ enum stat {
 	STAT_ACK_UNCONFIRMED,      /* an ACK on a pending TCP flow that does not acknowledge the backend's SYN-ACK */
 	STAT_FLOW_EXPIRED,         /* a flow removed by the sweep: idle past its limit, or lingering after a close or reset */
 	STAT_FLOW_STALE,           /* a flow removed by the sweep: its service is gone */
+	STAT_PASS_L7,              /* a packet to an L7 service (SVC_F_L7) of no flow we steer: passed to the stack, for the agent's listener */
 	STAT_COUNT,
 };
 

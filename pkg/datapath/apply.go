@@ -191,6 +191,9 @@ func (d *Datapath) planService(p *plan, s *service.Service, old *installed, set 
 	if len(in.pins) > 0 {
 		in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_PINS)
 	}
+	if IsL7(s) {
+		in.value.Flags |= uint8(bpf.SteerServiceFlagsSVC_F_L7)
+	}
 	thresholds, err := mergeThresholds(s.LatencyThresholds, set.thresholds[s.Name])
 	if err != nil {
 		return nil, fmt.Errorf("service %q: %w", s.Name, err)
@@ -366,8 +369,19 @@ func (p *plan) planPins(pins *ebpf.Map, old, in *installed) {
 // planReplies writes the backends map entries that let replies of the
 // service's backends be translated back. They go in before the switch, so
 // the first reply of a flow to a new backend already finds its entry.
+//
+// An L7 service gets none: the agent dials its backends from the gateway,
+// so their replies are the gateway's own traffic and pass at the first
+// lookup. The entries it had while it was L4 stay (pruneUnreferenced
+// keeps them while the service lives, as it does a removed backend's),
+// so that the replies of its flows from then are translated until they
+// end; an agent's connection never matches one of those flows (its key's
+// client would be the gateway's own address), so it passes too.
 func (p *plan) planReplies(backends *ebpf.Map, old, in *installed) {
 	in.replies = make(map[bpf.SteerEndpoint]bpf.SteerReply)
+	if IsL7(&in.svc) {
+		return
+	}
 	for _, pool := range []service.Pool{service.Stable, service.Canary} {
 		for _, b := range in.svc.Backends(pool) {
 			in.replies[endpoint(b.Addr, in.svc.Protocol)] = bpf.SteerReply{
@@ -414,6 +428,16 @@ func (p *plan) planRate(rates *ebpf.Map, old, in *installed, perSec uint32) {
 		undo: func() error { return nil }, // the flag decides: a bucket without it is never read
 	})
 }
+
+// IsL7 says whether the data path leaves s's connections to the agent's
+// L7 listener (SVC_F_L7): exactly when s has match rules. A service with
+// app http or grpc and no rules stays L4: without a rule no request
+// decides anything that the pins and the weight, which the kernel applies
+// per connection at line rate, do not already decide, and going through
+// the gateway's sockets would cost every connection a proxy hop (see
+// pkg/l7splice for the numbers) for nothing. Its app still tells request
+// tracking what to read (HTTP 5xx).
+func IsL7(s *service.Service) bool { return len(s.Match) > 0 }
 
 // rateBucket is a full bucket for perSec new canary flows per second,
 // admitting a tenth of a second's worth at once (at least one flow).

@@ -16,7 +16,8 @@ import (
 type Reason string
 
 // Reasons, as the kernel's enum reason names them. ReasonMatch (an L7
-// rule) is reserved: the data path has no L7 rules yet.
+// rule) is the agent's to report: the kernel never reads a request, and
+// explains an L7 service's connections as passed to the agent (Explanation.L7).
 const (
 	ReasonWeight Reason = "weight" // the key's bucket against the weight
 	ReasonPin    Reason = "pin"    // a pin on the key's address
@@ -62,7 +63,18 @@ type Explanation struct {
 	Pin *Pin
 	// Rate is the service's rate cap on this node, nil without one.
 	Rate *RateState
+	// L7: the service has match rules (IsL7), so the data path passes
+	// its connections untouched to the agent's L7 listener, which reads
+	// the first request and sends the connection to the pool of the first
+	// rule that matches (L7Reason says it in words). The fields above are
+	// then what the pins and the weight give a connection that no rule
+	// matches, as the kernel would steer it.
+	L7 bool
 }
+
+// L7Reason is what happens to a new connection of an L7 service, in
+// words, for an explanation with L7 set.
+const L7Reason = "the service has match rules: the data path passes its new connections untouched to the agent's L7 listener, which picks the pool by the first rule the first request matches (no rule: by the pins and the weight)"
 
 // Pin is a pin as the kernel holds it.
 type Pin struct {
@@ -108,11 +120,15 @@ func explainKey(prog *ebpf.Program, pins *ebpf.Map, fe service.Frontend, id uint
 	if err := runExplain(prog, &ctx); err != nil {
 		return Explanation{}, err
 	}
+	l7 := ctx.SvcFlags&uint8(bpf.SteerServiceFlagsSVC_F_L7) != 0
 	switch bpf.SteerExplainStatus(ctx.Status) {
 	case bpf.SteerExplainStatusEXPLAIN_OK:
 	case bpf.SteerExplainStatusEXPLAIN_NO_SERVICE:
 		return Explanation{}, fmt.Errorf("frontend %s: %w", fe, ErrNotInstalled)
 	case bpf.SteerExplainStatusEXPLAIN_NO_BACKEND:
+		if l7 {
+			return Explanation{}, fmt.Errorf("an L7 service, whose connections the agent's listener takes: %w", ErrNoBackend)
+		}
 		return Explanation{}, ErrNoBackend
 	default:
 		return Explanation{}, fmt.Errorf("the explain program answered status %d", ctx.Status)
@@ -127,7 +143,7 @@ func explainKey(prog *ebpf.Program, pins *ebpf.Map, fe service.Frontend, id uint
 		Weight: service.Weight(ctx.Weight), Reason: reasons[ctx.Reason],
 		Chosen: service.Pool(ctx.Chosen & 1), Pool: service.Pool(ctx.Pool & 1),
 		Backend: netipAddrPort(ctx.Backend), BackendIndex: int(ctx.BackendIdx), Backends: int(ctx.BackendsLen),
-		TableGen: ctx.TableGen,
+		TableGen: ctx.TableGen, L7: l7,
 	}
 	if ex.Reason == "" {
 		return Explanation{}, fmt.Errorf("the explain program answered reason %d", ctx.Reason)

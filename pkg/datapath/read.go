@@ -167,6 +167,9 @@ type KernelService struct {
 	Weight service.Weight
 	Key    service.KeyKind
 	Pinned bool
+	// L7: the client programs pass the service's new connections to the
+	// agent's L7 listener (SVC_F_L7, see IsL7).
+	L7 bool
 	// Backends of each pool, from the pool's live lookup table.
 	Backends [2][]service.Backend
 }
@@ -211,6 +214,7 @@ func (vw *View) serviceOnce(fe service.Frontend) (ks KernelService, ok bool, err
 		Weight: service.Weight(v.Weight),
 		Key:    service.KeyKind(v.Key),
 		Pinned: v.Flags&uint8(bpf.SteerServiceFlagsSVC_F_PINS) != 0,
+		L7:     v.Flags&uint8(bpf.SteerServiceFlagsSVC_F_L7) != 0,
 	}
 	for pool := range 2 {
 		if v.TableOk[pool] == 0 {
