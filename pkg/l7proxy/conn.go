@@ -82,7 +82,9 @@ func (p *Proxy) connect(client netip.AddrPort, d Decision, buf []byte) (*net.TCP
 }
 
 // cut closes a connection that will not be spliced, answering it first
-// if it speaks HTTP/1.x, and counts it.
+// if it speaks HTTP/1.x, and counts it. A connection cut while reading its
+// head stays evictable during the answer's lingering close: under a flood
+// it is the first to go.
 func (p *Proxy) cut(e *entry, r Reason, proto httphead.Protocol, d *Decision) {
 	p.opts.Observer.Cut(r, d)
 	if status := httpStatus(r); status != 0 && proto == httphead.HTTP1 {

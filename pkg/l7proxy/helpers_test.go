@@ -100,7 +100,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 
 // listenTCP listens on a loopback port without MPTCP, as
 // l7splice.ListenTransparent does (a sockmap takes plain TCP only).
-func listenTCP(t *testing.T) *net.TCPListener {
+func listenTCP(t testing.TB) *net.TCPListener {
 	t.Helper()
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)

@@ -16,7 +16,7 @@ import (
 
 // openKernel loads the l7 object; cleanup (after the proxy's, registered
 // later) checks that every pair left the maps, and closes it.
-func openKernel(t *testing.T) KernelSplicer {
+func openKernel(t testing.TB) KernelSplicer {
 	t.Helper()
 	testenv.RequirePrivileges(t)
 	k, err := l7splice.Open(l7splice.Options{})
@@ -87,4 +87,10 @@ func TestKernelBulk(t *testing.T) {
 func TestKernelReset(t *testing.T) {
 	checkLeaks(t)
 	testReset(t, openKernel(t))
+}
+
+// TestKernelCloseLeavesPairs: Close, Drain and Abort with kernel pairs.
+func TestKernelCloseLeavesPairs(t *testing.T) {
+	checkLeaks(t)
+	testCloseLeavesPairs(t, openKernel(t))
 }

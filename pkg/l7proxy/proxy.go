@@ -100,7 +100,8 @@ func New(ln net.Listener, d Decider, opts Options) (*Proxy, error) {
 	}
 	if opts.MaxHeadBytes < 0 || opts.MaxHeadBytes > h2head.MaxBytes || opts.HeadTimeout < 0 ||
 		opts.MaxPending < 0 || opts.ConnectTimeout < 0 {
-		return nil, fmt.Errorf("l7proxy: options out of range (MaxHeadBytes at most %d, nothing negative): %+v", h2head.MaxBytes, opts)
+		return nil, fmt.Errorf("l7proxy: options out of range: MaxHeadBytes %d (at most %d), HeadTimeout %v, MaxPending %d, ConnectTimeout %v: none may be negative",
+			opts.MaxHeadBytes, h2head.MaxBytes, opts.HeadTimeout, opts.MaxPending, opts.ConnectTimeout)
 	}
 	setDefaults(&opts)
 	p := &Proxy{ln: ln, decider: d, opts: opts, done: make(chan struct{}),
@@ -147,7 +148,8 @@ func dialTCP(ctx context.Context, _ netip.AddrPort, d Decision) (*net.TCPConn, e
 // Serve accepts connections until ctx is cancelled, Close is called or
 // the listener fails, then waits for the pending connections (see the
 // package documentation) and returns. It returns nil unless accepting
-// failed. Spliced connections keep running after it returns.
+// failed. Spliced connections keep running after it returns. Call it
+// once.
 func (p *Proxy) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { p.closeListener() })
 	defer stop()
