@@ -66,7 +66,14 @@
 // status code when the response starts with a status line (gRPC over
 // HTTP/2: the latency only). The kernel splice moves the response without
 // user space seeing it, so KernelSplicer reports no first response.
-// Counters is a simple Observer for tests.
+// Counters is a simple Observer for tests. The status is read from the
+// backend's first read only: a status line split across segments (rare)
+// is reported as 0.
+//
+// An HTTP/1.x head is parsed only when a read may have ended it (an
+// empty line arrived), so that a client trickling bytes does not make
+// the agent re-parse a growing head per byte; a broken HTTP/1.x head is
+// therefore found at its end, or cut as too large.
 //
 // # Shutdown
 //
@@ -76,4 +83,13 @@
 // lingering close), but leave spliced connections running until they end
 // by themselves: Live counts them, Drain waits for them, Abort ends them
 // (with a reset) together with any pending connection.
+//
+// # Numbers
+//
+// BenchmarkBulk, loopback on a shared 2-core VM (2026-12-07, five runs of
+// ten 64 MiB connections each; client and sink in the test process):
+// direct 1.31-1.48 GB/s, CopySplicer 1.13-1.24 GB/s, KernelSplicer
+// 0.39-0.89 GB/s (mostly about 0.43). The kernel splice is the slower
+// path for bulk bytes here, as package l7splice measured between lab
+// namespaces; what it saves is the agent's own CPU and syscalls per byte.
 package l7proxy
