@@ -161,7 +161,9 @@ func fillLike(b *testing.B, flows *ebpf.Map, n int) {
 // (graylane_flow_table_entries).
 func waitFlowEntries(b *testing.B, e *env, n int) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	// A walk of 16 Mi flows takes about 6 s, and walks are spaced by 20
+	// times their duration (walkSpacing): the first may come minutes late.
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
 	defer cancel()
 	for {
 		got := flowTableEntries(b, e)
