@@ -68,6 +68,8 @@ type Agent struct {
 	// failed are the services the kernel could not be given at the last
 	// apply (reconcile).
 	failed applyFailures
+	// l7 serves the L7 services (l7.go).
+	l7 *l7
 }
 
 // New checks the kernel's features, loads the data path and attaches it
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	}
 	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, rates: map[string]uint32{}, shadow: newShadowMetrics()}
 	a.win = newWindows(a)
+	a.l7 = newL7(log, dp, cfg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -165,6 +168,9 @@ func (a *Agent) Datapath() *datapath.Datapath { return a.dp }
 // stay attached and the maps pinned, so traffic flows on while no agent runs.
 func (a *Agent) Close() error {
 	var errs []error
+	if err := a.l7.close(); err != nil {
+		errs = append(errs, err)
+	}
 	if a.node != nil {
 		if err := a.node.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("stop the cluster node: %w", err))
@@ -330,7 +336,8 @@ func (a *Agent) applyState(st *cluster.State, index uint64) (failed bool, err er
 	// (whose caps the kernel still holds).
 	rates := a.nodeRates(*st)
 	thresholds := datapath.WithThresholds(releaseServices(*st))
-	err = a.dp.Apply(st.ServiceList(), thresholds, datapath.WithRates(rates))
+	svcs := st.ServiceList()
+	err = a.dp.Apply(svcs, thresholds, datapath.WithRates(rates))
 	var partial *datapath.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		return false, err
@@ -340,12 +347,16 @@ func (a *Agent) applyState(st *cluster.State, index uint64) (failed bool, err er
 			"service", name, "index", index, "err", partial.Failed[name])
 	}
 	a.noteRates(rates)
+	l7err := a.l7.apply(svcs)
+	if l7err != nil {
+		a.log.Error("L7 services: not every frontend is served; retrying", "index", index, "err", l7err)
+	}
 	if err := a.dp.RecordIndex(index); err != nil {
 		a.log.Warn("record the applied raft index next to the pins", "err", err)
 	}
 	a.node.SetApplied(index)
 	a.log.Debug("applied to the kernel", "index", index, "services", len(st.Services), "failed", partial != nil)
-	return partial != nil, nil
+	return partial != nil || l7err != nil, nil
 }
 
 // waitAdopted holds the first apply back while the kernel steers by a
@@ -398,6 +409,10 @@ func (a *Agent) Reload() error {
 		a.log.Warn("setting changed; it takes effect at the next restart", "setting", s)
 	}
 	if err := a.reattach(cfg); err != nil {
+		return err
+	}
+	steering := !slices.Equal(a.cfg.Interfaces, cfg.Interfaces) || a.cfg.XDPMode != cfg.XDPMode
+	if err := a.l7.reattach(cfg, steering); err != nil {
 		return err
 	}
 	a.cfg = cfg
@@ -479,6 +494,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if !slices.Equal(old.Metrics.ClassicBuckets, cur.Metrics.ClassicBuckets) {
 		changed = append(changed, "metrics.classicBuckets")
+	}
+	if old.L7 != cur.L7 {
+		changed = append(changed, "l7")
 	}
 	if fmt.Sprint(old.Gates) != fmt.Sprint(cur.Gates) {
 		changed = append(changed, "gates")

@@ -104,6 +104,8 @@ type Config struct {
 	// Gates configures release gates: the commands they may run
 	// (gates.go, docs/gates.md).
 	Gates Gates `yaml:"gates"`
+	// L7 tunes the listener of L7 services (l7.go).
+	L7 L7 `yaml:"l7"`
 }
 
 // Metrics tunes the metrics the agent exposes.

@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 	c.validateMetrics(bad)
 	c.validateClassicBuckets(bad)
 	c.validateGates(bad)
+	c.validateL7(bad)
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,74 @@
+package config
+
+import (
+	"time"
+
+	"github.com/graylane/graylane/pkg/h2head"
+)
+
+// L7 tunes the agent's listener for L7 services (services with
+// spec.match): the connections it holds until their first request's head
+// arrives, and how it moves their bytes once decided. Left out: the
+// defaults of package l7proxy.
+type L7 struct {
+	// Splice is how bytes move after the decision: "copy" (default) copies
+	// both ways in the agent (splice(2) through a pipe); "kernel" splices
+	// the two sockets in the kernel (sockmap). copy is the default because
+	// it was measured faster: 0.70-1.06 of plain routing's throughput,
+	// against 0.41-0.51 for the kernel splice (pkg/l7splice, TestSpliceGiB;
+	// pkg/l7proxy, BenchmarkBulk), whose redirected bytes wait for a
+	// kworker. kernel keeps later bytes out of the agent's process.
+	Splice string `yaml:"splice"`
+	// HeadTimeout, a Go duration, is the time from accept to a complete
+	// first request head ("": 5s). One deadline, not an idle timeout: a
+	// client that trickles bytes does not earn more time.
+	HeadTimeout string `yaml:"headTimeout"`
+	// MaxHeadBytes bounds the bytes read before a decision (0: 16384, at
+	// most 32768).
+	MaxHeadBytes int `yaml:"maxHeadBytes"`
+	// MaxPending bounds the connections accepted and not yet decided and
+	// connected (0: 1024); past it the oldest still reading is evicted.
+	MaxPending int `yaml:"maxPending"`
+	// ConnectTimeout, a Go duration, bounds connecting to the backend and
+	// writing the first request to it ("": 3s).
+	ConnectTimeout string `yaml:"connectTimeout"`
+}
+
+// The values of l7.splice.
+const (
+	L7SpliceCopy   = "copy"
+	L7SpliceKernel = "kernel"
+)
+
+// Durations returns HeadTimeout and ConnectTimeout (0 where left out).
+// Validate has checked them.
+func (l *L7) Durations() (head, connect time.Duration) {
+	head, _ = time.ParseDuration(l.HeadTimeout)
+	connect, _ = time.ParseDuration(l.ConnectTimeout)
+	return head, connect
+}
+
+// validateL7 checks the l7 section.
+func (c *Config) validateL7(bad reportFunc) {
+	l := &c.L7
+	switch l.Splice {
+	case "", L7SpliceCopy, L7SpliceKernel:
+	default:
+		bad("l7.splice", "%q is not a splice: use copy (the default, measured faster) or kernel (later bytes stay in the kernel)", l.Splice)
+	}
+	for path, s := range map[string]string{"l7.headTimeout": l.HeadTimeout, "l7.connectTimeout": l.ConnectTimeout} {
+		if s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > time.Minute {
+			bad(path, "%q is not a duration between 1ms and 1m, such as \"5s\"", s)
+		}
+	}
+	if l.MaxHeadBytes < 0 || l.MaxHeadBytes > h2head.MaxBytes {
+		bad("l7.maxHeadBytes", "is %d: give 0 (the default, 16384) up to %d", l.MaxHeadBytes, h2head.MaxBytes)
+	}
+	if l.MaxPending < 0 || l.MaxPending > 1<<20 {
+		bad("l7.maxPending", "is %d: give 0 (the default, 1024) up to %d", l.MaxPending, 1<<20)
+	}
+}

@@ -1,0 +1,346 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/l7proxy"
+	"github.com/graylane/graylane/pkg/l7splice"
+	"github.com/graylane/graylane/pkg/service"
+)
+
+// l7 runs the agent's side of L7 services (datapath.IsL7: app http or
+// grpc with spec.match), which the steering programs pass untouched: while
+// the applied state holds one, it keeps the l7splice kernel part open,
+// l7_assign attached at the TCX ingress of every client interface (after
+// the steering program, so that live L4 flows of a service that turned L7
+// are still steered), a `local` route for every L7 VIP (sk_assign'ed
+// packets reach a socket only if the stack routes them locally), the
+// frontends in the kernel's map, transparent listeners (IPv4 and IPv6) and
+// one l7proxy.Proxy on them, deciding with the agent's current state
+// (l7Decider). When the last L7 service goes, all of it is torn down.
+//
+// Its methods are called from the reconciler (apply), Reload (reattach)
+// and Close; mu orders them. The decider reads the frontends without it.
+type l7 struct {
+	log *slog.Logger
+	dp  *datapath.Datapath
+	cfg config.L7
+
+	// Counters is the proxy's Observer: decisions per pool and rule, cuts
+	// by reason, connect and first-response latency. It outlives the
+	// proxies, so that an exporter can read it as one series.
+	Counters *l7proxy.Counters
+	decider  *l7Decider
+
+	mu        sync.Mutex
+	run       *l7Run // nil while no L7 service is applied
+	ifaces    []string
+	frontends map[netip.AddrPort]bool
+	routes    map[netip.Addr]bool // local routes this agent added
+}
+
+// l7Run is what exists while L7 services are applied.
+type l7Run struct {
+	kernel *l7splice.Kernel
+	ln     *mergedListener
+	proxy  *l7proxy.Proxy
+	links  []int // ifindexes l7_assign is attached to
+	cancel context.CancelFunc
+	served chan struct{} // closed when Serve returned
+}
+
+func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config) *l7 {
+	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, Counters: &l7proxy.Counters{},
+		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg),
+		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}}
+}
+
+// clientInterfaces names the interfaces of role client in cfg.
+func clientInterfaces(cfg *config.Config) []string {
+	var out []string
+	for _, ifc := range cfg.Interfaces {
+		if ifc.Role == config.RoleClient {
+			out = append(out, ifc.Name)
+		}
+	}
+	return out
+}
+
+// apply brings the L7 side to the applied services: started at the first
+// L7 service, frontends and routes added and removed as they change, torn
+// down with the last. The decider sees the new services before their
+// frontends exist and keeps the removed ones until theirs are gone.
+func (l *l7) apply(svcs []service.Service) error {
+	want := l7Services(svcs)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(want) == 0 {
+		if l.run == nil {
+			return nil
+		}
+		l.decider.set(nil)
+		return l.stopLocked("no L7 service is applied")
+	}
+	if l.run == nil {
+		if err := l.startLocked(); err != nil {
+			return err
+		}
+	}
+	l.decider.set(want)
+	return l.syncLocked(want)
+}
+
+// l7Services maps the frontends of the L7 services among svcs.
+func l7Services(svcs []service.Service) map[netip.AddrPort]l7Service {
+	out := make(map[netip.AddrPort]l7Service)
+	for i := range svcs {
+		s := &svcs[i]
+		if !datapath.IsL7(s) || s.Protocol != service.TCP {
+			continue
+		}
+		fe := s.Frontend()
+		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, rules: service.CloneMatch(s.Match)}
+	}
+	return out
+}
+
+// startLocked opens the kernel part, attaches l7_assign, listens and
+// starts the proxy.
+func (l *l7) startLocked() (err error) {
+	k, err := l7splice.Open(l7splice.Options{})
+	if err != nil {
+		return fmt.Errorf("L7 services: open the splice programs: %w (`graylane-agent check` lists the kernel features)", err)
+	}
+	r := &l7Run{kernel: k, served: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if r.links, err = attachL7(k, l.ifaces); err != nil {
+		return err
+	}
+	if r.ln, err = listenL7(k, l.log); err != nil {
+		return err
+	}
+	opts := l.proxyOptions(k)
+	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
+		return fmt.Errorf("L7 services: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() {
+		defer close(r.served)
+		if err := r.proxy.Serve(ctx); err != nil {
+			l.log.Error("the L7 listener stopped accepting: new connections of L7 services fail until the next start", "err", err)
+		}
+	}()
+	l.run = r
+	l.log.Info("serving L7 services", "listeners", r.ln.Addr().String(), "interfaces", l.ifaces, "splice", splicerName(l.cfg.Splice))
+	return nil
+}
+
+// proxyOptions turns the l7 configuration into the proxy's options.
+func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
+	head, connect := l.cfg.Durations()
+	opts := l7proxy.Options{MaxHeadBytes: l.cfg.MaxHeadBytes, HeadTimeout: head,
+		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.Counters}
+	// The default Dial connects from the gateway's own address (the route's
+	// source), never the client's: see docs/datapath.md, L7 services.
+	if l.cfg.Splice == config.L7SpliceKernel {
+		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
+	}
+	return opts
+}
+
+func splicerName(s string) string {
+	if s == "" {
+		return config.L7SpliceCopy
+	}
+	return s
+}
+
+// syncLocked makes the local routes and the kernel's frontends those of
+// want: new ones first, then the gone ones removed.
+func (l *l7) syncLocked(want map[netip.AddrPort]l7Service) error {
+	var errs []error
+	vips := make(map[netip.Addr]bool)
+	for fe := range want {
+		vips[fe.Addr()] = true
+		if !l.routes[fe.Addr()] {
+			added, err := addLocalRoute(fe.Addr())
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if added {
+				l.routes[fe.Addr()] = true
+			}
+		}
+		if l.frontends[fe] {
+			continue
+		}
+		if fe.Addr().Is6() && !l.run.ln.has6() {
+			errs = append(errs, fmt.Errorf("L7 frontend %s: this host has no IPv6 listener (is IPv6 on?)", fe))
+			continue
+		}
+		if err := l.run.kernel.AddFrontend(fe); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		l.frontends[fe] = true
+		l.log.Info("L7 frontend added", "frontend", fe, "service", want[fe].name)
+	}
+	for fe := range l.frontends {
+		if _, ok := want[fe]; ok {
+			continue
+		}
+		if err := l.run.kernel.RemoveFrontend(fe); err != nil {
+			errs = append(errs, err)
+		}
+		delete(l.frontends, fe)
+		l.log.Info("L7 frontend removed", "frontend", fe)
+	}
+	errs = append(errs, l.pruneRoutesLocked(vips)...)
+	return errors.Join(errs...)
+}
+
+// pruneRoutesLocked removes the local routes this agent added for VIPs
+// not in keep. Connections the proxy holds to such a VIP end with it
+// (their packets are no longer delivered locally).
+func (l *l7) pruneRoutesLocked(keep map[netip.Addr]bool) []error {
+	var errs []error
+	for vip := range l.routes {
+		if keep[vip] {
+			continue
+		}
+		if err := delLocalRoute(vip); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(l.routes, vip)
+	}
+	return errs
+}
+
+// stopLocked tears the L7 side down: the listeners, the frontends, the
+// routes, l7_assign and the kernel part; proxied connections are ended
+// (their VIPs are no longer local, so they could not go on).
+func (l *l7) stopLocked(why string) error {
+	r := l.run
+	l.run = nil
+	r.close()
+	clear(l.frontends)
+	errs := l.pruneRoutesLocked(nil)
+	l.log.Info("stopped serving L7 services", "why", why)
+	return errors.Join(errs...)
+}
+
+// close stops everything of r that exists, in the order that loses
+// nothing more than it must: no new connection first, then the rest.
+func (r *l7Run) close() {
+	if r.proxy != nil {
+		r.proxy.Abort() // pending and proxied connections, at once
+		r.proxy.Close()
+	} else if r.ln != nil {
+		r.ln.Close()
+	}
+	if r.cancel != nil {
+		r.cancel()
+		<-r.served
+	}
+	for _, idx := range r.links {
+		_ = r.kernel.DetachClient(idx)
+	}
+	r.kernel.Close()
+}
+
+// reattach follows a reload: when the client interfaces changed, or the
+// steering programs were attached anew (which puts them after l7_assign
+// in the TCX chain), l7_assign is detached and attached again, last.
+func (l *l7) reattach(cfg *config.Config, steeringChanged bool) error {
+	ifaces := clientInterfaces(cfg)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := !slices.Equal(ifaces, l.ifaces)
+	l.ifaces = ifaces
+	if l.run == nil || (!changed && !steeringChanged) {
+		return nil
+	}
+	for _, idx := range l.run.links {
+		_ = l.run.kernel.DetachClient(idx)
+	}
+	var err error
+	l.run.links, err = attachL7(l.run.kernel, ifaces)
+	return err
+}
+
+// close tears the L7 side down at the agent's stop.
+func (l *l7) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.run == nil {
+		return nil
+	}
+	return l.stopLocked("the agent stops")
+}
+
+// attachL7 attaches l7_assign to each interface, after what is attached
+// there (the steering program); on an error it detaches what it attached.
+func attachL7(k *l7splice.Kernel, ifaces []string) ([]int, error) {
+	var done []int
+	for _, name := range ifaces {
+		lk, err := netlink.LinkByName(name)
+		if err == nil {
+			err = k.AttachClient(lk.Attrs().Index)
+		}
+		if err != nil {
+			for _, idx := range done {
+				_ = k.DetachClient(idx)
+			}
+			return nil, fmt.Errorf("L7 services: attach l7_assign to %s: %w", name, err)
+		}
+		done = append(done, lk.Attrs().Index)
+	}
+	return done, nil
+}
+
+// listenAddr is where a transparent listener of the family of vip binds:
+// loopback, since packets reach it by sk_assign, never by its address.
+func listenAddr(v6 bool) string {
+	if v6 {
+		return "[::1]:0"
+	}
+	return "127.0.0.1:0"
+}
+
+// listenL7 opens the transparent listeners: IPv4, and IPv6 where the host
+// has it (a warning otherwise: IPv6 frontends are then refused).
+func listenL7(k *l7splice.Kernel, log *slog.Logger) (*mergedListener, error) {
+	ln4, err := k.ListenTransparent(listenAddr(false))
+	if err != nil {
+		return nil, fmt.Errorf("L7 services: %w", err)
+	}
+	lns := []*net.TCPListener{ln4}
+	if ln6, err := k.ListenTransparent(listenAddr(true)); err != nil {
+		log.Warn("no IPv6 listener for L7 services: IPv6 frontends cannot be served", "err", err)
+	} else {
+		lns = append(lns, ln6)
+	}
+	return mergeListeners(lns), nil
+}
+
+// L7Counters is the L7 proxy's Observer: decisions per pool and rule and
+// cuts by reason, since the agent started (for the exporter and status).
+func (a *Agent) L7Counters() *l7proxy.Counters { return a.l7.Counters }
