@@ -90,6 +90,6 @@
 // ten 64 MiB connections each; client and sink in the test process):
 // direct 1.31-1.48 GB/s, CopySplicer 1.13-1.24 GB/s, KernelSplicer
 // 0.39-0.89 GB/s (mostly about 0.43). The kernel splice is the slower
-// path for bulk bytes here, as package l7splice measured between lab
-// namespaces; what it saves is the agent's own CPU and syscalls per byte.
+// path for bulk bytes here too, as package l7splice measured between lab
+// namespaces (see its Numbers, which also count CPU time).
 package l7proxy
