@@ -42,7 +42,7 @@ func (p *Proxy) handle(e *entry) {
 		p.cut(e, ReasonDialFailed, h.proto, &d)
 		return
 	}
-	p.splice(e, bc, d, sent)
+	p.splice(e, bc, &responsePeek{obs: p.opts.Observer, d: d, sent: sent, proto: h.proto, stream: h.stream})
 }
 
 // headRead marks e as past its head, no longer to be evicted. It
@@ -108,7 +108,7 @@ func (p *Proxy) leave(e *entry) {
 
 // splice hands a decided connection to the Splicer and waits for it to
 // end, counted as live meanwhile.
-func (p *Proxy) splice(e *entry, bc *net.TCPConn, d Decision, sent time.Time) {
+func (p *Proxy) splice(e *entry, bc *net.TCPConn, rp *responsePeek) {
 	p.mu.Lock()
 	p.leave(e)
 	p.live.inc()
@@ -118,13 +118,9 @@ func (p *Proxy) splice(e *entry, bc *net.TCPConn, d Decision, sent time.Time) {
 		p.live.dec()
 		p.mu.Unlock()
 	}()
-	c := Conns{Client: e.c, Backend: bc, Sent: sent,
-		FirstResponse: func(latency time.Duration, b []byte) {
-			p.opts.Observer.FirstResponse(d, latency, statusCode(b))
-		}}
-	err := p.opts.Splicer.Splice(p.abortCtx, c)
+	err := p.opts.Splicer.Splice(p.abortCtx, Conns{Client: e.c, Backend: bc, Peek: rp.peek})
 	if errors.Is(err, ErrNotSpliced) {
-		p.opts.Observer.Cut(ReasonSpliceFailed, &d)
+		p.opts.Observer.Cut(ReasonSpliceFailed, &rp.d)
 	}
 }
 

@@ -62,9 +62,14 @@
 // Observer receives what the agent exports with its L4 metric names:
 // decisions per pool and rule, cuts by reason, the backend connect
 // latency, and, with CopySplicer only, the first response: the time from
-// writing the first request to the first response byte, and the HTTP/1.x
-// status code when the response starts with a status line (gRPC over
-// HTTP/2: the latency only). The kernel splice moves the response without
+// writing the first request to the start of its response, and the
+// HTTP/1.x status code when the response starts with a status line. For
+// HTTP/2 (gRPC) the start is the first HEADERS frame of the client's
+// first stream, found by walking the backend's frames (its SETTINGS come
+// first, before it has read anything), and there is no status: :status
+// and grpc-status would need HPACK decoding of the responses. For TLS it
+// is the ServerHello, the handshake's latency. The walk sees at most
+// PeekLimit bytes. The kernel splice moves the response without
 // user space seeing it, so KernelSplicer reports no first response.
 // Counters is a simple Observer for tests. The status is read from the
 // backend's first read only: a status line split across segments (rare)

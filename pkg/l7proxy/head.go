@@ -20,9 +20,10 @@ const firstRead = 4 << 10
 
 // head is what was read of a connection before its decision.
 type head struct {
-	buf   []byte // every byte read: the head and whatever followed it
-	proto httphead.Protocol
-	req   match.Request
+	buf    []byte // every byte read: the head and whatever followed it
+	proto  httphead.Protocol
+	req    match.Request
+	stream uint32 // HTTP/2: the first request's stream
 }
 
 // cutError is a read that ended without a head, and why.
@@ -96,7 +97,7 @@ func (h *head) parse(old int) (bool, error) {
 		return err == nil, parseCut(err, httphead.ErrIncomplete, httphead.ErrTooLarge)
 	case httphead.HTTP2:
 		r, _, err := h2head.Parse(h.buf)
-		h.req = match.Request{Headers: r.Fields(), GRPC: r.GRPC}
+		h.req, h.stream = match.Request{Headers: r.Fields(), GRPC: r.GRPC}, r.StreamID
 		return err == nil, parseCut(err, h2head.ErrIncomplete, h2head.ErrTooLarge)
 	case httphead.TLS:
 		hello, _, err := tlshello.Parse(h.buf)

@@ -112,8 +112,11 @@ func listenTCP(t testing.TB) *net.TCPListener {
 	return ln.(*net.TCPListener)
 }
 
+// slowResponse is how long the backends take to answer /slow.
+const slowResponse = 200 * time.Millisecond
+
 // startHTTP starts an HTTP/1.1 and h2c server that answers with its name:
-// in the body and X-Backend; /fail answers 503; gRPC requests get one
+// in the body and X-Backend; /fail answers 503, /slow after slowResponse; gRPC requests get one
 // message with the name and grpc-status 0.
 func startHTTP(t *testing.T, name string) netip.AddrPort {
 	t.Helper()
@@ -146,6 +149,9 @@ func backendHandler(name string) http.HandlerFunc {
 			w.Write(msg)
 			w.Header().Set("Grpc-Status", "0")
 			return
+		}
+		if r.URL.Path == "/slow" {
+			time.Sleep(slowResponse)
 		}
 		if r.URL.Path == "/fail" {
 			w.WriteHeader(http.StatusServiceUnavailable)

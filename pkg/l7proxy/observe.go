@@ -61,9 +61,10 @@ type Observer interface {
 	// Connected reports how long connecting to the backend took.
 	Connected(d Decision, latency time.Duration)
 	// FirstResponse reports the time from writing the first request to
-	// the backend's first response byte, and the HTTP/1.x status code
-	// when the response starts with a status line (else 0). Only
-	// CopySplicer sees responses.
+	// the start of the backend's first response (HTTP/1.x: its first
+	// byte; HTTP/2: the first HEADERS frame of the first stream; TLS: the
+	// ServerHello), and the HTTP/1.x status code when the response starts
+	// with a status line (else 0). Only CopySplicer sees responses.
 	FirstResponse(d Decision, latency time.Duration, status int)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/graylane/graylane/pkg/l7splice"
 )
@@ -19,12 +18,11 @@ var ErrNotSpliced = errors.New("l7proxy: connection not spliced")
 // backend connection, handed to a Splicer.
 type Conns struct {
 	Client, Backend *net.TCPConn
-	// Sent is when the first request was written to Backend.
-	Sent time.Time
-	// FirstResponse, if not nil, is called once with the time from Sent
-	// to the backend's first bytes, and those bytes, by a Splicer that
-	// sees them. It must not keep b.
-	FirstResponse func(latency time.Duration, b []byte)
+	// Peek, if not nil, is shown the backend's bytes in order, as they
+	// arrive and before they are forwarded, by a Splicer that sees them,
+	// until it returns true or PeekLimit bytes have passed. It must not
+	// keep b.
+	Peek func(b []byte) (done bool)
 }
 
 // Splicer moves a connection's bytes both ways once it is decided.
@@ -43,8 +41,8 @@ type Splicer interface {
 // stay in the kernel even here. A FIN is forwarded as a half-close
 // (CloseWrite) once every byte before it was written; a reset or failure
 // on either side resets both (SO_LINGER 0). It reads the backend's first
-// bytes itself to report them (Conns.FirstResponse). The zero value is
-// ready to use.
+// bytes itself to show them to Conns.Peek. The zero value is ready to
+// use.
 type CopySplicer struct{}
 
 // Splice implements Splicer.
@@ -82,27 +80,34 @@ func pipe(dst, src *net.TCPConn, dir string) error {
 }
 
 // pipeFirst is pipe from the backend to the client, reading the first
-// bytes itself when someone wants to see them.
+// bytes itself while c.Peek wants to see them.
 func pipeFirst(c Conns, dir string) error {
-	if c.FirstResponse == nil {
+	if c.Peek == nil {
 		return pipe(c.Client, c.Backend, dir)
 	}
-	b := make([]byte, 4<<10)
-	n, err := c.Backend.Read(b)
-	if n > 0 {
-		c.FirstResponse(time.Since(c.Sent), b[:n])
-		if _, werr := c.Client.Write(b[:n]); werr != nil {
-			return fmt.Errorf("l7proxy: copy %s: %w", dir, werr)
+	b := make([]byte, 16<<10)
+	// Every pass reads at least one byte or returns.
+	for seen := 0; seen < PeekLimit; {
+		n, err := c.Backend.Read(b)
+		if n > 0 {
+			done := c.Peek(b[:n])
+			if _, werr := c.Client.Write(b[:n]); werr != nil {
+				return fmt.Errorf("l7proxy: copy %s: %w", dir, werr)
+			}
+			seen += n
+			if done {
+				break
+			}
 		}
-	}
-	switch {
-	case errors.Is(err, io.EOF):
-		if err := c.Client.CloseWrite(); err != nil {
-			return fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
+		if errors.Is(err, io.EOF) {
+			if err := c.Client.CloseWrite(); err != nil {
+				return fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
+			}
+			return nil
 		}
-		return nil
-	case err != nil:
-		return fmt.Errorf("l7proxy: copy %s: %w", dir, err)
+		if err != nil {
+			return fmt.Errorf("l7proxy: copy %s: %w", dir, err)
+		}
 	}
 	return pipe(c.Client, c.Backend, dir)
 }
@@ -120,8 +125,8 @@ func reset(conns ...*net.TCPConn) {
 // the Pair (see package l7splice). When the kernel will not take the
 // sockets (its maps are full, or a side has already sent its FIN), it
 // copies in user space with Fallback instead: the connection is served
-// either way, and the fallback reports the first response. A spliced
-// pair reports none: its bytes never reach user space.
+// either way, and the fallback shows Conns.Peek the first response. A
+// spliced pair shows none: its bytes never reach user space.
 type KernelSplicer struct {
 	Kernel   *l7splice.Kernel
 	Fallback CopySplicer
