@@ -124,19 +124,18 @@ func reset(conns ...*net.TCPConn) {
 // no byte passes through the agent, and FINs and resets are forwarded by
 // the Pair (see package l7splice). When the kernel will not take the
 // sockets (its maps are full, or a side has already sent its FIN), it
-// copies in user space with Fallback instead: the connection is served
-// either way, and the fallback shows Conns.Peek the first response. A
+// copies in user space with CopySplicer instead: the connection is
+// served either way, and the copy shows Conns.Peek the first response. A
 // spliced pair shows none: its bytes never reach user space.
 type KernelSplicer struct {
-	Kernel   *l7splice.Kernel
-	Fallback CopySplicer
+	Kernel *l7splice.Kernel
 }
 
 // Splice implements Splicer.
 func (k KernelSplicer) Splice(ctx context.Context, c Conns) error {
 	p, err := k.Kernel.Splice(c.Client, c.Backend)
 	if errors.Is(err, l7splice.ErrFull) || errors.Is(err, l7splice.ErrNotEstablished) {
-		return k.Fallback.Splice(ctx, c)
+		return CopySplicer{}.Splice(ctx, c)
 	}
 	if err != nil {
 		reset(c.Client, c.Backend)
