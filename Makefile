@@ -9,7 +9,7 @@ LDFLAGS := -X $(PKG)/pkg/version.Version=$(VERSION)
 # Packages whose tests need no privileges: run with the race detector.
 PURE_PKGS := ./agent/systemd/... ./pkg/service/... ./pkg/manifest/... ./pkg/release/... ./pkg/rollout/... ./pkg/breaker/... ./pkg/gate/... ./pkg/webhook/... ./pkg/controller/... ./pkg/maglev/... ./pkg/strictyaml/... ./pkg/gtpu/... ./pkg/histogram/... ./pkg/window/... ./pkg/pki/... ./pkg/api/... ./agent/config/... ./agent/apiserver/... ./agent/cmd/... ./cluster/... ./ctl/... ./pkg/capture/... ./pkg/redact/... ./pkg/replay/... ./pkg/inetsum/... ./pkg/shadow/... ./internal/codeshape/...
 # Debian packages the tests, the demo and `make generate` use.
-DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant tshark tcpreplay lintian
+DEB_PKGS  := clang-19 llvm-19 libbpf-dev iproute2 ethtool iperf3 wrk nftables iptables prometheus systemd vagrant tshark tcpreplay lintian haproxy nginx
 
 .DEFAULT_GOAL := help
 
@@ -89,7 +89,8 @@ deps: ## Install the Debian packages the tests and the demo need (as root)
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null && \
+		for s in haproxy nginx; do case " $$missing " in *" $$s "*) systemctl disable --now -q $$s 2>/dev/null || true;; esac; done; \
 	fi
 
 .PHONY: generate
