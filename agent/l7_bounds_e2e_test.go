@@ -183,3 +183,41 @@ func (e *env) hasLocalRoute(t *testing.T, vip netip.Addr) bool {
 	}
 	return false
 }
+
+// TestL7KernelSplice: with l7.splice kernel the connections are spliced
+// in the kernel after the decision and are answered as with the default.
+func TestL7KernelSplice(t *testing.T) {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: "l7:\n  splice: kernel\n"})
+	svcs := l7Services(e.lab, 0)
+	if err := e.agent.Apply(e.ctx, svcs[len(svcs)-1:]); err != nil { // header6: echo backends
+		t.Fatal(err)
+	}
+	v6 := netip.AddrPortFrom(netlab.VIP6, l7PortHeader)
+	want(t, "kernel splice, X-Canary: v2", e.rawMany(t, v6, "X-Canary: v2\r\n", 200), 200, 0)
+	want(t, "kernel splice, no header", e.rawMany(t, v6, "", 200), 0, 200)
+	c, err := e.dial(e.ctx, v6.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n\r\n")
+	// The greeting, then the head echoed back, then each line echoed
+	// through the spliced pair.
+	for i, want := range []string{"", "GET / HTTP/1.1\r\n", "Host: l7\r\n", "\r\n"} {
+		got, err := r.ReadString('\n')
+		if err != nil || (i > 0 && got != want) {
+			t.Fatalf("line %d: read %q, %v; want %q", i, got, err, want)
+		}
+	}
+	for i := range 100 {
+		line := strings.Repeat("x", i*100) + "\n"
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.ReadString('\n'); err != nil || got != line {
+			t.Fatalf("echo %d: %d bytes, %v; want %d bytes", i, len(got), err, len(line))
+		}
+	}
+}
