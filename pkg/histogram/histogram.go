@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -216,4 +218,28 @@ func CHeader() string {
 		}
 	}
 	return s + "};\n"
+}
+
+// bounds are Bounds, computed once: Observe searches them.
+var bounds = sync.OnceValue(Bounds)
+
+// Observe adds duration d as the data path adds one: to the first bucket
+// whose bound is at least d (the zero bucket for the shortest), the
+// highest for any longer than it (clamped, as the data path clamps), and
+// d to the sum. Negative durations count as 0. For latencies measured in
+// user space (the agent's L7 proxy) that must merge with the kernel's.
+func (h *Histogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	b := bounds()
+	ns := uint64(d)
+	i, _ := slices.BinarySearch(b, ns)
+	switch {
+	case i == 0:
+		h.Zero++
+	case i >= len(b):
+		h.Counts[Buckets-1]++
+	default:
+		h.Counts[i-1]++
+	}
+	h.Sum += d
 }

@@ -112,3 +112,40 @@ func bucketIndex(d time.Duration) int {
 	}
 	return Buckets - 1
 }
+
+// TestObserve: a duration lands where the data path puts it: at a bound
+// in that bound's bucket, one nanosecond past it in the next, the
+// shortest in the zero bucket, the longest clamped to the last bucket.
+func TestObserve(t *testing.T) {
+	b := Bounds()
+	cases := []struct {
+		d    time.Duration
+		zero bool
+		k    int // index of Counts
+	}{
+		{d: -5, zero: true},
+		{d: 0, zero: true},
+		{d: time.Duration(b[0]), zero: true},
+		{d: time.Duration(b[0] + 1), k: 0},
+		{d: time.Duration(b[1]), k: 0},
+		{d: time.Duration(b[1] + 1), k: 1},
+		{d: time.Second, k: -MinIndex},          // 2^0 s is bucket 0's upper bound
+		{d: 1000 * time.Second, k: Buckets - 1}, // past 256 s: clamped
+	}
+	for _, c := range cases {
+		var h Histogram
+		h.Observe(c.d)
+		if h.Count() != 1 || h.Sum != max(c.d, 0) {
+			t.Errorf("Observe(%v): count %d sum %v, want 1 and %v", c.d, h.Count(), h.Sum, max(c.d, 0))
+		}
+		if c.zero != (h.Zero == 1) || (!c.zero && h.Counts[c.k] != 1) {
+			k := -1
+			for i, n := range h.Counts {
+				if n > 0 {
+					k = i
+				}
+			}
+			t.Errorf("Observe(%v): zero %d, bucket %d; want zero %v, bucket %d", c.d, h.Zero, k, c.zero, c.k)
+		}
+	}
+}
