@@ -14,6 +14,7 @@ import (
 // l7Service is what the decider needs of an L7 service.
 type l7Service struct {
 	name  string
+	id    uint32 // kernel id (datapath.InstalledService.ID)
 	rules []service.MatchRule
 }
 
@@ -60,5 +61,5 @@ func (d *l7Decider) Decide(client, frontend netip.AddrPort, req match.Request) (
 	if err != nil {
 		return l7proxy.Decision{}, fmt.Errorf("service %q: %w", svc.name, err)
 	}
-	return l7proxy.Decision{Backend: ex.Backend, Pool: ex.Pool, Rule: idx}, nil
+	return l7proxy.Decision{Service: svc.name, ServiceID: svc.id, Backend: ex.Backend, Pool: ex.Pool, Rule: idx}, nil
 }

@@ -42,8 +42,15 @@ func Reasons() []Reason {
 
 // Decision is where a connection goes.
 type Decision struct {
-	Backend netip.AddrPort
-	Pool    service.Pool
+	// Service names the service whose frontend the connection reached,
+	// and ServiceID is its kernel id (datapath.InstalledService.ID) when
+	// the Decider knows it (else 0): an Observer accounts the connection
+	// to the service, and a new id (the service re-created) means new
+	// counters, as the kernel's.
+	Service   string
+	ServiceID uint32
+	Backend   netip.AddrPort
+	Pool      service.Pool
 	// Rule is the index of the match rule that decided, or -1 when the
 	// pins or the weight did.
 	Rule int
