@@ -307,6 +307,9 @@ type InstalledService struct {
 	// ID is the service's kernel id (KernelService.ID).
 	ID     uint32
 	Weight service.Weight
+	// Thresholds are the latency thresholds the programs count the
+	// service's slow responses against (PoolLatency.Thresholds).
+	Thresholds [MaxThresholds]time.Duration
 }
 
 // Installed lists the services Apply installed, by name.
@@ -319,7 +322,11 @@ func (d *Datapath) Installed() []InstalledService {
 		if tenant == "" {
 			tenant = service.DefaultTenant
 		}
-		out = append(out, InstalledService{Name: in.svc.Name, Tenant: tenant, ID: in.id, Weight: in.svc.CanaryWeight})
+		is := InstalledService{Name: in.svc.Name, Tenant: tenant, ID: in.id, Weight: in.svc.CanaryWeight}
+		for i, ns := range in.params.SlowNs {
+			is.Thresholds[i] = time.Duration(ns)
+		}
+		out = append(out, is)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

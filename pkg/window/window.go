@@ -54,8 +54,23 @@ type Snapshot struct {
 	ids      map[string]uint32 // kernel ids: a new id means new counters
 }
 
+// Extra measures what the kernel does not see: the agent's L7 proxy
+// serves the connections of L7 services, which the programs pass
+// untouched. Its numbers count as the kernel's, in the same pools.
+type Extra interface {
+	// AddPools adds its cumulative numbers of service s (by name and
+	// kernel id: a new id means new counters) to the kernel's.
+	AddPools(s datapath.InstalledService, counters *[2]datapath.PoolCounters, lat *[2]datapath.PoolLatency)
+}
+
 // Read takes a snapshot of the installed services from the kernel.
 func Read(v *datapath.View, svcs []datapath.InstalledService, node string, at time.Time) (Snapshot, error) {
+	return ReadWith(v, svcs, node, at, nil)
+}
+
+// ReadWith takes a snapshot of the installed services from the kernel,
+// with extra's numbers added (nil: none).
+func ReadWith(v *datapath.View, svcs []datapath.InstalledService, node string, at time.Time, extra Extra) (Snapshot, error) {
 	s := Snapshot{Node: node, At: at, Services: make(map[string][2]Pool, len(svcs)), ids: make(map[string]uint32, len(svcs))}
 	for _, in := range svcs {
 		counters, err := v.PoolCounters(in.ID)
@@ -66,18 +81,26 @@ func Read(v *datapath.View, svcs []datapath.InstalledService, node string, at ti
 		if err != nil {
 			return s, fmt.Errorf("read service %q: %w", in.Name, err)
 		}
+		if extra != nil {
+			extra.AddPools(in, &counters, &lat)
+		}
 		var pools [2]Pool
 		for _, p := range []service.Pool{service.Stable, service.Canary} {
-			pools[p] = Pool{
-				Flows: counters[p].Flows, Misses: counters[p].Misses, Errors: counters[p].Errors,
-				Connect: lat[p].Connect, Response: lat[p].Response,
-				Thresholds: lat[p].Thresholds, Slow: lat[p].Slow, SlowKnown: true,
-			}
+			pools[p] = FromKernel(&counters[p], &lat[p])
 		}
 		s.Services[in.Name] = pools
 		s.ids[in.Name] = in.ID
 	}
 	return s, nil
+}
+
+// FromKernel is a pool's cumulative numbers as the data path reads them.
+func FromKernel(c *datapath.PoolCounters, l *datapath.PoolLatency) Pool {
+	return Pool{
+		Flows: c.Flows, Misses: c.Misses, Errors: c.Errors,
+		Connect: l.Connect, Response: l.Response,
+		Thresholds: l.Thresholds, Slow: l.Slow, SlowKnown: true,
+	}
 }
 
 // Since returns the window from prev to cur: for each service of cur, what
