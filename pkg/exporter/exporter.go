@@ -1,4 +1,6 @@
-// Package exporter exposes what the kernel measured as Prometheus metrics.
+// Package exporter exposes what the kernel measured as Prometheus metrics
+// (with, for L7 services, what the agent's proxy measured in its stead:
+// see L7Source).
 // A scrape reads the maps and builds the metric families directly (a
 // prometheus.Gatherer): nothing is cached, so it always shows the kernel's
 // current counts, and a scrape of a thousand services stays cheap (no
@@ -235,7 +237,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	// and histograms, whose buckets the arena allocates as they come) and
 	// 7 of the mirroring ones.
 	a := newArena(len(svcs) * 2 * (13 + 7))
-	pf := newPoolFamilies(g.classic)
+	pf := newPoolFamilies(g.classic, newL7Families(g.src))
 	if err := pf.addServices(a, v, l, svcs); err != nil {
 		failed++
 	}
@@ -250,11 +252,12 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	if err != nil {
 		failed++
 	}
+	pf.l7.addCuts(a, node)
 	scrapeErrors := family("graylane_scrape_errors", "Maps this scrape could not read (their metrics are missing from it).", dto.MetricType_GAUGE)
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
 	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, pf.misses, fill, capf, pending, evictions, pf.flows,
-		mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
+		pf.l7.cuts, pf.l7.hits, mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
 }
@@ -288,11 +291,13 @@ type poolFamilies struct {
 	connect, response                      *dto.MetricFamily
 	weight                                 *dto.MetricFamily
 	classic                                *Classic
+	l7                                     *l7Families // L7 services' numbers, added to the kernel's
 }
 
-func newPoolFamilies(classic *Classic) *poolFamilies {
+func newPoolFamilies(classic *Classic, l7 *l7Families) *poolFamilies {
 	return &poolFamilies{
 		classic:   classic,
+		l7:        l7,
 		packets:   family("graylane_packets_total", "Packets of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		bytes:     family("graylane_bytes_total", "Bytes of steered flows, by direction (to_backend, to_client).", dto.MetricType_COUNTER),
 		flows:     family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER),
@@ -317,6 +322,7 @@ func (f *poolFamilies) addServices(a *arena, v *datapath.View, l *seriesLabels, 
 		return err
 	}
 	for _, s := range svcs {
+		f.l7.addPools(a, l, s, &allCounters[s.ID], &allLatency[s.ID])
 		f.addService(a, l, s, &allCounters[s.ID], &allLatency[s.ID])
 	}
 	return nil
