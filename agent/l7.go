@@ -37,11 +37,11 @@ type l7 struct {
 	dp  *datapath.Datapath
 	cfg config.L7
 
-	// Counters is the proxy's Observer: decisions per pool and rule, cuts
-	// by reason, connect and first-response latency. It outlives the
-	// proxies, so that an exporter can read it as one series.
-	Counters *l7proxy.Counters
-	decider  *l7Decider
+	// signals is the proxy's Observer: flows, latency and errors by
+	// service and pool, rule hits, cuts (l7_signals.go). It outlives the
+	// proxies, so that its numbers stay cumulative.
+	signals *l7Signals
+	decider *l7Decider
 
 	mu        sync.Mutex
 	run       *l7Run // nil while no L7 service is applied
@@ -61,7 +61,7 @@ type l7Run struct {
 }
 
 func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config) *l7 {
-	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, Counters: &l7proxy.Counters{},
+	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, signals: newL7Signals(),
 		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg),
 		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}}
 }
@@ -82,9 +82,15 @@ func clientInterfaces(cfg *config.Config) []string {
 // down with the last. The decider sees the new services before their
 // frontends exist and keeps the removed ones until theirs are gone.
 func (l *l7) apply(svcs []service.Service) error {
-	want := l7Services(svcs)
+	installed := l.dp.Installed()
+	want := l7Services(svcs, installed)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rules := make(map[string][]service.MatchRule, len(want))
+	for _, s := range want {
+		rules[s.name] = s.rules
+	}
+	l.signals.set(installed, rules)
 	if len(want) == 0 {
 		if l.run == nil {
 			return nil
@@ -101,8 +107,13 @@ func (l *l7) apply(svcs []service.Service) error {
 	return l.syncLocked(want)
 }
 
-// l7Services maps the frontends of the L7 services among svcs.
-func l7Services(svcs []service.Service) map[netip.AddrPort]l7Service {
+// l7Services maps the frontends of the L7 services among svcs, with
+// their kernel ids in installed (0 for one not installed).
+func l7Services(svcs []service.Service, installed []datapath.InstalledService) map[netip.AddrPort]l7Service {
+	ids := make(map[string]uint32, len(installed))
+	for _, in := range installed {
+		ids[in.Name] = in.ID
+	}
 	out := make(map[netip.AddrPort]l7Service)
 	for i := range svcs {
 		s := &svcs[i]
@@ -110,7 +121,7 @@ func l7Services(svcs []service.Service) map[netip.AddrPort]l7Service {
 			continue
 		}
 		fe := s.Frontend()
-		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, rules: service.CloneMatch(s.Match)}
+		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, id: ids[s.Name], rules: service.CloneMatch(s.Match)}
 	}
 	return out
 }
@@ -155,7 +166,7 @@ func (l *l7) startLocked() (err error) {
 func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
 	head, connect := l.cfg.Durations()
 	opts := l7proxy.Options{MaxHeadBytes: l.cfg.MaxHeadBytes, HeadTimeout: head,
-		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.Counters}
+		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.signals}
 	// The default Dial connects from the gateway's own address (the route's
 	// source), never the client's: see docs/datapath.md, L7 services.
 	if l.cfg.Splice == config.L7SpliceKernel {
@@ -340,7 +351,3 @@ func listenL7(k *l7splice.Kernel, log *slog.Logger) (*mergedListener, error) {
 	}
 	return mergeListeners(lns), nil
 }
-
-// L7Counters is the L7 proxy's Observer: decisions per pool and rule and
-// cuts by reason, since the agent started (for the exporter and status).
-func (a *Agent) L7Counters() *l7proxy.Counters { return a.l7.Counters }

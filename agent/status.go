@@ -15,8 +15,9 @@ import (
 // look.
 const statusWindow = 10 * time.Second
 
-// windows keeps a snapshot of the kernel's counts every second, for the
-// live numbers of the status (and, later, for the rollout analysis).
+// windows keeps a snapshot of the kernel's counts, with the L7 proxy's
+// added (l7Signals), every second, for the live numbers of the status and
+// for the windows each node reports to the rollout controller.
 type windows struct {
 	a    *Agent
 	mu   sync.Mutex
@@ -42,7 +43,7 @@ func (w *windows) run(ctx context.Context) {
 			if err := w.a.dp.SetFlowClock(now); err != nil {
 				w.a.log.Debug("set the flow clock", "err", err)
 			}
-			snap, err := window.Read(w.a.dp.View(), w.a.dp.Installed(), w.a.cfg.Node, now)
+			snap, err := window.ReadWith(w.a.dp.View(), w.a.dp.Installed(), w.a.cfg.Node, now, w.a.l7.signals)
 			if err != nil {
 				w.a.log.Debug("read a window", "err", err)
 				continue
@@ -166,6 +167,7 @@ func (a *Agent) status(name string) (any, error) {
 			}
 			ns.Pools = append(ns.Pools, ps)
 		}
+		ns.Match, ns.ByWeight = a.matchStatus(s.Name)
 		out[s.Name] = ns
 	}
 	return out, nil
