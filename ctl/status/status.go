@@ -5,6 +5,7 @@ package status
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,12 @@ per pool its backends and, over the node's last measurement window: new
 flows per second, P50 and P99 response latency, errors per response, the
 breaker's state when a release runs, and the service's mirroring on the
 node (share → interface or capture, and "+N captures" running there).
+
+For L7 services (spec.match) a second table lists, per node, each match
+rule (by its index in spec.match) with the connections it decided since
+the node's agent started, and those no rule decided (pins or weight).
+Their flows, latency and errors are in the pools' numbers, as an L4
+service's: measured by the agent's proxy instead of the kernel.
 
 Rows starting with "?" say why a node could not be asked; rows starting
 with "!" warn: the node does not mirror as spec.mirror says (its mirror
@@ -100,6 +107,29 @@ func table(t *printer.Tab, st api.Status) {
 	}
 	if len(st.Services) == 0 {
 		t.Line("no services")
+	}
+	matchTable(t, st)
+}
+
+// matchTable lists the match rules of L7 services and their hits, per
+// node, after the pools' table; nothing when no service has rules.
+func matchTable(t *printer.Tab, st api.Status) {
+	header := false
+	for _, s := range st.Services {
+		for _, n := range s.Nodes {
+			if len(n.Match) == 0 {
+				continue
+			}
+			if !header {
+				t.Line("")
+				t.Row("SERVICE", "NODE", "RULE", "MATCH", "POOL", "HITS")
+				header = true
+			}
+			for _, r := range n.Match {
+				t.Row(s.Name, n.Node, strconv.Itoa(r.Rule), r.Match, r.Pool, strconv.FormatUint(r.Hits, 10))
+			}
+			t.Row(s.Name, n.Node, "", "(pins or weight)", "", strconv.FormatUint(n.ByWeight, 10))
+		}
 	}
 }
 

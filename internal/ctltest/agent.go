@@ -206,7 +206,9 @@ func getStatus(w http.ResponseWriter, _ *http.Request, _ string) {
 	}
 	reply(w, 200, api.Status{Index: 42, Services: []api.ServiceStatus{{Name: "auth", Weight: "5%", Nodes: []api.NodeStatus{
 		{Node: "g1", Weight: "5%", Pools: pools, MirrorProblem: "mirror interface mirror0 is down: copies are lost",
-			Mirror: "5% → mirror0", Captures: 1, FlowTableFill: 0.25},
+			Mirror: "5% → mirror0", Captures: 1, FlowTableFill: 0.25,
+			Match:    []api.RuleHits{{Rule: 0, Match: "header X-Canary: v2", Pool: "canary", Hits: 120}, {Rule: 1, Match: "header X-IMSI prefix 460", Pool: "canary", Hits: 0}},
+			ByWeight: 880},
 		{Node: "g2", Error: "dial 198.18.1.3:7071: connection refused"},
 		{Node: "gw", Weight: "4%", Pools: pools[:1], Mirror: "5% → mirror0", FlowTableFill: 0.93, FlowEvictionRate: 40, FlowMissRate: 12.5},
 	}}}})

@@ -230,6 +230,20 @@ type NodeStatus struct {
 	// Pools are the live numbers of the stable and canary pools, over the
 	// node's last measurement window.
 	Pools []PoolStatus `json:"pools,omitempty"`
+	// Match are an L7 service's match rules, in order, with the
+	// connections each decided on the node since its agent started;
+	// ByWeight counts the connections no rule decided (the pins or the
+	// weight did).
+	Match    []RuleHits `json:"match,omitempty"`
+	ByWeight uint64     `json:"byWeight,omitempty"`
+}
+
+// RuleHits is a match rule and the connections it decided.
+type RuleHits struct {
+	Rule  int    `json:"rule"`  // index in spec.match, from 0
+	Match string `json:"match"` // the condition, as "header X-Canary: v2"
+	Pool  string `json:"pool"`  // the pool the rule sends to
+	Hits  uint64 `json:"hits"`
 }
 
 // PoolStatus is a pool's live numbers on a node.
