@@ -1,19 +1,14 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -40,44 +35,33 @@ func startGRPC(t *testing.T, h *netlab.Host) {
 }
 
 // grpcMany makes n health checks (grpc.health.v1.Health/Check) through
-// vip, one connection each, with metadata x-canary: canary (none when
-// empty), and counts the backends that answered.
-//
-// The client is golang.org/x/net/http2 speaking gRPC's framing (h2c,
-// prior knowledge), not grpc-go's: a grpc-go client waits for the
-// server's SETTINGS before it sends its first HEADERS (error reading
-// server preface), while the L7 proxy waits for that HEADERS before it
-// connects to a backend, so it is cut at the head timeout. Making
-// pkg/l7proxy answer the preface itself is what a grpc-go client needs.
-// The server is grpc-go's.
+// vip with a grpc-go client, one connection each, with metadata
+// x-canary: canary (none when empty), and counts the backends that
+// answered. A grpc-go client waits for the server's SETTINGS before its
+// first HEADERS: the L7 proxy sends its own (package l7proxy, "HTTP/2
+// without TLS").
 func (e *env) grpcMany(t *testing.T, vip netip.AddrPort, canary string, n int) map[string]int {
 	return many(t, n, func(int) (string, error) {
-		tr := &http2.Transport{AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) { return e.dial(ctx, addr) }}
-		defer tr.CloseIdleConnections()
+		cc, err := grpc.NewClient("passthrough:///"+vip.String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(e.dial))
+		if err != nil {
+			return "", err
+		}
+		defer cc.Close()
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 		defer cancel()
-		// An empty HealthCheckRequest: no compression, length 0.
-		req, err := http.NewRequestWithContext(ctx, "POST", "http://"+vip.String()+"/grpc.health.v1.Health/Check", bytes.NewReader(make([]byte, 5)))
-		if err != nil {
-			return "", err
-		}
-		req.Header.Set("Content-Type", "application/grpc")
-		req.Header.Set("TE", "trailers")
 		if canary != "" {
-			req.Header.Set("x-canary", canary)
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-canary", canary)
 		}
-		resp, err := tr.RoundTrip(req)
+		var md metadata.MD
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&md))
 		if err != nil {
 			return "", err
 		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)); err != nil {
-			return "", err
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING || len(md.Get("x-backend")) != 1 {
+			return "", fmt.Errorf("status %v, header metadata %v", resp.GetStatus(), md)
 		}
-		if st := resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status"); resp.StatusCode != http.StatusOK || st != "0" {
-			return "", fmt.Errorf("HTTP %d, grpc-status %q", resp.StatusCode, st)
-		}
-		return resp.Header.Get("X-Backend"), nil
+		return md.Get("x-backend")[0], nil
 	})
 }

@@ -15,21 +15,15 @@ import (
 // its cut.
 func (p *Proxy) handle(e *entry) {
 	h, err := readHead(e.c, p.opts.MaxHeadBytes)
-	if err == nil && !p.headRead(e) {
+	// An HTTP/2 head still waiting for its SETTINGS acknowledgement stays
+	// evictable until relayUntilAck found it.
+	if err == nil && !h.awaitingAck() && !p.headRead(e) {
 		err = &cutError{ReasonFull, errors.New("evicted")}
 	}
 	if err != nil {
-		var ce *cutError
-		if !errors.As(err, &ce) {
-			ce = &cutError{ReasonMalformed, err}
-		}
-		if p.wasEvicted(e) {
-			ce.reason = ReasonFull // the eviction's close made the read fail
-		}
-		p.cut(e, ce.reason, h.proto, nil)
+		p.cutRead(e, h, err, nil)
 		return
 	}
-	e.c.SetReadDeadline(time.Time{})
 	client, frontend := addrPort(e.c.RemoteAddr()), addrPort(e.c.LocalAddr())
 	d, err := p.decider.Decide(client, frontend, h.req)
 	if err != nil {
@@ -37,12 +31,38 @@ func (p *Proxy) handle(e *entry) {
 		return
 	}
 	p.opts.Observer.Decided(d)
-	bc, sent, err := p.connect(client, d, h.buf)
+	bc, sent, err := p.connect(client, d, h.buf[:h.forwardable()])
 	if err != nil {
 		p.cut(e, ReasonDialFailed, h.proto, &d)
 		return
 	}
+	if h.awaitingAck() {
+		err = h.relayUntilAck(e.c, bc, h.forwardable(), p.opts.ConnectTimeout)
+		if err == nil && !p.headRead(e) {
+			err = &cutError{ReasonFull, errors.New("evicted")}
+		}
+		if err != nil {
+			bc.Close()
+			p.cutRead(e, h, err, &d)
+			return
+		}
+	}
+	e.c.SetReadDeadline(time.Time{})
 	p.splice(e, bc, &responsePeek{obs: p.opts.Observer, d: d, sent: sent, proto: h.proto, stream: h.stream})
+}
+
+// cutRead cuts a connection whose head (with an HTTP/2 client's SETTINGS
+// acknowledgement) could not be read: err says why, unless the
+// connection was evicted.
+func (p *Proxy) cutRead(e *entry, h head, err error, d *Decision) {
+	var ce *cutError
+	if !errors.As(err, &ce) {
+		ce = &cutError{ReasonMalformed, err}
+	}
+	if p.wasEvicted(e) {
+		ce.reason = ReasonFull // the eviction's close made the read fail
+	}
+	p.cut(e, ce.reason, h.proto, d)
 }
 
 // headRead marks e as past its head, no longer to be evicted. It

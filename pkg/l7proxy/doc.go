@@ -14,15 +14,17 @@
 //  2. Read into one buffer of at most Options.MaxHeadBytes until the first
 //     request's head is complete: httphead.Sniff tells a TLS ClientHello
 //     (tlshello), the HTTP/2 preface with the first HEADERS (h2head) and an
-//     HTTP/1.x request line (httphead) apart. The read deadline is set once,
-//     at accept, to Options.HeadTimeout: a client that trickles bytes does
-//     not earn more time (slowloris).
+//     HTTP/1.x request line (httphead) apart. An HTTP/2 client first gets
+//     the proxy's own SETTINGS, and its head ends with its acknowledgement
+//     of them too (see "HTTP/2 without TLS"). The read deadline is set
+//     once, at accept, to Options.HeadTimeout: a client that trickles
+//     bytes does not earn more time (slowloris).
 //  3. Decider.Decide turns the client and frontend addresses and the
 //     match.Request into a Decision: backend, pool, and the deciding rule
 //     (-1 when the pins or the weight decided).
 //  4. Options.Dial connects to the backend within Options.ConnectTimeout,
 //     and every buffered byte (the head and whatever followed it) is
-//     written to it, unchanged.
+//     written to it, unchanged but for the HTTP/2 acknowledgement above.
 //  5. Splicer.Splice owns both sockets until the connection ends:
 //     KernelSplicer splices them in the kernel (l7splice); CopySplicer
 //     copies both ways in Go (splice(2) through a pipe, since Go turns a
@@ -33,6 +35,50 @@
 // keep-alive connection, other HTTP/2 streams and whatever an upgraded
 // connection carries go where the first request went (package match).
 //
+// # HTTP/2 without TLS
+//
+// A client speaking HTTP/2 with prior knowledge (h2c, gRPC without TLS)
+// may wait for the server's connection preface, a SETTINGS frame, before
+// it sends its first HEADERS: grpc-go does ("error reading server
+// preface"). So once the client preface is read, the proxy writes an
+// empty SETTINGS frame: no parameters, the protocol's initial values,
+// which every client accepts and by which h2head reads (frames of at most
+// 16 KiB). The client acknowledges it with a SETTINGS frame with the ACK
+// flag and no payload; the backend did not send those SETTINGS, and Go's
+// HTTP/2 server answers an acknowledgement it did not ask for with
+// PROTOCOL_ERROR (grpc-go's ignores it), so the proxy takes exactly that
+// frame out of the bytes it forwards. The backend's own SETTINGS reach
+// the client later, as a second SETTINGS frame, which is legal; the
+// client's acknowledgement of them is forwarded like any frame.
+//
+// The head is complete when both the first header block and that
+// acknowledgement were read, in either order: x/net/http2 sends preface,
+// SETTINGS and HEADERS at once and acknowledges when the proxy's SETTINGS
+// arrive; grpc-go waits for them, then acknowledges and sends HEADERS.
+// The client's frames are walked by their lengths from the preface on
+// (bytes are never searched), and the first SETTINGS acknowledgement is
+// the one removed. MaxHeadBytes and the head deadline bound the whole
+// wait: a client that never acknowledges is cut at HeadTimeout
+// (ReasonTimeout), and until it acknowledges it may be evicted like any
+// client still reading its head. One exception to the byte bound: when
+// the header block ended and the buffer is full before the
+// acknowledgement came (x/net/http2 sends a request body at once, up to
+// the 64 KiB initial window; on loopback 17 of 20 such 60 KB POSTs
+// passed 16 KiB first), the connection is decided and connected, and the
+// client's frames are relayed to the backend, whole frames through, only
+// a partial frame header held back, until the acknowledgement is dropped,
+// within the head deadline still (TestH2BodyBeforeAck).
+//
+// Other frames pass unchanged: PING, WINDOW_UPDATE, PRIORITY,
+// CONTINUATION and frames of unknown types. A PING before the first
+// HEADERS is not answered by the proxy: it reaches the backend with the
+// head, whose answer follows the backend's SETTINGS (TestH2PingBeforeHeaders).
+// A client that waited for that answer before sending HEADERS would be
+// cut at HeadTimeout; neither grpc-go nor x/net/http2 does (grpc-go sends
+// PINGs for keepalive and flow-control estimates, after its streams
+// started). HTTP/2 over TLS (ALPN h2) is not affected: the proxy never
+// terminates TLS and decides by the ClientHello's SNI alone.
+//
 // # Cuts
 //
 // A connection that does not get that far is closed and counted by Reason
@@ -42,8 +88,9 @@
 // backend could not be reached. Only a client whose bytes were sniffed as
 // HTTP/1.x gets an answer first (400, 408, 431 or 503 with Connection:
 // close), followed by a bounded lingering close so that the answer is not
-// destroyed by a reset; TLS and HTTP/2 clients are just closed, since
-// answering them would mean speaking their protocol.
+// destroyed by a reset; TLS and HTTP/2 clients are just closed (HTTP/2
+// ones had the proxy's SETTINGS), since answering them would mean
+// speaking their protocol.
 //
 // # Pending limit
 //

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 
-	"github.com/graylane/graylane/pkg/h2head"
 	"github.com/graylane/graylane/pkg/httphead"
 	"github.com/graylane/graylane/pkg/match"
 	"github.com/graylane/graylane/pkg/tlshello"
@@ -20,10 +19,14 @@ const firstRead = 4 << 10
 
 // head is what was read of a connection before its decision.
 type head struct {
-	buf    []byte // every byte read: the head and whatever followed it
-	proto  httphead.Protocol
-	req    match.Request
-	stream uint32 // HTTP/2: the first request's stream
+	// buf holds every byte read, the head and whatever followed it, less
+	// an HTTP/2 client's acknowledgement of the proxy's SETTINGS.
+	buf      []byte
+	proto    httphead.Protocol
+	req      match.Request
+	complete bool        // req is set (HTTP/2: the first header block ended)
+	stream   uint32      // HTTP/2: the first request's stream
+	ack      settingsAck // HTTP/2: the proxy's SETTINGS and their ACK
 }
 
 // cutError is a read that ended without a head, and why.
@@ -35,17 +38,21 @@ type cutError struct {
 func (e *cutError) Error() string { return fmt.Sprintf("%s: %v", e.reason, e.err) }
 func (e *cutError) Unwrap() error { return e.err }
 
-// readHead reads c until the first request's head is complete, or max
-// bytes were read, or a read fails (the caller set the deadline). Errors
-// are *cutError. The returned head's proto is set even on error, so that
-// the caller knows whether it may answer in HTTP/1.x.
+// readHead reads c until the first request's head is complete (for
+// HTTP/2, also until the client acknowledged the proxy's SETTINGS), or
+// max bytes were read, or a read fails (the caller set the deadline).
+// Errors are *cutError. The returned head's proto is set even on error,
+// so that the caller knows whether it may answer in HTTP/1.x.
 func readHead(c net.Conn, max int) (head, error) {
 	h := head{buf: make([]byte, 0, min(firstRead, max)), proto: httphead.NeedMore}
 	// Every pass reads at least one byte or ends, so max+1 passes bound it.
 	for range max + 1 {
 		if len(h.buf) == cap(h.buf) {
 			if len(h.buf) >= max {
-				return h, &cutError{ReasonTooLarge, fmt.Errorf("no complete %s head in %d bytes", h.proto, max)}
+				if h.complete && h.awaitingAck() {
+					return h, nil // the rest is relayed (relayUntilAck)
+				}
+				return h, &cutError{ReasonTooLarge, fmt.Errorf("no complete %s head%s in %d bytes", h.proto, h.waitingFor(), max)}
 			}
 			h.buf = append(make([]byte, 0, min(2*cap(h.buf), max)), h.buf...)
 		}
@@ -53,22 +60,30 @@ func readHead(c net.Conn, max int) (head, error) {
 		old := len(h.buf)
 		h.buf = h.buf[:old+n]
 		if n > 0 {
-			done, err := h.parse(old)
+			done, err := h.parse(c, old)
 			if err != nil || done {
 				return h, err
 			}
 		}
 		if rerr != nil {
-			return h, readCut(rerr, len(h.buf))
+			return h, readCut(rerr, len(h.buf), h.waitingFor())
 		}
 	}
 	return h, &cutError{ReasonTooLarge, errors.New("read loop bound")}
 }
 
-// readCut classifies a failed read.
-func readCut(err error, got int) error {
+// waitingFor names what an HTTP/2 head lacks once its header block ended.
+func (h *head) waitingFor() string {
+	if h.complete && h.proto == httphead.HTTP2 && !h.ack.acked {
+		return " (no SETTINGS acknowledgement)"
+	}
+	return ""
+}
+
+// readCut classifies a failed read; waiting says what the head lacks.
+func readCut(err error, got int, waiting string) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return &cutError{ReasonTimeout, fmt.Errorf("head incomplete after %d bytes: %w", got, err)}
+		return &cutError{ReasonTimeout, fmt.Errorf("head incomplete%s after %d bytes: %w", waiting, got, err)}
 	}
 	if errors.Is(err, io.EOF) {
 		return &cutError{ReasonClosed, fmt.Errorf("client closed after %d bytes: %w", got, err)}
@@ -77,8 +92,9 @@ func readCut(err error, got int) error {
 }
 
 // parse tries to complete the head with the bytes from old on added. It
-// returns done when h.req is set.
-func (h *head) parse(old int) (bool, error) {
+// returns done when h.req is set (HTTP/2: and the SETTINGS acknowledged);
+// it writes to c only the proxy's HTTP/2 SETTINGS.
+func (h *head) parse(c net.Conn, old int) (bool, error) {
 	if h.proto == httphead.NeedMore {
 		h.proto = httphead.Sniff(h.buf)
 	}
@@ -93,16 +109,14 @@ func (h *head) parse(old int) (bool, error) {
 			return false, nil
 		}
 		r, _, err := httphead.Parse(h.buf)
-		h.req = match.Request{Headers: r.Fields()}
-		return err == nil, parseCut(err, httphead.ErrIncomplete, httphead.ErrTooLarge)
+		h.req, h.complete = match.Request{Headers: r.Fields()}, err == nil
+		return h.complete, parseCut(err, httphead.ErrIncomplete, httphead.ErrTooLarge)
 	case httphead.HTTP2:
-		r, _, err := h2head.Parse(h.buf)
-		h.req, h.stream = match.Request{Headers: r.Fields(), GRPC: r.GRPC}, r.StreamID
-		return err == nil, parseCut(err, h2head.ErrIncomplete, h2head.ErrTooLarge)
+		return h.parseH2(c)
 	case httphead.TLS:
 		hello, _, err := tlshello.Parse(h.buf)
-		h.req = match.Request{SNI: hello.ServerName}
-		return err == nil, parseCut(err, tlshello.ErrIncomplete, tlshello.ErrTooLarge)
+		h.req, h.complete = match.Request{SNI: hello.ServerName}, err == nil
+		return h.complete, parseCut(err, tlshello.ErrIncomplete, tlshello.ErrTooLarge)
 	default:
 		return false, &cutError{ReasonMalformed, fmt.Errorf("first bytes are not TLS, HTTP/2 or HTTP/1.x: %q", h.buf[:min(len(h.buf), 16)])}
 	}
