@@ -10,7 +10,8 @@
 //
 // Bounds: at most MaxBytes from the preface to the end of the header block;
 // frames of at most MaxFrameBytes (the initial SETTINGS_MAX_FRAME_SIZE,
-// which the agent never raises because it sends no SETTINGS of its own);
+// which the agent never raises: the only SETTINGS it sends, l7proxy's h2c
+// server preface, is empty and so keeps every default);
 // a decoded header list of at most MaxHeaderListBytes, counted as RFC 9113
 // counts it; strings of at most MaxStringBytes; and a dynamic table of
 // MaxTableBytes, the initial SETTINGS_HEADER_TABLE_SIZE the client's
