@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -337,13 +338,42 @@ func (b *breakerTest) checkRecovery(hooks *hookReceiver) {
 	t.Log(tr.ctl(t, b.leader, "rollout", "status", "web-v2"))
 
 	deadline := time.Now().Add(10 * time.Second)
-	for len(hooks.kinds()) < 3 && time.Now().Before(deadline) {
+	for !slices.Contains(hooks.kinds(), "close") && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	if got := strings.Join(hooks.kinds(), " "); got != "rollback half-open close" {
-		t.Errorf("webhook events %q, want rollback half-open close", got)
+	got := strings.Join(hooks.kinds(), " ")
+	if !breakerMoves(got) {
+		t.Errorf("webhook events %q, want rollback, then at most %d reopenings (half-open rollback), then half-open close", got, maxReopenings)
+	} else if got != "rollback half-open close" {
+		// A probe window that is not healthy reopens the breaker, as it
+		// should: under make test's load a probe's request has timed
+		// out 7 s after the faults were gone (one of 43 responses).
+		t.Logf("the breaker reopened on a probe window: webhook events %q", got)
 	}
+}
+
+// maxReopenings bounds the half-open probes that may fail before one
+// closes the breaker, in breakerMoves.
+const maxReopenings = 2
+
+// breakerMoves says whether the webhook's event kinds are a rollback, at
+// most maxReopenings failed probes (half-open, rollback), and a probe
+// that closed the breaker: each breaker move told once.
+func breakerMoves(kinds string) bool {
+	rest, ok := strings.CutPrefix(kinds, "rollback ")
+	if !ok {
+		return false
+	}
+	for range maxReopenings + 1 {
+		if rest == "half-open close" {
+			return true
+		}
+		if rest, ok = strings.CutPrefix(rest, "half-open rollback "); !ok {
+			return false
+		}
+	}
+	return false
 }
 
 // hookReceiver records the webhook events posted to it.
@@ -540,5 +570,22 @@ func checkFullPromotion(t *testing.T, tr *trio, leader, down int, s service.Serv
 	}
 	if r := tr.release(t, leader, "web-v2"); r.Phase != "promoted" {
 		t.Errorf("after promote --full: %+v", r)
+	}
+}
+
+func TestBreakerMoves(t *testing.T) {
+	for kinds, want := range map[string]bool{
+		"rollback half-open close":                                                          true,
+		"rollback half-open rollback half-open close":                                       true,
+		"rollback half-open rollback half-open rollback half-open close":                    true,
+		"rollback half-open rollback half-open rollback half-open rollback half-open close": false,
+		"rollback half-open close close":                                                    false,
+		"rollback close":                                                                    false,
+		"half-open close":                                                                   false,
+		"rollback half-open rollback":                                                       false,
+	} {
+		if got := breakerMoves(kinds); got != want {
+			t.Errorf("breakerMoves(%q) = %v, want %v", kinds, got, want)
+		}
 	}
 }
