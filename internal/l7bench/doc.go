@@ -12,7 +12,7 @@
 //
 //	flock /tmp/graylane-lab.lock go test -run XXX -bench . -benchtime 1x ./internal/l7bench
 //
-// About 6 minutes with the defaults (3 rounds). L7BENCH_ROUNDS sets the
+// About 4 minutes with the defaults (3 rounds; 2 CPUs). L7BENCH_ROUNDS sets the
 // rounds, L7BENCH_BULK_MIB the bulk download (default 1024), and
 // L7BENCH_MODES (comma-separated) the modes besides routing, the base:
 // default graylane-l4,haproxy,nginx,graylane-l7; graylane-l7-ksplice is
@@ -78,7 +78,10 @@
 //
 // The log has each mode's medians over rounds, and "x", the median over
 // rounds of the ratio to routing within the round (routing's two
-// measurements averaged); for graylane-l7, the ratio to the better of
-// haproxy and nginx within each round, for conn/s and for gateway
-// connections per core (the goal: >= 1.5x).
+// measurements averaged; for gw µs/conn the lesser of the two, as other
+// work on the gateway's core only adds to it, and x is routing's cost
+// over the mode's: the mode's gateway capacity relative to routing's);
+// for graylane-l7, the ratio to the better of haproxy and nginx within
+// each round, for conn/s and for gateway connections per core (the
+// issue's goal: >= 1.5x).
 package l7bench
