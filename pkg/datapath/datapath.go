@@ -141,6 +141,8 @@ type Datapath struct {
 	// its Path.
 	pinLoc PinLocation
 	closed bool
+	// l7Tables: the pools' tables ChooseL7 read, by generation.
+	l7Tables l7TableCache
 }
 
 // New loads the programs and creates their maps, or, under a pin path

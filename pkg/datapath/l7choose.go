@@ -1,9 +1,9 @@
 package datapath
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -21,8 +21,10 @@ import (
 //     key's Maglev slot in the chosen pool's table, with the kernel's
 //     fallback to the other pool when the chosen one is empty;
 //   - rule set (a match rule chose *rule): the same key's Maglev slot in
-//     that pool's table as the kernel holds it, with the same fallback
-//     (the other pool when it has no backends). Reason is ReasonMatch.
+//     that pool's table as the kernel holds it (the generation the last
+//     Apply installed, the table read once: l7TableCache), with the same
+//     fallback (the other pool when it has no backends). Reason is
+//     ReasonMatch.
 //
 // It has no side effects. ErrNotInstalled when the service is not in the
 // kernel, ErrNoBackend when neither pool has a backend.
@@ -33,16 +35,14 @@ func (d *Datapath) ChooseL7(name string, client netip.AddrPort, rule *service.Po
 	}
 	d.mu.Lock()
 	in := d.services[name]
+	var v bpf.SteerService
+	var fps [2]string
+	if in != nil {
+		v, fps = in.value, in.pools
+	}
 	d.mu.Unlock()
 	if in == nil {
 		return Explanation{}, fmt.Errorf("service %q: %w", name, ErrNotInstalled)
-	}
-	var v bpf.SteerService
-	if err := d.objs.Services.Lookup(svcKey(in.svc.Frontend()), &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return Explanation{}, fmt.Errorf("service %q: %w", name, ErrNotInstalled)
-		}
-		return Explanation{}, fmt.Errorf("read service %q: %w", name, err)
 	}
 	pool := *rule & 1
 	if v.TableOk[pool] == 0 {
@@ -51,9 +51,9 @@ func (d *Datapath) ChooseL7(name string, client netip.AddrPort, rule *service.Po
 	if v.TableOk[pool] == 0 {
 		return Explanation{}, ErrNoBackend
 	}
-	var t bpf.SteerTable
 	key := bpf.SteerTableKey{SvcId: v.Id, Pool: uint8(pool), Gen: v.TableGen[pool]}
-	if err := d.objs.Tables.Lookup(key, &t); err != nil {
+	t, err := d.l7Tables.table(d.objs.Tables, key, fps[pool])
+	if err != nil {
 		return Explanation{}, fmt.Errorf("read %s table of service %q: %w", pool, name, err)
 	}
 	if int(ex.Slot) >= len(t.Lut) {
@@ -66,4 +66,49 @@ func (d *Datapath) ChooseL7(name string, client netip.AddrPort, rule *service.Po
 	ex.Reason, ex.Chosen, ex.Pool, ex.Pin, ex.Rate = ReasonMatch, *rule&1, pool, nil, nil
 	ex.Backend, ex.BackendIndex, ex.Backends, ex.TableGen = netipAddrPort(t.Backends[idx]), int(idx), int(t.BackendsLen), v.TableGen[pool]
 	return ex, nil
+}
+
+// l7TableCache holds pools' lookup tables as the kernel holds them, so
+// that ChooseL7 reads a table (about 8 KiB) from the kernel once, not once
+// per connection. A table is known by its key and the fingerprint of the
+// backends it was built from (installed.pools): Apply writes a pool's
+// table anew, in the idle one of two generations, exactly when that
+// fingerprint changes, so a key and a fingerprint name one content. One
+// entry is kept per service and pool.
+type l7TableCache struct {
+	mu     sync.Mutex
+	tables map[l7TableKey]*bpf.SteerTable
+}
+
+type l7TableKey struct {
+	key         bpf.SteerTableKey
+	fingerprint string
+}
+
+// table returns the table of key built from the backends fingerprint
+// names, read from m on a miss.
+func (c *l7TableCache) table(m *ebpf.Map, key bpf.SteerTableKey, fingerprint string) (*bpf.SteerTable, error) {
+	k := l7TableKey{key, fingerprint}
+	c.mu.Lock()
+	t := c.tables[k]
+	c.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	t = new(bpf.SteerTable)
+	if err := m.Lookup(key, t); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tables == nil {
+		c.tables = make(map[l7TableKey]*bpf.SteerTable)
+	}
+	for old := range c.tables {
+		if old.key.SvcId == key.SvcId && old.key.Pool == key.Pool {
+			delete(c.tables, old)
+		}
+	}
+	c.tables[k] = t
+	return t, nil
 }
