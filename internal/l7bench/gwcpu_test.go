@@ -1,9 +1,7 @@
 package l7bench
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/graylane/graylane/internal/gwcpu"
 	"github.com/graylane/graylane/internal/netlab"
 )
 
@@ -29,7 +26,6 @@ import (
 const (
 	endpointCPU = 0
 	gatewayCPU  = 1
-	userHZ      = 100 // the unit of /proc/stat
 	// busyAttempts bounds the runs tried for one reading: in a VM the
 	// host may report steal time in a lump, making idle + steal exceed the
 	// wall time, and such a reading is taken again.
@@ -47,32 +43,31 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, t targets, gwPid int) (ti
 	if err := steerReceive(ctx, lab); err != nil {
 		return 0, err
 	}
-	restore, err := pin(endpointCPU, os.Getpid())
+	restore, err := gwcpu.Pin(endpointCPU, os.Getpid())
 	if err != nil {
 		return 0, err
 	}
 	defer restore()
 	if gwPid != 0 {
-		restoreGW, err := pin(gatewayCPU, processTree(gwPid)...)
+		restoreGW, err := gwcpu.Pin(gatewayCPU, processTree(gwPid)...)
 		if err != nil {
 			return 0, err
 		}
 		defer restoreGW()
 	}
 	for range busyAttempts {
-		before, err := readIdle(gatewayCPU)
+		before, err := gwcpu.ReadIdle(gatewayCPU)
 		if err != nil {
 			return 0, err
 		}
 		if _, err := newConnRate(ctx, lab, t, isolatedConns); err != nil {
 			return 0, err
 		}
-		after, err := readIdle(gatewayCPU)
+		after, err := gwcpu.ReadIdle(gatewayCPU)
 		if err != nil {
 			return 0, err
 		}
-		idle := time.Duration(after.ticks-before.ticks) * time.Second / userHZ
-		if busy := after.at.Sub(before.at) - idle; busy >= 0 {
+		if busy := after.BusySince(before); busy >= 0 {
 			return busy / isolatedConns, nil
 		}
 	}
@@ -120,78 +115,4 @@ func processTree(pid int) []int {
 		}
 	}
 	return out
-}
-
-// pin pins every thread of pids to cpu (later threads inherit it) and
-// returns a function that lets them run on every CPU again.
-func pin(cpu int, pids ...int) (restore func(), err error) {
-	var one, all unix.CPUSet
-	one.Set(cpu)
-	for i := range runtime.NumCPU() {
-		all.Set(i)
-	}
-	set := func(s *unix.CPUSet) error {
-		var errs []error
-		for _, pid := range pids {
-			tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, t := range tasks {
-				tid, _ := strconv.Atoi(t.Name())
-				if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
-					errs = append(errs, fmt.Errorf("pin thread %d of %d: %w", tid, pid, err))
-				}
-			}
-		}
-		return errors.Join(errs...)
-	}
-	restore = func() { _ = set(&all) }
-	if err := set(&one); err != nil {
-		restore()
-		return nil, err
-	}
-	return restore, nil
-}
-
-// idleSample is a CPU's idle, iowait and steal time at a moment.
-type idleSample struct {
-	at    time.Time
-	ticks uint64 // USER_HZ ticks
-}
-
-// readIdle reads CPU cpu's idle, iowait and steal time from /proc/stat.
-func readIdle(cpu int) (idleSample, error) {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return idleSample{}, err
-	}
-	defer f.Close()
-	at := time.Now()
-	prefix := "cpu" + strconv.Itoa(cpu) + " "
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if !strings.HasPrefix(sc.Text(), prefix) {
-			continue
-		}
-		// cpuN user nice system idle iowait irq softirq steal ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 9 {
-			return idleSample{}, fmt.Errorf("/proc/stat: short line %q", sc.Text())
-		}
-		var ticks uint64
-		for _, i := range []int{4, 5, 8} {
-			v, err := strconv.ParseUint(fields[i], 10, 64)
-			if err != nil {
-				return idleSample{}, fmt.Errorf("/proc/stat: %w", err)
-			}
-			ticks += v
-		}
-		return idleSample{at: at, ticks: ticks}, nil
-	}
-	if err := sc.Err(); err != nil {
-		return idleSample{}, err
-	}
-	return idleSample{}, fmt.Errorf("/proc/stat has no line for CPU %d", cpu)
 }

@@ -1,7 +1,6 @@
 package labbench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/graylane/graylane/internal/gwcpu"
 	"github.com/graylane/graylane/internal/netlab"
 )
 
@@ -73,7 +71,7 @@ func gatewayCost(ctx context.Context, lab *netlab.Lab, conn []netip.AddrPort, bu
 	if agentPid != 0 {
 		pids = append(pids, agentPid)
 	}
-	restore, err := pinProcesses(endpointCPU, pids...)
+	restore, err := gwcpu.Pin(endpointCPU, pids...)
 	if err != nil {
 		return c, err
 	}
@@ -131,18 +129,18 @@ const busyAttempts = 3
 // the work is run again (at most busyAttempts times in all).
 func gatewayBusy(work func() error) (time.Duration, error) {
 	for range busyAttempts {
-		before, err := readIdle(gatewayCPU)
+		before, err := gwcpu.ReadIdle(gatewayCPU)
 		if err != nil {
 			return 0, err
 		}
 		if err := work(); err != nil {
 			return 0, err
 		}
-		after, err := readIdle(gatewayCPU)
+		after, err := gwcpu.ReadIdle(gatewayCPU)
 		if err != nil {
 			return 0, err
 		}
-		if busy := after.busySince(before); busy >= 0 {
+		if busy := after.BusySince(before); busy >= 0 {
 			return busy, nil
 		}
 	}
@@ -176,88 +174,6 @@ func steerReceive(ctx context.Context, lab *netlab.Lab) error {
 		}
 	}
 	return nil
-}
-
-// pinProcesses pins every thread of pids to cpu (threads started later
-// inherit it, and so do child processes) and returns a function that lets
-// them run on every CPU again.
-func pinProcesses(cpu int, pids ...int) (restore func(), err error) {
-	var one, all unix.CPUSet
-	one.Set(cpu)
-	for i := range runtime.NumCPU() {
-		all.Set(i)
-	}
-	set := func(s *unix.CPUSet) error {
-		var errs []error
-		for _, pid := range pids {
-			tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, t := range tasks {
-				tid, _ := strconv.Atoi(t.Name())
-				if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
-					errs = append(errs, fmt.Errorf("pin thread %d of %d: %w", tid, pid, err))
-				}
-			}
-		}
-		return errors.Join(errs...)
-	}
-	restore = func() { _ = set(&all) }
-	if err := set(&one); err != nil {
-		restore()
-		return nil, err
-	}
-	return restore, nil
-}
-
-// idleSample is one CPU's idle time (idle, iowait and steal: time it did
-// not work for us) at a moment.
-type idleSample struct {
-	at    time.Time
-	ticks uint64 // USER_HZ ticks
-}
-
-func (s idleSample) busySince(before idleSample) time.Duration {
-	idle := time.Duration(s.ticks-before.ticks) * time.Second / userHZ
-	return s.at.Sub(before.at) - idle
-}
-
-// readIdle reads CPU cpu's idle, iowait and steal time from /proc/stat.
-func readIdle(cpu int) (idleSample, error) {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return idleSample{}, err
-	}
-	defer f.Close()
-	at := time.Now()
-	prefix := "cpu" + strconv.Itoa(cpu) + " "
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		// cpuN user nice system idle iowait irq softirq steal ...
-		fields := strings.Fields(line)
-		if len(fields) < 9 {
-			return idleSample{}, fmt.Errorf("/proc/stat: short line %q", line)
-		}
-		var ticks uint64
-		for _, i := range []int{4, 5, 8} {
-			v, err := strconv.ParseUint(fields[i], 10, 64)
-			if err != nil {
-				return idleSample{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
-			}
-			ticks += v
-		}
-		return idleSample{at: at, ticks: ticks}, nil
-	}
-	if err := sc.Err(); err != nil {
-		return idleSample{}, err
-	}
-	return idleSample{}, fmt.Errorf("/proc/stat has no line for CPU %d", cpu)
 }
 
 // processCPU reads a process's CPU time (user + system) from
