@@ -1,13 +1,9 @@
 package agent_test
 
 import (
-	"bytes"
 	"fmt"
 	"math"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -199,19 +195,11 @@ func cpuTimes(tb testing.TB, tr *trio) []time.Duration {
 	tb.Helper()
 	out := make([]time.Duration, len(tr.agents))
 	for i, a := range tr.agents {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.Pid()))
+		d, err := a.CPUTime()
 		if err != nil {
-			tb.Fatal(err)
+			tb.Fatalf("agent %s: %v", tr.hosts[i].Name, err)
 		}
-		// Fields after the command name (which may hold spaces): state is
-		// the first, utime the 12th, stime the 13th.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		utime, err1 := strconv.ParseInt(f[11], 10, 64)
-		stime, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			tb.Fatalf("agent %s's /proc stat: %v %v", tr.hosts[i].Name, err1, err2)
-		}
-		out[i] = time.Duration(utime+stime) * 10 * time.Millisecond
+		out[i] = d
 	}
 	return out
 }
@@ -220,19 +208,11 @@ func cpuTimes(tb testing.TB, tr *trio) []time.Duration {
 func rssMB(tb testing.TB, tr *trio) (mean, largest float64) {
 	tb.Helper()
 	for i, a := range tr.agents {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.Pid()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var kb float64
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			}
-		}
-		if kb == 0 || err != nil {
+		v, err := a.MemoryKiB("VmRSS")
+		if v == 0 || err != nil {
 			tb.Fatalf("agent %s: no VmRSS in /proc status: %v", tr.hosts[i].Name, err)
 		}
+		kb := float64(v)
 		mean += kb / 1024 / float64(len(tr.agents))
 		largest = max(largest, kb/1024)
 	}

@@ -100,8 +100,7 @@ func (f agentFigures) String() string {
 // once a second during it.
 func measureAgent(b *testing.B, e *env, window time.Duration) agentFigures {
 	b.Helper()
-	pid := e.agent.Pid()
-	cpu0 := cpuTicks(b, pid)
+	cpu0 := agentCPU(b, e)
 	start := time.Now()
 	var scrapes []time.Duration
 	for time.Since(start) < window {
@@ -119,13 +118,20 @@ func measureAgent(b *testing.B, e *env, window time.Duration) agentFigures {
 		time.Sleep(time.Second)
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTicks(b, pid) - cpu0
+	cpu := agentCPU(b, e) - cpu0
 	slices.Sort(scrapes)
-	rss, hwm := statusKiB(b, pid, "VmRSS"), statusKiB(b, pid, "VmHWM")
+	rss, err := e.agent.MemoryKiB("VmRSS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hwm, err := e.agent.MemoryKiB("VmHWM")
+	if err != nil {
+		b.Fatal(err)
+	}
 	return agentFigures{
 		rssMiB:       float64(rss) / 1024,
 		hwmMiB:       float64(hwm) / 1024,
-		cpuShare:     float64(cpu) / 100 / elapsed.Seconds(), // USER_HZ is 100 on Linux
+		cpuShare:     cpu.Seconds() / elapsed.Seconds(),
 		scrapeMedian: scrapes[len(scrapes)/2],
 		scrapeMax:    scrapes[len(scrapes)-1],
 	}
@@ -207,39 +213,12 @@ func flowTableEntries(b *testing.B, e *env) int {
 	return 0
 }
 
-// cpuTicks is a process's utime + stime in clock ticks (/proc/PID/stat).
-func cpuTicks(b *testing.B, pid int) int64 {
+// agentCPU is the agent's CPU time so far.
+func agentCPU(b *testing.B, e *env) time.Duration {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := e.agent.CPUTime()
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The command name may hold spaces; fields start after its ')'.
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("parse /proc/%d/stat: %q", pid, data)
-	}
-	return utime + stime
-}
-
-// statusKiB is a "kB" field of /proc/PID/status, such as VmRSS.
-func statusKiB(b *testing.B, pid int, field string) int64 {
-	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return v
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return d
 }
