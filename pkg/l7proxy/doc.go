@@ -136,6 +136,25 @@
 // by themselves: Live counts them, Drain waits for them, Abort ends them
 // (with a reset) together with any pending connection.
 //
+// # Handing connections over
+//
+// A process that is about to be replaced (the agent's restart) can hand
+// its connections to the next one without losing a byte: StopAccepting,
+// WaitPending for the connections past their head to be spliced (within
+// a bound), CutPending for the rest, then Handover.Freeze. A CopySplicer
+// given a Handover stops each copy at a read: io.Copy between TCP sockets
+// fills a pipe with splice(2) and empties it before reading again, so a
+// read that returns for its deadline leaves no byte behind; a copy
+// blocked writing to a receiver that does not read stops when its write
+// ends, and Freeze waits for it within its context. The frozen sockets
+// are open and untouched; any CopySplicer (in this process or another,
+// through their file descriptors) carries them on
+// (TestHandoverMidTransfer freezes a 256 MiB upload, passes both sockets
+// through descriptors and finishes it, every byte and both FINs intact).
+// KernelSplicer pairs cannot be frozen: their FINs are forwarded by the
+// Pair that watches them, and taking sockets out of the sockmap drops
+// bytes (package l7splice).
+//
 // # Numbers
 //
 // BenchmarkBulk, loopback on a shared 2-core VM (2026-12-07, five runs of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/graylane/graylane/pkg/l7splice"
 )
@@ -43,22 +44,61 @@ type Splicer interface {
 // on either side resets both (SO_LINGER 0). It reads the backend's first
 // bytes itself to show them to Conns.Peek. The zero value is ready to
 // use.
-type CopySplicer struct{}
+type CopySplicer struct {
+	// Handover, if not nil, can freeze the connections this splicer
+	// copies (see Handover); Splice then returns ErrFrozen.
+	Handover *Handover
+}
 
 // Splice implements Splicer.
-func (CopySplicer) Splice(ctx context.Context, c Conns) error {
+func (s CopySplicer) Splice(ctx context.Context, c Conns) error {
+	if h := s.Handover; h != nil {
+		if !h.enter() {
+			reset(c.Client, c.Backend)
+			return fmt.Errorf("%w: the handover was taken", ErrNotSpliced)
+		}
+		stopWatch := h.watchFreeze(c)
+		err := copyBoth(ctx, c, h.frozen)
+		stopWatch()
+		if errors.Is(err, ErrFrozen) {
+			c.Client.SetReadDeadline(time.Time{})
+			c.Backend.SetReadDeadline(time.Time{})
+			h.leave(&Conns{Client: c.Client, Backend: c.Backend})
+			return err
+		}
+		h.leave(nil)
+		return err
+	}
+	return copyBoth(ctx, c, nil)
+}
+
+// copyBoth runs both directions until each ended. When both stopped only
+// for a read deadline and frozen says so, it leaves the connections open
+// and returns ErrFrozen; otherwise it closes both (a failure on one side
+// resets both).
+func copyBoth(ctx context.Context, c Conns, frozen func() bool) error {
 	stop := context.AfterFunc(ctx, func() { reset(c.Client, c.Backend) })
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- pipe(c.Backend, c.Client, "client to backend") }()
 	go func() { errc <- pipeFirst(c, "backend to client") }()
 	var first error
+	stopped := false // a direction stopped for a freeze's read deadline
 	for range 2 {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			// Abort the other direction too: a reset is forwarded as one.
-			reset(c.Client, c.Backend)
+		err := <-errc
+		if err == nil || first != nil {
+			continue
 		}
+		if frozen != nil && frozen() && stoppedByFreeze(err) {
+			stopped = true
+			continue
+		}
+		first = err
+		// Abort the other direction too: a reset is forwarded as one.
+		reset(c.Client, c.Backend)
+	}
+	if first == nil && stopped && ctx.Err() == nil {
+		return ErrFrozen
 	}
 	c.Client.Close()
 	c.Backend.Close()
