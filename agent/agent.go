@@ -34,6 +34,7 @@ import (
 	"github.com/graylane/graylane/cluster"
 	"github.com/graylane/graylane/pkg/controller"
 	"github.com/graylane/graylane/pkg/datapath"
+	"github.com/graylane/graylane/pkg/fdstore"
 	"github.com/graylane/graylane/pkg/manifest"
 	"github.com/graylane/graylane/pkg/pki"
 	"github.com/graylane/graylane/pkg/probe"
@@ -77,7 +78,15 @@ type Agent struct {
 // joining or resuming it). configPath ("" for none) is what Reload
 // re-reads. disabled turns kernel features off as if missing (a test hook,
 // see package probe).
-func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger, disabled map[string]bool) (*Agent, error) {
+func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger, disabled map[string]bool) (_ *Agent, err error) {
+	// First, the L7 connections a previous agent handed over: they stall
+	// until they are carried on.
+	carry := newL7Carry(log, cfg, fdstore.Received())
+	defer func() {
+		if err != nil {
+			carry.handBack()
+		}
+	}()
 	features := probe.Check(disabled)
 	if err := probe.Missing(features); err != nil {
 		return nil, fmt.Errorf("%w (`graylane-agent check` lists every feature)", err)
@@ -102,7 +111,7 @@ func New(ctx context.Context, cfg *config.Config, configPath string, log *slog.L
 	}
 	a := &Agent{path: configPath, cfg: cfg, log: log, dp: dp, rates: map[string]uint32{}, shadow: newShadowMetrics()}
 	a.win = newWindows(a)
-	a.l7 = newL7(log, dp, cfg)
+	a.l7 = newL7(log, dp, cfg, carry)
 	ok := false
 	defer func() {
 		if !ok {

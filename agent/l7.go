@@ -43,11 +43,16 @@ type l7 struct {
 	signals *l7Signals
 	decider *l7Decider
 
-	mu        sync.Mutex
-	run       *l7Run // nil while no L7 service is applied
-	ifaces    []string
-	frontends map[netip.AddrPort]bool
-	routes    map[netip.Addr]bool // local routes this agent added
+	// The store, the handover and what a previous agent handed over
+	// (l7_handover.go).
+	*l7Carry
+
+	mu          sync.Mutex
+	run         *l7Run // nil while no L7 service is applied
+	ifaces      []string
+	frontends   map[netip.AddrPort]bool
+	routes      map[netip.Addr]bool // local routes of this agent
+	routesKnown bool                // a previous agent's routes were looked for
 }
 
 // l7Run is what exists while L7 services are applied.
@@ -60,10 +65,11 @@ type l7Run struct {
 	served chan struct{} // closed when Serve returned
 }
 
-func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config) *l7 {
+// newL7 returns the L7 side, with carry (newL7Carry) in it.
+func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config, carry *l7Carry) *l7 {
 	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, signals: newL7Signals(),
 		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg),
-		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}}
+		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}, l7Carry: carry}
 }
 
 // clientInterfaces names the interfaces of role client in cfg.
@@ -86,6 +92,9 @@ func (l *l7) apply(svcs []service.Service) error {
 	want := l7Services(svcs, installed)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.routesKnown {
+		l.knowRoutesLocked()
+	}
 	rules := make(map[string][]service.MatchRule, len(want))
 	for _, s := range want {
 		rules[s.name] = s.rules
@@ -93,17 +102,23 @@ func (l *l7) apply(svcs []service.Service) error {
 	l.signals.set(installed, rules)
 	if len(want) == 0 {
 		if l.run == nil {
-			return nil
+			// What a previous agent handed over, and its routes, serve
+			// no service any more.
+			l.endCarried()
+			l.releaseInherited()
+			return errors.Join(l.pruneRoutesLocked(nil)...)
 		}
 		l.decider.set(nil)
 		return l.stopLocked("no L7 service is applied")
 	}
+	// The decider first: a listener a previous agent handed over may hold
+	// connections that are accepted the moment the proxy starts.
+	l.decider.set(want)
 	if l.run == nil {
 		if err := l.startLocked(); err != nil {
 			return err
 		}
 	}
-	l.decider.set(want)
 	return l.syncLocked(want)
 }
 
@@ -139,12 +154,16 @@ func (l *l7) startLocked() (err error) {
 			r.close()
 		}
 	}()
+	// The listeners first (a previous agent's, with the connections
+	// waiting in their backlog), then l7_assign: the old one, if any, is
+	// detached once the new one is attached.
+	if r.ln, err = listenL7(k, l.log, &l.inherited); err != nil {
+		return err
+	}
 	if r.links, err = attachL7(k, l.ifaces); err != nil {
 		return err
 	}
-	if r.ln, err = listenL7(k, l.log); err != nil {
-		return err
-	}
+	l.releaseInherited()
 	opts := l.proxyOptions(k)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
 		return fmt.Errorf("L7 services: %w", err)
@@ -171,6 +190,8 @@ func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
 	// source), never the client's: see docs/datapath.md, L7 services.
 	if l.cfg.Splice == config.L7SpliceKernel {
 		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
+	} else {
+		opts.Splicer = l7proxy.CopySplicer{Handover: l.handover}
 	}
 	return opts
 }
@@ -252,6 +273,7 @@ func (l *l7) stopLocked(why string) error {
 	r := l.run
 	l.run = nil
 	r.close()
+	l.endCarried()
 	clear(l.frontends)
 	errs := l.pruneRoutesLocked(nil)
 	l.log.Info("stopped serving L7 services", "why", why)
@@ -297,14 +319,37 @@ func (l *l7) reattach(cfg *config.Config, steeringChanged bool) error {
 	return err
 }
 
-// close tears the L7 side down at the agent's stop.
+// close tears the L7 side down at the agent's stop, or hands it over to
+// the service manager (l7_handover.go).
 func (l *l7) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.stopped = true
+	if l.canHandOver() {
+		return l.handOverLocked()
+	}
 	if l.run == nil {
+		l.endCarried()
+		l.releaseInherited()
 		return nil
 	}
 	return l.stopLocked("the agent stops")
+}
+
+// knowRoutesLocked counts the local routes of the agent's protocol as
+// this agent's: a previous agent's, left for the connections it handed
+// over, or after a crash. The first apply then keeps those it needs and
+// removes the others.
+func (l *l7) knowRoutesLocked() {
+	owned, err := ownedLocalRoutes()
+	if err != nil {
+		l.log.Warn("could not look for the local routes of a previous agent", "err", err)
+		return
+	}
+	l.routesKnown = true
+	for _, vip := range owned {
+		l.routes[vip] = true
+	}
 }
 
 // attachL7 attaches l7_assign to each interface, after what is attached
@@ -337,14 +382,42 @@ func listenAddr(v6 bool) string {
 }
 
 // listenL7 opens the transparent listeners: IPv4, and IPv6 where the host
-// has it (a warning otherwise: IPv6 frontends are then refused).
-func listenL7(k *l7splice.Kernel, log *slog.Logger) (*mergedListener, error) {
-	ln4, err := k.ListenTransparent(listenAddr(false))
+// has it (a warning otherwise: IPv6 frontends are then refused). A
+// listener a previous agent handed over (in inherited, taken from it) is
+// used for its family instead of a new one.
+func listenL7(k *l7splice.Kernel, log *slog.Logger, inherited *l7Inherited) (*mergedListener, error) {
+	var old [2]*net.TCPListener // IPv4, IPv6
+	for _, ln := range inherited.listeners {
+		i := 0
+		if !ln.Addr().(*net.TCPAddr).AddrPort().Addr().Unmap().Is4() {
+			i = 1
+		}
+		if old[i] != nil {
+			ln.Close() // a second one of the family: not ours to keep
+			continue
+		}
+		old[i] = ln
+	}
+	inherited.listeners = nil
+	open := func(v6 bool, ln *net.TCPListener) (*net.TCPListener, error) {
+		if ln != nil {
+			if err := k.AdoptListener(ln); err != nil {
+				ln.Close()
+				return nil, err
+			}
+			return ln, nil
+		}
+		return k.ListenTransparent(listenAddr(v6))
+	}
+	ln4, err := open(false, old[0])
 	if err != nil {
+		if old[1] != nil {
+			old[1].Close()
+		}
 		return nil, fmt.Errorf("L7 services: %w", err)
 	}
 	lns := []*net.TCPListener{ln4}
-	if ln6, err := k.ListenTransparent(listenAddr(true)); err != nil {
+	if ln6, err := open(true, old[1]); err != nil {
 		log.Warn("no IPv6 listener for L7 services: IPv6 frontends cannot be served", "err", err)
 	} else {
 		lns = append(lns, ln6)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -12,9 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// localRoute is `ip route add local VIP/32 dev lo table local` (/128 for
-// IPv6): what makes the stack deliver a packet l7_assign gave a socket
-// (pkg/l7splice, TestRouteRequirement).
+// rtprotGraylane is the protocol of the routes the agent adds (`ip route
+// show table local proto 167`): an agent knows its own routes by it,
+// those a previous agent left across a restart included.
+const rtprotGraylane = 167
+
+// localRoute is `ip route add local VIP/32 dev lo table local proto 167`
+// (/128 for IPv6): what makes the stack deliver a packet l7_assign gave a
+// socket (pkg/l7splice, TestRouteRequirement).
 func localRoute(vip netip.Addr) (*netlink.Route, error) {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
@@ -27,12 +34,14 @@ func localRoute(vip netip.Addr) (*netlink.Route, error) {
 		Type:      unix.RTN_LOCAL,
 		Table:     unix.RT_TABLE_LOCAL,
 		Scope:     netlink.SCOPE_HOST,
+		Protocol:  rtprotGraylane,
 	}, nil
 }
 
 // addLocalRoute adds vip's local route. added is false when one was there
 // already (an operator's, or a covering range's owner): it is left alone,
-// and not removed later.
+// and not removed later. One of the agent's protocol (a previous agent's)
+// counts as added.
 func addLocalRoute(vip netip.Addr) (added bool, err error) {
 	r, err := localRoute(vip)
 	if err != nil {
@@ -40,11 +49,40 @@ func addLocalRoute(vip netip.Addr) (added bool, err error) {
 	}
 	if err := netlink.RouteAdd(r); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return false, nil
+			owned, lerr := ownedLocalRoutes()
+			return slices.Contains(owned, vip), lerr
 		}
 		return false, fmt.Errorf("add the local route of L7 VIP %s (ip route add local %s dev lo table local): %w", vip, vip, err)
 	}
 	return true, nil
+}
+
+// ownedLocalRoutes lists the VIPs of the local routes of the agent's
+// protocol on lo.
+func ownedLocalRoutes() ([]netip.Addr, error) {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("list the agent's local routes: %w", err)
+	}
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, LinkIndex: lo.Attrs().Index, Protocol: rtprotGraylane}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, filter,
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, fmt.Errorf("list the agent's local routes: %w", err)
+	}
+	var out []netip.Addr
+	for _, r := range routes {
+		if r.Type != unix.RTN_LOCAL || r.Dst == nil {
+			continue
+		}
+		if ones, bits := r.Dst.Mask.Size(); ones != bits {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out, nil
 }
 
 // delLocalRoute removes vip's local route; one already gone is no error.
@@ -128,6 +166,20 @@ func (m *mergedListener) Close() error {
 func (m *mergedListener) Addr() net.Addr { return mergedAddr{m} }
 
 func (m *mergedListener) has6() bool { return len(m.lns) > 1 }
+
+// files duplicates the listeners' descriptors.
+func (m *mergedListener) files() ([]*os.File, error) {
+	var out []*os.File
+	for _, ln := range m.lns {
+		f, err := ln.File()
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("L7 handover: listener %s: %w", ln.Addr(), err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
 
 type mergedAddr struct{ m *mergedListener }
 

@@ -63,6 +63,10 @@ type Options struct {
 	// does, instead of in a bpffs the lab mounts for it beforehand: under
 	// ip netns exec the agent then has to find the host's bpffs itself.
 	HostBPFFS bool
+	// Manager, if not nil, plays systemd's part: the agent gets its
+	// notification socket and file descriptor store, and the descriptors
+	// stored by an earlier agent (Manager).
+	Manager *Manager
 }
 
 // APIPort is the HTTPS API port of lab agents given Tokens.
@@ -227,6 +231,9 @@ func (a *Agent) start(bin string, opts Options) error {
 	a.cmd = a.host.Command(context.Background(), bin, "--config", a.configPath(), "--log-format", "json")
 	if len(opts.Env) > 0 {
 		a.cmd.Env = append(os.Environ(), opts.Env...)
+	}
+	if opts.Manager != nil {
+		opts.Manager.command(a.cmd, bin)
 	}
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {

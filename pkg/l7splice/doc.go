@@ -120,7 +120,10 @@
 // Keeping them across a restart would take handing the sockets over
 // (systemd's file descriptor store, SCM_RIGHTS) and pinning the maps, and
 // the new agent would have to take over every Pair's watching, since FINs
-// are forwarded by the agent: none of that exists.
+// are forwarded by the agent: not built. What the agent does hand over
+// (its listeners, with LinkFiles keeping l7_assign attached meanwhile, and
+// AdoptListener in the next agent; connections copied in user space)
+// is in the agent's l7_handover.go.
 //
 // # Numbers
 //

@@ -1,0 +1,62 @@
+package l7splice
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// What a restarting agent hands to its successor so that new connections
+// to a frontend wait in a listener's backlog instead of being refused: the
+// listeners themselves, and its TCX links, which keep l7_assign attached
+// (with its maps, the frontends and l7_listener among them) for as long
+// as any descriptor of them is open. The successor puts the listeners in
+// its own Kernel (AdoptListener), attaches its own l7_assign, and then
+// closes the old links: both programs send a connection to the same
+// listener meanwhile.
+
+// LinkFiles returns a duplicate of each attached TCX link's descriptor,
+// by ifindex. Closing the Kernel then leaves l7_assign attached until
+// every duplicate is closed too. The caller owns the files.
+func (k *Kernel) LinkFiles() (map[int]*os.File, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[int]*os.File, len(k.links))
+	for idx, l := range k.links {
+		fder, ok := l.(interface{ FD() int })
+		if !ok {
+			closeFiles(out)
+			return nil, fmt.Errorf("l7splice: the link of interface %d (%T) has no descriptor", idx, l)
+		}
+		fd, err := unix.FcntlInt(uintptr(fder.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, fmt.Errorf("l7splice: duplicate the link of interface %d: %w", idx, err)
+		}
+		out[idx] = os.NewFile(uintptr(fd), fmt.Sprintf("l7_assign link, interface %d", idx))
+	}
+	return out, nil
+}
+
+func closeFiles(files map[int]*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// AdoptListener makes ln, a listener an earlier ListenTransparent opened
+// (in this process or one that handed it over), the listener of its
+// family's frontends. Connections queued in its backlog are kept.
+func (k *Kernel) AdoptListener(ln *net.TCPListener) error {
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("l7splice: adopt listener %s: not TCP", ln.Addr())
+	}
+	slot := uint32(slotIPv6)
+	if ta.AddrPort().Addr().Unmap().Is4() {
+		slot = slotIPv4
+	}
+	return k.setListener(ln, slot)
+}
