@@ -59,7 +59,8 @@ func TestH2CPriorKnowledge(t *testing.T) {
 // application/grpc, a length-prefixed message, grpc-status trailer) with
 // metadata x-tenant: beta goes to the canary; the same header on a
 // request that is not gRPC does not count as metadata. The first
-// response's latency is measured, with no HTTP/1.x status.
+// response is measured with its HTTP/2 :status, and the call's
+// grpc-status is read from its trailers.
 func TestGRPCMetadata(t *testing.T) {
 	checkLeaks(t)
 	rule := service.MatchRule{GRPCMetadata: &service.FieldMatch{Name: "x-tenant", Value: "beta"}, Pool: service.Canary}
@@ -76,8 +77,8 @@ func TestGRPCMetadata(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 	c := e.obs.Pool(service.Canary)
-	if c.Decided != 1 || c.Rules[0] != 1 || c.Responses != 1 || len(c.Statuses) != 0 {
-		t.Errorf("canary counts %+v, want one decided by rule 0, one response without status", c)
+	if c.Decided != 1 || c.Rules[0] != 1 || c.Responses != 1 || c.Statuses[200] != 1 || c.GRPCStatuses[0] != 1 {
+		t.Errorf("canary counts %+v, want one decided by rule 0, one response with :status 200 and grpc-status 0", c)
 	}
 }
 

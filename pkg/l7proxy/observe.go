@@ -73,6 +73,10 @@ type Observer interface {
 	// ServerHello), and the HTTP/1.x status code when the response starts
 	// with a status line (else 0). Only CopySplicer sees responses.
 	FirstResponse(d Decision, latency time.Duration, status int)
+	// GRPCStatus reports the grpc-status of a gRPC connection's first
+	// call (0 is OK), where CopySplicer saw it: in a Trailers-Only
+	// response, or in trailers within PeekLimit bytes of the response.
+	GRPCStatus(d Decision, code int)
 }
 
 // nopObserver is the default Observer.
@@ -82,6 +86,7 @@ func (nopObserver) Decided(Decision)                           {}
 func (nopObserver) Cut(Reason, *Decision)                      {}
 func (nopObserver) Connected(Decision, time.Duration)          {}
 func (nopObserver) FirstResponse(Decision, time.Duration, int) {}
+func (nopObserver) GRPCStatus(Decision, int)                   {}
 
 // PoolCounts are one pool's counts in Counters.
 type PoolCounts struct {
@@ -96,8 +101,10 @@ type PoolCounts struct {
 	Errors5xx   uint64
 	// ResponseTime sums the first-response latencies.
 	ResponseTime time.Duration
-	// Statuses counts HTTP/1.x status codes of first responses.
+	// Statuses counts the HTTP status codes of first responses.
 	Statuses map[int]uint64
+	// GRPCStatuses counts first calls' grpc-status codes.
+	GRPCStatuses map[int]uint64
 }
 
 // Counters is an Observer that counts, for tests and for reading by hand.
@@ -114,7 +121,7 @@ func (c *Counters) pool(p service.Pool) *PoolCounts {
 	}
 	pc := c.pools[p]
 	if pc == nil {
-		pc = &PoolCounts{Rules: map[int]uint64{}, Cut: map[Reason]uint64{}, Statuses: map[int]uint64{}}
+		pc = &PoolCounts{Rules: map[int]uint64{}, Cut: map[Reason]uint64{}, Statuses: map[int]uint64{}, GRPCStatuses: map[int]uint64{}}
 		c.pools[p] = pc
 	}
 	return pc
@@ -170,6 +177,13 @@ func (c *Counters) FirstResponse(d Decision, latency time.Duration, status int) 
 	}
 }
 
+// GRPCStatus implements Observer.
+func (c *Counters) GRPCStatus(d Decision, code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pool(d.Pool).GRPCStatuses[code]++
+}
+
 // CutCount returns how many connections were cut for r.
 func (c *Counters) CutCount(r Reason) uint64 {
 	c.mu.Lock()
@@ -185,6 +199,7 @@ func (c *Counters) Pool(p service.Pool) PoolCounts {
 	pc.Rules = cloneMap(pc.Rules)
 	pc.Cut = cloneMap(pc.Cut)
 	pc.Statuses = cloneMap(pc.Statuses)
+	pc.GRPCStatuses = cloneMap(pc.GRPCStatuses)
 	return pc
 }
 
