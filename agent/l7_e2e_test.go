@@ -113,6 +113,18 @@ func TestL7Rules(t *testing.T) {
 		want(t, "x-canary: v2", e.grpcMany(t, g, "v2", 100), 100, 0)
 		want(t, "no metadata", e.grpcMany(t, g, "", 100), 0, 100)
 	})
+	t.Run("grpc errors", func(t *testing.T) {
+		// The health service answers an unknown service NotFound in a
+		// Trailers-Only response: graylane_errors_total{kind="grpc"}.
+		g := netip.AddrPortFrom(netlab.VIP4, l7PortGRPC)
+		labels := map[string]string{"service": "grpc", "pool": "canary", "kind": "grpc"}
+		before := sum(scrape(t, e.lab), "graylane_errors_total", labels)
+		e.grpcNotFound(t, g, "v2", 30)
+		want(t, "after the failed calls", e.grpcMany(t, g, "v2", 10), 10, 0)
+		if got := sum(scrape(t, e.lab), "graylane_errors_total", labels) - before; got != 30 {
+			t.Errorf("errors_total%v moved by %v, want 30", labels, got)
+		}
+	})
 	t.Run("weight 50%", func(t *testing.T) {
 		if err := e.agent.Apply(e.ctx, l7Services(e.lab, 5000)); err != nil {
 			t.Fatal(err)

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/graylane/graylane/internal/netlab"
 )
@@ -64,4 +66,27 @@ func (e *env) grpcMany(t *testing.T, vip netip.AddrPort, canary string, n int) m
 		}
 		return md.Get("x-backend")[0], nil
 	})
+}
+
+// grpcNotFound makes n health checks of a service the server does not
+// know through vip, one connection each, with metadata x-canary: canary,
+// and fails the test unless each is answered NotFound.
+func (e *env) grpcNotFound(t *testing.T, vip netip.AddrPort, canary string, n int) {
+	t.Helper()
+	for i := range n {
+		cc, err := grpc.NewClient("passthrough:///"+vip.String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(e.dial))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-canary", canary)
+		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "missing"})
+		cancel()
+		cc.Close()
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("call %d: %v, want NotFound", i, err)
+		}
+	}
 }

@@ -28,11 +28,10 @@ import (
 //   - Connected: the backend connect latency (the kernel's SYN → SYN-ACK).
 //   - FirstResponse: the response latency, the slow counters against the
 //     service's thresholds (as the programs count them, for the breaker's
-//     exact P99), and an http_5xx error for an HTTP/1.x 5xx status line.
-//     HTTP/2 and gRPC answers are not read: their :status is in an HPACK
-//     block and grpc-status in trailers, which the proxy does not decode
-//     (it only finds where the first response starts); they count as
-//     responses, never as errors.
+//     exact P99), and an http_5xx error for a 5xx status (HTTP/1.x status
+//     line or HTTP/2 :status).
+//   - GRPCStatus: an error of kind grpc (datapath.ErrGRPC, a kind only
+//     the proxy counts) for a grpc-status other than 0.
 //   - Cut dial_failed (after a decision): an error of kind reset, the
 //     kind the programs count when an L4 backend refuses: connecting to
 //     the backend (or writing the first request to it) failed, whatever
@@ -187,6 +186,21 @@ func (s *l7Signals) FirstResponse(d l7proxy.Decision, latency time.Duration, sta
 	if status >= 500 && status <= 599 {
 		e.counters[p].Errors[datapath.ErrHTTP5xx]++
 	}
+}
+
+// GRPCStatus implements l7proxy.Observer: a status other than 0 is an
+// error of kind grpc.
+func (s *l7Signals) GRPCStatus(d l7proxy.Decision, code int) {
+	if code == 0 {
+		return
+	}
+	e := s.of(&d)
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counters[d.Pool&1].Errors[datapath.ErrGRPC]++
 }
 
 // AddPools adds service s's numbers to the kernel's (window.Extra, and

@@ -18,7 +18,8 @@ type Judgement struct {
 	// Responses is the number of responses timed in the window.
 	Responses uint64
 	// Errors is the sum of ErrorsByKind, the error signals of every kind
-	// (indexed by datapath.ErrReset, ErrHTTP5xx, ErrICMP, ErrTimeout).
+	// (indexed by datapath.ErrReset, ErrHTTP5xx, ErrICMP, ErrTimeout,
+	// ErrGRPC).
 	Errors       uint64
 	ErrorsByKind [datapath.ErrorKinds]uint64
 	// Attempts is what the error rate divides by: the responses plus the
@@ -72,7 +73,8 @@ func Judge(w window.Pool, a release.Analysis) Judgement {
 	j.Attempts = j.Responses
 	for kind, n := range w.Errors {
 		j.Errors += n
-		if kind != datapath.ErrHTTP5xx {
+		// A 5xx or a gRPC error status is a response, counted already.
+		if kind != datapath.ErrHTTP5xx && kind != datapath.ErrGRPC {
 			j.Attempts += n
 		}
 	}

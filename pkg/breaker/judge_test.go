@@ -199,7 +199,7 @@ func TestJudgeProperty(t *testing.T) {
 		var sum, attempts uint64 = 0, n
 		for k, v := range e {
 			sum += v
-			if k != datapath.ErrHTTP5xx {
+			if k != datapath.ErrHTTP5xx && k != datapath.ErrGRPC {
 				attempts += v
 			}
 		}

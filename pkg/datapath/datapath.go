@@ -448,10 +448,10 @@ func loadSpec() (spec *ebpf.CollectionSpec, statNames, errNames []string, err er
 	if statNames, err = enumNames(spec.Types, "stat", int(bpf.SteerStatSTAT_COUNT)); err != nil {
 		return nil, nil, nil, err
 	}
-	if errNames, err = enumNames(spec.Types, "err_kind", int(bpf.SteerErrKindERR_COUNT)); err != nil {
+	if errNames, err = enumNames(spec.Types, "err_kind", kernelErrorKinds); err != nil {
 		return nil, nil, nil, err
 	}
-	return spec, statNames, errNames, nil
+	return spec, statNames, append(errNames, grpcErrorName), nil
 }
 
 // enumNames reads the names of a C enum's values from the programs' BTF,

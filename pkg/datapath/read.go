@@ -34,8 +34,19 @@ const (
 	ErrHTTP5xx = int(bpf.SteerErrKindERR_HTTP_5XX)
 	ErrICMP    = int(bpf.SteerErrKindERR_ICMP)
 	ErrTimeout = int(bpf.SteerErrKindERR_TIMEOUT)
-	ErrorKinds = int(bpf.SteerErrKindERR_COUNT)
+	// ErrGRPC is a gRPC call answered with a grpc-status other than 0.
+	// Only the agent's L7 proxy sees it (trailers are past anything the
+	// programs read), so it follows the kernel's kinds and no kernel map
+	// has a slot for it.
+	ErrGRPC = kernelErrorKinds
+	// ErrorKinds counts the kinds, the kernel's and ErrGRPC.
+	ErrorKinds = kernelErrorKinds + 1
+
+	kernelErrorKinds = int(bpf.SteerErrKindERR_COUNT)
 )
+
+// grpcErrorName is ErrGRPC's label value.
+const grpcErrorName = "grpc"
 
 // PoolLatency is one pool's latency histograms and threshold counters.
 type PoolLatency struct {
@@ -133,7 +144,7 @@ func (c *PoolCounters) add(perCPU []bpf.SteerPoolStats) {
 		c.BytesToClient += s.Bytes[bpf.SteerDirectionDIR_TO_CLIENT]
 		c.Flows += s.Flows
 		c.Misses += s.Misses
-		for k := range c.Errors {
+		for k := range s.Errors {
 			c.Errors[k] += s.Errors[k]
 		}
 	}

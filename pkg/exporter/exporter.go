@@ -303,7 +303,7 @@ func newPoolFamilies(classic *Classic, l7 *l7Families) *poolFamilies {
 		flows:     family("graylane_flows_total", "New flows steered into the pool.", dto.MetricType_COUNTER),
 		misses:    family("graylane_flow_misses_total", "TCP packets carrying data of a flow with no entry in the flow table, steered by the hash alone into the pool: a live connection whose entry was evicted or expired.", dto.MetricType_COUNTER),
 		responses: family("graylane_responses_total", "Responses timed (the count of graylane_response_duration_seconds).", dto.MetricType_COUNTER),
-		errs:      family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout).", dto.MetricType_COUNTER),
+		errs:      family("graylane_errors_total", "Error signals: reset (RST from the backend), http_5xx, icmp (unreachable from or about a backend), timeout (no answer within the service's timeout), grpc (a gRPC call of an L7 service answered with grpc-status other than 0).", dto.MetricType_COUNTER),
 		connect:   family("graylane_connect_duration_seconds", "Time from a SYN forwarded to the backend to its SYN-ACK, measured in the kernel.", dto.MetricType_HISTOGRAM),
 		response:  family("graylane_response_duration_seconds", "Time from a request's first payload forwarded to the backend to the first response payload, measured in the kernel.", dto.MetricType_HISTOGRAM),
 		weight:    family("graylane_canary_weight_ratio", "Share of new flows (or keys) sent to the canary pool, 0..1, as installed in the kernel.", dto.MetricType_GAUGE),

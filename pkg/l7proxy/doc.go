@@ -113,8 +113,10 @@
 // HTTP/1.x status code when the response starts with a status line. For
 // HTTP/2 (gRPC) the start is the first HEADERS frame of the client's
 // first stream, found by walking the backend's frames (its SETTINGS come
-// first, before it has read anything), and there is no status: :status
-// and grpc-status would need HPACK decoding of the responses. For TLS it
+// first, before it has read anything), with its :status, and for gRPC
+// the call's grpc-status (Observer.GRPCStatus) from a Trailers-Only
+// response or the trailers: every header block of the connection is
+// HPACK-decoded in order (h2Response), within PeekLimit. For TLS it
 // is the ServerHello, the handshake's latency. The walk sees at most
 // PeekLimit bytes. The kernel splice moves the response without
 // user space seeing it, so KernelSplicer reports no first response.
