@@ -163,6 +163,9 @@ func (l *l7) startLocked() (err error) {
 	if r.links, err = attachL7(k, l.ifaces); err != nil {
 		return err
 	}
+	if err := k.AttachLookup(); err != nil {
+		return fmt.Errorf("L7 services: %w", err)
+	}
 	l.releaseInherited()
 	opts := l.proxyOptions(k)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {

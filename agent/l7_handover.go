@@ -273,14 +273,10 @@ func (l *l7) storeAcceptingLocked(r *l7Run) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	links, err := r.kernel.LinkFiles()
+	linkFiles, err := r.kernel.LinkFiles()
 	if err != nil {
 		closeAll(lns)
 		return 0, err
-	}
-	var linkFiles []*os.File
-	for _, f := range links {
-		linkFiles = append(linkFiles, f)
 	}
 	defer closeAll(lns)
 	defer closeAll(linkFiles)

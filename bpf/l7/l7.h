@@ -61,6 +61,9 @@ enum stat {
 	STAT_NO_LISTENER,         /* no listener in the frontend's slot: passed */
 	STAT_ASSIGN_FAILED,       /* bpf_sk_assign failed: dropped */
 	STAT_UNPARSED,            /* IP/TCP the program does not parse: passed */
+	/* l7_lookup (sk_lookup, the gateway's namespace) */
+	STAT_LOOKUP_LISTENER,     /* a listener lookup for a frontend answered */
+	STAT_LOOKUP_FAILED,       /* bpf_sk_assign refused the listener */
 	/* l7_splice (sk_skb stream verdict) */
 	STAT_SPLICE_PACKETS,      /* skbs redirected to the peer socket */
 	STAT_SPLICE_BYTES,        /* their bytes */

@@ -53,15 +53,17 @@ const (
 	L7StatSTAT_NO_LISTENER        L7Stat = 3
 	L7StatSTAT_ASSIGN_FAILED      L7Stat = 4
 	L7StatSTAT_UNPARSED           L7Stat = 5
-	L7StatSTAT_SPLICE_PACKETS     L7Stat = 6
-	L7StatSTAT_SPLICE_BYTES       L7Stat = 7
-	L7StatSTAT_SPLICE_NO_PEER     L7Stat = 8
-	L7StatSTAT_SPLICE_NO_TARGET   L7Stat = 9
-	L7StatSTAT_SPLICE_EMPTY       L7Stat = 10
-	L7StatSTAT_SPLICE_CONGESTED   L7Stat = 11
-	L7StatSTAT_SPLICE_HELD        L7Stat = 12
-	L7StatSTAT_SPLICE_HELD_BYTES  L7Stat = 13
-	L7StatSTAT_COUNT              L7Stat = 14
+	L7StatSTAT_LOOKUP_LISTENER    L7Stat = 6
+	L7StatSTAT_LOOKUP_FAILED      L7Stat = 7
+	L7StatSTAT_SPLICE_PACKETS     L7Stat = 8
+	L7StatSTAT_SPLICE_BYTES       L7Stat = 9
+	L7StatSTAT_SPLICE_NO_PEER     L7Stat = 10
+	L7StatSTAT_SPLICE_NO_TARGET   L7Stat = 11
+	L7StatSTAT_SPLICE_EMPTY       L7Stat = 12
+	L7StatSTAT_SPLICE_CONGESTED   L7Stat = 13
+	L7StatSTAT_SPLICE_HELD        L7Stat = 14
+	L7StatSTAT_SPLICE_HELD_BYTES  L7Stat = 15
+	L7StatSTAT_COUNT              L7Stat = 16
 )
 
 // Names of all BPF objects in the ELF.
@@ -75,6 +77,7 @@ const (
 	L7MapL7Stats     = "l7_stats"
 	L7MapL7Targets   = "l7_targets"
 	L7ProgL7Assign   = "l7_assign"
+	L7ProgL7Lookup   = "l7_lookup"
 	L7ProgL7Splice   = "l7_splice"
 	L7VarMaxInflight = "max_inflight"
 	L7VarUnusedEnums = "unused_enums"
@@ -123,6 +126,7 @@ type L7Specs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type L7ProgramSpecs struct {
 	L7Assign *ebpf.ProgramSpec `ebpf:"l7_assign"`
+	L7Lookup *ebpf.ProgramSpec `ebpf:"l7_lookup"`
 	L7Splice *ebpf.ProgramSpec `ebpf:"l7_splice"`
 }
 
@@ -198,12 +202,14 @@ type L7Variables struct {
 // It can be passed to LoadL7Objects or ebpf.CollectionSpec.LoadAndAssign.
 type L7Programs struct {
 	L7Assign *ebpf.Program `ebpf:"l7_assign"`
+	L7Lookup *ebpf.Program `ebpf:"l7_lookup"`
 	L7Splice *ebpf.Program `ebpf:"l7_splice"`
 }
 
 func (p *L7Programs) Close() error {
 	return _L7Close(
 		p.L7Assign,
+		p.L7Lookup,
 		p.L7Splice,
 	)
 }

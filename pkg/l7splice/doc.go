@@ -14,6 +14,11 @@
 //     one (bpf_skc_lookup_tcp: established, request or time-wait), else to
 //     the listener of its family (ListenTransparent, sockmap l7_listener).
 //     Other packets are left to the next program and the stack.
+//   - Kernel.AttachLookup attaches l7_lookup (sk_lookup) to the gateway's
+//     network namespace: a listener lookup for a frontend finds the
+//     transparent listener. It is what admits a SYN that reuses the tuple
+//     of a connection the gateway holds in TIME_WAIT, which l7_assign
+//     gives to the time-wait socket (TestTimeWaitReuse).
 //   - The listener accepts the connection as VIP:port (LocalAddr), from
 //     the client's address (RemoteAddr).
 //   - Kernel.Splice(client, backend) puts both sockets in the sockhash

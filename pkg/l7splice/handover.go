@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,30 +18,38 @@ import (
 // closes the old links: both programs send a connection to the same
 // listener meanwhile.
 
-// LinkFiles returns a duplicate of each attached TCX link's descriptor,
-// by ifindex. Closing the Kernel then leaves l7_assign attached until
-// every duplicate is closed too. The caller owns the files.
-func (k *Kernel) LinkFiles() (map[int]*os.File, error) {
+// LinkFiles returns a duplicate of the descriptor of each link the
+// Kernel holds: l7_assign's TCX links and l7_lookup's. Closing the Kernel
+// then leaves the programs attached until every duplicate is closed too.
+// The caller owns the files.
+func (k *Kernel) LinkFiles() ([]*os.File, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	out := make(map[int]*os.File, len(k.links))
+	all := make(map[string]link.Link, len(k.links)+1)
 	for idx, l := range k.links {
+		all[fmt.Sprintf("l7_assign link, interface %d", idx)] = l
+	}
+	if k.lookup != nil {
+		all["l7_lookup link"] = k.lookup
+	}
+	var out []*os.File
+	for name, l := range all {
 		fder, ok := l.(interface{ FD() int })
 		if !ok {
 			closeFiles(out)
-			return nil, fmt.Errorf("l7splice: the link of interface %d (%T) has no descriptor", idx, l)
+			return nil, fmt.Errorf("l7splice: %s (%T) has no descriptor", name, l)
 		}
 		fd, err := unix.FcntlInt(uintptr(fder.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			closeFiles(out)
-			return nil, fmt.Errorf("l7splice: duplicate the link of interface %d: %w", idx, err)
+			return nil, fmt.Errorf("l7splice: duplicate %s: %w", name, err)
 		}
-		out[idx] = os.NewFile(uintptr(fd), fmt.Sprintf("l7_assign link, interface %d", idx))
+		out = append(out, os.NewFile(uintptr(fd), name))
 	}
 	return out, nil
 }
 
-func closeFiles(files map[int]*os.File) {
+func closeFiles(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}

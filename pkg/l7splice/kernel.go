@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -62,6 +63,7 @@ type Kernel struct {
 	closed  bool
 	pairs   int
 	links   map[int]link.Link // TCX links by ifindex
+	lookup  link.Link         // l7_lookup's netns link, nil until AttachLookup
 	verdict bool              // l7_splice attached to l7_socks
 }
 
@@ -150,6 +152,32 @@ func (k *Kernel) DetachClient(ifindex int) error {
 	return l.Close()
 }
 
+// AttachLookup attaches l7_lookup to the calling thread's network
+// namespace (the gateway's; call it there), once: from then on a listener
+// lookup for a frontend finds the transparent listener, which is what
+// lets a SYN that reuses a TIME_WAIT connection's tuple in (see l7.c).
+func (k *Kernel) AttachLookup() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return errClosed
+	}
+	if k.lookup != nil {
+		return errors.New("l7splice: l7_lookup already attached")
+	}
+	ns, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return fmt.Errorf("l7splice: this thread's network namespace: %w", err)
+	}
+	defer ns.Close()
+	l, err := link.AttachNetNs(int(ns.Fd()), k.objs.L7Lookup)
+	if err != nil {
+		return fmt.Errorf("l7splice: attach l7_lookup to the network namespace: %w", err)
+	}
+	k.lookup = l
+	return nil
+}
+
 var errClosed = errors.New("l7splice: closed")
 
 // Close detaches every program and frees the maps. Sockets still in the
@@ -170,6 +198,12 @@ func (k *Kernel) Close() error {
 		}
 	}
 	k.links = nil
+	if k.lookup != nil {
+		if err := k.lookup.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach l7_lookup: %w", err))
+		}
+		k.lookup = nil
+	}
 	if k.verdict {
 		err := link.RawDetachProgram(link.RawDetachProgramOptions{
 			Target:  k.objs.L7Socks.FD(),

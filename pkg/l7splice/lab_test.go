@@ -38,6 +38,7 @@ type labOpts struct {
 	stable     int
 	noFrontend bool
 	ipv6       bool
+	noLookup   bool // leave l7_lookup out of the gateway's namespace
 }
 
 func newGWLab(t *testing.T, o labOpts) *gwLab {
@@ -72,6 +73,11 @@ func newGWLab(t *testing.T, o labOpts) *gwLab {
 		}
 		if err := k.AttachClient(cli.Attrs().Index); err != nil {
 			return err
+		}
+		if !o.noLookup {
+			if err := k.AttachLookup(); err != nil {
+				return err
+			}
 		}
 		switch {
 		case o.fwdRoute:

@@ -80,6 +80,8 @@ var statNames = map[l7.L7Stat]string{
 	l7.L7StatSTAT_NO_LISTENER:        "no_listener",
 	l7.L7StatSTAT_ASSIGN_FAILED:      "assign_failed",
 	l7.L7StatSTAT_UNPARSED:           "unparsed",
+	l7.L7StatSTAT_LOOKUP_LISTENER:    "lookup_listener",
+	l7.L7StatSTAT_LOOKUP_FAILED:      "lookup_failed",
 	l7.L7StatSTAT_SPLICE_PACKETS:     "splice_packets",
 	l7.L7StatSTAT_SPLICE_BYTES:       "splice_bytes",
 	l7.L7StatSTAT_SPLICE_NO_PEER:     "splice_no_peer",
