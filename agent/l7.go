@@ -136,7 +136,8 @@ func l7Services(svcs []service.Service, installed []datapath.InstalledService) m
 			continue
 		}
 		fe := s.Frontend()
-		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, id: ids[s.Name], rules: service.CloneMatch(s.Match)}
+		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, id: ids[s.Name], tenant: s.TenantName(),
+			rules: service.CloneMatch(s.Match)}
 	}
 	return out
 }
@@ -188,7 +189,8 @@ func (l *l7) startLocked() (err error) {
 func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
 	head, connect := l.cfg.Durations()
 	opts := l7proxy.Options{MaxHeadBytes: l.cfg.MaxHeadBytes, HeadTimeout: head,
-		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.signals}
+		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.signals,
+		Share: l.decider.share}
 	// The default Dial connects from the gateway's own address (the route's
 	// source), never the client's: see docs/datapath.md, L7 services.
 	if l.cfg.Splice == config.L7SpliceKernel {

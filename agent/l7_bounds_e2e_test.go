@@ -221,3 +221,59 @@ func TestL7KernelSplice(t *testing.T) {
 		}
 	}
 }
+
+// TestL7TenantShares: the proxy's pending limit is shared by tenant. With
+// maxPending 50, tenant a's 250 idle connections to its L7 VIP evict a's
+// own pending connections, not the five connections to tenant b's L7 VIP
+// that were opened before and send their heads after the flood: all five
+// are served.
+func TestL7TenantShares(t *testing.T) {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: "l7:\n  headTimeout: 5s\n  maxPending: 50\n"})
+	if err := e.agent.ApplyRaw(e.ctx, []byte(tenantsYAML)); err != nil {
+		t.Fatal(err)
+	}
+	vipA, vipB := netip.AddrPortFrom(netlab.VIP4, 83), netip.AddrPortFrom(netip.MustParseAddr("198.18.100.2"), 83)
+	a := web("ta", e.lab, vipA.Addr(), vipA.Port(), netlab.EchoPort, service.TCP, 0)
+	// A backend endpoint serves one service: b's are the hello servers.
+	b := web("tb", e.lab, vipB.Addr(), vipB.Port(), netlab.HelloPort, service.TCP, 0)
+	for _, s := range []*service.Service{&a, &b} {
+		s.App, s.Match = service.AppHTTP, []service.MatchRule{headerRule("X-IMSI", "", "46001")}
+	}
+	a.Tenant, b.Tenant = "a", "b"
+	if err := e.agent.Apply(e.ctx, []service.Service{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	var slow []net.Conn
+	for i := range 5 {
+		c, err := e.lab.Client.DialTCP(e.ctx, netip.Addr{}, vipB)
+		if err != nil {
+			t.Fatalf("tenant b's connection %d: %v", i, err)
+		}
+		defer c.Close()
+		slow = append(slow, c)
+	}
+	for i := range 250 {
+		c, err := e.lab.Client.DialTCP(e.ctx, netip.Addr{}, vipA)
+		if err != nil {
+			t.Fatalf("tenant a's idle connection %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	full := map[string]string{"reason": "full"}
+	for deadline := time.Now().Add(10 * time.Second); sum(scrape(t, e.lab), "graylane_l7_cuts_total", full) < 205; {
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant a's flood evicted %v connections in 10 s, want 205", sum(scrape(t, e.lab), "graylane_l7_cuts_total", full))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i, c := range slow {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\nX-IMSI: 460010\r\n\r\n"); err != nil {
+			t.Fatalf("tenant b's connection %d: %v", i, err)
+		}
+		name, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !isCanary(strings.TrimSpace(name)) {
+			t.Errorf("tenant b's connection %d after tenant a's flood: %q, %v; want the canary's greeting", i, name, err)
+		}
+	}
+}

@@ -13,9 +13,10 @@ import (
 
 // l7Service is what the decider needs of an L7 service.
 type l7Service struct {
-	name  string
-	id    uint32 // kernel id (datapath.InstalledService.ID)
-	rules []service.MatchRule
+	name   string
+	id     uint32 // kernel id (datapath.InstalledService.ID)
+	tenant string
+	rules  []service.MatchRule
 }
 
 // l7Decider is the proxy's Decider: the service by frontend from the
@@ -62,4 +63,13 @@ func (d *l7Decider) Decide(client, frontend netip.AddrPort, req match.Request) (
 		return l7proxy.Decision{}, fmt.Errorf("service %q: %w", svc.name, err)
 	}
 	return l7proxy.Decision{Service: svc.name, ServiceID: svc.id, Backend: ex.Backend, Pool: ex.Pool, Rule: idx}, nil
+}
+
+// share is the proxy's Options.Share: the tenant of the frontend's
+// service, so that one tenant's flood of idle connections evicts its own
+// pending connections, not another tenant's ("" for a frontend no
+// service has: those are cut as soon as their head is read).
+func (d *l7Decider) share(_, frontend netip.AddrPort) string {
+	fe := netip.AddrPortFrom(frontend.Addr().Unmap(), frontend.Port())
+	return (*d.services.Load())[fe].tenant
 }

@@ -193,3 +193,47 @@ func TestPendingRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingShares: with shares (the agent's tenants), a flood of idle
+// connections from one share evicts its own, not another share's
+// connections still reading their heads: five slow clients of share b,
+// connected before 250 idle ones of share a fill MaxPending 50 five times
+// over, are all served once they send their heads.
+func TestPendingShares(t *testing.T) {
+	checkLeaks(t)
+	share := func(client, _ netip.AddrPort) string { return client.Addr().String() }
+	e := newEnv(t, envConfig{opts: Options{MaxPending: 50, Share: share}})
+	var slow []*net.TCPConn
+	for range 5 {
+		slow = append(slow, dialRawFrom(t, "127.0.0.3", e.addr))
+	}
+	var idle []*net.TCPConn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 250 {
+		idle = append(idle, dialRawFrom(t, "127.0.0.2", e.addr))
+	}
+	waitFor(t, "205 evictions", func() bool { return e.obs.CutCount(ReasonFull) == 205 })
+	for i, c := range slow {
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+		if ans, err := readAnswer(c); !strings.HasPrefix(ans, "HTTP/1.1 200 ") || err != nil {
+			t.Errorf("slow client %d of the other share: %q, %v", i, ans, err)
+		}
+	}
+}
+
+// dialRawFrom is dialRaw from the loopback address src.
+func dialRawFrom(t *testing.T, src, addr string) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	d.SetMultipathTCP(false)
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}

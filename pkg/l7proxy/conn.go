@@ -119,10 +119,7 @@ func (p *Proxy) cut(e *entry, r Reason, proto httphead.Protocol, d *Decision) {
 // leave takes e out of the pending connections and its goroutine out of
 // the handlers. p.mu is held.
 func (p *Proxy) leave(e *entry) {
-	if e.elem != nil {
-		p.pending.Remove(e.elem)
-		e.elem = nil
-	}
+	p.unpend(e)
 	p.handlers.dec()
 }
 

@@ -57,6 +57,14 @@ type Options struct {
 	Splicer Splicer
 	// Observer receives measurements (default: none).
 	Observer Observer
+	// Share names the share of the pending limit a new connection counts
+	// against, from its client and frontend addresses (the agent: the
+	// tenant of the frontend's service). When MaxPending connections are
+	// pending, the one evicted is the oldest still reading its head of the
+	// share that holds the most, the new connection counted: a share that
+	// floods evicts its own. Nil: one share. It is called for every
+	// accepted connection and must not block.
+	Share func(client, frontend netip.AddrPort) string
 }
 
 // Decider decides a connection's backend from its first request. It is
@@ -79,15 +87,17 @@ type Proxy struct {
 
 	mu       sync.Mutex
 	closed   bool
-	done     chan struct{} // closed with the listener
-	pending  list.List     // *entry, oldest first; len counts toward MaxPending
-	handlers gauge         // goroutines before splicing, evicted ones included
-	live     gauge         // pairs handed to the Splicer
+	done     chan struct{}  // closed with the listener
+	pending  list.List      // *entry, oldest first; len counts toward MaxPending
+	shares   map[string]int // pending entries by Options.Share
+	handlers gauge          // goroutines before splicing, evicted ones included
+	live     gauge          // pairs handed to the Splicer
 }
 
 // entry is a pending connection.
 type entry struct {
 	c       *net.TCPConn
+	share   string
 	elem    *list.Element // in Proxy.pending; nil once out
 	reading bool          // still reading its head: may be evicted
 	evicted bool
@@ -105,7 +115,7 @@ func New(ln net.Listener, d Decider, opts Options) (*Proxy, error) {
 	}
 	setDefaults(&opts)
 	p := &Proxy{ln: ln, decider: d, opts: opts, done: make(chan struct{}),
-		handlers: newGauge(), live: newGauge()}
+		shares: map[string]int{}, handlers: newGauge(), live: newGauge()}
 	p.abortCtx, p.abort = context.WithCancel(context.Background())
 	return p, nil
 }
@@ -209,36 +219,72 @@ func (p *Proxy) start(c *net.TCPConn) {
 // connection still reading its head; if none is, it refuses c. It
 // returns nil after Close too (then refused is false).
 func (p *Proxy) admit(c *net.TCPConn) (e *entry, refused bool) {
+	share := ""
+	if p.opts.Share != nil {
+		share = p.opts.Share(addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, false
 	}
-	if p.pending.Len() >= p.opts.MaxPending && !p.evictOldest() {
-		return nil, true
+	if p.pending.Len() >= p.opts.MaxPending {
+		// The largest share's oldest idle connection goes; if that share
+		// has none idle, another share's, unless the largest is the new
+		// connection's own (then the new one is refused).
+		largest := p.largestShare(share)
+		if !p.evictOldest(&largest) && (largest == share || !p.evictOldest(nil)) {
+			return nil, true
+		}
 	}
-	e = &entry{c: c, reading: true}
+	e = &entry{c: c, share: share, reading: true}
 	e.elem = p.pending.PushBack(e)
+	p.shares[share]++
 	p.handlers.inc()
 	return e, false
 }
 
+// largestShare names the share holding the most pending connections,
+// with one more for newShare (the connection being admitted). p.mu is
+// held.
+func (p *Proxy) largestShare(newShare string) string {
+	best, most := newShare, p.shares[newShare]+1
+	for share, n := range p.shares {
+		if n > most {
+			best, most = share, n
+		}
+	}
+	return best
+}
+
 // evictOldest closes the oldest pending connection that is still reading
-// its head, and takes it out of the count; its goroutine sees the read
-// fail and counts it as ReasonFull. The walk is bounded by MaxPending.
-// p.mu is held.
-func (p *Proxy) evictOldest() bool {
+// its head, of share if not nil, and takes it out of the count; its
+// goroutine sees the read fail and counts it as ReasonFull. The walk is
+// bounded by MaxPending. p.mu is held.
+func (p *Proxy) evictOldest(share *string) bool {
 	for el := p.pending.Front(); el != nil; el = el.Next() {
 		old := el.Value.(*entry)
-		if !old.reading {
+		if !old.reading || share != nil && old.share != *share {
 			continue
 		}
-		p.pending.Remove(el)
-		old.elem, old.evicted = nil, true
+		p.unpend(old)
+		old.evicted = true
 		old.c.Close()
 		return true
 	}
 	return false
+}
+
+// unpend takes e out of the pending connections. p.mu is held.
+func (p *Proxy) unpend(e *entry) {
+	if e.elem == nil {
+		return
+	}
+	p.pending.Remove(e.elem)
+	e.elem = nil
+	if p.shares[e.share]--; p.shares[e.share] == 0 {
+		delete(p.shares, e.share)
+	}
 }
 
 func (p *Proxy) isClosed() bool {
