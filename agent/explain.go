@@ -88,6 +88,10 @@ func (a *Agent) explainHere(q apiserver.ExplainQuery) (api.Explanation, error) {
 	out := explanationOf(a.cfg.Node, svc, ex)
 	out.Ports = ports
 	out.Why = explainWhy(svc, ex, q.HasPort, ports)
+	if ex.L7 {
+		out.L7 = true
+		out.Why = append(a.l7Why(svc), out.Why...)
+	}
 	if out.LiveFlows, out.LiveFlowsTotal, err = a.liveFlows(svc, client.Addr(), ex); err != nil {
 		return api.Explanation{}, a.explainErr(svc.Name, err)
 	}
@@ -229,4 +233,20 @@ func liveFlowWhy(f datapath.Flow, now datapath.Explanation) string {
 		return fmt.Sprintf("opened at another weight or pins: a new flow with its key would now go to %s %s; a live flow keeps its backend", now.Pool, now.Backend)
 	}
 	return fmt.Sprintf("opened under an earlier backend set of the %s pool: a new flow with its key would now go to %s; a live flow keeps its backend", f.Pool, now.Backend)
+}
+
+// l7Why says how an L7 service's connections are decided, with each
+// match rule and its hits on this node; the kernel's answer that follows
+// is for a connection no rule matches.
+func (a *Agent) l7Why(svc service.Service) []string {
+	why := []string{datapath.L7Reason}
+	hits, _ := a.l7.signals.ruleHits(svc.Name, 0)
+	for i, r := range svc.Match {
+		line := fmt.Sprintf("rule %d: %s -> %s", i, describeRule(r), r.Pool)
+		if i < len(hits) {
+			line += fmt.Sprintf(" (%d connections here: %d to stable, %d to canary)", hits[i][0]+hits[i][1], hits[i][0], hits[i][1])
+		}
+		why = append(why, line)
+	}
+	return append(why, "a connection whose first request matches no rule:")
 }

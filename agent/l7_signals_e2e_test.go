@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,24 @@ func TestL7Signals(t *testing.T) {
 	}
 	if ns.Pools[1].FlowRate <= 0 || ns.Pools[1].P50 <= 0 || ns.Pools[0].ErrorRate != 0 {
 		t.Errorf("status pools %+v: want canary flows and latency, no stable errors", ns.Pools)
+	}
+	checkL7Explain(t, e, ok+fails)
+}
+
+// checkL7Explain: explain of the L7 service says it is one, lists its
+// rule with its hits, and then the weight's answer for a connection no
+// rule matches (weight 0: stable).
+func checkL7Explain(t *testing.T, e *env, hits int) {
+	t.Helper()
+	ex, err := e.agent.Client().Explain(e.ctx, "sig", netlab.Client4.String()+":40000", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := strings.Join(ex.Why, "\n")
+	t.Logf("explain: %s", why)
+	rule := fmt.Sprintf("rule 0: header X-Canary: v2 -> canary (%d connections here: 0 to stable, %d to canary)", hits, hits)
+	if !ex.L7 || ex.Pool != "stable" || !strings.Contains(why, rule) || !strings.Contains(why, "match rules") {
+		t.Errorf("explain of the L7 service: l7 %v, pool %s, why:\n%s\nwant l7, stable, and %q", ex.L7, ex.Pool, why, rule)
 	}
 }
 

@@ -22,7 +22,8 @@ type Explanation struct {
 	Key string `json:"key"`
 	// Pool is where a new flow of the key goes now; Reason what chose it:
 	// pin, weight, rate (the weight made the key eligible for the canary,
-	// a rate token decides each flow) or match (an L7 rule; reserved).
+	// a rate token decides each flow); for an L7 service (L7), what a
+	// connection no match rule decides gets.
 	Pool   string `json:"pool"`
 	Reason string `json:"reason"`
 	// Bucket (0..9999) is the key's place in the split; Weight the canary
@@ -41,6 +42,11 @@ type Explanation struct {
 	// Ports is set when the service hashes the 5-tuple and no port was
 	// given: the answer above is for one representative port.
 	Ports *PortSample `json:"ports,omitempty"`
+	// L7 is set for a service with match rules: the kernel passes its
+	// connections to the agent's L7 proxy, whose first matching rule
+	// decides the pool; the answer above is for a connection no rule
+	// matches (Why lists the rules).
+	L7 bool `json:"l7,omitempty"`
 	// Why says all of it in words.
 	Why []string `json:"why"`
 	// LiveFlows are the client's live flows in the node's flow table (at
