@@ -47,28 +47,30 @@ type l7 struct {
 	// (l7_handover.go).
 	*l7Carry
 
-	mu          sync.Mutex
-	run         *l7Run // nil while no L7 service is applied
-	ifaces      []string
-	frontends   map[netip.AddrPort]bool
-	routes      map[netip.Addr]bool // local routes of this agent
-	routesKnown bool                // a previous agent's routes were looked for
+	mu            sync.Mutex
+	run           *l7Run // nil while no L7 service is applied
+	ifaces        []string
+	backendIfaces []string // l7_return's, with l7.source: client
+	frontends     map[netip.AddrPort]bool
+	routes        map[netip.Addr]bool // local routes of this agent
+	routesKnown   bool                // a previous agent's routes were looked for
 }
 
 // l7Run is what exists while L7 services are applied.
 type l7Run struct {
-	kernel *l7splice.Kernel
-	ln     *mergedListener
-	proxy  *l7proxy.Proxy
-	links  []int // ifindexes l7_assign is attached to
-	cancel context.CancelFunc
-	served chan struct{} // closed when Serve returned
+	kernel  *l7splice.Kernel
+	ln      *mergedListener
+	proxy   *l7proxy.Proxy
+	links   []int // ifindexes l7_assign is attached to
+	returns []int // ifindexes l7_return is attached to (l7.source: client)
+	cancel  context.CancelFunc
+	served  chan struct{} // closed when Serve returned
 }
 
 // newL7 returns the L7 side, with carry (newL7Carry) in it.
 func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config, carry *l7Carry) *l7 {
 	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, signals: newL7Signals(),
-		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg),
+		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg), backendIfaces: backendInterfaces(cfg),
 		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}, l7Carry: carry}
 }
 
@@ -167,6 +169,11 @@ func (l *l7) startLocked() (err error) {
 	if err := k.AttachLookup(); err != nil {
 		return fmt.Errorf("L7 services: %w", err)
 	}
+	if l.cfg.Source == config.L7SourceClient {
+		if r.returns, err = l.routeReturns(k); err != nil {
+			return err
+		}
+	}
 	l.releaseInherited()
 	opts := l.proxyOptions(k)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
@@ -192,7 +199,10 @@ func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
 		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.signals,
 		Share: l.decider.share}
 	// The default Dial connects from the gateway's own address (the route's
-	// source), never the client's: see docs/datapath.md, L7 services.
+	// source); l7.source: client, from the client's (l7_source.go).
+	if l.cfg.Source == config.L7SourceClient {
+		opts.Dial = dialFromClient
+	}
 	if l.cfg.Splice == config.L7SpliceKernel {
 		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
 	} else {
@@ -281,6 +291,9 @@ func (l *l7) stopLocked(why string) error {
 	l.endCarried()
 	clear(l.frontends)
 	errs := l.pruneRoutesLocked(nil)
+	if l.cfg.Source == config.L7SourceClient {
+		errs = append(errs, l7splice.UnrouteReturns())
+	}
 	l.log.Info("stopped serving L7 services", "why", why)
 	return errors.Join(errs...)
 }
@@ -301,6 +314,9 @@ func (r *l7Run) close() {
 	for _, idx := range r.links {
 		_ = r.kernel.DetachClient(idx)
 	}
+	for _, idx := range r.returns {
+		_ = r.kernel.DetachBackend(idx)
+	}
 	r.kernel.Close()
 }
 
@@ -308,19 +324,26 @@ func (r *l7Run) close() {
 // steering programs were attached anew (which puts them after l7_assign
 // in the TCX chain), l7_assign is detached and attached again, last.
 func (l *l7) reattach(cfg *config.Config, steeringChanged bool) error {
-	ifaces := clientInterfaces(cfg)
+	ifaces, backs := clientInterfaces(cfg), backendInterfaces(cfg)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	changed := !slices.Equal(ifaces, l.ifaces)
-	l.ifaces = ifaces
+	changed := !slices.Equal(ifaces, l.ifaces) || !slices.Equal(backs, l.backendIfaces)
+	l.ifaces, l.backendIfaces = ifaces, backs
 	if l.run == nil || (!changed && !steeringChanged) {
 		return nil
 	}
 	for _, idx := range l.run.links {
 		_ = l.run.kernel.DetachClient(idx)
 	}
+	for _, idx := range l.run.returns {
+		_ = l.run.kernel.DetachBackend(idx)
+	}
+	l.run.returns = nil
 	var err error
 	l.run.links, err = attachL7(l.run.kernel, ifaces)
+	if err == nil && l.cfg.Source == config.L7SourceClient {
+		l.run.returns, err = l.routeReturns(l.run.kernel)
+	}
 	return err
 }
 

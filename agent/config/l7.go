@@ -32,12 +32,21 @@ type L7 struct {
 	// ConnectTimeout, a Go duration, bounds connecting to the backend and
 	// writing the first request to it ("": 3s).
 	ConnectTimeout string `yaml:"connectTimeout"`
+	// Source is the address the agent connects to backends from:
+	// "gateway" (default; the route's source, so backends see the
+	// gateway) or "client" (the client's own address, so backends see
+	// the real client; needs the backends' route to the clients through
+	// this gateway, and adds a policy rule, fwmark 0x6c37 lookup 167).
+	Source string `yaml:"source"`
 }
 
-// The values of l7.splice.
+// The values of l7.splice and l7.source.
 const (
 	L7SpliceCopy   = "copy"
 	L7SpliceKernel = "kernel"
+
+	L7SourceGateway = "gateway"
+	L7SourceClient  = "client"
 )
 
 // Durations returns HeadTimeout and ConnectTimeout (0 where left out).
@@ -55,6 +64,11 @@ func (c *Config) validateL7(bad reportFunc) {
 	case "", L7SpliceCopy, L7SpliceKernel:
 	default:
 		bad("l7.splice", "%q is not a splice: use copy (the default, measured faster) or kernel (later bytes stay in the kernel)", l.Splice)
+	}
+	switch l.Source {
+	case "", L7SourceGateway, L7SourceClient:
+	default:
+		bad("l7.source", "%q is not a source: use gateway (the default: backends see the gateway) or client (backends see the client; their route to clients must go through this gateway)", l.Source)
 	}
 	for path, s := range map[string]string{"l7.headTimeout": l.HeadTimeout, "l7.connectTimeout": l.ConnectTimeout} {
 		if s == "" {

@@ -13,16 +13,17 @@ func TestL7(t *testing.T) {
 	if err != nil || c.L7 != (L7{}) {
 		t.Fatalf("no l7 section: %+v, %v", c.L7, err)
 	}
-	c, err = Parse("agent.yaml", []byte(ifc+"l7: {splice: kernel, headTimeout: 2s, connectTimeout: 1s, maxHeadBytes: 8192, maxPending: 64}\n"))
+	c, err = Parse("agent.yaml", []byte(ifc+"l7: {splice: kernel, headTimeout: 2s, connectTimeout: 1s, maxHeadBytes: 8192, maxPending: 64, source: client}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if head, connect := c.L7.Durations(); c.L7.Splice != L7SpliceKernel || head != 2*time.Second || connect != time.Second ||
-		c.L7.MaxHeadBytes != 8192 || c.L7.MaxPending != 64 {
+		c.L7.MaxHeadBytes != 8192 || c.L7.MaxPending != 64 || c.L7.Source != L7SourceClient {
 		t.Errorf("parsed %+v", c.L7)
 	}
 	for in, want := range map[string]string{
 		"l7: {splice: sockmap}":       "l7.splice",
+		"l7: {source: backend}":       "l7.source",
 		"l7: {headTimeout: forever}":  "l7.headTimeout",
 		"l7: {connectTimeout: 2h}":    "l7.connectTimeout",
 		"l7: {maxHeadBytes: 1048576}": "l7.maxHeadBytes",

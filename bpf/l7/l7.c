@@ -284,6 +284,34 @@ int l7_assign(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/*
+ * l7_return: tc ingress on a backend-facing interface, with l7.source:
+ * client. The agent connects to a backend from the client's address (an
+ * IP_TRANSPARENT socket bound to it), so the backend answers the client's
+ * address and the stack, left alone, would forward the answer to the
+ * client. A packet that belongs to one of the gateway's own sockets (its
+ * tuple finds an established or connecting one) is marked, and the
+ * agent's policy rule (fwmark L7_RETURN_MARK) routes marked packets
+ * locally, where the stack finds the socket. Other packets are left to the
+ * next program and the stack.
+ */
+SEC("tc")
+int l7_return(struct __sk_buff *skb)
+{
+	struct tcp_packet p = {};
+	struct bpf_sock *sk;
+
+	if (parse(skb, &p) != PARSED_TCP)
+		return TC_ACT_UNSPEC;
+	sk = own_socket(skb, &p);
+	if (!sk)
+		return TC_ACT_UNSPEC;
+	bpf_sk_release(sk);
+	skb->mark = L7_RETURN_MARK;
+	add(STAT_RETURN_MARKED, 1);
+	return TC_ACT_UNSPEC;
+}
+
 #ifndef AF_INET
 #define AF_INET 2
 #endif

@@ -50,6 +50,9 @@ struct peer {
 enum limits {
 	/* l7_listener slots: the agent uses one per address family. */
 	LISTENER_SLOTS = 16,
+	/* skb->mark of a backend's packet to one of the gateway's own
+	 * sockets (l7_return); the agent routes it locally by this mark. */
+	L7_RETURN_MARK = 0x6c37,
 };
 
 /* Indexes of the per-CPU stats array. */
@@ -64,6 +67,8 @@ enum stat {
 	/* l7_lookup (sk_lookup, the gateway's namespace) */
 	STAT_LOOKUP_LISTENER,     /* a listener lookup for a frontend answered */
 	STAT_LOOKUP_FAILED,       /* bpf_sk_assign refused the listener */
+	/* l7_return (tc ingress, backend side) */
+	STAT_RETURN_MARKED,       /* a backend's packet to a gateway socket, marked */
 	/* l7_splice (sk_skb stream verdict) */
 	STAT_SPLICE_PACKETS,      /* skbs redirected to the peer socket */
 	STAT_SPLICE_BYTES,        /* their bytes */

@@ -31,6 +31,7 @@ type L7Limits uint32
 
 const (
 	L7LimitsLISTENER_SLOTS L7Limits = 16
+	L7LimitsL7RETURN_MARK  L7Limits = 27703
 )
 
 type L7Peer struct {
@@ -55,15 +56,16 @@ const (
 	L7StatSTAT_UNPARSED           L7Stat = 5
 	L7StatSTAT_LOOKUP_LISTENER    L7Stat = 6
 	L7StatSTAT_LOOKUP_FAILED      L7Stat = 7
-	L7StatSTAT_SPLICE_PACKETS     L7Stat = 8
-	L7StatSTAT_SPLICE_BYTES       L7Stat = 9
-	L7StatSTAT_SPLICE_NO_PEER     L7Stat = 10
-	L7StatSTAT_SPLICE_NO_TARGET   L7Stat = 11
-	L7StatSTAT_SPLICE_EMPTY       L7Stat = 12
-	L7StatSTAT_SPLICE_CONGESTED   L7Stat = 13
-	L7StatSTAT_SPLICE_HELD        L7Stat = 14
-	L7StatSTAT_SPLICE_HELD_BYTES  L7Stat = 15
-	L7StatSTAT_COUNT              L7Stat = 16
+	L7StatSTAT_RETURN_MARKED      L7Stat = 8
+	L7StatSTAT_SPLICE_PACKETS     L7Stat = 9
+	L7StatSTAT_SPLICE_BYTES       L7Stat = 10
+	L7StatSTAT_SPLICE_NO_PEER     L7Stat = 11
+	L7StatSTAT_SPLICE_NO_TARGET   L7Stat = 12
+	L7StatSTAT_SPLICE_EMPTY       L7Stat = 13
+	L7StatSTAT_SPLICE_CONGESTED   L7Stat = 14
+	L7StatSTAT_SPLICE_HELD        L7Stat = 15
+	L7StatSTAT_SPLICE_HELD_BYTES  L7Stat = 16
+	L7StatSTAT_COUNT              L7Stat = 17
 )
 
 // Names of all BPF objects in the ELF.
@@ -78,6 +80,7 @@ const (
 	L7MapL7Targets   = "l7_targets"
 	L7ProgL7Assign   = "l7_assign"
 	L7ProgL7Lookup   = "l7_lookup"
+	L7ProgL7Return   = "l7_return"
 	L7ProgL7Splice   = "l7_splice"
 	L7VarMaxInflight = "max_inflight"
 	L7VarUnusedEnums = "unused_enums"
@@ -127,6 +130,7 @@ type L7Specs struct {
 type L7ProgramSpecs struct {
 	L7Assign *ebpf.ProgramSpec `ebpf:"l7_assign"`
 	L7Lookup *ebpf.ProgramSpec `ebpf:"l7_lookup"`
+	L7Return *ebpf.ProgramSpec `ebpf:"l7_return"`
 	L7Splice *ebpf.ProgramSpec `ebpf:"l7_splice"`
 }
 
@@ -203,6 +207,7 @@ type L7Variables struct {
 type L7Programs struct {
 	L7Assign *ebpf.Program `ebpf:"l7_assign"`
 	L7Lookup *ebpf.Program `ebpf:"l7_lookup"`
+	L7Return *ebpf.Program `ebpf:"l7_return"`
 	L7Splice *ebpf.Program `ebpf:"l7_splice"`
 }
 
@@ -210,6 +215,7 @@ func (p *L7Programs) Close() error {
 	return _L7Close(
 		p.L7Assign,
 		p.L7Lookup,
+		p.L7Return,
 		p.L7Splice,
 	)
 }

@@ -19,7 +19,7 @@ import (
 // listener meanwhile.
 
 // LinkFiles returns a duplicate of the descriptor of each link the
-// Kernel holds: l7_assign's TCX links and l7_lookup's. Closing the Kernel
+// Kernel holds: l7_assign's and l7_return's TCX links and l7_lookup's. Closing the Kernel
 // then leaves the programs attached until every duplicate is closed too.
 // The caller owns the files.
 func (k *Kernel) LinkFiles() ([]*os.File, error) {
@@ -28,6 +28,9 @@ func (k *Kernel) LinkFiles() ([]*os.File, error) {
 	all := make(map[string]link.Link, len(k.links)+1)
 	for idx, l := range k.links {
 		all[fmt.Sprintf("l7_assign link, interface %d", idx)] = l
+	}
+	for idx, l := range k.returns {
+		all[fmt.Sprintf("l7_return link, interface %d", idx)] = l
 	}
 	if k.lookup != nil {
 		all["l7_lookup link"] = k.lookup

@@ -63,6 +63,7 @@ type Kernel struct {
 	closed  bool
 	pairs   int
 	links   map[int]link.Link // TCX links by ifindex
+	returns map[int]link.Link // l7_return's TCX links by ifindex
 	lookup  link.Link         // l7_lookup's netns link, nil until AttachLookup
 	verdict bool              // l7_splice attached to l7_socks
 }
@@ -93,7 +94,7 @@ func Open(opts Options) (*Kernel, error) {
 	} {
 		spec.Maps[name].MaxEntries = size
 	}
-	k := &Kernel{maxPairs: opts.MaxPairs, links: map[int]link.Link{}}
+	k := &Kernel{maxPairs: opts.MaxPairs, links: map[int]link.Link{}, returns: map[int]link.Link{}}
 	if opts.MaxInflight > 0 {
 		k.maxInflight = uint64(opts.MaxInflight)
 		if err := spec.Variables[l7.L7VarMaxInflight].Set(k.maxInflight); err != nil {
@@ -198,6 +199,12 @@ func (k *Kernel) Close() error {
 		}
 	}
 	k.links = nil
+	for idx, l := range k.returns {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach l7_return from interface %d: %w", idx, err))
+		}
+	}
+	k.returns = nil
 	if k.lookup != nil {
 		if err := k.lookup.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach l7_lookup: %w", err))

@@ -82,6 +82,7 @@ var statNames = map[l7.L7Stat]string{
 	l7.L7StatSTAT_UNPARSED:           "unparsed",
 	l7.L7StatSTAT_LOOKUP_LISTENER:    "lookup_listener",
 	l7.L7StatSTAT_LOOKUP_FAILED:      "lookup_failed",
+	l7.L7StatSTAT_RETURN_MARKED:      "return_marked",
 	l7.L7StatSTAT_SPLICE_PACKETS:     "splice_packets",
 	l7.L7StatSTAT_SPLICE_BYTES:       "splice_bytes",
 	l7.L7StatSTAT_SPLICE_NO_PEER:     "splice_no_peer",
