@@ -383,17 +383,27 @@ func (l *l7) knowRoutesLocked() {
 // attachL7 attaches l7_assign to each interface, after what is attached
 // there (the steering program); on an error it detaches what it attached.
 func attachL7(k *l7splice.Kernel, ifaces []string) ([]int, error) {
+	done, err := attachEach(ifaces, k.AttachClient, k.DetachClient)
+	if err != nil {
+		return nil, fmt.Errorf("L7 services: attach l7_assign to %w", err)
+	}
+	return done, nil
+}
+
+// attachEach attaches a program to each interface named with attach; on
+// an error it detaches what it attached and names the interface.
+func attachEach(names []string, attach, detach func(ifindex int) error) ([]int, error) {
 	var done []int
-	for _, name := range ifaces {
+	for _, name := range names {
 		lk, err := netlink.LinkByName(name)
 		if err == nil {
-			err = k.AttachClient(lk.Attrs().Index)
+			err = attach(lk.Attrs().Index)
 		}
 		if err != nil {
 			for _, idx := range done {
-				_ = k.DetachClient(idx)
+				_ = detach(idx)
 			}
-			return nil, fmt.Errorf("L7 services: attach l7_assign to %s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		done = append(done, lk.Attrs().Index)
 	}

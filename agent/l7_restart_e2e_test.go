@@ -65,20 +65,7 @@ func TestL7Restart(t *testing.T) {
 	_, downErr := openL7(e, vip, "X-IMSI: 4600100\r\n")
 	t.Logf("without an agent: %d of %d spliced connections ended; a new connection: %v", ended, len(live), downErr)
 
-	bin, err := agent.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Binary = bin
-	a, err := labagent.Start(e.ctx, e.lab, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.agent = a
-	t.Cleanup(func() {
-		defer a.Remove()
-		a.Stop()
-	})
+	restartAgent(t, e, opts)
 	ready := time.Now()
 	var first time.Duration
 	var lastErr error

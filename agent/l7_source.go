@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/l7proxy"
 	"github.com/graylane/graylane/pkg/l7splice"
@@ -29,19 +27,9 @@ func (l *l7) routeReturns(k *l7splice.Kernel) ([]int, error) {
 	if err := l7splice.RouteReturns(); err != nil {
 		return nil, fmt.Errorf("L7 services, l7.source client: %w", err)
 	}
-	var done []int
-	for _, name := range l.backendIfaces {
-		lk, err := netlink.LinkByName(name)
-		if err == nil {
-			err = k.AttachBackend(lk.Attrs().Index)
-		}
-		if err != nil {
-			for _, idx := range done {
-				_ = k.DetachBackend(idx)
-			}
-			return nil, fmt.Errorf("L7 services, l7.source client: attach l7_return to %s: %w", name, err)
-		}
-		done = append(done, lk.Attrs().Index)
+	done, err := attachEach(l.backendIfaces, k.AttachBackend, k.DetachBackend)
+	if err != nil {
+		return nil, fmt.Errorf("L7 services, l7.source client: attach l7_return to %w", err)
 	}
 	return done, nil
 }

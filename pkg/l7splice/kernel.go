@@ -121,35 +121,42 @@ func Open(opts Options) (*Kernel, error) {
 // ifindex, which faces clients. ifindex is an index in the calling
 // thread's network namespace: call it there.
 func (k *Kernel) AttachClient(ifindex int) error {
+	return k.attachIngress(k.objs.L7Assign, k.links, ifindex)
+}
+
+// DetachClient detaches l7_assign from ifindex.
+func (k *Kernel) DetachClient(ifindex int) error {
+	return k.detachIngress(k.links, ifindex)
+}
+
+// attachIngress attaches prog at the TCX ingress of ifindex, after what
+// is there, and keeps the link in links (k.links or k.returns).
+func (k *Kernel) attachIngress(prog *ebpf.Program, links map[int]link.Link, ifindex int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
 		return errClosed
 	}
-	if _, ok := k.links[ifindex]; ok {
-		return fmt.Errorf("l7splice: interface %d: already attached", ifindex)
+	if _, ok := links[ifindex]; ok {
+		return fmt.Errorf("l7splice: interface %d: %s already attached", ifindex, prog)
 	}
-	l, err := link.AttachTCX(link.TCXOptions{
-		Program:   k.objs.L7Assign,
-		Interface: ifindex,
-		Attach:    ebpf.AttachTCXIngress,
-	})
+	l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
-		return fmt.Errorf("l7splice: attach tc ingress to interface %d: %w", ifindex, err)
+		return fmt.Errorf("l7splice: attach %s to the tc ingress of interface %d: %w", prog, ifindex, err)
 	}
-	k.links[ifindex] = l
+	links[ifindex] = l
 	return nil
 }
 
-// DetachClient detaches l7_assign from ifindex.
-func (k *Kernel) DetachClient(ifindex int) error {
+// detachIngress detaches the link of ifindex in links.
+func (k *Kernel) detachIngress(links map[int]link.Link, ifindex int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	l, ok := k.links[ifindex]
+	l, ok := links[ifindex]
 	if !ok {
 		return fmt.Errorf("l7splice: interface %d: not attached", ifindex)
 	}
-	delete(k.links, ifindex)
+	delete(links, ifindex)
 	return l.Close()
 }
 

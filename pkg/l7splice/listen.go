@@ -32,23 +32,7 @@ func (k *Kernel) ListenTransparent(addr string) (*net.TCPListener, error) {
 	if ap.Addr().Unmap().Is4() {
 		network, slot = "tcp4", slotIPv4
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if network == "tcp4" {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("transparent: %w", serr)
-		}
-		return nil
-	}}
+	lc := net.ListenConfig{Control: transparent}
 	// Go listens with MPTCP by default (since 1.24) where the kernel has
 	// it, and a sockmap takes only plain TCP sockets (EOPNOTSUPP).
 	lc.SetMultipathTCP(false)
@@ -78,6 +62,27 @@ func (k *Kernel) setListener(tl *net.TCPListener, slot uint32) error {
 	}
 	if err != nil {
 		return fmt.Errorf("l7splice: listener into l7_listener[%d]: %w", slot, err)
+	}
+	return nil
+}
+
+// transparent is a Control function that sets IP_TRANSPARENT (IPv6:
+// IPV6_TRANSPARENT) on a socket before it binds: it may then bind, and
+// accept or connect, as an address that is not the host's.
+func transparent(network, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if network == "tcp6" {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("transparent: %w", serr)
 	}
 	return nil
 }

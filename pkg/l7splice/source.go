@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -44,26 +41,7 @@ func DialFrom(ctx context.Context, client netip.Addr, backend netip.AddrPort) (*
 	if client.Is4() != backend.Addr().Unmap().Is4() {
 		return nil, fmt.Errorf("l7splice: dial %s from %s: the families differ", backend, client)
 	}
-	d := net.Dialer{
-		LocalAddr: &net.TCPAddr{IP: client.AsSlice()},
-		Control: func(network, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				if network == "tcp6" {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
-				} else {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
-				}
-			})
-			if err != nil {
-				return err
-			}
-			if serr != nil {
-				return fmt.Errorf("transparent: %w", serr)
-			}
-			return nil
-		},
-	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: client.AsSlice()}, Control: transparent}
 	d.SetMultipathTCP(false)
 	network := "tcp4"
 	if !client.Is4() {
@@ -79,36 +57,12 @@ func DialFrom(ctx context.Context, client netip.Addr, backend netip.AddrPort) (*
 // AttachBackend attaches l7_return at the TCX ingress of the interface
 // ifindex, which faces backends (after what is attached there).
 func (k *Kernel) AttachBackend(ifindex int) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return errClosed
-	}
-	if _, ok := k.returns[ifindex]; ok {
-		return fmt.Errorf("l7splice: interface %d: l7_return already attached", ifindex)
-	}
-	l, err := link.AttachTCX(link.TCXOptions{
-		Program:   k.objs.L7Return,
-		Interface: ifindex,
-		Attach:    ebpf.AttachTCXIngress,
-	})
-	if err != nil {
-		return fmt.Errorf("l7splice: attach l7_return to interface %d: %w", ifindex, err)
-	}
-	k.returns[ifindex] = l
-	return nil
+	return k.attachIngress(k.objs.L7Return, k.returns, ifindex)
 }
 
 // DetachBackend detaches l7_return from ifindex.
 func (k *Kernel) DetachBackend(ifindex int) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	l, ok := k.returns[ifindex]
-	if !ok {
-		return fmt.Errorf("l7splice: interface %d: l7_return not attached", ifindex)
-	}
-	delete(k.returns, ifindex)
-	return l.Close()
+	return k.detachIngress(k.returns, ifindex)
 }
 
 // ReturnTable is the routing table, and the priority of the policy rule,
