@@ -19,9 +19,10 @@ import (
 
 // Across a restart under systemd (a unit with FileDescriptorStoreMax=),
 // the agent keeps its L7 connections: at its stop it hands the service
-// manager's file descriptor store its transparent listeners, its l7_assign
-// links (which keep the program attached, so that new connections wait in
-// the listeners' backlog) and every spliced connection frozen where no
+// manager's file descriptor store its transparent listeners, its program
+// links (l7_assign's and l7_lookup's keep new connections waiting in the
+// listeners' backlog; l7_return's bring backends' answers back with
+// l7.source: client) and every spliced connection frozen where no
 // byte is in the process (l7proxy.Handover); the next agent carries the
 // connections on at once and adopts the listeners when its L7 side starts.
 // The local routes of the VIPs stay meanwhile (they carry the agent's
@@ -218,9 +219,10 @@ func fileListener(f *os.File) (*net.TCPListener, error) {
 // ends, is frozen again, or the agent stops without a store.
 func (l *l7Carry) carry(c l7proxy.Conns) {
 	l.carried.Add(1)
+	ctx := l.carryCtx // endCarried replaces it
 	go func() {
 		defer l.carried.Done()
-		_ = l7proxy.CopySplicer{Handover: l.handover}.Splice(l.carryCtx, c)
+		_ = l7proxy.CopySplicer{Handover: l.handover}.Splice(ctx, c)
 	}()
 }
 
