@@ -64,7 +64,7 @@ type l7Carry struct {
 // newL7Carry takes over what a previous agent handed over in files
 // (fdstore.Received).
 func newL7Carry(log *slog.Logger, cfg *config.Config, files []*os.File) *l7Carry {
-	c := &l7Carry{log: log.With("part", "l7"), splice: cfg.L7.Splice, store: storeFromEnv(), handover: l7proxy.NewHandover()}
+	c := &l7Carry{log: log.With("part", "l7"), splice: cfg.L7.Splice, store: fdstore.FromEnv(), handover: l7proxy.NewHandover()}
 	c.carryCtx, c.carryCancel = context.WithCancel(context.Background())
 	c.inherit(files)
 	return c
@@ -82,14 +82,22 @@ func (l *l7Carry) handBack() {
 		l.releaseInherited()
 		return
 	}
-	used, err := l.storeInherited(&l.inherited)
-	if err != nil {
+	if err := l.handOverCarried(0); err != nil {
 		l.log.Warn("hand the L7 listeners back to the service manager", "err", err)
 	}
-	l.freezeAndStore(used)
+}
+
+// handOverCarried is the end of every handover: what was inherited and
+// not adopted is stored, every copied connection frozen and stored (used
+// descriptors of the store are taken already), and what could not be
+// frozen ends.
+func (l *l7Carry) handOverCarried(used int) error {
+	n, err := l.storeInherited(&l.inherited)
+	l.freezeAndStore(used + n)
 	l.carryCancel()
 	l.carried.Wait()
 	l.releaseInherited()
+	return err
 }
 
 // freezeAndStore freezes every copied connection and stores it, with
@@ -118,8 +126,6 @@ type l7Inherited struct {
 	listeners []*net.TCPListener
 	links     []*os.File
 }
-
-func (h *l7Inherited) empty() bool { return len(h.listeners) == 0 && len(h.links) == 0 }
 
 // inherit takes the descriptors the service manager passed: connections
 // are carried on at once, listeners and links kept for startLocked. Every
@@ -242,8 +248,7 @@ func (l *l7) handOverLocked() error {
 	used := 0
 	if r := l.run; r != nil {
 		n, err := l.storeAcceptingLocked(r)
-		used += n
-		errs = append(errs, err)
+		used, errs = n, append(errs, err)
 		r.proxy.StopAccepting()
 		ctx, cancel := context.WithTimeout(context.Background(), handoverPendingWait)
 		r.proxy.WaitPending(ctx)
@@ -251,25 +256,18 @@ func (l *l7) handOverLocked() error {
 		if n := r.proxy.CutPending(); n > 0 {
 			l.log.Warn("L7 connections still reading their first request at the stop were reset", "connections", n)
 		}
-	} else {
-		n, err := l.storeInherited(&l.inherited)
-		used += n
-		errs = append(errs, err)
 	}
-	l.freezeAndStore(used)
+	errs = append(errs, l.handOverCarried(used))
 	if r := l.run; r != nil {
 		l.run = nil
 		r.close() // resets only what was not handed over
 	}
-	l.carryCancel()
-	l.carried.Wait()
-	l.releaseInherited()
 	clear(l.frontends)
 	return errors.Join(errs...)
 }
 
-// storeAcceptingLocked stores r's listeners and links, and what was
-// inherited and not adopted. It returns how many descriptors it stored.
+// storeAcceptingLocked stores r's listeners and links. It returns how
+// many descriptors it stored.
 func (l *l7) storeAcceptingLocked(r *l7Run) (int, error) {
 	lns, err := r.ln.files()
 	if err != nil {
@@ -282,9 +280,8 @@ func (l *l7) storeAcceptingLocked(r *l7Run) (int, error) {
 	}
 	defer closeAll(lns)
 	defer closeAll(linkFiles)
-	errs := []error{l.store.Add(storeListener, true, lns...), l.store.Add(storeLink, false, linkFiles...)}
-	n, err := l.storeInherited(&l.inherited)
-	return len(lns) + len(linkFiles) + n, errors.Join(append(errs, err)...)
+	err = errors.Join(l.store.Add(storeListener, true, lns...), l.store.Add(storeLink, false, linkFiles...))
+	return len(lns) + len(linkFiles), err
 }
 
 // storeInherited stores the links and listeners inherited and not
@@ -358,13 +355,4 @@ func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
-}
-
-// storeFromEnv is the service manager's store, or nil.
-func storeFromEnv() *fdstore.Store {
-	s, ok := fdstore.FromEnv()
-	if !ok {
-		return nil
-	}
-	return s
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 
@@ -40,8 +39,8 @@ func localRoute(vip netip.Addr) (*netlink.Route, error) {
 
 // addLocalRoute adds vip's local route. added is false when one was there
 // already (an operator's, or a covering range's owner): it is left alone,
-// and not removed later. One of the agent's protocol (a previous agent's)
-// counts as added.
+// and not removed later. (One of the agent's protocol that a previous
+// agent left is already counted as this agent's: knowRoutesLocked.)
 func addLocalRoute(vip netip.Addr) (added bool, err error) {
 	r, err := localRoute(vip)
 	if err != nil {
@@ -49,8 +48,7 @@ func addLocalRoute(vip netip.Addr) (added bool, err error) {
 	}
 	if err := netlink.RouteAdd(r); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			owned, lerr := ownedLocalRoutes()
-			return slices.Contains(owned, vip), lerr
+			return false, nil
 		}
 		return false, fmt.Errorf("add the local route of L7 VIP %s (ip route add local %s dev lo table local): %w", vip, vip, err)
 	}

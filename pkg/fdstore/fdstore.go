@@ -33,16 +33,16 @@ type Store struct {
 
 // FromEnv returns the store the service manager offers this process: it
 // sets NOTIFY_SOCKET, and FDSTORE to the unit's FileDescriptorStoreMax=
-// when that is not zero. ok is false when there is none (not under a
+// when that is not zero. It is nil when there is none (not under a
 // service manager, a unit without a store, or systemd before 254, which
 // does not say).
-func FromEnv() (s *Store, ok bool) {
+func FromEnv() *Store {
 	sock := os.Getenv("NOTIFY_SOCKET")
 	max, err := strconv.Atoi(os.Getenv("FDSTORE"))
 	if sock == "" || err != nil || max <= 0 {
-		return nil, false
+		return nil
 	}
-	return &Store{socket: sock, max: max}, true
+	return &Store{socket: sock, max: max}
 }
 
 // Max is how many descriptors the store takes in all (FDSTORE).

@@ -62,14 +62,6 @@ func (h *Handover) leave(c *Conns) {
 	h.running.dec()
 }
 
-// Running returns how many splices are registered and not yet ended or
-// frozen.
-func (h *Handover) Running() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.running.n
-}
-
 // Freeze stops every registered splice and returns the frozen
 // connections, owned by the caller from then on, with how many splices
 // were still running when ctx ended (they go on, and end with the

@@ -25,29 +25,33 @@ import (
 func (k *Kernel) LinkFiles() ([]*os.File, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	all := make(map[string]link.Link, len(k.links)+1)
+	type named struct {
+		name string
+		l    link.Link
+	}
+	var all []named
 	for idx, l := range k.links {
-		all[fmt.Sprintf("l7_assign link, interface %d", idx)] = l
+		all = append(all, named{fmt.Sprintf("l7_assign link, interface %d", idx), l})
 	}
 	for idx, l := range k.returns {
-		all[fmt.Sprintf("l7_return link, interface %d", idx)] = l
+		all = append(all, named{fmt.Sprintf("l7_return link, interface %d", idx), l})
 	}
 	if k.lookup != nil {
-		all["l7_lookup link"] = k.lookup
+		all = append(all, named{"l7_lookup link", k.lookup})
 	}
-	var out []*os.File
-	for name, l := range all {
-		fder, ok := l.(interface{ FD() int })
+	out := make([]*os.File, 0, len(all))
+	for _, n := range all {
+		fder, ok := n.l.(interface{ FD() int })
 		if !ok {
 			closeFiles(out)
-			return nil, fmt.Errorf("l7splice: %s (%T) has no descriptor", name, l)
+			return nil, fmt.Errorf("l7splice: %s (%T) has no descriptor", n.name, n.l)
 		}
 		fd, err := unix.FcntlInt(uintptr(fder.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			closeFiles(out)
-			return nil, fmt.Errorf("l7splice: duplicate %s: %w", name, err)
+			return nil, fmt.Errorf("l7splice: duplicate %s: %w", n.name, err)
 		}
-		out = append(out, os.NewFile(uintptr(fd), name))
+		out = append(out, os.NewFile(uintptr(fd), n.name))
 	}
 	return out, nil
 }
