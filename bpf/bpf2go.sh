@@ -30,6 +30,8 @@ types=(
 	-type rate
 	-type wheel_head
 	-type wheel_entry
+	-type pending_rec
+	-type pending_bucket
 	-type mirror
 	-type mirror_stats
 	-type capture_hdr
@@ -47,6 +49,7 @@ types=(
 	-type stat
 	-type filter_limits
 	-type wheel_limits
+	-type pending_limits
 	-type mirror_limits
 	-type reason
 	-type explain_status

@@ -292,12 +292,17 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct packet *
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	__u32 ifindex = ctx->ingress_ifindex;
 	struct nexthop nh;
 	__u16 tot_len;
 	__u8 ttl;
 
+	/* Loaded here, now: under register pressure the compiler may keep
+	 * the field's address (ctx + 12) on the stack and load through it
+	 * later, which the verifier refuses. */
+	asm volatile("" : "+r"(ifindex));
 	if (ip_ttl_len(data, data_end, pkt, &ttl, &tot_len) || ttl <= 1 ||
-	    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ctx->ingress_ifindex, &nh) ||
+	    next_hop(ctx, pkt, src, dst, sport, dport, tot_len, ifindex, &nh) ||
 	    tot_len > nh.mtu || route_frame(data, data_end, pkt, &nh))
 		goto stack;
 	count(STAT_FWD_REDIRECT);

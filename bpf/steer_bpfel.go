@@ -249,6 +249,26 @@ type SteerNhSlot struct {
 	Nh  SteerNexthop
 }
 
+type SteerPendingBucket struct {
+	_    structs.HostLayout
+	Next uint32
+	Tag  [4]uint32
+	Pad  uint32
+	Way  [4]SteerPendingRec
+}
+
+type SteerPendingLimits uint32
+
+const (
+	SteerPendingLimitsPENDING_WAYS SteerPendingLimits = 4
+)
+
+type SteerPendingRec struct {
+	_    structs.HostLayout
+	Key  SteerFlowKey
+	Flow SteerFlow
+}
+
 type SteerPinKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -367,7 +387,8 @@ const (
 	SteerStatSTAT_FLOW_EXPIRED     SteerStat = 34
 	SteerStatSTAT_FLOW_STALE       SteerStat = 35
 	SteerStatSTAT_PASS_L7          SteerStat = 36
-	SteerStatSTAT_COUNT            SteerStat = 37
+	SteerStatSTAT_PENDING_REPLACED SteerStat = 37
+	SteerStatSTAT_COUNT            SteerStat = 38
 )
 
 type SteerSvcParams struct {
@@ -465,6 +486,7 @@ const (
 	SteerVarJiffyNs          = "jiffy_ns"
 	SteerVarLingerClosed     = "linger_closed"
 	SteerVarLingerHalfClosed = "linger_half_closed"
+	SteerVarPendingBuckets   = "pending_buckets"
 	SteerVarRouteGen         = "route_gen"
 	SteerVarSkbCsumKnown     = "skb_csum_known"
 	SteerVarSweepChunk       = "sweep_chunk"
@@ -571,6 +593,7 @@ type SteerVariableSpecs struct {
 	JiffyNs          *ebpf.VariableSpec `ebpf:"jiffy_ns"`
 	LingerClosed     *ebpf.VariableSpec `ebpf:"linger_closed"`
 	LingerHalfClosed *ebpf.VariableSpec `ebpf:"linger_half_closed"`
+	PendingBuckets   *ebpf.VariableSpec `ebpf:"pending_buckets"`
 	RouteGen         *ebpf.VariableSpec `ebpf:"route_gen"`
 	SkbCsumKnown     *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk       *ebpf.VariableSpec `ebpf:"sweep_chunk"`
@@ -667,6 +690,7 @@ type SteerVariables struct {
 	JiffyNs          *ebpf.Variable `ebpf:"jiffy_ns"`
 	LingerClosed     *ebpf.Variable `ebpf:"linger_closed"`
 	LingerHalfClosed *ebpf.Variable `ebpf:"linger_half_closed"`
+	PendingBuckets   *ebpf.Variable `ebpf:"pending_buckets"`
 	RouteGen         *ebpf.Variable `ebpf:"route_gen"`
 	SkbCsumKnown     *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk       *ebpf.Variable `ebpf:"sweep_chunk"`

@@ -116,6 +116,18 @@ type SteerUpgradeNhSlot struct {
 	}
 }
 
+type SteerUpgradePendingBucket struct {
+	_    structs.HostLayout
+	Next uint32
+	Tag  [4]uint32
+	Pad  uint32
+	Way  [4]struct {
+		_    structs.HostLayout
+		Key  SteerUpgradeFlowKey
+		Flow SteerUpgradeFlow
+	}
+}
+
 type SteerUpgradePinKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -256,6 +268,7 @@ const (
 	SteerUpgradeVarJiffyNs          = "jiffy_ns"
 	SteerUpgradeVarLingerClosed     = "linger_closed"
 	SteerUpgradeVarLingerHalfClosed = "linger_half_closed"
+	SteerUpgradeVarPendingBuckets   = "pending_buckets"
 	SteerUpgradeVarRouteGen         = "route_gen"
 	SteerUpgradeVarSkbCsumKnown     = "skb_csum_known"
 	SteerUpgradeVarSweepChunk       = "sweep_chunk"
@@ -362,6 +375,7 @@ type SteerUpgradeVariableSpecs struct {
 	JiffyNs          *ebpf.VariableSpec `ebpf:"jiffy_ns"`
 	LingerClosed     *ebpf.VariableSpec `ebpf:"linger_closed"`
 	LingerHalfClosed *ebpf.VariableSpec `ebpf:"linger_half_closed"`
+	PendingBuckets   *ebpf.VariableSpec `ebpf:"pending_buckets"`
 	RouteGen         *ebpf.VariableSpec `ebpf:"route_gen"`
 	SkbCsumKnown     *ebpf.VariableSpec `ebpf:"skb_csum_known"`
 	SweepChunk       *ebpf.VariableSpec `ebpf:"sweep_chunk"`
@@ -458,6 +472,7 @@ type SteerUpgradeVariables struct {
 	JiffyNs          *ebpf.Variable `ebpf:"jiffy_ns"`
 	LingerClosed     *ebpf.Variable `ebpf:"linger_closed"`
 	LingerHalfClosed *ebpf.Variable `ebpf:"linger_half_closed"`
+	PendingBuckets   *ebpf.Variable `ebpf:"pending_buckets"`
 	RouteGen         *ebpf.Variable `ebpf:"route_gen"`
 	SkbCsumKnown     *ebpf.Variable `ebpf:"skb_csum_known"`
 	SweepChunk       *ebpf.Variable `ebpf:"sweep_chunk"`

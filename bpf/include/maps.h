@@ -93,17 +93,22 @@ struct {
  * evict a confirmed one. A TCP flow is pending from its SYN until the
  * client acknowledges the backend's SYN-ACK (the acknowledgement number
  * proves the client saw it, which a spoofed source cannot); a UDP flow
- * until the client sends again after the backend answered. Then the entry
+ * until the client sends again after the backend answered. Then the record
  * moves to flows. A flood of spoofed SYNs or datagrams churns this table
- * only: a legitimate handshake survives it if it completes before
- * pending's size of flood packets arrive (flood rate x round trip).
+ * only. It is not a hash map but an array of buckets of PENDING_WAYS
+ * records (pending.h says why and how): a legitimate handshake survives a
+ * flood if fewer than PENDING_WAYS flood packets land in its bucket before
+ * it completes. The loader sets max_entries and pending_buckets alike.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct flow_key);
-	__type(value, struct flow);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pending_bucket);
+	__uint(max_entries, 16384);
 } pending SEC(".maps");
+
+/* The pending map's size in buckets, set at load. */
+const volatile __u32 pending_buckets = 16384;
 
 /* The next-hop cache: direct-mapped, per CPU. Per CPU, a slot has one
  * writer (programs do not nest on a CPU's receive path), so a reader never

@@ -11,6 +11,7 @@
 #include "parse.h"
 #include "track.h"
 #include "mirror.h"
+#include "pending.h"
 
 enum decision {
 	DECIDE_PASS = 0, /* not ours: hand the packet on untouched */
@@ -242,14 +243,15 @@ static __always_inline int confirms(const struct flow *p, const struct packet *p
 	       pkt->tcp_ack == p->req_end;
 }
 
-/* Move a confirmed pending flow into the flow table. The pending entry's
+/* Move a confirmed pending flow into the flow table. The pending record's
  * tracking state goes with it, but req_end, which held the backend's
  * acknowledgement number, is the client's next sequence number again (the
  * confirming ACK's seq). Returns the entry in the flow table, or 0 if the
  * table refused it (the flow then goes on as pending). */
-static __always_inline struct flow *confirm(struct flow *p, const struct flow_key *key, const struct packet *pkt)
+static __always_inline struct flow *confirm(struct pending_rec *r, struct pending_ref ref,
+					    const struct flow_key *key, const struct packet *pkt)
 {
-	struct flow c = *p;
+	struct flow c = r->flow;
 	struct flow *f;
 
 	c.flags &= ~FLOW_F_ANSWERED;
@@ -263,7 +265,7 @@ static __always_inline struct flow *confirm(struct flow *p, const struct flow_ke
 	f = bpf_map_lookup_elem(&flows, key);
 	if (!f)
 		return 0;
-	bpf_map_delete_elem(&pending, key);
+	pending_clear(ref);
 	count(STAT_FLOW_CONFIRMED);
 	return f;
 }
@@ -304,9 +306,11 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 	int bare_syn = tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	struct service *svc;
 	struct flow *f = 0, *p;
+	struct pending_rec *rec;
+	struct pending_ref ref;
 	struct hash2 h;
 	__u8 hint = frontend_hint(pkt);
-	int probed = 0;
+	int probed = 0, existed;
 
 	*new_flow = 0;
 	*live = 0;
@@ -362,12 +366,13 @@ static __always_inline int decide_client(void *data, void *data_end, const struc
 		f = bpf_map_lookup_elem(&flows, key);
 	if (f)
 		goto hit;
-	p = bpf_map_lookup_elem(&pending, key);
-	if (p) {
+	rec = pending_find(key, &ref);
+	if (rec) {
+		p = &rec->flow;
 		/* TCP: confirmed by the ACK of the backend's SYN-ACK. UDP:
 		 * by the client's next datagram once the backend answered. */
 		if (tcp ? confirms(p, pkt) : (p->flags & FLOW_F_ANSWERED)) {
-			f = confirm(p, key, pkt);
+			f = confirm(rec, ref, key, pkt);
 			if (f)
 				goto hit;
 		} else if (tcp && (pkt->tcp_flags & TCP_FLAG_ACK)) {
@@ -416,15 +421,16 @@ fresh:
 	out->pad = idle_epoch;
 	start_tracking(out, pkt, key);
 	mirror_sample(out, key, &h);
-	if (bpf_map_update_elem(&pending, key, out, BPF_NOEXIST) != 0) {
-		/* A retransmitted SYN, or another CPU made the entry first:
-		 * follow it, so that every packet of the flow goes to the
-		 * same backend. */
-		p = bpf_map_lookup_elem(&pending, key);
-		if (!p) {
-			count(STAT_FLOW_INSERT_FAIL);
-			return DECIDE_DROP;
-		}
+	rec = pending_add(key, key->kind == KEY_FLOW ? h : pending_hash(key), out, &existed);
+	if (!rec) {
+		count(STAT_FLOW_INSERT_FAIL);
+		return DECIDE_DROP;
+	}
+	if (existed) {
+		/* A retransmitted SYN, or another CPU made the record
+		 * first: follow it, so that every packet of the flow goes
+		 * to the same backend. */
+		p = &rec->flow;
 		goto pending_hit;
 	}
 	*new_flow = 1;
@@ -474,6 +480,8 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 		.port = pkt->tuple.sport,
 		.proto = pkt->tuple.proto,
 	};
+	struct pending_rec *rec;
+	struct pending_ref ref;
 	struct reply *r;
 	struct flow *f;
 
@@ -507,7 +515,8 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 	/* Not a confirmed flow of this backend: perhaps a pending one (a
 	 * SYN-ACK, a first UDP reply), also when a SYN with a live flow's
 	 * tuple went to another backend than the live flow's. */
-	f = bpf_map_lookup_elem(&pending, fk);
+	rec = pending_find(fk, &ref);
+	f = rec ? &rec->flow : 0;
 	if (!f || f->backend.port != pkt->tuple.sport || !addr_equal(f->backend.addr, pkt->tuple.src)) {
 		count(STAT_PASS_NOT_REPLY);
 		return 0;

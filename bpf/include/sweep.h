@@ -21,8 +21,16 @@
  * keeps no count of its own). Written by sweep_timeouts, read by the agent. */
 __u64 sweep_visited;
 
-/* Pending flows the last full sweep visited (the pending table's fill). */
+/* Pending records the last full sweep found in use (the pending table's
+ * fill). */
 __u64 sweep_pending;
+
+/* Idle epochs after which the sweep empties a pending record that waits
+ * on nothing: a handshake's SYN-ACK answered (or its connect timed out)
+ * but no confirming ACK, a UDP exchange the client never followed up. At
+ * least 3 s (an epoch is 1 s or more): a confirming ACK is one round trip
+ * behind its SYN-ACK. Pending records are stamped once, when made. */
+#define PENDING_LINGER 4
 
 /* A flow waiting on the request (or connect) that started at t_start: past
  * its service's timeout it is counted once as a timeout error and closed;
@@ -119,14 +127,36 @@ judge:
 	return 0;
 }
 
-/* One pending flow of the full sweep: its connect or first request is
- * judged; the table's LRU order, not the sweep, makes room in it. */
-static long sweep_pending_flow(void *map, struct flow_key *key, struct flow *f, __u64 *now)
+/* One record of the pending table in the full sweep: an open connect or
+ * first request is judged; a record waiting on nothing for
+ * PENDING_LINGER epochs is emptied (a new flow would take its place
+ * anyway, but an empty record goes first and the count stays true). */
+static __always_inline void sweep_pending_rec(struct pending_ref ref, __u64 now)
 {
-	__u64 t_start = f->t_start_ns;
+	struct pending_rec *r = pending_rec_of(ref);
+	struct flow *f;
+	__u64 t_start;
 
-	if (f->state != FLOW_IDLE && *now > t_start)
-		judge_wait(f, key, t_start, *now, sweep_refile);
+	if (!r || !ref.b->tag[ref.w & (PENDING_WAYS - 1)])
+		return;
+	f = &r->flow;
+	t_start = f->t_start_ns;
+	if (f->state != FLOW_IDLE && now > t_start)
+		judge_wait(f, &r->key, t_start, now, sweep_refile);
+	if (sweep_restamp) {
+		stamp_idle(f);
+	} else if (sweep_expire && f->state == FLOW_IDLE && (__u8)(idle_epoch - f->pad) >= PENDING_LINGER) {
+		pending_clear(ref);
+		return;
+	}
+	sweep_pending++;
+}
+
+static long sweep_pending_bucket(void *map, __u32 *idx, struct pending_bucket *b, __u64 *now)
+{
+#pragma unroll
+	for (int i = 0; i < PENDING_WAYS; i++)
+		sweep_pending_rec((struct pending_ref){ .b = b, .w = i }, *now);
 	return 0;
 }
 
@@ -147,7 +177,8 @@ int sweep_timeouts(struct xdp_md *ctx)
 	__u64 now = bpf_ktime_get_ns();
 
 	sweep_visited = bpf_for_each_map_elem(&flows, sweep_flow, &now, 0);
-	sweep_pending = bpf_for_each_map_elem(&pending, sweep_pending_flow, &now, 0);
+	sweep_pending = 0;
+	bpf_for_each_map_elem(&pending, sweep_pending_bucket, &now, 0);
 	return XDP_PASS;
 }
 
@@ -156,13 +187,17 @@ int sweep_timeouts(struct xdp_md *ctx)
 __attribute__((noinline)) int visit_filed(__u32 key, __u64 now)
 {
 	struct wheel_entry *e = bpf_map_lookup_elem(&wheel, &key);
+	struct pending_ref ref;
+	struct pending_rec *r;
 	struct flow *f;
 
 	if (!e)
 		return 0;
 	f = bpf_map_lookup_elem(&flows, &e->key);
-	if (!f)
-		f = bpf_map_lookup_elem(&pending, &e->key); /* a connect */
+	if (!f) {
+		r = pending_find(&e->key, &ref); /* a connect */
+		f = r ? &r->flow : 0;
+	}
 	/* Answered since, or the flow went on to another request (or is gone):
 	 * nothing is late. Not late yet: filed at the horizon, or the
 	 * service's timeout grew; filed again (in a later slot than this). */

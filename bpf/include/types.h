@@ -199,6 +199,31 @@ struct flow {
 	__u64 t_start_ns;
 };
 
+/* The pending table's shape (see pending.h): PENDING_WAYS records a
+ * bucket. */
+enum pending_limits {
+	PENDING_WAYS = 4,
+};
+
+/* A pending flow and its key. key.proto 0 marks an empty record (every
+ * real key is TCP or UDP). */
+struct pending_rec {
+	struct flow_key key;
+	struct flow flow;
+};
+
+/* Value of the pending map: one bucket of records. next counts the
+ * bucket's replacements: the record it points at (mod PENDING_WAYS) is
+ * the oldest written, the next to go when no record is empty. tag[i] is 0
+ * for an empty record, else a word of its key's hash (odd): a SYN reads
+ * the tags, one cache line, not the records, to find its way. */
+struct pending_bucket {
+	__u32 next;
+	__u32 tag[PENDING_WAYS];
+	__u32 pad;
+	struct pending_rec way[PENDING_WAYS];
+};
+
 /* Value of the backends map: the service a backend endpoint serves. A reply
  * from it is translated back (VIP as source) only if the flow it answers is
  * in the flows map, so traffic to the backend that did not come through the
@@ -329,6 +354,7 @@ enum stat {
 	STAT_FLOW_EXPIRED,         /* a flow removed by the sweep: idle past its limit, or lingering after a close or reset */
 	STAT_FLOW_STALE,           /* a flow removed by the sweep: its service is gone */
 	STAT_PASS_L7,              /* a packet to an L7 service (SVC_F_L7) of no flow we steer: passed to the stack, for the agent's listener */
+	STAT_PENDING_REPLACED,     /* a new flow took the record of a pending one that had not completed (a full bucket: a flood, or a burst) */
 	STAT_COUNT,
 };
 
@@ -495,6 +521,7 @@ struct enums {
 	enum wheel_limits wheel_limits;
 	enum filter_limits filter_limits;
 	enum mirror_limits mirror_limits;
+	enum pending_limits pending_limits;
 	enum reason reason;
 	enum explain_status explain_status;
 	/* Not an enum, but only ever cast to (the explain program's frame):

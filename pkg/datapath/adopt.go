@@ -312,7 +312,9 @@ func (ad *adoption) begin(d *Datapath) error {
 func resetCost(name string) string {
 	switch name {
 	case bpf.SteerMapFlows:
-		return "live flows lose their recorded backend: each is steered again by the current weights, pins and tables at its next packet"
+		return "live flows lose their entry: each goes on as a stray (steered by the hash, no entry), its backend's replies pass untranslated, and live TCP connections break"
+	case bpf.SteerMapPending:
+		return "handshakes under way lose their pending record: a SYN-ACK in flight passes untranslated (the client retries its SYN), a confirming ACK goes on as a stray"
 	case bpf.SteerMapPoolCounters, bpf.SteerMapLatency:
 		return "per-pool counters and latency histograms restart from zero (Prometheus sees a counter reset)"
 	case bpf.SteerMapStats:

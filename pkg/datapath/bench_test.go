@@ -56,8 +56,8 @@ func BenchmarkPerPacket(b *testing.B) {
 	fillFlowTable(b, untracked.objs.Flows, web, stamp)
 	// The pending table full too, as a flood of spoofed SYNs keeps it:
 	// the full-table new flow is a SYN under flood.
-	fillFlowTable(b, f.dp.objs.Pending, web, stamp)
-	fillFlowTable(b, untracked.objs.Pending, web, stamp)
+	fillPending(b, f.dp.objs.Pending, web, stamp)
+	fillPending(b, untracked.objs.Pending, web, stamp)
 	for _, h := range hooks {
 		b.Run(h.String()+"-full-table", func(b *testing.B) { benchPerPacket(b, f, untracked, h, &flows, true) })
 	}

@@ -40,11 +40,13 @@ const (
 	DefaultCaptureRing = 8 << 20
 )
 
-// PendingTableFor is the size of the table of pending flows (the pending
-// map: TCP handshakes and first UDP exchanges not confirmed yet) next to a
-// flow table of flowTable entries: a quarter of it, at least 1024. A
-// legitimate handshake survives a flood of spoofed SYNs if it completes
-// before this many flood packets arrive.
+// PendingTableFor is the size in records of the table of pending flows
+// (the pending map: TCP handshakes and first UDP exchanges not confirmed
+// yet) next to a flow table of flowTable entries: a quarter of it, at
+// least 1024. A legitimate handshake survives a flood of spoofed SYNs if
+// fewer than PENDING_WAYS of them land in its bucket before it completes
+// (on average flood rate x round trip x PENDING_WAYS / this size; see
+// bpf/include/pending.h).
 func PendingTableFor(flowTable uint32) uint32 {
 	return max(1024, flowTable/4)
 }
@@ -286,7 +288,10 @@ func specFor(opts Options) (spec *ebpf.CollectionSpec, statNames, errNames []str
 	specs.Tables.MaxEntries = opts.MaxServices * 4 // two pools, two buffers each
 	specs.Pins.MaxEntries = opts.MaxPins
 	specs.Flows.MaxEntries = opts.FlowTable
-	specs.Pending.MaxEntries = PendingTableFor(opts.FlowTable)
+	specs.Pending.MaxEntries = pendingBucketsFor(opts.FlowTable)
+	if err := specs.PendingBuckets.Set(specs.Pending.MaxEntries); err != nil {
+		return nil, nil, nil, fmt.Errorf("size the pending table: %w", err)
+	}
 	wheelCap := wheelCapFor(opts.FlowTable)
 	if err := specs.WheelCap.Set(wheelCap); err != nil {
 		return nil, nil, nil, fmt.Errorf("size the deadline wheel: %w", err)

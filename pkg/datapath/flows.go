@@ -48,59 +48,72 @@ var flowStates = map[uint8]string{
 // reads the tables as the programs change them: a flow may be missed or
 // seen twice (also once in each, as it is confirmed).
 func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit int) ([]Flow, int, error) {
-	var out []Flow
-	total := 0
-	for _, m := range []*ebpf.Map{v.maps.Flows, v.maps.Pending} {
-		if m == nil {
-			continue // a pinned set of an agent older than the pending table
-		}
-		var err error
-		out, total, err = walkFlows(m, m == v.maps.Pending, fe, id, client, limit, out, total)
-		if err != nil {
-			return out, total, err
-		}
-	}
-	return out, total, nil
-}
-
-// walkFlows adds the flows of table m that Flows asks for to out.
-func walkFlows(m *ebpf.Map, pending bool, fe service.Frontend, id uint32, client netip.Addr, limit int, out []Flow, total int) ([]Flow, int, error) {
+	w := flowWalk{id: id, client: client, limit: limit, vip: addr16(fe.VIP), port: htons(fe.Port),
+		proto: uint8(fe.Protocol), now: monotonicNow(), clock: FlowClock(time.Now())}
 	var (
 		k bpf.SteerFlowKey
 		f bpf.SteerFlow
 	)
-	vip := addr16(fe.VIP)
-	now := monotonicNow()
-	clock := FlowClock(time.Now())
-	it := m.Iterate()
+	it := v.maps.Flows.Iterate()
 	for it.Next(&k, &f) {
-		if f.SvcId != id || k.Dst != vip || k.Dport != htons(fe.Port) || k.Proto != uint8(fe.Protocol) {
-			continue
-		}
-		src := addrFrom16(k.Src)
-		if client.IsValid() && src != client.Unmap() {
-			continue
-		}
-		total++
-		if len(out) >= limit {
-			continue
-		}
-		fl := Flow{Client: netip.AddrPortFrom(src, ntohs(k.Sport)), Backend: netipAddrPort(f.Backend),
-			Pool: service.Pool(f.Pool & 1), State: flowStates[f.State],
-			Mirrored: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_MIRROR) != 0,
-			Captured: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_CAPTURE) != 0, Pending: pending}
-		if f.Backend.Born != 0 {
-			fl.Age, fl.AgeKnown = FlowAge(clock, f.Backend.Born), true
-		}
-		if f.State != uint8(bpf.SteerFlowStateFLOW_IDLE) && f.T_startNs > 0 && now > f.T_startNs {
-			fl.Waiting = time.Duration(now - f.T_startNs)
-		}
-		out = append(out, fl)
+		w.add(&k, &f, false)
 	}
 	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		return out, total, fmt.Errorf("walk the flow table (%s): %w", m, err)
+		return w.out, w.total, fmt.Errorf("walk the flow table (%s): %w", v.maps.Flows, err)
 	}
-	return out, total, nil
+	// An agent older than the pending table left none; one older than its
+	// buckets left a hash map, whose records a walk here cannot read.
+	if p := v.maps.Pending; p != nil && p.Type() == ebpf.Array {
+		err := walkPending(p, func(r *bpf.SteerPendingRec) bool {
+			w.add(&r.Key, &r.Flow, true)
+			return true
+		})
+		if err != nil {
+			return w.out, w.total, err
+		}
+	}
+	return w.out, w.total, nil
+}
+
+// flowWalk collects the flows Flows asks for.
+type flowWalk struct {
+	id     uint32
+	client netip.Addr
+	limit  int
+	vip    [16]uint8
+	port   uint16
+	proto  uint8
+	now    uint64
+	clock  uint16
+	out    []Flow
+	total  int
+}
+
+// add counts the flow f of key k if Flows asks for it, and keeps it while
+// there is room.
+func (w *flowWalk) add(k *bpf.SteerFlowKey, f *bpf.SteerFlow, pending bool) {
+	if f.SvcId != w.id || k.Dst != w.vip || k.Dport != w.port || k.Proto != w.proto {
+		return
+	}
+	src := addrFrom16(k.Src)
+	if w.client.IsValid() && src != w.client.Unmap() {
+		return
+	}
+	w.total++
+	if len(w.out) >= w.limit {
+		return
+	}
+	fl := Flow{Client: netip.AddrPortFrom(src, ntohs(k.Sport)), Backend: netipAddrPort(f.Backend),
+		Pool: service.Pool(f.Pool & 1), State: flowStates[f.State],
+		Mirrored: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_MIRROR) != 0,
+		Captured: f.Flags&uint8(bpf.SteerFlowFlagsFLOW_F_CAPTURE) != 0, Pending: pending}
+	if f.Backend.Born != 0 {
+		fl.Age, fl.AgeKnown = FlowAge(w.clock, f.Backend.Born), true
+	}
+	if f.State != uint8(bpf.SteerFlowStateFLOW_IDLE) && f.T_startNs > 0 && w.now > f.T_startNs {
+		fl.Waiting = time.Duration(w.now - f.T_startNs)
+	}
+	w.out = append(w.out, fl)
 }
 
 // FlowClockTick is the resolution of flow ages: the flow clock counts

@@ -65,7 +65,8 @@ func lookupFlow(dp *Datapath, key bpf.SteerFlowKey) (bpf.SteerFlow, error) {
 	if err == nil {
 		return fl, nil
 	}
-	if perr := dp.objs.Pending.Lookup(key, &fl); perr != nil {
+	fl, perr := lookupPending(dp.objs.Pending, key)
+	if perr != nil {
 		return fl, errors.Join(err, perr)
 	}
 	return fl, nil

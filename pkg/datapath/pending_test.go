@@ -88,7 +88,7 @@ func TestConfirmation(t *testing.T) {
 		if err := f.dp.objs.Flows.Lookup(key, new(bpf.SteerFlow)); err != nil {
 			t.Fatalf("%s: the ACK of the SYN-ACK did not confirm the flow: %v", h, err)
 		}
-		if err := f.dp.objs.Pending.Lookup(key, new(bpf.SteerFlow)); err == nil {
+		if _, err := lookupPending(f.dp.objs.Pending, key); err == nil {
 			t.Errorf("%s: the confirmed flow is still pending", h)
 		}
 
