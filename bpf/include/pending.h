@@ -45,10 +45,19 @@ static __always_inline struct hash2 pending_hash(const struct flow_key *fk)
 	return jhash_10words((const __u32 *)fk, HASH_SEED);
 }
 
-/* The tag of a key with hash h: never 0, which marks an empty record. */
+/* A tag's bit that marks a finished record: a UDP exchange the backend
+ * answered, which waits only for the client to send again (a one-shot
+ * exchange, a DNS query, never does). A full bucket gives up such a
+ * record first, and without counting it: a busy request/response service
+ * does not look like a flood, and its answered exchanges do not push live
+ * handshakes out. */
+#define PENDING_TAG_DONE 2u
+
+/* The tag of a key with hash h: never 0, which marks an empty record, and
+ * without PENDING_TAG_DONE, which comparisons leave out. */
 static __always_inline __u32 pending_tag(struct hash2 h)
 {
-	return h.slot | 1;
+	return (h.slot | 1) & ~PENDING_TAG_DONE;
 }
 
 static __always_inline struct pending_bucket *pending_bucket_of(struct hash2 h)
@@ -80,7 +89,7 @@ __attribute__((noinline)) int pending_way(const struct pending_bucket *b, const 
 	if (!b || !fk)
 		return -1;
 	for (int i = 0; i < PENDING_WAYS; i++) {
-		if (b->tag[i] == tag && key_equal(&b->way[i].key, fk))
+		if ((b->tag[i] & ~PENDING_TAG_DONE) == tag && key_equal(&b->way[i].key, fk))
 			return i;
 	}
 	return -1;
@@ -91,8 +100,8 @@ __attribute__((noinline)) int pending_way(const struct pending_bucket *b, const 
 
 /* The way of bucket b that a new record of key fk (of tag tag) takes: the
  * one that holds fk already (with PENDING_EXISTED), else an empty one,
- * else the bucket's oldest (counted: a pending flow replaced). -1 on no
- * bucket. */
+ * else a finished one (PENDING_TAG_DONE), else the bucket's oldest
+ * (counted: a pending flow replaced). -1 on no bucket. */
 __attribute__((noinline)) int pending_place(struct pending_bucket *b, const struct flow_key *fk, __u32 tag)
 {
 	__u32 n;
@@ -101,11 +110,15 @@ __attribute__((noinline)) int pending_place(struct pending_bucket *b, const stru
 	if (!b || !fk)
 		return -1;
 	for (i = 0; i < PENDING_WAYS; i++) {
-		if (b->tag[i] == tag && key_equal(&b->way[i].key, fk))
+		if ((b->tag[i] & ~PENDING_TAG_DONE) == tag && key_equal(&b->way[i].key, fk))
 			return i | PENDING_EXISTED;
 	}
 	for (i = 0; i < PENDING_WAYS; i++) {
 		if (!b->tag[i])
+			return i;
+	}
+	for (i = 0; i < PENDING_WAYS; i++) {
+		if (b->tag[i] & PENDING_TAG_DONE)
 			return i;
 	}
 	n = b->next;
@@ -145,6 +158,13 @@ static __always_inline struct pending_rec *pending_find(const struct flow_key *f
  * stores to one line for other CPUs as far as a reader here needs: see
  * the file's comment). */
 #define pending_barrier() asm volatile("" ::: "memory")
+
+/* Mark the record ref points at finished (PENDING_TAG_DONE). */
+static __always_inline void pending_done(struct pending_ref ref)
+{
+	if (pending_rec_of(ref))
+		ref.b->tag[ref.w & (PENDING_WAYS - 1)] |= PENDING_TAG_DONE;
+}
 
 /* Empty the record ref points at (its flow confirmed, or idle). */
 static __always_inline void pending_clear(struct pending_ref ref)

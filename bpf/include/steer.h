@@ -522,6 +522,8 @@ static __always_inline struct reply *decide_backend(void *data, void *data_end,
 		return 0;
 	}
 	pending_answered(f, pkt);
+	if (pkt->tuple.proto == IPPROTO_UDP)
+		pending_done(ref);
 reply:
 	count(STAT_REPLY_HIT);
 	*live = f;

@@ -31,7 +31,7 @@ const hashSeed = 0x67726179
 // pendingHash is pending_hash of bpf/include/pending.h: lookup3's hashword
 // (the kernel's jhash2) of the key's ten 32-bit words as they lie in
 // memory; bucket is its final c, which picks the bucket, and tag its
-// final b with the low bit set (pending_tag).
+// final b with the low bit set and PENDING_TAG_DONE's clear (pending_tag).
 func pendingHash(key bpf.SteerFlowKey) (bucket, tag uint32) {
 	var buf [40]byte
 	b := append(buf[:0], key.Src[:]...)
@@ -55,8 +55,11 @@ func pendingHash(key bpf.SteerFlowKey) (bucket, tag uint32) {
 	}
 	a += k[9]
 	_, bb, c = jhashFinal(a, bb, c)
-	return c, bb | 1
+	return c, (bb | 1) &^ pendingTagDone
 }
+
+// pendingTagDone is PENDING_TAG_DONE of bpf/include/pending.h.
+const pendingTagDone = 2
 
 func jhashMix(a, b, c uint32) (uint32, uint32, uint32) {
 	a -= c

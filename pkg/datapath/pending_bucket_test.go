@@ -24,19 +24,8 @@ func TestPendingBuckets(t *testing.T) {
 	}
 	walkOnce(t, f.dp) // the first walk after a start restamps
 	m, vip := f.dp.objs.Pending, netip.AddrPortFrom(vip4, 80)
-	clients := sameBucket(m, int(pendingWays)+1)
-	if err := f.inNS(func() error {
-		added := map[netip.Addr]bool{client4: true}
-		for _, c := range clients {
-			if !added[c.Addr()] {
-				addNeigh(t, f.cliIf, c.Addr(), macClient)
-				added[c.Addr()] = true
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	clients := sameBucket(m, int(pendingWays)+1, webFlowKey)
+	f.addClients(t, clients)
 	replaced := f.stat(t, "pending_replaced")
 	backends := make([]netip.AddrPort, len(clients))
 	for i, c := range clients {
@@ -114,17 +103,79 @@ func checkPendingLinger(t *testing.T, f *fixture, waiting []netip.AddrPort) {
 // pendingLinger is PENDING_LINGER of bpf/include/sweep.h.
 const pendingLinger = 4
 
-// sameBucket returns n web clients (on the fixture's client link,
-// 198.18.0.0/24, from port 40000 up) whose keys fall in one bucket of the
-// pending table m.
-func sameBucket(m *ebpf.Map, n int) []netip.AddrPort {
+// TestPendingPrefersDone: a full bucket gives up an answered UDP
+// exchange (it waits only for the client, and a one-shot one never sends
+// again) before its oldest record, and does not count it as replaced.
+func TestPendingPrefersDone(t *testing.T) {
+	f := newFixture(t)
+	udp := webService("udp", vip4, service.UDP, 0)
+	udp.Port = 53
+	if err := f.dp.Apply([]service.Service{udp}); err != nil {
+		t.Fatal(err)
+	}
+	m, vip := f.dp.objs.Pending, netip.AddrPortFrom(vip4, 53)
+	key := func(c netip.AddrPort) bpf.SteerFlowKey {
+		k := webFlowKey(c)
+		k.Dport, k.Proto = htons(53), protoUDP
+		return k
+	}
+	clients := sameBucket(m, int(pendingWays)+1, key)
+	f.addClients(t, clients)
+	query := func(c netip.AddrPort) netip.AddrPort {
+		_, out := f.run(t, hookXDP, false, f.cliIf, buildPacket(pktSpec{src: c, dst: vip, proto: protoUDP, payload: []byte("q")}))
+		d, err := decode(out)
+		if err != nil {
+			t.Fatalf("the query of %s: %v", c, err)
+		}
+		return d.dst
+	}
+	for _, c := range clients[:pendingWays] {
+		backend := query(c)
+		if c == clients[1] {
+			f.run(t, hookXDP, true, f.bckIf, buildPacket(pktSpec{src: backend, dst: c, proto: protoUDP, payload: []byte("a")}))
+		}
+	}
+	replaced := f.stat(t, "pending_replaced")
+	query(clients[pendingWays])
+	if got := f.stat(t, "pending_replaced") - replaced; got != 0 {
+		t.Errorf("pending_replaced +%d, want +0: the answered exchange's record was free to take", got)
+	}
+	for i, c := range clients {
+		_, err := lookupPending(m, key(c))
+		if gone := errors.Is(err, errNotPending); gone != (i == 1) {
+			t.Errorf("client %d (%s): record gone %v (%v), want gone only for the answered one", i, c, gone, err)
+		}
+	}
+}
+
+// addClients gives clients on the fixture's client link neighbour entries.
+func (f *fixture) addClients(t *testing.T, clients []netip.AddrPort) {
+	t.Helper()
+	if err := f.inNS(func() error {
+		added := map[netip.Addr]bool{client4: true}
+		for _, c := range clients {
+			if !added[c.Addr()] {
+				addNeigh(t, f.cliIf, c.Addr(), macClient)
+				added[c.Addr()] = true
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameBucket returns n clients (on the fixture's client link,
+// 198.18.0.0/24, from port 40000 up) whose keys (keyOf) fall in one bucket
+// of the pending table m.
+func sameBucket(m *ebpf.Map, n int, keyOf func(netip.AddrPort) bpf.SteerFlowKey) []netip.AddrPort {
 	client := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i%240)}), 40000+uint16(i/240))
 	}
-	want := pendingIndex(m, webFlowKey(client(0)))
+	want := pendingIndex(m, keyOf(client(0)))
 	out := []netip.AddrPort{client(0)}
 	for i := 1; len(out) < n && i < 240*25000; i++ {
-		if c := client(i); pendingIndex(m, webFlowKey(c)) == want {
+		if c := client(i); pendingIndex(m, keyOf(c)) == want {
 			out = append(out, c)
 		}
 	}
