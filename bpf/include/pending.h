@@ -9,8 +9,9 @@
  * about Katran's whole new flow here, and under a flood it evicts on every
  * insert. A record here is written in place: the key's hash picks a
  * bucket of PENDING_WAYS records, a SYN takes the record with its key (a
- * retransmission), else an empty one, else the bucket's oldest (FIFO, by
- * the bucket's counter). A bucket spans a few cache lines; nothing is
+ * retransmission), else an empty one, else a finished one (an answered
+ * UDP exchange), else the bucket's oldest (FIFO, by the bucket's
+ * counter). A bucket spans a few cache lines; nothing is
  * locked, nothing allocated, and the cost is the same whether the table
  * is empty or flooded.
  *
