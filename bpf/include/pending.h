@@ -79,6 +79,17 @@ static __always_inline int key_equal(const struct flow_key *a, const struct flow
 	       x[1] == y[1] && x[2] == y[2] && x[4] == y[4] && x[5] == y[5] && x[6] == y[6];
 }
 
+/* The way of bucket b that holds key fk (of tag tag), or -1: the search
+ * both global functions below make. */
+static __always_inline int way_of(const struct pending_bucket *b, const struct flow_key *fk, __u32 tag)
+{
+	for (int i = 0; i < PENDING_WAYS; i++) {
+		if ((b->tag[i] & ~PENDING_TAG_DONE) == tag && key_equal(&b->way[i].key, fk))
+			return i;
+	}
+	return -1;
+}
+
 /* The way of bucket b that holds key fk (of tag tag), or -1. Global
  * functions, like pending_place below: the verifier checks each once, not
  * its loop's branches once per path of every caller (inlined into the
@@ -87,13 +98,7 @@ static __always_inline int key_equal(const struct flow_key *a, const struct flow
  * themselves. */
 __attribute__((noinline)) int pending_way(const struct pending_bucket *b, const struct flow_key *fk, __u32 tag)
 {
-	if (!b || !fk)
-		return -1;
-	for (int i = 0; i < PENDING_WAYS; i++) {
-		if ((b->tag[i] & ~PENDING_TAG_DONE) == tag && key_equal(&b->way[i].key, fk))
-			return i;
-	}
-	return -1;
+	return b && fk ? way_of(b, fk, tag) : -1;
 }
 
 /* Flag of pending_place's answer: the key had its record already. */
@@ -110,10 +115,9 @@ __attribute__((noinline)) int pending_place(struct pending_bucket *b, const stru
 
 	if (!b || !fk)
 		return -1;
-	for (i = 0; i < PENDING_WAYS; i++) {
-		if ((b->tag[i] & ~PENDING_TAG_DONE) == tag && key_equal(&b->way[i].key, fk))
-			return i | PENDING_EXISTED;
-	}
+	i = way_of(b, fk, tag);
+	if (i >= 0)
+		return i | PENDING_EXISTED;
 	for (i = 0; i < PENDING_WAYS; i++) {
 		if (!b->tag[i])
 			return i;
@@ -144,6 +148,14 @@ static __always_inline struct pending_rec *pending_rec_of(struct pending_ref ref
 	return &ref.b->way[ref.w & (PENDING_WAYS - 1)];
 }
 
+/* The tag of the record ref points at, or 0 if it points at none. */
+static __always_inline __u32 *pending_tag_at(struct pending_ref ref)
+{
+	if (!ref.b || (__u32)ref.w >= PENDING_WAYS)
+		return 0;
+	return &ref.b->tag[ref.w & (PENDING_WAYS - 1)];
+}
+
 /* The pending record of key fk, or 0; *ref says where it is (for
  * pending_clear). */
 static __always_inline struct pending_rec *pending_find(const struct flow_key *fk, struct pending_ref *ref)
@@ -163,18 +175,21 @@ static __always_inline struct pending_rec *pending_find(const struct flow_key *f
 /* Mark the record ref points at finished (PENDING_TAG_DONE). */
 static __always_inline void pending_done(struct pending_ref ref)
 {
-	if (pending_rec_of(ref))
-		ref.b->tag[ref.w & (PENDING_WAYS - 1)] |= PENDING_TAG_DONE;
+	__u32 *tag = pending_tag_at(ref);
+
+	if (tag)
+		*tag |= PENDING_TAG_DONE;
 }
 
 /* Empty the record ref points at (its flow confirmed, or idle). */
 static __always_inline void pending_clear(struct pending_ref ref)
 {
 	struct pending_rec *r = pending_rec_of(ref);
+	__u32 *tag = pending_tag_at(ref);
 
-	if (!r)
+	if (!r || !tag)
 		return;
-	ref.b->tag[ref.w & (PENDING_WAYS - 1)] = 0;
+	*tag = 0;
 	r->key.proto = 0;
 }
 
@@ -188,7 +203,7 @@ static __always_inline struct pending_rec *pending_add(const struct flow_key *fk
 						       const struct flow *f, int *existed)
 {
 	struct pending_ref ref = { .b = pending_bucket_of(h) };
-	__u32 tag = pending_tag(h);
+	__u32 tag = pending_tag(h), *tagp;
 	struct pending_rec *r;
 	int w;
 
@@ -203,14 +218,15 @@ static __always_inline struct pending_rec *pending_add(const struct flow_key *fk
 	}
 	ref.w = w;
 	r = pending_rec_of(ref);
-	if (!r)
+	tagp = pending_tag_at(ref);
+	if (!r || !tagp)
 		return 0;
 	/* Tag off, the flow, the key, tag on: see the file's comment. */
-	ref.b->tag[ref.w & (PENDING_WAYS - 1)] = 0;
+	*tagp = 0;
 	pending_barrier();
 	r->flow = *f;
 	r->key = *fk;
 	pending_barrier();
-	ref.b->tag[ref.w & (PENDING_WAYS - 1)] = tag;
+	*tagp = tag;
 	return r;
 }

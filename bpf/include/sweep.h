@@ -134,10 +134,11 @@ judge:
 static __always_inline void sweep_pending_rec(struct pending_ref ref, __u64 now)
 {
 	struct pending_rec *r = pending_rec_of(ref);
+	__u32 *tag = pending_tag_at(ref);
 	struct flow *f;
 	__u64 t_start;
 
-	if (!r || !ref.b->tag[ref.w & (PENDING_WAYS - 1)])
+	if (!r || !tag || !*tag)
 		return;
 	f = &r->flow;
 	t_start = f->t_start_ns;

@@ -64,9 +64,8 @@ func (v *View) Flows(fe service.Frontend, id uint32, client netip.Addr, limit in
 	// An agent older than the pending table left none; one older than its
 	// buckets left a hash map, whose records a walk here cannot read.
 	if p := v.maps.Pending; p != nil && p.Type() == ebpf.Array {
-		err := walkPending(p, func(r *bpf.SteerPendingRec) bool {
+		err := walkPending(p, func(r *bpf.SteerPendingRec) {
 			w.add(&r.Key, &r.Flow, true)
-			return true
 		})
 		if err != nil {
 			return w.out, w.total, err
