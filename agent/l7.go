@@ -54,6 +54,7 @@ type l7 struct {
 	frontends     map[netip.AddrPort]bool
 	routes        map[netip.Addr]bool // local routes of this agent
 	routesKnown   bool                // a previous agent's routes were looked for
+	returnsKnown  bool                // a previous agent's return rule was looked for
 }
 
 // l7Run is what exists while L7 services are applied.
@@ -104,11 +105,15 @@ func (l *l7) apply(svcs []service.Service) error {
 	l.signals.set(installed, rules)
 	if len(want) == 0 {
 		if l.run == nil {
-			// What a previous agent handed over, and its routes, serve
-			// no service any more.
+			// What a previous agent handed over, its routes and its
+			// return rule serve no service any more.
 			l.endCarried()
 			l.releaseInherited()
-			return errors.Join(l.pruneRoutesLocked(nil)...)
+			errs := l.pruneRoutesLocked(nil)
+			if !l.returnsKnown {
+				errs = append(errs, l.unrouteLeftLocked())
+			}
+			return errors.Join(errs...)
 		}
 		l.decider.set(nil)
 		return l.stopLocked("no L7 service is applied")
@@ -174,7 +179,12 @@ func (l *l7) startLocked() (err error) {
 			return err
 		}
 	}
-	l.releaseInherited()
+	l.releaseInherited() // a previous agent's l7_return with the rest
+	if l.cfg.Source != config.L7SourceClient {
+		if err := l.unrouteLeftLocked(); err != nil {
+			l.log.Warn("the return rule of l7.source client a previous agent left stays until the L7 side stops", "err", err)
+		}
+	}
 	opts := l.proxyOptions(k)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
 		return fmt.Errorf("L7 services: %w", err)
@@ -282,7 +292,8 @@ func (l *l7) pruneRoutesLocked(keep map[netip.Addr]bool) []error {
 }
 
 // stopLocked tears the L7 side down: the listeners, the frontends, the
-// routes, l7_assign and the kernel part; proxied connections are ended
+// routes, the return rule of l7.source client (whichever source l.cfg
+// names), l7_assign and the kernel part; proxied connections are ended
 // (their VIPs are no longer local, so they could not go on).
 func (l *l7) stopLocked(why string) error {
 	r := l.run
@@ -291,11 +302,36 @@ func (l *l7) stopLocked(why string) error {
 	l.endCarried()
 	clear(l.frontends)
 	errs := l.pruneRoutesLocked(nil)
-	if l.cfg.Source == config.L7SourceClient {
-		errs = append(errs, l7splice.UnrouteReturns())
+	// Whatever the source: the rule may be a previous agent's
+	// (unrouteLeftLocked), and removing none is no error.
+	err := l7splice.UnrouteReturns()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("L7 services: remove the return rule of l7.source client: %w", err))
 	}
+	l.returnsKnown = err == nil
 	l.log.Info("stopped serving L7 services", "why", why)
 	return errors.Join(errs...)
+}
+
+// unrouteLeftLocked removes the return rule and routes of l7.source
+// client (l7_source.go) that a previous agent left: one that handed its L7
+// side over to this agent, which does not connect from the client's
+// address, or has no L7 service; or one that crashed. Nothing else would
+// remove them.
+func (l *l7) unrouteLeftLocked() error {
+	there, err := l7splice.ReturnsRouted()
+	if err == nil && there {
+		err = l7splice.UnrouteReturns()
+		if err == nil {
+			l.log.Info("removed the return rule of l7.source client a previous agent left",
+				"fwmark", fmt.Sprintf("%#x", l7splice.ReturnMark), "table", l7splice.ReturnTable)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("L7 services: remove the return rule a previous agent left: %w", err)
+	}
+	l.returnsKnown = true
+	return nil
 }
 
 // close stops everything of r that exists, in the order that loses

@@ -135,3 +135,41 @@ func UnrouteReturns() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ReturnsRouted says whether any of what UnrouteReturns removes is there,
+// in the calling thread's network namespace: a policy rule of ReturnMark
+// to ReturnTable (priority ReturnTable), or a local default route in
+// ReturnTable, of either family.
+func ReturnsRouted() (bool, error) {
+	mask := netlink.RT_FILTER_MARK | netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PRIORITY
+	filter := &netlink.Rule{Mark: ReturnMark, Table: ReturnTable, Priority: ReturnTable}
+	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules, err := netlink.RuleListFiltered(family, filter, mask)
+		if err != nil {
+			return false, fmt.Errorf("l7splice: list rules fwmark %#x: %w", ReturnMark, err)
+		}
+		if len(rules) > 0 {
+			return true, nil
+		}
+		routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: ReturnTable}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return false, fmt.Errorf("l7splice: list routes of table %d: %w", ReturnTable, err)
+		}
+		for _, rt := range routes {
+			if rt.Type == unix.RTN_LOCAL && isDefault(rt.Dst) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// isDefault says whether dst is 0.0.0.0/0 or ::/0 (netlink leaves it nil
+// for them in some versions).
+func isDefault(dst *net.IPNet) bool {
+	if dst == nil {
+		return true
+	}
+	ones, _ := dst.Mask.Size()
+	return ones == 0
+}
