@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds stitch.c into package stitch's Go bindings and object with bpf2go:
+# run by `go generate` (`make generate` runs it for ./bpf/...), never by
+# `go build`, which uses the committed stitch_bpfel.{go,o}.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Every type that crosses the kernel boundary (stitch.h).
+types=(
+	-type tuple
+	-type ref
+	-type dir
+	-type pair
+	-type stat
+	-type dir_index
+)
+
+# The same pinned toolchain and flags as ../bpf2go.sh.
+common=(-cc clang-19 -strip llvm-strip-19 -target bpfel -go-package stitch)
+cflags="-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu"
+
+go tool bpf2go "${common[@]}" -output-stem stitch -cflags "$cflags" "${types[@]}" Stitch stitch.c

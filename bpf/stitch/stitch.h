@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The types stitch.c shares with Go (pkg/stitch): the keys and values of
+ * its maps. bpf2go exports every one (see bpf2go.sh). Addresses are 16
+ * bytes, IPv4 stored IPv4-mapped (::ffff:a.b.c.d), Go's netip.Addr.As16().
+ */
+#pragma once
+
+#include <linux/types.h>
+
+/* Key of stitch_keys: a TCP packet's tuple as it arrives at the gateway
+ * (the client's to the VIP, or the backend's to the gateway's socket). */
+struct tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+};
+
+enum dir_index {
+	DIR_TO_BACKEND = 0, /* the client's packets: to the backend */
+	DIR_TO_CLIENT = 1,  /* the backend's packets: to the client */
+};
+
+/* Value of stitch_keys: which pair, which direction. */
+struct ref {
+	__u32 pair; /* index in stitch_pairs */
+	enum dir_index dir;
+};
+
+/* How one direction's packets are rewritten. Sequence numbers are moved
+ * from the space of the socket that received them to that of the socket
+ * that sent on the other side (see stitch.c). */
+struct dir {
+	__u8 saddr[16]; /* the packet leaves with this source */
+	__u8 daddr[16]; /* and this destination */
+	__be16 sport;
+	__be16 dport;
+	__u32 seq_delta; /* added to the sequence number */
+	__u32 ack_delta; /* added to the acknowledgement number and SACK edges */
+	/* Timestamps: TSval gets ts_delta, learned from this direction's
+	 * first packet so that it starts just above ts_base, the clock of
+	 * the gateway's socket the receiver talked to (its PAWS check). */
+	__u32 ts_base;
+	__u32 ts_delta;
+	__u8 ts_learned; /* ts_delta is set */
+	__u8 wscale_in;  /* the sender's window shift */
+	__u8 wscale_out; /* the shift the receiver applies */
+	__u8 fin;        /* 1 once the sender sent a FIN */
+	__u8 rst;        /* 1 once the sender sent a RST */
+	__u8 pad[3];
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Value of stitch_pairs: a stitched connection, both directions. */
+struct pair {
+	struct dir dir[2];
+};
+
+/* Indexes of the per-CPU stats array. */
+enum stat {
+	STAT_STITCHED = 0,  /* packets rewritten and redirected */
+	STAT_NO_ROUTE = 1,  /* rewritten, but the FIB had no way out: dropped */
+	STAT_BAD_HEADER = 2, /* a stitched tuple's packet that could not be read or written: dropped */
+	STAT_COUNT = 3,
+};

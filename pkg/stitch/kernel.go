@@ -1,0 +1,225 @@
+package stitch
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	stitchbpf "github.com/graylane/graylane/bpf/stitch"
+)
+
+// DefaultMaxPairs is how many connections can be stitched at once unless
+// Options say otherwise.
+const DefaultMaxPairs = 65536
+
+// Options size the kernel side.
+type Options struct {
+	MaxPairs int // stitched connections at once; DefaultMaxPairs if 0
+}
+
+// Kernel is the loaded stitch program and its maps.
+type Kernel struct {
+	objs stitchbpf.StitchObjects
+
+	mu    sync.Mutex
+	links map[int]link.Link // TCX ingress links by ifindex
+	free  []uint32          // pair slots not in use
+}
+
+// Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
+// touches no interface (Attach does).
+func Open(opts Options) (*Kernel, error) {
+	if opts.MaxPairs <= 0 {
+		opts.MaxPairs = DefaultMaxPairs
+	}
+	spec, err := stitchbpf.LoadStitch()
+	if err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
+	}
+	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(opts.MaxPairs)
+	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * opts.MaxPairs)
+	k := &Kernel{links: map[int]link.Link{}}
+	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
+		return nil, fmt.Errorf("stitch: load: %w", err)
+	}
+	for i := opts.MaxPairs - 1; i >= 0; i-- {
+		k.free = append(k.free, uint32(i))
+	}
+	return k, nil
+}
+
+// Attach puts the stitch program first at the TCX ingress of interface
+// ifindex (one facing clients or backends), ahead of the steering and L7
+// programs: a stitched connection's packets must not reach the gateway's
+// frozen sockets. ifindex is an index in the calling thread's namespace.
+func (k *Kernel) Attach(ifindex int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.links[ifindex]; ok {
+		return nil
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Program: k.objs.StitchTc, Interface: ifindex,
+		Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
+	if err != nil {
+		return fmt.Errorf("stitch: attach to interface %d: %w", ifindex, err)
+	}
+	k.links[ifindex] = l
+	return nil
+}
+
+// Close detaches the program everywhere and frees the maps: packets of
+// connections still stitched then reach the gateway's sockets, which are
+// frozen, and the connections stall.
+func (k *Kernel) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var errs []error
+	for idx, l := range k.links {
+		errs = append(errs, l.Close())
+		delete(k.links, idx)
+	}
+	errs = append(errs, k.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Stitch is one stitched connection in the kernel's maps.
+type Stitch struct {
+	pair      uint32
+	toBackend stitchbpf.StitchTuple // the client's packets' key
+	toClient  stitchbpf.StitchTuple // the backend's packets' key
+}
+
+// Add stitches the connection whose gateway sockets were frozen with the
+// states client (the client's connection: Local is the address the client
+// connected to) and backend (the gateway's connection to the backend).
+// From then on their packets are rewritten into each other's.
+func (k *Kernel) Add(client, backend SocketState) (Stitch, error) {
+	if err := compatible(client, backend); err != nil {
+		return Stitch{}, err
+	}
+	k.mu.Lock()
+	if len(k.free) == 0 {
+		k.mu.Unlock()
+		return Stitch{}, fmt.Errorf("stitch: all %d pair slots in use", k.objs.StitchPairs.MaxEntries())
+	}
+	s := Stitch{pair: k.free[len(k.free)-1]}
+	k.free = k.free[:len(k.free)-1]
+	k.mu.Unlock()
+
+	pair := stitchbpf.StitchPair{Dir: [2]stitchbpf.StitchDir{
+		stitchbpf.StitchDirIndexDIR_TO_BACKEND: direction(client, backend),
+		stitchbpf.StitchDirIndexDIR_TO_CLIENT:  direction(backend, client),
+	}}
+	s.toBackend = tuple(client.Remote, client.Local)
+	s.toClient = tuple(backend.Remote, backend.Local)
+	if err := k.objs.StitchPairs.Put(s.pair, &pair); err != nil {
+		k.release(s.pair)
+		return Stitch{}, fmt.Errorf("stitch: write pair %d: %w", s.pair, err)
+	}
+	refs := []struct {
+		key stitchbpf.StitchTuple
+		dir stitchbpf.StitchDirIndex
+	}{{s.toClient, stitchbpf.StitchDirIndexDIR_TO_CLIENT}, {s.toBackend, stitchbpf.StitchDirIndexDIR_TO_BACKEND}}
+	for i, r := range refs {
+		ref := stitchbpf.StitchRef{Pair: s.pair, Dir: r.dir}
+		if err := k.objs.StitchKeys.Update(&r.key, &ref, ebpf.UpdateNoExist); err != nil {
+			for _, done := range refs[:i] {
+				_ = k.objs.StitchKeys.Delete(&done.key)
+			}
+			k.release(s.pair)
+			return Stitch{}, fmt.Errorf("stitch: %s -> %s: %w", client.Remote, client.Local, err)
+		}
+	}
+	return s, nil
+}
+
+// Remove takes a stitched connection out of the maps: its packets go on to
+// the stack (and the gateway's frozen sockets) from then on.
+func (k *Kernel) Remove(s Stitch) error {
+	var errs []error
+	for _, key := range []stitchbpf.StitchTuple{s.toBackend, s.toClient} {
+		if err := k.objs.StitchKeys.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	k.release(s.pair)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stitch: remove pair %d: %w", s.pair, err)
+	}
+	return nil
+}
+
+func (k *Kernel) release(pair uint32) {
+	k.mu.Lock()
+	k.free = append(k.free, pair)
+	k.mu.Unlock()
+}
+
+// Traffic is what the program moved of one stitched connection.
+type Traffic struct {
+	ToBackend, ToClient DirTraffic
+}
+
+// DirTraffic is one direction's share of Traffic.
+type DirTraffic struct {
+	Packets, Bytes uint64
+	FIN, RST       bool // the sender ended its side / reset the connection
+}
+
+// Traffic reads what the program moved of s.
+func (k *Kernel) Traffic(s Stitch) (Traffic, error) {
+	var pair stitchbpf.StitchPair
+	if err := k.objs.StitchPairs.Lookup(s.pair, &pair); err != nil {
+		return Traffic{}, fmt.Errorf("stitch: read pair %d: %w", s.pair, err)
+	}
+	dir := func(d stitchbpf.StitchDir) DirTraffic {
+		return DirTraffic{Packets: d.Packets, Bytes: d.Bytes, FIN: d.Fin != 0, RST: d.Rst != 0}
+	}
+	return Traffic{ToBackend: dir(pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND]),
+		ToClient: dir(pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT])}, nil
+}
+
+// compatible says why two connections cannot be stitched, if they cannot:
+// a TCP option one end uses and the other never agreed to would reach a
+// peer that does not expect it.
+func compatible(client, backend SocketState) error {
+	switch {
+	case client.Local.Addr().Unmap().Is4() != backend.Local.Addr().Unmap().Is4():
+		return fmt.Errorf("stitch: %s and %s are of different address families", client.Remote, backend.Remote)
+	case client.Timestamps != backend.Timestamps:
+		return fmt.Errorf("stitch: timestamps on one connection only (client %v, backend %v)", client.Timestamps, backend.Timestamps)
+	case client.SACK != backend.SACK:
+		return fmt.Errorf("stitch: SACK on one connection only (client %v, backend %v)", client.SACK, backend.SACK)
+	}
+	return nil
+}
+
+// direction is how packets that socket from received become packets that
+// socket to sends: to's addresses, and from's sequence space moved to
+// to's (see stitch.c).
+func direction(from, to SocketState) stitchbpf.StitchDir {
+	d := stitchbpf.StitchDir{
+		Saddr:     to.Local.Addr().As16(),
+		Daddr:     to.Remote.Addr().As16(),
+		Sport:     htons(to.Local.Port()),
+		Dport:     htons(to.Remote.Port()),
+		SeqDelta:  to.SndNxt - from.RcvNxt,
+		AckDelta:  to.RcvNxt - from.SndNxt,
+		TsBase:    to.TSClock,
+		WscaleIn:  from.SndWscale,
+		WscaleOut: to.RcvWscale,
+	}
+	return d
+}
+
+func tuple(src, dst netip.AddrPort) stitchbpf.StitchTuple {
+	return stitchbpf.StitchTuple{Saddr: src.Addr().As16(), Daddr: dst.Addr().As16(),
+		Sport: htons(src.Port()), Dport: htons(dst.Port())}
+}
+
+// htons puts a port in network order for a field the kernel reads as one.
+func htons(p uint16) uint16 { return p<<8 | p>>8 }
