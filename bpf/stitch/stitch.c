@@ -30,6 +30,11 @@
  *               the FIB names for its new destination; anything else goes
  *               on (TC_ACT_UNSPEC) to the next program and the stack.
  *
+ * Before a pair is live it is held (struct pair's hold): while the agent
+ * drains the sockets, no new data reaches them, and the acknowledgements
+ * the peers send (alone or on the data dropped) are recorded, so the agent
+ * knows when each peer has everything the gateway's socket sent it.
+ *
  * Redirected, not passed to the stack: a rewritten client packet carries
  * the gateway's own address as its source, which the stack's input route
  * check refuses as a martian.
@@ -86,6 +91,7 @@ struct packet {
 	__u32 l3;      /* offset of the IP header */
 	__u32 l4;      /* offset of the TCP header */
 	__u32 hlen;    /* TCP header length, options included */
+	__u32 l3_len;  /* IP packet length: header and payload */
 	__u8 ipv6;
 	struct tuple key;
 };
@@ -104,6 +110,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 		    (ip.frag_off & bpf_htons(0x3fff)) || ip.ihl < 5)
 			return -1;
 		p->l4 = p->l3 + ip.ihl * 4;
+		p->l3_len = bpf_ntohs(ip.tot_len);
 		p->key.saddr[10] = 0xff;
 		p->key.saddr[11] = 0xff;
 		__builtin_memcpy(&p->key.saddr[12], &ip.saddr, 4);
@@ -119,6 +126,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 			return -1;
 		p->ipv6 = 1;
 		p->l4 = p->l3 + sizeof(ip6);
+		p->l3_len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
 		__builtin_memcpy(p->key.saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->key.daddr, &ip6.daddr, 16);
 	} else {
@@ -292,6 +300,28 @@ static __always_inline int forward(struct __sk_buff *skb, const struct packet *p
 	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 }
 
+/* A held pair's packet (see struct pair): record its acknowledgement,
+ * pass a pure ACK or a reset to the socket, drop the rest. */
+static __always_inline int held(struct __sk_buff *skb, const struct packet *p, struct dir *d)
+{
+	__u8 flags;
+	__u32 ack;
+
+	if (bpf_skb_load_bytes(skb, p->l4 + 13, &flags, 1) || bpf_skb_load_bytes(skb, p->l4 + 8, &ack, 4))
+		return TC_ACT_UNSPEC;
+	if (flags & 0x04) /* RST: the connection ends; the sockets see it */
+		return TC_ACT_UNSPEC;
+	if (flags & 0x10) {
+		d->seen_ack = bpf_ntohl(ack);
+		d->acked = 1;
+	}
+	if (p->l3_len > p->l4 - p->l3 + p->hlen || (flags & 0x03)) { /* data, SYN or FIN */
+		count(STAT_HELD_DROP);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_UNSPEC;
+}
+
 SEC("tc")
 int stitch_tc(struct __sk_buff *skb)
 {
@@ -316,6 +346,8 @@ int stitch_tc(struct __sk_buff *skb)
 	dir = ref->dir & 1;
 	w.d = &pair->dir[dir];
 	w.o = &pair->dir[dir ^ 1];
+	if (pair->hold)
+		return held(skb, &p, w.d);
 
 	w.hlen = p.hlen;
 	if (w.hlen < 20 || w.hlen > HDR_MAX || bpf_skb_load_bytes(skb, p.l4, old, w.hlen & 63)) {

@@ -48,7 +48,12 @@ struct dir {
 	__u8 wscale_out; /* the shift the receiver applies */
 	__u8 fin;        /* 1 once the sender sent a FIN */
 	__u8 rst;        /* 1 once the sender sent a RST */
-	__u8 pad[3];
+	__u8 acked;      /* held: seen_ack is set */
+	__u8 pad[2];
+	/* Held: the last acknowledgement number the sender sent (piggybacked
+	 * on data the hold dropped, too), in the receiving socket's send
+	 * space. */
+	__u32 seen_ack;
 	__u64 packets;
 	__u64 bytes;
 };
@@ -56,6 +61,12 @@ struct dir {
 /* Value of stitch_pairs: a stitched connection, both directions. */
 struct pair {
 	struct dir dir[2];
+	/* 1 while the agent makes the sockets quiet: nothing is rewritten;
+	 * pure ACKs and resets go on to the sockets, data, SYNs and FINs are
+	 * dropped (their senders send them again once the pair is live), and
+	 * each direction's acknowledgement is recorded. */
+	__u32 hold;
+	__u32 pad;
 };
 
 /* Indexes of the per-CPU stats array. */
@@ -63,5 +74,6 @@ enum stat {
 	STAT_STITCHED = 0,  /* packets rewritten and redirected */
 	STAT_NO_ROUTE = 1,  /* rewritten, but the FIB had no way out: dropped */
 	STAT_BAD_HEADER = 2, /* a stitched tuple's packet that could not be read or written: dropped */
-	STAT_COUNT = 3,
+	STAT_HELD_DROP = 3,  /* held: a data, SYN or FIN segment dropped */
+	STAT_COUNT = 4,
 };

@@ -28,8 +28,9 @@ type StitchDir struct {
 	WscaleOut uint8
 	Fin       uint8
 	Rst       uint8
-	Pad       [3]uint8
-	_         [4]byte
+	Acked     uint8
+	Pad       [2]uint8
+	SeenAck   uint32
 	Packets   uint64
 	Bytes     uint64
 }
@@ -42,8 +43,10 @@ const (
 )
 
 type StitchPair struct {
-	_   structs.HostLayout
-	Dir [2]StitchDir
+	_    structs.HostLayout
+	Dir  [2]StitchDir
+	Hold uint32
+	Pad  uint32
 }
 
 type StitchRef struct {
@@ -58,7 +61,8 @@ const (
 	StitchStatSTAT_STITCHED   StitchStat = 0
 	StitchStatSTAT_NO_ROUTE   StitchStat = 1
 	StitchStatSTAT_BAD_HEADER StitchStat = 2
-	StitchStatSTAT_COUNT      StitchStat = 3
+	StitchStatSTAT_HELD_DROP  StitchStat = 3
+	StitchStatSTAT_COUNT      StitchStat = 4
 )
 
 type StitchTuple struct {

@@ -46,7 +46,7 @@ func Open(opts Options) (*Kernel, error) {
 	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
 		return nil, fmt.Errorf("stitch: load: %w", err)
 	}
-	for i := opts.MaxPairs - 1; i >= 0; i-- {
+	for i := range opts.MaxPairs {
 		k.free = append(k.free, uint32(i))
 	}
 	return k, nil
@@ -86,60 +86,128 @@ func (k *Kernel) Close() error {
 	return errors.Join(errs...)
 }
 
-// Stitch is one stitched connection in the kernel's maps.
+// Stitch is one connection in the kernel's maps: held, then live.
 type Stitch struct {
 	pair      uint32
 	toBackend stitchbpf.StitchTuple // the client's packets' key
 	toClient  stitchbpf.StitchTuple // the backend's packets' key
 }
 
-// Add stitches the connection whose gateway sockets were frozen with the
-// states client (the client's connection: Local is the address the client
-// connected to) and backend (the gateway's connection to the backend).
-// From then on their packets are rewritten into each other's.
-func (k *Kernel) Add(client, backend SocketState) (Stitch, error) {
-	if err := compatible(client, backend); err != nil {
-		return Stitch{}, err
-	}
-	k.mu.Lock()
-	if len(k.free) == 0 {
-		k.mu.Unlock()
-		return Stitch{}, fmt.Errorf("stitch: all %d pair slots in use", k.objs.StitchPairs.MaxEntries())
-	}
-	s := Stitch{pair: k.free[len(k.free)-1]}
-	k.free = k.free[:len(k.free)-1]
-	k.mu.Unlock()
+// Ends are a TCP connection's addresses as a gateway's socket sees them.
+type Ends struct {
+	Local, Remote netip.AddrPort
+}
 
-	pair := stitchbpf.StitchPair{Dir: [2]stitchbpf.StitchDir{
-		stitchbpf.StitchDirIndexDIR_TO_BACKEND: direction(client, backend),
-		stitchbpf.StitchDirIndexDIR_TO_CLIENT:  direction(backend, client),
-	}}
-	s.toBackend = tuple(client.Remote, client.Local)
-	s.toClient = tuple(backend.Remote, backend.Local)
-	if err := k.objs.StitchPairs.Put(s.pair, &pair); err != nil {
-		k.release(s.pair)
-		return Stitch{}, fmt.Errorf("stitch: write pair %d: %w", s.pair, err)
+// Hold puts the connection of the gateway's sockets with ends client (the
+// client's connection to the gateway) and backend (the gateway's to the
+// backend) in the maps, held (see struct pair in stitch.h): from then on
+// no data reaches those sockets, pure ACKs and resets still do, and Acks
+// says what each peer acknowledged.
+func (k *Kernel) Hold(client, backend Ends) (*Stitch, error) {
+	if client.Local.Addr().Unmap().Is4() != backend.Local.Addr().Unmap().Is4() {
+		return nil, fmt.Errorf("stitch: %s and %s are of different address families", client.Remote, backend.Remote)
 	}
+	slot, err := k.take()
+	if err != nil {
+		return nil, err
+	}
+	s := &Stitch{pair: slot, toBackend: tuple(client.Remote, client.Local), toClient: tuple(backend.Remote, backend.Local)}
+	if err := k.objs.StitchPairs.Put(slot, &stitchbpf.StitchPair{Hold: 1}); err != nil {
+		k.release(slot)
+		return nil, fmt.Errorf("stitch: write pair %d: %w", slot, err)
+	}
+	if err := k.point(s, slot, ebpf.UpdateNoExist); err != nil {
+		k.release(slot)
+		return nil, fmt.Errorf("stitch: hold %s -> %s: %w", client.Remote, client.Local, err)
+	}
+	return s, nil
+}
+
+// point makes both of s's keys name pair slot.
+func (k *Kernel) point(s *Stitch, slot uint32, flags ebpf.MapUpdateFlags) error {
 	refs := []struct {
 		key stitchbpf.StitchTuple
 		dir stitchbpf.StitchDirIndex
 	}{{s.toClient, stitchbpf.StitchDirIndexDIR_TO_CLIENT}, {s.toBackend, stitchbpf.StitchDirIndexDIR_TO_BACKEND}}
 	for i, r := range refs {
-		ref := stitchbpf.StitchRef{Pair: s.pair, Dir: r.dir}
-		if err := k.objs.StitchKeys.Update(&r.key, &ref, ebpf.UpdateNoExist); err != nil {
-			for _, done := range refs[:i] {
-				_ = k.objs.StitchKeys.Delete(&done.key)
+		ref := stitchbpf.StitchRef{Pair: slot, Dir: r.dir}
+		if err := k.objs.StitchKeys.Update(&r.key, &ref, flags); err != nil {
+			if flags == ebpf.UpdateNoExist {
+				for _, done := range refs[:i] {
+					_ = k.objs.StitchKeys.Delete(&done.key)
+				}
 			}
-			k.release(s.pair)
-			return Stitch{}, fmt.Errorf("stitch: %s -> %s: %w", client.Remote, client.Local, err)
+			return err
 		}
+	}
+	return nil
+}
+
+// Acks are the acknowledgement numbers the peers sent while s was held.
+type Acks struct {
+	FromClient, FromBackend   uint32 // in the client's and the backend's socket's send space
+	ClientAcked, BackendAcked bool   // whether any was seen
+}
+
+// Acks reads what the peers acknowledged while s was held.
+func (k *Kernel) Acks(s *Stitch) (Acks, error) {
+	var pair stitchbpf.StitchPair
+	if err := k.objs.StitchPairs.Lookup(s.pair, &pair); err != nil {
+		return Acks{}, fmt.Errorf("stitch: read pair %d: %w", s.pair, err)
+	}
+	c, b := pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND], pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT]
+	return Acks{FromClient: c.SeenAck, ClientAcked: c.Acked != 0, FromBackend: b.SeenAck, BackendAcked: b.Acked != 0}, nil
+}
+
+// Live stitches a held s with the frozen sockets' states: from then on
+// the connection's packets are rewritten into each other's. The live
+// pair is written whole into a new slot and the keys are moved to it (an
+// element's replacement is atomic; an array value's overwrite is not).
+func (k *Kernel) Live(s *Stitch, client, backend SocketState) error {
+	if err := compatible(client, backend); err != nil {
+		return err
+	}
+	slot, err := k.take()
+	if err != nil {
+		return err
+	}
+	pair := stitchbpf.StitchPair{Dir: [2]stitchbpf.StitchDir{
+		stitchbpf.StitchDirIndexDIR_TO_BACKEND: direction(client, backend),
+		stitchbpf.StitchDirIndexDIR_TO_CLIENT:  direction(backend, client),
+	}}
+	if err := k.objs.StitchPairs.Put(slot, &pair); err != nil {
+		k.release(slot)
+		return fmt.Errorf("stitch: write pair %d: %w", slot, err)
+	}
+	if err := k.point(s, slot, ebpf.UpdateExist); err != nil {
+		k.release(slot)
+		return fmt.Errorf("stitch: %s -> %s live: %w", client.Remote, client.Local, err)
+	}
+	k.release(s.pair)
+	s.pair = slot
+	return nil
+}
+
+// Add stitches at once the connection whose gateway sockets were frozen
+// with the states client (the client's connection: Local is the address
+// the client connected to) and backend (the gateway's to the backend),
+// when nothing can have arrived since (a test's quiet peers): Join is the
+// way for live connections.
+func (k *Kernel) Add(client, backend SocketState) (*Stitch, error) {
+	s, err := k.Hold(Ends{client.Local, client.Remote}, Ends{backend.Local, backend.Remote})
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Live(s, client, backend); err != nil {
+		_ = k.Remove(s)
+		return nil, err
 	}
 	return s, nil
 }
 
-// Remove takes a stitched connection out of the maps: its packets go on to
-// the stack (and the gateway's frozen sockets) from then on.
-func (k *Kernel) Remove(s Stitch) error {
+// Remove takes a connection out of the maps: its packets go on to the
+// stack from then on.
+func (k *Kernel) Remove(s *Stitch) error {
 	var errs []error
 	for _, key := range []stitchbpf.StitchTuple{s.toBackend, s.toClient} {
 		if err := k.objs.StitchKeys.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -151,6 +219,20 @@ func (k *Kernel) Remove(s Stitch) error {
 		return fmt.Errorf("stitch: remove pair %d: %w", s.pair, err)
 	}
 	return nil
+}
+
+// take reserves a pair slot. Slots are reused first in, first out, so a
+// slot a program may still be reading (it looked the key up just before
+// the key moved) is the last to be written again.
+func (k *Kernel) take() (uint32, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.free) == 0 {
+		return 0, fmt.Errorf("stitch: all %d pair slots in use", k.objs.StitchPairs.MaxEntries())
+	}
+	slot := k.free[0]
+	k.free = k.free[1:]
+	return slot, nil
 }
 
 func (k *Kernel) release(pair uint32) {
@@ -171,7 +253,7 @@ type DirTraffic struct {
 }
 
 // Traffic reads what the program moved of s.
-func (k *Kernel) Traffic(s Stitch) (Traffic, error) {
+func (k *Kernel) Traffic(s *Stitch) (Traffic, error) {
 	var pair stitchbpf.StitchPair
 	if err := k.objs.StitchPairs.Lookup(s.pair, &pair); err != nil {
 		return Traffic{}, fmt.Errorf("stitch: read pair %d: %w", s.pair, err)

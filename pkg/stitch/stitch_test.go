@@ -122,7 +122,7 @@ func relay(t *testing.T, from, to *net.TCPConn, n int) {
 
 // stitch waits until the gateway's sockets are quiet, freezes them and
 // stitches them.
-func (s *stitchLab) stitch(t *testing.T, p pair) (Stitch, SocketState, SocketState) {
+func (s *stitchLab) stitch(t *testing.T, p pair) (*Stitch, SocketState, SocketState) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

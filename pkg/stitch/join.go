@@ -1,0 +1,207 @@
+package stitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// ErrNotQuiet is Join's answer when the connection did not become quiet
+// in time: the sockets were thawed and the pair removed, the connection
+// goes on through the sockets as before, and the caller may try again.
+var ErrNotQuiet = errors.New("stitch: the connection did not become quiet")
+
+// JoinOptions bound Join.
+type JoinOptions struct {
+	// Quiet is how long Join holds the connection waiting for it to
+	// become quiet (default 50 ms); the peers' data sent meanwhile is
+	// dropped and sent again by them.
+	Quiet time.Duration
+}
+
+// Joined is a stitched connection: the pair in the kernel's maps, and a
+// socket bound to the backend connection's local address that keeps its
+// port from being taken by another connection to the same backend while
+// this one lives.
+type Joined struct {
+	*Stitch
+	reserve *os.File
+}
+
+// Join stitches the connection of the gateway's sockets client (accepted
+// from the client) and backend (dialed to the backend), whose bytes nobody
+// copies any more (the caller stopped). It holds the pair, moves what
+// either socket has unread to the other, waits until each peer has
+// acknowledged everything its socket sent (the acknowledgements the hold
+// records count, those on dropped data too), freezes both sockets, checks
+// them, and makes the pair live. Then it closes both sockets silently
+// (repair mode: no FIN, no reset; the peers' packets never reach the stack
+// again) and reserves the backend socket's port. On ErrNotQuiet nothing
+// changed for the connection; on another error it is broken: reset both
+// sockets.
+func (k *Kernel) Join(ctx context.Context, client, backend *net.TCPConn, opts JoinOptions) (*Joined, error) {
+	if opts.Quiet <= 0 {
+		opts.Quiet = 50 * time.Millisecond
+	}
+	s, err := k.Hold(Ends{addrPort(client.LocalAddr()), addrPort(client.RemoteAddr())},
+		Ends{addrPort(backend.LocalAddr()), addrPort(backend.RemoteAddr())})
+	if err != nil {
+		return nil, err
+	}
+	cs, bs, err := k.settle(ctx, s, client, backend, time.Now().Add(opts.Quiet))
+	if err != nil {
+		_ = k.Remove(s)
+		return nil, err
+	}
+	if err := k.Live(s, cs, bs); err != nil {
+		_ = k.Remove(s)
+		return nil, errors.Join(err, Thaw(client), Thaw(backend))
+	}
+	j := &Joined{Stitch: s}
+	errC, errB := CloseSilently(client), CloseSilently(backend)
+	j.reserve, err = reservePort(bs.Local)
+	return j, errors.Join(errC, errB, err)
+}
+
+// settle waits, until deadline, for the held connection to be quiet and
+// returns both sockets' states, frozen. Each pass moves what is unread,
+// then freezes both sockets and checks them; a pass that finds them busy
+// thaws them again.
+func (k *Kernel) settle(ctx context.Context, s *Stitch, client, backend *net.TCPConn, deadline time.Time) (SocketState, SocketState, error) {
+	for {
+		if err := moveUnread(client, backend); err != nil {
+			return SocketState{}, SocketState{}, err
+		}
+		cs, bs, busy, err := k.check(s, client, backend)
+		if err != nil {
+			return SocketState{}, SocketState{}, err
+		}
+		if busy == "" {
+			return cs, bs, nil
+		}
+		if err := errors.Join(Thaw(client), Thaw(backend)); err != nil {
+			return SocketState{}, SocketState{}, err
+		}
+		if time.Now().After(deadline) {
+			return SocketState{}, SocketState{}, fmt.Errorf("%w: %s", ErrNotQuiet, busy)
+		}
+		select {
+		case <-ctx.Done():
+			return SocketState{}, SocketState{}, ctx.Err()
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
+// check freezes both sockets and says what keeps them from being
+// stitched ("" if nothing): data unread or unsent, or sent and not yet
+// acknowledged by the peer, by the socket's own count or the hold's.
+func (k *Kernel) check(s *Stitch, client, backend *net.TCPConn) (cs, bs SocketState, busy string, err error) {
+	if cs, err = Freeze(client); err != nil {
+		return cs, bs, "", err
+	}
+	if bs, err = Freeze(backend); err != nil {
+		return cs, bs, "", errors.Join(err, Thaw(client))
+	}
+	acks, err := k.Acks(s)
+	if err != nil {
+		return cs, bs, "", errors.Join(err, Thaw(client), Thaw(backend))
+	}
+	switch {
+	case cs.Unread > 0 || bs.Unread > 0:
+		busy = fmt.Sprintf("unread: %d from the client, %d from the backend", cs.Unread, bs.Unread)
+	case cs.Unsent > 0 || bs.Unsent > 0:
+		busy = fmt.Sprintf("unsent: %d to the client, %d to the backend", cs.Unsent, bs.Unsent)
+	case cs.Unacked > 0 && !(acks.ClientAcked && !seqBefore(acks.FromClient, cs.SndNxt)):
+		busy = fmt.Sprintf("%d bytes to the client not acknowledged", cs.Unacked)
+	case bs.Unacked > 0 && !(acks.BackendAcked && !seqBefore(acks.FromBackend, bs.SndNxt)):
+		busy = fmt.Sprintf("%d bytes to the backend not acknowledged", bs.Unacked)
+	}
+	return cs, bs, busy, nil
+}
+
+// seqBefore says whether sequence number a comes before b (mod 2^32).
+func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// moveUnread writes what each socket has received and nobody read to the
+// other (the hold lets no new data in, so this ends).
+func moveUnread(client, backend *net.TCPConn) error {
+	for _, d := range []struct{ from, to *net.TCPConn }{{client, backend}, {backend, client}} {
+		ok, err := Quiet(d.from)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if err := drain(d.from, d.to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drain copies what from holds now to to.
+func drain(from, to *net.TCPConn) error {
+	buf := make([]byte, 64<<10)
+	for {
+		_ = from.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, err := from.Read(buf)
+		if n > 0 {
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("stitch: move %d unread bytes to %s: %w", n, to.RemoteAddr(), werr)
+			}
+		}
+		if err != nil {
+			_ = from.SetReadDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return fmt.Errorf("stitch: read %s: %w", from.RemoteAddr(), err)
+		}
+	}
+}
+
+// Wait polls the program's counters every poll until the connection
+// ended — both FINs passed and linger more went by (for the last ACK and
+// retransmissions), or a reset passed — or nothing passed for idle, or
+// ctx ends. Then it removes the pair and frees the reserved port.
+func (k *Kernel) Wait(ctx context.Context, j *Joined, poll, linger, idle time.Duration) (Traffic, error) {
+	defer func() {
+		if j.reserve != nil {
+			j.reserve.Close()
+		}
+	}()
+	var last Traffic
+	var ended, quietSince time.Time
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, errors.Join(ctx.Err(), k.Remove(j.Stitch))
+		case now := <-tick.C:
+			tr, err := k.Traffic(j.Stitch)
+			if err != nil {
+				return last, errors.Join(err, k.Remove(j.Stitch))
+			}
+			if tr != last || quietSince.IsZero() {
+				quietSince = now
+			}
+			last = tr
+			switch {
+			case tr.ToBackend.RST || tr.ToClient.RST:
+				return tr, k.Remove(j.Stitch)
+			case tr.ToBackend.FIN && tr.ToClient.FIN && ended.IsZero():
+				ended = now
+			case !ended.IsZero() && now.Sub(ended) >= linger:
+				return tr, k.Remove(j.Stitch)
+			case now.Sub(quietSince) >= idle:
+				return tr, errors.Join(fmt.Errorf("stitch: idle for %v: removed", idle), k.Remove(j.Stitch))
+			}
+		}
+	}
+}

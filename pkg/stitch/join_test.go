@@ -1,0 +1,133 @@
+package stitch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/internal/netlab"
+)
+
+// TestStitchJoinMidStream stitches a connection in the middle of a 64 MiB
+// transfer both ways through a backend's echo server: the gateway copies
+// with its sockets, stops, and Join holds, drains and freezes while both
+// peers keep sending (what they send during the hold is dropped and sent
+// again). Every byte must come back in order (CRC-32C), most of them
+// through the stitch, and the connection must end cleanly both ways.
+func TestStitchJoinMidStream(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	first := []byte("hello\n")
+	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	_ = p.client.SetDeadline(time.Now().Add(90 * time.Second))
+
+	result := make(chan [2]uint32, 1)
+	go func() {
+		sent, got := bothWays(t, p.client, 64<<20)
+		result <- [2]uint32{sent, got}
+	}()
+	var j *Joined
+	for attempt := 1; j == nil; attempt++ {
+		copying := startCopies(p.gwClient, p.gwBck)
+		time.Sleep(20 * time.Millisecond)
+		if ended := copying.pause(); ended != nil {
+			t.Fatalf("a direction ended before the stitch: %v", ended)
+		}
+		var err error
+		j, err = s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{})
+		switch {
+		case errors.Is(err, ErrNotQuiet) && attempt < 20:
+			t.Logf("attempt %d: %v", attempt, err)
+		case err != nil:
+			t.Fatalf("attempt %d: %v", attempt, err)
+		default:
+			t.Logf("stitched at attempt %d", attempt)
+		}
+	}
+	r := <-result
+	if r[0] != r[1] {
+		t.Fatalf("64 MiB both ways, stitched mid-stream: sent CRC %08x, got back %08x", r[0], r[1])
+	}
+	if err := p.client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the client's FIN: read %d, %v; want EOF", n, err)
+	}
+	tr, err := s.k.Wait(ctx, j, 10*time.Millisecond, 50*time.Millisecond, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("through the stitch: to the backend %d packets %d B, to the client %d packets %d B", tr.ToBackend.Packets,
+		tr.ToBackend.Bytes, tr.ToClient.Packets, tr.ToClient.Bytes)
+	if tr.ToBackend.Bytes == 0 || tr.ToClient.Bytes == 0 || !tr.ToBackend.FIN || !tr.ToClient.FIN {
+		t.Fatalf("the stitch did not carry the end of the connection: %+v", tr)
+	}
+}
+
+// copies are the gateway copying both ways with its sockets, as an L7
+// proxy does before the stitch.
+type copies struct {
+	a, b *net.TCPConn
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error // why a direction ended, other than pause
+}
+
+func startCopies(a, b *net.TCPConn) *copies {
+	c := &copies{a: a, b: b}
+	for _, d := range [][2]*net.TCPConn{{a, b}, {b, a}} {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := copyUntilPaused(d[1], d[0]); err != nil {
+				c.mu.Lock()
+				c.err = errors.Join(c.err, err)
+				c.mu.Unlock()
+			}
+		}()
+	}
+	return c
+}
+
+// pause stops both directions (a read deadline in the past) and waits for
+// them; it returns why a direction had ended otherwise, if one had.
+func (c *copies) pause() error {
+	_ = c.a.SetReadDeadline(time.Now())
+	_ = c.b.SetReadDeadline(time.Now())
+	c.wg.Wait()
+	_ = c.a.SetReadDeadline(time.Time{})
+	_ = c.b.SetReadDeadline(time.Time{})
+	return c.err
+}
+
+// copyUntilPaused copies src to dst until a read deadline stops it (nil)
+// or src ends (an error, io.EOF for a FIN).
+func copyUntilPaused(dst, src *net.TCPConn) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
