@@ -17,6 +17,7 @@ import (
 	"github.com/graylane/graylane/pkg/l7proxy"
 	"github.com/graylane/graylane/pkg/l7splice"
 	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/stitch"
 )
 
 // l7 runs the agent's side of L7 services (datapath.IsL7: app http or
@@ -60,6 +61,7 @@ type l7 struct {
 // l7Run is what exists while L7 services are applied.
 type l7Run struct {
 	kernel  *l7splice.Kernel
+	stitch  *stitch.Kernel // l7.splice: stitch; nil otherwise
 	ln      *mergedListener
 	proxy   *l7proxy.Proxy
 	links   []int // ifindexes l7_assign is attached to
@@ -185,7 +187,12 @@ func (l *l7) startLocked() (err error) {
 			l.log.Warn("the return rule of l7.source client a previous agent left stays until the L7 side stops", "err", err)
 		}
 	}
-	opts := l.proxyOptions(k)
+	if l.cfg.Splice == config.L7SpliceStitch {
+		if r.stitch, err = openStitch(append(slices.Clone(l.ifaces), l.backendIfaces...)); err != nil {
+			return err
+		}
+	}
+	opts := l.proxyOptions(r)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
 		return fmt.Errorf("L7 services: %w", err)
 	}
@@ -203,7 +210,8 @@ func (l *l7) startLocked() (err error) {
 }
 
 // proxyOptions turns the l7 configuration into the proxy's options.
-func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
+func (l *l7) proxyOptions(r *l7Run) l7proxy.Options {
+	k := r.kernel
 	head, connect := l.cfg.Durations()
 	opts := l7proxy.Options{MaxHeadBytes: l.cfg.MaxHeadBytes, HeadTimeout: head,
 		MaxPending: l.cfg.MaxPending, ConnectTimeout: connect, Observer: l.signals,
@@ -213,9 +221,12 @@ func (l *l7) proxyOptions(k *l7splice.Kernel) l7proxy.Options {
 	if l.cfg.Source == config.L7SourceClient {
 		opts.Dial = dialFromClient
 	}
-	if l.cfg.Splice == config.L7SpliceKernel {
+	switch l.cfg.Splice {
+	case config.L7SpliceKernel:
 		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
-	} else {
+	case config.L7SpliceStitch:
+		opts.Splicer = l7proxy.StitchSplicer{Kernel: r.stitch}
+	default:
 		opts.Splicer = l7proxy.CopySplicer{Handover: l.handover}
 	}
 	return opts
@@ -354,6 +365,11 @@ func (r *l7Run) close() {
 		_ = r.kernel.DetachBackend(idx)
 	}
 	r.kernel.Close()
+	if r.stitch != nil {
+		// Stitched connections end here: their packets meet the stack,
+		// which has no socket for them.
+		_ = r.stitch.Close()
+	}
 }
 
 // reattach follows a reload: when the client interfaces changed, or the
@@ -379,6 +395,10 @@ func (l *l7) reattach(cfg *config.Config, steeringChanged bool) error {
 	l.run.links, err = attachL7(l.run.kernel, ifaces)
 	if err == nil && l.cfg.Source == config.L7SourceClient {
 		l.run.returns, err = l.routeReturns(l.run.kernel)
+	}
+	if err == nil && l.run.stitch != nil {
+		// Attach is a no-op where it is attached already (still first).
+		_, err = attachEach(append(slices.Clone(ifaces), backs...), l.run.stitch.Attach, l.run.stitch.Detach)
 	}
 	return err
 }

@@ -44,6 +44,7 @@ type L7 struct {
 const (
 	L7SpliceCopy   = "copy"
 	L7SpliceKernel = "kernel"
+	L7SpliceStitch = "stitch"
 
 	L7SourceGateway = "gateway"
 	L7SourceClient  = "client"
@@ -61,9 +62,9 @@ func (l *L7) Durations() (head, connect time.Duration) {
 func (c *Config) validateL7(bad reportFunc) {
 	l := &c.L7
 	switch l.Splice {
-	case "", L7SpliceCopy, L7SpliceKernel:
+	case "", L7SpliceCopy, L7SpliceKernel, L7SpliceStitch:
 	default:
-		bad("l7.splice", "%q is not a splice: use copy (the default, measured faster) or kernel (later bytes stay in the kernel)", l.Splice)
+		bad("l7.splice", "%q is not a splice: use copy (the default), kernel (the sockmap splice: later bytes stay in the gateway's sockets) or stitch (later packets rewritten in the data path, the gateway's sockets closed; stitched connections end at a restart)", l.Splice)
 	}
 	switch l.Source {
 	case "", L7SourceGateway, L7SourceClient:

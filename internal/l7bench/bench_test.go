@@ -100,6 +100,7 @@ func benchModes(bin string) []mode {
 		{name: "nginx", setup: nginx},
 		{name: "graylane-l7", setup: graylaneL7(bin, "")},
 		{name: "graylane-l7-ksplice", setup: graylaneL7(bin, "kernel")},
+		{name: "graylane-l7-stitch", setup: graylaneL7(bin, "stitch")},
 	}
 	only := os.Getenv("L7BENCH_MODES")
 	if only == "" {

@@ -16,7 +16,8 @@
 // rounds, L7BENCH_BULK_MIB the bulk download (default 1024), and
 // L7BENCH_MODES (comma-separated) the modes besides routing, the base:
 // default graylane-l4,haproxy,nginx,graylane-l7; graylane-l7-ksplice is
-// the L7 service with l7.splice: kernel (the sockmap splice).
+// the L7 service with l7.splice: kernel (the sockmap splice), and
+// graylane-l7-stitch with l7.splice: stitch (the stitch in the data path).
 //
 // # Modes
 //

@@ -71,6 +71,21 @@ func (k *Kernel) Attach(ifindex int) error {
 	return nil
 }
 
+// Detach takes the program off interface ifindex.
+func (k *Kernel) Detach(ifindex int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.links[ifindex]
+	if !ok {
+		return nil
+	}
+	delete(k.links, ifindex)
+	if err := l.Close(); err != nil {
+		return fmt.Errorf("stitch: detach from interface %d: %w", ifindex, err)
+	}
+	return nil
+}
+
 // Close detaches the program everywhere and frees the maps: packets of
 // connections still stitched then reach the gateway's sockets, which are
 // frozen, and the connections stall.

@@ -1,0 +1,120 @@
+package agent_test
+
+import (
+	"bufio"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graylane/graylane/internal/labagent"
+	"github.com/graylane/graylane/internal/netlab"
+)
+
+// TestL7Stitch: with l7.splice stitch, in tc and in native XDP mode, L7
+// connections are decided as with the default splice and answered by the
+// right pool; a long connection to an echo backend, stitched after its
+// first answer, goes on — 100 echoed lines, then 32 MiB both ways at once,
+// every byte back in order — while the gateway holds no socket of it
+// (proof that the stitch, not a socket, carries it), and ends with the
+// backend's FIN after the client's.
+func TestL7Stitch(t *testing.T) {
+	for _, mode := range []string{"tc", "native"} {
+		t.Run(mode, func(t *testing.T) { testL7Stitch(t, mode) })
+	}
+}
+
+func testL7Stitch(t *testing.T, mode string) {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: mode, Extra: "l7:\n  splice: stitch\n"})
+	svcs := l7Services(e.lab, 0)
+	if err := e.agent.Apply(e.ctx, svcs[len(svcs)-1:]); err != nil { // header6: echo backends
+		t.Fatal(err)
+	}
+	v6 := netip.AddrPortFrom(netlab.VIP6, l7PortHeader)
+	want(t, "stitch, X-Canary: v2", e.rawMany(t, v6, "X-Canary: v2\r\n", 200), 200, 0)
+	want(t, "stitch, no header", e.rawMany(t, v6, "", 200), 0, 200)
+
+	c, err := e.dial(e.ctx, v6.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n\r\n")
+	for i, want := range []string{"", "GET / HTTP/1.1\r\n", "Host: l7\r\n", "\r\n"} {
+		got, err := r.ReadString('\n')
+		if err != nil || (i > 0 && got != want) {
+			t.Fatalf("line %d: read %q, %v; want %q", i, got, err, want)
+		}
+	}
+	for i := range 100 {
+		line := strings.Repeat("x", i*100) + "\n"
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.ReadString('\n'); err != nil || got != line {
+			t.Fatalf("echo %d: %d bytes, %v; want %d bytes", i, len(got), err, len(line))
+		}
+	}
+	sent, got := echoBoth(t, c, r, 32<<20)
+	if sent != got {
+		t.Fatalf("32 MiB both ways: sent CRC %08x, got back %08x", sent, got)
+	}
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	if socks := e.gatewaySockets(t, port); socks != "" {
+		t.Fatalf("the gateway still holds a socket of the client's connection (port %d): not stitched:\n%s", port, socks)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the client's FIN: read %d, %v; want EOF", n, err)
+	}
+}
+
+// echoBoth writes n bytes to c while reading n back through r, and returns
+// the CRC-32C of each.
+func echoBoth(t *testing.T, c net.Conn, r *bufio.Reader, n int) (sent, got uint32) {
+	t.Helper()
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for i := range buf {
+			buf[i] = byte(i*7 + i>>8)
+		}
+		h := crc32.New(tab)
+		for left := n; left > 0; left -= len(buf) {
+			b := buf[:min(len(buf), left)]
+			h.Write(b)
+			if _, err := c.Write(b); err != nil {
+				done <- err
+				return
+			}
+		}
+		sent = h.Sum32()
+		done <- nil
+	}()
+	h := crc32.New(tab)
+	if _, err := io.CopyN(h, r, int64(n)); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return sent, h.Sum32()
+}
+
+// gatewaySockets lists the gateway's TCP sockets whose peer port is port
+// ("" if none).
+func (e *env) gatewaySockets(t *testing.T, port int) string {
+	t.Helper()
+	out, err := e.lab.Gateway.Command(e.ctx, "ss", "-Htn", "dport", "= :"+strconv.Itoa(port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

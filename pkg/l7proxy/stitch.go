@@ -1,0 +1,214 @@
+package l7proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/graylane/graylane/pkg/stitch"
+)
+
+// StitchSplicer copies a connection in user space until its first
+// response has been shown to Conns.Peek (at once without Peek), then
+// stitches it (package stitch): from then on the connection's packets are
+// rewritten from one TCP connection into the other by the stitch program
+// and the gateway's two sockets are gone, so no byte passes through the
+// agent or the gateway's TCP stack. A connection that does not become
+// quiet for the stitch in Attempts tries, or ends before, is copied to its
+// end as CopySplicer does.
+type StitchSplicer struct {
+	Kernel *stitch.Kernel
+	// Attempts bounds the tries to stitch (default 3), each after
+	// AttemptSpacing of copying (default 10 ms, doubling).
+	Attempts       int
+	AttemptSpacing time.Duration
+	// Idle ends a stitched connection nothing passed on for this long
+	// (default 30 minutes): its pair is removed, and its next packet
+	// meets the gateway's stack, which resets it.
+	Idle time.Duration
+}
+
+// Splice implements Splicer.
+func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
+	attempts, spacing := s.Attempts, s.AttemptSpacing
+	if attempts <= 0 {
+		attempts = 3
+	}
+	if spacing <= 0 {
+		spacing = 10 * time.Millisecond
+	}
+	peek := newPeekGate(c.Peek)
+	for attempt := 1; attempt <= attempts; attempt++ {
+		run := startRun(c, peek)
+		select {
+		case <-peek.done:
+			if attempt > 1 {
+				time.Sleep(spacing << (attempt - 2))
+			}
+		case <-run.ended:
+		case <-ctx.Done():
+		}
+		paused := run.pause()
+		if ctx.Err() != nil {
+			reset(c.Client, c.Backend)
+			return ctx.Err()
+		}
+		if !paused {
+			return run.finish(ctx, c)
+		}
+		j, err := s.Kernel.Join(ctx, c.Client, c.Backend, stitch.JoinOptions{})
+		if errors.Is(err, stitch.ErrNotQuiet) {
+			continue
+		}
+		if err != nil {
+			reset(c.Client, c.Backend)
+			return fmt.Errorf("l7proxy: stitch: %w", err)
+		}
+		idle := s.Idle
+		if idle <= 0 {
+			idle = 30 * time.Minute
+		}
+		_, err = s.Kernel.Wait(ctx, j, 100*time.Millisecond, time.Second, idle)
+		return err
+	}
+	c.Peek = nil
+	return copyBoth(ctx, c, nil)
+}
+
+// peekGate shows the backend's first bytes to a Conns.Peek until it is
+// done or PeekLimit bytes passed, and then closes done.
+type peekGate struct {
+	peek func([]byte) bool
+	seen int
+	done chan struct{}
+	once sync.Once
+}
+
+func newPeekGate(peek func([]byte) bool) *peekGate {
+	g := &peekGate{peek: peek, done: make(chan struct{})}
+	if peek == nil {
+		g.close()
+	}
+	return g
+}
+
+func (g *peekGate) close() { g.once.Do(func() { close(g.done) }) }
+
+// show is called by the one goroutine copying from the backend.
+func (g *peekGate) show(b []byte) {
+	select {
+	case <-g.done:
+		return
+	default:
+	}
+	g.seen += len(b)
+	if g.peek(b) || g.seen >= PeekLimit {
+		g.close()
+	}
+}
+
+// run is both directions of a connection copied until paused.
+type run struct {
+	c      Conns
+	wg     sync.WaitGroup
+	ended  chan struct{} // closed when a direction ended on its own
+	once   sync.Once
+	mu     sync.Mutex
+	states [2]error // per direction: nil paused, io.EOF forwarded FIN, else failed
+}
+
+func startRun(c Conns, peek *peekGate) *run {
+	r := &run{c: c, ended: make(chan struct{})}
+	dirs := []struct {
+		dst, src *net.TCPConn
+		show     func([]byte)
+	}{{c.Backend, c.Client, nil}, {c.Client, c.Backend, peek.show}}
+	for i, d := range dirs {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			err := copyPausable(d.dst, d.src, d.show)
+			r.mu.Lock()
+			r.states[i] = err
+			r.mu.Unlock()
+			if err != nil {
+				r.once.Do(func() { close(r.ended) })
+			}
+		}()
+	}
+	return r
+}
+
+// pause stops both directions and says whether both were merely paused
+// (neither had ended).
+func (r *run) pause() bool {
+	now := time.Now()
+	_ = r.c.Client.SetReadDeadline(now)
+	_ = r.c.Backend.SetReadDeadline(now)
+	r.wg.Wait()
+	_ = r.c.Client.SetReadDeadline(time.Time{})
+	_ = r.c.Backend.SetReadDeadline(time.Time{})
+	return r.states[0] == nil && r.states[1] == nil
+}
+
+// finish ends a connection a direction of which ended while copying: a
+// failure resets both; a FIN (forwarded) leaves the other direction to
+// copy to its end.
+func (r *run) finish(ctx context.Context, c Conns) error {
+	for i, err := range r.states {
+		if err != nil && !errors.Is(err, io.EOF) {
+			reset(c.Client, c.Backend)
+			return fmt.Errorf("l7proxy: copy %s: %w", []string{"client to backend", "backend to client"}[i], err)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { reset(c.Client, c.Backend) })
+	defer stop()
+	var err error
+	switch {
+	case r.states[0] == nil:
+		err = pipe(c.Backend, c.Client, "client to backend")
+	case r.states[1] == nil:
+		err = pipe(c.Client, c.Backend, "backend to client")
+	}
+	if err != nil {
+		reset(c.Client, c.Backend)
+		return err
+	}
+	c.Client.Close()
+	c.Backend.Close()
+	return ctx.Err()
+}
+
+// copyPausable copies src to dst, showing show the bytes first, until a
+// read deadline stops it (nil), src's FIN (forwarded to dst: io.EOF) or
+// a failure.
+func copyPausable(dst, src *net.TCPConn, show func([]byte)) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if show != nil {
+				show(buf[:n])
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil
+		case errors.Is(err, io.EOF):
+			if err := dst.CloseWrite(); err != nil {
+				return err
+			}
+			return io.EOF
+		case err != nil:
+			return err
+		}
+	}
+}
