@@ -301,7 +301,11 @@ static __always_inline int forward(struct __sk_buff *skb, const struct packet *p
 }
 
 /* A held pair's packet (see struct pair): record its acknowledgement,
- * pass a pure ACK or a reset to the socket, drop the rest. */
+ * pass a pure ACK, a FIN or a reset to the socket, drop the rest. A FIN
+ * (with the data it may carry) goes on because the connection is ending:
+ * the agent, seeing it, gives the stitch up and copies the rest, which
+ * forwards it at once (dropped, it would wait for its sender's
+ * retransmission timeout). */
 static __always_inline int held(struct __sk_buff *skb, const struct packet *p, struct dir *d)
 {
 	__u8 flags;
@@ -309,13 +313,13 @@ static __always_inline int held(struct __sk_buff *skb, const struct packet *p, s
 
 	if (bpf_skb_load_bytes(skb, p->l4 + 13, &flags, 1) || bpf_skb_load_bytes(skb, p->l4 + 8, &ack, 4))
 		return TC_ACT_UNSPEC;
-	if (flags & 0x04) /* RST: the connection ends; the sockets see it */
+	if (flags & 0x05) /* FIN or RST: the connection ends; the sockets see it */
 		return TC_ACT_UNSPEC;
 	if (flags & 0x10) {
 		d->seen_ack = bpf_ntohl(ack);
 		d->acked = 1;
 	}
-	if (p->l3_len > p->l4 - p->l3 + p->hlen || (flags & 0x03)) { /* data, SYN or FIN */
+	if (p->l3_len > p->l4 - p->l3 + p->hlen || (flags & 0x02)) { /* data or SYN */
 		count(STAT_HELD_DROP);
 		return TC_ACT_SHOT;
 	}

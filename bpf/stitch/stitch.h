@@ -62,7 +62,7 @@ struct dir {
 struct pair {
 	struct dir dir[2];
 	/* 1 while the agent makes the sockets quiet: nothing is rewritten;
-	 * pure ACKs and resets go on to the sockets, data, SYNs and FINs are
+	 * pure ACKs, FINs and resets go on to the sockets, data and SYNs are
 	 * dropped (their senders send them again once the pair is live), and
 	 * each direction's acknowledgement is recorded. */
 	__u32 hold;
@@ -74,6 +74,6 @@ enum stat {
 	STAT_STITCHED = 0,  /* packets rewritten and redirected */
 	STAT_NO_ROUTE = 1,  /* rewritten, but the FIB had no way out: dropped */
 	STAT_BAD_HEADER = 2, /* a stitched tuple's packet that could not be read or written: dropped */
-	STAT_HELD_DROP = 3,  /* held: a data, SYN or FIN segment dropped */
+	STAT_HELD_DROP = 3,  /* held: a data or SYN segment dropped */
 	STAT_COUNT = 4,
 };

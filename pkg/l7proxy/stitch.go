@@ -65,6 +65,9 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 		if errors.Is(err, stitch.ErrNotQuiet) {
 			continue
 		}
+		if errors.Is(err, stitch.ErrEnding) {
+			break
+		}
 		if err != nil {
 			reset(c.Client, c.Backend)
 			return fmt.Errorf("l7proxy: stitch: %w", err)

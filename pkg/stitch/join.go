@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
 )
+
+// ErrEnding is Join's answer when a side of the connection has sent its
+// FIN, which only copying can forward: nothing changed, copy the
+// connection to its end.
+var ErrEnding = errors.New("stitch: the connection is ending")
 
 // ErrNotQuiet is Join's answer when the connection did not become quiet
 // in time: the sockets were thawed and the pair removed, the connection
@@ -78,6 +84,9 @@ func (k *Kernel) settle(ctx context.Context, s *Stitch, client, backend *net.TCP
 		cs, bs, busy, err := k.check(s, client, backend)
 		if err != nil {
 			return SocketState{}, SocketState{}, err
+		}
+		if !cs.Established || !bs.Established {
+			return SocketState{}, SocketState{}, errors.Join(ErrEnding, Thaw(client), Thaw(backend))
 		}
 		if busy == "" {
 			return cs, bs, nil
@@ -159,6 +168,11 @@ func drain(from, to *net.TCPConn) error {
 			_ = from.SetReadDeadline(time.Time{})
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				// The FIN stays for the copy that goes on: a read at
+				// the end keeps reading the end.
+				return ErrEnding
 			}
 			return fmt.Errorf("stitch: read %s: %w", from.RemoteAddr(), err)
 		}

@@ -131,3 +131,35 @@ func copyUntilPaused(dst, src *net.TCPConn) error {
 		}
 	}
 }
+
+// TestStitchJoinEnding: a connection whose client has sent its FIN (which
+// only copying can forward) is not stitched: Join answers ErrEnding with
+// nothing changed, and the copy then ends the connection cleanly.
+func TestStitchJoinEnding(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	first := []byte("hello\n")
+	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	_ = p.client.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := p.client.Write([]byte("last words\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the data and the FIN reach the gateway's socket
+	if _, err := s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{}); !errors.Is(err, ErrEnding) {
+		t.Fatalf("Join after the client's FIN: %v, want ErrEnding", err)
+	}
+	go copyClose(p.gwBck, p.gwClient)
+	go copyClose(p.gwClient, p.gwBck)
+	got, err := io.ReadAll(p.client)
+	if err != nil || string(got) != "last words\n" {
+		t.Fatalf("after Join gave up: read %q, %v; want the echo and EOF", got, err)
+	}
+}

@@ -57,6 +57,10 @@ type SocketState struct {
 	TSClock uint32
 	// MSS is tcpi_snd_mss.
 	MSS uint32
+	// Established is tcpi_state == TCP_ESTABLISHED: no FIN received or
+	// sent. A socket that received a FIN nobody forwarded cannot be
+	// stitched (its rcv_nxt counts the FIN the other peer never got).
+	Established bool
 	// Unread (SIOCINQ), Unacked (SIOCOUTQ) and Unsent (SIOCOUTQNSD) are
 	// bytes in the queues; a stitch needs all three 0.
 	Unread, Unacked, Unsent int
@@ -181,6 +185,9 @@ func CloseSilently(c *net.TCPConn) error {
 	return nil
 }
 
+// tcpEstablished is the kernel's TCP_ESTABLISHED, tcpi_state's value.
+const tcpEstablished = 1
+
 // readState fills st from a socket in repair mode: the sequence numbers of
 // both queues, TCP_INFO, the timestamp clock and the queue sizes.
 func readState(fd int, st *SocketState) error {
@@ -206,6 +213,7 @@ func readState(fd int, st *SocketState) error {
 	wscale := (*[tcpInfoWscaleOffset + 1]byte)(unsafe.Pointer(info))[tcpInfoWscaleOffset]
 	st.SndWscale, st.RcvWscale = splitWscale(wscale, littleEndian())
 	st.MSS = info.Snd_mss
+	st.Established = info.State == tcpEstablished
 	ts, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
 	if err != nil {
 		return fmt.Errorf("get TCP_TIMESTAMP: %w", err)
