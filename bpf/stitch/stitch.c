@@ -326,6 +326,33 @@ static __always_inline int held(struct __sk_buff *skb, const struct packet *p, s
 	return TC_ACT_UNSPEC;
 }
 
+/* Is the packet a SYN (without ACK)? */
+static __always_inline int is_syn(struct __sk_buff *skb, const struct packet *p)
+{
+	__u8 flags;
+
+	return !bpf_skb_load_bytes(skb, p->l4 + 13, &flags, 1) && (flags & 0x12) == 0x02;
+}
+
+/* A SYN on a stitched tuple. Once the pair has ended (both FINs, or a
+ * reset) it opens a new connection, which the client may do at once on
+ * the same port (the backend, not the client, closed first and holds
+ * TIME_WAIT): the tuple's key goes, so that this connection and its later
+ * packets reach the gateway's listener and are decided afresh, not
+ * rewritten into the old one (its backend could accept the SYN from
+ * TIME_WAIT and answer from the wrong pool). On a live pair the tuple is
+ * in use: dropped. */
+static __always_inline int syn_verdict(const struct packet *p, const struct dir *d, const struct dir *o)
+{
+	if ((d->fin && o->fin) || d->rst || o->rst) {
+		bpf_map_delete_elem(&stitch_keys, &p->key);
+		count(STAT_REUSED);
+		return TC_ACT_UNSPEC;
+	}
+	count(STAT_SYN_DROP);
+	return TC_ACT_SHOT;
+}
+
 SEC("tc")
 int stitch_tc(struct __sk_buff *skb)
 {
@@ -352,6 +379,8 @@ int stitch_tc(struct __sk_buff *skb)
 	w.o = &pair->dir[dir ^ 1];
 	if (pair->hold)
 		return held(skb, &p, w.d);
+	if (is_syn(skb, &p))
+		return syn_verdict(&p, w.d, w.o);
 
 	w.hlen = p.hlen;
 	if (w.hlen < 20 || w.hlen > HDR_MAX || bpf_skb_load_bytes(skb, p.l4, old, w.hlen & 63)) {

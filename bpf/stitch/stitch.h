@@ -75,5 +75,7 @@ enum stat {
 	STAT_NO_ROUTE = 1,  /* rewritten, but the FIB had no way out: dropped */
 	STAT_BAD_HEADER = 2, /* a stitched tuple's packet that could not be read or written: dropped */
 	STAT_HELD_DROP = 3,  /* held: a data or SYN segment dropped */
-	STAT_COUNT = 4,
+	STAT_REUSED = 4,     /* a SYN on an ended pair's tuple: a new connection, passed; the key goes */
+	STAT_SYN_DROP = 5,   /* a SYN on a live pair's tuple: dropped */
+	STAT_COUNT = 6,
 };

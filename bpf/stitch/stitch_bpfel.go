@@ -62,7 +62,9 @@ const (
 	StitchStatSTAT_NO_ROUTE   StitchStat = 1
 	StitchStatSTAT_BAD_HEADER StitchStat = 2
 	StitchStatSTAT_HELD_DROP  StitchStat = 3
-	StitchStatSTAT_COUNT      StitchStat = 4
+	StitchStatSTAT_REUSED     StitchStat = 4
+	StitchStatSTAT_SYN_DROP   StitchStat = 5
+	StitchStatSTAT_COUNT      StitchStat = 6
 )
 
 type StitchTuple struct {

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -162,4 +163,92 @@ func TestStitchJoinEnding(t *testing.T) {
 	if err != nil || string(got) != "last words\n" {
 		t.Fatalf("after Join gave up: read %q, %v; want the echo and EOF", got, err)
 	}
+}
+
+// TestStitchPortReuse: once a stitched connection has ended (its backend
+// closed first, so the client holds no TIME_WAIT), the client may open a
+// new connection from the same port at once; it must reach the gateway's
+// listener as a new connection (to be decided afresh), not be rewritten
+// into the old backend connection.
+func TestStitchPortReuse(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	backend := byeServer(t, s.lab.Stable[0], 7072)
+	p := s.connect(ctx, t, backend, []byte("hi\n"), 3)
+	st, _, _ := s.stitch(t, p)
+	_ = p.client.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := p.client.Write([]byte("bye\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(p.client); err != nil || string(got) != "bye\n" {
+		t.Fatalf("the stitched connection's end: %q, %v", got, err)
+	}
+	port := p.client.LocalAddr().(*net.TCPAddr).Port
+	p.client.Close()
+	time.Sleep(20 * time.Millisecond) // the client's FIN and the last ACK pass
+	if tr, err := s.k.Traffic(st); err != nil || !tr.ToBackend.FIN || !tr.ToClient.FIN {
+		t.Fatalf("the old connection did not end through the stitch: %+v, %v", tr, err)
+	}
+
+	var again *net.TCPConn
+	err := s.lab.Client.Do(func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: s.lab.Client.Addr4.AsSlice(), Port: port}}
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(s.lab.Gateway.Addr4, gatewayPort).String())
+		if err == nil {
+			again = c.(*net.TCPConn)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a new connection from port %d: %v", port, err)
+	}
+	defer again.Close()
+	_ = s.ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	a, err := s.ln.Accept()
+	if err != nil {
+		t.Fatalf("the new connection from port %d never reached the gateway's listener: %v", port, err)
+	}
+	defer a.Close()
+	if _, err := a.Write([]byte("gateway\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = again.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(again).ReadString('\n')
+	if err != nil || line != "gateway\n" {
+		t.Fatalf("the new connection from port %d: read %q, %v; want the gateway's listener's answer", port, line, err)
+	}
+}
+
+// byeServer echoes lines on the backend until "bye", then closes first.
+func byeServer(t *testing.T, h *netlab.Host, port uint16) netip.AddrPort {
+	t.Helper()
+	addr := netip.AddrPortFrom(h.Addr4, port)
+	ln, err := h.ListenTCP(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, line); err != nil || line == "bye\n" {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return addr
 }

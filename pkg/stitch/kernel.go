@@ -28,6 +28,8 @@ type Kernel struct {
 	mu    sync.Mutex
 	links map[int]link.Link // TCX ingress links by ifindex
 	free  []uint32          // pair slots not in use
+
+	keys sync.Mutex // serializes key changes: a removal checks whose a key is
 }
 
 // Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
@@ -140,6 +142,8 @@ func (k *Kernel) Hold(client, backend Ends) (*Stitch, error) {
 
 // point makes both of s's keys name pair slot.
 func (k *Kernel) point(s *Stitch, slot uint32, flags ebpf.MapUpdateFlags) error {
+	k.keys.Lock()
+	defer k.keys.Unlock()
 	refs := []struct {
 		key stitchbpf.StitchTuple
 		dir stitchbpf.StitchDirIndex
@@ -224,11 +228,20 @@ func (k *Kernel) Add(client, backend SocketState) (*Stitch, error) {
 // stack from then on.
 func (k *Kernel) Remove(s *Stitch) error {
 	var errs []error
+	k.keys.Lock()
 	for _, key := range []stitchbpf.StitchTuple{s.toBackend, s.toClient} {
+		// Only s's own: the program drops an ended pair's client key
+		// when the client opens a new connection on the same port, and
+		// that connection may be stitched again since.
+		var ref stitchbpf.StitchRef
+		if err := k.objs.StitchKeys.Lookup(&key, &ref); err != nil || ref.Pair != s.pair {
+			continue
+		}
 		if err := k.objs.StitchKeys.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, err)
 		}
 	}
+	k.keys.Unlock()
 	k.release(s.pair)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stitch: remove pair %d: %w", s.pair, err)
