@@ -74,6 +74,12 @@ struct {
 	__uint(max_entries, STAT_COUNT);
 } stitch_stats SEC(".maps");
 
+/* Held data segments for the agent to send on (struct held_packet). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} stitch_held SEC(".maps");
+
 static __always_inline void count(enum stat s)
 {
 	__u64 *v = bpf_map_lookup_elem(&stitch_stats, &s);
@@ -300,13 +306,46 @@ static __always_inline int forward(struct __sk_buff *skb, const struct packet *p
 	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 }
 
+/* Keep a held data segment for the agent: in a request/response exchange
+ * the segment the hold drops is the one the peer's acknowledgement rides
+ * on, so the hold always catches one, and its sender, with nothing else
+ * in flight, would send it again only after its loss probe (about 200
+ * ms). The agent sends it on as soon as the pair is live; if that copy is
+ * lost, the sender's own retransmission still comes (nobody acknowledged
+ * it). */
+static __always_inline void keep(struct __sk_buff *skb, const struct packet *p, __u32 pair)
+{
+	__u32 len = p->l3_len;
+	struct held_packet *h;
+
+	if (len == 0 || len > HELD_MAX) {
+		count(STAT_HELD_DROP);
+		return;
+	}
+	h = bpf_ringbuf_reserve(&stitch_held, sizeof(*h), 0);
+	if (!h) {
+		count(STAT_HELD_DROP);
+		return;
+	}
+	h->pair = pair;
+	h->len = len;
+	len &= HELD_MAX - 1;
+	if (len == 0 || bpf_skb_load_bytes(skb, p->l3, h->data, len)) {
+		bpf_ringbuf_discard(h, 0);
+		count(STAT_HELD_DROP);
+		return;
+	}
+	bpf_ringbuf_submit(h, 0);
+	count(STAT_HELD_KEPT);
+}
+
 /* A held pair's packet (see struct pair): record its acknowledgement,
  * pass a pure ACK, a FIN or a reset to the socket, drop the rest. A FIN
  * (with the data it may carry) goes on because the connection is ending:
  * the agent, seeing it, gives the stitch up and copies the rest, which
  * forwards it at once (dropped, it would wait for its sender's
  * retransmission timeout). */
-static __always_inline int held(struct __sk_buff *skb, const struct packet *p, struct dir *d)
+static __always_inline int held(struct __sk_buff *skb, const struct packet *p, struct dir *d, __u32 pair)
 {
 	__u8 flags;
 	__u32 ack;
@@ -319,8 +358,12 @@ static __always_inline int held(struct __sk_buff *skb, const struct packet *p, s
 		d->seen_ack = bpf_ntohl(ack);
 		d->acked = 1;
 	}
-	if (p->l3_len > p->l4 - p->l3 + p->hlen || (flags & 0x02)) { /* data or SYN */
+	if (flags & 0x02) { /* SYN */
 		count(STAT_HELD_DROP);
+		return TC_ACT_SHOT;
+	}
+	if (p->l3_len > p->l4 - p->l3 + p->hlen) { /* data */
+		keep(skb, p, pair);
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_UNSPEC;
@@ -378,7 +421,7 @@ int stitch_tc(struct __sk_buff *skb)
 	w.d = &pair->dir[dir];
 	w.o = &pair->dir[dir ^ 1];
 	if (pair->hold)
-		return held(skb, &p, w.d);
+		return held(skb, &p, w.d, idx);
 	if (is_syn(skb, &p))
 		return syn_verdict(&p, w.d, w.o);
 

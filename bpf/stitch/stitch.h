@@ -69,6 +69,17 @@ struct pair {
 	__u32 pad;
 };
 
+/* A held pair's data segment, from its IP header on, as the hold drops it:
+ * the agent sends it on itself once the pair is live (see held() in
+ * stitch.c). Larger segments (GRO) are only dropped. */
+enum { HELD_MAX = 2048 };
+
+struct held_packet {
+	__u32 pair; /* the held pair's slot */
+	__u32 len;  /* bytes of data used */
+	__u8 data[HELD_MAX];
+};
+
 /* Indexes of the per-CPU stats array. */
 enum stat {
 	STAT_STITCHED = 0,  /* packets rewritten and redirected */
@@ -77,5 +88,6 @@ enum stat {
 	STAT_HELD_DROP = 3,  /* held: a data or SYN segment dropped */
 	STAT_REUSED = 4,     /* a SYN on an ended pair's tuple: a new connection, passed; the key goes */
 	STAT_SYN_DROP = 5,   /* a SYN on a live pair's tuple: dropped */
-	STAT_COUNT = 6,
+	STAT_HELD_KEPT = 6,  /* held: a data segment dropped and kept for the agent */
+	STAT_COUNT = 7,
 };

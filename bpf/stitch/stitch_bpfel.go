@@ -64,7 +64,8 @@ const (
 	StitchStatSTAT_HELD_DROP  StitchStat = 3
 	StitchStatSTAT_REUSED     StitchStat = 4
 	StitchStatSTAT_SYN_DROP   StitchStat = 5
-	StitchStatSTAT_COUNT      StitchStat = 6
+	StitchStatSTAT_HELD_KEPT  StitchStat = 6
+	StitchStatSTAT_COUNT      StitchStat = 7
 )
 
 type StitchTuple struct {
@@ -79,6 +80,7 @@ type StitchTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	StitchMapStitchHeld  = "stitch_held"
 	StitchMapStitchKeys  = "stitch_keys"
 	StitchMapStitchPairs = "stitch_pairs"
 	StitchMapStitchStats = "stitch_stats"
@@ -134,6 +136,7 @@ type StitchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchMapSpecs struct {
+	StitchHeld  *ebpf.MapSpec `ebpf:"stitch_held"`
 	StitchKeys  *ebpf.MapSpec `ebpf:"stitch_keys"`
 	StitchPairs *ebpf.MapSpec `ebpf:"stitch_pairs"`
 	StitchStats *ebpf.MapSpec `ebpf:"stitch_stats"`
@@ -165,6 +168,7 @@ func (o *StitchObjects) Close() error {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchMaps struct {
+	StitchHeld  *ebpf.Map `ebpf:"stitch_held"`
 	StitchKeys  *ebpf.Map `ebpf:"stitch_keys"`
 	StitchPairs *ebpf.Map `ebpf:"stitch_pairs"`
 	StitchStats *ebpf.Map `ebpf:"stitch_stats"`
@@ -172,6 +176,7 @@ type StitchMaps struct {
 
 func (m *StitchMaps) Close() error {
 	return _StitchClose(
+		m.StitchHeld,
 		m.StitchKeys,
 		m.StitchPairs,
 		m.StitchStats,

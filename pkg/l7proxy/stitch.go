@@ -14,17 +14,18 @@ import (
 )
 
 // StitchSplicer copies a connection in user space until its first
-// response has been shown to Conns.Peek (at once without Peek), then
-// stitches it (package stitch): from then on the connection's packets are
+// response has been shown to Conns.Peek (at once without Peek) and
+// AttemptSpacing more, then stitches it (package stitch): from then on the connection's packets are
 // rewritten from one TCP connection into the other by the stitch program
 // and the gateway's two sockets are gone, so no byte passes through the
 // agent or the gateway's TCP stack. A connection that does not become
-// quiet for the stitch in Attempts tries, or ends before, is copied to its
-// end as CopySplicer does.
+// quiet for the stitch in Attempts tries, ends before, finds every pair
+// slot in use or disagrees on TCP options with its backend connection, is
+// copied to its end as CopySplicer does.
 type StitchSplicer struct {
 	Kernel *stitch.Kernel
 	// Attempts bounds the tries to stitch (default 3), each after
-	// AttemptSpacing of copying (default 10 ms, doubling).
+	// AttemptSpacing of copying (default 10 ms, doubling: 10, 20, 40).
 	Attempts       int
 	AttemptSpacing time.Duration
 	// Idle ends a stitched connection nothing passed on for this long
@@ -47,9 +48,15 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 		run := startRun(c, peek)
 		select {
 		case <-peek.done:
-			if attempt > 1 {
-				time.Sleep(spacing << (attempt - 2))
+			// Copy a while first: a connection that ends in it (one
+			// request, Connection: close) is not worth a stitch.
+			wait := time.NewTimer(spacing << (attempt - 1))
+			select {
+			case <-wait.C:
+			case <-run.ended:
+			case <-ctx.Done():
 			}
+			wait.Stop()
 		case <-run.ended:
 		case <-ctx.Done():
 		}
@@ -65,8 +72,8 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 		if errors.Is(err, stitch.ErrNotQuiet) {
 			continue
 		}
-		if errors.Is(err, stitch.ErrEnding) {
-			break
+		if errors.Is(err, stitch.ErrEnding) || errors.Is(err, stitch.ErrFull) || errors.Is(err, stitch.ErrIncompatible) {
+			break // copied to its end, below
 		}
 		if err != nil {
 			reset(c.Client, c.Backend)
@@ -102,12 +109,19 @@ func newPeekGate(peek func([]byte) bool) *peekGate {
 
 func (g *peekGate) close() { g.once.Do(func() { close(g.done) }) }
 
-// show is called by the one goroutine copying from the backend.
-func (g *peekGate) show(b []byte) {
+func (g *peekGate) isDone() bool {
 	select {
 	case <-g.done:
-		return
+		return true
 	default:
+		return false
+	}
+}
+
+// show is called by the one goroutine copying from the backend.
+func (g *peekGate) show(b []byte) {
+	if g.isDone() {
+		return
 	}
 	g.seen += len(b)
 	if g.peek(b) || g.seen >= PeekLimit {
@@ -129,8 +143,8 @@ func startRun(c Conns, peek *peekGate) *run {
 	r := &run{c: c, ended: make(chan struct{})}
 	dirs := []struct {
 		dst, src *net.TCPConn
-		show     func([]byte)
-	}{{c.Backend, c.Client, nil}, {c.Client, c.Backend, peek.show}}
+		show     *peekGate
+	}{{c.Backend, c.Client, nil}, {c.Client, c.Backend, peek}}
 	for i, d := range dirs {
 		r.wg.Add(1)
 		go func() {
@@ -187,31 +201,44 @@ func (r *run) finish(ctx context.Context, c Conns) error {
 	return ctx.Err()
 }
 
-// copyPausable copies src to dst, showing show the bytes first, until a
-// read deadline stops it (nil), src's FIN (forwarded to dst: io.EOF) or
-// a failure.
-func copyPausable(dst, src *net.TCPConn, show func([]byte)) error {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if show != nil {
-				show(buf[:n])
+// copyPausable copies src to dst, showing show the bytes first while it
+// wants them, until a read deadline stops it (nil), src's FIN (forwarded
+// to dst: io.EOF) or a failure. Past show, io.Copy: splice(2) through a
+// pipe, which is empty whenever a read returns, so a pause loses nothing.
+func copyPausable(dst, src *net.TCPConn, show *peekGate) error {
+	if show != nil {
+		buf := make([]byte, 16<<10)
+		for !show.isDone() {
+			n, err := src.Read(buf)
+			if n > 0 {
+				show.show(buf[:n])
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return werr
+				}
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+			if err != nil {
+				return copyEnd(dst, err)
 			}
-		}
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil
-		case errors.Is(err, io.EOF):
-			if err := dst.CloseWrite(); err != nil {
-				return err
-			}
-			return io.EOF
-		case err != nil:
-			return err
 		}
 	}
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		err = io.EOF
+	}
+	return copyEnd(dst, err)
+}
+
+// copyEnd is what a direction's copy returns when its read ended with err:
+// nil for a pause, io.EOF once the FIN was forwarded, else the failure.
+func copyEnd(dst *net.TCPConn, err error) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	case errors.Is(err, io.EOF):
+		if err := dst.CloseWrite(); err != nil {
+			return err
+		}
+		return io.EOF
+	}
+	return err
 }

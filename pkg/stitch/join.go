@@ -35,6 +35,12 @@ type JoinOptions struct {
 type Joined struct {
 	*Stitch
 	reserve *os.File
+	// Resent is how many data segments the hold dropped and Join sent on.
+	Resent int
+	// Trouble is what went wrong after the pair went live, none of it
+	// fatal to the connection: a held segment not sent on (its sender
+	// sends it again), a socket not closed or the port not reserved.
+	Trouble error
 }
 
 // Join stitches the connection of the gateway's sockets client (accepted
@@ -45,9 +51,10 @@ type Joined struct {
 // records count, those on dropped data too), freezes both sockets, checks
 // them, and makes the pair live. Then it closes both sockets silently
 // (repair mode: no FIN, no reset; the peers' packets never reach the stack
-// again) and reserves the backend socket's port. On ErrNotQuiet nothing
-// changed for the connection; on another error it is broken: reset both
-// sockets.
+// again) and reserves the backend socket's port. Once the pair is live
+// Join succeeds (Joined.Trouble says what went wrong after). On
+// ErrNotQuiet, ErrEnding, ErrFull and ErrIncompatible nothing changed for
+// the connection; on another error it is broken: reset both sockets.
 func (k *Kernel) Join(ctx context.Context, client, backend *net.TCPConn, opts JoinOptions) (*Joined, error) {
 	if opts.Quiet <= 0 {
 		opts.Quiet = 50 * time.Millisecond
@@ -62,14 +69,20 @@ func (k *Kernel) Join(ctx context.Context, client, backend *net.TCPConn, opts Jo
 		_ = k.Remove(s)
 		return nil, err
 	}
+	heldSlot := s.pair
 	if err := k.Live(s, cs, bs); err != nil {
 		_ = k.Remove(s)
 		return nil, errors.Join(err, Thaw(client), Thaw(backend))
 	}
 	j := &Joined{Stitch: s}
+	// The segments the hold dropped, sent on at once rather than after
+	// their senders' loss probes (inject.go).
+	j.Resent, err = k.sendHeld(s, heldSlot)
 	errC, errB := CloseSilently(client), CloseSilently(backend)
-	j.reserve, err = reservePort(bs.Local)
-	return j, errors.Join(errC, errB, err)
+	var errR error
+	j.reserve, errR = reservePort(bs.Local)
+	j.Trouble = errors.Join(err, errC, errB, errR)
+	return j, nil
 }
 
 // settle waits, until deadline, for the held connection to be quiet and

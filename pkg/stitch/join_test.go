@@ -252,3 +252,101 @@ func byeServer(t *testing.T, h *netlab.Host, port uint16) netip.AddrPort {
 	}()
 	return addr
 }
+
+// TestStitchFull: when every pair slot is in use, Join answers ErrFull and
+// leaves the connection as it was: the gateway's sockets go on carrying it.
+func TestStitchFull(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	var taken []uint32
+	for {
+		slot, err := s.k.take()
+		if err != nil {
+			break
+		}
+		taken = append(taken, slot)
+	}
+	first := []byte("hello\n")
+	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	if _, err := s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{}); !errors.Is(err, ErrFull) {
+		t.Fatalf("Join with every slot taken: %v, want ErrFull", err)
+	}
+	for _, slot := range taken {
+		s.k.release(slot)
+	}
+	go copyClose(p.gwBck, p.gwClient)
+	go copyClose(p.gwClient, p.gwBck)
+	_ = p.client.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.client.Write([]byte("still here\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(p.client).ReadString('\n')
+	if err != nil || line != "still here\n" {
+		t.Fatalf("after ErrFull: read %q, %v; want the echo through the gateway's sockets", line, err)
+	}
+}
+
+// TestStitchRequestResponse stitches a connection in the middle of a loop
+// of 200-byte requests and their echoes, ten times. In such a loop the
+// acknowledgement the hold waits for rides on the next request, so the
+// hold always drops one; Join sends it on (Joined.Resent), so the client
+// never retransmits it (its tcpi_total_retrans stays 0; before Join sent
+// held segments on, each stitch cost one round trip its loss probe's
+// ~205 ms). The slowest round trip is logged.
+func TestStitchRequestResponse(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	for run := range 10 {
+		first := []byte("hello\n")
+		p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+		_ = p.client.SetDeadline(time.Now().Add(30 * time.Second))
+		slowest := make(chan time.Duration, 1)
+		go func() {
+			var worst time.Duration
+			buf := make([]byte, 200)
+			for range 2000 {
+				t0 := time.Now()
+				if _, err := p.client.Write(buf); err != nil {
+					break
+				}
+				if _, err := io.ReadFull(p.client, buf); err != nil {
+					break
+				}
+				worst = max(worst, time.Since(t0))
+			}
+			slowest <- worst
+		}()
+		copying := startCopies(p.gwClient, p.gwBck)
+		time.Sleep(20 * time.Millisecond)
+		if err := copying.pause(); err != nil {
+			t.Fatal(err)
+		}
+		j, err := s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{})
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		worst := <-slowest
+		info, err := tcpInfo(p.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("run %d: %d held segments sent on, the client retransmitted %d, slowest round trip %v (trouble: %v)",
+			run, j.Resent, info.Total_retrans, worst, j.Trouble)
+		if j.Resent == 0 || info.Total_retrans != 0 || j.Trouble != nil {
+			t.Fatalf("run %d: a held segment was not sent on by Join: resent %d, the client retransmitted %d, trouble %v",
+				run, j.Resent, info.Total_retrans, j.Trouble)
+		}
+		p.client.Close()
+		_ = s.k.Remove(j.Stitch)
+	}
+}

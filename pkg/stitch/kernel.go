@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	stitchbpf "github.com/graylane/graylane/bpf/stitch"
 )
@@ -15,6 +17,18 @@ import (
 // DefaultMaxPairs is how many connections can be stitched at once unless
 // Options say otherwise.
 const DefaultMaxPairs = 65536
+
+// ErrFull says every pair slot is in use, ErrIncompatible that the two
+// connections did not agree on the same TCP options: either way the
+// connection was left as it was.
+var (
+	ErrFull         = errors.New("stitch: full")
+	ErrIncompatible = errors.New("stitch: incompatible connections")
+)
+
+// joinsAtOnce is how many stitches can be in progress beyond MaxPairs
+// live ones; past it Join answers ErrFull (the connection is copied).
+const joinsAtOnce = 64
 
 // Options size the kernel side.
 type Options struct {
@@ -30,6 +44,12 @@ type Kernel struct {
 	free  []uint32          // pair slots not in use
 
 	keys sync.Mutex // serializes key changes: a removal checks whose a key is
+
+	// Held data segments (inject.go): the program's ring, what was read
+	// of it by held slot (under mu), and the raw sockets that send them.
+	held       *ringbuf.Reader
+	kept       map[uint32][][]byte
+	raw4, raw6 int
 }
 
 // Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
@@ -42,19 +62,27 @@ func Open(opts Options) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
-	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(opts.MaxPairs)
-	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * opts.MaxPairs)
-	k := &Kernel{links: map[int]link.Link{}}
+	// A stitch in progress holds two slots for a moment (the held pair
+	// and the live one): room for joinsAtOnce of them beyond MaxPairs.
+	slots := opts.MaxPairs + joinsAtOnce
+	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(slots)
+	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * slots)
+	k := &Kernel{links: map[int]link.Link{}, kept: map[uint32][][]byte{}, raw4: -1, raw6: -1}
 	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
 		return nil, fmt.Errorf("stitch: load: %w", err)
 	}
-	for i := range opts.MaxPairs {
+	if k.held, err = ringbuf.NewReader(k.objs.StitchHeld); err != nil {
+		k.objs.Close()
+		return nil, fmt.Errorf("stitch: read the held segments' ring: %w", err)
+	}
+	for i := range slots {
 		k.free = append(k.free, uint32(i))
 	}
 	return k, nil
 }
 
-// Attach puts the stitch program first at the TCX ingress of interface
+// Attach (which also opens, once, in the calling thread's namespace, the
+// raw sockets that send held segments on) puts the stitch program first at the TCX ingress of interface
 // ifindex (one facing clients or backends), ahead of the steering and L7
 // programs: a stitched connection's packets must not reach the gateway's
 // frozen sockets. ifindex is an index in the calling thread's namespace.
@@ -63,6 +91,9 @@ func (k *Kernel) Attach(ifindex int) error {
 	defer k.mu.Unlock()
 	if _, ok := k.links[ifindex]; ok {
 		return nil
+	}
+	if err := k.openSenders(); err != nil {
+		return err
 	}
 	l, err := link.AttachTCX(link.TCXOptions{Program: k.objs.StitchTc, Interface: ifindex,
 		Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
@@ -99,6 +130,15 @@ func (k *Kernel) Close() error {
 		errs = append(errs, l.Close())
 		delete(k.links, idx)
 	}
+	if k.held != nil {
+		errs = append(errs, k.held.Close())
+	}
+	for _, fd := range []int{k.raw4, k.raw6} {
+		if fd >= 0 {
+			errs = append(errs, unix.Close(fd))
+		}
+	}
+	k.raw4, k.raw6 = -1, -1
 	errs = append(errs, k.objs.Close())
 	return errors.Join(errs...)
 }
@@ -122,7 +162,7 @@ type Ends struct {
 // says what each peer acknowledged.
 func (k *Kernel) Hold(client, backend Ends) (*Stitch, error) {
 	if client.Local.Addr().Unmap().Is4() != backend.Local.Addr().Unmap().Is4() {
-		return nil, fmt.Errorf("stitch: %s and %s are of different address families", client.Remote, backend.Remote)
+		return nil, fmt.Errorf("%w: %s and %s are of different address families", ErrIncompatible, client.Remote, backend.Remote)
 	}
 	slot, err := k.take()
 	if err != nil {
@@ -256,10 +296,11 @@ func (k *Kernel) take() (uint32, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(k.free) == 0 {
-		return 0, fmt.Errorf("stitch: all %d pair slots in use", k.objs.StitchPairs.MaxEntries())
+		return 0, fmt.Errorf("%w: all %d pair slots in use", ErrFull, k.objs.StitchPairs.MaxEntries())
 	}
 	slot := k.free[0]
 	k.free = k.free[1:]
+	delete(k.kept, slot) // a former hold's segments kept too late
 	return slot, nil
 }
 
@@ -299,11 +340,11 @@ func (k *Kernel) Traffic(s *Stitch) (Traffic, error) {
 func compatible(client, backend SocketState) error {
 	switch {
 	case client.Local.Addr().Unmap().Is4() != backend.Local.Addr().Unmap().Is4():
-		return fmt.Errorf("stitch: %s and %s are of different address families", client.Remote, backend.Remote)
+		return fmt.Errorf("%w: %s and %s are of different address families", ErrIncompatible, client.Remote, backend.Remote)
 	case client.Timestamps != backend.Timestamps:
-		return fmt.Errorf("stitch: timestamps on one connection only (client %v, backend %v)", client.Timestamps, backend.Timestamps)
+		return fmt.Errorf("%w: timestamps on one connection only (client %v, backend %v)", ErrIncompatible, client.Timestamps, backend.Timestamps)
 	case client.SACK != backend.SACK:
-		return fmt.Errorf("stitch: SACK on one connection only (client %v, backend %v)", client.SACK, backend.SACK)
+		return fmt.Errorf("%w: SACK on one connection only (client %v, backend %v)", ErrIncompatible, client.SACK, backend.SACK)
 	}
 	return nil
 }
