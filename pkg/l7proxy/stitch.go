@@ -14,8 +14,8 @@ import (
 )
 
 // StitchSplicer copies a connection in user space until its first
-// response has been shown to Conns.Peek (at once without Peek) and
-// AttemptSpacing more, then stitches it (package stitch): from then on the connection's packets are
+// response has been shown to Conns.Peek (at once without Peek), then
+// stitches it (package stitch): from then on the connection's packets are
 // rewritten from one TCP connection into the other by the stitch program
 // and the gateway's two sockets are gone, so no byte passes through the
 // agent or the gateway's TCP stack. A connection that does not become
@@ -24,8 +24,8 @@ import (
 // copied to its end as CopySplicer does.
 type StitchSplicer struct {
 	Kernel *stitch.Kernel
-	// Attempts bounds the tries to stitch (default 3), each after
-	// AttemptSpacing of copying (default 10 ms, doubling: 10, 20, 40).
+	// Attempts bounds the tries to stitch (default 3); the second and
+	// third come after AttemptSpacing of copying (default 10 ms, then 20).
 	Attempts       int
 	AttemptSpacing time.Duration
 	// Idle ends a stitched connection nothing passed on for this long
@@ -48,15 +48,20 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 		run := startRun(c, peek)
 		select {
 		case <-peek.done:
-			// Copy a while first: a connection that ends in it (one
-			// request, Connection: close) is not worth a stitch.
-			wait := time.NewTimer(spacing << (attempt - 1))
-			select {
-			case <-wait.C:
-			case <-run.ended:
-			case <-ctx.Done():
+			// At once the first time: right after the first response
+			// the connection is most likely quiet (a download that
+			// follows is not under way yet, and stitching a stream
+			// mid-way costs it a loss recovery). Later tries copy a
+			// while first.
+			if attempt > 1 {
+				wait := time.NewTimer(spacing << (attempt - 2))
+				select {
+				case <-wait.C:
+				case <-run.ended:
+				case <-ctx.Done():
+				}
+				wait.Stop()
 			}
-			wait.Stop()
 		case <-run.ended:
 		case <-ctx.Done():
 		}
