@@ -188,23 +188,34 @@ func (e *env) hasLocalRoute(t *testing.T, vip netip.Addr) bool {
 // in the kernel after the decision and are answered as with the default.
 func TestL7KernelSplice(t *testing.T) {
 	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: "l7:\n  splice: kernel\n"})
+	c, _ := e.spliceEchoes(t, "kernel splice", 10*time.Second)
+	c.Close()
+}
+
+// spliceEchoes applies header6 (echo backends), checks that 200
+// connections each way are decided by its header rule, then opens one
+// more, sends its head and echoes 100 lines of up to 10 KB through it
+// (the agent's splice of whatever kind, after its first answer). It
+// returns that connection, open, and its reader; deadline bounds it.
+func (e *env) spliceEchoes(t *testing.T, what string, deadline time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	svcs := l7Services(e.lab, 0)
 	if err := e.agent.Apply(e.ctx, svcs[len(svcs)-1:]); err != nil { // header6: echo backends
 		t.Fatal(err)
 	}
 	v6 := netip.AddrPortFrom(netlab.VIP6, l7PortHeader)
-	want(t, "kernel splice, X-Canary: v2", e.rawMany(t, v6, "X-Canary: v2\r\n", 200), 200, 0)
-	want(t, "kernel splice, no header", e.rawMany(t, v6, "", 200), 0, 200)
+	want(t, what+", X-Canary: v2", e.rawMany(t, v6, "X-Canary: v2\r\n", 200), 200, 0)
+	want(t, what+", no header", e.rawMany(t, v6, "", 200), 0, 200)
 	c, err := e.dial(e.ctx, v6.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(deadline))
 	r := bufio.NewReader(c)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n\r\n")
 	// The greeting, then the head echoed back, then each line echoed
-	// through the spliced pair.
+	// through the spliced connection.
 	for i, want := range []string{"", "GET / HTTP/1.1\r\n", "Host: l7\r\n", "\r\n"} {
 		got, err := r.ReadString('\n')
 		if err != nil || (i > 0 && got != want) {
@@ -220,6 +231,7 @@ func TestL7KernelSplice(t *testing.T) {
 			t.Fatalf("echo %d: %d bytes, %v; want %d bytes", i, len(got), err, len(line))
 		}
 	}
+	return c, r
 }
 
 // TestL7TenantShares: the proxy's pending limit is shared by tenant. With

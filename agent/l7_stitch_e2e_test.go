@@ -30,37 +30,7 @@ func TestL7Stitch(t *testing.T) {
 
 func testL7Stitch(t *testing.T, mode string) {
 	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: mode, Extra: "l7:\n  splice: stitch\n"})
-	svcs := l7Services(e.lab, 0)
-	if err := e.agent.Apply(e.ctx, svcs[len(svcs)-1:]); err != nil { // header6: echo backends
-		t.Fatal(err)
-	}
-	v6 := netip.AddrPortFrom(netlab.VIP6, l7PortHeader)
-	want(t, "stitch, X-Canary: v2", e.rawMany(t, v6, "X-Canary: v2\r\n", 200), 200, 0)
-	want(t, "stitch, no header", e.rawMany(t, v6, "", 200), 0, 200)
-
-	c, err := e.dial(e.ctx, v6.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	r := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n\r\n")
-	for i, want := range []string{"", "GET / HTTP/1.1\r\n", "Host: l7\r\n", "\r\n"} {
-		got, err := r.ReadString('\n')
-		if err != nil || (i > 0 && got != want) {
-			t.Fatalf("line %d: read %q, %v; want %q", i, got, err, want)
-		}
-	}
-	for i := range 100 {
-		line := strings.Repeat("x", i*100) + "\n"
-		if _, err := io.WriteString(c, line); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := r.ReadString('\n'); err != nil || got != line {
-			t.Fatalf("echo %d: %d bytes, %v; want %d bytes", i, len(got), err, len(line))
-		}
-	}
+	c, r := e.spliceEchoes(t, "stitch", 60*time.Second)
 	sent, got := echoBoth(t, c, r, 32<<20)
 	if sent != got {
 		t.Fatalf("32 MiB both ways: sent CRC %08x, got back %08x", sent, got)

@@ -25,12 +25,8 @@ func TestStitchJoinMidStream(t *testing.T) {
 	s := newStitchLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
-		t.Fatal(err)
-	}
-	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
-	first := []byte("hello\n")
-	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	echo := s.startEcho(ctx, t)
+	p := s.echoConnect(ctx, t, echo)
 	_ = p.client.SetDeadline(time.Now().Add(90 * time.Second))
 
 	result := make(chan [2]uint32, 1)
@@ -140,12 +136,8 @@ func TestStitchJoinEnding(t *testing.T) {
 	s := newStitchLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
-		t.Fatal(err)
-	}
-	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
-	first := []byte("hello\n")
-	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	echo := s.startEcho(ctx, t)
+	p := s.echoConnect(ctx, t, echo)
 	_ = p.client.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := p.client.Write([]byte("last words\n")); err != nil {
 		t.Fatal(err)
@@ -222,35 +214,18 @@ func TestStitchPortReuse(t *testing.T) {
 
 // byeServer echoes lines on the backend until "bye", then closes first.
 func byeServer(t *testing.T, h *netlab.Host, port uint16) netip.AddrPort {
-	t.Helper()
-	addr := netip.AddrPortFrom(h.Addr4, port)
-	ln, err := h.ListenTCP(addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serve(t, h, port, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, line); err != nil || line == "bye\n" {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, line); err != nil || line == "bye\n" {
+				return
+			}
 		}
-	}()
-	return addr
+	})
 }
 
 // TestStitchFull: when every pair slot is in use, Join answers ErrFull and
@@ -259,10 +234,7 @@ func TestStitchFull(t *testing.T) {
 	s := newStitchLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
-		t.Fatal(err)
-	}
-	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	echo := s.startEcho(ctx, t)
 	var taken []uint32
 	for {
 		slot, err := s.k.take()
@@ -271,8 +243,7 @@ func TestStitchFull(t *testing.T) {
 		}
 		taken = append(taken, slot)
 	}
-	first := []byte("hello\n")
-	p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	p := s.echoConnect(ctx, t, echo)
 	if _, err := s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{}); !errors.Is(err, ErrFull) {
 		t.Fatalf("Join with every slot taken: %v, want ErrFull", err)
 	}
@@ -294,21 +265,18 @@ func TestStitchFull(t *testing.T) {
 // TestStitchRequestResponse stitches a connection in the middle of a loop
 // of 200-byte requests and their echoes, ten times. In such a loop the
 // acknowledgement the hold waits for rides on the next request, so the
-// hold always drops one; Join sends it on (Joined.Resent), so the client
-// never retransmits it (its tcpi_total_retrans stays 0; before Join sent
+// hold nearly always drops one; Join sends it on (Joined.Resent), so the
+// client never retransmits it (its tcpi_total_retrans stays 0; before Join sent
 // held segments on, each stitch cost one round trip its loss probe's
 // ~205 ms). The slowest round trip is logged.
 func TestStitchRequestResponse(t *testing.T) {
 	s := newStitchLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
-		t.Fatal(err)
-	}
-	echo := netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+	echo := s.startEcho(ctx, t)
+	resent := 0
 	for run := range 10 {
-		first := []byte("hello\n")
-		p := s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+		p := s.echoConnect(ctx, t, echo)
 		_ = p.client.SetDeadline(time.Now().Add(30 * time.Second))
 		slowest := make(chan time.Duration, 1)
 		go func() {
@@ -342,11 +310,17 @@ func TestStitchRequestResponse(t *testing.T) {
 		}
 		t.Logf("run %d: %d held segments sent on, the client retransmitted %d, slowest round trip %v (trouble: %v)",
 			run, j.Resent, info.Total_retrans, worst, j.Trouble)
-		if j.Resent == 0 || info.Total_retrans != 0 || j.Trouble != nil {
+		if info.Total_retrans != 0 || j.Trouble != nil {
 			t.Fatalf("run %d: a held segment was not sent on by Join: resent %d, the client retransmitted %d, trouble %v",
 				run, j.Resent, info.Total_retrans, j.Trouble)
 		}
+		resent += j.Resent
 		p.client.Close()
 		_ = s.k.Remove(j.Stitch)
+	}
+	// A stitch may land on a quiet moment and hold nothing (2 of 60 runs
+	// did); ten of them all doing so would mean the loop never ran.
+	if resent == 0 {
+		t.Fatal("no stitch of ten held a segment: the resend path was not exercised")
 	}
 }

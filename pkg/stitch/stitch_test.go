@@ -109,6 +109,23 @@ func (s *stitchLab) connect(ctx context.Context, t *testing.T, backend netip.Add
 	return p
 }
 
+// startEcho starts the backend's servers and returns its echo server.
+func (s *stitchLab) startEcho(ctx context.Context, t *testing.T) netip.AddrPort {
+	t.Helper()
+	if _, err := s.lab.Stable[0].StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(s.lab.Stable[0].Addr4, netlab.EchoPort)
+}
+
+// echoConnect is connect to the echo server with "hello\n" as the first
+// request (the answer: the server's name line, then the echo).
+func (s *stitchLab) echoConnect(ctx context.Context, t *testing.T, echo netip.AddrPort) pair {
+	t.Helper()
+	first := []byte("hello\n")
+	return s.connect(ctx, t, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+}
+
 func relay(t *testing.T, from, to *net.TCPConn, n int) {
 	t.Helper()
 	buf := make([]byte, n)
@@ -260,6 +277,16 @@ func bothWays(t *testing.T, c *net.TCPConn, n int) (sent, got uint32) {
 // sinkServer serves on the backend: it reads a connection to its end and
 // answers "<bytes> <crc32c>\n".
 func sinkServer(t *testing.T, h *netlab.Host, port uint16) netip.AddrPort {
+	return serve(t, h, port, func(c net.Conn) {
+		hash := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+		n, _ := io.Copy(hash, c)
+		fmt.Fprintf(c, "%d %08x\n", n, hash.Sum32())
+	})
+}
+
+// serve runs handle on every connection to h's port until the test ends,
+// closing each after it.
+func serve(t *testing.T, h *netlab.Host, port uint16, handle func(net.Conn)) netip.AddrPort {
 	t.Helper()
 	addr := netip.AddrPortFrom(h.Addr4, port)
 	ln, err := h.ListenTCP(addr.String())
@@ -275,9 +302,7 @@ func sinkServer(t *testing.T, h *netlab.Host, port uint16) netip.AddrPort {
 			}
 			go func() {
 				defer c.Close()
-				hash := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-				n, _ := io.Copy(hash, c)
-				fmt.Fprintf(c, "%d %08x\n", n, hash.Sum32())
+				handle(c)
 			}()
 		}
 	}()
