@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	stitchbpf "github.com/graylane/graylane/bpf/stitch"
@@ -20,11 +21,16 @@ const (
 	heldHeader = 8
 )
 
-// openSenders opens the raw sockets that send held segments on, in the
-// calling thread's network namespace (the interfaces'), once.
+// openSenders opens the raw sockets that send held segments on, and the
+// netlink handle that asks routes (covers), in the calling thread's
+// network namespace (the interfaces'), once.
 func (k *Kernel) openSenders() error {
 	if k.raw4 >= 0 {
 		return nil
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("stitch: netlink: %w", err)
 	}
 	r4, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
@@ -33,10 +39,30 @@ func (k *Kernel) openSenders() error {
 	r6, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
 		unix.Close(r4)
+		nl.Close()
 		return fmt.Errorf("stitch: raw IPv6 socket: %w", err)
 	}
-	k.raw4, k.raw6 = r4, r6
+	k.raw4, k.raw6, k.nl = r4, r6, nl
 	return nil
+}
+
+// covers says whether the packets a peer at addr sends to the gateway
+// come in where the program is attached (the route to addr leaves by an
+// interface it is attached to, as the peer's packets come in by it). A
+// peer behind another interface would have its packets meet the closed
+// sockets after the stitch: Join leaves such a connection alone.
+func (k *Kernel) covers(addr netip.Addr) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.nl == nil {
+		return false
+	}
+	routes, err := k.nl.RouteGet(addr.Unmap().AsSlice())
+	if err != nil || len(routes) == 0 {
+		return false
+	}
+	_, ok := k.links[routes[0].LinkIndex]
+	return ok
 }
 
 // collectHeld moves every record the program kept into k.kept, by slot.

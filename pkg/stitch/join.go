@@ -59,6 +59,11 @@ func (k *Kernel) Join(ctx context.Context, client, backend *net.TCPConn, opts Jo
 	if opts.Quiet <= 0 {
 		opts.Quiet = 50 * time.Millisecond
 	}
+	for _, peer := range []net.Addr{client.RemoteAddr(), backend.RemoteAddr()} {
+		if a := addrPort(peer).Addr(); !k.covers(a) {
+			return nil, fmt.Errorf("%w: %s's packets come in where the stitch program is not attached", ErrIncompatible, a)
+		}
+	}
 	s, err := k.Hold(Ends{addrPort(client.LocalAddr()), addrPort(client.RemoteAddr())},
 		Ends{addrPort(backend.LocalAddr()), addrPort(backend.RemoteAddr())})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/graylane/graylane/internal/netlab"
 )
 
@@ -322,5 +324,38 @@ func TestStitchRequestResponse(t *testing.T) {
 	// did); ten of them all doing so would mean the loop never ran.
 	if resent == 0 {
 		t.Fatal("no stitch of ten held a segment: the resend path was not exercised")
+	}
+}
+
+// TestStitchNotCovered: a connection whose backend's packets come in by an
+// interface the program is not attached to is left alone (after the
+// stitch they would meet the closed sockets): Join answers ErrIncompatible
+// and the gateway's sockets go on carrying it.
+func TestStitchNotCovered(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.lab.Gateway.Do(func() error {
+		l, err := netlink.LinkByName(netlab.GatewayBackendIf)
+		if err != nil {
+			return err
+		}
+		return s.k.Detach(l.Attrs().Index)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.echoConnect(ctx, t, s.startEcho(ctx, t))
+	if _, err := s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{}); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("Join with the backend's interface not covered: %v, want ErrIncompatible", err)
+	}
+	go copyClose(p.gwBck, p.gwClient)
+	go copyClose(p.gwClient, p.gwBck)
+	_ = p.client.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.client.Write([]byte("still here\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(p.client).ReadString('\n'); err != nil || line != "still here\n" {
+		t.Fatalf("after Join left it alone: read %q, %v; want the echo through the gateway's sockets", line, err)
 	}
 }

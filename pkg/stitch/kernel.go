@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	stitchbpf "github.com/graylane/graylane/bpf/stitch"
@@ -50,6 +51,7 @@ type Kernel struct {
 	held       *ringbuf.Reader
 	kept       map[uint32][][]byte
 	raw4, raw6 int
+	nl         *netlink.Handle // routes in the interfaces' namespace (covers)
 }
 
 // Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
@@ -139,6 +141,10 @@ func (k *Kernel) Close() error {
 		}
 	}
 	k.raw4, k.raw6 = -1, -1
+	if k.nl != nil {
+		k.nl.Close()
+		k.nl = nil
+	}
 	errs = append(errs, k.objs.Close())
 	return errors.Join(errs...)
 }
