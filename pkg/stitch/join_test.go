@@ -2,17 +2,21 @@ package stitch
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/graylane/graylane/internal/netlab"
 )
@@ -357,5 +361,73 @@ func TestStitchNotCovered(t *testing.T) {
 	}
 	if line, err := bufio.NewReader(p.client).ReadString('\n'); err != nil || line != "still here\n" {
 		t.Fatalf("after Join left it alone: read %q, %v; want the echo through the gateway's sockets", line, err)
+	}
+}
+
+// TestStitchMSSMismatch: a client that takes smaller segments than the
+// backend's side of the gateway carries (its MSS 1000, as behind a tunnel)
+// is not stitched — the backend's full-sized segments would reach it
+// unsplit — and its connection goes on through the gateway's sockets.
+func TestStitchMSSMismatch(t *testing.T) {
+	s := newStitchLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	echo := s.startEcho(ctx, t)
+	var c *net.TCPConn
+	err := s.lab.Client.Do(func() error {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, 1000) })
+			return errors.Join(err, serr)
+		}}
+		conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(s.lab.Gateway.Addr4, gatewayPort).String())
+		if err == nil {
+			c = conn.(*net.TCPConn)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := []byte("hello\n")
+	p := s.through(ctx, t, c, echo, first, len(s.lab.Stable[0].Name)+1+len(first))
+	_, err = s.k.Join(ctx, p.gwClient, p.gwBck, JoinOptions{})
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "MSS") {
+		t.Fatalf("Join of a client with MSS 1000 to a backend with 1460: %v, want ErrIncompatible naming the MSS", err)
+	}
+	t.Log(err)
+	go copyClose(p.gwBck, p.gwClient)
+	go copyClose(p.gwClient, p.gwBck)
+	_ = p.client.SetDeadline(time.Now().Add(10 * time.Second))
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	if _, err := p.client.Write(append(big, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReaderSize(p.client, 128<<10).ReadString('\n'); err != nil || len(line) != len(big)+1 {
+		t.Fatalf("after Join left it alone: read %d bytes, %v; want the 64 KiB echo through the gateway's sockets", len(line), err)
+	}
+}
+
+// TestCompatibleMSS: the MSS check alone, on the figures Linux reports for
+// 1500-byte networks with timestamps (advertised 1460, send MSS 1448).
+func TestCompatibleMSS(t *testing.T) {
+	side := func(local string, mss, adv uint32) SocketState {
+		return SocketState{Local: netip.MustParseAddrPort(local), Timestamps: true, SACK: true, MSS: mss, AdvMSS: adv}
+	}
+	for _, tc := range []struct {
+		name            string
+		client, backend SocketState
+		ok              bool
+	}{
+		{"same MTU", side("10.0.0.1:80", 1448, 1460), side("10.0.1.1:4000", 1448, 1460), true},
+		{"client MSS 1000", side("10.0.0.1:80", 988, 1460), side("10.0.1.1:4000", 1448, 1460), false},
+		{"backend MSS 1000", side("10.0.0.1:80", 1448, 1460), side("10.0.1.1:4000", 988, 1460), false},
+		{"gateway advertised the client's size to the backend", side("10.0.0.1:80", 1348, 1460), side("10.0.1.1:4000", 1448, 1360), true},
+		{"both small", side("10.0.0.1:80", 1348, 1360), side("10.0.1.1:4000", 1348, 1360), true},
+	} {
+		err := compatible(tc.client, tc.backend)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: compatible = %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }

@@ -352,8 +352,32 @@ func compatible(client, backend SocketState) error {
 	case client.SACK != backend.SACK:
 		return fmt.Errorf("%w: SACK on one connection only (client %v, backend %v)", ErrIncompatible, client.SACK, backend.SACK)
 	}
+	// After the stitch each peer's segments reach the other as they were
+	// sent, so what one may send must fit what the other agreed to take:
+	// a larger segment would be dropped at the narrower network's link
+	// (no router between to fragment or answer it). One peer's
+	// largest payload is what the gateway advertised to it less the
+	// timestamp option; the other's limit is its socket's send MSS,
+	// already less that option.
+	options := uint32(0)
+	if client.Timestamps {
+		options = tcpTimestampOptionLen
+	}
+	for _, d := range []struct {
+		sender, receiver string
+		from, to         SocketState
+	}{{"backend", "client", backend, client}, {"client", "backend", client, backend}} {
+		if d.from.AdvMSS > options && d.from.AdvMSS-options > d.to.MSS {
+			return fmt.Errorf("%w: the %s may send segments of %d bytes, the %s takes %d (MSS; their networks' MTUs differ)",
+				ErrIncompatible, d.sender, d.from.AdvMSS-options, d.receiver, d.to.MSS)
+		}
+	}
 	return nil
 }
+
+// tcpTimestampOptionLen is the bytes the timestamp option takes in every
+// segment, padded (the kernel's TCPOLEN_TSTAMP_ALIGNED).
+const tcpTimestampOptionLen = 12
 
 // direction is how packets that socket from received become packets that
 // socket to sends: to's addresses, and from's sequence space moved to

@@ -55,8 +55,11 @@ type SocketState struct {
 	// TSClock is the socket's timestamp clock now (getsockopt
 	// TCP_TIMESTAMP): what its next TSval would be.
 	TSClock uint32
-	// MSS is tcpi_snd_mss.
-	MSS uint32
+	// MSS is tcpi_snd_mss: the largest payload this socket sends (the
+	// peer's MSS less the options every segment carries). AdvMSS is
+	// tcpi_advmss: the MSS it advertised, the largest payload (options
+	// included) its peer may send it.
+	MSS, AdvMSS uint32
 	// Established is tcpi_state == TCP_ESTABLISHED: no FIN received or
 	// sent. A socket that received a FIN nobody forwarded cannot be
 	// stitched (its rcv_nxt counts the FIN the other peer never got).
@@ -212,7 +215,7 @@ func readState(fd int, st *SocketState) error {
 	// info points at the very struct it filled, so the byte is there.
 	wscale := (*[tcpInfoWscaleOffset + 1]byte)(unsafe.Pointer(info))[tcpInfoWscaleOffset]
 	st.SndWscale, st.RcvWscale = splitWscale(wscale, littleEndian())
-	st.MSS = info.Snd_mss
+	st.MSS, st.AdvMSS = info.Snd_mss, info.Advmss
 	st.Established = info.State == tcpEstablished
 	ts, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
 	if err != nil {

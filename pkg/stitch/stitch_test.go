@@ -81,6 +81,12 @@ func (s *stitchLab) connect(ctx context.Context, t *testing.T, backend netip.Add
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s.through(ctx, t, c, backend, first, answer)
+}
+
+// through is connect for a client connection c the test opened itself.
+func (s *stitchLab) through(ctx context.Context, t *testing.T, c *net.TCPConn, backend netip.AddrPort, first []byte, answer int) pair {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
 	a, err := s.ln.Accept()
 	if err != nil {
