@@ -99,50 +99,95 @@ struct packet {
 	__u32 hlen;    /* TCP header length, options included */
 	__u32 l3_len;  /* IP packet length: header and payload */
 	__u8 ipv6;
-	struct tuple key;
+	/* Aligned: zeroed and filled with the addresses 4 and 8 bytes at a
+	 * time, not 2. */
+	struct tuple key __attribute__((aligned(8)));
 };
 
+/* The len bytes at off: read in place when they are in the packet's
+ * linear part (every packet the stitch leaves alone pays for this, so no
+ * helper call), else copied into buf (a segment of a local socket or a
+ * non-linear skb may have only part of its headers there). NULL if the
+ * packet is shorter. */
+static __always_inline const void *hdr(struct __sk_buff *skb, __u32 off, void *buf, __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	/* The verifier needs the offset's bounds, which it may lose through
+	 * the stack (struct packet); the compiler, knowing them, would drop
+	 * the check: the barrier hides the value. The headers read here
+	 * start well within the first 256 bytes. */
+	asm volatile("" : "+r"(off));
+	if (off < 256 && data + off + len <= end)
+		return data + off;
+	if (bpf_skb_load_bytes(skb, off, buf, len))
+		return NULL;
+	return buf;
+}
+
 /* Read the IP and TCP headers' offsets and the tuple. Returns 0 for a TCP
- * packet, -1 for anything else (left alone). */
+ * packet, -1 for anything else (left alone). The TCP header's length is
+ * not read: only a stitched tuple's packet needs it (header_len). */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 {
-	__u8 doff;
+	const __be16 *ports;
+	__be16 pbuf[2];
 
 	p->l3 = sizeof(struct ethhdr);
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
+		const struct iphdr *ip;
+		struct iphdr buf;
 
-		if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP ||
-		    (ip.frag_off & bpf_htons(0x3fff)) || ip.ihl < 5)
+		ip = hdr(skb, p->l3, &buf, sizeof(buf));
+		/* The protocol first: what is not TCP leaves before anything
+		 * is copied. */
+		if (!ip || ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(0x3fff)) || ip->ihl < 5)
 			return -1;
-		p->l4 = p->l3 + ip.ihl * 4;
-		p->l3_len = bpf_ntohs(ip.tot_len);
+		p->l4 = p->l3 + ip->ihl * 4;
+		p->l3_len = bpf_ntohs(ip->tot_len);
 		p->key.saddr[10] = 0xff;
 		p->key.saddr[11] = 0xff;
-		__builtin_memcpy(&p->key.saddr[12], &ip.saddr, 4);
+		__builtin_memcpy(&p->key.saddr[12], &ip->saddr, 4);
 		p->key.daddr[10] = 0xff;
 		p->key.daddr[11] = 0xff;
-		__builtin_memcpy(&p->key.daddr[12], &ip.daddr, 4);
+		__builtin_memcpy(&p->key.daddr[12], &ip->daddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
+		const struct ipv6hdr *ip6;
+		struct ipv6hdr buf;
 
 		/* Extension headers: left alone (the gateway's own TCP
 		 * sockets' peers do not send them). */
-		if (bpf_skb_load_bytes(skb, p->l3, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+		ip6 = hdr(skb, p->l3, &buf, sizeof(buf));
+		if (!ip6 || ip6->nexthdr != IPPROTO_TCP)
 			return -1;
 		p->ipv6 = 1;
-		p->l4 = p->l3 + sizeof(ip6);
-		p->l3_len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
-		__builtin_memcpy(p->key.saddr, &ip6.saddr, 16);
-		__builtin_memcpy(p->key.daddr, &ip6.daddr, 16);
+		p->l4 = p->l3 + sizeof(buf);
+		p->l3_len = sizeof(buf) + bpf_ntohs(ip6->payload_len);
+		__builtin_memcpy(p->key.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->key.daddr, &ip6->daddr, 16);
 	} else {
 		return -1;
 	}
-	if (bpf_skb_load_bytes(skb, p->l4, &p->key.sport, 4))
+	ports = hdr(skb, p->l4, pbuf, sizeof(pbuf));
+	if (!ports)
 		return -1;
-	if (bpf_skb_load_bytes(skb, p->l4 + 12, &doff, 1))
+	p->key.sport = ports[0];
+	p->key.dport = ports[1];
+	return 0;
+}
+
+/* The TCP header's length, options included, into p->hlen: read once the
+ * tuple is known to be stitched. Returns -1 if the packet is too short. */
+static __always_inline int header_len(struct __sk_buff *skb, struct packet *p)
+{
+	const __u8 *doff;
+	__u8 buf;
+
+	doff = hdr(skb, p->l4 + 12, &buf, 1);
+	if (!doff)
 		return -1;
-	p->hlen = (doff >> 4) * 4;
+	p->hlen = (*doff >> 4) * 4;
 	return 0;
 }
 
@@ -396,37 +441,20 @@ static __always_inline int syn_verdict(const struct packet *p, const struct dir 
 	return TC_ACT_SHOT;
 }
 
-SEC("tc")
-int stitch_tc(struct __sk_buff *skb)
+/* A live pair's packet: moved into the other connection and sent on. Its
+ * buffers are zeroed here, not in stitch_tc: every packet the stitch
+ * leaves alone would pay for them. */
+static __always_inline int stitch(struct __sk_buff *skb, const struct packet *p, struct dir *d, const struct dir *o)
 {
-	struct packet p = {};
-	struct ref *ref;
-	struct pair *pair;
 	struct walk w = {};
 	__u8 old[HDR_BUF] = {};
-	enum dir_index dir;
-	__u32 idx, hlen;
+	__u32 hlen;
 	__s64 diff;
 
-	if (parse(skb, &p))
-		return TC_ACT_UNSPEC;
-	ref = bpf_map_lookup_elem(&stitch_keys, &p.key);
-	if (!ref)
-		return TC_ACT_UNSPEC;
-	idx = ref->pair;
-	pair = bpf_map_lookup_elem(&stitch_pairs, &idx);
-	if (!pair)
-		return TC_ACT_UNSPEC;
-	dir = ref->dir & 1;
-	w.d = &pair->dir[dir];
-	w.o = &pair->dir[dir ^ 1];
-	if (pair->hold)
-		return held(skb, &p, w.d, idx);
-	if (is_syn(skb, &p))
-		return syn_verdict(&p, w.d, w.o);
-
-	w.hlen = p.hlen;
-	if (w.hlen < 20 || w.hlen > HDR_MAX || bpf_skb_load_bytes(skb, p.l4, old, w.hlen & 63)) {
+	w.d = d;
+	w.o = o;
+	w.hlen = p->hlen;
+	if (w.hlen < 20 || w.hlen > HDR_MAX || bpf_skb_load_bytes(skb, p->l4, old, w.hlen & 63)) {
 		count(STAT_BAD_HEADER);
 		return TC_ACT_SHOT;
 	}
@@ -450,10 +478,39 @@ int stitch_tc(struct __sk_buff *skb)
 	hlen = at(w.hlen);
 	if (hlen < 20) /* checked above; again where the verifier sees it */
 		return TC_ACT_SHOT;
-	if (diff < 0 || bpf_skb_store_bytes(skb, p.l4, w.h, hlen, 0) ||
-	    bpf_l4_csum_replace(skb, p.l4 + 16, 0, diff, 0) || rewrite_addrs(skb, &p, w.d)) {
+	if (diff < 0 || bpf_skb_store_bytes(skb, p->l4, w.h, hlen, 0) ||
+	    bpf_l4_csum_replace(skb, p->l4 + 16, 0, diff, 0) || rewrite_addrs(skb, p, w.d)) {
 		count(STAT_BAD_HEADER);
 		return TC_ACT_SHOT;
 	}
-	return forward(skb, &p, w.d);
+	return forward(skb, p, w.d);
+}
+
+SEC("tc")
+int stitch_tc(struct __sk_buff *skb)
+{
+	struct packet p = {};
+	struct ref *ref;
+	struct pair *pair;
+	struct dir *d, *o;
+	enum dir_index dir;
+	__u32 idx;
+
+	if (parse(skb, &p))
+		return TC_ACT_UNSPEC;
+	ref = bpf_map_lookup_elem(&stitch_keys, &p.key);
+	if (!ref || header_len(skb, &p))
+		return TC_ACT_UNSPEC;
+	idx = ref->pair;
+	pair = bpf_map_lookup_elem(&stitch_pairs, &idx);
+	if (!pair)
+		return TC_ACT_UNSPEC;
+	dir = ref->dir & 1;
+	d = &pair->dir[dir];
+	o = &pair->dir[dir ^ 1];
+	if (pair->hold)
+		return held(skb, &p, d, idx);
+	if (is_syn(skb, &p))
+		return syn_verdict(&p, d, o);
+	return stitch(skb, &p, d, o);
 }
