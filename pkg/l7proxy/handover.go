@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/graylane/graylane/pkg/stitch"
 )
 
 // ErrFrozen is what CopySplicer.Splice returns for a connection it
@@ -33,6 +35,9 @@ type Handover struct {
 	taken   bool          // Freeze returned: late arrivals are reset
 	running gauge
 	parked  []Conns // frozen, not yet taken by Freeze
+	// stitched are StitchSplicers' stitched connections whose waits a
+	// freeze stopped: still stitched, for the next process.
+	stitched []*stitch.Joined
 }
 
 // NewHandover returns a Handover for CopySplicer.Handover.
@@ -60,6 +65,30 @@ func (h *Handover) leave(c *Conns) {
 		h.parked = append(h.parked, *c)
 	}
 	h.running.dec()
+}
+
+// leaveParked ends a StitchSplicer's registered splice with what it
+// parked, if anything.
+func (h *Handover) leaveParked(p parked) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p.conns != nil {
+		h.parked = append(h.parked, *p.conns)
+	}
+	if p.joined != nil {
+		h.stitched = append(h.stitched, p.joined)
+	}
+	h.running.dec()
+}
+
+// Stitched returns, after Freeze, the stitched connections whose waits it
+// stopped, owned by the caller from then on (stitch.Kernel.HandOff).
+func (h *Handover) Stitched() []*stitch.Joined {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.stitched
+	h.stitched = nil
+	return out
 }
 
 // Freeze stops every registered splice and returns the frozen

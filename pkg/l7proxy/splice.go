@@ -57,19 +57,25 @@ func (s CopySplicer) Splice(ctx context.Context, c Conns) error {
 			reset(c.Client, c.Backend)
 			return fmt.Errorf("%w: the handover was taken", ErrNotSpliced)
 		}
-		stopWatch := h.watchFreeze(c)
-		err := copyBoth(ctx, c, h.frozen)
-		stopWatch()
-		if errors.Is(err, ErrFrozen) {
-			c.Client.SetReadDeadline(time.Time{})
-			c.Backend.SetReadDeadline(time.Time{})
-			h.leave(&Conns{Client: c.Client, Backend: c.Backend})
-			return err
-		}
-		h.leave(nil)
+		frozen, err := copyFreezable(ctx, c, h)
+		h.leave(frozen)
 		return err
 	}
 	return copyBoth(ctx, c, nil)
+}
+
+// copyFreezable is copyBoth stopped by h's freeze: then it returns the
+// connections, open and ready to be read again, with ErrFrozen.
+func copyFreezable(ctx context.Context, c Conns, h *Handover) (*Conns, error) {
+	stopWatch := h.watchFreeze(c)
+	err := copyBoth(ctx, c, h.frozen)
+	stopWatch()
+	if !errors.Is(err, ErrFrozen) {
+		return nil, err
+	}
+	c.Client.SetReadDeadline(time.Time{})
+	c.Backend.SetReadDeadline(time.Time{})
+	return &Conns{Client: c.Client, Backend: c.Backend}, err
 }
 
 // copyBoth runs both directions until each ended. When both stopped only

@@ -24,6 +24,12 @@ import (
 // copied to its end as CopySplicer does.
 type StitchSplicer struct {
 	Kernel *stitch.Kernel
+	// Handover, if not nil, can take this splicer's connections for the
+	// next process: a freeze stops a copy where no byte is in the
+	// process (Splice returns ErrFrozen, the Handover holds the Conns)
+	// and a stitched connection's wait (Splice returns stitch.ErrStopped,
+	// the Handover holds the Joined: the pair stays stitched).
+	Handover *Handover
 	// Attempts bounds the tries to stitch (default 3); the second and
 	// third come after AttemptSpacing of copying (default 10 ms, then 20).
 	Attempts       int
@@ -36,12 +42,56 @@ type StitchSplicer struct {
 
 // Splice implements Splicer.
 func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
+	h := s.Handover
+	if h == nil {
+		return s.splice(ctx, c, nil, &parked{})
+	}
+	if !h.enter() {
+		reset(c.Client, c.Backend)
+		return fmt.Errorf("%w: the handover was taken", ErrNotSpliced)
+	}
+	var p parked
+	err := s.splice(ctx, c, h, &p)
+	h.leaveParked(p)
+	return err
+}
+
+// Carry waits for a connection a previous process stitched (adopted from
+// its maps) as Splice waits for its own: until it ends, ctx ends, or the
+// Handover takes it.
+func (s StitchSplicer) Carry(ctx context.Context, j *stitch.Joined) error {
+	h := s.Handover
+	if h == nil {
+		return s.wait(ctx, j, nil, &parked{})
+	}
+	if !h.enter() {
+		return fmt.Errorf("%w: the handover was taken", ErrNotSpliced)
+	}
+	var p parked
+	err := s.wait(ctx, j, h.freeze, &p)
+	h.leaveParked(p)
+	return err
+}
+
+// parked is what a splice leaves for a Handover: the connection frozen,
+// or its stitch.
+type parked struct {
+	conns  *Conns
+	joined *stitch.Joined
+}
+
+// splice is Splice; with h, a freeze parks the connection in p.
+func (s StitchSplicer) splice(ctx context.Context, c Conns, h *Handover, p *parked) error {
 	attempts, spacing := s.Attempts, s.AttemptSpacing
 	if attempts <= 0 {
 		attempts = 3
 	}
 	if spacing <= 0 {
 		spacing = 10 * time.Millisecond
+	}
+	var freeze <-chan struct{}
+	if h != nil {
+		freeze = h.freeze
 	}
 	peek := newPeekGate(c.Peek)
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -59,11 +109,13 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 				case <-wait.C:
 				case <-run.ended:
 				case <-ctx.Done():
+				case <-freeze:
 				}
 				wait.Stop()
 			}
 		case <-run.ended:
 		case <-ctx.Done():
+		case <-freeze:
 		}
 		paused := run.pause()
 		if ctx.Err() != nil {
@@ -72,6 +124,10 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 		}
 		if !paused {
 			return run.finish(ctx, c)
+		}
+		if h != nil && h.frozen() {
+			p.conns = &Conns{Client: c.Client, Backend: c.Backend}
+			return ErrFrozen
 		}
 		j, err := s.Kernel.Join(ctx, c.Client, c.Backend, stitch.JoinOptions{})
 		if errors.Is(err, stitch.ErrNotQuiet) {
@@ -84,15 +140,25 @@ func (s StitchSplicer) Splice(ctx context.Context, c Conns) error {
 			reset(c.Client, c.Backend)
 			return fmt.Errorf("l7proxy: stitch: %w", err)
 		}
-		idle := s.Idle
-		if idle <= 0 {
-			idle = 30 * time.Minute
-		}
-		_, err = s.Kernel.Wait(ctx, j, 100*time.Millisecond, time.Second, idle)
-		return err
+		return s.wait(ctx, j, freeze, p)
 	}
 	c.Peek = nil
-	return copyBoth(ctx, c, nil)
+	if h == nil {
+		return copyBoth(ctx, c, nil)
+	}
+	var err error
+	p.conns, err = copyFreezable(ctx, c, h)
+	return err
+}
+
+// wait waits for a stitched connection's end; when freeze closes first it
+// parks the stitch in p and returns stitch.ErrStopped.
+func (s StitchSplicer) wait(ctx context.Context, j *stitch.Joined, freeze <-chan struct{}, p *parked) error {
+	_, err := s.Kernel.Wait(ctx, j, stitch.WaitOptions{Idle: s.Idle, Stop: freeze})
+	if errors.Is(err, stitch.ErrStopped) {
+		p.joined = j
+	}
+	return err
 }
 
 // peekGate shows the backend's first bytes to a Conns.Peek until it is

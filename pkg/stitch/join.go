@@ -56,6 +56,12 @@ type Joined struct {
 // ErrNotQuiet, ErrEnding, ErrFull and ErrIncompatible nothing changed for
 // the connection; on another error it is broken: reset both sockets.
 func (k *Kernel) Join(ctx context.Context, client, backend *net.TCPConn, opts JoinOptions) (*Joined, error) {
+	j, err := k.join(ctx, client, backend, opts)
+	k.counts.join(err)
+	return j, err
+}
+
+func (k *Kernel) join(ctx context.Context, client, backend *net.TCPConn, opts JoinOptions) (*Joined, error) {
 	if opts.Quiet <= 0 {
 		opts.Quiet = 50 * time.Millisecond
 	}
@@ -197,22 +203,45 @@ func drain(from, to *net.TCPConn) error {
 	}
 }
 
-// Wait polls the program's counters every poll until the connection
-// ended — both FINs passed and linger more went by (for the last ACK and
-// retransmissions), or a reset passed — or nothing passed for idle, or
-// ctx ends. Then it removes the pair and frees the reserved port.
-func (k *Kernel) Wait(ctx context.Context, j *Joined, poll, linger, idle time.Duration) (Traffic, error) {
+// ErrStopped is Wait's answer when WaitOptions.Stop closed: the pair is
+// still stitched and its port still reserved, for HandOff.
+var ErrStopped = errors.New("stitch: stopped waiting; the connection stays stitched")
+
+// WaitOptions pace and bound Wait.
+type WaitOptions struct {
+	Poll   time.Duration // how often the counters are read (default 100 ms)
+	Linger time.Duration // how long after both FINs the pair stays (default 1 s)
+	Idle   time.Duration // how long a pair nothing passed on stays (default 30 min)
+	// Stop, when it closes, ends Wait with ErrStopped and the pair left
+	// in place (a handover to the next agent).
+	Stop <-chan struct{}
+}
+
+// Wait polls the program's counters until the connection ended — both
+// FINs passed and Linger more went by (for the last ACK and
+// retransmissions), or a reset passed — or nothing passed for Idle, or
+// ctx ends. Then it removes the pair and frees the reserved port. When
+// opts.Stop closes first, it returns ErrStopped and keeps both.
+func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traffic, err error) {
+	opts = opts.withDefaults()
 	defer func() {
+		if errors.Is(err, ErrStopped) {
+			return
+		}
+		k.counts.add(-1)
 		if j.reserve != nil {
 			j.reserve.Close()
+			j.reserve = nil
 		}
 	}()
 	var last Traffic
 	var ended, quietSince time.Time
-	tick := time.NewTicker(poll)
+	tick := time.NewTicker(opts.Poll)
 	defer tick.Stop()
 	for {
 		select {
+		case <-opts.Stop:
+			return last, ErrStopped
 		case <-ctx.Done():
 			return last, errors.Join(ctx.Err(), k.Remove(j.Stitch))
 		case now := <-tick.C:
@@ -229,11 +258,24 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, poll, linger, idle time.Du
 				return tr, k.Remove(j.Stitch)
 			case tr.ToBackend.FIN && tr.ToClient.FIN && ended.IsZero():
 				ended = now
-			case !ended.IsZero() && now.Sub(ended) >= linger:
+			case !ended.IsZero() && now.Sub(ended) >= opts.Linger:
 				return tr, k.Remove(j.Stitch)
-			case now.Sub(quietSince) >= idle:
-				return tr, errors.Join(fmt.Errorf("stitch: idle for %v: removed", idle), k.Remove(j.Stitch))
+			case now.Sub(quietSince) >= opts.Idle:
+				return tr, errors.Join(fmt.Errorf("stitch: idle for %v: removed", opts.Idle), k.Remove(j.Stitch))
 			}
 		}
 	}
+}
+
+func (o WaitOptions) withDefaults() WaitOptions {
+	if o.Poll <= 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	if o.Linger <= 0 {
+		o.Linger = time.Second
+	}
+	if o.Idle <= 0 {
+		o.Idle = 30 * time.Minute
+	}
+	return o
 }

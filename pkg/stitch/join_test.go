@@ -68,7 +68,7 @@ func TestStitchJoinMidStream(t *testing.T) {
 	if n, err := p.client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("after the client's FIN: read %d, %v; want EOF", n, err)
 	}
-	tr, err := s.k.Wait(ctx, j, 10*time.Millisecond, 50*time.Millisecond, time.Minute)
+	tr, err := s.k.Wait(ctx, j, WaitOptions{Poll: 10 * time.Millisecond, Linger: 50 * time.Millisecond, Idle: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,10 @@ const joinsAtOnce = 64
 // Options size the kernel side.
 type Options struct {
 	MaxPairs int // stitched connections at once; DefaultMaxPairs if 0
+	// Inherit, if set, are a previous Kernel's maps (handoff.go): this
+	// one uses them, so the connections stitched there can be adopted.
+	// Open fails with ErrNotInherited if this build's maps differ.
+	Inherit *Inherited
 }
 
 // Kernel is the loaded stitch program and its maps.
@@ -52,6 +56,8 @@ type Kernel struct {
 	kept       map[uint32][][]byte
 	raw4, raw6 int
 	nl         *netlink.Handle // routes in the interfaces' namespace (covers)
+
+	counts counts // stats.go
 }
 
 // Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
@@ -70,7 +76,21 @@ func Open(opts Options) (*Kernel, error) {
 	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(slots)
 	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * slots)
 	k := &Kernel{links: map[int]link.Link{}, kept: map[uint32][][]byte{}, raw4: -1, raw6: -1}
-	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
+	var load ebpf.CollectionOptions
+	if opts.Inherit != nil {
+		if load.MapReplacements, err = inheritMaps(opts.Inherit); err != nil {
+			return nil, err
+		}
+		defer func() {
+			for _, m := range load.MapReplacements {
+				m.Close() // the loaded collection holds its own reference
+			}
+		}()
+	}
+	if err := spec.LoadAndAssign(&k.objs, &load); err != nil {
+		if opts.Inherit != nil && errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("%w: %w", ErrNotInherited, err)
+		}
 		return nil, fmt.Errorf("stitch: load: %w", err)
 	}
 	if k.held, err = ringbuf.NewReader(k.objs.StitchHeld); err != nil {

@@ -1,0 +1,102 @@
+package stitch
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	stitchbpf "github.com/graylane/graylane/bpf/stitch"
+)
+
+// Stats are what a Kernel did since it was opened, for metrics.
+type Stats struct {
+	// Stitched is how many connections are stitched now (joined or
+	// adopted, and not yet removed by Wait).
+	Stitched int64
+	// Joins counts Join's outcomes: "stitched", and why a connection
+	// was not: "not_quiet" (an attempt; the caller may try again),
+	// "ending", "full", "incompatible", "failed".
+	Joins map[string]uint64
+	// Packets counts what the program did, by event: "stitched"
+	// (rewritten and sent on), "no_route", "bad_header" (dropped),
+	// "held_drop", "held_kept" (a held pair's segments), "port_reused",
+	// "syn_drop".
+	Packets map[string]uint64
+}
+
+// JoinOutcomes are the keys of Stats.Joins, every one always present.
+var JoinOutcomes = []string{"stitched", "not_quiet", "ending", "full", "incompatible", "failed"}
+
+// packetEvents names the program's counters (enum stat in stitch.h).
+var packetEvents = map[stitchbpf.StitchStat]string{
+	stitchbpf.StitchStatSTAT_STITCHED:   "stitched",
+	stitchbpf.StitchStatSTAT_NO_ROUTE:   "no_route",
+	stitchbpf.StitchStatSTAT_BAD_HEADER: "bad_header",
+	stitchbpf.StitchStatSTAT_HELD_DROP:  "held_drop",
+	stitchbpf.StitchStatSTAT_REUSED:     "port_reused",
+	stitchbpf.StitchStatSTAT_SYN_DROP:   "syn_drop",
+	stitchbpf.StitchStatSTAT_HELD_KEPT:  "held_kept",
+}
+
+// counts is a Kernel's own bookkeeping for Stats.
+type counts struct {
+	mu       sync.Mutex
+	stitched int64
+	joins    map[string]uint64
+}
+
+func (c *counts) join(err error) {
+	outcome := "stitched"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotQuiet):
+		outcome = "not_quiet"
+	case errors.Is(err, ErrEnding):
+		outcome = "ending"
+	case errors.Is(err, ErrFull):
+		outcome = "full"
+	case errors.Is(err, ErrIncompatible):
+		outcome = "incompatible"
+	default:
+		outcome = "failed"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.joins == nil {
+		c.joins = map[string]uint64{}
+	}
+	c.joins[outcome]++
+	if err == nil {
+		c.stitched++
+	}
+}
+
+func (c *counts) add(n int64) {
+	c.mu.Lock()
+	c.stitched += n
+	c.mu.Unlock()
+}
+
+// Stats reads k's numbers: its own, and the program's per-CPU counters
+// summed.
+func (k *Kernel) Stats() (Stats, error) {
+	st := Stats{Joins: map[string]uint64{}, Packets: map[string]uint64{}}
+	k.counts.mu.Lock()
+	st.Stitched = k.counts.stitched
+	for _, o := range JoinOutcomes {
+		st.Joins[o] = k.counts.joins[o]
+	}
+	k.counts.mu.Unlock()
+	var perCPU []uint64
+	for stat, name := range packetEvents {
+		if err := k.objs.StitchStats.Lookup(uint32(stat), &perCPU); err != nil {
+			return st, fmt.Errorf("stitch: read counter %s: %w", name, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		st.Packets[name] = sum
+	}
+	return st, nil
+}
