@@ -164,6 +164,14 @@ func (l *l7) startLocked() (err error) {
 			r.close()
 		}
 	}()
+	// The previous agent's stitch, out of what releaseInherited closes.
+	stitchIn := l.inherited.stitch
+	l.inherited.stitch = stitch.Handed{}
+	defer func() {
+		if err != nil {
+			stitchIn.Close() // a second Close of a file does nothing
+		}
+	}()
 	// The listeners first (a previous agent's, with the connections
 	// waiting in their backlog), then l7_assign: the old one, if any, is
 	// detached once the new one is attached.
@@ -187,10 +195,14 @@ func (l *l7) startLocked() (err error) {
 			l.log.Warn("the return rule of l7.source client a previous agent left stays until the L7 side stops", "err", err)
 		}
 	}
+	var adopted []*stitch.Joined
 	if l.cfg.Splice == config.L7SpliceStitch {
-		if r.stitch, err = openStitch(append(slices.Clone(l.ifaces), l.backendIfaces...)); err != nil {
+		if r.stitch, adopted, err = l.openStitch(append(slices.Clone(l.ifaces), l.backendIfaces...), stitchIn); err != nil {
 			return err
 		}
+	} else if stitchIn.Keys != nil {
+		l.log.Warn("the stitched connections of the previous agent end: l7.splice is not stitch any more")
+		stitchIn.Close()
 	}
 	opts := l.proxyOptions(r)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
@@ -198,6 +210,9 @@ func (l *l7) startLocked() (err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	if s, ok := opts.Splicer.(l7proxy.StitchSplicer); ok {
+		carryStitched(ctx, s, adopted)
+	}
 	go func() {
 		defer close(r.served)
 		if err := r.proxy.Serve(ctx); err != nil {
@@ -225,7 +240,7 @@ func (l *l7) proxyOptions(r *l7Run) l7proxy.Options {
 	case config.L7SpliceKernel:
 		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
 	case config.L7SpliceStitch:
-		opts.Splicer = l7proxy.StitchSplicer{Kernel: r.stitch}
+		opts.Splicer = l7proxy.StitchSplicer{Kernel: r.stitch, Handover: l.handover}
 	default:
 		opts.Splicer = l7proxy.CopySplicer{Handover: l.handover}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/fdstore"
 	"github.com/graylane/graylane/pkg/l7proxy"
+	"github.com/graylane/graylane/pkg/stitch"
 )
 
 // Across a restart under systemd (a unit with FileDescriptorStoreMax=),
@@ -125,6 +126,7 @@ func (l *l7Carry) endCarried() {
 type l7Inherited struct {
 	listeners []*net.TCPListener
 	links     []*os.File
+	stitch    stitch.Handed // l7_stitch.go
 }
 
 // inherit takes the descriptors the service manager passed: connections
@@ -152,6 +154,8 @@ func (l *l7Carry) inherit(files []*os.File) {
 			continue // kept open: it keeps the old l7_assign attached
 		case strings.HasPrefix(name, storePair):
 			l.inheritPairSide(pairs, name, f)
+		case l.inheritStitch(name, f):
+			continue // kept open: the links keep the old stitch program attached
 		default:
 			l.log.Warn("a descriptor passed at start is not the agent's: closed", "name", name)
 		}
@@ -258,6 +262,9 @@ func (l *l7) handOverLocked() error {
 		}
 	}
 	errs = append(errs, l.handOverCarried(used))
+	if r := l.run; r != nil && r.stitch != nil {
+		errs = append(errs, l.storeStitch(r.stitch))
+	}
 	if r := l.run; r != nil {
 		l.run = nil
 		r.close() // resets only what was not handed over
@@ -298,7 +305,8 @@ func (l *l7Carry) storeInherited(h *l7Inherited) (int, error) {
 	}
 	defer closeAll(lns)
 	err := errors.Join(l.store.Add(storeListener, true, lns...), l.store.Add(storeLink, false, h.links...))
-	return len(lns) + len(h.links), err
+	n, serr := l.storeHanded(h.stitch)
+	return len(lns) + len(h.links) + n, errors.Join(err, serr)
 }
 
 // storePairs stores frozen connections, at most room descriptors, and
@@ -348,6 +356,7 @@ func (l *l7Carry) releaseInherited() {
 		ln.Close()
 	}
 	closeAll(l.inherited.links)
+	l.inherited.stitch.Close()
 	l.inherited = l7Inherited{}
 }
 

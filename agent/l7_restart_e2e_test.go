@@ -101,6 +101,11 @@ func openL7(e *env, vip netip.AddrPort, extra string) (*l7Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startL7(c, extra)
+}
+
+// startL7 is openL7 on a connection c the caller opened.
+func startL7(c net.Conn, extra string) (*l7Conn, error) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n"+extra+"\r\n"); err != nil {
 		c.Close()

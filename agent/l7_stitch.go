@@ -1,8 +1,15 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
+	"github.com/graylane/graylane/pkg/exporter"
+	"github.com/graylane/graylane/pkg/l7proxy"
 	"github.com/graylane/graylane/pkg/stitch"
 )
 
@@ -11,20 +18,150 @@ import (
 // stitch program, first at the TCX ingress of every client- and
 // backend-facing interface, rewrites the connection's packets from one TCP
 // connection into the other, and the agent's two sockets are closed
-// silently. Stitched connections do not survive the agent: when it stops
-// (or hands over at a restart) the program goes, and their next packets
-// meet a stack without their sockets, which resets them.
+// silently. A stitched connection is kernel state only: at a stop with
+// the service manager's store the agent hands over the program's links,
+// its two maps and each connection's reserved port, and the connections
+// go on while no agent runs; the next agent opens its program on the same
+// maps, attaches it first, lets the old one go, and takes the pairs on.
+// Without a store (or when the next agent does not stitch) they end: their
+// packets meet a stack without their sockets, which resets them.
 
-// openStitch loads the stitch program and attaches it to the interfaces
-// named.
-func openStitch(ifaces []string) (*stitch.Kernel, error) {
-	k, err := stitch.Open(stitch.Options{})
+// Names of the stitch's descriptors in the store.
+const (
+	storeStitchLink    = "l7-stitch-link"
+	storeStitchKeys    = "l7-stitch-keys"
+	storeStitchPairs   = "l7-stitch-pairs"
+	storeStitchReserve = "l7-stitch-reserve-" // + pair slot
+)
+
+// openStitch loads the stitch program (on in's maps, when a previous
+// agent handed them over and they fit this build), attaches it to the
+// interfaces named, lets the previous agent's program go, and returns the
+// connections it stitched, to be waited for. in is consumed.
+func (l *l7) openStitch(ifaces []string, in stitch.Handed) (*stitch.Kernel, []*stitch.Joined, error) {
+	// The old links: the old program goes once ours is attached.
+	defer func() { in.Close() }()
+	opts := stitch.Options{}
+	if in.Keys != nil {
+		opts.Inherit = &stitch.Inherited{Keys: in.Keys, Pairs: in.Pairs}
+	}
+	k, err := stitch.Open(opts)
+	if errors.Is(err, stitch.ErrNotInherited) {
+		l.log.Warn("the stitched connections of the previous agent end: its maps do not fit this build", "err", err)
+		opts.Inherit = nil
+		k, err = stitch.Open(opts)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("L7 services, l7.splice stitch: %w", err)
+		return nil, nil, fmt.Errorf("L7 services, l7.splice stitch: %w", err)
 	}
 	if _, err := attachEach(ifaces, k.Attach, k.Detach); err != nil {
 		k.Close()
-		return nil, fmt.Errorf("L7 services, l7.splice stitch: attach to %w", err)
+		return nil, nil, fmt.Errorf("L7 services, l7.splice stitch: attach to %w", err)
 	}
-	return k, nil
+	if opts.Inherit == nil {
+		return k, nil, nil
+	}
+	joined, err := k.Adopt(in.Reserves)
+	in.Reserves = nil // Adopt took them
+	trouble := 0
+	for _, j := range joined {
+		if j.Trouble != nil {
+			trouble++
+		}
+	}
+	l.log.Info("took over the previous agent's stitched connections", "connections", len(joined),
+		"ports_not_reserved", trouble, "err", err)
+	return k, joined, nil
+}
+
+// carryStitched waits for the adopted connections as for the agent's own.
+func carryStitched(ctx context.Context, s l7proxy.StitchSplicer, joined []*stitch.Joined) {
+	for _, j := range joined {
+		go func() { _ = s.Carry(ctx, j) }()
+	}
+}
+
+// storeStitch hands k's links, maps and the reserved ports of the
+// stitched connections the handover stopped waiting for to the store.
+// k may be closed after.
+func (l *l7) storeStitch(k *stitch.Kernel) error {
+	joined := l.handover.Stitched()
+	h, err := k.HandOff(joined)
+	if err != nil {
+		return fmt.Errorf("L7 handover: %w", err)
+	}
+	defer h.Close()
+	n, err := l.storeHanded(h)
+	l.log.Info("handed the stitched connections to the service manager", "connections", len(joined), "descriptors", n)
+	return err
+}
+
+// storeHanded stores what h holds and returns how many descriptors.
+func (l *l7Carry) storeHanded(h stitch.Handed) (int, error) {
+	if h.Keys == nil {
+		return 0, nil
+	}
+	errs := []error{l.store.Add(storeStitchLink, false, h.Links...),
+		l.store.Add(storeStitchKeys, false, h.Keys), l.store.Add(storeStitchPairs, false, h.Pairs)}
+	n := len(h.Links) + 2
+	for slot, f := range h.Reserves {
+		// Not polled: a bound socket that neither listens nor connects
+		// reports a hangup, and the manager would drop it.
+		if err := l.store.Add(storeStitchReserve+strconv.FormatUint(uint64(slot), 10), false, f); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// inheritStitch files a stitch descriptor a previous agent handed over;
+// it returns false for a name that is not one (f is then the caller's).
+func (l *l7Carry) inheritStitch(name string, f *os.File) bool {
+	in := &l.inherited.stitch
+	switch {
+	case name == storeStitchLink:
+		in.Links = append(in.Links, f)
+	case name == storeStitchKeys && in.Keys == nil:
+		in.Keys = f
+	case name == storeStitchPairs && in.Pairs == nil:
+		in.Pairs = f
+	case strings.HasPrefix(name, storeStitchReserve):
+		slot, err := strconv.ParseUint(strings.TrimPrefix(name, storeStitchReserve), 10, 32)
+		if err != nil || in.Reserves[uint32(slot)] != nil {
+			l.log.Warn("a stitched connection's port passed at start is unusable: closed", "name", name)
+			f.Close()
+			return true
+		}
+		if in.Reserves == nil {
+			in.Reserves = map[uint32]*os.File{}
+		}
+		in.Reserves[uint32(slot)] = f
+	default:
+		return false
+	}
+	return true
+}
+
+var _ exporter.StitchSource = (*Agent)(nil)
+
+// L7Stitch returns the stitch's numbers while l7.splice stitch serves L7
+// services (exporter.StitchSource). A counter the program could not be
+// read for is left out of this scrape.
+func (a *Agent) L7Stitch() (exporter.StitchStats, bool) {
+	a.l7.mu.Lock()
+	var k *stitch.Kernel
+	if a.l7.run != nil {
+		k = a.l7.run.stitch
+	}
+	a.l7.mu.Unlock()
+	if k == nil {
+		return exporter.StitchStats{}, false
+	}
+	st, err := k.Stats()
+	if err != nil {
+		a.log.Warn("read the stitch's counters", "err", err)
+	}
+	return exporter.StitchStats{Stitched: st.Stitched, Joins: st.Joins, Packets: st.Packets}, true
 }

@@ -30,19 +30,65 @@ type L7Source interface {
 	L7Cuts() map[string]uint64
 }
 
+// StitchSource is an L7Source whose proxy stitches connections
+// (l7.splice stitch): graylane_l7_stitched_connections,
+// graylane_l7_stitches_total and graylane_l7_stitch_packets_total.
+type StitchSource interface {
+	// L7Stitch returns the stitch's numbers; false while it is off.
+	L7Stitch() (StitchStats, bool)
+}
+
+// StitchStats are a node's stitch numbers (package stitch's Stats).
+type StitchStats struct {
+	Stitched int64             // connections stitched now
+	Joins    map[string]uint64 // stitch attempts by outcome
+	Packets  map[string]uint64 // the stitch program's packets by event
+}
+
 // l7Families are the families only L7 services have.
 type l7Families struct {
-	src  L7Source
-	hits *dto.MetricFamily
-	cuts *dto.MetricFamily
+	src                         L7Source
+	hits                        *dto.MetricFamily
+	cuts                        *dto.MetricFamily
+	stitched, stitches, stitchP *dto.MetricFamily
 }
 
 func newL7Families(src Source) *l7Families {
 	l7, _ := src.(L7Source)
 	return &l7Families{
-		src:  l7,
-		hits: family("graylane_match_rule_hits_total", "Connections of an L7 service whose first request a match rule (by index in spec.match) decided, by the pool they went to; graylane_flows_total less these were decided by the pins or the weight.", dto.MetricType_COUNTER),
-		cuts: family("graylane_l7_cuts_total", "Connections to L7 services the agent's proxy closed before splicing them, by reason (timeout, too_large, malformed, closed, full, no_backend, dial_failed, splice_failed).", dto.MetricType_COUNTER),
+		src:      l7,
+		hits:     family("graylane_match_rule_hits_total", "Connections of an L7 service whose first request a match rule (by index in spec.match) decided, by the pool they went to; graylane_flows_total less these were decided by the pins or the weight.", dto.MetricType_COUNTER),
+		cuts:     family("graylane_l7_cuts_total", "Connections to L7 services the agent's proxy closed before splicing them, by reason (timeout, too_large, malformed, closed, full, no_backend, dial_failed, splice_failed).", dto.MetricType_COUNTER),
+		stitched: family("graylane_l7_stitched_connections", "L7 connections stitched in the kernel now (l7.splice stitch): no socket of the gateway carries them.", dto.MetricType_GAUGE),
+		stitches: family("graylane_l7_stitches_total", "Attempts to stitch an L7 connection after its first response, by outcome (stitched; not_quiet, tried again; ending, full, incompatible: copied instead; failed: reset).", dto.MetricType_COUNTER),
+		stitchP:  family("graylane_l7_stitch_packets_total", "Packets of stitched connections by what the stitch program did (stitched; no_route, bad_header: dropped; held_drop, held_kept: during a stitch; port_reused, syn_drop: a SYN on a stitched tuple).", dto.MetricType_COUNTER),
+	}
+}
+
+// addStitch adds the node's stitch series, when the stitch is on.
+func (f *l7Families) addStitch(a *arena, node *dto.LabelPair) {
+	src, ok := f.src.(StitchSource)
+	if !ok {
+		return
+	}
+	st, on := src.L7Stitch()
+	if !on {
+		return
+	}
+	f.stitched.Metric = append(f.stitched.Metric, gauge([]*dto.LabelPair{node}, float64(st.Stitched)))
+	for _, kv := range []struct {
+		fam   *dto.MetricFamily
+		label string
+		m     map[string]uint64
+	}{{f.stitches, "outcome", st.Joins}, {f.stitchP, "event", st.Packets}} {
+		keys := make([]string, 0, len(kv.m))
+		for k := range kv.m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			kv.fam.Metric = append(kv.fam.Metric, a.counter([]*dto.LabelPair{node, label(kv.label, k)}, kv.m[k]))
+		}
 	}
 }
 
