@@ -28,8 +28,19 @@ func TestL7Stitch(t *testing.T) {
 	}
 }
 
+// TestL7StitchSourceClient: the stitch with l7.source client (the
+// gateway's backend connection from the client's own address, its answers
+// brought back by l7_return): the same as TestL7Stitch's tc case.
+func TestL7StitchSourceClient(t *testing.T) {
+	testL7StitchWith(t, "tc", "l7:\n  splice: stitch\n  source: client\n")
+}
+
 func testL7Stitch(t *testing.T, mode string) {
-	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: mode, Extra: "l7:\n  splice: stitch\n"})
+	testL7StitchWith(t, mode, "l7:\n  splice: stitch\n")
+}
+
+func testL7StitchWith(t *testing.T, mode, extra string) {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: mode, Extra: extra})
 	c, r := e.spliceEchoes(t, "stitch", 60*time.Second)
 	sent, got := echoBoth(t, c, r, 32<<20)
 	if sent != got {

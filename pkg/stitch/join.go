@@ -209,8 +209,14 @@ var ErrStopped = errors.New("stitch: stopped waiting; the connection stays stitc
 
 // WaitOptions pace and bound Wait.
 type WaitOptions struct {
-	Poll   time.Duration // how often the counters are read (default 100 ms)
-	Linger time.Duration // how long after both FINs the pair stays (default 1 s)
+	// Poll is how often the counters are read at first and once a FIN
+	// passed (default 100 ms); between, the interval doubles up to
+	// MaxPoll (default 5 s), so that a gateway with tens of thousands
+	// of stitched connections does not spend a core reading them (an
+	// ended pair's port can be reused before Wait sees it: the program
+	// passes a SYN on an ended pair's tuple to the listener itself).
+	Poll, MaxPoll time.Duration
+	Linger        time.Duration // how long after both FINs the pair stays (default 1 s)
 	Idle   time.Duration // how long a pair nothing passed on stays (default 30 min)
 	// Stop, when it closes, ends Wait with ErrStopped and the pair left
 	// in place (a handover to the next agent).
@@ -236,7 +242,8 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 	}()
 	var last Traffic
 	var ended, quietSince time.Time
-	tick := time.NewTicker(opts.Poll)
+	interval := opts.Poll
+	tick := time.NewTimer(interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -246,6 +253,11 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 			return last, errors.Join(ctx.Err(), k.Remove(j.Stitch))
 		case now := <-tick.C:
 			tr, err := k.Traffic(j.Stitch)
+			interval = min(2*interval, opts.MaxPoll)
+			if tr.ToBackend.FIN || tr.ToClient.FIN {
+				interval = opts.Poll
+			}
+			tick.Reset(interval)
 			if err != nil {
 				return last, errors.Join(err, k.Remove(j.Stitch))
 			}
@@ -270,6 +282,9 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 func (o WaitOptions) withDefaults() WaitOptions {
 	if o.Poll <= 0 {
 		o.Poll = 100 * time.Millisecond
+	}
+	if o.MaxPoll < o.Poll {
+		o.MaxPoll = max(o.Poll, 5*time.Second)
 	}
 	if o.Linger <= 0 {
 		o.Linger = time.Second
