@@ -60,14 +60,16 @@ type l7 struct {
 
 // l7Run is what exists while L7 services are applied.
 type l7Run struct {
-	kernel  *l7splice.Kernel
-	stitch  *stitch.Kernel // l7.splice: stitch; nil otherwise
-	ln      *mergedListener
-	proxy   *l7proxy.Proxy
-	links   []int // ifindexes l7_assign is attached to
-	returns []int // ifindexes l7_return is attached to (l7.source: client)
-	cancel  context.CancelFunc
-	served  chan struct{} // closed when Serve returned
+	kernel *l7splice.Kernel
+	stitch *stitch.Kernel // l7.splice stitch (or left out, where it runs); nil otherwise
+	// kernelSplice: l7.splice kernel.
+	kernelSplice bool
+	ln           *mergedListener
+	proxy        *l7proxy.Proxy
+	links        []int // ifindexes l7_assign is attached to
+	returns      []int // ifindexes l7_return is attached to (l7.source: client)
+	cancel       context.CancelFunc
+	served       chan struct{} // closed when Serve returned
 }
 
 // newL7 returns the L7 side, with carry (newL7Carry) in it.
@@ -196,13 +198,8 @@ func (l *l7) startLocked() (err error) {
 		}
 	}
 	var adopted []*stitch.Joined
-	if l.cfg.Splice == config.L7SpliceStitch {
-		if r.stitch, adopted, err = l.openStitch(append(slices.Clone(l.ifaces), l.backendIfaces...), stitchIn); err != nil {
-			return err
-		}
-	} else if stitchIn.Keys != nil {
-		l.log.Warn("the stitched connections of the previous agent end: l7.splice is not stitch any more")
-		stitchIn.Close()
+	if r.stitch, adopted, err = l.stitchIfWanted(stitchIn); err != nil {
+		return err
 	}
 	opts := l.proxyOptions(r)
 	if r.proxy, err = l7proxy.New(r.ln, l.decider, opts); err != nil {
@@ -220,7 +217,7 @@ func (l *l7) startLocked() (err error) {
 		}
 	}()
 	l.run = r
-	l.log.Info("serving L7 services", "listeners", r.ln.Addr().String(), "interfaces", l.ifaces, "splice", splicerName(l.cfg.Splice))
+	l.log.Info("serving L7 services", "listeners", r.ln.Addr().String(), "interfaces", l.ifaces, "splice", r.splice())
 	return nil
 }
 
@@ -236,22 +233,27 @@ func (l *l7) proxyOptions(r *l7Run) l7proxy.Options {
 	if l.cfg.Source == config.L7SourceClient {
 		opts.Dial = dialFromClient
 	}
-	switch l.cfg.Splice {
-	case config.L7SpliceKernel:
+	switch {
+	case l.cfg.Splice == config.L7SpliceKernel:
 		opts.Splicer = l7proxy.KernelSplicer{Kernel: k}
-	case config.L7SpliceStitch:
-		opts.Splicer = l7proxy.StitchSplicer{Kernel: r.stitch, Handover: l.handover}
+		r.kernelSplice = true
+	case r.stitch != nil:
+		opts.Splicer = l7proxy.StitchSplicer{Kernel: r.stitch, Handover: l.handover, Idle: l.cfg.StitchIdle()}
 	default:
 		opts.Splicer = l7proxy.CopySplicer{Handover: l.handover}
 	}
 	return opts
 }
 
-func splicerName(s string) string {
-	if s == "" {
-		return config.L7SpliceCopy
+// splice names how r moves the bytes after the decision.
+func (r *l7Run) splice() string {
+	switch {
+	case r.stitch != nil:
+		return config.L7SpliceStitch
+	case r.kernelSplice:
+		return config.L7SpliceKernel
 	}
-	return s
+	return config.L7SpliceCopy
 }
 
 // syncLocked makes the local routes and the kernel's frontends those of

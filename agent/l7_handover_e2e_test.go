@@ -14,7 +14,8 @@ import (
 	"github.com/graylane/graylane/pkg/service"
 )
 
-// TestL7RestartKeepsConnections (issue 22, point 5): under a service
+// TestL7RestartKeepsConnections (issue 22, point 5), with l7.splice
+// copy (TestL7StitchRestartKeepsConnections is the stitch's): under a service
 // manager with a file descriptor store (labagent.Manager speaks systemd's
 // protocol), an agent restart ends no L7 connection. Ten idle spliced
 // connections and one streaming numbered lines through the restart all
@@ -30,7 +31,7 @@ func TestL7RestartKeepsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close) // after the agent's stop: cleanups run last first
-	opts := labagent.Options{Mode: "tc", Extra: l7Extra, Manager: m}
+	opts := labagent.Options{Mode: "tc", Extra: l7Extra + "  splice: copy\n", Manager: m}
 	e := setupWith(t, netlab.Config{}, opts)
 	imsi := web("imsi", e.lab, netlab.VIP4, l7PortIMSI, netlab.EchoPort, service.TCP, 0)
 	imsi.App, imsi.Match = service.AppHTTP, []service.MatchRule{headerRule("X-IMSI", "", "46001")}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/graylane/graylane/agent/config"
 	"github.com/graylane/graylane/pkg/exporter"
 	"github.com/graylane/graylane/pkg/l7proxy"
 	"github.com/graylane/graylane/pkg/stitch"
@@ -33,6 +35,30 @@ const (
 	storeStitchPairs   = "l7-stitch-pairs"
 	storeStitchReserve = "l7-stitch-reserve-" // + pair slot
 )
+
+// stitchIfWanted opens the stitch where l7.splice asks for it: with
+// stitch, or left out (the default) when the kernel can (else the
+// connections are copied, and the log says why). in is what a previous
+// agent handed over; it is consumed either way.
+func (l *l7) stitchIfWanted(in stitch.Handed) (*stitch.Kernel, []*stitch.Joined, error) {
+	ifaces := append(slices.Clone(l.ifaces), l.backendIfaces...)
+	switch l.cfg.Splice {
+	case config.L7SpliceStitch:
+		return l.openStitch(ifaces, in)
+	case "":
+		k, joined, err := l.openStitch(ifaces, in)
+		if err != nil {
+			l.log.Warn("L7 connections are copied, not stitched: the stitch cannot run here (set l7.splice: copy to say so)", "err", err)
+			return nil, nil, nil
+		}
+		return k, joined, nil
+	}
+	if in.Keys != nil {
+		l.log.Warn("the stitched connections of the previous agent end: l7.splice is not stitch any more")
+	}
+	in.Close()
+	return nil, nil, nil
+}
 
 // openStitch loads the stitch program (on in's maps, when a previous
 // agent handed them over and they fit this build), attaches it to the

@@ -11,14 +11,22 @@ import (
 // arrives, and how it moves their bytes once decided. Left out: the
 // defaults of package l7proxy.
 type L7 struct {
-	// Splice is how bytes move after the decision: "copy" (default) copies
-	// both ways in the agent (splice(2) through a pipe); "kernel" splices
-	// the two sockets in the kernel (sockmap). copy is the default because
-	// it was measured faster: 0.70-1.06 of plain routing's throughput,
-	// against 0.41-0.51 for the kernel splice (pkg/l7splice, TestSpliceGiB;
-	// pkg/l7proxy, BenchmarkBulk), whose redirected bytes wait for a
-	// kworker. kernel keeps later bytes out of the agent's process.
+	// Splice is how bytes move after the decision: "stitch" joins the two
+	// TCP connections into one in the data path after the first response
+	// (pkg/stitch: later packets are rewritten by a tc program, the
+	// gateway's sockets closed; at routing's throughput, 0.87-0.92 of it
+	// measured, with the agent's CPU near zero); "copy" copies both ways
+	// in the agent (splice(2) through a pipe; 0.57-0.66); "kernel" splices
+	// the two sockets in the kernel (sockmap; 0.40). Left out: stitch
+	// where the kernel can run it (TCX, Linux 6.6), else copy, logged.
 	Splice string `yaml:"splice"`
+	// StitchIdleTimeout, a Go duration, is how long a stitched connection
+	// nothing passed on stays stitched ("": 2h15m, longer than the 2 h
+	// after which peers with TCP keepalive on probe an idle connection);
+	// then its pair is removed and its next packet meets the gateway's
+	// stack, which resets it. A peer that vanished without a FIN or a
+	// reset holds a pair slot (65 536) this long.
+	StitchIdleTimeout string `yaml:"stitchIdleTimeout"`
 	// HeadTimeout, a Go duration, is the time from accept to a complete
 	// first request head ("": 5s). One deadline, not an idle timeout: a
 	// client that trickles bytes does not earn more time.
@@ -50,6 +58,18 @@ const (
 	L7SourceClient  = "client"
 )
 
+// DefaultStitchIdle is StitchIdleTimeout's default.
+const DefaultStitchIdle = 2*time.Hour + 15*time.Minute
+
+// StitchIdle returns StitchIdleTimeout, or its default. Validate has
+// checked it.
+func (l *L7) StitchIdle() time.Duration {
+	if d, err := time.ParseDuration(l.StitchIdleTimeout); err == nil {
+		return d
+	}
+	return DefaultStitchIdle
+}
+
 // Durations returns HeadTimeout and ConnectTimeout (0 where left out).
 // Validate has checked them.
 func (l *L7) Durations() (head, connect time.Duration) {
@@ -64,7 +84,12 @@ func (c *Config) validateL7(bad reportFunc) {
 	switch l.Splice {
 	case "", L7SpliceCopy, L7SpliceKernel, L7SpliceStitch:
 	default:
-		bad("l7.splice", "%q is not a splice: use copy (the default), kernel (the sockmap splice: later bytes stay in the gateway's sockets) or stitch (later packets rewritten in the data path, the gateway's sockets closed; stitched connections end at a restart)", l.Splice)
+		bad("l7.splice", "%q is not a splice: use stitch (later packets rewritten in the data path, the gateway's sockets closed; the default where the kernel can), copy (the agent copies the bytes) or kernel (the sockmap splice: later bytes stay in the gateway's sockets)", l.Splice)
+	}
+	if s := l.StitchIdleTimeout; s != "" {
+		if d, err := time.ParseDuration(s); err != nil || d < time.Minute || d > 30*24*time.Hour {
+			bad("l7.stitchIdleTimeout", "%q is not a duration between 1m and 720h, such as \"2h15m\"", s)
+		}
 	}
 	switch l.Source {
 	case "", L7SourceGateway, L7SourceClient:

@@ -99,6 +99,7 @@ func benchModes(bin string) []mode {
 		{name: "haproxy", setup: haproxy},
 		{name: "nginx", setup: nginx},
 		{name: "graylane-l7", setup: graylaneL7(bin, "")},
+		{name: "graylane-l7-copy", setup: graylaneL7(bin, "copy")},
 		{name: "graylane-l7-ksplice", setup: graylaneL7(bin, "kernel")},
 		{name: "graylane-l7-stitch", setup: graylaneL7(bin, "stitch")},
 	}

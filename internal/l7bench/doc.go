@@ -15,9 +15,11 @@
 // About 4 minutes with the defaults (3 rounds; 2 CPUs). L7BENCH_ROUNDS sets the
 // rounds, L7BENCH_BULK_MIB the bulk download (default 1024), and
 // L7BENCH_MODES (comma-separated) the modes besides routing, the base:
-// default graylane-l4,haproxy,nginx,graylane-l7; graylane-l7-ksplice is
-// the L7 service with l7.splice: kernel (the sockmap splice), and
-// graylane-l7-stitch with l7.splice: stitch (the stitch in the data path).
+// default graylane-l4,haproxy,nginx,graylane-l7 (the L7 service with the
+// agent's default l7.splice: the stitch where the kernel runs it);
+// graylane-l7-copy is it with l7.splice: copy, graylane-l7-ksplice with
+// kernel (the sockmap splice), graylane-l7-stitch with stitch (the same as
+// the default where the stitch runs, but failing where it cannot).
 //
 // # Modes
 //

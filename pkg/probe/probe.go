@@ -64,7 +64,10 @@ var Features = []Feature{
 	{Key: "jiffies64", Name: "helper bpf_jiffies64", NeededFor: "the next-hop cache's expiry", Since: "5.5", probe: helper(ebpf.XDP, asm.FnJiffies64)},
 	{Key: "spin_lock", Name: "helper bpf_spin_lock", NeededFor: "the rate caps of releases (token buckets)", Since: "5.1", probe: helper(ebpf.XDP, asm.FnSpinLock)},
 	{Key: "bounded_loops", Name: "bounded loops", NeededFor: "the programs' header walks", Since: "5.3", probe: features.HaveBoundedLoops},
-	{Key: "tcx", Name: "TCX", NeededFor: "attaching at tc without a qdisc", Since: "6.6", Fallback: "a clsact qdisc with a direct-action filter", probe: haveTCX},
+	{Key: "tcx", Name: "TCX", NeededFor: "attaching at tc without a qdisc; the stitch of L7 connections (first in the chain)", Since: "6.6",
+		Fallback: "a clsact qdisc with a direct-action filter, and copying for L7 connections", probe: haveTCX},
+	{Key: "bpf_loop", Name: "helper bpf_loop", NeededFor: "the stitch's walk of TCP options (L7 connections)", Since: "5.17",
+		Fallback: "copying for L7 connections", probe: helper(ebpf.SchedCLS, asm.FnLoop)},
 }
 
 // haveKfunc looks the kfunc up in the kernel's BTF (kfuncs exist only

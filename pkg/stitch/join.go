@@ -217,7 +217,7 @@ type WaitOptions struct {
 	// passes a SYN on an ended pair's tuple to the listener itself).
 	Poll, MaxPoll time.Duration
 	Linger        time.Duration // how long after both FINs the pair stays (default 1 s)
-	Idle   time.Duration // how long a pair nothing passed on stays (default 30 min)
+	Idle          time.Duration // how long a pair nothing passed on stays (default 30 min)
 	// Stop, when it closes, ends Wait with ErrStopped and the pair left
 	// in place (a handover to the next agent).
 	Stop <-chan struct{}

@@ -65,7 +65,7 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	out.Reset()
-	if err := check(nil, &out, probe.Disabled("tcx")); err != nil || !strings.Contains(out.String(), "TCX missing: a clsact qdisc with a direct-action filter instead") {
+	if err := check(nil, &out, probe.Disabled("tcx")); err != nil || !strings.Contains(out.String(), "TCX missing: a clsact qdisc with a direct-action filter, and copying for L7 connections instead") {
 		t.Fatalf("check without TCX: %v\n%s", err, out.String())
 	}
 	out.Reset()
