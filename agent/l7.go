@@ -326,6 +326,12 @@ func (l *l7) pruneRoutesLocked(keep map[netip.Addr]bool) []error {
 func (l *l7) stopLocked(why string) error {
 	r := l.run
 	l.run = nil
+	if r.stitch != nil {
+		// Their pairs go with the program: tell the peers now, as the
+		// copied connections' resets do.
+		n, err := r.stitch.ResetAll()
+		l.log.Info("reset the stitched connections", "connections", n, "err", err)
+	}
 	r.close()
 	l.endCarried()
 	clear(l.frontends)

@@ -2,12 +2,14 @@ package agent_test
 
 import (
 	"bufio"
+	"errors"
 	"hash/crc32"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +177,31 @@ func TestL7StitchGiB(t *testing.T) {
 		size>>20, routedTook.Round(time.Millisecond), took.Round(time.Millisecond), routedTook.Seconds()/took.Seconds(), cpu1-cpu0)
 	if cpu := cpu1 - cpu0; cpu > took/10 {
 		t.Fatalf("the agent used %v of CPU over a %v stitched transfer: the bytes went through it", cpu, took)
+	}
+}
+
+// TestL7StitchEndResets: when the agent ends stitched connections itself
+// — the last L7 service goes, or the agent stops without a service
+// manager's store — their peers learn it at once, as with copied
+// connections: a stitched client idle in a read gets a reset (the agent
+// sends each peer one with the sequence number it acknowledged last).
+func TestL7StitchEndResets(t *testing.T) {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: "l7:\n  splice: stitch\n"})
+	for _, end := range []struct {
+		name string
+		do   func() error
+	}{
+		{"the last L7 service removed", func() error { return e.agent.Apply(e.ctx, nil) }},
+		{"the agent stopped", e.agent.Stop},
+	} {
+		c, _ := e.spliceEchoes(t, "stitch", 60*time.Second)
+		e.waitStitched(t, c)
+		if err := end.do(); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: a stitched client's read: %v, want a reset within 3 s", end.name, err)
+		}
 	}
 }

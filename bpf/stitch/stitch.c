@@ -469,6 +469,13 @@ static __always_inline int stitch(struct __sk_buff *skb, const struct packet *p,
 		w.d->fin = 1;
 	if ((w.h[13] & 0x04) && !w.d->rst)
 		w.d->rst = 1;
+	/* The sender's acknowledgement as it sent it: the next byte it
+	 * expects from the gateway's socket it talked to. When the agent
+	 * ends a pair itself it resets both peers with it (a peer takes a
+	 * reset whose sequence number is exactly that, RFC 5961). A plain
+	 * store: the counters below write this line for every packet. */
+	if (old[13] & 0x10)
+		w.d->seen_ack = get32(old, 8);
 	__sync_fetch_and_add(&w.d->packets, 1);
 	__sync_fetch_and_add(&w.d->bytes, skb->len);
 

@@ -48,11 +48,12 @@ struct dir {
 	__u8 wscale_out; /* the shift the receiver applies */
 	__u8 fin;        /* 1 once the sender sent a FIN */
 	__u8 rst;        /* 1 once the sender sent a RST */
-	__u8 acked;      /* held: seen_ack is set */
+	__u8 acked;      /* seen_ack is set (live pairs: always) */
 	__u8 pad[2];
-	/* Held: the last acknowledgement number the sender sent (piggybacked
-	 * on data the hold dropped, too), in the receiving socket's send
-	 * space. */
+	/* The last acknowledgement number the sender sent, in the receiving
+	 * socket's send space: held, piggybacked on data the hold dropped
+	 * too (the stitch waits for it); live, from the socket's state at
+	 * the stitch on (the agent's resets carry it). */
 	__u32 seen_ack;
 	__u64 packets;
 	__u64 bytes;

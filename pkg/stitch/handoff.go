@@ -148,24 +148,9 @@ func (k *Kernel) Adopt(reserves map[uint32]*os.File) ([]*Joined, error) {
 			f.Close()
 		}
 	}()
-	found := map[uint32]*Stitch{}
-	var key stitchbpf.StitchTuple
-	var ref stitchbpf.StitchRef
-	iter := k.objs.StitchKeys.Iterate()
-	for iter.Next(&key, &ref) {
-		s := found[ref.Pair]
-		if s == nil {
-			s = &Stitch{pair: ref.Pair}
-			found[ref.Pair] = s
-		}
-		if ref.Dir == stitchbpf.StitchDirIndexDIR_TO_CLIENT {
-			s.toClient = key
-		} else {
-			s.toBackend = key
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("stitch: adopt: read the keys: %w", err)
+	found, err := k.pairsInMaps()
+	if err != nil {
+		return nil, fmt.Errorf("stitch: adopt: %w", err)
 	}
 	k.takeSlots(found)
 	var out []*Joined
@@ -190,6 +175,30 @@ func (k *Kernel) Adopt(reserves map[uint32]*os.File) ([]*Joined, error) {
 	}
 	k.counts.add(int64(len(out)))
 	return out, errors.Join(errs...)
+}
+
+// pairsInMaps returns the pairs the keys in the maps name, by slot.
+func (k *Kernel) pairsInMaps() (map[uint32]*Stitch, error) {
+	found := map[uint32]*Stitch{}
+	var key stitchbpf.StitchTuple
+	var ref stitchbpf.StitchRef
+	iter := k.objs.StitchKeys.Iterate()
+	for iter.Next(&key, &ref) {
+		s := found[ref.Pair]
+		if s == nil {
+			s = &Stitch{pair: ref.Pair}
+			found[ref.Pair] = s
+		}
+		if ref.Dir == stitchbpf.StitchDirIndexDIR_TO_CLIENT {
+			s.toClient = key
+		} else {
+			s.toBackend = key
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("read the keys: %w", err)
+	}
+	return found, nil
 }
 
 // takeSlots marks the slots of used in use (adopted pairs').

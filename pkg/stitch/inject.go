@@ -146,7 +146,7 @@ func (k *Kernel) send(pkt []byte, dst netip.Addr) error {
 		err = unix.Sendto(k.raw6, pkt, 0, &unix.SockaddrInet6{Addr: dst.As16()})
 	}
 	if err != nil {
-		return fmt.Errorf("stitch: send a held segment to %s: %w", dst, err)
+		return fmt.Errorf("stitch: send to %s: %w", dst, err)
 	}
 	return nil
 }

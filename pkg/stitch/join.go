@@ -226,7 +226,8 @@ type WaitOptions struct {
 // Wait polls the program's counters until the connection ended — both
 // FINs passed and Linger more went by (for the last ACK and
 // retransmissions), or a reset passed — or nothing passed for Idle, or
-// ctx ends. Then it removes the pair and frees the reserved port. When
+// ctx ends (those two reset both peers: Reset). Then it removes the pair
+// and frees the reserved port. When
 // opts.Stop closes first, it returns ErrStopped and keeps both.
 func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traffic, err error) {
 	opts = opts.withDefaults()
@@ -250,7 +251,7 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 		case <-opts.Stop:
 			return last, ErrStopped
 		case <-ctx.Done():
-			return last, errors.Join(ctx.Err(), k.Remove(j.Stitch))
+			return last, errors.Join(ctx.Err(), k.Reset(j.Stitch), k.Remove(j.Stitch))
 		case now := <-tick.C:
 			tr, err := k.Traffic(j.Stitch)
 			interval = min(2*interval, opts.MaxPoll)
@@ -273,7 +274,7 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 			case !ended.IsZero() && now.Sub(ended) >= opts.Linger:
 				return tr, k.Remove(j.Stitch)
 			case now.Sub(quietSince) >= opts.Idle:
-				return tr, errors.Join(fmt.Errorf("stitch: idle for %v: removed", opts.Idle), k.Remove(j.Stitch))
+				return tr, errors.Join(fmt.Errorf("stitch: idle for %v: reset and removed", opts.Idle), k.Reset(j.Stitch), k.Remove(j.Stitch))
 			}
 		}
 	}

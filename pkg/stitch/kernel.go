@@ -413,6 +413,10 @@ func direction(from, to SocketState) stitchbpf.StitchDir {
 		TsBase:    to.TSClock,
 		WscaleIn:  from.SndWscale,
 		WscaleOut: to.RcvWscale,
+		// The sender has acknowledged everything from's socket sent
+		// (Join checked): its next acknowledgement until it sends one.
+		SeenAck: from.SndNxt,
+		Acked:   1,
 	}
 	return d
 }
