@@ -205,3 +205,43 @@ func TestL7StitchEndResets(t *testing.T) {
 		}
 	}
 }
+
+// TestL7StitchClosing: a connection whose first request says Connection:
+// close is copied a while, not stitched at once: 200 such requests to an
+// HTTP backend (which closes after answering) are all answered and none is
+// stitched (graylane_l7_stitches_total{outcome="closing"} +200,
+// {outcome="stitched"} +0); one to an echo backend, still going after the
+// while, is stitched and carries 4 MiB both ways.
+func TestL7StitchClosing(t *testing.T) {
+	e := l7Env(t)
+	count := func(outcome string) float64 {
+		return sum(scrape(t, e.lab), "graylane_l7_stitches_total", map[string]string{"outcome": outcome})
+	}
+	closing0, stitched0 := count("closing"), count("stitched")
+	vip := netip.AddrPortFrom(netlab.VIP4, l7PortHeader)
+	want(t, "Connection: close", e.rawMany(t, vip, "Connection: close\r\n", 200), 0, 200)
+	if closing, stitched := count("closing")-closing0, count("stitched")-stitched0; closing != 200 || stitched != 0 {
+		t.Errorf("200 one-request connections with Connection: close: %v not tried (closing), %v stitched; want 200 and 0", closing, stitched)
+	}
+
+	c, err := e.dial(e.ctx, netip.AddrPortFrom(netlab.VIP6, l7PortHeader).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\nConnection: close\r\n\r\n")
+	for range 5 { // the greeting and the echoed head
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitStitched(t, c)
+	if sent, got := echoBoth(t, c, r, 4<<20); sent != got {
+		t.Fatalf("4 MiB both ways: sent CRC %08x, got back %08x", sent, got)
+	}
+	if stitched := count("stitched") - stitched0; stitched != 1 {
+		t.Errorf("the echo connection with Connection: close: %v stitched, want 1", stitched)
+	}
+}

@@ -71,6 +71,14 @@ type Request struct {
 	Chunked bool
 }
 
+// Closes reports whether the connection ends with this request's
+// response (RFC 9112, section 9.3): the client sent Connection: close, or
+// spoke HTTP/1.0 without asking to keep the connection alive.
+func (r Request) Closes() bool {
+	conn := r.Headers["connection"]
+	return hasToken(conn, "close") || (r.Version == "HTTP/1.0" && !hasToken(conn, "keep-alive"))
+}
+
 // HasBody reports whether bytes of a body follow the head.
 func (r Request) HasBody() bool { return r.Chunked || r.ContentLength > 0 }
 

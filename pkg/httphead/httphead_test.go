@@ -212,3 +212,23 @@ func TestFields(t *testing.T) {
 		}
 	}
 }
+
+// TestCloses: which requests end their connection with their response.
+func TestCloses(t *testing.T) {
+	for head, want := range map[string]bool{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n":                                              false,
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n":                         true,
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, Close\r\n\r\n":             true,
+		"GET / HTTP/1.0\r\n\r\n":                                                         true,
+		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n":                               false,
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n": false,
+	} {
+		req, _, err := Parse([]byte(head))
+		if err != nil {
+			t.Fatalf("%q: %v", head, err)
+		}
+		if got := req.Closes(); got != want {
+			t.Errorf("%q: Closes() = %v, want %v", head, got, want)
+		}
+	}
+}

@@ -48,7 +48,7 @@ func (p *Proxy) handle(e *entry) {
 		}
 	}
 	e.c.SetReadDeadline(time.Time{})
-	p.splice(e, bc, &responsePeek{obs: p.opts.Observer, d: d, sent: sent, proto: h.proto, stream: h.stream})
+	p.splice(e, bc, &responsePeek{obs: p.opts.Observer, d: d, sent: sent, proto: h.proto, stream: h.stream}, h.closes)
 }
 
 // cutRead cuts a connection whose head (with an HTTP/2 client's SETTINGS
@@ -125,7 +125,7 @@ func (p *Proxy) leave(e *entry) {
 
 // splice hands a decided connection to the Splicer and waits for it to
 // end, counted as live meanwhile.
-func (p *Proxy) splice(e *entry, bc *net.TCPConn, rp *responsePeek) {
+func (p *Proxy) splice(e *entry, bc *net.TCPConn, rp *responsePeek, closing bool) {
 	p.mu.Lock()
 	p.leave(e)
 	p.live.inc()
@@ -135,7 +135,7 @@ func (p *Proxy) splice(e *entry, bc *net.TCPConn, rp *responsePeek) {
 		p.live.dec()
 		p.mu.Unlock()
 	}()
-	err := p.opts.Splicer.Splice(p.abortCtx, Conns{Client: e.c, Backend: bc, Peek: rp.peek})
+	err := p.opts.Splicer.Splice(p.abortCtx, Conns{Client: e.c, Backend: bc, Peek: rp.peek, Closing: closing})
 	if errors.Is(err, ErrNotSpliced) {
 		p.opts.Observer.Cut(ReasonSpliceFailed, &rp.d)
 	}

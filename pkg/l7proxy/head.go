@@ -27,6 +27,7 @@ type head struct {
 	complete bool        // req is set (HTTP/2: the first header block ended)
 	stream   uint32      // HTTP/2: the first request's stream
 	ack      settingsAck // HTTP/2: the proxy's SETTINGS and their ACK
+	closes   bool        // HTTP/1.x: the connection ends with the first response
 }
 
 // cutError is a read that ended without a head, and why.
@@ -110,6 +111,7 @@ func (h *head) parse(c net.Conn, old int) (bool, error) {
 		}
 		r, _, err := httphead.Parse(h.buf)
 		h.req, h.complete = match.Request{Headers: r.Fields()}, err == nil
+		h.closes = h.complete && r.Closes()
 		return h.complete, parseCut(err, httphead.ErrIncomplete, httphead.ErrTooLarge)
 	case httphead.HTTP2:
 		return h.parseH2(c)

@@ -24,6 +24,11 @@ type Conns struct {
 	// until it returns true or PeekLimit bytes have passed. It must not
 	// keep b.
 	Peek func(b []byte) (done bool)
+	// Closing says the first request asked for the connection to end
+	// with its response (HTTP/1.x Connection: close, or HTTP/1.0 without
+	// keep-alive): a Splicer need not prepare for more (StitchSplicer
+	// copies it).
+	Closing bool
 }
 
 // Splicer moves a connection's bytes both ways once it is decided.

@@ -15,7 +15,8 @@ type Stats struct {
 	Stitched int64
 	// Joins counts Join's outcomes: "stitched", and why a connection
 	// was not: "not_quiet" (an attempt; the caller may try again),
-	// "ending", "full", "incompatible", "failed".
+	// "ending", "full", "incompatible", "failed"; and "closing": not
+	// tried, the connection ends with its first response (Skipped).
 	Joins map[string]uint64
 	// Packets counts what the program did, by event: "stitched"
 	// (rewritten and sent on), "no_route", "bad_header" (dropped),
@@ -25,7 +26,7 @@ type Stats struct {
 }
 
 // JoinOutcomes are the keys of Stats.Joins, every one always present.
-var JoinOutcomes = []string{"stitched", "not_quiet", "ending", "full", "incompatible", "failed"}
+var JoinOutcomes = []string{"stitched", "not_quiet", "ending", "full", "incompatible", "failed", "closing"}
 
 // packetEvents names the program's counters (enum stat in stitch.h).
 var packetEvents = map[stitchbpf.StitchStat]string{
@@ -69,6 +70,17 @@ func (c *counts) join(err error) {
 	if err == nil {
 		c.stitched++
 	}
+}
+
+// Skipped counts a connection its caller did not try to stitch, for why
+// (one of JoinOutcomes).
+func (k *Kernel) Skipped(why string) {
+	k.counts.mu.Lock()
+	defer k.counts.mu.Unlock()
+	if k.counts.joins == nil {
+		k.counts.joins = map[string]uint64{}
+	}
+	k.counts.joins[why]++
 }
 
 func (c *counts) add(n int64) {
