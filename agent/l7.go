@@ -113,6 +113,7 @@ func (l *l7) apply(svcs []service.Service) error {
 			// return rule serve no service any more.
 			l.endCarried()
 			l.releaseInherited()
+			l.unpinStitchLeft()
 			errs := l.pruneRoutesLocked(nil)
 			if !l.returnsKnown {
 				errs = append(errs, l.unrouteLeftLocked())
@@ -120,7 +121,7 @@ func (l *l7) apply(svcs []service.Service) error {
 			return errors.Join(errs...)
 		}
 		l.decider.set(nil)
-		return l.stopLocked("no L7 service is applied")
+		return l.stopLocked("no L7 service is applied", false)
 	}
 	// The decider first: a listener a previous agent handed over may hold
 	// connections that are accepted the moment the proxy starts.
@@ -323,14 +324,11 @@ func (l *l7) pruneRoutesLocked(keep map[netip.Addr]bool) []error {
 // routes, the return rule of l7.source client (whichever source l.cfg
 // names), l7_assign and the kernel part; proxied connections are ended
 // (their VIPs are no longer local, so they could not go on).
-func (l *l7) stopLocked(why string) error {
+func (l *l7) stopLocked(why string, keepStitched bool) error {
 	r := l.run
 	l.run = nil
 	if r.stitch != nil {
-		// Their pairs go with the program: tell the peers now, as the
-		// copied connections' resets do.
-		n, err := r.stitch.ResetAll()
-		l.log.Info("reset the stitched connections", "connections", n, "err", err)
+		l.endStitch(r.stitch, keepStitched)
 	}
 	r.close()
 	l.endCarried()
@@ -440,7 +438,7 @@ func (l *l7) close() error {
 		l.releaseInherited()
 		return nil
 	}
-	return l.stopLocked("the agent stops")
+	return l.stopLocked("the agent stops", true)
 }
 
 // knowRoutesLocked counts the local routes of the agent's protocol as

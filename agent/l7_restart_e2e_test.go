@@ -15,15 +15,16 @@ import (
 	"github.com/graylane/graylane/pkg/service"
 )
 
-// TestL7Restart (issue 22, point 5): what an agent restart does to an L7
-// service. Connections the agent spliced are its sockets: they end when
+// TestL7Restart (issue 22, point 5): what an agent restart without a
+// service manager's store does to an L7 service with l7.splice copy
+// (TestL7StitchSurvivesExit is the stitch's). Connections the agent spliced are its sockets: they end when
 // it stops (the test asserts they do, so that the documentation's claim
 // stays true), and the restarted agent accepts new connections again as
 // soon as it is up. The delay from the new agent's readiness to the first
 // connection it serves, and what a client meets while no agent runs, are
 // logged: figures, not assertions.
 func TestL7Restart(t *testing.T) {
-	opts := labagent.Options{Mode: "tc", Extra: l7Extra}
+	opts := labagent.Options{Mode: "tc", Extra: l7Extra + "  splice: copy\n"}
 	e := setupWith(t, netlab.Config{}, opts)
 	imsi := web("imsi", e.lab, netlab.VIP4, l7PortIMSI, netlab.EchoPort, service.TCP, 0)
 	imsi.App, imsi.Match = service.AppHTTP, []service.MatchRule{headerRule("X-IMSI", "", "46001")}

@@ -51,13 +51,13 @@ func TestL7SourceReturnRule(t *testing.T) {
 	if n := strings.Count(log.String(), "removed the return rule"); n != 1 {
 		t.Errorf("the next L7 side said %d times that it removed the return rule, want once; its log:\n%s", n, log)
 	}
-	must(t, gw.Do(func() error { return next.locked(func() error { return next.stopLocked("test") }) }))
+	must(t, gw.Do(func() error { return next.locked(func() error { return next.stopLocked("test", false) }) }))
 
 	changed, _ := newTestL7(t, config.L7SourceClient, nil)
 	must(t, gw.Do(func() error { return changed.locked(changed.startLocked) }))
 	wantReturnRule(t, gw, true, "after an L7 side with source client started")
 	changed.cfg.Source = config.L7SourceGateway
-	must(t, gw.Do(func() error { return changed.locked(func() error { return changed.stopLocked("test") }) }))
+	must(t, gw.Do(func() error { return changed.locked(func() error { return changed.stopLocked("test", false) }) }))
 	wantReturnRule(t, gw, false, "after it stopped with its source changed to gateway")
 }
 

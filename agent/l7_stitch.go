@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +21,15 @@ import (
 // stitch program, first at the TCX ingress of every client- and
 // backend-facing interface, rewrites the connection's packets from one TCP
 // connection into the other, and the agent's two sockets are closed
-// silently. A stitched connection is kernel state only: at a stop with
-// the service manager's store the agent hands over the program's links,
-// its two maps and each connection's reserved port, and the connections
-// go on while no agent runs; the next agent opens its program on the same
-// maps, attaches it first, lets the old one go, and takes the pairs on.
-// Without a store (or when the next agent does not stitch) they end: their
-// packets meet a stack without their sockets, which resets them.
+// silently. A stitched connection is kernel state only: the program's
+// links and maps are pinned beside the steering programs' (package stitch,
+// pins.go), so stitched connections go on while no agent runs — after a
+// crash, a stop — and the next agent opens its program on the same maps,
+// attaches it first, pins it in the old one's place and takes the pairs
+// on. Under a service manager's store the agent also hands the links,
+// maps and each connection's reserved port over (so no port is unreserved
+// for a moment). When the last L7 service goes, both peers of every
+// stitched connection are reset and the pins removed.
 
 // Names of the stitch's descriptors in the store.
 const (
@@ -49,6 +52,7 @@ func (l *l7) stitchIfWanted(in stitch.Handed) (*stitch.Kernel, []*stitch.Joined,
 		k, joined, err := l.openStitch(ifaces, in)
 		if err != nil {
 			l.log.Warn("L7 connections are copied, not stitched: the stitch cannot run here (set l7.splice: copy to say so)", "err", err)
+			l.unpinStitchLeft()
 			return nil, nil, nil
 		}
 		return k, joined, nil
@@ -57,7 +61,60 @@ func (l *l7) stitchIfWanted(in stitch.Handed) (*stitch.Kernel, []*stitch.Joined,
 		l.log.Warn("the stitched connections of the previous agent end: l7.splice is not stitch any more")
 	}
 	in.Close()
+	l.unpinStitchLeft()
 	return nil, nil, nil
+}
+
+// stitchPinDir is where the stitch pins its maps and links: beside the
+// steering programs' pins ("" without them).
+func (l *l7) stitchPinDir() string {
+	if l.dp == nil { // tests of the L7 side alone
+		return ""
+	}
+	loc := l.dp.PinLocation()
+	if loc.Path == "" {
+		return ""
+	}
+	return filepath.Join(loc.Path, "stitch")
+}
+
+// unpinStitchLeft removes what a previous agent's stitch pinned and this
+// agent does not take on: its connections end (unannounced: their next
+// packets meet a stack without their sockets).
+func (l *l7) unpinStitchLeft() {
+	dir := l.stitchPinDir()
+	if dir == "" {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys")); err != nil {
+		return
+	}
+	if err := stitch.Unpin(dir); err != nil {
+		l.log.Warn("remove the stitch's pins a previous agent left", "err", err)
+		return
+	}
+	l.log.Info("removed the stitch's pins a previous agent left: its stitched connections end", "path", dir)
+}
+
+// endStitch is the end of the stitch at the L7 side's stop: at the
+// agent's stop with the stitch pinned, its connections stay (the next
+// agent takes them on); otherwise both peers of each are reset and the
+// pins removed.
+func (l *l7) endStitch(k *stitch.Kernel, keep bool) {
+	if keep && k.Pinned() {
+		k.Keep()
+		l.log.Info("the stitched connections stay, pinned, for the next agent")
+		return
+	}
+	// Their pairs go with the program: tell the peers now, as the copied
+	// connections' resets do.
+	n, err := k.ResetAll()
+	l.log.Info("reset the stitched connections", "connections", n, "err", err)
+	if dir := l.stitchPinDir(); dir != "" && k.Pinned() {
+		if err := stitch.Unpin(dir); err != nil {
+			l.log.Warn("remove the stitch's pins", "err", err)
+		}
+	}
 }
 
 // openStitch loads the stitch program (on in's maps, when a previous
@@ -65,7 +122,17 @@ func (l *l7) stitchIfWanted(in stitch.Handed) (*stitch.Kernel, []*stitch.Joined,
 // interfaces named, lets the previous agent's program go, and returns the
 // connections it stitched, to be waited for. in is consumed.
 func (l *l7) openStitch(ifaces []string, in stitch.Handed) (*stitch.Kernel, []*stitch.Joined, error) {
-	// The old links: the old program goes once ours is attached.
+	dir := l.stitchPinDir()
+	if in.Keys == nil && dir != "" {
+		// Not handed over: pinned by a previous agent that crashed or
+		// stopped without a store, if any.
+		var err error
+		if in, err = stitch.LoadPinned(dir); err != nil {
+			l.log.Warn("the stitched connections a previous agent pinned end: its pins are unusable", "err", err)
+		}
+	}
+	// The old links: the old program goes once ours is attached (and
+	// pinned in their place).
 	defer func() { in.Close() }()
 	opts := stitch.Options{}
 	if in.Keys != nil {
@@ -83,6 +150,11 @@ func (l *l7) openStitch(ifaces []string, in stitch.Handed) (*stitch.Kernel, []*s
 	if _, err := attachEach(ifaces, k.Attach, k.Detach); err != nil {
 		k.Close()
 		return nil, nil, fmt.Errorf("L7 services, l7.splice stitch: attach to %w", err)
+	}
+	if dir != "" {
+		if err := k.Pin(dir); err != nil {
+			l.log.Warn("the stitch is not pinned: its connections end if the agent exits without a service manager's store", "err", err)
+		}
 	}
 	if opts.Inherit == nil {
 		return k, nil, nil

@@ -180,30 +180,67 @@ func TestL7StitchGiB(t *testing.T) {
 	}
 }
 
-// TestL7StitchEndResets: when the agent ends stitched connections itself
-// — the last L7 service goes, or the agent stops without a service
-// manager's store — their peers learn it at once, as with copied
-// connections: a stitched client idle in a read gets a reset (the agent
-// sends each peer one with the sequence number it acknowledged last).
+// TestL7StitchEndResets: when the last L7 service goes, the agent ends
+// the stitched connections itself, and their peers learn it at once, as
+// with copied connections: a stitched client idle in a read gets a reset
+// (the agent sends each peer one with the sequence number it acknowledged
+// last).
 func TestL7StitchEndResets(t *testing.T) {
 	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: "l7:\n  splice: stitch\n"})
-	for _, end := range []struct {
+	c, _ := e.spliceEchoes(t, "stitch", 60*time.Second)
+	e.waitStitched(t, c)
+	if err := e.agent.Apply(e.ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the last L7 service removed: a stitched client's read: %v, want a reset within 3 s", err)
+	}
+}
+
+// TestL7StitchSurvivesExit: stitched connections outlive an agent that
+// exits without a service manager's store — killed (SIGKILL, as a crash)
+// or stopped — as the steering programs do: the stitch's links and maps
+// are pinned beside theirs. Ten stitched connections echo while no agent
+// runs and after each restart, and the restarted agent takes them on
+// (graylane_l7_stitched_connections reads 10; 0 once they closed).
+func TestL7StitchSurvivesExit(t *testing.T) {
+	opts := labagent.Options{Mode: "tc", Extra: "l7:\n  headTimeout: 2s\n  splice: stitch\n"}
+	e, vip := setupIMSI(t, opts)
+	idle := openEchoing(t, e, vip, 10)
+	e.waitStitched(t, conns(idle)...)
+	for round, exit := range []struct {
 		name string
-		do   func() error
+		do   func()
 	}{
-		{"the last L7 service removed", func() error { return e.agent.Apply(e.ctx, nil) }},
-		{"the agent stopped", e.agent.Stop},
+		{"killed", e.agent.Kill},
+		{"stopped", func() {
+			if err := e.agent.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	} {
-		c, _ := e.spliceEchoes(t, "stitch", 60*time.Second)
-		e.waitStitched(t, c)
-		if err := end.do(); err != nil {
-			t.Fatal(err)
+		exit.do()
+		for i, c := range idle {
+			if err := c.echo(1000*round + i); err != nil {
+				t.Errorf("%s: stitched connection %d while no agent runs: %v", exit.name, i, err)
+			}
 		}
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("%s: a stitched client's read: %v, want a reset within 3 s", end.name, err)
+		restartAgent(t, e, opts)
+		if n := sum(scrape(t, e.lab), "graylane_l7_stitched_connections", nil); n != 10 {
+			t.Errorf("%s: after the restart graylane_l7_stitched_connections reads %v, want the 10 taken on", exit.name, n)
+		}
+		for i, c := range idle {
+			if err := c.echo(1000*round + 100 + i); err != nil {
+				t.Errorf("%s: stitched connection %d after the restart: %v", exit.name, i, err)
+			}
 		}
 	}
+	for _, c := range idle {
+		c.Close()
+	}
+	e.waitNoneStitched(t, 15*time.Second)
+	want(t, "after the restarts", e.rawMany(t, vip, "X-IMSI: 460010123456789\r\n", 100), 100, 0)
 }
 
 // TestL7StitchClosing: a connection whose first request says Connection:

@@ -20,6 +20,7 @@ func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
 	companions := filepath.Join(pinPath, companionsDir)
 	errs := unpinLinks(companions, log)
 	errs = append(errs, unpinLinks(links, log)...)
+	errs = append(errs, removeStitchPins(filepath.Join(pinPath, stitchDir), log)...)
 	for _, name := range ifnames {
 		nl, err := netlink.LinkByName(name)
 		if err != nil {
@@ -61,6 +62,22 @@ func Cleanup(pinPath string, ifnames []string, log *slog.Logger) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// stitchDir holds the L7 stitch's pins (package stitch, pins.go): its
+// maps and, under links/, its TCX links.
+const stitchDir = "stitch"
+
+// removeStitchPins removes the stitch's pins under dir: its program
+// leaves the interfaces, and the connections it stitched end.
+func removeStitchPins(dir string, log *slog.Logger) []error {
+	errs := unpinLinks(filepath.Join(dir, "links"), log)
+	for _, p := range []string{"keys", "pairs", "links", ""} {
+		if err := os.Remove(filepath.Join(dir, p)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // unpinLinks unpins (and so detaches) every link pinned in dir.

@@ -251,6 +251,9 @@ func (k *Kernel) Wait(ctx context.Context, j *Joined, opts WaitOptions) (tr Traf
 		case <-opts.Stop:
 			return last, ErrStopped
 		case <-ctx.Done():
+			if k.keep.Load() {
+				return last, ctx.Err() // pinned for the next process (Keep)
+			}
 			return last, errors.Join(ctx.Err(), k.Reset(j.Stitch), k.Remove(j.Stitch))
 		case now := <-tick.C:
 			tr, err := k.Traffic(j.Stitch)

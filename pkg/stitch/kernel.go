@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -58,6 +59,10 @@ type Kernel struct {
 	nl         *netlink.Handle // routes in the interfaces' namespace (covers)
 
 	counts counts // stats.go
+	// pinDir is where the maps and links are pinned ("": not pinned;
+	// pins.go), keep that the pairs stay when Wait's context ends.
+	pinDir string
+	keep   atomic.Bool
 }
 
 // Open loads the program and maps. It needs CAP_BPF and CAP_NET_ADMIN; it
@@ -122,6 +127,10 @@ func (k *Kernel) Attach(ifindex int) error {
 	if err != nil {
 		return fmt.Errorf("stitch: attach to interface %d: %w", ifindex, err)
 	}
+	if err := k.pinLink(ifindex, l); err != nil {
+		l.Close()
+		return fmt.Errorf("stitch: pin the link on interface %d: %w", ifindex, err)
+	}
 	k.links[ifindex] = l
 	return nil
 }
@@ -135,6 +144,7 @@ func (k *Kernel) Detach(ifindex int) error {
 		return nil
 	}
 	delete(k.links, ifindex)
+	k.unpinLink(ifindex)
 	if err := l.Close(); err != nil {
 		return fmt.Errorf("stitch: detach from interface %d: %w", ifindex, err)
 	}
