@@ -20,19 +20,25 @@ func (p *Proxy) handle(e *entry) {
 	if err == nil && !h.awaitingAck() && !p.headRead(e) {
 		err = &cutError{ReasonFull, errors.New("evicted")}
 	}
+	// h.buf is released on every path once its bytes went to the
+	// backend or the connection is cut: before the cut's answer, and
+	// before the splice.
 	if err != nil {
+		h.release()
 		p.cutRead(e, h, err, nil)
 		return
 	}
 	client, frontend := addrPort(e.c.RemoteAddr()), addrPort(e.c.LocalAddr())
 	d, err := p.decider.Decide(client, frontend, h.req)
 	if err != nil {
+		h.release()
 		p.cut(e, ReasonNoBackend, h.proto, nil)
 		return
 	}
 	p.opts.Observer.Decided(d)
 	bc, sent, err := p.connect(client, d, h.buf[:h.forwardable()])
 	if err != nil {
+		h.release()
 		p.cut(e, ReasonDialFailed, h.proto, &d)
 		return
 	}
@@ -42,11 +48,13 @@ func (p *Proxy) handle(e *entry) {
 			err = &cutError{ReasonFull, errors.New("evicted")}
 		}
 		if err != nil {
+			h.release()
 			bc.Close()
 			p.cutRead(e, h, err, &d)
 			return
 		}
 	}
+	h.release()
 	e.c.SetReadDeadline(time.Time{})
 	p.splice(e, bc, &responsePeek{obs: p.opts.Observer, d: d, sent: sent, proto: h.proto, stream: h.stream}, h.closes)
 }

@@ -28,6 +28,7 @@ type head struct {
 	stream   uint32      // HTTP/2: the first request's stream
 	ack      settingsAck // HTTP/2: the proxy's SETTINGS and their ACK
 	closes   bool        // HTTP/1.x: the connection ends with the first response
+	pooled   *[]byte     // buf's array when it came from headBufs
 }
 
 // cutError is a read that ended without a head, and why.
@@ -43,9 +44,16 @@ func (e *cutError) Unwrap() error { return e.err }
 // HTTP/2, also until the client acknowledged the proxy's SETTINGS), or
 // max bytes were read, or a read fails (the caller set the deadline).
 // Errors are *cutError. The returned head's proto is set even on error,
-// so that the caller knows whether it may answer in HTTP/1.x.
+// so that the caller knows whether it may answer in HTTP/1.x. Its buf may
+// be pooled: the caller releases it, on every path, once done with it.
 func readHead(c net.Conn, max int) (head, error) {
-	h := head{buf: make([]byte, 0, min(firstRead, max)), proto: httphead.NeedMore}
+	h := head{proto: httphead.NeedMore}
+	if max >= firstRead {
+		h.pooled = headBufs.get()
+		h.buf = (*h.pooled)[:0]
+	} else {
+		h.buf = make([]byte, 0, max)
+	}
 	// Every pass reads at least one byte or ends, so max+1 passes bound it.
 	for range max + 1 {
 		if len(h.buf) == cap(h.buf) {
@@ -55,7 +63,9 @@ func readHead(c net.Conn, max int) (head, error) {
 				}
 				return h, &cutError{ReasonTooLarge, fmt.Errorf("no complete %s head%s in %d bytes", h.proto, h.waitingFor(), max)}
 			}
-			h.buf = append(make([]byte, 0, min(2*cap(h.buf), max)), h.buf...)
+			grown := append(make([]byte, 0, min(2*cap(h.buf), max)), h.buf...)
+			h.release()
+			h.buf = grown
 		}
 		n, rerr := c.Read(h.buf[len(h.buf):cap(h.buf)])
 		old := len(h.buf)
@@ -71,6 +81,14 @@ func readHead(c net.Conn, max int) (head, error) {
 		}
 	}
 	return h, &cutError{ReasonTooLarge, errors.New("read loop bound")}
+}
+
+// release gives h.buf's array back to headBufs if it came from there,
+// and clears h.buf: the caller is done with the bytes read (forwarded to
+// the backend, or the connection cut). h's other fields stay.
+func (h *head) release() {
+	headBufs.put(h.pooled)
+	h.pooled, h.buf = nil, nil
 }
 
 // waitingFor names what an HTTP/2 head lacks once its header block ended.

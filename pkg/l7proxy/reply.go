@@ -57,7 +57,9 @@ func answer(c *net.TCPConn, status int) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(lingerTime))
-	buf := make([]byte, 16<<10)
+	bp := copyBufs.get()
+	defer copyBufs.put(bp)
+	buf := *bp
 	// Each pass reads at least a byte or ends.
 	for got := 0; got < lingerBytes; {
 		n, err := c.Read(buf)

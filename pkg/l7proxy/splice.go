@@ -136,14 +136,26 @@ func pipeFirst(c Conns, dir string) error {
 	if c.Peek == nil {
 		return pipe(c.Client, c.Backend, dir)
 	}
-	b := make([]byte, 16<<10)
+	if ended, err := peekFirst(c, dir); ended {
+		return err
+	}
+	return pipe(c.Client, c.Backend, dir)
+}
+
+// peekFirst is pipeFirst's copy while c.Peek wants the bytes, through a
+// pooled buffer, given back before the rest is copied (c.Peek does not
+// keep b, and each Write has returned). ended says pipeFirst returns err.
+func peekFirst(c Conns, dir string) (ended bool, err error) {
+	bp := copyBufs.get()
+	defer copyBufs.put(bp)
+	b := *bp
 	// Every pass reads at least one byte or returns.
 	for seen := 0; seen < PeekLimit; {
 		n, err := c.Backend.Read(b)
 		if n > 0 {
 			done := c.Peek(b[:n])
 			if _, werr := c.Client.Write(b[:n]); werr != nil {
-				return fmt.Errorf("l7proxy: copy %s: %w", dir, werr)
+				return true, fmt.Errorf("l7proxy: copy %s: %w", dir, werr)
 			}
 			seen += n
 			if done {
@@ -152,15 +164,15 @@ func pipeFirst(c Conns, dir string) error {
 		}
 		if errors.Is(err, io.EOF) {
 			if err := c.Client.CloseWrite(); err != nil {
-				return fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
+				return true, fmt.Errorf("l7proxy: forward FIN %s: %w", dir, err)
 			}
-			return nil
+			return true, nil
 		}
 		if err != nil {
-			return fmt.Errorf("l7proxy: copy %s: %w", dir, err)
+			return true, fmt.Errorf("l7proxy: copy %s: %w", dir, err)
 		}
 	}
-	return pipe(c.Client, c.Backend, dir)
+	return false, nil
 }
 
 // reset makes closing each connection send a reset, and closes it.

@@ -341,18 +341,8 @@ func (r *run) finish(ctx context.Context, c Conns) error {
 // pipe, which is empty whenever a read returns, so a pause loses nothing.
 func copyPausable(dst, src *net.TCPConn, show *peekGate) error {
 	if show != nil {
-		buf := make([]byte, 16<<10)
-		for !show.isDone() {
-			n, err := src.Read(buf)
-			if n > 0 {
-				show.show(buf[:n])
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return werr
-				}
-			}
-			if err != nil {
-				return copyEnd(dst, err)
-			}
+		if done, err := copyShown(dst, src, show); done {
+			return err
 		}
 	}
 	_, err := io.Copy(dst, src)
@@ -360,6 +350,28 @@ func copyPausable(dst, src *net.TCPConn, show *peekGate) error {
 		err = io.EOF
 	}
 	return copyEnd(dst, err)
+}
+
+// copyShown is copyPausable's copy while show wants the bytes, through a
+// pooled buffer (show does not keep it). done says copyPausable returns
+// err; else show is done and the rest is to be copied.
+func copyShown(dst, src *net.TCPConn, show *peekGate) (done bool, err error) {
+	bp := copyBufs.get()
+	defer copyBufs.put(bp)
+	buf := *bp
+	for !show.isDone() {
+		n, err := src.Read(buf)
+		if n > 0 {
+			show.show(buf[:n])
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return true, werr
+			}
+		}
+		if err != nil {
+			return true, copyEnd(dst, err)
+		}
+	}
+	return false, nil
 }
 
 // copyEnd is what a direction's copy returns when its read ended with err:
