@@ -119,25 +119,6 @@ func (h *Handover) Freeze(ctx context.Context) (frozen []Conns, running int) {
 // once, as net/http uses it.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// watchFreeze makes both connections' reads return when h freezes,
-// until stop is called; stop returns once the watcher is done with them.
-func (h *Handover) watchFreeze(c Conns) (stop func()) {
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		select {
-		case <-h.freeze:
-			c.Client.SetReadDeadline(aLongTimeAgo)
-			c.Backend.SetReadDeadline(aLongTimeAgo)
-		case <-done:
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
-}
-
 // frozen reports whether Freeze was called.
 func (h *Handover) frozen() bool {
 	select {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/graylane/graylane/pkg/l7splice"
@@ -72,15 +73,42 @@ func (s CopySplicer) Splice(ctx context.Context, c Conns) error {
 // copyFreezable is copyBoth stopped by h's freeze: then it returns the
 // connections, open and ready to be read again, with ErrFrozen.
 func copyFreezable(ctx context.Context, c Conns, h *Handover) (*Conns, error) {
-	stopWatch := h.watchFreeze(c)
-	err := copyBoth(ctx, c, h.frozen)
-	stopWatch()
-	if !errors.Is(err, ErrFrozen) {
+	paused, err := copyUntil(ctx, c, h.freeze, nil)
+	if !paused {
 		return nil, err
+	}
+	return &Conns{Client: c.Client, Backend: c.Backend}, err
+}
+
+// copyUntil is copyBoth until a or b closes (nil: never): then both
+// directions stop where no byte is in the process (a read that returns
+// for its deadline leaves nothing behind), their read deadlines are
+// cleared, and it returns paused with ErrFrozen; otherwise copyBoth's
+// end.
+func copyUntil(ctx context.Context, c Conns, a, b <-chan struct{}) (paused bool, err error) {
+	var stopped atomic.Bool
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case <-a:
+		case <-b:
+		case <-done:
+			return
+		}
+		stopped.Store(true)
+		c.Client.SetReadDeadline(aLongTimeAgo)
+		c.Backend.SetReadDeadline(aLongTimeAgo)
+	}()
+	err = copyBoth(ctx, c, stopped.Load)
+	close(done)
+	<-finished
+	if !errors.Is(err, ErrFrozen) {
+		return false, err
 	}
 	c.Client.SetReadDeadline(time.Time{})
 	c.Backend.SetReadDeadline(time.Time{})
-	return &Conns{Client: c.Client, Backend: c.Backend}, err
+	return true, err
 }
 
 // copyBoth runs both directions until each ended. When both stopped only

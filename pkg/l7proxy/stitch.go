@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/graylane/graylane/pkg/stitch"
@@ -169,38 +168,20 @@ const closingCopyFor = 50 * time.Millisecond
 
 // copyAWhile copies c as copyBoth does for at most d (or until h
 // freezes): ended says the connection ended meanwhile (err is copyBoth's);
-// else both directions stopped where no byte is in the process, c is
-// open, and its read deadlines are cleared.
+// else c is open and ready to be read again (copyUntil).
 func copyAWhile(ctx context.Context, c Conns, h *Handover, d time.Duration) (ended bool, err error) {
 	var freeze <-chan struct{}
 	if h != nil {
 		freeze = h.freeze
 	}
-	var paused atomic.Bool
-	stop, done := make(chan struct{}), make(chan struct{})
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	go func() {
-		defer close(done)
-		select {
-		case <-timer.C:
-		case <-freeze:
-		case <-stop:
-			return
-		}
-		paused.Store(true)
-		c.Client.SetReadDeadline(aLongTimeAgo)
-		c.Backend.SetReadDeadline(aLongTimeAgo)
-	}()
-	err = copyBoth(ctx, c, paused.Load)
-	close(stop)
-	<-done
-	if !errors.Is(err, ErrFrozen) {
-		return true, err
+	expired := make(chan struct{})
+	t := time.AfterFunc(d, func() { close(expired) })
+	defer t.Stop()
+	paused, err := copyUntil(ctx, c, expired, freeze)
+	if paused {
+		return false, nil
 	}
-	c.Client.SetReadDeadline(time.Time{})
-	c.Backend.SetReadDeadline(time.Time{})
-	return false, nil
+	return true, err
 }
 
 // copyRest copies c to its end, as CopySplicer does; with h, a freeze

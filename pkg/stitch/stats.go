@@ -61,27 +61,24 @@ func (c *counts) join(err error) {
 	default:
 		outcome = "failed"
 	}
+	c.count(outcome)
+	if err == nil {
+		c.add(1)
+	}
+}
+
+func (c *counts) count(outcome string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.joins == nil {
 		c.joins = map[string]uint64{}
 	}
 	c.joins[outcome]++
-	if err == nil {
-		c.stitched++
-	}
 }
 
 // Skipped counts a connection its caller did not try to stitch, for why
 // (one of JoinOutcomes).
-func (k *Kernel) Skipped(why string) {
-	k.counts.mu.Lock()
-	defer k.counts.mu.Unlock()
-	if k.counts.joins == nil {
-		k.counts.joins = map[string]uint64{}
-	}
-	k.counts.joins[why]++
-}
+func (k *Kernel) Skipped(why string) { k.counts.count(why) }
 
 func (c *counts) add(n int64) {
 	c.mu.Lock()
