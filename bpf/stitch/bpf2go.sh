@@ -20,3 +20,8 @@ common=(-cc clang-19 -strip llvm-strip-19 -target bpfel -go-package stitch)
 cflags="-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu"
 
 go tool bpf2go "${common[@]}" -output-stem stitch -cflags "$cflags" "${types[@]}" Stitch stitch.c
+
+# rules.h's header-rule matcher alone, for pkg/stitch's tests (rules_test.go),
+# with rules.h's types.
+go tool bpf2go "${common[@]}" -output-stem rulecheck -cflags "$cflags" \
+	-type rules -type rule -type first RuleCheck rulecheck.c
