@@ -13,6 +13,11 @@ types=(
 	-type pair
 	-type stat
 	-type dir_index
+	-type front_key
+	-type front
+	-type backend_addr
+	-type grant
+	-type opening
 )
 
 # The same pinned toolchain and flags as ../bpf2go.sh.

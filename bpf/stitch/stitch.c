@@ -441,11 +441,30 @@ static __always_inline int syn_verdict(const struct packet *p, const struct dir 
 	return TC_ACT_SHOT;
 }
 
+/* Pairs of the kernel accept that ended (both FINs, or a reset), by slot,
+ * for the agent's sweep (pkg/stitch accept.go), which gives their grants
+ * back: no scan of every pair. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} stitch_ended SEC(".maps");
+
+static __always_inline void ended(__u32 idx, __u32 origin)
+{
+	/* A full ring loses the event; the sweep's scan finds the pair. */
+	if (origin == ORIGIN_ACCEPT)
+		bpf_ringbuf_output(&stitch_ended, &idx, sizeof(idx), 0);
+}
+
 /* A live pair's packet: moved into the other connection and sent on. Its
  * buffers are zeroed here, not in stitch_tc: every packet the stitch
  * leaves alone would pay for them. */
-static __always_inline int stitch(struct __sk_buff *skb, const struct packet *p, struct dir *d, const struct dir *o)
+static __noinline int stitch(struct __sk_buff *skb, const struct packet *p, struct pair *pair, __u32 idx,
+			    enum dir_index dir)
 {
+	struct dir *d = &pair->dir[dir & 1];
+	const struct dir *o = &pair->dir[(dir & 1) ^ 1];
+	__u32 origin = pair->origin;
 	struct walk w = {};
 	__u8 old[HDR_BUF] = {};
 	__u32 hlen;
@@ -465,10 +484,15 @@ static __always_inline int stitch(struct __sk_buff *skb, const struct packet *p,
 	translate(&w);
 	/* Written only when they change: every packet writing would bounce
 	 * the line between CPUs for nothing. */
-	if ((w.h[13] & 0x01) && !w.d->fin)
+	if ((w.h[13] & 0x01) && !w.d->fin) {
 		w.d->fin = 1;
-	if ((w.h[13] & 0x04) && !w.d->rst)
+		if (o->fin)
+			ended(idx, origin);
+	}
+	if ((w.h[13] & 0x04) && !w.d->rst) {
 		w.d->rst = 1;
+		ended(idx, origin);
+	}
 	/* The sender's acknowledgement as it sent it: the next byte it
 	 * expects from the gateway's socket it talked to. When the agent
 	 * ends a pair itself it resets both peers with it (a peer takes a
@@ -493,6 +517,8 @@ static __always_inline int stitch(struct __sk_buff *skb, const struct packet *p,
 	return forward(skb, p, w.d);
 }
 
+#include "accept.h"
+
 SEC("tc")
 int stitch_tc(struct __sk_buff *skb)
 {
@@ -515,9 +541,23 @@ int stitch_tc(struct __sk_buff *skb)
 	dir = ref->dir & 1;
 	d = &pair->dir[dir];
 	o = &pair->dir[dir ^ 1];
+	if (pair->hold == HOLD_OPENING)
+		return open_verdict(skb, &p, pair, idx, dir);
 	if (pair->hold)
 		return held(skb, &p, d, idx);
 	if (is_syn(skb, &p))
 		return syn_verdict(&p, d, o);
-	return stitch(skb, &p, d, o);
+	return stitch(skb, &p, pair, idx, dir);
+}
+
+/* The kernel accept (accept.h): tc ingress (TCX) on the interfaces facing
+ * clients, after stitch_tc, which has taken every packet of a pair. */
+SEC("tc")
+int stitch_accept(struct __sk_buff *skb)
+{
+	struct packet p = {};
+
+	if (parse(skb, &p))
+		return TC_ACT_UNSPEC;
+	return accept(skb, &p);
 }

@@ -8,6 +8,8 @@
 
 #include <linux/types.h>
 
+#include "rules.h"
+
 /* Key of stitch_keys: a TCP packet's tuple as it arrives at the gateway
  * (the client's to the VIP, or the backend's to the gateway's socket). */
 struct tuple {
@@ -59,15 +61,28 @@ struct dir {
 	__u64 bytes;
 };
 
+/* Values of struct pair's hold. */
+enum hold {
+	HOLD_LIVE = 0,
+	HOLD_QUIET = 1,   /* the agent is making its sockets quiet (Join) */
+	HOLD_OPENING = 2, /* the kernel accept waits for the backend's SYN-ACK (accept.h) */
+};
+
 /* Value of stitch_pairs: a stitched connection, both directions. */
 struct pair {
 	struct dir dir[2];
-	/* 1 while the agent makes the sockets quiet: nothing is rewritten;
+	/* HOLD_QUIET while the agent makes the sockets quiet: nothing is rewritten;
 	 * pure ACKs, FINs and resets go on to the sockets, data and SYNs are
 	 * dropped (their senders send them again once the pair is live), and
 	 * each direction's acknowledgement is recorded. */
 	__u32 hold;
-	__u32 pad;
+	__u32 origin; /* enum origin: who made the pair (and ends it) */
+};
+
+/* Values of struct pair's origin. */
+enum origin {
+	ORIGIN_JOIN = 0,   /* the agent's Join: its Wait ends the pair */
+	ORIGIN_ACCEPT = 1, /* the kernel accept: stitch_ended tells the agent's sweep */
 };
 
 /* A held pair's data segment, from its IP header on, as the hold drops it:
@@ -90,5 +105,77 @@ enum stat {
 	STAT_REUSED = 4,     /* a SYN on an ended pair's tuple: a new connection, passed; the key goes */
 	STAT_SYN_DROP = 5,   /* a SYN on a live pair's tuple: dropped */
 	STAT_HELD_KEPT = 6,  /* held: a data segment dropped and kept for the agent */
-	STAT_COUNT = 7,
+	/* The kernel accept (accept.h). */
+	STAT_ACCEPT_SYN = 7,        /* a SYN to a front answered with a cookie */
+	STAT_ACCEPT_SYN_PASSED = 8, /* a SYN without timestamps: left to the stack */
+	STAT_ACCEPT_ACK_DROP = 9,   /* a pure ACK of a cookie: dropped (no state yet) */
+	STAT_ACCEPT_OPENED = 10,    /* a first request decided: the backend's SYN sent */
+	STAT_ACCEPT_LIVE = 11,      /* the backend answered: the request sent, the pair live */
+	STAT_ACCEPT_FULL = 12,      /* no grant (slot and port) free: the first segment dropped */
+	STAT_ACCEPT_RESET = 13,     /* a first segment the kernel cannot decide on: the client reset */
+	STAT_ACCEPT_OPENING_DROP = 14, /* the client's packets while the backend's handshake runs */
+	STAT_ACCEPT_BACKEND_FAIL = 15, /* the backend refused (reset) or disagreed on options */
+	STAT_ACCEPT_CLASH = 16,     /* a grant's tuple still in use: given back, the segment dropped */
+	STAT_COUNT = 17,
+};
+
+/* The kernel accept (accept.h): frontends whose new connections the
+ * program answers itself, with a SYN cookie, and joins to a backend it
+ * connects to from the first request's head. */
+struct front_key {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+};
+
+struct backend_addr {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+};
+
+enum pool_index {
+	POOL_STABLE = 0,
+	POOL_CANARY = 1,
+};
+
+enum { FRONT_BACKENDS = 8 };
+
+/* Value of stitch_fronts. */
+struct front {
+	__u8 gw_addr[16]; /* the gateway's address toward the backends */
+	struct backend_addr backend[2][FRONT_BACKENDS]; /* by enum pool_index */
+	__u32 backends[2];   /* used entries of backend[pool] */
+	__u32 canary_share;  /* of 10 000: connections no rule decides */
+	__u16 mss;           /* advertised to clients */
+	__u8 wscale;         /* window shift advertised to clients */
+	__u8 pad;
+	struct rules rules;  /* header rules, in order (rules.h) */
+};
+
+/* An entry of stitch_grants: a pair slot and the gateway port toward the
+ * backend that one new connection may take (the agent fills the queue
+ * and gives them back when the connection ends). */
+struct grant {
+	__u32 slot;
+	__be16 port;
+	__u16 pad;
+};
+
+/* Value of stitch_openings (by slot): what the backend's SYN-ACK needs to
+ * make the pair live. Sequence numbers are host order. */
+struct opening {
+	__u32 client_isn;   /* the client's first byte is client_isn + 1 */
+	__u32 cookie;       /* the gateway's ISN toward the client */
+	__u32 gw_isn;       /* the gateway's ISN toward the backend */
+	__u32 gw_tsval;     /* the TSval of the gateway's SYN to the backend */
+	__u32 synack_tsval; /* the TSval of the cookie SYN-ACK (the client's PAWS base) */
+	__u16 client_win;   /* the window field of the client's first segment */
+	__u8 client_ws;     /* the client's window shift; 0 if it has none */
+	__u8 synack_ws;     /* the shift the cookie SYN-ACK advertised; 0 if none */
+	__u8 ws_ok;         /* the client's SYN had a window shift (so ours did) */
+	__u8 pool;          /* enum pool_index */
+	__u8 rule;          /* the rule that decided, 0xff none */
+	__u8 pad;
+	__u64 started;      /* bpf_ktime_get_ns at the first segment */
 };

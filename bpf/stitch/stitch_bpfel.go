@@ -13,6 +13,39 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type StitchAcceptWork struct {
+	_ structs.HostLayout
+	S struct {
+		_  structs.HostLayout
+		Ip struct {
+			_        structs.HostLayout
+			Vihl     uint8
+			Tos      uint8
+			TotLen   uint16
+			Id       uint16
+			FragOff  uint16
+			Ttl      uint8
+			Protocol uint8
+			Check    uint16
+			Saddr    uint32
+			Daddr    uint32
+		}
+		Pad  [4]uint8
+		H    [64]uint8
+		Hlen uint32
+	}
+	_   [4]byte
+	Op  StitchOpening
+	Pay StitchFirst
+}
+
+type StitchBackendAddr struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+	Port uint16
+	Pad  uint16
+}
+
 type StitchDir struct {
 	_         structs.HostLayout
 	Saddr     [16]uint8
@@ -42,11 +75,75 @@ const (
 	StitchDirIndexDIR_TO_CLIENT  StitchDirIndex = 1
 )
 
-type StitchPair struct {
+type StitchFirst struct {
 	_    structs.HostLayout
-	Dir  [2]StitchDir
-	Hold uint32
+	Len  uint32
 	Pad  uint32
+	Data [2048]uint8
+}
+
+type StitchFront struct {
+	_           structs.HostLayout
+	GwAddr      [16]uint8
+	Backend     [2][8]StitchBackendAddr
+	Backends    [2]uint32
+	CanaryShare uint32
+	Mss         uint16
+	Wscale      uint8
+	Pad         uint8
+	Rules       struct {
+		_     structs.HostLayout
+		Count uint32
+		Pad   uint32
+		Rule  [8]struct {
+			_        structs.HostLayout
+			Name     [32]uint8
+			Value    [64]uint8
+			NameLen  uint8
+			ValueLen uint8
+			Kind     uint8
+			Pool     uint8
+		}
+	}
+}
+
+type StitchFrontKey struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+	Port uint16
+	Pad  uint16
+}
+
+type StitchGrant struct {
+	_    structs.HostLayout
+	Slot uint32
+	Port uint16
+	Pad  uint16
+}
+
+type StitchOpening struct {
+	_           structs.HostLayout
+	ClientIsn   uint32
+	Cookie      uint32
+	GwIsn       uint32
+	GwTsval     uint32
+	SynackTsval uint32
+	ClientWin   uint16
+	ClientWs    uint8
+	SynackWs    uint8
+	WsOk        uint8
+	Pool        uint8
+	Rule        uint8
+	Pad         uint8
+	_           [4]byte
+	Started     uint64
+}
+
+type StitchPair struct {
+	_      structs.HostLayout
+	Dir    [2]StitchDir
+	Hold   uint32
+	Origin uint32
 }
 
 type StitchRef struct {
@@ -55,17 +152,39 @@ type StitchRef struct {
 	Dir  StitchDirIndex
 }
 
+type StitchRmWalk struct {
+	_      structs.HostLayout
+	State  uint32
+	Start  uint32
+	Vend   uint32
+	Result int32
+	Valid  uint8
+	Live   uint8
+	Vlive  uint8
+	Hit    uint8
+}
+
 type StitchStat uint32
 
 const (
-	StitchStatSTAT_STITCHED   StitchStat = 0
-	StitchStatSTAT_NO_ROUTE   StitchStat = 1
-	StitchStatSTAT_BAD_HEADER StitchStat = 2
-	StitchStatSTAT_HELD_DROP  StitchStat = 3
-	StitchStatSTAT_REUSED     StitchStat = 4
-	StitchStatSTAT_SYN_DROP   StitchStat = 5
-	StitchStatSTAT_HELD_KEPT  StitchStat = 6
-	StitchStatSTAT_COUNT      StitchStat = 7
+	StitchStatSTAT_STITCHED            StitchStat = 0
+	StitchStatSTAT_NO_ROUTE            StitchStat = 1
+	StitchStatSTAT_BAD_HEADER          StitchStat = 2
+	StitchStatSTAT_HELD_DROP           StitchStat = 3
+	StitchStatSTAT_REUSED              StitchStat = 4
+	StitchStatSTAT_SYN_DROP            StitchStat = 5
+	StitchStatSTAT_HELD_KEPT           StitchStat = 6
+	StitchStatSTAT_ACCEPT_SYN          StitchStat = 7
+	StitchStatSTAT_ACCEPT_SYN_PASSED   StitchStat = 8
+	StitchStatSTAT_ACCEPT_ACK_DROP     StitchStat = 9
+	StitchStatSTAT_ACCEPT_OPENED       StitchStat = 10
+	StitchStatSTAT_ACCEPT_LIVE         StitchStat = 11
+	StitchStatSTAT_ACCEPT_FULL         StitchStat = 12
+	StitchStatSTAT_ACCEPT_RESET        StitchStat = 13
+	StitchStatSTAT_ACCEPT_OPENING_DROP StitchStat = 14
+	StitchStatSTAT_ACCEPT_BACKEND_FAIL StitchStat = 15
+	StitchStatSTAT_ACCEPT_CLASH        StitchStat = 16
+	StitchStatSTAT_COUNT               StitchStat = 17
 )
 
 type StitchTuple struct {
@@ -80,11 +199,19 @@ type StitchTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	StitchMapStitchHeld  = "stitch_held"
-	StitchMapStitchKeys  = "stitch_keys"
-	StitchMapStitchPairs = "stitch_pairs"
-	StitchMapStitchStats = "stitch_stats"
-	StitchProgStitchTc   = "stitch_tc"
+	StitchMapAcceptScratch  = "accept_scratch"
+	StitchMapRulesWalk      = "rules_walk"
+	StitchMapStitchEnded    = "stitch_ended"
+	StitchMapStitchFirsts   = "stitch_firsts"
+	StitchMapStitchFronts   = "stitch_fronts"
+	StitchMapStitchGrants   = "stitch_grants"
+	StitchMapStitchHeld     = "stitch_held"
+	StitchMapStitchKeys     = "stitch_keys"
+	StitchMapStitchOpenings = "stitch_openings"
+	StitchMapStitchPairs    = "stitch_pairs"
+	StitchMapStitchStats    = "stitch_stats"
+	StitchProgStitchAccept  = "stitch_accept"
+	StitchProgStitchTc      = "stitch_tc"
 )
 
 // LoadStitch returns the embedded CollectionSpec for Stitch.
@@ -129,17 +256,25 @@ type StitchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchProgramSpecs struct {
-	StitchTc *ebpf.ProgramSpec `ebpf:"stitch_tc"`
+	StitchAccept *ebpf.ProgramSpec `ebpf:"stitch_accept"`
+	StitchTc     *ebpf.ProgramSpec `ebpf:"stitch_tc"`
 }
 
 // StitchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchMapSpecs struct {
-	StitchHeld  *ebpf.MapSpec `ebpf:"stitch_held"`
-	StitchKeys  *ebpf.MapSpec `ebpf:"stitch_keys"`
-	StitchPairs *ebpf.MapSpec `ebpf:"stitch_pairs"`
-	StitchStats *ebpf.MapSpec `ebpf:"stitch_stats"`
+	AcceptScratch  *ebpf.MapSpec `ebpf:"accept_scratch"`
+	RulesWalk      *ebpf.MapSpec `ebpf:"rules_walk"`
+	StitchEnded    *ebpf.MapSpec `ebpf:"stitch_ended"`
+	StitchFirsts   *ebpf.MapSpec `ebpf:"stitch_firsts"`
+	StitchFronts   *ebpf.MapSpec `ebpf:"stitch_fronts"`
+	StitchGrants   *ebpf.MapSpec `ebpf:"stitch_grants"`
+	StitchHeld     *ebpf.MapSpec `ebpf:"stitch_held"`
+	StitchKeys     *ebpf.MapSpec `ebpf:"stitch_keys"`
+	StitchOpenings *ebpf.MapSpec `ebpf:"stitch_openings"`
+	StitchPairs    *ebpf.MapSpec `ebpf:"stitch_pairs"`
+	StitchStats    *ebpf.MapSpec `ebpf:"stitch_stats"`
 }
 
 // StitchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -168,16 +303,30 @@ func (o *StitchObjects) Close() error {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchMaps struct {
-	StitchHeld  *ebpf.Map `ebpf:"stitch_held"`
-	StitchKeys  *ebpf.Map `ebpf:"stitch_keys"`
-	StitchPairs *ebpf.Map `ebpf:"stitch_pairs"`
-	StitchStats *ebpf.Map `ebpf:"stitch_stats"`
+	AcceptScratch  *ebpf.Map `ebpf:"accept_scratch"`
+	RulesWalk      *ebpf.Map `ebpf:"rules_walk"`
+	StitchEnded    *ebpf.Map `ebpf:"stitch_ended"`
+	StitchFirsts   *ebpf.Map `ebpf:"stitch_firsts"`
+	StitchFronts   *ebpf.Map `ebpf:"stitch_fronts"`
+	StitchGrants   *ebpf.Map `ebpf:"stitch_grants"`
+	StitchHeld     *ebpf.Map `ebpf:"stitch_held"`
+	StitchKeys     *ebpf.Map `ebpf:"stitch_keys"`
+	StitchOpenings *ebpf.Map `ebpf:"stitch_openings"`
+	StitchPairs    *ebpf.Map `ebpf:"stitch_pairs"`
+	StitchStats    *ebpf.Map `ebpf:"stitch_stats"`
 }
 
 func (m *StitchMaps) Close() error {
 	return _StitchClose(
+		m.AcceptScratch,
+		m.RulesWalk,
+		m.StitchEnded,
+		m.StitchFirsts,
+		m.StitchFronts,
+		m.StitchGrants,
 		m.StitchHeld,
 		m.StitchKeys,
+		m.StitchOpenings,
 		m.StitchPairs,
 		m.StitchStats,
 	)
@@ -193,11 +342,13 @@ type StitchVariables struct {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchPrograms struct {
-	StitchTc *ebpf.Program `ebpf:"stitch_tc"`
+	StitchAccept *ebpf.Program `ebpf:"stitch_accept"`
+	StitchTc     *ebpf.Program `ebpf:"stitch_tc"`
 }
 
 func (p *StitchPrograms) Close() error {
 	return _StitchClose(
+		p.StitchAccept,
 		p.StitchTc,
 	)
 }

@@ -102,6 +102,7 @@ func benchModes(bin string) []mode {
 		{name: "graylane-l7-copy", setup: graylaneL7(bin, "copy")},
 		{name: "graylane-l7-ksplice", setup: graylaneL7(bin, "kernel")},
 		{name: "graylane-l7-stitch", setup: graylaneL7(bin, "stitch")},
+		{name: "graylane-l7-kernel", setup: graylaneL7Kernel},
 	}
 	only := os.Getenv("L7BENCH_MODES")
 	if only == "" {

@@ -49,6 +49,11 @@ type Kernel struct {
 	links map[int]link.Link // TCX ingress links by ifindex
 	free  []uint32          // pair slots not in use
 
+	// The kernel accept (accept.go): its links by ifindex, and the slots
+	// granted to it with what the sweep knows of each.
+	acceptLinks map[int]link.Link
+	granted     map[uint32]*accepted
+
 	keys sync.Mutex // serializes key changes: a removal checks whose a key is
 
 	// Held data segments (inject.go): the program's ring, what was read
@@ -80,6 +85,9 @@ func Open(opts Options) (*Kernel, error) {
 	slots := opts.MaxPairs + joinsAtOnce
 	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(slots)
 	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * slots)
+	for _, m := range []string{stitchbpf.StitchMapStitchGrants, stitchbpf.StitchMapStitchOpenings, stitchbpf.StitchMapStitchFirsts} {
+		spec.Maps[m].MaxEntries = uint32(min(slots, maxAccepted))
+	}
 	k := &Kernel{links: map[int]link.Link{}, kept: map[uint32][][]byte{}, raw4: -1, raw6: -1}
 	var load ebpf.CollectionOptions
 	if opts.Inherit != nil {
@@ -158,6 +166,10 @@ func (k *Kernel) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var errs []error
+	for idx, l := range k.acceptLinks {
+		errs = append(errs, l.Close())
+		delete(k.acceptLinks, idx)
+	}
 	for idx, l := range k.links {
 		errs = append(errs, l.Close())
 		delete(k.links, idx)

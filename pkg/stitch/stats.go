@@ -23,6 +23,8 @@ type Stats struct {
 	// "held_drop", "held_kept" (a held pair's segments), "port_reused",
 	// "syn_drop".
 	Packets map[string]uint64
+	// Accepts are the kernel accept's counters (accept.go), by event.
+	Accepts map[string]uint64
 }
 
 // JoinOutcomes are the keys of Stats.Joins, every one always present.
@@ -37,6 +39,20 @@ var packetEvents = map[stitchbpf.StitchStat]string{
 	stitchbpf.StitchStatSTAT_REUSED:     "port_reused",
 	stitchbpf.StitchStatSTAT_SYN_DROP:   "syn_drop",
 	stitchbpf.StitchStatSTAT_HELD_KEPT:  "held_kept",
+}
+
+// acceptEvents names the kernel accept's counters (enum stat in stitch.h).
+var acceptEvents = map[stitchbpf.StitchStat]string{
+	stitchbpf.StitchStatSTAT_ACCEPT_SYN:          "syn_cookie",
+	stitchbpf.StitchStatSTAT_ACCEPT_SYN_PASSED:   "syn_passed",
+	stitchbpf.StitchStatSTAT_ACCEPT_ACK_DROP:     "ack_dropped",
+	stitchbpf.StitchStatSTAT_ACCEPT_OPENED:       "opened",
+	stitchbpf.StitchStatSTAT_ACCEPT_LIVE:         "live",
+	stitchbpf.StitchStatSTAT_ACCEPT_FULL:         "full",
+	stitchbpf.StitchStatSTAT_ACCEPT_RESET:        "reset",
+	stitchbpf.StitchStatSTAT_ACCEPT_OPENING_DROP: "opening_drop",
+	stitchbpf.StitchStatSTAT_ACCEPT_BACKEND_FAIL: "backend_failed",
+	stitchbpf.StitchStatSTAT_ACCEPT_CLASH:        "clash",
 }
 
 // counts is a Kernel's own bookkeeping for Stats.
@@ -89,7 +105,7 @@ func (c *counts) add(n int64) {
 // Stats reads k's numbers: its own, and the program's per-CPU counters
 // summed.
 func (k *Kernel) Stats() (Stats, error) {
-	st := Stats{Joins: map[string]uint64{}, Packets: map[string]uint64{}}
+	st := Stats{Joins: map[string]uint64{}, Packets: map[string]uint64{}, Accepts: map[string]uint64{}}
 	k.counts.mu.Lock()
 	st.Stitched = k.counts.stitched
 	for _, o := range JoinOutcomes {
@@ -97,15 +113,20 @@ func (k *Kernel) Stats() (Stats, error) {
 	}
 	k.counts.mu.Unlock()
 	var perCPU []uint64
-	for stat, name := range packetEvents {
-		if err := k.objs.StitchStats.Lookup(uint32(stat), &perCPU); err != nil {
-			return st, fmt.Errorf("stitch: read counter %s: %w", name, err)
+	for _, set := range []struct {
+		names map[stitchbpf.StitchStat]string
+		into  map[string]uint64
+	}{{packetEvents, st.Packets}, {acceptEvents, st.Accepts}} {
+		for stat, name := range set.names {
+			if err := k.objs.StitchStats.Lookup(uint32(stat), &perCPU); err != nil {
+				return st, fmt.Errorf("stitch: read counter %s: %w", name, err)
+			}
+			var sum uint64
+			for _, v := range perCPU {
+				sum += v
+			}
+			set.into[name] = sum
 		}
-		var sum uint64
-		for _, v := range perCPU {
-			sum += v
-		}
-		st.Packets[name] = sum
 	}
 	return st, nil
 }

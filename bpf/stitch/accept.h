@@ -1,0 +1,706 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The kernel accept: a new connection to a front (stitch_fronts) is
+ * answered, decided and joined to its backend by the programs alone, with
+ * no socket of the gateway, so that a connection of one request costs the
+ * gateway what an L4 service's does. Included by stitch.c (it uses its
+ * parse, forward and maps). IPv4 for now; anything it does not take is
+ * left to the next program (the agent's accept).
+ *
+ *   1. The client's SYN is answered with a SYN cookie
+ *      (bpf_tcp_raw_gen_syncookie_ipv4, the kernel's own secret): no
+ *      state. What the cookie cannot carry of the client's SYN (its window
+ *      shift, SACK, its MSS's class) rides in the low bits of the cookie
+ *      SYN-ACK's TSval, which the client echoes (as the kernel's own
+ *      cookies do); a SYN without timestamps goes on to the stack.
+ *   2. The client's first data segment proves the cookie
+ *      (bpf_tcp_raw_check_syncookie_ipv4); its payload must hold the whole
+ *      head of an HTTP/1.x request, which the rules (rules.h) decide on,
+ *      else the weight. The program takes a grant (a pair slot and a
+ *      gateway port toward the backend, stitch_grants), keeps the payload
+ *      (stitch_firsts), writes the pair as HOLD_OPENING with both keys,
+ *      and turns the segment itself into the gateway's SYN to the backend:
+ *      the gateway's ISN and clock, the client's MSS and window shift (so
+ *      that windows pass unscaled between them).
+ *   3. The backend's SYN-ACK (stitch_tc finds its tuple, opening()) is
+ *      turned into the gateway's ACK carrying the kept payload, and the
+ *      pair goes live with the four ISNs' deltas: from then on the stitch
+ *      (stitch.c) carries every byte both ways, as for a pair the agent
+ *      joined. The client's first segment is acknowledged by the
+ *      backend's ACK, moved into the client's space.
+ *
+ * Nothing is kept for a connection before step 2 proves its client
+ * answered the cookie: a SYN flood costs the gateway only SYN-ACKs.
+ * A first segment the kernel cannot decide on (the head not whole, not
+ * HTTP/1.x, no grant) is answered with a reset; handing it to the agent's
+ * listener (bpf_sk_assign_tcp_reqsk) is the next step.
+ */
+#pragma once
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct front_key);
+	__type(value, struct front);
+	__uint(max_entries, 256);
+} stitch_fronts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__type(value, struct grant);
+	__uint(max_entries, 65536); /* the loader sets it */
+} stitch_grants SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct opening);
+	__uint(max_entries, 65536); /* the loader sets it */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} stitch_openings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct first);
+	__uint(max_entries, 65536); /* the loader sets it */
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* kept only until the backend answers */
+} stitch_firsts SEC(".maps");
+
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+
+/* The largest payload a first segment may carry: one MSS. */
+#define FIRST_PAYLOAD_MAX 1460
+
+/* The MSS classes the cookie SYN-ACK's TSval carries (2 bits). */
+static const __u16 mss_class[4] = {536, 1220, 1440, 1460};
+
+/* Low bits of the cookie SYN-ACK's TSval: the client's window shift
+ * (15: none), SACK, MSS class. */
+#define TS_BITS 0x7f
+#define TS_WS_NONE 15
+#define TS_SACK 0x10
+#define TS_MSS_SHIFT 5
+
+/* What a SYN's or SYN-ACK's options said. */
+struct syn_opts {
+	__u32 tsval, tsecr;
+	__u16 mss;
+	__u8 ws;
+	__u8 has_ws, sack, ts;
+};
+
+struct opt_walk {
+	__u8 h[HDR_BUF];
+	__u32 i, hlen;
+	struct syn_opts o;
+};
+
+static long read_option(__u32 step, void *ctx)
+{
+	struct opt_walk *w = ctx;
+	__u32 i = w->i;
+	__u8 kind, len;
+
+	if (i >= w->hlen || i >= HDR_MAX)
+		return 1;
+	kind = w->h[at(i)];
+	if (kind == 0)
+		return 1;
+	if (kind == 1) {
+		w->i = i + 1;
+		return 0;
+	}
+	len = w->h[at(i + 1)];
+	if (len < 2 || i + len > w->hlen)
+		return 1;
+	if (kind == 2 && len == 4)
+		w->o.mss = (__u16)w->h[at(i + 2)] << 8 | w->h[at(i + 3)];
+	else if (kind == 3 && len == 3) {
+		w->o.ws = w->h[at(i + 2)];
+		w->o.has_ws = 1;
+	} else if (kind == 4 && len == 2)
+		w->o.sack = 1;
+	else if (kind == 8 && len == 10) {
+		w->o.tsval = get32(w->h, i + 2);
+		w->o.tsecr = get32(w->h, i + 6);
+		w->o.ts = 1;
+	}
+	w->i = i + len;
+	return 0;
+}
+
+/* Read the TCP header at p->l4 (p->hlen bytes) into w->h and its options
+ * into w->o. Returns -1 if the packet is too short. */
+static __always_inline int read_header(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w)
+{
+	__u64 hl = p->hlen;
+
+	/* Two checks the compiler may not fold into one range test, which
+	 * the verifier would not follow. */
+	if (hl > HDR_MAX)
+		return -1;
+	asm volatile("" : "+r"(hl));
+	if (hl < 20)
+		return -1;
+	w->hlen = hl;
+	if (bpf_skb_load_bytes(skb, p->l4, w->h, hl))
+		return -1;
+	w->i = 20;
+	bpf_loop(40, read_option, w, 0);
+	return 0;
+}
+
+static __always_inline void put16(__u8 *b, __u32 o, __u16 v)
+{
+	b[at(o)] = v >> 8;
+	b[at(o + 1)] = v;
+}
+
+/* An IPv4 header without options (linux/ip.h's has an anonymous union,
+ * which bpf2go cannot carry over to Go). */
+struct ip4 {
+	__u8 vihl, tos;
+	__be16 tot_len, id, frag_off;
+	__u8 ttl, protocol;
+	__be16 check;
+	__be32 saddr, daddr;
+};
+
+/* A segment being built: its IP and TCP headers. */
+struct seg {
+	struct ip4 ip;
+	__u8 pad[4];
+	__u8 h[HDR_BUF];
+	__u32 hlen;
+};
+
+/* What the kernel accept builds a packet in: too large for the stack. */
+struct accept_work {
+	struct seg s;
+	struct opening op;
+	struct first pay; /* a first segment's payload, read and decided on */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct accept_work);
+	__uint(max_entries, 1);
+} accept_scratch SEC(".maps");
+
+/* This CPU's work area, its segment zeroed. */
+static __always_inline struct accept_work *work(void)
+{
+	__u32 zero = 0;
+	struct accept_work *wk = bpf_map_lookup_elem(&accept_scratch, &zero);
+
+	if (wk)
+		__builtin_memset(&wk->s, 0, sizeof(wk->s));
+	return wk;
+}
+
+/* The fixed fields of a TCP header; options are written after. */
+static __always_inline void tcp_fields(struct seg *s, __be16 sport, __be16 dport, __u32 seq, __u32 ack, __u8 flags,
+				       __u16 win, __u32 hlen)
+{
+	__builtin_memcpy(&s->h[0], &sport, 2);
+	__builtin_memcpy(&s->h[2], &dport, 2);
+	put32(s->h, 4, seq);
+	put32(s->h, 8, ack);
+	s->h[12] = (hlen / 4) << 4;
+	s->h[13] = flags;
+	put16(s->h, 14, win);
+	s->h[18] = 0;
+	s->h[19] = 0;
+	s->hlen = hlen;
+}
+
+/* The timestamp option at o (NOP NOP TS: 12 bytes). */
+static __always_inline void ts_option(struct seg *s, __u32 o, __u32 tsval, __u32 tsecr)
+{
+	s->h[at(o)] = 1;
+	s->h[at(o + 1)] = 1;
+	s->h[at(o + 2)] = 8;
+	s->h[at(o + 3)] = 10;
+	put32(s->h, o + 4, tsval);
+	put32(s->h, o + 8, tsecr);
+}
+
+/* A SYN's or SYN-ACK's options (20 bytes at 20): MSS, SACK permitted
+ * (or two NOPs), timestamps, and the window shift (or four NOPs). */
+static __always_inline void syn_options(struct seg *s, __u16 mss, __u8 sack, __u32 tsval, __u32 tsecr, __u8 has_ws,
+					__u8 ws)
+{
+	s->h[20] = 2;
+	s->h[21] = 4;
+	put16(s->h, 22, mss);
+	s->h[24] = sack ? 4 : 1;
+	s->h[25] = sack ? 2 : 1;
+	s->h[26] = 8;
+	s->h[27] = 10;
+	put32(s->h, 28, tsval);
+	put32(s->h, 32, tsecr);
+	s->h[36] = 1;
+	s->h[37] = has_ws ? 3 : 1;
+	s->h[38] = has_ws ? 3 : 1;
+	s->h[39] = has_ws ? ws : 1;
+}
+
+static __always_inline __u16 fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/* The IPv4 header of a new segment from saddr to daddr (16-byte,
+ * IPv4-mapped) carrying a TCP segment of tcp_len bytes. */
+static __always_inline void ip_fields(struct seg *s, const __u8 *saddr, const __u8 *daddr, __u32 tcp_len)
+{
+	__s64 sum;
+
+	s->ip.vihl = 0x45;
+	s->ip.tos = 0;
+	s->ip.tot_len = bpf_htons(20 + tcp_len);
+	s->ip.id = 0;
+	s->ip.frag_off = bpf_htons(0x4000); /* DF */
+	s->ip.ttl = 64;
+	s->ip.protocol = IPPROTO_TCP;
+	s->ip.check = 0;
+	__builtin_memcpy(&s->ip.saddr, saddr + 12, 4);
+	__builtin_memcpy(&s->ip.daddr, daddr + 12, 4);
+	sum = bpf_csum_diff(0, 0, (__be32 *)&s->ip, 20, 0);
+	s->ip.check = sum < 0 ? 0 : fold((__u32)sum);
+}
+
+/* The TCP pseudo-header's fields a checksum covers. */
+struct pseudo {
+	__be32 saddr, daddr;
+	__u8 zero, proto;
+	__be16 len;
+};
+
+/* The checksum sum of n bytes of b (a multiple of 4, zero beyond the
+ * data), added to seed: bpf_csum_diff takes 512 bytes at most a call. */
+static __always_inline __s64 sum_bytes(const __u8 *b, __u32 n, __s64 seed, int remove)
+{
+	for (int c = 0; c < FIRST_MAX / 512; c++) {
+		__u32 off = c * 512, k;
+
+		if (seed < 0 || n <= off)
+			break;
+		k = n - off;
+		asm volatile("" : "+r"(k)); /* the clamp where the verifier sees it */
+		if (k > 512)
+			k = 512;
+		k &= 0x3fc;
+		if (remove)
+			seed = bpf_csum_diff((__be32 *)(b + off), k, 0, 0, (__u32)seed);
+		else
+			seed = bpf_csum_diff(0, 0, (__be32 *)(b + off), k, (__u32)seed);
+	}
+	return seed;
+}
+
+/* Turn the packet's TCP segment (header old, p->hlen bytes, and payload
+ * whose sum is in paysum, removed) into s's (new IP header, new TCP
+ * header, then plen bytes of pay, if any): the length changes, the
+ * headers are written, and the TCP checksum is moved by the difference,
+ * through the helpers that know how the skb carries it (complete, or
+ * partial: only the pseudo-header then). */
+static __always_inline int resegment(struct __sk_buff *skb, const struct packet *p, const __u8 *old, struct seg *s,
+				     __s64 paysum, const struct first *pay, __u32 plen)
+{
+	struct pseudo po = {}, pn = {};
+	__u32 old_hlen = at(p->hlen), new_hlen = at(s->hlen);
+	__s64 diff, pdiff;
+
+	if (p->ipv6 || old_hlen < 20 || new_hlen < 20 || plen > FIRST_PAYLOAD_MAX)
+		return -1;
+	/* The checksum field is the old one in both: its change is the
+	 * helpers' to make. */
+	s->h[16] = old[16];
+	s->h[17] = old[17];
+	diff = paysum;
+	if (plen && pay)
+		diff = sum_bytes(pay->data, (plen + 3) & ~3, diff, 0);
+	if (diff < 0)
+		return -1;
+	diff = bpf_csum_diff((__be32 *)old, old_hlen, (__be32 *)s->h, new_hlen, (__u32)diff);
+	__builtin_memcpy(&po.saddr, &p->key.saddr[12], 4);
+	__builtin_memcpy(&po.daddr, &p->key.daddr[12], 4);
+	po.proto = IPPROTO_TCP;
+	po.len = bpf_htons(p->l3_len - (p->l4 - p->l3));
+	pn.saddr = s->ip.saddr;
+	pn.daddr = s->ip.daddr;
+	pn.proto = IPPROTO_TCP;
+	pn.len = bpf_htons(new_hlen + plen);
+	pdiff = bpf_csum_diff((__be32 *)&po, sizeof(po), (__be32 *)&pn, sizeof(pn), 0);
+	if (diff < 0 || pdiff < 0)
+		return -1;
+	if (p->l4 != p->l3 + 20 || bpf_skb_change_tail(skb, p->l4 + new_hlen + plen, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, p->l3, &s->ip, 20, 0) || bpf_skb_store_bytes(skb, p->l4, s->h, new_hlen, 0))
+		return -1;
+	if (plen && pay && bpf_skb_store_bytes(skb, p->l4 + new_hlen, pay->data, plen, 0))
+		return -1;
+	if (bpf_l4_csum_replace(skb, p->l4 + 16, 0, (__u32)diff, 0) ||
+	    bpf_l4_csum_replace(skb, p->l4 + 16, 0, (__u32)pdiff, BPF_F_PSEUDO_HDR))
+		return -1;
+	return 0;
+}
+
+/* Send the packet back out of the interface it came in by, to its
+ * sender: the Ethernet addresses swapped. */
+static __always_inline int bounce(struct __sk_buff *skb)
+{
+	__u8 mac[12], swapped[12];
+
+	if (bpf_skb_load_bytes(skb, 0, mac, 12))
+		return TC_ACT_SHOT;
+	__builtin_memcpy(swapped, mac + 6, 6);
+	__builtin_memcpy(swapped + 6, mac, 6);
+	if (bpf_skb_store_bytes(skb, 0, swapped, 12, 0))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The current TCP clock of the kernel accept: milliseconds. */
+static __always_inline __u32 ts_now(void)
+{
+	return bpf_ktime_get_ns() / 1000000;
+}
+
+/* Step 1: answer a SYN to a front with a cookie SYN-ACK. */
+static __noinline int syn_cookie(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
+				      const struct front *f)
+{
+	struct iphdr ip;
+	struct accept_work *wk = work();
+	struct seg *s;
+	__u32 cookie, tsval, bits, cls = 0, csyn;
+	__s64 v;
+
+	if (!wk)
+		return TC_ACT_SHOT;
+	s = &wk->s;
+	if (!w->o.ts) {
+		count(STAT_ACCEPT_SYN_PASSED);
+		return TC_ACT_UNSPEC;
+	}
+	if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)))
+		return TC_ACT_SHOT;
+	v = bpf_tcp_raw_gen_syncookie_ipv4(&ip, (struct tcphdr *)w->h, w->hlen & 63);
+	if (v < 0)
+		return TC_ACT_SHOT;
+	cookie = (__u32)v;
+	for (int i = 1; i < 4; i++)
+		if (w->o.mss >= mss_class[i])
+			cls = i;
+	bits = (w->o.has_ws ? (w->o.ws > 14 ? 14 : w->o.ws) : TS_WS_NONE) | (w->o.sack ? TS_SACK : 0) |
+	       cls << TS_MSS_SHIFT;
+	tsval = (ts_now() & ~TS_BITS) | bits;
+	csyn = get32(w->h, 4);
+
+	ip_fields(s, p->key.daddr, p->key.saddr, 40);
+	tcp_fields(s, p->key.dport, p->key.sport, cookie, csyn + 1, TCP_SYN | TCP_ACK, 65535, 40);
+	syn_options(s, f->mss, w->o.sack, tsval, w->o.tsval, w->o.has_ws, f->wscale);
+	if (resegment(skb, p, w->h, s, 0, 0, 0))
+		return TC_ACT_SHOT;
+	count(STAT_ACCEPT_SYN);
+	return bounce(skb);
+}
+
+/* Answer the client's segment with a reset (its acknowledgement is the
+ * cookie's), for a first segment the kernel cannot decide on. */
+static __always_inline int reset_client(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
+					__s64 paysum)
+{
+	struct accept_work *wk = work();
+	struct seg *s;
+
+	if (!wk)
+		return TC_ACT_SHOT;
+	s = &wk->s;
+	ip_fields(s, p->key.daddr, p->key.saddr, 20);
+	tcp_fields(s, p->key.dport, p->key.sport, get32(w->h, 8), 0, TCP_RST, 0, 20);
+	count(STAT_ACCEPT_RESET);
+	if (resegment(skb, p, w->h, s, paysum, 0, 0))
+		return TC_ACT_SHOT;
+	return bounce(skb);
+}
+
+/* A 32-bit mix of the client's address and port: the weight's bucket and
+ * the backend's index. */
+static __always_inline __u32 client_hash(const struct packet *p)
+{
+	__u32 a, h;
+
+	__builtin_memcpy(&a, &p->key.saddr[12], 4);
+	h = a ^ ((__u32)p->key.sport << 16) ^ 0x9e3779b9;
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Step 2: the client's first data segment. */
+static __noinline int first_segment(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
+					 const struct front *f)
+{
+	__u32 plen, slot, hash, n, isn, tsval, cookie, client_isn;
+	const struct backend_addr *b;
+	struct opening *op;
+	struct first *pay;
+	struct grant g;
+	struct tuple bkey = {};
+	struct ref ref;
+	struct pair *pair;
+	struct accept_work *wk = work();
+	struct seg *s;
+	struct iphdr ip;
+	__s64 paysum;
+	int rule;
+	__u8 pool, bits;
+
+	if (!wk)
+		return TC_ACT_SHOT;
+	s = &wk->s;
+	if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)) ||
+	    bpf_tcp_raw_check_syncookie_ipv4(&ip, (struct tcphdr *)w->h))
+		return TC_ACT_UNSPEC; /* not a cookie of ours: the stack's */
+	plen = p->l3_len - (p->l4 - p->l3) - w->hlen;
+	if (plen == 0) {
+		count(STAT_ACCEPT_ACK_DROP);
+		return TC_ACT_SHOT;
+	}
+	pay = &wk->pay;
+	op = &wk->op;
+	if (plen > FIRST_PAYLOAD_MAX || !w->o.ts)
+		return reset_client(skb, p, w, 0); /* the checksum is moot for a reset */
+	pay->len = plen;
+	/* Zero the tail to the next multiple of 4: the checksum's sum reads
+	 * whole words. */
+	*(__u32 *)&pay->data[(plen & ~3) & (FIRST_MAX - 4)] = 0;
+	{
+		__u64 n = plen;
+
+		/* Bounded where the verifier sees it (the compiler knows
+		 * plen's bound and would drop the mask). */
+		asm volatile("" : "+r"(n));
+		n &= FIRST_MAX - 1;
+		if (n == 0 || bpf_skb_load_bytes(skb, p->l4 + w->hlen, pay->data, n))
+			return TC_ACT_SHOT;
+	}
+	paysum = sum_bytes(pay->data, (plen + 3) & ~3, 0, 1);
+	rule = rules_match(pay, &f->rules);
+	if (rule < MATCH_NONE || paysum < 0)
+		return reset_client(skb, p, w, paysum);
+
+	hash = client_hash(p);
+	if (rule >= 0 && rule < RULES_MAX)
+		pool = f->rules.rule[rule & (RULES_MAX - 1)].pool & 1;
+	else
+		pool = hash % 10000 < f->canary_share ? POOL_CANARY : POOL_STABLE;
+	if (f->backends[pool] == 0)
+		pool ^= 1;
+	n = f->backends[pool];
+	if (n == 0 || n > FRONT_BACKENDS)
+		return reset_client(skb, p, w, paysum);
+	{
+		__u64 bi = (hash / 10000) % n, pi = pool;
+
+		/* Masked where the verifier sees it. */
+		asm volatile("" : "+r"(bi), "+r"(pi));
+		b = &f->backend[pi & 1][bi & (FRONT_BACKENDS - 1)];
+	}
+
+	if (bpf_map_pop_elem(&stitch_grants, &g)) {
+		count(STAT_ACCEPT_FULL);
+		return TC_ACT_SHOT; /* the client sends it again */
+	}
+	slot = g.slot;
+	pair = bpf_map_lookup_elem(&stitch_pairs, &slot);
+	if (!pair)
+		goto give_back;
+
+	bits = w->o.tsecr & TS_BITS;
+	cookie = get32(w->h, 8) - 1;
+	client_isn = get32(w->h, 4) - 1;
+	isn = bpf_get_prandom_u32();
+	tsval = ts_now();
+	__builtin_memset(op, 0, sizeof(*op));
+	op->client_isn = client_isn;
+	op->cookie = cookie;
+	op->gw_isn = isn;
+	op->gw_tsval = tsval;
+	op->synack_tsval = w->o.tsecr;
+	op->client_win = (__u16)w->h[14] << 8 | w->h[15];
+	op->ws_ok = (bits & 15) != TS_WS_NONE;
+	op->client_ws = op->ws_ok ? bits & 15 : 0;
+	op->synack_ws = op->ws_ok ? f->wscale : 0;
+	op->pool = pool;
+	op->rule = rule >= 0 ? rule : 0xff;
+	op->started = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&stitch_openings, &slot, op, BPF_ANY) ||
+	    bpf_map_update_elem(&stitch_firsts, &slot, pay, BPF_ANY))
+		goto give_back;
+
+	__builtin_memset(pair, 0, sizeof(*pair));
+	pair->hold = HOLD_OPENING;
+	pair->origin = ORIGIN_ACCEPT;
+	__builtin_memcpy(pair->dir[DIR_TO_BACKEND].saddr, f->gw_addr, 16);
+	__builtin_memcpy(pair->dir[DIR_TO_BACKEND].daddr, b->addr, 16);
+	pair->dir[DIR_TO_BACKEND].sport = g.port;
+	pair->dir[DIR_TO_BACKEND].dport = b->port;
+	__builtin_memcpy(pair->dir[DIR_TO_CLIENT].saddr, p->key.daddr, 16);
+	__builtin_memcpy(pair->dir[DIR_TO_CLIENT].daddr, p->key.saddr, 16);
+	pair->dir[DIR_TO_CLIENT].sport = p->key.dport;
+	pair->dir[DIR_TO_CLIENT].dport = p->key.sport;
+
+	__builtin_memcpy(bkey.saddr, b->addr, 16);
+	__builtin_memcpy(bkey.daddr, f->gw_addr, 16);
+	bkey.sport = b->port;
+	bkey.dport = g.port;
+	ref.pair = slot;
+	ref.dir = DIR_TO_CLIENT;
+	if (bpf_map_update_elem(&stitch_keys, &bkey, &ref, BPF_NOEXIST))
+		goto give_back;
+	ref.dir = DIR_TO_BACKEND;
+	if (bpf_map_update_elem(&stitch_keys, &p->key, &ref, BPF_NOEXIST)) {
+		bpf_map_delete_elem(&stitch_keys, &bkey);
+		goto give_back;
+	}
+
+	ip_fields(s, f->gw_addr, b->addr, 40);
+	tcp_fields(s, g.port, b->port, isn, 0, TCP_SYN, 65535, 40);
+	syn_options(s, mss_class[(bits >> TS_MSS_SHIFT) & 3], (bits & TS_SACK) != 0, tsval, 0,
+		    op->ws_ok, op->client_ws);
+	if (resegment(skb, p, w->h, s, paysum, 0, 0))
+		return TC_ACT_SHOT; /* the client sends it again; the opening times out */
+	count(STAT_ACCEPT_OPENED);
+	return forward(skb, p, &pair->dir[DIR_TO_BACKEND]);
+
+give_back:
+	bpf_map_push_elem(&stitch_grants, &g, 0);
+	count(STAT_ACCEPT_CLASH);
+	return TC_ACT_SHOT;
+}
+
+/* Step 3, in stitch_tc: a packet of a pair whose backend handshake is
+ * under way. The client's are dropped (it sends them again once the pair
+ * is live); the backend's SYN-ACK makes the pair live. */
+static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p, struct pair *pair, __u32 slot,
+				   enum dir_index dir)
+{
+	struct opt_walk w = {};
+	struct opening *op;
+	struct first *pay;
+	struct accept_work *wk = work();
+	struct seg *s;
+	struct dir *tb, *tc;
+	__u32 b_isn, plen, win;
+	__u8 flags, neg_ws;
+
+	if (!wk)
+		return TC_ACT_SHOT;
+	s = &wk->s;
+	if (dir != DIR_TO_CLIENT) {
+		count(STAT_ACCEPT_OPENING_DROP);
+		return TC_ACT_SHOT;
+	}
+	op = bpf_map_lookup_elem(&stitch_openings, &slot);
+	pay = bpf_map_lookup_elem(&stitch_firsts, &slot);
+	if (!op || !pay || read_header(skb, p, &w))
+		return TC_ACT_SHOT;
+	flags = w.h[13];
+	if (flags & TCP_RST) {
+		pair->dir[DIR_TO_CLIENT].rst = 1;
+		ended(slot, ORIGIN_ACCEPT);
+		count(STAT_ACCEPT_BACKEND_FAIL);
+		return TC_ACT_SHOT;
+	}
+	if ((flags & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK) || get32(w.h, 8) != op->gw_isn + 1)
+		return TC_ACT_SHOT;
+	if (!w.o.ts) { /* the client's segments carry timestamps the backend did not agree to */
+		pair->dir[DIR_TO_CLIENT].rst = 1;
+		ended(slot, ORIGIN_ACCEPT);
+		count(STAT_ACCEPT_BACKEND_FAIL);
+		return TC_ACT_SHOT;
+	}
+	b_isn = get32(w.h, 4);
+	plen = pay->len;
+	if (plen == 0 || plen > FIRST_PAYLOAD_MAX)
+		return TC_ACT_SHOT;
+
+	/* Window scaling holds on the backend's connection if both SYNs
+	 * had the option (the gateway's had it if the client's did). */
+	neg_ws = op->ws_ok && w.o.has_ws;
+	win = ((__u32)op->client_win << (op->client_ws & 15)) >> (neg_ws ? op->client_ws & 15 : 0);
+	if (win > 0xffff)
+		win = 0xffff;
+	tb = &pair->dir[DIR_TO_BACKEND];
+	tc = &pair->dir[DIR_TO_CLIENT];
+	ip_fields(s, tb->saddr, tb->daddr, 32 + plen);
+	tcp_fields(s, tb->sport, tb->dport, op->gw_isn + 1, b_isn + 1, TCP_ACK | TCP_PSH, win, 32);
+	ts_option(s, 20, op->gw_tsval, w.o.tsval);
+	if (resegment(skb, p, w.h, s, 0, pay, plen))
+		return TC_ACT_SHOT;
+
+	/* The pair's deltas (see stitch.c): the client's bytes move from its
+	 * ISN to the gateway's toward the backend, the backend's from its
+	 * ISN to the cookie. */
+	tb->seq_delta = op->gw_isn - op->client_isn;
+	tb->ack_delta = b_isn - op->cookie;
+	tb->ts_base = op->gw_tsval;
+	tb->wscale_in = op->client_ws;
+	tb->wscale_out = neg_ws ? op->client_ws : 0;
+	tb->seen_ack = op->cookie + 1;
+	tb->acked = 1;
+	tc->seq_delta = op->cookie - b_isn;
+	tc->ack_delta = op->client_isn - op->gw_isn;
+	tc->ts_base = op->synack_tsval;
+	tc->wscale_in = neg_ws ? w.o.ws : 0;
+	tc->wscale_out = op->synack_ws;
+	tc->seen_ack = op->gw_isn + 1;
+	tc->acked = 1;
+	__sync_fetch_and_add(&tb->packets, 1);
+	pair->hold = HOLD_LIVE;
+	/* The payload is in this packet now; a copy lost on the way is
+	 * sent again by the client (its segment is not acknowledged). */
+	bpf_map_delete_elem(&stitch_firsts, &slot);
+	bpf_map_delete_elem(&stitch_openings, &slot);
+	count(STAT_ACCEPT_LIVE);
+	return forward(skb, p, tb);
+}
+
+/* stitch_accept's decision for a TCP packet to a front with no pair. */
+static __always_inline int accept(struct __sk_buff *skb, struct packet *p)
+{
+	struct front_key fk = {};
+	const struct front *f;
+	struct opt_walk w = {};
+	__u8 flags;
+
+	if (p->ipv6)
+		return TC_ACT_UNSPEC;
+	__builtin_memcpy(fk.addr, p->key.daddr, 16);
+	fk.port = p->key.dport;
+	f = bpf_map_lookup_elem(&stitch_fronts, &fk);
+	if (!f || header_len(skb, p) || read_header(skb, p, &w))
+		return TC_ACT_UNSPEC;
+	flags = w.h[13];
+	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN)
+		return syn_cookie(skb, p, &w, f);
+	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_ACK)
+		return first_segment(skb, p, &w, f);
+	return TC_ACT_UNSPEC;
+}
