@@ -183,6 +183,7 @@ struct seg {
 struct accept_work {
 	struct seg s;
 	struct opening op;
+	struct tuple key; /* a key being built */
 	struct first pay; /* a first segment's payload, read and decided on */
 };
 
@@ -452,6 +453,82 @@ static __always_inline __u32 client_hash(const struct packet *p)
 	return h;
 }
 
+/* How long an ended pair keeps its keys before its slot and port are
+ * reused (the loader sets it: Options.AcceptLinger): the last ACK of
+ * the close passes. One that comes later (a client far away closing
+ * first, a retransmitted FIN) meets the gateway's stack, which resets
+ * its sender: a close that ends in a reset, nothing worse. The grants
+ * must cover the new-connection rate times this. */
+volatile const __u64 accept_linger_ns = 25000000;
+
+/* Delete the key of t if it still names slot (a client's new connection
+ * on the same port may have its own by now). */
+static __always_inline void forget_key(struct tuple *t, __u32 slot)
+{
+	struct ref *ref = bpf_map_lookup_elem(&stitch_keys, t);
+
+	if (ref && ref->pair == slot)
+		bpf_map_delete_elem(&stitch_keys, t);
+}
+
+/* The oldest ended pair's slot and port, once it has lingered: its keys
+ * go, and g is its grant. Returns -1 if there is none yet. */
+static __noinline int reuse_ended(struct grant *g)
+{
+	__u32 zero = 0, slot;
+	struct accept_work *wk = bpf_map_lookup_elem(&accept_scratch, &zero);
+	struct ended_slot e;
+	struct pair *pair;
+	struct tuple *t;
+	const struct dir *tb, *tc;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!wk)
+		return -1;
+	t = &wk->key;
+
+	if (bpf_map_peek_elem(&stitch_ended, &e) || now - e.at < accept_linger_ns)
+		return -1;
+	if (bpf_map_pop_elem(&stitch_ended, &e))
+		return -1;
+	if (now - e.at < accept_linger_ns) { /* another CPU took the one seen */
+		bpf_map_push_elem(&stitch_ended, &e, 0);
+		return -1;
+	}
+	slot = e.slot;
+	pair = bpf_map_lookup_elem(&stitch_pairs, &slot);
+	if (!pair || pair->origin != ORIGIN_ACCEPT_ENDED)
+		return -1; /* a second word for a slot in use again: dropped */
+	tb = &pair->dir[DIR_TO_BACKEND];
+	tc = &pair->dir[DIR_TO_CLIENT];
+	__builtin_memcpy(t->saddr, tc->daddr, 16); /* the client's packets */
+	__builtin_memcpy(t->daddr, tc->saddr, 16);
+	t->sport = tc->dport;
+	t->dport = tc->sport;
+	forget_key(t, slot);
+	__builtin_memcpy(t->saddr, tb->daddr, 16); /* the backend's */
+	__builtin_memcpy(t->daddr, tb->saddr, 16);
+	t->sport = tb->dport;
+	t->dport = tb->sport;
+	forget_key(t, slot);
+	if (pair->hold == HOLD_OPENING) { /* it never went live */
+		bpf_map_delete_elem(&stitch_firsts, &slot);
+		bpf_map_delete_elem(&stitch_openings, &slot);
+	}
+	g->slot = slot;
+	g->port = tb->sport;
+	pair->origin = ORIGIN_ACCEPT;
+	return 0;
+}
+
+/* A grant for a new connection: an ended pair's first, else a fresh one. */
+static __always_inline int take_grant(struct grant *g)
+{
+	if (!reuse_ended(g))
+		return 0;
+	return bpf_map_pop_elem(&stitch_grants, g) ? -1 : 0;
+}
+
 /* Step 2: the client's first data segment. */
 static __noinline int first_segment(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
 					 const struct front *f)
@@ -461,7 +538,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	struct opening *op;
 	struct first *pay;
 	struct grant g;
-	struct tuple bkey = {};
+	struct tuple *bkey;
 	struct ref ref;
 	struct pair *pair;
 	struct accept_work *wk = work();
@@ -523,7 +600,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		b = &f->backend[pi & 1][bi & (FRONT_BACKENDS - 1)];
 	}
 
-	if (bpf_map_pop_elem(&stitch_grants, &g)) {
+	if (take_grant(&g)) {
 		count(STAT_ACCEPT_FULL);
 		return TC_ACT_SHOT; /* the client sends it again */
 	}
@@ -566,17 +643,19 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	pair->dir[DIR_TO_CLIENT].sport = p->key.dport;
 	pair->dir[DIR_TO_CLIENT].dport = p->key.sport;
 
-	__builtin_memcpy(bkey.saddr, b->addr, 16);
-	__builtin_memcpy(bkey.daddr, f->gw_addr, 16);
-	bkey.sport = b->port;
-	bkey.dport = g.port;
+	bkey = &wk->key;
+	__builtin_memset(bkey, 0, sizeof(*bkey));
+	__builtin_memcpy(bkey->saddr, b->addr, 16);
+	__builtin_memcpy(bkey->daddr, f->gw_addr, 16);
+	bkey->sport = b->port;
+	bkey->dport = g.port;
 	ref.pair = slot;
 	ref.dir = DIR_TO_CLIENT;
-	if (bpf_map_update_elem(&stitch_keys, &bkey, &ref, BPF_NOEXIST))
+	if (bpf_map_update_elem(&stitch_keys, bkey, &ref, BPF_NOEXIST))
 		goto give_back;
 	ref.dir = DIR_TO_BACKEND;
 	if (bpf_map_update_elem(&stitch_keys, &p->key, &ref, BPF_NOEXIST)) {
-		bpf_map_delete_elem(&stitch_keys, &bkey);
+		bpf_map_delete_elem(&stitch_keys, bkey);
 		goto give_back;
 	}
 
@@ -624,7 +703,7 @@ static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p
 	flags = w.h[13];
 	if (flags & TCP_RST) {
 		pair->dir[DIR_TO_CLIENT].rst = 1;
-		ended(slot, ORIGIN_ACCEPT);
+		ended(pair, slot);
 		count(STAT_ACCEPT_BACKEND_FAIL);
 		return TC_ACT_SHOT;
 	}
@@ -632,7 +711,7 @@ static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p
 		return TC_ACT_SHOT;
 	if (!w.o.ts) { /* the client's segments carry timestamps the backend did not agree to */
 		pair->dir[DIR_TO_CLIENT].rst = 1;
-		ended(slot, ORIGIN_ACCEPT);
+		ended(pair, slot);
 		count(STAT_ACCEPT_BACKEND_FAIL);
 		return TC_ACT_SHOT;
 	}

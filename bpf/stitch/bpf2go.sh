@@ -18,6 +18,7 @@ types=(
 	-type backend_addr
 	-type grant
 	-type opening
+	-type ended_slot
 )
 
 # The same pinned toolchain and flags as ../bpf2go.sh.

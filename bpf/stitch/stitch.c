@@ -441,19 +441,28 @@ static __always_inline int syn_verdict(const struct packet *p, const struct dir 
 	return TC_ACT_SHOT;
 }
 
-/* Pairs of the kernel accept that ended (both FINs, or a reset), by slot,
- * for the agent's sweep (pkg/stitch accept.go), which gives their grants
- * back: no scan of every pair. */
+/* The kernel accept's pairs that ended (both FINs, or a reset), oldest
+ * first: the accept takes the oldest back for a new connection once it
+ * has lingered (accept.h, reuse_ended), so that no agent works per
+ * connection. */
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 16);
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__type(value, struct ended_slot);
+	__uint(max_entries, 65536); /* the loader sets it */
 } stitch_ended SEC(".maps");
 
-static __always_inline void ended(__u32 idx, __u32 origin)
+/* A pair ends: a kernel accept's is queued for reuse, once. Two CPUs
+ * may both queue it; reuse_ended drops the second word. A full queue
+ * loses it; the agent's scan finds the pair. */
+static __always_inline void ended(struct pair *pair, __u32 idx)
 {
-	/* A full ring loses the event; the sweep's scan finds the pair. */
-	if (origin == ORIGIN_ACCEPT)
-		bpf_ringbuf_output(&stitch_ended, &idx, sizeof(idx), 0);
+	struct ended_slot e = {.slot = idx};
+
+	if (pair->origin != ORIGIN_ACCEPT)
+		return;
+	pair->origin = ORIGIN_ACCEPT_ENDED;
+	e.at = bpf_ktime_get_ns();
+	bpf_map_push_elem(&stitch_ended, &e, 0);
 }
 
 /* A live pair's packet: moved into the other connection and sent on. Its
@@ -464,7 +473,6 @@ static __noinline int stitch(struct __sk_buff *skb, const struct packet *p, stru
 {
 	struct dir *d = &pair->dir[dir & 1];
 	const struct dir *o = &pair->dir[(dir & 1) ^ 1];
-	__u32 origin = pair->origin;
 	struct walk w = {};
 	__u8 old[HDR_BUF] = {};
 	__u32 hlen;
@@ -487,11 +495,11 @@ static __noinline int stitch(struct __sk_buff *skb, const struct packet *p, stru
 	if ((w.h[13] & 0x01) && !w.d->fin) {
 		w.d->fin = 1;
 		if (o->fin)
-			ended(idx, origin);
+			ended(pair, idx);
 	}
 	if ((w.h[13] & 0x04) && !w.d->rst) {
 		w.d->rst = 1;
-		ended(idx, origin);
+		ended(pair, idx);
 	}
 	/* The sender's acknowledgement as it sent it: the next byte it
 	 * expects from the gateway's socket it talked to. When the agent

@@ -81,8 +81,17 @@ struct pair {
 
 /* Values of struct pair's origin. */
 enum origin {
-	ORIGIN_JOIN = 0,   /* the agent's Join: its Wait ends the pair */
-	ORIGIN_ACCEPT = 1, /* the kernel accept: stitch_ended tells the agent's sweep */
+	ORIGIN_JOIN = 0,         /* the agent's Join: its Wait ends the pair */
+	ORIGIN_ACCEPT = 1,       /* the kernel accept's, live or opening */
+	ORIGIN_ACCEPT_ENDED = 2, /* the kernel accept's, ended: in stitch_ended */
+};
+
+/* An entry of stitch_ended: a kernel accept's pair that ended, and when
+ * (bpf_ktime_get_ns). */
+struct ended_slot {
+	__u32 slot;
+	__u32 pad;
+	__u64 at;
 };
 
 /* A held pair's data segment, from its IP header on, as the hold drops it:

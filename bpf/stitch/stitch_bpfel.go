@@ -36,7 +36,9 @@ type StitchAcceptWork struct {
 	}
 	_   [4]byte
 	Op  StitchOpening
+	Key StitchTuple
 	Pay StitchFirst
+	_   [4]byte
 }
 
 type StitchBackendAddr struct {
@@ -74,6 +76,13 @@ const (
 	StitchDirIndexDIR_TO_BACKEND StitchDirIndex = 0
 	StitchDirIndexDIR_TO_CLIENT  StitchDirIndex = 1
 )
+
+type StitchEndedSlot struct {
+	_    structs.HostLayout
+	Slot uint32
+	Pad  uint32
+	At   uint64
+}
 
 type StitchFirst struct {
 	_    structs.HostLayout
@@ -212,6 +221,7 @@ const (
 	StitchMapStitchStats    = "stitch_stats"
 	StitchProgStitchAccept  = "stitch_accept"
 	StitchProgStitchTc      = "stitch_tc"
+	StitchVarAcceptLingerNs = "accept_linger_ns"
 )
 
 // LoadStitch returns the embedded CollectionSpec for Stitch.
@@ -281,6 +291,7 @@ type StitchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchVariableSpecs struct {
+	AcceptLingerNs *ebpf.VariableSpec `ebpf:"accept_linger_ns"`
 }
 
 // StitchObjects contains all objects after they have been loaded into the kernel.
@@ -336,6 +347,7 @@ func (m *StitchMaps) Close() error {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchVariables struct {
+	AcceptLingerNs *ebpf.Variable `ebpf:"accept_linger_ns"`
 }
 
 // StitchPrograms contains all programs after they have been loaded into the kernel.

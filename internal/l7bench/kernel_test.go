@@ -62,7 +62,7 @@ func graylaneL7Kernel(ctx context.Context, lab *netlab.Lab) (steering, error) {
 	sweepCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- k.WatchAccepted(sweepCtx, stitch.AcceptTimeouts{Opening: 3 * time.Second, Linger: 50 * time.Millisecond, Idle: 5 * time.Minute}, 5*time.Second)
+		done <- k.WatchAccepted(sweepCtx, stitch.AcceptTimeouts{Opening: 3 * time.Second, Idle: 5 * time.Minute}, 5*time.Second)
 	}()
 	teardown := func() error {
 		stop()

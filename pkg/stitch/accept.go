@@ -2,7 +2,6 @@ package stitch
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	stitchbpf "github.com/graylane/graylane/bpf/stitch"
@@ -173,10 +171,11 @@ func (k *Kernel) AttachAccept(ifindex int) error {
 // Grant gives the kernel accept the gateway ports toward backends it may
 // use, one connection at once each, with a pair slot for each: the
 // ports must be the program's alone (kept from the stack's ephemeral
-// range, net.ipv4.ip_local_reserved_ports, and bound by nothing). A
-// port comes back to the end of the queue when its connection ends, so
-// the longest time passes before it is used again (the backend may hold
-// the last connection's TIME_WAIT).
+// range, net.ipv4.ip_local_reserved_ports, and bound by nothing). An
+// ended connection's slot and port are reused oldest first, so the
+// longest time passes before a port is used again (the backend may hold
+// the last connection's TIME_WAIT: it takes the new SYN by its newer
+// timestamp).
 func (k *Kernel) Grant(ports []uint16) error {
 	if len(ports) > int(k.objs.StitchGrants.MaxEntries())-len(k.granted) {
 		return fmt.Errorf("stitch: %d ports granted, room for %d", len(ports), int(k.objs.StitchGrants.MaxEntries())-len(k.granted))
@@ -201,26 +200,43 @@ func (k *Kernel) Grant(ports []uint16) error {
 	return nil
 }
 
-// accepted is what the sweep knows of a granted slot.
+// accepted is what the watch knows of a granted slot.
 type accepted struct {
 	port    uint16
-	packets uint64    // both directions' at the last sweep
+	packets uint64    // both directions' at the last scan
 	seen    time.Time // when packets last changed
-	ended   time.Time // when the sweep first saw the connection ended
 }
 
-// AcceptTimeouts are how long the sweep waits.
+// AcceptTimeouts are how long the watch lets a connection be.
 type AcceptTimeouts struct {
-	Opening time.Duration // for the backend's SYN-ACK
-	Linger  time.Duration // after both FINs or a reset, for the last ACKs
+	Opening time.Duration // waiting for the backend's SYN-ACK
 	Idle    time.Duration // without a packet either way
 }
 
-// SweepAccepted gives back the grants of the kernel accept's connections
-// that ended (both FINs or a reset, Linger ago), that waited for their
-// backend longer than Opening, or that were idle longer than Idle.
-// Returns how many it gave back.
-func (k *Kernel) SweepAccepted(now time.Time, t AcceptTimeouts) (int, error) {
+// WatchAccepted scans the kernel accept's pairs every scan period until
+// ctx ends, and ends those the program cannot end itself: openings whose
+// backend did not answer within Opening, connections idle for Idle, and
+// ended ones whose word the full queue lost. Ended connections are taken
+// back by the program (accept.h, reuse_ended): nothing here runs per
+// connection.
+func (k *Kernel) WatchAccepted(ctx context.Context, t AcceptTimeouts, scan time.Duration) error {
+	tick := time.NewTicker(scan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			if _, err := k.ScanAccepted(now, t); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ScanAccepted is one scan of WatchAccepted; it returns how many
+// connections it ended.
+func (k *Kernel) ScanAccepted(now time.Time, t AcceptTimeouts) (int, error) {
 	k.mu.Lock()
 	slots := make([]uint32, 0, len(k.granted))
 	for slot := range k.granted {
@@ -228,7 +244,7 @@ func (k *Kernel) SweepAccepted(now time.Time, t AcceptTimeouts) (int, error) {
 	}
 	k.mu.Unlock()
 	boot := monotonicNow()
-	freed := 0
+	n := 0
 	var errs []error
 	for _, slot := range slots {
 		var pair stitchbpf.StitchPair
@@ -239,37 +255,30 @@ func (k *Kernel) SweepAccepted(now time.Time, t AcceptTimeouts) (int, error) {
 		k.mu.Lock()
 		a := k.granted[slot]
 		k.mu.Unlock()
-		if !k.acceptedDone(slot, &pair, a, now, boot, t) {
+		if pair.Origin != originAccept || !k.overdue(slot, &pair, a, now, boot, t) {
 			continue
 		}
-		if err := k.giveBack(slot, &pair, a.port); err != nil {
+		if err := k.endAccepted(slot, &pair, boot); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		*a = accepted{port: a.port}
-		freed++
+		n++
 	}
-	return freed, errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
-// acceptedDone says whether slot's connection is over.
-func (k *Kernel) acceptedDone(slot uint32, pair *stitchbpf.StitchPair, a *accepted, now time.Time, boot time.Duration, t AcceptTimeouts) bool {
+// overdue says whether slot's connection is to be ended.
+func (k *Kernel) overdue(slot uint32, pair *stitchbpf.StitchPair, a *accepted, now time.Time, boot time.Duration, t AcceptTimeouts) bool {
 	tb, tc := pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND], pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT]
 	if pair.Hold == holdOpening {
 		var op stitchbpf.StitchOpening
 		if err := k.objs.StitchOpenings.Lookup(slot, &op); err != nil {
-			return false // written this moment: next sweep
+			return false // written this moment: next scan
 		}
-		return tc.Rst != 0 || boot-time.Duration(op.Started) > t.Opening
-	}
-	if tb.Sport == 0 && tc.Sport == 0 {
-		return false // free, in the queue
+		return boot-time.Duration(op.Started) > t.Opening
 	}
 	if (tb.Fin != 0 && tc.Fin != 0) || tb.Rst != 0 || tc.Rst != 0 {
-		if a.ended.IsZero() {
-			a.ended = now
-		}
-		return now.Sub(a.ended) >= t.Linger
+		return true // ended, but not queued
 	}
 	if n := tb.Packets + tc.Packets; n != a.packets || a.seen.IsZero() {
 		a.packets, a.seen = n, now
@@ -278,125 +287,37 @@ func (k *Kernel) acceptedDone(slot uint32, pair *stitchbpf.StitchPair, a *accept
 	return now.Sub(a.seen) >= t.Idle
 }
 
-// giveBack removes slot's connection from the maps and queues its grant.
-func (k *Kernel) giveBack(slot uint32, pair *stitchbpf.StitchPair, port uint16) error {
-	tb, tc := pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND], pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT]
-	keys := []stitchbpf.StitchTuple{
-		{Saddr: tc.Daddr, Daddr: tc.Saddr, Sport: tc.Dport, Dport: tc.Sport}, // the client's packets
-		{Saddr: tb.Daddr, Daddr: tb.Saddr, Sport: tb.Dport, Dport: tb.Sport}, // the backend's
+// endAccepted marks slot's connection ended and queues it for the
+// program to take back, at once (its linger counted as passed). The
+// peers are not told (a next step: reset them as Kernel.Reset does).
+func (k *Kernel) endAccepted(slot uint32, pair *stitchbpf.StitchPair, boot time.Duration) error {
+	pair.Origin = originAcceptEnded
+	pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT].Rst = 1
+	if err := k.objs.StitchPairs.Put(slot, pair); err != nil {
+		return fmt.Errorf("stitch: end accepted pair %d: %w", slot, err)
 	}
-	k.keys.Lock()
-	for _, key := range keys {
-		var ref stitchbpf.StitchRef
-		if err := k.objs.StitchKeys.Lookup(&key, &ref); err == nil && ref.Pair == slot {
-			_ = k.objs.StitchKeys.Delete(&key)
-		}
+	e := stitchbpf.StitchEndedSlot{Slot: slot, At: uint64(max(boot-time.Hour, 0))} // lingered already
+	if err := k.objs.StitchEnded.Update(nil, &e, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("stitch: queue accepted pair %d: %w", slot, err)
 	}
-	k.keys.Unlock()
-	_ = k.objs.StitchOpenings.Delete(slot)
-	_ = k.objs.StitchFirsts.Delete(slot)
-	if err := k.objs.StitchPairs.Put(slot, &stitchbpf.StitchPair{}); err != nil {
-		return fmt.Errorf("stitch: clear accepted pair %d: %w", slot, err)
+	k.mu.Lock()
+	if a := k.granted[slot]; a != nil {
+		*a = accepted{port: a.port}
 	}
-	g := stitchbpf.StitchGrant{Slot: slot, Port: htons(port)}
-	if err := k.objs.StitchGrants.Update(nil, &g, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("stitch: give back port %d: %w", port, err)
-	}
+	k.mu.Unlock()
 	return nil
 }
 
-// holdOpening is enum hold's HOLD_OPENING (stitch.h).
-const holdOpening = 2
+// Values of enum hold and enum origin (stitch.h).
+const (
+	holdOpening       = 2
+	originAccept      = 1
+	originAcceptEnded = 2
+)
 
 // monotonicNow is CLOCK_MONOTONIC, bpf_ktime_get_ns's clock.
 func monotonicNow() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return time.Duration(ts.Nano())
-}
-
-// WatchAccepted gives the kernel accept's grants back until ctx ends: a
-// connection that ended (both FINs or a reset: the program says so on
-// stitch_ended) Linger after it ended, and, in a scan every scan period,
-// those SweepAccepted finds (openings that timed out, idle connections,
-// an end whose word the full ring lost).
-func (k *Kernel) WatchAccepted(ctx context.Context, t AcceptTimeouts, scan time.Duration) error {
-	rd, err := ringbuf.NewReader(k.objs.StitchEnded)
-	if err != nil {
-		return fmt.Errorf("stitch: read the ended pairs' ring: %w", err)
-	}
-	endedSlots := make(chan uint32, 1024)
-	go func() {
-		defer close(endedSlots)
-		for {
-			rec, err := rd.Read()
-			if err != nil {
-				return // closed
-			}
-			if len(rec.RawSample) >= 4 {
-				endedSlots <- binary.NativeEndian.Uint32(rec.RawSample)
-			}
-		}
-	}()
-	defer func() {
-		rd.Close()
-		for range endedSlots { // let the reader finish
-		}
-	}()
-	tick := time.NewTicker(max(t.Linger/2, 5*time.Millisecond))
-	defer tick.Stop()
-	nextScan := time.Now().Add(scan)
-	due := map[uint32]time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case slot := <-endedSlots:
-			if _, ok := due[slot]; !ok {
-				due[slot] = time.Now().Add(t.Linger)
-			}
-		case now := <-tick.C:
-			for slot, at := range due {
-				if now.Before(at) {
-					continue
-				}
-				delete(due, slot)
-				if err := k.giveBackEnded(slot); err != nil {
-					return err
-				}
-			}
-			if now.After(nextScan) {
-				nextScan = now.Add(scan)
-				if _, err := k.SweepAccepted(now, t); err != nil {
-					return err
-				}
-			}
-		}
-	}
-}
-
-// giveBackEnded gives slot's grant back if its connection is still the
-// one that ended (a word may come twice, and a slot may be in use again).
-func (k *Kernel) giveBackEnded(slot uint32) error {
-	k.mu.Lock()
-	a, ok := k.granted[slot]
-	k.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	var pair stitchbpf.StitchPair
-	if err := k.objs.StitchPairs.Lookup(slot, &pair); err != nil {
-		return fmt.Errorf("stitch: read accepted pair %d: %w", slot, err)
-	}
-	tb, tc := pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND], pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT]
-	if tb.Sport == 0 || !((tb.Fin != 0 && tc.Fin != 0) || tb.Rst != 0 || tc.Rst != 0) {
-		return nil
-	}
-	if err := k.giveBack(slot, &pair, a.port); err != nil {
-		return err
-	}
-	k.mu.Lock()
-	*a = accepted{port: a.port}
-	k.mu.Unlock()
-	return nil
 }
