@@ -56,6 +56,10 @@ type l7 struct {
 	routes        map[netip.Addr]bool // local routes of this agent
 	routesKnown   bool                // a previous agent's routes were looked for
 	returnsKnown  bool                // a previous agent's return rule was looked for
+	// l7.accept kernel (l7_accept.go): the frontends of the last sync,
+	// and the services already logged as not the kernel's.
+	accepted      map[netip.AddrPort]bool
+	acceptSkipped map[string]bool
 }
 
 // l7Run is what exists while L7 services are applied.
@@ -76,7 +80,8 @@ type l7Run struct {
 func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config, carry *l7Carry) *l7 {
 	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, signals: newL7Signals(),
 		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg), backendIfaces: backendInterfaces(cfg),
-		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}, l7Carry: carry}
+		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}, l7Carry: carry,
+		accepted: map[netip.AddrPort]bool{}, acceptSkipped: map[string]bool{}}
 }
 
 // clientInterfaces names the interfaces of role client in cfg.
@@ -149,7 +154,7 @@ func l7Services(svcs []service.Service, installed []datapath.InstalledService) m
 		}
 		fe := s.Frontend()
 		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, id: ids[s.Name], tenant: s.TenantName(),
-			rules: service.CloneMatch(s.Match)}
+			rules: service.CloneMatch(s.Match), svc: *s}
 	}
 	return out
 }
@@ -217,6 +222,9 @@ func (l *l7) startLocked() (err error) {
 			l.log.Error("the L7 listener stopped accepting: new connections of L7 services fail until the next start", "err", err)
 		}
 	}()
+	if err := l.startAccept(ctx, r); err != nil {
+		return err
+	}
 	l.run = r
 	l.log.Info("serving L7 services", "listeners", r.ln.Addr().String(), "interfaces", l.ifaces, "splice", r.splice())
 	return nil
@@ -299,6 +307,7 @@ func (l *l7) syncLocked(want map[netip.AddrPort]l7Service) error {
 		l.log.Info("L7 frontend removed", "frontend", fe)
 	}
 	errs = append(errs, l.pruneRoutesLocked(vips)...)
+	errs = append(errs, l.syncAcceptLocked(want))
 	return errors.Join(errs...)
 }
 
@@ -333,6 +342,7 @@ func (l *l7) stopLocked(why string, keepStitched bool) error {
 	r.close()
 	l.endCarried()
 	clear(l.frontends)
+	clear(l.accepted)
 	errs := l.pruneRoutesLocked(nil)
 	// Whatever the source: the rule may be a previous agent's
 	// (unrouteLeftLocked), and removing none is no error.
@@ -420,6 +430,9 @@ func (l *l7) reattach(cfg *config.Config, steeringChanged bool) error {
 	if err == nil && l.run.stitch != nil {
 		// Attach is a no-op where it is attached already (still first).
 		_, err = attachEach(append(slices.Clone(ifaces), backs...), l.run.stitch.Attach, l.run.stitch.Detach)
+	}
+	if err == nil && l.run.stitch != nil && l.cfg.Accept == config.L7AcceptKernel {
+		_, err = attachEach(ifaces, l.run.stitch.AttachAccept, l.run.stitch.DetachAccept)
 	}
 	return err
 }

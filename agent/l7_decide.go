@@ -17,6 +17,7 @@ type l7Service struct {
 	id     uint32 // kernel id (datapath.InstalledService.ID)
 	tenant string
 	rules  []service.MatchRule
+	svc    service.Service // the whole service (the kernel accept's front)
 }
 
 // l7Decider is the proxy's Decider: the service by frontend from the

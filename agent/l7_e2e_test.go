@@ -64,8 +64,11 @@ func l7Services(lab *netlab.Lab, w service.Weight) []service.Service {
 
 // l7Env is a lab with HTTP, TLS and gRPC servers on every backend and an
 // agent serving l7Services at weight 0.
-func l7Env(t *testing.T) *env {
-	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: l7Extra})
+func l7Env(t *testing.T) *env { return l7EnvWith(t, l7Extra) }
+
+// l7EnvWith is l7Env with the agent's extra configuration extra.
+func l7EnvWith(t *testing.T, extra string) *env {
+	e := setupWith(t, netlab.Config{}, labagent.Options{Mode: "tc", Extra: extra})
 	if err := e.lab.StartHTTP(e.ctx, nil); err != nil {
 		t.Fatal(err)
 	}

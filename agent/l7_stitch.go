@@ -261,5 +261,9 @@ func (a *Agent) L7Stitch() (exporter.StitchStats, bool) {
 	if err != nil {
 		a.log.Warn("read the stitch's counters", "err", err)
 	}
-	return exporter.StitchStats{Stitched: st.Stitched, Joins: st.Joins, Packets: st.Packets}, true
+	out := exporter.StitchStats{Stitched: st.Stitched, Joins: st.Joins, Packets: st.Packets}
+	if a.l7.cfg.Accept == config.L7AcceptKernel {
+		out.Accepts = st.Accepts
+	}
+	return out, true
 }

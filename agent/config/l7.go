@@ -1,6 +1,10 @@
 package config
 
 import (
+	"cmp"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/graylane/graylane/pkg/h2head"
@@ -40,6 +44,22 @@ type L7 struct {
 	// ConnectTimeout, a Go duration, bounds connecting to the backend and
 	// writing the first request to it ("": 3s).
 	ConnectTimeout string `yaml:"connectTimeout"`
+	// Accept is who answers a new connection: "proxy" (the default: the
+	// agent accepts it, reads the first request's head and connects to
+	// the backend) or "kernel" (the stitch program answers it with a SYN
+	// cookie, decides on the head of its first segment, connects to the
+	// backend and joins the two, with no socket of the gateway: pkg/stitch
+	// accept.go; for the services it can decide — app http, IPv4, header
+	// rules, no pins, at most 8 backends a pool of equal weights —, the
+	// others stay with the agent). Needs the stitch (l7.splice stitch or
+	// left out, where the kernel runs it).
+	Accept string `yaml:"accept"`
+	// AcceptPorts is the range of the gateway's ports the kernel accept
+	// connects to backends from, one connection at once each ("": the
+	// default, 61000-65095, above Linux's ephemeral range). The agent
+	// adds it to net.ipv4.ip_local_reserved_ports. Its size bounds the
+	// new connections a second, times the 25 ms an ended one lingers.
+	AcceptPorts string `yaml:"acceptPorts"`
 	// Source is the address the agent connects to backends from:
 	// "gateway" (default; the route's source, so backends see the
 	// gateway) or "client" (the client's own address, so backends see
@@ -56,7 +76,32 @@ const (
 
 	L7SourceGateway = "gateway"
 	L7SourceClient  = "client"
+
+	L7AcceptProxy  = "proxy"
+	L7AcceptKernel = "kernel"
 )
+
+// DefaultAcceptPorts is AcceptPorts' default.
+const DefaultAcceptPorts = "61000-65095"
+
+// AcceptPortRange returns AcceptPorts (or its default) as its first and
+// last port. Validate has checked it.
+func (l *L7) AcceptPortRange() (first, last uint16) {
+	first, last, _ = parsePortRange(cmp.Or(l.AcceptPorts, DefaultAcceptPorts))
+	return first, last
+}
+
+// parsePortRange reads "A-B" with 1024 <= A <= B <= 65535 and at most
+// 65536 ports.
+func parsePortRange(s string) (first, last uint16, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	x, errA := strconv.ParseUint(a, 10, 16)
+	y, errB := strconv.ParseUint(b, 10, 16)
+	if !ok || errA != nil || errB != nil || x < 1024 || y < x {
+		return 0, 0, fmt.Errorf("%q is not a port range such as %q", s, DefaultAcceptPorts)
+	}
+	return uint16(x), uint16(y), nil
+}
 
 // DefaultStitchIdle is StitchIdleTimeout's default.
 const DefaultStitchIdle = 2*time.Hour + 15*time.Minute
@@ -89,6 +134,23 @@ func (c *Config) validateL7(bad reportFunc) {
 	if s := l.StitchIdleTimeout; s != "" {
 		if d, err := time.ParseDuration(s); err != nil || d < time.Minute || d > 30*24*time.Hour {
 			bad("l7.stitchIdleTimeout", "%q is not a duration between 1m and 720h, such as \"2h15m\"", s)
+		}
+	}
+	switch l.Accept {
+	case "", L7AcceptProxy:
+	case L7AcceptKernel:
+		if l.Splice != "" && l.Splice != L7SpliceStitch {
+			bad("l7.accept", "kernel needs the stitch: l7.splice is %q; leave it out or give stitch", l.Splice)
+		}
+		if l.Source == L7SourceClient {
+			bad("l7.accept", "kernel connects from the gateway's ports: l7.source client is not served by it")
+		}
+	default:
+		bad("l7.accept", "%q is not an accept: use proxy (the default: the agent accepts) or kernel (the stitch program answers, decides and joins)", l.Accept)
+	}
+	if s := l.AcceptPorts; s != "" {
+		if _, _, err := parsePortRange(s); err != nil {
+			bad("l7.acceptPorts", "%v, from 1024 up", err)
 		}
 	}
 	switch l.Source {

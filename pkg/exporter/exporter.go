@@ -258,7 +258,7 @@ func (g *Gatherer) Gather() ([]*dto.MetricFamily, error) {
 	scrapeErrors.Metric = []*dto.Metric{gauge(nodeOnly, float64(failed))}
 
 	out := []*dto.MetricFamily{attached, pf.bytes, g.desiredFamily(node), pf.weight, mf.dropped, pf.connect, events, pf.errs, pf.misses, fill, capf, pending, evictions, pf.flows,
-		pf.l7.cuts, pf.l7.stitchP, pf.l7.stitched, pf.l7.stitches, pf.l7.hits, mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
+		pf.l7.cuts, pf.l7.accepts, pf.l7.stitchP, pf.l7.stitched, pf.l7.stitches, pf.l7.hits, mf.bytes, mf.failed, mf.gso, mf.packets, pf.packets, pf.response, pf.responses, scrapeErrors}
 	// An empty family is not valid exposition: leave those out.
 	return slices.DeleteFunc(out, func(f *dto.MetricFamily) bool { return len(f.Metric) == 0 }), nil
 }

@@ -43,6 +43,7 @@ type StitchStats struct {
 	Stitched int64             // connections stitched now
 	Joins    map[string]uint64 // stitch attempts by outcome
 	Packets  map[string]uint64 // the stitch program's packets by event
+	Accepts  map[string]uint64 // the kernel accept's connections by event (l7.accept kernel)
 }
 
 // l7Families are the families only L7 services have.
@@ -51,6 +52,7 @@ type l7Families struct {
 	hits                        *dto.MetricFamily
 	cuts                        *dto.MetricFamily
 	stitched, stitches, stitchP *dto.MetricFamily
+	accepts                     *dto.MetricFamily
 }
 
 func newL7Families(src Source) *l7Families {
@@ -62,6 +64,7 @@ func newL7Families(src Source) *l7Families {
 		stitched: family("graylane_l7_stitched_connections", "L7 connections stitched in the kernel now (l7.splice stitch): no socket of the gateway carries them.", dto.MetricType_GAUGE),
 		stitches: family("graylane_l7_stitches_total", "Attempts to stitch an L7 connection after its first response, by outcome (stitched; not_quiet, tried again; ending, full, incompatible: copied instead; failed: reset).", dto.MetricType_COUNTER),
 		stitchP:  family("graylane_l7_stitch_packets_total", "Packets of stitched connections by what the stitch program did (stitched; no_route, bad_header: dropped; held_drop, held_kept: during a stitch; port_reused, syn_drop: a SYN on a stitched tuple).", dto.MetricType_COUNTER),
+		accepts:  family("graylane_l7_kernel_accepts_total", "New L7 connections answered by the kernel accept (l7.accept kernel), by event: syn_cookie, syn_passed (no timestamps: the agent's), ack_dropped, opened (decided, the backend's SYN sent), live (joined), full, clash (no port free: the first segment dropped), reset (undecidable), opening_drop, backend_failed.", dto.MetricType_COUNTER),
 	}
 }
 
@@ -80,7 +83,7 @@ func (f *l7Families) addStitch(a *arena, node *dto.LabelPair) {
 		fam   *dto.MetricFamily
 		label string
 		m     map[string]uint64
-	}{{f.stitches, "outcome", st.Joins}, {f.stitchP, "event", st.Packets}} {
+	}{{f.stitches, "outcome", st.Joins}, {f.stitchP, "event", st.Packets}, {f.accepts, "event", st.Accepts}} {
 		keys := make([]string, 0, len(kv.m))
 		for k := range kv.m {
 			keys = append(keys, k)

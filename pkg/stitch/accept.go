@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,6 +169,21 @@ func (k *Kernel) AttachAccept(ifindex int) error {
 	return nil
 }
 
+// DetachAccept takes the kernel accept off interface ifindex.
+func (k *Kernel) DetachAccept(ifindex int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.acceptLinks[ifindex]
+	if !ok {
+		return nil
+	}
+	delete(k.acceptLinks, ifindex)
+	if err := l.Close(); err != nil {
+		return fmt.Errorf("stitch: detach the accept from interface %d: %w", ifindex, err)
+	}
+	return nil
+}
+
 // Grant gives the kernel accept the gateway ports toward backends it may
 // use, one connection at once each, with a pair slot for each: the
 // ports must be the program's alone (kept from the stack's ephemeral
@@ -177,8 +193,16 @@ func (k *Kernel) AttachAccept(ifindex int) error {
 // the last connection's TIME_WAIT: it takes the new SYN by its newer
 // timestamp).
 func (k *Kernel) Grant(ports []uint16) error {
-	if len(ports) > int(k.objs.StitchGrants.MaxEntries())-len(k.granted) {
-		return fmt.Errorf("stitch: %d ports granted, room for %d", len(ports), int(k.objs.StitchGrants.MaxEntries())-len(k.granted))
+	k.mu.Lock()
+	inUse := map[uint16]bool{} // inherited connections' (Adopt)
+	for _, a := range k.granted {
+		inUse[a.port] = true
+	}
+	room := int(k.objs.StitchGrants.MaxEntries()) - len(k.granted)
+	k.mu.Unlock()
+	ports = slices.DeleteFunc(slices.Clone(ports), func(p uint16) bool { return inUse[p] })
+	if len(ports) > room {
+		return fmt.Errorf("stitch: %d ports granted, room for %d", len(ports), room)
 	}
 	for _, port := range ports {
 		slot, err := k.take()
@@ -198,6 +222,25 @@ func (k *Kernel) Grant(ports []uint16) error {
 		k.mu.Unlock()
 	}
 	return nil
+}
+
+// inheritAccepted takes on a kernel accept's pair a previous Kernel left
+// in the maps (Adopt): its slot and port stay granted; one that ended is
+// queued again for the program to take back (the old queue went with
+// that Kernel), and so is one still opening (its opening state went
+// too: its client sends its first segment again and meets a reset).
+func (k *Kernel) inheritAccepted(slot uint32, pair *stitchbpf.StitchPair) error {
+	port := htons(pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND].Sport)
+	k.mu.Lock()
+	if k.granted == nil {
+		k.granted = map[uint32]*accepted{}
+	}
+	k.granted[slot] = &accepted{port: port}
+	k.mu.Unlock()
+	if pair.Origin == originAccept && pair.Hold != holdOpening {
+		return nil
+	}
+	return k.endAccepted(slot, pair, monotonicNow())
 }
 
 // accepted is what the watch knows of a granted slot.
@@ -311,6 +354,7 @@ func (k *Kernel) endAccepted(slot uint32, pair *stitchbpf.StitchPair, boot time.
 // Values of enum hold and enum origin (stitch.h).
 const (
 	holdOpening       = 2
+	originJoin        = 0
 	originAccept      = 1
 	originAcceptEnded = 2
 )

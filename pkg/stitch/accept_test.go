@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +24,10 @@ import (
 // accept: one stable and one canary backend serving StartBenchHTTP, a
 // rule X-Canary: v2 → canary, and no socket of the gateway in the way.
 type acceptLab struct {
-	lab   *netlab.Lab
-	k     *Kernel
-	front Front
+	lab        *netlab.Lab
+	k          *Kernel
+	front      Front
+	stopKernel func() // stops k's watch and closes it (once)
 }
 
 const acceptPorts = 512 // grants: connections at once (rate x linger, 100 ms, and more)
@@ -37,11 +39,15 @@ func newAcceptLab(t *testing.T) *acceptLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := k.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	var closeOnce sync.Once
+	closeK := func() {
+		closeOnce.Do(func() {
+			if err := k.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(closeK)
 	err = lab.Gateway.Do(func() error {
 		for _, name := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
 			l, err := netlink.LinkByName(name)
@@ -90,13 +96,18 @@ func newAcceptLab(t *testing.T) *acceptLab {
 	go func() {
 		done <- k.WatchAccepted(watchCtx, AcceptTimeouts{Opening: 3 * time.Second, Idle: time.Minute}, time.Second)
 	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	})
-	return &acceptLab{lab: lab, k: k, front: f}
+	var stopOnce sync.Once
+	stopKernel := func() {
+		stopOnce.Do(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("watch: %v", err)
+			}
+			closeK()
+		})
+	}
+	t.Cleanup(stopKernel)
+	return &acceptLab{lab: lab, k: k, front: f, stopKernel: stopKernel}
 }
 
 // get sends one request on c and reads its answer's body.

@@ -157,7 +157,12 @@ func (k *Kernel) Adopt(reserves map[uint32]*os.File) ([]*Joined, error) {
 	var errs []error
 	for slot, s := range found {
 		var pair stitchbpf.StitchPair
-		if err := k.objs.StitchPairs.Lookup(slot, &pair); err != nil || pair.Hold != 0 {
+		err := k.objs.StitchPairs.Lookup(slot, &pair)
+		if err == nil && pair.Origin != originJoin {
+			errs = append(errs, k.inheritAccepted(slot, &pair)) // the kernel accept's (accept.go)
+			continue
+		}
+		if err != nil || pair.Hold != 0 {
 			errs = append(errs, k.Remove(s)) // and its slot is free again
 			continue
 		}

@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/service"
+	"github.com/graylane/graylane/pkg/stitch"
+)
+
+// With l7.accept: kernel the stitch program answers the new connections
+// of the L7 services it can decide itself (pkg/stitch accept.go): a SYN
+// cookie, the first request's head read from the first segment, the
+// gateway's own handshake with the backend from a port of l7.acceptPorts,
+// and the two joined in the data path. No socket of the gateway and no
+// work of the agent per connection: the agent writes each such service's
+// front (its backends, canary weight and header rules), grants the ports,
+// and scans every few seconds for connections the program cannot end
+// itself (a backend that never answered, idle peers). A service it cannot
+// decide stays with the agent's accept (logged once, with why); so does
+// a client without TCP timestamps (its SYN goes on to l7_assign).
+//
+// Not yet: the L7 signals (flows, latency, 5xx) do not see the kernel's
+// connections; a first segment without the whole head is reset rather
+// than handed to the agent.
+
+// Timeouts of the kernel accept's scan.
+const (
+	acceptScan        = 5 * time.Second
+	acceptOpening     = 3 * time.Second // the backend's SYN-ACK
+	reservedPortsPath = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+)
+
+// startAccept opens the kernel accept on r's stitch, when l.cfg asks for
+// it: attached after the stitch on the client interfaces, the ports
+// reserved and granted, the scan running until ctx ends.
+func (l *l7) startAccept(ctx context.Context, r *l7Run) error {
+	if l.cfg.Accept != config.L7AcceptKernel {
+		return nil
+	}
+	if r.stitch == nil {
+		return errors.New("L7 services: l7.accept kernel needs the stitch, which cannot run here")
+	}
+	first, last := l.cfg.AcceptPortRange()
+	if err := reservePorts(first, last); err != nil {
+		return fmt.Errorf("L7 services, l7.accept kernel: %w", err)
+	}
+	if _, err := attachEach(l.ifaces, r.stitch.AttachAccept, r.stitch.DetachAccept); err != nil {
+		return fmt.Errorf("L7 services, l7.accept kernel: attach to %w", err)
+	}
+	ports := make([]uint16, 0, int(last-first)+1)
+	for p := int(first); p <= int(last); p++ {
+		ports = append(ports, uint16(p))
+	}
+	if err := r.stitch.Grant(ports); err != nil {
+		return fmt.Errorf("L7 services, l7.accept kernel: %w", err)
+	}
+	go func() {
+		t := stitch.AcceptTimeouts{Opening: acceptOpening, Idle: l.cfg.StitchIdle()}
+		if err := r.stitch.WatchAccepted(ctx, t, acceptScan); err != nil {
+			l.log.Error("the kernel accept's scan stopped: connections whose peers vanish keep their ports", "err", err)
+		}
+	}()
+	l.log.Info("the kernel accepts L7 connections", "ports", fmt.Sprintf("%d-%d", first, last))
+	return nil
+}
+
+// reservePorts adds first-last to the stack's reserved ports (kept from
+// its ephemeral choices), unless they are there already.
+func reservePorts(first, last uint16) error {
+	cur, err := os.ReadFile(reservedPortsPath)
+	if err != nil {
+		return fmt.Errorf("read the reserved ports: %w", err)
+	}
+	have := strings.TrimSpace(string(cur))
+	want := strconv.Itoa(int(first)) + "-" + strconv.Itoa(int(last))
+	if first == last {
+		want = strconv.Itoa(int(first))
+	}
+	for _, r := range strings.Split(have, ",") {
+		if r == want {
+			return nil
+		}
+	}
+	if have != "" {
+		want = have + "," + want
+	}
+	if err := os.WriteFile(reservedPortsPath, []byte(want), 0o644); err != nil {
+		return fmt.Errorf("reserve ports %d-%d: %w", first, last, err)
+	}
+	return nil
+}
+
+// syncAcceptLocked writes the fronts of want's services the kernel can
+// decide and removes the others'.
+func (l *l7) syncAcceptLocked(want map[netip.AddrPort]l7Service) error {
+	if l.run == nil || l.run.stitch == nil || l.cfg.Accept != config.L7AcceptKernel {
+		return nil
+	}
+	k := l.run.stitch
+	var errs []error
+	for fe, s := range want {
+		f, why := acceptFront(fe, s.svc)
+		if why != "" {
+			if !l.acceptSkipped[s.name] {
+				l.log.Info("L7 service stays with the agent's accept", "service", s.name, "why", why)
+				l.acceptSkipped[s.name] = true
+			}
+			errs = append(errs, k.DeleteFront(fe))
+			continue
+		}
+		delete(l.acceptSkipped, s.name)
+		errs = append(errs, k.SetFront(f))
+	}
+	for fe := range l.accepted {
+		if _, ok := want[fe]; !ok {
+			errs = append(errs, k.DeleteFront(fe))
+		}
+	}
+	l.accepted = map[netip.AddrPort]bool{}
+	for fe := range want {
+		l.accepted[fe] = true
+	}
+	return errors.Join(errs...)
+}
+
+// acceptFront is s's front for the kernel accept, or why it has none.
+func acceptFront(fe netip.AddrPort, s service.Service) (stitch.Front, string) {
+	f := stitch.Front{Addr: fe, CanaryShare: uint32(s.CanaryWeight)}
+	switch {
+	case s.App != service.AppHTTP:
+		return f, "not app http"
+	case !fe.Addr().Is4():
+		return f, "an IPv6 frontend"
+	case len(s.Pins) > 0:
+		return f, "it has pins"
+	case len(s.Match) > 8:
+		return f, "over 8 rules"
+	}
+	for _, r := range s.Match {
+		h := r.Header
+		if h == nil {
+			return f, "a rule that is not a header rule"
+		}
+		rule := stitch.HeaderRule{Name: h.Name, Value: h.Value, Kind: stitch.Exact, Pool: stitch.Stable}
+		switch {
+		case h.Present:
+			rule.Kind = stitch.Present
+		case h.Prefix != "":
+			rule.Kind, rule.Value = stitch.Prefix, h.Prefix
+		}
+		if r.Pool == service.Canary {
+			rule.Pool = stitch.Canary
+		}
+		if strings.HasPrefix(h.Name, ":") || len(h.Name) > 32 || len(rule.Value) > 64 {
+			return f, "a rule on a pseudo-header, or a name over 32 or a value over 64 bytes"
+		}
+		f.Rules = append(f.Rules, rule)
+	}
+	for pool, backends := range [][]service.Backend{s.Stable, s.Canary} {
+		if len(backends) > 8 {
+			return f, "over 8 backends in a pool"
+		}
+		for _, b := range backends {
+			if !b.Addr.Addr().Unmap().Is4() || b.Weight != backends[0].Weight {
+				return f, "an IPv6 backend or backends of unequal weights"
+			}
+			if pool == 0 {
+				f.Stable = append(f.Stable, b.Addr)
+			} else {
+				f.Canary = append(f.Canary, b.Addr)
+			}
+		}
+	}
+	if len(f.Stable)+len(f.Canary) == 0 {
+		return f, "no backend"
+	}
+	gw, err := routeSource(cmpFirst(f.Stable, f.Canary).Addr())
+	if err != nil {
+		return f, err.Error()
+	}
+	f.Gateway = gw
+	return f, ""
+}
+
+// cmpFirst is the first address of a, else of b.
+func cmpFirst(a, b []netip.AddrPort) netip.AddrPort {
+	if len(a) > 0 {
+		return a[0]
+	}
+	return b[0]
+}
+
+// routeSource is the gateway's address toward dst: the source of the
+// route the kernel would take.
+func routeSource(dst netip.Addr) (netip.Addr, error) {
+	routes, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return netip.Addr{}, fmt.Errorf("no route to backend %s: %v", dst, err)
+	}
+	src, ok := netip.AddrFromSlice(routes[0].Src)
+	if !ok || !src.Unmap().Is4() {
+		return netip.Addr{}, fmt.Errorf("the route to backend %s has no IPv4 source", dst)
+	}
+	return src.Unmap(), nil
+}

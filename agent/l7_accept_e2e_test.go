@@ -1,0 +1,61 @@
+package agent_test
+
+import (
+	"math"
+	"net/netip"
+	"testing"
+
+	"github.com/graylane/graylane/internal/netlab"
+)
+
+// TestL7KernelAccept: with l7.accept kernel the header and prefix rules'
+// services are answered by the kernel accept (its counter says every
+// such connection went live there, none reset), with the same decisions
+// as the agent's accept; the services it cannot decide (SNI, gRPC, an
+// IPv6 frontend) are still the agent's and still decided right; at 50 %
+// the connections no rule decides split within 4σ.
+func TestL7KernelAccept(t *testing.T) {
+	e := l7EnvWith(t, "l7:\n  accept: kernel\n  headTimeout: 2s\n")
+	vip := netip.AddrPortFrom(netlab.VIP4, l7PortHeader)
+	imsi := netip.AddrPortFrom(netlab.VIP4, l7PortIMSI)
+	events := func() map[string]float64 {
+		m := scrape(t, e.lab)
+		out := map[string]float64{}
+		for _, ev := range []string{"live", "reset", "full", "clash", "syn_passed"} {
+			out[ev] = sum(m, "graylane_l7_kernel_accepts_total", map[string]string{"event": ev})
+		}
+		return out
+	}
+	before := events()
+	want(t, "X-Canary: v2", e.httpMany(t, vip, map[string]string{"X-Canary": "v2"}, 1000), 1000, 0)
+	want(t, "no header", e.httpMany(t, vip, nil, 200), 0, 200)
+	want(t, "46001…", e.rawMany(t, imsi, "X-IMSI: 460010123456789\r\n", 200), 200, 0)
+	want(t, "46002…", e.rawMany(t, imsi, "X-IMSI: 460020123456789\r\n", 200), 0, 200)
+	after := events()
+	if live := after["live"] - before["live"]; live < 1600 {
+		t.Errorf("the kernel accept joined %v connections, want the 1 600 made (events %v)", live, after)
+	}
+	for _, ev := range []string{"reset", "full", "clash", "syn_passed"} {
+		if after[ev] != before[ev] {
+			t.Errorf("kernel accept events %q: %v, want none (events %v)", ev, after[ev]-before[ev], after)
+		}
+	}
+	// Not the kernel's: still decided by the agent.
+	want(t, "SNI beta", e.tlsMany(t, netip.AddrPortFrom(netlab.VIP4, l7PortTLS), "beta.example.test", 100), 100, 0)
+	want(t, "grpc x-canary: v2", e.grpcMany(t, netip.AddrPortFrom(netlab.VIP4, l7PortGRPC), "v2", 50), 50, 0)
+	want(t, "v6 X-Canary: v2", e.rawMany(t, netip.AddrPortFrom(netlab.VIP6, l7PortHeader), "X-Canary: v2\r\n", 50), 50, 0)
+
+	if err := e.agent.Apply(e.ctx, l7Services(e.lab, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	canary, stable := split(e.httpMany(t, vip, nil, n))
+	if canary+stable != n {
+		t.Fatalf("answered %d of %d", canary+stable, n)
+	}
+	sigma := math.Sqrt(n * 0.25)
+	if d := math.Abs(float64(canary) - n/2); d > 4*sigma {
+		t.Errorf("canary got %d of %d at 50%%: %.1fσ from half", canary, n, d/sigma)
+	}
+	want(t, "X-Canary: v2 at 50%", e.httpMany(t, vip, map[string]string{"X-Canary": "v2"}, 200), 200, 0)
+}

@@ -1,0 +1,129 @@
+package stitch
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/graylane/graylane/internal/netlab"
+)
+
+// startAccept opens a Kernel on lab's gateway as the agent would run the
+// kernel accept (on in's maps if in is set, adopting their pairs): the
+// stitch program on both interfaces, the accept on the client's, front
+// and ports granted, the watch running. stop (idempotent; also at the
+// test's end) stops the watch and closes the Kernel.
+func startAccept(t *testing.T, lab *netlab.Lab, front Front, ports []uint16, in *Inherited) (k *Kernel, stop func()) {
+	t.Helper()
+	k, err := Open(Options{MaxPairs: 2 * len(ports), Inherit: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in != nil {
+		if _, err := k.Adopt(nil); err != nil {
+			k.Close()
+			t.Fatal(err)
+		}
+	}
+	watchCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("watch: %v", err)
+			}
+			if err := k.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	err = lab.Gateway.Do(func() error {
+		for _, name := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if err := k.Attach(l.Attrs().Index); err != nil {
+				return err
+			}
+			if name == netlab.GatewayClientIf {
+				if err := k.AttachAccept(l.Attrs().Index); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = k.SetFront(front)
+	}
+	if err == nil {
+		err = k.Grant(ports)
+	}
+	go func() {
+		done <- k.WatchAccepted(watchCtx, AcceptTimeouts{Opening: 3 * time.Second, Idle: time.Minute}, time.Second)
+	}()
+	t.Cleanup(stop)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	return k, stop
+}
+
+// TestAcceptAdopt: a Kernel opened on the maps of the one before it (an
+// agent's restart) carries on the connections the kernel accept joined,
+// keeps their ports out of its grants, and accepts new ones.
+func TestAcceptAdopt(t *testing.T) {
+	a := newAcceptLab(t)
+	ctx := t.Context()
+	canary, stable := a.lab.Canary[0].Name+"\n", a.lab.Stable[0].Name+"\n"
+	kept, r := a.dial(ctx, t)
+	defer kept.Close()
+	if got := get(t, kept, r, "/", "X-Canary: v2\r\n", false); got != canary {
+		t.Fatalf("answered by %q, want %q", got, canary)
+	}
+
+	h, err := a.k.HandOff(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ports := make([]uint16, acceptPorts)
+	for i := range ports {
+		ports[i] = uint16(40000 + i)
+	}
+	k2, _ := startAccept(t, a.lab, a.front, ports, &Inherited{Keys: h.Keys, Pairs: h.Pairs})
+	a.stopKernel() // the previous agent goes: its programs with it
+
+	k2.mu.Lock()
+	granted := len(k2.granted)
+	k2.mu.Unlock()
+	if granted != acceptPorts {
+		t.Errorf("%d slots granted after the adoption, want %d (the kept connection's and the rest)", granted, acceptPorts)
+	}
+	for i := range 5 {
+		if got := get(t, kept, r, "/", "", false); got != canary {
+			t.Fatalf("request %d on the kept connection after the restart: answered by %q, want %q", i, got, canary)
+		}
+	}
+	for i := range 20 {
+		c, cr := a.dial(ctx, t)
+		if got := get(t, c, cr, "/", "", true); got != stable {
+			t.Fatalf("new connection %d after the restart: answered by %q, want %q", i, got, stable)
+		}
+		c.Close()
+	}
+	st, err := k2.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Accepts["live"] != 20 || st.Accepts["clash"] != 0 {
+		t.Errorf("after the restart: %v, want 20 live and no clash", st.Accepts)
+	}
+}
