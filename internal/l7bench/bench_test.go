@@ -103,6 +103,7 @@ func benchModes(bin string) []mode {
 		{name: "graylane-l7-ksplice", setup: graylaneL7(bin, "kernel")},
 		{name: "graylane-l7-stitch", setup: graylaneL7(bin, "stitch")},
 		{name: "graylane-l7-kernel", setup: graylaneL7Kernel},
+		{name: "graylane-l7-accept", setup: graylaneL7With(bin, "l7:\n  accept: kernel\n")},
 	}
 	only := os.Getenv("L7BENCH_MODES")
 	if only == "" {

@@ -19,7 +19,11 @@
 // agent's default l7.splice: the stitch where the kernel runs it);
 // graylane-l7-copy is it with l7.splice: copy, graylane-l7-ksplice with
 // kernel (the sockmap splice), graylane-l7-stitch with stitch (the same as
-// the default where the stitch runs, but failing where it cannot).
+// the default where the stitch runs, but failing where it cannot);
+// graylane-l7-accept is the agent with l7.accept: kernel (the stitch
+// program answers, decides and connects: pkg/stitch accept.go), and
+// graylane-l7-kernel the same kernel accept set up by the benchmark
+// itself, without an agent (its program and maps, its scan).
 //
 // # Modes
 //

@@ -47,15 +47,20 @@ func graylaneL4(bin string) func(context.Context, *netlab.Lab) (steering, error)
 // for its default). If the agent does not serve it, the mode is
 // unavailable rather than failed: the L7 path may not be in this build.
 func graylaneL7(bin, splice string) func(context.Context, *netlab.Lab) (steering, error) {
+	extra := ""
+	if splice != "" {
+		extra = fmt.Sprintf("l7:\n  splice: %s\n", splice)
+	}
+	return graylaneL7With(bin, extra)
+}
+
+// graylaneL7With is graylaneL7 with the agent's extra configuration.
+func graylaneL7With(bin, extra string) func(context.Context, *netlab.Lab) (steering, error) {
 	return func(ctx context.Context, lab *netlab.Lab) (steering, error) {
 		stable, canary := backendTargets(lab)
 		web := service.Service{Name: "web", VIP: netlab.VIP4, Port: vipPort, Protocol: service.TCP, App: service.AppHTTP,
 			Stable: backends(stable), Canary: backends(canary),
 			Match: []service.MatchRule{{Header: &service.FieldMatch{Name: "X-Canary", Value: "v2"}, Pool: service.Canary}},
-		}
-		extra := ""
-		if splice != "" {
-			extra = fmt.Sprintf("l7:\n  splice: %s\n", splice)
 		}
 		a, err := labagent.Start(ctx, lab, labagent.Options{Binary: bin, Mode: "tc", Extra: extra, Services: []service.Service{web}})
 		if err != nil {

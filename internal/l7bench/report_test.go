@@ -122,7 +122,7 @@ func report(b *testing.B, modes []mode, r results, size int64) {
 			metric(b, bx, n+"-bulk-x")
 		}
 	}
-	for _, l7 := range []string{"graylane-l7", "graylane-l7-copy", "graylane-l7-ksplice", "graylane-l7-stitch", "graylane-l7-kernel"} {
+	for _, l7 := range []string{"graylane-l7", "graylane-l7-copy", "graylane-l7-ksplice", "graylane-l7-stitch", "graylane-l7-kernel", "graylane-l7-accept"} {
 		if _, ok := r[l7]; ok {
 			r.vsPeers(b, &t, l7)
 		}
