@@ -31,9 +31,14 @@
  *
  * Nothing is kept for a connection before step 2 proves its client
  * answered the cookie: a SYN flood costs the gateway only SYN-ACKs.
- * A first segment the kernel cannot decide on (the head not whole, not
- * HTTP/1.x, no grant) is answered with a reset; handing it to the agent's
- * listener (bpf_sk_assign_tcp_reqsk) is the next step.
+ * A first segment the kernel cannot decide on (the head not whole in it,
+ * not HTTP/1.x, over one MSS, no backend) is handed to the agent's
+ * listener (handoff.h), which accepts the connection as the stack would
+ * have; with no listener it is answered with a reset. A first segment
+ * without timestamps is not of a cookie of ours (syn_cookie answers only
+ * SYNs with them) but of the stack's own, which has the same secret: it
+ * goes on. One whose tuple has a socket already (a handed-off segment
+ * sent again) goes on to that socket.
  */
 #pragma once
 
@@ -419,7 +424,8 @@ static __noinline int syn_cookie(struct __sk_buff *skb, const struct packet *p, 
 }
 
 /* Answer the client's segment with a reset (its acknowledgement is the
- * cookie's), for a first segment the kernel cannot decide on. */
+ * cookie's), for a first segment the kernel cannot decide on and has no
+ * listener to hand to. */
 static __always_inline int reset_client(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
 					__s64 paysum)
 {
@@ -435,6 +441,20 @@ static __always_inline int reset_client(struct __sk_buff *skb, const struct pack
 	if (resegment(skb, p, w->h, s, paysum, 0, 0))
 		return TC_ACT_SHOT;
 	return bounce(skb);
+}
+
+#include "handoff.h"
+
+/* A first segment the kernel cannot decide on: the listener's, or, with
+ * none, reset. */
+static __always_inline int undecided(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
+				     const struct front *f, __s64 paysum)
+{
+	int verdict = hand_off(skb, w, f->wscale);
+
+	if (verdict >= 0)
+		return verdict;
+	return reset_client(skb, p, w, paysum);
 }
 
 /* A 32-bit mix of the client's address and port: the weight's bucket and
@@ -559,10 +579,17 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		count(STAT_ACCEPT_ACK_DROP);
 		return TC_ACT_SHOT;
 	}
+	if (!w->o.ts)
+		return TC_ACT_UNSPEC; /* the stack's own cookie */
+	/* Only a segment whose cookie proves pays for the lookup. */
+	if (has_socket(skb, p)) {
+		count(STAT_ACCEPT_SOCKET);
+		return TC_ACT_UNSPEC;
+	}
 	pay = &wk->pay;
 	op = &wk->op;
-	if (plen > FIRST_PAYLOAD_MAX || !w->o.ts)
-		return reset_client(skb, p, w, 0); /* the checksum is moot for a reset */
+	if (plen > FIRST_PAYLOAD_MAX)
+		return undecided(skb, p, w, f, 0); /* the checksum is moot for a reset */
 	pay->len = plen;
 	/* Zero the tail to the next multiple of 4: the checksum's sum reads
 	 * whole words. */
@@ -580,7 +607,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	paysum = sum_bytes(pay->data, (plen + 3) & ~3, 0, 1);
 	rule = rules_match(pay, &f->rules);
 	if (rule < MATCH_NONE || paysum < 0)
-		return reset_client(skb, p, w, paysum);
+		return undecided(skb, p, w, f, paysum);
 
 	hash = client_hash(p);
 	if (rule >= 0 && rule < RULES_MAX)
@@ -591,7 +618,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		pool ^= 1;
 	n = f->backends[pool];
 	if (n == 0 || n > FRONT_BACKENDS)
-		return reset_client(skb, p, w, paysum);
+		return undecided(skb, p, w, f, paysum);
 	{
 		__u64 bi = (hash / 10000) % n, pi = pool;
 

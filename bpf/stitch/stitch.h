@@ -121,11 +121,13 @@ enum stat {
 	STAT_ACCEPT_OPENED = 10,    /* a first request decided: the backend's SYN sent */
 	STAT_ACCEPT_LIVE = 11,      /* the backend answered: the request sent, the pair live */
 	STAT_ACCEPT_FULL = 12,      /* no grant (slot and port) free: the first segment dropped */
-	STAT_ACCEPT_RESET = 13,     /* a first segment the kernel cannot decide on: the client reset */
+	STAT_ACCEPT_RESET = 13,     /* a first segment the kernel cannot decide on, no listener took it: the client reset */
 	STAT_ACCEPT_OPENING_DROP = 14, /* the client's packets while the backend's handshake runs */
 	STAT_ACCEPT_BACKEND_FAIL = 15, /* the backend refused (reset) or disagreed on options */
 	STAT_ACCEPT_CLASH = 16,     /* a grant's tuple still in use: given back, the segment dropped */
-	STAT_COUNT = 17,
+	STAT_ACCEPT_HANDED = 17,     /* a first segment the kernel cannot decide on: handed to the listener */
+	STAT_ACCEPT_SOCKET = 18,     /* a first segment whose tuple has a socket (sent again after a hand-off): passed */
+	STAT_COUNT = 19,
 };
 
 /* The kernel accept (accept.h): frontends whose new connections the

@@ -193,7 +193,9 @@ const (
 	StitchStatSTAT_ACCEPT_OPENING_DROP StitchStat = 14
 	StitchStatSTAT_ACCEPT_BACKEND_FAIL StitchStat = 15
 	StitchStatSTAT_ACCEPT_CLASH        StitchStat = 16
-	StitchStatSTAT_COUNT               StitchStat = 17
+	StitchStatSTAT_ACCEPT_HANDED       StitchStat = 17
+	StitchStatSTAT_ACCEPT_SOCKET       StitchStat = 18
+	StitchStatSTAT_COUNT               StitchStat = 19
 )
 
 type StitchTuple struct {
@@ -216,6 +218,7 @@ const (
 	StitchMapStitchGrants   = "stitch_grants"
 	StitchMapStitchHeld     = "stitch_held"
 	StitchMapStitchKeys     = "stitch_keys"
+	StitchMapStitchListener = "stitch_listener"
 	StitchMapStitchOpenings = "stitch_openings"
 	StitchMapStitchPairs    = "stitch_pairs"
 	StitchMapStitchStats    = "stitch_stats"
@@ -282,6 +285,7 @@ type StitchMapSpecs struct {
 	StitchGrants   *ebpf.MapSpec `ebpf:"stitch_grants"`
 	StitchHeld     *ebpf.MapSpec `ebpf:"stitch_held"`
 	StitchKeys     *ebpf.MapSpec `ebpf:"stitch_keys"`
+	StitchListener *ebpf.MapSpec `ebpf:"stitch_listener"`
 	StitchOpenings *ebpf.MapSpec `ebpf:"stitch_openings"`
 	StitchPairs    *ebpf.MapSpec `ebpf:"stitch_pairs"`
 	StitchStats    *ebpf.MapSpec `ebpf:"stitch_stats"`
@@ -322,6 +326,7 @@ type StitchMaps struct {
 	StitchGrants   *ebpf.Map `ebpf:"stitch_grants"`
 	StitchHeld     *ebpf.Map `ebpf:"stitch_held"`
 	StitchKeys     *ebpf.Map `ebpf:"stitch_keys"`
+	StitchListener *ebpf.Map `ebpf:"stitch_listener"`
 	StitchOpenings *ebpf.Map `ebpf:"stitch_openings"`
 	StitchPairs    *ebpf.Map `ebpf:"stitch_pairs"`
 	StitchStats    *ebpf.Map `ebpf:"stitch_stats"`
@@ -337,6 +342,7 @@ func (m *StitchMaps) Close() error {
 		m.StitchGrants,
 		m.StitchHeld,
 		m.StitchKeys,
+		m.StitchListener,
 		m.StitchOpenings,
 		m.StitchPairs,
 		m.StitchStats,

@@ -64,7 +64,7 @@ func newL7Families(src Source) *l7Families {
 		stitched: family("graylane_l7_stitched_connections", "L7 connections stitched in the kernel now (l7.splice stitch): no socket of the gateway carries them.", dto.MetricType_GAUGE),
 		stitches: family("graylane_l7_stitches_total", "Attempts to stitch an L7 connection after its first response, by outcome (stitched; not_quiet, tried again; ending, full, incompatible: copied instead; failed: reset).", dto.MetricType_COUNTER),
 		stitchP:  family("graylane_l7_stitch_packets_total", "Packets of stitched connections by what the stitch program did (stitched; no_route, bad_header: dropped; held_drop, held_kept: during a stitch; port_reused, syn_drop: a SYN on a stitched tuple).", dto.MetricType_COUNTER),
-		accepts:  family("graylane_l7_kernel_accepts_total", "New L7 connections answered by the kernel accept (l7.accept kernel), by event: syn_cookie, syn_passed (no timestamps: the agent's), ack_dropped, opened (decided, the backend's SYN sent), live (joined), full, clash (no port free: the first segment dropped), reset (undecidable), opening_drop, backend_failed.", dto.MetricType_COUNTER),
+		accepts:  family("graylane_l7_kernel_accepts_total", "New L7 connections answered by the kernel accept (l7.accept kernel), by event: syn_cookie, syn_passed (no timestamps: the agent's), ack_dropped, opened (decided, the backend's SYN sent), live (joined), full, clash (no port free: the first segment dropped), handed (undecidable: handed to the agent's listener), to_socket (a handed connection's first segment again), reset (undecidable, no listener), opening_drop, backend_failed.", dto.MetricType_COUNTER),
 	}
 }
 

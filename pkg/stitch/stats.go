@@ -53,6 +53,8 @@ var acceptEvents = map[stitchbpf.StitchStat]string{
 	stitchbpf.StitchStatSTAT_ACCEPT_OPENING_DROP: "opening_drop",
 	stitchbpf.StitchStatSTAT_ACCEPT_BACKEND_FAIL: "backend_failed",
 	stitchbpf.StitchStatSTAT_ACCEPT_CLASH:        "clash",
+	stitchbpf.StitchStatSTAT_ACCEPT_HANDED:       "handed",
+	stitchbpf.StitchStatSTAT_ACCEPT_SOCKET:       "to_socket",
 }
 
 // counts is a Kernel's own bookkeeping for Stats.
