@@ -29,9 +29,11 @@ import (
 // decide stays with the agent's accept (logged once, with why); so does
 // a client without TCP timestamps (its SYN goes on to l7_assign).
 //
-// Not yet: the L7 signals (flows, latency, 5xx) do not see the kernel's
-// connections; a first segment without the whole head is reset rather
-// than handed to the agent.
+// What the program cannot decide — a head over one segment, not HTTP/1.x,
+// no port free — it hands to the agent's listener (bpf_sk_assign_tcp_reqsk:
+// the stack makes the connection from the cookie's terms), which decides
+// it as any other. Not yet: the L7 signals (flows, latency, 5xx) do not
+// see the kernel's own connections.
 
 // Timeouts of the kernel accept's scan.
 const (
@@ -53,6 +55,11 @@ func (l *l7) startAccept(ctx context.Context, r *l7Run) error {
 	first, last := l.cfg.AcceptPortRange()
 	if err := reservePorts(first, last); err != nil {
 		return fmt.Errorf("L7 services, l7.accept kernel: %w", err)
+	}
+	// What the program cannot decide (a head over one segment, not
+	// HTTP/1.x, no port free) it hands to the agent's IPv4 listener.
+	if err := r.stitch.SetListener(r.ln.lns[0]); err != nil {
+		l.log.Warn("the kernel accept resets the connections it cannot decide: it cannot hand them to the agent", "err", err)
 	}
 	if _, err := attachEach(l.ifaces, r.stitch.AttachAccept, r.stitch.DetachAccept); err != nil {
 		return fmt.Errorf("L7 services, l7.accept kernel: attach to %w", err)

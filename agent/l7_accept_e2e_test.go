@@ -1,9 +1,13 @@
 package agent_test
 
 import (
+	"bufio"
+	"io"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/graylane/graylane/internal/netlab"
 )
@@ -21,7 +25,7 @@ func TestL7KernelAccept(t *testing.T) {
 	events := func() map[string]float64 {
 		m := scrape(t, e.lab)
 		out := map[string]float64{}
-		for _, ev := range []string{"live", "reset", "full", "clash", "syn_passed"} {
+		for _, ev := range []string{"live", "reset", "full", "clash", "syn_passed", "handed"} {
 			out[ev] = sum(m, "graylane_l7_kernel_accepts_total", map[string]string{"event": ev})
 		}
 		return out
@@ -39,6 +43,13 @@ func TestL7KernelAccept(t *testing.T) {
 		if after[ev] != before[ev] {
 			t.Errorf("kernel accept events %q: %v, want none (events %v)", ev, after[ev]-before[ev], after)
 		}
+	}
+	// A head over two segments: the program hands the connection to the
+	// agent's listener, which decides it.
+	before = events()
+	want(t, "46001… split", e.splitMany(t, imsi, "X-IMSI: 460010123456789\r\n", 20), 20, 0)
+	if handed := events()["handed"] - before["handed"]; handed != 20 {
+		t.Errorf("the kernel accept handed %v split heads to the agent, want 20", handed)
 	}
 	// Not the kernel's: still decided by the agent.
 	want(t, "SNI beta", e.tlsMany(t, netip.AddrPortFrom(netlab.VIP4, l7PortTLS), "beta.example.test", 100), 100, 0)
@@ -58,4 +69,26 @@ func TestL7KernelAccept(t *testing.T) {
 		t.Errorf("canary got %d of %d at 50%%: %.1fσ from half", canary, n, d/sigma)
 	}
 	want(t, "X-Canary: v2 at 50%", e.httpMany(t, vip, map[string]string{"X-Canary": "v2"}, 200), 200, 0)
+}
+
+// splitMany is rawMany with the head written in two parts 30 ms apart,
+// the second starting with extra: the first segment has no blank line.
+func (e *env) splitMany(t *testing.T, vip netip.AddrPort, extra string, n int) map[string]int {
+	return many(t, n, func(int) (string, error) {
+		c, err := e.dial(e.ctx, vip.String())
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: l7\r\n"); err != nil {
+			return "", err
+		}
+		time.Sleep(30 * time.Millisecond)
+		if _, err := io.WriteString(c, extra+"\r\n"); err != nil {
+			return "", err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line), err
+	})
 }

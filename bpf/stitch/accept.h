@@ -628,8 +628,13 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	}
 
 	if (take_grant(&g)) {
+		int verdict;
+
 		count(STAT_ACCEPT_FULL);
-		return TC_ACT_SHOT; /* the client sends it again */
+		/* The agent's accept takes it; with no listener, the client
+		 * sends it again (a grant may be free by then). */
+		verdict = hand_off(skb, w, f->wscale);
+		return verdict >= 0 ? verdict : TC_ACT_SHOT;
 	}
 	slot = g.slot;
 	pair = bpf_map_lookup_elem(&stitch_pairs, &slot);
