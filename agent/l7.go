@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -60,6 +61,7 @@ type l7 struct {
 	// and the services already logged as not the kernel's.
 	accepted      map[netip.AddrPort]bool
 	acceptSkipped map[string]bool
+	acceptIdx     map[string]uint32 // signals index by service (stitch.Front.Signals)
 }
 
 // l7Run is what exists while L7 services are applied.
@@ -81,7 +83,7 @@ func newL7(log *slog.Logger, dp *datapath.Datapath, cfg *config.Config, carry *l
 	return &l7{log: log.With("part", "l7"), dp: dp, cfg: cfg.L7, signals: newL7Signals(),
 		decider: newL7Decider(dp), ifaces: clientInterfaces(cfg), backendIfaces: backendInterfaces(cfg),
 		frontends: map[netip.AddrPort]bool{}, routes: map[netip.Addr]bool{}, l7Carry: carry,
-		accepted: map[netip.AddrPort]bool{}, acceptSkipped: map[string]bool{}}
+		accepted: map[netip.AddrPort]bool{}, acceptSkipped: map[string]bool{}, acceptIdx: map[string]uint32{}}
 }
 
 // clientInterfaces names the interfaces of role client in cfg.
@@ -143,8 +145,10 @@ func (l *l7) apply(svcs []service.Service) error {
 // their kernel ids in installed (0 for one not installed).
 func l7Services(svcs []service.Service, installed []datapath.InstalledService) map[netip.AddrPort]l7Service {
 	ids := make(map[string]uint32, len(installed))
+	thresholds := make(map[string][datapath.MaxThresholds]time.Duration, len(installed))
 	for _, in := range installed {
 		ids[in.Name] = in.ID
+		thresholds[in.Name] = in.Thresholds
 	}
 	out := make(map[netip.AddrPort]l7Service)
 	for i := range svcs {
@@ -154,7 +158,7 @@ func l7Services(svcs []service.Service, installed []datapath.InstalledService) m
 		}
 		fe := s.Frontend()
 		out[netip.AddrPortFrom(fe.VIP, fe.Port)] = l7Service{name: s.Name, id: ids[s.Name], tenant: s.TenantName(),
-			rules: service.CloneMatch(s.Match), svc: *s}
+			rules: service.CloneMatch(s.Match), svc: *s, thresholds: thresholds[s.Name]}
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/graylane/graylane/agent/config"
+	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/service"
 	"github.com/graylane/graylane/pkg/stitch"
 )
@@ -32,8 +33,10 @@ import (
 // What the program cannot decide — a head over one segment, not HTTP/1.x,
 // no port free — it hands to the agent's listener (bpf_sk_assign_tcp_reqsk:
 // the stack makes the connection from the cookie's terms), which decides
-// it as any other. Not yet: the L7 signals (flows, latency, 5xx) do not
-// see the kernel's own connections.
+// it as any other. The programs count the kernel's connections as the
+// proxy counts its own (flows and rule hits by pool, connect and response
+// latency, 5xx: bpf/stitch/signals.h); the agent adds them to the
+// service's series (addAcceptPools, addAcceptHits).
 
 // Timeouts of the kernel accept's scan.
 const (
@@ -115,8 +118,15 @@ func (l *l7) syncAcceptLocked(want map[netip.AddrPort]l7Service) error {
 	}
 	k := l.run.stitch
 	var errs []error
+	l.assignSignalsLocked(want)
 	for fe, s := range want {
 		f, why := acceptFront(fe, s.svc)
+		f.Signals = l.acceptIdx[s.name]
+		for _, d := range s.thresholds {
+			if d > 0 {
+				f.SlowThresholds = append(f.SlowThresholds, d)
+			}
+		}
 		if why != "" {
 			if !l.acceptSkipped[s.name] {
 				l.log.Info("L7 service stays with the agent's accept", "service", s.name, "why", why)
@@ -219,4 +229,100 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("the route to backend %s has no IPv4 source", dst)
 	}
 	return src.Unmap(), nil
+}
+
+// assignSignalsLocked gives each service of want a signals index for the
+// kernel accept's counts, kept while the service is applied (its
+// counters stay cumulative), and frees those of services gone.
+func (l *l7) assignSignalsLocked(want map[netip.AddrPort]l7Service) {
+	names := map[string]bool{}
+	for _, s := range want {
+		names[s.name] = true
+	}
+	used := map[uint32]bool{}
+	for name, idx := range l.acceptIdx {
+		if !names[name] {
+			delete(l.acceptIdx, name)
+			continue
+		}
+		used[idx] = true
+	}
+	next := uint32(0)
+	for name := range names {
+		if _, ok := l.acceptIdx[name]; ok {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		if next >= stitch.MaxFronts {
+			return // the rest stay with the agent's accept (no signals index)
+		}
+		if err := l.run.stitch.ClearSignals(next); err != nil {
+			l.log.Warn("clear the kernel accept's counters for a new service", "service", name, "err", err)
+		}
+		l.acceptIdx[name] = next
+		used[next] = true
+	}
+}
+
+// addAcceptPools adds what the kernel accept counted of service s to its
+// counters and latencies (the metrics' and the breaker's view).
+func (l *l7) addAcceptPools(s datapath.InstalledService, counters *[2]datapath.PoolCounters, lat *[2]datapath.PoolLatency) {
+	sig, ok := l.acceptSignals(s.Name)
+	if !ok {
+		return
+	}
+	for p := range sig {
+		c, lt, k := &counters[p], &lat[p], &sig[p]
+		c.Flows += k.Flows
+		c.Errors[datapath.ErrHTTP5xx] += k.HTTP5xx
+		lt.Connect.Add(&k.Connect)
+		lt.Response.Add(&k.Response)
+		for i := range lt.Slow {
+			lt.Slow[i] += k.Slow[i]
+		}
+	}
+}
+
+// acceptSignals reads the kernel accept's counts of service name (false:
+// none, the kernel accept is off or the service has no index).
+func (l *l7) acceptSignals(name string) ([2]stitch.AcceptPool, bool) {
+	l.mu.Lock()
+	var k *stitch.Kernel
+	if l.run != nil && l.cfg.Accept == config.L7AcceptKernel {
+		k = l.run.stitch
+	}
+	idx, ok := l.acceptIdx[name]
+	l.mu.Unlock()
+	if k == nil || !ok {
+		return [2]stitch.AcceptPool{}, false
+	}
+	sig, err := k.AcceptSignals(idx)
+	if err != nil {
+		l.log.Warn("read the kernel accept's counters", "service", name, "err", err)
+		return sig, false
+	}
+	return sig, true
+}
+
+// addAcceptHits adds the kernel accept's rule hits of service name to
+// hits (by rule, then pool) and returns the connections the weight
+// decided there, by pool.
+func (l *l7) addAcceptHits(name string, hits [][2]uint64) [2]uint64 {
+	sig, ok := l.acceptSignals(name)
+	if !ok {
+		return [2]uint64{}
+	}
+	var byWeight [2]uint64
+	for p := range sig {
+		byWeight[p] = sig[p].Flows
+		for i := range sig[p].Hits {
+			if i < len(hits) {
+				hits[i][p] += sig[p].Hits[i]
+			}
+			byWeight[p] -= min(byWeight[p], sig[p].Hits[i])
+		}
+	}
+	return byWeight
 }

@@ -31,7 +31,21 @@ func TestL7KernelAccept(t *testing.T) {
 		return out
 	}
 	before := events()
+	canaryFlows := map[string]string{"service": "header", "pool": "canary"}
+	canaryHits := map[string]string{"service": "header", "pool": "canary", "rule": "0"}
+	m0 := scrape(t, e.lab)
 	want(t, "X-Canary: v2", e.httpMany(t, vip, map[string]string{"X-Canary": "v2"}, 1000), 1000, 0)
+	// The kernel's connections are in the service's series, as the
+	// agent's are: flows, rule hits, latency.
+	m1 := scrape(t, e.lab)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+	}{{"graylane_flows_total", canaryFlows}, {"graylane_match_rule_hits_total", canaryHits}} {
+		if got := sum(m1, c.name, c.labels) - sum(m0, c.name, c.labels); got != 1000 {
+			t.Errorf("%s%v moved by %v over 1 000 kernel-accepted connections, want 1 000", c.name, c.labels, got)
+		}
+	}
 	want(t, "no header", e.httpMany(t, vip, nil, 200), 0, 200)
 	want(t, "46001…", e.rawMany(t, imsi, "X-IMSI: 460010123456789\r\n", 200), 200, 0)
 	want(t, "46002…", e.rawMany(t, imsi, "X-IMSI: 460020123456789\r\n", 200), 0, 200)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/graylane/graylane/pkg/datapath"
 	"github.com/graylane/graylane/pkg/l7proxy"
@@ -18,6 +19,8 @@ type l7Service struct {
 	tenant string
 	rules  []service.MatchRule
 	svc    service.Service // the whole service (the kernel accept's front)
+	// thresholds are the installed service's latency thresholds.
+	thresholds [datapath.MaxThresholds]time.Duration
 }
 
 // l7Decider is the proxy's Decider: the service by frontend from the

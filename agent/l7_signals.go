@@ -296,11 +296,13 @@ var _ exporter.L7Source = (*Agent)(nil)
 // (exporter.L7Source).
 func (a *Agent) AddPools(s datapath.InstalledService, counters *[2]datapath.PoolCounters, lat *[2]datapath.PoolLatency) {
 	a.l7.signals.AddPools(s, counters, lat)
+	a.l7.addAcceptPools(s, counters, lat)
 }
 
 // RuleHits returns service s's rule hits (exporter.L7Source).
 func (a *Agent) RuleHits(s datapath.InstalledService) [][2]uint64 {
 	hits, _ := a.l7.signals.ruleHits(s.Name, s.ID)
+	a.l7.addAcceptHits(s.Name, hits)
 	return hits
 }
 
@@ -323,5 +325,10 @@ func (a *Agent) matchStatus(name string) ([]api.RuleHits, uint64) {
 		}
 	}
 	w := a.l7.signals.byWeightOf(name)
-	return out, w[service.Stable] + w[service.Canary]
+	kernelHits := make([][2]uint64, len(rules))
+	kw := a.l7.addAcceptHits(name, kernelHits)
+	for i := range out {
+		out[i].Hits += kernelHits[i][service.Stable] + kernelHits[i][service.Canary]
+	}
+	return out, w[service.Stable] + w[service.Canary] + kw[service.Stable] + kw[service.Canary]
 }

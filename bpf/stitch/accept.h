@@ -698,12 +698,37 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	if (resegment(skb, p, w->h, s, paysum, 0, 0))
 		return TC_ACT_SHOT; /* the client sends it again; the opening times out */
 	count(STAT_ACCEPT_OPENED);
+	accept_count_decided(f->signals, pool, rule);
 	return forward(skb, p, &pair->dir[DIR_TO_BACKEND]);
 
 give_back:
 	bpf_map_push_elem(&stitch_grants, &g, 0);
 	count(STAT_ACCEPT_CLASH);
 	return TC_ACT_SHOT;
+}
+
+/* The pair goes live: the backend's handshake timed, its first response
+ * awaited (signals.h), by the front's signals. */
+static __always_inline void signal_live(struct pair *pair, __u32 slot, const struct opening *op)
+{
+	struct dir *tc = &pair->dir[DIR_TO_CLIENT];
+	struct front_key fk = {};
+	struct accept_request *r;
+	const struct front *f;
+	__u64 now = bpf_ktime_get_ns();
+
+	__builtin_memcpy(fk.addr, tc->saddr, 16);
+	fk.port = tc->sport;
+	f = bpf_map_lookup_elem(&stitch_fronts, &fk);
+	r = bpf_map_lookup_elem(&accept_requests, &slot);
+	if (!f || !r)
+		return;
+	accept_record_connect(f->signals, op->pool, now - op->started);
+	r->sent = now;
+	r->signals = f->signals;
+	r->pool = op->pool;
+	__builtin_memcpy(r->slow_ns, f->slow_ns, sizeof(r->slow_ns));
+	tc->awaiting = 1;
 }
 
 /* Step 3, in stitch_tc: a packet of a pair whose backend handshake is
@@ -783,6 +808,7 @@ static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p
 	tc->wscale_out = op->synack_ws;
 	tc->seen_ack = op->gw_isn + 1;
 	tc->acked = 1;
+	signal_live(pair, slot, op);
 	__sync_fetch_and_add(&tb->packets, 1);
 	pair->hold = HOLD_LIVE;
 	/* The payload is in this packet now; a copy lost on the way is

@@ -19,6 +19,8 @@ types=(
 	-type grant
 	-type opening
 	-type ended_slot
+	-type accept_counts
+	-type accept_latency
 )
 
 # The same pinned toolchain and flags as ../bpf2go.sh.

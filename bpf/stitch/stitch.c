@@ -50,6 +50,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "stitch.h"
+#include "signals.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -465,6 +466,21 @@ static __always_inline void ended(struct pair *pair, __u32 idx)
 	bpf_map_push_elem(&stitch_ended, &e, 0);
 }
 
+/* A kernel accept's pair awaiting its first response (d is the backend's
+ * direction): a packet with payload is it; timed and judged (signals.h). */
+static __always_inline void first_response(struct __sk_buff *skb, const struct packet *p, struct dir *d, __u32 idx)
+{
+	__u8 status[HTTP_STATUS_LEN] = {};
+	__u32 have, payload = p->l3_len - (p->l4 - p->l3) - p->hlen;
+
+	if (payload == 0 || payload > 0xffff)
+		return;
+	d->awaiting = 0;
+	have = payload >= HTTP_STATUS_LEN &&
+	       !bpf_skb_load_bytes(skb, p->l4 + p->hlen, status, HTTP_STATUS_LEN) ? HTTP_STATUS_LEN : 0;
+	accept_record_response(idx, status, have);
+}
+
 /* A live pair's packet: moved into the other connection and sent on. Its
  * buffers are zeroed here, not in stitch_tc: every packet the stitch
  * leaves alone would pay for them. */
@@ -510,6 +526,9 @@ static __noinline int stitch(struct __sk_buff *skb, const struct packet *p, stru
 		w.d->seen_ack = get32(old, 8);
 	__sync_fetch_and_add(&w.d->packets, 1);
 	__sync_fetch_and_add(&w.d->bytes, skb->len);
+
+	if (d->awaiting)
+		first_response(skb, p, d, idx);
 
 	/* The header's checksum field is the same in both buffers, so the
 	 * diff is the other fields' change; lengths are multiples of 4. */

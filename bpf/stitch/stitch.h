@@ -51,7 +51,10 @@ struct dir {
 	__u8 fin;        /* 1 once the sender sent a FIN */
 	__u8 rst;        /* 1 once the sender sent a RST */
 	__u8 acked;      /* seen_ack is set (live pairs: always) */
-	__u8 pad[2];
+	/* DIR_TO_CLIENT of a kernel accept's pair: its first response is
+	 * awaited, to be timed and judged (signals.h). */
+	__u8 awaiting;
+	__u8 pad;
 	/* The last acknowledgement number the sender sent, in the receiving
 	 * socket's send space: held, piggybacked on data the hold dropped
 	 * too (the stitch waits for it); live, from the socket's state at
@@ -161,6 +164,9 @@ struct front {
 	__u16 mss;           /* advertised to clients */
 	__u8 wscale;         /* window shift advertised to clients */
 	__u8 pad;
+	__u32 signals;       /* index of its signals (signals.h), by pool */
+	__u32 pad2;
+	__u64 slow_ns[4];    /* the service's latency thresholds; 0: unused */
 	struct rules rules;  /* header rules, in order (rules.h) */
 };
 

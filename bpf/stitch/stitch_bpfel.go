@@ -13,6 +13,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type StitchAcceptCounts struct {
+	_       structs.HostLayout
+	Flows   uint64
+	Http5xx uint64
+	Hits    [8]uint64
+}
+
+type StitchAcceptLatency struct {
+	_       structs.HostLayout
+	Connect struct {
+		_       structs.HostLayout
+		Buckets [226]uint64
+		SumNs   uint64
+	}
+	Response struct {
+		_       structs.HostLayout
+		Buckets [226]uint64
+		SumNs   uint64
+	}
+	Slow [4]uint64
+}
+
+type StitchAcceptRequest struct {
+	_       structs.HostLayout
+	Sent    uint64
+	Signals uint32
+	Pool    uint32
+	SlowNs  [4]uint64
+}
+
 type StitchAcceptWork struct {
 	_ structs.HostLayout
 	S struct {
@@ -64,7 +94,8 @@ type StitchDir struct {
 	Fin       uint8
 	Rst       uint8
 	Acked     uint8
-	Pad       [2]uint8
+	Awaiting  uint8
+	Pad       uint8
 	SeenAck   uint32
 	Packets   uint64
 	Bytes     uint64
@@ -100,6 +131,9 @@ type StitchFront struct {
 	Mss         uint16
 	Wscale      uint8
 	Pad         uint8
+	Signals     uint32
+	Pad2        uint32
+	SlowNs      [4]uint64
 	Rules       struct {
 		_     structs.HostLayout
 		Count uint32
@@ -210,21 +244,24 @@ type StitchTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	StitchMapAcceptScratch  = "accept_scratch"
-	StitchMapRulesWalk      = "rules_walk"
-	StitchMapStitchEnded    = "stitch_ended"
-	StitchMapStitchFirsts   = "stitch_firsts"
-	StitchMapStitchFronts   = "stitch_fronts"
-	StitchMapStitchGrants   = "stitch_grants"
-	StitchMapStitchHeld     = "stitch_held"
-	StitchMapStitchKeys     = "stitch_keys"
-	StitchMapStitchListener = "stitch_listener"
-	StitchMapStitchOpenings = "stitch_openings"
-	StitchMapStitchPairs    = "stitch_pairs"
-	StitchMapStitchStats    = "stitch_stats"
-	StitchProgStitchAccept  = "stitch_accept"
-	StitchProgStitchTc      = "stitch_tc"
-	StitchVarAcceptLingerNs = "accept_linger_ns"
+	StitchMapAcceptCounters  = "accept_counters"
+	StitchMapAcceptLatencies = "accept_latencies"
+	StitchMapAcceptRequests  = "accept_requests"
+	StitchMapAcceptScratch   = "accept_scratch"
+	StitchMapRulesWalk       = "rules_walk"
+	StitchMapStitchEnded     = "stitch_ended"
+	StitchMapStitchFirsts    = "stitch_firsts"
+	StitchMapStitchFronts    = "stitch_fronts"
+	StitchMapStitchGrants    = "stitch_grants"
+	StitchMapStitchHeld      = "stitch_held"
+	StitchMapStitchKeys      = "stitch_keys"
+	StitchMapStitchListener  = "stitch_listener"
+	StitchMapStitchOpenings  = "stitch_openings"
+	StitchMapStitchPairs     = "stitch_pairs"
+	StitchMapStitchStats     = "stitch_stats"
+	StitchProgStitchAccept   = "stitch_accept"
+	StitchProgStitchTc       = "stitch_tc"
+	StitchVarAcceptLingerNs  = "accept_linger_ns"
 )
 
 // LoadStitch returns the embedded CollectionSpec for Stitch.
@@ -277,18 +314,21 @@ type StitchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchMapSpecs struct {
-	AcceptScratch  *ebpf.MapSpec `ebpf:"accept_scratch"`
-	RulesWalk      *ebpf.MapSpec `ebpf:"rules_walk"`
-	StitchEnded    *ebpf.MapSpec `ebpf:"stitch_ended"`
-	StitchFirsts   *ebpf.MapSpec `ebpf:"stitch_firsts"`
-	StitchFronts   *ebpf.MapSpec `ebpf:"stitch_fronts"`
-	StitchGrants   *ebpf.MapSpec `ebpf:"stitch_grants"`
-	StitchHeld     *ebpf.MapSpec `ebpf:"stitch_held"`
-	StitchKeys     *ebpf.MapSpec `ebpf:"stitch_keys"`
-	StitchListener *ebpf.MapSpec `ebpf:"stitch_listener"`
-	StitchOpenings *ebpf.MapSpec `ebpf:"stitch_openings"`
-	StitchPairs    *ebpf.MapSpec `ebpf:"stitch_pairs"`
-	StitchStats    *ebpf.MapSpec `ebpf:"stitch_stats"`
+	AcceptCounters  *ebpf.MapSpec `ebpf:"accept_counters"`
+	AcceptLatencies *ebpf.MapSpec `ebpf:"accept_latencies"`
+	AcceptRequests  *ebpf.MapSpec `ebpf:"accept_requests"`
+	AcceptScratch   *ebpf.MapSpec `ebpf:"accept_scratch"`
+	RulesWalk       *ebpf.MapSpec `ebpf:"rules_walk"`
+	StitchEnded     *ebpf.MapSpec `ebpf:"stitch_ended"`
+	StitchFirsts    *ebpf.MapSpec `ebpf:"stitch_firsts"`
+	StitchFronts    *ebpf.MapSpec `ebpf:"stitch_fronts"`
+	StitchGrants    *ebpf.MapSpec `ebpf:"stitch_grants"`
+	StitchHeld      *ebpf.MapSpec `ebpf:"stitch_held"`
+	StitchKeys      *ebpf.MapSpec `ebpf:"stitch_keys"`
+	StitchListener  *ebpf.MapSpec `ebpf:"stitch_listener"`
+	StitchOpenings  *ebpf.MapSpec `ebpf:"stitch_openings"`
+	StitchPairs     *ebpf.MapSpec `ebpf:"stitch_pairs"`
+	StitchStats     *ebpf.MapSpec `ebpf:"stitch_stats"`
 }
 
 // StitchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -318,22 +358,28 @@ func (o *StitchObjects) Close() error {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchMaps struct {
-	AcceptScratch  *ebpf.Map `ebpf:"accept_scratch"`
-	RulesWalk      *ebpf.Map `ebpf:"rules_walk"`
-	StitchEnded    *ebpf.Map `ebpf:"stitch_ended"`
-	StitchFirsts   *ebpf.Map `ebpf:"stitch_firsts"`
-	StitchFronts   *ebpf.Map `ebpf:"stitch_fronts"`
-	StitchGrants   *ebpf.Map `ebpf:"stitch_grants"`
-	StitchHeld     *ebpf.Map `ebpf:"stitch_held"`
-	StitchKeys     *ebpf.Map `ebpf:"stitch_keys"`
-	StitchListener *ebpf.Map `ebpf:"stitch_listener"`
-	StitchOpenings *ebpf.Map `ebpf:"stitch_openings"`
-	StitchPairs    *ebpf.Map `ebpf:"stitch_pairs"`
-	StitchStats    *ebpf.Map `ebpf:"stitch_stats"`
+	AcceptCounters  *ebpf.Map `ebpf:"accept_counters"`
+	AcceptLatencies *ebpf.Map `ebpf:"accept_latencies"`
+	AcceptRequests  *ebpf.Map `ebpf:"accept_requests"`
+	AcceptScratch   *ebpf.Map `ebpf:"accept_scratch"`
+	RulesWalk       *ebpf.Map `ebpf:"rules_walk"`
+	StitchEnded     *ebpf.Map `ebpf:"stitch_ended"`
+	StitchFirsts    *ebpf.Map `ebpf:"stitch_firsts"`
+	StitchFronts    *ebpf.Map `ebpf:"stitch_fronts"`
+	StitchGrants    *ebpf.Map `ebpf:"stitch_grants"`
+	StitchHeld      *ebpf.Map `ebpf:"stitch_held"`
+	StitchKeys      *ebpf.Map `ebpf:"stitch_keys"`
+	StitchListener  *ebpf.Map `ebpf:"stitch_listener"`
+	StitchOpenings  *ebpf.Map `ebpf:"stitch_openings"`
+	StitchPairs     *ebpf.Map `ebpf:"stitch_pairs"`
+	StitchStats     *ebpf.Map `ebpf:"stitch_stats"`
 }
 
 func (m *StitchMaps) Close() error {
 	return _StitchClose(
+		m.AcceptCounters,
+		m.AcceptLatencies,
+		m.AcceptRequests,
 		m.AcceptScratch,
 		m.RulesWalk,
 		m.StitchEnded,

@@ -67,6 +67,11 @@ type Front struct {
 	MSS            uint16 // advertised to clients; 1460 if 0
 	WindowShift    uint8  // advertised to clients; 7 if 0
 	Rules          []HeaderRule
+	// Signals is the index (below MaxFronts) under which the program
+	// counts the front's connections (AcceptSignals); SlowThresholds (at
+	// most 4) are the service's latency thresholds.
+	Signals        uint32
+	SlowThresholds []time.Duration
 }
 
 func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error) {
@@ -95,6 +100,13 @@ func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error)
 			v.Backend[pool][i] = stitchbpf.StitchBackendAddr{Addr: b.Addr().As16(), Port: htons(b.Port())}
 		}
 		v.Backends[pool] = uint32(len(backends))
+	}
+	if f.Signals >= MaxFronts || len(f.SlowThresholds) > len(v.SlowNs) {
+		return key, v, fmt.Errorf("stitch: front %s: signals index %d (below %d) or %d thresholds (at most %d)", f.Addr, f.Signals, MaxFronts, len(f.SlowThresholds), len(v.SlowNs))
+	}
+	v.Signals = f.Signals
+	for i, d := range f.SlowThresholds {
+		v.SlowNs[i] = uint64(d)
 	}
 	v.CanaryShare = f.CanaryShare
 	v.Mss, v.Wscale = f.MSS, f.WindowShift

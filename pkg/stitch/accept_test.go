@@ -183,6 +183,20 @@ func TestAcceptHeaderRule(t *testing.T) {
 		t.Logf("%s: %s", h.Name, strings.Join(strings.Fields(string(out)), " "))
 	}
 	t.Logf("slowest connection %v", slowest)
+	sig, err := a.k.AcceptSignals(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pool, p := range sig {
+		if p.Flows != n/2 || p.Connect.Count() != n/2 || p.Response.Count() != n/2 || p.HTTP5xx != 0 {
+			t.Errorf("pool %d: flows %d, connects timed %d, responses timed %d, 5xx %d; want %d, %d, %d, 0",
+				pool, p.Flows, p.Connect.Count(), p.Response.Count(), p.HTTP5xx, n/2, n/2, n/2)
+		}
+		t.Logf("pool %d: connect p50 %v, response p50 %v", pool, p.Connect.Quantile(0.5), p.Response.Quantile(0.5))
+	}
+	if hits := sig[Canary].Hits[0]; hits != n/2 {
+		t.Errorf("rule 0 decided %d connections into the canary, want %d", hits, n/2)
+	}
 	if got := a.stat(t, stitchbpf.StitchStatSTAT_ACCEPT_LIVE); got != n {
 		t.Errorf("%d connections went live in the kernel, want %d", got, n)
 	}
@@ -272,5 +286,42 @@ func TestAcceptManyConnections(t *testing.T) {
 	t.Logf("accept: %v", st.Accepts)
 	if st.Accepts["live"] != 1200 || st.Accepts["full"] != 0 || st.Accepts["clash"] != 0 {
 		t.Errorf("accept counters %v: want 1200 live, none full or clashing", st.Accepts)
+	}
+}
+
+// TestAcceptSignals5xx: a front whose canary answers 500 to every other
+// request counts those first responses as 5xx, and times every one.
+func TestAcceptSignals5xx(t *testing.T) {
+	a := newAcceptLab(t)
+	ctx := t.Context()
+	faults := &netlab.Faults{}
+	faults.Set(0, 2, 0) // every other answer a 500
+	if err := a.lab.Canary[0].StartHTTP(ctx, faults); err != nil {
+		t.Fatal(err)
+	}
+	f := a.front
+	f.Addr = netip.AddrPortFrom(netlab.VIP4, 81)
+	f.Canary = []netip.AddrPort{netip.AddrPortFrom(a.lab.Canary[0].Addr4, netlab.HTTPPort)}
+	f.Signals = 1
+	if err := a.k.SetFront(f); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for range n {
+		c, err := a.lab.Client.DialTCP(ctx, netip.Addr{}, f.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Canary: v2\r\nConnection: close\r\n\r\n")
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	sig, err := a.k.AcceptSignals(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := sig[Canary]; c.Flows != n || c.HTTP5xx != n/2 || c.Response.Count() != n {
+		t.Errorf("canary: flows %d, 5xx %d, responses timed %d; want %d, %d, %d", c.Flows, c.HTTP5xx, c.Response.Count(), n, n/2, n)
 	}
 }

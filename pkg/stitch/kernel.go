@@ -99,6 +99,7 @@ func Open(opts Options) (*Kernel, error) {
 	if err := spec.Variables[stitchbpf.StitchVarAcceptLingerNs].Set(uint64(opts.AcceptLinger)); err != nil {
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
+	spec.Maps[stitchbpf.StitchMapAcceptRequests].MaxEntries = uint32(slots)
 	for _, m := range []string{stitchbpf.StitchMapStitchGrants, stitchbpf.StitchMapStitchEnded, stitchbpf.StitchMapStitchOpenings, stitchbpf.StitchMapStitchFirsts} {
 		spec.Maps[m].MaxEntries = uint32(min(slots, maxAccepted))
 	}
