@@ -313,6 +313,14 @@ func (k *Kernel) ScanAccepted(now time.Time, t AcceptTimeouts) (int, error) {
 		if pair.Origin != originAccept || !k.overdue(slot, &pair, a, now, boot, t) {
 			continue
 		}
+		if tb, tc := pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND], pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT]; pair.Hold == 0 &&
+			tb.Fin == 0 && tc.Fin == 0 && tb.Rst == 0 && tc.Rst == 0 {
+			// Idle: its peers learn it now, as a joined pair's do.
+			s := &Stitch{pair: slot,
+				toBackend: stitchbpf.StitchTuple{Saddr: tc.Daddr, Daddr: tc.Saddr, Sport: tc.Dport, Dport: tc.Sport},
+				toClient:  stitchbpf.StitchTuple{Saddr: tb.Daddr, Daddr: tb.Saddr, Sport: tb.Dport, Dport: tb.Sport}}
+			errs = append(errs, k.Reset(s))
+		}
 		if err := k.endAccepted(slot, &pair, boot); err != nil {
 			errs = append(errs, err)
 			continue
@@ -343,8 +351,7 @@ func (k *Kernel) overdue(slot uint32, pair *stitchbpf.StitchPair, a *accepted, n
 }
 
 // endAccepted marks slot's connection ended and queues it for the
-// program to take back, at once (its linger counted as passed). The
-// peers are not told (a next step: reset them as Kernel.Reset does).
+// program to take back, at once (its linger counted as passed).
 func (k *Kernel) endAccepted(slot uint32, pair *stitchbpf.StitchPair, boot time.Duration) error {
 	pair.Origin = originAcceptEnded
 	pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT].Rst = 1

@@ -2,7 +2,9 @@ package stitch
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,11 +96,7 @@ func TestAcceptAdopt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	ports := make([]uint16, acceptPorts)
-	for i := range ports {
-		ports[i] = uint16(40000 + i)
-	}
-	k2, _ := startAccept(t, a.lab, a.front, ports, &Inherited{Keys: h.Keys, Pairs: h.Pairs})
+	k2, _ := startAccept(t, a.lab, a.front, acceptPortList(), &Inherited{Keys: h.Keys, Pairs: h.Pairs})
 	a.stopKernel() // the previous agent goes: its programs with it
 
 	k2.mu.Lock()
@@ -125,5 +123,31 @@ func TestAcceptAdopt(t *testing.T) {
 	}
 	if st.Accepts["live"] != 20 || st.Accepts["clash"] != 0 {
 		t.Errorf("after the restart: %v, want 20 live and no clash", st.Accepts)
+	}
+}
+
+// TestAcceptIdle: a kernel-accepted connection idle past the scan's Idle
+// is reset (both peers learn it at once) and its grant is taken back.
+func TestAcceptIdle(t *testing.T) {
+	a := newAcceptLab(t)
+	ctx := t.Context()
+	c, r := a.dial(ctx, t)
+	defer c.Close()
+	get(t, c, r, "/", "", false)
+	now := time.Now()
+	idle := AcceptTimeouts{Opening: time.Minute, Idle: time.Millisecond}
+	if _, err := a.k.ScanAccepted(now, idle); err != nil { // notes the counts
+		t.Fatal(err)
+	}
+	n, err := a.k.ScanAccepted(now.Add(time.Second), idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("the scan ended %d connections, want the idle one", n)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the idle connection's client read %v, want a reset", err)
 	}
 }

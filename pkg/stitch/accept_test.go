@@ -9,11 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	stitchbpf "github.com/graylane/graylane/bpf/stitch"
 	"github.com/graylane/graylane/internal/gwcpu"
@@ -35,39 +32,6 @@ const acceptPorts = 512 // grants: connections at once (rate x linger, 100 ms, a
 func newAcceptLab(t *testing.T) *acceptLab {
 	t.Helper()
 	lab := netlab.NewT(t, netlab.Config{Stable: 1, Canary: 1})
-	k, err := Open(Options{MaxPairs: 2 * acceptPorts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var closeOnce sync.Once
-	closeK := func() {
-		closeOnce.Do(func() {
-			if err := k.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	t.Cleanup(closeK)
-	err = lab.Gateway.Do(func() error {
-		for _, name := range []string{netlab.GatewayClientIf, netlab.GatewayBackendIf} {
-			l, err := netlink.LinkByName(name)
-			if err != nil {
-				return err
-			}
-			if err := k.Attach(l.Attrs().Index); err != nil {
-				return err
-			}
-			if name == netlab.GatewayClientIf {
-				if err := k.AttachAccept(l.Attrs().Index); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := t.Context()
 	for _, h := range append(append([]*netlab.Host{}, lab.Stable...), lab.Canary...) {
 		if err := h.StartBenchHTTP(ctx); err != nil {
@@ -81,33 +45,18 @@ func newAcceptLab(t *testing.T) *acceptLab {
 		Canary:  []netip.AddrPort{netip.AddrPortFrom(lab.Canary[0].Addr4, netlab.BenchHTTPPort)},
 		Rules:   []HeaderRule{{Name: "X-Canary", Value: "v2", Kind: Exact, Pool: Canary}},
 	}
-	if err := k.SetFront(f); err != nil {
-		t.Fatal(err)
-	}
+	k, stop := startAccept(t, lab, f, acceptPortList(), nil)
+	return &acceptLab{lab: lab, k: k, front: f, stopKernel: stop}
+}
+
+// acceptPortList is the gateway ports the tests grant: acceptPorts from
+// 40000.
+func acceptPortList() []uint16 {
 	ports := make([]uint16, acceptPorts)
 	for i := range ports {
 		ports[i] = uint16(40000 + i)
 	}
-	if err := k.Grant(ports); err != nil {
-		t.Fatal(err)
-	}
-	watchCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- k.WatchAccepted(watchCtx, AcceptTimeouts{Opening: 3 * time.Second, Idle: time.Minute}, time.Second)
-	}()
-	var stopOnce sync.Once
-	stopKernel := func() {
-		stopOnce.Do(func() {
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("watch: %v", err)
-			}
-			closeK()
-		})
-	}
-	t.Cleanup(stopKernel)
-	return &acceptLab{lab: lab, k: k, front: f, stopKernel: stopKernel}
+	return ports
 }
 
 // get sends one request on c and reads its answer's body.
