@@ -158,10 +158,18 @@ func acceptFront(fe netip.AddrPort, s service.Service) (stitch.Front, string) {
 		return f, "not app http"
 	case !fe.Addr().Is4():
 		return f, "an IPv6 frontend"
-	case len(s.Pins) > 0:
-		return f, "it has pins"
 	case len(s.Match) > 8:
 		return f, "over 8 rules"
+	}
+	for _, p := range s.Pins {
+		if !p.Prefix.Addr().Unmap().Is4() {
+			continue // no IPv6 client reaches an IPv4 frontend
+		}
+		pool := stitch.Stable
+		if p.Pool == service.Canary {
+			pool = stitch.Canary
+		}
+		f.Pins = append(f.Pins, stitch.Pin{Prefix: p.Prefix, Pool: pool})
 	}
 	for _, r := range s.Match {
 		h := r.Header

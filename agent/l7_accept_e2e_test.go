@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graylane/graylane/internal/netlab"
+	"github.com/graylane/graylane/pkg/service"
 )
 
 // TestL7KernelAccept: with l7.accept kernel the header and prefix rules'
@@ -83,6 +84,19 @@ func TestL7KernelAccept(t *testing.T) {
 		t.Errorf("canary got %d of %d at 50%%: %.1fσ from half", canary, n, d/sigma)
 	}
 	want(t, "X-Canary: v2 at 50%", e.httpMany(t, vip, map[string]string{"X-Canary": "v2"}, 200), 200, 0)
+
+	// A pin covering the client, at weight 0: the kernel sends it to the
+	// canary when no rule decides.
+	svcs := l7Services(e.lab, 0)
+	svcs[0].Pins = []service.Pin{{Prefix: netip.PrefixFrom(netlab.Client4, 32), Pool: service.Canary}}
+	if err := e.agent.Apply(e.ctx, svcs); err != nil {
+		t.Fatal(err)
+	}
+	before = events()
+	want(t, "pinned", e.httpMany(t, vip, nil, 100), 100, 0)
+	if live := events()["live"] - before["live"]; live != 100 {
+		t.Errorf("the kernel accept joined %v of the pinned connections, want 100", live)
+	}
 }
 
 // splitMany is rawMany with the head written in two parts 30 ms apart,

@@ -50,7 +50,7 @@ type L7 struct {
 	// cookie, decides on the head of its first segment, connects to the
 	// backend and joins the two, with no socket of the gateway: pkg/stitch
 	// accept.go; for the services it can decide — app http, IPv4, header
-	// rules, no pins, at most 8 backends a pool of equal weights —, the
+	// rules, at most 8 backends a pool of equal weights —, the
 	// others stay with the agent). Needs the stitch (l7.splice stitch or
 	// left out, where the kernel runs it).
 	Accept string `yaml:"accept"`

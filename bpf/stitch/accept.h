@@ -49,6 +49,16 @@ struct {
 	__uint(max_entries, 256);
 } stitch_fronts SEC(".maps");
 
+/* The fronts' pins: the pool for a client's address, longest prefix
+ * first (the front's signals index is the key's first 32 bits). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct accept_pin_key);
+	__type(value, __u8); /* enum pool_index */
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} accept_pins SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
 	__type(value, struct grant);
@@ -199,6 +209,24 @@ static __always_inline int undecided(struct __sk_buff *skb, const struct packet 
 	return reset_client(skb, p, w, paysum);
 }
 
+/* The pool a pin of the front gives the client's address (the longest
+ * prefix wins): 0, or -1 if no pin covers it. */
+static __always_inline int pinned(const struct front *f, const struct packet *p, __u8 *pool)
+{
+	struct accept_pin_key k = {.prefixlen = 32 + 128};
+	__u8 *v;
+
+	if (!f->pins)
+		return -1;
+	k.front = bpf_htonl(f->signals);
+	__builtin_memcpy(k.addr, p->key.saddr, 16);
+	v = bpf_map_lookup_elem(&accept_pins, &k);
+	if (!v)
+		return -1;
+	*pool = *v & 1;
+	return 0;
+}
+
 /* A 32-bit mix of the client's address and port: the weight's bucket and
  * the backend's index. */
 static __always_inline __u32 client_hash(const struct packet *p)
@@ -280,7 +308,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	hash = client_hash(p);
 	if (rule >= 0 && rule < RULES_MAX)
 		pool = f->rules.rule[rule & (RULES_MAX - 1)].pool & 1;
-	else
+	else if (pinned(f, p, &pool))
 		pool = hash % 10000 < f->canary_share ? POOL_CANARY : POOL_STABLE;
 	if (f->backends[pool] == 0)
 		pool ^= 1;

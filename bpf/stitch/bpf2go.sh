@@ -21,6 +21,7 @@ types=(
 	-type ended_slot
 	-type accept_counts
 	-type accept_latency
+	-type accept_pin_key
 )
 
 # The same pinned toolchain and flags as ../bpf2go.sh.

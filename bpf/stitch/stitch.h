@@ -164,10 +164,19 @@ struct front {
 	__u16 mss;           /* advertised to clients */
 	__u8 wscale;         /* window shift advertised to clients */
 	__u8 pad;
-	__u32 signals;       /* index of its signals (signals.h), by pool */
-	__u32 pad2;
+	__u32 signals;       /* index of its signals (signals.h), by pool; its pins' */
+	__u32 pins;          /* how many pins it has in accept_pins (0: none to look up) */
 	__u64 slow_ns[4];    /* the service's latency thresholds; 0: unused */
 	struct rules rules;  /* header rules, in order (rules.h) */
+};
+
+/* Key of accept_pins (an LPM trie): prefixlen counts the 32 bits of front
+ * (big-endian) and the prefix's bits of addr (IPv4-mapped: 96 + its
+ * length). */
+struct accept_pin_key {
+	__u32 prefixlen;
+	__be32 front;
+	__u8 addr[16];
 };
 
 /* An entry of stitch_grants: a pair slot and the gateway port toward the

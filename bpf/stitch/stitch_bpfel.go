@@ -35,6 +35,13 @@ type StitchAcceptLatency struct {
 	Slow [4]uint64
 }
 
+type StitchAcceptPinKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Front     uint32
+	Addr      [16]uint8
+}
+
 type StitchAcceptRequest struct {
 	_       structs.HostLayout
 	Sent    uint64
@@ -132,7 +139,7 @@ type StitchFront struct {
 	Wscale      uint8
 	Pad         uint8
 	Signals     uint32
-	Pad2        uint32
+	Pins        uint32
 	SlowNs      [4]uint64
 	Rules       struct {
 		_     structs.HostLayout
@@ -246,6 +253,7 @@ type StitchTuple struct {
 const (
 	StitchMapAcceptCounters  = "accept_counters"
 	StitchMapAcceptLatencies = "accept_latencies"
+	StitchMapAcceptPins      = "accept_pins"
 	StitchMapAcceptRequests  = "accept_requests"
 	StitchMapAcceptScratch   = "accept_scratch"
 	StitchMapRulesWalk       = "rules_walk"
@@ -316,6 +324,7 @@ type StitchProgramSpecs struct {
 type StitchMapSpecs struct {
 	AcceptCounters  *ebpf.MapSpec `ebpf:"accept_counters"`
 	AcceptLatencies *ebpf.MapSpec `ebpf:"accept_latencies"`
+	AcceptPins      *ebpf.MapSpec `ebpf:"accept_pins"`
 	AcceptRequests  *ebpf.MapSpec `ebpf:"accept_requests"`
 	AcceptScratch   *ebpf.MapSpec `ebpf:"accept_scratch"`
 	RulesWalk       *ebpf.MapSpec `ebpf:"rules_walk"`
@@ -360,6 +369,7 @@ func (o *StitchObjects) Close() error {
 type StitchMaps struct {
 	AcceptCounters  *ebpf.Map `ebpf:"accept_counters"`
 	AcceptLatencies *ebpf.Map `ebpf:"accept_latencies"`
+	AcceptPins      *ebpf.Map `ebpf:"accept_pins"`
 	AcceptRequests  *ebpf.Map `ebpf:"accept_requests"`
 	AcceptScratch   *ebpf.Map `ebpf:"accept_scratch"`
 	RulesWalk       *ebpf.Map `ebpf:"rules_walk"`
@@ -379,6 +389,7 @@ func (m *StitchMaps) Close() error {
 	return _StitchClose(
 		m.AcceptCounters,
 		m.AcceptLatencies,
+		m.AcceptPins,
 		m.AcceptRequests,
 		m.AcceptScratch,
 		m.RulesWalk,

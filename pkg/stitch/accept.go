@@ -72,7 +72,41 @@ type Front struct {
 	// most 4) are the service's latency thresholds.
 	Signals        uint32
 	SlowThresholds []time.Duration
+	// Pins send a client whose address falls in Prefix to Pool when no
+	// rule decided (the longest prefix wins), before the weight. IPv4
+	// prefixes only (the front is IPv4).
+	Pins []Pin
 }
+
+// Pin is a front's pin.
+type Pin struct {
+	Prefix netip.Prefix
+	Pool   Pool
+}
+
+// pinEntry is a pin as accept_pins holds it.
+type pinEntry struct {
+	key  stitchbpf.StitchAcceptPinKey
+	pool uint8
+}
+
+// pinKeys are f's pins as accept_pins entries.
+func (f Front) pinKeys() ([]pinEntry, error) {
+	var out []pinEntry
+	for _, p := range f.Pins {
+		if !p.Prefix.Addr().Unmap().Is4() {
+			return nil, fmt.Errorf("stitch: front %s: pin %s is not IPv4", f.Addr, p.Prefix)
+		}
+		pfx := netip.PrefixFrom(p.Prefix.Addr().Unmap(), p.Prefix.Bits()).Masked()
+		key := stitchbpf.StitchAcceptPinKey{Prefixlen: uint32(32 + 96 + pfx.Bits()), Front: htonl(f.Signals),
+			Addr: pfx.Addr().As16()}
+		out = append(out, pinEntry{key: key, pool: uint8(p.Pool & 1)})
+	}
+	return out, nil
+}
+
+// htonl puts a 32-bit number in network order for a field matched as bytes.
+func htonl(v uint32) uint32 { return v>>24 | v>>8&0xff00 | v<<8&0xff0000 | v<<24 }
 
 func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error) {
 	var key stitchbpf.StitchFrontKey
@@ -132,6 +166,7 @@ func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error)
 		k.NameLen, k.ValueLen, k.Kind, k.Pool = uint8(len(name)), uint8(len(r.Value)), uint8(r.Kind), uint8(r.Pool)
 	}
 	v.Rules.Count = uint32(len(f.Rules))
+	v.Pins = uint32(len(f.Pins))
 	return key, v, nil
 }
 
@@ -142,15 +177,52 @@ func (k *Kernel) SetFront(f Front) error {
 	if err != nil {
 		return err
 	}
+	pins, err := f.pinKeys()
+	if err != nil {
+		return err
+	}
+	if err := k.setPins(f.Signals, pins); err != nil {
+		return fmt.Errorf("stitch: front %s: %w", f.Addr, err)
+	}
 	if err := k.objs.StitchFronts.Put(&key, &v); err != nil {
 		return fmt.Errorf("stitch: front %s: %w", f.Addr, err)
 	}
 	return nil
 }
 
+// setPins makes pins the pins of signals index idx: the new written,
+// then those no longer there removed.
+func (k *Kernel) setPins(idx uint32, pins []pinEntry) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	keep := map[stitchbpf.StitchAcceptPinKey]bool{}
+	keys := make([]stitchbpf.StitchAcceptPinKey, 0, len(pins))
+	for _, p := range pins {
+		if err := k.objs.AcceptPins.Put(&p.key, p.pool); err != nil {
+			return fmt.Errorf("pin: %w", err)
+		}
+		keep[p.key] = true
+		keys = append(keys, p.key)
+	}
+	for _, old := range k.pins[idx] {
+		if !keep[old] {
+			_ = k.objs.AcceptPins.Delete(&old)
+		}
+	}
+	if k.pins == nil {
+		k.pins = map[uint32][]stitchbpf.StitchAcceptPinKey{}
+	}
+	k.pins[idx] = keys
+	return nil
+}
+
 // DeleteFront stops answering addr's new connections; those accepted go on.
 func (k *Kernel) DeleteFront(addr netip.AddrPort) error {
 	key := stitchbpf.StitchFrontKey{Addr: addr.Addr().As16(), Port: htons(addr.Port())}
+	var v stitchbpf.StitchFront
+	if err := k.objs.StitchFronts.Lookup(&key, &v); err == nil && v.Pins > 0 {
+		defer k.setPins(v.Signals, nil) // after the front: no lookup misses a pin it still counts
+	}
 	if err := k.objs.StitchFronts.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("stitch: front %s: %w", addr, err)
 	}

@@ -3,6 +3,7 @@ package stitch
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
@@ -149,5 +150,46 @@ func TestAcceptIdle(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := r.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the idle connection's client read %v, want a reset", err)
+	}
+}
+
+// TestAcceptPins: a pin covering the client sends it to its pool when no
+// rule decides, the longest prefix winning; a rule still comes first.
+func TestAcceptPins(t *testing.T) {
+	a := newAcceptLab(t)
+	ctx := t.Context()
+	canary, stable := a.lab.Canary[0].Name+"\n", a.lab.Stable[0].Name+"\n"
+	ask := func(header string) string {
+		c, r := a.dial(ctx, t)
+		defer c.Close()
+		return get(t, c, r, "/", header, true)
+	}
+	f := a.front
+	f.Pins = []Pin{{Prefix: netip.MustParsePrefix("198.18.0.0/16"), Pool: Stable},
+		{Prefix: netip.PrefixFrom(netlab.Client4, 32), Pool: Canary}}
+	f.CanaryShare = 0
+	if err := a.k.SetFront(f); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(""); got != canary {
+		t.Errorf("pinned to the canary (/32 over /16): answered by %q", got)
+	}
+	f.Pins = f.Pins[:1] // the /16 alone: stable
+	f.CanaryShare = 10000
+	if err := a.k.SetFront(f); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(""); got != stable {
+		t.Errorf("pinned to stable at weight 100 %%: answered by %q", got)
+	}
+	if got := ask("X-Canary: v2\r\n"); got != canary {
+		t.Errorf("a rule before the pins: answered by %q", got)
+	}
+	f.Pins = nil
+	if err := a.k.SetFront(f); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(""); got != canary {
+		t.Errorf("no pin at weight 100 %%: answered by %q", got)
 	}
 }

@@ -61,6 +61,7 @@ type Kernel struct {
 	// granted to it with what the sweep knows of each.
 	acceptLinks map[int]link.Link
 	granted     map[uint32]*accepted
+	pins        map[uint32][]stitchbpf.StitchAcceptPinKey // accept_pins' keys by signals index
 
 	keys sync.Mutex // serializes key changes: a removal checks whose a key is
 
