@@ -60,9 +60,12 @@ func (l *l7) startAccept(ctx context.Context, r *l7Run) error {
 		return fmt.Errorf("L7 services, l7.accept kernel: %w", err)
 	}
 	// What the program cannot decide (a head over one segment, not
-	// HTTP/1.x, no port free) it hands to the agent's IPv4 listener.
-	if err := r.stitch.SetListener(r.ln.lns[0]); err != nil {
-		l.log.Warn("the kernel accept resets the connections it cannot decide: it cannot hand them to the agent", "err", err)
+	// HTTP/1.x, no port free) it hands to the agent's listener of its
+	// family.
+	for i, ln := range r.ln.lns { // IPv4, then IPv6 if the host has it
+		if err := r.stitch.SetListenerOf(i == 1, ln); err != nil {
+			l.log.Warn("the kernel accept resets the connections it cannot decide: it cannot hand them to the agent", "err", err)
+		}
 	}
 	if _, err := attachEach(l.ifaces, r.stitch.AttachAccept, r.stitch.DetachAccept); err != nil {
 		return fmt.Errorf("L7 services, l7.accept kernel: attach to %w", err)
@@ -156,14 +159,13 @@ func acceptFront(fe netip.AddrPort, s service.Service) (stitch.Front, string) {
 	switch {
 	case s.App != service.AppHTTP:
 		return f, "not app http"
-	case !fe.Addr().Is4():
-		return f, "an IPv6 frontend"
 	case len(s.Match) > 8:
 		return f, "over 8 rules"
 	}
+	v4 := fe.Addr().Unmap().Is4()
 	for _, p := range s.Pins {
-		if !p.Prefix.Addr().Unmap().Is4() {
-			continue // no IPv6 client reaches an IPv4 frontend
+		if p.Prefix.Addr().Unmap().Is4() != v4 {
+			continue // no client of the other family reaches this frontend
 		}
 		pool := stitch.Stable
 		if p.Pool == service.Canary {
@@ -196,8 +198,8 @@ func acceptFront(fe netip.AddrPort, s service.Service) (stitch.Front, string) {
 			return f, "over 8 backends in a pool"
 		}
 		for _, b := range backends {
-			if !b.Addr.Addr().Unmap().Is4() || b.Weight != backends[0].Weight {
-				return f, "an IPv6 backend or backends of unequal weights"
+			if b.Addr.Addr().Unmap().Is4() != v4 || b.Weight != backends[0].Weight {
+				return f, "a backend of the other address family, or backends of unequal weights"
 			}
 			if pool == 0 {
 				f.Stable = append(f.Stable, b.Addr)
@@ -233,8 +235,8 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("no route to backend %s: %v", dst, err)
 	}
 	src, ok := netip.AddrFromSlice(routes[0].Src)
-	if !ok || !src.Unmap().Is4() {
-		return netip.Addr{}, fmt.Errorf("the route to backend %s has no IPv4 source", dst)
+	if !ok || src.Unmap().Is4() != dst.Unmap().Is4() {
+		return netip.Addr{}, fmt.Errorf("the route to backend %s has no source of its family", dst)
 	}
 	return src.Unmap(), nil
 }

@@ -15,9 +15,9 @@ import (
 
 // TestL7KernelAccept: with l7.accept kernel the header and prefix rules'
 // services are answered by the kernel accept (its counter says every
-// such connection went live there, none reset), with the same decisions
-// as the agent's accept; the services it cannot decide (SNI, gRPC, an
-// IPv6 frontend) are still the agent's and still decided right; at 50 %
+// such connection went live there, none reset), IPv4 and IPv6, with the
+// same decisions as the agent's accept; the services it cannot decide
+// (SNI, gRPC) are still the agent's and still decided right; at 50 %
 // the connections no rule decides split within 4σ.
 func TestL7KernelAccept(t *testing.T) {
 	e := l7EnvWith(t, "l7:\n  accept: kernel\n  headTimeout: 2s\n")
@@ -66,11 +66,24 @@ func TestL7KernelAccept(t *testing.T) {
 	if handed := events()["handed"] - before["handed"]; handed != 20 {
 		t.Errorf("the kernel accept handed %v split heads to the agent, want 20", handed)
 	}
-	// Not the kernel's: still decided by the agent.
+	// An IPv6 frontend: the kernel's too.
+	before = events()
+	want(t, "v6 X-Canary: v2", e.rawMany(t, netip.AddrPortFrom(netlab.VIP6, l7PortHeader), "X-Canary: v2\r\n", 50), 50, 0)
+	want(t, "v6 no header", e.rawMany(t, netip.AddrPortFrom(netlab.VIP6, l7PortHeader), "", 50), 0, 50)
+	if live := events()["live"] - before["live"]; live != 100 {
+		t.Errorf("the kernel accept joined %v of 100 IPv6 connections", live)
+	}
+	// Not the kernel's (SNI, gRPC): still decided by the agent.
 	want(t, "SNI beta", e.tlsMany(t, netip.AddrPortFrom(netlab.VIP4, l7PortTLS), "beta.example.test", 100), 100, 0)
 	want(t, "grpc x-canary: v2", e.grpcMany(t, netip.AddrPortFrom(netlab.VIP4, l7PortGRPC), "v2", 50), 50, 0)
-	want(t, "v6 X-Canary: v2", e.rawMany(t, netip.AddrPortFrom(netlab.VIP6, l7PortHeader), "X-Canary: v2\r\n", 50), 50, 0)
 
+	kernelWeightAndPins(t, e, vip, events)
+}
+
+// kernelWeightAndPins: at 50 % the kernel's connections no rule decides
+// split within 4σ; a pin covering the client at weight 0 sends them all
+// to the canary, every one joined in the kernel.
+func kernelWeightAndPins(t *testing.T, e *env, vip netip.AddrPort, events func() map[string]float64) {
 	if err := e.agent.Apply(e.ctx, l7Services(e.lab, 5000)); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +105,7 @@ func TestL7KernelAccept(t *testing.T) {
 	if err := e.agent.Apply(e.ctx, svcs); err != nil {
 		t.Fatal(err)
 	}
-	before = events()
+	before := events()
 	want(t, "pinned", e.httpMany(t, vip, nil, 100), 100, 0)
 	if live := events()["live"] - before["live"]; live != 100 {
 		t.Errorf("the kernel accept joined %v of the pinned connections, want 100", live)

@@ -49,7 +49,7 @@ type L7 struct {
 	// the backend) or "kernel" (the stitch program answers it with a SYN
 	// cookie, decides on the head of its first segment, connects to the
 	// backend and joins the two, with no socket of the gateway: pkg/stitch
-	// accept.go; for the services it can decide — app http, IPv4, header
+	// accept.go; for the services it can decide — app http, header
 	// rules, at most 8 backends a pool of equal weights —, the
 	// others stay with the agent). Needs the stitch (l7.splice stitch or
 	// left out, where the kernel runs it).

@@ -4,11 +4,11 @@
  * answered, decided and joined to its backend by the programs alone, with
  * no socket of the gateway, so that a connection of one request costs the
  * gateway what an L4 service's does. Included by stitch.c (it uses its
- * parse, forward and maps). IPv4 for now; anything it does not take is
+ * parse, forward and maps). IPv4 and IPv6; anything it does not take is
  * left to the next program (the agent's accept).
  *
  *   1. The client's SYN is answered with a SYN cookie
- *      (bpf_tcp_raw_gen_syncookie_ipv4, the kernel's own secret): no
+ *      (bpf_tcp_raw_gen_syncookie_ipv4/6, the kernel's own secret): no
  *      state. What the cookie cannot carry of the client's SYN (its window
  *      shift, SACK, its MSS's class) rides in the low bits of the cookie
  *      SYN-ACK's TSval, which the client echoes (as the kernel's own
@@ -135,11 +135,47 @@ static __always_inline __u32 ts_now(void)
 	return bpf_ktime_get_ns() / 1000000;
 }
 
+/* The SYN cookie of p's SYN (TCP header h, hlen bytes): the kernel's
+ * own, for p's family; < 0 if it cannot be made. */
+static __always_inline __s64 make_cookie(struct __sk_buff *skb, const struct packet *p, __u8 *h, __u32 hlen)
+{
+	if (p->ipv6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, p->l3, &ip6, sizeof(ip6)))
+			return -1;
+		return bpf_tcp_raw_gen_syncookie_ipv6(&ip6, (struct tcphdr *)h, hlen);
+	}
+	{
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)))
+			return -1;
+		return bpf_tcp_raw_gen_syncookie_ipv4(&ip, (struct tcphdr *)h, hlen);
+	}
+}
+
+/* Whether p's segment (TCP header h) answers a cookie of ours: 0 if so. */
+static __always_inline int check_cookie(struct __sk_buff *skb, const struct packet *p, __u8 *h)
+{
+	if (p->ipv6) {
+		struct ipv6hdr ip6;
+
+		return bpf_skb_load_bytes(skb, p->l3, &ip6, sizeof(ip6)) ||
+		       bpf_tcp_raw_check_syncookie_ipv6(&ip6, (struct tcphdr *)h);
+	}
+	{
+		struct iphdr ip;
+
+		return bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)) ||
+		       bpf_tcp_raw_check_syncookie_ipv4(&ip, (struct tcphdr *)h);
+	}
+}
+
 /* Step 1: answer a SYN to a front with a cookie SYN-ACK. */
 static __noinline int syn_cookie(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
 				      const struct front *f)
 {
-	struct iphdr ip;
 	struct accept_work *wk = work();
 	struct seg *s;
 	__u32 cookie, tsval, bits, cls = 0, csyn;
@@ -152,9 +188,7 @@ static __noinline int syn_cookie(struct __sk_buff *skb, const struct packet *p, 
 		count(STAT_ACCEPT_SYN_PASSED);
 		return TC_ACT_UNSPEC;
 	}
-	if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)))
-		return TC_ACT_SHOT;
-	v = bpf_tcp_raw_gen_syncookie_ipv4(&ip, (struct tcphdr *)w->h, w->hlen & 63);
+	v = make_cookie(skb, p, w->h, w->hlen & 63);
 	if (v < 0)
 		return TC_ACT_SHOT;
 	cookie = (__u32)v;
@@ -166,9 +200,10 @@ static __noinline int syn_cookie(struct __sk_buff *skb, const struct packet *p, 
 	tsval = (ts_now() & ~TS_BITS) | bits;
 	csyn = get32(w->h, 4);
 
-	ip_fields(s, p->key.daddr, p->key.saddr, 40);
+	l3_fields(s, p->ipv6, p->key.daddr, p->key.saddr, 40);
 	tcp_fields(s, p->key.dport, p->key.sport, cookie, csyn + 1, TCP_SYN | TCP_ACK, 65535, 40);
-	syn_options(s, f->mss, w->o.sack, tsval, w->o.tsval, w->o.has_ws, f->wscale);
+	/* The front's MSS is IPv4's; IPv6's header is 20 bytes longer. */
+	syn_options(s, f->mss - (p->ipv6 ? 20 : 0), w->o.sack, tsval, w->o.tsval, w->o.has_ws, f->wscale);
 	if (resegment(skb, p, w->h, s, 0, 0, 0))
 		return TC_ACT_SHOT;
 	count(STAT_ACCEPT_SYN);
@@ -187,7 +222,7 @@ static __always_inline int reset_client(struct __sk_buff *skb, const struct pack
 	if (!wk)
 		return TC_ACT_SHOT;
 	s = &wk->s;
-	ip_fields(s, p->key.daddr, p->key.saddr, 20);
+	l3_fields(s, p->ipv6, p->key.daddr, p->key.saddr, 20);
 	tcp_fields(s, p->key.dport, p->key.sport, get32(w->h, 8), 0, TCP_RST, 0, 20);
 	count(STAT_ACCEPT_RESET);
 	if (resegment(skb, p, w->h, s, paysum, 0, 0))
@@ -202,7 +237,7 @@ static __always_inline int reset_client(struct __sk_buff *skb, const struct pack
 static __always_inline int undecided(struct __sk_buff *skb, const struct packet *p, struct opt_walk *w,
 				     const struct front *f, __s64 paysum)
 {
-	int verdict = hand_off(skb, w, f->wscale);
+	int verdict = hand_off(skb, p, w, f->wscale);
 
 	if (verdict >= 0)
 		return verdict;
@@ -259,7 +294,6 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	struct pair *pair;
 	struct accept_work *wk = work();
 	struct seg *s;
-	struct iphdr ip;
 	__s64 paysum;
 	int rule;
 	__u8 pool, bits;
@@ -267,8 +301,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	if (!wk)
 		return TC_ACT_SHOT;
 	s = &wk->s;
-	if (bpf_skb_load_bytes(skb, p->l3, &ip, sizeof(ip)) ||
-	    bpf_tcp_raw_check_syncookie_ipv4(&ip, (struct tcphdr *)w->h))
+	if (check_cookie(skb, p, w->h))
 		return TC_ACT_UNSPEC; /* not a cookie of ours: the stack's */
 	plen = p->l3_len - (p->l4 - p->l3) - w->hlen;
 	if (plen == 0) {
@@ -329,7 +362,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		count(STAT_ACCEPT_FULL);
 		/* The agent's accept takes it; with no listener, the client
 		 * sends it again (a grant may be free by then). */
-		verdict = hand_off(skb, w, f->wscale);
+		verdict = hand_off(skb, p, w, f->wscale);
 		return verdict >= 0 ? verdict : TC_ACT_SHOT;
 	}
 	slot = g.slot;
@@ -387,7 +420,7 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		goto give_back;
 	}
 
-	ip_fields(s, f->gw_addr, b->addr, 40);
+	l3_fields(s, p->ipv6, f->gw_addr, b->addr, 40);
 	tcp_fields(s, g.port, b->port, isn, 0, TCP_SYN, 65535, 40);
 	syn_options(s, mss_class[(bits >> TS_MSS_SHIFT) & 3], (bits & TS_SACK) != 0, tsval, 0,
 		    op->ws_ok, op->client_ws);
@@ -481,7 +514,7 @@ static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p
 		win = 0xffff;
 	tb = &pair->dir[DIR_TO_BACKEND];
 	tc = &pair->dir[DIR_TO_CLIENT];
-	ip_fields(s, tb->saddr, tb->daddr, 32 + plen);
+	l3_fields(s, p->ipv6, tb->saddr, tb->daddr, 32 + plen);
 	tcp_fields(s, tb->sport, tb->dport, op->gw_isn + 1, b_isn + 1, TCP_ACK | TCP_PSH, win, 32);
 	ts_option(s, 20, op->gw_tsval, w.o.tsval);
 	if (resegment(skb, p, w.h, s, 0, pay, plen))
@@ -523,8 +556,6 @@ static __always_inline int accept(struct __sk_buff *skb, struct packet *p)
 	struct opt_walk w = {};
 	__u8 flags;
 
-	if (p->ipv6)
-		return TC_ACT_UNSPEC;
 	__builtin_memcpy(fk.addr, p->key.daddr, 16);
 	fk.port = p->key.dport;
 	f = bpf_map_lookup_elem(&stitch_fronts, &fk);

@@ -52,7 +52,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SOCKMAP);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* 0: the IPv4 listener, 1: the IPv6 one */
 } stitch_listener SEC(".maps");
 
 /* Has the segment's tuple a socket of its own (established, closing or in
@@ -64,11 +64,19 @@ static __always_inline int has_socket(struct __sk_buff *skb, const struct packet
 	struct bpf_sock *sk;
 	int own;
 
-	__builtin_memcpy(&t.ipv4.saddr, &p->key.saddr[12], 4);
-	__builtin_memcpy(&t.ipv4.daddr, &p->key.daddr[12], 4);
-	t.ipv4.sport = p->key.sport;
-	t.ipv4.dport = p->key.dport;
-	sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (p->ipv6) {
+		__builtin_memcpy(t.ipv6.saddr, p->key.saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->key.daddr, 16);
+		t.ipv6.sport = p->key.sport;
+		t.ipv6.dport = p->key.dport;
+		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(&t.ipv4.saddr, &p->key.saddr[12], 4);
+		__builtin_memcpy(&t.ipv4.daddr, &p->key.daddr[12], 4);
+		t.ipv4.sport = p->key.sport;
+		t.ipv4.dport = p->key.dport;
+		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	}
 	if (!sk)
 		return 0;
 	own = sk->state != BPF_TCP_LISTEN;
@@ -80,11 +88,12 @@ static __always_inline int has_socket(struct __sk_buff *skb, const struct packet
  * listener, the SYN-ACK having advertised the window shift synack_ws.
  * Returns TC_ACT_OK (the stack delivers it to the new connection), or -1:
  * no listener, or the kernel refused. */
-static __noinline int hand_off(struct __sk_buff *skb, const struct opt_walk *w, __u8 synack_ws)
+static __noinline int hand_off(struct __sk_buff *skb, const struct packet *p, const struct opt_walk *w,
+				__u8 synack_ws)
 {
 	struct bpf_tcp_req_attrs attrs = {};
 	struct bpf_sock *sk;
-	__u32 zero = 0;
+	__u32 family = p->ipv6 ? 1 : 0;
 	__u8 bits;
 	int err;
 
@@ -101,7 +110,7 @@ static __noinline int hand_off(struct __sk_buff *skb, const struct opt_walk *w, 
 		attrs.snd_wscale = bits & 15;
 		attrs.rcv_wscale = synack_ws > 14 ? 14 : synack_ws;
 	}
-	sk = bpf_map_lookup_elem(&stitch_listener, &zero);
+	sk = bpf_map_lookup_elem(&stitch_listener, &family);
 	if (!sk)
 		return -1;
 	err = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)sk, &attrs, sizeof(attrs));

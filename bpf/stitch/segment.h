@@ -92,8 +92,19 @@ struct ip4 {
 	__be32 saddr, daddr;
 };
 
+/* An IPv6 header without extension headers. */
+struct ip6h {
+	__be32 vtcflow;
+	__be16 payload_len;
+	__u8 nexthdr, hop_limit;
+	__u8 saddr[16], daddr[16];
+};
+
 /* A segment being built: its IP and TCP headers. */
 struct seg {
+	struct ip6h ip6; /* when v6 */
+	__u8 v6;
+	__u8 pad6[3];
 	struct ip4 ip;
 	__u8 pad[4];
 	__u8 h[HDR_BUF];
@@ -175,12 +186,68 @@ static __always_inline void ip_fields(struct seg *s, const __u8 *saddr, const __
 	s->ip.check = sum < 0 ? 0 : fold((__u32)sum);
 }
 
-/* The TCP pseudo-header's fields a checksum covers. */
+/* The IP header of a new segment from saddr to daddr (16 bytes each;
+ * IPv4-mapped unless v6) carrying a TCP segment of tcp_len bytes. */
+static __always_inline void l3_fields(struct seg *s, __u8 v6, const __u8 *saddr, const __u8 *daddr, __u32 tcp_len)
+{
+	s->v6 = v6;
+	if (!v6) {
+		ip_fields(s, saddr, daddr, tcp_len);
+		return;
+	}
+	s->ip6.vtcflow = bpf_htonl(6 << 28);
+	s->ip6.payload_len = bpf_htons(tcp_len);
+	s->ip6.nexthdr = IPPROTO_TCP;
+	s->ip6.hop_limit = 64;
+	__builtin_memcpy(s->ip6.saddr, saddr, 16);
+	__builtin_memcpy(s->ip6.daddr, daddr, 16);
+}
+
+/* The TCP pseudo-header's fields a checksum covers: IPv4's, and IPv6's. */
 struct pseudo {
 	__be32 saddr, daddr;
 	__u8 zero, proto;
 	__be16 len;
 };
+
+struct pseudo6 {
+	__u8 saddr[16], daddr[16];
+	__be32 len;
+	__u8 zero[3], proto;
+};
+
+/* The checksum difference between the old and the new pseudo-header. */
+static __always_inline __s64 pseudo_diff(const struct packet *p, const struct seg *s, __u32 new_len)
+{
+	__u32 old_len = p->l3_len - (p->l4 - p->l3);
+
+	if (s->v6) {
+		struct pseudo6 po = {}, pn = {};
+
+		__builtin_memcpy(po.saddr, p->key.saddr, 16);
+		__builtin_memcpy(po.daddr, p->key.daddr, 16);
+		po.len = bpf_htonl(old_len);
+		po.proto = IPPROTO_TCP;
+		__builtin_memcpy(pn.saddr, s->ip6.saddr, 16);
+		__builtin_memcpy(pn.daddr, s->ip6.daddr, 16);
+		pn.len = bpf_htonl(new_len);
+		pn.proto = IPPROTO_TCP;
+		return bpf_csum_diff((__be32 *)&po, sizeof(po), (__be32 *)&pn, sizeof(pn), 0);
+	}
+	{
+		struct pseudo po = {}, pn = {};
+
+		__builtin_memcpy(&po.saddr, &p->key.saddr[12], 4);
+		__builtin_memcpy(&po.daddr, &p->key.daddr[12], 4);
+		po.proto = IPPROTO_TCP;
+		po.len = bpf_htons(old_len);
+		pn.saddr = s->ip.saddr;
+		pn.daddr = s->ip.daddr;
+		pn.proto = IPPROTO_TCP;
+		pn.len = bpf_htons(new_len);
+		return bpf_csum_diff((__be32 *)&po, sizeof(po), (__be32 *)&pn, sizeof(pn), 0);
+	}
+}
 
 /* The checksum sum of n bytes of b (a multiple of 4, zero beyond the
  * data), added to seed: bpf_csum_diff takes 512 bytes at most a call. */
@@ -213,11 +280,10 @@ static __always_inline __s64 sum_bytes(const __u8 *b, __u32 n, __s64 seed, int r
 static __always_inline int resegment(struct __sk_buff *skb, const struct packet *p, const __u8 *old, struct seg *s,
 				     __s64 paysum, const struct first *pay, __u32 plen)
 {
-	struct pseudo po = {}, pn = {};
-	__u32 old_hlen = at(p->hlen), new_hlen = at(s->hlen);
+	__u32 old_hlen = at(p->hlen), new_hlen = at(s->hlen), l3 = p->ipv6 ? 40 : 20;
 	__s64 diff, pdiff;
 
-	if (p->ipv6 || old_hlen < 20 || new_hlen < 20 || plen > FIRST_PAYLOAD_MAX)
+	if (p->ipv6 != s->v6 || old_hlen < 20 || new_hlen < 20 || plen > FIRST_PAYLOAD_MAX)
 		return -1;
 	/* The checksum field is the old one in both: its change is the
 	 * helpers' to make. */
@@ -229,20 +295,13 @@ static __always_inline int resegment(struct __sk_buff *skb, const struct packet 
 	if (diff < 0)
 		return -1;
 	diff = bpf_csum_diff((__be32 *)old, old_hlen, (__be32 *)s->h, new_hlen, (__u32)diff);
-	__builtin_memcpy(&po.saddr, &p->key.saddr[12], 4);
-	__builtin_memcpy(&po.daddr, &p->key.daddr[12], 4);
-	po.proto = IPPROTO_TCP;
-	po.len = bpf_htons(p->l3_len - (p->l4 - p->l3));
-	pn.saddr = s->ip.saddr;
-	pn.daddr = s->ip.daddr;
-	pn.proto = IPPROTO_TCP;
-	pn.len = bpf_htons(new_hlen + plen);
-	pdiff = bpf_csum_diff((__be32 *)&po, sizeof(po), (__be32 *)&pn, sizeof(pn), 0);
+	pdiff = pseudo_diff(p, s, new_hlen + plen);
 	if (diff < 0 || pdiff < 0)
 		return -1;
-	if (p->l4 != p->l3 + 20 || bpf_skb_change_tail(skb, p->l4 + new_hlen + plen, 0))
+	if (p->l4 != p->l3 + l3 || bpf_skb_change_tail(skb, p->l4 + new_hlen + plen, 0))
 		return -1;
-	if (bpf_skb_store_bytes(skb, p->l3, &s->ip, 20, 0) || bpf_skb_store_bytes(skb, p->l4, s->h, new_hlen, 0))
+	if ((s->v6 ? bpf_skb_store_bytes(skb, p->l3, &s->ip6, 40, 0) : bpf_skb_store_bytes(skb, p->l3, &s->ip, 20, 0)) ||
+	    bpf_skb_store_bytes(skb, p->l4, s->h, new_hlen, 0))
 		return -1;
 	if (plen && pay && bpf_skb_store_bytes(skb, p->l4 + new_hlen, pay->data, plen, 0))
 		return -1;

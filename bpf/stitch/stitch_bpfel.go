@@ -53,8 +53,19 @@ type StitchAcceptRequest struct {
 type StitchAcceptWork struct {
 	_ structs.HostLayout
 	S struct {
-		_  structs.HostLayout
-		Ip struct {
+		_   structs.HostLayout
+		Ip6 struct {
+			_          structs.HostLayout
+			Vtcflow    uint32
+			PayloadLen uint16
+			Nexthdr    uint8
+			HopLimit   uint8
+			Saddr      [16]uint8
+			Daddr      [16]uint8
+		}
+		V6   uint8
+		Pad6 [3]uint8
+		Ip   struct {
 			_        structs.HostLayout
 			Vihl     uint8
 			Tos      uint8
@@ -71,7 +82,6 @@ type StitchAcceptWork struct {
 		H    [64]uint8
 		Hlen uint32
 	}
-	_   [4]byte
 	Op  StitchOpening
 	Key StitchTuple
 	Pay StitchFirst

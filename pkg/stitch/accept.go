@@ -58,7 +58,7 @@ type HeaderRule struct {
 
 // Front is a frontend the kernel accept answers itself.
 type Front struct {
-	Addr    netip.AddrPort // the address clients connect to (IPv4)
+	Addr    netip.AddrPort // the address clients connect to (IPv4 or IPv6)
 	Gateway netip.Addr     // the gateway's own address toward the backends
 	// Backends by pool (at most 8 each); a connection no rule decides
 	// goes to the canary with CanaryShare in 10 000.
@@ -73,8 +73,8 @@ type Front struct {
 	Signals        uint32
 	SlowThresholds []time.Duration
 	// Pins send a client whose address falls in Prefix to Pool when no
-	// rule decided (the longest prefix wins), before the weight. IPv4
-	// prefixes only (the front is IPv4).
+	// rule decided (the longest prefix wins), before the weight; of the
+	// front's address family.
 	Pins []Pin
 }
 
@@ -94,11 +94,16 @@ type pinEntry struct {
 func (f Front) pinKeys() ([]pinEntry, error) {
 	var out []pinEntry
 	for _, p := range f.Pins {
-		if !p.Prefix.Addr().Unmap().Is4() {
-			return nil, fmt.Errorf("stitch: front %s: pin %s is not IPv4", f.Addr, p.Prefix)
+		v4 := p.Prefix.Addr().Unmap().Is4()
+		if v4 != f.Addr.Addr().Unmap().Is4() {
+			return nil, fmt.Errorf("stitch: front %s: pin %s is of the other address family", f.Addr, p.Prefix)
 		}
 		pfx := netip.PrefixFrom(p.Prefix.Addr().Unmap(), p.Prefix.Bits()).Masked()
-		key := stitchbpf.StitchAcceptPinKey{Prefixlen: uint32(32 + 96 + pfx.Bits()), Front: htonl(f.Signals),
+		bits := pfx.Bits()
+		if v4 {
+			bits += 96 // IPv4-mapped
+		}
+		key := stitchbpf.StitchAcceptPinKey{Prefixlen: uint32(32 + bits), Front: htonl(f.Signals),
 			Addr: pfx.Addr().As16()}
 		out = append(out, pinEntry{key: key, pool: uint8(p.Pool & 1)})
 	}
@@ -111,8 +116,9 @@ func htonl(v uint32) uint32 { return v>>24 | v>>8&0xff00 | v<<8&0xff0000 | v<<24
 func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error) {
 	var key stitchbpf.StitchFrontKey
 	var v stitchbpf.StitchFront
-	if !f.Addr.Addr().Unmap().Is4() || !f.Gateway.Unmap().Is4() {
-		return key, v, fmt.Errorf("stitch: front %s: the kernel accept takes IPv4 only", f.Addr)
+	v4 := f.Addr.Addr().Unmap().Is4()
+	if f.Gateway.Unmap().Is4() != v4 {
+		return key, v, fmt.Errorf("stitch: front %s: gateway address %s is of the other address family", f.Addr, f.Gateway)
 	}
 	if f.CanaryShare > 10000 {
 		return key, v, fmt.Errorf("stitch: front %s: canary share %d is over 10000", f.Addr, f.CanaryShare)
@@ -128,8 +134,8 @@ func (f Front) kernel() (stitchbpf.StitchFrontKey, stitchbpf.StitchFront, error)
 			return key, v, fmt.Errorf("stitch: front %s: %d backends in a pool, at most %d", f.Addr, len(backends), len(v.Backend[pool]))
 		}
 		for i, b := range backends {
-			if !b.Addr().Unmap().Is4() {
-				return key, v, fmt.Errorf("stitch: front %s: backend %s is not IPv4", f.Addr, b)
+			if b.Addr().Unmap().Is4() != v4 {
+				return key, v, fmt.Errorf("stitch: front %s: backend %s is of the other address family", f.Addr, b)
 			}
 			v.Backend[pool][i] = stitchbpf.StitchBackendAddr{Addr: b.Addr().As16(), Port: htons(b.Port())}
 		}

@@ -33,7 +33,16 @@ var ErrNoSyncookies = errors.New("stitch: net.ipv4.tcp_syncookies is 0: the kern
 // net.ipv4.tcp_syncookies in the calling thread's namespace, which must be
 // ln's, and fails with ErrNoSyncookies if it is 0.
 func (k *Kernel) SetListener(ln *net.TCPListener) error {
+	return k.SetListenerOf(false, ln)
+}
+
+// SetListenerOf is SetListener for the listener of the given family
+// (v6: the IPv6 fronts').
+func (k *Kernel) SetListenerOf(v6 bool, ln *net.TCPListener) error {
 	key := uint32(0)
+	if v6 {
+		key = 1
+	}
 	if ln == nil {
 		if err := k.objs.StitchListener.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("stitch: remove the accept's listener: %w", err)
