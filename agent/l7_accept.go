@@ -114,41 +114,50 @@ func reservePorts(first, last uint16) error {
 }
 
 // syncAcceptLocked writes the fronts of want's services the kernel can
-// decide and removes the others'.
+// decide and removes the others': the removals first, so that a signals
+// index a gone service frees can be another's in the same sync.
 func (l *l7) syncAcceptLocked(want map[netip.AddrPort]l7Service) error {
 	if l.run == nil || l.run.stitch == nil || l.cfg.Accept != config.L7AcceptKernel {
 		return nil
 	}
 	k := l.run.stitch
 	var errs []error
-	l.assignSignalsLocked(want)
+	fronts := map[string]stitch.Front{} // by service, the kernel's
 	for fe, s := range want {
 		f, why := acceptFront(fe, s.svc)
-		f.Signals = l.acceptIdx[s.name]
-		for _, d := range s.thresholds {
-			if d > 0 {
-				f.SlowThresholds = append(f.SlowThresholds, d)
-			}
-		}
 		if why != "" {
 			if !l.acceptSkipped[s.name] {
 				l.log.Info("L7 service stays with the agent's accept", "service", s.name, "why", why)
 				l.acceptSkipped[s.name] = true
 			}
-			errs = append(errs, k.DeleteFront(fe))
 			continue
 		}
 		delete(l.acceptSkipped, s.name)
-		errs = append(errs, k.SetFront(f))
+		for _, d := range s.thresholds {
+			if d > 0 {
+				f.SlowThresholds = append(f.SlowThresholds, d)
+			}
+		}
+		fronts[s.name] = f
 	}
 	for fe := range l.accepted {
-		if _, ok := want[fe]; !ok {
+		if s, ok := want[fe]; !ok || fronts[s.name].Addr != fe {
 			errs = append(errs, k.DeleteFront(fe))
 		}
 	}
+	l.assignSignalsLocked(fronts)
 	l.accepted = map[netip.AddrPort]bool{}
-	for fe := range want {
-		l.accepted[fe] = true
+	for name, f := range fronts {
+		idx, ok := l.acceptIdx[name]
+		if !ok {
+			continue // no signals index free: the agent's accept
+		}
+		f.Signals = idx
+		if err := k.SetFront(f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		l.accepted[f.Addr] = true
 	}
 	return errors.Join(errs...)
 }
@@ -241,24 +250,21 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 	return src.Unmap(), nil
 }
 
-// assignSignalsLocked gives each service of want a signals index for the
-// kernel accept's counts, kept while the service is applied (its
-// counters stay cumulative), and frees those of services gone.
-func (l *l7) assignSignalsLocked(want map[netip.AddrPort]l7Service) {
-	names := map[string]bool{}
-	for _, s := range want {
-		names[s.name] = true
-	}
+// assignSignalsLocked gives each of the kernel's services (fronts, by
+// name) a signals index for its counts, kept while it is the kernel's
+// (its counters stay cumulative), and frees those of the others. A new
+// index's counters, pins and rule hits start from zero.
+func (l *l7) assignSignalsLocked(fronts map[string]stitch.Front) {
 	used := map[uint32]bool{}
 	for name, idx := range l.acceptIdx {
-		if !names[name] {
+		if _, ok := fronts[name]; !ok {
 			delete(l.acceptIdx, name)
 			continue
 		}
 		used[idx] = true
 	}
 	next := uint32(0)
-	for name := range names {
+	for name := range fronts {
 		if _, ok := l.acceptIdx[name]; ok {
 			continue
 		}
@@ -266,7 +272,7 @@ func (l *l7) assignSignalsLocked(want map[netip.AddrPort]l7Service) {
 			next++
 		}
 		if next >= stitch.MaxFronts {
-			return // the rest stay with the agent's accept (no signals index)
+			return // the rest stay with the agent's accept
 		}
 		if err := l.run.stitch.ClearSignals(next); err != nil {
 			l.log.Warn("clear the kernel accept's counters for a new service", "service", name, "err", err)
@@ -287,6 +293,7 @@ func (l *l7) addAcceptPools(s datapath.InstalledService, counters *[2]datapath.P
 		c, lt, k := &counters[p], &lat[p], &sig[p]
 		c.Flows += k.Flows
 		c.Errors[datapath.ErrHTTP5xx] += k.HTTP5xx
+		c.Errors[datapath.ErrReset] += k.Resets
 		lt.Connect.Add(&k.Connect)
 		lt.Response.Add(&k.Response)
 		for i := range lt.Slow {

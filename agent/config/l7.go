@@ -57,8 +57,9 @@ type L7 struct {
 	// AcceptPorts is the range of the gateway's ports the kernel accept
 	// connects to backends from, one connection at once each ("": the
 	// default, 61000-65095, above Linux's ephemeral range). The agent
-	// adds it to net.ipv4.ip_local_reserved_ports. Its size bounds the
-	// new connections a second, times the 25 ms an ended one lingers.
+	// adds it to net.ipv4.ip_local_reserved_ports. At most 4096; a port
+	// is used again after every other free one, so keep it well above
+	// the connections open at once.
 	AcceptPorts string `yaml:"acceptPorts"`
 	// Source is the address the agent connects to backends from:
 	// "gateway" (default; the route's source, so backends see the
@@ -80,6 +81,10 @@ const (
 	L7AcceptProxy  = "proxy"
 	L7AcceptKernel = "kernel"
 )
+
+// MaxAcceptPorts bounds AcceptPorts (the kernel accept's connections at
+// once: pkg/stitch's grants).
+const MaxAcceptPorts = 4096
 
 // DefaultAcceptPorts is AcceptPorts' default.
 const DefaultAcceptPorts = "61000-65095"
@@ -149,8 +154,10 @@ func (c *Config) validateL7(bad reportFunc) {
 		bad("l7.accept", "%q is not an accept: use proxy (the default: the agent accepts) or kernel (the stitch program answers, decides and joins)", l.Accept)
 	}
 	if s := l.AcceptPorts; s != "" {
-		if _, _, err := parsePortRange(s); err != nil {
+		if first, last, err := parsePortRange(s); err != nil {
 			bad("l7.acceptPorts", "%v, from 1024 up", err)
+		} else if int(last)-int(first)+1 > MaxAcceptPorts {
+			bad("l7.acceptPorts", "%q holds %d ports: at most %d", s, int(last)-int(first)+1, MaxAcceptPorts)
 		}
 	}
 	switch l.Source {

@@ -22,13 +22,19 @@ func TestL7(t *testing.T) {
 		t.Errorf("parsed %+v", c.L7)
 	}
 	for in, want := range map[string]string{
-		"l7: {splice: sockmap}":       "l7.splice",
-		"l7: {source: backend}":       "l7.source",
-		"l7: {headTimeout: forever}":  "l7.headTimeout",
-		"l7: {connectTimeout: 2h}":    "l7.connectTimeout",
-		"l7: {maxHeadBytes: 1048576}": "l7.maxHeadBytes",
-		"l7: {maxPending: -1}":        "l7.maxPending",
-		"l7: {proxy: envoy}":          "proxy",
+		"l7: {splice: sockmap}":                        "l7.splice",
+		"l7: {source: backend}":                        "l7.source",
+		"l7: {headTimeout: forever}":                   "l7.headTimeout",
+		"l7: {connectTimeout: 2h}":                     "l7.connectTimeout",
+		"l7: {maxHeadBytes: 1048576}":                  "l7.maxHeadBytes",
+		"l7: {maxPending: -1}":                         "l7.maxPending",
+		"l7: {proxy: envoy}":                           "proxy",
+		"l7: {accept: ebpf}":                           "l7.accept",
+		"l7: {accept: kernel, splice: copy}":           "l7.accept",
+		"l7: {accept: kernel, source: client}":         "l7.accept",
+		"l7: {accept: kernel, acceptPorts: 100-200}":   "l7.acceptPorts",
+		"l7: {accept: kernel, acceptPorts: 2000-1000}": "l7.acceptPorts",
+		"l7: {accept: kernel, acceptPorts: 1024-9999}": "l7.acceptPorts",
 	} {
 		if _, err := Parse("agent.yaml", []byte(ifc+in+"\n")); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error naming %s", in, err, want)

@@ -59,11 +59,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } accept_pins SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__type(value, struct grant);
-	__uint(max_entries, 65536); /* the loader sets it */
-} stitch_grants SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -305,6 +300,11 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		return TC_ACT_UNSPEC; /* not a cookie of ours: the stack's */
 	plen = p->l3_len - (p->l4 - p->l3) - w->hlen;
 	if (plen == 0) {
+		/* The cookie's check is linear in seq and ack: a later segment
+		 * of a handed connection whose two sides sent nearly as many
+		 * bytes passes it too. Its socket's, then. */
+		if ((w->h[13] & TCP_FIN) || has_socket(skb, p))
+			return TC_ACT_UNSPEC;
 		count(STAT_ACCEPT_ACK_DROP);
 		return TC_ACT_SHOT;
 	}
@@ -315,10 +315,15 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 		count(STAT_ACCEPT_SOCKET);
 		return TC_ACT_UNSPEC;
 	}
+	/* A request that closes its side at once (request and FIN in one
+	 * segment): the agent's accept keeps the FIN (the stack alone would
+	 * not take the cookie, and reset it). */
+	if (w->h[13] & TCP_FIN)
+		return undecided(skb, p, w, f, -1);
 	pay = &wk->pay;
 	op = &wk->op;
 	if (plen > FIRST_PAYLOAD_MAX)
-		return undecided(skb, p, w, f, 0); /* the checksum is moot for a reset */
+		return undecided(skb, p, w, f, -1); /* with no listener: dropped (its payload is not summed) */
 	pay->len = plen;
 	/* Zero the tail to the next multiple of 4: the checksum's sum reads
 	 * whole words. */
@@ -431,6 +436,11 @@ static __noinline int first_segment(struct __sk_buff *skb, const struct packet *
 	return forward(skb, p, &pair->dir[DIR_TO_BACKEND]);
 
 give_back:
+	/* Clean, as a fresh grant (take_grant takes it as one). */
+	if (pair)
+		__builtin_memset(pair, 0, sizeof(*pair));
+	bpf_map_delete_elem(&stitch_openings, &slot);
+	bpf_map_delete_elem(&stitch_firsts, &slot);
 	bpf_map_push_elem(&stitch_grants, &g, 0);
 	count(STAT_ACCEPT_CLASH);
 	return TC_ACT_SHOT;
@@ -438,17 +448,26 @@ give_back:
 
 /* The pair goes live: the backend's handshake timed, its first response
  * awaited (signals.h), by the front's signals. */
+/* The front of a kernel accept's pair (by the address its client
+ * connected to), or NULL if it is gone. */
+static __always_inline const struct front *front_of(const struct pair *pair)
+{
+	const struct dir *tc = &pair->dir[DIR_TO_CLIENT];
+	struct front_key fk = {};
+
+	__builtin_memcpy(fk.addr, tc->saddr, 16);
+	fk.port = tc->sport;
+	return bpf_map_lookup_elem(&stitch_fronts, &fk);
+}
+
 static __always_inline void signal_live(struct pair *pair, __u32 slot, const struct opening *op)
 {
 	struct dir *tc = &pair->dir[DIR_TO_CLIENT];
-	struct front_key fk = {};
 	struct accept_request *r;
 	const struct front *f;
 	__u64 now = bpf_ktime_get_ns();
 
-	__builtin_memcpy(fk.addr, tc->saddr, 16);
-	fk.port = tc->sport;
-	f = bpf_map_lookup_elem(&stitch_fronts, &fk);
+	f = front_of(pair);
 	r = bpf_map_lookup_elem(&accept_requests, &slot);
 	if (!f || !r)
 		return;
@@ -458,6 +477,65 @@ static __always_inline void signal_live(struct pair *pair, __u32 slot, const str
 	r->pool = op->pool;
 	__builtin_memcpy(r->slow_ns, f->slow_ns, sizeof(r->slow_ns));
 	tc->awaiting = 1;
+}
+
+/* A client's packet while its backend's handshake runs: its first segment
+ * again (the gateway's SYN or the backend's SYN-ACK was lost, or the
+ * backend is slow) sends the SYN again, the same one; anything else is
+ * dropped (the client sends it again once the pair is live). */
+static __noinline int opening_client(struct __sk_buff *skb, const struct packet *p, struct pair *pair, __u32 slot)
+{
+	struct opt_walk w = {};
+	struct accept_work *wk = work();
+	struct opening *op = bpf_map_lookup_elem(&stitch_openings, &slot);
+	struct first *pay = bpf_map_lookup_elem(&stitch_firsts, &slot);
+	const struct dir *tb = &pair->dir[DIR_TO_BACKEND];
+	struct seg *s;
+	__s64 paysum;
+	__u32 plen;
+	__u8 bits;
+
+	count(STAT_ACCEPT_OPENING_DROP);
+	if (!wk || !op || !pay || read_header(skb, p, &w) || !w.o.ts)
+		return TC_ACT_SHOT;
+	plen = p->l3_len - (p->l4 - p->l3) - w.hlen;
+	if (get32(w.h, 4) != op->client_isn + 1 || plen != pay->len || plen == 0 || plen > FIRST_PAYLOAD_MAX)
+		return TC_ACT_SHOT;
+	paysum = sum_bytes(pay->data, (plen + 3) & ~3, 0, 1);
+	bits = w.o.tsecr & TS_BITS;
+	s = &wk->s;
+	l3_fields(s, p->ipv6, tb->saddr, tb->daddr, 40);
+	tcp_fields(s, tb->sport, tb->dport, op->gw_isn, 0, TCP_SYN, 65535, 40);
+	syn_options(s, mss_class[(bits >> TS_MSS_SHIFT) & 3], (bits & TS_SACK) != 0, op->gw_tsval, 0, op->ws_ok,
+		    op->client_ws);
+	if (paysum < 0 || resegment(skb, p, w.h, s, paysum, 0, 0))
+		return TC_ACT_SHOT;
+	count(STAT_ACCEPT_SYN_RESENT);
+	return forward(skb, p, tb);
+}
+
+/* The backend refused (a reset answering the gateway's SYN) or cannot be
+ * joined (no timestamps): the client is reset (its first segment's
+ * acknowledgement is the cookie's), the pair ends, the front's pool
+ * counts a reset. The backend's packet becomes the client's reset. */
+static __always_inline int opening_failed(struct __sk_buff *skb, const struct packet *p, struct pair *pair, __u32 slot,
+					  const struct opening *op, struct opt_walk *w, struct seg *s)
+{
+	const struct dir *tc = &pair->dir[DIR_TO_CLIENT];
+	const struct front *f = front_of(pair);
+	__u32 plen = p->l3_len - (p->l4 - p->l3) - w->hlen;
+
+	if (f)
+		accept_count_reset(f->signals, op->pool);
+	ended(pair, slot);
+	count(STAT_ACCEPT_BACKEND_FAIL);
+	if (plen) /* a payload this does not sum */
+		return TC_ACT_SHOT;
+	l3_fields(s, p->ipv6, tc->saddr, tc->daddr, 20);
+	tcp_fields(s, tc->sport, tc->dport, op->cookie + 1, 0, TCP_RST, 0, 20);
+	if (resegment(skb, p, w->h, s, 0, 0, 0))
+		return TC_ACT_SHOT;
+	return forward(skb, p, tc);
 }
 
 /* Step 3, in stitch_tc: a packet of a pair whose backend handshake is
@@ -478,29 +556,20 @@ static __noinline int open_verdict(struct __sk_buff *skb, const struct packet *p
 	if (!wk)
 		return TC_ACT_SHOT;
 	s = &wk->s;
-	if (dir != DIR_TO_CLIENT) {
-		count(STAT_ACCEPT_OPENING_DROP);
-		return TC_ACT_SHOT;
-	}
 	op = bpf_map_lookup_elem(&stitch_openings, &slot);
 	pay = bpf_map_lookup_elem(&stitch_firsts, &slot);
 	if (!op || !pay || read_header(skb, p, &w))
 		return TC_ACT_SHOT;
 	flags = w.h[13];
-	if (flags & TCP_RST) {
-		pair->dir[DIR_TO_CLIENT].rst = 1;
-		ended(pair, slot);
-		count(STAT_ACCEPT_BACKEND_FAIL);
+	/* Only what answers the gateway's SYN (its ACK is the ISN + 1). */
+	if (!(flags & TCP_ACK) || get32(w.h, 8) != op->gw_isn + 1)
 		return TC_ACT_SHOT;
-	}
-	if ((flags & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK) || get32(w.h, 8) != op->gw_isn + 1)
+	if (flags & TCP_RST)
+		return opening_failed(skb, p, pair, slot, op, &w, s);
+	if (!(flags & TCP_SYN))
 		return TC_ACT_SHOT;
-	if (!w.o.ts) { /* the client's segments carry timestamps the backend did not agree to */
-		pair->dir[DIR_TO_CLIENT].rst = 1;
-		ended(pair, slot);
-		count(STAT_ACCEPT_BACKEND_FAIL);
-		return TC_ACT_SHOT;
-	}
+	if (!w.o.ts) /* the client's segments carry timestamps the backend did not agree to */
+		return opening_failed(skb, p, pair, slot, op, &w, s);
 	b_isn = get32(w.h, 4);
 	plen = pay->len;
 	if (plen == 0 || plen > FIRST_PAYLOAD_MAX)
@@ -564,7 +633,7 @@ static __always_inline int accept(struct __sk_buff *skb, struct packet *p)
 	flags = w.h[13];
 	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN)
 		return syn_cookie(skb, p, &w, f);
-	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_ACK)
+	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_ACK)
 		return first_segment(skb, p, &w, f);
 	return TC_ACT_UNSPEC;
 }

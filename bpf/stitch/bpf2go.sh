@@ -18,7 +18,6 @@ types=(
 	-type backend_addr
 	-type grant
 	-type opening
-	-type ended_slot
 	-type accept_counts
 	-type accept_latency
 	-type accept_pin_key

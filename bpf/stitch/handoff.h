@@ -11,8 +11,8 @@
  * already received. Its local address is the front's (VIP:port) and its
  * sequence numbers continue the cookie's, so the client sees no seam.
  *
- * The listener (stitch_listener, key 0) is the agent's transparent IPv4
- * listener, put there by pkg/stitch (Kernel.SetListener); the stack takes
+ * The listeners (stitch_listener, key 0 IPv4, key 1 IPv6) are the agent's
+ * transparent ones, put there by pkg/stitch (Kernel.SetListenerOf); the stack takes
  * the request only with net.ipv4.tcp_syncookies set (1 or 2) in the
  * listener's namespace, and delivers the segment only if the front's
  * address is local (a `local` route). A retransmission of a handed-off
@@ -79,7 +79,10 @@ static __always_inline int has_socket(struct __sk_buff *skb, const struct packet
 	}
 	if (!sk)
 		return 0;
-	own = sk->state != BPF_TCP_LISTEN;
+	/* A listener is not the connection's; nor is a TIME_WAIT socket of
+	 * the tuple's previous connection (the client may reuse its port
+	 * within it, behind a NAT): this connection is ours to decide. */
+	own = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT;
 	bpf_sk_release(sk);
 	return own;
 }

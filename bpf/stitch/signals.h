@@ -17,6 +17,7 @@ enum { ACCEPT_THRESHOLDS = 4 };
 struct accept_counts {
 	__u64 flows;          /* decided into the pool (the backend's SYN sent) */
 	__u64 http_5xx;       /* first responses "HTTP/1.x 5.." */
+	__u64 resets;         /* backends that refused the gateway's SYN */
 	__u64 hits[RULES_MAX]; /* decided by rule i */
 };
 
@@ -102,6 +103,16 @@ static __always_inline void accept_count_decided(__u32 signals, __u32 pool, int 
 		c->hits[rule & (RULES_MAX - 1)]++;
 }
 
+/* A backend refused the connection decided into pool. */
+static __always_inline void accept_count_reset(__u32 signals, __u32 pool)
+{
+	__u32 key = signals * 2 + (pool & 1);
+	struct accept_counts *c = bpf_map_lookup_elem(&accept_counters, &key);
+
+	if (c)
+		c->resets++;
+}
+
 /* The backend's handshake done after d. */
 static __noinline int accept_record_connect(__u32 signals, __u32 pool, __u64 d)
 {
@@ -125,7 +136,7 @@ static __noinline int accept_record_response(__u32 slot, const __u8 *status, __u
 	__u32 key;
 	__u64 d;
 
-	if (!r)
+	if (!r || !r->sent) /* a pair another Kernel made live: its request is not known here */
 		return 0;
 	d = bpf_ktime_get_ns() - r->sent;
 	key = r->signals * 2 + (r->pool & 1);

@@ -431,9 +431,9 @@ static __always_inline int is_syn(struct __sk_buff *skb, const struct packet *p)
  * rewritten into the old one (its backend could accept the SYN from
  * TIME_WAIT and answer from the wrong pool). On a live pair the tuple is
  * in use: dropped. */
-static __always_inline int syn_verdict(const struct packet *p, const struct dir *d, const struct dir *o)
+static __always_inline int syn_verdict(const struct packet *p, const struct dir *d, const struct dir *o, __u32 origin)
 {
-	if ((d->fin && o->fin) || d->rst || o->rst) {
+	if ((d->fin && o->fin) || d->rst || o->rst || origin == ORIGIN_ACCEPT_ENDED) {
 		bpf_map_delete_elem(&stitch_keys, &p->key);
 		count(STAT_REUSED);
 		return TC_ACT_UNSPEC;
@@ -442,28 +442,47 @@ static __always_inline int syn_verdict(const struct packet *p, const struct dir 
 	return TC_ACT_SHOT;
 }
 
-/* The kernel accept's pairs that ended (both FINs, or a reset), oldest
- * first: the accept takes the oldest back for a new connection once it
- * has lingered (accept.h, reuse_ended), so that no agent works per
- * connection. */
+/* The kernel accept's free grants (accept.h): a pair slot and a gateway
+ * port each, oldest first. An ended pair's grant goes to the back, so a
+ * port is used again only after every other free one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__type(value, struct ended_slot);
+	__type(value, struct grant);
 	__uint(max_entries, 65536); /* the loader sets it */
-} stitch_ended SEC(".maps");
+} stitch_grants SEC(".maps");
 
-/* A pair ends: a kernel accept's is queued for reuse, once. Two CPUs
- * may both queue it; reuse_ended drops the second word. A full queue
- * loses it; the agent's scan finds the pair. */
+/* A kernel accept's pair's hold and origin as one 64-bit word (hold the
+ * low half): its states change by compare-and-swap of it, so that two
+ * CPUs never both end one pair, nor both take one slot. */
+#define STATE(hold, origin) ((__u64)(origin) << 32 | (hold))
+
+static __always_inline __u64 *state_word(struct pair *pair)
+{
+	return (__u64 *)&pair->hold;
+}
+
+_Static_assert(__builtin_offsetof(struct pair, hold) % 8 == 0 &&
+		       __builtin_offsetof(struct pair, origin) == __builtin_offsetof(struct pair, hold) + 4,
+	       "hold and origin form one aligned 64-bit word");
+
+/* A pair ends (both FINs, or a reset): a kernel accept's gives its grant
+ * back to the queue, once (the swap from ORIGIN_ACCEPT decides who). */
 static __always_inline void ended(struct pair *pair, __u32 idx)
 {
-	struct ended_slot e = {.slot = idx};
+	struct grant g = {.slot = idx};
+	__u64 *w = state_word(pair);
 
-	if (pair->origin != ORIGIN_ACCEPT)
-		return;
-	pair->origin = ORIGIN_ACCEPT_ENDED;
-	e.at = bpf_ktime_get_ns();
-	bpf_map_push_elem(&stitch_ended, &e, 0);
+	for (int i = 0; i < 2; i++) {
+		__u64 cur = *(volatile __u64 *)w;
+
+		if (cur >> 32 != ORIGIN_ACCEPT)
+			return;
+		if (__sync_val_compare_and_swap(w, cur, STATE(cur & 0xffffffff, ORIGIN_ACCEPT_ENDED)) == cur) {
+			g.port = pair->dir[DIR_TO_BACKEND].sport;
+			bpf_map_push_elem(&stitch_grants, &g, 0);
+			return;
+		}
+	}
 }
 
 /* A kernel accept's pair awaiting its first response (d is the backend's
@@ -569,11 +588,11 @@ int stitch_tc(struct __sk_buff *skb)
 	d = &pair->dir[dir];
 	o = &pair->dir[dir ^ 1];
 	if (pair->hold == HOLD_OPENING)
-		return open_verdict(skb, &p, pair, idx, dir);
+		return dir == DIR_TO_CLIENT ? open_verdict(skb, &p, pair, idx, dir) : opening_client(skb, &p, pair, idx);
 	if (pair->hold)
 		return held(skb, &p, d, idx);
 	if (is_syn(skb, &p))
-		return syn_verdict(&p, d, o);
+		return syn_verdict(&p, d, o, pair->origin);
 	return stitch(skb, &p, pair, idx, dir);
 }
 

@@ -84,18 +84,12 @@ struct pair {
 
 /* Values of struct pair's origin. */
 enum origin {
-	ORIGIN_JOIN = 0,         /* the agent's Join: its Wait ends the pair */
-	ORIGIN_ACCEPT = 1,       /* the kernel accept's, live or opening */
-	ORIGIN_ACCEPT_ENDED = 2, /* the kernel accept's, ended: in stitch_ended */
+	ORIGIN_JOIN = 0,           /* the agent's Join: its Wait ends the pair */
+	ORIGIN_ACCEPT = 1,         /* the kernel accept's, live or opening */
+	ORIGIN_ACCEPT_ENDED = 2,   /* the kernel accept's, ended: its grant is queued */
+	ORIGIN_ACCEPT_CLAIMED = 3, /* being taken for a new connection */
 };
 
-/* An entry of stitch_ended: a kernel accept's pair that ended, and when
- * (bpf_ktime_get_ns). */
-struct ended_slot {
-	__u32 slot;
-	__u32 pad;
-	__u64 at;
-};
 
 /* A held pair's data segment, from its IP header on, as the hold drops it:
  * the agent sends it on itself once the pair is live (see held() in
@@ -130,7 +124,8 @@ enum stat {
 	STAT_ACCEPT_CLASH = 16,     /* a grant's tuple still in use: given back, the segment dropped */
 	STAT_ACCEPT_HANDED = 17,     /* a first segment the kernel cannot decide on: handed to the listener */
 	STAT_ACCEPT_SOCKET = 18,     /* a first segment whose tuple has a socket (sent again after a hand-off): passed */
-	STAT_COUNT = 19,
+	STAT_ACCEPT_SYN_RESENT = 19, /* the client's first segment again while opening: the backend's SYN sent again */
+	STAT_COUNT = 20,
 };
 
 /* The kernel accept (accept.h): frontends whose new connections the

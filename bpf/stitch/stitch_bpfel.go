@@ -17,6 +17,7 @@ type StitchAcceptCounts struct {
 	_       structs.HostLayout
 	Flows   uint64
 	Http5xx uint64
+	Resets  uint64
 	Hits    [8]uint64
 }
 
@@ -124,13 +125,6 @@ const (
 	StitchDirIndexDIR_TO_BACKEND StitchDirIndex = 0
 	StitchDirIndexDIR_TO_CLIENT  StitchDirIndex = 1
 )
-
-type StitchEndedSlot struct {
-	_    structs.HostLayout
-	Slot uint32
-	Pad  uint32
-	At   uint64
-}
 
 type StitchFirst struct {
 	_    structs.HostLayout
@@ -246,7 +240,8 @@ const (
 	StitchStatSTAT_ACCEPT_CLASH        StitchStat = 16
 	StitchStatSTAT_ACCEPT_HANDED       StitchStat = 17
 	StitchStatSTAT_ACCEPT_SOCKET       StitchStat = 18
-	StitchStatSTAT_COUNT               StitchStat = 19
+	StitchStatSTAT_ACCEPT_SYN_RESENT   StitchStat = 19
+	StitchStatSTAT_COUNT               StitchStat = 20
 )
 
 type StitchTuple struct {
@@ -267,7 +262,7 @@ const (
 	StitchMapAcceptRequests  = "accept_requests"
 	StitchMapAcceptScratch   = "accept_scratch"
 	StitchMapRulesWalk       = "rules_walk"
-	StitchMapStitchEnded     = "stitch_ended"
+	StitchMapStitchExpire    = "stitch_expire"
 	StitchMapStitchFirsts    = "stitch_firsts"
 	StitchMapStitchFronts    = "stitch_fronts"
 	StitchMapStitchGrants    = "stitch_grants"
@@ -279,7 +274,6 @@ const (
 	StitchMapStitchStats     = "stitch_stats"
 	StitchProgStitchAccept   = "stitch_accept"
 	StitchProgStitchTc       = "stitch_tc"
-	StitchVarAcceptLingerNs  = "accept_linger_ns"
 )
 
 // LoadStitch returns the embedded CollectionSpec for Stitch.
@@ -338,7 +332,7 @@ type StitchMapSpecs struct {
 	AcceptRequests  *ebpf.MapSpec `ebpf:"accept_requests"`
 	AcceptScratch   *ebpf.MapSpec `ebpf:"accept_scratch"`
 	RulesWalk       *ebpf.MapSpec `ebpf:"rules_walk"`
-	StitchEnded     *ebpf.MapSpec `ebpf:"stitch_ended"`
+	StitchExpire    *ebpf.MapSpec `ebpf:"stitch_expire"`
 	StitchFirsts    *ebpf.MapSpec `ebpf:"stitch_firsts"`
 	StitchFronts    *ebpf.MapSpec `ebpf:"stitch_fronts"`
 	StitchGrants    *ebpf.MapSpec `ebpf:"stitch_grants"`
@@ -354,7 +348,6 @@ type StitchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StitchVariableSpecs struct {
-	AcceptLingerNs *ebpf.VariableSpec `ebpf:"accept_linger_ns"`
 }
 
 // StitchObjects contains all objects after they have been loaded into the kernel.
@@ -383,7 +376,7 @@ type StitchMaps struct {
 	AcceptRequests  *ebpf.Map `ebpf:"accept_requests"`
 	AcceptScratch   *ebpf.Map `ebpf:"accept_scratch"`
 	RulesWalk       *ebpf.Map `ebpf:"rules_walk"`
-	StitchEnded     *ebpf.Map `ebpf:"stitch_ended"`
+	StitchExpire    *ebpf.Map `ebpf:"stitch_expire"`
 	StitchFirsts    *ebpf.Map `ebpf:"stitch_firsts"`
 	StitchFronts    *ebpf.Map `ebpf:"stitch_fronts"`
 	StitchGrants    *ebpf.Map `ebpf:"stitch_grants"`
@@ -403,7 +396,7 @@ func (m *StitchMaps) Close() error {
 		m.AcceptRequests,
 		m.AcceptScratch,
 		m.RulesWalk,
-		m.StitchEnded,
+		m.StitchExpire,
 		m.StitchFirsts,
 		m.StitchFronts,
 		m.StitchGrants,
@@ -420,7 +413,6 @@ func (m *StitchMaps) Close() error {
 //
 // It can be passed to LoadStitchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StitchVariables struct {
-	AcceptLingerNs *ebpf.Variable `ebpf:"accept_linger_ns"`
 }
 
 // StitchPrograms contains all programs after they have been loaded into the kernel.

@@ -222,13 +222,11 @@ func (k *Kernel) setPins(idx uint32, pins []pinEntry) error {
 	return nil
 }
 
-// DeleteFront stops answering addr's new connections; those accepted go on.
+// DeleteFront stops answering addr's new connections; those accepted go
+// on. Its pins stay under its signals index until a front takes the index
+// (SetFront replaces them): another front may hold it by then.
 func (k *Kernel) DeleteFront(addr netip.AddrPort) error {
 	key := stitchbpf.StitchFrontKey{Addr: addr.Addr().As16(), Port: htons(addr.Port())}
-	var v stitchbpf.StitchFront
-	if err := k.objs.StitchFronts.Lookup(&key, &v); err == nil && v.Pins > 0 {
-		defer k.setPins(v.Signals, nil) // after the front: no lookup misses a pin it still counts
-	}
 	if err := k.objs.StitchFronts.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("stitch: front %s: %w", addr, err)
 	}
@@ -315,10 +313,12 @@ func (k *Kernel) Grant(ports []uint16) error {
 }
 
 // inheritAccepted takes on a kernel accept's pair a previous Kernel left
-// in the maps (Adopt): its slot and port stay granted; one that ended is
-// queued again for the program to take back (the old queue went with
-// that Kernel), and so is one still opening (its opening state went
-// too: its client sends its first segment again and meets a reset).
+// in the maps (Adopt): its slot and port stay granted. One that ended
+// had its grant in the previous Kernel's queue, gone with it: it is
+// queued again here (only an ended pair's own end queues it, so this is
+// the one word). One still opening lost its opening state: the program
+// is asked to end it. One being taken when that Kernel stopped is
+// cleared and queued as fresh.
 func (k *Kernel) inheritAccepted(slot uint32, pair *stitchbpf.StitchPair) error {
 	port := htons(pair.Dir[stitchbpf.StitchDirIndexDIR_TO_BACKEND].Sport)
 	k.mu.Lock()
@@ -327,10 +327,27 @@ func (k *Kernel) inheritAccepted(slot uint32, pair *stitchbpf.StitchPair) error 
 	}
 	k.granted[slot] = &accepted{port: port}
 	k.mu.Unlock()
-	if pair.Origin == originAccept && pair.Hold != holdOpening {
-		return nil
+	switch {
+	case pair.Origin == originAcceptEnded:
+		return k.queueGrant(slot, port)
+	case pair.Origin == originAcceptClaimed:
+		if err := k.objs.StitchPairs.Put(slot, &stitchbpf.StitchPair{}); err != nil {
+			return fmt.Errorf("stitch: clear accepted pair %d: %w", slot, err)
+		}
+		return k.queueGrant(slot, port)
+	case pair.Hold == holdOpening:
+		return k.expire(slot)
 	}
-	return k.endAccepted(slot, pair, monotonicNow())
+	return nil
+}
+
+// queueGrant puts slot and port at the back of the grants' queue.
+func (k *Kernel) queueGrant(slot uint32, port uint16) error {
+	g := stitchbpf.StitchGrant{Slot: slot, Port: htons(port)}
+	if err := k.objs.StitchGrants.Update(nil, &g, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("stitch: queue port %d: %w", port, err)
+	}
+	return nil
 }
 
 // accepted is what the watch knows of a granted slot.
@@ -399,7 +416,7 @@ func (k *Kernel) ScanAccepted(now time.Time, t AcceptTimeouts) (int, error) {
 				toClient:  stitchbpf.StitchTuple{Saddr: tb.Daddr, Daddr: tb.Saddr, Sport: tb.Dport, Dport: tb.Sport}}
 			errs = append(errs, k.Reset(s))
 		}
-		if err := k.endAccepted(slot, &pair, boot); err != nil {
+		if err := k.expire(slot); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -428,17 +445,13 @@ func (k *Kernel) overdue(slot uint32, pair *stitchbpf.StitchPair, a *accepted, n
 	return now.Sub(a.seen) >= t.Idle
 }
 
-// endAccepted marks slot's connection ended and queues it for the
-// program to take back, at once (its linger counted as passed).
-func (k *Kernel) endAccepted(slot uint32, pair *stitchbpf.StitchPair, boot time.Duration) error {
-	pair.Origin = originAcceptEnded
-	pair.Dir[stitchbpf.StitchDirIndexDIR_TO_CLIENT].Rst = 1
-	if err := k.objs.StitchPairs.Put(slot, pair); err != nil {
-		return fmt.Errorf("stitch: end accepted pair %d: %w", slot, err)
-	}
-	e := stitchbpf.StitchEndedSlot{Slot: slot, At: uint64(max(boot-time.Hour, 0))} // lingered already
-	if err := k.objs.StitchEnded.Update(nil, &e, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("stitch: queue accepted pair %d: %w", slot, err)
+// expire asks the program to end slot's connection (grants.h): only the
+// programs move a pair between states, by compare-and-swap, so that no
+// slot is ever given to two connections. The grant comes back at the
+// next new connection.
+func (k *Kernel) expire(slot uint32) error {
+	if err := k.objs.StitchExpire.Update(nil, &slot, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("stitch: expire accepted pair %d: %w", slot, err)
 	}
 	k.mu.Lock()
 	if a := k.granted[slot]; a != nil {
@@ -450,10 +463,11 @@ func (k *Kernel) endAccepted(slot uint32, pair *stitchbpf.StitchPair, boot time.
 
 // Values of enum hold and enum origin (stitch.h).
 const (
-	holdOpening       = 2
-	originJoin        = 0
-	originAccept      = 1
-	originAcceptEnded = 2
+	holdOpening         = 2
+	originJoin          = 0
+	originAccept        = 1
+	originAcceptEnded   = 2
+	originAcceptClaimed = 3
 )
 
 // monotonicNow is CLOCK_MONOTONIC, bpf_ktime_get_ns's clock.

@@ -3,6 +3,7 @@ package stitch
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -191,5 +192,38 @@ func TestAcceptPins(t *testing.T) {
 	}
 	if got := ask(""); got != canary {
 		t.Errorf("no pin at weight 100 %%: answered by %q", got)
+	}
+}
+
+// TestAcceptBackendRefuses: a front whose canary backend refuses (no
+// listener on its port) resets the client at once, and counts the reset
+// in the canary's signals; the stable pool's connections go on.
+func TestAcceptBackendRefuses(t *testing.T) {
+	a := newAcceptLab(t)
+	ctx := t.Context()
+	f := a.front
+	f.Canary = []netip.AddrPort{netip.AddrPortFrom(a.lab.Canary[0].Addr4, 9)} // nothing listens
+	if err := a.k.SetFront(f); err != nil {
+		t.Fatal(err)
+	}
+	c, r := a.dial(ctx, t)
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Canary: v2\r\n\r\n")
+	if _, err := r.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the client of a refusing backend read %v, want a reset", err)
+	}
+	t.Logf("reset after %v", time.Since(start))
+	sig, err := a.k.AcceptSignals(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig[Canary].Resets != 1 {
+		t.Errorf("canary resets %d, want 1", sig[Canary].Resets)
+	}
+	sc, sr := a.dial(ctx, t)
+	defer sc.Close()
+	if got := get(t, sc, sr, "/", "", true); got != a.lab.Stable[0].Name+"\n" {
+		t.Errorf("a stable connection after: answered by %q", got)
 	}
 }

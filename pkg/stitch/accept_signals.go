@@ -18,6 +18,7 @@ const MaxFronts = 256
 type AcceptPool struct {
 	Flows   uint64              // connections decided into the pool
 	HTTP5xx uint64              // first responses with a 5xx status
+	Resets  uint64              // backends that refused the gateway's SYN
 	Hits    [8]uint64           // connections decided by rule i
 	Connect histogram.Histogram // the backend's handshake, timed by the gateway
 	// Response times the first response after the first request; Slow[i]
@@ -43,6 +44,7 @@ func (k *Kernel) AcceptSignals(idx uint32) ([2]AcceptPool, error) {
 		for _, c := range perCPU {
 			o.Flows += c.Flows
 			o.HTTP5xx += c.Http5xx
+			o.Resets += c.Resets
 			for i := range o.Hits {
 				o.Hits[i] += c.Hits[i]
 			}

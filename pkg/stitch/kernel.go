@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -20,9 +19,6 @@ import (
 // DefaultMaxPairs is how many connections can be stitched at once unless
 // Options say otherwise.
 const DefaultMaxPairs = 65536
-
-// DefaultAcceptLinger is Options.AcceptLinger's default.
-const DefaultAcceptLinger = 25 * time.Millisecond
 
 // ErrFull says every pair slot is in use, ErrIncompatible that the two
 // connections did not agree on the same TCP options: either way the
@@ -39,10 +35,6 @@ const joinsAtOnce = 64
 // Options size the kernel side.
 type Options struct {
 	MaxPairs int // stitched connections at once; DefaultMaxPairs if 0
-	// AcceptLinger is how long the kernel accept keeps an ended
-	// connection's keys before its slot and port are reused
-	// (DefaultAcceptLinger if 0; accept.h says why it can be short).
-	AcceptLinger time.Duration
 	// Inherit, if set, are a previous Kernel's maps (handoff.go): this
 	// one uses them, so the connections stitched there can be adopted.
 	// Open fails with ErrNotInherited if this build's maps differ.
@@ -94,14 +86,8 @@ func Open(opts Options) (*Kernel, error) {
 	slots := opts.MaxPairs + joinsAtOnce
 	spec.Maps[stitchbpf.StitchMapStitchPairs].MaxEntries = uint32(slots)
 	spec.Maps[stitchbpf.StitchMapStitchKeys].MaxEntries = uint32(2 * slots)
-	if opts.AcceptLinger <= 0 {
-		opts.AcceptLinger = DefaultAcceptLinger
-	}
-	if err := spec.Variables[stitchbpf.StitchVarAcceptLingerNs].Set(uint64(opts.AcceptLinger)); err != nil {
-		return nil, fmt.Errorf("stitch: %w", err)
-	}
 	spec.Maps[stitchbpf.StitchMapAcceptRequests].MaxEntries = uint32(slots)
-	for _, m := range []string{stitchbpf.StitchMapStitchGrants, stitchbpf.StitchMapStitchEnded, stitchbpf.StitchMapStitchOpenings, stitchbpf.StitchMapStitchFirsts} {
+	for _, m := range []string{stitchbpf.StitchMapStitchGrants, stitchbpf.StitchMapStitchExpire, stitchbpf.StitchMapStitchOpenings, stitchbpf.StitchMapStitchFirsts} {
 		spec.Maps[m].MaxEntries = uint32(min(slots, maxAccepted))
 	}
 	k := &Kernel{links: map[int]link.Link{}, kept: map[uint32][][]byte{}, raw4: -1, raw6: -1}

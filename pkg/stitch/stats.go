@@ -55,6 +55,7 @@ var acceptEvents = map[stitchbpf.StitchStat]string{
 	stitchbpf.StitchStatSTAT_ACCEPT_CLASH:        "clash",
 	stitchbpf.StitchStatSTAT_ACCEPT_HANDED:       "handed",
 	stitchbpf.StitchStatSTAT_ACCEPT_SOCKET:       "to_socket",
+	stitchbpf.StitchStatSTAT_ACCEPT_SYN_RESENT:   "syn_resent",
 }
 
 // counts is a Kernel's own bookkeeping for Stats.
