@@ -297,10 +297,15 @@ func (k *Kernel) Grant(ports []uint16) error {
 		if err != nil {
 			return err
 		}
-		g := stitchbpf.StitchGrant{Slot: slot, Port: htons(port)}
-		if err := k.objs.StitchGrants.Update(nil, &g, ebpf.UpdateAny); err != nil {
+		// Fresh (the program takes a grant whose pair is all zero as
+		// one): a slot a joined pair left may hold its last value.
+		if err := k.objs.StitchPairs.Put(slot, &stitchbpf.StitchPair{}); err != nil {
 			k.release(slot)
-			return fmt.Errorf("stitch: grant port %d: %w", port, err)
+			return fmt.Errorf("stitch: clear pair %d for port %d: %w", slot, port, err)
+		}
+		if err := k.queueGrant(slot, port); err != nil {
+			k.release(slot)
+			return err
 		}
 		k.mu.Lock()
 		if k.granted == nil {
