@@ -257,6 +257,11 @@ func TestL7StitchClosing(t *testing.T) {
 	closing0, stitched0 := count("closing"), count("stitched")
 	vip := netip.AddrPortFrom(netlab.VIP4, l7PortHeader)
 	want(t, "Connection: close", e.rawMany(t, vip, "Connection: close\r\n", 200), 0, 200)
+	// The client has its answer before the agent's copy ends and counts
+	// the connection: wait (bounded) for the last ones to be counted.
+	for deadline := time.Now().Add(5 * time.Second); count("closing")-closing0 < 200 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if closing, stitched := count("closing")-closing0, count("stitched")-stitched0; closing != 200 || stitched != 0 {
 		t.Errorf("200 one-request connections with Connection: close: %v not tried (closing), %v stitched; want 200 and 0", closing, stitched)
 	}
