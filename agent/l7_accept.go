@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,20 +221,12 @@ func acceptFront(fe netip.AddrPort, s service.Service) (stitch.Front, string) {
 	if len(f.Stable)+len(f.Canary) == 0 {
 		return f, "no backend"
 	}
-	gw, err := routeSource(cmpFirst(f.Stable, f.Canary).Addr())
+	gw, err := routeSource(slices.Concat(f.Stable, f.Canary)[0].Addr())
 	if err != nil {
 		return f, err.Error()
 	}
 	f.Gateway = gw
 	return f, ""
-}
-
-// cmpFirst is the first address of a, else of b.
-func cmpFirst(a, b []netip.AddrPort) netip.AddrPort {
-	if len(a) > 0 {
-		return a[0]
-	}
-	return b[0]
 }
 
 // routeSource is the gateway's address toward dst: the source of the

@@ -371,9 +371,9 @@ type AcceptTimeouts struct {
 // WatchAccepted scans the kernel accept's pairs every scan period until
 // ctx ends, and ends those the program cannot end itself: openings whose
 // backend did not answer within Opening, connections idle for Idle, and
-// ended ones whose word the full queue lost. Ended connections are taken
-// back by the program (accept.h, reuse_ended): nothing here runs per
-// connection.
+// ended ones whose end did not queue their grant. It asks the program to
+// end them (expire); ended connections' grants are taken back by the
+// program (grants.h, take_grant): nothing here runs per connection.
 func (k *Kernel) WatchAccepted(ctx context.Context, t AcceptTimeouts, scan time.Duration) error {
 	tick := time.NewTicker(scan)
 	defer tick.Stop()
